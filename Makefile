@@ -1,0 +1,40 @@
+# simfleet developer commands. Every target creates .venv and installs pinned requirements first.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STACK ?= dev
+CONFIG ?=
+PLAN_ARGS := $(if $(CONFIG),--config $(CONFIG),--stack $(STACK))
+
+.PHONY: venv test plan plan-all bench lint typecheck schema clean
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $@
+
+venv: $(VENV)/.installed
+
+test: venv
+	$(PY) -m pytest -q
+
+plan: venv
+	$(PY) -m tools.plan $(PLAN_ARGS)
+
+plan-all: venv
+	$(PY) -m tools.plan --stack dev
+	$(PY) -m tools.plan --stack prod
+
+bench: venv
+	$(PY) -m tools.bench
+
+lint: venv
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+typecheck: venv
+	$(PY) -m mypy .
+
+clean:
+	rm -rf build .pytest_cache .mypy_cache .ruff_cache

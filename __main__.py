@@ -1,0 +1,52 @@
+"""simfleet: validate the stack config, build the platform, turn each declared run into a Job."""
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from components.access import Access, AccessArgs
+from components.addons import Addons, AddonsArgs
+from components.cluster import Cluster, ClusterArgs
+from components.network import Network, NetworkArgs
+from components.nodegroups import NodeGroups, NodeGroupsArgs
+from components.registry import Registry, RegistryArgs
+from components.runs_namespace import RunsNamespace, RunsNamespaceArgs
+from components.storage import Storage, StorageArgs
+from components.tags import base_tags
+from config import load_from_pulumi
+from workloads.runs import Runs, RunsArgs
+
+cfg = load_from_pulumi()
+platform = cfg.platform
+stack = pulumi.get_stack()
+region = pulumi.Config("aws").require("region")
+cluster_name = f"simfleet-{stack}"
+tags = {**base_tags(pulumi.get_project(), stack), **platform.tags}
+
+network = Network("network", NetworkArgs(platform.network, cluster_name, tags))
+cluster = Cluster("cluster", ClusterArgs(cluster_name, platform, network.vpc_id, network.public_subnet_ids, network.private_subnet_ids, tags))
+node_groups = NodeGroups("nodes", NodeGroupsArgs(cluster_name, platform.node_groups, cluster.eks_cluster_name, network.private_subnet_ids, tags))
+storage = Storage("storage", StorageArgs(stack, platform.buckets, tags))
+registry = Registry("registry", RegistryArgs(platform.repositories, platform.keep_tagged_images, tags))
+access = Access("access", AccessArgs(cluster_name, cluster.oidc_provider_arn, cluster.oidc_provider_url, storage.checkpoints_bucket_arn, storage.artifacts_bucket_arn, tags))
+
+# One explicit provider for every in-cluster object; default Kubernetes providers are disabled in Pulumi.yaml.
+k8s_provider = k8s.Provider("k8s", kubeconfig=cluster.kubeconfig_json, enable_server_side_apply=True)
+in_cluster = pulumi.ResourceOptions(provider=k8s_provider)
+
+addons = Addons("addons", AddonsArgs(cluster_name, region, platform.kubernetes_version, network.vpc_id, access.roles, tags),
+                # Add-ons only after nodes exist: CoreDNS stays DEGRADED on a cluster with no nodes.
+                opts=pulumi.ResourceOptions(provider=k8s_provider, depends_on=[node_groups]))
+runs_namespace = RunsNamespace("runs-ns", RunsNamespaceArgs(access.run_role_arn, node_groups.gpu_capacity, platform.run_operators), opts=in_cluster)
+runs = Runs("runs", RunsArgs(cfg.runs, cluster_name, region, cluster.endpoint, cluster.certificate_authority,
+                             runs_namespace.namespace, runs_namespace.service_account, storage.checkpoints_bucket,
+                             storage.artifacts_bucket, registry.registry_url),
+            opts=pulumi.ResourceOptions(depends_on=[addons, runs_namespace]))
+
+pulumi.export("clusterName", cluster.eks_cluster_name)
+pulumi.export("kubeconfig", pulumi.Output.secret(cluster.kubeconfig_json))
+pulumi.export("oidcProviderArn", cluster.oidc_provider_arn)
+pulumi.export("checkpointsBucket", storage.checkpoints_bucket)
+pulumi.export("artifactsBucket", storage.artifacts_bucket)
+pulumi.export("repositoryUrls", registry.repository_urls)
+pulumi.export("runsNamespace", runs_namespace.namespace)
+pulumi.export("runs", runs.summary)

@@ -1,0 +1,64 @@
+"""Test fixtures: Pulumi mocks that record every registration, and helpers to run the real program."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import pytest
+from pulumi.runtime import settings
+from pulumi.runtime.stack import run_pulumi_func
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+if str(PROJECT_ROOT) not in sys.path:
+    sys.path.insert(0, str(PROJECT_ROOT))
+
+from tools.mocks import RecordingMonitor, Registration, SimfleetMocks  # noqa: E402
+
+
+class Recorded:
+    """Registrations made while a test body ran, with lookups by type and name."""
+
+    def __init__(self, monitor: RecordingMonitor) -> None:
+        self.monitor = monitor
+
+    @property
+    def all(self) -> list[Registration]:
+        return self.monitor.registrations
+
+    def of_type(self, typ: str) -> list[Registration]:
+        return [r for r in self.all if r.type == typ]
+
+    def one(self, typ: str, name: str | None = None) -> Registration:
+        matches = [r for r in self.of_type(typ) if name is None or r.name == name]
+        assert len(matches) == 1, f"expected one {typ} named {name!r}, found {[r.name for r in matches]}"
+        return matches[0]
+
+
+@pytest.fixture
+def pulumi_mocks() -> Iterator[Callable[[Callable[[], Any]], Recorded]]:
+    """Run a function that builds resources under fresh mocks and wait for every registration.
+
+    Usage: `rec = pulumi_mocks(lambda: Storage("s", args))`; then assert on `rec.one(type, name).inputs`.
+    """
+
+    def run(build: Callable[[], Any], stack: str = "dev", config: dict[str, str] | None = None) -> Recorded:
+        settings.reset_options()
+        pulumi.runtime.set_all_config({"aws:region": "us-east-1", **(config or {})})
+        mocks = SimfleetMocks("us-east-1")
+        monitor = RecordingMonitor(mocks)
+        pulumi.runtime.set_mocks(mocks, project="simfleet", stack=stack, preview=False, monitor=monitor)
+        loop = asyncio.new_event_loop()
+        try:
+            asyncio.set_event_loop(loop)
+            loop.run_until_complete(run_pulumi_func(build))
+        finally:
+            loop.close()
+        return Recorded(monitor)
+
+    yield run
+    settings.reset_options()

@@ -1,0 +1,1 @@
+"""Offline tooling: Pulumi mocks, the offline plan and the benchmark."""

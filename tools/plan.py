@@ -1,0 +1,252 @@
+"""The offline plan: run the real __main__.py under Pulumi mocks and write what the engine would receive.
+
+    python -m tools.plan --stack dev                # plans Pulumi.dev.yaml
+    python -m tools.plan --config path/to/stack.yaml
+
+No cloud, no Pulumi CLI, no credentials. Writes build/plan/<stack>/{resources.json, manifests/}
+and prints a summary. Exit code 2 means the stack file is invalid.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import runpy
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROGRAM = PROJECT_ROOT / "__main__.py"
+PROJECT = "simfleet"
+
+
+@dataclass
+class PlanResult:
+    stack: str
+    source: Path
+    registrations: list[Any]
+    outputs: dict[str, Any]
+    warnings: list[str]
+    seconds: float
+
+
+class PlanConfigError(Exception):
+    """The stack file is invalid; the message is the one users see."""
+
+
+def stack_name_for(path: Path) -> str:
+    name = path.name
+    if name.startswith("Pulumi.") and name.endswith((".yaml", ".yml")):
+        return name[len("Pulumi."):].rsplit(".", 1)[0]
+    return path.stem
+
+
+def read_stack_file(path: Path) -> dict[str, Any]:
+    try:
+        document = yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError:
+        raise PlanConfigError(f"{path}: no such stack file") from None
+    except yaml.YAMLError as err:
+        raise PlanConfigError(f"{path}: not valid YAML: {err}") from None
+    config = document.get("config") if isinstance(document, dict) else None
+    if not isinstance(config, dict):
+        raise PlanConfigError(f"{path}: has no 'config:' mapping")
+    return config
+
+
+class _WarningCollector(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+def run_program(config_path: Path, stack: str | None = None, program: Path = PROGRAM) -> PlanResult:
+    """Run `program` under mocks with the stack file's config; return every registration."""
+    import pulumi
+    from pulumi.runtime import settings
+    from pulumi.runtime.stack import run_pulumi_func
+
+    from tools.mocks import RecordingMonitor, SimfleetMocks
+
+    config_path = config_path.resolve()
+    stack = stack or stack_name_for(config_path)
+    config = read_stack_file(config_path)
+    region = str(config.get("aws:region", "us-east-1"))
+
+    # Each plan gets a fresh runtime: config, mocks, monitor and root stack.
+    settings.reset_options()
+    pulumi.runtime.set_all_config({k: v if isinstance(v, str) else json.dumps(v) for k, v in config.items()})
+    mocks = SimfleetMocks(region)
+    monitor = RecordingMonitor(mocks)
+    logger = logging.getLogger(f"simfleet.plan.{stack}")
+    logger.propagate = False
+    collector = _WarningCollector()
+    logger.handlers = [collector]
+    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False, logger=logger, monitor=monitor)
+
+    previous_source = os.environ.get("SIMFLEET_STACK_FILE")
+    os.environ["SIMFLEET_STACK_FILE"] = str(_display_path(config_path))
+    sys.path.insert(0, str(PROJECT_ROOT))
+    started = time.perf_counter()
+    loop = asyncio.new_event_loop()
+    try:
+        asyncio.set_event_loop(loop)
+        loop.run_until_complete(run_pulumi_func(lambda: runpy.run_path(str(program), run_name="__main__")))
+    except pulumi.RunError as err:
+        raise PlanConfigError(str(err)) from None
+    finally:
+        loop.close()
+        sys.path.remove(str(PROJECT_ROOT))
+        if previous_source is None:
+            os.environ.pop("SIMFLEET_STACK_FILE", None)
+        else:
+            os.environ["SIMFLEET_STACK_FILE"] = previous_source
+    seconds = time.perf_counter() - started
+    root = settings.get_root_resource()
+    outputs = _stack_outputs(root)
+    return PlanResult(stack, config_path, monitor.registrations, outputs, collector.messages, seconds)
+
+
+def _stack_outputs(root: Any) -> dict[str, Any]:
+    from pulumi.runtime.sync_await import _sync_await
+
+    outputs: dict[str, Any] = {}
+    for key, output in (getattr(root, "outputs", None) or {}).items():
+        try:
+            outputs[key] = _sync_await(output.future()) if hasattr(output, "future") else output
+        except Exception as err:  # noqa: BLE001 - an unresolvable export is reported, not fatal
+            outputs[key] = f"<unresolved: {err}>"
+    return outputs
+
+
+def _display_path(path: Path) -> Path:
+    try:
+        return path.relative_to(Path.cwd())
+    except ValueError:
+        return path
+
+
+# ---------------------------------------------------------------------------------------------
+# Writing the plan
+# ---------------------------------------------------------------------------------------------
+
+DYNAMIC_TYPE = "pulumi-python:dynamic:Resource"
+NON_OBJECT_K8S = ("kubernetes:helm.sh/", "pulumi:providers:")
+
+
+def kubernetes_objects(registrations: list[Any]) -> list[tuple[str, dict[str, Any]]]:
+    """(relative file name, object) for every Kubernetes object the stack would create."""
+    objects: list[tuple[str, dict[str, Any]]] = []
+    for reg in registrations:
+        if reg.type.startswith("kubernetes:") and not reg.type.startswith(NON_OBJECT_K8S):
+            body = {k: v for k, v in reg.inputs.items() if k in ("apiVersion", "kind", "metadata", "spec", "data", "rules", "roleRef", "subjects", "stringData", "type")}
+            objects.append((f"platform/{_object_file(body, reg.name)}", body))
+        elif reg.type == DYNAMIC_TYPE and isinstance(reg.inputs.get("objects"), list):
+            run = reg.inputs.get("runName", reg.name)
+            for body in reg.inputs["objects"]:
+                objects.append((f"runs/{run}/{_object_file(body, reg.name)}", body))
+    return objects
+
+
+def _object_file(body: dict[str, Any], fallback: str) -> str:
+    meta = body.get("metadata") or {}
+    namespace = meta.get("namespace")
+    name = meta.get("name", fallback)
+    kind = str(body.get("kind", "Object")).lower()
+    return f"{namespace + '_' if namespace else ''}{kind}_{name}.yaml"
+
+
+def write_plan(result: PlanResult, out_root: Path) -> Path:
+    out = out_root / result.stack
+    manifests = out / "manifests"
+    if manifests.exists():
+        for old in sorted(manifests.rglob("*"), reverse=True):
+            old.unlink() if old.is_file() else old.rmdir()
+    manifests.mkdir(parents=True, exist_ok=True)
+    (out / "resources.json").write_text(json.dumps([r.as_json() for r in result.registrations], indent=2, sort_keys=True, default=str))
+    for rel, body in kubernetes_objects(result.registrations):
+        path = manifests / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(yaml.safe_dump(body, sort_keys=False))
+    return out
+
+
+def component_of(reg: Any, by_urn: dict[str, Any]) -> str:
+    """The top-level component a registration belongs to (its outermost non-stack ancestor)."""
+    current = reg
+    while current.parent and current.parent in by_urn:
+        current = by_urn[current.parent]
+    return current.type.split(":")[-1] if current.type.count(":") >= 2 else current.type
+
+
+def summarize(result: PlanResult) -> str:
+    by_urn = {r.urn: r for r in result.registrations}
+    counts = Counter(component_of(r, by_urn) for r in result.registrations)
+    lines = [f"simfleet plan: stack {result.stack} ({_display_path(result.source)}), "
+             f"{len(result.registrations)} resources in {result.seconds:.1f}s"]
+    lines.append("  resources per component:")
+    lines += [f"    {name:<16} {count}" for name, count in sorted(counts.items())]
+    lines += ["  settings:"] + [f"    {line}" for line in _settings(result)]
+    for warning in result.warnings:
+        lines.append(f"  warning: {warning}")
+    return "\n".join(lines)
+
+
+def _settings(result: PlanResult) -> list[str]:
+    regs = result.registrations
+    lines: list[str] = []
+    cluster = next((r for r in regs if r.type == "eks:index:Cluster"), None)
+    if cluster:
+        public = cluster.inputs.get("publicAccessCidrs") if cluster.inputs.get("endpointPublicAccess") else None
+        lines.append(f"cluster {cluster.inputs.get('name')} kubernetes {cluster.inputs.get('version')}, "
+                     f"endpoint {'public ' + ','.join(public) if public else 'private only'}, "
+                     f"logs {','.join(cluster.inputs.get('enabledClusterLogTypes') or [])}")
+    subnets = [r for r in regs if r.type == "aws:ec2/subnet:Subnet"]
+    nats = [r for r in regs if r.type == "aws:ec2/natGateway:NatGateway"]
+    lines.append(f"network: {len(subnets)} subnets, {len(nats)} NAT gateway(s)")
+    for group in (r for r in regs if r.type == "aws:eks/nodeGroup:NodeGroup"):
+        scaling = group.inputs.get("scalingConfig") or {}
+        lines.append(f"node group {group.inputs.get('nodeGroupName')}: {','.join(group.inputs.get('instanceTypes') or [])} "
+                     f"{group.inputs.get('capacityType')} {scaling.get('minSize')}..{scaling.get('maxSize')}")
+    charts = [f"{r.inputs.get('chart')}@{r.inputs.get('version')}" for r in regs if r.type == "kubernetes:helm.sh/v3:Release"]
+    addons = [f"{r.inputs.get('addonName')}@{r.inputs.get('addonVersion')}" for r in regs if r.type == "aws:eks/addon:Addon"]
+    lines.append(f"add-ons: {', '.join(addons + charts)}")
+    runs = [r for r in regs if r.type == DYNAMIC_TYPE]
+    lines.append(f"runs: {len(runs)}" + (f" ({', '.join(str(r.inputs.get('runName')) for r in runs[:5])}{', ...' if len(runs) > 5 else ''})" if runs else ""))
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="make plan", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--stack", default="dev", help="stack name; reads Pulumi.<stack>.yaml")
+    parser.add_argument("--config", type=Path, help="plan this stack file instead")
+    parser.add_argument("--out", type=Path, default=PROJECT_ROOT / "build" / "plan")
+    args = parser.parse_args(argv)
+    config_path = args.config or PROJECT_ROOT / f"Pulumi.{args.stack}.yaml"
+    stack = stack_name_for(config_path) if args.config else args.stack
+    print(f"planning stack {stack} from {_display_path(config_path.resolve())} under Pulumi mocks ...", flush=True)
+    try:
+        result = run_program(config_path, stack)
+    except PlanConfigError as err:
+        print(str(err), file=sys.stderr)
+        return 2
+    out = write_plan(result, args.out)
+    print(summarize(result))
+    print(f"  wrote {_display_path(out)}/resources.json and manifests/")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
