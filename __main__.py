@@ -35,8 +35,8 @@ in_cluster = pulumi.ResourceOptions(provider=k8s_provider)
 
 addons = Addons("addons", AddonsArgs(cluster_name, region, platform.kubernetes_version, network.vpc_id, access.roles, tags),
                 # Add-ons only after nodes exist: CoreDNS stays DEGRADED on a cluster with no nodes.
-                opts=pulumi.ResourceOptions(provider=k8s_provider, depends_on=[node_groups]))
-runs_namespace = RunsNamespace("runs-ns", RunsNamespaceArgs(access.run_role_arn, node_groups.gpu_capacity, platform.run_operators), opts=in_cluster)
+                opts=pulumi.ResourceOptions(providers=[k8s_provider], depends_on=[node_groups]))
+runs_namespace = RunsNamespace("runs-ns", RunsNamespaceArgs(access.run_role_arn, platform.node_groups.gpu.max_gpus), opts=in_cluster)
 runs = Runs("runs", RunsArgs(cfg.runs, cluster_name, region, cluster.endpoint, cluster.certificate_authority,
                              runs_namespace.namespace, runs_namespace.service_account, storage.checkpoints_bucket,
                              storage.artifacts_bucket, registry.registry_url),

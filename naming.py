@@ -1,0 +1,26 @@
+"""Names, labels and ports that the platform components and the run manifests must agree on."""
+
+from __future__ import annotations
+
+RUNS_NAMESPACE = "simfleet-runs"
+RUN_SERVICE_ACCOUNT = "simfleet-run"
+RUN_OPERATORS_GROUP = "simfleet:run-operators"  # Kubernetes group mapped from EKS access entries
+
+# Node labels and taint. EKS sets eks.amazonaws.com/capacityType (ON_DEMAND | SPOT) on managed nodes.
+NODE_POOL_LABEL = "simfleet.io/node-pool"
+CAPACITY_TYPE_LABEL = "eks.amazonaws.com/capacityType"
+EKS_CAPACITY = {"spot": "SPOT", "onDemand": "ON_DEMAND"}
+GPU_PRESENT_LABEL = "nvidia.com/gpu.present"  # the NVIDIA device plugin chart's default node affinity
+GPU_RESOURCE = "nvidia.com/gpu"
+GPU_TAINT_KEY = "nvidia.com/gpu"
+GPU_TAINT_VALUE = "true"
+GPU_TAINT_EFFECT = "NoSchedule"
+
+# Run labels and annotations.
+RUN_LABEL = "simfleet.io/run"
+SPEC_HASH_ANNOTATION = "simfleet.io/spec-hash"
+
+# Isaac Sim WebRTC livestream: signalling over TCP, media over UDP. TURN relays on 3478.
+VIEWPORT_PORTS: tuple[tuple[str, int, str], ...] = (("signal", 49100, "TCP"), ("media", 47998, "UDP"))
+TURN_PORT = 3478
+INSTANCE_METADATA_CIDR = "169.254.169.254/32"
