@@ -24,3 +24,14 @@ SPEC_HASH_ANNOTATION = "simfleet.io/spec-hash"
 VIEWPORT_PORTS: tuple[tuple[str, int, str], ...] = (("signal", 49100, "TCP"), ("media", 47998, "UDP"))
 TURN_PORT = 3478
 INSTANCE_METADATA_CIDR = "169.254.169.254/32"
+
+# Service accounts of the add-ons that assume IRSA roles: (namespace, name). Access trusts exactly
+# these; Addons installs the charts with these names.
+LOAD_BALANCER_CONTROLLER_SA = ("kube-system", "aws-load-balancer-controller")
+CLUSTER_AUTOSCALER_SA = ("kube-system", "cluster-autoscaler")
+LOG_SHIPPER_SA = ("kube-system", "aws-for-fluent-bit")
+
+
+def container_log_group(cluster_name: str) -> str:
+    """CloudWatch log group that container logs are shipped to (created by Addons, written by Fluent Bit)."""
+    return f"/aws/eks/{cluster_name}/containers"
