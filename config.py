@@ -618,6 +618,9 @@ def _run_cross_rules(
             issues.append(Issue(path, f"no run named {source!r} in this stack"))
         elif not by_name[source][1].checkpoint.save:
             issues.append(Issue(path, f"run {source!r} does not save a checkpoint (checkpoint.save is false)"))
+        elif len(by_name[source][1].seeds) != 1:
+            issues.append(Issue(path, f"run {source!r} sweeps {len(by_name[source][1].seeds)} seeds, so it has one "
+                                "checkpoint per seed; continue from one of them with its s3:// URI"))
     cycle = _checkpoint_cycle(by_name)
     if cycle:
         issues.append(Issue(f"runs[{by_name[cycle[0]][0]}].checkpoint.from", f"checkpoint chain loops: {' -> '.join(cycle)}"))
