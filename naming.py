@@ -23,6 +23,8 @@ SPEC_HASH_ANNOTATION = "simfleet.io/spec-hash"
 # Isaac Sim WebRTC livestream: signalling over TCP, media over UDP. TURN relays on 3478.
 VIEWPORT_PORTS: tuple[tuple[str, int, str], ...] = (("signal", 49100, "TCP"), ("media", 47998, "UDP"))
 TURN_PORT = 3478
+# Set to "true" on interactive run pods that expose a viewport; RunsNamespace lets ingress reach only these.
+VIEWPORT_POD_LABEL = "simfleet.io/viewport"
 INSTANCE_METADATA_CIDR = "169.254.169.254/32"
 
 # Service accounts of the add-ons that assume IRSA roles: (namespace, name). Access trusts exactly
@@ -35,3 +37,12 @@ LOG_SHIPPER_SA = ("kube-system", "aws-for-fluent-bit")
 def container_log_group(cluster_name: str) -> str:
     """CloudWatch log group that container logs are shipped to (created by Addons, written by Fluent Bit)."""
     return f"/aws/eks/{cluster_name}/containers"
+
+
+# Object tag the artifact-uploader sets on every artifact it writes (value: one of ARTIFACT_KINDS).
+# The artifacts bucket's lifecycle rules filter on it: artifacts live under runs/<run>/<hash>/, and
+# S3 lifecycle prefixes have no wildcards, so a per-kind prefix filter cannot express "any run's logs".
+ARTIFACT_KIND_TAG = "simfleet-kind"
+ARTIFACT_KINDS: tuple[str, ...] = ("logs", "videos", "metrics")
+# Every object a run writes (artifacts and out-checkpoints) lives under this prefix; the run role can write nowhere else.
+RUNS_PREFIX = "runs/"

@@ -69,7 +69,63 @@ class HelmChart:
     source: str
 
 
-HELM_CHARTS: dict[str, HelmChart] = {}  # filled by the add-ons research below
+# Helm charts installed by components/addons.py, keyed by release name. Researched 2026-11-23 from stored copies of
+# the upstream repositories; "confirmed" = read upstream (the chart's own repo or its release PR), "best available" =
+# two or more independent third-party pins. Before a bump: `helm search repo <repo>/<chart> --versions`.
+HELM_CHARTS: dict[str, HelmChart] = {
+    "nvidia-device-plugin": HelmChart(
+        "https://nvidia.github.io/k8s-device-plugin",
+        "nvidia-device-plugin",
+        "0.20.0",
+        # Best available: chart 0.20.0 pinned by NVIDIA/deepops#1382 (2026-08-27, 0.19.3 -> 0.20.0) and image
+        # v0.20.0 by Siemens-Healthineers/K2s#2972. Upstream PR NVIDIA/k8s-device-plugin#2057 prepares 0.20.1.
+        # Chart version == app version (deployments/helm/nvidia-device-plugin/Chart.yaml).
+        "NVIDIA/deepops#1382; Siemens-Healthineers/K2s#2972",
+    ),
+    "cluster-autoscaler": HelmChart(
+        "https://kubernetes.github.io/autoscaler",
+        "cluster-autoscaler",
+        "9.56.0",
+        # Confirmed: kubernetes/autoscaler gh-pages index.yaml, 9.56.0 (2026-03-02) has appVersion 1.35.0.
+        # The image tag is pinned separately per Kubernetes minor (CLUSTER_AUTOSCALER_IMAGE_TAGS).
+        "kubernetes/autoscaler gh-pages index.yaml",
+    ),
+    "aws-load-balancer-controller": HelmChart(
+        "https://aws.github.io/eks-charts",
+        "aws-load-balancer-controller",
+        "3.4.2",
+        # Confirmed: aws/eks-charts#1347 "aws-load-balancer-controller v3.4.2 Automated Release" (merged
+        # 2026-07-13). From 3.x chart version == app version. 3.5.0 is mentioned by third parties only.
+        # The IAM policy in components/access.py must match docs/install/iam_policy.json at tag v3.4.2.
+        "aws/eks-charts#1347",
+    ),
+    "metrics-server": HelmChart(
+        "https://kubernetes-sigs.github.io/metrics-server/",
+        "metrics-server",
+        "3.13.1",
+        # Best available: entigolabs/entigo-infralib#1537 (2026-06-15, 3.13.0 -> 3.13.1, metrics-server 0.8.1);
+        # the stored upstream gh-pages index is stale (3.8.1). 3.13.0 is confirmed by several repos.
+        "entigolabs/entigo-infralib#1537",
+    ),
+    "aws-for-fluent-bit": HelmChart(
+        "https://aws.github.io/eks-charts",
+        "aws-for-fluent-bit",
+        "0.2.1",
+        # Confirmed: aws/eks-charts stable/aws-for-fluent-bit/Chart.yaml (version 0.2.1, appVersion 3.4.16).
+        "aws/eks-charts stable/aws-for-fluent-bit/Chart.yaml",
+    ),
+}
+
+# The Cluster Autoscaler's minor must equal the Kubernetes minor (cluster-autoscaler README: "versioning scheme
+# ... match[es] Kubernetes minor releases exactly"), so its image tag is pinned per minor, not by the chart.
+# 1.34 and 1.35: aws-ia/terraform-aws-eks-blueprints-addons#516 (2026-07-17, "per the autoscaler releases page").
+# 1.36: best available, v1.36.1 seen in third-party pins only.
+CLUSTER_AUTOSCALER_IMAGE = "registry.k8s.io/autoscaling/cluster-autoscaler"
+CLUSTER_AUTOSCALER_IMAGE_TAGS: dict[str, str] = {
+    "1.34": "v1.34.4",
+    "1.35": "v1.35.1",
+    "1.36": "v1.36.1",
+}
 
 
 def eks_release(version: str) -> EksRelease | None:

@@ -1,0 +1,247 @@
+"""Cluster add-ons: EKS managed add-ons, the container log group, and pinned Helm charts (GPU, scaling, LBs, logs)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+import pulumi_aws as aws
+import pulumi_kubernetes as k8s
+
+import naming
+import versions
+from components.tags import merge_tags
+
+IRSA_ANNOTATION = "eks.amazonaws.com/role-arn"
+SYSTEM_NODES = {naming.NODE_POOL_LABEL: "system"}
+GPU_NODES = {naming.NODE_POOL_LABEL: "gpu"}
+GPU_TOLERATION = {"key": naming.GPU_TAINT_KEY, "operator": "Exists", "effect": naming.GPU_TAINT_EFFECT}
+
+# Keys of AddonsArgs.roles: the IRSA role of each chart that calls AWS APIs.
+LOAD_BALANCER_CONTROLLER = "aws-load-balancer-controller"
+CLUSTER_AUTOSCALER = "cluster-autoscaler"
+LOG_SHIPPER = "aws-for-fluent-bit"
+REQUIRED_ROLES = (LOAD_BALANCER_CONTROLLER, CLUSTER_AUTOSCALER, LOG_SHIPPER)
+# Every chart this component installs; each must have a pin in versions.HELM_CHARTS.
+CHARTS = ("nvidia-device-plugin", CLUSTER_AUTOSCALER, "metrics-server", LOG_SHIPPER, LOAD_BALANCER_CONTROLLER)
+
+# EKS managed add-ons. vpc-cni runs the network policy agent, which is what enforces RunsNamespace's policies.
+# The value is the string "true" (EKS user guide, cni-network-policy-configure), and needs vpc-cni >= v1.14.0-eksbuild.3.
+MANAGED_ADDON_CONFIG: dict[str, dict[str, Any]] = {
+    "vpc-cni": {"enableNetworkPolicy": "true"},
+    "coredns": {},
+    "kube-proxy": {},
+    "eks-pod-identity-agent": {},
+}
+# Removing these from a running cluster takes pod networking and DNS with them; keep the software if the
+# Addon resource is ever deleted or renamed, and let EKS's DeleteCluster remove it with the cluster.
+PRESERVE_ON_DELETE = frozenset({"vpc-cni", "coredns", "kube-proxy"})
+
+# CloudWatch accepts only these retention values (PutRetentionPolicy).
+LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653)
+
+
+@dataclass(frozen=True)
+class AddonsArgs:
+    cluster_name: str
+    region: str
+    kubernetes_version: str
+    vpc_id: pulumi.Input[str]
+    roles: Mapping[str, pulumi.Input[str]]
+    tags: Mapping[str, str]
+    cluster: pulumi.Resource
+    # 30 days: container logs are for debugging recent runs and the platform; each run's own logs are archived
+    # in S3 by its artifact uploader, so CloudWatch only needs to be the short-term copy.
+    log_retention_days: int = 30
+
+    def __post_init__(self) -> None:
+        errors: list[str] = []
+        missing = [r for r in REQUIRED_ROLES if r not in self.roles]
+        if missing:
+            errors.append(f"roles is missing IRSA role ARNs for {', '.join(missing)}")
+        if self.kubernetes_version not in versions.CLUSTER_AUTOSCALER_IMAGE_TAGS:
+            errors.append(
+                f"kubernetesVersion {self.kubernetes_version} has no Cluster Autoscaler image in "
+                "versions.CLUSTER_AUTOSCALER_IMAGE_TAGS (its minor must match the cluster's)"
+            )
+        kube_proxy = versions.EKS_ADDON_VERSIONS["kube-proxy"]
+        if not kube_proxy.startswith(f"v{self.kubernetes_version}."):
+            errors.append(
+                f"versions.EKS_ADDON_VERSIONS['kube-proxy'] is {kube_proxy}, a build for another Kubernetes minor "
+                f"than {self.kubernetes_version}; run `aws eks describe-addon-versions --kubernetes-version "
+                f"{self.kubernetes_version}` and update the add-on table"
+            )
+        if self.log_retention_days not in LOG_RETENTION_DAYS:
+            errors.append(f"log_retention_days {self.log_retention_days} is not a CloudWatch retention value")
+        if errors:
+            raise ValueError("Addons: " + "; ".join(errors))
+
+
+def _service_account(sa: tuple[str, str], role_arn: pulumi.Input[str]) -> dict[str, Any]:
+    # The chart creates the service account under the exact name the IRSA trust policy (components/access.py)
+    # is scoped to; any other name would get no AWS credentials.
+    return {"create": True, "name": sa[1], "annotations": {IRSA_ANNOTATION: role_arn}}
+
+
+def device_plugin_values() -> dict[str, Any]:
+    return {
+        "nodeSelector": GPU_NODES,
+        # The chart's default affinity requires NFD labels (pci-10de / cpu vendor) or nvidia.com/gpu.present;
+        # we run no NFD, so replace its terms with our own pool label and depend on nothing else.
+        "affinity": {
+            "nodeAffinity": {
+                "requiredDuringSchedulingIgnoredDuringExecution": {
+                    "nodeSelectorTerms": [
+                        {"matchExpressions": [{"key": naming.NODE_POOL_LABEL, "operator": "In", "values": ["gpu"]}]}
+                    ]
+                }
+            }
+        },
+        # Setting tolerations replaces the chart default list, so both of its entries are restated.
+        "tolerations": [GPU_TOLERATION, {"key": "CriticalAddonsOnly", "operator": "Exists"}],
+    }
+
+
+def cluster_autoscaler_values(args: AddonsArgs) -> dict[str, Any]:
+    return {
+        "cloudProvider": "aws",
+        "awsRegion": args.region,
+        # Discovers ASGs tagged k8s.io/cluster-autoscaler/enabled and k8s.io/cluster-autoscaler/<cluster>,
+        # which EKS puts on managed node group ASGs.
+        "autoDiscovery": {"clusterName": args.cluster_name},
+        "image": {
+            "repository": versions.CLUSTER_AUTOSCALER_IMAGE,
+            "tag": versions.CLUSTER_AUTOSCALER_IMAGE_TAGS[args.kubernetes_version],
+        },
+        "rbac": {"serviceAccount": _service_account(naming.CLUSTER_AUTOSCALER_SA, args.roles[CLUSTER_AUTOSCALER])},
+        "extraArgs": {
+            # When several groups fit a pod equally, spread scale-ups across them instead of filling one.
+            "balance-similar-node-groups": True,
+            # kube-system Deployments (CoreDNS, metrics-server, the controllers) can move; without this a node
+            # hosting any of them is never scaled down. DaemonSet pods never block scale-down either way.
+            "skip-nodes-with-system-pods": False,
+            # GPU nodes cost dollars per hour; release them 10 minutes after the last run leaves.
+            "scale-down-unneeded-time": "10m",
+            # Two instance types per GPU group: pick the one that leaves the least idle CPU/memory.
+            "expander": "least-waste",
+        },
+        "nodeSelector": SYSTEM_NODES,
+    }
+
+
+def load_balancer_controller_values(args: AddonsArgs) -> dict[str, Any]:
+    return {
+        "clusterName": args.cluster_name,
+        # Region and VPC are passed explicitly: the node launch templates set the IMDS hop limit to 1, so pods
+        # cannot ask the metadata service.
+        "region": args.region,
+        "vpcId": args.vpc_id,
+        "serviceAccount": _service_account(naming.LOAD_BALANCER_CONTROLLER_SA, args.roles[LOAD_BALANCER_CONTROLLER]),
+        "nodeSelector": SYSTEM_NODES,
+    }
+
+
+def metrics_server_values() -> dict[str, Any]:
+    return {"nodeSelector": SYSTEM_NODES}
+
+
+def log_shipper_values(args: AddonsArgs, log_group_name: pulumi.Input[str]) -> dict[str, Any]:
+    return {
+        "cloudWatchLogs": {
+            "enabled": True,
+            "region": args.region,
+            "logGroupName": log_group_name,
+            # The chart defaults to one log group per namespace, created on the fly; we ship everything to the
+            # one group Pulumi owns (retention, tags), and the IRSA role may not create groups.
+            "logGroupTemplate": "",
+            "autoCreateGroup": False,
+        },
+        "serviceAccount": _service_account(naming.LOG_SHIPPER_SA, args.roles[LOG_SHIPPER]),
+        # A DaemonSet on every node, GPU nodes included: their logs are the ones that matter.
+        "tolerations": [GPU_TOLERATION],
+    }
+
+
+class Addons(pulumi.ComponentResource):
+    chart_versions: dict[str, str]
+    addon_versions: dict[str, str]
+    log_group_name: pulumi.Output[str]
+
+    def __init__(self, name: str, args: AddonsArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("simfleet:addons:Addons", name, None, opts)
+        # depends_on on a component does not reach its children; restate it so nothing here starts before the
+        # node groups (CoreDNS stays DEGRADED with no nodes, Helm waits forever for unschedulable pods).
+        after = opts.depends_on if opts is not None else None
+        aws_child = pulumi.ResourceOptions(parent=self, depends_on=after)
+        # Deleting the cluster deletes everything inside it; per-object deletes would only hang on a gone API.
+        in_cluster = pulumi.ResourceOptions(parent=self, depends_on=after, deleted_with=args.cluster)
+
+        self.addon_versions = {}
+        for addon, config in MANAGED_ADDON_CONFIG.items():
+            version = versions.EKS_ADDON_VERSIONS[addon]
+            aws.eks.Addon(
+                f"{name}-{addon}",
+                cluster_name=args.cluster_name,
+                addon_name=addon,
+                addon_version=version,
+                configuration_values=json.dumps(config) if config else None,
+                # EKS bootstraps self-managed copies of vpc-cni, CoreDNS and kube-proxy; OVERWRITE adopts them.
+                resolve_conflicts_on_create="OVERWRITE",
+                # Pulumi is the source of truth for add-on settings: an update resets hand-edits to our values
+                # instead of failing (NONE) or keeping drift (PRESERVE).
+                resolve_conflicts_on_update="OVERWRITE",
+                preserve=addon in PRESERVE_ON_DELETE,
+                tags=merge_tags(args.tags, {}),
+                opts=in_cluster,
+            )
+            self.addon_versions[addon] = version
+
+        log_group = aws.cloudwatch.LogGroup(
+            f"{name}-containers",
+            name=naming.container_log_group(args.cluster_name),
+            retention_in_days=args.log_retention_days,
+            tags=merge_tags(args.tags, {}, name=naming.container_log_group(args.cluster_name)),
+            opts=aws_child,
+        )
+
+        def release(
+            key: str, namespace: str, values: Mapping[str, Any], extra: pulumi.ResourceOptions | None = None
+        ) -> k8s.helm.v3.Release:
+            chart = versions.HELM_CHARTS[key]
+            return k8s.helm.v3.Release(
+                f"{name}-{key}",
+                # A fixed release name instead of an autoname: the chart's objects get stable, predictable names.
+                name=key,
+                namespace=namespace,
+                chart=chart.chart,
+                version=chart.version,
+                repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=chart.repository),
+                values=values,
+                opts=pulumi.ResourceOptions.merge(in_cluster, extra),
+            )
+
+        kube_system = "kube-system"
+        others = [
+            release("nvidia-device-plugin", kube_system, device_plugin_values()),
+            release(CLUSTER_AUTOSCALER, naming.CLUSTER_AUTOSCALER_SA[0], cluster_autoscaler_values(args)),
+            release("metrics-server", kube_system, metrics_server_values()),
+            release(LOG_SHIPPER, naming.LOG_SHIPPER_SA[0], log_shipper_values(args, log_group.name)),
+        ]
+        # Installed last: its mutating webhook for Services fails other charts' Service creates while its pods
+        # are not yet ready ("no endpoints available for service aws-load-balancer-webhook-service",
+        # kubernetes-sigs/aws-load-balancer-controller#4140).
+        release(
+            LOAD_BALANCER_CONTROLLER,
+            naming.LOAD_BALANCER_CONTROLLER_SA[0],
+            load_balancer_controller_values(args),
+            pulumi.ResourceOptions(depends_on=others),
+        )
+
+        self.chart_versions = {key: versions.HELM_CHARTS[key].version for key in CHARTS}
+        self.log_group_name = log_group.name
+        self.register_outputs(
+            {"chartVersions": self.chart_versions, "addonVersions": self.addon_versions, "logGroupName": self.log_group_name}
+        )

@@ -1,0 +1,178 @@
+"""The namespace runs live in: Pod Security, the run service account, NetworkPolicies, GPU quota and operator RBAC."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_kubernetes as k8s
+from pulumi_kubernetes.meta.v1 import LabelSelectorArgs, ObjectMetaArgs
+from pulumi_kubernetes.networking.v1 import (
+    IPBlockArgs,
+    NetworkPolicyEgressRuleArgs,
+    NetworkPolicyIngressRuleArgs,
+    NetworkPolicyPeerArgs,
+    NetworkPolicyPortArgs,
+    NetworkPolicySpecArgs,
+)
+
+import naming
+
+ANYWHERE_BUT_METADATA = IPBlockArgs(cidr="0.0.0.0/0", except_=[naming.INSTANCE_METADATA_CIDR])
+RUN_OPERATOR = "run-operator"
+READ = ["get", "list", "watch"]
+
+
+def pod_security_labels(kubernetes_version: str) -> dict[str, str]:
+    """Pod Security Admission at `restricted`, pinned to the cluster minor so an upgrade cannot change the rules."""
+    labels: dict[str, str] = {}
+    for mode in ("enforce", "audit", "warn"):
+        labels[f"pod-security.kubernetes.io/{mode}"] = "restricted"
+        labels[f"pod-security.kubernetes.io/{mode}-version"] = f"v{kubernetes_version}"
+    return labels
+
+
+def _ports(*ports: tuple[int, str]) -> list[NetworkPolicyPortArgs]:
+    return [NetworkPolicyPortArgs(port=port, protocol=protocol) for port, protocol in ports]
+
+
+def network_policies() -> dict[str, NetworkPolicySpecArgs]:
+    """Default deny, then one policy per thing a run may do. Policies are additive: a pod gets the union."""
+    every_pod = LabelSelectorArgs()
+    return {
+        "default-deny": NetworkPolicySpecArgs(pod_selector=every_pod, policy_types=["Ingress", "Egress"]),
+        "allow-dns": NetworkPolicySpecArgs(
+            pod_selector=every_pod,
+            policy_types=["Egress"],
+            egress=[
+                NetworkPolicyEgressRuleArgs(
+                    # Namespace and pod selector in ONE peer: CoreDNS pods in kube-system, nothing else.
+                    to=[
+                        NetworkPolicyPeerArgs(
+                            namespace_selector=LabelSelectorArgs(match_labels={"kubernetes.io/metadata.name": "kube-system"}),
+                            pod_selector=LabelSelectorArgs(match_labels={"k8s-app": "kube-dns"}),
+                        )
+                    ],
+                    ports=_ports((53, "UDP"), (53, "TCP")),
+                )
+            ],
+        ),
+        # S3, STS (IRSA) and other AWS APIs. The instance metadata service is carved out so a run can never
+        # fall back to the node role's credentials.
+        "allow-https-egress": NetworkPolicySpecArgs(
+            pod_selector=every_pod,
+            policy_types=["Egress"],
+            egress=[
+                NetworkPolicyEgressRuleArgs(
+                    to=[NetworkPolicyPeerArgs(ip_block=ANYWHERE_BUT_METADATA)], ports=_ports((443, "TCP"))
+                )
+            ],
+        ),
+        # WebRTC viewports reach browsers through a TURN relay: TCP and UDP on the TURN port.
+        "allow-turn-egress": NetworkPolicySpecArgs(
+            pod_selector=every_pod,
+            policy_types=["Egress"],
+            egress=[
+                NetworkPolicyEgressRuleArgs(
+                    to=[NetworkPolicyPeerArgs(ip_block=ANYWHERE_BUT_METADATA)],
+                    ports=_ports((naming.TURN_PORT, "TCP"), (naming.TURN_PORT, "UDP")),
+                )
+            ],
+        ),
+        # Only pods that opted into a viewport accept traffic, and only on the viewport ports. The source is
+        # narrowed per run by its Service's loadBalancerSourceRanges (viewport.allowedCidrs).
+        "allow-viewport-ingress": NetworkPolicySpecArgs(
+            pod_selector=LabelSelectorArgs(match_labels={naming.VIEWPORT_POD_LABEL: "true"}),
+            policy_types=["Ingress"],
+            ingress=[NetworkPolicyIngressRuleArgs(ports=_ports(*((port, proto) for _, port, proto in naming.VIEWPORT_PORTS)))],
+        ),
+    }
+
+
+def run_operator_rules() -> list[k8s.rbac.v1.PolicyRuleArgs]:
+    """Watch runs and stop them. No secrets, no create/update: runs are started only through `pulumi up`."""
+    return [
+        k8s.rbac.v1.PolicyRuleArgs(
+            api_groups=[""], resources=["pods", "pods/log", "services", "configmaps", "events"], verbs=READ
+        ),
+        k8s.rbac.v1.PolicyRuleArgs(api_groups=["batch"], resources=["jobs"], verbs=[*READ, "delete"]),
+        # Deleting a pod restarts it under its Job; deleting the Job stops the run.
+        k8s.rbac.v1.PolicyRuleArgs(api_groups=[""], resources=["pods"], verbs=["delete"]),
+    ]
+
+
+@dataclass(frozen=True)
+class RunsNamespaceArgs:
+    run_role_arn: pulumi.Input[str]
+    gpu_quota: int
+    kubernetes_version: str
+    cluster: pulumi.Resource
+
+    def __post_init__(self) -> None:
+        if self.gpu_quota < 0:
+            raise ValueError(f"RunsNamespace: gpu_quota must be >= 0, got {self.gpu_quota}")
+
+
+class RunsNamespace(pulumi.ComponentResource):
+    namespace: pulumi.Output[str]
+    service_account: pulumi.Output[str]
+
+    def __init__(self, name: str, args: RunsNamespaceArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("simfleet:runs:RunsNamespace", name, None, opts)
+        # Deleting the cluster deletes everything inside it; per-object deletes would only hang on a gone API.
+        child = pulumi.ResourceOptions(parent=self, deleted_with=args.cluster)
+        labels = {"app.kubernetes.io/part-of": "simfleet", "app.kubernetes.io/managed-by": "pulumi"}
+
+        ns = k8s.core.v1.Namespace(
+            f"{name}-namespace",
+            metadata=ObjectMetaArgs(
+                name=naming.RUNS_NAMESPACE, labels={**labels, **pod_security_labels(args.kubernetes_version)}
+            ),
+            opts=child,
+        )
+        namespace = ns.metadata.apply(lambda m: str(m.name))
+
+        def meta(object_name: str, annotations: dict[str, pulumi.Input[str]] | None = None) -> ObjectMetaArgs:
+            return ObjectMetaArgs(name=object_name, namespace=namespace, labels=labels, annotations=annotations)
+
+        sa = k8s.core.v1.ServiceAccount(
+            f"{name}-run-sa",
+            metadata=meta(naming.RUN_SERVICE_ACCOUNT, annotations={"eks.amazonaws.com/role-arn": args.run_role_arn}),
+            # Run pods never call the Kubernetes API. IRSA does not need this token: the EKS pod identity webhook
+            # adds its own projected token (volume aws-iam-token, audience sts.amazonaws.com) to pods whose
+            # service account carries the role annotation (aws/amazon-eks-pod-identity-webhook pkg/handler).
+            automount_service_account_token=False,
+            opts=child,
+        )
+
+        guards: list[pulumi.Resource] = [
+            k8s.networking.v1.NetworkPolicy(f"{name}-{policy}", metadata=meta(policy), spec=spec, opts=child)
+            for policy, spec in network_policies().items()
+        ]
+        guards.append(
+            k8s.core.v1.ResourceQuota(
+                f"{name}-gpu-quota",
+                metadata=meta("gpu"),
+                # Extended resources take only the requests. prefix in a quota (no overcommit, so requests ==
+                # limits); the cap is every GPU the node groups can hold at maxSize.
+                spec=k8s.core.v1.ResourceQuotaSpecArgs(hard={f"requests.{naming.GPU_RESOURCE}": str(args.gpu_quota)}),
+                opts=child,
+            )
+        )
+
+        role = k8s.rbac.v1.Role(f"{name}-{RUN_OPERATOR}", metadata=meta(RUN_OPERATOR), rules=run_operator_rules(), opts=child)
+        k8s.rbac.v1.RoleBinding(
+            f"{name}-{RUN_OPERATOR}",
+            metadata=meta(RUN_OPERATOR),
+            role_ref=k8s.rbac.v1.RoleRefArgs(api_group="rbac.authorization.k8s.io", kind="Role", name=role.metadata.name),
+            subjects=[
+                k8s.rbac.v1.SubjectArgs(kind="Group", name=naming.RUN_OPERATORS_GROUP, api_group="rbac.authorization.k8s.io")
+            ],
+            opts=child,
+        )
+
+        # The name resolves only once the policies and the quota exist (URNs are known in preview, so previews
+        # still show it), so nothing that takes it can start a pod in an unguarded namespace.
+        self.namespace = pulumi.Output.all(namespace, *(g.urn for g in guards)).apply(lambda values: str(values[0]))
+        self.service_account = sa.metadata.apply(lambda m: str(m.name))
+        self.register_outputs({"namespace": self.namespace, "serviceAccount": self.service_account})
