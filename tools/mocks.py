@@ -66,7 +66,8 @@ class SimfleetMocks(pulumi.runtime.Mocks):
         handler = _CALLS.get(args.token)
         if handler is None:
             raise UnhandledMockCall(f"no mock for provider function {args.token}; add it to tools/mocks.py")
-        return handler(self, args.args), None
+        # An empty failure list, not None: MockMonitor.Invoke iterates it (pulumi 3.272).
+        return handler(self, args.args), []
 
 
 def _dynamic_outputs(inputs: dict[str, Any]) -> dict[str, Any]:
@@ -209,11 +210,18 @@ def _region(m: SimfleetMocks, args: dict[str, Any]) -> dict[str, Any]:
     return {"name": m.region, "region": m.region, "id": m.region}
 
 
+def _service_principal(m: SimfleetMocks, args: dict[str, Any]) -> dict[str, Any]:
+    service, region = args["serviceName"], args.get("region") or m.region
+    return {"name": f"{service}.amazonaws.com", "suffix": "amazonaws.com", "id": f"{service}.{region}",
+            "region": region, "serviceName": service}
+
+
 _CALLS: dict[str, Any] = {
     "aws:index/getAvailabilityZones:getAvailabilityZones": _azs,
     "aws:index/getCallerIdentity:getCallerIdentity": _caller,
     "aws:index/getPartition:getPartition": _partition,
     "aws:index/getRegion:getRegion": _region,
+    "aws:index/getServicePrincipal:getServicePrincipal": _service_principal,
 }
 
 
@@ -261,8 +269,15 @@ def _options(request: Any) -> dict[str, Any]:
         options["deletedWith"] = request.deletedWith
     if request.protect:
         options["protect"] = True
+    if request.retainOnDelete:
+        options["retainOnDelete"] = True
     if request.provider:
         options["provider"] = request.provider.split("::")[-2] if "::" in request.provider else request.provider
     if request.replaceOnChanges:
         options["replaceOnChanges"] = list(request.replaceOnChanges)
+    # Which resources each input came from: the policy rules link a bucket's settings or a node group's
+    # subnets through these, as the policy engine does with PolicyResource.property_dependencies.
+    deps = {key: list(value.urns) for key, value in (request.propertyDependencies or {}).items() if value.urns}
+    if deps:
+        options["propertyDependencies"] = deps
     return options

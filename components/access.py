@@ -1,0 +1,218 @@
+"""IAM for the cluster's workloads: one least-privilege IRSA role per add-on service account and one for run pods."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+import pulumi_aws as aws
+
+import naming
+from components.irsa import IrsaRole, IrsaRoleArgs
+from components.policies_lbc import load_balancer_controller_policy
+
+# Add-on role keys (what Addons looks up in `Access.roles`) and the service account each one trusts.
+ADDON_SERVICE_ACCOUNTS: dict[str, tuple[str, str]] = {
+    "aws-load-balancer-controller": naming.LOAD_BALANCER_CONTROLLER_SA,
+    "cluster-autoscaler": naming.CLUSTER_AUTOSCALER_SA,
+    "aws-for-fluent-bit": naming.LOG_SHIPPER_SA,
+}
+
+_S3_URI_RE = re.compile(r"^s3://(?P<bucket>[a-z0-9][a-z0-9.-]{1,61}[a-z0-9])/(?P<key>.+)$")
+
+
+def _policy(*statements: dict[str, Any]) -> dict[str, Any]:
+    return {"Version": "2012-10-17", "Statement": list(statements)}
+
+
+def cluster_autoscaler_policy(partition: str, region: str, account_id: str, cluster_name: str) -> dict[str, Any]:
+    """Reads anywhere (the describes take no resource), scales only this cluster's node groups.
+
+    Actions: kubernetes/autoscaler cluster-autoscaler/cloudprovider/aws/README.md, "Full Cluster
+    Autoscaler Features Policy", plus autoscaling:DescribeTags, which tag-based auto-discovery calls.
+    The README asks to restrict only the scaling block; we also scope eks:DescribeNodegroup (read
+    for the labels and taints of a node group at zero nodes) to this cluster's node groups.
+    """
+    return _policy(
+        {
+            "Sid": "DescribeScalingState",
+            "Effect": "Allow",
+            "Action": [
+                "autoscaling:DescribeAutoScalingGroups",
+                "autoscaling:DescribeAutoScalingInstances",
+                "autoscaling:DescribeLaunchConfigurations",
+                "autoscaling:DescribeScalingActivities",
+                "autoscaling:DescribeTags",
+                "ec2:DescribeImages",
+                "ec2:DescribeInstanceTypes",
+                "ec2:DescribeLaunchTemplateVersions",
+                "ec2:GetInstanceTypesFromInstanceRequirements",
+            ],
+            "Resource": "*",
+        },
+        {
+            "Sid": "DescribeOwnNodegroups",
+            "Effect": "Allow",
+            "Action": ["eks:DescribeNodegroup"],
+            # nodegroup/<cluster>/<nodegroup>/<uuid>
+            "Resource": f"arn:{partition}:eks:{region}:{account_id}:nodegroup/{cluster_name}/*",
+        },
+        {
+            "Sid": "ScaleOwnNodegroups",
+            "Effect": "Allow",
+            "Action": ["autoscaling:SetDesiredCapacity", "autoscaling:TerminateInstanceInAutoScalingGroup"],
+            "Resource": f"arn:{partition}:autoscaling:{region}:{account_id}:autoScalingGroup:*:autoScalingGroupName/*",
+            # EKS tags the Auto Scaling group of every managed node group for the Cluster Autoscaler
+            # (EKS user guide, "Managed node groups"), k8s.io/cluster-autoscaler/<cluster> = owned.
+            "Condition": {"StringEquals": {f"aws:ResourceTag/k8s.io/cluster-autoscaler/{cluster_name}": "owned"}},
+        },
+    )
+
+
+def log_shipper_policy(partition: str, region: str, account_id: str, cluster_name: str) -> dict[str, Any]:
+    """Fluent Bit writes streams in the one container log group; Addons creates that group (with retention).
+
+    No logs:CreateLogGroup and no logs:PutRetentionPolicy: the chart must run with
+    cloudWatchLogs.autoCreateGroup=false and without logRetentionDays.
+    """
+    group = f"arn:{partition}:logs:{region}:{account_id}:log-group:{naming.container_log_group(cluster_name)}"
+    return _policy(
+        {
+            "Sid": "WriteContainerLogs",
+            "Effect": "Allow",
+            "Action": ["logs:CreateLogStream", "logs:DescribeLogStreams", "logs:PutLogEvents"],
+            # The group ARN, and group ARN + ":*", which covers its log streams (CloudWatch Logs
+            # user guide, "CloudWatch Logs resources and operations").
+            "Resource": [group, f"{group}:*"],
+        }
+    )
+
+
+def s3_object_arn(partition: str, uri: str) -> str:
+    """`s3://bucket/key` -> `arn:<partition>:s3:::bucket/key`, refusing keys IAM would read as patterns."""
+    match = _S3_URI_RE.match(uri)
+    if not match or match["key"].endswith("/"):
+        raise ValueError(f"{uri!r} is not s3://<bucket>/<key of one object>")
+    # In a policy Resource, * and ? are wildcards and ${...} a policy variable: such a key would grant more than one object.
+    if any(c in match["key"] for c in "*?$"):
+        raise ValueError(f"{uri!r}: keys with *, ? or $ cannot be granted as a single object")
+    return f"arn:{partition}:s3:::{match['bucket']}/{match['key']}"
+
+
+def run_policy(
+    partition: str,
+    checkpoints_bucket_arn: str,
+    artifacts_bucket_arn: str,
+    external_checkpoint_uris: Sequence[str] = (),
+) -> dict[str, Any]:
+    """What a run pod may do in S3: read checkpoints, write only under runs/, never delete.
+
+    Out-checkpoints go to s3://<checkpoints>/runs/<run>/<hash>/out.mstate and artifacts to
+    s3://<artifacts>/runs/<run>/<hash>/. PutObjectTagging is needed because the uploader tags each
+    artifact with its kind (the lifecycle rules key on it). Every run shares one service account, so
+    IAM cannot tell one run's prefix from another's: runs/ is the narrowest boundary IRSA allows.
+    """
+    runs = naming.RUNS_PREFIX
+    statements: list[dict[str, Any]] = [
+        {
+            "Sid": "ReadCheckpoints",
+            "Effect": "Allow",
+            "Action": ["s3:GetObject"],
+            "Resource": [f"{checkpoints_bucket_arn}/*"],
+        },
+        {
+            "Sid": "WriteRunOutputs",
+            "Effect": "Allow",
+            "Action": ["s3:PutObject", "s3:PutObjectTagging", "s3:AbortMultipartUpload"],
+            "Resource": [f"{artifacts_bucket_arn}/{runs}*", f"{checkpoints_bucket_arn}/{runs}*"],
+        },
+        {
+            # `aws s3 sync` lists the destination prefix; listing stays inside runs/.
+            "Sid": "ListRunPrefixes",
+            "Effect": "Allow",
+            "Action": ["s3:ListBucket"],
+            "Resource": [artifacts_bucket_arn, checkpoints_bucket_arn],
+            "Condition": {"StringLike": {"s3:prefix": [f"{runs}*"]}},
+        },
+    ]
+    external = sorted({s3_object_arn(partition, uri) for uri in external_checkpoint_uris})
+    if external:
+        statements.append({"Sid": "ReadExternalCheckpoints", "Effect": "Allow", "Action": ["s3:GetObject"], "Resource": external})
+    return _policy(*statements)
+
+
+@dataclass(frozen=True)
+class AccessArgs:
+    cluster_name: str
+    oidc_provider_arn: pulumi.Input[str]
+    oidc_provider_url: pulumi.Input[str]
+    checkpoints_bucket_arn: pulumi.Input[str]
+    artifacts_bucket_arn: pulumi.Input[str]
+    tags: Mapping[str, str]
+    region: str
+    # `checkpoint.from: s3://bucket/key` of every run: the run role may read exactly these objects.
+    external_checkpoint_uris: Sequence[str] = ()
+
+
+class Access(pulumi.ComponentResource):
+    """The IRSA roles; policies are pure functions above, the ARNs they need are filled in here."""
+
+    roles: dict[str, pulumi.Output[str]]
+    run_role_arn: pulumi.Output[str]
+
+    def __init__(self, name: str, args: AccessArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        for uri in args.external_checkpoint_uris:  # a bad URI fails before anything is registered
+            s3_object_arn("aws", uri)
+        super().__init__("simfleet:access:Access", name, None, opts)
+
+        invoke = pulumi.InvokeOutputOptions(parent=self)
+        partition = aws.get_partition_output(opts=invoke).partition
+        account_id = aws.get_caller_identity_output(opts=invoke).account_id
+        cluster, region = args.cluster_name, args.region
+
+        elb_principal = aws.get_service_principal_output(service_name="elasticloadbalancing", region=region, opts=invoke).name
+        addon_policies: dict[str, pulumi.Output[str]] = {
+            "aws-load-balancer-controller": pulumi.Output.all(partition, elb_principal).apply(
+                lambda v: _json(load_balancer_controller_policy(v[0], v[1]))
+            ),
+            "cluster-autoscaler": pulumi.Output.all(partition, account_id).apply(
+                lambda v: _json(cluster_autoscaler_policy(v[0], region, v[1], cluster))
+            ),
+            "aws-for-fluent-bit": pulumi.Output.all(partition, account_id).apply(
+                lambda v: _json(log_shipper_policy(v[0], region, v[1], cluster))
+            ),
+        }
+        self.roles = {}
+        for key, (namespace, service_account) in ADDON_SERVICE_ACCOUNTS.items():
+            role = self._role(f"{name}-{key}", args, namespace, service_account, addon_policies[key])
+            self.roles[key] = role.role_arn
+
+        run_policy_json = pulumi.Output.all(partition, args.checkpoints_bucket_arn, args.artifacts_bucket_arn).apply(
+            lambda v: _json(run_policy(v[0], v[1], v[2], args.external_checkpoint_uris))
+        )
+        run_role = self._role(f"{name}-run", args, naming.RUNS_NAMESPACE, naming.RUN_SERVICE_ACCOUNT, run_policy_json)
+        self.run_role_arn = run_role.role_arn
+        self.register_outputs({"roles": self.roles, "runRoleArn": self.run_role_arn})
+
+    def _role(self, name: str, args: AccessArgs, namespace: str, service_account: str, policy: pulumi.Output[str]) -> IrsaRole:
+        return IrsaRole(
+            name,
+            IrsaRoleArgs(
+                oidc_provider_arn=args.oidc_provider_arn,
+                oidc_provider_url=args.oidc_provider_url,
+                namespace=namespace,
+                service_account=service_account,
+                policy_json=policy,
+                tags=args.tags,
+            ),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+
+
+def _json(policy: dict[str, Any]) -> str:
+    # Compact, so plans and diffs stay short (IAM's size limits ignore whitespace either way).
+    return json.dumps(policy, separators=(",", ":"))

@@ -1,0 +1,189 @@
+"""The AWS Load Balancer Controller's IAM policy, re-expressed from upstream iam_policy.json with the partition filled in.
+
+Source: kubernetes-sigs/aws-load-balancer-controller `docs/install/iam_policy.json`: 16 statements, all
+Allow, with the v2.13+ actions (IPAM pools, capacity reservations, SetRulePriorities, listener
+attributes). Checked statement by statement against two copies: a verbatim embedding of the upstream
+JSON, and terraform-aws-modules/terraform-aws-iam modules/iam-role-for-service-accounts/policies.tf
+at a commit that already carries the v3.4 Global Accelerator policy (PR #653, 2026-07-22), which
+tracks upstream `main`. The file at the pinned tag (chart 3.4.2, versions.HELM_CHARTS) could not be
+read here: before pinning or bumping, diff this module against
+https://raw.githubusercontent.com/kubernetes-sigs/aws-load-balancer-controller/v<version>/docs/install/iam_policy.json
+The upstream file writes `arn:aws:`; its partition variants (iam_policy_cn.json, iam_policy_us-gov.json)
+differ in that prefix, which is the `partition` argument here. The optional AGA and vended-log-delivery
+policies are not included: simfleet uses neither.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+# The tag the controller puts on every security group, load balancer and target group it creates;
+# every mutating statement is conditioned on it, so the controller only touches its own resources.
+CLUSTER_TAG = "elbv2.k8s.aws/cluster"
+
+
+def _allow(actions: list[str], resource: str | list[str] = "*", condition: dict[str, Any] | None = None) -> dict[str, Any]:
+    statement: dict[str, Any] = {"Effect": "Allow", "Action": actions, "Resource": resource}
+    if condition:
+        statement["Condition"] = condition
+    return statement
+
+
+def _elb(partition: str, *resources: str) -> list[str]:
+    return [f"arn:{partition}:elasticloadbalancing:*:*:{r}" for r in resources]
+
+
+def load_balancer_controller_policy(
+    partition: str = "aws", elb_service_principal: str = "elasticloadbalancing.amazonaws.com"
+) -> dict[str, Any]:
+    """The controller's policy document, statement for statement as upstream.
+
+    `elb_service_principal` comes from aws.get_service_principal in the component, as the
+    terraform-aws-iam module does, so the service-linked-role condition is right in every partition.
+    """
+    request_tagged = {"Null": {f"aws:RequestTag/{CLUSTER_TAG}": "false"}}
+    resource_tagged = {"Null": {f"aws:ResourceTag/{CLUSTER_TAG}": "false"}}
+    # Tag changes on resources the controller owns, but never removing or rewriting its own ownership tag.
+    owned_not_retagged = {"Null": {f"aws:RequestTag/{CLUSTER_TAG}": "true", f"aws:ResourceTag/{CLUSTER_TAG}": "false"}}
+    security_groups = f"arn:{partition}:ec2:*:*:security-group/*"
+    lbs_and_tgs = _elb(partition, "targetgroup/*/*", "loadbalancer/net/*/*", "loadbalancer/app/*/*")
+
+    statements = [
+        # 1. The ELB service-linked role, created on first use.
+        _allow(
+            ["iam:CreateServiceLinkedRole"],
+            condition={"StringEquals": {"iam:AWSServiceName": elb_service_principal}},
+        ),
+        # 2. Discovery: VPCs, subnets, security groups, existing load balancers.
+        _allow(
+            [
+                "ec2:DescribeAccountAttributes",
+                "ec2:DescribeAddresses",
+                "ec2:DescribeAvailabilityZones",
+                "ec2:DescribeInternetGateways",
+                "ec2:DescribeVpcs",
+                "ec2:DescribeVpcPeeringConnections",
+                "ec2:DescribeSubnets",
+                "ec2:DescribeSecurityGroups",
+                "ec2:DescribeInstances",
+                "ec2:DescribeNetworkInterfaces",
+                "ec2:DescribeTags",
+                "ec2:GetCoipPoolUsage",
+                "ec2:DescribeCoipPools",
+                "ec2:GetSecurityGroupsForVpc",
+                "ec2:DescribeIpamPools",
+                "ec2:DescribeRouteTables",
+                "elasticloadbalancing:DescribeLoadBalancers",
+                "elasticloadbalancing:DescribeLoadBalancerAttributes",
+                "elasticloadbalancing:DescribeListeners",
+                "elasticloadbalancing:DescribeListenerCertificates",
+                "elasticloadbalancing:DescribeSSLPolicies",
+                "elasticloadbalancing:DescribeRules",
+                "elasticloadbalancing:DescribeTargetGroups",
+                "elasticloadbalancing:DescribeTargetGroupAttributes",
+                "elasticloadbalancing:DescribeTargetHealth",
+                "elasticloadbalancing:DescribeTags",
+                "elasticloadbalancing:DescribeTrustStores",
+                "elasticloadbalancing:DescribeListenerAttributes",
+                "elasticloadbalancing:DescribeCapacityReservation",
+            ]
+        ),
+        # 3. Certificates, Cognito, WAF and Shield integrations named in Ingress annotations.
+        _allow(
+            [
+                "cognito-idp:DescribeUserPoolClient",
+                "acm:ListCertificates",
+                "acm:DescribeCertificate",
+                "iam:ListServerCertificates",
+                "iam:GetServerCertificate",
+                "waf-regional:GetWebACL",
+                "waf-regional:GetWebACLForResource",
+                "waf-regional:AssociateWebACL",
+                "waf-regional:DisassociateWebACL",
+                "wafv2:GetWebACL",
+                "wafv2:GetWebACLForResource",
+                "wafv2:AssociateWebACL",
+                "wafv2:DisassociateWebACL",
+                "shield:GetSubscriptionState",
+                "shield:DescribeProtection",
+                "shield:CreateProtection",
+                "shield:DeleteProtection",
+            ]
+        ),
+        # 4. Node security group rules for traffic from the load balancers.
+        _allow(["ec2:AuthorizeSecurityGroupIngress", "ec2:RevokeSecurityGroupIngress"]),
+        # 5-8. Its own security groups: create, tag at creation, retag, change and delete only when tagged.
+        _allow(["ec2:CreateSecurityGroup"]),
+        _allow(
+            ["ec2:CreateTags"],
+            security_groups,
+            {"StringEquals": {"ec2:CreateAction": "CreateSecurityGroup"}, **request_tagged},
+        ),
+        _allow(["ec2:CreateTags", "ec2:DeleteTags"], security_groups, owned_not_retagged),
+        _allow(
+            ["ec2:AuthorizeSecurityGroupIngress", "ec2:RevokeSecurityGroupIngress", "ec2:DeleteSecurityGroup"],
+            condition=resource_tagged,
+        ),
+        # 9-10. Load balancers and target groups only with the ownership tag; listeners and rules on them.
+        _allow(
+            ["elasticloadbalancing:CreateLoadBalancer", "elasticloadbalancing:CreateTargetGroup"],
+            condition=request_tagged,
+        ),
+        _allow(
+            [
+                "elasticloadbalancing:CreateListener",
+                "elasticloadbalancing:DeleteListener",
+                "elasticloadbalancing:CreateRule",
+                "elasticloadbalancing:DeleteRule",
+            ]
+        ),
+        # 11-12. Tags on its load balancers and target groups; on listeners and listener rules.
+        _allow(["elasticloadbalancing:AddTags", "elasticloadbalancing:RemoveTags"], lbs_and_tgs, owned_not_retagged),
+        _allow(
+            ["elasticloadbalancing:AddTags", "elasticloadbalancing:RemoveTags"],
+            _elb(partition, "listener/net/*/*/*", "listener/app/*/*/*", "listener-rule/net/*/*/*", "listener-rule/app/*/*/*"),
+        ),
+        # 13. Changes to, and deletion of, load balancers and target groups it owns.
+        _allow(
+            [
+                "elasticloadbalancing:ModifyLoadBalancerAttributes",
+                "elasticloadbalancing:SetIpAddressType",
+                "elasticloadbalancing:SetSecurityGroups",
+                "elasticloadbalancing:SetSubnets",
+                "elasticloadbalancing:DeleteLoadBalancer",
+                "elasticloadbalancing:ModifyTargetGroup",
+                "elasticloadbalancing:ModifyTargetGroupAttributes",
+                "elasticloadbalancing:DeleteTargetGroup",
+                "elasticloadbalancing:ModifyListenerAttributes",
+                "elasticloadbalancing:ModifyCapacityReservation",
+                "elasticloadbalancing:ModifyIpPools",
+            ],
+            condition=resource_tagged,
+        ),
+        # 14. Tagging in the same call that creates a load balancer or target group.
+        _allow(
+            ["elasticloadbalancing:AddTags"],
+            lbs_and_tgs,
+            {
+                "StringEquals": {"elasticloadbalancing:CreateAction": ["CreateTargetGroup", "CreateLoadBalancer"]},
+                **request_tagged,
+            },
+        ),
+        # 15. Pod IPs in and out of target groups.
+        _allow(
+            ["elasticloadbalancing:RegisterTargets", "elasticloadbalancing:DeregisterTargets"],
+            f"arn:{partition}:elasticloadbalancing:*:*:targetgroup/*/*",
+        ),
+        # 16. Listener and rule changes.
+        _allow(
+            [
+                "elasticloadbalancing:SetWebAcl",
+                "elasticloadbalancing:ModifyListener",
+                "elasticloadbalancing:AddListenerCertificates",
+                "elasticloadbalancing:RemoveListenerCertificates",
+                "elasticloadbalancing:ModifyRule",
+                "elasticloadbalancing:SetRulePriorities",
+            ]
+        ),
+    ]
+    return {"Version": "2012-10-17", "Statement": statements}
