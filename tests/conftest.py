@@ -51,10 +51,11 @@ def pulumi_mocks() -> Iterator[Callable[[Callable[[], Any]], Recorded]]:
         pulumi.runtime.set_all_config({"aws:region": "us-east-1", **(config or {})})
         mocks = SimfleetMocks("us-east-1")
         monitor = RecordingMonitor(mocks)
-        pulumi.runtime.set_mocks(mocks, project="simfleet", stack=stack, preview=False, monitor=monitor)
+        # The loop must exist before set_mocks: it creates the root Stack, whose URN future binds to the current loop.
         loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+        pulumi.runtime.set_mocks(mocks, project="simfleet", stack=stack, preview=False, monitor=monitor)
         try:
-            asyncio.set_event_loop(loop)
             loop.run_until_complete(run_pulumi_func(build))
         finally:
             loop.close()

@@ -94,15 +94,16 @@ def run_program(config_path: Path, stack: str | None = None, program: Path = PRO
     logger.propagate = False
     collector = _WarningCollector()
     logger.handlers = [collector]
+    # The loop must exist before set_mocks: it creates the root Stack, whose URN future binds to the current loop.
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
     pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False, logger=logger, monitor=monitor)
 
     previous_source = os.environ.get("SIMFLEET_STACK_FILE")
     os.environ["SIMFLEET_STACK_FILE"] = str(_display_path(config_path))
     sys.path.insert(0, str(PROJECT_ROOT))
     started = time.perf_counter()
-    loop = asyncio.new_event_loop()
     try:
-        asyncio.set_event_loop(loop)
         loop.run_until_complete(run_pulumi_func(lambda: runpy.run_path(str(program), run_name="__main__")))
     except pulumi.RunError as err:
         raise PlanConfigError(str(err)) from None
@@ -218,7 +219,7 @@ def _settings(result: PlanResult) -> list[str]:
     lines.append(f"network: {len(subnets)} subnets, {len(nats)} NAT gateway(s)")
     for group in (r for r in regs if r.type == "aws:eks/nodeGroup:NodeGroup"):
         scaling = group.inputs.get("scalingConfig") or {}
-        lines.append(f"node group {group.inputs.get('nodeGroupName')}: {','.join(group.inputs.get('instanceTypes') or [])} "
+        lines.append(f"node group {group.inputs.get('nodeGroupName') or group.inputs.get('nodeGroupNamePrefix')}: {','.join(group.inputs.get('instanceTypes') or [])} "
                      f"{group.inputs.get('capacityType')} {scaling.get('minSize')}..{scaling.get('maxSize')}")
     charts = [f"{r.inputs.get('chart')}@{r.inputs.get('version')}" for r in regs if r.type == "kubernetes:helm.sh/v3:Release"]
     addons = [f"{r.inputs.get('addonName')}@{r.inputs.get('addonVersion')}" for r in regs if r.type == "aws:eks/addon:Addon"]
