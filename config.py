@@ -258,6 +258,9 @@ class PlatformConfig(Model):
                 f"{version} left EKS standard support on {release.end_of_standard} (extended support costs "
                 f"6x the control-plane price); choose one of {in_support}"
             )
+        missing = versions.missing_pins(version)
+        if missing:
+            raise ValueError(f"simfleet has no pins for {version} yet: add {' and '.join(missing)} to versions.py")
         days_left = (release.end_of_standard - today).days
         if days_left <= versions.SUPPORT_WARNING_DAYS and "warnings" in context:
             context["warnings"].append(
@@ -520,6 +523,11 @@ def load_stack_config(
             platform_cfg = PlatformConfig.model_validate(platform, context={"today": today, "warnings": warnings})
         except ValidationError as err:
             issues += _issues_from(err, "platform", PlatformConfig)
+
+    from components.storage import bucket_name_problems
+
+    issues += [Issue("stack", f"{problem} (stack names become part of the bucket names)")
+               for problem in dict.fromkeys(bucket_name_problems(stack, "checkpoints"))]
 
     run_specs: list[tuple[int, RunSpec]] = []
     if runs is None:

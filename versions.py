@@ -96,7 +96,7 @@ HELM_CHARTS: dict[str, HelmChart] = {
         "3.4.2",
         # Confirmed: aws/eks-charts#1347 "aws-load-balancer-controller v3.4.2 Automated Release" (merged
         # 2026-07-13). From 3.x chart version == app version. 3.5.0 is mentioned by third parties only.
-        # The IAM policy in components/access.py must match docs/install/iam_policy.json at tag v3.4.2.
+        # The IAM policy in components/policies_lbc.py must match docs/install/iam_policy.json at tag v3.4.2.
         "aws/eks-charts#1347",
     ),
     "metrics-server": HelmChart(
@@ -130,3 +130,13 @@ CLUSTER_AUTOSCALER_IMAGE_TAGS: dict[str, str] = {
 
 def eks_release(version: str) -> EksRelease | None:
     return EKS_RELEASES.get(version)
+
+
+def missing_pins(version: str) -> list[str]:
+    """What versions.py lacks to deploy Kubernetes `version`; empty when every version-bound pin exists."""
+    missing = []
+    if version not in CLUSTER_AUTOSCALER_IMAGE_TAGS:
+        missing.append("a Cluster Autoscaler image (CLUSTER_AUTOSCALER_IMAGE_TAGS)")
+    if not EKS_ADDON_VERSIONS["kube-proxy"].startswith(f"v{version}."):
+        missing.append(f"a kube-proxy add-on build for {version} (EKS_ADDON_VERSIONS)")
+    return missing

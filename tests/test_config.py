@@ -1,0 +1,192 @@
+"""The stack config contract: both stack files validate; malformed files fail with every error, path and reason."""
+
+from __future__ import annotations
+
+import copy
+import datetime
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from config import ConfigError, checkpoint_order, load_stack_config, parse_duration, parse_image
+
+ROOT = Path(__file__).resolve().parent.parent
+TODAY = datetime.date(2026, 11, 23)
+STACK_FILES = sorted(ROOT.glob("Pulumi.*.yaml"))
+
+
+def stack_config(name: str) -> dict[str, Any]:
+    return yaml.safe_load((ROOT / f"Pulumi.{name}.yaml").read_text())["config"]
+
+
+def load(config: dict[str, Any], stack: str = "dev", today: datetime.date = TODAY):
+    return load_stack_config(config.get("simfleet:platform"), config.get("simfleet:runs"),
+                             stack=stack, source=f"Pulumi.{stack}.yaml", today=today)
+
+
+@pytest.mark.parametrize("path", STACK_FILES, ids=lambda p: p.name)
+def test_every_stack_file_validates(path: Path) -> None:
+    stack = path.name.split(".")[1]
+    cfg = load(yaml.safe_load(path.read_text())["config"], stack=stack)
+    assert cfg.platform.kubernetes_version
+    assert cfg.warnings == ()
+
+
+def test_stack_files_exist_for_dev_and_prod() -> None:
+    assert {p.name for p in STACK_FILES} >= {"Pulumi.dev.yaml", "Pulumi.prod.yaml"}
+
+
+def test_defaults_live_in_the_model() -> None:
+    cfg = load(stack_config("dev"))
+    run = cfg.runs[0]
+    assert run.max_runtime == 7200 and run.ttl_after_finished == 600
+    assert cfg.platform.node_groups.gpu.min_size == 0
+    assert cfg.platform.keep_tagged_images == 10
+    assert cfg.platform.buckets.abort_incomplete_upload_days == 7
+
+
+# Each case: (id, mutation of the dev config, expected path, fragment of the reason).
+Mutation = Callable[[dict[str, Any]], None]
+
+
+def _platform(c: dict[str, Any]) -> dict[str, Any]:
+    return c["simfleet:platform"]
+
+
+def _run(c: dict[str, Any], i: int = 0) -> dict[str, Any]:
+    return c["simfleet:runs"][i]
+
+
+MALFORMED: list[tuple[str, Mutation, str, str]] = [
+    ("unknown-platform-key", lambda c: _platform(c).update(kubernetesVersio="1.35"),
+     "platform.kubernetesVersio", "did you mean 'kubernetesVersion'"),
+    ("unknown-run-key", lambda c: _run(c).update(maxRuntim="2h"), "runs[0].maxRuntim", "did you mean 'maxRuntime'"),
+    ("one-az", lambda c: _platform(c)["network"].update(availabilityZones=1), "platform.network.availabilityZones", "greater than or equal to 2"),
+    ("cidr-not-parsing", lambda c: _platform(c)["network"].update(cidr="10.40.0.0/33"), "platform.network.cidr", "IPv4"),
+    ("cidr-public", lambda c: _platform(c)["network"].update(cidr="8.8.0.0/16"), "platform.network.cidr", "not a private"),
+    ("cidr-too-small", lambda c: _platform(c)["network"].update(cidr="10.40.0.0/24"), "platform.network.cidr", "between /16 and /20"),
+    ("min-above-max", lambda c: _platform(c)["nodeGroups"]["system"].update(minSize=4, maxSize=3), "platform.nodeGroups.system", "minSize <= desiredSize <= maxSize"),
+    ("desired-above-max", lambda c: _platform(c)["nodeGroups"]["gpu"].update(desiredSize=9), "platform.nodeGroups.gpu", "minSize <= desiredSize <= maxSize"),
+    ("gpu-group-cpu-type", lambda c: _platform(c)["nodeGroups"]["gpu"].update(instanceTypes=["m6i.large"]), "platform.nodeGroups.gpu", "not GPU instance families"),
+    ("gpu-count-mismatch", lambda c: _platform(c)["nodeGroups"]["gpu"].update(instanceTypes=["g5.2xlarge", "g5.12xlarge"]), "platform.nodeGroups.gpu", "same GPU count"),
+    ("system-gpu-type", lambda c: _platform(c)["nodeGroups"]["system"].update(instanceTypes=["g5.xlarge"]), "platform.nodeGroups.system", "CPU nodes"),
+    ("version-unknown", lambda c: _platform(c).update(kubernetesVersion="1.99"), "platform.kubernetesVersion", "not in the EKS release table"),
+    ("version-out-of-support", lambda c: _platform(c).update(kubernetesVersion="1.31"), "platform.kubernetesVersion", "left EKS standard support on 2025-11-26"),
+    ("endpoint-open", lambda c: _platform(c)["endpoint"].update(publicAccessCidrs=["0.0.0.0/0"]), "platform.endpoint.publicAccessCidrs[0]", "whole internet"),
+    ("logs-without-audit", lambda c: _platform(c).update(controlPlaneLogs=["api"]), "platform", "must include api and audit"),
+    ("image-latest", lambda c: _run(c)["images"].update(sim="unitree-sim:latest"), "runs[0].images.sim", "mutable tag 'latest'"),
+    ("image-untagged", lambda c: _run(c)["images"].update(monty="monty"), "runs[0].images.monty", "has no tag"),
+    ("image-unknown-repo", lambda c: _run(c)["images"].update(glue="glue-extra:1.0"), "runs[0].images.glue", "not one of the stack's ECR repositories"),
+    ("bad-run-name", lambda c: _run(c).update(name="Trot_Baseline"), "runs[0]", "DNS-1123"),
+    ("duplicate-run-name", lambda c: _run(c, 1).update(name="trot-baseline"), "runs[1].name", "already used by runs[0]"),
+    ("bad-duration", lambda c: _run(c).update(maxRuntime="2 hours"), "runs[0].maxRuntime", "not a duration"),
+    ("bad-mode", lambda c: _run(c).update(mode="headless"), "runs[0].mode", "'interactive' or 'batch'"),
+    ("checkpoint-bad-uri", lambda c: _run(c)["checkpoint"].update({"from": "https://x/y"}), "runs[0].checkpoint", "must be null, an s3:// URI or run:<name>"),
+    ("checkpoint-unknown-run", lambda c: _run(c, 2)["checkpoint"].update({"from": "run:nope"}), "runs[2].checkpoint.from", "no run named 'nope'"),
+    ("checkpoint-multi-seed-source", lambda c: _run(c, 2)["checkpoint"].update({"from": "run:trot-sweep"}), "runs[2].checkpoint.from", "one checkpoint per seed"),
+    ("interactive-many-seeds", lambda c: _run(c).update(seeds=[1, 2]), "runs[0]", "exactly one seed"),
+    ("viewport-on-batch", lambda c: _run(c, 1).update(viewport={"allowedCidrs": ["203.0.113.0/24"]}), "runs[1]", "only for interactive runs"),
+    ("viewport-open", lambda c: _run(c)["viewport"].update(allowedCidrs=["0.0.0.0/0"]), "runs[0].viewport.allowedCidrs[0]", "whole internet"),
+    ("too-many-gpus", lambda c: _run(c).update(gpus=2), "runs[0].gpus", "GPU nodes have 1"),
+    ("cpu-too-big", lambda c: _run(c).update(cpu="6"), "runs[0].cpu", "does not fit the smallest GPU node"),
+    ("glue-missing", lambda c: _run(c).update(glue="glue/missing.py"), "runs[0].glue", "glue/missing.py"),
+    ("glue-escapes", lambda c: _run(c).update(glue="../etc/passwd"), "runs[0]", "inside the project"),
+    ("interactive-without-on-demand", lambda c: _platform(c)["nodeGroups"]["gpu"].update(capacity="spot"), "runs[0].mode", "need onDemand GPU capacity"),
+    ("label-value", lambda c: _run(c)["labels"].update(user="alice smith"), "runs[0]", "not a valid label value"),
+    ("runs-not-a-list", lambda c: c.update({"simfleet:runs": {"name": "x"}}), "runs", "must be a list"),
+    ("platform-missing", lambda c: c.pop("simfleet:platform"), "platform", "is required"),
+]
+
+
+@pytest.mark.parametrize(("case", "mutate", "path", "reason"), MALFORMED, ids=[m[0] for m in MALFORMED])
+def test_malformed_config_names_path_and_reason(case: str, mutate: Mutation, path: str, reason: str) -> None:
+    config = copy.deepcopy(stack_config("dev"))
+    mutate(config)
+    with pytest.raises(ConfigError) as caught:
+        load(config)
+    matching = [i for i in caught.value.issues if i.path == path]
+    assert matching, f"{case}: no issue at {path!r}; got {caught.value.issues}"
+    assert any(reason in i.message for i in matching), f"{case}: {reason!r} not in {[i.message for i in matching]}"
+    assert str(caught.value).startswith("Pulumi.dev.yaml: ")
+
+
+def test_prod_rules_follow_the_stack_name() -> None:
+    config = stack_config("dev")  # public endpoint, single NAT, two log types: fine for dev
+    with pytest.raises(ConfigError) as caught:
+        load(config, stack="prod")
+    paths = {i.path for i in caught.value.issues}
+    assert paths >= {"platform.endpoint.publicAccessCidrs", "platform.network.natGateways", "platform.controlPlaneLogs"}
+    prod = copy.deepcopy(stack_config("prod"))
+    prod["simfleet:platform"]["secretsEncryption"] = False
+    with pytest.raises(ConfigError) as caught:
+        load(prod, stack="prod")
+    assert [i.path for i in caught.value.issues] == ["platform.secretsEncryption"]
+
+
+def test_every_error_is_reported_at_once_in_file_order() -> None:
+    config = copy.deepcopy(stack_config("dev"))
+    _platform(config)["network"]["cidr"] = "8.8.0.0/16"
+    _run(config, 2)["images"]["sim"] = "unitree-sim:latest"
+    _run(config, 0)["maxRuntime"] = "forever"
+    with pytest.raises(ConfigError) as caught:
+        load(config)
+    paths = [i.path for i in caught.value.issues]
+    assert paths == ["platform.network.cidr", "runs[0].maxRuntime", "runs[2].images.sim"]
+    assert "3 errors" in str(caught.value).splitlines()[0]
+
+
+def test_version_near_end_of_support_warns_but_passes() -> None:
+    cfg = load(stack_config("dev"), today=datetime.date(2027, 2, 1))
+    assert len(cfg.warnings) == 1
+    assert "1.35 leaves EKS standard support on 2027-03-27 (54 days)" in cfg.warnings[0]
+
+
+def test_checkpoint_cycle_is_rejected() -> None:
+    config = copy.deepcopy(stack_config("dev"))
+    _run(config, 0)["checkpoint"]["from"] = "run:trot-continue"
+    with pytest.raises(ConfigError) as caught:
+        load(config)
+    assert any("loops" in i.message for i in caught.value.issues)
+
+
+def test_checkpoint_order_puts_sources_first() -> None:
+    cfg = load(stack_config("dev"))
+    reordered = (cfg.runs[2], cfg.runs[1], cfg.runs[0])
+    names = [r.name for r in checkpoint_order(reordered)]
+    assert names.index("trot-baseline") < names.index("trot-continue")
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("2h", 7200), ("10m", 600), ("1h30m", 5400), ("45s", 45), ("1d", 86400), (90, 90)])
+def test_parse_duration(text: Any, seconds: int) -> None:
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize(("ref", "registry", "repo", "tag"), [
+    ("monty:1f3c2a9", None, "monty", "1f3c2a9"),
+    ("123456789012.dkr.ecr.us-east-1.amazonaws.com/monty:1.0", "123456789012.dkr.ecr.us-east-1.amazonaws.com", "monty", "1.0"),
+    ("nvcr.io/nvidia/isaac-lab:2.1.0", "nvcr.io", "nvidia/isaac-lab", "2.1.0"),
+    ("team/monty:2", None, "team/monty", "2"),
+    ("localhost:5000/x:1", "localhost:5000", "x", "1"),
+])
+def test_parse_image(ref: str, registry: str | None, repo: str, tag: str) -> None:
+    parsed = parse_image(ref)
+    assert (parsed.registry, parsed.repository, parsed.tag) == (registry, repo, tag)
+
+
+def test_stack_name_must_fit_bucket_names() -> None:
+    with pytest.raises(ConfigError) as caught:
+        load(stack_config("dev"), stack="Dev_Experiments")
+    assert [i.path for i in caught.value.issues] == ["stack"]
+    assert "lowercase letters, digits and hyphens" in caught.value.issues[0].message
+
+
+def test_version_without_pins_is_refused() -> None:
+    config = copy.deepcopy(stack_config("dev"))
+    _platform(config)["kubernetesVersion"] = "1.36"
+    with pytest.raises(ConfigError) as caught:
+        load(config)
+    assert [i.path for i in caught.value.issues] == ["platform.kubernetesVersion"]
+    assert "kube-proxy add-on build for 1.36" in caught.value.issues[0].message
