@@ -166,11 +166,15 @@ def _one_or_many(value: Any) -> Any:
     return [value] if isinstance(value, str) else value
 
 
+def _default_capacity() -> list[CapacityType]:
+    return ["onDemand"]
+
+
 class GpuNodeGroupConfig(NodeGroupConfig):
     min_size: int = Field(0, ge=0, description="0 lets the autoscaler remove every GPU node when idle.")
     disk_gib: int = Field(200, alias="diskGiB", ge=100, le=16384, description="Isaac Lab images are large; 200 GiB gp3 by default.")
     capacity: Annotated[list[CapacityType], BeforeValidator(_one_or_many)] = Field(
-        default_factory=lambda: ["onDemand"],
+        default_factory=_default_capacity,
         min_length=1,
         description="spot, onDemand, or both. Each capacity type becomes its own managed node group: "
         "batch runs need spot, interactive runs need onDemand.",
@@ -225,12 +229,16 @@ class BucketsConfig(Model):
     abort_incomplete_upload_days: int = Field(7, ge=1)
 
 
+def _default_control_plane_logs() -> list[ControlPlaneLogType]:
+    return ["api", "audit"]
+
+
 class PlatformConfig(Model):
     kubernetes_version: str = Field(pattern=r"^1\.\d{2}$", description="EKS minor, e.g. \"1.35\".")
     network: NetworkConfig
     endpoint: EndpointConfig = Field(default_factory=EndpointConfig)
     secrets_encryption: bool = Field(True, description="KMS envelope encryption of Kubernetes secrets.")
-    control_plane_logs: list[ControlPlaneLogType] = Field(default_factory=lambda: ["api", "audit"])
+    control_plane_logs: list[ControlPlaneLogType] = Field(default_factory=_default_control_plane_logs)
     node_groups: NodeGroupsConfig
     buckets: BucketsConfig = Field(default_factory=BucketsConfig)
     repositories: list[str] = Field(default_factory=lambda: ["monty", "unitree-sim", "glue-base"], min_length=1)
@@ -633,7 +641,9 @@ def _run_cross_rules(
     if cycle:
         issues.append(Issue(f"runs[{by_name[cycle[0]][0]}].checkpoint.from", f"checkpoint chain loops: {' -> '.join(cycle)}"))
     if lint_glue is None:
-        from workloads.contract import lint_glue as lint_glue
+        from workloads.contract import lint_glue as default_lint
+
+        lint_glue = default_lint
     linted: dict[str, list[str]] = {}
     for index, run in runs:
         if run.glue not in linted:
