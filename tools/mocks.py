@@ -254,6 +254,10 @@ async def _plain(value: Any) -> Any:
         return {k: await _plain(v) for k, v in value.items()}
     if isinstance(value, list):
         return [await _plain(v) for v in value]
+    # Pulumi's wire format has only doubles; a whole number is shown as the int it was written as,
+    # which is also how Pulumi renders it in state and in `pulumi preview --json`.
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
     return value
 
 
