@@ -36,5 +36,9 @@ lint: venv
 typecheck: venv
 	$(PY) -m mypy .
 
+# Regenerates schema/stack-config.schema.json from config.py (commit the result; a test fails when it is stale).
+schema: venv
+	$(PY) -m tools.schema
+
 clean:
 	rm -rf build .pytest_cache .mypy_cache .ruff_cache

@@ -3,14 +3,16 @@
     python -m tools.plan --stack dev                # plans Pulumi.dev.yaml
     python -m tools.plan --config path/to/stack.yaml
 
-No cloud, no Pulumi CLI, no credentials. Writes build/plan/<stack>/{resources.json, manifests/}
-and prints a summary. Exit code 2 means the stack file is invalid.
+No cloud, no Pulumi CLI, no credentials. Writes build/plan/<stack>/{resources.json, manifests/,
+policy.json, cost.json} and prints a summary. Exit code 2 means the stack file is invalid, 3 that it
+breaks a mandatory policy (policies/rules.py).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime
 import json
 import logging
 import os
@@ -23,6 +25,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from policies.rules import Context, Resource, Violation, evaluate, helper_images, platform_settings
+from tools import cost as cost_model
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 PROGRAM = PROJECT_ROOT / "__main__.py"
@@ -244,9 +249,55 @@ def main(argv: list[str] | None = None) -> int:
         print(str(err), file=sys.stderr)
         return 2
     out = write_plan(result, args.out)
+    # The same rules `pulumi preview --policy-pack policies` runs (policies/rules.py), and the cost estimate.
+    violations = policy_violations(result)
+    (out / "policy.json").write_text(json.dumps([v.as_json() for v in violations], indent=2))
+    cost = estimate_cost(result)
+    (out / "cost.json").write_text(json.dumps(cost, indent=2))
     print(summarize(result))
-    print(f"  wrote {_display_path(out)}/resources.json and manifests/")
-    return 0
+    print("\n".join(policy_summary(violations)))
+    print("\n".join(cost_summary(cost)))
+    print(f"  wrote {_display_path(out)}/resources.json, manifests/, policy.json and cost.json")
+    # 3: the stack is valid but breaks a mandatory policy, which would block `pulumi preview --policy-pack`.
+    return 3 if any(v.level == "mandatory" for v in violations) else 0
+
+
+# ---------------------------------------------------------------------------------------------
+# Policies and cost
+# ---------------------------------------------------------------------------------------------
+
+
+def plan_resources(result: PlanResult) -> list[Resource]:
+    """The registrations in the shape the policy engine gives a policy pack."""
+    return [
+        Resource(r.type, r.urn, r.name, r.inputs, r.parent or None, r.options.get("propertyDependencies", {}))
+        for r in result.registrations
+    ]
+
+
+def policy_violations(result: PlanResult, today: datetime.date | None = None) -> list[Violation]:
+    platform = read_stack_file(result.source).get("simfleet:platform")
+    repositories, allow_list = platform_settings(platform)
+    context = Context(result.stack, repositories, allow_list, helper_images(), today or datetime.date.today())
+    return evaluate(plan_resources(result), context)
+
+
+def estimate_cost(result: PlanResult) -> dict[str, Any]:
+    region = str(read_stack_file(result.source).get("aws:region", "us-east-1"))
+    return cost_model.estimate(plan_resources(result), result.stack, region)
+
+
+def policy_summary(violations: list[Violation]) -> list[str]:
+    mandatory = sum(1 for v in violations if v.level == "mandatory")
+    lines = [f"  policies: {mandatory} mandatory, {len(violations) - mandatory} advisory violation(s)"]
+    for v in violations:
+        where = v.urn.rsplit("::", 1)[-1] if v.urn else "stack"
+        lines.append(f"    [{v.level}] {v.policy} ({where}): {v.message}")
+    return lines
+
+
+def cost_summary(cost: dict[str, Any]) -> list[str]:
+    return [f"  {line}" for line in cost_model.summary(cost)]
 
 
 if __name__ == "__main__":

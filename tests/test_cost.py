@@ -1,0 +1,172 @@
+"""The cost estimate: idle and GPU-at-max monthly figures and per-run upper bounds, from registrations."""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any
+
+import pytest
+
+from catalog import load_catalog
+from policies.rules import Resource
+from tools.cost import estimate, node_groups, summary
+
+TODAY = datetime.date(2026, 11, 23)
+HOURS = 730
+
+
+def res(typ: str, name: str, props: dict[str, Any] | None = None, **deps: list[str]) -> Resource:
+    return Resource(typ, f"urn:pulumi:dev::simfleet::{typ}::{name}", name, props or {}, None, deps)
+
+
+def template(name: str, disk: int) -> Resource:
+    return res(
+        "aws:ec2/launchTemplate:LaunchTemplate",
+        name,
+        {"blockDeviceMappings": [{"deviceName": "/dev/xvda", "ebs": {"volumeSize": disk}}]},
+    )
+
+
+def group(name: str, types: list[str], capacity: str, min_size: int, max_size: int, lt: Resource) -> Resource:
+    props = {"instanceTypes": types, "capacityType": capacity, "scalingConfig": {"minSize": min_size, "maxSize": max_size}}
+    return res("aws:eks/nodeGroup:NodeGroup", name, props, launchTemplate=[lt.urn])
+
+
+def run(name: str, capacity: str, deadline: int, parallelism: int | None = None, completions: int | None = None) -> Resource:
+    spec: dict[str, Any] = {"activeDeadlineSeconds": deadline}
+    if parallelism is not None:
+        spec.update(parallelism=parallelism, completions=completions, completionMode="Indexed")
+    spec["template"] = {"spec": {"nodeSelector": {"eks.amazonaws.com/capacityType": capacity}, "containers": []}}
+    objects = [{"kind": "ConfigMap"}, {"kind": "Job", "spec": spec}]
+    return res("pulumi-python:dynamic:Resource", f"runs-{name}", {"runName": name, "specHash": "h", "objects": objects})
+
+
+def dev_like(version: str = "1.35", nats: int = 1) -> list[Resource]:
+    lts = [template("system-lt", 20), template("spot-lt", 200), template("od-lt", 200)]
+    gpu = ["g5.2xlarge", "g6e.xlarge"]
+    return [
+        res("eks:index:Cluster", "cluster-eks", {"name": "simfleet-dev", "version": version}),
+        res("aws:kms/key:Key", "cluster-secrets"),
+        *[res("aws:ec2/eip:Eip", f"nat-eip-{i}") for i in range(nats)],
+        *[res("aws:ec2/natGateway:NatGateway", f"nat-{i}") for i in range(nats)],
+        *lts,
+        group("nodes-system", ["t3.medium"], "ON_DEMAND", 1, 3, lts[0]),
+        group("nodes-gpu-spot", gpu, "SPOT", 0, 4, lts[1]),
+        group("nodes-gpu-on-demand", gpu, "ON_DEMAND", 0, 4, lts[2]),
+        run("trot-baseline", "ON_DEMAND", 7200),
+        run("trot-sweep", "SPOT", 3 * 3600, parallelism=4, completions=8),
+    ]
+
+
+def test_dev_idle_is_the_fixed_platform_and_stays_under_150() -> None:
+    cost = estimate(dev_like(), "dev", "us-east-1", today=TODAY)
+    expected = (
+        0.10 * HOURS  # EKS control plane
+        + 0.045 * HOURS  # one NAT gateway
+        + 0.005 * HOURS  # its Elastic IP
+        + 1.00  # the secrets KMS key
+        + 0.0416 * HOURS  # one t3.medium system node
+        + 20 * 0.08  # its 20 GiB gp3 root volume
+    )
+    assert cost["idleMonthlyUsd"] == pytest.approx(expected, abs=0.02)
+    assert cost["idleMonthlyUsd"] < 150
+    items = {i["item"] for i in cost["breakdown"] if i["scope"] == "idle"}
+    assert not any("gpu" in i for i in items), "GPU groups are at 0 when idle"
+
+
+def test_gpu_max_prices_every_gpu_node_by_capacity_with_the_spot_discount() -> None:
+    cost = estimate(dev_like(), "dev", "us-east-1", today=TODAY)
+    catalog = load_catalog()
+    priciest = max(catalog.instances[t].on_demand_hourly for t in ("g5.2xlarge", "g6e.xlarge"))
+    spot = 4 * priciest * (1 - catalog.spot_discount) * HOURS + 4 * 200 * 0.08
+    on_demand = 4 * priciest * HOURS + 4 * 200 * 0.08
+    assert cost["gpuMaxMonthlyUsd"] == pytest.approx(cost["idleMonthlyUsd"] + spot + on_demand, abs=0.05)
+    assert any("g6e.xlarge spot" in i["item"] for i in cost["breakdown"] if i["scope"] == "gpuMax")
+
+
+def test_gpu_groups_with_a_minimum_count_in_idle_and_are_not_double_counted() -> None:
+    resources = dev_like()
+    resources = [
+        r
+        if r.name != "nodes-gpu-on-demand"
+        else group("nodes-gpu-on-demand", ["g5.2xlarge"], "ON_DEMAND", 1, 4, template("od-lt", 200))
+        for r in resources
+    ]
+    base = estimate(dev_like(), "dev", "us-east-1", today=TODAY)
+    cost = estimate(resources, "dev", "us-east-1", today=TODAY)
+    one_node = 1.212 * HOURS + 200 * 0.08
+    assert cost["idleMonthlyUsd"] == pytest.approx(base["idleMonthlyUsd"] + one_node, abs=0.02)
+    # At max the group is 4 x g5.2xlarge instead of 4 x g6e.xlarge; its idle node is not added on top.
+    delta_at_max = 4 * (1.861 - 1.212) * HOURS
+    assert cost["gpuMaxMonthlyUsd"] == pytest.approx(base["gpuMaxMonthlyUsd"] - delta_at_max, abs=0.05)
+
+
+def test_runs_are_price_times_runtime_times_parallelism() -> None:
+    cost = estimate(dev_like(), "dev", "us-east-1", today=TODAY)
+    runs = {r["name"]: r for r in cost["runs"]}
+    assert runs["trot-baseline"]["estimatedUsd"] == pytest.approx(1.861 * 2, abs=0.01)
+    assert runs["trot-baseline"]["capacity"] == "ON_DEMAND" and runs["trot-baseline"]["instanceType"] == "g6e.xlarge"
+    assert runs["trot-sweep"]["estimatedUsd"] == pytest.approx(1.861 * 0.4 * 3 * 4, abs=0.01)
+    assert runs["trot-sweep"]["pods"] == 4
+    assert any("most expensive" in a for a in cost["assumptions"])
+    assert any("Spot nodes cost 40% of On-Demand" in a for a in cost["assumptions"])
+
+
+def test_cost_follows_what_is_built() -> None:
+    single = estimate(dev_like(nats=1), "dev", "us-east-1", today=TODAY)
+    per_az = estimate(dev_like(nats=3), "dev", "us-east-1", today=TODAY)
+    assert per_az["idleMonthlyUsd"] - single["idleMonthlyUsd"] == pytest.approx(2 * (0.045 + 0.005) * HOURS, abs=0.02)
+
+
+def test_extended_support_is_priced_after_standard_support_ends() -> None:
+    standard = estimate(dev_like("1.35"), "dev", "us-east-1", today=TODAY)
+    extended = estimate(dev_like("1.31"), "dev", "us-east-1", today=TODAY)
+    assert extended["idleMonthlyUsd"] - standard["idleMonthlyUsd"] == pytest.approx((0.60 - 0.10) * HOURS, abs=0.02)
+
+
+def test_other_regions_are_flagged_and_unknown_types_refused() -> None:
+    cost = estimate(dev_like(), "dev", "eu-west-1", today=TODAY)
+    assert any("eu-west-1" in a for a in cost["assumptions"])
+    lt = template("x-lt", 20)
+    with pytest.raises(ValueError, match=r"aws_catalog\.json"):
+        node_groups([lt, group("x", ["z9.mega"], "ON_DEMAND", 1, 1, lt)], load_catalog())
+
+
+def test_summary_lines_name_the_figures() -> None:
+    lines = summary(estimate(dev_like(), "dev", "us-east-1", today=TODAY))
+    assert lines[0].startswith("cost (us-east-1 prices of")
+    assert any("run trot-sweep: up to" in line for line in lines)
+
+
+@pytest.mark.slow
+def test_example_stacks_cost() -> None:
+    from tools import plan
+
+    costs = {}
+    for stack in ("dev", "prod"):
+        result = plan.run_program(plan.PROJECT_ROOT / f"Pulumi.{stack}.yaml", stack)
+        costs[stack] = plan.estimate_cost(result)
+    assert costs["dev"]["idleMonthlyUsd"] < 150
+    # prod: three NAT gateways and two m6i.large system nodes.
+    assert costs["prod"]["idleMonthlyUsd"] > costs["dev"]["idleMonthlyUsd"] + 100
+    assert {r["name"] for r in costs["dev"]["runs"]} == {"trot-baseline", "trot-sweep", "trot-continue"}
+    assert costs["prod"]["runs"] == []
+    # trot-baseline has a viewport: its NLB is billed while the entry stays in Pulumi.dev.yaml.
+    assert costs["dev"]["runsStandingMonthlyUsd"] > 0 and costs["prod"]["runsStandingMonthlyUsd"] == 0
+
+
+def test_viewport_load_balancers_are_a_standing_run_cost_not_idle() -> None:
+    base = dev_like()
+    subnets = [res("aws:ec2/subnet:Subnet", f"public-{i}", {"tags": {"kubernetes.io/role/elb": "1"}}) for i in range(2)]
+    viewport = run("trot-baseline", "ON_DEMAND", 7200)
+    service = {"kind": "Service", "metadata": {"name": "trot-baseline-viewport"}, "spec": {"type": "LoadBalancer"}}
+    viewport = Resource(
+        viewport.resource_type, viewport.urn, viewport.name, {**viewport.props, "objects": [*viewport.props["objects"], service]}
+    )
+    resources = [r for r in base if r.name != "runs-trot-baseline"] + subnets + [viewport]
+    without = estimate(base, "dev", "us-east-1", today=TODAY)
+    cost = estimate(resources, "dev", "us-east-1", today=TODAY)
+    assert without["runsStandingMonthlyUsd"] == 0
+    # One NLB plus a public IPv4 address in each of the two public subnets it spans.
+    assert cost["runsStandingMonthlyUsd"] == pytest.approx((0.0225 + 2 * 0.005) * HOURS, abs=0.01)
+    assert cost["idleMonthlyUsd"] == without["idleMonthlyUsd"]
