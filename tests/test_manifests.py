@@ -225,7 +225,9 @@ def test_scheduling_per_mode(run: str, capacity: str) -> None:
 def test_batch_is_an_indexed_job_that_ignores_spot_disruption() -> None:
     job = _by_kind(PLANS["trot-sweep"], "Job")["spec"]
     assert job["completionMode"] == "Indexed"
-    assert job["completions"] == 8 and job["parallelism"] == 4
+    sweep = _stack_runs()["trot-sweep"]
+    assert job["completions"] == len(sweep["seeds"]) == 8
+    assert job["parallelism"] == sweep["parallelism"]
     assert job["backoffLimitPerIndex"] == 1 and "backoffLimit" not in job
     assert {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]} in job["podFailurePolicy"][
         "rules"
@@ -253,11 +255,14 @@ def test_deadline_and_ttl() -> None:
 
 
 def test_glue_stops_before_the_deadline_leaving_time_to_upload() -> None:
-    # trot-sweep: 8 seeds, 4 at a time -> two waves of at most 1.5 h each inside the 3 h deadline.
+    # trot-sweep: 8 seeds, `parallelism` at a time -> ceil(8 / parallelism) waves inside the 3 h deadline;
+    # each pod keeps a fifth of its slot (at most 15 min) for the upload.
+    sweep = _stack_runs()["trot-sweep"]
+    per_pod = 3 * 3600 // -(-len(sweep["seeds"]) // sweep["parallelism"])
     glue = _env(_containers(PLANS["trot-sweep"])["glue"])
     uploader = _env(_containers(PLANS["trot-sweep"])["artifact-uploader"])
-    assert int(glue["SIMFLEET_STOP_AFTER_SECONDS"]) == 5400 - 900
-    assert int(glue["SIMFLEET_STOP_AFTER_SECONDS"]) < int(uploader["SIMFLEET_UPLOAD_WAIT_SECONDS"]) < 5400
+    assert int(glue["SIMFLEET_STOP_AFTER_SECONDS"]) == per_pod - min(900, per_pod // 5)
+    assert int(glue["SIMFLEET_STOP_AFTER_SECONDS"]) < int(uploader["SIMFLEET_UPLOAD_WAIT_SECONDS"]) < per_pod
 
 
 def test_labels_and_spec_hash_annotation() -> None:
