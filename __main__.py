@@ -23,30 +23,80 @@ cluster_name = f"simfleet-{stack}"
 tags = {**base_tags(pulumi.get_project(), stack), **platform.tags}
 
 network = Network("network", NetworkArgs(platform.network, cluster_name, tags, region))
-cluster = Cluster("cluster", ClusterArgs(cluster_name, platform, network.vpc_id, network.public_subnet_ids, network.private_subnet_ids, tags,
-                                          deletion_protection=cfg.is_prod))
-node_groups = NodeGroups("nodes", NodeGroupsArgs(cluster_name, platform.node_groups, cluster.eks_cluster_name, network.private_subnet_ids, tags,
-                                                  kubernetes_version=platform.kubernetes_version))
+cluster = Cluster(
+    "cluster",
+    ClusterArgs(
+        cluster_name,
+        platform,
+        network.vpc_id,
+        network.public_subnet_ids,
+        network.private_subnet_ids,
+        tags,
+        deletion_protection=cfg.is_prod,
+    ),
+)
+node_groups = NodeGroups(
+    "nodes",
+    NodeGroupsArgs(
+        cluster_name,
+        platform.node_groups,
+        cluster.eks_cluster_name,
+        network.private_subnet_ids,
+        tags,
+        kubernetes_version=platform.kubernetes_version,
+    ),
+)
 storage = Storage("storage", StorageArgs(stack, platform.buckets, tags))
 registry = Registry("registry", RegistryArgs(platform.repositories, platform.keep_tagged_images, tags))
-access = Access("access", AccessArgs(cluster_name, cluster.oidc_provider_arn, cluster.oidc_provider_url, storage.checkpoints_bucket_arn, storage.artifacts_bucket_arn, tags,
-                                     region, external_checkpoint_uris=[r.checkpoint.from_ for r in cfg.runs if (r.checkpoint.from_ or "").startswith("s3://")]))
+access = Access(
+    "access",
+    AccessArgs(
+        cluster_name,
+        cluster.oidc_provider_arn,
+        cluster.oidc_provider_url,
+        storage.checkpoints_bucket_arn,
+        storage.artifacts_bucket_arn,
+        tags,
+        region,
+        external_checkpoint_uris=[r.checkpoint.from_ for r in cfg.runs if (r.checkpoint.from_ or "").startswith("s3://")],
+    ),
+)
 
 # One explicit provider for every in-cluster object; default Kubernetes providers are disabled in Pulumi.yaml.
 k8s_provider = k8s.Provider("k8s", kubeconfig=cluster.kubeconfig_json, enable_server_side_apply=True)
 in_cluster = pulumi.ResourceOptions(provider=k8s_provider)
 
-addons = Addons("addons", AddonsArgs(cluster_name, region, platform.kubernetes_version, network.vpc_id, access.roles, tags,
-                                     cluster=cluster),  # deleted_with: in-cluster objects go with the cluster
-                # Add-ons only after nodes exist: CoreDNS stays DEGRADED on a cluster with no nodes.
-                opts=pulumi.ResourceOptions(providers=[k8s_provider], depends_on=[node_groups]))
-runs_namespace = RunsNamespace("runs-ns", RunsNamespaceArgs(access.run_role_arn, platform.node_groups.gpu.max_gpus,
-                                                            platform.kubernetes_version, cluster=cluster), opts=in_cluster)
-runs = Runs("runs", RunsArgs(cfg.runs, cluster_name, region, cluster.endpoint, cluster.certificate_authority,
-                             runs_namespace.namespace, runs_namespace.service_account, storage.checkpoints_bucket,
-                             storage.artifacts_bucket, registry.registry_url,
-                             kubernetes_version=platform.kubernetes_version, cluster=cluster),
-            opts=pulumi.ResourceOptions(depends_on=[addons, runs_namespace]))
+addons = Addons(
+    "addons",
+    AddonsArgs(
+        cluster_name, region, platform.kubernetes_version, network.vpc_id, access.roles, tags, cluster=cluster
+    ),  # deleted_with: in-cluster objects go with the cluster
+    # Add-ons only after nodes exist: CoreDNS stays DEGRADED on a cluster with no nodes.
+    opts=pulumi.ResourceOptions(providers=[k8s_provider], depends_on=[node_groups]),
+)
+runs_namespace = RunsNamespace(
+    "runs-ns",
+    RunsNamespaceArgs(access.run_role_arn, platform.node_groups.gpu.max_gpus, platform.kubernetes_version, cluster=cluster),
+    opts=in_cluster,
+)
+runs = Runs(
+    "runs",
+    RunsArgs(
+        cfg.runs,
+        cluster_name,
+        region,
+        cluster.endpoint,
+        cluster.certificate_authority,
+        runs_namespace.namespace,
+        runs_namespace.service_account,
+        storage.checkpoints_bucket,
+        storage.artifacts_bucket,
+        registry.registry_url,
+        kubernetes_version=platform.kubernetes_version,
+        cluster=cluster,
+    ),
+    opts=pulumi.ResourceOptions(depends_on=[addons, runs_namespace]),
+)
 
 pulumi.export("clusterName", cluster.eks_cluster_name)
 pulumi.export("kubeconfig", pulumi.Output.secret(cluster.kubeconfig_json))

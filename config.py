@@ -43,9 +43,7 @@ PROJECT_ROOT = Path(__file__).resolve().parent
 class Model(BaseModel):
     """Base for every config model: camelCase keys in YAML, unknown keys rejected, immutable."""
 
-    model_config = ConfigDict(
-        alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True
-    )
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True)
 
 
 _DURATION_RE = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
@@ -143,8 +141,7 @@ class NodeGroupConfig(Model):
     def _sizes(self) -> NodeGroupConfig:
         if not self.min_size <= self.desired <= self.max_size:
             raise ValueError(
-                f"sizes must satisfy minSize <= desiredSize <= maxSize, got "
-                f"{self.min_size} <= {self.desired} <= {self.max_size}"
+                f"sizes must satisfy minSize <= desiredSize <= maxSize, got {self.min_size} <= {self.desired} <= {self.max_size}"
             )
         if len(set(self.instance_types)) != len(self.instance_types):
             raise ValueError("instanceTypes lists the same type twice")
@@ -172,7 +169,9 @@ def _default_capacity() -> list[CapacityType]:
 
 class GpuNodeGroupConfig(NodeGroupConfig):
     min_size: int = Field(0, ge=0, description="0 lets the autoscaler remove every GPU node when idle.")
-    disk_gib: int = Field(200, alias="diskGiB", ge=100, le=16384, description="Isaac Lab images are large; 200 GiB gp3 by default.")
+    disk_gib: int = Field(
+        200, alias="diskGiB", ge=100, le=16384, description="Isaac Lab images are large; 200 GiB gp3 by default."
+    )
     capacity: Annotated[list[CapacityType], BeforeValidator(_one_or_many)] = Field(
         default_factory=_default_capacity,
         min_length=1,
@@ -234,7 +233,7 @@ def _default_control_plane_logs() -> list[ControlPlaneLogType]:
 
 
 class PlatformConfig(Model):
-    kubernetes_version: str = Field(pattern=r"^1\.\d{2}$", description="EKS minor, e.g. \"1.35\".")
+    kubernetes_version: str = Field(pattern=r"^1\.\d{2}$", description='EKS minor, e.g. "1.35".')
     network: NetworkConfig
     endpoint: EndpointConfig = Field(default_factory=EndpointConfig)
     secrets_encryption: bool = Field(True, description="KMS envelope encryption of Kubernetes secrets.")
@@ -260,7 +259,9 @@ class PlatformConfig(Model):
         release = versions.eks_release(version)
         in_support = ", ".join(sorted(v for v, r in versions.EKS_RELEASES.items() if r.end_of_standard >= today))
         if release is None:
-            raise ValueError(f"{version} is not in the EKS release table (versions.py); versions in standard support: {in_support}")
+            raise ValueError(
+                f"{version} is not in the EKS release table (versions.py); versions in standard support: {in_support}"
+            )
         if release.end_of_standard < today:
             raise ValueError(
                 f"{version} left EKS standard support on {release.end_of_standard} (extended support costs "
@@ -388,8 +389,18 @@ class Viewport(Model):
 
 
 QUANTITY_RE = re.compile(r"^\d+(\.\d+)?(m|Ki|Mi|Gi|Ti|k|M|G|T)?$")
-_QUANTITY_FACTORS = {None: 1.0, "m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12,
-                     "Ki": 2.0**10, "Mi": 2.0**20, "Gi": 2.0**30, "Ti": 2.0**40}
+_QUANTITY_FACTORS = {
+    None: 1.0,
+    "m": 1e-3,
+    "k": 1e3,
+    "M": 1e6,
+    "G": 1e9,
+    "T": 1e12,
+    "Ki": 2.0**10,
+    "Mi": 2.0**20,
+    "Gi": 2.0**30,
+    "Ti": 2.0**40,
+}
 
 
 def quantity_value(text: str) -> float:
@@ -534,8 +545,10 @@ def load_stack_config(
 
     from components.storage import bucket_name_problems
 
-    issues += [Issue("stack", f"{problem} (stack names become part of the bucket names)")
-               for problem in dict.fromkeys(bucket_name_problems(stack, "checkpoints"))]
+    issues += [
+        Issue("stack", f"{problem} (stack names become part of the bucket names)")
+        for problem in dict.fromkeys(bucket_name_problems(stack, "checkpoints"))
+    ]
 
     run_specs: list[tuple[int, RunSpec]] = []
     if runs is None:
@@ -569,9 +582,18 @@ def _prod_rules(platform: PlatformConfig, stack: str) -> list[Issue]:
     issues: list[Issue] = []
     if is_prod_stack(stack):
         if not platform.endpoint.private_only:
-            issues.append(Issue("platform.endpoint.publicAccessCidrs", "prod clusters have a private endpoint only; remove the public CIDRs"))
+            issues.append(
+                Issue(
+                    "platform.endpoint.publicAccessCidrs", "prod clusters have a private endpoint only; remove the public CIDRs"
+                )
+            )
         if platform.network.nat_gateways != "perAz":
-            issues.append(Issue("platform.network.natGateways", "prod needs one NAT gateway per AZ (perAz) so an AZ outage does not cut egress"))
+            issues.append(
+                Issue(
+                    "platform.network.natGateways",
+                    "prod needs one NAT gateway per AZ (perAz) so an AZ outage does not cut egress",
+                )
+            )
         if not platform.secrets_encryption:
             issues.append(Issue("platform.secretsEncryption", "prod requires KMS envelope encryption of secrets"))
         missing = sorted(set(ALL_CONTROL_PLANE_LOGS) - set(platform.control_plane_logs))
@@ -594,11 +616,21 @@ def _run_platform_rules(platform: PlatformConfig, runs: Iterable[tuple[int, RunS
     for index, run in runs:
         path = f"runs[{index}]"
         if run.capacity not in gpu.capacity:
-            issues.append(Issue(f"{path}.mode", f"{run.mode} runs need {run.capacity} GPU capacity; add {run.capacity} to platform.nodeGroups.gpu.capacity"))
+            issues.append(
+                Issue(
+                    f"{path}.mode",
+                    f"{run.mode} runs need {run.capacity} GPU capacity; add {run.capacity} to platform.nodeGroups.gpu.capacity",
+                )
+            )
         for slot in ("sim", "monty", "glue"):
             ref = parse_image(getattr(run.images, slot))
             if ref.registry is None and ref.repository not in platform.repositories:
-                issues.append(Issue(f"{path}.images.{slot}", f"repository {ref.repository!r} is not one of the stack's ECR repositories {platform.repositories}"))
+                issues.append(
+                    Issue(
+                        f"{path}.images.{slot}",
+                        f"repository {ref.repository!r} is not one of the stack's ECR repositories {platform.repositories}",
+                    )
+                )
         if not known:
             continue
         gpus_per_node = known[0].gpus
@@ -607,9 +639,13 @@ def _run_platform_rules(platform: PlatformConfig, runs: Iterable[tuple[int, RunS
         smallest_cpu = min(i.vcpu for i in known) - NODE_RESERVED_CPU
         smallest_mem = min(i.memory_gib for i in known) - NODE_RESERVED_MEMORY_GIB
         if quantity_value(run.cpu) > smallest_cpu:
-            issues.append(Issue(f"{path}.cpu", f"{run.cpu} CPU does not fit the smallest GPU node ({smallest_cpu:g} CPU allocatable)"))
+            issues.append(
+                Issue(f"{path}.cpu", f"{run.cpu} CPU does not fit the smallest GPU node ({smallest_cpu:g} CPU allocatable)")
+            )
         if quantity_value(run.memory) > smallest_mem * 2**30:
-            issues.append(Issue(f"{path}.memory", f"{run.memory} does not fit the smallest GPU node ({smallest_mem:g}Gi allocatable)"))
+            issues.append(
+                Issue(f"{path}.memory", f"{run.memory} does not fit the smallest GPU node ({smallest_mem:g}Gi allocatable)")
+            )
     return issues
 
 
@@ -635,8 +671,13 @@ def _run_cross_rules(
         elif not by_name[source][1].checkpoint.save:
             issues.append(Issue(path, f"run {source!r} does not save a checkpoint (checkpoint.save is false)"))
         elif len(by_name[source][1].seeds) != 1:
-            issues.append(Issue(path, f"run {source!r} sweeps {len(by_name[source][1].seeds)} seeds, so it has one "
-                                "checkpoint per seed; continue from one of them with its s3:// URI"))
+            issues.append(
+                Issue(
+                    path,
+                    f"run {source!r} sweeps {len(by_name[source][1].seeds)} seeds, so it has one "
+                    "checkpoint per seed; continue from one of them with its s3:// URI",
+                )
+            )
     cycle = _checkpoint_cycle(by_name)
     if cycle:
         issues.append(Issue(f"runs[{by_name[cycle[0]][0]}].checkpoint.from", f"checkpoint chain loops: {' -> '.join(cycle)}"))
@@ -734,7 +775,6 @@ def _unwrap(annotation: Any) -> Any:
             break
         annotation = args[-1] if get_origin(annotation) is dict else args[0]
     return annotation
-
 
 
 def load_from_pulumi() -> StackConfig:

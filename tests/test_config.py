@@ -23,8 +23,9 @@ def stack_config(name: str) -> dict[str, Any]:
 
 
 def load(config: dict[str, Any], stack: str = "dev", today: datetime.date = TODAY):
-    return load_stack_config(config.get("simfleet:platform"), config.get("simfleet:runs"),
-                             stack=stack, source=f"Pulumi.{stack}.yaml", today=today)
+    return load_stack_config(
+        config.get("simfleet:platform"), config.get("simfleet:runs"), stack=stack, source=f"Pulumi.{stack}.yaml", today=today
+    )
 
 
 @pytest.mark.parametrize("path", STACK_FILES, ids=lambda p: p.name)
@@ -61,40 +62,129 @@ def _run(c: dict[str, Any], i: int = 0) -> dict[str, Any]:
 
 
 MALFORMED: list[tuple[str, Mutation, str, str]] = [
-    ("unknown-platform-key", lambda c: _platform(c).update(kubernetesVersio="1.35"),
-     "platform.kubernetesVersio", "did you mean 'kubernetesVersion'"),
+    (
+        "unknown-platform-key",
+        lambda c: _platform(c).update(kubernetesVersio="1.35"),
+        "platform.kubernetesVersio",
+        "did you mean 'kubernetesVersion'",
+    ),
     ("unknown-run-key", lambda c: _run(c).update(maxRuntim="2h"), "runs[0].maxRuntim", "did you mean 'maxRuntime'"),
-    ("one-az", lambda c: _platform(c)["network"].update(availabilityZones=1), "platform.network.availabilityZones", "greater than or equal to 2"),
+    (
+        "one-az",
+        lambda c: _platform(c)["network"].update(availabilityZones=1),
+        "platform.network.availabilityZones",
+        "greater than or equal to 2",
+    ),
     ("cidr-not-parsing", lambda c: _platform(c)["network"].update(cidr="10.40.0.0/33"), "platform.network.cidr", "IPv4"),
     ("cidr-public", lambda c: _platform(c)["network"].update(cidr="8.8.0.0/16"), "platform.network.cidr", "not a private"),
-    ("cidr-too-small", lambda c: _platform(c)["network"].update(cidr="10.40.0.0/24"), "platform.network.cidr", "between /16 and /20"),
-    ("min-above-max", lambda c: _platform(c)["nodeGroups"]["system"].update(minSize=4, maxSize=3), "platform.nodeGroups.system", "minSize <= desiredSize <= maxSize"),
-    ("desired-above-max", lambda c: _platform(c)["nodeGroups"]["gpu"].update(desiredSize=9), "platform.nodeGroups.gpu", "minSize <= desiredSize <= maxSize"),
-    ("gpu-group-cpu-type", lambda c: _platform(c)["nodeGroups"]["gpu"].update(instanceTypes=["m6i.large"]), "platform.nodeGroups.gpu", "not GPU instance families"),
-    ("gpu-count-mismatch", lambda c: _platform(c)["nodeGroups"]["gpu"].update(instanceTypes=["g5.2xlarge", "g5.12xlarge"]), "platform.nodeGroups.gpu", "same GPU count"),
-    ("system-gpu-type", lambda c: _platform(c)["nodeGroups"]["system"].update(instanceTypes=["g5.xlarge"]), "platform.nodeGroups.system", "CPU nodes"),
-    ("version-unknown", lambda c: _platform(c).update(kubernetesVersion="1.99"), "platform.kubernetesVersion", "not in the EKS release table"),
-    ("version-out-of-support", lambda c: _platform(c).update(kubernetesVersion="1.31"), "platform.kubernetesVersion", "left EKS standard support on 2025-11-26"),
-    ("endpoint-open", lambda c: _platform(c)["endpoint"].update(publicAccessCidrs=["0.0.0.0/0"]), "platform.endpoint.publicAccessCidrs[0]", "whole internet"),
+    (
+        "cidr-too-small",
+        lambda c: _platform(c)["network"].update(cidr="10.40.0.0/24"),
+        "platform.network.cidr",
+        "between /16 and /20",
+    ),
+    (
+        "min-above-max",
+        lambda c: _platform(c)["nodeGroups"]["system"].update(minSize=4, maxSize=3),
+        "platform.nodeGroups.system",
+        "minSize <= desiredSize <= maxSize",
+    ),
+    (
+        "desired-above-max",
+        lambda c: _platform(c)["nodeGroups"]["gpu"].update(desiredSize=9),
+        "platform.nodeGroups.gpu",
+        "minSize <= desiredSize <= maxSize",
+    ),
+    (
+        "gpu-group-cpu-type",
+        lambda c: _platform(c)["nodeGroups"]["gpu"].update(instanceTypes=["m6i.large"]),
+        "platform.nodeGroups.gpu",
+        "not GPU instance families",
+    ),
+    (
+        "gpu-count-mismatch",
+        lambda c: _platform(c)["nodeGroups"]["gpu"].update(instanceTypes=["g5.2xlarge", "g5.12xlarge"]),
+        "platform.nodeGroups.gpu",
+        "same GPU count",
+    ),
+    (
+        "system-gpu-type",
+        lambda c: _platform(c)["nodeGroups"]["system"].update(instanceTypes=["g5.xlarge"]),
+        "platform.nodeGroups.system",
+        "CPU nodes",
+    ),
+    (
+        "version-unknown",
+        lambda c: _platform(c).update(kubernetesVersion="1.99"),
+        "platform.kubernetesVersion",
+        "not in the EKS release table",
+    ),
+    (
+        "version-out-of-support",
+        lambda c: _platform(c).update(kubernetesVersion="1.31"),
+        "platform.kubernetesVersion",
+        "left EKS standard support on 2025-11-26",
+    ),
+    (
+        "endpoint-open",
+        lambda c: _platform(c)["endpoint"].update(publicAccessCidrs=["0.0.0.0/0"]),
+        "platform.endpoint.publicAccessCidrs[0]",
+        "whole internet",
+    ),
     ("logs-without-audit", lambda c: _platform(c).update(controlPlaneLogs=["api"]), "platform", "must include api and audit"),
     ("image-latest", lambda c: _run(c)["images"].update(sim="unitree-sim:latest"), "runs[0].images.sim", "mutable tag 'latest'"),
     ("image-untagged", lambda c: _run(c)["images"].update(monty="monty"), "runs[0].images.monty", "has no tag"),
-    ("image-unknown-repo", lambda c: _run(c)["images"].update(glue="glue-extra:1.0"), "runs[0].images.glue", "not one of the stack's ECR repositories"),
+    (
+        "image-unknown-repo",
+        lambda c: _run(c)["images"].update(glue="glue-extra:1.0"),
+        "runs[0].images.glue",
+        "not one of the stack's ECR repositories",
+    ),
     ("bad-run-name", lambda c: _run(c).update(name="Trot_Baseline"), "runs[0]", "DNS-1123"),
     ("duplicate-run-name", lambda c: _run(c, 1).update(name="trot-baseline"), "runs[1].name", "already used by runs[0]"),
     ("bad-duration", lambda c: _run(c).update(maxRuntime="2 hours"), "runs[0].maxRuntime", "not a duration"),
     ("bad-mode", lambda c: _run(c).update(mode="headless"), "runs[0].mode", "'interactive' or 'batch'"),
-    ("checkpoint-bad-uri", lambda c: _run(c)["checkpoint"].update({"from": "https://x/y"}), "runs[0].checkpoint", "must be null, an s3:// URI or run:<name>"),
-    ("checkpoint-unknown-run", lambda c: _run(c, 2)["checkpoint"].update({"from": "run:nope"}), "runs[2].checkpoint.from", "no run named 'nope'"),
-    ("checkpoint-multi-seed-source", lambda c: _run(c, 2)["checkpoint"].update({"from": "run:trot-sweep"}), "runs[2].checkpoint.from", "one checkpoint per seed"),
+    (
+        "checkpoint-bad-uri",
+        lambda c: _run(c)["checkpoint"].update({"from": "https://x/y"}),
+        "runs[0].checkpoint",
+        "must be null, an s3:// URI or run:<name>",
+    ),
+    (
+        "checkpoint-unknown-run",
+        lambda c: _run(c, 2)["checkpoint"].update({"from": "run:nope"}),
+        "runs[2].checkpoint.from",
+        "no run named 'nope'",
+    ),
+    (
+        "checkpoint-multi-seed-source",
+        lambda c: _run(c, 2)["checkpoint"].update({"from": "run:trot-sweep"}),
+        "runs[2].checkpoint.from",
+        "one checkpoint per seed",
+    ),
     ("interactive-many-seeds", lambda c: _run(c).update(seeds=[1, 2]), "runs[0]", "exactly one seed"),
-    ("viewport-on-batch", lambda c: _run(c, 1).update(viewport={"allowedCidrs": ["203.0.113.0/24"]}), "runs[1]", "only for interactive runs"),
-    ("viewport-open", lambda c: _run(c)["viewport"].update(allowedCidrs=["0.0.0.0/0"]), "runs[0].viewport.allowedCidrs[0]", "whole internet"),
+    (
+        "viewport-on-batch",
+        lambda c: _run(c, 1).update(viewport={"allowedCidrs": ["203.0.113.0/24"]}),
+        "runs[1]",
+        "only for interactive runs",
+    ),
+    (
+        "viewport-open",
+        lambda c: _run(c)["viewport"].update(allowedCidrs=["0.0.0.0/0"]),
+        "runs[0].viewport.allowedCidrs[0]",
+        "whole internet",
+    ),
     ("too-many-gpus", lambda c: _run(c).update(gpus=2), "runs[0].gpus", "GPU nodes have 1"),
     ("cpu-too-big", lambda c: _run(c).update(cpu="6"), "runs[0].cpu", "does not fit the smallest GPU node"),
     ("glue-missing", lambda c: _run(c).update(glue="glue/missing.py"), "runs[0].glue", "glue/missing.py"),
     ("glue-escapes", lambda c: _run(c).update(glue="../etc/passwd"), "runs[0]", "inside the project"),
-    ("interactive-without-on-demand", lambda c: _platform(c)["nodeGroups"]["gpu"].update(capacity="spot"), "runs[0].mode", "need onDemand GPU capacity"),
+    (
+        "interactive-without-on-demand",
+        lambda c: _platform(c)["nodeGroups"]["gpu"].update(capacity="spot"),
+        "runs[0].mode",
+        "need onDemand GPU capacity",
+    ),
     ("label-value", lambda c: _run(c)["labels"].update(user="alice smith"), "runs[0]", "not a valid label value"),
     ("runs-not-a-list", lambda c: c.update({"simfleet:runs": {"name": "x"}}), "runs", "must be a list"),
     ("platform-missing", lambda c: c.pop("simfleet:platform"), "platform", "is required"),
@@ -164,13 +254,21 @@ def test_parse_duration(text: Any, seconds: int) -> None:
     assert parse_duration(text) == seconds
 
 
-@pytest.mark.parametrize(("ref", "registry", "repo", "tag"), [
-    ("monty:1f3c2a9", None, "monty", "1f3c2a9"),
-    ("123456789012.dkr.ecr.us-east-1.amazonaws.com/monty:1.0", "123456789012.dkr.ecr.us-east-1.amazonaws.com", "monty", "1.0"),
-    ("nvcr.io/nvidia/isaac-lab:2.1.0", "nvcr.io", "nvidia/isaac-lab", "2.1.0"),
-    ("team/monty:2", None, "team/monty", "2"),
-    ("localhost:5000/x:1", "localhost:5000", "x", "1"),
-])
+@pytest.mark.parametrize(
+    ("ref", "registry", "repo", "tag"),
+    [
+        ("monty:1f3c2a9", None, "monty", "1f3c2a9"),
+        (
+            "123456789012.dkr.ecr.us-east-1.amazonaws.com/monty:1.0",
+            "123456789012.dkr.ecr.us-east-1.amazonaws.com",
+            "monty",
+            "1.0",
+        ),
+        ("nvcr.io/nvidia/isaac-lab:2.1.0", "nvcr.io", "nvidia/isaac-lab", "2.1.0"),
+        ("team/monty:2", None, "team/monty", "2"),
+        ("localhost:5000/x:1", "localhost:5000", "x", "1"),
+    ],
+)
 def test_parse_image(ref: str, registry: str | None, repo: str, tag: str) -> None:
     parsed = parse_image(ref)
     assert (parsed.registry, parsed.repository, parsed.tag) == (registry, repo, tag)

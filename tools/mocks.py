@@ -30,8 +30,14 @@ class Registration:
     options: dict[str, Any] = field(default_factory=dict)
 
     def as_json(self) -> dict[str, Any]:
-        return {"urn": self.urn, "type": self.type, "name": self.name, "parent": self.parent,
-                "inputs": self.inputs, "options": self.options}
+        return {
+            "urn": self.urn,
+            "type": self.type,
+            "name": self.name,
+            "parent": self.parent,
+            "inputs": self.inputs,
+            "options": self.options,
+        }
 
 
 def _short_hash(*parts: str) -> str:
@@ -86,9 +92,18 @@ def _eks_cluster(m: SimfleetMocks, name: str, inputs: dict[str, Any]) -> tuple[s
         "clusters": [{"name": cluster, "cluster": {"server": endpoint, "certificate-authority-data": MOCK_CA_DATA}}],
         "contexts": [{"name": "aws", "context": {"cluster": cluster, "user": "aws"}}],
         "current-context": "aws",
-        "users": [{"name": "aws", "user": {"exec": {
-            "apiVersion": "client.authentication.k8s.io/v1beta1", "command": "aws",
-            "args": ["eks", "get-token", "--cluster-name", cluster, "--output", "json"]}}}],
+        "users": [
+            {
+                "name": "aws",
+                "user": {
+                    "exec": {
+                        "apiVersion": "client.authentication.k8s.io/v1beta1",
+                        "command": "aws",
+                        "args": ["eks", "get-token", "--cluster-name", cluster, "--output", "json"],
+                    }
+                },
+            }
+        ],
     }
     return cluster, {
         "kubeconfig": kubeconfig,
@@ -108,13 +123,18 @@ def _simple(prefix: str, arn_service: str | None = None, arn_path: str = "", **e
         if arn_service:
             out["arn"] = m.arn(arn_service, f"{arn_path}{inputs.get('name', rid)}")
         return rid, out
+
     return handler
 
 
 def _bucket(m: SimfleetMocks, name: str, inputs: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     bucket = inputs.get("bucket") or f"{name}-{_short_hash('b', name)[:7]}"
-    return bucket, {"bucket": bucket, "arn": f"arn:aws:s3:::{bucket}", "region": m.region,
-                    "bucketRegionalDomainName": f"{bucket}.s3.{m.region}.amazonaws.com"}
+    return bucket, {
+        "bucket": bucket,
+        "arn": f"arn:aws:s3:::{bucket}",
+        "region": m.region,
+        "bucketRegionalDomainName": f"{bucket}.s3.{m.region}.amazonaws.com",
+    }
 
 
 def _iam_role(m: SimfleetMocks, name: str, inputs: dict[str, Any]) -> tuple[str, dict[str, Any]]:
@@ -130,8 +150,11 @@ def _iam_policy(m: SimfleetMocks, name: str, inputs: dict[str, Any]) -> tuple[st
 
 def _ecr_repo(m: SimfleetMocks, name: str, inputs: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     repo = inputs.get("name", name)
-    return repo, {"arn": m.arn("ecr", f"repository/{repo}"), "registryId": ACCOUNT_ID,
-                  "repositoryUrl": f"{ACCOUNT_ID}.dkr.ecr.{m.region}.amazonaws.com/{repo}"}
+    return repo, {
+        "arn": m.arn("ecr", f"repository/{repo}"),
+        "registryId": ACCOUNT_ID,
+        "repositoryUrl": f"{ACCOUNT_ID}.dkr.ecr.{m.region}.amazonaws.com/{repo}",
+    }
 
 
 def _kms_key(m: SimfleetMocks, name: str, inputs: dict[str, Any]) -> tuple[str, dict[str, Any]]:
@@ -160,8 +183,14 @@ def _k8s_object(m: SimfleetMocks, name: str, inputs: dict[str, Any]) -> tuple[st
 def _helm_release(m: SimfleetMocks, name: str, inputs: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     release = inputs.get("name", name)
     return f"{inputs.get('namespace', 'default')}/{release}", {
-        "status": {"name": release, "namespace": inputs.get("namespace"), "status": "deployed",
-                   "chart": inputs.get("chart"), "version": inputs.get("version")}}
+        "status": {
+            "name": release,
+            "namespace": inputs.get("namespace"),
+            "status": "deployed",
+            "chart": inputs.get("chart"),
+            "version": inputs.get("version"),
+        }
+    }
 
 
 _TYPE_OUTPUTS: dict[str, Any] = {
@@ -212,8 +241,13 @@ def _region(m: SimfleetMocks, args: dict[str, Any]) -> dict[str, Any]:
 
 def _service_principal(m: SimfleetMocks, args: dict[str, Any]) -> dict[str, Any]:
     service, region = args["serviceName"], args.get("region") or m.region
-    return {"name": f"{service}.amazonaws.com", "suffix": "amazonaws.com", "id": f"{service}.{region}",
-            "region": region, "serviceName": service}
+    return {
+        "name": f"{service}.amazonaws.com",
+        "suffix": "amazonaws.com",
+        "id": f"{service}.{region}",
+        "region": region,
+        "serviceName": service,
+    }
 
 
 _CALLS: dict[str, Any] = {
@@ -240,9 +274,16 @@ class RecordingMonitor(MockMonitor):
 
             inputs = rpc.deserialize_properties(request.object)
             inputs = _sync_await(_plain(inputs))
-            self.registrations.append(Registration(
-                urn=response.urn, type=request.type, name=request.name, parent=request.parent,
-                inputs=inputs, options=_options(request)))
+            self.registrations.append(
+                Registration(
+                    urn=response.urn,
+                    type=request.type,
+                    name=request.name,
+                    parent=request.parent,
+                    inputs=inputs,
+                    options=_options(request),
+                )
+            )
         return response
 
 

@@ -20,7 +20,7 @@ import runpy
 import sys
 import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +42,7 @@ class PlanResult:
     outputs: dict[str, Any]
     warnings: list[str]
     seconds: float
+    secret_outputs: set[str] = field(default_factory=set)
 
 
 class PlanConfigError(Exception):
@@ -51,7 +52,7 @@ class PlanConfigError(Exception):
 def stack_name_for(path: Path) -> str:
     name = path.name
     if name.startswith("Pulumi.") and name.endswith((".yaml", ".yml")):
-        return name[len("Pulumi."):].rsplit(".", 1)[0]
+        return name[len("Pulumi.") :].rsplit(".", 1)[0]
     return path.stem
 
 
@@ -110,6 +111,8 @@ def run_program(config_path: Path, stack: str | None = None, program: Path = PRO
     started = time.perf_counter()
     try:
         loop.run_until_complete(run_pulumi_func(lambda: runpy.run_path(str(program), run_name="__main__")))
+        seconds = time.perf_counter() - started
+        outputs, secret_outputs = loop.run_until_complete(_stack_outputs(settings.get_root_resource()))
     except pulumi.RunError as err:
         raise PlanConfigError(str(err)) from None
     finally:
@@ -119,22 +122,18 @@ def run_program(config_path: Path, stack: str | None = None, program: Path = PRO
             os.environ.pop("SIMFLEET_STACK_FILE", None)
         else:
             os.environ["SIMFLEET_STACK_FILE"] = previous_source
-    seconds = time.perf_counter() - started
-    root = settings.get_root_resource()
-    outputs = _stack_outputs(root)
-    return PlanResult(stack, config_path, monitor.registrations, outputs, collector.messages, seconds)
+    return PlanResult(stack, config_path, monitor.registrations, outputs, collector.messages, seconds, secret_outputs)
 
 
-def _stack_outputs(root: Any) -> dict[str, Any]:
-    from pulumi.runtime.sync_await import _sync_await
-
+async def _stack_outputs(root: Any) -> tuple[dict[str, Any], set[str]]:
+    """The stack's exports, resolved while the program's event loop is still open, and which are secret."""
     outputs: dict[str, Any] = {}
+    secrets: set[str] = set()
     for key, output in (getattr(root, "outputs", None) or {}).items():
-        try:
-            outputs[key] = _sync_await(output.future()) if hasattr(output, "future") else output
-        except Exception as err:  # noqa: BLE001 - an unresolvable export is reported, not fatal
-            outputs[key] = f"<unresolved: {err}>"
-    return outputs
+        outputs[key] = await output.future()
+        if await output.is_secret():
+            secrets.add(key)
+    return outputs, secrets
 
 
 def _display_path(path: Path) -> Path:
@@ -157,7 +156,11 @@ def kubernetes_objects(registrations: list[Any]) -> list[tuple[str, dict[str, An
     objects: list[tuple[str, dict[str, Any]]] = []
     for reg in registrations:
         if reg.type.startswith("kubernetes:") and not reg.type.startswith(NON_OBJECT_K8S):
-            body = {k: v for k, v in reg.inputs.items() if k in ("apiVersion", "kind", "metadata", "spec", "data", "rules", "roleRef", "subjects", "stringData", "type")}
+            body = {
+                k: v
+                for k, v in reg.inputs.items()
+                if k in ("apiVersion", "kind", "metadata", "spec", "data", "rules", "roleRef", "subjects", "stringData", "type")
+            }
             objects.append((f"platform/{_object_file(body, reg.name)}", body))
         elif reg.type == DYNAMIC_TYPE and isinstance(reg.inputs.get("objects"), list):
             run = reg.inputs.get("runName", reg.name)
@@ -181,7 +184,9 @@ def write_plan(result: PlanResult, out_root: Path) -> Path:
         for old in sorted(manifests.rglob("*"), reverse=True):
             old.unlink() if old.is_file() else old.rmdir()
     manifests.mkdir(parents=True, exist_ok=True)
-    (out / "resources.json").write_text(json.dumps([r.as_json() for r in result.registrations], indent=2, sort_keys=True, default=str))
+    (out / "resources.json").write_text(
+        json.dumps([r.as_json() for r in result.registrations], indent=2, sort_keys=True, default=str)
+    )
     for rel, body in kubernetes_objects(result.registrations):
         path = manifests / rel
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -200,8 +205,10 @@ def component_of(reg: Any, by_urn: dict[str, Any]) -> str:
 def summarize(result: PlanResult) -> str:
     by_urn = {r.urn: r for r in result.registrations}
     counts = Counter(component_of(r, by_urn) for r in result.registrations)
-    lines = [f"simfleet plan: stack {result.stack} ({_display_path(result.source)}), "
-             f"{len(result.registrations)} resources in {result.seconds:.1f}s"]
+    lines = [
+        f"simfleet plan: stack {result.stack} ({_display_path(result.source)}), "
+        f"{len(result.registrations)} resources in {result.seconds:.1f}s"
+    ]
     lines.append("  resources per component:")
     lines += [f"    {name:<16} {count}" for name, count in sorted(counts.items())]
     lines += ["  settings:"] + [f"    {line}" for line in _settings(result)]
@@ -216,21 +223,28 @@ def _settings(result: PlanResult) -> list[str]:
     cluster = next((r for r in regs if r.type == "eks:index:Cluster"), None)
     if cluster:
         public = cluster.inputs.get("publicAccessCidrs") if cluster.inputs.get("endpointPublicAccess") else None
-        lines.append(f"cluster {cluster.inputs.get('name')} kubernetes {cluster.inputs.get('version')}, "
-                     f"endpoint {'public ' + ','.join(public) if public else 'private only'}, "
-                     f"logs {','.join(cluster.inputs.get('enabledClusterLogTypes') or [])}")
+        lines.append(
+            f"cluster {cluster.inputs.get('name')} kubernetes {cluster.inputs.get('version')}, "
+            f"endpoint {'public ' + ','.join(public) if public else 'private only'}, "
+            f"logs {','.join(cluster.inputs.get('enabledClusterLogTypes') or [])}"
+        )
     subnets = [r for r in regs if r.type == "aws:ec2/subnet:Subnet"]
     nats = [r for r in regs if r.type == "aws:ec2/natGateway:NatGateway"]
     lines.append(f"network: {len(subnets)} subnets, {len(nats)} NAT gateway(s)")
     for group in (r for r in regs if r.type == "aws:eks/nodeGroup:NodeGroup"):
         scaling = group.inputs.get("scalingConfig") or {}
-        lines.append(f"node group {group.inputs.get('nodeGroupName') or group.inputs.get('nodeGroupNamePrefix')}: {','.join(group.inputs.get('instanceTypes') or [])} "
-                     f"{group.inputs.get('capacityType')} {scaling.get('minSize')}..{scaling.get('maxSize')}")
+        lines.append(
+            f"node group {group.inputs.get('nodeGroupName') or group.inputs.get('nodeGroupNamePrefix')}: {','.join(group.inputs.get('instanceTypes') or [])} "
+            f"{group.inputs.get('capacityType')} {scaling.get('minSize')}..{scaling.get('maxSize')}"
+        )
     charts = [f"{r.inputs.get('chart')}@{r.inputs.get('version')}" for r in regs if r.type == "kubernetes:helm.sh/v3:Release"]
     addons = [f"{r.inputs.get('addonName')}@{r.inputs.get('addonVersion')}" for r in regs if r.type == "aws:eks/addon:Addon"]
     lines.append(f"add-ons: {', '.join(addons + charts)}")
     runs = [r for r in regs if r.type == DYNAMIC_TYPE]
-    lines.append(f"runs: {len(runs)}" + (f" ({', '.join(str(r.inputs.get('runName')) for r in runs[:5])}{', ...' if len(runs) > 5 else ''})" if runs else ""))
+    lines.append(
+        f"runs: {len(runs)}"
+        + (f" ({', '.join(str(r.inputs.get('runName')) for r in runs[:5])}{', ...' if len(runs) > 5 else ''})" if runs else "")
+    )
     return lines
 
 

@@ -1,0 +1,182 @@
+"""The offline plan end to end: `python -m tools.plan` on both stacks, bad files, and what it writes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections import Counter
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tools.plan import PlanConfigError, PlanResult, run_program
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_plan_cli(*args: str, out: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "tools.plan", *args, "--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+@cache
+def planned(stack: str) -> PlanResult:
+    return run_program(ROOT / f"Pulumi.{stack}.yaml", stack)
+
+
+def types(result: PlanResult) -> Counter[str]:
+    return Counter(r.type for r in result.registrations)
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_plan_cli_writes_resources_and_manifests(stack: str, tmp_path: Path) -> None:
+    done = run_plan_cli("--stack", stack, out=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert f"simfleet plan: stack {stack}" in done.stdout
+    assert "resources per component" in done.stdout
+    resources = json.loads((tmp_path / stack / "resources.json").read_text())
+    assert resources and all(set(r) >= {"urn", "type", "name", "parent", "inputs"} for r in resources)
+    manifests = list((tmp_path / stack / "manifests").rglob("*.yaml"))
+    kinds = {yaml.safe_load(m.read_text())["kind"] for m in manifests}
+    assert {"Namespace", "ServiceAccount", "NetworkPolicy", "ResourceQuota", "Role", "RoleBinding"} <= kinds
+    for name in ("policy.json", "cost.json"):
+        assert (tmp_path / stack / name).exists()
+
+
+def test_dev_plan_renders_each_run_objects(tmp_path: Path) -> None:
+    done = run_plan_cli("--stack", "dev", out=tmp_path)
+    assert done.returncode == 0, done.stderr
+    runs = tmp_path / "dev" / "manifests" / "runs"
+    by_run = {d.name: sorted(yaml.safe_load(f.read_text())["kind"] for f in d.glob("*.yaml")) for d in runs.iterdir()}
+    assert by_run == {
+        "trot-baseline": ["ConfigMap", "Job", "Service"],
+        "trot-sweep": ["ConfigMap", "Job"],
+        "trot-continue": ["ConfigMap", "Job"],
+    }
+
+
+# Every part of the platform, by the type the engine receives, with how many dev and prod register.
+PLATFORM_PARTS = {
+    "aws:ec2/vpc:Vpc": (1, 1),
+    "aws:ec2/subnet:Subnet": (4, 6),
+    "aws:ec2/internetGateway:InternetGateway": (1, 1),
+    "aws:ec2/natGateway:NatGateway": (1, 3),
+    "aws:ec2/vpcEndpoint:VpcEndpoint": (1, 1),
+    "eks:index:Cluster": (1, 1),
+    "aws:kms/key:Key": (1, 1),
+    "aws:ec2/launchTemplate:LaunchTemplate": (3, 3),
+    "aws:eks/nodeGroup:NodeGroup": (3, 3),
+    "aws:eks/addon:Addon": (4, 4),
+    "kubernetes:helm.sh/v3:Release": (5, 5),
+    "aws:s3/bucket:Bucket": (2, 2),
+    "aws:ecr/repository:Repository": (3, 3),
+    "aws:ecr/lifecyclePolicy:LifecyclePolicy": (3, 3),
+    "kubernetes:core/v1:Namespace": (1, 1),
+    "kubernetes:networking.k8s.io/v1:NetworkPolicy": (5, 5),
+    "kubernetes:core/v1:ResourceQuota": (1, 1),
+    "pulumi-python:dynamic:Resource": (3, 0),
+}
+
+
+@pytest.mark.parametrize(("stack", "column"), [("dev", 0), ("prod", 1)])
+def test_every_platform_part_is_planned(stack: str, column: int) -> None:
+    counts = types(planned(stack))
+    missing = {t: (want[column], counts[t]) for t, want in PLATFORM_PARTS.items() if counts[t] != want[column]}
+    assert not missing, f"{stack}: expected vs planned counts differ: {missing}"
+
+
+def test_irsa_roles_exist_for_every_service_account() -> None:
+    roles = [r for r in planned("dev").registrations if r.type == "aws:iam/role:Role"]
+    subjects = set()
+    for role in roles:
+        trust = json.loads(role.inputs["assumeRolePolicy"])
+        for statement in trust["Statement"]:
+            for key, value in statement.get("Condition", {}).get("StringEquals", {}).items():
+                if key.endswith(":sub"):
+                    subjects.add(value)
+    assert subjects == {
+        "system:serviceaccount:kube-system:aws-load-balancer-controller",
+        "system:serviceaccount:kube-system:cluster-autoscaler",
+        "system:serviceaccount:kube-system:aws-for-fluent-bit",
+        "system:serviceaccount:simfleet-runs:simfleet-run",
+    }
+
+
+def test_stack_exports() -> None:
+    outputs = planned("dev").outputs
+    assert set(outputs) >= {
+        "clusterName",
+        "kubeconfig",
+        "oidcProviderArn",
+        "checkpointsBucket",
+        "artifactsBucket",
+        "repositoryUrls",
+        "runsNamespace",
+        "runs",
+    }
+    assert outputs["clusterName"] == "simfleet-dev"
+    assert outputs["runsNamespace"] == "simfleet-runs"
+    assert set(outputs["repositoryUrls"]) == {"monty", "unitree-sim", "glue-base"}
+    assert set(outputs["runs"]) == {"trot-baseline", "trot-sweep", "trot-continue"}
+    assert outputs["runs"]["trot-sweep"]["artifactsUri"].startswith(f"s3://{outputs['artifactsBucket']}/runs/trot-sweep/")
+
+
+def test_kubeconfig_is_the_only_secret_export() -> None:
+    assert planned("dev").secret_outputs == {"kubeconfig"}
+
+
+def test_invalid_stack_file_exits_2_with_every_error_and_no_traceback(tmp_path: Path) -> None:
+    config = yaml.safe_load((ROOT / "Pulumi.dev.yaml").read_text())
+    config["config"]["simfleet:platform"]["network"]["cidr"] = "8.8.0.0/16"
+    config["config"]["simfleet:runs"][1]["images"]["sim"] = "unitree-sim:latest"
+    bad = tmp_path / "Pulumi.broken.yaml"
+    bad.write_text(yaml.safe_dump(config))
+    done = run_plan_cli("--config", str(bad), out=tmp_path / "out")
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr + done.stdout
+    assert "Pulumi.broken.yaml: 2 errors in the stack config" in done.stderr
+    assert "platform.network.cidr" in done.stderr and "runs[1].images.sim" in done.stderr
+    assert not (tmp_path / "out" / "broken" / "resources.json").exists()
+
+
+def test_unreadable_stack_file_is_a_clean_error(tmp_path: Path) -> None:
+    bad = tmp_path / "Pulumi.x.yaml"
+    bad.write_text("config: [unclosed")
+    with pytest.raises(PlanConfigError, match="not valid YAML"):
+        run_program(bad)
+    done = run_plan_cli("--config", str(tmp_path / "Pulumi.missing.yaml"), out=tmp_path)
+    assert done.returncode == 2 and "no such stack file" in done.stderr
+
+
+def test_nothing_is_registered_before_validation(tmp_path: Path) -> None:
+    config = yaml.safe_load((ROOT / "Pulumi.dev.yaml").read_text())
+    config["config"]["simfleet:runs"][0]["mode"] = "headless"
+    bad = tmp_path / "Pulumi.dev.yaml"
+    bad.write_text(yaml.safe_dump(config))
+    from tools.mocks import RecordingMonitor
+
+    registered: list[Any] = []
+    original = RecordingMonitor.RegisterResource
+
+    def spy(self: RecordingMonitor, request: Any) -> Any:
+        if request.type != "pulumi:pulumi:Stack":  # the synthetic root, not a resource of ours
+            registered.append(request.type)
+        return original(self, request)
+
+    RecordingMonitor.RegisterResource = spy  # type: ignore[method-assign]
+    try:
+        with pytest.raises(PlanConfigError, match=r"runs\[0\]\.mode"):
+            run_program(bad, "dev")
+    finally:
+        RecordingMonitor.RegisterResource = original  # type: ignore[method-assign]
+    assert registered == []
