@@ -58,7 +58,7 @@ access = Access(
         storage.artifacts_bucket_arn,
         tags,
         region,
-        external_checkpoint_uris=[r.checkpoint.from_ for r in cfg.runs if (r.checkpoint.from_ or "").startswith("s3://")],
+        external_checkpoint_uris=cfg.external_checkpoint_uris,
     ),
 )
 
@@ -68,9 +68,7 @@ in_cluster = pulumi.ResourceOptions(provider=k8s_provider)
 
 addons = Addons(
     "addons",
-    AddonsArgs(
-        cluster_name, region, platform.kubernetes_version, network.vpc_id, access.roles, tags, cluster=cluster
-    ),  # deleted_with: in-cluster objects go with the cluster
+    AddonsArgs(cluster_name, region, platform.kubernetes_version, network.vpc_id, access.roles, tags, cluster=cluster),
     # Add-ons only after nodes exist: CoreDNS stays DEGRADED on a cluster with no nodes.
     opts=pulumi.ResourceOptions(providers=[k8s_provider], depends_on=[node_groups]),
 )

@@ -501,6 +501,11 @@ class StackConfig:
     def is_prod(self) -> bool:
         return is_prod_stack(self.stack)
 
+    @property
+    def external_checkpoint_uris(self) -> list[str]:
+        """`s3://` checkpoints runs start from; the run role may read exactly these objects."""
+        return [run.checkpoint.from_ for run in self.runs if run.checkpoint.from_ and run.checkpoint.from_.startswith("s3://")]
+
 
 class ConfigError(Exception):
     """Every problem found in one stack file. `str()` is the message users see."""
