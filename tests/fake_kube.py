@@ -1,0 +1,746 @@
+"""A fake Kubernetes API server on 127.0.0.1 that the real `kubernetes` client talks to over HTTP.
+
+It serves the part of the API the run provider uses: core/v1 ConfigMaps, Services and Pods and batch/v1 Jobs,
+with the status codes and `kind: Status` bodies of the real API server:
+
+- POST creates (201); an existing name is 409 AlreadyExists; a namespace that does not exist is 404.
+- GET reads (200) or lists (label selectors `a=b`, `a!=b`, `a`, `!a`, `a in (x,y)`, `a notin (x,y)`); a
+  missing object is 404 NotFound.
+- PUT replaces: a stale `metadata.resourceVersion` is 409 Conflict; a Service without one is 422 Invalid
+  (Services do not allow unconditional updates), as is a changed `spec.clusterIP`; a changed Job
+  `spec.template`, `spec.selector`, `spec.completions`, `spec.completionMode` or `spec.podFailurePolicy` is
+  422 Invalid "field is immutable".
+- PATCH applies a JSON merge patch (also for strategic-merge-patch+json), then the same immutability rules.
+- DELETE honours `propagationPolicy` from the DeleteOptions body or the query: Background removes the Job
+  at once and leaves its pods to the garbage collector (`collect_garbage()`), Orphan removes it and
+  strips the pods' owner references, Foreground marks it deleting (deletionTimestamp plus the
+  `foregroundDeletion` finalizer) until `collect_garbage()` has removed its pods. A Job deleted through the
+  API without a policy is orphaned (the batch/v1 default); kubectl sends Background explicitly.
+
+There is no controller: tests drive Job status with `finish_job`/`set_job_status`, pods with `add_pod`,
+and the TTL controller with `expire_job`. Faults: `fail_next` answers the next N requests with 429/5xx
+(with Retry-After on 429), `delay_next` stalls them, `drop_next` closes the connection without an answer.
+Every request is logged in `requests` (method, path, query, parsed body, headers).
+
+Known gaps: no authentication or RBAC (the Authorization header is only recorded, unless
+`require_bearer_prefix` is set), no watch, no server-side apply, no field selectors, no generateName,
+strategic merge patch is treated as a JSON merge patch (no list merging by key), no defaulting beyond the
+fields listed in `_default_job`/`_default_service`, and no admission (quota, PodSecurity).
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import json
+import re
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+# (group, version, plural) -> (kind, singular used in messages)
+RESOURCES: dict[tuple[str, str, str], str] = {
+    ("", "v1", "configmaps"): "ConfigMap",
+    ("", "v1", "services"): "Service",
+    ("", "v1", "pods"): "Pod",
+    ("batch", "v1", "jobs"): "Job",
+}
+JOB_IMMUTABLE = ("template", "selector", "completions", "completionMode", "podFailurePolicy")
+_PATH = re.compile(
+    r"^/(?:api/(?P<core>v1)|apis/(?P<group>[^/]+)/(?P<version>[^/]+))/namespaces/(?P<ns>[^/]+)/(?P<plural>[^/]+)(?:/(?P<name>[^/]+))?/?$"
+)
+
+
+def now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass
+class Request:
+    method: str
+    path: str
+    query: dict[str, str]
+    body: Any
+    headers: dict[str, str]  # names lower-cased
+
+
+@dataclass
+class _Fault:
+    status: int | None = None  # HTTP status to answer with
+    delay: float = 0.0  # seconds to stall before handling
+    drop: bool = False  # close the connection without answering
+    methods: tuple[str, ...] | None = None
+
+
+@dataclass
+class FakeKube:
+    """The API server state plus the HTTP server that exposes it; use as a context manager."""
+
+    namespaces: set[str] = field(default_factory=lambda: {"default", "simfleet-runs"})
+    require_bearer_prefix: str | None = None
+    requests: list[Request] = field(default_factory=list)
+    objects: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict)  # (plural, ns, name)
+    _faults: list[_Fault] = field(default_factory=list)
+    _lock: threading.RLock = field(default_factory=threading.RLock)
+    _versions: Iterator[int] = field(default_factory=lambda: itertools.count(1000))
+    _ips: Iterator[int] = field(default_factory=lambda: itertools.count(10))
+    _server: ThreadingHTTPServer | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+    def start(self) -> FakeKube:
+        handler = type("Handler", (_Handler,), {"kube": self})
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self._server.daemon_threads = True
+        threading.Thread(target=self._server.serve_forever, args=(0.05,), name="fake-kube", daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def __enter__(self) -> FakeKube:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None, "FakeKube is not started"
+        port = self._server.server_address[1]
+        return f"http://127.0.0.1:{port}"
+
+    # -- fault injection -----------------------------------------------------------------------------
+    def fail_next(self, count: int, status: int = 503, methods: tuple[str, ...] | None = None) -> None:
+        """Answer the next `count` requests (optionally only these methods) with `status`."""
+        with self._lock:
+            self._faults += [_Fault(status=status, methods=methods) for _ in range(count)]
+
+    def delay_next(self, count: int, seconds: float) -> None:
+        with self._lock:
+            self._faults += [_Fault(delay=seconds) for _ in range(count)]
+
+    def drop_next(self, count: int) -> None:
+        with self._lock:
+            self._faults += [_Fault(drop=True) for _ in range(count)]
+
+    def _take_fault(self, method: str) -> _Fault | None:
+        with self._lock:
+            for index, fault in enumerate(self._faults):
+                if fault.methods is None or method in fault.methods:
+                    return self._faults.pop(index)
+        return None
+
+    # -- test helpers: state the controllers would produce ------------------------------------------
+    def get(self, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
+        with self._lock:
+            obj = self.objects.get((plural, namespace, name))
+            return copy.deepcopy(obj) if obj is not None else None
+
+    def put_object(self, plural: str, obj: dict[str, Any]) -> dict[str, Any]:
+        """Store an object as if another client had created it (defaults applied)."""
+        meta = obj.setdefault("metadata", {})
+        with self._lock:
+            self._stamp(plural, obj, meta["namespace"])
+            self.objects[(plural, meta["namespace"], meta["name"])] = obj
+        return copy.deepcopy(obj)
+
+    def set_job_status(self, namespace: str, name: str, **status: Any) -> None:
+        with self._lock:
+            self.objects[("jobs", namespace, name)].setdefault("status", {}).update(status)
+
+    def start_job(self, namespace: str, name: str, ready: int = 0) -> None:
+        """What the Job controller reports once it has created the pod(s)."""
+        job = self.objects[("jobs", namespace, name)]
+        self.set_job_status(namespace, name, startTime=now(), active=job["spec"].get("parallelism", 1), ready=ready)
+
+    def finish_job(self, namespace: str, name: str, succeeded: bool = True) -> None:
+        """Terminal conditions as the Job controller (1.31+) writes them: *Target/*Met first, then the final one."""
+        stamp = now()
+        job = self.objects[("jobs", namespace, name)]
+        status = job.setdefault("status", {})
+        status.setdefault("startTime", stamp)
+        status["active"] = 0
+        status["ready"] = 0
+        if succeeded:
+            status["succeeded"] = job["spec"].get("completions", 1)
+            status["completionTime"] = stamp
+            kinds = ("SuccessCriteriaMet", "Complete")
+        else:
+            status["failed"] = 1
+            kinds = ("FailureTarget", "Failed")
+        status["conditions"] = [
+            {
+                "type": kind,
+                "status": "True",
+                "lastProbeTime": stamp,
+                "lastTransitionTime": stamp,
+                "reason": "CompletionsReached" if succeeded else "BackoffLimitExceeded",
+            }
+            for kind in kinds
+        ]
+
+    def add_pod(self, namespace: str, job_name: str, phase: str = "Pending", index: int = 0) -> dict[str, Any]:
+        """A pod as the Job controller creates it: template labels plus controller-uid, owned by the Job."""
+        with self._lock:
+            job = self.objects[("jobs", namespace, job_name)]
+            template = job["spec"]["template"]
+            pod = {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {
+                    "name": f"{job_name}-{index}-{uuid.uuid4().hex[:5]}",
+                    "namespace": namespace,
+                    "labels": dict(template.get("metadata", {}).get("labels", {})),
+                    "ownerReferences": [
+                        {
+                            "apiVersion": "batch/v1",
+                            "kind": "Job",
+                            "name": job_name,
+                            "uid": job["metadata"]["uid"],
+                            "controller": True,
+                            "blockOwnerDeletion": True,
+                        }
+                    ],
+                },
+                "spec": copy.deepcopy(template.get("spec", {})),
+                "status": {"phase": phase},
+            }
+            self._stamp("pods", pod, namespace)
+            self.objects[("pods", namespace, pod["metadata"]["name"])] = pod
+            return copy.deepcopy(pod)
+
+    def set_service_ingress(self, namespace: str, name: str, hostname: str) -> None:
+        """What the AWS Load Balancer Controller writes once the NLB exists."""
+        with self._lock:
+            self.objects[("services", namespace, name)]["status"] = {"loadBalancer": {"ingress": [{"hostname": hostname}]}}
+
+    def expire_job(self, namespace: str, name: str) -> None:
+        """The TTL-after-finished controller: deletes the Job in the background, then its pods go."""
+        with self._lock:
+            job = self.objects.pop(("jobs", namespace, name))
+            self._collect_dependents(job["metadata"]["uid"])
+
+    def collect_garbage(self) -> None:
+        """The garbage collector: removes pods whose owner is gone and completes foreground deletions."""
+        with self._lock:
+            live_uids = {o["metadata"]["uid"] for o in self.objects.values()}
+            for key, obj in list(self.objects.items()):
+                owners = obj["metadata"].get("ownerReferences") or []
+                if owners and not any(ref["uid"] in live_uids for ref in owners):
+                    del self.objects[key]
+            for key, obj in list(self.objects.items()):
+                if "foregroundDeletion" in (obj["metadata"].get("finalizers") or []):
+                    self._collect_dependents(obj["metadata"]["uid"])
+                    del self.objects[key]
+
+    def pods_of(self, namespace: str, job_name: str) -> list[dict[str, Any]]:
+        with self._lock:
+            return [
+                copy.deepcopy(o)
+                for (plural, ns, _), o in self.objects.items()
+                if plural == "pods"
+                and ns == namespace
+                and any(ref.get("name") == job_name for ref in o["metadata"].get("ownerReferences") or [])
+            ]
+
+    def calls(self, method: str | None = None, contains: str = "") -> list[Request]:
+        return [r for r in self.requests if (method is None or r.method == method) and contains in r.path]
+
+    # -- internals -------------------------------------------------------------------------------------
+    def _collect_dependents(self, uid: str) -> None:
+        for key, obj in list(self.objects.items()):
+            if any(ref.get("uid") == uid for ref in obj["metadata"].get("ownerReferences") or []):
+                del self.objects[key]
+
+    def _stamp(self, plural: str, obj: dict[str, Any], namespace: str) -> None:
+        meta = obj.setdefault("metadata", {})
+        meta["namespace"] = namespace
+        meta.setdefault("uid", str(uuid.uuid4()))
+        meta.setdefault("creationTimestamp", now())
+        meta["resourceVersion"] = str(next(self._versions))
+        meta.setdefault("generation", 1)
+        if plural == "jobs":
+            _default_job(obj)
+        elif plural == "services":
+            _default_service(obj, next(self._ips))
+
+    def handle(
+        self, method: str, raw_path: str, body_bytes: bytes, headers: dict[str, str]
+    ) -> tuple[int, dict[str, Any], dict[str, str]]:
+        parts = urlsplit(raw_path)
+        query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+        try:
+            body = json.loads(body_bytes) if body_bytes else None
+        except json.JSONDecodeError:
+            body = None
+            if method in ("POST", "PUT", "PATCH"):
+                return 400, status_body(400, "BadRequest", "the body of the request was not valid JSON"), {}
+        with self._lock:
+            self.requests.append(Request(method, parts.path, query, body, {k.lower(): v for k, v in headers.items()}))
+        if self.require_bearer_prefix is not None:
+            auth = next((v for k, v in headers.items() if k.lower() == "authorization"), "")
+            if not auth.startswith(f"Bearer {self.require_bearer_prefix}"):
+                return 401, status_body(401, "Unauthorized", "Unauthorized"), {}
+        match = _PATH.match(parts.path)
+        if not match:
+            return 404, status_body(404, "NotFound", "the server could not find the requested resource"), {}
+        group = match["group"] or ""
+        version = match["core"] or match["version"]
+        plural, namespace, name = match["plural"], match["ns"], match["name"]
+        kind = RESOURCES.get((group, version, plural))
+        if kind is None:
+            return 404, status_body(404, "NotFound", "the server could not find the requested resource"), {}
+        resource = f"{plural}.{group}" if group else plural
+        details = {"name": name, "group": group, "kind": plural} if name else {"group": group, "kind": plural}
+        with self._lock:
+            return self._dispatch(method, kind, plural, resource, group, version, namespace, name, query, body, details)
+
+    def _dispatch(
+        self,
+        method: str,
+        kind: str,
+        plural: str,
+        resource: str,
+        group: str,
+        version: str,
+        namespace: str,
+        name: str | None,
+        query: dict[str, str],
+        body: Any,
+        details: dict[str, Any],
+    ) -> tuple[int, dict[str, Any], dict[str, str]]:
+        key = (plural, namespace, name or "")
+        api_version = f"{group}/{version}" if group else version
+        if method == "GET" and name is None:
+            selector = query.get("labelSelector", "")
+            items = [
+                copy.deepcopy(o)
+                for (p, ns, _), o in sorted(self.objects.items())
+                if p == plural and ns == namespace and _selects(selector, o["metadata"].get("labels") or {})
+            ]
+            for item in items:
+                item.pop("apiVersion", None)
+                item.pop("kind", None)
+            return (
+                200,
+                {
+                    "kind": f"{kind}List",
+                    "apiVersion": api_version,
+                    "metadata": {"resourceVersion": str(next(self._versions))},
+                    "items": items,
+                },
+                {},
+            )
+        if method == "POST" and name is None:
+            if not isinstance(body, dict):
+                return 400, status_body(400, "BadRequest", "the body of the request was in an unknown format"), {}
+            meta = body.get("metadata") or {}
+            obj_name = meta.get("name")
+            if body.get("kind") != kind or body.get("apiVersion") != api_version:
+                return (
+                    400,
+                    status_body(
+                        400,
+                        "BadRequest",
+                        f"the API version in the data ({body.get('apiVersion')}) does not match the expected API version ({api_version})"
+                        if body.get("kind") == kind
+                        else f'{kind} in version "{version}" cannot be handled as a {body.get("kind")}',
+                    ),
+                    {},
+                )
+            if meta.get("namespace") not in (None, namespace):
+                return (
+                    400,
+                    status_body(
+                        400, "BadRequest", "the namespace of the provided object does not match the namespace sent on the request"
+                    ),
+                    {},
+                )
+            if not obj_name:
+                return 422, invalid(kind, "", [("metadata.name", "Required value: name or generateName is required")]), {}
+            if namespace not in self.namespaces:
+                return (
+                    404,
+                    status_body(
+                        404, "NotFound", f'namespaces "{namespace}" not found', {"name": namespace, "kind": "namespaces"}
+                    ),
+                    {},
+                )
+            if (plural, namespace, obj_name) in self.objects:
+                return (
+                    409,
+                    status_body(
+                        409,
+                        "AlreadyExists",
+                        f'{resource} "{obj_name}" already exists',
+                        {"name": obj_name, "group": group, "kind": plural},
+                    ),
+                    {},
+                )
+            obj = copy.deepcopy(body)
+            obj.pop("status", None)
+            if "resourceVersion" in meta:
+                return 500, status_body(500, "InternalError", "resourceVersion should not be set on objects to be created"), {}
+            self._stamp(plural, obj, namespace)
+            self.objects[(plural, namespace, obj_name)] = obj
+            return 201, copy.deepcopy(obj), {}
+        if name is None:
+            return (
+                405,
+                status_body(405, "MethodNotAllowed", "the server does not allow this method on the requested resource"),
+                {},
+            )
+        current = self.objects.get(key)
+        if current is None:
+            return 404, status_body(404, "NotFound", f'{resource} "{name}" not found', details), {}
+        if method == "GET":
+            return 200, copy.deepcopy(current), {}
+        if method in ("PUT", "PATCH"):
+            if method == "PUT":
+                new = copy.deepcopy(body) if isinstance(body, dict) else None
+                if new is None:
+                    return 400, status_body(400, "BadRequest", "the body of the request was in an unknown format"), {}
+                if (new.get("metadata") or {}).get("name") != name:
+                    return 400, status_body(400, "BadRequest", "the name of the object does not match the name on the URL"), {}
+                given = (new.get("metadata") or {}).get("resourceVersion")
+                if not given and kind == "Service":
+                    return (
+                        422,
+                        invalid(kind, name, [("metadata.resourceVersion", 'Invalid value: "": must be specified for an update')]),
+                        {},
+                    )
+                new.setdefault("status", current.get("status", {}))
+            else:
+                if not isinstance(body, dict):
+                    return 415, status_body(415, "UnsupportedMediaType", "only merge patches are supported by this fake"), {}
+                new = _merge_patch(copy.deepcopy(current), body)
+                given = (body.get("metadata") or {}).get("resourceVersion")
+            if given and given != current["metadata"]["resourceVersion"]:
+                return (
+                    409,
+                    status_body(
+                        409,
+                        "Conflict",
+                        f'Operation cannot be fulfilled on {resource} "{name}": the object has been modified; please apply your changes to the latest version and try again',
+                        details,
+                    ),
+                    {},
+                )
+            problems = _immutable_changes(kind, current, new)
+            if problems:
+                return 422, invalid(kind, name, problems), {}
+            meta = new.setdefault("metadata", {})
+            for keep in ("uid", "creationTimestamp", "namespace", "generation", "deletionTimestamp", "finalizers"):
+                if keep in current["metadata"]:
+                    meta[keep] = current["metadata"][keep]
+            if kind == "Service":
+                new.setdefault("spec", {}).setdefault("clusterIP", current["spec"].get("clusterIP"))
+                new["spec"].setdefault("clusterIPs", current["spec"].get("clusterIPs"))
+            meta["resourceVersion"] = str(next(self._versions))
+            self.objects[key] = new
+            return 200, copy.deepcopy(new), {}
+        if method == "DELETE":
+            policy = query.get("propagationPolicy") or (body or {}).get("propagationPolicy")
+            if policy not in (None, "Background", "Foreground", "Orphan"):
+                return 400, status_body(400, "BadRequest", f'propagationPolicy: Unsupported value: "{policy}"'), {}
+            if policy is None and kind == "Job":
+                policy = "Orphan"  # batch/v1 Jobs default to orphaning their pods when deleted through the API
+            uid = current["metadata"]["uid"]
+            if policy == "Foreground":
+                current["metadata"]["deletionTimestamp"] = now()
+                current["metadata"]["finalizers"] = [*current["metadata"].get("finalizers", []), "foregroundDeletion"]
+                current["metadata"]["resourceVersion"] = str(next(self._versions))
+                return 200, copy.deepcopy(current), {}
+            del self.objects[key]
+            if policy == "Orphan":
+                for obj in self.objects.values():
+                    refs = obj["metadata"].get("ownerReferences") or []
+                    obj["metadata"]["ownerReferences"] = [r for r in refs if r.get("uid") != uid]
+            return 200, status_body(200, None, None, {**details, "uid": uid}, status="Success"), {}
+        return 405, status_body(405, "MethodNotAllowed", "the server does not allow this method on the requested resource"), {}
+
+
+def status_body(
+    code: int, reason: str | None, message: str | None, details: dict[str, Any] | None = None, status: str = "Failure"
+) -> dict[str, Any]:
+    body: dict[str, Any] = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": status}
+    if message is not None:
+        body["message"] = message
+    if reason is not None:
+        body["reason"] = reason
+    if details:
+        body["details"] = {k: v for k, v in details.items() if v is not None}
+    body["code"] = code
+    return body
+
+
+def invalid(kind: str, name: str, problems: list[tuple[str, str]]) -> dict[str, Any]:
+    causes = [{"reason": "FieldValueInvalid", "message": msg, "field": path} for path, msg in problems]
+    text = ", ".join(f"{path}: {msg}" for path, msg in problems)
+    message = f'{kind} "{name}" is invalid: {text if len(problems) == 1 else "[" + text + "]"}'
+    return status_body(422, "Invalid", message, {"name": name, "kind": kind, "causes": causes})
+
+
+def _immutable_changes(kind: str, old: dict[str, Any], new: dict[str, Any]) -> list[tuple[str, str]]:
+    old_spec, new_spec = old.get("spec") or {}, new.get("spec") or {}
+    problems: list[tuple[str, str]] = []
+    if kind == "Job":
+        for field_name in JOB_IMMUTABLE:
+            if field_name in ("template", "selector"):
+                # The server defaults these (controller-uid labels), so a replacement without them still differs.
+                if new_spec.get(field_name) != old_spec.get(field_name):
+                    problems.append((f"spec.{field_name}", "Invalid value: ...: field is immutable"))
+            elif field_name in new_spec and new_spec.get(field_name) != old_spec.get(field_name):
+                problems.append(
+                    (f"spec.{field_name}", f"Invalid value: {json.dumps(new_spec.get(field_name))}: field is immutable")
+                )
+    if kind == "Service" and new_spec.get("clusterIP") not in (None, old_spec.get("clusterIP")):
+        problems.append(("spec.clusterIP", f'Invalid value: "{new_spec.get("clusterIP")}": field is immutable'))
+    return problems
+
+
+def _merge_patch(target: Any, patch: Any) -> Any:
+    # RFC 7386: objects merge recursively, null deletes, anything else replaces.
+    if not isinstance(patch, dict):
+        return copy.deepcopy(patch)
+    if not isinstance(target, dict):
+        target = {}
+    for key, value in patch.items():
+        if value is None:
+            target.pop(key, None)
+        else:
+            target[key] = _merge_patch(target.get(key), value)
+    return target
+
+
+def _default_job(job: dict[str, Any]) -> None:
+    # What the API server's defaulting and the Job strategy add on create (batch/v1, Kubernetes 1.27+).
+    spec = job.setdefault("spec", {})
+    uid = job["metadata"]["uid"]
+    name = job["metadata"]["name"]
+    spec.setdefault("parallelism", 1)
+    spec.setdefault("completions", 1)
+    spec.setdefault("backoffLimit", 6)
+    spec.setdefault("completionMode", "NonIndexed")
+    spec.setdefault("suspend", False)
+    generated = {
+        "batch.kubernetes.io/controller-uid": uid,
+        "batch.kubernetes.io/job-name": name,
+        "controller-uid": uid,
+        "job-name": name,
+    }
+    if not spec.get("manualSelector"):
+        spec.setdefault("selector", {"matchLabels": {"batch.kubernetes.io/controller-uid": uid}})
+        labels = spec.setdefault("template", {}).setdefault("metadata", {}).setdefault("labels", {})
+        for label, value in generated.items():
+            labels.setdefault(label, value)
+    job.setdefault("status", {})
+
+
+def _default_service(service: dict[str, Any], index: int) -> None:
+    spec = service.setdefault("spec", {})
+    spec.setdefault("type", "ClusterIP")
+    ip = f"10.100.{index // 250}.{index % 250 + 1}"
+    spec.setdefault("clusterIP", ip)
+    spec.setdefault("clusterIPs", [spec["clusterIP"]])
+    if spec["type"] in ("NodePort", "LoadBalancer"):
+        for offset, port in enumerate(spec.get("ports") or []):
+            port.setdefault("nodePort", 30000 + index * 4 + offset)
+    service.setdefault("status", {"loadBalancer": {}})
+
+
+_REQUIREMENT = re.compile(
+    r"\s*(?P<not>!)?(?P<key>[A-Za-z0-9./_-]+)\s*(?:(?P<op>==|=|!=|\s+in\s+|\s+notin\s+)\s*(?P<value>\([^)]*\)|[A-Za-z0-9._-]*))?\s*(?:,|$)"
+)
+
+
+def _selects(selector: str, labels: dict[str, str]) -> bool:
+    """Equality- and set-based label selectors, as the API server evaluates them."""
+    position = 0
+    while position < len(selector):
+        match = _REQUIREMENT.match(selector, position)
+        if not match or match.end() == position:
+            raise ValueError(f"unable to parse requirement: {selector[position:]!r}")
+        position = match.end()
+        key, op, value = match["key"], (match["op"] or "").strip(), match["value"]
+        if match["not"]:
+            if key in labels:
+                return False
+        elif not op:
+            if key not in labels:
+                return False
+        elif op in ("=", "=="):
+            if labels.get(key) != value:
+                return False
+        elif op == "!=":
+            if labels.get(key) == value:
+                return False
+        else:
+            values = {v.strip() for v in (value or "").strip("()").split(",") if v.strip()}
+            if op == "in" and labels.get(key) not in values:
+                return False
+            if op == "notin" and labels.get(key) in values:
+                return False
+    return True
+
+
+class _Handler(BaseHTTPRequestHandler):
+    kube: FakeKube
+    protocol_version = "HTTP/1.1"  # keep-alive, as urllib3's connection pool expects
+
+    def setup(self) -> None:
+        super().setup()
+        # Headers and body go out as two writes; without TCP_NODELAY, Nagle plus the client's delayed ACK
+        # adds ~40 ms to every response (the real API server has no such stall).
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def log_message(self, format: str, *args: Any) -> None:  # the request log is `kube.requests`
+        return
+
+    def _serve(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        fault = self.kube._take_fault(self.command)
+        if fault is not None and fault.delay:
+            time.sleep(fault.delay)
+        if fault is not None and fault.drop:
+            self.close_connection = True
+            self.connection.close()
+            return
+        extra: dict[str, str] = {}
+        if fault is not None and fault.status:
+            code = fault.status
+            reason = {429: "TooManyRequests", 500: "InternalError", 503: "ServiceUnavailable", 504: "Timeout"}.get(
+                code, "InternalError"
+            )
+            payload = status_body(code, reason, f"injected fault: {reason}")
+            if code == 429:
+                extra["Retry-After"] = "1"
+            with self.kube._lock:
+                self.kube.requests.append(
+                    Request(self.command, urlsplit(self.path).path, {}, None, {k.lower(): v for k, v in self.headers.items()})
+                )
+        else:
+            code, payload, extra = self.kube.handle(self.command, self.path, body, dict(self.headers))
+        data = json.dumps(payload).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        for header, value in extra.items():
+            self.send_header(header, value)
+        self.end_headers()
+        self.wfile.write(data)
+
+    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _serve
+
+
+# ---------------------------------------------------------------------------------------------
+# A sample run in the shape workloads/runs.py hands to SimRun (small, but with every object kind)
+# ---------------------------------------------------------------------------------------------
+
+SPEC_HASH_ANNOTATION = "simfleet.io/spec-hash"
+MOCK_CA = "LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0tCk1PQ0sKLS0tLS1FTkQgQ0VSVElGSUNBVEUtLS0tLQo="  # tools.mocks.MOCK_CA_DATA
+
+
+def run_objects(
+    run: str, spec_hash: str, namespace: str = "simfleet-runs", viewport: bool = True, seeds: tuple[int, ...] = (7,)
+) -> list[dict[str, Any]]:
+    labels = {"app.kubernetes.io/name": "simfleet-run", "simfleet.io/run": run}
+    annotations = {SPEC_HASH_ANNOTATION: spec_hash}
+    meta = {"name": run, "namespace": namespace, "labels": labels, "annotations": annotations}
+    objects: list[dict[str, Any]] = [
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {**meta, "name": f"{run}-glue"},
+            "data": {"glue.py": "print('glue')\n", "contract.json": "{}"},
+        },
+    ]
+    if viewport:
+        objects.append(
+            {
+                "apiVersion": "v1",
+                "kind": "Service",
+                "metadata": {**meta, "name": f"{run}-viewport"},
+                "spec": {
+                    "type": "LoadBalancer",
+                    "loadBalancerClass": "service.k8s.aws/nlb",
+                    "selector": {"simfleet.io/run": run},
+                    "ports": [
+                        {"name": "signal", "port": 49100, "protocol": "TCP"},
+                        {"name": "media", "port": 47998, "protocol": "UDP"},
+                    ],
+                },
+            }
+        )
+    indexed = len(seeds) > 1
+    objects.append(
+        {
+            "apiVersion": "batch/v1",
+            "kind": "Job",
+            "metadata": meta,
+            "spec": {
+                "completions": len(seeds),
+                "parallelism": len(seeds),
+                "backoffLimit": 1,
+                **({"completionMode": "Indexed"} if indexed else {}),
+                "ttlSecondsAfterFinished": 600,
+                "activeDeadlineSeconds": 7200,
+                "podFailurePolicy": {"rules": [{"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]}]},
+                "template": {
+                    "metadata": {"labels": labels, "annotations": annotations},
+                    "spec": {
+                        "restartPolicy": "Never",
+                        "containers": [
+                            {
+                                "name": "unitree-sim",
+                                "image": "123456789012.dkr.ecr.us-east-1.amazonaws.com/unitree-sim:4.2.0",
+                                "resources": {"requests": {"nvidia.com/gpu": 1}, "limits": {"nvidia.com/gpu": 1}},
+                            }
+                        ],
+                    },
+                },
+            },
+        }
+    )
+    return objects
+
+
+def run_props(
+    endpoint: str,
+    run: str = "trot-baseline",
+    spec_hash: str = "0123456789ab",
+    viewport: bool = True,
+    seeds: tuple[int, ...] = (7,),
+    namespace: str = "simfleet-runs",
+    **overrides: Any,
+) -> dict[str, Any]:
+    prefix = f"runs/{run}/{spec_hash}/"
+    props: dict[str, Any] = {
+        "runName": run,
+        "namespace": namespace,
+        "specHash": spec_hash,
+        "objects": run_objects(run, spec_hash, namespace, viewport, seeds),
+        "clusterName": "simfleet-test",
+        "clusterEndpoint": endpoint,
+        "clusterCa": MOCK_CA,
+        "region": "us-east-1",
+        "kubeconfig": None,
+        "artifactsBucket": "simfleet-test-artifacts",
+        "artifactsPrefix": prefix,
+        "seeds": list(seeds),
+        "artifactsUri": f"s3://simfleet-test-artifacts/{prefix}",
+        "checkpointUri": f"s3://simfleet-test-checkpoints/{prefix}out.mstate" if len(seeds) == 1 else None,
+    }
+    props.update(overrides)
+    return props

@@ -1,0 +1,166 @@
+"""The run provider's connections: EKS tokens minted as `aws eks get-token` does, cached Kubernetes and S3 clients."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+# As in awscli/customizations/eks/get_token.py: the token is the presigned STS GetCallerIdentity URL
+# (signed with the x-k8s-aws-id header naming the cluster, URL_TIMEOUT = 60 s), base64url without padding,
+# behind this prefix. EKS accepts a token for 15 minutes after signing (awscli reports 14 to client-go).
+TOKEN_PREFIX = "k8s-aws-v1."
+CLUSTER_ID_HEADER = "x-k8s-aws-id"
+PRESIGN_SECONDS = 60
+# Reused well inside the 15 minutes, so a long `pulumi up` never presents a token about to expire.
+TOKEN_REUSE_SECONDS = 600.0
+# (connect, read) seconds for one API request; the provider's retry loop handles the rest.
+REQUEST_TIMEOUT = (10.0, 60.0)
+
+
+@dataclass(frozen=True)
+class Connection:
+    """How to reach one cluster: EKS (name, endpoint, CA, region) or a kubeconfig for anything else."""
+
+    cluster_name: str
+    endpoint: str
+    ca_data: str  # base64 PEM, as EKS reports certificateAuthority.data
+    region: str
+    kubeconfig: str | None = None
+
+    def describe(self) -> str:
+        return f"cluster {self.cluster_name} ({self.endpoint})" if not self.kubeconfig else "the cluster in the kubeconfig input"
+
+
+# Process-wide caches of the dynamic-provider host, which serves every SimRun of a deployment. They live in
+# this module, not on the provider object, so nothing here is ever pickled into the Pulumi state.
+_lock = threading.Lock()
+_sts_clients: dict[str, Any] = {}
+_s3_clients: dict[str, Any] = {}
+_tokens: dict[tuple[str, str], tuple[str, float]] = {}
+_api_clients: dict[tuple[str, ...], Any] = {}
+
+
+def reset_caches() -> None:
+    """Forget clients and tokens (tests switch credentials and servers between cases)."""
+    with _lock:
+        _sts_clients.clear()
+        _s3_clients.clear()
+        _tokens.clear()
+        _api_clients.clear()
+
+
+def _move_cluster_id_to_context(params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
+    # GetCallerIdentity has no such parameter: take it out before botocore validates the call ...
+    if CLUSTER_ID_HEADER in params:
+        context[CLUSTER_ID_HEADER] = params.pop(CLUSTER_ID_HEADER)
+
+
+def _sign_cluster_id_header(request: Any, **_: Any) -> None:
+    # ... and add it as a header just before signing, so it is part of X-Amz-SignedHeaders.
+    if CLUSTER_ID_HEADER in request.context:
+        request.headers[CLUSTER_ID_HEADER] = request.context[CLUSTER_ID_HEADER]
+
+
+def _sts_client(region: str) -> Any:
+    with _lock:
+        client = _sts_clients.get(region)
+        if client is None:
+            import boto3
+
+            # boto3 clients are thread-safe (sessions are not): one per region, built under the lock.
+            client = boto3.session.Session().client("sts", region_name=region)
+            client.meta.events.register("provide-client-params.sts.GetCallerIdentity", _move_cluster_id_to_context)
+            client.meta.events.register("before-sign.sts.GetCallerIdentity", _sign_cluster_id_header)
+            _sts_clients[region] = client
+        return client
+
+
+def s3_client(region: str) -> Any:
+    """One S3 client per region, for reading index.json of runs whose Job is gone."""
+    with _lock:
+        client = _s3_clients.get(region)
+        if client is None:
+            import boto3
+
+            client = boto3.session.Session().client("s3", region_name=region)
+            _s3_clients[region] = client
+        return client
+
+
+def mint_token(cluster_name: str, region: str) -> str:
+    """A fresh EKS token: presigning is local (no network), with the ambient AWS credentials."""
+    url = _sts_client(region).generate_presigned_url(
+        "get_caller_identity",
+        Params={CLUSTER_ID_HEADER: cluster_name},
+        ExpiresIn=PRESIGN_SECONDS,
+        HttpMethod="GET",
+    )
+    return TOKEN_PREFIX + base64.urlsafe_b64encode(url.encode()).decode().rstrip("=")
+
+
+def token(cluster_name: str, region: str) -> str:
+    """The cached token for a cluster, re-minted once it is TOKEN_REUSE_SECONDS old."""
+    key = (cluster_name, region)
+    now = time.monotonic()
+    with _lock:
+        cached = _tokens.get(key)
+    if cached is not None and now - cached[1] < TOKEN_REUSE_SECONDS:
+        return cached[0]
+    fresh = mint_token(cluster_name, region)
+    with _lock:
+        _tokens[key] = (fresh, now)
+    return fresh
+
+
+def api_client(conn: Connection) -> Any:
+    """A kubernetes ApiClient for the connection, shared by every call for the same cluster.
+
+    Safe to share: the client holds the endpoint, the CA and a connection pool; the bearer token is read
+    through `refresh_api_key_hook` on every request, so a client outlives the tokens it presents.
+    """
+    key = (
+        ("kubeconfig", hashlib.sha256(conn.kubeconfig.encode()).hexdigest())
+        if conn.kubeconfig
+        else ("eks", conn.endpoint, conn.ca_data, conn.cluster_name, conn.region)
+    )
+    with _lock:
+        client = _api_clients.get(key)
+    if client is None:
+        client = _kubeconfig_client(conn.kubeconfig) if conn.kubeconfig else _eks_client(conn)
+        with _lock:
+            client = _api_clients.setdefault(key, client)
+    return client
+
+
+def _eks_client(conn: Connection) -> Any:
+    from kubernetes.client import ApiClient, Configuration
+
+    config = Configuration(
+        host=conn.endpoint,
+        # Filled by the refresh hook below on every request; the key must exist for auth_settings() to use it.
+        api_key={"BearerToken": ""},
+        api_key_prefix={"BearerToken": "Bearer"},
+        # PEM in memory (kubernetes 37 passes ca_cert_data to urllib3), so no CA file to write or clean up.
+        ca_cert_data=base64.b64decode(conn.ca_data).decode() if conn.ca_data else None,
+        # No urllib3 retries underneath: the provider's own bounded backoff is the only retry layer.
+        retries=0,
+    )
+
+    def refresh(cfg: Any) -> None:
+        cfg.api_key["BearerToken"] = token(conn.cluster_name, conn.region)
+
+    config.refresh_api_key_hook = refresh  # type: ignore[assignment]  # typed as None in the client
+    return ApiClient(config)
+
+
+def _kubeconfig_client(kubeconfig: str) -> Any:
+    import yaml
+    from kubernetes import config as kube_config
+    from kubernetes.client import Configuration
+
+    document = yaml.safe_load(kubeconfig)  # JSON is YAML, so either form works
+    return kube_config.new_client_from_config_dict(document, persist_config=False, client_configuration=Configuration(retries=0))
