@@ -76,6 +76,8 @@ def test_create_applies_configmap_service_then_job_verbatim(kube: FakeKube) -> N
         ("POST", f"/api/v1/namespaces/{NS}/configmaps"),
         ("POST", f"/api/v1/namespaces/{NS}/services"),
         ("POST", f"/apis/batch/v1/namespaces/{NS}/jobs"),
+        ("PATCH", f"/api/v1/namespaces/{NS}/configmaps/{RUN}-glue"),
+        ("PATCH", f"/api/v1/namespaces/{NS}/services/{RUN}-viewport"),
     ]
     # The rendered dicts go out unchanged (an integer GPU quantity included), and the annotation is kept.
     assert kube.requests[2].body == props["objects"][2]
@@ -95,9 +97,38 @@ def test_create_applies_configmap_service_then_job_verbatim(kube: FakeKube) -> N
     ]
 
 
+def test_whole_numbers_from_the_wire_are_sent_as_integers(kube: FakeKube) -> None:
+    props = run_props(kube.url)
+    job = props["objects"][2]
+    # Pulumi delivers every number as a double; the API server wants integers for these fields.
+    job["spec"]["activeDeadlineSeconds"] = float(job["spec"]["activeDeadlineSeconds"])
+    job["spec"]["ttlSecondsAfterFinished"] = 600.0
+    SimRunProvider().create(props)
+    sent = kube.get("jobs", NS, RUN)
+    assert sent is not None
+    assert type(sent["spec"]["activeDeadlineSeconds"]) is int and sent["spec"]["ttlSecondsAfterFinished"] == 600
+    assert type(sent["spec"]["ttlSecondsAfterFinished"]) is int
+
+
+def test_the_ttl_controller_takes_configmap_and_viewport_service_with_the_job(kube: FakeKube) -> None:
+    SimRunProvider().create(run_props(kube.url))
+    uid = kube.get("jobs", NS, RUN)["metadata"]["uid"]  # type: ignore[index]
+    for plural, name in (("configmaps", f"{RUN}-glue"), ("services", f"{RUN}-viewport")):
+        owners = kube.get(plural, NS, name)["metadata"]["ownerReferences"]  # type: ignore[index]
+        assert owners == [{"apiVersion": "batch/v1", "kind": "Job", "name": RUN, "uid": uid}]
+    kube.expire_job(NS, RUN)
+    kube.collect_garbage()
+    assert kube.get("configmaps", NS, f"{RUN}-glue") is None
+    assert kube.get("services", NS, f"{RUN}-viewport") is None  # the NLB goes with it
+
+
 def test_create_without_viewport_applies_no_service(kube: FakeKube) -> None:
     SimRunProvider().create(run_props(kube.url, viewport=False))
-    assert [r.path.rsplit("/", 1)[-1] for r in kube.requests] == ["configmaps", "jobs"]
+    assert [(r.method, r.path.rsplit("/", 1)[-1]) for r in kube.requests] == [
+        ("POST", "configmaps"),
+        ("POST", "jobs"),
+        ("PATCH", f"{RUN}-glue"),
+    ]
 
 
 def test_create_again_adopts_the_job_with_the_same_hash(kube: FakeKube) -> None:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import copy
-import time
 from pathlib import Path
 from typing import Any
 
@@ -166,26 +164,3 @@ def test_glue_files_are_read_once_per_path(pulumi_mocks: Any, monkeypatch: pytes
 def test_old_kubernetes_is_refused(pulumi_mocks: Any) -> None:
     with pytest.raises(Exception, match=r"Kubernetes 1\.33 or newer"):
         pulumi_mocks(lambda: build(dev_runs(), kubernetes_version="1.32"))
-
-
-@pytest.mark.slow
-def test_thousands_of_runs(pulumi_mocks: Any) -> None:
-    # DESIGN "Scale": the SDK used to crash past ~350 dynamic resources; the stack must carry thousands of runs.
-    template = {r.name: r for r in dev_runs()}
-    count = 2000
-    runs = []
-    for i in range(count):
-        spec = template["trot-sweep"] if i % 2 else template["trot-baseline"]
-        runs.append(spec.model_copy(update={"name": f"run-{i:04d}"}))
-    # Every tenth run continues from an interactive (single-seed) run before it.
-    for i in range(10, count, 10):
-        raw = copy.deepcopy(template["trot-continue"].model_dump(by_alias=True))
-        raw.update(name=f"run-{i:04d}", checkpoint={"from": f"run:run-{i - 2:04d}", "save": True})
-        runs[i] = RunSpec.model_validate(raw)
-    started = time.perf_counter()
-    rec = pulumi_mocks(lambda: build(tuple(runs)))
-    elapsed = time.perf_counter() - started
-    sims = rec.of_type(DYNAMIC_TYPE)
-    assert len(sims) == count
-    assert len({s.inputs["specHash"] for s in sims}) == count
-    assert elapsed < 300, f"{count} runs took {elapsed:.0f}s"

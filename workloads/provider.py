@@ -88,13 +88,18 @@ class SimRunProvider(ResourceProvider):
     def create(self, props: dict[str, Any]) -> CreateResult:
         cluster = Cluster(props)
         job: dict[str, Any] | None = None
-        for obj in props["objects"]:
+        companions: list[dict[str, Any]] = []
+        for obj in (whole_numbers_as_ints(o) for o in props["objects"]):
             if obj.get("kind") == "Job":
                 job = cluster.create_job(obj, props["specHash"])
             else:
-                cluster.create_or_replace(obj)
+                companions.append(cluster.create_or_replace(obj))
         if job is None:
             raise SimRunError(f"run {cluster.run}: its objects contain no Job; this is a simfleet bug (workloads/manifests.py)")
+        # The Job owns its ConfigMap and viewport Service, so when the TTL controller deletes a finished Job
+        # the garbage collector removes them too: a finished interactive run stops paying for its NLB.
+        for obj in companions:
+            cluster.set_owner(obj, job)
         state = job_state(job, cluster.pod_phases(job) if job_needs_pods(job) else [])
         return CreateResult(run_id(props), outputs(props, {**state, "viewportAddress": None}))
 
@@ -109,6 +114,21 @@ class SimRunProvider(ResourceProvider):
 
     def delete(self, _id: str, props: dict[str, Any]) -> None:
         Cluster(props).delete_objects(object_refs(props))
+
+
+def whole_numbers_as_ints(value: Any) -> Any:
+    """Undo Pulumi's wire format, which carries every number as a double: 10800.0 -> 10800.
+
+    The API server rejects a float where the schema says integer (activeDeadlineSeconds, ports, ...), and
+    the rendered objects hold no fractional numbers (quantities are strings).
+    """
+    if isinstance(value, dict):
+        return {key: whole_numbers_as_ints(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [whole_numbers_as_ints(item) for item in value]
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
 
 
 def run_id(props: dict[str, Any]) -> str:
@@ -285,7 +305,13 @@ class Cluster:
 
     # -- HTTP ----------------------------------------------------------------------------------------
     def request(
-        self, method: str, path: str, what: str, body: Any = None, query: dict[str, str] | None = None
+        self,
+        method: str,
+        path: str,
+        what: str,
+        body: Any = None,
+        query: dict[str, str] | None = None,
+        content_type: str = "application/json",
     ) -> tuple[int, dict[str, Any]]:
         """(status, JSON body) of the first non-transient answer; transient ones are retried with backoff."""
         import urllib3
@@ -300,7 +326,7 @@ class Cluster:
                     method,
                     path,
                     query_params=list((query or {}).items()) or None,
-                    header_params={"Accept": "application/json", "Content-Type": "application/json"},
+                    header_params={"Accept": "application/json", "Content-Type": content_type},
                     body=body,
                     auth_settings=["BearerToken"],
                 )
@@ -372,6 +398,16 @@ class Cluster:
             if status != 409:  # 409 again: someone changed or created it meanwhile; read it again
                 raise self.fail(f"replacing {kind} {name}", status, body)
         raise SimRunError(f"run {self.run}: {kind} {name} kept changing while it was replaced; run `pulumi up` again")
+
+    def set_owner(self, obj: dict[str, Any], job: dict[str, Any]) -> None:
+        kind, name = obj["kind"], obj["metadata"]["name"]
+        path = f"{collection_path(obj, obj['metadata'].get('namespace') or self.namespace)}/{name}"
+        owner = {"apiVersion": "batch/v1", "kind": "Job", "name": job["metadata"]["name"], "uid": job["metadata"]["uid"]}
+        patch = {"metadata": {"ownerReferences": [owner]}}
+        what = f"making Job {owner['name']} the owner of {kind} {name}"
+        status, body = self.request("PATCH", path, what, body=patch, content_type="application/merge-patch+json")
+        if status != 200:
+            raise self.fail(what, status, body)
 
     def create_job(self, job: dict[str, Any], spec_hash: str) -> dict[str, Any]:
         name = job["metadata"]["name"]
