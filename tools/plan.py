@@ -110,7 +110,7 @@ def run_program(config_path: Path, stack: str | None = None, program: Path = PRO
     sys.path.insert(0, str(PROJECT_ROOT))
     started = time.perf_counter()
     try:
-        loop.run_until_complete(run_pulumi_func(lambda: runpy.run_path(str(program), run_name="__main__")))
+        loop.run_until_complete(run_pulumi_func(lambda: _run_program_file(program)))
         seconds = time.perf_counter() - started
         outputs, secret_outputs = loop.run_until_complete(_stack_outputs(settings.get_root_resource()))
     except pulumi.RunError as err:
@@ -123,6 +123,10 @@ def run_program(config_path: Path, stack: str | None = None, program: Path = PRO
         else:
             os.environ["SIMFLEET_STACK_FILE"] = previous_source
     return PlanResult(stack, config_path, monitor.registrations, outputs, collector.messages, seconds, secret_outputs)
+
+
+def _run_program_file(program: Path) -> None:
+    runpy.run_path(str(program), run_name="__main__")
 
 
 async def _stack_outputs(root: Any) -> tuple[dict[str, Any], set[str]]:
