@@ -151,22 +151,28 @@ def test_example_stacks_cost() -> None:
     assert costs["prod"]["idleMonthlyUsd"] > costs["dev"]["idleMonthlyUsd"] + 100
     assert {r["name"] for r in costs["dev"]["runs"]} == {"trot-baseline", "trot-sweep", "trot-continue"}
     assert costs["prod"]["runs"] == []
-    # trot-baseline has a viewport: its NLB is billed while the entry stays in Pulumi.dev.yaml.
-    assert costs["dev"]["runsStandingMonthlyUsd"] > 0 and costs["prod"]["runsStandingMonthlyUsd"] == 0
+    # trot-baseline has a viewport: its NLB is billed with the run, for the Job's lifetime.
+    viewports = {r["name"]: r["viewportUsd"] for r in costs["dev"]["runs"]}
+    assert viewports["trot-baseline"] > 0 and viewports["trot-sweep"] == viewports["trot-continue"] == 0
 
 
-def test_viewport_load_balancers_are_a_standing_run_cost_not_idle() -> None:
+def test_a_viewport_load_balancer_is_billed_with_its_run_for_the_jobs_lifetime() -> None:
     base = dev_like()
     subnets = [res("aws:ec2/subnet:Subnet", f"public-{i}", {"tags": {"kubernetes.io/role/elb": "1"}}) for i in range(2)]
     viewport = run("trot-baseline", "ON_DEMAND", 7200)
+    job = next(o for o in viewport.props["objects"] if o["kind"] == "Job")
+    job["spec"]["ttlSecondsAfterFinished"] = 1800
     service = {"kind": "Service", "metadata": {"name": "trot-baseline-viewport"}, "spec": {"type": "LoadBalancer"}}
     viewport = Resource(
         viewport.resource_type, viewport.urn, viewport.name, {**viewport.props, "objects": [*viewport.props["objects"], service]}
     )
     resources = [r for r in base if r.name != "runs-trot-baseline"] + subnets + [viewport]
-    without = estimate(base, "dev", "us-east-1", today=TODAY)
+    plain = [r for r in base if r.name != "runs-trot-baseline"] + subnets + [run("trot-baseline", "ON_DEMAND", 7200)]
+    without = estimate(plain, "dev", "us-east-1", today=TODAY)
     cost = estimate(resources, "dev", "us-east-1", today=TODAY)
-    assert without["runsStandingMonthlyUsd"] == 0
-    # One NLB plus a public IPv4 address in each of the two public subnets it spans.
-    assert cost["runsStandingMonthlyUsd"] == pytest.approx((0.0225 + 2 * 0.005) * HOURS, abs=0.01)
+    before = next(r for r in without["runs"] if r["name"] == "trot-baseline")
+    after = next(r for r in cost["runs"] if r["name"] == "trot-baseline")
+    # One NLB plus a public IPv4 address in each of the two public subnets, for maxRuntime (2 h) + TTL (0.5 h).
+    assert after["viewportUsd"] == pytest.approx((0.0225 + 2 * 0.005) * 2.5, abs=0.01)
+    assert after["estimatedUsd"] == pytest.approx(before["estimatedUsd"] + after["viewportUsd"], abs=0.01)
     assert cost["idleMonthlyUsd"] == without["idleMonthlyUsd"]

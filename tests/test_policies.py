@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import replace
 from typing import Any
 
+import pulumi
 import pytest
 from pulumi_policy import (
     EnforcementLevel,
@@ -812,6 +813,8 @@ def test_unknown_values_defer_to_the_engine() -> None:
 
 def test_stack_settings_read_the_stack_file(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("PULUMI_CONFIG", raising=False)
+    # No engine config: an earlier test in this process may have left the plan's config in the runtime.
+    pulumi.runtime.set_all_config({})
     (tmp_path / "Pulumi.qa.yaml").write_text(
         "config:\n  simfleet:platform:\n    repositories: [a, b]\n    imageAllowList: [nvcr.io/nvidia]\n"
     )

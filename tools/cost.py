@@ -107,6 +107,11 @@ def _item(item: str, scope: str, quantity: float, unit: str, unit_usd: float, mo
     }
 
 
+def _hourly(item: str, hours: float, rate: float) -> dict[str, Any]:
+    """An idle item billed by the hour."""
+    return _item(item, "idle", hours, "hour", rate, hours * rate)
+
+
 def _control_plane(resources: Sequence[Resource], catalog: Catalog, today: datetime.date) -> list[dict[str, Any]]:
     # The pulumi-eks component and its aws:eks child describe one cluster; count the component when present.
     clusters = [r for r in resources if r.resource_type == EKS_COMPONENT] or [
@@ -141,29 +146,11 @@ def estimate(
     idle = _control_plane(resources, catalog, today)
     nats = sum(1 for r in resources if r.resource_type == NAT_GATEWAY)
     if nats:
-        idle.append(
-            _item(
-                "NAT gateway hours",
-                "idle",
-                nats * hours,
-                "hour",
-                services["natGatewayHourly"],
-                nats * hours * services["natGatewayHourly"],
-            )
-        )
+        idle.append(_hourly("NAT gateway hours", nats * hours, services["natGatewayHourly"]))
     eips = sum(1 for r in resources if r.resource_type == EIP)
     if eips:
         # Every public IPv4 address is billed hourly since 2024-02-01, the NAT gateways' Elastic IPs included.
-        idle.append(
-            _item(
-                "public IPv4 addresses (Elastic IPs)",
-                "idle",
-                eips * hours,
-                "hour",
-                services["publicIpv4Hourly"],
-                eips * hours * services["publicIpv4Hourly"],
-            )
-        )
+        idle.append(_hourly("public IPv4 addresses (Elastic IPs)", eips * hours, services["publicIpv4Hourly"]))
     keys = sum(1 for r in resources if r.resource_type == KMS_KEY)
     if keys:
         idle.append(_item("KMS keys", "idle", keys, "key-month", services["kmsKeyMonthly"], keys * services["kmsKeyMonthly"]))
@@ -202,7 +189,6 @@ def estimate(
 
     idle_total = sum(i["monthlyUsd"] for i in idle)
     gpu_max_total = idle_total - gpu_idle_total + sum(i["monthlyUsd"] for i in gpu_max)
-    standing = viewport_load_balancers(resources, catalog)
 
     return {
         "stack": stack,
@@ -214,17 +200,16 @@ def estimate(
         "hoursPerMonth": hours,
         "idleMonthlyUsd": _round(idle_total),
         "gpuMaxMonthlyUsd": _round(gpu_max_total),
-        # Billed while a run's entry stays in the stack file, whether or not its Job still runs.
-        "runsStandingMonthlyUsd": _round(sum(i["monthlyUsd"] for i in standing)),
         "runs": run_estimates(resources, groups, catalog),
-        "breakdown": idle + gpu_max + standing,
+        "breakdown": idle + gpu_max,
         "assumptions": [
             "Node groups are priced at their most expensive instance type (an upper bound).",
             f"Spot nodes cost {1 - catalog.spot_discount:.0%} of On-Demand: {catalog.spot_note}",
             "idleMonthlyUsd: control plane, NAT gateways, public IPv4, KMS keys and every node group at minSize (GPU groups scale to 0).",
             "gpuMaxMonthlyUsd: the same with every GPU node group at maxSize, by capacity type.",
-            "runsStandingMonthlyUsd: viewport load balancers, billed while their run's entry stays in the stack file.",
             "Runs: one node per pod, (parallelism or 1) pods for the whole maxRuntime (activeDeadlineSeconds bounds the Job).",
+            "A run's viewport NLB (plus a public IPv4 per public subnet) lives as long as its Job: from creation until the "
+            "TTL controller deletes the finished Job, which owns the Service. Priced for maxRuntime + ttlAfterFinished.",
             *(
                 [f"Prices are for {catalog.region}; this stack runs in {region}, where they differ."]
                 if region != catalog.region
@@ -240,23 +225,17 @@ def estimate(
     }
 
 
-def viewport_load_balancers(resources: Sequence[Resource], catalog: Catalog) -> list[dict[str, Any]]:
+def viewport_hourly(run: Resource, resources: Sequence[Resource], catalog: Catalog) -> float:
     """A run's LoadBalancer Service is an internet-facing NLB: NLB hours plus one public IPv4 per public subnet (AZ)."""
-    hours = catalog.hours_per_month
+    objects = run.props.get("objects") or []
+    if not any(o.get("kind") == "Service" and (o.get("spec") or {}).get("type") == "LoadBalancer" for o in objects):
+        return 0.0
     public_subnets = sum(
         1
         for r in resources
         if r.resource_type == "aws:ec2/subnet:Subnet" and "kubernetes.io/role/elb" in (r.props.get("tags") or {})
     )
-    items = []
-    for run in filter(is_run, resources):
-        for service in run.props.get("objects") or []:
-            if service.get("kind") != "Service" or (service.get("spec") or {}).get("type") != "LoadBalancer":
-                continue
-            label = f"viewport NLB {(service.get('metadata') or {}).get('name')} (+{public_subnets} public IPv4)"
-            monthly = (catalog.services["nlbHourly"] + public_subnets * catalog.services["publicIpv4Hourly"]) * hours
-            items.append(_item(label, "runs", hours, "hour", catalog.services["nlbHourly"], monthly))
-    return items
+    return catalog.services["nlbHourly"] + public_subnets * catalog.services["publicIpv4Hourly"]
 
 
 def run_estimates(resources: Sequence[Resource], groups: Sequence[NodeGroupShape], catalog: Catalog) -> list[dict[str, Any]]:
@@ -279,10 +258,13 @@ def run_estimates(resources: Sequence[Resource], groups: Sequence[NodeGroupShape
             pods = min(pods, _int(spec.get("completions")))
         runtime_hours = _int(spec.get("activeDeadlineSeconds")) / 3600
         hourly = _node_hourly(group, catalog)
+        lifetime_hours = runtime_hours + _int(spec.get("ttlSecondsAfterFinished")) / 3600
+        viewport_usd = viewport_hourly(run, resources, catalog) * lifetime_hours
         out.append(
             {
                 "name": name,
-                "estimatedUsd": _round(hourly * runtime_hours * pods),
+                "estimatedUsd": _round(hourly * runtime_hours * pods + viewport_usd),
+                "viewportUsd": _round(viewport_usd),
                 "instanceType": group.instance_type,
                 "capacity": group.capacity,
                 "pods": pods,
@@ -297,7 +279,7 @@ def summary(cost: Mapping[str, Any]) -> list[str]:
     """Lines for the plan's printed summary."""
     lines = [
         f"cost ({cost['priceRegion']} prices of {cost['priceDate']}, USD/month): idle {cost['idleMonthlyUsd']:.2f}, "
-        f"all GPU nodes at max {cost['gpuMaxMonthlyUsd']:.2f}, run viewports {cost['runsStandingMonthlyUsd']:.2f}"
+        f"all GPU nodes at max {cost['gpuMaxMonthlyUsd']:.2f}"
     ]
     for item in cost["breakdown"]:
         lines.append(f"  {item['scope']:<6} {item['item']:<58} {item['monthlyUsd']:>10.2f}")
@@ -307,6 +289,8 @@ def summary(cost: Mapping[str, Any]) -> list[str]:
         else:
             lines.append(
                 f"  run {run['name']}: up to {run['estimatedUsd']:.2f} ({run['pods']} x {run['instanceType']} "
-                f"{run['capacity']} for {run['maxRuntimeHours']:g}h)"
+                f"{run['capacity']} for {run['maxRuntimeHours']:g}h"
+                + (f", viewport NLB {run['viewportUsd']:.2f}" if run.get("viewportUsd") else "")
+                + ")"
             )
     return lines
