@@ -203,6 +203,8 @@ def component_of(reg: Any, by_urn: dict[str, Any]) -> str:
     current = reg
     while current.parent and current.parent in by_urn:
         current = by_urn[current.parent]
+    if current.type.startswith("pulumi:providers:"):
+        return "providers"
     return current.type.split(":")[-1] if current.type.count(":") >= 2 else current.type
 
 
