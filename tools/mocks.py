@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -259,42 +260,64 @@ _CALLS: dict[str, Any] = {
 }
 
 
+class _InputCapture(pulumi.runtime.Mocks):
+    """Hands calls to the real mocks, keeping the inputs of this thread's latest new_resource.
+
+    MockMonitor has already deserialized a registration's inputs for new_resource; keeping that dict
+    spares the recorder a second deserialization of every resource (a run carries about 30 KB). The SDK
+    registers from several threads at once, and new_resource runs inside its thread's RegisterResource,
+    so the slot is per thread.
+    """
+
+    def __init__(self, mocks: pulumi.runtime.Mocks) -> None:
+        self.mocks = mocks
+        self._latest = threading.local()
+
+    @property
+    def last_inputs(self) -> dict[str, Any]:
+        inputs: dict[str, Any] = self._latest.inputs
+        return inputs
+
+    def new_resource(self, args: MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
+        self._latest.inputs = args.inputs
+        return self.mocks.new_resource(args)
+
+    def call(self, args: MockCallArgs) -> Any:
+        return self.mocks.call(args)
+
+
 class RecordingMonitor(MockMonitor):
     """A MockMonitor that also records each registration's parent, inputs and resource options."""
 
     def __init__(self, mocks: SimfleetMocks) -> None:
-        super().__init__(mocks)
+        self.capture = _InputCapture(mocks)
+        super().__init__(self.capture)
         self.registrations: list[Registration] = []
 
     def RegisterResource(self, request: Any) -> Any:
         response = super().RegisterResource(request)
         if request.type != "pulumi:pulumi:Stack":
-            from pulumi.runtime import rpc
-            from pulumi.runtime.sync_await import _sync_await
-
-            inputs = rpc.deserialize_properties(request.object)
-            inputs = _sync_await(_plain(inputs))
             self.registrations.append(
                 Registration(
                     urn=response.urn,
                     type=request.type,
                     name=request.name,
                     parent=request.parent,
-                    inputs=inputs,
+                    inputs=_plain(self.capture.last_inputs),
                     options=_options(request),
                 )
             )
         return response
 
 
-async def _plain(value: Any) -> Any:
-    # Secrets arrive as {"4dabf18193072939515e22adb298388d": ..., "value": ...} wrappers; show the value.
+def _plain(value: Any) -> Any:
+    # Secrets arrive as {"4dabf18193072939515e22adb298388d": ..., "value": ...} wrappers; hide the value.
     if isinstance(value, dict):
         if "4dabf18193072939515e22adb298388d" in value:
             return "[secret]"
-        return {k: await _plain(v) for k, v in value.items()}
+        return {k: _plain(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [await _plain(v) for v in value]
+        return [_plain(v) for v in value]
     # Pulumi's wire format has only doubles; a whole number is shown as the int it was written as,
     # which is also how Pulumi renders it in state and in `pulumi preview --json`.
     if isinstance(value, float) and value.is_integer():
