@@ -548,7 +548,9 @@ def test_fetch_copies_the_contract_and_starts_fresh_without_a_source(tmp_path: P
 def test_fetch_waits_for_a_running_source_and_fails_when_it_ended_without_a_checkpoint(tmp_path: Path) -> None:
     pod = Pod(tmp_path, PLANS["trot-continue"], "checkpoint-fetch")
     source = PLANS["trot-baseline"]
-    fast = {"SIMFLEET_FETCH_WAIT_SECONDS": "1", "SIMFLEET_FETCH_POLL_SECONDS": "1"}
+    # A window of a few polls: the deadline is checked before the "waiting" line, so a 1 s window can close
+    # before the first poll on a loaded machine.
+    fast = {"SIMFLEET_FETCH_WAIT_SECONDS": "3", "SIMFLEET_FETCH_POLL_SECONDS": "1"}
     # Not written yet (403 without ListBucket reads the same as 404): keep waiting, then give up at the deadline.
     result = pod.run(FETCH_SCRIPT, **fast, FAKE_S3_FORBIDDEN=str(source.checkpoint_uri))
     assert result.returncode == 1 and "waiting for" in result.stdout and "gave up" in result.stderr
