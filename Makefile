@@ -36,7 +36,7 @@ lint: venv
 typecheck: venv
 	$(PY) -m mypy .
 
-# Regenerates schema/stack-config.schema.json from config.py (commit the result; a test fails when it is stale).
+# Regenerates schema/stack-config.schema.json from config/ (commit the result; a test fails when it is stale).
 schema: venv
 	$(PY) -m tools.schema
 

@@ -112,7 +112,7 @@ class Cluster(pulumi.ComponentResource):
             # pulumi-eks rejects publicAccessCidrs when the public endpoint is off, so pass them only when on.
             public_access_cidrs=None if endpoint.private_only else [str(c) for c in endpoint.public_access_cidrs],
             # STANDARD: at the end of standard support EKS upgrades the cluster instead of billing extended
-            # support (6x the control-plane price); config.py already refuses versions past standard support.
+            # support (6x the control-plane price); config/ already refuses versions past standard support.
             upgrade_policy=aws.eks.ClusterUpgradePolicyArgs(support_type="STANDARD"),
             # Add-on split (components/addons.py owns these): CoreDNS and kube-proxy are installed after the node
             # groups because CoreDNS stays DEGRADED on a cluster with no nodes. pulumi-eks 4.4.0 defaults

@@ -57,7 +57,7 @@ def stack_settings(stack: str, root: Path = PROJECT_ROOT) -> tuple[tuple[str, ..
     """(repositories, imageAllowList) of the stack being previewed.
 
     From the stack config the engine hands the pack; failing that, from Pulumi.<stack>.yaml in the same
-    checkout. A missing key falls back to config.py's default.
+    checkout. A missing key falls back to the config package's default.
     """
     platform = _engine_platform()
     if not isinstance(platform, Mapping):

@@ -142,7 +142,7 @@ class Rule:
 
 
 def platform_settings(platform: Any) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """(repositories, imageAllowList) from a raw `simfleet:platform` mapping, with config.py's defaults."""
+    """(repositories, imageAllowList) from a raw `simfleet:platform` mapping, with the config package's defaults."""
     platform = platform if _is_map(platform) else {}
     repositories = platform.get("repositories") or PlatformConfig.model_fields["repositories"].get_default(
         call_default_factory=True

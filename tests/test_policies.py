@@ -965,7 +965,7 @@ def test_pack_over_grpc_matches_the_offline_plan(analyzer: Any, planned: Callabl
 
 @pytest.mark.slow
 def test_plan_exits_3_on_a_mandatory_violation_config_cannot_see(tmp_path: Any, capsys: pytest.CaptureFixture[str]) -> None:
-    """config.py accepts any full image URI; the policy admits only the stack's ECR and the allow-list."""
+    """config/ accepts any full image URI; the policy admits only the stack's ECR and the allow-list."""
     import yaml
 
     from tools import plan

@@ -1,4 +1,4 @@
-"""The stack-file JSON Schema: generated from config.py, committed fresh, and agreeing with the models."""
+"""The stack-file JSON Schema: generated from config/, committed fresh, and agreeing with the models."""
 
 from __future__ import annotations
 

@@ -1,10 +1,10 @@
-"""The JSON Schema of a whole `Pulumi.<stack>.yaml`, generated from config.py's models (`make schema`).
+"""The JSON Schema of a whole `Pulumi.<stack>.yaml`, generated from the config package's models (`make schema`).
 
     python -m tools.schema           # rewrite schema/stack-config.schema.json
     python -m tools.schema --check   # exit 1 when the committed file is stale
 
 The stack files point editors at it with `# yaml-language-server: $schema=./schema/stack-config.schema.json`.
-The schema helps while typing; config.py stays the authority (cross-field and prod rules are not in it).
+The schema helps while typing; config/ stays the authority (cross-field and prod rules are not in it).
 """
 
 from __future__ import annotations
@@ -69,7 +69,7 @@ def stack_file_schema() -> dict[str, Any]:
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$id": "https://simfleet.invalid/schema/stack-config.schema.json",
         "title": "simfleet stack file (Pulumi.<stack>.yaml)",
-        "description": "Generated from config.py by `make schema`; do not edit by hand.",
+        "description": "Generated from config/ by `make schema`; do not edit by hand.",
         "type": "object",
         "properties": {
             "config": {

@@ -163,7 +163,7 @@ def plan_run(spec: RunSpec, ctx: RunContext, glue_source: str, source: RunPlan |
     source_uri: str | None = spec.checkpoint.from_
     wait = FETCH_RETRY_SECONDS
     if source is not None:
-        # config.py only lets a run continue from a single-seed run that saves its checkpoint.
+        # config/ only lets a run continue from a single-seed run that saves its checkpoint.
         if source.checkpoint_uri is None or source.index_uri is None:
             raise ValueError(f"run {spec.name}: source run {source.run} has no single out-checkpoint")
         source_uri = source.checkpoint_uri

@@ -1,0 +1,81 @@
+"""Config errors: one `Issue` per problem with its path, every problem of a file in one `ConfigError`."""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, get_args, get_origin
+
+from pydantic import BaseModel, ValidationError
+
+
+@dataclass(frozen=True)
+class Issue:
+    path: str
+    message: str
+
+
+class ConfigError(Exception):
+    """Every problem found in one stack file. `str()` is the message users see."""
+
+    def __init__(self, source: str, issues: Sequence[Issue]):
+        self.source = source
+        self.issues = list(issues)
+        count = len(self.issues)
+        lines = [f"{source}: {count} error{'s' if count != 1 else ''} in the stack config"]
+        lines += [f"  - {issue.path}: {issue.message}" if issue.path else f"  - {issue.message}" for issue in self.issues]
+        super().__init__("\n".join(lines))
+
+
+def file_order(issue: Issue) -> tuple[int, int]:
+    match = re.match(r"^runs\[(\d+)\]", issue.path)
+    return (1, int(match[1])) if match else (0, 0)
+
+
+def issues_from(err: ValidationError, prefix: str, model: type[BaseModel]) -> list[Issue]:
+    issues = []
+    for error in err.errors(include_url=False):
+        loc = error["loc"]
+        path = prefix + "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in loc)
+        message = error["msg"].removeprefix("Value error, ")
+        if error["type"] == "extra_forbidden":
+            message = _unknown_key_message(model, loc)
+        elif error["type"] == "missing":
+            message = "is required"
+        issues.append(Issue(path, message))
+    return issues
+
+
+def _unknown_key_message(model: type[BaseModel], loc: tuple[Any, ...]) -> str:
+    owner = _model_at(model, loc[:-1])
+    if owner is None:
+        return "unknown key"
+    allowed = sorted(f.alias or name for name, f in owner.model_fields.items())
+    close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    return f"unknown key; {hint}allowed keys: {', '.join(allowed)}"
+
+
+def _model_at(model: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    current: Any = model
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        if not (isinstance(current, type) and issubclass(current, BaseModel)):
+            return None
+        match = next((f for n, f in current.model_fields.items() if (f.alias or n) == part), None)
+        if match is None:
+            return None
+        current = _unwrap(match.annotation)
+    return current if isinstance(current, type) and issubclass(current, BaseModel) else None
+
+
+def _unwrap(annotation: Any) -> Any:
+    while get_origin(annotation) is not None:
+        args = [a for a in get_args(annotation) if a is not type(None)]
+        if not args:
+            break
+        annotation = args[-1] if get_origin(annotation) is dict else args[0]
+    return annotation

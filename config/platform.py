@@ -1,0 +1,259 @@
+"""`simfleet:platform`: network, endpoint, node groups, buckets, registries and the prod-only rules."""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+from typing import Annotated, Any, Literal
+
+from pydantic import BeforeValidator, Field, ValidationInfo, field_validator, model_validator
+from pydantic.alias_generators import to_camel
+
+import versions
+from catalog import is_gpu_family, load_catalog
+from config.errors import Issue
+from config.types import (
+    ALL_CONTROL_PLANE_LOGS,
+    ECR_REPO_RE,
+    IAM_PRINCIPAL_RE,
+    CapacityType,
+    ControlPlaneLogType,
+    Model,
+    RestrictedCidr,
+)
+
+
+class NetworkConfig(Model):
+    cidr: ipaddress.IPv4Network = Field(description="VPC CIDR, private (RFC 1918), /16 to /20.")
+    availability_zones: int = Field(2, ge=2, le=6, description="EKS needs at least two AZs.")
+    nat_gateways: Literal["single", "perAz"] = Field(
+        "single", description="single: one NAT for the VPC (cheap, one AZ of egress); perAz: one per AZ."
+    )
+
+    @field_validator("cidr")
+    @classmethod
+    def _cidr_fits(cls, cidr: ipaddress.IPv4Network) -> ipaddress.IPv4Network:
+        if not cidr.is_private:
+            raise ValueError(f"{cidr} is not a private (RFC 1918) range")
+        if not 16 <= cidr.prefixlen <= 20:
+            raise ValueError(
+                f"{cidr} must be between /16 and /20: each AZ gets a private subnet of 1/8 of it "
+                "(pods take VPC addresses) and a small public subnet"
+            )
+        return cidr
+
+
+class EndpointConfig(Model):
+    public_access_cidrs: list[RestrictedCidr] = Field(
+        default_factory=list,
+        description="Networks allowed to reach the public API endpoint. Empty means private only.",
+    )
+
+    @property
+    def private_only(self) -> bool:
+        return not self.public_access_cidrs
+
+
+class NodeGroupConfig(Model):
+    instance_types: list[str] = Field(min_length=1)
+    min_size: int = Field(ge=0)
+    max_size: int = Field(ge=1)
+    desired_size: int | None = Field(None, ge=0, description="Defaults to minSize; the autoscaler owns it after.")
+    disk_gib: int = Field(20, alias="diskGiB", ge=20, le=16384, description="gp3 root volume size.")
+
+    @property
+    def desired(self) -> int:
+        return self.min_size if self.desired_size is None else self.desired_size
+
+    @model_validator(mode="after")
+    def _sizes(self) -> NodeGroupConfig:
+        if not self.min_size <= self.desired <= self.max_size:
+            raise ValueError(
+                f"sizes must satisfy minSize <= desiredSize <= maxSize, got {self.min_size} <= {self.desired} <= {self.max_size}"
+            )
+        if len(set(self.instance_types)) != len(self.instance_types):
+            raise ValueError("instanceTypes lists the same type twice")
+        return self
+
+
+class SystemNodeGroupConfig(NodeGroupConfig):
+    min_size: int = Field(1, ge=1, description="At least one node: CoreDNS and the controllers live here.")
+
+    @model_validator(mode="after")
+    def _cpu_only(self) -> SystemNodeGroupConfig:
+        gpu = [t for t in self.instance_types if is_gpu_family(t)]
+        if gpu:
+            raise ValueError(f"the system group is for CPU nodes; move {', '.join(gpu)} to nodeGroups.gpu")
+        return self
+
+
+def _one_or_many(value: Any) -> Any:
+    return [value] if isinstance(value, str) else value
+
+
+def _default_capacity() -> list[CapacityType]:
+    return ["onDemand"]
+
+
+class GpuNodeGroupConfig(NodeGroupConfig):
+    min_size: int = Field(0, ge=0, description="0 lets the autoscaler remove every GPU node when idle.")
+    disk_gib: int = Field(
+        200, alias="diskGiB", ge=100, le=16384, description="Isaac Lab images are large; 200 GiB gp3 by default."
+    )
+    capacity: Annotated[list[CapacityType], BeforeValidator(_one_or_many)] = Field(
+        default_factory=_default_capacity,
+        min_length=1,
+        description="spot, onDemand, or both. Each capacity type becomes its own managed node group: "
+        "batch runs need spot, interactive runs need onDemand.",
+    )
+
+    @model_validator(mode="after")
+    def _gpu_types(self) -> GpuNodeGroupConfig:
+        catalog = load_catalog().instances
+        not_gpu = [t for t in self.instance_types if not is_gpu_family(t)]
+        if not_gpu:
+            raise ValueError(f"instanceTypes {not_gpu} are not GPU instance families (g4dn, g5, g6, g6e, p4d, p5, ...)")
+        unknown = [t for t in self.instance_types if t not in catalog]
+        if unknown:
+            raise ValueError(
+                f"instanceTypes {unknown} are not in data/aws_catalog.json; add their vCPU, memory and GPU "
+                "count there (the autoscaler's scale-from-zero tags need the GPU count)"
+            )
+        gpu_counts = {catalog[t].gpus for t in self.instance_types}
+        if len(gpu_counts) > 1:
+            raise ValueError(
+                "instanceTypes must have the same GPU count: the Cluster Autoscaler builds one node "
+                f"template per group, found {sorted(gpu_counts)} GPUs per node"
+            )
+        if len(set(self.capacity)) != len(self.capacity):
+            raise ValueError("capacity lists the same type twice")
+        return self
+
+    @property
+    def gpus_per_node(self) -> int:
+        return load_catalog().instances[self.instance_types[0]].gpus
+
+    @property
+    def max_gpus(self) -> int:
+        """GPUs the stack can hold at once: every capacity type's group at maxSize."""
+        return self.max_size * self.gpus_per_node * len(self.capacity)
+
+
+class NodeGroupsConfig(Model):
+    system: SystemNodeGroupConfig
+    gpu: GpuNodeGroupConfig
+
+
+class ArtifactRetention(Model):
+    logs: int = Field(30, ge=1, description="Days before objects under runs/*/logs/ expire.")
+    videos: int = Field(90, ge=1)
+    metrics: int = Field(180, ge=1)
+
+
+class BucketsConfig(Model):
+    artifact_retention_days: ArtifactRetention = Field(default_factory=ArtifactRetention)
+    checkpoint_noncurrent_days: int = Field(30, ge=1, description="Days a replaced checkpoint version is kept.")
+    abort_incomplete_upload_days: int = Field(7, ge=1)
+
+
+def _default_control_plane_logs() -> list[ControlPlaneLogType]:
+    return ["api", "audit"]
+
+
+class PlatformConfig(Model):
+    kubernetes_version: str = Field(pattern=r"^1\.\d{2}$", description='EKS minor, e.g. "1.35".')
+    network: NetworkConfig
+    endpoint: EndpointConfig = Field(default_factory=EndpointConfig)
+    secrets_encryption: bool = Field(True, description="KMS envelope encryption of Kubernetes secrets.")
+    control_plane_logs: list[ControlPlaneLogType] = Field(default_factory=_default_control_plane_logs)
+    node_groups: NodeGroupsConfig
+    buckets: BucketsConfig = Field(default_factory=BucketsConfig)
+    repositories: list[str] = Field(default_factory=lambda: ["monty", "unitree-sim", "glue-base"], min_length=1)
+    keep_tagged_images: int = Field(10, ge=1, le=1000, description="Tagged images kept per ECR repository.")
+    image_allow_list: list[str] = Field(
+        default_factory=list, description="Registry prefixes, besides the stack's ECR, that runs may pull from."
+    )
+    cluster_admins: list[str] = Field(default_factory=list, description="IAM roles/users given cluster admin.")
+    run_operators: list[str] = Field(
+        default_factory=list, description="IAM roles/users that may watch and manage runs in the runs namespace."
+    )
+    tags: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("kubernetes_version")
+    @classmethod
+    def _in_standard_support(cls, version: str, info: ValidationInfo) -> str:
+        context = info.context or {}
+        today: datetime.date = context.get("today") or datetime.date.today()
+        release = versions.eks_release(version)
+        in_support = ", ".join(sorted(v for v, r in versions.EKS_RELEASES.items() if r.end_of_standard >= today))
+        if release is None:
+            raise ValueError(
+                f"{version} is not in the EKS release table (versions.py); versions in standard support: {in_support}"
+            )
+        if release.end_of_standard < today:
+            raise ValueError(
+                f"{version} left EKS standard support on {release.end_of_standard} (extended support costs "
+                f"6x the control-plane price); choose one of {in_support}"
+            )
+        missing = versions.missing_pins(version)
+        if missing:
+            raise ValueError(f"simfleet has no pins for {version} yet: add {' and '.join(missing)} to versions.py")
+        days_left = (release.end_of_standard - today).days
+        if days_left <= versions.SUPPORT_WARNING_DAYS and "warnings" in context:
+            context["warnings"].append(
+                f"platform.kubernetesVersion: {version} leaves EKS standard support on "
+                f"{release.end_of_standard} ({days_left} days); plan the upgrade"
+            )
+        return version
+
+    @model_validator(mode="after")
+    def _platform_rules(self) -> PlatformConfig:
+        problems: list[str] = []
+        for name in self.repositories:
+            if not ECR_REPO_RE.match(name):
+                problems.append(f"repositories: {name!r} is not a valid ECR repository name")
+        if len(set(self.repositories)) != len(self.repositories):
+            problems.append("repositories lists the same name twice")
+        for key in ("cluster_admins", "run_operators"):
+            for arn in getattr(self, key):
+                if not IAM_PRINCIPAL_RE.match(arn):
+                    problems.append(f"{to_camel(key)}: {arn!r} is not an IAM role or user ARN")
+        missing = {"api", "audit"} - set(self.control_plane_logs)
+        if missing:
+            problems.append(f"controlPlaneLogs must include api and audit (missing {sorted(missing)})")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+
+def is_prod_stack(stack: str) -> bool:
+    # The rule follows the stack name, not a config flag, so a prod stack cannot opt out of it.
+    return stack == "prod" or stack.startswith("prod-")
+
+
+def prod_rules(platform: PlatformConfig, stack: str) -> list[Issue]:
+    issues: list[Issue] = []
+    if is_prod_stack(stack):
+        if not platform.endpoint.private_only:
+            issues.append(
+                Issue(
+                    "platform.endpoint.publicAccessCidrs", "prod clusters have a private endpoint only; remove the public CIDRs"
+                )
+            )
+        if platform.network.nat_gateways != "perAz":
+            issues.append(
+                Issue(
+                    "platform.network.natGateways",
+                    "prod needs one NAT gateway per AZ (perAz) so an AZ outage does not cut egress",
+                )
+            )
+        if not platform.secrets_encryption:
+            issues.append(Issue("platform.secretsEncryption", "prod requires KMS envelope encryption of secrets"))
+        missing = sorted(set(ALL_CONTROL_PLANE_LOGS) - set(platform.control_plane_logs))
+        if missing:
+            issues.append(Issue("platform.controlPlaneLogs", f"prod ships all five control-plane log types; missing {missing}"))
+    return issues
+
+
+# Headroom a GPU node keeps for the kubelet, the OS and the per-node DaemonSets (CNI, kube-proxy,
+# device plugin, log shipping). A run that asks for more than the node minus this never schedules.

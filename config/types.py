@@ -1,0 +1,142 @@
+"""Field types every config section shares: the base model, durations, CIDRs, quantities and image references."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal, get_args
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, WithJsonSchema
+from pydantic.alias_generators import to_camel
+
+
+class Model(BaseModel):
+    """Base for every config model: camelCase keys in YAML, unknown keys rejected, immutable."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True)
+
+
+_DURATION_RE = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
+
+
+def parse_duration(value: Any) -> Any:
+    """`2h`, `90m`, `1h30m`, `45s`, `1d` -> seconds. Integers are taken as seconds."""
+    if isinstance(value, bool):
+        raise ValueError("expected a duration like 2h or 10m")
+    if isinstance(value, int):
+        return value
+    if not isinstance(value, str) or not value:
+        raise ValueError("expected a duration like 2h or 10m")
+    match = _DURATION_RE.match(value.strip())
+    if not match or not any(match.groups()):
+        raise ValueError(f"{value!r} is not a duration; use forms like 2h, 90m, 1h30m, 45s or 1d")
+    days, hours, minutes, seconds = (int(g or 0) for g in match.groups())
+    return ((days * 24 + hours) * 60 + minutes) * 60 + seconds
+
+
+Duration = Annotated[
+    int,
+    BeforeValidator(parse_duration),
+    WithJsonSchema({"type": "string", "pattern": r"^(\d+d)?(\d+h)?(\d+m)?(\d+s)?$", "examples": ["2h", "10m"]}),
+]
+
+
+def _no_open_cidr(value: Any) -> Any:
+    network = ipaddress.ip_network(value) if isinstance(value, str) else value
+    if isinstance(network, ipaddress.IPv4Network) and network.prefixlen == 0:
+        raise ValueError("0.0.0.0/0 opens this to the whole internet; list the networks that need access")
+    return value
+
+
+RestrictedCidr = Annotated[ipaddress.IPv4Network, BeforeValidator(_no_open_cidr)]
+
+LABEL_VALUE_RE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
+LABEL_KEY_RE = re.compile(r"^[a-z0-9]([-a-z0-9_.]*[a-z0-9])?$")
+IAM_PRINCIPAL_RE = re.compile(r"^arn:aws(-[a-z]+)*:iam::\d{12}:(role|user)/[\w+=,.@/-]+$")
+ECR_REPO_RE = re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*$")
+
+ControlPlaneLogType = Literal["api", "audit", "authenticator", "controllerManager", "scheduler"]
+ALL_CONTROL_PLANE_LOGS: tuple[str, ...] = get_args(ControlPlaneLogType)
+CapacityType = Literal["spot", "onDemand"]
+
+
+RUN_NAME_RE = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+# repo[:tag][@sha256:digest], optionally behind a registry host (anything with a dot or port before the first /).
+IMAGE_RE = re.compile(
+    r"^(?:(?P<registry>[a-z0-9.-]+(?::\d+)?)/)?(?P<repo>[a-z0-9]+(?:[._/-][a-z0-9]+)*)"
+    r"(?::(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}))?(?:@(?P<digest>sha256:[a-f0-9]{64}))?$"
+)
+
+
+@dataclass(frozen=True)
+class ImageRef:
+    registry: str | None
+    repository: str
+    tag: str | None
+    digest: str | None
+
+    @property
+    def reference(self) -> str:
+        ref = f"{self.repository}:{self.tag}" if self.tag else self.repository
+        return f"{ref}@{self.digest}" if self.digest else ref
+
+
+def parse_image(value: str) -> ImageRef:
+    match = IMAGE_RE.match(value)
+    if not match:
+        raise ValueError(f"{value!r} is not an image reference (repo:tag or registry/repo:tag)")
+    registry = match["registry"]
+    # "monty:1f3c2a9" has no registry; "ghcr.io/x/y:1" does. A first segment without a dot or
+    # port (e.g. "team/monty:1") is a repository path, as Docker resolves it.
+    if registry and "." not in registry and ":" not in registry and registry != "localhost":
+        return ImageRef(None, f"{registry}/{match['repo']}", match["tag"], match["digest"])
+    return ImageRef(registry, match["repo"], match["tag"], match["digest"])
+
+
+def _image(value: Any) -> Any:
+    if not isinstance(value, str):
+        raise ValueError("expected an image reference string like monty:1f3c2a9")
+    ref = parse_image(value)
+    if ref.tag is None and ref.digest is None:
+        raise ValueError(f"{value!r} has no tag; pin a version tag or a sha256 digest")
+    if ref.tag == "latest":
+        raise ValueError(f"{value!r} uses the mutable tag 'latest'; pin a version tag or a sha256 digest")
+    return value
+
+
+ImageString = Annotated[str, BeforeValidator(_image)]
+
+
+QUANTITY_RE = re.compile(r"^\d+(\.\d+)?(m|Ki|Mi|Gi|Ti|k|M|G|T)?$")
+_QUANTITY_FACTORS = {
+    None: 1.0,
+    "m": 1e-3,
+    "k": 1e3,
+    "M": 1e6,
+    "G": 1e9,
+    "T": 1e12,
+    "Ki": 2.0**10,
+    "Mi": 2.0**20,
+    "Gi": 2.0**30,
+    "Ti": 2.0**40,
+}
+
+
+def quantity_value(text: str) -> float:
+    """A Kubernetes quantity as a float: "500m" -> 0.5, "16Gi" -> 17179869184."""
+    match = QUANTITY_RE.match(text)
+    if not match:
+        raise ValueError(f"{text!r} is not a Kubernetes quantity")
+    return float(text[: len(text) - len(match[2] or "")]) * _QUANTITY_FACTORS[match[2]]
+
+
+def _quantity(value: Any) -> Any:
+    text = str(value)
+    quantity_value(text)
+    return text
+
+
+Quantity = Annotated[str, BeforeValidator(_quantity)]
+
+MAX_RUNTIME_LIMIT = 7 * 24 * 3600
