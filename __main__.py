@@ -1,8 +1,10 @@
 """simfleet: validate the stack config, build the platform, turn each declared run into a Job."""
 
 import pulumi
+import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
+import naming
 from components.access import Access, AccessArgs
 from components.addons import Addons, AddonsArgs
 from components.cluster import Cluster, ClusterArgs
@@ -10,9 +12,10 @@ from components.network import Network, NetworkArgs
 from components.nodegroups import NodeGroups, NodeGroupsArgs
 from components.registry import Registry, RegistryArgs
 from components.runs_namespace import RunsNamespace, RunsNamespaceArgs
-from components.storage import Storage, StorageArgs
+from components.storage import Storage, StorageArgs, bucket_name
 from components.tags import base_tags
 from config import load_from_pulumi
+from workloads.identity import RunContext, registry_url
 from workloads.runs import Runs, RunsArgs
 
 cfg = load_from_pulumi()
@@ -77,23 +80,28 @@ runs_namespace = RunsNamespace(
     RunsNamespaceArgs(access.run_role_arn, platform.node_groups.gpu.max_gpus, platform.kubernetes_version, cluster=cluster),
     opts=in_cluster,
 )
+# The runs' identity comes from values known now, never from resource outputs (workloads/identity.py): the
+# account id names the buckets and the registry exactly as Storage and Registry do.
+account_id = aws.get_caller_identity().account_id
+run_context = RunContext(
+    cluster_name=cluster_name,
+    namespace=naming.RUNS_NAMESPACE,
+    service_account=naming.RUN_SERVICE_ACCOUNT,
+    checkpoints_bucket=bucket_name(stack, "checkpoints", account_id),
+    artifacts_bucket=bucket_name(stack, "artifacts", account_id),
+    registry_url=registry_url(account_id, region, aws.get_partition().dns_suffix),
+    region=region,
+    kubernetes_version=platform.kubernetes_version,
+)
 runs = Runs(
     "runs",
     RunsArgs(
         cfg.runs,
-        cluster_name,
-        region,
-        cluster.endpoint,
-        cluster.certificate_authority,
-        runs_namespace.namespace,
-        runs_namespace.service_account,
-        storage.checkpoints_bucket,
-        storage.artifacts_bucket,
-        registry.registry_url,
-        kubernetes_version=platform.kubernetes_version,
+        run_context,
+        after=[addons, runs_namespace, storage, registry],
         cluster=cluster,
     ),
-    opts=pulumi.ResourceOptions(depends_on=[addons, runs_namespace]),
+    opts=in_cluster,
 )
 
 pulumi.export("clusterName", cluster.eks_cluster_name)

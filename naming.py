@@ -19,6 +19,9 @@ GPU_TAINT_EFFECT = "NoSchedule"
 # Run labels and annotations.
 RUN_LABEL = "simfleet.io/run"
 SPEC_HASH_ANNOTATION = "simfleet.io/spec-hash"
+# Label keys simfleet sets itself under simfleet.io/ on run objects; a run's own `labels` may not use them.
+RESERVED_RUN_LABEL_KEYS = ("run", "profile", "mode", "seed", "viewport")
+GLUE_SHA_ANNOTATION = "simfleet.io/glue-sha256"  # on the shared glue ConfigMaps, which are named by content
 
 # Isaac Sim WebRTC livestream: signalling over TCP, media over UDP. TURN relays on 3478.
 VIEWPORT_PORTS: tuple[tuple[str, int, str], ...] = (("signal", 49100, "TCP"), ("media", 47998, "UDP"))

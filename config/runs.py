@@ -9,6 +9,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
+import naming
 from catalog import load_catalog
 from config.errors import Issue
 from config.platform import PlatformConfig
@@ -111,6 +112,8 @@ class RunSpec(Model):
         for key, value in self.labels.items():
             if not LABEL_KEY_RE.match(key) or len(key) > 63:
                 problems.append(f"labels: key {key!r} is not a valid label name")
+            elif key in naming.RESERVED_RUN_LABEL_KEYS:
+                problems.append(f"labels: key {key!r} is simfleet's own (simfleet.io/{key}); choose another name")
             if not LABEL_VALUE_RE.match(value) or len(value) > 63:
                 problems.append(f"labels.{key}: {value!r} is not a valid label value")
         if problems:

@@ -13,6 +13,7 @@ on a value that is unknown during preview), so the code only uses Mapping/Sequen
 from __future__ import annotations
 
 import datetime
+import functools
 import ipaddress
 import json
 import re
@@ -93,6 +94,8 @@ class Resource:
     parent: str | None = None
     # input property -> URNs of the resources its value came from
     property_dependencies: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    # A run's Kubernetes objects when the caller already has them; otherwise rendered from `props` on demand.
+    rendered: Sequence[Mapping[str, Any]] | None = None
 
 
 @dataclass(frozen=True)
@@ -694,13 +697,36 @@ def _check_no_admin(resource: Resource, ctx: Context) -> Iterator[str]:
 
 
 def is_run(resource: Resource) -> bool:
-    """Every dynamic resource shares one type; a run is the one whose props hold its name, hash and objects."""
+    """Every dynamic resource shares one type; a run is the one whose props hold its name, hash and spec."""
     props = resource.props
-    return resource.resource_type == DYNAMIC_TYPE and all(k in props for k in ("runName", "specHash", "objects"))
+    return resource.resource_type == DYNAMIC_TYPE and all(k in props for k in ("runName", "specHash", "spec"))
+
+
+def run_objects(resource: Resource) -> list[Mapping[str, Any]]:
+    """The run's Kubernetes objects, rendered from its SimRun inputs by the provider's own renderer; [] if they do not render."""
+    if resource.rendered is not None:
+        return list(resource.rendered)
+    # Only what rendering reads (all plain text): the connection may still be unknown in a preview.
+    key = tuple(str(resource.props.get(k)) for k in _RENDERED_FROM)
+    return list(_rendered(key))
+
+
+# The inputs a run's objects are rendered from (workloads/inputs.py).
+_RENDERED_FROM = ("kind", "runName", "namespace", "specHash", "spec", "context")
+
+
+@functools.lru_cache(maxsize=4096)
+def _rendered(key: tuple[str, ...]) -> tuple[Mapping[str, Any], ...]:
+    from workloads.inputs import objects_from_inputs
+
+    try:
+        return tuple(objects_from_inputs(dict(zip(_RENDERED_FROM, key, strict=True))))
+    except (ValueError, KeyError, TypeError):
+        return ()
 
 
 def run_job(resource: Resource) -> Mapping[str, Any] | None:
-    for body in _as_list(resource.props.get("objects")):
+    for body in run_objects(resource):
         if _is_map(body) and body.get("kind") == "Job":
             return body
     return None
@@ -884,9 +910,19 @@ def _pod_capacity(pod: Mapping[str, Any]) -> str | None:
     return values.pop() if len(values) == 1 else None
 
 
+def _run_mode(resource: Resource) -> str | None:
+    spec = resource.props.get("spec")
+    try:
+        return str(json.loads(spec).get("mode")) if isinstance(spec, str) else None
+    except (ValueError, AttributeError):
+        return None
+
+
 def is_batch_run(resource: Resource) -> bool:
     job = run_job(resource)
-    return resource.props.get("mode") == "batch" or (job is not None and _get(job, "spec", "completionMode") == "Indexed")
+    return _run_mode(resource) == "batch" or (
+        job is not None and _get(job, "spec", "completionMode") == "Indexed"
+    )
 
 
 def _check_run_batch_spot(resource: Resource, ctx: Context) -> Iterator[str]:

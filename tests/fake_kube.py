@@ -11,6 +11,13 @@ with the status codes and `kind: Status` bodies of the real API server:
   `spec.template`, `spec.selector`, `spec.completions`, `spec.completionMode` or `spec.podFailurePolicy` is
   422 Invalid "field is immutable".
 - PATCH applies a JSON merge patch (also for strategic-merge-patch+json), then the same immutability rules.
+- An immutable ConfigMap (`immutable: true`) refuses a PUT or PATCH that changes `data`, `binaryData` or
+  `immutable` with 422 Invalid "field is immutable when `immutable` is set".
+- DELETE checks `preconditions.uid` / `preconditions.resourceVersion` from the DeleteOptions body and answers 409
+  Conflict "Precondition failed" when they do not match. An object with `metadata.finalizers` is not removed:
+  it gets a `deletionTimestamp` and stays (GET returns it, POST of its name is 409 AlreadyExists) until
+  `remove_finalizers` clears them, as a controller would. Services of `loadBalancerClass` service.k8s.aws/nlb
+  get the AWS Load Balancer Controller's finalizer on create when `lbc_finalizers` is set.
 - DELETE honours `propagationPolicy` from the DeleteOptions body or the query: Background removes the Job
   at once and leaves its pods to the garbage collector (`collect_garbage()`), Orphan removes it and
   strips the pods' owner references, Foreground marks it deleting (deletionTimestamp plus the
@@ -21,6 +28,9 @@ There is no controller: tests drive Job status with `finish_job`/`set_job_status
 and the TTL controller with `expire_job`. Faults: `fail_next` answers the next N requests with 429/5xx
 (with Retry-After on 429), `delay_next` stalls them, `drop_next` closes the connection without an answer.
 Every request is logged in `requests` (method, path, query, parsed body, headers).
+
+`FakeKube(tls=True)` serves HTTPS with a self-signed certificate (`ca_data` is its base64 PEM), so a client
+with the wrong CA fails TLS verification as it would against a real endpoint.
 
 Known gaps: no authentication or RBAC (the Authorization header is only recorded, unless
 `require_bearer_prefix` is set), no watch, no server-side apply, no field selectors, no generateName,
@@ -85,6 +95,9 @@ class FakeKube:
 
     namespaces: set[str] = field(default_factory=lambda: {"default", "simfleet-runs"})
     require_bearer_prefix: str | None = None
+    tls: bool = False
+    # Add the AWS Load Balancer Controller's finalizer to NLB Services on create (it does so once it reconciles).
+    lbc_finalizers: bool = False
     requests: list[Request] = field(default_factory=list)
     objects: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict)  # (plural, ns, name)
     _faults: list[_Fault] = field(default_factory=list)
@@ -92,12 +105,16 @@ class FakeKube:
     _versions: Iterator[int] = field(default_factory=lambda: itertools.count(1000))
     _ips: Iterator[int] = field(default_factory=lambda: itertools.count(10))
     _server: ThreadingHTTPServer | None = None
+    _tls_dir: Any = None
+    ca_data: str = ""  # base64 PEM of the serving certificate when tls is set
 
     # -- lifecycle ---------------------------------------------------------------------------------
     def start(self) -> FakeKube:
         handler = type("Handler", (_Handler,), {"kube": self})
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self._server.daemon_threads = True
+        if self.tls:
+            self._wrap_tls(self._server)
         threading.Thread(target=self._server.serve_forever, args=(0.05,), name="fake-kube", daemon=True).start()
         return self
 
@@ -106,6 +123,26 @@ class FakeKube:
             self._server.shutdown()
             self._server.server_close()
             self._server = None
+        if self._tls_dir is not None:
+            self._tls_dir.cleanup()
+            self._tls_dir = None
+
+    def _wrap_tls(self, server: ThreadingHTTPServer) -> None:
+        import base64
+        import ssl
+        import tempfile
+
+        cert, key = _self_signed("127.0.0.1")
+        self._tls_dir = tempfile.TemporaryDirectory()
+        cert_file, key_file = f"{self._tls_dir.name}/tls.crt", f"{self._tls_dir.name}/tls.key"
+        with open(cert_file, "wb") as out:
+            out.write(cert)
+        with open(key_file, "wb") as out:
+            out.write(key)
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(cert_file, key_file)
+        server.socket = context.wrap_socket(server.socket, server_side=True)
+        self.ca_data = base64.b64encode(cert).decode()
 
     def __enter__(self) -> FakeKube:
         return self.start()
@@ -117,7 +154,7 @@ class FakeKube:
     def url(self) -> str:
         assert self._server is not None, "FakeKube is not started"
         port = self._server.server_address[1]
-        return f"http://127.0.0.1:{port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{port}"
 
     # -- fault injection -----------------------------------------------------------------------------
     def fail_next(self, count: int, status: int = 503, methods: tuple[str, ...] | None = None) -> None:
@@ -224,6 +261,15 @@ class FakeKube:
         with self._lock:
             self.objects[("services", namespace, name)]["status"] = {"loadBalancer": {"ingress": [{"hostname": hostname}]}}
 
+    def remove_finalizers(self, plural: str, namespace: str, name: str) -> None:
+        """A controller finishing its cleanup: with no finalizers left, a deleting object is removed."""
+        with self._lock:
+            obj = self.objects[(plural, namespace, name)]
+            obj["metadata"].pop("finalizers", None)
+            if obj["metadata"].get("deletionTimestamp"):
+                del self.objects[(plural, namespace, name)]
+                self._collect_dependents(obj["metadata"]["uid"])
+
     def expire_job(self, namespace: str, name: str) -> None:
         """The TTL-after-finished controller: deletes the Job in the background, then its pods go."""
         with self._lock:
@@ -273,6 +319,8 @@ class FakeKube:
             _default_job(obj)
         elif plural == "services":
             _default_service(obj, next(self._ips))
+            if self.lbc_finalizers and obj["spec"].get("loadBalancerClass") == "service.k8s.aws/nlb":
+                meta.setdefault("finalizers", ["service.k8s.aws/resources"])
 
     def handle(
         self, method: str, raw_path: str, body_bytes: bytes, headers: dict[str, str]
@@ -456,6 +504,18 @@ class FakeKube:
             if policy is None and kind == "Job":
                 policy = "Orphan"  # batch/v1 Jobs default to orphaning their pods when deleted through the API
             uid = current["metadata"]["uid"]
+            preconditions = (body or {}).get("preconditions") or {}
+            for field_name, found in (("uid", uid), ("resourceVersion", current["metadata"]["resourceVersion"])):
+                wanted = preconditions.get(field_name)
+                if wanted is not None and wanted != found:
+                    label = "UID" if field_name == "uid" else "ResourceVersion"
+                    message = f"Precondition failed: {label} in precondition: {wanted}, {label} in object meta: {found}"
+                    return 409, status_body(409, "Conflict", message, details), {}
+            if current["metadata"].get("finalizers"):
+                # Finalizers hold the object until their controllers remove them; deleting again changes nothing.
+                current["metadata"].setdefault("deletionTimestamp", now())
+                current["metadata"]["resourceVersion"] = str(next(self._versions))
+                return 200, copy.deepcopy(current), {}
             if policy == "Foreground":
                 current["metadata"]["deletionTimestamp"] = now()
                 current["metadata"]["finalizers"] = [*current["metadata"].get("finalizers", []), "foregroundDeletion"]
@@ -504,6 +564,10 @@ def _immutable_changes(kind: str, old: dict[str, Any], new: dict[str, Any]) -> l
                 problems.append(
                     (f"spec.{field_name}", f"Invalid value: {json.dumps(new_spec.get(field_name))}: field is immutable")
                 )
+    if kind == "ConfigMap" and old.get("immutable"):
+        for field_name in ("data", "binaryData", "immutable"):
+            if new.get(field_name) != old.get(field_name):
+                problems.append((field_name, "Forbidden: field is immutable when `immutable` is set"))
     if kind == "Service" and new_spec.get("clusterIP") not in (None, old_spec.get("clusterIP")):
         problems.append(("spec.clusterIP", f'Invalid value: "{new_spec.get("clusterIP")}": field is immutable'))
     return problems
@@ -644,103 +708,86 @@ class _Handler(BaseHTTPRequestHandler):
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _serve
 
 
-# ---------------------------------------------------------------------------------------------
-# A sample run in the shape workloads/runs.py hands to SimRun (small, but with every object kind)
-# ---------------------------------------------------------------------------------------------
+def _self_signed(host: str) -> tuple[bytes, bytes]:
+    """A throwaway self-signed certificate for `host` (an IP), and its key, as PEM."""
+    import datetime
+    import ipaddress
 
-SPEC_HASH_ANNOTATION = "simfleet.io/spec-hash"
-MOCK_CA = "LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0tCk1PQ0sKLS0tLS1FTkQgQ0VSVElGSUNBVEUtLS0tLQo="  # tools.mocks.MOCK_CA_DATA
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
 
-
-def run_objects(
-    run: str, spec_hash: str, namespace: str = "simfleet-runs", viewport: bool = True, seeds: tuple[int, ...] = (7,)
-) -> list[dict[str, Any]]:
-    labels = {"app.kubernetes.io/name": "simfleet-run", "simfleet.io/run": run}
-    annotations = {SPEC_HASH_ANNOTATION: spec_hash}
-    meta = {"name": run, "namespace": namespace, "labels": labels, "annotations": annotations}
-    objects: list[dict[str, Any]] = [
-        {
-            "apiVersion": "v1",
-            "kind": "ConfigMap",
-            "metadata": {**meta, "name": f"{run}-glue"},
-            "data": {"glue.py": "print('glue')\n", "contract.json": "{}"},
-        },
-    ]
-    if viewport:
-        objects.append(
-            {
-                "apiVersion": "v1",
-                "kind": "Service",
-                "metadata": {**meta, "name": f"{run}-viewport"},
-                "spec": {
-                    "type": "LoadBalancer",
-                    "loadBalancerClass": "service.k8s.aws/nlb",
-                    "selector": {"simfleet.io/run": run},
-                    "ports": [
-                        {"name": "signal", "port": 49100, "protocol": "TCP"},
-                        {"name": "media", "port": 47998, "protocol": "UDP"},
-                    ],
-                },
-            }
-        )
-    indexed = len(seeds) > 1
-    objects.append(
-        {
-            "apiVersion": "batch/v1",
-            "kind": "Job",
-            "metadata": meta,
-            "spec": {
-                "completions": len(seeds),
-                "parallelism": len(seeds),
-                "backoffLimit": 1,
-                **({"completionMode": "Indexed"} if indexed else {}),
-                "ttlSecondsAfterFinished": 600,
-                "activeDeadlineSeconds": 7200,
-                "podFailurePolicy": {"rules": [{"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]}]},
-                "template": {
-                    "metadata": {"labels": labels, "annotations": annotations},
-                    "spec": {
-                        "restartPolicy": "Never",
-                        "containers": [
-                            {
-                                "name": "unitree-sim",
-                                "image": "123456789012.dkr.ecr.us-east-1.amazonaws.com/unitree-sim:4.2.0",
-                                "resources": {"requests": {"nvidia.com/gpu": 1}, "limits": {"nvidia.com/gpu": 1}},
-                            }
-                        ],
-                    },
-                },
-            },
-        }
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "fake-kube")])
+    start = datetime.datetime.now(datetime.UTC) - datetime.timedelta(minutes=5)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start)
+        .not_valid_after(start + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(host))]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
     )
-    return objects
+    pem_key = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    return cert.public_bytes(serialization.Encoding.PEM), pem_key
+
+
+# ---------------------------------------------------------------------------------------------
+# A run's SimRun inputs exactly as workloads/runs.py builds them
+# ---------------------------------------------------------------------------------------------
+
+MOCK_CA = "LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0tCk1PQ0sKLS0tLS1FTkQgQ0VSVElGSUNBVEUtLS0tLQo="
+TEST_GLUE = "def step(observation):\n    return {'cmd_type': 'stop'}\n"
+ARTIFACTS_BUCKET = "simfleet-test-artifacts"
+CHECKPOINTS_BUCKET = "simfleet-test-checkpoints"
+
+
+def run_spec(run: str = "trot-baseline", viewport: bool = True, seeds: tuple[int, ...] = (7,), **fields: Any) -> dict[str, Any]:
+    """A run's stack entry: interactive with a viewport, or a batch sweep over `seeds`."""
+    spec: dict[str, Any] = {
+        "name": run,
+        "mode": "batch" if len(seeds) > 1 or not viewport else "interactive",
+        "images": {"sim": "unitree-sim:4.2.0", "monty": "monty:1f3c2a9", "glue": "glue-base:0.3.1"},
+        "profile": "quadruped-default",
+        "glue": "glue/trot.py",
+        "seeds": list(seeds),
+        "labels": {"user": "alice"},
+    }
+    if viewport and len(seeds) == 1:
+        spec["viewport"] = {"allowedCidrs": ["10.20.0.0/16"]}
+    spec.update(fields)
+    return spec
 
 
 def run_props(
     endpoint: str,
     run: str = "trot-baseline",
-    spec_hash: str = "0123456789ab",
     viewport: bool = True,
     seeds: tuple[int, ...] = (7,),
     namespace: str = "simfleet-runs",
-    **overrides: Any,
+    ca: str = MOCK_CA,
+    **fields: Any,
 ) -> dict[str, Any]:
-    prefix = f"runs/{run}/{spec_hash}/"
-    props: dict[str, Any] = {
-        "runName": run,
-        "namespace": namespace,
-        "specHash": spec_hash,
-        "objects": run_objects(run, spec_hash, namespace, viewport, seeds),
-        "clusterName": "simfleet-test",
-        "clusterEndpoint": endpoint,
-        "clusterCa": MOCK_CA,
-        "region": "us-east-1",
-        "kubeconfig": None,
-        "artifactsBucket": "simfleet-test-artifacts",
-        "artifactsPrefix": prefix,
-        "seeds": list(seeds),
-        "artifactsUri": f"s3://simfleet-test-artifacts/{prefix}",
-        "checkpointUri": f"s3://simfleet-test-checkpoints/{prefix}out.mstate" if len(seeds) == 1 else None,
-    }
-    props.update(overrides)
-    return props
+    """SimRun inputs for one run, built by the Runs component's own code (workloads.runs.plan_runs)."""
+    from config import RunSpec
+    from workloads.identity import RunContext
+    from workloads.runs import plan_runs
+
+    ctx = RunContext(
+        cluster_name="simfleet-test",
+        namespace=namespace,
+        service_account="simfleet-run",
+        checkpoints_bucket=CHECKPOINTS_BUCKET,
+        artifacts_bucket=ARTIFACTS_BUCKET,
+        registry_url="123456789012.dkr.ecr.us-east-1.amazonaws.com",
+        region="us-east-1",
+        kubernetes_version="1.35",
+    )
+    spec = RunSpec.model_validate(run_spec(run, viewport, seeds, **fields))
+    [planned] = plan_runs([spec], ctx, {spec.glue: TEST_GLUE})
+    return {**planned.inputs, "clusterEndpoint": endpoint, "clusterCa": ca}

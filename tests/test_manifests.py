@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,18 +20,9 @@ from kubernetes_validate.utils import all_versions, major_minor
 import naming
 from config import RunSpec
 from workloads import contract
-from workloads.manifests import (
-    AWS_CLI_IMAGE,
-    FETCH_SCRIPT,
-    GLUE_SCRIPT,
-    UPLOAD_SCRIPT,
-    RunContext,
-    RunPlan,
-    plan_run,
-    render_run,
-    resolve_image,
-    spec_hash,
-)
+from workloads.identity import RunContext, SourceRef, glue_config_map_name, glue_sha256, identify
+from workloads.inputs import objects_from_inputs, run_inputs
+from workloads.manifests import AWS_CLI_IMAGE, FETCH_SCRIPT, GLUE_SCRIPT, UPLOAD_SCRIPT, glue_configmap, job_deadline, render_run
 
 ROOT = Path(__file__).resolve().parent.parent
 GLUE = (ROOT / "glue" / "trot.py").read_text()
@@ -68,6 +60,39 @@ def _validation_version(stack_version: str) -> str:
 
 STACK_VERSION = yaml.safe_load((ROOT / "Pulumi.dev.yaml").read_text())["config"]["simfleet:platform"]["kubernetesVersion"]
 K8S_SCHEMA_VERSION = _validation_version(STACK_VERSION)
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """A run as the tests look at it: its identity, deadline and rendered objects."""
+
+    run: str
+    spec_hash: str
+    prefix: str
+    artifacts_uri: str
+    checkpoint_uri: str | None
+    index_uri: str | None
+    active_deadline_seconds: int
+    objects: list[dict[str, Any]]
+
+
+def plan_run(spec: RunSpec, ctx: RunContext, glue: str, source: RunPlan | None = None) -> RunPlan:
+    ref = None
+    if source is not None:
+        assert source.checkpoint_uri and source.index_uri
+        ref = SourceRef(source.run, source.spec_hash, source.checkpoint_uri, source.index_uri, source.active_deadline_seconds)
+    identity = identify(spec, ctx, glue_sha256(glue), ref)
+    objects = render_run(spec, ctx, identity, glue_config_map_name(glue_sha256(glue)), ref)
+    return RunPlan(
+        spec.name,
+        identity.spec_hash,
+        identity.prefix,
+        identity.artifacts_uri,
+        identity.checkpoint_uri,
+        identity.index_uri,
+        job_deadline(spec, ref),
+        objects,
+    )
 
 
 def plans() -> dict[str, RunPlan]:
@@ -143,7 +168,7 @@ def test_objects_come_in_apply_order() -> None:
     assert [o["kind"] for o in PLANS["trot-baseline"].objects] == ["ConfigMap", "Service", "Job"]
     assert [o["kind"] for o in PLANS["trot-sweep"].objects] == ["ConfigMap", "Job"]
     names = [o["metadata"]["name"] for o in PLANS["trot-baseline"].objects]
-    assert names == ["trot-baseline-glue", "trot-baseline-viewport", "trot-baseline"]
+    assert names == ["trot-baseline-runtime", "trot-baseline-viewport", "trot-baseline"]
     assert all(o["metadata"]["namespace"] == naming.RUNS_NAMESPACE for o in PLANS["trot-baseline"].objects)
 
 
@@ -206,9 +231,11 @@ def test_volumes_are_emptydirs_with_memory_backed_shm() -> None:
     volumes = {v["name"]: v for v in _pod(PLANS["trot-baseline"])["volumes"]}
     assert {"checkpoints", "artifacts", "glue", "dshm"} <= set(volumes)
     assert volumes["dshm"]["emptyDir"]["medium"] == "Memory" and volumes["dshm"]["emptyDir"]["sizeLimit"] == "3072Mi"
-    assert volumes["contract"]["configMap"]["name"] == "trot-baseline-glue"
+    assert volumes["contract"]["configMap"]["name"] == "trot-baseline-runtime"
+    # The glue comes from the shared ConfigMap named by its content, mounted read-only where glue runs.
+    assert volumes["glue"]["configMap"]["name"] == glue_config_map_name(glue_sha256(GLUE))
     mounts = {c["name"]: {m["mountPath"] for m in c["volumeMounts"]} for c in _containers(PLANS["trot-baseline"]).values()}
-    assert mounts["checkpoint-fetch"] == {"/contract", "/glue", "/checkpoints"}
+    assert mounts["checkpoint-fetch"] == {"/contract", "/checkpoints"}
     assert "/dev/shm" in mounts["unitree-sim"] and "/checkpoints" in mounts["monty"]
     assert {"/glue", "/checkpoints", "/artifacts"} <= mounts["glue"]
 
@@ -280,8 +307,11 @@ def test_labels_and_spec_hash_annotation() -> None:
 
 
 def test_user_labels_cannot_override_run_labels() -> None:
-    plan = plan_run(_spec("trot-sweep", labels={"run": "someone-else", "team": "legs"}), CTX, GLUE)
-    labels = _by_kind(plan, "Job")["metadata"]["labels"]
+    with pytest.raises(ValueError, match="simfleet's own"):
+        _spec("trot-sweep", labels={"run": "someone-else", "team": "legs"})
+    # Even a spec that slipped past validation cannot override them.
+    spec = _spec("trot-sweep").model_copy(update={"labels": {"run": "someone-else", "team": "legs"}})
+    labels = _by_kind(plan_run(spec, CTX, GLUE), "Job")["metadata"]["labels"]
     assert labels[naming.RUN_LABEL] == "trot-sweep" and labels["simfleet.io/team"] == "legs"
 
 
@@ -335,9 +365,13 @@ def test_no_viewport_means_no_service_and_no_ports() -> None:
 # ---------------------------------------------------------------------------------------------
 
 
-def test_configmap_carries_glue_and_contract() -> None:
+def test_configmaps_carry_the_contract_and_the_shared_glue() -> None:
     configmap = _by_kind(PLANS["trot-baseline"], "ConfigMap")
-    assert configmap["data"]["glue.py"] == GLUE
+    assert "glue.py" not in configmap["data"]  # the glue is shared by content, not copied into every run
+    shared = glue_configmap(CTX.namespace, glue_sha256(GLUE), GLUE)
+    assert shared["data"] == {"glue.py": GLUE} and shared["immutable"] is True
+    assert shared["metadata"]["name"] == glue_config_map_name(glue_sha256(GLUE))
+    kubernetes_validate.validate(shared, K8S_SCHEMA_VERSION, strict=True)
     assert json.loads(configmap["data"]["contract.json"])["entryPoint"] == "step"
     assert json.loads(configmap["data"]["observation.schema.json"]) == contract.load_schema("observation.schema.json")
     assert json.loads(configmap["data"]["action.schema.json"]) == contract.load_schema("action.schema.json")
@@ -369,26 +403,9 @@ def test_s3_locations_single_and_per_seed() -> None:
     assert _env(_containers(fresh)["artifact-uploader"])["SIMFLEET_SAVE_CHECKPOINT"] == "false"
 
 
-def test_plan_refuses_a_mismatched_source() -> None:
-    with pytest.raises(ValueError, match=r"checkpoint\.from"):
-        plan_run(_spec("trot-continue"), CTX, GLUE)  # needs the source's plan
-    with pytest.raises(ValueError, match=r"checkpoint\.from"):
-        plan_run(_spec("trot-baseline"), CTX, GLUE, PLANS["trot-sweep"])
-
-
 # ---------------------------------------------------------------------------------------------
 # Identity
 # ---------------------------------------------------------------------------------------------
-
-
-def test_resolve_image() -> None:
-    assert resolve_image("monty:1f3c2a9", REGISTRY) == f"{REGISTRY}/monty:1f3c2a9"
-    assert resolve_image("monty:1f3c2a9", REGISTRY + "/") == f"{REGISTRY}/monty:1f3c2a9"
-    assert resolve_image("team/monty:1", REGISTRY) == f"{REGISTRY}/team/monty:1"
-    assert resolve_image("ghcr.io/acme/sim:4.2.0", REGISTRY) == "ghcr.io/acme/sim:4.2.0"
-    assert resolve_image("localhost:5000/sim:1", REGISTRY) == "localhost:5000/sim:1"
-    digest = "monty@sha256:" + "a" * 64
-    assert resolve_image(digest, REGISTRY) == f"{REGISTRY}/{digest}"
 
 
 def test_images_in_the_pod_are_resolved() -> None:
@@ -398,66 +415,16 @@ def test_images_in_the_pod_are_resolved() -> None:
     assert containers["glue"]["image"] == f"{REGISTRY}/glue-base:0.3.1"
 
 
-def test_spec_hash_is_stable() -> None:
-    spec = _spec("trot-baseline")
-    first = spec_hash(spec, CTX, GLUE)
-    assert first == spec_hash(_spec("trot-baseline"), CTX, GLUE)
-    assert len(first) == 12 and int(first, 16) >= 0
-    assert plan_run(spec, CTX, GLUE).spec_hash == first == PLANS["trot-baseline"].spec_hash
-
-
-@pytest.mark.parametrize(
-    ("change", "spec_changes", "ctx_changes", "glue"),
-    [
-        ("sim image", {"images": {"sim": "unitree-sim:4.2.1", "monty": "monty:1f3c2a9", "glue": "glue-base:0.3.1"}}, {}, GLUE),
-        ("glue content", {}, {}, GLUE + "\n# tuned\n"),
-        ("rerun", {"rerun": 1}, {}, GLUE),
-        ("seeds", {"seeds": [8]}, {}, GLUE),
-        ("checkpoints bucket", {}, {"checkpoints_bucket": "other"}, GLUE),
-        ("artifacts bucket", {}, {"artifacts_bucket": "other"}, GLUE),
-        ("namespace", {}, {"namespace": "other"}, GLUE),
-        ("cluster", {}, {"cluster_name": "simfleet-prod"}, GLUE),
-        ("registry", {}, {"registry_url": "999999999999.dkr.ecr.eu-west-1.amazonaws.com"}, GLUE),
-    ],
-)
-def test_spec_hash_changes_with_what_the_run_computes_or_where_it_writes(
-    change: str, spec_changes: dict[str, Any], ctx_changes: dict[str, Any], glue: str
-) -> None:
-    base = spec_hash(_spec("trot-baseline"), CTX, GLUE)
-    ctx = RunContext(**{**CTX.__dict__, **ctx_changes})
-    assert spec_hash(_spec("trot-baseline", **spec_changes), ctx, glue) != base, change
-
-
-def test_spec_hash_ignores_how_the_pod_is_rendered() -> None:
-    # A cluster upgrade or a renamed service account must not restart every finished run.
-    base = spec_hash(_spec("trot-baseline"), CTX, GLUE)
-    ctx = RunContext(**{**CTX.__dict__, "kubernetes_version": "1.36", "service_account": "renamed"})
-    assert spec_hash(_spec("trot-baseline"), ctx, GLUE) == base
-
-
-def test_a_full_uri_image_hashes_the_same_as_its_bare_form() -> None:
-    bare = _spec("trot-baseline")
-    full = _spec(
-        "trot-baseline", images={"sim": f"{REGISTRY}/unitree-sim:4.2.0", "monty": "monty:1f3c2a9", "glue": "glue-base:0.3.1"}
+def test_objects_from_inputs_are_the_rendered_objects() -> None:
+    """The provider, the plan and the policies render from SimRun inputs; that must give exactly these objects."""
+    source = PLANS["trot-baseline"]
+    spec = _spec("trot-continue")
+    ref = SourceRef(
+        source.run, source.spec_hash, str(source.checkpoint_uri), str(source.index_uri), source.active_deadline_seconds
     )
-    assert resolve_image(full.images.sim, REGISTRY) == resolve_image(bare.images.sim, REGISTRY)
-    assert spec_hash(full, CTX, GLUE) != spec_hash(bare, CTX, GLUE)  # the spec text differs, so it is a new run
-
-
-def test_a_changed_source_reruns_its_consumer() -> None:
-    consumer = _spec("trot-continue")
-    before = plan_run(consumer, CTX, GLUE, PLANS["trot-baseline"]).spec_hash
-    new_source = plan_run(_spec("trot-baseline", rerun=3), CTX, GLUE)
-    after = plan_run(consumer, CTX, GLUE, new_source)
-    assert after.spec_hash != before
-    assert spec_hash(consumer, CTX, GLUE, "abc") != spec_hash(consumer, CTX, GLUE, "abd")
-    assert _env(_containers(after)["checkpoint-fetch"])["SIMFLEET_CHECKPOINT_FROM"] == new_source.checkpoint_uri
-
-
-def test_render_run_matches_plan_run() -> None:
-    plan = PLANS["trot-sweep"]
-    objects = render_run(_spec("trot-sweep"), CTX, GLUE, plan.spec_hash, _spec("trot-sweep").checkpoint.from_)
-    assert objects == plan.objects
+    identity = identify(spec, CTX, glue_sha256(GLUE), ref)
+    inputs = json.loads(json.dumps(run_inputs(spec, CTX, identity, glue_sha256(GLUE), ref)))
+    assert objects_from_inputs(inputs) == PLANS["trot-continue"].objects
 
 
 # ---------------------------------------------------------------------------------------------
@@ -536,11 +503,10 @@ class Pod:
 
 
 @needs_shell
-def test_fetch_copies_the_contract_and_starts_fresh_without_a_source(tmp_path: Path) -> None:
+def test_fetch_starts_fresh_without_a_source(tmp_path: Path) -> None:
     pod = Pod(tmp_path, PLANS["trot-baseline"], "checkpoint-fetch")
     result = pod.run(FETCH_SCRIPT)
     assert result.returncode == 0, result.stderr
-    assert (pod.dirs["/glue"] / "glue.py").read_text() == GLUE
     assert "fresh brain" in result.stdout and not (pod.dirs["/checkpoints"] / "in.mstate").exists()
 
 

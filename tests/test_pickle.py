@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fake_kube import FakeKube, run_props
+from fake_kube import ARTIFACTS_BUCKET, FakeKube, run_props
 from google.protobuf import json_format, struct_pb2
 
 from tools.mocks import DYNAMIC_TYPE
@@ -64,7 +64,8 @@ def test_cached_serialization_is_byte_identical_to_the_sdk_own(tmp_path: Path) -
     script = textwrap.dedent("""
         import pickle
         from pulumi.dynamic import dynamic as sdk
-        from workloads.provider import SimRunProvider, install_sdk_fix
+        from workloads.provider import SimRunProvider
+        from workloads.sdk_fix import install_sdk_fix
         original = pickle._Pickler._batch_setitems
         sdk_bytes = sdk.serialize_provider(SimRunProvider())
         pickle._Pickler._batch_setitems = original
@@ -89,13 +90,23 @@ def _struct(values: dict[str, Any]) -> struct_pb2.Struct:
 def test_a_fresh_provider_host_process_serves_the_pickled_provider(serialized: str, tmp_path: Path) -> None:
     """Start `python -m pulumi.dynamic` from the project root, as pulumi-resource-pulumi-python does, and drive it over gRPC."""
     import grpc
+    from moto.server import ThreadedMotoServer
     from pulumi.runtime.proto import provider_pb2, provider_pb2_grpc
 
+    s3 = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    s3.start()
+    endpoint = f"http://127.0.0.1:{s3.get_host_and_port()[1]}"
+    env = {**fake_aws_env(tmp_path), "AWS_ENDPOINT_URL_S3": endpoint}
+    import boto3
+
+    boto3.client(
+        "s3", region_name="us-east-1", endpoint_url=endpoint, aws_access_key_id="x", aws_secret_access_key="y"
+    ).create_bucket(Bucket=ARTIFACTS_BUCKET)
     with FakeKube() as kube:
         host = subprocess.Popen(
             [sys.executable, "-u", "-m", "pulumi.dynamic"],
             cwd=PROJECT_ROOT,
-            env=fake_aws_env(tmp_path),
+            env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
         )
@@ -113,7 +124,7 @@ def test_a_fresh_provider_host_process_serves_the_pickled_provider(serialized: s
             outs = json_format.MessageToDict(created.properties)
             assert created.id == "simfleet-runs/trot-baseline" and outs["status"] == "Pending"
             assert kube.get("jobs", "simfleet-runs", "trot-baseline") is not None
-            assert kube.requests[0].headers["authorization"].startswith("Bearer k8s-aws-v1.")
+            assert kube.requests[1].headers["authorization"].startswith("Bearer k8s-aws-v1.")
             kube.finish_job("simfleet-runs", "trot-baseline")
             read = stub.Read(provider_pb2.ReadRequest(id=created.id, urn=urn, properties=created.properties), timeout=60)
             assert read.id == created.id and json_format.MessageToDict(read.properties)["status"] == "Succeeded"
@@ -125,4 +136,5 @@ def test_a_fresh_provider_host_process_serves_the_pickled_provider(serialized: s
         finally:
             host.kill()
             _, stderr = host.communicate(timeout=30)
+            s3.stop()
     assert b"Traceback" not in stderr, stderr.decode()[-2000:]

@@ -24,6 +24,7 @@ from pulumi_policy import (
 )
 from pulumi_policy.proxy import UNKNOWN_STRING_VALUE, UnknownValueError, unknown_checking_proxy
 
+from config import RunSpec
 from policies import pack
 from policies.rules import (
     RULES,
@@ -33,10 +34,13 @@ from policies.rules import (
     eks_cluster_view,
     evaluate,
     helper_images,
+    run_objects,
     split_image,
     stack_from_urn,
 )
+from workloads.identity import RunContext
 from workloads.manifests import AWS_CLI_IMAGE
+from workloads.runs import plan_runs
 
 TODAY = datetime.date(2026, 11, 23)
 ACCOUNT = "123456789012"
@@ -273,49 +277,43 @@ def registry(b: StackBuilder) -> None:
         )
 
 
-SECURE = {
-    "runAsNonRoot": True,
-    "allowPrivilegeEscalation": False,
-    "capabilities": {"drop": ["ALL"]},
-    "seccompProfile": {"type": "RuntimeDefault"},
-}
+GLUE = "def step(observation):\n    return {'cmd_type': 'stop'}\n"
 
 
-def run_objects(name: str, batch: bool, gpus: int = 1, seeds: int = 8, parallelism: int = 4) -> list[dict[str, Any]]:
-    def container(cname: str, image: str, gpu: bool = False) -> dict[str, Any]:
-        c: dict[str, Any] = {"name": cname, "image": image, "securityContext": dict(SECURE)}
-        if gpu:
-            c["resources"] = {"requests": {"nvidia.com/gpu": str(gpus)}, "limits": {"nvidia.com/gpu": str(gpus)}}
-        return c
-
-    spec: dict[str, Any] = {"activeDeadlineSeconds": 7200, "ttlSecondsAfterFinished": 600, "backoffLimit": 0}
-    if batch:
-        spec.update(completionMode="Indexed", completions=seeds, parallelism=parallelism)
-    pod = {
-        "securityContext": {"runAsNonRoot": True, "runAsUser": 1000, "seccompProfile": {"type": "RuntimeDefault"}},
-        "nodeSelector": {"eks.amazonaws.com/capacityType": "SPOT" if batch else "ON_DEMAND"},
-        "initContainers": [container("fetch-checkpoint", HELPER)],
-        "containers": [
-            container("unitree-sim", f"{REGISTRY}/unitree-sim:4.2.0", gpu=True),
-            container("monty", f"{REGISTRY}/monty:1f3c2a9"),
-            container("glue", f"{REGISTRY}/glue-base@sha256:{'a' * 64}"),
-        ],
-        "volumes": [{"name": "checkpoints", "emptyDir": {}}, {"name": "glue", "configMap": {"name": name}}],
+def run_props(name: str, batch: bool) -> dict[str, Any]:
+    """Real SimRun inputs (workloads.runs.plan_runs), whose objects the rules render with the provider's renderer."""
+    raw: dict[str, Any] = {
+        "name": name,
+        "mode": "batch" if batch else "interactive",
+        "images": {"sim": "unitree-sim:4.2.0", "monty": "monty:1f3c2a9", "glue": f"glue-base@sha256:{'a' * 64}"},
+        "profile": "quadruped-default",
+        "glue": "glue/trot.py",
+        "seeds": list(range(1, 9)) if batch else [7],
     }
-    spec["template"] = {"spec": pod}
-    return [
-        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}},
-        {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": name}, "spec": spec},
-    ]
+    if batch:
+        raw["parallelism"] = 4
+    ctx = RunContext(
+        cluster_name="simfleet-dev",
+        namespace="simfleet-runs",
+        service_account="simfleet-run",
+        checkpoints_bucket=f"simfleet-dev-checkpoints-{ACCOUNT}",
+        artifacts_bucket=f"simfleet-dev-artifacts-{ACCOUNT}",
+        registry_url=REGISTRY,
+        region="us-east-1",
+        kubernetes_version="1.35",
+    )
+    [planned] = plan_runs([RunSpec.model_validate(raw)], ctx, {"glue/trot.py": GLUE})
+    return {
+        **planned.inputs,
+        "clusterEndpoint": "https://example.eks.amazonaws.com",
+        "clusterCa": "Q0E=",
+        "__provider": "pickled",
+    }
 
 
 def runs(b: StackBuilder) -> None:
     for name, batch in (("trot-baseline", False), ("trot-sweep", True)):
-        b.add(
-            "pulumi-python:dynamic:Resource",
-            f"runs-{name}",
-            {"runName": name, "specHash": "abc123", "objects": run_objects(name, batch), "__provider": "pickled"},
-        )
+        b.add("pulumi-python:dynamic:Resource", f"runs-{name}", run_props(name, batch))
 
 
 def compliant(stack: str = "dev") -> list[Resource]:
@@ -359,10 +357,31 @@ def drop(resources: list[Resource], name: str) -> list[Resource]:
     return [r for r in resources if r.name != name]
 
 
-def job_pod(props: dict[str, Any]) -> dict[str, Any]:
-    job = next(o for o in props["objects"] if o["kind"] == "Job")
-    pod: dict[str, Any] = job["spec"]["template"]["spec"]
+def edit_objects(resources: list[Resource], name: str, change: Callable[[list[dict[str, Any]]], Any]) -> list[Resource]:
+    """A copy of the stack where one run's rendered objects were changed in place by `change`."""
+    out = []
+    for r in resources:
+        if r.name == name:
+            objects = json.loads(json.dumps(run_objects(r)))
+            change(objects)
+            r = replace(r, rendered=objects)
+        out.append(r)
+    return out
+
+
+def job_spec(objects: list[dict[str, Any]]) -> dict[str, Any]:
+    job: dict[str, Any] = next(o for o in objects if o["kind"] == "Job")
+    return job["spec"]  # type: ignore[no-any-return]
+
+
+def job_pod(objects: list[dict[str, Any]]) -> dict[str, Any]:
+    pod: dict[str, Any] = job_spec(objects)["template"]["spec"]
     return pod
+
+
+def container(objects: list[dict[str, Any]], name: str) -> dict[str, Any]:
+    pod = job_pod(objects)
+    return next(c for c in [*pod["initContainers"], *pod["containers"]] if c["name"] == name)  # type: ignore[no-any-return]
 
 
 def set_path(path: list[str], value: Any) -> Callable[[dict[str, Any]], None]:
@@ -519,84 +538,90 @@ FAILURES: list[tuple[str, Callable[[list[Resource]], list[Resource]], str]] = [
     ),
     (
         "run-image-pinned",
-        lambda rs: edit(rs, "runs-trot-baseline", lambda p: job_pod(p)["containers"][1].update(image=f"{REGISTRY}/monty:latest")),
+        lambda rs: edit_objects(
+            rs, "runs-trot-baseline", lambda o: container(o, "monty").update(image=f"{REGISTRY}/monty:latest")
+        ),
         ":latest",
     ),
     (
         "run-image-pinned",
-        lambda rs: edit(rs, "runs-trot-baseline", lambda p: job_pod(p)["containers"][1].update(image=f"{REGISTRY}/monty")),
+        lambda rs: edit_objects(rs, "runs-trot-baseline", lambda o: container(o, "monty").update(image=f"{REGISTRY}/monty")),
         "no tag",
     ),
     (
         "run-image-source",
-        lambda rs: edit(rs, "runs-trot-sweep", lambda p: job_pod(p)["containers"][0].update(image="docker.io/evil/sim:1.0")),
+        lambda rs: edit_objects(
+            rs, "runs-trot-sweep", lambda o: container(o, "unitree-sim").update(image="docker.io/evil/sim:1.0")
+        ),
         "docker.io/evil/sim:1.0",
     ),
     (
         "run-image-source",
-        lambda rs: edit(rs, "runs-trot-sweep", lambda p: job_pod(p)["containers"][1].update(image=f"{REGISTRY}/other:1.0")),
+        lambda rs: edit_objects(rs, "runs-trot-sweep", lambda o: container(o, "monty").update(image=f"{REGISTRY}/other:1.0")),
         "other:1.0",
     ),
     (
         "run-gpu-request-equals-limit",
-        lambda rs: edit(
-            rs, "runs-trot-sweep", lambda p: job_pod(p)["containers"][0]["resources"]["limits"].update({"nvidia.com/gpu": "2"})
+        lambda rs: edit_objects(
+            rs, "runs-trot-sweep", lambda o: container(o, "unitree-sim")["resources"]["limits"].update({"nvidia.com/gpu": "2"})
         ),
         "differs from limit",
     ),
     (
         "run-gpu-request-equals-limit",
-        lambda rs: edit(rs, "runs-trot-sweep", lambda p: job_pod(p)["containers"][0]["resources"].pop("limits")),
+        lambda rs: edit_objects(rs, "runs-trot-sweep", lambda o: container(o, "unitree-sim")["resources"].pop("limits")),
         "no limit",
     ),
     (
         "run-deadline-and-ttl",
-        lambda rs: edit(rs, "runs-trot-sweep", lambda p: p["objects"][1]["spec"].pop("activeDeadlineSeconds")),
+        lambda rs: edit_objects(rs, "runs-trot-sweep", lambda o: job_spec(o).pop("activeDeadlineSeconds")),
         "activeDeadlineSeconds",
     ),
     (
         "run-deadline-and-ttl",
-        lambda rs: edit(rs, "runs-trot-sweep", lambda p: p["objects"][1]["spec"].pop("ttlSecondsAfterFinished")),
+        lambda rs: edit_objects(rs, "runs-trot-sweep", lambda o: job_spec(o).pop("ttlSecondsAfterFinished")),
         "ttlSecondsAfterFinished",
     ),
     (
         "run-restricted-pod-security",
-        lambda rs: edit(
+        lambda rs: edit_objects(
             rs,
             "runs-trot-baseline",
-            lambda p: job_pod(p)["containers"][2]["securityContext"].update(allowPrivilegeEscalation=True),
+            lambda o: container(o, "glue")["securityContext"].update(allowPrivilegeEscalation=True),
         ),
         "allowPrivilegeEscalation",
     ),
     (
         "run-restricted-pod-security",
-        lambda rs: edit(
-            rs, "runs-trot-baseline", lambda p: job_pod(p)["volumes"].append({"name": "host", "hostPath": {"path": "/"}})
+        lambda rs: edit_objects(
+            rs, "runs-trot-baseline", lambda o: job_pod(o)["volumes"].append({"name": "host", "hostPath": {"path": "/"}})
         ),
         "hostPath",
     ),
     (
         "run-restricted-pod-security",
-        lambda rs: edit(
-            rs, "runs-trot-baseline", lambda p: job_pod(p)["initContainers"][0]["securityContext"]["capabilities"].update(drop=[])
+        lambda rs: edit_objects(
+            rs,
+            "runs-trot-baseline",
+            lambda o: container(o, "checkpoint-fetch")["securityContext"]["capabilities"].update(drop=[]),
         ),
         "drop must include ALL",
     ),
     (
         "run-batch-on-spot",
-        lambda rs: edit(rs, "runs-trot-sweep", lambda p: job_pod(p).pop("nodeSelector")),
+        lambda rs: edit_objects(rs, "runs-trot-sweep", lambda o: job_pod(o).pop("nodeSelector")),
         "no capacity selector",
     ),
     (
         "run-batch-on-spot",
-        lambda rs: edit(
-            rs, "runs-trot-sweep", lambda p: job_pod(p)["nodeSelector"].update({"eks.amazonaws.com/capacityType": "ON_DEMAND"})
+        lambda rs: edit_objects(
+            rs, "runs-trot-sweep", lambda o: job_pod(o)["nodeSelector"].update({"eks.amazonaws.com/capacityType": "ON_DEMAND"})
         ),
         "ON_DEMAND",
     ),
     (
         "run-gpu-capacity",
-        lambda rs: edit(rs, "runs-trot-sweep", lambda p: p["objects"][1]["spec"].update(parallelism=8)),
+        lambda rs: edit_objects(rs, "runs-trot-sweep", lambda o: job_spec(o).update(parallelism=8)),
         "8 GPUs on SPOT",
     ),
 ]
@@ -631,7 +656,7 @@ def floats(value: Any) -> Any:
 def test_integers_arriving_as_floats_change_nothing() -> None:
     resources = [replace(r, props=floats(dict(r.props))) for r in compliant("dev")]
     assert evaluate(resources, context()) == []
-    broken = edit(resources, "runs-trot-sweep", lambda p: p["objects"][1]["spec"].update(parallelism=8.0))
+    broken = edit_objects(resources, "runs-trot-sweep", lambda o: job_spec(o).update(parallelism=8.0))
     assert [v.policy for v in evaluate(broken, context())] == ["run-gpu-capacity"]
 
 
@@ -670,13 +695,15 @@ def test_prod_rules_follow_the_stack_name() -> None:
 
 
 def test_image_allow_list_admits_listed_prefixes_only() -> None:
-    resources = edit(
-        compliant("dev"), "runs-trot-sweep", lambda p: job_pod(p)["containers"][0].update(image="nvcr.io/nvidia/isaac-lab:2.1.0")
+    resources = edit_objects(
+        compliant("dev"), "runs-trot-sweep", lambda o: container(o, "unitree-sim").update(image="nvcr.io/nvidia/isaac-lab:2.1.0")
     )
     assert violations("run-image-source", resources)
     assert violations("run-image-source", resources, context(image_allow_list=("nvcr.io/nvidia",))) == []
     # A prefix matches whole path segments: nvcr.io/nvidia does not admit nvcr.io/nvidia-evil.
-    evil = edit(resources, "runs-trot-sweep", lambda p: job_pod(p)["containers"][0].update(image="nvcr.io/nvidia-evil/x:1"))
+    evil = edit_objects(
+        resources, "runs-trot-sweep", lambda o: container(o, "unitree-sim").update(image="nvcr.io/nvidia-evil/x:1")
+    )
     assert violations("run-image-source", evil, context(image_allow_list=("nvcr.io/nvidia",)))
 
 
@@ -873,7 +900,7 @@ def test_rules_bite_on_the_real_plan(planned: Callable[[str], Any]) -> None:
     broken = edit(
         broken, "access-run-role", lambda p: p.update(assumeRolePolicy=p["assumeRolePolicy"].replace("simfleet-run", "*"))
     )
-    broken = edit(broken, "runs-trot-sweep", lambda p: job_pod(p)["nodeSelector"].pop("eks.amazonaws.com/capacityType"))
+    broken = edit_objects(broken, "runs-trot-sweep", lambda o: job_pod(o)["nodeSelector"].pop("eks.amazonaws.com/capacityType"))
     found = {v.policy for v in evaluate(broken, ctx) if v.level == "mandatory"}
     assert found == {"s3-checkpoints-versioning", "ec2-launch-template-imdsv2", "iam-irsa-trust-scoped", "run-batch-on-spot"}
 

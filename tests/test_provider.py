@@ -1,4 +1,4 @@
-"""SimRunProvider through the real kubernetes client against the fake API server, and S3 (moto) for finished runs."""
+"""SimRunProvider through the real kubernetes client against the fake API server, and S3 (moto) for run records."""
 
 from __future__ import annotations
 
@@ -9,18 +9,19 @@ from typing import Any
 
 import boto3
 import pytest
-from fake_kube import FakeKube, run_props
+from fake_kube import ARTIFACTS_BUCKET, FakeKube, run_props
 from moto import mock_aws
 from pulumi.runtime.rpc import UNKNOWN
 
 import naming
-from workloads import eks_auth, provider
+from workloads import eks_auth, kube, provider
 from workloads.provider import SimRunError, SimRunProvider
 
 NS = "simfleet-runs"
 RUN = "trot-baseline"
-HASH = "0123456789ab"
-BUCKET = "simfleet-test-artifacts"
+RUNTIME_CM = f"{RUN}-runtime"
+SERVICE = f"{RUN}-viewport"
+WRITES = ("POST", "PUT", "PATCH", "DELETE")
 
 
 @pytest.fixture(autouse=True)
@@ -32,296 +33,494 @@ def fake_aws(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> Iterator[None]:
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    # No sleeping between retries in tests; the attempt count stays the production one.
-    monkeypatch.setattr(provider, "RETRY", provider.RetryPolicy(attempts=5, first_delay=0, max_delay=0))
+    # No sleeping between retries or while waiting on finalizers; the attempt count stays the production one.
+    monkeypatch.setattr(kube, "RETRY", kube.RetryPolicy(attempts=5, first_delay=0, max_delay=0))
+    monkeypatch.setattr(kube, "TERMINATING", kube.WaitPolicy(seconds=5, poll=0.02))
     eks_auth.reset_caches()
     with mock_aws():
-        boto3.client("s3", region_name="us-east-1").create_bucket(Bucket=BUCKET)
+        boto3.client("s3", region_name="us-east-1").create_bucket(Bucket=ARTIFACTS_BUCKET)
         yield
     eks_auth.reset_caches()
 
 
 @pytest.fixture
-def kube() -> Iterator[FakeKube]:
+def cluster() -> Iterator[FakeKube]:
     with FakeKube() as server:
         yield server
 
 
-def put_index(key: str, status: str, start: str = "2026-11-23T10:00:00Z", end: str = "2026-11-23T11:00:00Z") -> None:
+def put_index(
+    props: dict[str, Any],
+    status: str,
+    seed: int | None = None,
+    start: str = "2026-11-23T10:00:00Z",
+    end: str = "2026-11-23T11:00:00Z",
+) -> None:
+    prefix = f"runs/{props['runName']}/{props['specHash']}/" + (f"seed-{seed}/" if seed is not None else "")
     body = {
-        "run": RUN,
-        "specHash": HASH,
-        "seed": 7,
+        "run": props["runName"],
+        "specHash": props["specHash"],
+        "seed": seed,
         "status": status,
         "startTime": start,
         "completionTime": end,
-        "checkpoint": None,
     }
-    boto3.client("s3", region_name="us-east-1").put_object(Bucket=BUCKET, Key=key, Body=json.dumps(body).encode())
+    boto3.client("s3", region_name="us-east-1").put_object(
+        Bucket=ARTIFACTS_BUCKET, Key=f"{prefix}index.json", Body=json.dumps(body).encode()
+    )
 
 
 def s3_keys() -> list[str]:
-    listing = boto3.client("s3", region_name="us-east-1").list_objects_v2(Bucket=BUCKET)
+    listing = boto3.client("s3", region_name="us-east-1").list_objects_v2(Bucket=ARTIFACTS_BUCKET)
     return sorted(o["Key"] for o in listing.get("Contents", []))
 
 
-# -- create ------------------------------------------------------------------------------------------------
+def writes(cluster: FakeKube) -> list[tuple[str, str]]:
+    return [(r.method, r.path) for r in cluster.requests if r.method in WRITES]
 
 
-def test_create_applies_configmap_service_then_job_verbatim(kube: FakeKube) -> None:
-    props = run_props(kube.url)
+def job_env(cluster: FakeKube, container: str = "glue") -> dict[str, str]:
+    job = cluster.get("jobs", NS, RUN)
+    assert job is not None
+    pod = job["spec"]["template"]["spec"]
+    found = next(c for c in [*pod["initContainers"], *pod["containers"]] if c["name"] == container)
+    return {e["name"]: e["value"] for e in found["env"]}
+
+
+# -- create ----------------------------------------------------------------------------------------------------
+
+
+def test_create_checks_the_job_then_writes_companions_job_and_owners(cluster: FakeKube) -> None:
+    props = run_props(cluster.url)
     result = SimRunProvider().create(props)
     assert result.id == f"{NS}/{RUN}"
-    assert [(r.method, r.path) for r in kube.requests] == [
+    assert [(r.method, r.path) for r in cluster.requests] == [
+        ("GET", f"/apis/batch/v1/namespaces/{NS}/jobs/{RUN}"),  # identity first: nothing is written before it
         ("POST", f"/api/v1/namespaces/{NS}/configmaps"),
         ("POST", f"/api/v1/namespaces/{NS}/services"),
         ("POST", f"/apis/batch/v1/namespaces/{NS}/jobs"),
-        ("PATCH", f"/api/v1/namespaces/{NS}/configmaps/{RUN}-glue"),
-        ("PATCH", f"/api/v1/namespaces/{NS}/services/{RUN}-viewport"),
+        ("PATCH", f"/api/v1/namespaces/{NS}/configmaps/{RUNTIME_CM}"),
+        ("PATCH", f"/api/v1/namespaces/{NS}/services/{SERVICE}"),
     ]
-    # The rendered dicts go out unchanged (an integer GPU quantity included), and the annotation is kept.
-    assert kube.requests[2].body == props["objects"][2]
-    job = kube.get("jobs", NS, RUN)
-    assert job is not None and job["metadata"]["annotations"][naming.SPEC_HASH_ANNOTATION] == HASH
-    assert kube.requests[0].headers["authorization"].startswith("Bearer k8s-aws-v1.")
+    job = cluster.get("jobs", NS, RUN)
+    assert job is not None and job["metadata"]["annotations"][naming.SPEC_HASH_ANNOTATION] == props["specHash"]
+    assert cluster.requests[1].headers["authorization"].startswith("Bearer k8s-aws-v1.")
     outs = result.outs
     assert outs is not None
     assert (outs["jobName"], outs["status"], outs["startTime"], outs["viewportAddress"]) == (RUN, "Pending", None, None)
-    # Every input is in the outputs (read and delete only get those), the objects as refs: they are in the inputs.
-    assert {k: outs[k] for k in props if k != "objects"} == {k: v for k, v in props.items() if k != "objects"}
-    assert "objects" not in outs
-    assert outs["objectRefs"] == [
-        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": f"{RUN}-glue", "namespace": NS}},
-        {"apiVersion": "v1", "kind": "Service", "metadata": {"name": f"{RUN}-viewport", "namespace": NS}},
-        {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": RUN, "namespace": NS}},
-    ]
+    # Every input is in the outputs (read and delete only get those), plus the uids of what was created.
+    assert {k: outs[k] for k in props} == props
+    assert outs["jobUid"] == job["metadata"]["uid"]
+    live = {(c["kind"], c["name"]): c["uid"] for c in outs["companions"]}
+    assert live == {
+        ("ConfigMap", RUNTIME_CM): cluster.get("configmaps", NS, RUNTIME_CM)["metadata"]["uid"],  # type: ignore[index]
+        ("Service", SERVICE): cluster.get("services", NS, SERVICE)["metadata"]["uid"],  # type: ignore[index]
+    }
 
 
-def test_whole_numbers_from_the_wire_are_sent_as_integers(kube: FakeKube) -> None:
-    props = run_props(kube.url)
-    job = props["objects"][2]
-    # Pulumi delivers every number as a double; the API server wants integers for these fields.
-    job["spec"]["activeDeadlineSeconds"] = float(job["spec"]["activeDeadlineSeconds"])
-    job["spec"]["ttlSecondsAfterFinished"] = 600.0
-    SimRunProvider().create(props)
-    sent = kube.get("jobs", NS, RUN)
-    assert sent is not None
-    assert type(sent["spec"]["activeDeadlineSeconds"]) is int and sent["spec"]["ttlSecondsAfterFinished"] == 600
-    assert type(sent["spec"]["ttlSecondsAfterFinished"]) is int
+def test_inputs_as_the_engine_sends_them_give_integer_fields(cluster: FakeKube) -> None:
+    """Pulumi's wire format carries numbers as doubles; the run's spec travels as JSON text, so the Job's integer
+    fields reach the API server as integers (it rejects 10800.0 for activeDeadlineSeconds)."""
+    from google.protobuf import json_format, struct_pb2
+
+    wire = struct_pb2.Struct()
+    wire.update(run_props(cluster.url, maxRuntime="3h", ttlAfterFinished="10m"))
+    SimRunProvider().create(json_format.MessageToDict(wire))
+    body = next(r.body for r in cluster.requests if r.method == "POST" and r.path.endswith("/jobs"))
+    assert type(body["spec"]["activeDeadlineSeconds"]) is int and body["spec"]["activeDeadlineSeconds"] == 10800
+    assert type(body["spec"]["ttlSecondsAfterFinished"]) is int and body["spec"]["ttlSecondsAfterFinished"] == 600
 
 
-def test_the_ttl_controller_takes_configmap_and_viewport_service_with_the_job(kube: FakeKube) -> None:
-    SimRunProvider().create(run_props(kube.url))
-    uid = kube.get("jobs", NS, RUN)["metadata"]["uid"]  # type: ignore[index]
-    for plural, name in (("configmaps", f"{RUN}-glue"), ("services", f"{RUN}-viewport")):
-        owners = kube.get(plural, NS, name)["metadata"]["ownerReferences"]  # type: ignore[index]
+def test_the_ttl_controller_takes_the_companions_with_the_job(cluster: FakeKube) -> None:
+    SimRunProvider().create(run_props(cluster.url))
+    uid = cluster.get("jobs", NS, RUN)["metadata"]["uid"]  # type: ignore[index]
+    for plural, name in (("configmaps", RUNTIME_CM), ("services", SERVICE)):
+        owners = cluster.get(plural, NS, name)["metadata"]["ownerReferences"]  # type: ignore[index]
         assert owners == [{"apiVersion": "batch/v1", "kind": "Job", "name": RUN, "uid": uid}]
-    kube.expire_job(NS, RUN)
-    kube.collect_garbage()
-    assert kube.get("configmaps", NS, f"{RUN}-glue") is None
-    assert kube.get("services", NS, f"{RUN}-viewport") is None  # the NLB goes with it
+    cluster.expire_job(NS, RUN)
+    cluster.collect_garbage()
+    assert cluster.get("configmaps", NS, RUNTIME_CM) is None
+    assert cluster.get("services", NS, SERVICE) is None  # the NLB goes with it
 
 
-def test_create_without_viewport_applies_no_service(kube: FakeKube) -> None:
-    SimRunProvider().create(run_props(kube.url, viewport=False))
-    assert [(r.method, r.path.rsplit("/", 1)[-1]) for r in kube.requests] == [
+def test_create_without_viewport_applies_no_service(cluster: FakeKube) -> None:
+    SimRunProvider().create(run_props(cluster.url, viewport=False))
+    assert [(m, p.rsplit("/", 1)[-1]) for m, p in writes(cluster)] == [
         ("POST", "configmaps"),
         ("POST", "jobs"),
-        ("PATCH", f"{RUN}-glue"),
+        ("PATCH", RUNTIME_CM),
     ]
 
 
-def test_create_again_adopts_the_job_with_the_same_hash(kube: FakeKube) -> None:
-    props = run_props(kube.url)
-    SimRunProvider().create(props)
-    uid = kube.get("jobs", NS, RUN)["metadata"]["uid"]  # type: ignore[index]
-    kube.start_job(NS, RUN, ready=1)
-    kube.requests.clear()
-    result = SimRunProvider().create(props)  # a retry after a crash
-    assert result.outs is not None and result.outs["status"] == "Running"
-    assert kube.get("jobs", NS, RUN)["metadata"]["uid"] == uid  # type: ignore[index]
-    methods = [(r.method, r.path.split("/")[-2] if r.method != "POST" else r.path.split("/")[-1]) for r in kube.requests]
-    # ConfigMap and Service are replaced in place (the Service with its resourceVersion and clusterIP).
-    assert ("PUT", "configmaps") in methods and ("PUT", "services") in methods
-    service_put = next(r for r in kube.requests if r.method == "PUT" and "/services/" in r.path)
-    assert service_put.body["metadata"]["resourceVersion"] and service_put.body["spec"]["clusterIP"].startswith("10.100.")
-    assert not any(r.method in ("PUT", "PATCH", "DELETE") and "/jobs" in r.path for r in kube.requests)
+def test_create_again_adopts_the_job_with_the_same_hash_and_writes_nothing(cluster: FakeKube) -> None:
+    props = run_props(cluster.url)
+    first = SimRunProvider().create(props).outs
+    cluster.start_job(NS, RUN, ready=1)
+    cluster.requests.clear()
+    again = SimRunProvider().create(props).outs  # a retry after a crash, or a lost state while the run is live
+    assert again is not None and first is not None
+    assert again["status"] == "Running"
+    assert (again["jobUid"], again["companions"]) == (first["jobUid"], first["companions"])
+    assert writes(cluster) == []
 
 
-def test_create_replaces_a_leftover_service(kube: FakeKube) -> None:
-    props = run_props(kube.url)
-    stale = json.loads(json.dumps(props["objects"][1]))
-    stale["spec"]["ports"] = [{"name": "old", "port": 1234, "protocol": "TCP"}]
-    kube.put_object("services", stale)
-    SimRunProvider().create(props)
-    live = kube.get("services", NS, f"{RUN}-viewport")
-    assert live is not None and [p["port"] for p in live["spec"]["ports"]] == [49100, 47998]
-
-
-def test_create_refuses_a_job_with_another_hash(kube: FakeKube) -> None:
-    SimRunProvider().create(run_props(kube.url, spec_hash="aaaaaaaaaaaa"))
+def test_a_conflicting_job_stops_create_before_anything_is_written(cluster: FakeKube) -> None:
+    other = run_props(cluster.url, rerun=1)  # same name, another spec: another hash
+    SimRunProvider().create(other)
+    other_runtime = cluster.get("configmaps", NS, RUNTIME_CM)
+    cluster.requests.clear()
+    props = run_props(cluster.url)
     with pytest.raises(SimRunError) as err:
-        SimRunProvider().create(run_props(kube.url, spec_hash="bbbbbbbbbbbb"))
+        SimRunProvider().create(props)
     message = str(err.value)
-    for needle in (RUN, "aaaaaaaaaaaa", "bbbbbbbbbbbb", f"kubectl -n {NS} delete job {RUN}", "another name"):
+    for needle in (
+        RUN,
+        other["specHash"],
+        props["specHash"],
+        f"kubectl -n {NS} delete job {RUN}",
+        "another name",
+        "Nothing was written",
+    ):
         assert needle in message, message
-    assert kube.get("jobs", NS, RUN)["metadata"]["annotations"][naming.SPEC_HASH_ANNOTATION] == "aaaaaaaaaaaa"  # type: ignore[index]
+    assert writes(cluster) == [], "the other run's ConfigMap and Service were not overwritten"
+    assert cluster.get("configmaps", NS, RUNTIME_CM) == other_runtime
 
 
-def test_create_refuses_a_job_simfleet_did_not_create(kube: FakeKube) -> None:
-    foreign = run_props(kube.url)["objects"][2]
-    del foreign["metadata"]["annotations"]
-    kube.put_object("jobs", foreign)
+def test_create_refuses_a_job_simfleet_did_not_create(cluster: FakeKube) -> None:
+    cluster.put_object(
+        "jobs", {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": RUN, "namespace": NS}, "spec": {"template": {}}}
+    )
     with pytest.raises(SimRunError, match="spec hash none"):
-        SimRunProvider().create(run_props(kube.url))
+        SimRunProvider().create(run_props(cluster.url))
+    assert writes(cluster) == []
 
 
-def test_create_waits_for_the_replaced_job_to_finish_deleting(kube: FakeKube, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(provider, "RETRY", provider.RetryPolicy(attempts=5, first_delay=0.05, max_delay=0.2))
-    old = run_props(kube.url, spec_hash="aaaaaaaaaaaa")
-    SimRunProvider().create(old)
-    kube.handle("DELETE", f"/apis/batch/v1/namespaces/{NS}/jobs/{RUN}?propagationPolicy=Foreground", b"", {})
-    timer = threading.Timer(0.1, kube.collect_garbage)
+def test_create_waits_out_a_terminating_job(cluster: FakeKube) -> None:
+    SimRunProvider().create(run_props(cluster.url, viewport=False, rerun=1))
+    cluster.handle("DELETE", f"/apis/batch/v1/namespaces/{NS}/jobs/{RUN}?propagationPolicy=Foreground", b"", {})
+    assert cluster.get("jobs", NS, RUN)["metadata"]["deletionTimestamp"]  # type: ignore[index]
+    timer = threading.Timer(0.1, cluster.collect_garbage)
     timer.start()
-    result = SimRunProvider().create(run_props(kube.url))
+    props = run_props(cluster.url, viewport=False)
+    SimRunProvider().create(props)
     timer.join()
-    assert result.outs is not None
-    assert kube.get("jobs", NS, RUN)["metadata"]["annotations"][naming.SPEC_HASH_ANNOTATION] == HASH  # type: ignore[index]
+    assert cluster.get("jobs", NS, RUN)["metadata"]["annotations"][naming.SPEC_HASH_ANNOTATION] == props["specHash"]  # type: ignore[index]
 
 
-def test_create_into_a_missing_namespace_says_what_to_do(kube: FakeKube) -> None:
+def test_a_replaced_viewport_run_waits_for_its_old_service_to_go(cluster: FakeKube) -> None:
+    """The Load Balancer Controller's finalizer holds the old Service until the NLB is gone; write after, not over it."""
+    cluster.lbc_finalizers = True
+    old = SimRunProvider().create(run_props(cluster.url, rerun=1)).outs
+    assert old is not None
+    SimRunProvider().delete(f"{NS}/{RUN}", old)  # delete-before-replace
+    held = cluster.get("services", NS, SERVICE)
+    assert held is not None and held["metadata"]["deletionTimestamp"]
+    timer = threading.Timer(0.2, cluster.remove_finalizers, args=("services", NS, SERVICE))
+    timer.start()
+    new = SimRunProvider().create(run_props(cluster.url)).outs
+    timer.join()
+    assert new is not None
+    live = cluster.get("services", NS, SERVICE)
+    assert live is not None and "deletionTimestamp" not in live["metadata"], "the new Service is not the terminating one"
+    assert live["metadata"]["uid"] != held["metadata"]["uid"]
+    assert not any(m == "PUT" and SERVICE in p for m, p in writes(cluster))
+
+
+def test_a_stuck_finalizer_ends_create_with_a_clear_message(cluster: FakeKube, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(kube, "TERMINATING", kube.WaitPolicy(seconds=0.2, poll=0.02))
+    cluster.lbc_finalizers = True
+    old = SimRunProvider().create(run_props(cluster.url, rerun=1)).outs
+    assert old is not None
+    SimRunProvider().delete(f"{NS}/{RUN}", old)
+    with pytest.raises(
+        SimRunError,
+        match=r"Service trot-baseline-viewport is still being deleted .*service\.k8s\.aws/resources.*Load Balancer Controller",
+    ):
+        SimRunProvider().create(run_props(cluster.url))
+    assert cluster.get("jobs", NS, RUN) is None
+
+
+def test_an_immutable_leftover_configmap_is_deleted_and_created_again(cluster: FakeKube) -> None:
+    props = run_props(cluster.url, viewport=False)
+    leftover = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": RUNTIME_CM, "namespace": NS},
+        "immutable": True,
+        "data": {"contract.json": "{}"},
+    }
+    uid = cluster.put_object("configmaps", leftover)["metadata"]["uid"]
+    SimRunProvider().create(props)
+    replaced = [r for r in cluster.requests if r.method == "PUT"]
+    assert replaced and json.loads(json.dumps(replaced[0].body))["metadata"]["name"] == RUNTIME_CM  # tried in place: 422
+    delete = next(r for r in cluster.requests if r.method == "DELETE")
+    assert delete.body["preconditions"] == {"uid": uid}  # exactly the object read, nothing newer
+    live = cluster.get("configmaps", NS, RUNTIME_CM)
+    assert live is not None and live["metadata"]["uid"] != uid and live["data"]["contract.json"] != "{}"
+
+
+def test_create_replaces_a_leftover_service_in_place(cluster: FakeKube) -> None:
+    props = run_props(cluster.url)
+    stale = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": SERVICE, "namespace": NS},
+        "spec": {"type": "LoadBalancer", "ports": [{"name": "old", "port": 1234, "protocol": "TCP"}]},
+    }
+    cluster.put_object("services", stale)
+    SimRunProvider().create(props)
+    live = cluster.get("services", NS, SERVICE)
+    assert live is not None and [p["port"] for p in live["spec"]["ports"]] == [49100, 47998]
+    put = next(r for r in cluster.requests if r.method == "PUT")
+    assert put.body["metadata"]["resourceVersion"] and put.body["spec"]["clusterIP"].startswith("10.100.")
+
+
+def test_create_into_a_missing_namespace_says_what_to_do(cluster: FakeKube) -> None:
     with pytest.raises(SimRunError, match=r"run trot-baseline: creating ConfigMap .* HTTP 404: .* deploy the platform"):
-        SimRunProvider().create(run_props(kube.url, namespace="nowhere"))
+        SimRunProvider().create(run_props(cluster.url, namespace="nowhere"))
 
 
-# -- diff and update -------------------------------------------------------------------------------------------
+# -- a lost or rolled-back state never reruns a run -------------------------------------------------------------
 
 
-def stored(props: dict[str, Any], status: str = "Succeeded") -> dict[str, Any]:
+@pytest.mark.parametrize("status", ["Succeeded", "Failed", "Interrupted"])
+def test_a_run_that_already_ran_is_recorded_not_started(cluster: FakeKube, status: str) -> None:
+    props = run_props(cluster.url)
+    put_index(props, status)
+    outs = SimRunProvider().create(props).outs
+    assert outs is not None
+    assert outs["status"] == ("Succeeded" if status == "Succeeded" else "Failed")
+    assert (outs["startTime"], outs["completionTime"]) == ("2026-11-23T10:00:00Z", "2026-11-23T11:00:00Z")
+    assert outs["jobUid"] is None and writes(cluster) == []
+    SimRunProvider().delete(f"{NS}/{RUN}", outs)  # it created nothing, so it deletes nothing
+    assert writes(cluster) == [] and s3_keys() == [f"runs/{RUN}/{props['specHash']}/index.json"]
+
+
+def test_a_sweep_recreated_after_a_lost_state_runs_only_the_seeds_that_never_ran(cluster: FakeKube) -> None:
+    props = run_props(cluster.url, viewport=False, seeds=(1, 2, 3, 4), parallelism=4)
+    put_index(props, "Succeeded", seed=1)
+    put_index(props, "Failed", seed=3)
+    SimRunProvider().create(props)
+    job = cluster.get("jobs", NS, RUN)
+    assert job is not None
+    assert (job["spec"]["completions"], job["spec"]["parallelism"]) == (2, 2)
+    env = job_env(cluster)
+    assert json.loads(env["SIMFLEET_SEEDS"]) == [2, 4] and env["SIMFLEET_PER_SEED"] == "true"
+    assert env["SIMFLEET_PREFIX"] == f"runs/{RUN}/{props['specHash']}/"  # seed-<n>/ keys as the first Job wrote them
+
+
+def test_a_finished_run_is_recorded_even_when_another_job_holds_its_name(cluster: FakeKube) -> None:
+    SimRunProvider().create(run_props(cluster.url, rerun=1))
+    cluster.requests.clear()
+    props = run_props(cluster.url)
+    put_index(props, "Succeeded")
+    outs = SimRunProvider().create(props).outs
+    assert outs is not None and outs["status"] == "Succeeded" and writes(cluster) == []
+
+
+def test_an_unreadable_run_record_starts_nothing(cluster: FakeKube) -> None:
+    # The artifacts bucket answers with an error that is not "no such key" (here: the bucket is gone).
+    boto3.client("s3", region_name="us-east-1").delete_bucket(Bucket=ARTIFACTS_BUCKET)
+    with pytest.raises(SimRunError, match=r"record of whether the run already ran.*nothing is started"):
+        SimRunProvider().create(run_props(cluster.url))
+    assert writes(cluster) == []
+
+
+# -- TLS ---------------------------------------------------------------------------------------------------------
+
+
+def test_a_wrong_cluster_ca_fails_at_once_and_names_cluster_ca() -> None:
+    with FakeKube(tls=True) as secure, FakeKube(tls=True) as impostor:
+        with pytest.raises(SimRunError) as err:
+            SimRunProvider().create(run_props(secure.url, ca=impostor.ca_data))
+        assert "clusterCa" in str(err.value) and "TLS verification" in str(err.value)
+        assert "times" not in str(err.value), "a certificate error is not retried"
+        assert secure.requests == []
+        # With the right CA the same endpoint works.
+        eks_auth.reset_caches()
+        SimRunProvider().create(run_props(secure.url, ca=secure.ca_data, viewport=False))
+        assert secure.get("jobs", NS, RUN) is not None
+
+
+# -- diff and update ---------------------------------------------------------------------------------------------
+
+
+def stored(props: dict[str, Any], status: str = "Succeeded", **state: Any) -> dict[str, Any]:
     """What the state holds after create: inputs, outputs and the pickled provider."""
-    return {**provider.outputs(props, {"status": status, "startTime": "t0"}), "__provider": "pickled"}
+    return {**provider.outputs(props, {"status": status, "startTime": "t0", **state}), "__provider": "pickled"}
+
+
+def new(props: dict[str, Any], **changes: Any) -> dict[str, Any]:
+    return {**props, "__provider": "pickled", **changes}
 
 
 def test_diff_replaces_on_a_new_spec_hash_deleting_first() -> None:
-    olds = stored(run_props("https://a"))
-    news = {**run_props("https://a", spec_hash="ffffffffffff"), "__provider": "pickled"}
-    result = SimRunProvider().diff(f"{NS}/{RUN}", olds, news)
+    result = SimRunProvider().diff("x", stored(run_props("https://a")), new(run_props("https://a", rerun=1)))
     assert (result.changes, result.replaces, result.delete_before_replace) == (True, ["specHash"], True)
 
 
-def test_diff_treats_an_unknown_spec_hash_as_a_replace() -> None:
-    result = SimRunProvider().diff("x", stored(run_props("https://a")), {**run_props("https://a"), "specHash": UNKNOWN})
-    assert result.replaces == ["specHash"] and result.changes is True
+def test_diff_never_replaces_on_a_value_it_cannot_see() -> None:
+    result = SimRunProvider().diff("x", stored(run_props("https://a")), new(run_props("https://a"), specHash=UNKNOWN))
+    assert result.replaces == [] and result.delete_before_replace is False and result.changes is True
 
 
 @pytest.mark.parametrize(
-    "key, value",
-    [("clusterEndpoint", "https://b"), ("clusterCa", "Zm9v"), ("region", "eu-west-1"), ("kubeconfig", "apiVersion: v1")],
+    "change",
+    [
+        {"clusterEndpoint": "https://b"},
+        {"clusterCa": "Zm9v"},
+        {"clusterEndpoint": UNKNOWN, "clusterCa": UNKNOWN},
+        {"kubeconfig": "apiVersion: v1"},
+        {"__provider": "pickled-from-a-renamed-module"},
+    ],
 )
-def test_diff_updates_in_place_when_only_the_connection_changes(key: str, value: str) -> None:
-    result = SimRunProvider().diff(
-        "x", stored(run_props("https://a")), {**run_props("https://a"), key: value, "__provider": "new"}
-    )
+def test_diff_updates_in_place_for_connection_and_provider_reference(change: dict[str, Any]) -> None:
+    result = SimRunProvider().diff("x", stored(run_props("https://a")), new(run_props("https://a"), **change))
     assert (result.changes, result.replaces, result.delete_before_replace) == (True, [], False)
 
 
+@pytest.mark.parametrize("fields", [{"labels": {"user": "bob"}}, {"ttlAfterFinished": 86400}])
+def test_diff_updates_in_place_for_labels_and_ttl(fields: dict[str, Any]) -> None:
+    changed = run_props("https://a", **fields)
+    assert changed["specHash"] == run_props("https://a")["specHash"]
+    result = SimRunProvider().diff("x", stored(run_props("https://a")), new(changed))
+    assert (result.changes, result.replaces) == (True, [])
+
+
 def test_diff_reports_no_change_for_the_same_inputs_whatever_the_status() -> None:
-    result = SimRunProvider().diff(
-        "x", stored(run_props("https://a"), status="Running"), {**run_props("https://a"), "__provider": "other"}
-    )
+    result = SimRunProvider().diff("x", stored(run_props("https://a"), status="Running"), new(run_props("https://a")))
     assert result.changes is False and result.replaces == []
 
 
-def test_update_touches_nothing_in_the_cluster(kube: FakeKube) -> None:
-    olds = stored(run_props("https://old-endpoint"))
-    result = SimRunProvider().update("x", olds, run_props(kube.url))
-    assert kube.requests == []
-    assert result.outs is not None
-    assert result.outs["clusterEndpoint"] == kube.url and result.outs["status"] == "Succeeded"
-
-
-# -- delete ---------------------------------------------------------------------------------------------------
-
-
-def test_delete_removes_the_job_in_the_background_then_service_and_configmap(kube: FakeKube) -> None:
-    props = run_props(kube.url)
-    put_index(f"runs/{RUN}/{HASH}/index.json", "Succeeded")
+def test_update_applies_labels_and_ttl_to_the_live_job(cluster: FakeKube) -> None:
+    props = run_props(cluster.url, viewport=False, labels={"user": "alice", "project": "legs"})
     outs = SimRunProvider().create(props).outs
     assert outs is not None
-    kube.add_pod(NS, RUN, "Running")
-    kube.requests.clear()
+    uid, template = cluster.get("jobs", NS, RUN)["metadata"]["uid"], cluster.get("jobs", NS, RUN)["spec"]["template"]  # type: ignore[index]
+    changed = run_props(cluster.url, viewport=False, labels={"user": "bob"}, ttlAfterFinished="1d")
+    result = SimRunProvider().update("x", {**outs, "__provider": "p"}, {**changed, "__provider": "p"})
+    job = cluster.get("jobs", NS, RUN)
+    assert job is not None and job["metadata"]["uid"] == uid and job["spec"]["template"] == template
+    assert job["metadata"]["labels"]["simfleet.io/user"] == "bob" and "simfleet.io/project" not in job["metadata"]["labels"]
+    assert job["metadata"]["labels"][naming.RUN_LABEL] == RUN
+    assert job["spec"]["ttlSecondsAfterFinished"] == 86400
+    assert result.outs is not None and result.outs["jobUid"] == uid and result.outs["spec"] == changed["spec"]
+    assert json.loads(result.outs["spec"])["labels"] == {"user": "bob"}
+
+
+def test_update_leaves_a_job_it_did_not_create_alone(cluster: FakeKube) -> None:
+    props = run_props(cluster.url, viewport=False)
+    outs = SimRunProvider().create(props).outs
+    assert outs is not None
+    cluster.expire_job(NS, RUN)
+    SimRunProvider().create(run_props(cluster.url, viewport=False))  # someone recreated a Job by that name
+    cluster.requests.clear()
+    changed = run_props(cluster.url, viewport=False, labels={"user": "bob"})
+    result = SimRunProvider().update("x", {**outs, "__provider": "p"}, {**changed, "__provider": "p"})
+    assert writes(cluster) == [] and result.outs is not None
+
+
+def test_update_refuses_a_changed_hash(cluster: FakeKube) -> None:
+    olds = stored(run_props(cluster.url), jobUid="u")
+    with pytest.raises(SimRunError, match="simfleet bug"):
+        SimRunProvider().update("x", olds, new(run_props(cluster.url, rerun=2)))
+
+
+# -- delete -------------------------------------------------------------------------------------------------------
+
+
+def test_delete_removes_its_job_in_the_background_then_its_companions(cluster: FakeKube) -> None:
+    props = run_props(cluster.url)
+    outs = SimRunProvider().create(props).outs
+    assert outs is not None
+    put_index(props, "Succeeded")
+    cluster.add_pod(NS, RUN, "Running")
+    cluster.requests.clear()
     SimRunProvider().delete(f"{NS}/{RUN}", outs)
     deletes = [
-        (r.path.split("/")[-2], r.query.get("propagationPolicy"), (r.body or {}).get("propagationPolicy")) for r in kube.requests
+        (r.path.split("/")[-2], r.query.get("propagationPolicy"), r.body["propagationPolicy"], r.body["preconditions"]["uid"])
+        for r in cluster.requests
     ]
+    uids = {c["kind"]: c["uid"] for c in outs["companions"]}
     assert deletes == [
-        ("jobs", "Background", "Background"),
-        ("services", "Background", "Background"),
-        ("configmaps", "Background", "Background"),
+        ("jobs", "Background", "Background", outs["jobUid"]),
+        ("configmaps", "Background", "Background", uids["ConfigMap"]),
+        ("services", "Background", "Background", uids["Service"]),
     ]
-    assert all(r.method == "DELETE" for r in kube.requests)
-    assert kube.get("jobs", NS, RUN) is None and kube.get("services", NS, f"{RUN}-viewport") is None
-    assert len(kube.pods_of(NS, RUN)) == 1, "Background: the pod is left to the garbage collector"
-    kube.collect_garbage()
-    assert kube.pods_of(NS, RUN) == []
-    assert s3_keys() == [f"runs/{RUN}/{HASH}/index.json"], "S3 is never touched"
+    assert cluster.get("jobs", NS, RUN) is None and cluster.get("services", NS, SERVICE) is None
+    assert len(cluster.pods_of(NS, RUN)) == 1, "Background: the pod is left to the garbage collector"
+    cluster.collect_garbage()
+    assert cluster.pods_of(NS, RUN) == []
+    assert s3_keys() == [f"runs/{RUN}/{props['specHash']}/index.json"], "S3 is never touched"
 
 
-def test_delete_of_objects_already_gone_succeeds(kube: FakeKube) -> None:
-    props = run_props(kube.url)
-    SimRunProvider().create(props)
-    kube.expire_job(NS, RUN)  # the TTL controller was first
-    SimRunProvider().delete("x", provider.outputs(props, {}))
-    SimRunProvider().delete("x", provider.outputs(props, {}))  # and again: everything is 404 now
-    assert kube.objects == {}
+def test_delete_never_removes_a_namesake_it_did_not_create(cluster: FakeKube) -> None:
+    outs = SimRunProvider().create(run_props(cluster.url, viewport=False)).outs
+    assert outs is not None
+    cluster.expire_job(NS, RUN)
+    cluster.collect_garbage()
+    SimRunProvider().create(run_props(cluster.url, viewport=False, rerun=9))  # another Job, same name
+    SimRunProvider().delete("x", outs)
+    survivor = cluster.get("jobs", NS, RUN)
+    assert survivor is not None and survivor["metadata"]["uid"] != outs["jobUid"]
 
 
-# -- read -----------------------------------------------------------------------------------------------------
+def test_delete_of_objects_already_gone_succeeds(cluster: FakeKube) -> None:
+    outs = SimRunProvider().create(run_props(cluster.url)).outs
+    assert outs is not None
+    cluster.expire_job(NS, RUN)  # the TTL controller was first
+    cluster.collect_garbage()
+    SimRunProvider().delete("x", outs)
+    SimRunProvider().delete("x", outs)  # and again: everything is 404 now
+    assert cluster.objects == {}
 
 
-def read(kube: FakeKube, props: dict[str, Any], id_: str = f"{NS}/{RUN}") -> tuple[str | None, dict[str, Any]]:
-    result = SimRunProvider().read(id_, provider.outputs(props, {"status": "Pending"}))
+# -- read ---------------------------------------------------------------------------------------------------------
+
+
+def read(cluster: FakeKube, outs: dict[str, Any], id_: str = f"{NS}/{RUN}") -> tuple[str | None, dict[str, Any]]:
+    result = SimRunProvider().read(id_, outs)
     assert result.outs is not None
     return result.id, result.outs
 
 
-def test_read_follows_the_job_through_its_life(kube: FakeKube) -> None:
-    props = run_props(kube.url)
-    SimRunProvider().create(props)
-    assert read(kube, props)[1]["status"] == "Pending"
-    kube.start_job(NS, RUN)  # active, but its pod waits for a GPU node
-    kube.add_pod(NS, RUN, "Pending")
-    assert read(kube, props)[1]["status"] == "Pending"
-    kube.add_pod(NS, RUN, "Running", index=1)
-    _, outs = read(kube, props)
-    assert outs["status"] == "Running" and outs["startTime"]
-    pod_list = kube.calls("GET", "/pods")[-1]
-    assert pod_list.query["labelSelector"].startswith("batch.kubernetes.io/controller-uid=")
-    kube.set_service_ingress(NS, f"{RUN}-viewport", "k8s-simfleet-trot-0123.elb.us-east-1.amazonaws.com")
-    kube.finish_job(NS, RUN)
-    _, outs = read(kube, props)
-    assert (outs["status"], outs["viewportAddress"]) == ("Succeeded", "k8s-simfleet-trot-0123.elb.us-east-1.amazonaws.com")
-    assert outs["completionTime"] and outs["startTime"]
+def test_read_follows_the_job_through_its_life(cluster: FakeKube) -> None:
+    outs = SimRunProvider().create(run_props(cluster.url)).outs
+    assert outs is not None
+    assert read(cluster, outs)[1]["status"] == "Pending"
+    cluster.start_job(NS, RUN)  # active, but its pod waits for a GPU node
+    cluster.add_pod(NS, RUN, "Pending")
+    assert read(cluster, outs)[1]["status"] == "Pending"
+    cluster.add_pod(NS, RUN, "Running", index=1)
+    _, now = read(cluster, outs)
+    assert now["status"] == "Running" and now["startTime"]
+    assert cluster.calls("GET", "/pods")[-1].query["labelSelector"].startswith("batch.kubernetes.io/controller-uid=")
+    cluster.set_service_ingress(NS, SERVICE, "k8s-simfleet-trot-0123.elb.us-east-1.amazonaws.com")
+    cluster.finish_job(NS, RUN)
+    _, now = read(cluster, outs)
+    assert (now["status"], now["viewportAddress"]) == ("Succeeded", "k8s-simfleet-trot-0123.elb.us-east-1.amazonaws.com")
+    assert now["completionTime"] and now["jobUid"] == outs["jobUid"] and now["companions"] == outs["companions"]
 
 
-def test_read_reports_a_failed_job_with_its_failure_time(kube: FakeKube) -> None:
-    props = run_props(kube.url, viewport=False)
-    SimRunProvider().create(props)
-    kube.finish_job(NS, RUN, succeeded=False)
-    _, outs = read(kube, props)
-    assert outs["status"] == "Failed"
-    assert outs["completionTime"] == kube.get("jobs", NS, RUN)["status"]["conditions"][-1]["lastTransitionTime"]  # type: ignore[index]
+def test_read_reports_a_failed_job_with_its_failure_time(cluster: FakeKube) -> None:
+    outs = SimRunProvider().create(run_props(cluster.url, viewport=False)).outs
+    assert outs is not None
+    cluster.finish_job(NS, RUN, succeeded=False)
+    _, now = read(cluster, outs)
+    assert now["status"] == "Failed"
+    assert now["completionTime"] == cluster.get("jobs", NS, RUN)["status"]["conditions"][-1]["lastTransitionTime"]  # type: ignore[index]
 
 
-def test_read_after_ttl_uses_the_single_seed_index(kube: FakeKube) -> None:
-    props = run_props(kube.url, viewport=False)
-    SimRunProvider().create(props)
-    kube.finish_job(NS, RUN)
-    kube.expire_job(NS, RUN)
-    put_index(f"runs/{RUN}/{HASH}/index.json", "Succeeded", start="2026-11-23T10:00:00Z", end="2026-11-23T12:00:00Z")
-    id_, outs = read(kube, props)
+def test_read_after_ttl_uses_the_single_seed_index(cluster: FakeKube) -> None:
+    props = run_props(cluster.url, viewport=False)
+    outs = SimRunProvider().create(props).outs
+    assert outs is not None
+    cluster.finish_job(NS, RUN)
+    cluster.expire_job(NS, RUN)
+    put_index(props, "Succeeded", start="2026-11-23T10:00:00Z", end="2026-11-23T12:00:00Z")
+    id_, now = read(cluster, outs)
     assert id_ == f"{NS}/{RUN}"
-    assert (outs["status"], outs["startTime"], outs["completionTime"]) == (
+    assert (now["status"], now["startTime"], now["completionTime"]) == (
         "Succeeded",
         "2026-11-23T10:00:00Z",
         "2026-11-23T12:00:00Z",
@@ -333,80 +532,78 @@ def test_read_after_ttl_uses_the_single_seed_index(kube: FakeKube) -> None:
     [
         ({1: "Succeeded", 2: "Succeeded", 3: "Succeeded"}, "Succeeded"),
         ({1: "Succeeded", 2: "Failed", 3: "Succeeded"}, "Failed"),
+        ({1: "Succeeded", 2: "Interrupted", 3: "Succeeded"}, "Failed"),
         ({1: "Succeeded", 3: "Succeeded"}, "Missing"),
     ],
 )
-def test_read_after_ttl_combines_every_seed_index(kube: FakeKube, written: dict[int, str], expected: str) -> None:
-    props = run_props(kube.url, viewport=False, seeds=(1, 2, 3))
+def test_read_after_ttl_combines_every_seed_index(cluster: FakeKube, written: dict[int, str], expected: str) -> None:
+    props = run_props(cluster.url, viewport=False, seeds=(1, 2, 3))
     for seed, status in written.items():
-        put_index(
-            f"runs/{RUN}/{HASH}/seed-{seed}/index.json",
-            status,
-            start=f"2026-11-23T1{seed}:00:00Z",
-            end=f"2026-11-23T1{seed}:30:00Z",
-        )
-    _, outs = read(kube, props)
-    assert outs["status"] == expected
-    assert outs["startTime"] == "2026-11-23T11:00:00Z"
-    assert outs["completionTime"] == (None if expected == "Missing" else "2026-11-23T13:30:00Z")
+        put_index(props, status, seed=seed, start=f"2026-11-23T1{seed}:00:00Z", end=f"2026-11-23T1{seed}:30:00Z")
+    _, now = read(cluster, stored(props, status="Pending"))
+    assert now["status"] == expected
+    assert now["startTime"] == "2026-11-23T11:00:00Z"
+    assert now["completionTime"] == (None if expected == "Missing" else "2026-11-23T13:30:00Z")
 
 
-def test_read_with_no_job_and_no_index_is_missing_and_keeps_the_id(kube: FakeKube) -> None:
-    props = run_props(kube.url, viewport=False)
-    id_, outs = read(kube, props)
-    assert (id_, outs["status"]) == (f"{NS}/{RUN}", "Missing")
+def test_read_with_no_job_and_no_index_is_missing_and_keeps_the_id(cluster: FakeKube) -> None:
+    outs = stored(run_props(cluster.url, viewport=False), status="Pending")
+    id_, now = read(cluster, outs)
+    assert (id_, now["status"]) == (f"{NS}/{RUN}", "Missing")
     # Even a read without an id (an import) answers with the run's id, never an empty one.
-    assert read(kube, props, id_="")[0] == f"{NS}/{RUN}"
+    assert read(cluster, outs, id_="")[0] == f"{NS}/{RUN}"
 
 
-def test_read_ignores_a_job_with_another_hash(kube: FakeKube) -> None:
-    SimRunProvider().create(run_props(kube.url, spec_hash="aaaaaaaaaaaa", viewport=False))
-    kube.finish_job(NS, RUN, succeeded=False)
-    props = run_props(kube.url, viewport=False)
-    put_index(f"runs/{RUN}/{HASH}/index.json", "Succeeded")
-    assert read(kube, props)[1]["status"] == "Succeeded"
+def test_read_ignores_a_job_it_did_not_create(cluster: FakeKube) -> None:
+    props = run_props(cluster.url, viewport=False)
+    outs = SimRunProvider().create(props).outs
+    assert outs is not None
+    cluster.expire_job(NS, RUN)
+    SimRunProvider().create(run_props(cluster.url, viewport=False, rerun=3))
+    cluster.finish_job(NS, RUN, succeeded=False)
+    put_index(props, "Succeeded")
+    assert read(cluster, outs)[1]["status"] == "Succeeded"
 
 
-# -- retries --------------------------------------------------------------------------------------------------
+# -- retries ------------------------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("status", [429, 500, 503])
-def test_transient_errors_are_retried(kube: FakeKube, status: int) -> None:
-    kube.fail_next(2, status, methods=("POST",))
-    SimRunProvider().create(run_props(kube.url, viewport=False))
-    assert [r.method for r in kube.requests[:3]] == ["POST", "POST", "POST"]
-    assert kube.get("jobs", NS, RUN) is not None
+def test_transient_errors_are_retried(cluster: FakeKube, status: int) -> None:
+    cluster.fail_next(2, status, methods=("POST",))
+    SimRunProvider().create(run_props(cluster.url, viewport=False))
+    assert [r.method for r in cluster.requests[1:4]] == ["POST", "POST", "POST"]
+    assert cluster.get("jobs", NS, RUN) is not None
 
 
-def test_dropped_connections_and_timeouts_are_retried(kube: FakeKube, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_dropped_connections_and_timeouts_are_retried(cluster: FakeKube, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(eks_auth, "REQUEST_TIMEOUT", (1.0, 0.2))
-    kube.drop_next(1)
-    kube.delay_next(1, 0.5)  # longer than the read timeout
-    props = run_props(kube.url, viewport=False)
-    SimRunProvider().create(props)
-    assert kube.get("jobs", NS, RUN) is not None
+    cluster.drop_next(1)
+    cluster.delay_next(1, 0.5)  # longer than the read timeout
+    SimRunProvider().create(run_props(cluster.url, viewport=False))
+    assert cluster.get("jobs", NS, RUN) is not None
 
 
-def test_retries_are_bounded_and_the_error_says_what_to_do(kube: FakeKube) -> None:
-    kube.fail_next(50, 503)
+def test_retries_are_bounded_and_the_error_says_what_to_do(cluster: FakeKube) -> None:
+    cluster.fail_next(50, 503)
     with pytest.raises(SimRunError) as err:
-        SimRunProvider().create(run_props(kube.url))
+        SimRunProvider().create(run_props(cluster.url))
     message = str(err.value)
     assert "run trot-baseline" in message and "5 times" in message and "503" in message and "pulumi up" in message
-    assert len(kube.requests) == provider.RETRY.attempts
+    assert len(cluster.requests) == kube.RETRY.attempts
 
 
 def test_backoff_is_exponential_capped_and_honours_retry_after() -> None:
-    policy = provider.RetryPolicy(attempts=5, first_delay=0.5, max_delay=8.0)
+    policy = kube.RetryPolicy(attempts=5, first_delay=0.5, max_delay=8.0)
     assert [policy.delay(i) for i in range(6)] == [0.5, 1.0, 2.0, 4.0, 8.0, 8.0]
     assert policy.delay(0, retry_after=3) == 3 and policy.delay(0, retry_after=60) == 8.0
 
 
-# -- contract and secrets -------------------------------------------------------------------------------------
+# -- contract and secrets -------------------------------------------------------------------------------------------
 
 
-def test_outputs_hold_no_token_or_credential(kube: FakeKube) -> None:
-    outs = SimRunProvider().create(run_props(kube.url)).outs
+def test_outputs_hold_no_token_or_credential(cluster: FakeKube) -> None:
+    outs = SimRunProvider().create(run_props(cluster.url)).outs
     text = json.dumps(outs)
     assert "k8s-aws-v1." not in text and "fake-secret-key-for-tests" not in text and "AKIDEXAMPLE" not in text
     assert set(provider.STATE_KEYS) | {"jobName"} <= set(outs or {})
@@ -415,21 +612,44 @@ def test_outputs_hold_no_token_or_credential(kube: FakeKube) -> None:
 def test_check_reports_contract_violations_and_skips_unknowns() -> None:
     good = run_props("https://a")
     assert SimRunProvider().check({}, good).failures == []
-    assert SimRunProvider().check({}, {**good, "specHash": UNKNOWN, "objects": UNKNOWN}).failures == []
-    bad = run_props("https://a")
-    bad["objects"][2]["metadata"]["name"] = "other"
-    bad["specHash"] = "XYZ"
-    del bad["region"]
-    failures = {(f.property, f.reason.split(" ")[0]) for f in SimRunProvider().check({}, bad).failures}
-    assert ("region", "region") in failures and ("specHash", "'XYZ'") in failures
-    assert any(prop == "objects" for prop, _ in failures)
-    reordered = run_props("https://a")
-    reordered["objects"].reverse()
-    assert [f.property for f in SimRunProvider().check({}, reordered).failures] == ["objects"]
+    assert SimRunProvider().check({}, {**good, "clusterEndpoint": UNKNOWN, "clusterCa": UNKNOWN}).failures == []
+    missing = {k: v for k, v in good.items() if k != "context"}
+    assert [f.property for f in SimRunProvider().check({}, missing).failures] == ["context"]
+    tampered = {**good, "specHash": "0" * 12}
+    [failure] = SimRunProvider().check({}, tampered).failures
+    assert failure.property == "spec" and "is not the hash of its spec" in failure.reason
+    broken = {**good, "spec": json.dumps({**json.loads(good["spec"]), "seeds": []})}
+    [failure] = SimRunProvider().check({}, broken).failures
+    assert "seeds" in failure.reason
 
 
-def test_diff_ignores_a_rendering_change_the_spec_hash_does_not_cover() -> None:
-    news = run_props("https://a")
-    news["objects"][0]["data"]["glue.py"] = "# rendered differently by a newer simfleet\n"
-    result = SimRunProvider().diff("x", stored(run_props("https://a")), {**news, "__provider": "pickled"})
-    assert result.changes is False, "the Job of a finished run is never touched for a code change"
+# -- the EKS connection ---------------------------------------------------------------------------------------------
+
+
+def test_without_endpoint_inputs_the_provider_asks_eks_once(cluster: FakeKube, monkeypatch: pytest.MonkeyPatch) -> None:
+    """EKS's DescribeCluster gives the endpoint and CA, so no run stores a copy of the CA (state stays small)."""
+    from botocore.stub import Stubber
+
+    eks = boto3.client("eks", region_name="us-east-1")
+    stub = Stubber(eks)
+    response = {"cluster": {"name": "simfleet-test", "endpoint": cluster.url, "certificateAuthority": {"data": "Q0E="}}}
+    stub.add_response("describe_cluster", response, {"name": "simfleet-test"})
+    stub.activate()
+    original = boto3.session.Session.client
+
+    def client(self: Any, service: str, *args: Any, **kwargs: Any) -> Any:
+        return eks if service == "eks" else original(self, service, *args, **kwargs)
+
+    monkeypatch.setattr(boto3.session.Session, "client", client)
+    props = {k: v for k, v in run_props(cluster.url, viewport=False).items() if k not in ("clusterEndpoint", "clusterCa")}
+    outs = SimRunProvider().create(props).outs
+    assert outs is not None and "clusterCa" not in outs and "clusterEndpoint" not in outs
+    assert SimRunProvider().read("x", outs).outs["status"] == "Pending"  # type: ignore[index]
+    stub.assert_no_pending_responses()  # one DescribeCluster for both calls: cached per process
+
+
+def test_a_cluster_eks_does_not_know_is_a_clear_error(cluster: FakeKube) -> None:
+    props = {k: v for k, v in run_props(cluster.url).items() if k not in ("clusterEndpoint", "clusterCa")}
+    with pytest.raises(SimRunError, match=r"cannot look up EKS cluster simfleet-test in us-east-1 .*eks:DescribeCluster"):
+        SimRunProvider().create(props)
+    assert cluster.requests == []

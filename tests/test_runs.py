@@ -1,7 +1,8 @@
-"""The Runs component under mocks: one SimRun per run with the provider's props, in checkpoint order."""
+"""The Runs component under mocks: small plain SimRun inputs, shared glue ConfigMaps, checkpoint order, aliases."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -9,32 +10,17 @@ import pulumi
 import pytest
 import yaml
 
-pytest.importorskip("workloads.provider", reason="workloads/provider.py (SimRun) is written in parallel")
-
 from config import RunSpec
 from tools.mocks import DYNAMIC_TYPE
-from workloads.manifests import RunContext, plan_run
-from workloads.runs import Runs, RunsArgs
+from workloads.identity import RunContext, glue_config_map_name, glue_sha256
+from workloads.inputs import objects_from_inputs
+from workloads.runs import Runs, RunsArgs, plan_runs
 
 ROOT = Path(__file__).resolve().parent.parent
 GLUE = (ROOT / "glue" / "trot.py").read_text()
 REGISTRY = "123456789012.dkr.ecr.us-east-1.amazonaws.com"
 CTX = RunContext("simfleet-dev", "simfleet-runs", "simfleet-run", "ckpt-bucket", "art-bucket", REGISTRY, "us-east-1", "1.35")
-CONTRACT_PROPS = {
-    "runName",
-    "namespace",
-    "specHash",
-    "objects",
-    "clusterName",
-    "clusterEndpoint",
-    "clusterCa",
-    "region",
-    "artifactsBucket",
-    "artifactsPrefix",
-    "seeds",
-    "artifactsUri",
-    "checkpointUri",
-}
+CONFIGMAP = "kubernetes:core/v1:ConfigMap"
 
 
 def dev_runs() -> tuple[RunSpec, ...]:
@@ -42,60 +28,70 @@ def dev_runs() -> tuple[RunSpec, ...]:
     return tuple(RunSpec.model_validate(r) for r in raw)
 
 
-def build(runs: tuple[RunSpec, ...], captured: dict[str, Any] | None = None, **changes: Any) -> Runs:
+def build(
+    runs: tuple[RunSpec, ...], captured: dict[str, Any] | None = None, name: str = "runs", opts: Any = None, **changes: Any
+) -> Runs:
     cluster = pulumi.ComponentResource("test:index:Cluster", "cluster")
+    platform = pulumi.ComponentResource("test:index:Platform", "platform")
+    # depends_on a component waits for its children; give it one, as the real platform components have many.
+    pulumi.CustomResource("test:index:Guard", "platform-guard", {}, opts=pulumi.ResourceOptions(parent=platform))
     fields: dict[str, Any] = dict(
         runs=runs,
-        cluster_name=CTX.cluster_name,
-        region=CTX.region,
-        cluster_endpoint=pulumi.Output.from_input("https://ABC.gr7.us-east-1.eks.amazonaws.com"),
-        cluster_ca=pulumi.Output.from_input("Q0E="),
-        namespace=pulumi.Output.from_input(CTX.namespace),
-        service_account=pulumi.Output.from_input(CTX.service_account),
-        checkpoints_bucket=pulumi.Output.from_input(CTX.checkpoints_bucket),
-        artifacts_bucket=pulumi.Output.from_input(CTX.artifacts_bucket),
-        registry_url=pulumi.Output.from_input(REGISTRY),
-        kubernetes_version="1.35",
+        context=CTX,
+        after=[platform],
         cluster=cluster,
     )
-    component = Runs("runs", RunsArgs(**{**fields, **changes}))
+    provider = pulumi.ProviderResource("kubernetes", "k8s", {})
+    component = Runs(name, RunsArgs(**{**fields, **changes}), opts or pulumi.ResourceOptions(providers=[provider]))
     if captured is not None:
         component.summary.apply(captured.update)
     return component
 
 
-def expected_plans() -> dict[str, Any]:
-    runs = {r.name: r for r in dev_runs()}
-    baseline = plan_run(runs["trot-baseline"], CTX, GLUE)
-    return {
-        "trot-baseline": baseline,
-        "trot-sweep": plan_run(runs["trot-sweep"], CTX, GLUE),
-        "trot-continue": plan_run(runs["trot-continue"], CTX, GLUE, baseline),
-    }
+def expected() -> dict[str, Any]:
+    return {p.spec.name: p for p in plan_runs(dev_runs(), CTX, {"glue/trot.py": GLUE})}
 
 
-def test_one_simrun_per_run_with_the_provider_contract(pulumi_mocks: Any) -> None:
+def test_one_simrun_per_run_with_small_plain_inputs(pulumi_mocks: Any) -> None:
     rec = pulumi_mocks(lambda: build(dev_runs()))
     component = rec.one("simfleet:workloads:Runs", "runs")
     sims = rec.of_type(DYNAMIC_TYPE)
     assert sorted(s.name for s in sims) == ["runs-trot-baseline", "runs-trot-continue", "runs-trot-sweep"]
-    plans = expected_plans()
+    planned = expected()
     for sim in sims:
         inputs = sim.inputs
-        run = inputs["runName"]
-        plan = plans[run]
-        assert set(inputs) >= CONTRACT_PROPS, f"{sim.urn}: missing {CONTRACT_PROPS - set(inputs)}"
+        run = planned[inputs["runName"]]
         assert sim.parent == component.urn
-        assert inputs["specHash"] == plan.spec_hash, sim.urn
-        assert inputs["objects"] == plan.objects, sim.urn
-        assert inputs["artifactsPrefix"] == f"runs/{run}/{plan.spec_hash}/" == plan.prefix
-        assert inputs["artifactsUri"] == plan.artifacts_uri and inputs.get("checkpointUri") == plan.checkpoint_uri
-        assert inputs["namespace"] == CTX.namespace and inputs["clusterName"] == CTX.cluster_name
-        assert inputs["region"] == "us-east-1" and inputs["artifactsBucket"] == CTX.artifacts_bucket
-        assert inputs["clusterCa"] == "Q0E=" and inputs["clusterEndpoint"].startswith("https://")
-        assert not inputs.get("kubeconfig")
-    assert rec.one(DYNAMIC_TYPE, "runs-trot-sweep").inputs["seeds"] == [1, 2, 3, 4, 5, 6, 7, 8]
-    assert [o["kind"] for o in rec.one(DYNAMIC_TYPE, "runs-trot-baseline").inputs["objects"]] == ["ConfigMap", "Service", "Job"]
+        assert {k: v for k, v in inputs.items() if k in run.inputs} == run.inputs, sim.urn
+        # No endpoint or CA: the provider asks EKS for them by cluster name, so no run carries a copy of the CA.
+        assert not {"objects", "clusterEndpoint", "clusterCa", "kubeconfig"} & set(inputs)
+        assert sim.options.get("propertyDependencies", {}) == {}
+        compact = json.dumps({k: v for k, v in inputs.items() if k != "__provider"}, separators=(",", ":"))
+        assert len(compact) <= 4096, f"{sim.urn}: {len(compact)} bytes of inputs"
+        # The hash is plain: no resource output reaches it, so a replaced platform resource cannot make it unknown.
+        assert "specHash" not in sim.options.get("propertyDependencies", {}), sim.options
+        # What the provider will render from these inputs.
+        assert objects_from_inputs(inputs)[-1]["kind"] == "Job"
+
+
+def test_one_immutable_glue_configmap_per_glue_content(pulumi_mocks: Any, tmp_path: Path) -> None:
+    (tmp_path / "glue").mkdir()
+    (tmp_path / "glue" / "trot.py").write_text(GLUE)
+    (tmp_path / "glue" / "other.py").write_text(GLUE + "\n# other\n")
+    runs = list(dev_runs())
+    runs[1] = runs[1].model_copy(update={"glue": "glue/other.py"})
+    rec = pulumi_mocks(lambda: build(tuple(runs), glue_root=tmp_path))
+    maps = {c.inputs["metadata"]["name"]: c for c in rec.of_type(CONFIGMAP)}
+    assert set(maps) == {glue_config_map_name(glue_sha256(GLUE)), glue_config_map_name(glue_sha256(GLUE + "\n# other\n"))}
+    platform = rec.one("test:index:Guard", "platform-guard")
+    for cm in maps.values():
+        assert cm.inputs["immutable"] is True and cm.options["provider"] == "k8s"
+        assert platform.urn in cm.options["dependsOn"]  # the glue waits for the namespace, buckets and add-ons
+    sweep = rec.one(DYNAMIC_TYPE, "runs-trot-sweep")
+    assert json.loads(sweep.inputs["context"])["glueSha256"] == glue_sha256(GLUE + "\n# other\n")
+    # Each run waits for its own glue ConfigMap, and through it for the platform.
+    other = maps[glue_config_map_name(glue_sha256(GLUE + "\n# other\n"))]
+    assert other.urn in sweep.options["dependsOn"] and platform.urn not in sweep.options["dependsOn"]
 
 
 def test_continuation_waits_for_its_source(pulumi_mocks: Any) -> None:
@@ -104,6 +100,7 @@ def test_continuation_waits_for_its_source(pulumi_mocks: Any) -> None:
     consumer = rec.one(DYNAMIC_TYPE, "runs-trot-continue")
     assert source.urn in consumer.options.get("dependsOn", []), consumer.options
     assert source.urn not in rec.one(DYNAMIC_TYPE, "runs-trot-sweep").options.get("dependsOn", [])
+    assert json.loads(consumer.inputs["context"])["source"]["specHash"] == source.inputs["specHash"]
 
 
 def test_sources_are_registered_before_their_consumers(pulumi_mocks: Any) -> None:
@@ -112,8 +109,7 @@ def test_sources_are_registered_before_their_consumers(pulumi_mocks: Any) -> Non
     rec = pulumi_mocks(lambda: build(reordered))
     names = [s.name for s in rec.of_type(DYNAMIC_TYPE)]
     assert names.index("runs-trot-baseline") < names.index("runs-trot-continue")
-    consumer = rec.one(DYNAMIC_TYPE, "runs-trot-continue")
-    assert consumer.inputs["specHash"] == expected_plans()["trot-continue"].spec_hash
+    assert rec.one(DYNAMIC_TYPE, "runs-trot-continue").inputs["specHash"] == expected()["trot-continue"].identity.spec_hash
 
 
 def test_replacement_and_cluster_deletion_options(pulumi_mocks: Any) -> None:
@@ -127,40 +123,41 @@ def test_replacement_and_cluster_deletion_options(pulumi_mocks: Any) -> None:
     assert "deletedWith" not in rec.one(DYNAMIC_TYPE, "runs-trot-baseline").options
 
 
+def test_a_renamed_component_keeps_its_runs_urns(pulumi_mocks: Any) -> None:
+    """Renaming the component renames its children; aliases make the engine see the same runs, not new ones."""
+    before = {r.inputs["runName"]: r.urn for r in pulumi_mocks(lambda: build(dev_runs())).of_type(DYNAMIC_TYPE)}
+    rec = pulumi_mocks(
+        lambda: build(
+            dev_runs(),
+            name="simulations",
+            previous_names=("runs",),
+            opts=pulumi.ResourceOptions(
+                providers=[pulumi.ProviderResource("kubernetes", "k8s", {})], aliases=[pulumi.Alias(name="runs")]
+            ),
+        )
+    )
+    for sim in rec.of_type(DYNAMIC_TYPE):
+        [alias] = sim.options["aliases"]
+        # An alias spec with only a name means: same type and parent chain, that name (the URN's last part).
+        aliased_urn = sim.urn.rsplit("::", 1)[0] + "::" + alias["name"]
+        assert aliased_urn == before[sim.inputs["runName"]], sim.urn
+    assert rec.one("simfleet:workloads:Runs", "simulations").options["aliases"] == [{"name": "runs"}]
+
+
 def test_summary_lists_every_run(pulumi_mocks: Any) -> None:
     captured: dict[str, Any] = {}
     pulumi_mocks(lambda: build(dev_runs(), captured))
-    plans = expected_plans()
-    assert set(captured) == set(plans)
-    for run, plan in plans.items():
-        assert captured[run]["specHash"] == plan.spec_hash
-        assert captured[run]["artifactsUri"] == plan.artifacts_uri
-        assert captured[run]["checkpointUri"] == plan.checkpoint_uri
+    planned = expected()
+    assert set(captured) == set(planned)
+    for run, plan in planned.items():
+        assert captured[run]["specHash"] == plan.identity.spec_hash
+        assert captured[run]["artifactsUri"] == plan.identity.artifacts_uri
+        assert captured[run]["checkpointUri"] == plan.identity.checkpoint_uri
         assert captured[run]["status"] == "Pending"  # what the mocked provider reports for a new Job
-        assert "jobName" in captured[run]
-
-
-def test_glue_files_are_read_once_per_path(pulumi_mocks: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    (tmp_path / "glue").mkdir()
-    (tmp_path / "glue" / "trot.py").write_text(GLUE)
-    (tmp_path / "glue" / "other.py").write_text(GLUE + "\n# other\n")
-    runs = list(dev_runs())
-    runs[1] = runs[1].model_copy(update={"glue": "glue/other.py"})
-    reads: list[str] = []
-    original = Path.read_text
-
-    def counting(self: Path, *args: Any, **kwargs: Any) -> str:
-        if self.parent == tmp_path / "glue":
-            reads.append(self.name)
-        return original(self, *args, **kwargs)
-
-    monkeypatch.setattr(Path, "read_text", counting)
-    rec = pulumi_mocks(lambda: build(tuple(runs), glue_root=tmp_path))
-    assert sorted(reads) == ["other.py", "trot.py"]
-    configmaps = {s.name: s.inputs["objects"][0]["data"]["glue.py"] for s in rec.of_type(DYNAMIC_TYPE)}
-    assert configmaps["runs-trot-sweep"].endswith("# other\n") and configmaps["runs-trot-baseline"] == GLUE
+        assert captured[run]["jobName"] == run
 
 
 def test_old_kubernetes_is_refused(pulumi_mocks: Any) -> None:
+    old = RunContext(**{**CTX.__dict__, "kubernetes_version": "1.32"})
     with pytest.raises(Exception, match=r"Kubernetes 1\.33 or newer"):
-        pulumi_mocks(lambda: build(dev_runs(), kubernetes_version="1.32"))
+        pulumi_mocks(lambda: build(dev_runs(), context=old))

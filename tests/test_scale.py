@@ -78,14 +78,14 @@ def test_two_thousand_simruns_register_under_mocks(pulumi_mocks: Any) -> None:
     original = pickle._Pickler._batch_setitems  # type: ignore[attr-defined]
     endpoint = "https://0123456789ABCDEF.gr7.us-east-1.eks.amazonaws.com"
     last: dict[str, Any] = {}
+    template = run_props(endpoint, viewport=False)
 
     def build() -> None:
         sims = [
-            SimRun(f"runs-run-{i:04d}", run_props(endpoint, run=f"run-{i:04d}", spec_hash=f"{i:012x}", viewport=False))
-            for i in range(count)
+            SimRun(f"runs-run-{i:04d}", {**template, "runName": f"run-{i:04d}", "specHash": f"{i:012x}"}) for i in range(count)
         ]
         # The typed outputs resolve (to what the mocked provider reports for a new Job).
-        for name in ("job_name", "status", "spec_hash"):
+        for name in ("status", "spec_hash"):
             getattr(sims[-1], name).apply(lambda value, name=name: last.__setitem__(name, value))
 
     rec = pulumi_mocks(build)
@@ -94,7 +94,7 @@ def test_two_thousand_simruns_register_under_mocks(pulumi_mocks: Any) -> None:
     assert {r.inputs["runName"] for r in registered} == {f"run-{i:04d}" for i in range(count)}
     assert len({r.inputs["__provider"] for r in registered}) == 1, "one stateless provider, serialized once"
     assert pickle._Pickler._batch_setitems is original  # type: ignore[attr-defined]
-    assert last == {"job_name": "run-1999", "status": "Pending", "spec_hash": f"{count - 1:012x}"}
+    assert last == {"status": "Pending", "spec_hash": f"{count - 1:012x}"}
 
 
 @pytest.mark.slow

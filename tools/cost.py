@@ -25,6 +25,7 @@ from policies.rules import (
     eks_cluster_view,
     is_run,
     run_job,
+    run_objects,
     whole_number,
 )
 
@@ -227,7 +228,7 @@ def estimate(
 
 def viewport_hourly(run: Resource, resources: Sequence[Resource], catalog: Catalog) -> float:
     """A run's LoadBalancer Service is an internet-facing NLB: NLB hours plus one public IPv4 per public subnet (AZ)."""
-    objects = run.props.get("objects") or []
+    objects = run_objects(run)
     if not any(o.get("kind") == "Service" and (o.get("spec") or {}).get("type") == "LoadBalancer" for o in objects):
         return 0.0
     public_subnets = sum(

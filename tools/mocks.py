@@ -66,7 +66,7 @@ class SimfleetMocks(pulumi.runtime.Mocks):
             state.update(extra)
         elif typ == DYNAMIC_TYPE:
             state.update(_dynamic_outputs(inputs))
-            rid = inputs.get("jobName", name)
+            rid = f"{inputs.get('namespace')}/{inputs.get('runName', name)}"
         return rid, state
 
     def call(self, args: MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
@@ -325,6 +325,15 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def _alias(alias: Any) -> dict[str, Any]:
+    """An alias as sent to the engine: a full URN, or a spec of the parts that differ from the resource's own."""
+    if alias.urn:
+        return {"urn": alias.urn}
+    spec = alias.spec
+    fields = {key: getattr(spec, key) for key in ("name", "type", "stack", "project", "parentUrn", "noParent")}
+    return {key: value for key, value in fields.items() if value}
+
+
 def _options(request: Any) -> dict[str, Any]:
     options: dict[str, Any] = {}
     if request.dependencies:
@@ -343,6 +352,9 @@ def _options(request: Any) -> dict[str, Any]:
         options["provider"] = request.provider.split("::")[-2] if "::" in request.provider else request.provider
     if request.replaceOnChanges:
         options["replaceOnChanges"] = list(request.replaceOnChanges)
+    aliases = [_alias(a) for a in request.aliases or []]
+    if aliases:
+        options["aliases"] = aliases
     # Which resources each input came from: the policy rules link a bucket's settings or a node group's
     # subnets through these, as the policy engine does with PolicyResource.property_dependencies.
     deps = {key: list(value.urns) for key, value in (request.propertyDependencies or {}).items() if value.urns}

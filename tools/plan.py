@@ -28,6 +28,7 @@ import yaml
 
 from policies.rules import Context, Resource, Violation, evaluate, helper_images, platform_settings
 from tools import cost as cost_model
+from workloads.inputs import objects_from_inputs
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 PROGRAM = PROJECT_ROOT / "__main__.py"
@@ -58,7 +59,9 @@ def stack_name_for(path: Path) -> str:
 
 def read_stack_file(path: Path) -> dict[str, Any]:
     try:
-        document = yaml.safe_load(path.read_text()) or {}
+        # libyaml's loader when PyYAML has it: a 10,000-run stack file parses in seconds instead of minutes.
+        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+        document = yaml.load(path.read_text(), Loader=loader) or {}
     except FileNotFoundError:
         raise PlanConfigError(f"{path}: no such stack file") from None
     except yaml.YAMLError as err:
@@ -163,12 +166,26 @@ def kubernetes_objects(registrations: list[Any]) -> list[tuple[str, dict[str, An
             body = {
                 k: v
                 for k, v in reg.inputs.items()
-                if k in ("apiVersion", "kind", "metadata", "spec", "data", "rules", "roleRef", "subjects", "stringData", "type")
+                if k
+                in (
+                    "apiVersion",
+                    "kind",
+                    "metadata",
+                    "spec",
+                    "data",
+                    "immutable",
+                    "rules",
+                    "roleRef",
+                    "subjects",
+                    "stringData",
+                    "type",
+                )
             }
             objects.append((f"platform/{_object_file(body, reg.name)}", body))
-        elif reg.type == DYNAMIC_TYPE and isinstance(reg.inputs.get("objects"), list):
+        elif reg.type == DYNAMIC_TYPE and "spec" in reg.inputs:
+            # The objects the provider will apply at create time, from the same inputs and the same renderer.
             run = reg.inputs.get("runName", reg.name)
-            for body in reg.inputs["objects"]:
+            for body in objects_from_inputs(reg.inputs):
                 objects.append((f"runs/{run}/{_object_file(body, reg.name)}", body))
     return objects
 

@@ -42,6 +42,7 @@ _sts_clients: dict[str, Any] = {}
 _s3_clients: dict[str, Any] = {}
 _tokens: dict[tuple[str, str], tuple[str, float]] = {}
 _api_clients: dict[tuple[str, ...], Any] = {}
+_clusters: dict[tuple[str, str], tuple[str, str]] = {}
 
 
 def reset_caches() -> None:
@@ -51,6 +52,7 @@ def reset_caches() -> None:
         _s3_clients.clear()
         _tokens.clear()
         _api_clients.clear()
+        _clusters.clear()
 
 
 def _move_cluster_id_to_context(params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
@@ -77,6 +79,33 @@ def _sts_client(region: str) -> Any:
             client.meta.events.register("before-sign.sts.GetCallerIdentity", _sign_cluster_id_header)
             _sts_clients[region] = client
         return client
+
+
+def describe_cluster(cluster_name: str, region: str) -> tuple[str, str]:
+    """(endpoint, base64 CA) of an EKS cluster, as EKS reports them now; cached for the process.
+
+    Asking EKS instead of storing them per run keeps thousands of runs from each carrying a copy of the CA in
+    their state, and a run's read or delete always reaches the cluster as it is today.
+    """
+    key = (cluster_name, region)
+    with _lock:
+        cached = _clusters.get(key)
+    if cached is not None:
+        return cached
+    import boto3
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        cluster = boto3.session.Session().client("eks", region_name=region).describe_cluster(name=cluster_name)["cluster"]
+    except (ClientError, BotoCoreError) as err:
+        raise ConnectionError(
+            f"cannot look up EKS cluster {cluster_name} in {region} ({err}): check that your AWS identity may "
+            "eks:DescribeCluster and that the cluster exists (pulumi stack output clusterName)"
+        ) from None
+    found = (str(cluster["endpoint"]), str(cluster["certificateAuthority"]["data"]))
+    with _lock:
+        _clusters[key] = found
+    return found
 
 
 def s3_client(region: str) -> Any:

@@ -1,28 +1,29 @@
-"""Pure rendering of one run: RunSpec + RunContext -> spec hash, S3 locations and the Kubernetes objects to apply.
+"""Pure rendering of one run: RunSpec + RunContext + its identity -> the Kubernetes objects to apply.
 
-Nothing here touches Pulumi, AWS or a cluster, so the offline plan, the tests and the dynamic provider all see
-exactly the objects `pulumi up` applies.
+Nothing here touches Pulumi, AWS or a cluster, so the offline plan, the policies, the tests and the dynamic
+provider (which renders at create time from the SimRun's small inputs) all see exactly the objects applied.
+The identity (hash, S3 locations) lives in workloads/identity.py; nothing rendered here moves a hash.
 
 The pod (DESIGN.md "Pod shape per run"):
-- init `checkpoint-fetch` copies the glue ConfigMap into /glue and fetches checkpoint.from to
-  /checkpoints/in.mstate, waiting for a `run:<name>` source that is still running;
+- init `checkpoint-fetch` fetches checkpoint.from to /checkpoints/in.mstate, waiting for a `run:<name>`
+  source that is still running;
 - native sidecars `unitree-sim` and `monty` (initContainers with restartPolicy Always) run the simulation and
   the brain, and are stopped by the kubelet once the main containers exit, so the Job completes;
-- main containers `glue` (the user's bridge) and `artifact-uploader` (ships /artifacts, the out-checkpoint and
-  index.json to S3, then exits).
+- main containers `glue` (the user's step, from the shared glue ConfigMap) and `artifact-uploader` (ships
+  /artifacts, the out-checkpoint and index.json to S3, then exits).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 from dataclasses import dataclass
 from typing import Any
 
 import naming
-from config import RunSpec, parse_image, quantity_value
+from config import RunSpec, quantity_value
 from workloads import contract
+from workloads.identity import RunContext, RunIdentity, SourceRef, glue_config_map_name, resolved_images, run_prefix
 
 # AWS's official CLI image (aws/aws-cli docker/Dockerfile: Amazon Linux 2 + bash, coreutils and jq; ENTRYPOINT
 # aws). 2.31.23 is a tag pinned in public repositories; resolve and pin its digest before relying on it in prod.
@@ -60,7 +61,6 @@ UPLOAD_MARGIN_MAX = 15 * 60
 FETCH_RETRY_SECONDS = 120  # an s3:// checkpoint.from gets this long to appear (transient errors, eventual IAM)
 FETCH_POLL_SECONDS = 30
 BACKOFF_LIMIT = 1  # one retry for a transient failure (an S3 hiccup); a buggy glue fails fast
-GLUE_VOLUME_LIMIT = "16Mi"
 # Share of the run's cpu/memory per container; the simulator renders and steps physics, so it gets most.
 SHARES = {"unitree-sim": 0.6, "monty": 0.25, "glue": 0.1, "artifact-uploader": 0.05}
 FETCH_RESOURCES = {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "256Mi"}}
@@ -79,148 +79,73 @@ IRSA_SKIP_ANNOTATION = "eks.amazonaws.com/skip-containers"
 NO_AWS_CREDENTIALS = ("unitree-sim", "monty", "glue")
 
 
-@dataclass(frozen=True)
-class RunContext:
-    """What a run's rendering needs from the platform (all resolved, plain values)."""
-
-    cluster_name: str
-    namespace: str
-    service_account: str
-    checkpoints_bucket: str
-    artifacts_bucket: str
-    registry_url: str
-    region: str
-    kubernetes_version: str | None = None
-
-
-@dataclass(frozen=True)
-class RunPlan:
-    """One run, fully decided: identity, S3 locations, deadline and the objects to apply in order."""
-
-    run: str
-    spec_hash: str
-    prefix: str  # key prefix in both buckets: runs/<run>/<hash>/
-    artifacts_uri: str
-    checkpoint_uri: str | None  # single seed: the out.mstate URI; several: the prefix holding seed-<n>/out.mstate
-    index_uri: str | None  # single seed only; several seeds write seed-<n>/index.json
-    active_deadline_seconds: int
-    objects: list[dict[str, Any]]
-
-
-# ---------------------------------------------------------------------------------------------
-# Identity and locations
-# ---------------------------------------------------------------------------------------------
-
-
-def resolve_image(ref: str, registry_url: str) -> str:
-    """`monty:1f3c2a9` -> `<registry_url>/monty:1f3c2a9`; a reference with a registry host is returned unchanged."""
-    if parse_image(ref).registry is not None:
-        return ref
-    return f"{registry_url.rstrip('/')}/{ref}"
-
-
-def resolved_images(spec: RunSpec, registry_url: str) -> dict[str, str]:
-    return {slot: resolve_image(getattr(spec.images, slot), registry_url) for slot in ("sim", "monty", "glue")}
-
-
-def spec_hash(spec: RunSpec, ctx: RunContext, glue_source: str, source_hash: str | None = None) -> str:
-    """12 hex chars identifying what the run computes and where it writes.
-
-    Covers the normalized spec (rerun included), resolved image URIs, bucket names, namespace, cluster, the glue
-    file's content and, for `run:<name>`, the source's hash (the source changing reruns the consumer). It leaves
-    out how the pod is rendered, so a platform upgrade never restarts finished runs.
-    """
-    payload = {
-        "spec": spec.model_dump(mode="json", by_alias=True),
-        "images": resolved_images(spec, ctx.registry_url),
-        "buckets": {"checkpoints": ctx.checkpoints_bucket, "artifacts": ctx.artifacts_bucket},
-        "namespace": ctx.namespace,
-        "cluster": ctx.cluster_name,
-        "glue": hashlib.sha256(glue_source.encode()).hexdigest(),
-        "rerun": spec.rerun,
-        "source": source_hash,
-    }
-    canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()[:12]
-
-
-def run_prefix(run: str, hash_: str) -> str:
-    """Key prefix of a run in both buckets; the run role may write only under naming.RUNS_PREFIX."""
-    return f"{naming.RUNS_PREFIX}{run}/{hash_}/"
-
-
-def plan_run(spec: RunSpec, ctx: RunContext, glue_source: str, source: RunPlan | None = None) -> RunPlan:
-    """Hash, locations, deadline and objects of one run; `source` is the plan of the run named by `run:<name>`."""
-    if spec.checkpoint.from_run != (source.run if source else None):
-        raise ValueError(
-            f"run {spec.name}: checkpoint.from is {spec.checkpoint.from_!r} but the source plan is for "
-            f"{source.run if source else None!r}"
-        )
-    hash_ = spec_hash(spec, ctx, glue_source, source.spec_hash if source else None)
-    prefix = run_prefix(spec.name, hash_)
-    single = len(spec.seeds) == 1
-    out_checkpoint = f"s3://{ctx.checkpoints_bucket}/{prefix}{'out.mstate' if single else ''}"
-    source_uri: str | None = spec.checkpoint.from_
-    wait = FETCH_RETRY_SECONDS
-    if source is not None:
-        # config/ only lets a run continue from a single-seed run that saves its checkpoint.
-        if source.checkpoint_uri is None or source.index_uri is None:
-            raise ValueError(f"run {spec.name}: source run {source.run} has no single out-checkpoint")
-        source_uri = source.checkpoint_uri
-        # The source may still be running: wait up to its whole deadline, and add that to ours.
-        wait = source.active_deadline_seconds
-    deadline = spec.max_runtime + (wait if source is not None else 0)
-    objects = render_run(
-        spec,
-        ctx,
-        glue_source,
-        hash_,
-        source_uri,
-        source_index_uri=source.index_uri if source else None,
-        fetch_wait_seconds=wait,
-        active_deadline_seconds=deadline,
-    )
-    return RunPlan(
-        run=spec.name,
-        spec_hash=hash_,
-        prefix=prefix,
-        artifacts_uri=f"s3://{ctx.artifacts_bucket}/{prefix}",
-        checkpoint_uri=out_checkpoint if spec.checkpoint.save else None,
-        index_uri=f"s3://{ctx.artifacts_bucket}/{prefix}index.json" if single else None,
-        active_deadline_seconds=deadline,
-        objects=objects,
-    )
-
-
-# ---------------------------------------------------------------------------------------------
-# Objects
-# ---------------------------------------------------------------------------------------------
+def job_deadline(spec: RunSpec, source: SourceRef | None) -> int:
+    """activeDeadlineSeconds of the run's Job: its maxRuntime, plus its source's deadline when it may wait for it."""
+    return spec.max_runtime + (source.deadline_seconds if source is not None else 0)
 
 
 def render_run(
     spec: RunSpec,
     ctx: RunContext,
-    glue_source: str,
-    spec_hash: str,
-    source_checkpoint_uri: str | None,
-    *,
-    source_index_uri: str | None = None,
-    fetch_wait_seconds: int = FETCH_RETRY_SECONDS,
-    active_deadline_seconds: int | None = None,
+    identity: RunIdentity,
+    glue_config_map: str,
+    source: SourceRef | None = None,
+    seeds: tuple[int, ...] | None = None,
 ) -> list[dict[str, Any]]:
-    """The run's objects in apply order: ConfigMap, the viewport Service if any, then the Job."""
-    objects = [glue_configmap(spec, ctx, glue_source, spec_hash)]
+    """The run's objects in apply order: its runtime ConfigMap, the viewport Service if any, then the Job.
+
+    `seeds` narrows the Job to the seeds still to run (the provider leaves out seeds that already finished at
+    this hash, after a lost state); the prefixes stay those of the declared seeds.
+    """
+    spec_hash = identity.spec_hash
+    objects = [runtime_configmap(spec, ctx, spec_hash)]
     if spec.viewport is not None:
         objects.append(viewport_service(spec, ctx, spec_hash))
-    budget = _Budget.of(spec, active_deadline_seconds)
-    pod = _pod_template(spec, ctx, spec_hash, source_checkpoint_uri, source_index_uri, fetch_wait_seconds, budget)
-    objects.append(_job(spec, ctx, spec_hash, pod, budget))
+    deadline = job_deadline(spec, source)
+    budget = _Budget.of(spec, deadline)
+    wait = source.deadline_seconds if source is not None else FETCH_RETRY_SECONDS
+    pod = _pod_template(
+        spec,
+        ctx,
+        spec_hash,
+        glue_config_map,
+        source.checkpoint_uri if source is not None else spec.checkpoint.from_,
+        source.index_uri if source is not None else None,
+        wait,
+        budget,
+        tuple(spec.seeds) if seeds is None else seeds,
+    )
+    objects.append(_job(spec, ctx, spec_hash, pod, budget, tuple(spec.seeds) if seeds is None else seeds))
     return objects
 
 
+def glue_configmap(namespace: str, sha256: str, source: str) -> dict[str, Any]:
+    """The shared glue ConfigMap: one per glue content, used by every run with that glue (Pulumi manages it)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": glue_config_map_name(sha256),
+            "namespace": namespace,
+            "labels": {"app.kubernetes.io/part-of": "simfleet", "app.kubernetes.io/component": "glue"},
+            "annotations": {naming.GLUE_SHA_ANNOTATION: sha256},
+        },
+        # Content-addressed, so it never changes: immutable spares the kubelets a watch per mount.
+        "immutable": True,
+        "data": {contract.GLUE_FILE: source},
+    }
+
+
+DEFAULT_TTL_SECONDS: int = RunSpec.model_fields["ttl_after_finished"].default
+
+
+def user_labels(labels: dict[str, str]) -> dict[str, str]:
+    """A run's `labels` as Kubernetes labels: simfleet.io/<key>, never one of simfleet's own keys."""
+    return {f"simfleet.io/{key}": value for key, value in sorted(labels.items()) if key not in naming.RESERVED_RUN_LABEL_KEYS}
+
+
 def run_labels(spec: RunSpec, component: str) -> dict[str, str]:
-    # User labels first so they can never override the ones selectors and policies rely on.
-    labels = {f"simfleet.io/{key}": value for key, value in sorted(spec.labels.items())}
+    labels = user_labels(spec.labels)
     labels.update(
         {
             "app.kubernetes.io/name": "simfleet-run",
@@ -247,15 +172,24 @@ def _metadata(name: str, spec: RunSpec, ctx: RunContext, component: str, spec_ha
     }
 
 
-def glue_configmap(spec: RunSpec, ctx: RunContext, glue_source: str, spec_hash: str) -> dict[str, Any]:
+def runtime_configmap(spec: RunSpec, ctx: RunContext, spec_hash: str) -> dict[str, Any]:
+    """The run's own ConfigMap: simfleet's contract files, rendered from this code when the Job is created.
+
+    Owned by the Job, so it lives exactly as long as the Job: a Job created (or admitted) long after a simfleet
+    upgrade still finds the files it was rendered with.
+    """
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
-        "metadata": _metadata(f"{spec.name}-glue", spec, ctx, "glue", spec_hash),
+        "metadata": _metadata(runtime_configmap_name(spec.name), spec, ctx, "runtime", spec_hash),
         # Runs are replaced, never edited; immutable ConfigMaps also spare the kubelets thousands of watches.
         "immutable": True,
-        "data": {contract.GLUE_FILE: glue_source, **contract.contract_files()},
+        "data": dict(contract.contract_files()),
     }
+
+
+def runtime_configmap_name(run: str) -> str:
+    return f"{run}-runtime"
 
 
 def viewport_service(spec: RunSpec, ctx: RunContext, spec_hash: str) -> dict[str, Any]:
@@ -296,7 +230,9 @@ class _Budget:
         return cls(deadline or spec.max_runtime, per_pod - margin, per_pod - margin // 2)
 
 
-def _job(spec: RunSpec, ctx: RunContext, spec_hash: str, pod: dict[str, Any], budget: _Budget) -> dict[str, Any]:
+def _job(
+    spec: RunSpec, ctx: RunContext, spec_hash: str, pod: dict[str, Any], budget: _Budget, seeds: tuple[int, ...]
+) -> dict[str, Any]:
     job: dict[str, Any] = {
         "activeDeadlineSeconds": budget.deadline,
         "ttlSecondsAfterFinished": spec.ttl_after_finished,
@@ -314,8 +250,8 @@ def _job(spec: RunSpec, ctx: RunContext, spec_hash: str, pod: dict[str, Any], bu
         job.update(
             {
                 "completionMode": "Indexed",
-                "completions": len(spec.seeds),
-                "parallelism": spec.parallel_pods,
+                "completions": len(seeds),
+                "parallelism": min(spec.parallel_pods, len(seeds)),
                 # Per seed, so one bad seed cannot use up the retries of the whole sweep (GA in Kubernetes 1.33).
                 "backoffLimitPerIndex": BACKOFF_LIMIT,
             }
@@ -334,10 +270,12 @@ def _pod_template(
     spec: RunSpec,
     ctx: RunContext,
     spec_hash: str,
+    glue_config_map: str,
     source_uri: str | None,
     source_index_uri: str | None,
     fetch_wait_seconds: int,
     budget: _Budget,
+    seeds: tuple[int, ...],
 ) -> dict[str, Any]:
     metadata = _metadata(spec.name, spec, ctx, "simulation", spec_hash)
     del metadata["name"], metadata["namespace"]  # the Job controller names its pods
@@ -351,7 +289,7 @@ def _pod_template(
         }
     )
     images = resolved_images(spec, ctx.registry_url)
-    env = _base_env(spec, ctx, spec_hash)
+    env = _base_env(spec, ctx, spec_hash, seeds)
     resources = _resources(spec)
     return {
         "metadata": metadata,
@@ -390,8 +328,8 @@ def _pod_template(
                 _uploader(spec, env, resources["artifact-uploader"], budget),
             ],
             "volumes": [
-                {"name": "contract", "configMap": {"name": f"{spec.name}-glue"}},
-                {"name": "glue", "emptyDir": {"sizeLimit": GLUE_VOLUME_LIMIT}},
+                {"name": "contract", "configMap": {"name": runtime_configmap_name(spec.name)}},
+                {"name": "glue", "configMap": {"name": glue_config_map}},
                 {"name": "checkpoints", "emptyDir": {}},
                 {"name": "artifacts", "emptyDir": {}},
                 {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": _shm_size(spec)}},
@@ -451,7 +389,7 @@ def _checkpoint_fetch(
         "checkpoint-fetch",
         AWS_CLI_IMAGE,
         [*env, *extra],
-        {"contract": CONTRACT_DIR, "glue": GLUE_DIR, "checkpoints": CHECKPOINTS_DIR},
+        {"contract": CONTRACT_DIR, "checkpoints": CHECKPOINTS_DIR},
         FETCH_RESOURCES,
         read_only=("contract",),
         command=["/bin/bash", "-c", FETCH_SCRIPT],
@@ -546,15 +484,19 @@ def _env(name: str, value: str) -> dict[str, str]:
     return {"name": name, "value": value}
 
 
-def _base_env(spec: RunSpec, ctx: RunContext, spec_hash: str) -> list[dict[str, Any]]:
-    """Env every container gets. Several seeds: the seed is SIMFLEET_SEEDS[JOB_COMPLETION_INDEX]."""
+def _base_env(spec: RunSpec, ctx: RunContext, spec_hash: str, seeds: tuple[int, ...]) -> list[dict[str, Any]]:
+    """Env every container gets. Several seeds: the seed is SIMFLEET_SEEDS[JOB_COMPLETION_INDEX].
+
+    SIMFLEET_SEEDS lists the seeds this Job runs (all of them, or those left after a lost state); whether keys
+    get a seed-<n>/ level follows the declared seeds, so a recreated Job writes where the first one did.
+    """
     prefix = run_prefix(spec.name, spec_hash)
     env = [
         _env("SIMFLEET_RUN", spec.name),
         _env("SIMFLEET_SPEC_HASH", spec_hash),
         _env("SIMFLEET_MODE", spec.mode),
         _env("SIMFLEET_PROFILE", spec.profile),
-        _env("SIMFLEET_SEEDS", json.dumps(spec.seeds, separators=(",", ":"))),
+        _env("SIMFLEET_SEEDS", json.dumps(list(seeds), separators=(",", ":"))),
         _env("SIMFLEET_PER_SEED", str(len(spec.seeds) > 1).lower()),
     ]
     if len(spec.seeds) == 1:
@@ -598,7 +540,6 @@ def _shm_size(spec: RunSpec) -> str:
 # ---------------------------------------------------------------------------------------------
 
 FETCH_SCRIPT = rf"""set -euo pipefail
-cp {CONTRACT_DIR}/* {GLUE_DIR}/
 date -u +%Y-%m-%dT%H:%M:%SZ > {STARTED_MARKER}
 if [ -z "${{SIMFLEET_CHECKPOINT_FROM:-}}" ]; then
   echo "checkpoint-fetch: no checkpoint.from; monty starts with a fresh brain"

@@ -1,80 +1,121 @@
-"""The Runs component: one SimRun (dynamic resource applying a Job and its objects) per declared run."""
+"""The Runs component: one SimRun per declared run, and one shared, immutable ConfigMap per glue file content."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pulumi
+import pulumi_kubernetes as k8s
 
 from config import PROJECT_ROOT, RunSpec, checkpoint_order
-from workloads.manifests import MIN_KUBERNETES_VERSION, RunContext, RunPlan, plan_run
+from workloads.identity import RunContext, RunIdentity, SourceRef, glue_sha256, identify
+from workloads.inputs import run_inputs
+from workloads.manifests import MIN_KUBERNETES_VERSION, glue_configmap, job_deadline
 from workloads.provider import SimRun
 
 
 @dataclass(frozen=True)
 class RunsArgs:
     runs: tuple[RunSpec, ...]
-    cluster_name: pulumi.Input[str]
-    region: str
-    cluster_endpoint: pulumi.Input[str]
-    cluster_ca: pulumi.Input[str]  # base64 CA data, as EKS reports it
-    namespace: pulumi.Input[str]
-    service_account: pulumi.Input[str]
-    checkpoints_bucket: pulumi.Input[str]
-    artifacts_bucket: pulumi.Input[str]
-    registry_url: pulumi.Input[str]
-    kubernetes_version: str | None = None
+    # Plain values known when the program starts: the spec hashes are computed from these alone.
+    context: RunContext
+    # What must exist before any run's objects: the guarded namespace, the configured buckets, the add-ons.
+    after: Sequence[pulumi.Resource] = ()
     cluster: pulumi.Resource | None = None
     glue_root: Path = PROJECT_ROOT  # glue paths in the run specs are relative to this
+    # Names this component was registered under before a rename. Each run keeps its URN through an alias, so a
+    # rename never looks like "create new runs, delete old ones" (which would start every run again). Give the
+    # component itself the matching `aliases=[pulumi.Alias(name=...)]` in its resource options.
+    previous_names: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class PlannedRun:
+    """One run as the program decided it: identity and everything its SimRun inputs carry (all plain)."""
+
+    spec: RunSpec
+    identity: RunIdentity
+    glue_sha: str
+    source: SourceRef | None
+    inputs: dict[str, Any]  # the SimRun inputs (workloads/inputs.py)
+
+
+def plan_runs(runs: Sequence[RunSpec], ctx: RunContext, glue_sources: dict[str, str]) -> list[PlannedRun]:
+    """Every run's identity and inputs, sources before the runs that continue from their checkpoints. Pure."""
+    planned: dict[str, PlannedRun] = {}
+    for spec in checkpoint_order(runs):
+        glue_sha = glue_sha256(glue_sources[spec.glue])
+        source = _source_ref(planned[spec.checkpoint.from_run]) if spec.checkpoint.from_run else None
+        identity = identify(spec, ctx, glue_sha, source)
+        planned[spec.name] = PlannedRun(spec, identity, glue_sha, source, run_inputs(spec, ctx, identity, glue_sha, source))
+    return list(planned.values())
+
+
+def _source_ref(source: PlannedRun) -> SourceRef:
+    identity = source.identity
+    # config/ only lets a run continue from a single-seed run that saves its checkpoint.
+    if identity.checkpoint_uri is None or identity.index_uri is None:
+        raise ValueError(f"run {identity.run} has no single out-checkpoint to continue from")
+    return SourceRef(
+        identity.run, identity.spec_hash, identity.checkpoint_uri, identity.index_uri, job_deadline(source.spec, source.source)
+    )
 
 
 class Runs(pulumi.ComponentResource):
-    """Turns each RunSpec into a SimRun, sources before the runs that continue from their checkpoints."""
+    """Turns each RunSpec into a SimRun; the Kubernetes provider for the glue ConfigMaps comes through opts.providers."""
 
     summary: pulumi.Output[dict[str, dict[str, Any]]]
 
     def __init__(self, name: str, args: RunsArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        super().__init__("simfleet:workloads:Runs", name, None, opts)
-        _check_kubernetes_version(args.kubernetes_version)
-        context = pulumi.Output.all(
-            cluster_name=args.cluster_name,
-            namespace=args.namespace,
-            service_account=args.service_account,
-            checkpoints_bucket=args.checkpoints_bucket,
-            artifacts_bucket=args.artifacts_bucket,
-            registry_url=args.registry_url,
-        ).apply(lambda values: RunContext(**values, region=args.region, kubernetes_version=args.kubernetes_version))
-
+        _check_kubernetes_version(args.context.kubernetes_version)
         # Many runs share a glue file: read each one once.
-        glue_sources = {path: (args.glue_root / path).read_text() for path in {run.glue for run in args.runs}}
-        plans: dict[str, pulumi.Output[RunPlan]] = {}
+        glue_sources = {path: (args.glue_root / path).read_text() for path in sorted({run.glue for run in args.runs})}
+        planned = plan_runs(args.runs, args.context, glue_sources)
+        super().__init__("simfleet:workloads:Runs", name, None, opts)
+
+        # Deleting the cluster deletes its Jobs and ConfigMaps, so don't call an API server on its way out.
+        glue_maps: dict[str, k8s.core.v1.ConfigMap] = {}
+        for run in planned:
+            if run.glue_sha in glue_maps:
+                continue
+            manifest = glue_configmap(args.context.namespace, run.glue_sha, glue_sources[run.spec.glue])
+            glue_maps[run.glue_sha] = k8s.core.v1.ConfigMap(
+                f"{name}-{manifest['metadata']['name']}",
+                metadata=manifest["metadata"],
+                immutable=manifest["immutable"],
+                data=manifest["data"],
+                # Only the glue ConfigMaps wait for the platform; each SimRun waits for its glue ConfigMap, so the
+                # order holds transitively without every run depending on every platform resource.
+                opts=pulumi.ResourceOptions(parent=self, depends_on=list(args.after), deleted_with=args.cluster),
+            )
+
         sims: dict[str, SimRun] = {}
-        for spec in checkpoint_order(args.runs):
-            source = spec.checkpoint.from_run
-            plan = _plan(spec, glue_sources[spec.glue], context, plans[source] if source else None)
-            plans[spec.name] = plan
-            sims[spec.name] = SimRun(f"{name}-{spec.name}", _props(spec, args, plan), opts=self._options(spec, args, sims))
+        for run in planned:
+            source = run.spec.checkpoint.from_run
+            sims[run.spec.name] = SimRun(
+                f"{name}-{run.spec.name}",
+                # The provider asks EKS for the endpoint and CA of context.clusterName when it needs them.
+                run.inputs,
+                opts=pulumi.ResourceOptions(
+                    parent=self,
+                    # The Job is named after the run and its pod template is immutable: the old Job has to be gone
+                    # before the replacement with the same name can be created.
+                    delete_before_replace=True,
+                    # No data flows between them (the hash is plain), but the glue must exist before the pod, and a
+                    # continuation's source Job is submitted first.
+                    depends_on=[glue_maps[run.glue_sha], *([sims[source]] if source else [])],
+                    # Viewport runs are deleted through the API (before the add-ons): their Service owns an NLB
+                    # that only the Load Balancer Controller removes. The rest go with the cluster.
+                    deleted_with=args.cluster if run.spec.viewport is None else None,
+                    aliases=[pulumi.Alias(name=f"{old}-{run.spec.name}") for old in args.previous_names] or None,
+                ),
+            )
 
-        self.summary = _summary(args.runs, plans, sims)
+        self.summary = _summary(planned, sims)
         self.register_outputs({"summary": self.summary})
-
-    def _options(self, spec: RunSpec, args: RunsArgs, sims: dict[str, SimRun]) -> pulumi.ResourceOptions:
-        source = spec.checkpoint.from_run
-        return pulumi.ResourceOptions(
-            parent=self,
-            # The Job is named after the run and its pod template is immutable: the old Job has to be gone
-            # before the replacement with the same name can be created.
-            delete_before_replace=True,
-            # No data flows from the source SimRun (the consumer computes the source's hash itself), yet its
-            # Job must be submitted first; the consumer's init container then waits for the out-checkpoint.
-            depends_on=[sims[source]] if source else None,
-            # Deleting the cluster deletes its Jobs and ConfigMaps, so don't call an API server on its way out.
-            # Viewport runs are the exception: their Service owns an NLB that only the Load Balancer Controller
-            # removes, so they are deleted through the API (before the add-ons) and the NLB doesn't leak.
-            deleted_with=args.cluster if spec.viewport is None else None,
-        )
 
 
 def _check_kubernetes_version(version: str | None) -> None:
@@ -88,56 +129,26 @@ def _check_kubernetes_version(version: str | None) -> None:
         )
 
 
-def _plan(
-    spec: RunSpec, glue: str, context: pulumi.Output[RunContext], source: pulumi.Output[RunPlan] | None
-) -> pulumi.Output[RunPlan]:
-    if source is None:
-        return context.apply(lambda ctx: plan_run(spec, ctx, glue))
-    return pulumi.Output.all(context, source).apply(lambda values: plan_run(spec, values[0], glue, values[1]))
-
-
-def _props(spec: RunSpec, args: RunsArgs, plan: pulumi.Output[RunPlan]) -> dict[str, Any]:
-    """The SimRun inputs (the contract with workloads/provider.py)."""
-    return {
-        "runName": spec.name,
-        "namespace": args.namespace,
-        "specHash": plan.apply(lambda p: p.spec_hash),
-        "objects": plan.apply(lambda p: p.objects),
-        "clusterName": args.cluster_name,
-        "clusterEndpoint": args.cluster_endpoint,
-        "clusterCa": args.cluster_ca,
-        "region": args.region,
-        "kubeconfig": None,  # EKS: the provider mints a token from the cluster name instead
-        "artifactsBucket": args.artifacts_bucket,
-        "artifactsPrefix": plan.apply(lambda p: p.prefix),
-        "seeds": list(spec.seeds),
-        "artifactsUri": plan.apply(lambda p: p.artifacts_uri),
-        "checkpointUri": plan.apply(lambda p: p.checkpoint_uri),
-    }
-
-
-def _summary(
-    runs: tuple[RunSpec, ...], plans: dict[str, pulumi.Output[RunPlan]], sims: dict[str, SimRun]
-) -> pulumi.Output[dict[str, dict[str, Any]]]:
+def _summary(planned: list[PlannedRun], sims: dict[str, SimRun]) -> pulumi.Output[dict[str, dict[str, Any]]]:
     # One Output over every run (not one per run), so thousands of runs stay cheap to export.
-    names = [run.name for run in runs]
     flat: list[Any] = []
-    for run in names:
-        flat += [plans[run], sims[run].job_name, sims[run].status, sims[run].viewport_address]
+    for run in planned:
+        sim = sims[run.spec.name]
+        flat += [sim.status, sim.viewport_address]
 
     def build(values: list[Any]) -> dict[str, dict[str, Any]]:
         summary = {}
-        for index, run in enumerate(names):
-            plan, job_name, status, viewport = values[4 * index : 4 * index + 4]
-            summary[run] = {
-                "jobName": job_name,
+        for index, run in enumerate(planned):
+            status, viewport = values[2 * index : 2 * index + 2]
+            summary[run.spec.name] = {
+                "jobName": run.spec.name,
                 "status": status,
-                "specHash": plan.spec_hash,
-                "artifactsUri": plan.artifacts_uri,
-                "checkpointUri": plan.checkpoint_uri,
+                "specHash": run.identity.spec_hash,
+                "artifactsUri": run.identity.artifacts_uri,
+                "checkpointUri": run.identity.checkpoint_uri,
             }
             if viewport:
-                summary[run]["viewportAddress"] = viewport
+                summary[run.spec.name]["viewportAddress"] = viewport
         return summary
 
     return pulumi.Output.all(*flat).apply(build)

@@ -1,0 +1,203 @@
+"""Run identity, pure: the canonical spec projection, the spec hash, and where a run's data lives in S3.
+
+The hash is computed only from values known when the program starts (the stack config, plus the account
+id and region from invokes, which name the buckets and the registry), never from another resource's
+outputs: a replaced platform resource can never make a hash unknown, so it can never make the engine
+replace (and rerun) a finished run.
+
+What moves the hash is what changes what a run computes and where it writes: the spec's identity fields
+(images, profile, glue content, seeds, checkpoint source and the source's own hash, resources, maxRuntime,
+rerun, mode, viewport), the resolved image URIs, the bucket names, the namespace and the cluster. What does
+not: `labels` and `ttlAfterFinished` (they change how a finished run is kept and shown), defaults (a field
+added later with a default, or a default written out, leaves every hash alone), spellings of the same value
+(`2h` and `7200`, `12Gi` and `12288Mi`, `monty:1` and `<account>.dkr.ecr.<region>.amazonaws.com/monty:1`), and how the pod is rendered (a simfleet upgrade never reruns a run).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import naming
+from config import RunSpec, parse_image, quantity_value
+
+# Bump only with a migration note in the README: a new version moves every hash, so every run would run again.
+IDENTITY_VERSION = 1
+HASH_LENGTH = 12
+# RunSpec fields outside the identity (Python names).
+NOT_IDENTITY = frozenset({"labels", "ttl_after_finished"})
+# Hashed by what they resolve to instead (`monty:1` and `<registry>/monty:1` are the same image).
+RESOLVED_FIELDS = frozenset({"images"})
+# Quantity fields, hashed by value so equal amounts written differently hash alike.
+QUANTITY_FIELDS = ("cpu", "memory")
+IMAGE_SLOTS = ("sim", "monty", "glue")
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """What a run's identity and rendering need from the platform: plain values, known when the program starts."""
+
+    cluster_name: str
+    namespace: str
+    service_account: str
+    checkpoints_bucket: str
+    artifacts_bucket: str
+    registry_url: str
+    region: str
+    kubernetes_version: str | None = None
+
+    def as_props(self) -> dict[str, Any]:
+        return {_camel(key): value for key, value in asdict(self).items() if value is not None}
+
+    @classmethod
+    def from_props(cls, props: dict[str, Any]) -> RunContext:
+        return cls(**{key: props.get(_camel(key)) for key in cls.__dataclass_fields__})
+
+
+@dataclass(frozen=True)
+class SourceRef:
+    """The run a `run:<name>` continuation starts from, as far as the consumer needs it."""
+
+    run: str
+    spec_hash: str
+    checkpoint_uri: str
+    index_uri: str
+    # How long the source may still run (its Job deadline): the longest the consumer may have to wait.
+    deadline_seconds: int
+
+    def as_props(self) -> dict[str, Any]:
+        # The URIs follow from the run, its hash and the buckets, so they are not stored.
+        return {"run": self.run, "specHash": self.spec_hash, "deadlineSeconds": self.deadline_seconds}
+
+    @classmethod
+    def from_props(cls, props: dict[str, Any], ctx: RunContext) -> SourceRef:
+        run, hash_ = str(props["run"]), str(props["specHash"])
+        prefix = run_prefix(run, hash_)
+        return cls(
+            run,
+            hash_,
+            f"s3://{ctx.checkpoints_bucket}/{prefix}out.mstate",
+            f"s3://{ctx.artifacts_bucket}/{prefix}index.json",
+            int(props["deadlineSeconds"]),
+        )
+
+
+@dataclass(frozen=True)
+class RunIdentity:
+    """One run's hash and S3 locations."""
+
+    run: str
+    spec_hash: str
+    prefix: str  # key prefix in both buckets: runs/<run>/<hash>/
+    artifacts_uri: str
+    checkpoint_uri: str | None  # one seed: the out.mstate URI; several: the prefix holding seed-<n>/out.mstate
+    index_uri: str | None  # one seed only; several seeds write seed-<n>/index.json
+    seeds: tuple[int, ...]
+
+    def index_keys(self) -> list[str]:
+        return index_keys(self.prefix, self.seeds)
+
+
+def _camel(snake: str) -> str:
+    head, *rest = snake.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
+def resolve_image(ref: str, registry_url: str) -> str:
+    """`monty:1f3c2a9` -> `<registry_url>/monty:1f3c2a9`; a reference with a registry host is returned unchanged."""
+    if parse_image(ref).registry is not None:
+        return ref
+    return f"{registry_url.rstrip('/')}/{ref}"
+
+
+def resolved_images(spec: RunSpec, registry_url: str) -> dict[str, str]:
+    return {slot: resolve_image(getattr(spec.images, slot), registry_url) for slot in IMAGE_SLOTS}
+
+
+def registry_url(account_id: str, region: str, dns_suffix: str = "amazonaws.com") -> str:
+    """The stack's private ECR registry, as ECR names it (`<account>.dkr.ecr.<region>.<suffix>`)."""
+    return f"{account_id}.dkr.ecr.{region}.{dns_suffix}"
+
+
+def glue_sha256(source: str) -> str:
+    return hashlib.sha256(source.encode()).hexdigest()
+
+
+def glue_config_map_name(sha256: str) -> str:
+    """The shared, immutable ConfigMap holding one glue file's content, named by that content."""
+    return f"glue-{sha256[:HASH_LENGTH]}"
+
+
+def spec_projection(spec: RunSpec) -> dict[str, Any]:
+    """The spec's identity fields, defaults left out and quantities as numbers: the canonical form that is hashed.
+
+    pydantic leaves out every field, nested ones included, that equals its default; quantities are compared by
+    value, since `3` and `3000m` are one default written two ways.
+    """
+    projection = spec.model_dump(mode="json", by_alias=True, exclude_defaults=True, exclude=set(NOT_IDENTITY | RESOLVED_FIELDS))
+    for key in QUANTITY_FIELDS:
+        if key not in projection:
+            continue
+        amount = quantity_value(projection[key])
+        if amount == quantity_value(RunSpec.model_fields[key].default):
+            del projection[key]
+        else:
+            projection[key] = int(amount) if amount.is_integer() else amount
+    return projection
+
+
+def render_spec(spec: RunSpec) -> dict[str, Any]:
+    """The spec as the provider gets it: every set field (labels and TTL included), defaults left out to stay small."""
+    return spec.model_dump(mode="json", by_alias=True, exclude_defaults=True)
+
+
+def spec_hash(spec: RunSpec, ctx: RunContext, glue_sha: str, source_hash: str | None = None) -> str:
+    payload = {
+        "v": IDENTITY_VERSION,
+        "spec": spec_projection(spec),
+        "images": resolved_images(spec, ctx.registry_url),
+        "buckets": [ctx.checkpoints_bucket, ctx.artifacts_bucket],
+        "namespace": ctx.namespace,
+        "cluster": ctx.cluster_name,
+        "glue": glue_sha,
+        "source": source_hash,
+    }
+    canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:HASH_LENGTH]
+
+
+def run_prefix(run: str, hash_: str) -> str:
+    """Key prefix of a run in both buckets; the run role may write only under naming.RUNS_PREFIX."""
+    return f"{naming.RUNS_PREFIX}{run}/{hash_}/"
+
+
+def seed_prefix(prefix: str, seed: int, per_seed: bool) -> str:
+    return f"{prefix}seed-{seed}/" if per_seed else prefix
+
+
+def index_keys(prefix: str, seeds: tuple[int, ...] | list[int]) -> list[str]:
+    """index.json keys: one at the prefix for a single seed, one per seed-<n>/ for several."""
+    per_seed = len(seeds) > 1
+    return [f"{seed_prefix(prefix, seed, per_seed)}index.json" for seed in seeds]
+
+
+def identify(spec: RunSpec, ctx: RunContext, glue_sha: str, source: SourceRef | None = None) -> RunIdentity:
+    if spec.checkpoint.from_run != (source.run if source else None):
+        raise ValueError(
+            f"run {spec.name}: checkpoint.from is {spec.checkpoint.from_!r} but the source given is {source.run if source else None!r}"
+        )
+    hash_ = spec_hash(spec, ctx, glue_sha, source.spec_hash if source else None)
+    prefix = run_prefix(spec.name, hash_)
+    single = len(spec.seeds) == 1
+    out = f"s3://{ctx.checkpoints_bucket}/{prefix}{'out.mstate' if single else ''}"
+    return RunIdentity(
+        run=spec.name,
+        spec_hash=hash_,
+        prefix=prefix,
+        artifacts_uri=f"s3://{ctx.artifacts_bucket}/{prefix}",
+        checkpoint_uri=out if spec.checkpoint.save else None,
+        index_uri=f"s3://{ctx.artifacts_bucket}/{prefix}index.json" if single else None,
+        seeds=tuple(spec.seeds),
+    )

@@ -1,0 +1,324 @@
+"""The run provider's Kubernetes API calls: bounded retries, waits on terminating objects, and messages that say what to do."""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from naming import SPEC_HASH_ANNOTATION
+
+TRANSIENT_STATUSES = frozenset({429, 500, 502, 503, 504})
+_PLURALS = {
+    "ConfigMap": "configmaps",
+    "Service": "services",
+    "Job": "jobs",
+    "Pod": "pods",
+}
+
+
+class SimRunError(Exception):
+    """A run operation failed; the message names the run and says what to do."""
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Bounded exponential backoff for transient API errors (429, 5xx, connection errors and timeouts)."""
+
+    attempts: int = 5
+    first_delay: float = 0.5
+    max_delay: float = 8.0
+
+    def delay(self, attempt: int, retry_after: float | None = None) -> float:
+        wait = self.first_delay * 2**attempt
+        if retry_after is not None:
+            wait = max(wait, retry_after)  # a 429's Retry-After is a floor, still capped below
+        return min(self.max_delay, wait)
+
+
+@dataclass(frozen=True)
+class WaitPolicy:
+    """How long to wait for an object that carries a deletionTimestamp to go away, and how often to look."""
+
+    # A viewport Service is held by the Load Balancer Controller's finalizer until its NLB is deleted, which
+    # takes a minute or two; five minutes leaves room without hanging `pulumi up` on a stuck finalizer.
+    seconds: float = 300.0
+    poll: float = 2.0
+
+
+# Module-level so tests can swap in policies without sleeps; never stored on the provider object.
+RETRY = RetryPolicy()
+TERMINATING = WaitPolicy()
+
+
+def collection_path(api_version: str, kind: str, namespace: str) -> str:
+    base = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
+    return f"{base}/namespaces/{namespace}/{_PLURALS.get(kind, kind.lower() + 's')}"
+
+
+def object_path(obj: dict[str, Any], namespace: str) -> str:
+    meta = obj["metadata"]
+    return f"{collection_path(obj['apiVersion'], obj['kind'], meta.get('namespace') or namespace)}/{meta['name']}"
+
+
+def spec_hash_of(obj: dict[str, Any]) -> str | None:
+    return ((obj.get("metadata") or {}).get("annotations") or {}).get(SPEC_HASH_ANNOTATION)
+
+
+def _is_tls_failure(err: BaseException) -> bool:
+    import ssl
+
+    import urllib3
+
+    reason = getattr(err, "reason", None)  # MaxRetryError wraps the cause
+    return isinstance(err, urllib3.exceptions.SSLError | ssl.SSLError) or isinstance(
+        reason, urllib3.exceptions.SSLError | ssl.SSLError
+    )
+
+
+class KubeApi:
+    """One provider call's view of the cluster, through the kubernetes client's ApiClient.
+
+    Bodies go out as the rendered dicts through ApiClient.call_api, not the typed BatchV1Api methods: those
+    validate with pydantic (extra fields forbidden, quantities as strings) and would reject valid manifests
+    such as `nvidia.com/gpu: 1`.
+    """
+
+    def __init__(self, run: str, namespace: str, conn: Any) -> None:
+        from workloads import eks_auth
+
+        self.run = run
+        self.namespace = namespace
+        self.conn = conn
+        self.client = eks_auth.api_client(conn)
+        self.timeout = eks_auth.REQUEST_TIMEOUT
+
+    # -- HTTP ----------------------------------------------------------------------------------------
+    def request(
+        self,
+        method: str,
+        path: str,
+        what: str,
+        body: Any = None,
+        query: dict[str, str] | None = None,
+        content_type: str = "application/json",
+    ) -> tuple[int, dict[str, Any]]:
+        """(status, JSON body) of the first non-transient answer; transient ones are retried with backoff."""
+        import urllib3
+        from kubernetes.client.exceptions import ApiException
+
+        policy = RETRY
+        problem = ""
+        for attempt in range(policy.attempts):
+            retry_after: float | None = None
+            try:
+                call = self.client.param_serialize(
+                    method,
+                    path,
+                    query_params=list((query or {}).items()) or None,
+                    header_params={"Accept": "application/json", "Content-Type": content_type},
+                    body=body,
+                    auth_settings=["BearerToken"],
+                )
+                response = self.client.call_api(*call, _request_timeout=self.timeout)
+                raw = response.read()
+            except (ApiException, urllib3.exceptions.HTTPError, OSError) as err:
+                # A certificate that does not verify will not verify on the next try either: say so at once.
+                if isinstance(err, ApiException) or _is_tls_failure(err):
+                    raise SimRunError(
+                        f"run {self.run}: {what} failed: TLS verification of {self.conn.describe()} failed "
+                        f"({getattr(err, 'reason', None) or err}). The certificate authority used is not the one of that "
+                        "endpoint: check clusterCa (the cluster's certificateAuthority.data, base64 PEM) and "
+                        "clusterEndpoint, or, without them, what `aws eks describe-cluster` reports."
+                    ) from None
+                problem = f"cannot reach the API server ({type(err).__name__}: {err})"
+            else:
+                try:
+                    payload = json.loads(raw) if raw else {}
+                except json.JSONDecodeError:
+                    payload = {"message": raw[:200].decode(errors="replace")}
+                if response.status not in TRANSIENT_STATUSES:
+                    return response.status, payload
+                reason = payload.get("reason") or response.reason
+                problem = f"HTTP {response.status} {reason}: {payload.get('message', '')}".rstrip(": ")
+                header = response.headers.get("Retry-After")
+                retry_after = float(header) if header and header.isdigit() else None
+            if attempt + 1 < policy.attempts:
+                time.sleep(policy.delay(attempt, retry_after))
+        raise SimRunError(
+            f"run {self.run}: {what} failed {policy.attempts} times, last with {problem}. {self.conn.describe()} is "
+            "overloaded or unreachable: check it (kubectl get --raw /readyz) and run `pulumi up` again; "
+            "retrying is safe, an existing Job with the same spec hash is adopted."
+        )
+
+    def fail(self, what: str, status: int, payload: dict[str, Any]) -> SimRunError:
+        message = payload.get("message") or payload.get("reason") or f"HTTP {status}"
+        advice = {
+            401: f"the API server rejected the credentials: check that your AWS identity (aws sts get-caller-identity) "
+            f"has an EKS access entry on {self.conn.describe()}",
+            403: f"forbidden: the deploying identity needs RBAC for configmaps, services, pods and jobs in namespace "
+            f"{self.namespace} (the simfleet:run-operators group)",
+            404: f"namespace {self.namespace} or the API is missing: deploy the platform (RunsNamespace) first",
+            422: "the API server rejected the object: fix the run spec, or report a simfleet bug if the spec is valid",
+        }.get(status, "see the message above")
+        return SimRunError(f"run {self.run}: {what} failed with HTTP {status}: {message}. What to do: {advice}.")
+
+    # -- reading -------------------------------------------------------------------------------------
+    def get(self, path: str, what: str) -> dict[str, Any] | None:
+        """The object at `path`, or None on 404."""
+        status, body = self.request("GET", path, f"reading {what}")
+        if status == 404:
+            return None
+        if status != 200:
+            raise self.fail(f"reading {what}", status, body)
+        return body
+
+    def wait_gone(self, path: str, what: str, current: dict[str, Any]) -> None:
+        """Wait (bounded) until an object that is being deleted has gone; its finalizers hold it until then."""
+        deadline = time.monotonic() + TERMINATING.seconds
+        while current is not None:
+            if time.monotonic() >= deadline:
+                finalizers = (current.get("metadata") or {}).get("finalizers") or []
+                raise SimRunError(
+                    f"run {self.run}: {what} is still being deleted after {TERMINATING.seconds:.0f} s "
+                    f"(deletionTimestamp {(current.get('metadata') or {}).get('deletionTimestamp')}, finalizers "
+                    f"{finalizers}). A LoadBalancer Service waits for the AWS Load Balancer Controller to delete its "
+                    f"NLB: check `kubectl -n {self.namespace} describe {what.lower()}` and the controller's logs, "
+                    "then run `pulumi up` again."
+                )
+            time.sleep(TERMINATING.poll)
+            current = self.get(path, what)  # type: ignore[assignment]
+
+    def pod_phases(self, job: dict[str, Any]) -> list[str]:
+        labels = ((job.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
+        if not labels:
+            return []
+        selector = ",".join(f"{key}={value}" for key, value in sorted(labels.items()))
+        what = f"listing the pods of Job {self.run}"
+        status, body = self.request("GET", f"/api/v1/namespaces/{self.namespace}/pods", what, query={"labelSelector": selector})
+        if status != 200:
+            raise self.fail(what, status, body)
+        return [str((pod.get("status") or {}).get("phase")) for pod in body.get("items") or []]
+
+    # -- writing -------------------------------------------------------------------------------------
+    def apply_companion(self, obj: dict[str, Any]) -> dict[str, Any]:
+        """Create a Job's companion (ConfigMap, Service), replacing a leftover of the same name; returns it as stored.
+
+        Only called once the Job's own identity was checked, so a leftover here is not another live run's.
+        """
+        kind, name = obj["kind"], obj["metadata"]["name"]
+        what = f"{kind} {name}"
+        path = object_path(obj, self.namespace)
+        collection = path.rsplit("/", 1)[0]
+        for _ in range(RETRY.attempts):
+            status, body = self.request("POST", collection, f"creating {what}", body=obj)
+            if status in (200, 201):
+                return body
+            if status != 409 or body.get("reason") != "AlreadyExists":
+                raise self.fail(f"creating {what}", status, body)
+            current = self.get(path, what)
+            if current is None:
+                continue  # deleted between our POST and GET: create it again
+            if (current.get("metadata") or {}).get("deletionTimestamp"):
+                # Writing over a terminating object loses the write when its finalizer completes: wait it out.
+                self.wait_gone(path, what, current)
+                continue
+            status, body = self.request("PUT", path, f"replacing {what}", body=_replacement(obj, current))
+            if status in (200, 201):
+                return body
+            if status == 422 and current.get("immutable"):
+                # An immutable ConfigMap cannot take other data: delete exactly that object, then create ours.
+                self.delete(obj["apiVersion"], kind, name, uid=(current.get("metadata") or {}).get("uid"))
+                remaining = self.get(path, what)
+                if remaining is not None:
+                    self.wait_gone(path, what, remaining)
+                continue
+            if status != 409:  # 409: it changed since we read it; read it again
+                raise self.fail(f"replacing {what}", status, body)
+        raise SimRunError(f"run {self.run}: {what} kept changing while it was replaced; run `pulumi up` again")
+
+    def create_job(self, job: dict[str, Any]) -> dict[str, Any]:
+        """POST the Job; on a race with another creator, adopt it when it carries our spec hash."""
+        name = job["metadata"]["name"]
+        path = object_path(job, self.namespace)
+        status, body = self.request("POST", path.rsplit("/", 1)[0], f"creating Job {name}", body=job)
+        if status in (200, 201):
+            return body
+        if status != 409 or body.get("reason") != "AlreadyExists":
+            raise self.fail(f"creating Job {name}", status, body)
+        existing = self.get(path, f"Job {name}")
+        if existing is not None and spec_hash_of(existing) == spec_hash_of(job):
+            return existing
+        raise conflict(self.run, self.namespace, name, spec_hash_of(existing or {}), str(spec_hash_of(job)))
+
+    def set_owner(self, obj: dict[str, Any], job: dict[str, Any]) -> None:
+        kind, name = obj["kind"], obj["metadata"]["name"]
+        owner = {"apiVersion": "batch/v1", "kind": "Job", "name": job["metadata"]["name"], "uid": job["metadata"]["uid"]}
+        what = f"making Job {owner['name']} the owner of {kind} {name}"
+        patch = {"metadata": {"ownerReferences": [owner]}}
+        status, body = self.request(
+            "PATCH", object_path(obj, self.namespace), what, body=patch, content_type="application/merge-patch+json"
+        )
+        if status != 200:
+            raise self.fail(what, status, body)
+
+    def patch(self, obj: dict[str, Any], patch: dict[str, Any], what: str) -> dict[str, Any] | None:
+        """JSON merge patch; None when the object is gone."""
+        status, body = self.request(
+            "PATCH", object_path(obj, self.namespace), what, body=patch, content_type="application/merge-patch+json"
+        )
+        if status == 404:
+            return None
+        if status != 200:
+            raise self.fail(what, status, body)
+        return body
+
+    def delete(self, api_version: str, kind: str, name: str, uid: str | None) -> bool:
+        """Delete with Background propagation and, given a uid, only that very object; False if it was not there.
+
+        Background leaves a Job's pods to the garbage collector (the API's default for Jobs would orphan them).
+        The uid precondition makes the API refuse (409) to delete a namesake created by someone else.
+        """
+        options: dict[str, Any] = {"apiVersion": "v1", "kind": "DeleteOptions", "propagationPolicy": "Background"}
+        if uid:
+            options["preconditions"] = {"uid": uid}
+        path = f"{collection_path(api_version, kind, self.namespace)}/{name}"
+        status, body = self.request(
+            "DELETE", path, f"deleting {kind} {name}", body=options, query={"propagationPolicy": "Background"}
+        )
+        if status in (200, 202):
+            return True
+        if status == 404:  # already gone (TTL controller, or by hand) counts as deleted
+            return False
+        if status == 409 and uid:  # the object by that name is not the one we created: leave it alone
+            return False
+        raise self.fail(f"deleting {kind} {name}", status, body)
+
+
+def conflict(run: str, namespace: str, name: str, found: str | None, wanted: str) -> SimRunError:
+    return SimRunError(
+        f"run {run}: a Job named {name} already exists in namespace {namespace} with spec hash "
+        f"{found or 'none (not created by simfleet)'}, but this run's spec hash is {wanted}. If it is a "
+        f"leftover, delete it (kubectl -n {namespace} delete job {name}) and run `pulumi up` again; "
+        "if it is another run's, give this run another name. Nothing was written."
+    )
+
+
+def _replacement(obj: dict[str, Any], current: dict[str, Any]) -> dict[str, Any]:
+    """The object to PUT over `current`: its resourceVersion, and for a Service the fields the server owns."""
+    new = copy.deepcopy(obj)
+    new["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
+    if obj["kind"] == "Service":
+        spec, live = new.setdefault("spec", {}), current.get("spec") or {}
+        # clusterIP is immutable, and kept node ports avoid re-registering NLB targets.
+        for field_name in ("clusterIP", "clusterIPs"):
+            if field_name in live:
+                spec[field_name] = live[field_name]
+        live_ports = {(p.get("port"), p.get("protocol", "TCP")): p for p in live.get("ports") or []}
+        for port in spec.get("ports") or []:
+            match = live_ports.get((port.get("port"), port.get("protocol", "TCP")))
+            if match and "nodePort" in match and "nodePort" not in port:
+                port["nodePort"] = match["nodePort"]
+    return new

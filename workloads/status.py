@@ -1,0 +1,65 @@
+"""A run's status, pure: from its Job (and pods) while the Job exists, from its index.json files in S3 once it is gone."""
+
+from __future__ import annotations
+
+from typing import Any
+
+# Every status a SimRun reports. Missing: the Job is gone and no index.json was written, so nothing is known.
+STATUSES = ("Pending", "Running", "Succeeded", "Failed", "Missing")
+# An index.json records how a seed's last attempt ended; all three mean the seed ran (it is never started again).
+INDEX_STATUSES = ("Succeeded", "Failed", "Interrupted")
+
+
+def terminal_condition(job: dict[str, Any]) -> str | None:
+    # Complete/Failed are final; SuccessCriteriaMet/FailureTarget (1.31+) precede them while pods terminate.
+    for condition in (job.get("status") or {}).get("conditions") or []:
+        if condition.get("status") == "True" and condition.get("type") in ("Complete", "Failed"):
+            return str(condition["type"])
+    return None
+
+
+def job_needs_pods(job: dict[str, Any]) -> bool:
+    """Whether the Job's own status cannot tell Pending from Running, so its pods' phases are needed."""
+    status = job.get("status") or {}
+    return not terminal_condition(job) and not status.get("ready") and bool(status.get("active"))
+
+
+def job_state(job: dict[str, Any], pod_phases: list[str]) -> dict[str, Any]:
+    """Pending | Running | Succeeded | Failed with start and completion times, from a Job (and its pods' phases)."""
+    status = job.get("status") or {}
+    terminal = terminal_condition(job)
+    completion = status.get("completionTime")
+    if terminal == "Complete":
+        phase = "Succeeded"
+    elif terminal == "Failed":
+        phase = "Failed"
+        # completionTime is only set on success; a failed Job ends when its Failed condition became true.
+        completion = next(c.get("lastTransitionTime") for c in status["conditions"] if c.get("type") == "Failed")
+    elif status.get("ready") or "Running" in pod_phases:
+        phase = "Running"  # `active` also counts pods still waiting for a GPU node, so it alone is not enough
+    else:
+        phase = "Pending"
+    return {"status": phase, "startTime": status.get("startTime"), "completionTime": completion}
+
+
+def seed_finished(document: dict[str, Any] | None) -> bool:
+    """A seed whose index.json exists has run: whatever it says, the seed is not started again."""
+    return document is not None
+
+
+def index_state(documents: list[dict[str, Any] | None]) -> dict[str, Any]:
+    """Succeeded when every seed succeeded, Failed when any ended otherwise, Missing when a seed left no index."""
+    statuses = [doc.get("status") if doc else None for doc in documents]
+    if any(status is not None and status != "Succeeded" for status in statuses):
+        phase = "Failed"
+    elif documents and all(status == "Succeeded" for status in statuses):
+        phase = "Succeeded"
+    else:
+        phase = "Missing"
+    starts = sorted(d["startTime"] for d in documents if d and d.get("startTime"))
+    ends = sorted(d["completionTime"] for d in documents if d and d.get("completionTime"))
+    return {
+        "status": phase,
+        "startTime": starts[0] if starts else None,
+        "completionTime": ends[-1] if ends and phase != "Missing" else None,
+    }
