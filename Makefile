@@ -4,7 +4,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STACK ?= dev
 CONFIG ?=
-PLAN_ARGS := $(if $(CONFIG),--config $(CONFIG),--stack $(STACK))
+AGAINST ?=
+PLAN_ARGS := $(if $(CONFIG),--config $(CONFIG),--stack $(STACK)) $(if $(AGAINST),--against $(AGAINST))
 
 .PHONY: venv test plan plan-all bench lint typecheck schema clean
 

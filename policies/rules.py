@@ -920,9 +920,7 @@ def _run_mode(resource: Resource) -> str | None:
 
 def is_batch_run(resource: Resource) -> bool:
     job = run_job(resource)
-    return _run_mode(resource) == "batch" or (
-        job is not None and _get(job, "spec", "completionMode") == "Indexed"
-    )
+    return _run_mode(resource) == "batch" or (job is not None and _get(job, "spec", "completionMode") == "Indexed")
 
 
 def _check_run_batch_spot(resource: Resource, ctx: Context) -> Iterator[str]:

@@ -180,3 +180,14 @@ def test_nothing_is_registered_before_validation(tmp_path: Path) -> None:
     finally:
         RecordingMonitor.RegisterResource = original  # type: ignore[method-assign]
     assert registered == []
+
+
+def test_dev_plan_runs_are_small_and_their_hash_depends_on_no_resource() -> None:
+    """Issue #7's bar, on the real program: at most 4 KB of inputs a run, and a spec hash no resource can make unknown."""
+    runs = [r for r in planned("dev").registrations if r.type == "pulumi-python:dynamic:Resource"]
+    assert len(runs) == 3
+    for run in runs:
+        compact = json.dumps({k: v for k, v in run.inputs.items() if k != "__provider"}, separators=(",", ":"))
+        assert len(compact) <= 4096, f"{run.urn}: {len(compact)} bytes"
+        assert "specHash" not in run.options.get("propertyDependencies", {}), run.options
+        assert run.options.get("propertyDependencies", {}) == {}, f"{run.urn}: every input is plain"

@@ -3,9 +3,10 @@
     python -m tools.plan --stack dev                # plans Pulumi.dev.yaml
     python -m tools.plan --config path/to/stack.yaml
 
-No cloud, no Pulumi CLI, no credentials. Writes build/plan/<stack>/{resources.json, manifests/,
-policy.json, cost.json} and prints a summary. Exit code 2 means the stack file is invalid, 3 that it
-breaks a mandatory policy (policies/rules.py).
+No cloud, no Pulumi CLI, no credentials. Writes build/plan/<stack>/{resources.json, manifests/, policy.json,
+cost.json, changes.json} and prints a summary, including what `pulumi up` would do to each run compared with
+an earlier state (`--against`, by default the previous plan). Exit code 2 means the stack file is invalid, 3
+that it breaks a mandatory policy (policies/rules.py).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import yaml
 
 from policies.rules import Context, Resource, Violation, evaluate, helper_images, platform_settings
 from tools import cost as cost_model
+from tools import run_changes
 from workloads.inputs import objects_from_inputs
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -276,6 +278,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stack", default="dev", help="stack name; reads Pulumi.<stack>.yaml")
     parser.add_argument("--config", type=Path, help="plan this stack file instead")
     parser.add_argument("--out", type=Path, default=PROJECT_ROOT / "build" / "plan")
+    parser.add_argument(
+        "--against",
+        type=Path,
+        help="say per run what `pulumi up` would do against this `pulumi stack export` file or earlier resources.json "
+        "(default: the previous plan of the stack in --out, if there is one)",
+    )
     args = parser.parse_args(argv)
     config_path = args.config or PROJECT_ROOT / f"Pulumi.{args.stack}.yaml"
     stack = stack_name_for(config_path) if args.config else args.stack
@@ -285,7 +293,16 @@ def main(argv: list[str] | None = None) -> int:
     except PlanConfigError as err:
         print(str(err), file=sys.stderr)
         return 2
+    previous = args.out / stack / "resources.json"
+    against = args.against or (previous if previous.exists() else None)
+    try:
+        earlier = run_changes.load_earlier(against) if against else {}
+    except run_changes.EarlierStateError as err:
+        print(str(err), file=sys.stderr)
+        return 2
     out = write_plan(result, args.out)
+    changes = run_changes.compare(result.registrations, earlier)
+    (out / "changes.json").write_text(json.dumps([c.as_json() for c in changes], indent=2))
     # The same rules `pulumi preview --policy-pack policies` runs (policies/rules.py), and the cost estimate.
     violations = policy_violations(result)
     (out / "policy.json").write_text(json.dumps([v.as_json() for v in violations], indent=2))
@@ -294,7 +311,13 @@ def main(argv: list[str] | None = None) -> int:
     print(summarize(result))
     print("\n".join(policy_summary(violations)))
     print("\n".join(cost_summary(cost)))
-    print(f"  wrote {_display_path(out)}/resources.json, manifests/, policy.json and cost.json")
+    label = (
+        f"{_display_path(against)}" + (" (the previous plan, not the deployed state)" if against == previous else "")
+        if against
+        else "nothing (no earlier state: pass AGAINST=<pulumi stack export file> to compare with what is deployed)"
+    )
+    print("\n".join(f"  {line}" for line in run_changes.summary(changes, label)))
+    print(f"  wrote {_display_path(out)}/resources.json, manifests/, policy.json, cost.json and changes.json")
     # 3: the stack is valid but breaks a mandatory policy, which would block `pulumi preview --policy-pack`.
     return 3 if any(v.level == "mandatory" for v in violations) else 0
 

@@ -1,0 +1,99 @@
+"""`make plan` says per run what `pulumi up` would do (create, keep, update, replace, delete) and why."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tools import plan
+from tools.run_changes import EarlierStateError, compare, load_earlier
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def stack_file(tmp_path: Path, name: str, edit: Any = None) -> Path:
+    document = yaml.safe_load((ROOT / "Pulumi.dev.yaml").read_text())
+    if edit is not None:
+        edit({run["name"]: run for run in document["config"]["simfleet:runs"]}, document["config"])
+    path = tmp_path / name / "Pulumi.dev.yaml"
+    path.parent.mkdir()
+    path.write_text(yaml.safe_dump(document))
+    return path
+
+
+@pytest.fixture(scope="module")
+def before(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    tmp = tmp_path_factory.mktemp("before")
+    out = tmp / "out"
+    assert plan.main(["--config", str(stack_file(tmp, "a")), "--out", str(out)]) == 0
+    return out / "dev" / "resources.json"
+
+
+def changes_after(tmp_path: Path, before: Path, edit: Any) -> dict[str, dict[str, Any]]:
+    out = tmp_path / "out"
+    assert plan.main(["--config", str(stack_file(tmp_path, "b", edit)), "--out", str(out), "--against", str(before)]) == 0
+    return {c["run"]: c for c in json.loads((out / "dev" / "changes.json").read_text())}
+
+
+def test_an_unchanged_stack_keeps_every_run(tmp_path: Path, before: Path) -> None:
+    changes = changes_after(tmp_path, before, lambda runs, config: None)
+    assert {c["action"] for c in changes.values()} == {"keep"}
+
+
+def test_labels_and_ttl_update_in_place(tmp_path: Path, before: Path) -> None:
+    def edit(runs: dict[str, Any], _: Any) -> None:
+        runs["trot-sweep"]["labels"] = {"user": "carol"}
+        runs["trot-baseline"]["ttlAfterFinished"] = "1d"
+
+    changes = changes_after(tmp_path, before, edit)
+    assert changes["trot-sweep"]["action"] == "update" and "labels" in changes["trot-sweep"]["reasons"][0]
+    assert changes["trot-baseline"]["action"] == "update" and "ttlAfterFinished" in changes["trot-baseline"]["reasons"][0]
+    assert changes["trot-continue"]["action"] == "keep"
+
+
+def test_an_image_change_replaces_the_run_and_its_continuation_and_says_why(tmp_path: Path, before: Path) -> None:
+    def edit(runs: dict[str, Any], _: Any) -> None:
+        runs["trot-baseline"]["images"]["sim"] = "unitree-sim:4.3.0"
+
+    changes = changes_after(tmp_path, before, edit)
+    assert changes["trot-baseline"]["action"] == "replace"
+    assert changes["trot-baseline"]["reasons"][0] == "images.sim: unitree-sim:4.2.0 -> unitree-sim:4.3.0"
+    assert changes["trot-continue"]["action"] == "replace"
+    assert "its source run trot-baseline changed" in changes["trot-continue"]["reasons"][0]
+    assert changes["trot-sweep"]["action"] == "keep"
+
+
+def test_new_and_removed_runs(tmp_path: Path, before: Path) -> None:
+    def edit(runs: dict[str, Any], config: dict[str, Any]) -> None:
+        sweep = runs["trot-sweep"]
+        config["simfleet:runs"] = [runs["trot-baseline"], runs["trot-continue"], {**sweep, "name": "trot-sweep-2"}]
+
+    changes = changes_after(tmp_path, before, edit)
+    assert changes["trot-sweep-2"]["action"] == "create"
+    assert changes["trot-sweep"]["action"] == "delete" and "S3 data stays" in changes["trot-sweep"]["reasons"][0]
+
+
+def test_a_stack_export_is_read_from_its_outputs(tmp_path: Path, before: Path) -> None:
+    records = json.loads(before.read_text())
+    resources = [
+        {"urn": r["urn"], "type": r["type"], "inputs": r["inputs"], "outputs": {**r["inputs"], "status": "Succeeded"}}
+        for r in records
+    ]
+    export = tmp_path / "dev.json"
+    export.write_text(json.dumps({"version": 3, "deployment": {"resources": resources}}))
+    earlier = load_earlier(export)
+    assert {r["runName"] for r in earlier.values()} == {"trot-baseline", "trot-sweep", "trot-continue"}
+    assert all(r["status"] == "Succeeded" for r in earlier.values())
+    planned = [type("Reg", (), {"type": r["type"], "urn": r["urn"], "inputs": r["inputs"]})() for r in records]
+    assert {c.action for c in compare(planned, earlier)} == {"keep"}
+
+
+def test_a_file_that_is_neither_is_refused(tmp_path: Path) -> None:
+    bad = tmp_path / "x.json"
+    bad.write_text('{"hello": 1}')
+    with pytest.raises(EarlierStateError, match="neither a `pulumi stack export` file"):
+        load_earlier(bad)
