@@ -102,7 +102,10 @@ def run_plans(counts: list[int]) -> tuple[list[list[str]], int]:
     size = 0
     for n in [5, *counts]:
         stack = scale_stack(n)["config"]
-        runs = load_stack_config(stack["simfleet:platform"], stack["simfleet:runs"], stack="bench", source="bench").runs
+        # offline: the generated stack reuses the dev sample's placeholder CIDRs, which only the offline plan accepts.
+        runs = load_stack_config(
+            stack["simfleet:platform"], stack["simfleet:runs"], stack="bench", source="bench", offline=True
+        ).runs
 
         def plan_runs(runs: tuple[Any, ...] = runs) -> None:
             Runs(
