@@ -267,7 +267,15 @@ def _access(pulumi_mocks, ckpt: str = CKPT, art: str = ART, provider_arn: str = 
         access = Access(
             "access",
             AccessArgs(
-                "simfleet-dev", provider_arn, ISSUER, ckpt, art, {"simfleet:stack": "dev"}, "us-east-1", list(external), vpc_id=VPC
+                "simfleet-dev",
+                provider_arn,
+                ISSUER,
+                ckpt,
+                art,
+                {"simfleet:stack": "dev"},
+                "us-east-1",
+                list(external),
+                vpc_id=VPC,
             ),
         )
         pulumi.Output.all(access.run_role_arn, *access.roles.values()).apply(

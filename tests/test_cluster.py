@@ -235,7 +235,9 @@ def test_oidc_url_is_host_and_path_whatever_pulumi_eks_returns(pulumi_mocks, mon
 def test_stack_files_wire_network_cluster_and_node_groups(pulumi_mocks, stack: str, nats: int, public_endpoint: bool) -> None:
     """The three components wired as __main__.py wires them, from the real Pulumi.<stack>.yaml."""
     raw = yaml.safe_load((Path(__file__).resolve().parent.parent / f"Pulumi.{stack}.yaml").read_text())["config"]
-    cfg = load_stack_config(raw["simfleet:platform"], [], stack=stack, source=stack, today=datetime.date(2026, 11, 23), offline=True)
+    cfg = load_stack_config(
+        raw["simfleet:platform"], [], stack=stack, source=stack, today=datetime.date(2026, 11, 23), offline=True
+    )
     name = f"simfleet-{stack}"
 
     def program() -> None:
@@ -317,7 +319,9 @@ def test_prod_log_group_is_kms_encrypted_with_a_key_only_cloudwatch_logs_may_use
     )
     logs = next(s for s in policy["Statement"] if s["Principal"] == {"Service": "logs.us-east-1.amazonaws.com"})
     assert logs["Condition"] == {
-        "ArnEquals": {"kms:EncryptionContext:aws:logs:arn": f"arn:aws:logs:us-east-1:{ACCOUNT_ID}:log-group:/aws/eks/{CLUSTER}/cluster"}
+        "ArnEquals": {
+            "kms:EncryptionContext:aws:logs:arn": f"arn:aws:logs:us-east-1:{ACCOUNT_ID}:log-group:/aws/eks/{CLUSTER}/cluster"
+        }
     }
     assert rec.one("aws:kms/alias:Alias", "cluster-logs").inputs["name"] == f"alias/{CLUSTER}-logs"
 

@@ -178,7 +178,8 @@ def test_node_groups_wait_for_the_cluster(pulumi_mocks) -> None:
 
     def program() -> None:
         cluster = Cluster(
-            "cluster", ClusterArgs(CLUSTER, cfg, "vpc-1", ["subnet-pub-a"], PRIVATE, TAGS, region="us-east-1", log_retention_days=30)
+            "cluster",
+            ClusterArgs(CLUSTER, cfg, "vpc-1", ["subnet-pub-a"], PRIVATE, TAGS, region="us-east-1", log_retention_days=30),
         )
         NodeGroups("nodes", NodeGroupsArgs(CLUSTER, cfg.node_groups, cluster.eks_cluster_name, PRIVATE, TAGS))
 

@@ -162,7 +162,9 @@ def estimate(
         days = whole_number(log_group.props.get("retentionInDays"))
         kept = f"kept {days} days" if days else "never expires"
         idle.append(
-            _item(f"CloudWatch log group {log_group.props.get('name') or log_group.name} ({kept})", "idle", 1, "log-group", 0.0, 0.0)
+            _item(
+                f"CloudWatch log group {log_group.props.get('name') or log_group.name} ({kept})", "idle", 1, "log-group", 0.0, 0.0
+            )
         )
 
     gpu_max: list[dict[str, Any]] = []
