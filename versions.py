@@ -25,7 +25,11 @@ _D = datetime.date
 # 1.35: not yet in the stored AWS page; endoflife.date/amazon-eks and the aws-samples EKS
 #   operation-review lifecycle table (verified 2026-04-24) agree on the dates below.
 # 1.36: EKS release and end of standard support from one third-party post; end of extended
-#   support is the EKS rule (standard + 12 months). Treat 1.36 as provisional.
+#   support is the EKS rule (standard + 12 months). Treat 1.36 as provisional. (Re-checked 2026-11-30: the
+#   stored user-guide copies name 1.36 and list add-on builds for it, but their calendar table was not found.)
+# Re-checked 2026-11-30: endoflife.date/amazon-eks lists 1.34 (standard support to 2026-12-02) and 1.35
+#   (to 2027-03-27, extended to 2028-03-27) as above. 1.34 leaves standard support two days after that check,
+#   so it is pinned too: config/ accepts only versions with a complete set of pins.
 # Refresh with: aws eks describe-cluster-versions --query 'clusterVersions[].[clusterVersion,endOfStandardSupportDate]'
 EKS_RELEASES: dict[str, EksRelease] = {
     r.version: r
