@@ -30,9 +30,11 @@ plan-all: venv
 bench: venv
 	$(PY) -m tools.bench
 
+# zizmor --offline: the workflow audits that need no GitHub API (pinning, credentials, permissions, injection).
 lint: venv
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
+	$(VENV)/bin/zizmor --offline .github/workflows/
 
 typecheck: venv
 	$(PY) -m mypy .

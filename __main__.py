@@ -8,7 +8,7 @@ import naming
 from components.access import Access, AccessArgs
 from components.addons import Addons, AddonsArgs
 from components.cluster import Cluster, ClusterArgs
-from components.network import Network, NetworkArgs
+from components.network import Network, NetworkArgs, refuse_bootstrap_over_cluster
 from components.nodegroups import NodeGroups, NodeGroupsArgs
 from components.registry import Registry, RegistryArgs
 from components.runs_namespace import RunsNamespace, RunsNamespaceArgs
@@ -26,89 +26,105 @@ cluster_name = f"simfleet-{stack}"
 tags = {**base_tags(pulumi.get_project(), stack), **platform.tags}
 
 network = Network("network", NetworkArgs(platform.network, cluster_name, tags, region))
-cluster = Cluster(
-    "cluster",
-    ClusterArgs(
-        cluster_name,
-        platform,
-        network.vpc_id,
-        network.public_subnet_ids,
-        network.private_subnet_ids,
-        tags,
-        deletion_protection=cfg.is_prod,
+# Both phases: a deploy runner starts in these private subnets with this security group (README "First deploy").
+pulumi.export(
+    "network",
+    pulumi.Output.all(
+        vpcId=network.vpc_id,
+        privateSubnetIds=network.private_subnet_ids,
+        deployerSecurityGroupId=network.deployer_security_group_id,
     ),
 )
-node_groups = NodeGroups(
-    "nodes",
-    NodeGroupsArgs(
-        cluster_name,
-        platform.node_groups,
-        cluster.eks_cluster_name,
-        network.private_subnet_ids,
-        tags,
+
+if cfg.bootstrap_network:
+    # Phase 1 of a first deploy (SIMFLEET_BOOTSTRAP=network): the network only, so a runner can start inside the
+    # VPC before the private API endpoint exists; that runner's full `pulumi up` builds everything else.
+    refuse_bootstrap_over_cluster(cluster_name, aws.eks.get_clusters().names or [])
+else:
+    cluster = Cluster(
+        "cluster",
+        ClusterArgs(
+            cluster_name,
+            platform,
+            network.vpc_id,
+            network.public_subnet_ids,
+            network.private_subnet_ids,
+            tags,
+            deletion_protection=cfg.is_prod,
+            region=region,
+            log_retention_days=cfg.control_plane_log_retention_days,
+            deployer_security_group_id=network.deployer_security_group_id,
+            # Prod's audit logs get their own KMS key; dev's stay on CloudWatch's default encryption.
+            encrypt_control_plane_logs=cfg.is_prod,
+        ),
+    )
+    node_groups = NodeGroups(
+        "nodes",
+        NodeGroupsArgs(
+            cluster_name,
+            platform.node_groups,
+            cluster.eks_cluster_name,
+            network.private_subnet_ids,
+            tags,
+            kubernetes_version=platform.kubernetes_version,
+        ),
+    )
+    storage = Storage("storage", StorageArgs(stack, platform.buckets, tags))
+    registry = Registry("registry", RegistryArgs(platform.repositories, platform.keep_tagged_images, tags))
+    access = Access(
+        "access",
+        AccessArgs(
+            cluster_name,
+            cluster.oidc_provider_arn,
+            cluster.oidc_provider_url,
+            storage.checkpoints_bucket_arn,
+            storage.artifacts_bucket_arn,
+            tags,
+            region,
+            external_checkpoint_uris=cfg.external_checkpoint_uris,
+            vpc_id=network.vpc_id,
+        ),
+    )
+
+    # One explicit provider for every in-cluster object; default Kubernetes providers are disabled in Pulumi.yaml.
+    k8s_provider = k8s.Provider("k8s", kubeconfig=cluster.kubeconfig_json, enable_server_side_apply=True)
+    in_cluster = pulumi.ResourceOptions(provider=k8s_provider)
+
+    addons = Addons(
+        "addons",
+        AddonsArgs(cluster_name, region, platform.kubernetes_version, network.vpc_id, access.roles, tags, cluster=cluster),
+        # Add-ons only after nodes exist: CoreDNS stays DEGRADED on a cluster with no nodes.
+        opts=pulumi.ResourceOptions(providers=[k8s_provider], depends_on=[node_groups]),
+    )
+    runs_namespace = RunsNamespace(
+        "runs-ns",
+        RunsNamespaceArgs(access.run_role_arn, platform.node_groups.gpu.max_gpus, platform.kubernetes_version, cluster=cluster),
+        opts=in_cluster,
+    )
+    # The runs' identity comes from values known now, never from resource outputs (workloads/identity.py): the
+    # account id names the buckets and the registry exactly as Storage and Registry do.
+    account_id = aws.get_caller_identity().account_id
+    run_context = RunContext(
+        cluster_name=cluster_name,
+        namespace=naming.RUNS_NAMESPACE,
+        service_account=naming.RUN_SERVICE_ACCOUNT,
+        checkpoints_bucket=bucket_name(stack, "checkpoints", account_id),
+        artifacts_bucket=bucket_name(stack, "artifacts", account_id),
+        registry_url=registry_url(account_id, region, aws.get_partition().dns_suffix),
+        region=region,
         kubernetes_version=platform.kubernetes_version,
-    ),
-)
-storage = Storage("storage", StorageArgs(stack, platform.buckets, tags))
-registry = Registry("registry", RegistryArgs(platform.repositories, platform.keep_tagged_images, tags))
-access = Access(
-    "access",
-    AccessArgs(
-        cluster_name,
-        cluster.oidc_provider_arn,
-        cluster.oidc_provider_url,
-        storage.checkpoints_bucket_arn,
-        storage.artifacts_bucket_arn,
-        tags,
-        region,
-        external_checkpoint_uris=cfg.external_checkpoint_uris,
-    ),
-)
+    )
+    runs = Runs(
+        "runs",
+        RunsArgs(cfg.runs, run_context, after=[addons, runs_namespace, storage, registry], cluster=cluster),
+        opts=in_cluster,
+    )
 
-# One explicit provider for every in-cluster object; default Kubernetes providers are disabled in Pulumi.yaml.
-k8s_provider = k8s.Provider("k8s", kubeconfig=cluster.kubeconfig_json, enable_server_side_apply=True)
-in_cluster = pulumi.ResourceOptions(provider=k8s_provider)
-
-addons = Addons(
-    "addons",
-    AddonsArgs(cluster_name, region, platform.kubernetes_version, network.vpc_id, access.roles, tags, cluster=cluster),
-    # Add-ons only after nodes exist: CoreDNS stays DEGRADED on a cluster with no nodes.
-    opts=pulumi.ResourceOptions(providers=[k8s_provider], depends_on=[node_groups]),
-)
-runs_namespace = RunsNamespace(
-    "runs-ns",
-    RunsNamespaceArgs(access.run_role_arn, platform.node_groups.gpu.max_gpus, platform.kubernetes_version, cluster=cluster),
-    opts=in_cluster,
-)
-# The runs' identity comes from values known now, never from resource outputs (workloads/identity.py): the
-# account id names the buckets and the registry exactly as Storage and Registry do.
-account_id = aws.get_caller_identity().account_id
-run_context = RunContext(
-    cluster_name=cluster_name,
-    namespace=naming.RUNS_NAMESPACE,
-    service_account=naming.RUN_SERVICE_ACCOUNT,
-    checkpoints_bucket=bucket_name(stack, "checkpoints", account_id),
-    artifacts_bucket=bucket_name(stack, "artifacts", account_id),
-    registry_url=registry_url(account_id, region, aws.get_partition().dns_suffix),
-    region=region,
-    kubernetes_version=platform.kubernetes_version,
-)
-runs = Runs(
-    "runs",
-    RunsArgs(
-        cfg.runs,
-        run_context,
-        after=[addons, runs_namespace, storage, registry],
-        cluster=cluster,
-    ),
-    opts=in_cluster,
-)
-
-pulumi.export("clusterName", cluster.eks_cluster_name)
-pulumi.export("kubeconfig", pulumi.Output.secret(cluster.kubeconfig_json))
-pulumi.export("oidcProviderArn", cluster.oidc_provider_arn)
-pulumi.export("checkpointsBucket", storage.checkpoints_bucket)
-pulumi.export("artifactsBucket", storage.artifacts_bucket)
-pulumi.export("repositoryUrls", registry.repository_urls)
-pulumi.export("runsNamespace", runs_namespace.namespace)
-pulumi.export("runs", runs.summary)
+    pulumi.export("clusterName", cluster.eks_cluster_name)
+    pulumi.export("kubeconfig", pulumi.Output.secret(cluster.kubeconfig_json))
+    pulumi.export("oidcProviderArn", cluster.oidc_provider_arn)
+    pulumi.export("checkpointsBucket", storage.checkpoints_bucket)
+    pulumi.export("artifactsBucket", storage.artifacts_bucket)
+    pulumi.export("repositoryUrls", registry.repository_urls)
+    pulumi.export("runsNamespace", runs_namespace.namespace)
+    pulumi.export("runs", runs.summary)

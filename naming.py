@@ -42,6 +42,12 @@ def container_log_group(cluster_name: str) -> str:
     return f"/aws/eks/{cluster_name}/containers"
 
 
+def control_plane_log_group(cluster_name: str) -> str:
+    """The group EKS writes control-plane logs to. EKS creates it (never expiring) unless it already exists, so the
+    Cluster component creates it first with a retention."""
+    return f"/aws/eks/{cluster_name}/cluster"
+
+
 # Object tag the artifact-uploader sets on every artifact it writes (value: one of ARTIFACT_KINDS).
 # The artifacts bucket's lifecycle rules filter on it: artifacts live under runs/<run>/<hash>/, and
 # S3 lifecycle prefixes have no wildcards, so a per-kind prefix filter cannot express "any run's logs".

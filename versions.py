@@ -1,4 +1,4 @@
-"""Every version simfleet pins: the EKS release calendar, EKS add-ons and Helm charts, each with its source."""
+"""Every version simfleet pins (EKS calendar, EKS add-ons per Kubernetes minor, Helm charts, images), each with its source and the day it was checked."""
 
 from __future__ import annotations
 
@@ -25,7 +25,11 @@ _D = datetime.date
 # 1.35: not yet in the stored AWS page; endoflife.date/amazon-eks and the aws-samples EKS
 #   operation-review lifecycle table (verified 2026-04-24) agree on the dates below.
 # 1.36: EKS release and end of standard support from one third-party post; end of extended
-#   support is the EKS rule (standard + 12 months). Treat 1.36 as provisional.
+#   support is the EKS rule (standard + 12 months). Treat 1.36 as provisional. (Re-checked 2026-11-30: the
+#   stored user-guide copies name 1.36 and list add-on builds for it, but their calendar table was not found.)
+# Re-checked 2026-11-30: endoflife.date/amazon-eks lists 1.34 (standard support to 2026-12-02) and 1.35
+#   (to 2027-03-27, extended to 2028-03-27) as above. 1.34 leaves standard support two days after that check,
+#   so it is pinned too: config/ accepts only versions with a complete set of pins.
 # Refresh with: aws eks describe-cluster-versions --query 'clusterVersions[].[clusterVersion,endOfStandardSupportDate]'
 EKS_RELEASES: dict[str, EksRelease] = {
     r.version: r
@@ -44,18 +48,54 @@ EKS_RELEASES: dict[str, EksRelease] = {
 SUPPORT_WARNING_DAYS = 60
 
 
-# EKS managed add-ons for Kubernetes 1.35. Each is `aws eks describe-addon-versions` material;
-# run `aws eks describe-addon-versions --kubernetes-version 1.35 --addon-name <name>` before
-# changing KUBERNETES_VERSION, because builds are per Kubernetes minor.
-EKS_ADDON_VERSIONS: dict[str, str] = {
-    # AWS EKS user guide, managing-kube-proxy: 1.35 -> v1.35.3-eksbuild.13.
-    "kube-proxy": "v1.35.3-eksbuild.13",
-    # AWS EKS user guide, managing-coredns: newest listed build (for 1.33/1.34); not yet listed for 1.35.
-    "coredns": "v1.12.4-eksbuild.1",
-    # AWS EKS user guide, managing-vpc-cni: v1.20.1-eksbuild.3. Network policy needs >= v1.14.0-eksbuild.3.
-    "vpc-cni": "v1.20.1-eksbuild.3",
-    # aws/eks-hybrid PR #763 (2025-10-02): newest build found in public sources.
-    "eks-pod-identity-agent": "v1.3.9-eksbuild.1",
+# The day every pin below was last checked against its source.
+CHECKED = _D(2026, 11, 30)
+
+
+@dataclass(frozen=True)
+class Pin:
+    """One pinned version, where it was read, and whether that source lists it for the Kubernetes minor it is used with."""
+
+    version: str
+    source: str
+    checked: datetime.date = CHECKED
+    # False: the source does not list this build for the minor it is pinned under (it is the newest build found
+    # for an older minor). The config warns about it, so it is confirmed with `aws eks describe-addon-versions`
+    # before a first `pulumi up` instead of surprising CreateAddon.
+    confirmed: bool = True
+
+
+# The EKS managed add-ons simfleet installs (components/addons.py), each pinned per Kubernetes minor: EKS builds
+# are per minor, and CreateAddon rejects a build that is not offered for the cluster's version.
+# The Pod Identity agent is not installed: every simfleet workload role is IRSA (components/irsa.py), so the
+# agent would be one more DaemonSet pod on every node, GPU nodes included, that nothing uses.
+MANAGED_ADDONS: tuple[str, ...] = ("vpc-cni", "coredns", "kube-proxy")
+
+# Sources (docs.aws.amazon.com, EKS user guide, the "<add-on> versions" table of each page; the newest stored
+# copies are the ja_jp .md renderings, which carry rows up to 1.36, checked 2026-11-30):
+_KUBE_PROXY_TABLE = "EKS user guide managing-kube-proxy.md, 'kube-proxy versions' table"
+_COREDNS_TABLE = "EKS user guide managing-coredns.md, 'CoreDNS versions' table"
+# No stored copy of managing-vpc-cni lists 1.34 or later; the newest table (pod-networking, rows 1.27-1.33) lists
+# v1.20.1-eksbuild.3 for every minor it covers. VPC CNI builds are not tied to one minor, but that is an
+# inference, so these pins are marked unconfirmed.
+_VPC_CNI = "EKS user guide pod-networking 'Amazon VPC CNI versions' table, rows 1.27-1.33 (no row for this minor)"
+
+EKS_ADDON_PINS: dict[str, dict[str, Pin]] = {
+    "1.34": {
+        "kube-proxy": Pin("v1.34.6-eksbuild.13", f"{_KUBE_PROXY_TABLE}, row 1.34"),
+        "coredns": Pin("v1.13.2-eksbuild.11", f"{_COREDNS_TABLE}, row 1.34"),
+        "vpc-cni": Pin("v1.20.1-eksbuild.3", _VPC_CNI, confirmed=False),
+    },
+    "1.35": {
+        "kube-proxy": Pin("v1.35.3-eksbuild.13", f"{_KUBE_PROXY_TABLE}, row 1.35"),
+        "coredns": Pin("v1.14.3-eksbuild.3", f"{_COREDNS_TABLE}, row 1.35"),
+        "vpc-cni": Pin("v1.20.1-eksbuild.3", _VPC_CNI, confirmed=False),
+    },
+    "1.36": {
+        "kube-proxy": Pin("v1.36.0-eksbuild.14", f"{_KUBE_PROXY_TABLE}, row 1.36"),
+        "coredns": Pin("v1.14.3-eksbuild.3", f"{_COREDNS_TABLE}, row 1.36"),
+        "vpc-cni": Pin("v1.20.1-eksbuild.3", _VPC_CNI, confirmed=False),
+    },
 }
 
 
@@ -67,76 +107,106 @@ class HelmChart:
     chart: str
     version: str
     source: str
+    checked: datetime.date = CHECKED
 
 
-# Helm charts installed by components/addons.py, keyed by release name. Researched 2026-11-23 from stored copies of
-# the upstream repositories; "confirmed" = read upstream (the chart's own repo or its release PR), "best available" =
-# two or more independent third-party pins. Before a bump: `helm search repo <repo>/<chart> --versions`.
+# Helm charts installed by components/addons.py, keyed by release name. A version counts as published when the
+# chart repository's index lists it (or chart-releaser's tag for it exists, which the same job creates when it
+# publishes the index entry). Where a newer version is published but its values.yaml could not be checked against
+# the keys simfleet sets (/work/shared/reference/helm-charts holds the checked ones), the checked version stays.
 HELM_CHARTS: dict[str, HelmChart] = {
     "nvidia-device-plugin": HelmChart(
         "https://nvidia.github.io/k8s-device-plugin",
         "nvidia-device-plugin",
         "0.20.0",
-        # Best available: chart 0.20.0 pinned by NVIDIA/deepops#1382 (2026-08-27, 0.19.3 -> 0.20.0) and image
-        # v0.20.0 by Siemens-Healthineers/K2s#2972. Upstream PR NVIDIA/k8s-device-plugin#2057 prepares 0.20.1.
-        # Chart version == app version (deployments/helm/nvidia-device-plugin/Chart.yaml).
-        "NVIDIA/deepops#1382; Siemens-Healthineers/K2s#2972",
+        # Published: NVIDIA/k8s-device-plugin gh-pages@caa1f26 index.yaml lists stable/nvidia-device-plugin-0.20.0.tgz
+        # (digest 9e5642bc...); its values.yaml equals deployments/helm/nvidia-device-plugin at tag v0.20.0.
+        # 0.20.1 is being prepared upstream (NVIDIA/k8s-device-plugin#2057); not seen in an index.
+        "NVIDIA/k8s-device-plugin gh-pages index.yaml, entry nvidia-device-plugin 0.20.0",
     ),
     "cluster-autoscaler": HelmChart(
         "https://kubernetes.github.io/autoscaler",
         "cluster-autoscaler",
         "9.56.0",
-        # Confirmed: kubernetes/autoscaler gh-pages index.yaml, 9.56.0 (2026-03-02) has appVersion 1.35.0.
-        # The image tag is pinned separately per Kubernetes minor (CLUSTER_AUTOSCALER_IMAGE_TAGS).
-        "kubernetes/autoscaler gh-pages index.yaml",
+        # Published: kubernetes/autoscaler gh-pages index.yaml, entry 9.56.0 (2026-03-02, appVersion 1.35.0); values.yaml
+        # read at tag cluster-autoscaler-chart-9.56.0 (46bb45f). The image is pinned per minor below, not by the chart.
+        "kubernetes/autoscaler gh-pages index.yaml, entry cluster-autoscaler 9.56.0",
     ),
     "aws-load-balancer-controller": HelmChart(
         "https://aws.github.io/eks-charts",
         "aws-load-balancer-controller",
         "3.4.2",
-        # Confirmed: aws/eks-charts#1347 "aws-load-balancer-controller v3.4.2 Automated Release" (merged
-        # 2026-07-13). From 3.x chart version == app version. 3.5.0 is mentioned by third parties only.
-        # The IAM policy in components/policies_lbc.py must match docs/install/iam_policy.json at tag v3.4.2.
-        "aws/eks-charts#1347",
+        # Published: aws/eks-charts gh-pages@58944e2 index.yaml lists aws-load-balancer-controller-3.4.2.tgz (digest
+        # 2636e0bd...), released as eks-charts v0.0.240 (PR #1347, 2026-07-13). Newer charts are published (3.5.0,
+        # 3.6.0 in v0.0.246 of 2026-10-05, 3.6.3 in v0.0.252, 3.7.0 in v0.0.253 of 2026-11-24), but neither their
+        # values.yaml nor the IAM policy of their app versions could be read here, so 3.4.2 stays: bumping it means
+        # re-checking the values keys in components/addons.py and re-diffing components/policies_lbc.py.
+        "aws/eks-charts gh-pages index.yaml, entry aws-load-balancer-controller 3.4.2",
     ),
     "metrics-server": HelmChart(
         "https://kubernetes-sigs.github.io/metrics-server/",
         "metrics-server",
         "3.13.1",
-        # Best available: entigolabs/entigo-infralib#1537 (2026-06-15, 3.13.0 -> 3.13.1, metrics-server 0.8.1);
-        # the stored upstream gh-pages index is stale (3.8.1). 3.13.0 is confirmed by several repos.
-        "entigolabs/entigo-infralib#1537",
+        # Published: chart-releaser tag metrics-server-helm-chart-3.13.1 (842dcc8) in kubernetes-sigs/metrics-server;
+        # values.yaml read at that tag. The stored copy of the gh-pages index is older (ends at 3.8.1).
+        "kubernetes-sigs/metrics-server release tag metrics-server-helm-chart-3.13.1",
     ),
     "aws-for-fluent-bit": HelmChart(
         "https://aws.github.io/eks-charts",
         "aws-for-fluent-bit",
-        "0.2.1",
-        # Confirmed: aws/eks-charts stable/aws-for-fluent-bit/Chart.yaml (version 0.2.1, appVersion 3.4.16).
-        "aws/eks-charts stable/aws-for-fluent-bit/Chart.yaml",
+        "0.2.0",
+        # Published: aws/eks-charts gh-pages@778ffab index.yaml (snapshot of 2026-08-03) lists aws-for-fluent-bit-0.2.0.tgz
+        # (digest 666c244b..., appVersion 3.2.1) as the newest. A stable/aws-for-fluent-bit/Chart.yaml saying 0.2.1
+        # (appVersion 3.4.16) exists at commit 0558563, but no index or release lists 0.2.1, so it may not be
+        # installable from the repository; 0.2.1 changes only image.tag.
+        "aws/eks-charts gh-pages index.yaml, entry aws-for-fluent-bit 0.2.0",
     ),
 }
 
 # The Cluster Autoscaler's minor must equal the Kubernetes minor (cluster-autoscaler README: "versioning scheme
-# ... match[es] Kubernetes minor releases exactly"), so its image tag is pinned per minor, not by the chart.
-# 1.34 and 1.35: aws-ia/terraform-aws-eks-blueprints-addons#516 (2026-07-17, "per the autoscaler releases page").
-# 1.36: best available, v1.36.1 seen in third-party pins only.
+# ... match[es] Kubernetes minor releases exactly"), so its image is pinned per minor, not by the chart.
 CLUSTER_AUTOSCALER_IMAGE = "registry.k8s.io/autoscaling/cluster-autoscaler"
-CLUSTER_AUTOSCALER_IMAGE_TAGS: dict[str, str] = {
-    "1.34": "v1.34.4",
-    "1.35": "v1.35.1",
-    "1.36": "v1.36.1",
+CLUSTER_AUTOSCALER_IMAGE_PINS: dict[str, Pin] = {
+    "1.34": Pin("v1.34.5", "kubernetes/autoscaler release cluster-autoscaler-1.34.5 (2026-07-23), 'Images' list"),
+    # Newer 1.35 patches may exist (1.34.5 and 1.36.1 were released together); the newest 1.35 tag read is 1.35.1.
+    "1.35": Pin("v1.35.1", "aws-ia/terraform-aws-eks-blueprints-addons#516 (2026-07-17), 'per the autoscaler releases page'"),
+    "1.36": Pin("v1.36.1", "kubernetes/autoscaler release cluster-autoscaler-1.36.1 (2026-07-23), 'Images' list"),
 }
+CLUSTER_AUTOSCALER_IMAGE_TAGS: dict[str, str] = {minor: pin.version for minor, pin in CLUSTER_AUTOSCALER_IMAGE_PINS.items()}
 
 
 def eks_release(version: str) -> EksRelease | None:
     return EKS_RELEASES.get(version)
 
 
+def addon_version(kubernetes_version: str, addon: str) -> str:
+    """The pinned build of a managed add-on for a Kubernetes minor (KeyError when versions.py has none)."""
+    return EKS_ADDON_PINS[kubernetes_version][addon].version
+
+
 def missing_pins(version: str) -> list[str]:
-    """What versions.py lacks to deploy Kubernetes `version`; empty when every version-bound pin exists."""
+    """What versions.py lacks to deploy Kubernetes `version`: every add-on, chart and image; empty when complete."""
     missing = []
-    if version not in CLUSTER_AUTOSCALER_IMAGE_TAGS:
-        missing.append("a Cluster Autoscaler image (CLUSTER_AUTOSCALER_IMAGE_TAGS)")
-    if not EKS_ADDON_VERSIONS["kube-proxy"].startswith(f"v{version}."):
-        missing.append(f"a kube-proxy add-on build for {version} (EKS_ADDON_VERSIONS)")
+    addons = EKS_ADDON_PINS.get(version, {})
+    for addon in MANAGED_ADDONS:
+        pin = addons.get(addon)
+        if pin is None:
+            missing.append(f"a {addon} add-on build for {version} (EKS_ADDON_PINS)")
+        elif addon == "kube-proxy" and not pin.version.startswith(f"v{version}."):
+            missing.append(f"a kube-proxy build of the {version} line, not {pin.version} (EKS_ADDON_PINS)")
+    image = CLUSTER_AUTOSCALER_IMAGE_PINS.get(version)
+    if image is None or not image.version.startswith(f"v{version}."):
+        missing.append(f"a Cluster Autoscaler {version}.x image (CLUSTER_AUTOSCALER_IMAGE_PINS)")
+    missing += [f"a version of the {key} chart (HELM_CHARTS)" for key, chart in HELM_CHARTS.items() if not chart.version]
     return missing
+
+
+def unconfirmed_pins(version: str) -> list[str]:
+    """Pins for `version` whose source does not list them for that minor."""
+    pins = EKS_ADDON_PINS.get(version, {})
+    return [f"{addon} {pin.version}" for addon, pin in sorted(pins.items()) if not pin.confirmed]
+
+
+def deployable_versions(today: datetime.date) -> list[str]:
+    """Kubernetes minors in EKS standard support on `today` with a complete set of pins: what config/ accepts."""
+    return sorted(v for v, r in EKS_RELEASES.items() if r.end_of_standard >= today and not missing_pins(v))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pulumi
@@ -13,7 +13,7 @@ import pulumi_aws as aws
 
 import naming
 from components.irsa import IrsaRole, IrsaRoleArgs
-from components.policies_lbc import load_balancer_controller_policy
+from components.policies_lbc import load_balancer_controller_policy, vpc_arn
 
 # Add-on role keys (what Addons looks up in `Access.roles`) and the service account each one trusts.
 ADDON_SERVICE_ACCOUNTS: dict[str, tuple[str, str]] = {
@@ -156,6 +156,8 @@ class AccessArgs:
     region: str
     # `checkpoint.from: s3://bucket/key` of every run: the run role may read exactly these objects.
     external_checkpoint_uris: Sequence[str] = ()
+    # The cluster's VPC: the Load Balancer Controller may change security groups only there.
+    vpc_id: pulumi.Input[str] = field(kw_only=True)
 
 
 class Access(pulumi.ComponentResource):
@@ -176,8 +178,8 @@ class Access(pulumi.ComponentResource):
 
         elb_principal = aws.get_service_principal_output(service_name="elasticloadbalancing", region=region, opts=invoke).name
         addon_policies: dict[str, pulumi.Output[str]] = {
-            "aws-load-balancer-controller": pulumi.Output.all(partition, elb_principal).apply(
-                lambda v: _json(load_balancer_controller_policy(v[0], v[1]))
+            "aws-load-balancer-controller": pulumi.Output.all(partition, elb_principal, account_id, args.vpc_id).apply(
+                lambda v: _json(load_balancer_controller_policy(v[0], v[1], vpc=vpc_arn(v[0], region, v[2], v[3])))
             ),
             "cluster-autoscaler": pulumi.Output.all(partition, account_id).apply(
                 lambda v: _json(cluster_autoscaler_policy(v[0], region, v[1], cluster))

@@ -14,6 +14,7 @@ import pulumi_kubernetes as k8s
 import naming
 import versions
 from components.tags import merge_tags
+from config import LOG_RETENTION_DAYS
 
 IRSA_ANNOTATION = "eks.amazonaws.com/role-arn"
 SYSTEM_NODES = {naming.NODE_POOL_LABEL: "system"}
@@ -28,20 +29,18 @@ REQUIRED_ROLES = (LOAD_BALANCER_CONTROLLER, CLUSTER_AUTOSCALER, LOG_SHIPPER)
 # Every chart this component installs; each must have a pin in versions.HELM_CHARTS.
 CHARTS = ("nvidia-device-plugin", CLUSTER_AUTOSCALER, "metrics-server", LOG_SHIPPER, LOAD_BALANCER_CONTROLLER)
 
-# EKS managed add-ons. vpc-cni runs the network policy agent, which is what enforces RunsNamespace's policies.
-# The value is the string "true" (EKS user guide, cni-network-policy-configure), and needs vpc-cni >= v1.14.0-eksbuild.3.
+# EKS managed add-ons, one entry per versions.MANAGED_ADDONS (pinned per Kubernetes minor there). vpc-cni runs the
+# network policy agent, which is what enforces RunsNamespace's policies. The value is the string "true" (EKS user
+# guide, cni-network-policy-configure), and needs vpc-cni >= v1.14.0-eksbuild.3.
+# No Pod Identity agent: every role here is IRSA, so it would only add a DaemonSet pod to every node.
 MANAGED_ADDON_CONFIG: dict[str, dict[str, Any]] = {
     "vpc-cni": {"enableNetworkPolicy": "true"},
     "coredns": {},
     "kube-proxy": {},
-    "eks-pod-identity-agent": {},
 }
 # Removing these from a running cluster takes pod networking and DNS with them; keep the software if the
 # Addon resource is ever deleted or renamed, and let EKS's DeleteCluster remove it with the cluster.
 PRESERVE_ON_DELETE = frozenset({"vpc-cni", "coredns", "kube-proxy"})
-
-# CloudWatch accepts only these retention values (PutRetentionPolicy).
-LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653)
 
 
 @dataclass(frozen=True)
@@ -62,17 +61,10 @@ class AddonsArgs:
         missing = [r for r in REQUIRED_ROLES if r not in self.roles]
         if missing:
             errors.append(f"roles is missing IRSA role ARNs for {', '.join(missing)}")
-        if self.kubernetes_version not in versions.CLUSTER_AUTOSCALER_IMAGE_TAGS:
+        missing = versions.missing_pins(self.kubernetes_version)
+        if missing:
             errors.append(
-                f"kubernetesVersion {self.kubernetes_version} has no Cluster Autoscaler image in "
-                "versions.CLUSTER_AUTOSCALER_IMAGE_TAGS (its minor must match the cluster's)"
-            )
-        kube_proxy = versions.EKS_ADDON_VERSIONS["kube-proxy"]
-        if not kube_proxy.startswith(f"v{self.kubernetes_version}."):
-            errors.append(
-                f"versions.EKS_ADDON_VERSIONS['kube-proxy'] is {kube_proxy}, a build for another Kubernetes minor "
-                f"than {self.kubernetes_version}; run `aws eks describe-addon-versions --kubernetes-version "
-                f"{self.kubernetes_version}` and update the add-on table"
+                f"versions.py has no complete pins for Kubernetes {self.kubernetes_version}: it lacks {'; '.join(missing)}"
             )
         if self.log_retention_days not in LOG_RETENTION_DAYS:
             errors.append(f"log_retention_days {self.log_retention_days} is not a CloudWatch retention value")
@@ -181,7 +173,7 @@ class Addons(pulumi.ComponentResource):
 
         self.addon_versions = {}
         for addon, config in MANAGED_ADDON_CONFIG.items():
-            version = versions.EKS_ADDON_VERSIONS[addon]
+            version = versions.addon_version(args.kubernetes_version, addon)
             aws.eks.Addon(
                 f"{name}-{addon}",
                 cluster_name=args.cluster_name,

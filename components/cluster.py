@@ -1,9 +1,10 @@
-"""The EKS control plane (pulumi-eks), its access entries, and the KMS key that envelope-encrypts secrets."""
+"""The EKS control plane (pulumi-eks): access entries, KMS for secrets, the control-plane log group, and API access for deployers."""
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 from typing import Any
 
 import pulumi
@@ -15,6 +16,7 @@ from components.tags import merge_tags
 from config import PlatformConfig
 
 ADMIN_POLICY = "AmazonEKSClusterAdminPolicy"
+API_PORT = 443
 
 
 def _partition(principal_arn: str) -> str:
@@ -46,6 +48,44 @@ def access_entries(cluster_admins: list[str], run_operators: list[str]) -> dict[
     return entries
 
 
+def control_plane_logs_key_policy(
+    partition: str, account_id: str, region: str, logs_principal: str, log_group_name: str
+) -> dict[str, Any]:
+    """Key policy of the key that encrypts the control-plane log group.
+
+    CloudWatch Logs user guide, "Encrypt log data in CloudWatch Logs using AWS KMS", step 2: the regional logs
+    service principal may use the key only for this log group (the kms:EncryptionContext:aws:logs:arn condition).
+    The account statement is KMS's default key policy, which leaves the key's administration to IAM policies;
+    without it nobody could manage or delete the key.
+    """
+    log_group_arn = f"arn:{partition}:logs:{region}:{account_id}:log-group:{log_group_name}"
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "AccountAdministersTheKey",
+                "Effect": "Allow",
+                "Principal": {"AWS": f"arn:{partition}:iam::{account_id}:root"},
+                "Action": "kms:*",
+                "Resource": "*",
+            },
+            {
+                "Sid": "CloudWatchLogsEncryptsThisLogGroup",
+                "Effect": "Allow",
+                "Principal": {"Service": logs_principal},
+                "Action": ["kms:Encrypt*", "kms:Decrypt*", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:Describe*"],
+                "Resource": "*",
+                "Condition": {"ArnEquals": {"kms:EncryptionContext:aws:logs:arn": log_group_arn}},
+            },
+        ],
+    }
+
+
+def _rule_key(source: str) -> str:
+    # Rules are named after their source, so adding or reordering sources replaces nothing else.
+    return re.sub(r"[^a-z0-9-]", "-", source.lower())
+
+
 def _kubeconfig_cluster(kubeconfig_json: str) -> dict[str, Any]:
     config = json.loads(kubeconfig_json)
     cluster: dict[str, Any] = config["clusters"][0]["cluster"]
@@ -60,8 +100,16 @@ class ClusterArgs:
     public_subnet_ids: pulumi.Input[list[str]]
     private_subnet_ids: pulumi.Input[list[str]]
     tags: dict[str, str]
-    # EKS refuses DeleteCluster while this is on; __main__ sets it for prod stacks.
+    # EKS refuses DeleteCluster while this is on; __main__ sets it for prod stacks. It also protects the
+    # control-plane log group (the audit trail) from deletion.
     deletion_protection: bool = False
+    region: str = field(kw_only=True)
+    # platform.controlPlaneLogRetentionDays, resolved per stack by config/ (StackConfig).
+    log_retention_days: int = field(kw_only=True)
+    # The Network's deployer security group: admitted to the API endpoint on 443 besides the nodes.
+    deployer_security_group_id: pulumi.Input[str] | None = field(default=None, kw_only=True)
+    # KMS-encrypt the control-plane log group with its own key; __main__ sets it for prod stacks.
+    encrypt_control_plane_logs: bool = field(default=False, kw_only=True)
 
 
 class Cluster(pulumi.ComponentResource):
@@ -71,6 +119,8 @@ class Cluster(pulumi.ComponentResource):
     kubeconfig_json: pulumi.Output[str]
     oidc_provider_arn: pulumi.Output[str]
     oidc_provider_url: pulumi.Output[str]
+    cluster_security_group_id: pulumi.Output[str]
+    control_plane_log_group_name: pulumi.Output[str]
 
     def __init__(self, name: str, args: ClusterArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("simfleet:cluster:Cluster", name, None, opts)
@@ -91,10 +141,15 @@ class Cluster(pulumi.ComponentResource):
             aws.kms.Alias(f"{name}-secrets", name=f"alias/{args.cluster_name}-secrets", target_key_id=key.key_id, opts=child)
             encryption_key_arn = key.arn
 
+        log_group = self._control_plane_log_group(name, args)
+
         endpoint = platform.endpoint
         cluster = eks.Cluster(
             f"{name}-eks",
-            name=args.cluster_name,
+            # Taken from the log group's output so the cluster is created only after the group exists: EKS then
+            # writes into it instead of creating its own, which never expires. (depends_on on a remote component
+            # is not guaranteed to hold back its children; a data dependency is.)
+            name=log_group.name.apply(lambda _: args.cluster_name),
             version=platform.kubernetes_version,
             vpc_id=args.vpc_id,
             public_subnet_ids=args.public_subnet_ids,
@@ -129,6 +184,8 @@ class Cluster(pulumi.ComponentResource):
             opts=child,
         )
 
+        self._deployer_access(name, args, cluster.cluster_security_group_id)
+
         self.kubeconfig_json = cluster.kubeconfig_json
         # The name is known up front, but node groups and add-ons must not start before the control plane
         # (and its access entries) exist. Deriving it from an output of the remote component carries a
@@ -140,6 +197,8 @@ class Cluster(pulumi.ComponentResource):
         self.oidc_provider_arn = cluster.oidc_provider_arn
         # pulumi-eks gives the issuer URL with https://; IRSA trust conditions use host/path only.
         self.oidc_provider_url = cluster.oidc_provider_url.apply(lambda url: url.removeprefix("https://"))
+        self.cluster_security_group_id = cluster.cluster_security_group_id
+        self.control_plane_log_group_name = log_group.name
         self.register_outputs(
             {
                 "eksClusterName": self.eks_cluster_name,
@@ -147,5 +206,69 @@ class Cluster(pulumi.ComponentResource):
                 "certificateAuthority": self.certificate_authority,
                 "oidcProviderArn": self.oidc_provider_arn,
                 "oidcProviderUrl": self.oidc_provider_url,
+                "clusterSecurityGroupId": self.cluster_security_group_id,
+                "controlPlaneLogGroupName": self.control_plane_log_group_name,
             }
         )
+
+    def _control_plane_log_group(self, name: str, args: ClusterArgs) -> aws.cloudwatch.LogGroup:
+        """/aws/eks/<cluster>/cluster with a retention (and, in prod, its own KMS key), created before the cluster."""
+        group_name = naming.control_plane_log_group(args.cluster_name)
+        child = pulumi.ResourceOptions(parent=self)
+        key_arn: pulumi.Output[str] | None = None
+        if args.encrypt_control_plane_logs:
+            invoke = pulumi.InvokeOutputOptions(parent=self)
+            partition_info = aws.get_partition_output(opts=invoke)
+            partition = partition_info.partition
+            account_id = aws.get_caller_identity_output(opts=invoke).account_id
+            # The CloudWatch Logs key policy names the regional principal, logs.<region>.<partition DNS suffix>.
+            principal = partition_info.dns_suffix.apply(lambda suffix: f"logs.{args.region}.{suffix}")
+            key = aws.kms.Key(
+                f"{name}-logs",
+                description=f"CloudWatch Logs encryption of {group_name}",
+                enable_key_rotation=True,
+                # Deleting this key makes the stored audit logs unreadable; keep the longest grace period.
+                deletion_window_in_days=30,
+                policy=pulumi.Output.all(partition, account_id, principal).apply(
+                    lambda v: json.dumps(control_plane_logs_key_policy(v[0], v[1], args.region, v[2], group_name))
+                ),
+                tags=merge_tags(args.tags, {}, name=f"{args.cluster_name}-logs"),
+                opts=child,
+            )
+            aws.kms.Alias(f"{name}-logs", name=f"alias/{args.cluster_name}-logs", target_key_id=key.key_id, opts=child)
+            key_arn = key.arn
+        return aws.cloudwatch.LogGroup(
+            f"{name}-control-plane-logs",
+            name=group_name,
+            retention_in_days=args.log_retention_days,
+            kms_key_id=key_arn,
+            deletion_protection_enabled=args.deletion_protection or None,
+            tags=merge_tags(args.tags, {}, name=group_name),
+            opts=child,
+        )
+
+    def _deployer_access(self, name: str, args: ClusterArgs, cluster_security_group_id: pulumi.Input[str]) -> None:
+        """Ingress on 443 to the API endpoint's network interfaces for deploy runners.
+
+        pulumi-eks attaches its cluster security group (`clusterSecurityGroupId`) to the control plane's network
+        interfaces and lets only its node group in; the private endpoint answers only what this group admits. The
+        rules use aws.ec2.SecurityGroupRule, the resource pulumi-eks manages that group's other rules with.
+        """
+        access = args.platform.endpoint.deployer_access
+        sources: list[tuple[str, dict[str, Any]]] = []
+        if args.deployer_security_group_id is not None:
+            sources.append(("deployer", {"source_security_group_id": args.deployer_security_group_id}))
+        sources += [(_rule_key(str(cidr)), {"cidr_blocks": [str(cidr)]}) for cidr in access.cidrs]
+        sources += [(_rule_key(group), {"source_security_group_id": group}) for group in access.security_group_ids]
+        for key, source in sources:
+            aws.ec2.SecurityGroupRule(
+                f"{name}-api-from-{key}",
+                type="ingress",
+                security_group_id=cluster_security_group_id,
+                protocol="tcp",
+                from_port=API_PORT,
+                to_port=API_PORT,
+                description=f"Kubernetes API from deployers ({key})",
+                opts=pulumi.ResourceOptions(parent=self),
+                **source,
+            )

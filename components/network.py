@@ -1,8 +1,9 @@
-"""The VPC: one private and one public subnet per AZ, NAT egress, and an S3 gateway endpoint."""
+"""The VPC: one private and one public subnet per AZ, NAT egress, an S3 gateway endpoint, and the deployer security group."""
 
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pulumi
@@ -53,6 +54,7 @@ class Network(pulumi.ComponentResource):
     vpc_id: pulumi.Output[str]
     public_subnet_ids: pulumi.Output[list[str]]
     private_subnet_ids: pulumi.Output[list[str]]
+    deployer_security_group_id: pulumi.Output[str]
 
     def __init__(self, name: str, args: NetworkArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("simfleet:network:Network", name, None, opts)
@@ -171,13 +173,50 @@ class Network(pulumi.ComponentResource):
             opts=child,
         )
 
+        # The deploy runner's group. It lives with the network, not the cluster, because the runner must exist
+        # before the cluster does: on a first deploy the network comes up alone (SIMFLEET_BOOTSTRAP=network), a
+        # runner starts in a private subnet with this group, and the cluster security group admits it on 443.
+        deployer = aws.ec2.SecurityGroup(
+            f"{name}-deployer",
+            vpc_id=vpc.id,
+            description=f"Deploy runners of {cluster}; the EKS API admits this group on 443",
+            tags=tags(f"{cluster}-deployer"),
+            opts=child,
+        )
+        # HTTPS out is all a runner needs (GitHub, PyPI, Pulumi Cloud, the AWS APIs, the cluster endpoint); DNS via
+        # the VPC resolver and time sync are not subject to security groups. No ingress: sessions go through SSM.
+        aws.vpc.SecurityGroupEgressRule(
+            f"{name}-deployer-https",
+            security_group_id=deployer.id,
+            description="HTTPS to AWS APIs, the EKS endpoint and the deploy tooling",
+            ip_protocol="tcp",
+            from_port=443,
+            to_port=443,
+            cidr_ipv4="0.0.0.0/0",
+            tags=tags(f"{cluster}-deployer-https"),
+            opts=child,
+        )
+
         self.vpc_id = vpc.id
         self.public_subnet_ids = pulumi.Output.all(*[s.id for s in public_subnets]).apply(list)
         self.private_subnet_ids = pulumi.Output.all(*[s.id for s in private_subnets]).apply(list)
+        self.deployer_security_group_id = deployer.id
         self.register_outputs(
             {
                 "vpcId": self.vpc_id,
                 "publicSubnetIds": self.public_subnet_ids,
                 "privateSubnetIds": self.private_subnet_ids,
+                "deployerSecurityGroupId": self.deployer_security_group_id,
             }
+        )
+
+
+def refuse_bootstrap_over_cluster(cluster_name: str, existing_clusters: Sequence[str]) -> None:
+    """Phase 1 of a first deploy registers only the network. On a stack whose cluster already exists that would
+    delete the cluster and everything after it, so the phase refuses to run there."""
+    if cluster_name in existing_clusters:
+        raise pulumi.RunError(
+            f"SIMFLEET_BOOTSTRAP=network is for a first deploy only, but the EKS cluster {cluster_name} already exists: "
+            "this run would delete it and everything in it. Unset SIMFLEET_BOOTSTRAP and run `pulumi up` from a "
+            "runner that reaches the API endpoint (README 'First deploy (bootstrap)')."
         )

@@ -1,16 +1,27 @@
-"""The AWS Load Balancer Controller's IAM policy, re-expressed from upstream iam_policy.json with the partition filled in.
+"""The AWS Load Balancer Controller's IAM policy: upstream's iam_policy.json with the partition filled in and the VPC scoping upstream recommends.
 
-Source: kubernetes-sigs/aws-load-balancer-controller `docs/install/iam_policy.json`: 16 statements, all
-Allow, with the v2.13+ actions (IPAM pools, capacity reservations, SetRulePriorities, listener
-attributes). Checked statement by statement against two copies: a verbatim embedding of the upstream
-JSON, and terraform-aws-modules/terraform-aws-iam modules/iam-role-for-service-accounts/policies.tf
-at a commit that already carries the v3.4 Global Accelerator policy (PR #653, 2026-07-22), which
-tracks upstream `main`. The file at the pinned tag (chart 3.4.2, versions.HELM_CHARTS) could not be
-read here: before pinning or bumping, diff this module against
-https://raw.githubusercontent.com/kubernetes-sigs/aws-load-balancer-controller/v<version>/docs/install/iam_policy.json
-The upstream file writes `arn:aws:`; its partition variants (iam_policy_cn.json, iam_policy_us-gov.json)
-differ in that prefix, which is the `partition` argument here. The optional AGA and vended-log-delivery
-policies are not included: simfleet uses neither.
+What was compared, 2026-11-30 (for the pinned chart 3.4.2, app v3.4.2, versions.HELM_CHARTS):
+- Upstream kubernetes-sigs/aws-load-balancer-controller `docs/install/iam_policy.json`. The copies of it stored
+  for this work are older (v2.2-era at commit c533211; iam_policy_us-gov.json at d9c0258 is v2.5-era), so the
+  v3.x statement set was compared statement by statement, action by action, with a verbatim embedding of the
+  2026 file in a public Terraform module: 16 statements (the ELB service-linked role; discovery incl.
+  GetSecurityGroupsForVpc, DescribeIpamPools, DescribeRouteTables, DescribeTrustStores, DescribeListenerAttributes,
+  DescribeCapacityReservation; certificates, WAF and Shield; node security group ingress; its own security groups:
+  create, tag on create, retag, mutate and delete when tagged; tagged load balancer and target group creation;
+  listeners and rules; tags on load balancers, target groups, listeners and rules; ModifyListenerAttributes,
+  ModifyCapacityReservation and ModifyIpPools on owned resources; tagging on create; target registration;
+  SetRulePriorities). No difference in actions, resources or conditions was found. The previous check
+  (2026-11-23) used terraform-aws-modules/terraform-aws-iam policies.tf at PR #653 (2026-07-22), which tracks
+  upstream main. The file at tag v3.4.2 itself could not be read here: diff this module against
+  https://raw.githubusercontent.com/kubernetes-sigs/aws-load-balancer-controller/v3.4.2/docs/install/iam_policy.json
+  before the first deploy, and again on every chart bump.
+- One deliberate difference: statement 4 (AuthorizeSecurityGroupIngress / RevokeSecurityGroupIngress on any
+  security group) carries `ArnEquals ec2:Vpc <the cluster's VPC>`, as upstream's installation guide recommends
+  ("Permissions with the least privileges", docs/deploy/installation.md): the controller then cannot open any
+  security group outside the cluster's VPC.
+The upstream file writes `arn:aws:`; its partition variants (iam_policy_cn.json, iam_policy_us-gov.json) differ in
+that prefix, which is the `partition` argument here. The optional AGA and vended-log-delivery policies are not
+included: simfleet uses neither.
 """
 
 from __future__ import annotations
@@ -33,10 +44,14 @@ def _elb(partition: str, *resources: str) -> list[str]:
     return [f"arn:{partition}:elasticloadbalancing:*:*:{r}" for r in resources]
 
 
+def vpc_arn(partition: str, region: str, account_id: str, vpc_id: str) -> str:
+    return f"arn:{partition}:ec2:{region}:{account_id}:vpc/{vpc_id}"
+
+
 def load_balancer_controller_policy(
-    partition: str = "aws", elb_service_principal: str = "elasticloadbalancing.amazonaws.com"
+    partition: str = "aws", elb_service_principal: str = "elasticloadbalancing.amazonaws.com", *, vpc: str
 ) -> dict[str, Any]:
-    """The controller's policy document, statement for statement as upstream.
+    """The controller's policy document, statement for statement as upstream, scoped to the cluster's VPC `vpc` (an ARN).
 
     `elb_service_principal` comes from aws.get_service_principal in the component, as the
     terraform-aws-iam module does, so the service-linked-role condition is right in every partition.
@@ -110,8 +125,12 @@ def load_balancer_controller_policy(
                 "shield:DeleteProtection",
             ]
         ),
-        # 4. Node security group rules for traffic from the load balancers.
-        _allow(["ec2:AuthorizeSecurityGroupIngress", "ec2:RevokeSecurityGroupIngress"]),
+        # 4. Node security group rules for traffic from the load balancers, only in the cluster's VPC (upstream's
+        # installation guide, "Permissions with the least privileges").
+        _allow(
+            ["ec2:AuthorizeSecurityGroupIngress", "ec2:RevokeSecurityGroupIngress"],
+            condition={"ArnEquals": {"ec2:Vpc": vpc}},
+        ),
         # 5-8. Its own security groups: create, tag at creation, retag, change and delete only when tagged.
         _allow(["ec2:CreateSecurityGroup"]),
         _allow(

@@ -7,6 +7,7 @@ from config.errors import ConfigError, Issue
 from config.platform import (
     ArtifactRetention,
     BucketsConfig,
+    DeployerAccess,
     EndpointConfig,
     GpuNodeGroupConfig,
     NetworkConfig,
@@ -14,14 +15,26 @@ from config.platform import (
     NodeGroupsConfig,
     PlatformConfig,
     SystemNodeGroupConfig,
+    default_control_plane_log_retention,
     is_prod_stack,
 )
 from config.runs import Checkpoint, Images, RunSpec, Viewport, checkpoint_order
-from config.stack import PROJECT_ROOT, StackConfig, load_from_pulumi, load_stack_config
+from config.stack import (
+    BOOTSTRAP_ENV,
+    OFFLINE_PLAN_ENV,
+    PROJECT_ROOT,
+    StackConfig,
+    load_from_pulumi,
+    load_stack_config,
+    placeholder_issues,
+)
 from config.types import (
     ALL_CONTROL_PLANE_LOGS,
+    DOCUMENTATION_RANGES,
+    LOG_RETENTION_DAYS,
     QUANTITY_RE,
     ImageRef,
+    documentation_range,
     parse_duration,
     parse_image,
     quantity_value,
@@ -29,12 +42,17 @@ from config.types import (
 
 __all__ = [
     "ALL_CONTROL_PLANE_LOGS",
+    "BOOTSTRAP_ENV",
+    "DOCUMENTATION_RANGES",
+    "LOG_RETENTION_DAYS",
+    "OFFLINE_PLAN_ENV",
     "PROJECT_ROOT",
     "QUANTITY_RE",
     "ArtifactRetention",
     "BucketsConfig",
     "Checkpoint",
     "ConfigError",
+    "DeployerAccess",
     "EndpointConfig",
     "GpuNodeGroupConfig",
     "ImageRef",
@@ -49,10 +67,13 @@ __all__ = [
     "SystemNodeGroupConfig",
     "Viewport",
     "checkpoint_order",
+    "default_control_plane_log_retention",
+    "documentation_range",
     "is_prod_stack",
     "load_from_pulumi",
     "load_stack_config",
     "parse_duration",
     "parse_image",
+    "placeholder_issues",
     "quantity_value",
 ]

@@ -16,6 +16,8 @@ from config.types import (
     ALL_CONTROL_PLANE_LOGS,
     ECR_REPO_RE,
     IAM_PRINCIPAL_RE,
+    LOG_RETENTION_DAYS,
+    SECURITY_GROUP_ID_RE,
     CapacityType,
     ControlPlaneLogType,
     Model,
@@ -43,10 +45,47 @@ class NetworkConfig(Model):
         return cidr
 
 
+class DeployerAccess(Model):
+    """Who may reach the API endpoint's private address on 443, besides the nodes and the stack's deployer group."""
+
+    cidrs: list[RestrictedCidr] = Field(
+        default_factory=list,
+        description="Private networks (VPN, peered VPC, transit gateway) whose deploy machines reach the API endpoint "
+        "over its private address on 443.",
+    )
+    security_group_ids: list[str] = Field(
+        default_factory=list,
+        description="Security groups in the cluster's VPC (or a peered VPC in the same region) whose members reach "
+        "the API endpoint on 443. The stack's own deployer security group is always allowed.",
+    )
+
+    @model_validator(mode="after")
+    def _deployer_rules(self) -> DeployerAccess:
+        problems: list[str] = []
+        public = [str(c) for c in self.cidrs if not c.is_private]
+        if public:
+            problems.append(
+                f"cidrs {public} are not private ranges: the endpoint's private address is reached only from the VPC "
+                "or networks connected to it; public networks go in publicAccessCidrs (never in prod)"
+            )
+        bad = [g for g in self.security_group_ids if not SECURITY_GROUP_ID_RE.match(g)]
+        if bad:
+            problems.append(f"securityGroupIds {bad} are not security group ids (sg- and 8 or 17 hex digits)")
+        if len(set(self.cidrs)) != len(self.cidrs) or len(set(self.security_group_ids)) != len(self.security_group_ids):
+            problems.append("an entry is listed twice")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+
 class EndpointConfig(Model):
     public_access_cidrs: list[RestrictedCidr] = Field(
         default_factory=list,
         description="Networks allowed to reach the public API endpoint. Empty means private only.",
+    )
+    deployer_access: DeployerAccess = Field(
+        default_factory=DeployerAccess,
+        description="Extra sources allowed to the API endpoint on 443 (the cluster security group), for deploy runners.",
     )
 
     @property
@@ -76,6 +115,26 @@ class NodeGroupConfig(Model):
         return self
 
 
+def shape_problems(instance_types: list[str]) -> list[str]:
+    """Why `instance_types` cannot share one node group: unknown types, or more than one vCPU/memory shape."""
+    catalog = load_catalog().instances
+    unknown = [t for t in instance_types if t not in catalog]
+    if unknown:
+        return [
+            f"instanceTypes {unknown} are not in data/aws_catalog.json; add their vCPU, memory and GPU count there "
+            "(a node group's types are checked against it for one shape)"
+        ]
+    shapes = {(catalog[t].vcpu, catalog[t].memory_gib) for t in instance_types}
+    if len(shapes) == 1:
+        return []
+    found = ", ".join(f"{t} ({catalog[t].vcpu} vCPU, {catalog[t].memory_gib:g} GiB)" for t in instance_types)
+    return [
+        "instanceTypes must all have the same vCPU and memory: the Cluster Autoscaler builds one node template per "
+        f"node group from its first instance type and would schedule onto the others as if they had its shape; found "
+        f"{found}. Keep one shape per group (for example g5.2xlarge with g6.2xlarge, both 8 vCPU and 32 GiB)"
+    ]
+
+
 class SystemNodeGroupConfig(NodeGroupConfig):
     min_size: int = Field(1, ge=1, description="At least one node: CoreDNS and the controllers live here.")
 
@@ -84,6 +143,9 @@ class SystemNodeGroupConfig(NodeGroupConfig):
         gpu = [t for t in self.instance_types if is_gpu_family(t)]
         if gpu:
             raise ValueError(f"the system group is for CPU nodes; move {', '.join(gpu)} to nodeGroups.gpu")
+        problems = shape_problems(self.instance_types)
+        if problems:
+            raise ValueError("; ".join(problems))
         return self
 
 
@@ -125,6 +187,9 @@ class GpuNodeGroupConfig(NodeGroupConfig):
                 "instanceTypes must have the same GPU count: the Cluster Autoscaler builds one node "
                 f"template per group, found {sorted(gpu_counts)} GPUs per node"
             )
+        problems = shape_problems(self.instance_types)
+        if problems:
+            raise ValueError("; ".join(problems))
         if len(set(self.capacity)) != len(self.capacity):
             raise ValueError("capacity lists the same type twice")
         return self
@@ -160,12 +225,26 @@ def _default_control_plane_logs() -> list[ControlPlaneLogType]:
     return ["api", "audit"]
 
 
+# Control-plane log retention when the stack file sets none. Audit logs are what an incident review reads, so
+# prod keeps a quarter; dev keeps a month, enough to debug the platform.
+CONTROL_PLANE_LOG_RETENTION_DAYS = {"prod": 90, "other": 30}
+
+
+def default_control_plane_log_retention(stack: str) -> int:
+    return CONTROL_PLANE_LOG_RETENTION_DAYS["prod" if is_prod_stack(stack) else "other"]
+
+
 class PlatformConfig(Model):
     kubernetes_version: str = Field(pattern=r"^1\.\d{2}$", description='EKS minor, e.g. "1.35".')
     network: NetworkConfig
     endpoint: EndpointConfig = Field(default_factory=EndpointConfig)
     secrets_encryption: bool = Field(True, description="KMS envelope encryption of Kubernetes secrets.")
     control_plane_logs: list[ControlPlaneLogType] = Field(default_factory=_default_control_plane_logs)
+    control_plane_log_retention_days: int | None = Field(
+        None,
+        description="Days CloudWatch keeps the control-plane logs (/aws/eks/<cluster>/cluster). Unset: "
+        f"{CONTROL_PLANE_LOG_RETENTION_DAYS['prod']} in prod stacks, {CONTROL_PLANE_LOG_RETENTION_DAYS['other']} otherwise.",
+    )
     node_groups: NodeGroupsConfig
     buckets: BucketsConfig = Field(default_factory=BucketsConfig)
     repositories: list[str] = Field(default_factory=lambda: ["monty", "unitree-sim", "glue-base"], min_length=1)
@@ -185,10 +264,11 @@ class PlatformConfig(Model):
         context = info.context or {}
         today: datetime.date = context.get("today") or datetime.date.today()
         release = versions.eks_release(version)
-        in_support = ", ".join(sorted(v for v, r in versions.EKS_RELEASES.items() if r.end_of_standard >= today))
+        # The versions a stack may choose: in standard support and fully pinned (versions.deployable_versions).
+        in_support = ", ".join(versions.deployable_versions(today))
         if release is None:
             raise ValueError(
-                f"{version} is not in the EKS release table (versions.py); versions in standard support: {in_support}"
+                f"{version} is not in the EKS release table (versions.py); versions simfleet can deploy: {in_support}"
             )
         if release.end_of_standard < today:
             raise ValueError(
@@ -198,6 +278,13 @@ class PlatformConfig(Model):
         missing = versions.missing_pins(version)
         if missing:
             raise ValueError(f"simfleet has no pins for {version} yet: add {' and '.join(missing)} to versions.py")
+        unconfirmed = versions.unconfirmed_pins(version)
+        if unconfirmed and "warnings" in context:
+            context["warnings"].append(
+                f"platform.kubernetesVersion: pinned add-on builds not listed for {version} by the sources versions.py "
+                f"was checked against: {', '.join(unconfirmed)}; confirm with `aws eks describe-addon-versions "
+                f"--kubernetes-version {version} --addon-name <name>` before the first `pulumi up`"
+            )
         days_left = (release.end_of_standard - today).days
         if days_left <= versions.SUPPORT_WARNING_DAYS and "warnings" in context:
             context["warnings"].append(
@@ -221,6 +308,12 @@ class PlatformConfig(Model):
         missing = {"api", "audit"} - set(self.control_plane_logs)
         if missing:
             problems.append(f"controlPlaneLogs must include api and audit (missing {sorted(missing)})")
+        retention = self.control_plane_log_retention_days
+        if retention is not None and retention not in LOG_RETENTION_DAYS:
+            problems.append(
+                f"controlPlaneLogRetentionDays {retention} is not a CloudWatch retention period; use one of "
+                f"{', '.join(map(str, LOG_RETENTION_DAYS))}"
+            )
         if problems:
             raise ValueError("; ".join(problems))
         return self

@@ -9,17 +9,36 @@ from __future__ import annotations
 
 import datetime
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
 from config.errors import ConfigError, Issue, file_order, issues_from
-from config.platform import PlatformConfig, is_prod_stack, prod_rules
+from config.platform import PlatformConfig, default_control_plane_log_retention, is_prod_stack, prod_rules
 from config.runs import RunSpec, run_cross_rules, run_platform_rules
+from config.types import documentation_range
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+# Set only by tools/plan.py: the offline plan reports documentation-range placeholders as warnings, so the sample
+# stack still plans; `pulumi preview`/`up` (which never set it) refuse them.
+OFFLINE_PLAN_ENV = "SIMFLEET_OFFLINE_PLAN"
+# Set to "network" for phase 1 of a first deploy (README "First deploy (bootstrap)"): the program registers only
+# the network and the deployer security group, so a runner can start inside the VPC before the private endpoint exists.
+BOOTSTRAP_ENV = "SIMFLEET_BOOTSTRAP"
+BOOTSTRAP_PHASES = ("network",)
+
+# What to put in place of a documentation-range placeholder, per kind of CIDR list.
+_PLACEHOLDER_HINTS = {
+    "publicAccessCidrs": "the public egress ranges of the networks that administer the cluster (office, VPN; "
+    "`curl https://checkip.amazonaws.com` prints this machine's address, use it as a /32)",
+    "deployerAccess": "the private range of the VPN or peered network your deploy runner is in, or remove it and "
+    "start the runner with the stack's deployer security group (README 'First deploy')",
+    "allowedCidrs": "the public ranges of the people who open this run's viewport (`curl https://checkip.amazonaws.com`"
+    " prints this machine's address, use it as a /32)",
+}
 
 
 @dataclass(frozen=True)
@@ -28,10 +47,18 @@ class StackConfig:
     platform: PlatformConfig
     runs: tuple[RunSpec, ...]
     warnings: tuple[str, ...] = ()
+    # Phase 1 of a first deploy: register only the network (SIMFLEET_BOOTSTRAP=network).
+    bootstrap_network: bool = False
 
     @property
     def is_prod(self) -> bool:
         return is_prod_stack(self.stack)
+
+    @property
+    def control_plane_log_retention_days(self) -> int:
+        """platform.controlPlaneLogRetentionDays, with the stack's default filled in by load_stack_config."""
+        days = self.platform.control_plane_log_retention_days
+        return default_control_plane_log_retention(self.stack) if days is None else days
 
     @property
     def external_checkpoint_uris(self) -> list[str]:
@@ -48,8 +75,12 @@ def load_stack_config(
     base_dir: Path = PROJECT_ROOT,
     today: datetime.date | None = None,
     lint_glue: Callable[[Path], list[str]] | None = None,
+    offline: bool = False,
 ) -> StackConfig:
-    """Validate the raw `simfleet:platform` and `simfleet:runs` values; raise ConfigError listing every problem."""
+    """Validate the raw `simfleet:platform` and `simfleet:runs` values; raise ConfigError listing every problem.
+
+    `offline` (the offline plan) turns placeholder CIDRs from errors into warnings.
+    """
     today = today or datetime.date.today()
     issues: list[Issue] = []
     warnings: list[str] = []
@@ -86,11 +117,49 @@ def load_stack_config(
         issues += prod_rules(platform_cfg, stack)
         issues += run_platform_rules(platform_cfg, run_specs)
     issues += run_cross_rules(run_specs, base_dir, lint_glue)
+    placeholders = placeholder_issues(platform_cfg, run_specs)
+    if offline:
+        warnings += [
+            f"{i.path}: {i.message} (the offline plan only warns; pulumi preview and up refuse it)" for i in placeholders
+        ]
+    else:
+        issues += placeholders
 
     if issues:
         raise ConfigError(source, sorted(issues, key=file_order))
     assert platform_cfg is not None
+    if platform_cfg.control_plane_log_retention_days is None:
+        # The stack-dependent default is resolved here, once, so components receive a number.
+        platform_cfg = platform_cfg.model_copy(
+            update={"control_plane_log_retention_days": default_control_plane_log_retention(stack)}
+        )
     return StackConfig(stack, platform_cfg, tuple(spec for _, spec in run_specs), tuple(warnings))
+
+
+def placeholder_issues(platform: PlatformConfig | None, runs: list[tuple[int, RunSpec]]) -> list[Issue]:
+    """Documentation-range CIDRs (RFC 5737) in every CIDR list a user fills in: sample values nobody replaced."""
+    lists: list[tuple[str, str, list[Any]]] = []
+    if platform is not None:
+        endpoint = platform.endpoint
+        lists.append(("platform.endpoint.publicAccessCidrs", "publicAccessCidrs", list(endpoint.public_access_cidrs)))
+        lists.append(("platform.endpoint.deployerAccess.cidrs", "deployerAccess", list(endpoint.deployer_access.cidrs)))
+    for index, run in runs:
+        if run.viewport is not None:
+            lists.append((f"runs[{index}].viewport.allowedCidrs", "allowedCidrs", list(run.viewport.allowed_cidrs)))
+    issues = []
+    for path, kind, cidrs in lists:
+        for position, cidr in enumerate(cidrs):
+            reserved = documentation_range(cidr)
+            if reserved is not None:
+                where = "is" if cidr == reserved else f"lies in {reserved},"
+                issues.append(
+                    Issue(
+                        f"{path}[{position}]",
+                        f"{cidr} is a placeholder: it {where} a documentation range (RFC 5737) that no real network "
+                        f"uses. Put {_PLACEHOLDER_HINTS[kind]}",
+                    )
+                )
+    return issues
 
 
 def load_from_pulumi() -> StackConfig:
@@ -102,12 +171,18 @@ def load_from_pulumi() -> StackConfig:
     stack = pulumi.get_stack()
     # The offline plan can validate any stack file; it names that file here so errors point at it.
     source = os.environ.get("SIMFLEET_STACK_FILE", f"Pulumi.{stack}.yaml")
+    offline = os.environ.get(OFFLINE_PLAN_ENV) == "1"
+    phase = os.environ.get(BOOTSTRAP_ENV, "")
     settings = pulumi.Config("simfleet")
     try:
-        cfg = load_stack_config(settings.get_object("platform"), settings.get_object("runs"), stack=stack, source=source)
+        if phase and phase not in BOOTSTRAP_PHASES:
+            raise ConfigError(source, [Issue("", f"{BOOTSTRAP_ENV}={phase!r} is not a phase; the only one is 'network'")])
+        cfg = load_stack_config(
+            settings.get_object("platform"), settings.get_object("runs"), stack=stack, source=source, offline=offline
+        )
     except ConfigError as err:
         # RunError ends `pulumi up`/`preview` with the message alone: no traceback, non-zero exit.
         raise pulumi.RunError(str(err)) from None
     for warning in cfg.warnings:
         pulumi.log.warn(warning)
-    return cfg
+    return replace(cfg, bootstrap_network=phase == "network")

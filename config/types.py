@@ -51,6 +51,25 @@ def _no_open_cidr(value: Any) -> Any:
 
 RestrictedCidr = Annotated[ipaddress.IPv4Network, BeforeValidator(_no_open_cidr)]
 
+# RFC 5737 reserves these for documentation: no packet from them reaches AWS, so a CIDR list holding one is a sample
+# value nobody replaced. Python's `is_private` counts them as private, so they are checked on their own.
+DOCUMENTATION_RANGES: tuple[ipaddress.IPv4Network, ...] = tuple(
+    ipaddress.IPv4Network(n) for n in ("192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24")
+)
+
+
+def documentation_range(cidr: ipaddress.IPv4Network) -> ipaddress.IPv4Network | None:
+    """The RFC 5737 range `cidr` lies in (the range itself or any subnet of it), else None."""
+    return next((r for r in DOCUMENTATION_RANGES if cidr.subnet_of(r)), None)
+
+
+SECURITY_GROUP_ID_RE = re.compile(r"^sg-(?:[0-9a-f]{8}|[0-9a-f]{17})$")
+
+# CloudWatch Logs accepts only these retention periods (PutRetentionPolicy, retentionInDays).
+LOG_RETENTION_DAYS: tuple[int, ...] = (
+    1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653,
+)  # fmt: skip
+
 LABEL_VALUE_RE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 LABEL_KEY_RE = re.compile(r"^[a-z0-9]([-a-z0-9_.]*[a-z0-9])?$")
 IAM_PRINCIPAL_RE = re.compile(r"^arn:aws(-[a-z]+)*:iam::\d{12}:(role|user)/[\w+=,.@/-]+$")

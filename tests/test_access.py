@@ -21,9 +21,12 @@ from components.access import (
     s3_object_arn,
 )
 from components.irsa import IRSA_AUDIENCE, IrsaRole, IrsaRoleArgs, trust_policy
-from components.policies_lbc import load_balancer_controller_policy
+from components.policies_lbc import load_balancer_controller_policy, vpc_arn
 from tools import mocks
 from tools.mocks import ACCOUNT_ID
+
+VPC = "vpc-0abc1234def567890"
+VPC_ARN = f"arn:aws:ec2:us-east-1:{ACCOUNT_ID}:vpc/{VPC}"
 
 ROLE = "aws:iam/role:Role"
 ROLE_POLICY = "aws:iam/rolePolicy:RolePolicy"
@@ -117,7 +120,7 @@ def test_trust_policy_refuses_a_non_provider_arn():
 
 
 def test_load_balancer_controller_policy_matches_upstream_structure():
-    policy = load_balancer_controller_policy("aws")
+    policy = load_balancer_controller_policy("aws", vpc=VPC_ARN)
     assert_least_privilege(policy)
     statements = policy["Statement"]
     assert len(statements) == 16
@@ -132,10 +135,23 @@ def test_load_balancer_controller_policy_matches_upstream_structure():
         assert statement["Condition"]["Null"] == {"aws:ResourceTag/elbv2.k8s.aws/cluster": "false"}, action
 
 
+def test_load_balancer_controller_changes_security_groups_only_in_the_clusters_vpc():
+    statements = load_balancer_controller_policy("aws", vpc=VPC_ARN)["Statement"]
+    mutating = [s for s in statements if "ec2:AuthorizeSecurityGroupIngress" in s["Action"]]
+    assert len(mutating) == 2
+    # Upstream's open statement gets the VPC condition its installation guide recommends; the other one is limited
+    # to security groups carrying the controller's cluster tag, as upstream writes it.
+    untagged = next(s for s in mutating if "ec2:DeleteSecurityGroup" not in s["Action"])
+    assert untagged["Condition"] == {"ArnEquals": {"ec2:Vpc": VPC_ARN}}
+    tagged = next(s for s in mutating if "ec2:DeleteSecurityGroup" in s["Action"])
+    assert tagged["Condition"] == {"Null": {"aws:ResourceTag/elbv2.k8s.aws/cluster": "false"}}
+    assert vpc_arn("aws", "us-east-1", ACCOUNT_ID, VPC) == VPC_ARN
+
+
 @pytest.mark.parametrize("partition", ["aws-us-gov", "aws-cn"])
 def test_policies_use_the_partition_they_are_given(partition):
     policies = [
-        load_balancer_controller_policy(partition),
+        load_balancer_controller_policy(partition, vpc=vpc_arn(partition, "r", ACCOUNT_ID, VPC)),
         cluster_autoscaler_policy(partition, "r", ACCOUNT_ID, "c"),
         log_shipper_policy(partition, "r", ACCOUNT_ID, "c"),
         run_policy(partition, f"arn:{partition}:s3:::a", f"arn:{partition}:s3:::b", [EXTERNAL]),
@@ -250,7 +266,17 @@ def _access(pulumi_mocks, ckpt: str = CKPT, art: str = ART, provider_arn: str = 
     def build() -> None:
         access = Access(
             "access",
-            AccessArgs("simfleet-dev", provider_arn, ISSUER, ckpt, art, {"simfleet:stack": "dev"}, "us-east-1", list(external)),
+            AccessArgs(
+                "simfleet-dev",
+                provider_arn,
+                ISSUER,
+                ckpt,
+                art,
+                {"simfleet:stack": "dev"},
+                "us-east-1",
+                list(external),
+                vpc_id=VPC,
+            ),
         )
         pulumi.Output.all(access.run_role_arn, *access.roles.values()).apply(
             lambda v: outputs.update(run=v[0], roles=dict(zip(access.roles, v[1:], strict=True)))
@@ -276,7 +302,7 @@ def test_access_role_policies(pulumi_mocks):
     rec, _ = _access(pulumi_mocks)
     policies = {r.name: json.loads(r.inputs["policy"]) for r in rec.of_type(ROLE_POLICY)}
     assert policies == {
-        "access-aws-load-balancer-controller-policy": load_balancer_controller_policy("aws"),
+        "access-aws-load-balancer-controller-policy": load_balancer_controller_policy("aws", vpc=VPC_ARN),
         "access-cluster-autoscaler-policy": cluster_autoscaler_policy("aws", "us-east-1", ACCOUNT_ID, "simfleet-dev"),
         "access-aws-for-fluent-bit-policy": log_shipper_policy("aws", "us-east-1", ACCOUNT_ID, "simfleet-dev"),
         "access-run-policy": run_policy("aws", CKPT, ART, [EXTERNAL]),

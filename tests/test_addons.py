@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 from typing import Any
 
 import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 import pytest
+import yaml
 
 import naming
 import versions
-from components.addons import CHARTS, IRSA_ANNOTATION, Addons, AddonsArgs
+from components.addons import CHARTS, IRSA_ANNOTATION, MANAGED_ADDON_CONFIG, Addons, AddonsArgs
 
 RELEASE = "kubernetes:helm.sh/v3:Release"
 ADDON = "aws:eks/addon:Addon"
@@ -23,6 +25,8 @@ ROLES = {
     "aws-for-fluent-bit": "arn:aws:iam::123456789012:role/fluent-bit",
 }
 EXACT_VERSION = re.compile(r"^\d+\.\d+\.\d+$")
+# Each chart's values.yaml as published, one folder per checked version (shared with the team, not vendored here).
+REFERENCE = Path("/work/shared/reference/helm-charts")
 
 
 def _args(cluster: pulumi.Resource, **overrides: Any) -> AddonsArgs:
@@ -59,19 +63,29 @@ def _values(rec, key: str) -> dict[str, Any]:
     return rec.one(RELEASE, f"addons-{key}").inputs["values"]
 
 
-def test_managed_addons_are_pinned_and_adopt_bootstrap_copies(rec):
+def test_managed_addons_are_pinned_for_the_clusters_minor_and_adopt_bootstrap_copies(rec):
     addons = {r.inputs["addonName"]: r.inputs for r in rec.of_type(ADDON)}
-    assert set(addons) == {"vpc-cni", "coredns", "kube-proxy", "eks-pod-identity-agent"}
+    assert set(addons) == set(versions.MANAGED_ADDONS) == {"vpc-cni", "coredns", "kube-proxy"}
     for addon, inputs in addons.items():
-        assert inputs["addonVersion"] == versions.EKS_ADDON_VERSIONS[addon], addon
+        assert inputs["addonVersion"] == versions.addon_version("1.35", addon), addon
         assert re.match(r"^v\d+\.\d+\.\d+-eksbuild\.\d+$", inputs["addonVersion"]), addon
         assert inputs["resolveConflictsOnCreate"] == "OVERWRITE", addon
         assert inputs["resolveConflictsOnUpdate"] == "OVERWRITE", addon
         assert inputs["clusterName"] == "simfleet-dev"
+        # The CNI, DNS and proxy software stays if the Addon resource is ever removed.
+        assert inputs["preserve"] is True, addon
     assert addons["kube-proxy"]["addonVersion"].startswith("v1.35.")
-    # The CNI and DNS software stays if the Addon resource is ever removed; the identity agent need not.
-    assert addons["vpc-cni"]["preserve"] is True and addons["coredns"]["preserve"] is True
-    assert addons["eks-pod-identity-agent"]["preserve"] is False
+    # CoreDNS from the 1.35 row of the EKS user guide's table, not the 1.33/1.34 v1.12 line.
+    assert not addons["coredns"]["addonVersion"].startswith("v1.12.")
+    assert "row 1.35" in versions.EKS_ADDON_PINS["1.35"]["coredns"].source
+
+
+def test_no_pod_identity_agent_because_every_role_is_irsa(rec):
+    # Nothing in simfleet uses EKS Pod Identity (every workload role is an IRSA role), so the agent's DaemonSet would
+    # only take a pod slot on every node.
+    assert "eks-pod-identity-agent" not in {r.inputs["addonName"] for r in rec.of_type(ADDON)}
+    assert set(MANAGED_ADDON_CONFIG) == set(versions.MANAGED_ADDONS)
+    assert not [r for r in rec.of_type("aws:eks/podIdentityAssociation:PodIdentityAssociation")]
 
 
 def test_vpc_cni_enforces_network_policy(rec):
@@ -93,9 +107,35 @@ def test_every_chart_is_pinned_in_versions():
     for key, chart in versions.HELM_CHARTS.items():
         assert EXACT_VERSION.match(chart.version), f"{key}: {chart.version!r} is not an exact version"
         assert chart.repository.startswith("https://"), key
-        assert chart.source, f"{key} has no source for its pin"
+        assert chart.source and chart.checked, f"{key} has no source or check date for its pin"
     for minor, tag in versions.CLUSTER_AUTOSCALER_IMAGE_TAGS.items():
         assert tag.startswith(f"v{minor}."), f"Cluster Autoscaler {tag} does not match Kubernetes {minor}"
+
+
+# Values that are free-form maps or lists in the charts: the key must exist, what goes inside is ours.
+FREE_FORM = {"nodeSelector", "affinity", "tolerations", "annotations", "extraArgs"}
+
+
+def _unknown_keys(ours: dict[str, Any], chart: dict[str, Any], path: str = "") -> list[str]:
+    unknown = []
+    for key, value in ours.items():
+        where = f"{path}{key}"
+        if key not in chart:
+            unknown.append(where)
+        elif isinstance(value, dict) and isinstance(chart[key], dict) and key not in FREE_FORM:
+            unknown += _unknown_keys(value, chart[key], f"{where}.")
+    return unknown
+
+
+@pytest.mark.parametrize("key", CHARTS)
+def test_every_value_simfleet_sets_is_a_key_of_the_pinned_charts_values(rec, key):
+    chart = versions.HELM_CHARTS[key]
+    values_file = REFERENCE / chart.chart / chart.version / "values.yaml"
+    if not values_file.exists():
+        pytest.skip(f"no reference values.yaml for {chart.chart} {chart.version} at {values_file}")
+    chart_values = yaml.safe_load(values_file.read_text())
+    ours = _values(rec, key)
+    assert _unknown_keys(ours, chart_values) == [], f"{chart.chart} {chart.version} has no such values keys"
 
 
 def test_releases_use_the_pins(rec):
@@ -181,6 +221,6 @@ def test_args_reject_mismatched_versions_and_missing_roles():
         _args(cluster, kubernetes_version="1.30", roles={"cluster-autoscaler": "arn"}, log_retention_days=10)  # type: ignore[arg-type]
     message = str(err.value)
     assert "aws-load-balancer-controller, aws-for-fluent-bit" in message
-    assert "no Cluster Autoscaler image" in message
-    assert "EKS_ADDON_VERSIONS['kube-proxy']" in message
+    assert "no complete pins for Kubernetes 1.30" in message
+    assert "Cluster Autoscaler 1.30.x image" in message and "kube-proxy add-on build for 1.30" in message
     assert "log_retention_days 10" in message

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import datetime
+import json
 from pathlib import Path
 from typing import Any
 
@@ -12,26 +13,28 @@ import pytest
 import yaml
 
 import naming
-from components.cluster import Cluster, ClusterArgs, access_entries
+from components.cluster import Cluster, ClusterArgs, access_entries, control_plane_logs_key_policy
 from components.network import Network, NetworkArgs
 from components.nodegroups import NodeGroups, NodeGroupsArgs
 from config import PlatformConfig, load_stack_config
-from tools.mocks import MOCK_CA_DATA
+from tools.mocks import ACCOUNT_ID, MOCK_CA_DATA
 
 CLUSTER = "simfleet-test"
 TAGS = {"simfleet:stack": "test", "cost-center": "robotics-research"}
 EKS = "eks:index:Cluster"
+RULE = "aws:ec2/securityGroupRule:SecurityGroupRule"
+LOG_GROUP = "aws:cloudwatch/logGroup:LogGroup"
 ADMIN = "arn:aws:iam::123456789012:role/platform-admin"
 OPERATOR = "arn:aws:iam::123456789012:role/researchers"
 
 DEV: dict[str, Any] = {
     "kubernetesVersion": "1.35",
     "network": {"cidr": "10.40.0.0/16", "availabilityZones": 2, "natGateways": "single"},
-    "endpoint": {"publicAccessCidrs": ["203.0.113.0/24"]},
+    "endpoint": {"publicAccessCidrs": ["198.18.10.0/24"]},
     "controlPlaneLogs": ["api", "audit"],
     "nodeGroups": {
         "system": {"instanceTypes": ["t3.medium"], "minSize": 1, "maxSize": 3},
-        "gpu": {"instanceTypes": ["g5.2xlarge", "g6e.xlarge"], "maxSize": 4, "capacity": ["spot", "onDemand"]},
+        "gpu": {"instanceTypes": ["g5.2xlarge", "g6.2xlarge"], "maxSize": 4, "capacity": ["spot", "onDemand"]},
     },
     "clusterAdmins": [ADMIN],
     "runOperators": [OPERATOR],
@@ -49,7 +52,17 @@ def platform(raw: dict[str, Any], **overrides: Any) -> PlatformConfig:
     return PlatformConfig.model_validate({**copy.deepcopy(raw), **overrides})
 
 
-def build(pulumi_mocks, cfg: PlatformConfig, deletion_protection: bool = False, captured: dict[str, Any] | None = None):
+DEPLOYER_SG = "sg-0d0e0f0a0b0c0d0e1"
+
+
+def build(
+    pulumi_mocks,
+    cfg: PlatformConfig,
+    deletion_protection: bool = False,
+    captured: dict[str, Any] | None = None,
+    encrypt_logs: bool = False,
+    retention: int = 30,
+):
     def program() -> None:
         args = ClusterArgs(
             CLUSTER,
@@ -59,6 +72,10 @@ def build(pulumi_mocks, cfg: PlatformConfig, deletion_protection: bool = False, 
             ["subnet-priv-a", "subnet-priv-b"],
             TAGS,
             deletion_protection=deletion_protection,
+            region="us-east-1",
+            log_retention_days=retention,
+            deployer_security_group_id=DEPLOYER_SG,
+            encrypt_control_plane_logs=encrypt_logs,
         )
         cluster = Cluster("cluster", args)
         if captured is not None:
@@ -69,6 +86,8 @@ def build(pulumi_mocks, cfg: PlatformConfig, deletion_protection: bool = False, 
                 "kubeconfig_json",
                 "oidc_provider_arn",
                 "oidc_provider_url",
+                "cluster_security_group_id",
+                "control_plane_log_group_name",
             ):
                 getattr(cluster, attr).apply(lambda v, attr=attr: captured.__setitem__(attr, v))
 
@@ -109,7 +128,7 @@ def test_dev_endpoint_is_public_but_restricted(pulumi_mocks) -> None:
     eks = eks_inputs(build(pulumi_mocks, platform(DEV)))
     assert eks["endpointPrivateAccess"] is True
     assert eks["endpointPublicAccess"] is True
-    assert eks["publicAccessCidrs"] == ["203.0.113.0/24"]
+    assert eks["publicAccessCidrs"] == ["198.18.10.0/24"]
     assert eks["enabledClusterLogTypes"] == ["api", "audit"]
     assert eks["deletionProtection"] is False
 
@@ -216,7 +235,9 @@ def test_oidc_url_is_host_and_path_whatever_pulumi_eks_returns(pulumi_mocks, mon
 def test_stack_files_wire_network_cluster_and_node_groups(pulumi_mocks, stack: str, nats: int, public_endpoint: bool) -> None:
     """The three components wired as __main__.py wires them, from the real Pulumi.<stack>.yaml."""
     raw = yaml.safe_load((Path(__file__).resolve().parent.parent / f"Pulumi.{stack}.yaml").read_text())["config"]
-    cfg = load_stack_config(raw["simfleet:platform"], [], stack=stack, source=stack, today=datetime.date(2026, 11, 23))
+    cfg = load_stack_config(
+        raw["simfleet:platform"], [], stack=stack, source=stack, today=datetime.date(2026, 11, 23), offline=True
+    )
     name = f"simfleet-{stack}"
 
     def program() -> None:
@@ -231,6 +252,10 @@ def test_stack_files_wire_network_cluster_and_node_groups(pulumi_mocks, stack: s
                 net.private_subnet_ids,
                 TAGS,
                 deletion_protection=cfg.is_prod,
+                region="us-east-1",
+                log_retention_days=cfg.control_plane_log_retention_days,
+                deployer_security_group_id=net.deployer_security_group_id,
+                encrypt_control_plane_logs=cfg.is_prod,
             ),
         )
         NodeGroups(
@@ -250,8 +275,83 @@ def test_stack_files_wire_network_cluster_and_node_groups(pulumi_mocks, stack: s
     private = sorted(ids[r.urn] for r in rec.of_type("aws:ec2/subnet:Subnet") if "-private-" in r.name)
     eks = eks_inputs(rec)
     assert len(rec.of_type("aws:ec2/natGateway:NatGateway")) == nats
+    # The deployer security group of the network is what the cluster admits on 443.
+    deployer = rec.one("aws:ec2/securityGroup:SecurityGroup", "network-deployer")
+    assert rec.one(RULE, "cluster-api-from-deployer").inputs["sourceSecurityGroupId"] == ids[deployer.urn]
+    log_group = rec.one(LOG_GROUP).inputs
+    assert log_group["retentionInDays"] == (90 if stack == "prod" else 30)
+    assert ("kmsKeyId" in log_group) is (stack == "prod")
     assert eks["endpointPublicAccess"] is public_endpoint and eks["deletionProtection"] is cfg.is_prod
     assert sorted(eks["privateSubnetIds"]) == private
     groups = rec.of_type("aws:eks/nodeGroup:NodeGroup")
     assert {g.name for g in groups} == {"nodes-system", "nodes-gpu-spot", "nodes-gpu-on-demand"}
     assert all(sorted(g.inputs["subnetIds"]) == private for g in groups)
+
+
+# ---- the control-plane log group ------------------------------------------------------------------
+
+
+def test_control_plane_log_group_exists_before_the_cluster_with_a_retention(pulumi_mocks) -> None:
+    rec = build(pulumi_mocks, platform(DEV), retention=60)
+    group = rec.one(LOG_GROUP, "cluster-control-plane-logs")
+    assert group.inputs["name"] == naming.control_plane_log_group(CLUSTER) == f"/aws/eks/{CLUSTER}/cluster"
+    assert group.inputs["retentionInDays"] == 60
+    assert "kmsKeyId" not in group.inputs and "deletionProtectionEnabled" not in group.inputs
+    assert group.parent == rec.one("simfleet:cluster:Cluster").urn
+    # The cluster's name comes from the log group's output: EKS is created only after the group exists, and
+    # writes into it instead of creating an unmanaged group that never expires.
+    assert group.urn in rec.one(EKS).options["propertyDependencies"]["name"]
+    assert eks_inputs(rec)["name"] == CLUSTER
+
+
+def test_prod_log_group_is_kms_encrypted_with_a_key_only_cloudwatch_logs_may_use_for_it(pulumi_mocks) -> None:
+    rec = build(pulumi_mocks, platform(PROD), deletion_protection=True, encrypt_logs=True, retention=90)
+    keys = {r.name: r for r in rec.of_type("aws:kms/key:Key")}
+    assert set(keys) == {"cluster-secrets", "cluster-logs"}
+    key = keys["cluster-logs"]
+    assert key.inputs["enableKeyRotation"] is True
+    group = rec.one(LOG_GROUP).inputs
+    assert group["kmsKeyId"] == rec.monitor.resources[key.urn].state["arn"]
+    assert group["deletionProtectionEnabled"] is True
+    policy = json.loads(key.inputs["policy"])
+    assert policy == control_plane_logs_key_policy(
+        "aws", ACCOUNT_ID, "us-east-1", "logs.us-east-1.amazonaws.com", f"/aws/eks/{CLUSTER}/cluster"
+    )
+    logs = next(s for s in policy["Statement"] if s["Principal"] == {"Service": "logs.us-east-1.amazonaws.com"})
+    assert logs["Condition"] == {
+        "ArnEquals": {
+            "kms:EncryptionContext:aws:logs:arn": f"arn:aws:logs:us-east-1:{ACCOUNT_ID}:log-group:/aws/eks/{CLUSTER}/cluster"
+        }
+    }
+    assert rec.one("aws:kms/alias:Alias", "cluster-logs").inputs["name"] == f"alias/{CLUSTER}-logs"
+
+
+# ---- deployer access to the API endpoint ----------------------------------------------------------
+
+
+def test_the_deployer_security_group_reaches_the_private_endpoint_on_443(pulumi_mocks) -> None:
+    captured: dict[str, Any] = {}
+    rec = build(pulumi_mocks, platform(PROD), captured=captured)
+    [rule] = rec.of_type(RULE)
+    assert rule.name == "cluster-api-from-deployer"
+    assert rule.inputs["type"] == "ingress"
+    assert (rule.inputs["protocol"], rule.inputs["fromPort"], rule.inputs["toPort"]) == ("tcp", 443, 443)
+    assert rule.inputs["sourceSecurityGroupId"] == DEPLOYER_SG
+    # The rule goes on pulumi-eks's cluster security group, the one attached to the control plane's interfaces.
+    assert rule.inputs["securityGroupId"] == captured["cluster_security_group_id"]
+    assert captured["cluster_security_group_id"] == rec.monitor.resources[rec.one(EKS).urn].state["clusterSecurityGroupId"]
+
+
+def test_deployer_access_cidrs_and_security_groups_each_get_a_rule(pulumi_mocks) -> None:
+    access = {"cidrs": ["10.60.0.0/24", "172.20.8.0/22"], "securityGroupIds": ["sg-0123456789abcdef0"]}
+    cfg = platform(PROD, endpoint={"publicAccessCidrs": [], "deployerAccess": access})
+    rules = {r.name: r.inputs for r in build(pulumi_mocks, cfg).of_type(RULE)}
+    assert set(rules) == {
+        "cluster-api-from-deployer",
+        "cluster-api-from-10-60-0-0-24",
+        "cluster-api-from-172-20-8-0-22",
+        "cluster-api-from-sg-0123456789abcdef0",
+    }
+    assert rules["cluster-api-from-10-60-0-0-24"]["cidrBlocks"] == ["10.60.0.0/24"]
+    assert rules["cluster-api-from-sg-0123456789abcdef0"]["sourceSecurityGroupId"] == "sg-0123456789abcdef0"
+    assert all((r["fromPort"], r["toPort"]) == (443, 443) for r in rules.values())

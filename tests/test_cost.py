@@ -38,7 +38,7 @@ def run(name: str, capacity: str, deadline: int, parallelism: int | None = None,
     if parallelism is not None:
         spec.update(parallelism=parallelism, completions=completions, completionMode="Indexed")
     spec["template"] = {"spec": {"nodeSelector": {"eks.amazonaws.com/capacityType": capacity}, "containers": []}}
-    objects = [{"kind": "ConfigMap"}, {"kind": "Job", "spec": spec}]
+    objects: list[dict[str, Any]] = [{"kind": "ConfigMap"}, {"kind": "Job", "spec": spec}]
     # The objects as the renderer would give them (tests/test_plan.py prices the real rendering).
     props = {"runName": name, "specHash": "h", "spec": {"name": name}}
     return replace(res("pulumi-python:dynamic:Resource", f"runs-{name}", props), rendered=objects)
@@ -178,3 +178,26 @@ def test_a_viewport_load_balancer_is_billed_with_its_run_for_the_jobs_lifetime()
     assert after["viewportUsd"] == pytest.approx((0.0225 + 2 * 0.005) * 2.5, abs=0.01)
     assert after["estimatedUsd"] == pytest.approx(before["estimatedUsd"] + after["viewportUsd"], abs=0.01)
     assert cost["idleMonthlyUsd"] == without["idleMonthlyUsd"]
+
+
+def test_each_kms_key_and_log_group_shows_by_name() -> None:
+    logs_key = res(
+        "aws:kms/key:Key", "cluster-logs", {"description": "CloudWatch Logs encryption of /aws/eks/simfleet-prod/cluster"}
+    )
+    group = res(
+        "aws:cloudwatch/logGroup:LogGroup",
+        "cluster-control-plane-logs",
+        {"name": "/aws/eks/simfleet-prod/cluster", "retentionInDays": 90},
+    )
+    forever = res("aws:cloudwatch/logGroup:LogGroup", "unmanaged", {"name": "/x"})
+    base = estimate(dev_like(), "dev", "us-east-1", today=TODAY)
+    cost = estimate([*dev_like(), logs_key, group, forever], "dev", "us-east-1", today=TODAY)
+    items = {i["item"]: i for i in cost["breakdown"]}
+    # $1 a month per key, one line each, named by purpose.
+    assert items["KMS key: CloudWatch Logs encryption of /aws/eks/simfleet-prod/cluster"]["monthlyUsd"] == 1.0
+    assert items["KMS key: cluster-secrets"]["monthlyUsd"] == 1.0
+    # A log group is free to exist (ingestion and storage are usage-based, under "excluded"), but it is listed with its retention.
+    assert items["CloudWatch log group /aws/eks/simfleet-prod/cluster (kept 90 days)"]["monthlyUsd"] == 0.0
+    assert "CloudWatch log group /x (never expires)" in items
+    assert cost["idleMonthlyUsd"] == pytest.approx(base["idleMonthlyUsd"] + 1.0)
+    assert any("CloudWatch Logs ingestion" in e for e in cost["excluded"])

@@ -179,3 +179,30 @@ def test_too_few_azs_in_the_region_fails_with_a_clear_message() -> None:
     assert first_zones(["us-east-1a", "us-east-1b", "us-east-1c"], 2, "us-east-1") == ["us-east-1a", "us-east-1b"]
     with pytest.raises(ValueError, match="availabilityZones is 3 but eu-north-1 has only 2 available AZs"):
         first_zones(["eu-north-1a", "eu-north-1b"], 3, "eu-north-1")
+
+
+# ------------------------------------------------------------------ the deployer security group
+
+
+def test_deployer_security_group_lives_in_the_vpc_with_https_egress_only(pulumi_mocks) -> None:
+    rec = build(pulumi_mocks, network())
+    vpc = rec.one("aws:ec2/vpc:Vpc")
+    group = rec.one("aws:ec2/securityGroup:SecurityGroup", "net-deployer")
+    assert group.inputs["vpcId"] == ids(rec)[vpc.urn]
+    assert "ingress" not in group.inputs and "egress" not in group.inputs  # rules are separate resources
+    assert group.inputs["tags"]["Name"] == f"{CLUSTER}-deployer"
+    [egress] = rec.of_type("aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule")
+    assert egress.inputs["securityGroupId"] == ids(rec)[group.urn]
+    assert (egress.inputs["ipProtocol"], egress.inputs["fromPort"], egress.inputs["toPort"]) == ("tcp", 443, 443)
+    assert egress.inputs["cidrIpv4"] == "0.0.0.0/0"
+    assert rec.of_type("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule") == []
+
+
+def test_bootstrap_refuses_to_run_over_an_existing_cluster() -> None:
+    import pulumi
+
+    from components.network import refuse_bootstrap_over_cluster
+
+    refuse_bootstrap_over_cluster("simfleet-prod", ["simfleet-dev"])
+    with pytest.raises(pulumi.RunError, match="simfleet-prod already exists"):
+        refuse_bootstrap_over_cluster("simfleet-prod", ["simfleet-prod"])

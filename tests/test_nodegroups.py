@@ -28,7 +28,7 @@ DEV: dict[str, Any] = {
     "nodeGroups": {
         "system": {"instanceTypes": ["t3.medium"], "minSize": 1, "maxSize": 3},
         "gpu": {
-            "instanceTypes": ["g5.2xlarge", "g6e.xlarge"],
+            "instanceTypes": ["g5.2xlarge", "g6.2xlarge"],
             "minSize": 0,
             "maxSize": 4,
             "capacity": ["spot", "onDemand"],
@@ -134,7 +134,7 @@ def test_gpu_groups_are_tainted_labelled_and_scale_from_zero(pulumi_mocks, key: 
     assert gpu["capacityType"] == capacity_type
     assert gpu["taints"] == [{"key": "nvidia.com/gpu", "value": "true", "effect": "NO_SCHEDULE"}]
     assert gpu["labels"] == {naming.NODE_POOL_LABEL: "gpu", naming.GPU_PRESENT_LABEL: "true"}
-    assert gpu["instanceTypes"] == ["g5.2xlarge", "g6e.xlarge"]
+    assert gpu["instanceTypes"] == ["g5.2xlarge", "g6.2xlarge"]
     assert gpu["scalingConfig"] == {"minSize": 0, "maxSize": 4, "desiredSize": 0}
 
 
@@ -177,7 +177,10 @@ def test_node_groups_wait_for_the_cluster(pulumi_mocks) -> None:
     cfg = platform()
 
     def program() -> None:
-        cluster = Cluster("cluster", ClusterArgs(CLUSTER, cfg, "vpc-1", ["subnet-pub-a"], PRIVATE, TAGS))
+        cluster = Cluster(
+            "cluster",
+            ClusterArgs(CLUSTER, cfg, "vpc-1", ["subnet-pub-a"], PRIVATE, TAGS, region="us-east-1", log_retention_days=30),
+        )
         NodeGroups("nodes", NodeGroupsArgs(CLUSTER, cfg.node_groups, cluster.eks_cluster_name, PRIVATE, TAGS))
 
     rec = pulumi_mocks(program)

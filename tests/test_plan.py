@@ -73,10 +73,13 @@ PLATFORM_PARTS = {
     "aws:ec2/natGateway:NatGateway": (1, 3),
     "aws:ec2/vpcEndpoint:VpcEndpoint": (1, 1),
     "eks:index:Cluster": (1, 1),
-    "aws:kms/key:Key": (1, 1),
+    "aws:kms/key:Key": (1, 2),  # prod: the control-plane log group has its own key
+    "aws:cloudwatch/logGroup:LogGroup": (2, 2),  # control plane (with a retention) and containers
+    "aws:ec2/securityGroup:SecurityGroup": (1, 1),  # the deployer group
+    "aws:ec2/securityGroupRule:SecurityGroupRule": (1, 1),  # the deployer group to the API endpoint on 443
     "aws:ec2/launchTemplate:LaunchTemplate": (3, 3),
     "aws:eks/nodeGroup:NodeGroup": (3, 3),
-    "aws:eks/addon:Addon": (4, 4),
+    "aws:eks/addon:Addon": (3, 3),
     "kubernetes:helm.sh/v3:Release": (5, 5),
     "aws:s3/bucket:Bucket": (2, 2),
     "aws:ecr/repository:Repository": (3, 3),
@@ -123,8 +126,12 @@ def test_stack_exports() -> None:
         "repositoryUrls",
         "runsNamespace",
         "runs",
+        "network",
     }
     assert outputs["clusterName"] == "simfleet-dev"
+    network = outputs["network"]
+    assert network["vpcId"].startswith("vpc-") and network["deployerSecurityGroupId"].startswith("sg-")
+    assert len(network["privateSubnetIds"]) == 2
     assert outputs["runsNamespace"] == "simfleet-runs"
     assert set(outputs["repositoryUrls"]) == {"monty", "unitree-sim", "glue-base"}
     assert set(outputs["runs"]) == {"trot-baseline", "trot-sweep", "trot-continue"}
@@ -191,3 +198,79 @@ def test_dev_plan_runs_are_small_and_their_hash_depends_on_no_resource() -> None
         assert len(compact) <= 4096, f"{run.urn}: {len(compact)} bytes"
         assert "specHash" not in run.options.get("propertyDependencies", {}), run.options
         assert run.options.get("propertyDependencies", {}) == {}, f"{run.urn}: every input is plain"
+
+
+# ---- the first deploy ------------------------------------------------------------------------------
+
+
+def _control_plane_log_group(result: PlanResult) -> Any:
+    return next(r for r in result.registrations if r.inputs.get("name") == "/aws/eks/simfleet-prod/cluster")
+
+
+def test_prod_plan_has_a_443_path_for_the_deployer_and_a_managed_log_group() -> None:
+    regs = planned("prod").registrations
+    deployer = next(r for r in regs if r.type == "aws:ec2/securityGroup:SecurityGroup" and r.name == "network-deployer")
+    [rule] = [r for r in regs if r.type == "aws:ec2/securityGroupRule:SecurityGroupRule"]
+    assert (rule.inputs["type"], rule.inputs["fromPort"], rule.inputs["toPort"]) == ("ingress", 443, 443)
+    assert rule.options["propertyDependencies"]["sourceSecurityGroupId"] == [deployer.urn]
+    group = _control_plane_log_group(planned("prod"))
+    assert group.inputs["retentionInDays"] == 90 and group.inputs["kmsKeyId"]
+
+
+def test_bootstrap_phase_registers_only_the_network() -> None:
+    result = run_program(ROOT / "Pulumi.prod.yaml", "prod", bootstrap=True)
+    registered = {r.type for r in result.registrations}
+    assert "eks:index:Cluster" not in registered and "kubernetes:helm.sh/v3:Release" not in registered
+    assert {"aws:ec2/vpc:Vpc", "aws:ec2/natGateway:NatGateway", "aws:ec2/securityGroup:SecurityGroup"} <= registered
+    # Every resource belongs to the Network component: the same URNs the full program registers, so the full
+    # `pulumi up` that follows finds them unchanged.
+    full = {r.urn for r in planned("prod").registrations}
+    assert {r.urn for r in result.registrations} <= full
+    assert set(result.outputs) == {"network"}
+
+
+def test_bootstrap_phase_refuses_a_stack_whose_cluster_exists(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tools import mocks
+
+    monkeypatch.setattr(mocks, "EXISTING_CLUSTERS", ["simfleet-prod"])
+    with pytest.raises(PlanConfigError, match="already exists: this run would delete it"):
+        run_program(ROOT / "Pulumi.prod.yaml", "prod", bootstrap=True)
+
+
+def test_an_unknown_bootstrap_phase_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    from config import BOOTSTRAP_ENV
+    from tools import plan
+
+    # run_program sets the variable itself; patch what it sets, as a user exporting a typo would.
+    original = plan._set_environment
+
+    def with_typo(values: dict[str, str | None]) -> None:
+        original({**values, BOOTSTRAP_ENV: "netwrok"} if values.get(BOOTSTRAP_ENV) == "network" else values)
+
+    monkeypatch.setattr(plan, "_set_environment", with_typo)
+    with pytest.raises(PlanConfigError, match="'netwrok' is not a phase"):
+        run_program(ROOT / "Pulumi.prod.yaml", "prod", bootstrap=True)
+
+
+def test_placeholders_warn_in_the_plan_cli_and_fail_outside_it(tmp_path: Path) -> None:
+    done = run_plan_cli("--stack", "dev", out=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "warning: platform.endpoint.publicAccessCidrs[0]: 203.0.113.0/24 is a placeholder" in done.stdout
+    assert "warning: runs[0].viewport.allowedCidrs[0]: 203.0.113.0/24 is a placeholder" in done.stdout
+    # What `pulumi preview` would run: the same program without the offline plan's flag.
+    from config import OFFLINE_PLAN_ENV
+    from tools import plan
+
+    original = plan._set_environment
+
+    def as_preview(values: dict[str, str | None]) -> None:
+        original({**values, OFFLINE_PLAN_ENV: None} if values.get(OFFLINE_PLAN_ENV) else values)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(plan, "_set_environment", as_preview)
+        with pytest.raises(PlanConfigError) as caught:
+            run_program(ROOT / "Pulumi.dev.yaml", "dev")
+    message = str(caught.value)
+    assert message.startswith("Pulumi.dev.yaml: 2 errors in the stack config")
+    assert "platform.endpoint.publicAccessCidrs[0]: 203.0.113.0/24 is a placeholder" in message
+    assert "Traceback" not in message

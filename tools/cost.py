@@ -1,6 +1,6 @@
 """The offline cost estimate: monthly idle and GPU-at-max cost, and a per-run upper bound, from the plan's resources.
 
-Pure: it reads only the registrations (node groups, NAT gateways, Elastic IPs, KMS keys, the EKS cluster,
+Pure: it reads only the registrations (node groups, NAT gateways, Elastic IPs, KMS keys, log groups, the EKS cluster,
 launch templates, SimRun Jobs) and the price catalog (data/aws_catalog.json), so the figures follow what
 the program actually builds. Usage-priced items (NAT data processing, S3 and ECR storage, CloudWatch log
 ingestion, data transfer) depend on traffic, not on the plan, and are listed as excluded.
@@ -32,6 +32,7 @@ from policies.rules import (
 NAT_GATEWAY = "aws:ec2/natGateway:NatGateway"
 EIP = "aws:ec2/eip:Eip"
 KMS_KEY = "aws:kms/key:Key"
+LOG_GROUP = "aws:cloudwatch/logGroup:LogGroup"
 DEFAULT_DISK_GIB = 20  # EKS managed node groups' default root volume when neither diskSize nor a launch template sets one
 
 
@@ -152,9 +153,20 @@ def estimate(
     if eips:
         # Every public IPv4 address is billed hourly since 2024-02-01, the NAT gateways' Elastic IPs included.
         idle.append(_hourly("public IPv4 addresses (Elastic IPs)", eips * hours, services["publicIpv4Hourly"]))
-    keys = sum(1 for r in resources if r.resource_type == KMS_KEY)
-    if keys:
-        idle.append(_item("KMS keys", "idle", keys, "key-month", services["kmsKeyMonthly"], keys * services["kmsKeyMonthly"]))
+    for key in (r for r in resources if r.resource_type == KMS_KEY):
+        # One line per key, named by its purpose, so a new key (e.g. prod's control-plane log key) shows up by name.
+        purpose = str(key.props.get("description") or key.name)
+        idle.append(_item(f"KMS key: {purpose}", "idle", 1, "key-month", services["kmsKeyMonthly"], services["kmsKeyMonthly"]))
+    for log_group in (r for r in resources if r.resource_type == LOG_GROUP):
+        # A log group costs nothing to exist; ingestion and storage are usage-based and listed under "excluded".
+        # Listed anyway so every group the stack owns, and how long it keeps data, is visible here.
+        days = whole_number(log_group.props.get("retentionInDays"))
+        kept = f"kept {days} days" if days else "never expires"
+        idle.append(
+            _item(
+                f"CloudWatch log group {log_group.props.get('name') or log_group.name} ({kept})", "idle", 1, "log-group", 0.0, 0.0
+            )
+        )
 
     gpu_max: list[dict[str, Any]] = []
     gpu_idle_total = 0.0  # what the GPU groups cost at minSize; gpuMax replaces it by their maxSize cost
@@ -206,7 +218,8 @@ def estimate(
         "assumptions": [
             "Node groups are priced at their most expensive instance type (an upper bound).",
             f"Spot nodes cost {1 - catalog.spot_discount:.0%} of On-Demand: {catalog.spot_note}",
-            "idleMonthlyUsd: control plane, NAT gateways, public IPv4, KMS keys and every node group at minSize (GPU groups scale to 0).",
+            "idleMonthlyUsd: control plane, NAT gateways, public IPv4, KMS keys and every node group at minSize (GPU groups scale to 0); "
+            "log groups are listed at 0 because they are billed by ingestion and storage only.",
             "gpuMaxMonthlyUsd: the same with every GPU node group at maxSize, by capacity type.",
             "Runs: one node per pod, (parallelism or 1) pods for the whole maxRuntime (activeDeadlineSeconds bounds the Job).",
             "A run's viewport NLB (plus a public IPv4 per public subnet) lives as long as its Job: from creation until the "
@@ -220,7 +233,7 @@ def estimate(
         "excluded": [
             "NAT gateway data processing (per GB)",
             "S3 and ECR storage and requests",
-            "CloudWatch Logs ingestion and storage (control-plane and container logs)",
+            "CloudWatch Logs ingestion and storage (control-plane and container logs; each log group's retention bounds storage)",
             "data transfer out, and NLB capacity units (LCU) of viewport load balancers",
         ],
     }
@@ -283,7 +296,7 @@ def summary(cost: Mapping[str, Any]) -> list[str]:
         f"all GPU nodes at max {cost['gpuMaxMonthlyUsd']:.2f}"
     ]
     for item in cost["breakdown"]:
-        lines.append(f"  {item['scope']:<6} {item['item']:<58} {item['monthlyUsd']:>10.2f}")
+        lines.append(f"  {item['scope']:<6} {item['item']:<72} {item['monthlyUsd']:>10.2f}")
     for run in cost["runs"]:
         if run.get("estimatedUsd") is None:
             lines.append(f"  run {run['name']}: {run.get('note')}")

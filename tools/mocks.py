@@ -251,7 +251,16 @@ def _service_principal(m: SimfleetMocks, args: dict[str, Any]) -> dict[str, Any]
     }
 
 
+def _eks_clusters(m: SimfleetMocks, args: dict[str, Any]) -> dict[str, Any]:
+    # A fresh account: no cluster yet (tests patch EXISTING_CLUSTERS to model a stack that has one).
+    return {"names": list(EXISTING_CLUSTERS), "id": m.region}
+
+
+# The EKS clusters aws.eks.get_clusters reports.
+EXISTING_CLUSTERS: list[str] = []
+
 _CALLS: dict[str, Any] = {
+    "aws:eks/getClusters:getClusters": _eks_clusters,
     "aws:index/getAvailabilityZones:getAvailabilityZones": _azs,
     "aws:index/getCallerIdentity:getCallerIdentity": _caller,
     "aws:index/getPartition:getPartition": _partition,

@@ -2,6 +2,7 @@
 
     python -m tools.plan --stack dev                # plans Pulumi.dev.yaml
     python -m tools.plan --config path/to/stack.yaml
+    python -m tools.plan --stack prod --bootstrap   # phase 1 of a first deploy: the network only
 
 No cloud, no Pulumi CLI, no credentials. Writes build/plan/<stack>/{resources.json, manifests/, policy.json,
 cost.json, changes.json} and prints a summary, including what `pulumi up` would do to each run compared with
@@ -27,6 +28,7 @@ from typing import Any
 
 import yaml
 
+from config import BOOTSTRAP_ENV, OFFLINE_PLAN_ENV
 from policies.rules import Context, Resource, Violation, evaluate, helper_images, platform_settings
 from tools import cost as cost_model
 from tools import run_changes
@@ -83,8 +85,11 @@ class _WarningCollector(logging.Handler):
         self.messages.append(record.getMessage())
 
 
-def run_program(config_path: Path, stack: str | None = None, program: Path = PROGRAM) -> PlanResult:
-    """Run `program` under mocks with the stack file's config; return every registration."""
+def run_program(config_path: Path, stack: str | None = None, program: Path = PROGRAM, bootstrap: bool = False) -> PlanResult:
+    """Run `program` under mocks with the stack file's config; return every registration.
+
+    `bootstrap` plans phase 1 of a first deploy (SIMFLEET_BOOTSTRAP=network), as the deploy workflow runs it.
+    """
     import pulumi
     from pulumi.runtime import settings
     from pulumi.runtime.stack import run_pulumi_func
@@ -110,8 +115,14 @@ def run_program(config_path: Path, stack: str | None = None, program: Path = PRO
     asyncio.set_event_loop(loop)
     pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False, logger=logger, monitor=monitor)
 
-    previous_source = os.environ.get("SIMFLEET_STACK_FILE")
-    os.environ["SIMFLEET_STACK_FILE"] = str(_display_path(config_path))
+    # The config loader reads these: which file errors point at, that placeholders only warn offline, and the phase.
+    environment = {
+        "SIMFLEET_STACK_FILE": str(_display_path(config_path)),
+        OFFLINE_PLAN_ENV: "1",
+        BOOTSTRAP_ENV: "network" if bootstrap else None,
+    }
+    previous = {key: os.environ.get(key) for key in environment}
+    _set_environment(environment)
     sys.path.insert(0, str(PROJECT_ROOT))
     started = time.perf_counter()
     try:
@@ -123,11 +134,16 @@ def run_program(config_path: Path, stack: str | None = None, program: Path = PRO
     finally:
         loop.close()
         sys.path.remove(str(PROJECT_ROOT))
-        if previous_source is None:
-            os.environ.pop("SIMFLEET_STACK_FILE", None)
-        else:
-            os.environ["SIMFLEET_STACK_FILE"] = previous_source
+        _set_environment(previous)
     return PlanResult(stack, config_path, monitor.registrations, outputs, collector.messages, seconds, secret_outputs)
+
+
+def _set_environment(values: dict[str, str | None]) -> None:
+    for key, value in values.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
 
 
 def _run_program_file(program: Path) -> None:
@@ -253,6 +269,18 @@ def _settings(result: PlanResult) -> list[str]:
             f"endpoint {'public ' + ','.join(public) if public else 'private only'}, "
             f"logs {','.join(cluster.inputs.get('enabledClusterLogTypes') or [])}"
         )
+    for group in (r for r in regs if r.type == "aws:cloudwatch/logGroup:LogGroup"):
+        days = group.inputs.get("retentionInDays")
+        kms = ", KMS-encrypted" if group.inputs.get("kmsKeyId") else ""
+        lines.append(
+            f"log group {group.inputs.get('name')}: kept {days} days{kms}"
+            if days
+            else f"log group {group.inputs.get('name')}: never expires{kms}"
+        )
+    api_rules = [r for r in regs if r.type == "aws:ec2/securityGroupRule:SecurityGroupRule" and r.inputs.get("toPort") == 443]
+    if api_rules:
+        sources = [",".join(r.inputs.get("cidrBlocks") or []) or r.name.rsplit("-api-from-", 1)[-1] for r in api_rules]
+        lines.append(f"API endpoint 443 also from: {', '.join(sources)}")
     subnets = [r for r in regs if r.type == "aws:ec2/subnet:Subnet"]
     nats = [r for r in regs if r.type == "aws:ec2/natGateway:NatGateway"]
     lines.append(f"network: {len(subnets)} subnets, {len(nats)} NAT gateway(s)")
@@ -279,6 +307,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", type=Path, help="plan this stack file instead")
     parser.add_argument("--out", type=Path, default=PROJECT_ROOT / "build" / "plan")
     parser.add_argument(
+        "--bootstrap", action="store_true", help="plan phase 1 of a first deploy (SIMFLEET_BOOTSTRAP=network): the network only"
+    )
+    parser.add_argument(
         "--against",
         type=Path,
         help="say per run what `pulumi up` would do against this `pulumi stack export` file or earlier resources.json "
@@ -287,20 +318,23 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     config_path = args.config or PROJECT_ROOT / f"Pulumi.{args.stack}.yaml"
     stack = stack_name_for(config_path) if args.config else args.stack
-    print(f"planning stack {stack} from {_display_path(config_path.resolve())} under Pulumi mocks ...", flush=True)
+    phase = " (bootstrap phase: network only)" if args.bootstrap else ""
+    print(f"planning stack {stack}{phase} from {_display_path(config_path.resolve())} under Pulumi mocks ...", flush=True)
     try:
-        result = run_program(config_path, stack)
+        result = run_program(config_path, stack, bootstrap=args.bootstrap)
     except PlanConfigError as err:
         print(str(err), file=sys.stderr)
         return 2
-    previous = args.out / stack / "resources.json"
+    # A bootstrap plan goes beside, not over, the full plan of the same stack.
+    out_root = args.out / "bootstrap" if args.bootstrap else args.out
+    previous = out_root / stack / "resources.json"
     against = args.against or (previous if previous.exists() else None)
     try:
         earlier = run_changes.load_earlier(against) if against else {}
     except run_changes.EarlierStateError as err:
         print(str(err), file=sys.stderr)
         return 2
-    out = write_plan(result, args.out)
+    out = write_plan(result, out_root)
     changes = run_changes.compare(result.registrations, earlier)
     (out / "changes.json").write_text(json.dumps([c.as_json() for c in changes], indent=2))
     # The same rules `pulumi preview --policy-pack policies` runs (policies/rules.py), and the cost estimate.

@@ -38,10 +38,8 @@ def load_earlier(path: Path) -> dict[str, dict[str, Any]]:
         raise EarlierStateError(f"{path}: no such file") from None
     except json.JSONDecodeError as err:
         raise EarlierStateError(f"{path}: not JSON ({err})") from None
-    if isinstance(document, dict):  # pulumi stack export: {"version": 3, "deployment": {"resources": [...]}}
-        resources = (document.get("deployment") or {}).get("resources")
-    else:  # a plan's resources.json: [{urn, type, inputs, ...}]
-        resources = document
+    # A `pulumi stack export` is {"version": 3, "deployment": {"resources": [...]}}; a plan's resources.json a list.
+    resources = (document.get("deployment") or {}).get("resources") if isinstance(document, dict) else document
     if not isinstance(resources, list):
         raise EarlierStateError(f"{path}: neither a `pulumi stack export` file nor a plan's resources.json")
     earlier = {}

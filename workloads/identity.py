@@ -53,7 +53,7 @@ class RunContext:
 
     @classmethod
     def from_props(cls, props: dict[str, Any]) -> RunContext:
-        return cls(**{key: props.get(_camel(key)) for key in cls.__dataclass_fields__})
+        return cls(**{key: props.get(_camel(key)) for key in cls.__dataclass_fields__})  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)
