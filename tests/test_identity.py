@@ -189,5 +189,7 @@ def test_registry_url_matches_ecr() -> None:
 
 def test_dev_stack_validates_and_plans_with_the_pinned_glue() -> None:
     document = yaml.safe_load((ROOT / "Pulumi.dev.yaml").read_text())["config"]
-    cfg = load_stack_config(document["simfleet:platform"], document["simfleet:runs"], stack="dev", source="Pulumi.dev.yaml")
+    cfg = load_stack_config(
+        document["simfleet:platform"], document["simfleet:runs"], stack="dev", source="Pulumi.dev.yaml", offline=True
+    )
     assert [run.name for run in cfg.runs] == list(GOLDEN)

@@ -110,4 +110,4 @@ def test_a_two_thousand_run_stack_plans(tmp_path: Path) -> None:
     assert sum(1 for r in result.registrations if r.type == "eks:index:Cluster") == 1, "the platform is planned too"
     # run-0002 continues from run-0000's checkpoint: its SimRun waits for that one.
     by_name = {r.inputs["runName"]: r for r in runs}
-    assert by_name["run-0000"].urn in by_name["run-0002"].options["dependsOn"]
+    assert by_name["run-00000"].urn in by_name["run-00002"].options["dependsOn"]
