@@ -32,6 +32,7 @@ bench: venv
 lint: venv
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
+	$(VENV)/bin/shellcheck --shell=bash --severity=style -x workloads/scripts/*.sh
 
 typecheck: venv
 	$(PY) -m mypy .
