@@ -473,6 +473,40 @@ def test_upload_ships_partial_checkpoints_while_glue_runs(pod: Pod) -> None:
     assert pod.keys(CHECKPOINTS, PREFIX) == [f"{PREFIX}{name}" for name in ("out.mstate", "partial.json", "partial.mstate")]
 
 
+# Calls the real aws, then - once - replaces partial.mstate right after it went up to the staging key, the way
+# glue's next periodic save would if it landed while a large checkpoint was still uploading.
+REPLACING_AWS = """#!/bin/bash
+"$REAL_AWS" "$@"
+status=$?
+if [[ ${!#} == *partial.mstate.uploading && $2 != s3://* && ! -e "$REPLACED_FLAG" ]]; then
+  touch "$REPLACED_FLAG"
+  printf 'replaced brain\\n' >"$SIMFLEET_CHECKPOINTS_DIR/partial.mstate.tmp"
+  mv -f "$SIMFLEET_CHECKPOINTS_DIR/partial.mstate.tmp" "$SIMFLEET_CHECKPOINTS_DIR/partial.mstate"
+fi
+exit $status
+"""
+
+
+@pytest.mark.slow  # a dozen AWS CLI calls, each a second of CLI start-up here
+def test_a_partial_replaced_while_it_uploads_is_never_promoted(pod: Pod, tmp_path: Path) -> None:
+    wrapper = tmp_path / "wrapper"
+    wrapper.mkdir()
+    (wrapper / "aws").write_text(REPLACING_AWS)
+    (wrapper / "aws").chmod(0o755)
+    pod.env.update(PATH=f"{wrapper}:{pod.env['PATH']}", REAL_AWS=str(VENV_BIN / "aws"), REPLACED_FLAG=str(tmp_path / "replaced"))
+    _partial(pod, 1)
+    (pod.checkpoints / ".done").write_text(_marker("Interrupted", 143, "terminated (SIGTERM)"))
+    result = pod.run("upload.sh")
+    assert result.returncode == 1, _explain(result)
+    assert "partial checkpoint 1 was replaced while it uploaded" in result.stdout
+    # The first upload went to the staging key and stopped there; only the second, stable one was promoted.
+    staging, final = f"/{CHECKPOINTS}/{PREFIX}partial.mstate.uploading", f"/{CHECKPOINTS}/{PREFIX}partial.mstate"
+    writes = [path for method, path in pod.moto.requests if method == "PUT" and path.startswith(f"/{CHECKPOINTS}/")]
+    assert writes[:3] == [staging, staging, final], writes
+    assert pod.get(CHECKPOINTS, f"{PREFIX}partial.mstate") == "replaced brain\n"
+    assert pod.keys(CHECKPOINTS, PREFIX) == [f"{PREFIX}partial.json", f"{PREFIX}partial.mstate"]
+
+
 @pytest.mark.slow  # a dozen AWS CLI calls, each a second of CLI start-up here
 def test_upload_on_sigterm_waits_for_glue_ships_its_partial_and_says_interrupted(pod: Pod) -> None:
     _artifacts(pod)

@@ -72,11 +72,14 @@ checkpoint_every_on() { [[ ! ${SIMFLEET_CHECKPOINT_EVERY_SECONDS:-0} =~ ^0*\.?0*
 
 # Partial checkpoints. `aws s3 cp` reads a large file part by part, opening it by name each time, so a
 # checkpoint replaced by glue mid-upload could go up as a mix of two. Each one therefore goes to a staging key
-# first and is copied (server side) onto partial.mstate only if the file did not change while it uploaded;
-# then partial.json, read before the checkpoint, describes it or an older state, never a newer one.
+# first and is copied (server side) onto partial.mstate only if the file did not change while it uploaded
+# (same inode, size, mtime and ctime, to the nanosecond); then partial.json, read before the checkpoint,
+# describes it or an older state, never a newer one.
 shipped_sequence=""
 shipped_any=0
 partial_error=""
+# Returns 0 when there was nothing new or it went up, 1 when it failed (partial_error says why), 2 when the
+# checkpoint changed during the upload (worth trying again at once).
 ship_partial() {
   local json="$CHECKPOINTS_DIR/partial.json" mstate="$CHECKPOINTS_DIR/partial.mstate" sequence before after
   [ -f "$json" ] && [ -f "$mstate" ] || return 0
@@ -86,23 +89,23 @@ ship_partial() {
     return 0
   }
   [ "$sequence" != "$shipped_sequence" ] || return 0
-  before=$(stat -c '%i %s %Y' "$mstate") || return 0
+  before=$(stat -c '%i %s %y %z' "$mstate") || return 0
   if ! aws s3 cp --only-show-errors "$mstate" "$PARTIAL_URI.uploading" 2>"$ERR"; then
     partial_error="partial checkpoint $sequence: $(last_error)"
     warn "could not ship $partial_error; trying again later"
-    return 0
+    return 1
   fi
-  after=$(stat -c '%i %s %Y' "$mstate" 2>/dev/null)
+  after=$(stat -c '%i %s %y %z' "$mstate" 2>/dev/null)
   if [ "$before" != "$after" ]; then
     log "partial checkpoint $sequence was replaced while it uploaded; shipping the newer one next"
-    return 0
+    return 2
   fi
   if ! aws s3 cp --only-show-errors "$PARTIAL_URI.uploading" "$PARTIAL_URI" 2>"$ERR" ||
     ! aws s3api put-object --bucket "$SIMFLEET_CHECKPOINTS_BUCKET" --key "${P}partial.json" --body "$WORK/partial.json" \
       --content-type application/json >/dev/null 2>"$ERR"; then
     partial_error="partial checkpoint $sequence: $(last_error)"
     warn "could not ship $partial_error; trying again later"
-    return 0
+    return 1
   fi
   aws s3 rm --only-show-errors "$PARTIAL_URI.uploading" 2>"$ERR" || warn "could not remove $PARTIAL_URI.uploading: $(last_error)"
   shipped_sequence=$sequence
@@ -120,7 +123,7 @@ next_partial=$(($(now) + PARTIAL_POLL))
 while [ ! -f "$MARKER" ] && [ "$terminated" = 0 ]; do
   [ "$(now)" -lt "$deadline" ] || break
   if checkpoint_every_on && [ "$(now)" -ge "$next_partial" ]; then
-    ship_partial
+    ship_partial || true # a failure or a change is retried at the next poll
     next_partial=$(($(now) + PARTIAL_POLL))
   fi
   pause 1
@@ -162,7 +165,12 @@ log "glue ended: $status${reason:+ ($reason)}"
 
 failures=()
 if [ "$status" != Succeeded ]; then
-  ship_partial # the one glue saved on SIGTERM, or the latest periodic one
+  # The one glue saved on SIGTERM, or the latest periodic one. Glue has exited, so it should not change again;
+  # if it still does, a few more tries.
+  for _ in 1 2 3; do
+    ship_partial
+    [ $? -eq 2 ] || break
+  done
   [ -z "$partial_error" ] || failures+=("$partial_error")
 fi
 
