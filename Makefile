@@ -35,6 +35,7 @@ lint: venv
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(VENV)/bin/zizmor --offline .github/workflows/
+	$(VENV)/bin/shellcheck --shell=bash --severity=style -x workloads/scripts/*.sh
 
 typecheck: venv
 	$(PY) -m mypy .

@@ -1,26 +1,17 @@
-"""Sample glue: a trot controller that holds a heading and a level body, and the ZeroMQ bridge that runs it.
+"""Sample glue: a trot controller that holds a heading and a level body.
 
-The contract (workloads/contract.py, schemas in workloads/schemas/):
-- `step(observation) -> action` is called once per control step with an observation that matches
-  observation.schema.json and must return an action that matches action.schema.json.
-- The file runs as a script in the `glue` container; the `__main__` block at the end starts the bridge.
+The contract (workloads/contract.py, schemas in workloads/schemas/): `step(observation) -> action` is called
+once per control step with an observation that matches observation.schema.json (plus Monty's latest answer as
+observation["brain"] when it came in time) and must return an action that matches action.schema.json.
 
-The bridge talks to the two sidecars over ZeroMQ on localhost (the endpoints come from the pod's env):
-- unitree-sim PUBlishes observations on SIMFLEET_OBS_ENDPOINT and PULLs actions on SIMFLEET_ACTION_ENDPOINT.
-- monty answers REQuests on SIMFLEET_MONTY_ENDPOINT: {"observation": ...} -> {"brain": {...}}, which the bridge
-  attaches to the next observation as "brain"; {"command": "save", "path": ...} -> {"saved": path}, which
-  writes the out-checkpoint the artifact-uploader ships to S3.
-pyzmq comes with the glue-base image and is imported inside `serve`, so linting and unit tests need none of it.
+That is all a glue file holds. simfleet's glue runtime (workloads/glue_runtime/simfleet_glue.py) imports it
+and does the rest: the ZeroMQ bridge to unitree-sim and Monty, validation of every action, the time budget,
+checkpoints, the finish handshake and the metrics in /artifacts/metrics/glue-summary.json.
 """
 
 from __future__ import annotations
 
-import json
 import math
-import os
-import sys
-import time
-from pathlib import Path
 from typing import Any
 
 CRUISE_SPEED = 0.6  # m/s: a steady trot for a Go2-sized quadruped
@@ -76,82 +67,3 @@ def _clamp(value: float, limit: float) -> float:
 def _wrap_angle(angle: float) -> float:
     """An angle in (-pi, pi], so a heading error never makes the robot turn the long way round."""
     return math.atan2(math.sin(angle), math.cos(angle))
-
-
-# ---------------------------------------------------------------------------------------------
-# The bridge: sim observations -> (Monty) -> step -> sim actions, then a checkpoint save.
-# ---------------------------------------------------------------------------------------------
-
-BRAIN_TIMEOUT_MS = 50  # a late brain answer is skipped rather than stalling the control loop
-SAVE_TIMEOUT_MS = 10 * 60 * 1000  # writing a large brain state can take minutes
-
-
-def serve(step_fn: Any = step) -> int:
-    """Run the control loop until the episode ends or the run's time budget is spent; return the exit code."""
-    import zmq
-
-    env = os.environ
-    stop_at = time.monotonic() + float(env.get("SIMFLEET_STOP_AFTER_SECONDS", "inf"))
-    context = zmq.Context.instance()
-    observations = context.socket(zmq.SUB)
-    observations.setsockopt(zmq.CONFLATE, 1)  # only the newest observation matters to a controller
-    observations.setsockopt(zmq.SUBSCRIBE, b"")
-    observations.connect(env.get("SIMFLEET_OBS_ENDPOINT", "tcp://127.0.0.1:5555"))
-    actions = context.socket(zmq.PUSH)
-    actions.connect(env.get("SIMFLEET_ACTION_ENDPOINT", "tcp://127.0.0.1:5556"))
-    brain = context.socket(zmq.REQ)
-    # Relaxed + correlated REQ may send again after a timed-out request instead of wedging the socket.
-    brain.setsockopt(zmq.REQ_RELAXED, 1)
-    brain.setsockopt(zmq.REQ_CORRELATE, 1)
-    brain.connect(env.get("SIMFLEET_MONTY_ENDPOINT", "tcp://127.0.0.1:5557"))
-
-    stats = {"steps": 0, "stops": 0, "max_nociceptor": 0.0, "energy_joules": 0.0}
-    last_time = None
-    while time.monotonic() < stop_at:
-        if not observations.poll(1000):
-            continue
-        observation = json.loads(observations.recv())
-        answer = _ask(brain, {"observation": observation}, BRAIN_TIMEOUT_MS)
-        if answer is not None:
-            observation["brain"] = answer.get("brain") or {}
-        action = step_fn(observation)
-        actions.send_string(json.dumps(action))
-        _account(stats, observation, action, last_time)
-        last_time = observation["time"]
-        if observation.get("done"):
-            break
-
-    checkpoint = env.get("SIMFLEET_CHECKPOINT_OUT", "/checkpoints/out.mstate")
-    saved = _ask(brain, {"command": "save", "path": checkpoint}, SAVE_TIMEOUT_MS)
-    stats["checkpoint_saved"] = bool(saved and saved.get("saved") == checkpoint)
-    _write_metrics(Path(env.get("SIMFLEET_ARTIFACTS_DIR", "/artifacts")), stats)
-    print(f"glue: {stats['steps']} steps, checkpoint saved: {stats['checkpoint_saved']}", flush=True)
-    if env.get("SIMFLEET_SAVE_CHECKPOINT") == "true" and not stats["checkpoint_saved"]:
-        return 3
-    return 0
-
-
-def _ask(socket: Any, message: dict[str, Any], timeout_ms: int) -> dict[str, Any] | None:
-    socket.send_string(json.dumps(message))
-    if not socket.poll(timeout_ms):
-        return None
-    reply: dict[str, Any] = json.loads(socket.recv())
-    return reply
-
-
-def _account(stats: dict[str, Any], observation: dict[str, Any], action: dict[str, Any], last_time: float | None) -> None:
-    stats["steps"] += 1
-    stats["stops"] += action["cmd_type"] == "stop"
-    stats["max_nociceptor"] = max(stats["max_nociceptor"], float(observation["nociceptor"]))
-    if last_time is not None:
-        stats["energy_joules"] += float(observation["energy_rate"]) * max(0.0, observation["time"] - last_time)
-
-
-def _write_metrics(artifacts: Path, stats: dict[str, Any]) -> None:
-    metrics = artifacts / "metrics"
-    metrics.mkdir(parents=True, exist_ok=True)
-    (metrics / "glue-summary.json").write_text(json.dumps(stats, indent=2) + "\n")
-
-
-if __name__ == "__main__":
-    sys.exit(serve(step))

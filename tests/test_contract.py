@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import copy
 import importlib.util
 import json
@@ -34,10 +35,14 @@ def _trot() -> ModuleType:
     return module
 
 
-def _lint(tmp_path: Path, source: str) -> list[str]:
+def _write(tmp_path: Path, source: str) -> Path:
     path = tmp_path / "glue.py"
     path.write_text(source)
-    return contract.lint_glue(path)
+    return path
+
+
+def _lint(tmp_path: Path, source: str) -> list[str]:
+    return contract.lint_glue(_write(tmp_path, source))
 
 
 def example_observation() -> dict[str, Any]:
@@ -186,13 +191,10 @@ def test_keyword_only_with_default_is_fine(tmp_path: Path) -> None:
     assert _lint(tmp_path, GOOD_GLUE.replace("step(observation)", "step(observation, *, gain=1.0)")) == []
 
 
-def test_missing_main_block(tmp_path: Path) -> None:
-    [problem] = _lint(tmp_path, "def step(observation):\n    return {}\n")
-    assert '`if __name__ == "__main__":`' in problem
-
-
-def test_reversed_main_test_counts(tmp_path: Path) -> None:
-    assert _lint(tmp_path, GOOD_GLUE.replace('__name__ == "__main__"', '"__main__" == __name__')) == []
+def test_a_main_block_is_neither_required_nor_a_problem(tmp_path: Path) -> None:
+    # The runtime imports the file as `user_glue`, so a main block (left from the old bridge) never runs.
+    assert _lint(tmp_path, 'def step(observation):\n    return {"cmd_type": "stop"}\n') == []
+    assert _lint(tmp_path, GOOD_GLUE.replace("pass", "raise SystemExit('would have started a bridge')")) == []
 
 
 def test_contract_drift_is_reported(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -258,6 +260,115 @@ def test_trot_slows_with_pain_and_follows_the_brain() -> None:
     assert trot.step(calm)["base_cmd"]["vx"] == pytest.approx(0.3)
 
 
-def test_trot_imports_without_pyzmq() -> None:
-    # The bridge imports zmq lazily: loading the module (as lint tooling and tests do) must not need it.
-    assert callable(_trot().serve)
+def test_trot_is_only_the_controller() -> None:
+    # The glue runtime owns the bridge now: trot.py holds step() and its helpers, no serve(), no main block.
+    tree = ast.parse(TROT.read_text())
+    functions = {node.name for node in tree.body if isinstance(node, ast.FunctionDef)}
+    assert functions == {"step", "_clamp", "_wrap_angle"}
+    assert not any(isinstance(node, ast.If) for node in tree.body)
+    assert "zmq" not in TROT.read_text()
+
+
+# ---------------------------------------------------------------------------------------------
+# lint_glue runs step() on the example observations
+# ---------------------------------------------------------------------------------------------
+
+
+def test_every_example_observation_is_valid_and_named() -> None:
+    examples = contract.observation_examples()
+    assert set(examples) == {"nominal", "standing-start", "with-brain", "high-nociceptor", "fallen", "done"}
+    for name, observation in examples.items():
+        assert contract.schema_problems(observation, contract.OBSERVATION_SCHEMA) == [], name
+    assert examples["done"]["done"] is True and examples["fallen"]["base_pose"]["roll"] > 1
+
+
+def test_trot_gives_a_sensible_action_for_every_example() -> None:
+    trot = _trot()
+    actions = {name: trot.step(copy.deepcopy(o)) for name, o in contract.observation_examples().items()}
+    assert actions["fallen"] == actions["done"] == {"cmd_type": "stop"}
+    assert actions["high-nociceptor"]["base_cmd"]["gait"] == "stand"
+    assert actions["nominal"]["base_cmd"]["gait"] == "trot"
+
+
+def test_an_endless_step_is_reported_within_the_timeout(tmp_path: Path) -> None:
+    source = "def step(observation):\n    while True:\n        pass\n"
+    problems = contract.lint_glue(_write(tmp_path, source), probe_timeout=1.0)
+    assert problems == [
+        "example 'nominal': step did not return within 1 s (an endless loop, or a wait on something that never comes)"
+    ]
+
+
+def test_an_endless_import_is_reported_within_the_timeout(tmp_path: Path) -> None:
+    source = "import time\ntime.sleep(3600)\n\ndef step(observation):\n    return {}\n"
+    [problem] = contract.lint_glue(_write(tmp_path, source), probe_timeout=1.0)
+    assert problem.startswith("importing the file did not return within 1 s")
+
+
+def test_a_raising_step_is_reported_with_the_example_and_line(tmp_path: Path) -> None:
+    source = (
+        "def step(observation):\n"
+        "    if observation['base_pose']['roll'] > 1:\n"
+        "        raise ValueError('cannot handle a fall')\n"
+        "    return {'cmd_type': 'stop'}\n"
+    )
+    assert _lint(tmp_path, source) == ["example 'fallen': line 3: step raised ValueError: cannot handle a fall"]
+
+
+def test_an_invalid_action_is_reported_with_the_example_and_field(tmp_path: Path) -> None:
+    source = (
+        "def step(observation):\n"
+        "    vx = 'fast' if observation['nociceptor'] > 1 else 0.5\n"
+        "    return {'cmd_type': 'base', 'base_cmd': {'vx': vx, 'vy': 0, 'yaw_rate': 0, 'body_pitch': 0, 'gait': 'trot'}}\n"
+    )
+    assert _lint(tmp_path, source) == [
+        "example 'high-nociceptor': at /base_cmd/vx: 'fast' is not of type 'number'",
+        "example 'fallen': at /base_cmd/vx: 'fast' is not of type 'number'",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("source", "expected"),
+    [
+        (
+            "import numpy\n\ndef step(observation):\n    return {}\n",
+            ["line 1: importing the file raised ModuleNotFoundError: No module named 'numpy'"],
+        ),
+        (
+            "def step(observation):\n    return {'cmd_type': 'stop', 'ids': {1, 2}}\n",
+            [
+                f"example '{name}': step returned a value that is not JSON (Object of type set is not JSON serializable)"
+                for name in ("nominal", "standing-start", "with-brain", "high-nociceptor", "fallen", "done")
+            ],
+        ),
+        (
+            "import os\n\ndef step(observation):\n    os._exit(3)\n",
+            ["example 'nominal': step ended the linter's Python process (exit code 3): no output"],
+        ),
+        (
+            "import socket\n\ndef step(observation):\n    socket.create_connection(('127.0.0.1', 9))\n",
+            [
+                f"example '{name}': line 4: step raised OSError: the glue linter runs step() without network access"
+                for name in ("nominal", "standing-start", "with-brain", "high-nociceptor", "fallen", "done")
+            ],
+        ),
+        ("def step(observation):\n    print('{not the protocol')\n    return {'cmd_type': 'stop'}\n", []),
+    ],
+    ids=["import-error", "not-json", "exits", "no-network", "prints"],
+)
+def test_probe_findings(tmp_path: Path, source: str, expected: list[str]) -> None:
+    assert _lint(tmp_path, source) == expected
+
+
+def test_the_contract_refuses_an_action_schema_the_runtime_cannot_validate() -> None:
+    schema = copy.deepcopy(contract.load_schema(contract.ACTION_SCHEMA))
+    assert contract.runtime_schema_problems(schema) == []
+    schema["properties"]["base_cmd"]["properties"]["gait"] = {"type": "string", "pattern": "^[a-z]+$"}
+    assert contract.runtime_schema_problems(schema) == [
+        "contract: action.schema.json uses 'pattern' at /properties/base_cmd/properties/gait, which simfleet's glue "
+        "runtime does not implement (workloads/glue_runtime/simfleet_glue.py SUPPORTED_KEYWORDS)"
+    ]
+
+
+def test_runtime_files_carry_the_glue_runtime() -> None:
+    [(name, text)] = contract.runtime_files().items()
+    assert name == "simfleet_glue.py" and text.startswith('"""simfleet\'s glue runtime')

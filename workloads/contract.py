@@ -1,20 +1,34 @@
-"""The glue contract: observation/action JSON Schemas, the entry point, and the static lint of a user's glue file.
+"""The glue contract: observation/action JSON Schemas, the entry point, and the lint of a user's glue file.
 
-A glue file is plain Python that runs as a script in the `glue` container (`python /glue/glue.py`). It must
-define `step(observation) -> action` at top level, and start its ZeroMQ bridge under
-`if __name__ == "__main__":` (glue/trot.py is the reference). The lint never imports or runs the file: it
-parses it, so linting needs neither the bridge's dependencies nor a sandbox.
+A glue file is plain Python that defines `step(observation) -> action` at top level (glue/trot.py is the
+reference). In the pod, simfleet's glue runtime (workloads/glue_runtime/simfleet_glue.py) imports it as the
+module `user_glue` and owns everything else: the ZeroMQ bridge, validation, checkpoints and the end of the run.
+
+The lint first parses the file (size, encoding, syntax, the shape of `step`), then runs `step` on the
+contract's example observations in a separate Python process with a timeout (workloads/contract_probe.py) and
+validates every action it returns. A glue that raises, loops forever or returns an invalid action is reported
+with the example and the field, never hangs the plan.
 """
 
 from __future__ import annotations
 
 import ast
 import functools
+import hashlib
 import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
+from workloads.glue_runtime import simfleet_glue
+
 SCHEMA_DIR = Path(__file__).resolve().parent / "schemas"
+PROBE = Path(__file__).resolve().parent / "contract_probe.py"
+RUNTIME = Path(simfleet_glue.__file__).resolve()
 CONTRACT_VERSION = 1
 ENTRY_POINT = "step"
 
@@ -23,6 +37,13 @@ GLUE_FILE = "glue.py"
 CONTRACT_FILE = "contract.json"
 OBSERVATION_SCHEMA = "observation.schema.json"
 ACTION_SCHEMA = "action.schema.json"
+OBSERVATION_EXAMPLE = "observation.example.json"  # the nominal example, named "nominal" in lint messages
+OBSERVATION_EXAMPLES = "observation.examples.json"  # more examples, by name: a fallen robot, a done episode, ...
+RUNTIME_FILE = "simfleet_glue.py"  # the runtime's key in the run's ConfigMap
+
+# How long step() may take on all the examples together before the lint calls it stuck. Python starts in well
+# under a second; a controller answers each example in milliseconds.
+PROBE_TIMEOUT_SECONDS = 5.0
 
 # The API server rejects a ConfigMap whose data exceeds 1 MiB (k8s.io/api core/v1 ConfigMap docs).
 CONFIGMAP_LIMIT_BYTES = 1024 * 1024
@@ -38,7 +59,7 @@ def load_schema(name: str) -> dict[str, Any]:
 
 
 def contract_document() -> dict[str, Any]:
-    """What /glue/contract.json tells the bridge and any tooling in the pod."""
+    """What /glue/contract.json tells the glue runtime and any tooling in the pod."""
     return {
         "version": CONTRACT_VERSION,
         "entryPoint": ENTRY_POINT,
@@ -58,38 +79,68 @@ def contract_files() -> dict[str, str]:
     }
 
 
+def runtime_files() -> dict[str, str]:
+    """The glue runtime, for the run's ConfigMap (file name -> text); the pod runs it as the glue entry point."""
+    return {RUNTIME_FILE: RUNTIME.read_text()}
+
+
+@functools.cache
+def observation_examples() -> dict[str, dict[str, Any]]:
+    """Every example observation by name; lint_glue runs step() on each."""
+    return {"nominal": load_schema(OBSERVATION_EXAMPLE), **load_schema(OBSERVATION_EXAMPLES)}
+
+
 def glue_size_limit() -> int:
     """The largest glue file that still fits in the run's ConfigMap beside the contract files."""
-    contract_bytes = sum(len(k) + len(v.encode()) for k, v in contract_files().items())
+    # The runtime counts although manifests.py does not ship it yet: it is meant to travel in the same ConfigMap.
+    shipped = {**contract_files(), **runtime_files()}
+    contract_bytes = sum(len(k) + len(v.encode()) for k, v in shipped.items())
     return CONFIGMAP_LIMIT_BYTES - contract_bytes - CONFIGMAP_HEADROOM_BYTES
 
 
 def schema_problems(instance: Any, schema_name: str) -> list[str]:
     """Every way `instance` breaks the named schema, as "at /json/pointer: reason" strings."""
-    from jsonschema import Draft202012Validator
-
-    schema = load_schema(schema_name)
-    Draft202012Validator.check_schema(schema)
-    validator = Draft202012Validator(schema)
     problems = []
-    for error in sorted(validator.iter_errors(instance), key=lambda e: list(e.absolute_path)):
+    for error in sorted(_validator(schema_name).iter_errors(instance), key=lambda e: list(e.absolute_path)):
         pointer = "/" + "/".join(str(part) for part in error.absolute_path)
         problems.append(f"at {pointer}: {error.message}")
     return problems
 
 
 @functools.cache
-def contract_problems() -> tuple[str, ...]:
-    """The contract checked against itself: each example validates against its schema."""
-    problems = [
-        f"contract: observation.example.json {p}"
-        for p in schema_problems(load_schema("observation.example.json"), OBSERVATION_SCHEMA)
+def _validator(schema_name: str) -> Any:
+    from jsonschema import Draft202012Validator
+
+    schema = load_schema(schema_name)
+    Draft202012Validator.check_schema(schema)
+    return Draft202012Validator(schema)
+
+
+def runtime_schema_problems(schema: Any, name: str = ACTION_SCHEMA) -> list[str]:
+    """The pod validates actions with the runtime's small built-in validator (the glue image has no jsonschema),
+    so the action schema may use only the keywords it implements."""
+    return [
+        f"contract: {name} uses {found}, which simfleet's glue runtime does not implement "
+        "(workloads/glue_runtime/simfleet_glue.py SUPPORTED_KEYWORDS)"
+        for found in simfleet_glue.unsupported_keywords(schema)
     ]
+
+
+@functools.cache
+def contract_problems() -> tuple[str, ...]:
+    """The contract checked against itself: each example validates against its schema, and the action schema
+    stays within what the glue runtime can validate."""
+    problems = [
+        f"contract: {OBSERVATION_EXAMPLE} {p}" for p in schema_problems(load_schema(OBSERVATION_EXAMPLE), OBSERVATION_SCHEMA)
+    ]
+    for name, example in load_schema(OBSERVATION_EXAMPLES).items():
+        problems += [f"contract: {OBSERVATION_EXAMPLES} '{name}' {p}" for p in schema_problems(example, OBSERVATION_SCHEMA)]
     problems += [f"contract: action.example.json {p}" for p in schema_problems(load_schema("action.example.json"), ACTION_SCHEMA)]
+    problems += runtime_schema_problems(load_schema(ACTION_SCHEMA))
     return tuple(problems)
 
 
-def lint_glue(path: Path) -> list[str]:
+def lint_glue(path: Path, *, probe_timeout: float = PROBE_TIMEOUT_SECONDS) -> list[str]:
     """Problems with the glue file at `path`, each a sentence a researcher can act on; [] when it is fine."""
     if not path.is_file():
         return ["file not found (glue paths are relative to the project root, like glue/trot.py)"]
@@ -105,18 +156,30 @@ def lint_glue(path: Path) -> list[str]:
         tree = ast.parse(source, filename=str(path))
     except SyntaxError as err:
         return [f"line {err.lineno}: {err.msg}"]
-    return _entry_point_problems(tree) + _main_guard_problems(tree) + list(contract_problems())
+    # A `__main__` block is harmless and not reported: the runtime imports the file as `user_glue`, so the block
+    # never runs in the pod (glue files written for the old bridge keep working, their own bridge unused).
+    problems = _entry_point_problems(tree)
+    if not problems:
+        problems = list(_probe_once(str(path.resolve()), hashlib.sha256(raw).hexdigest(), probe_timeout))
+    return problems + list(contract_problems())
+
+
+@functools.lru_cache(maxsize=256)
+def _probe_once(path: str, digest: str, timeout: float) -> tuple[str, ...]:
+    """One probe per file content and process: a stack lints the same glue for many runs and every preview."""
+    del digest  # part of the cache key only: an edited file is probed again
+    return tuple(_probe_problems(Path(path), timeout))
 
 
 def _entry_point_problems(tree: ast.Module) -> list[str]:
     definitions = [node for node in tree.body if _binds(node, ENTRY_POINT)]
     if not definitions:
-        return [f"defines no top-level function {ENTRY_POINT}(observation); the bridge calls it once per control step"]
-    # Python keeps the last binding, so that is the one the bridge will call.
+        return [f"defines no top-level function {ENTRY_POINT}(observation); the glue runtime calls it once per control step"]
+    # Python keeps the last binding, so that is the one the runtime will call.
     node = definitions[-1]
     where = f"line {node.lineno}"
     if isinstance(node, ast.AsyncFunctionDef):
-        return [f"{where}: {ENTRY_POINT} must be a plain def, not async def (the bridge calls it synchronously)"]
+        return [f"{where}: {ENTRY_POINT} must be a plain def, not async def (the glue runtime calls it synchronously)"]
     if not isinstance(node, ast.FunctionDef):
         return [f"{where}: {ENTRY_POINT} must be defined with def {ENTRY_POINT}(observation): at top level"]
     args = node.args
@@ -130,7 +193,7 @@ def _entry_point_problems(tree: ast.Module) -> list[str]:
         problems.append(f"{where}: {ENTRY_POINT}'s observation parameter must not have a default")
     if required_keywords:
         problems.append(
-            f"{where}: {ENTRY_POINT} has required keyword-only parameters {required_keywords}; the bridge passes only the observation"
+            f"{where}: {ENTRY_POINT} has required keyword-only parameters {required_keywords}; the glue runtime passes only the observation"
         )
     return problems
 
@@ -147,21 +210,70 @@ def _binds(node: ast.stmt, name: str) -> bool:
     return False
 
 
-def _main_guard_problems(tree: ast.Module) -> list[str]:
-    # Without a main block the glue container would exit at once and the run would "succeed" having done nothing.
-    for node in tree.body:
-        if isinstance(node, ast.If) and _is_main_test(node.test):
-            return []
-    return [
-        'has no `if __name__ == "__main__":` block; the glue container runs the file as a script, so it must start '
-        "the bridge there (copy the block at the end of glue/trot.py)"
-    ]
+def _probe_problems(path: Path, timeout: float) -> list[str]:
+    """Run step() on every example observation in a separate process; report what it raised or returned wrong."""
+    examples = observation_examples()
+    with tempfile.TemporaryDirectory(prefix="simfleet-lint-") as workdir:
+        # -I: no user site-packages, no PYTHON* variables, no current directory on sys.path. A session of its own,
+        # so a timeout kills whatever the glue started too.
+        process = subprocess.Popen(
+            [sys.executable, "-I", str(PROBE), str(path.resolve())],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=workdir,
+            env={"PATH": os.environ.get("PATH", ""), "LANG": "C.UTF-8"},
+            start_new_session=True,
+        )
+        timed_out = False
+        try:
+            stdout, stderr = process.communicate(json.dumps(examples), timeout=timeout)
+        except subprocess.TimeoutExpired:
+            timed_out = True
+            os.killpg(process.pid, signal.SIGKILL)
+            stdout, stderr = process.communicate()
+    events = [event for event in map(_event, stdout.splitlines()) if event is not None]
+    problems: list[str] = []
+    finished: set[str] = set()
+    started: list[str] = []
+    for event in events:
+        if "import_error" in event:
+            return [f"{_at(event)}importing the file raised {event['import_error']}"]
+        if "started" in event:
+            started.append(event["started"])
+            continue
+        name = event["example"]
+        finished.add(name)
+        where = f"example '{name}': "
+        if "error" in event:
+            problems.append(f"{where}{_at(event)}step raised {event['error']}")
+        elif "not_json" in event:
+            problems.append(f"{where}step returned a value that is not JSON ({event['not_json']})")
+        else:
+            problems += [f"{where}{p}" for p in schema_problems(event["action"], ACTION_SCHEMA)]
+    stuck = [name for name in started if name not in finished]
+    if timed_out:
+        name = stuck[0] if stuck else None
+        subject = f"example '{name}': step" if name else "importing the file"
+        problems.append(
+            f"{subject} did not return within {timeout:g} s (an endless loop, or a wait on something that never comes)"
+        )
+    elif process.returncode != 0 or len(finished) < len(examples):
+        last = stderr.strip().splitlines()[-1:] or ["no output"]
+        subject = f"example '{stuck[0]}': step" if stuck else "the glue file"
+        problems.append(f"{subject} ended the linter's Python process (exit code {process.returncode}): {last[0]}")
+    return problems
 
 
-def _is_main_test(test: ast.expr) -> bool:
-    if not (isinstance(test, ast.Compare) and len(test.ops) == 1 and isinstance(test.ops[0], ast.Eq)):
-        return False
-    sides = [test.left, test.comparators[0]]
-    has_name = any(isinstance(s, ast.Name) and s.id == "__name__" for s in sides)
-    has_main = any(isinstance(s, ast.Constant) and s.value == "__main__" for s in sides)
-    return has_name and has_main
+def _event(line: str) -> dict[str, Any] | None:
+    """One line of the probe's protocol; None for anything else (a C extension writing to fd 1, say)."""
+    try:
+        event = json.loads(line)
+    except ValueError:
+        return None
+    return event if isinstance(event, dict) else None
+
+
+def _at(event: dict[str, Any]) -> str:
+    return f"line {event['line']}: " if event.get("line") else ""

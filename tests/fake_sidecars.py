@@ -1,0 +1,174 @@
+"""Fake `unitree-sim` and `monty` sidecars for tests/test_glue_runtime.py: real pyzmq on 127.0.0.1.
+
+Run as a process, like the real images:
+
+    python tests/fake_sidecars.py sim   --obs EP --actions EP --control EP --events FILE [options]
+    python tests/fake_sidecars.py monty --endpoint EP --events FILE [options]
+
+Each binds its sockets, prints "ready", and appends one JSON line per notable event (finish, save, the first
+actions) to the shared events file, so a test can check the order in which glue talked to them and what the
+pod's files looked like at that moment.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import zmq
+
+EXAMPLE = json.loads((Path(__file__).resolve().parent.parent / "workloads" / "schemas" / "observation.example.json").read_text())
+
+
+def record(events: Path, who: str, event: str, **fields: Any) -> None:
+    # One short line per write with O_APPEND: lines from the two fakes never interleave.
+    with open(events, "a") as handle:
+        handle.write(json.dumps({"who": who, "event": event, "at": time.monotonic(), **fields}) + "\n")
+
+
+def file_state(path: str | None) -> Any:
+    """What a pod file holds right now: None when missing, parsed JSON when it is JSON, else True."""
+    if not path or not os.path.exists(path):
+        return None
+    try:
+        return json.loads(Path(path).read_text())
+    except ValueError:
+        return True
+
+
+def run_sim(args: argparse.Namespace) -> None:
+    context = zmq.Context()
+    # XPUB instead of PUB: it hears the subscription, so nothing is published before glue listens (a PUB drops
+    # everything sent before the subscriber connects, and a short test episode could vanish entirely).
+    publisher = context.socket(zmq.XPUB)
+    publisher.bind(args.obs)
+    actions = context.socket(zmq.PULL)
+    actions.bind(args.actions)
+    control = context.socket(zmq.REP)
+    control.bind(args.control)
+    print("ready", flush=True)
+
+    poller = zmq.Poller()
+    for socket in (publisher, actions, control):
+        poller.register(socket, zmq.POLLIN)
+    subscribed = False
+    publishing = not args.silent
+    sim_time, published, received = 0.0, 0, 0
+    next_publish = time.monotonic()
+    while True:
+        wait = max(0.0, next_publish - time.monotonic()) if publishing and subscribed else 0.1
+        ready = dict(poller.poll(int(wait * 1000)))
+        if publisher in ready and publisher.recv()[:1] == b"\x01" and not subscribed:
+            subscribed = True
+            next_publish = time.monotonic()  # the episode starts when glue listens
+        if actions in ready:
+            action = json.loads(actions.recv())
+            received += 1
+            if received <= 3 or action.get("cmd_type") not in ("base", "stop"):
+                record(args.events, "sim", "action", n=received, action=action)
+        if control in ready:
+            request = json.loads(control.recv())
+            if request.get("command") == "finish":
+                record(args.events, "sim", "finish", actions=received, marker=file_state(args.marker))
+                publishing = False
+                if args.no_finish_ack:
+                    continue  # REP never answers: glue must give up after its finish timeout
+                control.send_string(json.dumps({"finished": True}))
+            else:
+                control.send_string(json.dumps({"error": f"unknown request {request}"}))
+        if publishing and subscribed and time.monotonic() >= next_publish:
+            published += 1
+            observation = json.loads(json.dumps(EXAMPLE))
+            observation["time"] = round(sim_time, 6)
+            observation["nociceptor"] = args.nociceptor
+            observation["energy_rate"] = args.energy_rate
+            if args.done_after and published >= args.done_after:
+                observation["done"] = True
+                publishing = False  # the episode is over; the done observation is the last one
+            publisher.send_string(json.dumps(observation))
+            sim_time += args.dt
+            next_publish += args.interval
+
+
+def run_monty(args: argparse.Namespace) -> None:
+    context = zmq.Context()
+    server = context.socket(zmq.REP)
+    server.bind(args.endpoint)
+    print("ready", flush=True)
+    observations = saves = 0
+    while True:
+        request = json.loads(server.recv())
+        if "observation" in request:
+            observations += 1
+            if args.brain_delay:
+                time.sleep(args.brain_delay)
+            server.send_string(json.dumps({"brain": {"vx": args.brain_vx, "seen": observations}}))
+        elif request.get("command") == "save":
+            saves += 1
+            path = request["path"]
+            record(
+                args.events,
+                "monty",
+                "save",
+                path=path,
+                observations=observations,
+                marker=file_state(args.marker),
+                summary=file_state(args.summary),
+                partial=file_state(args.partial),
+            )
+            delay = args.first_save_delay if saves == 1 and args.first_save_delay is not None else args.save_delay
+            time.sleep(delay)
+            if args.save_fails:
+                server.send_string(json.dumps({"error": "disk full"}))
+                continue
+            Path(path).write_text(f"brain after {observations} observations (save {saves})\n")
+            server.send_string(json.dumps({"saved": path}))
+        elif request.get("command") == "finish":
+            record(args.events, "monty", "finish", observations=observations, marker=file_state(args.marker))
+            time.sleep(args.finish_delay)
+            server.send_string(json.dumps({"finished": True}))
+        else:
+            server.send_string(json.dumps({"error": f"unknown request {request}"}))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    sub = parser.add_subparsers(dest="role", required=True)
+    sim = sub.add_parser("sim")
+    sim.add_argument("--obs", required=True)
+    sim.add_argument("--actions", required=True)
+    sim.add_argument("--control", required=True)
+    sim.add_argument("--events", type=Path, required=True)
+    sim.add_argument("--marker")
+    sim.add_argument("--dt", type=float, default=0.01, help="simulation seconds per observation")
+    sim.add_argument("--interval", type=float, default=0.005, help="wall seconds between observations")
+    sim.add_argument("--done-after", type=int, default=0, help="the Nth observation carries done: true")
+    sim.add_argument("--nociceptor", type=float, default=0.1)
+    sim.add_argument("--energy-rate", type=float, default=100.0)
+    sim.add_argument("--silent", action="store_true", help="never publish (a simulator that does not start)")
+    sim.add_argument("--no-finish-ack", action="store_true")
+    monty = sub.add_parser("monty")
+    monty.add_argument("--endpoint", required=True)
+    monty.add_argument("--events", type=Path, required=True)
+    monty.add_argument("--marker")
+    monty.add_argument("--summary")
+    monty.add_argument("--partial")
+    monty.add_argument("--brain-vx", type=float, default=0.4)
+    monty.add_argument("--brain-delay", type=float, default=0.0)
+    monty.add_argument("--save-delay", type=float, default=0.0)
+    monty.add_argument("--first-save-delay", type=float, default=None)
+    monty.add_argument("--save-fails", action="store_true")
+    monty.add_argument("--finish-delay", type=float, default=0.0)
+    args = parser.parse_args()
+    if args.role == "sim":
+        run_sim(args)
+    else:
+        run_monty(args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,636 @@
+"""The pod scripts (workloads/scripts/*.sh) with the real AWS CLI against moto's S3 server on 127.0.0.1.
+
+The CLI is v1 from PyPI (the pods run v2; the `aws s3 cp` / `aws s3api` commands and flags the scripts use are
+the same in both). moto runs in-process as a ThreadedMotoServer; its state is reset before each test. A 403
+comes from moto's IAM enforcement: a user whose policy denies the action, with request authentication turned
+on for the length of the script run only. The order in which moto saw requests comes from its werkzeug
+request log. Nothing asserts on how long anything took.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from moto import settings as moto_settings
+from moto.server import ThreadedMotoServer
+
+ROOT = Path(__file__).resolve().parent.parent
+SCRIPTS = ROOT / "workloads" / "scripts"
+VENV_BIN = Path(sys.executable).parent  # `aws` (awscli from requirements-dev.txt) is installed beside the test's Python
+GUARD = 120  # seconds before a hung script fails the test instead of hanging the suite; never an assertion on speed
+REGION = "us-east-1"
+ARTIFACTS = "simfleet-dev-artifacts"
+CHECKPOINTS = "simfleet-dev-checkpoints"
+SOURCE = "simfleet-dev-source"
+RUN, HASH = "trot-continue", "0123456789ab"
+PREFIX = f"runs/{RUN}/{HASH}/"
+
+pytestmark = pytest.mark.skipif(
+    not (shutil.which("bash") and shutil.which("jq")), reason="needs bash and jq (the AWS CLI image has both)"
+)
+
+
+class Moto:
+    """moto's server on 127.0.0.1, with the request line of every request it answered, in order."""
+
+    def __init__(self) -> None:
+        self.requests: list[tuple[str, str]] = []
+        handler = logging.Handler()
+        handler.emit = self._record  # type: ignore[method-assign]
+        self.logger = logging.getLogger("werkzeug")
+        self.logger.setLevel(logging.INFO)
+        self.logger.addHandler(handler)
+        self.handler = handler
+        self.server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        self.server.start()
+        self.endpoint = f"http://127.0.0.1:{self.server.get_host_and_port()[1]}"
+        self.s3 = self.client("s3")
+
+    def _record(self, record: logging.LogRecord) -> None:
+        match = re.search(r'"([A-Z]+) (\S+) HTTP/', record.getMessage())
+        if match and not match.group(2).startswith("/moto-api"):
+            self.requests.append((match.group(1), urllib.parse.unquote(match.group(2))))
+
+    def client(self, service: str, key: str = "testing", secret: str = "testing") -> Any:
+        return boto3.client(
+            service, endpoint_url=self.endpoint, region_name=REGION, aws_access_key_id=key, aws_secret_access_key=secret
+        )
+
+    def reset(self) -> None:
+        urllib.request.urlopen(urllib.request.Request(f"{self.endpoint}/moto-api/reset", method="POST")).read()
+        for bucket in (ARTIFACTS, CHECKPOINTS, SOURCE):
+            self.s3.create_bucket(Bucket=bucket)
+        self.requests.clear()
+
+    def stop(self) -> None:
+        self.server.stop()
+        self.logger.removeHandler(self.handler)
+
+
+@pytest.fixture(scope="module")
+def moto_server() -> Iterator[Moto]:
+    server = Moto()
+    yield server
+    server.stop()
+
+
+class Pod:
+    """A pod's /checkpoints and /artifacts in tmp_path, the run's env, and the S3 the scripts talk to."""
+
+    def __init__(self, tmp_path: Path, moto: Moto) -> None:
+        self.moto = moto
+        self.s3 = moto.s3
+        self.checkpoints = tmp_path / "checkpoints"
+        self.artifacts = tmp_path / "artifacts"
+        home = tmp_path / "home"
+        for directory in (self.checkpoints, self.artifacts, home):
+            directory.mkdir()
+        self.processes: list[subprocess.Popen[str]] = []
+        self.env = {
+            "PATH": f"{VENV_BIN}:/usr/local/bin:/usr/bin:/bin",
+            "HOME": str(home),
+            "TMPDIR": str(tmp_path),
+            "HOSTNAME": "trot-continue-x7k2p",
+            "AWS_ENDPOINT_URL": moto.endpoint,
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_REGION": REGION,
+            "AWS_DEFAULT_REGION": REGION,
+            "AWS_EC2_METADATA_DISABLED": "true",
+            "AWS_CONFIG_FILE": str(home / "config"),
+            "AWS_SHARED_CREDENTIALS_FILE": str(home / "credentials"),
+            "SIMFLEET_RUN": RUN,
+            "SIMFLEET_SPEC_HASH": HASH,
+            "SIMFLEET_SEEDS": "[7]",
+            "SIMFLEET_PER_SEED": "false",
+            "SIMFLEET_PREFIX": PREFIX,
+            "SIMFLEET_ARTIFACTS_BUCKET": ARTIFACTS,
+            "SIMFLEET_CHECKPOINTS_BUCKET": CHECKPOINTS,
+            "SIMFLEET_CHECKPOINTS_DIR": str(self.checkpoints),
+            "SIMFLEET_ARTIFACTS_DIR": str(self.artifacts),
+            "SIMFLEET_KIND_TAG": "simfleet-kind",
+        }
+
+    def _command(self, script: str, env: dict[str, str]) -> tuple[list[str], dict[str, str]]:
+        return ["bash", str(SCRIPTS / script)], {**self.env, **env}
+
+    def run(self, script: str, **env: str) -> subprocess.CompletedProcess[str]:
+        command, full_env = self._command(script, env)
+        return subprocess.run(command, env=full_env, capture_output=True, text=True, timeout=GUARD)
+
+    def start(self, script: str, **env: str) -> subprocess.Popen[str]:
+        command, full_env = self._command(script, env)
+        process = subprocess.Popen(command, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.processes.append(process)
+        return process
+
+    def stop(self) -> None:
+        for process in self.processes:
+            if process.poll() is None:
+                process.kill()
+            process.communicate()
+
+    # S3, through boto3 with moto's default credentials
+    def put(self, bucket: str, key: str, body: str | bytes) -> None:
+        self.s3.put_object(Bucket=bucket, Key=key, Body=body.encode() if isinstance(body, str) else body)
+
+    def get(self, bucket: str, key: str) -> str:
+        body: bytes = self.s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+        return body.decode()
+
+    def get_json(self, bucket: str, key: str) -> dict[str, Any]:
+        loaded: dict[str, Any] = json.loads(self.get(bucket, key))
+        return loaded
+
+    def keys(self, bucket: str, prefix: str = "") -> list[str]:
+        listing = self.s3.list_objects_v2(Bucket=bucket, Prefix=prefix)
+        return sorted(item["Key"] for item in listing.get("Contents", []))
+
+    def tags(self, bucket: str, key: str) -> dict[str, str]:
+        return {t["Key"]: t["Value"] for t in self.s3.get_object_tagging(Bucket=bucket, Key=key)["TagSet"]}
+
+    @contextmanager
+    def denied(self, *statements: dict[str, Any]) -> Iterator[None]:
+        """Run the scripts as an IAM user that may do anything in S3 except `statements` (Deny), with moto
+        checking every request's signature and permissions meanwhile."""
+        iam = self.moto.client("iam")
+        iam.create_user(UserName="run-role")
+        policy = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}, *statements]}
+        iam.put_user_policy(UserName="run-role", PolicyName="run", PolicyDocument=json.dumps(policy))
+        key = iam.create_access_key(UserName="run-role")["AccessKey"]
+        saved = dict(self.env)
+        self.env.update(AWS_ACCESS_KEY_ID=key["AccessKeyId"], AWS_SECRET_ACCESS_KEY=key["SecretAccessKey"])
+        previous = moto_settings.INITIAL_NO_AUTH_ACTION_COUNT
+        moto_settings.INITIAL_NO_AUTH_ACTION_COUNT = 0
+        try:
+            yield
+        finally:
+            moto_settings.INITIAL_NO_AUTH_ACTION_COUNT = previous
+            self.env = saved
+
+
+@pytest.fixture
+def pod(tmp_path: Path, moto_server: Moto) -> Iterator[Pod]:
+    moto_server.reset()
+    pod = Pod(tmp_path, moto_server)
+    try:
+        yield pod
+    finally:
+        pod.stop()
+
+
+def _explain(result: subprocess.CompletedProcess[str]) -> str:
+    return f"exit {result.returncode}\n--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}"
+
+
+def _read_until(process: subprocess.Popen[str], fragment: str) -> str:
+    """Read the script's stdout up to the first line holding `fragment`."""
+    assert process.stdout is not None
+    seen = []
+    for line in process.stdout:
+        seen.append(line)
+        if fragment in line:
+            return "".join(seen)
+    raise AssertionError(f"the script ended without printing {fragment!r}:\n{''.join(seen)}")
+
+
+def _wait_for(predicate: Callable[[], Any], what: str) -> Any:
+    deadline = time.monotonic() + GUARD
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"gave up waiting for {what}")
+
+
+def _started(pod: Pod) -> dict[str, Any]:
+    loaded: dict[str, Any] = json.loads((pod.checkpoints / ".started").read_text())
+    return loaded
+
+
+INDEX_FIELDS = {
+    "run",
+    "specHash",
+    "seed",
+    "status",
+    "reason",
+    "exitCode",
+    "startTime",
+    "completionTime",
+    "checkpoint",
+    "partialCheckpoint",
+    "recoveries",
+    "resumedFrom",
+    "steps",
+}
+
+
+def _marker(status: str = "Succeeded", exit_code: int = 0, reason: str | None = None, steps: int = 42) -> str:
+    return json.dumps(
+        {
+            "status": status,
+            "exitCode": exit_code,
+            "reason": reason,
+            "steps": steps,
+            "finishAcks": {"sim": True, "monty": True},
+            "checkpointSaved": status == "Succeeded",
+            "partialCheckpoint": False,
+        }
+    )
+
+
+def _partial(pod: Pod, sequence: int) -> None:
+    """What glue does for a partial checkpoint: the checkpoint by rename, then partial.json by rename."""
+    (pod.checkpoints / "partial.mstate.tmp").write_text(f"partial brain {sequence}\n")
+    os.replace(pod.checkpoints / "partial.mstate.tmp", pod.checkpoints / "partial.mstate")
+    record = {
+        "elapsedSeconds": 60.0 * sequence,
+        "steps": 1000 * sequence,
+        "savedAt": "2026-11-30T10:00:00Z",
+        "sequence": sequence,
+    }
+    (pod.checkpoints / ".partial.json.tmp").write_text(json.dumps(record))
+    os.replace(pod.checkpoints / ".partial.json.tmp", pod.checkpoints / "partial.json")
+
+
+# ---------------------------------------------------------------------------------------------
+# fetch.sh
+# ---------------------------------------------------------------------------------------------
+
+
+def test_fetch_without_a_source_records_the_attempt_and_starts_fresh(pod: Pod) -> None:
+    result = pod.run("fetch.sh")
+    assert result.returncode == 0, _explain(result)
+    assert "fresh brain" in result.stdout and not (pod.checkpoints / "in.mstate").exists()
+    [attempt] = pod.keys(ARTIFACTS, f"{PREFIX}attempts/")
+    assert re.fullmatch(rf"{PREFIX}attempts/\d{{8}}T\d{{6}}Z-trot-continue-x7k2p\.json", attempt)
+    assert pod.get_json(ARTIFACTS, attempt)["pod"] == "trot-continue-x7k2p"
+    started = _started(pod)
+    assert started["recoveries"] == 0 and started["resumedFrom"] is None
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", started["startTime"])
+    assert not (pod.checkpoints / ".started.tmp").exists()
+
+
+def test_fetch_an_s3_source_behind_a_succeeded_index(pod: Pod) -> None:
+    pod.put(SOURCE, "runs/trot-baseline/aaa/out.mstate", "brain of the source")
+    pod.put(ARTIFACTS, "runs/trot-baseline/aaa/index.json", '{"status": "Succeeded"}')
+    result = pod.run(
+        "fetch.sh",
+        SIMFLEET_CHECKPOINT_FROM=f"s3://{SOURCE}/runs/trot-baseline/aaa/out.mstate",
+        SIMFLEET_SOURCE_INDEX=f"s3://{ARTIFACTS}/runs/trot-baseline/aaa/index.json",
+    )
+    assert result.returncode == 0, _explain(result)
+    assert (pod.checkpoints / "in.mstate").read_text() == "brain of the source"
+    assert _started(pod)["resumedFrom"] is None
+
+
+def test_fetch_retries_a_source_that_is_not_there_yet(pod: Pod) -> None:
+    uri = f"s3://{SOURCE}/elsewhere/brain.mstate"
+    fetch = pod.start(
+        "fetch.sh", SIMFLEET_CHECKPOINT_FROM=uri, SIMFLEET_FETCH_WAIT_SECONDS="100", SIMFLEET_FETCH_POLL_SECONDS="1"
+    )
+    assert "it does not exist" in _read_until(fetch, "trying again in 1 s")
+    pod.put(SOURCE, "elsewhere/brain.mstate", "late brain")
+    _, stderr = fetch.communicate(timeout=GUARD)
+    assert fetch.returncode == 0, stderr
+    assert (pod.checkpoints / "in.mstate").read_text() == "late brain"
+
+
+def test_fetch_gives_up_on_a_missing_source_at_the_deadline(pod: Pod) -> None:
+    uri = f"s3://{SOURCE}/elsewhere/brain.mstate"
+    result = pod.run("fetch.sh", SIMFLEET_CHECKPOINT_FROM=uri, SIMFLEET_FETCH_WAIT_SECONDS="0")
+    assert result.returncode == 1
+    assert result.stderr.strip() == f"checkpoint-fetch: gave up on {uri} after 0 s: it does not exist"
+
+
+def test_fetch_fails_when_the_source_has_not_finished(pod: Pod) -> None:
+    index = f"s3://{ARTIFACTS}/runs/trot-baseline/aaa/index.json"
+    pod.put(CHECKPOINTS, "runs/trot-baseline/aaa/out.mstate", "a checkpoint from a run still going")
+    result = pod.run(
+        "fetch.sh", SIMFLEET_CHECKPOINT_FROM=f"s3://{CHECKPOINTS}/runs/trot-baseline/aaa/out.mstate", SIMFLEET_SOURCE_INDEX=index
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip() == f"checkpoint-fetch: the source run has not finished: {index} does not exist"
+    assert not (pod.checkpoints / "in.mstate").exists() and not (pod.checkpoints / ".started").exists()
+
+
+def test_fetch_fails_when_the_source_did_not_succeed_and_quotes_its_index(pod: Pod) -> None:
+    index = f"s3://{ARTIFACTS}/runs/trot-baseline/aaa/index.json"
+    pod.put(ARTIFACTS, "runs/trot-baseline/aaa/index.json", json.dumps({"status": "Failed", "reason": "step 3 raised"}))
+    result = pod.run("fetch.sh", SIMFLEET_CHECKPOINT_FROM=f"s3://{CHECKPOINTS}/x/out.mstate", SIMFLEET_SOURCE_INDEX=index)
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        f'checkpoint-fetch: the source run did not succeed: {index} says {{"status":"Failed","reason":"step 3 raised"}}'
+    )
+
+
+def test_fetch_reports_a_403_on_the_source_index_as_an_access_problem(pod: Pod) -> None:
+    index = f"s3://{SOURCE}/runs/trot-baseline/aaa/index.json"
+    pod.put(SOURCE, "runs/trot-baseline/aaa/index.json", '{"status": "Succeeded"}')
+    deny = {"Effect": "Deny", "Action": "s3:GetObject", "Resource": f"arn:aws:s3:::{SOURCE}/*"}
+    with pod.denied(deny):
+        result = pod.run("fetch.sh", SIMFLEET_CHECKPOINT_FROM=f"s3://{SOURCE}/x/out.mstate", SIMFLEET_SOURCE_INDEX=index)
+    assert result.returncode == 1
+    assert result.stderr.strip().startswith(f"checkpoint-fetch: access denied (403) reading {index}: the run's IAM role")
+    assert "has not finished" not in result.stderr
+
+
+def test_fetch_resumes_a_seed_from_its_partial_checkpoint_and_counts_recoveries(pod: Pod) -> None:
+    seed_prefix = f"{PREFIX}seed-5/"  # the second seed of [3, 5]
+    for earlier in ("20261130T080000Z-trot-continue-aaaaa", "20261130T090000Z-trot-continue-bbbbb"):
+        pod.put(ARTIFACTS, f"{seed_prefix}attempts/{earlier}.json", "{}")
+    pod.put(ARTIFACTS, f"{PREFIX}seed-3/attempts/20261130T080000Z-other-seed.json", "{}")  # another seed's
+    pod.put(CHECKPOINTS, f"{seed_prefix}partial.mstate", "partial brain 7")
+    pod.put(CHECKPOINTS, f"{seed_prefix}partial.json", json.dumps({"elapsedSeconds": 420.0, "steps": 7000, "sequence": 7}))
+    result = pod.run(
+        "fetch.sh",
+        SIMFLEET_SEEDS="[3, 5]",
+        SIMFLEET_PER_SEED="true",
+        JOB_COMPLETION_INDEX="1",
+        SIMFLEET_RESUME="true",
+        SIMFLEET_CHECKPOINT_FROM=f"s3://{SOURCE}/ignored/out.mstate",  # a partial of the seed wins over the source
+    )
+    assert result.returncode == 0, _explain(result)
+    assert (pod.checkpoints / "in.mstate").read_text() == "partial brain 7"
+    assert json.loads((pod.checkpoints / "resume.json").read_text())["elapsedSeconds"] == 420.0
+    started = _started(pod)
+    assert started["recoveries"] == 2
+    assert started["resumedFrom"] == f"s3://{CHECKPOINTS}/{seed_prefix}partial.mstate"
+    assert len(pod.keys(ARTIFACTS, f"{seed_prefix}attempts/")) == 3
+
+
+def test_fetch_with_resume_but_no_partial_uses_the_source(pod: Pod) -> None:
+    pod.put(SOURCE, "x/out.mstate", "source brain")
+    result = pod.run("fetch.sh", SIMFLEET_RESUME="true", SIMFLEET_CHECKPOINT_FROM=f"s3://{SOURCE}/x/out.mstate")
+    assert result.returncode == 0, _explain(result)
+    assert "no partial checkpoint of this seed" in result.stdout
+    assert (pod.checkpoints / "in.mstate").read_text() == "source brain" and not (pod.checkpoints / "resume.json").exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# upload.sh
+# ---------------------------------------------------------------------------------------------
+
+
+def _artifacts(pod: Pod) -> None:
+    (pod.artifacts / "logs" / "sim").mkdir(parents=True)
+    (pod.artifacts / "logs" / "sim" / "run 1.log").write_text("sim log")
+    (pod.artifacts / "videos").mkdir()
+    (pod.artifacts / "videos" / "episode.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42")
+    (pod.artifacts / "metrics").mkdir()
+    (pod.artifacts / "metrics" / "glue-summary.json").write_text('{"steps": 42}')
+    (pod.artifacts / "scratch.bin").write_text("not uploaded")
+    started = {"startTime": "2026-11-30T09:00:00Z", "recoveries": 1, "resumedFrom": None}
+    (pod.checkpoints / ".started").write_text(json.dumps(started))
+
+
+def test_upload_tags_every_artifact_ships_the_checkpoint_and_writes_the_index_last(pod: Pod) -> None:
+    _artifacts(pod)
+    (pod.checkpoints / "out.mstate").write_text("final brain")
+    (pod.checkpoints / ".done").write_text(_marker())
+    result = pod.run("upload.sh", SIMFLEET_SAVE_CHECKPOINT="true")
+    requests = list(pod.moto.requests)  # before the checks below add their own
+    assert result.returncode == 0, _explain(result)
+    artifacts = pod.keys(ARTIFACTS, PREFIX)
+    assert artifacts == [
+        f"{PREFIX}index.json",
+        f"{PREFIX}logs/sim/run 1.log",
+        f"{PREFIX}metrics/glue-summary.json",
+        f"{PREFIX}videos/episode.mp4",
+    ]
+    for key in artifacts[1:]:
+        assert pod.tags(ARTIFACTS, key) == {"simfleet-kind": key[len(PREFIX) :].split("/")[0]}, key
+    assert "skipping" in result.stderr and "scratch.bin" in result.stderr
+    assert pod.get(CHECKPOINTS, f"{PREFIX}out.mstate") == "final brain"
+    index = pod.get_json(ARTIFACTS, f"{PREFIX}index.json")
+    assert set(index) == INDEX_FIELDS
+    assert {k: index[k] for k in INDEX_FIELDS - {"completionTime"}} == {
+        "run": RUN,
+        "specHash": HASH,
+        "seed": 7,
+        "status": "Succeeded",
+        "reason": None,
+        "exitCode": 0,
+        "startTime": "2026-11-30T09:00:00Z",
+        "checkpoint": f"s3://{CHECKPOINTS}/{PREFIX}out.mstate",
+        "partialCheckpoint": None,
+        "recoveries": 1,
+        "resumedFrom": None,
+        "steps": 42,
+    }
+    assert pod.s3.head_object(Bucket=ARTIFACTS, Key=f"{PREFIX}index.json")["ContentType"] == "application/json"
+    # The order moto saw: every artifact and the checkpoint before index.json, which is the very last request.
+    assert requests[-1] == ("PUT", f"/{ARTIFACTS}/{PREFIX}index.json")
+    writes = [path for method, path in requests if method == "PUT"]
+    assert set(writes[:-1]) == {f"/{ARTIFACTS}/{k}" for k in artifacts[1:]} | {f"/{CHECKPOINTS}/{PREFIX}out.mstate"}
+
+
+@pytest.mark.slow  # a dozen AWS CLI calls, each a second of CLI start-up here
+def test_upload_ships_partial_checkpoints_while_glue_runs(pod: Pod) -> None:
+    upload = pod.start(
+        "upload.sh",
+        SIMFLEET_CHECKPOINT_EVERY_SECONDS="60",
+        SIMFLEET_PARTIAL_POLL_SECONDS="1",
+        SIMFLEET_SAVE_CHECKPOINT="true",
+    )
+    _read_until(upload, "waiting for glue's done marker")
+
+    def shipped() -> int | None:
+        if f"{PREFIX}partial.json" not in pod.keys(CHECKPOINTS, PREFIX):
+            return None
+        sequence: int = pod.get_json(CHECKPOINTS, f"{PREFIX}partial.json")["sequence"]
+        return sequence
+
+    _partial(pod, 1)
+    _wait_for(lambda: shipped() == 1, "partial checkpoint 1 in S3")
+    assert pod.get(CHECKPOINTS, f"{PREFIX}partial.mstate") == "partial brain 1\n"
+    _partial(pod, 2)
+    _wait_for(lambda: shipped() == 2, "partial checkpoint 2 in S3")
+    assert pod.get(CHECKPOINTS, f"{PREFIX}partial.mstate") == "partial brain 2\n"
+    (pod.checkpoints / "out.mstate").write_text("final brain")
+    (pod.checkpoints / ".done").write_text(_marker())
+    _, stderr = upload.communicate(timeout=GUARD)
+    assert upload.returncode == 0, stderr
+    index = pod.get_json(ARTIFACTS, f"{PREFIX}index.json")
+    assert index["status"] == "Succeeded" and index["partialCheckpoint"] == f"s3://{CHECKPOINTS}/{PREFIX}partial.mstate"
+    assert pod.keys(CHECKPOINTS, PREFIX) == [f"{PREFIX}{name}" for name in ("out.mstate", "partial.json", "partial.mstate")]
+
+
+# Calls the real aws, then - once - replaces partial.mstate right after it went up to the staging key, the way
+# glue's next periodic save would if it landed while a large checkpoint was still uploading.
+REPLACING_AWS = """#!/bin/bash
+"$REAL_AWS" "$@"
+status=$?
+if [[ ${!#} == *partial.mstate.uploading && $2 != s3://* && ! -e "$REPLACED_FLAG" ]]; then
+  touch "$REPLACED_FLAG"
+  printf 'replaced brain\\n' >"$SIMFLEET_CHECKPOINTS_DIR/partial.mstate.tmp"
+  mv -f "$SIMFLEET_CHECKPOINTS_DIR/partial.mstate.tmp" "$SIMFLEET_CHECKPOINTS_DIR/partial.mstate"
+fi
+exit $status
+"""
+
+
+@pytest.mark.slow  # a dozen AWS CLI calls, each a second of CLI start-up here
+def test_a_partial_replaced_while_it_uploads_is_never_promoted(pod: Pod, tmp_path: Path) -> None:
+    wrapper = tmp_path / "wrapper"
+    wrapper.mkdir()
+    (wrapper / "aws").write_text(REPLACING_AWS)
+    (wrapper / "aws").chmod(0o755)
+    pod.env.update(PATH=f"{wrapper}:{pod.env['PATH']}", REAL_AWS=str(VENV_BIN / "aws"), REPLACED_FLAG=str(tmp_path / "replaced"))
+    _partial(pod, 1)
+    (pod.checkpoints / ".done").write_text(_marker("Interrupted", 143, "terminated (SIGTERM)"))
+    result = pod.run("upload.sh")
+    assert result.returncode == 1, _explain(result)
+    assert "partial checkpoint 1 was replaced while it uploaded" in result.stdout
+    # The first upload went to the staging key and stopped there; only the second, stable one was promoted.
+    staging, final = f"/{CHECKPOINTS}/{PREFIX}partial.mstate.uploading", f"/{CHECKPOINTS}/{PREFIX}partial.mstate"
+    writes = [path for method, path in pod.moto.requests if method == "PUT" and path.startswith(f"/{CHECKPOINTS}/")]
+    assert writes[:3] == [staging, staging, final], writes
+    assert pod.get(CHECKPOINTS, f"{PREFIX}partial.mstate") == "replaced brain\n"
+    assert pod.keys(CHECKPOINTS, PREFIX) == [f"{PREFIX}partial.json", f"{PREFIX}partial.mstate"]
+
+
+@pytest.mark.slow  # a dozen AWS CLI calls, each a second of CLI start-up here
+def test_upload_on_sigterm_waits_for_glue_ships_its_partial_and_says_interrupted(pod: Pod) -> None:
+    _artifacts(pod)
+    upload = pod.start("upload.sh", SIMFLEET_TERM_WAIT_SECONDS="100", SIMFLEET_SAVE_CHECKPOINT="true")
+    _read_until(upload, "waiting for glue's done marker")
+    upload.send_signal(signal.SIGTERM)
+    _read_until(upload, "SIGTERM: giving glue up to 100 s")
+    # What glue does on SIGTERM: a partial checkpoint, then the marker.
+    _partial(pod, 3)
+    reason = "terminated (SIGTERM) after 42 steps and 180 s of simulation; partial checkpoint saved"
+    (pod.checkpoints / ".done").write_text(_marker("Interrupted", 143, reason))
+    _, stderr = upload.communicate(timeout=GUARD)
+    assert upload.returncode == 1, stderr
+    index = pod.get_json(ARTIFACTS, f"{PREFIX}index.json")
+    assert index["status"] == "Interrupted" and index["exitCode"] == 143 and index["reason"] == reason
+    assert index["partialCheckpoint"] == f"s3://{CHECKPOINTS}/{PREFIX}partial.mstate" and index["checkpoint"] is None
+    assert pod.get_json(CHECKPOINTS, f"{PREFIX}partial.json")["sequence"] == 3
+    assert f"{PREFIX}logs/sim/run 1.log" in pod.keys(ARTIFACTS, PREFIX)  # the logs still went up
+    assert f"{PREFIX}out.mstate" not in pod.keys(CHECKPOINTS, PREFIX)
+
+
+def test_upload_on_sigterm_without_a_marker_writes_interrupted(pod: Pod) -> None:
+    upload = pod.start("upload.sh", SIMFLEET_TERM_WAIT_SECONDS="0")
+    _read_until(upload, "waiting for glue's done marker")
+    upload.send_signal(signal.SIGTERM)
+    _, stderr = upload.communicate(timeout=GUARD)
+    assert upload.returncode == 1, stderr
+    index = pod.get_json(ARTIFACTS, f"{PREFIX}index.json")
+    assert index["status"] == "Interrupted" and index["exitCode"] is None and index["steps"] is None
+    assert index["reason"] == "terminated before glue wrote its done marker (waited 0 s after SIGTERM)"
+    assert index["startTime"] is None and index["recoveries"] == 0
+
+
+def test_upload_gives_up_waiting_for_glue_and_writes_interrupted(pod: Pod) -> None:
+    result = pod.run("upload.sh", SIMFLEET_DONE_WAIT_SECONDS="0")
+    assert result.returncode == 1
+    assert pod.get_json(ARTIFACTS, f"{PREFIX}index.json")["reason"] == "glue wrote no done marker within 0 s"
+
+
+def test_upload_of_a_failed_glue_keeps_its_status_and_skips_the_checkpoint(pod: Pod) -> None:
+    _artifacts(pod)
+    (pod.checkpoints / "out.mstate").write_text("should not be shipped")
+    reason = "step 3 returned an invalid action at /base_cmd/vx: 'fast' is not of type 'number'"
+    (pod.checkpoints / ".done").write_text(_marker("Failed", 5, reason, steps=2))
+    result = pod.run(
+        "upload.sh",
+        SIMFLEET_SAVE_CHECKPOINT="true",
+        SIMFLEET_SEEDS="[1, 2, 3]",
+        SIMFLEET_PER_SEED="true",
+        JOB_COMPLETION_INDEX="2",
+    )
+    assert result.returncode == 1
+    seed_prefix = f"{PREFIX}seed-3/"
+    index = pod.get_json(ARTIFACTS, f"{seed_prefix}index.json")
+    assert (index["status"], index["exitCode"], index["reason"], index["seed"], index["steps"]) == ("Failed", 5, reason, 3, 2)
+    assert index["checkpoint"] is None and pod.keys(CHECKPOINTS) == []
+    assert f"{seed_prefix}logs/sim/run 1.log" in pod.keys(ARTIFACTS, seed_prefix)
+
+
+@pytest.mark.slow  # a dozen AWS CLI calls, each a second of CLI start-up here
+def test_upload_fails_the_run_when_the_checkpoint_upload_fails(pod: Pod) -> None:
+    _artifacts(pod)
+    (pod.checkpoints / "out.mstate").write_text("final brain")
+    (pod.checkpoints / ".done").write_text(_marker())
+    deny = {"Effect": "Deny", "Action": "s3:PutObject", "Resource": f"arn:aws:s3:::{CHECKPOINTS}/*"}
+    with pod.denied(deny):
+        result = pod.run("upload.sh", SIMFLEET_SAVE_CHECKPOINT="true")
+    assert result.returncode == 1, _explain(result)
+    index = pod.get_json(ARTIFACTS, f"{PREFIX}index.json")
+    assert index["status"] == "Failed" and index["checkpoint"] is None and index["exitCode"] == 0
+    assert index["reason"].startswith(f"upload failed: checkpoint s3://{CHECKPOINTS}/{PREFIX}out.mstate: ")
+    assert "AccessDenied" in index["reason"] or "403" in index["reason"]
+    assert "(glue:" not in index["reason"]  # glue itself succeeded, so only the upload is to blame
+    assert pod.tags(ARTIFACTS, f"{PREFIX}logs/sim/run 1.log") == {"simfleet-kind": "logs"}
+
+
+# ---------------------------------------------------------------------------------------------
+# gate.sh
+# ---------------------------------------------------------------------------------------------
+
+SOURCE_INDEX_KEY = "runs/trot-baseline/aaa/index.json"
+SOURCE_INDEX = f"s3://{ARTIFACTS}/{SOURCE_INDEX_KEY}"
+
+
+def _gate_env(**extra: str) -> dict[str, str]:
+    return {"SIMFLEET_SOURCE_INDEX": SOURCE_INDEX, "SIMFLEET_GATE_POLL_SECONDS": "1", **extra}
+
+
+def test_gate_opens_on_a_succeeded_index(pod: Pod) -> None:
+    pod.put(ARTIFACTS, SOURCE_INDEX_KEY, json.dumps({"status": "Succeeded", "seed": 7}))
+    result = pod.run("gate.sh", **_gate_env(SIMFLEET_GATE_DEADLINE_SECONDS="100"))
+    assert result.returncode == 0, _explain(result)
+    assert "the source run succeeded" in result.stdout
+
+
+def test_gate_keeps_waiting_through_a_failed_source_until_it_succeeds(pod: Pod) -> None:
+    pod.put(ARTIFACTS, SOURCE_INDEX_KEY, json.dumps({"status": "Failed", "reason": "spot reclaimed twice"}))
+    gate = pod.start("gate.sh", **_gate_env(SIMFLEET_GATE_DEADLINE_SECONDS="100"))
+    _read_until(gate, "the source run is Failed; waiting")
+    pod.put(ARTIFACTS, SOURCE_INDEX_KEY, json.dumps({"status": "Succeeded"}))
+    _, stderr = gate.communicate(timeout=GUARD)
+    assert gate.returncode == 0, stderr
+
+
+def test_gate_times_out_quoting_the_last_index_it_saw(pod: Pod) -> None:
+    pod.put(ARTIFACTS, SOURCE_INDEX_KEY, json.dumps({"status": "Interrupted", "recoveries": 2}))
+    result = pod.run("gate.sh", **_gate_env(SIMFLEET_GATE_DEADLINE_SECONDS="0"))
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        f"gate: gave up after 0 s waiting for {SOURCE_INDEX} to say Succeeded; "
+        'last seen: {"status":"Interrupted","recoveries":2}'
+    )
+
+
+def test_gate_times_out_with_no_index(pod: Pod) -> None:
+    result = pod.run("gate.sh", **_gate_env(SIMFLEET_GATE_DEADLINE_SECONDS="0"))
+    assert result.returncode == 1 and result.stderr.strip().endswith("last seen: no index")
+    assert "has not finished" in result.stdout
+
+
+def test_gate_reports_a_403_as_an_access_problem_at_once(pod: Pod) -> None:
+    pod.put(ARTIFACTS, SOURCE_INDEX_KEY, json.dumps({"status": "Succeeded"}))
+    deny = {"Effect": "Deny", "Action": "s3:GetObject", "Resource": f"arn:aws:s3:::{ARTIFACTS}/runs/trot-baseline/*"}
+    with pod.denied(deny):
+        result = pod.run("gate.sh", **_gate_env(SIMFLEET_GATE_DEADLINE_SECONDS="100"))
+    assert result.returncode == 2
+    assert result.stderr.startswith(f"gate: access denied (403) reading {SOURCE_INDEX}")

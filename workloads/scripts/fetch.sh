@@ -1,0 +1,151 @@
+#!/bin/bash
+# checkpoint-fetch, the run pod's init container (AWS CLI v2 image: bash, coreutils, jq, findutils, aws).
+#
+# 1. Records this attempt: s3://<artifacts>/<P>attempts/<utc>-<hostname>.json. Every pod of the seed writes
+#    one, so the number of markers minus one is the number of recoveries (spot reclaims, drains, retries).
+# 2. Puts the brain the run starts from at <checkpoints>/in.mstate:
+#    - SIMFLEET_RESUME=true and a partial checkpoint of this seed exists: resume from it (partial.json becomes
+#      <checkpoints>/resume.json, which tells glue how much simulation time is already done);
+#    - else SIMFLEET_CHECKPOINT_FROM (s3://...): after SIMFLEET_SOURCE_INDEX, when set, says the source run
+#      Succeeded; transient failures are retried for SIMFLEET_FETCH_WAIT_SECONDS;
+#    - else nothing: Monty starts a fresh brain.
+# 3. Writes <checkpoints>/.started: {"startTime", "recoveries", "resumedFrom"} (atomically).
+#
+# Env: SIMFLEET_RUN, SIMFLEET_SEEDS (JSON list), SIMFLEET_PER_SEED (true: the seed is
+# SIMFLEET_SEEDS[JOB_COMPLETION_INDEX] and keys get seed-<n>/), SIMFLEET_PREFIX (runs/<run>/<hash>/),
+# SIMFLEET_ARTIFACTS_BUCKET, SIMFLEET_CHECKPOINTS_BUCKET, SIMFLEET_RESUME, SIMFLEET_CHECKPOINT_FROM,
+# SIMFLEET_SOURCE_INDEX, SIMFLEET_FETCH_WAIT_SECONDS (120), SIMFLEET_FETCH_POLL_SECONDS (30),
+# SIMFLEET_CHECKPOINTS_DIR (/checkpoints), AWS_REGION.
+# Exit: 0, or 1 with a one-line reason on stderr.
+set -euo pipefail
+
+log() { echo "checkpoint-fetch: $*"; }
+fail() {
+  echo "checkpoint-fetch: $*" >&2
+  exit 1
+}
+# PID 1 of its container: without a trap bash ignores TERM and the pod waits out its grace period.
+trap 'echo "checkpoint-fetch: terminated" >&2; exit 143' TERM
+
+CHECKPOINTS_DIR=${SIMFLEET_CHECKPOINTS_DIR:-/checkpoints}
+WAIT_SECONDS=${SIMFLEET_FETCH_WAIT_SECONDS:-120}
+POLL_SECONDS=${SIMFLEET_FETCH_POLL_SECONDS:-30}
+for number in "$WAIT_SECONDS" "$POLL_SECONDS"; do
+  [[ $number =~ ^[0-9]+$ ]] || fail "SIMFLEET_FETCH_WAIT_SECONDS and SIMFLEET_FETCH_POLL_SECONDS must be whole seconds, not '$number'"
+done
+WORK=$(mktemp -d)
+trap 'rm -rf "$WORK"' EXIT
+ERR="$WORK/err"
+
+# The seed and the key prefix P of this pod.
+if [ "${SIMFLEET_PER_SEED:-false}" = true ]; then
+  [[ ${JOB_COMPLETION_INDEX:-} =~ ^[0-9]+$ ]] || fail "SIMFLEET_PER_SEED is true but JOB_COMPLETION_INDEX is '${JOB_COMPLETION_INDEX:-}'"
+  seed=$(jq -er ".[$JOB_COMPLETION_INDEX]" <<<"$SIMFLEET_SEEDS") || fail "no seed at index $JOB_COMPLETION_INDEX of $SIMFLEET_SEEDS"
+  P="${SIMFLEET_PREFIX}seed-${seed}/"
+else
+  P=$SIMFLEET_PREFIX
+fi
+
+# What the last aws call's stderr ($ERR) says went wrong: denied, missing or other.
+s3_error() {
+  if grep -qE '\((403|AccessDenied|Forbidden|InvalidAccessKeyId|SignatureDoesNotMatch|ExpiredToken|InvalidToken)\)' "$ERR"; then
+    echo denied
+  elif grep -qE '\((404|NoSuchKey|NoSuchBucket|NotFound)\)' "$ERR"; then
+    echo missing
+  else
+    echo other
+  fi
+}
+last_error() { grep -v '^[[:space:]]*$' "$ERR" | tail -n 1 || true; }
+bucket_of() {
+  local rest=${1#s3://}
+  echo "${rest%%/*}"
+}
+key_of() {
+  local rest=${1#s3://}
+  echo "${rest#*/}"
+}
+pause() {
+  sleep "$1" &
+  wait $!
+}
+denied_message() {
+  echo "access denied (403) reading $1: the run's IAM role cannot read it (it needs s3:GetObject on the object," \
+    "and s3:ListBucket on the bucket, without which S3 answers 403 for a missing object too)"
+}
+
+# 1. The attempt marker, and how many pods of this seed came before.
+started=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+attempts="${P}attempts/"
+attempt_key="${attempts}$(date -u +%Y%m%dT%H%M%SZ)-${HOSTNAME:-$(uname -n)}.json"
+jq -n --arg run "$SIMFLEET_RUN" --arg start "$started" --arg pod "${HOSTNAME:-$(uname -n)}" \
+  '{run: $run, pod: $pod, startTime: $start}' >"$WORK/attempt.json"
+aws s3api put-object --bucket "$SIMFLEET_ARTIFACTS_BUCKET" --key "$attempt_key" --body "$WORK/attempt.json" \
+  --content-type application/json >/dev/null 2>"$ERR" ||
+  fail "cannot record this attempt at s3://$SIMFLEET_ARTIFACTS_BUCKET/$attempt_key: $(last_error)"
+count=$(aws s3api list-objects-v2 --bucket "$SIMFLEET_ARTIFACTS_BUCKET" --prefix "$attempts" --output json 2>"$ERR" |
+  jq '[.Contents[]?] | length') || fail "cannot list s3://$SIMFLEET_ARTIFACTS_BUCKET/$attempts: $(last_error)"
+recoveries=$((count > 0 ? count - 1 : 0))
+log "attempt $((recoveries + 1)) of ${SIMFLEET_RUN} (${P})"
+
+# 2. The brain to start from.
+resumed_from=""
+if [ "${SIMFLEET_RESUME:-false}" = true ]; then
+  partial="s3://$SIMFLEET_CHECKPOINTS_BUCKET/${P}partial.mstate"
+  if aws s3api head-object --bucket "$SIMFLEET_CHECKPOINTS_BUCKET" --key "${P}partial.mstate" >/dev/null 2>"$ERR"; then
+    # partial.json first: the upload ships it after the checkpoint, so this order never pairs a record with an
+    # older checkpoint than the one it describes (at worst an older record, and a little time run twice).
+    if aws s3 cp --only-show-errors "s3://$SIMFLEET_CHECKPOINTS_BUCKET/${P}partial.json" "$WORK/resume.json" 2>"$ERR"; then
+      mv -f "$WORK/resume.json" "$CHECKPOINTS_DIR/resume.json"
+    else
+      log "no partial.json beside $partial ($(last_error)); glue runs the whole simulation time again"
+    fi
+    aws s3 cp --only-show-errors "$partial" "$CHECKPOINTS_DIR/in.mstate" 2>"$ERR" || fail "cannot download $partial: $(last_error)"
+    resumed_from=$partial
+    log "resuming from $partial ($(jq -c . "$CHECKPOINTS_DIR/resume.json" 2>/dev/null || echo 'no resume record'))"
+  else
+    case $(s3_error) in
+      missing) log "no partial checkpoint of this seed to resume from" ;;
+      denied) fail "$(denied_message "$partial")" ;;
+      *) fail "cannot look for $partial: $(last_error)" ;;
+    esac
+  fi
+fi
+
+if [ -z "$resumed_from" ] && [ -n "${SIMFLEET_CHECKPOINT_FROM:-}" ]; then
+  source_uri=$SIMFLEET_CHECKPOINT_FROM
+  if [ -n "${SIMFLEET_SOURCE_INDEX:-}" ]; then
+    index=$SIMFLEET_SOURCE_INDEX
+    if ! aws s3api get-object --bucket "$(bucket_of "$index")" --key "$(key_of "$index")" "$WORK/source-index.json" \
+      >/dev/null 2>"$ERR"; then
+      case $(s3_error) in
+        missing) fail "the source run has not finished: $index does not exist" ;;
+        denied) fail "$(denied_message "$index")" ;;
+        *) fail "cannot read the source run's index $index: $(last_error)" ;;
+      esac
+    fi
+    status=$(jq -r '.status // "none"' "$WORK/source-index.json" 2>/dev/null) ||
+      fail "the source run's index $index is not JSON: $(head -c 200 "$WORK/source-index.json")"
+    [ "$status" = Succeeded ] || fail "the source run did not succeed: $index says $(jq -c . "$WORK/source-index.json")"
+  fi
+  deadline=$(($(date +%s) + WAIT_SECONDS))
+  until aws s3 cp --only-show-errors "$source_uri" "$CHECKPOINTS_DIR/in.mstate" 2>"$ERR"; do
+    case $(s3_error) in
+      denied) fail "$(denied_message "$source_uri")" ;;
+      missing) why="it does not exist" ;;
+      *) why=$(last_error) ;;
+    esac
+    [ "$(date +%s)" -lt "$deadline" ] || fail "gave up on $source_uri after ${WAIT_SECONDS} s: $why"
+    log "cannot fetch $source_uri yet ($why); trying again in ${POLL_SECONDS} s"
+    pause "$POLL_SECONDS"
+  done
+  log "fetched $source_uri"
+elif [ -z "$resumed_from" ]; then
+  log "no checkpoint.from: Monty starts with a fresh brain"
+fi
+
+# 3. What the uploader puts in index.json.
+jq -n --arg start "$started" --argjson recoveries "$recoveries" --arg resumed "$resumed_from" \
+  '{startTime: $start, recoveries: $recoveries, resumedFrom: (if $resumed == "" then null else $resumed end)}' \
+  >"$CHECKPOINTS_DIR/.started.tmp"
+mv -f "$CHECKPOINTS_DIR/.started.tmp" "$CHECKPOINTS_DIR/.started"

@@ -1,0 +1,71 @@
+#!/bin/bash
+# gate: the init container of a small CPU-only pod that holds back a `run:<name>` continuation until its
+# source run has finished (AWS CLI v2 image: bash, coreutils, jq, findutils, aws). The step that releases the
+# continuation once this exits 0 is wired separately.
+#
+# Polls SIMFLEET_SOURCE_INDEX (the s3:// URI of the single-seed source run's index.json) every
+# SIMFLEET_GATE_POLL_SECONDS (30) for up to SIMFLEET_GATE_DEADLINE_SECONDS (required):
+#   status Succeeded           -> exit 0
+#   Failed or Interrupted      -> keep waiting: the source Job may retry, or a replacement pod resume
+#   no index yet, S3 hiccups   -> keep waiting
+#   access denied (403)        -> exit 2 at once: waiting does not fix permissions
+#   deadline reached           -> exit 1, quoting the last index seen (or "no index")
+set -euo pipefail
+
+log() { echo "gate: $*"; }
+# PID 1 of its container: without a trap bash ignores TERM and the pod waits out its grace period.
+trap 'echo "gate: terminated" >&2; exit 143' TERM
+
+INDEX=${SIMFLEET_SOURCE_INDEX:?must be the s3:// URI of the source run index.json}
+DEADLINE_SECONDS=${SIMFLEET_GATE_DEADLINE_SECONDS:?must be set (whole seconds)}
+POLL_SECONDS=${SIMFLEET_GATE_POLL_SECONDS:-30}
+for number in "$DEADLINE_SECONDS" "$POLL_SECONDS"; do
+  if ! [[ $number =~ ^[0-9]+$ ]]; then
+    echo "gate: SIMFLEET_GATE_DEADLINE_SECONDS and SIMFLEET_GATE_POLL_SECONDS must be whole seconds, not '$number'" >&2
+    exit 2
+  fi
+done
+[[ $INDEX == s3://*/* ]] || {
+  echo "gate: SIMFLEET_SOURCE_INDEX must be an s3:// URI of an object, not '$INDEX'" >&2
+  exit 2
+}
+rest=${INDEX#s3://}
+BUCKET=${rest%%/*}
+KEY=${rest#*/}
+WORK=$(mktemp -d)
+trap 'rm -rf "$WORK"' EXIT
+ERR="$WORK/err"
+
+last_error() { grep -v '^[[:space:]]*$' "$ERR" | tail -n 1 || true; }
+
+deadline=$(($(date +%s) + DEADLINE_SECONDS))
+last_seen="no index"
+while true; do
+  if aws s3api get-object --bucket "$BUCKET" --key "$KEY" "$WORK/index.json" >/dev/null 2>"$ERR"; then
+    if status=$(jq -r '.status // "none"' "$WORK/index.json" 2>"$ERR"); then
+      last_seen=$(jq -c . "$WORK/index.json")
+    else
+      status="unreadable"
+      last_seen="not JSON: $(head -c 200 "$WORK/index.json")"
+    fi
+    if [ "$status" = Succeeded ]; then
+      log "the source run succeeded: $last_seen"
+      exit 0
+    fi
+    log "the source run is $status; waiting (its Job may retry or resume)"
+  elif grep -qE '\((403|AccessDenied|Forbidden|InvalidAccessKeyId|SignatureDoesNotMatch|ExpiredToken|InvalidToken)\)' "$ERR"; then
+    echo "gate: access denied (403) reading $INDEX: this pod's IAM role cannot read the source run's index" \
+      "(it needs s3:GetObject on it, and s3:ListBucket on $BUCKET, without which S3 answers 403 for a missing object too)" >&2
+    exit 2
+  elif grep -qE '\((404|NoSuchKey|NotFound)\)' "$ERR"; then
+    log "no $INDEX yet; the source run has not finished"
+  else
+    log "cannot read $INDEX ($(last_error)); trying again"
+  fi
+  if [ "$(date +%s)" -ge "$deadline" ]; then
+    echo "gate: gave up after ${DEADLINE_SECONDS} s waiting for $INDEX to say Succeeded; last seen: $last_seen" >&2
+    exit 1
+  fi
+  sleep "$POLL_SECONDS" &
+  wait $!
+done
