@@ -113,6 +113,7 @@ else:
         registry_url=registry_url(account_id, region, aws.get_partition().dns_suffix),
         region=region,
         kubernetes_version=platform.kubernetes_version,
+        vpc_cidr=str(platform.network.cidr),
     )
     runs = Runs(
         "runs",

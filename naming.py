@@ -4,6 +4,9 @@ from __future__ import annotations
 
 RUNS_NAMESPACE = "simfleet-runs"
 RUN_SERVICE_ACCOUNT = "simfleet-run"
+# The gate pods that release a `run:<name>` continuation once its source finished: they read the source's
+# index.json (IRSA) and unsuspend the consumer's Job (RBAC: get and patch Jobs in the runs namespace).
+GATE_SERVICE_ACCOUNT = "simfleet-gate"
 RUN_OPERATORS_GROUP = "simfleet:run-operators"  # Kubernetes group mapped from EKS access entries
 
 # Node labels and taint. EKS sets eks.amazonaws.com/capacityType (ON_DEMAND | SPOT) on managed nodes.
@@ -25,9 +28,15 @@ GLUE_SHA_ANNOTATION = "simfleet.io/glue-sha256"  # on the shared glue ConfigMaps
 
 # Isaac Sim WebRTC livestream: signalling over TCP, media over UDP. TURN relays on 3478.
 VIEWPORT_PORTS: tuple[tuple[str, int, str], ...] = (("signal", 49100, "TCP"), ("media", 47998, "UDP"))
+VIEWPORT_SIGNAL_PORT = 49100  # the TCP port the NLB health-checks for both listeners (UDP cannot be health-checked)
 TURN_PORT = 3478
-# Set to "true" on interactive run pods that expose a viewport; RunsNamespace lets ingress reach only these.
+# Set to "true" on interactive run pods that expose a viewport; each run's own NetworkPolicy admits its clients.
 VIEWPORT_POD_LABEL = "simfleet.io/viewport"
+# The image contract: each sidecar answers HTTP GET /healthz on its port (bound on the pod IP) once it is ready;
+# the kubelet's startup probes use them, and glue starts only after both pass.
+HEALTH_PATH = "/healthz"
+SIM_HEALTH_PORT = 8011
+MONTY_HEALTH_PORT = 8012
 INSTANCE_METADATA_CIDR = "169.254.169.254/32"
 
 # Service accounts of the add-ons that assume IRSA roles: (namespace, name). Access trusts exactly

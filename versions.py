@@ -174,6 +174,28 @@ CLUSTER_AUTOSCALER_IMAGE_PINS: dict[str, Pin] = {
 }
 CLUSTER_AUTOSCALER_IMAGE_TAGS: dict[str, str] = {minor: pin.version for minor, pin in CLUSTER_AUTOSCALER_IMAGE_PINS.items()}
 
+# kubectl for the gate pod that releases a `run:<name>` continuation (workloads/renderers/run.py). The official image
+# (shell-free) is published per Kubernetes patch release; kubectl supports one minor of skew, so it is pinned per
+# minor like the autoscaler. Checked 2026-11-30 against public pins of registry.k8s.io/kubectl (the registry itself
+# is not reachable from here): v1.34.3 (a Terraform module default and a Helm chart value), v1.35.1 (an incident
+# note and an image digest map: sha256:c93e4fb8...a274a, one source, so the digest is not pinned), v1.36.4.
+KUBECTL_IMAGE = "registry.k8s.io/kubectl"
+KUBECTL_IMAGE_PINS: dict[str, Pin] = {
+    "1.34": Pin("v1.34.3", "public pins of registry.k8s.io/kubectl:v1.34.3 (Terraform module default, Helm values)"),
+    "1.35": Pin("v1.35.1", "public pins of registry.k8s.io/kubectl:v1.35.1 (incident note, image digest map)"),
+    "1.36": Pin("v1.36.4", "public pin of registry.k8s.io/kubectl:v1.36.4 (a Flux bootstrap runbook)"),
+}
+
+# The AWS CLI v2 image the run pods' scripts run in (checkpoint-fetch, artifact-uploader, the gate's wait).
+# aws/aws-cli docker/Dockerfile: Amazon Linux 2023 since 2.27.51 (aws/aws-cli#9551, announced in #9586 for
+# 2025-07-15), with jq and findutils added by aws/aws-cli#9600 (2025-07-17); the scripts need bash, coreutils, jq.
+# 2.31.23 is a tag seen pinned in public repositories (2026-11-23); newer 2.3x tags exist. Pin its digest before prod.
+AWS_CLI_IMAGE = "public.ecr.aws/aws-cli/aws-cli:2.31.23"
+
+
+def kubectl_image(kubernetes_version: str) -> str:
+    return f"{KUBECTL_IMAGE}:{KUBECTL_IMAGE_PINS[kubernetes_version].version}"
+
 
 def eks_release(version: str) -> EksRelease | None:
     return EKS_RELEASES.get(version)
@@ -197,6 +219,9 @@ def missing_pins(version: str) -> list[str]:
     image = CLUSTER_AUTOSCALER_IMAGE_PINS.get(version)
     if image is None or not image.version.startswith(f"v{version}."):
         missing.append(f"a Cluster Autoscaler {version}.x image (CLUSTER_AUTOSCALER_IMAGE_PINS)")
+    kubectl = KUBECTL_IMAGE_PINS.get(version)
+    if kubectl is None or not kubectl.version.startswith(f"v{version}."):
+        missing.append(f"a kubectl {version}.x image (KUBECTL_IMAGE_PINS)")
     missing += [f"a version of the {key} chart (HELM_CHARTS)" for key, chart in HELM_CHARTS.items() if not chart.version]
     return missing
 

@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 import naming
 from catalog import load_catalog
@@ -34,6 +34,9 @@ class Images(Model):
     glue: ImageString = Field(description="Glue bridge base image.")
 
 
+MIN_CHECKPOINT_EVERY = 5 * 60
+
+
 class Checkpoint(Model):
     from_: str | None = Field(
         None,
@@ -41,6 +44,11 @@ class Checkpoint(Model):
         description="null for a fresh brain, an s3:// URI, or run:<name> for another run's out-checkpoint.",
     )
     save: bool = Field(True, description="Upload /checkpoints/out.mstate when the run ends.")
+    every: Duration | None = Field(
+        None,
+        description="Save a partial checkpoint this often (wall-clock, e.g. 15m); a replacement pod of the same seed "
+        "(spot reclaim, drain, retry) resumes from the latest one. Off by default.",
+    )
 
     @model_validator(mode="after")
     def _source(self) -> Checkpoint:
@@ -57,6 +65,13 @@ class Checkpoint(Model):
         else:
             raise ValueError(f"from: {src!r} must be null, an s3:// URI or run:<name>")
         return self
+
+    @field_validator("every")
+    @classmethod
+    def _every(cls, every: int | None) -> int | None:
+        if every is not None and every < MIN_CHECKPOINT_EVERY:
+            raise ValueError(f"every: {every}s is too often; a brain save takes minutes, use at least 5m")
+        return every
 
     @property
     def from_run(self) -> str | None:

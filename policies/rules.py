@@ -105,7 +105,7 @@ class Context:
     stack: str
     repositories: tuple[str, ...] = ()  # the stack's ECR repositories (platform.repositories)
     image_allow_list: tuple[str, ...] = ()  # platform.imageAllowList
-    extra_images: tuple[str, ...] = ()  # simfleet's own pinned helper images (workloads/manifests.py)
+    extra_images: tuple[str, ...] = ()  # simfleet's own pinned helper images (versions.py)
     today: datetime.date = field(default_factory=datetime.date.today)
 
     @property
@@ -1169,7 +1169,6 @@ def evaluate(resources: Sequence[Resource], ctx: Context, rules: Sequence[Rule] 
 
 
 def helper_images() -> tuple[str, ...]:
-    """simfleet's own pinned helper images (workloads/manifests.py), which runs use besides the stack's ECR."""
-    from workloads.manifests import AWS_CLI_IMAGE
-
-    return (AWS_CLI_IMAGE,)
+    """simfleet's own pinned helper images (versions.py), which runs use besides the stack's ECR: the AWS CLI for the
+    pod scripts, and kubectl (per Kubernetes minor) for the gate that releases continuations."""
+    return (versions.AWS_CLI_IMAGE, *(versions.kubectl_image(minor) for minor in versions.KUBECTL_IMAGE_PINS))

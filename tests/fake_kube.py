@@ -1,6 +1,7 @@
 """A fake Kubernetes API server on 127.0.0.1 that the real `kubernetes` client talks to over HTTP.
 
-It serves the part of the API the run provider uses: core/v1 ConfigMaps, Services and Pods and batch/v1 Jobs,
+It serves the part of the API the run provider uses: core/v1 ConfigMaps, Services and Pods, batch/v1 Jobs and
+networking.k8s.io/v1 NetworkPolicies,
 with the status codes and `kind: Status` bodies of the real API server:
 
 - POST creates (201); an existing name is 409 AlreadyExists; a namespace that does not exist is 404.
@@ -61,6 +62,7 @@ RESOURCES: dict[tuple[str, str, str], str] = {
     ("", "v1", "services"): "Service",
     ("", "v1", "pods"): "Pod",
     ("batch", "v1", "jobs"): "Job",
+    ("networking.k8s.io", "v1", "networkpolicies"): "NetworkPolicy",
 }
 JOB_IMMUTABLE = ("template", "selector", "completions", "completionMode", "podFailurePolicy")
 _PATH = re.compile(
@@ -87,6 +89,7 @@ class _Fault:
     delay: float = 0.0  # seconds to stall before handling
     drop: bool = False  # close the connection without answering
     methods: tuple[str, ...] | None = None
+    path_contains: str | None = None
 
 
 @dataclass
@@ -157,10 +160,12 @@ class FakeKube:
         return f"{'https' if self.tls else 'http'}://127.0.0.1:{port}"
 
     # -- fault injection -----------------------------------------------------------------------------
-    def fail_next(self, count: int, status: int = 503, methods: tuple[str, ...] | None = None) -> None:
-        """Answer the next `count` requests (optionally only these methods) with `status`."""
+    def fail_next(
+        self, count: int, status: int = 503, methods: tuple[str, ...] | None = None, path_contains: str | None = None
+    ) -> None:
+        """Answer the next `count` requests (optionally only these methods, or paths containing this) with `status`."""
         with self._lock:
-            self._faults += [_Fault(status=status, methods=methods) for _ in range(count)]
+            self._faults += [_Fault(status=status, methods=methods, path_contains=path_contains) for _ in range(count)]
 
     def delay_next(self, count: int, seconds: float) -> None:
         with self._lock:
@@ -170,10 +175,12 @@ class FakeKube:
         with self._lock:
             self._faults += [_Fault(drop=True) for _ in range(count)]
 
-    def _take_fault(self, method: str) -> _Fault | None:
+    def _take_fault(self, method: str, path: str = "") -> _Fault | None:
         with self._lock:
             for index, fault in enumerate(self._faults):
-                if fault.methods is None or method in fault.methods:
+                if (fault.methods is None or method in fault.methods) and (
+                    fault.path_contains is None or fault.path_contains in path
+                ):
                     return self._faults.pop(index)
         return None
 
@@ -270,11 +277,17 @@ class FakeKube:
                 del self.objects[(plural, namespace, name)]
                 self._collect_dependents(obj["metadata"]["uid"])
 
-    def expire_job(self, namespace: str, name: str) -> None:
-        """The TTL-after-finished controller: deletes the Job in the background, then its pods go."""
+    def expire_job(self, namespace: str, name: str, collect: bool = True) -> None:
+        """The TTL-after-finished controller: it deletes the Job with Foreground propagation and a uid precondition
+        (kubernetes pkg/controller/ttlafterfinished), so the Job lingers with a deletionTimestamp until the garbage
+        collector has removed its dependents; `collect=False` stops there."""
         with self._lock:
-            job = self.objects.pop(("jobs", namespace, name))
-            self._collect_dependents(job["metadata"]["uid"])
+            job = self.objects[("jobs", namespace, name)]
+            uid = job["metadata"]["uid"]
+        body = json.dumps({"propagationPolicy": "Foreground", "preconditions": {"uid": uid}}).encode()
+        self.handle("DELETE", f"/apis/batch/v1/namespaces/{namespace}/jobs/{name}", body, {})
+        if collect:
+            self.collect_garbage()
 
     def collect_garbage(self) -> None:
         """The garbage collector: removes pods whose owner is gone and completes foreground deletions."""
@@ -304,9 +317,14 @@ class FakeKube:
 
     # -- internals -------------------------------------------------------------------------------------
     def _collect_dependents(self, uid: str) -> None:
+        # The garbage collector deletes dependents; one held by a finalizer (the Load Balancer Controller's on a
+        # Service) is only marked deleting, and stays until its controller removes the finalizer.
         for key, obj in list(self.objects.items()):
             if any(ref.get("uid") == uid for ref in obj["metadata"].get("ownerReferences") or []):
-                del self.objects[key]
+                if obj["metadata"].get("finalizers"):
+                    obj["metadata"].setdefault("deletionTimestamp", now())
+                else:
+                    del self.objects[key]
 
     def _stamp(self, plural: str, obj: dict[str, Any], namespace: str) -> None:
         meta = obj.setdefault("metadata", {})
@@ -498,7 +516,8 @@ class FakeKube:
             self.objects[key] = new
             return 200, copy.deepcopy(new), {}
         if method == "DELETE":
-            policy = query.get("propagationPolicy") or (body or {}).get("propagationPolicy")
+            # The DeleteOptions body wins over the query parameter when both are sent (apiserver handlers/delete.go).
+            policy = (body or {}).get("propagationPolicy") or query.get("propagationPolicy")
             if policy not in (None, "Background", "Foreground", "Orphan"):
                 return 400, status_body(400, "BadRequest", f'propagationPolicy: Unsupported value: "{policy}"'), {}
             if policy is None and kind == "Job":
@@ -674,7 +693,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _serve(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
-        fault = self.kube._take_fault(self.command)
+        fault = self.kube._take_fault(self.command, self.path)
         if fault is not None and fault.delay:
             time.sleep(fault.delay)
         if fault is not None and fault.drop:
@@ -787,6 +806,7 @@ def run_props(
         registry_url="123456789012.dkr.ecr.us-east-1.amazonaws.com",
         region="us-east-1",
         kubernetes_version="1.35",
+        vpc_cidr="10.40.0.0/16",
     )
     spec = RunSpec.model_validate(run_spec(run, viewport, seeds, **fields))
     [planned] = plan_runs([spec], ctx, {spec.glue: TEST_GLUE})

@@ -42,9 +42,9 @@ CTX = RunContext(
 # run again: only ever update these together with a README note (and IDENTITY_VERSION when the scheme changes).
 PINNED_GLUE = "def step(observation):\n    return {'cmd_type': 'stop'}\n"
 GOLDEN = {
-    "trot-baseline": "9cd369b87e7f",
-    "trot-sweep": "708957f399e4",
-    "trot-continue": "71ee56ac6ea3",
+    "trot-baseline": "4d6c2958c7c3",
+    "trot-sweep": "9f285d0b3b62",
+    "trot-continue": "84c5dbde9e18",
 }
 
 
@@ -124,7 +124,7 @@ def test_an_image_change_moves_the_run_and_its_continuation() -> None:
         ("gpus", {"gpus": 2}, {}, GLUE),
         ("memory", {"memory": "16Gi"}, {}, GLUE),
         ("checkpoint source", {"checkpoint": {"from": "s3://brains/a.mstate"}}, {}, GLUE),
-        ("viewport", {"viewport": {"allowedCidrs": ["10.1.0.0/16"]}}, {}, GLUE),
+        ("no viewport", {"viewport": None}, {}, GLUE),
         ("mode", {"mode": "batch", "viewport": None}, {}, GLUE),
         ("checkpoints bucket", {}, {"checkpoints_bucket": "other"}, GLUE),
         ("artifacts bucket", {}, {"artifacts_bucket": "other"}, GLUE),
@@ -144,6 +144,33 @@ def test_the_hash_ignores_how_the_pod_is_rendered() -> None:
     # A cluster upgrade or a renamed service account must not restart every finished run.
     ctx = RunContext(**{**CTX.__dict__, "kubernetes_version": "1.36", "service_account": "renamed", "region": "us-east-2"})
     assert hash_of(spec(), ctx) == hash_of(spec())
+
+
+@pytest.mark.parametrize(
+    "same",
+    [
+        {"cpu": "3000m"},
+        {"memory": "12288Mi"},
+        {"viewport": {"allowedCidrs": ["10.1.0.0/16", "10.2.0.0/16"]}},  # updated in place, not rerun
+        {"glue": "glue/renamed.py"},  # the same content under another name
+    ],
+)
+def test_equal_things_written_differently_hash_alike(same: dict[str, Any]) -> None:
+    assert hash_of(spec(**same)) == hash_of(spec())
+
+
+def test_sweeps_hash_their_seeds_as_a_set_and_parallelism_only_when_it_limits() -> None:
+    base = hash_of(spec("trot-sweep"))
+    assert hash_of(spec("trot-sweep", seeds=[8, 7, 6, 5, 4, 3, 2, 1])) == base
+    unlimited = hash_of(spec("trot-sweep", parallelism=None))
+    assert hash_of(spec("trot-sweep", parallelism=8)) == hash_of(spec("trot-sweep", parallelism=20)) == unlimited
+    assert unlimited != base  # 3 at a time is a different schedule than 8
+
+
+def test_quantities_are_compared_exactly() -> None:
+    assert hash_of(spec(cpu="700m")) == hash_of(spec(cpu="0.7"))
+    assert hash_of(spec(cpu="2300m")) == hash_of(spec(cpu="2.3"))
+    assert hash_of(spec(memory="1Gi")) == hash_of(spec(memory="1024Mi")) != hash_of(spec(memory="1G"))
 
 
 def test_a_full_uri_image_is_the_same_image_as_its_bare_form() -> None:

@@ -36,6 +36,7 @@ CTX = RunContext(
     registry_url=REGISTRY,
     region="us-east-1",
     kubernetes_version="1.35",
+    vpc_cidr="10.40.0.0/16",
 )
 
 

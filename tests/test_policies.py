@@ -38,8 +38,8 @@ from policies.rules import (
     split_image,
     stack_from_urn,
 )
+from versions import AWS_CLI_IMAGE
 from workloads.identity import RunContext
-from workloads.manifests import AWS_CLI_IMAGE
 from workloads.runs import plan_runs
 
 TODAY = datetime.date(2026, 11, 23)
@@ -301,6 +301,7 @@ def run_props(name: str, batch: bool) -> dict[str, Any]:
         registry_url=REGISTRY,
         region="us-east-1",
         kubernetes_version="1.35",
+        vpc_cidr="10.40.0.0/16",
     )
     [planned] = plan_runs([RunSpec.model_validate(raw)], ctx, {"glue/trot.py": GLUE})
     return {

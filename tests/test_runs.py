@@ -19,7 +19,9 @@ from workloads.runs import Runs, RunsArgs, plan_runs
 ROOT = Path(__file__).resolve().parent.parent
 GLUE = (ROOT / "glue" / "trot.py").read_text()
 REGISTRY = "123456789012.dkr.ecr.us-east-1.amazonaws.com"
-CTX = RunContext("simfleet-dev", "simfleet-runs", "simfleet-run", "ckpt-bucket", "art-bucket", REGISTRY, "us-east-1", "1.35")
+CTX = RunContext(
+    "simfleet-dev", "simfleet-runs", "simfleet-run", "ckpt-bucket", "art-bucket", REGISTRY, "us-east-1", "1.35", "10.40.0.0/16"
+)
 CONFIGMAP = "kubernetes:core/v1:ConfigMap"
 
 

@@ -18,20 +18,36 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass
+from decimal import Decimal
 from typing import Any
 
 import naming
-from config import RunSpec, parse_image, quantity_value
+from config import QUANTITY_RE, RunSpec, parse_image
 
 # Bump only with a migration note in the README: a new version moves every hash, so every run would run again.
 IDENTITY_VERSION = 1
 HASH_LENGTH = 12
 # RunSpec fields outside the identity (Python names).
 NOT_IDENTITY = frozenset({"labels", "ttl_after_finished"})
-# Hashed by what they resolve to instead (`monty:1` and `<registry>/monty:1` are the same image).
-RESOLVED_FIELDS = frozenset({"images"})
-# Quantity fields, hashed by value so equal amounts written differently hash alike.
-QUANTITY_FIELDS = ("cpu", "memory")
+# Hashed by what they resolve to instead (`monty:1` and `<registry>/monty:1` are the same image; the glue by its
+# content, not its path).
+RESOLVED_FIELDS = frozenset({"images", "glue"})
+# The context fields the hash covers (RunContext.as_props names); the rest only say how to reach or render the run.
+HASHED_CONTEXT = ("clusterName", "namespace", "checkpointsBucket", "artifactsBucket", "registryUrl")
+# Quantity fields and the unit each is hashed in, so equal amounts written differently hash alike.
+QUANTITY_UNITS = {"cpu": "m", "memory": "bytes"}
+_EXACT_FACTORS = {
+    None: Decimal(1),
+    "m": Decimal("0.001"),
+    "k": Decimal(10) ** 3,
+    "M": Decimal(10) ** 6,
+    "G": Decimal(10) ** 9,
+    "T": Decimal(10) ** 12,
+    "Ki": Decimal(2) ** 10,
+    "Mi": Decimal(2) ** 20,
+    "Gi": Decimal(2) ** 30,
+    "Ti": Decimal(2) ** 40,
+}
 IMAGE_SLOTS = ("sim", "monty", "glue")
 
 
@@ -47,6 +63,7 @@ class RunContext:
     registry_url: str
     region: str
     kubernetes_version: str | None = None
+    vpc_cidr: str | None = None  # the viewport's NetworkPolicy admits the NLB's TCP from the VPC
 
     def as_props(self) -> dict[str, Any]:
         return {_camel(key): value for key, value in asdict(self).items() if value is not None}
@@ -131,21 +148,39 @@ def glue_config_map_name(sha256: str) -> str:
 
 
 def spec_projection(spec: RunSpec) -> dict[str, Any]:
-    """The spec's identity fields, defaults left out and quantities as numbers: the canonical form that is hashed.
+    """The spec's identity fields, defaults left out and equal values written alike: the canonical form that is hashed.
 
-    pydantic leaves out every field, nested ones included, that equals its default; quantities are compared by
-    value, since `3` and `3000m` are one default written two ways.
+    pydantic leaves out every field, nested ones included, that equals its default. On top of that: quantities
+    are compared as exact numbers (`3` = `3000m`, `12Gi` = `12288Mi`), seeds as a set (each seed writes under its
+    own prefix, whatever the order), `parallelism` only when it limits the sweep, and a viewport only by its
+    presence (its allowed CIDRs are updated on the live Service and NetworkPolicy without rerunning the run).
     """
     projection = spec.model_dump(mode="json", by_alias=True, exclude_defaults=True, exclude=set(NOT_IDENTITY | RESOLVED_FIELDS))
-    for key in QUANTITY_FIELDS:
+    for key, unit in QUANTITY_UNITS.items():
         if key not in projection:
             continue
-        amount = quantity_value(projection[key])
-        if amount == quantity_value(RunSpec.model_fields[key].default):
+        amount = exact_quantity(projection[key], unit)
+        if amount == exact_quantity(RunSpec.model_fields[key].default, unit):
             del projection[key]
         else:
-            projection[key] = int(amount) if amount.is_integer() else amount
+            projection[key] = amount
+    if "seeds" in projection:
+        projection["seeds"] = sorted(projection["seeds"])
+    if projection.get("parallelism") is not None and projection["parallelism"] >= len(spec.seeds):
+        del projection["parallelism"]
+    if "viewport" in projection:
+        projection["viewport"] = True
     return projection
+
+
+def exact_quantity(text: str, unit: str) -> int:
+    """A Kubernetes quantity as a whole number of `unit`s (m for CPU: millicores; bytes for memory), exactly."""
+    match = QUANTITY_RE.match(str(text))
+    if not match:
+        raise ValueError(f"{text!r} is not a Kubernetes quantity")
+    number = Decimal(str(text)[: len(str(text)) - len(match[2] or "")]) * _EXACT_FACTORS[match[2]]
+    scaled = number * 1000 if unit == "m" else number
+    return int(scaled.to_integral_value())
 
 
 def render_spec(spec: RunSpec) -> dict[str, Any]:

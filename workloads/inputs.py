@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from config import RunSpec
-from workloads import manifests
 from workloads.identity import (
     IDENTITY_VERSION,
     RunContext,
@@ -27,6 +26,7 @@ from workloads.identity import (
     identify,
     render_spec,
 )
+from workloads.renderers import run as run_renderer
 
 KIND_RUN = "run"
 KINDS = (KIND_RUN,)
@@ -90,8 +90,8 @@ class DecodedRun:
     def glue_config_map(self) -> str:
         return glue_config_map_name(self.glue_sha)
 
-    def objects(self, seeds: tuple[int, ...] | None = None) -> list[dict[str, Any]]:
-        return manifests.render_run(self.spec, self.ctx, self.identity, self.glue_config_map, self.source, seeds)
+    def objects(self, seeds: tuple[int, ...] | None = None, gated: bool | None = None) -> list[dict[str, Any]]:
+        return run_renderer.render_run(self.spec, self.ctx, self.identity, self.glue_config_map, self.source, seeds, gated)
 
 
 def decode(inputs: dict[str, Any]) -> DecodedRun:

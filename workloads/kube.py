@@ -8,7 +8,12 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from naming import SPEC_HASH_ANNOTATION
+from naming import RUN_LABEL, SPEC_HASH_ANNOTATION
+
+# Which SimRun resource holds a Job: a token it writes at create and rewrites when it adopts the Job. A resource
+# deletes a Job only while the Job carries its token, so when another resource (a moved URN, a recovered state)
+# adopts a live run, the old one's delete leaves it running.
+CLAIM_ANNOTATION = "simfleet.io/claim"
 
 TRANSIENT_STATUSES = frozenset({429, 500, 502, 503, 504})
 _PLURALS = {
@@ -16,6 +21,7 @@ _PLURALS = {
     "Service": "services",
     "Job": "jobs",
     "Pod": "pods",
+    "NetworkPolicy": "networkpolicies",
 }
 
 
@@ -65,6 +71,16 @@ def object_path(obj: dict[str, Any], namespace: str) -> str:
 
 def spec_hash_of(obj: dict[str, Any]) -> str | None:
     return ((obj.get("metadata") or {}).get("annotations") or {}).get(SPEC_HASH_ANNOTATION)
+
+
+def claim_of(obj: dict[str, Any]) -> str | None:
+    return ((obj.get("metadata") or {}).get("annotations") or {}).get(CLAIM_ANNOTATION)
+
+
+def is_simfleets(obj: dict[str, Any]) -> bool:
+    """Whether simfleet wrote this object (its labels and its spec-hash annotation); anything else is left alone."""
+    labels = (obj.get("metadata") or {}).get("labels") or {}
+    return labels.get("app.kubernetes.io/part-of") == "simfleet" and spec_hash_of(obj) is not None
 
 
 def _is_tls_failure(err: BaseException) -> bool:
@@ -191,6 +207,31 @@ class KubeApi:
             time.sleep(TERMINATING.poll)
             current = self.get(path, what)  # type: ignore[assignment]
 
+    def run_pods(self, spec_hash: str) -> list[dict[str, Any]]:
+        """Every pod of this run at this hash, whoever's Job started it (the template carries the hash)."""
+        what = f"listing the pods of run {self.run}"
+        query = {"labelSelector": f"{RUN_LABEL}={self.run}"}
+        status, body = self.request("GET", f"/api/v1/namespaces/{self.namespace}/pods", what, query=query)
+        if status != 200:
+            raise self.fail(what, status, body)
+        return [pod for pod in body.get("items") or [] if spec_hash_of(pod) == spec_hash]
+
+    def wait_pods_gone(self, spec_hash: str) -> None:
+        """Wait (bounded) until pods of an earlier Job at this hash are gone, so two pods never write one prefix."""
+        deadline = time.monotonic() + TERMINATING.seconds
+        while True:
+            live = [p for p in self.run_pods(spec_hash) if (p.get("status") or {}).get("phase") not in ("Succeeded", "Failed")]
+            if not live:
+                return
+            if time.monotonic() >= deadline:
+                names = ", ".join(sorted(str(p["metadata"]["name"]) for p in live))
+                raise SimRunError(
+                    f"run {self.run}: pods of an earlier Job of this run are still running ({names}) after "
+                    f"{TERMINATING.seconds:.0f} s; they write where a new Job would. Wait until `kubectl -n "
+                    f"{self.namespace} get pods -l {RUN_LABEL}={self.run}` shows none running, then run `pulumi up` again."
+                )
+            time.sleep(TERMINATING.poll)
+
     def pod_phases(self, job: dict[str, Any]) -> list[str]:
         labels = ((job.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
         if not labels:
@@ -225,11 +266,18 @@ class KubeApi:
                 # Writing over a terminating object loses the write when its finalizer completes: wait it out.
                 self.wait_gone(path, what, current)
                 continue
+            if not is_simfleets(current):
+                raise SimRunError(
+                    f"run {self.run}: a {what} that simfleet did not create is in the way (no simfleet labels and spec-hash "
+                    f"annotation). Delete it (kubectl -n {self.namespace} delete {kind.lower()} {name}) or rename the run, "
+                    "then run `pulumi up` again."
+                )
             status, body = self.request("PUT", path, f"replacing {what}", body=_replacement(obj, current))
             if status in (200, 201):
                 return body
-            if status == 422 and current.get("immutable"):
-                # An immutable ConfigMap cannot take other data: delete exactly that object, then create ours.
+            if status == 422:
+                # A field that cannot change (an immutable ConfigMap's data, a Job's template): delete exactly that
+                # object, then create ours.
                 self.delete(obj["apiVersion"], kind, name, uid=(current.get("metadata") or {}).get("uid"))
                 remaining = self.get(path, what)
                 if remaining is not None:
@@ -255,7 +303,7 @@ class KubeApi:
 
     def set_owner(self, obj: dict[str, Any], job: dict[str, Any]) -> None:
         kind, name = obj["kind"], obj["metadata"]["name"]
-        owner = {"apiVersion": "batch/v1", "kind": "Job", "name": job["metadata"]["name"], "uid": job["metadata"]["uid"]}
+        owner = owner_reference(job)
         what = f"making Job {owner['name']} the owner of {kind} {name}"
         patch = {"metadata": {"ownerReferences": [owner]}}
         status, body = self.request(
@@ -263,6 +311,30 @@ class KubeApi:
         )
         if status != 200:
             raise self.fail(what, status, body)
+
+    def patch_if(self, obj: dict[str, Any], uid: str | None, build: Any, what: str) -> dict[str, Any] | None:
+        """Merge-patch the live object if it is still the one with `uid`; `build(live)` gives the patch (None: no change).
+
+        The patch carries the resourceVersion read, so a write in between (the Job controller updates status all the
+        time) is answered 409 and the object is read again, a bounded number of times.
+        """
+        path = object_path(obj, self.namespace)
+        for _ in range(RETRY.attempts):
+            live = self.get(path, what)
+            if live is None or (uid is not None and (live.get("metadata") or {}).get("uid") != uid):
+                return None
+            patch = build(live)
+            if not patch:
+                return live
+            patch.setdefault("metadata", {})["resourceVersion"] = live["metadata"]["resourceVersion"]
+            status, body = self.request("PATCH", path, what, body=patch, content_type="application/merge-patch+json")
+            if status == 200:
+                return body
+            if status == 404:
+                return None
+            if status != 409:
+                raise self.fail(what, status, body)
+        raise SimRunError(f"run {self.run}: {what} kept conflicting with other writers; run `pulumi up` again")
 
     def patch(self, obj: dict[str, Any], patch: dict[str, Any], what: str) -> dict[str, Any] | None:
         """JSON merge patch; None when the object is gone."""
@@ -275,15 +347,16 @@ class KubeApi:
             raise self.fail(what, status, body)
         return body
 
-    def delete(self, api_version: str, kind: str, name: str, uid: str | None) -> bool:
+    def delete(self, api_version: str, kind: str, name: str, uid: str | None, resource_version: str | None = None) -> bool:
         """Delete with Background propagation and, given a uid, only that very object; False if it was not there.
 
         Background leaves a Job's pods to the garbage collector (the API's default for Jobs would orphan them).
         The uid precondition makes the API refuse (409) to delete a namesake created by someone else.
         """
         options: dict[str, Any] = {"apiVersion": "v1", "kind": "DeleteOptions", "propagationPolicy": "Background"}
-        if uid:
-            options["preconditions"] = {"uid": uid}
+        preconditions = {key: value for key, value in (("uid", uid), ("resourceVersion", resource_version)) if value}
+        if preconditions:
+            options["preconditions"] = preconditions
         path = f"{collection_path(api_version, kind, self.namespace)}/{name}"
         status, body = self.request(
             "DELETE", path, f"deleting {kind} {name}", body=options, query={"propagationPolicy": "Background"}
@@ -292,9 +365,18 @@ class KubeApi:
             return True
         if status == 404:  # already gone (TTL controller, or by hand) counts as deleted
             return False
-        if status == 409 and uid:  # the object by that name is not the one we created: leave it alone
+        if status == 409 and preconditions:  # not the object we read (another one, or changed since): leave it alone
             return False
         raise self.fail(f"deleting {kind} {name}", status, body)
+
+
+def owner_reference(job: dict[str, Any]) -> dict[str, Any]:
+    """The Job as the owner of a companion: the garbage collector removes the companion when the Job goes."""
+    return {"apiVersion": "batch/v1", "kind": "Job", "name": job["metadata"]["name"], "uid": job["metadata"]["uid"]}
+
+
+def is_owned_by(obj: dict[str, Any], job: dict[str, Any]) -> bool:
+    return any(ref.get("uid") == job["metadata"]["uid"] for ref in (obj.get("metadata") or {}).get("ownerReferences") or [])
 
 
 def conflict(run: str, namespace: str, name: str, found: str | None, wanted: str) -> SimRunError:

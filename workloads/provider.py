@@ -1,33 +1,49 @@
 """The SimRun dynamic resource: runs a declared run once, reports its status, and never starts a finished run again.
 
-create  1. a Job with the run's name already there? Ours (same spec hash): adopt it. Terminating: wait it out.
-           Someone else's: stop, and write nothing.
+create  1. a Job with the run's name already there? Ours (same spec hash): adopt it (claim it, make sure its
+           companions exist and are owned). Terminating: wait it out. Someone else's: stop, write nothing.
         2. no Job: read runs/<run>/<hash>/index.json (per seed) in S3. Every seed ran: record the outcome and start
            nothing (a lost state, a rename or a rolled-back state never reruns a run). Some seeds ran: the new Job
-           gets only the others.
-        3. write the companions (runtime ConfigMap, viewport Service), then the Job, then make the Job their owner
-           (TTL cleanup of the Job removes them, and with the Service its NLB).
+           gets only the others. Pods of an earlier Job at this hash still running: wait them out.
+        3. the Job (suspended with a gate Job when it continues from a source that has not succeeded yet), then its
+           companions (runtime ConfigMap, viewport Service and NetworkPolicy, gate) owned by it, so the TTL
+           cleanup of the Job removes them too (and with the Service its NLB).
 diff    replace (delete first: the Job keeps its name) only when the spec hash, name, namespace or kind changed,
-        never on a value it cannot see; update for labels, TTL, connection and the stored provider reference.
-update  applies label and TTL changes to the live Job; nothing reruns.
-read    the status from the Job while it is ours, else from index.json.
-delete  only the objects this resource created (uid preconditions), Background propagation; S3 is never touched.
+        never on a value it cannot see and never for a state-format change; update for labels, TTL, viewport CIDRs,
+        the connection and the stored provider reference.
+update  applies labels, TTL and viewport CIDRs to the live objects; nothing reruns. Adopts pre-v1 states.
+read    the status from the Job while it is the one this resource holds, else from index.json.
+delete  only the Job this resource holds (its claim token, uid and resourceVersion preconditions), then its
+        companions, waiting for the viewport Service's NLB to go; S3 is never touched.
 """
 
 from __future__ import annotations
 
-import json
+import secrets
 from typing import Any
 
 import pulumi
 from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, DiffResult, ReadResult, ResourceProvider, UpdateResult
 
-from config import RunSpec
 from workloads import inputs as run_inputs
-from workloads import status
-from workloads.identity import RunIdentity, index_keys, run_prefix
-from workloads.inputs import context_of, spec_of, whole_numbers_as_ints
-from workloads.kube import RETRY, TERMINATING, KubeApi, RetryPolicy, SimRunError, WaitPolicy, conflict, spec_hash_of
+from workloads import legacy, status
+from workloads.inputs import DecodedRun, spec_of, whole_numbers_as_ints
+from workloads.kube import (
+    CLAIM_ANNOTATION,
+    RETRY,
+    TERMINATING,
+    KubeApi,
+    RetryPolicy,
+    SimRunError,
+    WaitPolicy,
+    claim_of,
+    conflict,
+    is_owned_by,
+    object_path,
+    owner_reference,
+    spec_hash_of,
+)
+from workloads.observe import Where, observe, read_indexes, read_uri, viewport_address, where
 from workloads.sdk_fix import install_sdk_fix
 
 __all__ = ["RETRY", "TERMINATING", "RetryPolicy", "SimRun", "SimRunError", "SimRunProvider", "WaitPolicy"]
@@ -36,14 +52,25 @@ __all__ = ["RETRY", "TERMINATING", "RetryPolicy", "SimRun", "SimRunError", "SimR
 # name and namespace are the Job's identity; the kind picks the renderer.
 REPLACE_KEYS = ("specHash", "runName", "namespace", "kind")
 REQUIRED_KEYS = ("kind", "runName", "namespace", "specHash", "spec", "context")
-# Outputs the provider computes; declared as None inputs so the SDK creates their Output attributes.
-STATE_KEYS = ("status", "startTime", "completionTime", "viewportAddress", "jobUid", "companions")
+# Outputs the provider computes (never compared in diff).
+STATE_KEYS = (
+    "status",
+    "startTime",
+    "completionTime",
+    "recoveries",
+    "viewportAddress",
+    "jobUid",
+    "companions",
+    "claim",
+    "adoptedFrom",
+)
 # The outputs the program itself reads (the stack's `runs` export).
 PROGRAM_OUTPUTS = ("status", "viewportAddress")
 PROVIDER_KEY = "__provider"  # pulumi.dynamic's property holding the pickled provider
-# Spec fields a live Job takes without rerunning: the Job's labels, and its TTL (spec.ttlSecondsAfterFinished
-# is mutable; batch/v1 JobSpec).
-MUTABLE_SPEC_KEYS = ("labels", "ttlAfterFinished")
+# Spec fields a live Job takes without rerunning: the Job's labels and its TTL (spec.ttlSecondsAfterFinished is
+# mutable; batch/v1 JobSpec), and the viewport's allowed CIDRs (the Service's loadBalancerSourceRanges and the
+# NetworkPolicy's ipBlocks).
+MUTABLE_SPEC_KEYS = ("labels", "ttlAfterFinished", "viewport")
 
 
 class SimRunProvider(ResourceProvider):
@@ -60,6 +87,10 @@ class SimRunProvider(ResourceProvider):
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
         from pulumi.runtime.rpc import UNKNOWN
 
+        if legacy.is_legacy(olds):
+            # A run recorded before identity v1: its hash was computed by other rules. Adopt it (update), never
+            # replace it for that alone (workloads/legacy.py).
+            return DiffResult(changes=True, replaces=[], delete_before_replace=False)
         # Never replace on a value not known yet: the engine would delete the Job (and rerun the run) for nothing.
         replaces = [key for key in REPLACE_KEYS if news.get(key) != UNKNOWN and olds.get(key) != news.get(key)]
         compared = (set(olds) | set(news)) - {*STATE_KEYS, "jobName"}
@@ -80,77 +111,92 @@ class SimRunProvider(ResourceProvider):
             api.wait_gone(job_path, f"Job {name}", existing)  # the Job this one replaces is still going away
             existing = None
         if existing is not None and spec_hash_of(existing) == run.identity.spec_hash:
-            # A retry after a crash, or a lost state while the Job lives: adopt it, start nothing.
-            return CreateResult(run_id(props), outputs(props, self._adopted(api, existing, run.objects())))
+            # A retry after a crash, a moved URN, or a lost state while the Job lives: adopt it, start nothing.
+            return CreateResult(run_id(props), outputs(props, adopt(api, run, existing, where(props))))
 
-        documents = read_indexes(props, run.identity)
+        at = where(props)
+        documents = read_indexes(at)
         pending = tuple(seed for seed, doc in zip(run.identity.seeds, documents, strict=True) if not status.seed_finished(doc))
         if not pending:
             # Every seed already ran at this hash: record how it ended, create nothing.
             return CreateResult(run_id(props), outputs(props, {**status.index_state(documents), "jobUid": None}))
         if existing is not None:
             raise conflict(name, api.namespace, name, spec_hash_of(existing), run.identity.spec_hash)
+        api.wait_pods_gone(run.identity.spec_hash)
 
-        objects = run.objects(pending)
-        companions = [api.apply_companion(obj) for obj in objects if obj["kind"] != "Job"]
-        job = api.create_job(next(obj for obj in objects if obj["kind"] == "Job"))
-        for companion in companions:
-            api.set_owner(companion, job)
-        state = status.job_state(job, [])
-        return CreateResult(run_id(props), outputs(props, {**state, **_uids(job, companions)}))
-
-    def _adopted(self, api: KubeApi, job: dict[str, Any], rendered: list[dict[str, Any]]) -> dict[str, Any]:
-        companions = []
-        for obj in rendered:
-            if obj["kind"] == "Job":
-                continue
-            found = api.get(_path(obj, api.namespace), f"{obj['kind']} {obj['metadata']['name']}")
-            if found is not None and spec_hash_of(found) == spec_hash_of(job):
-                companions.append(found)
-        phases = api.pod_phases(job) if status.job_needs_pods(job) else []
-        return {**status.job_state(job, phases), **_uids(job, companions)}
+        claim = new_claim()
+        objects = run.objects(pending, gated=source_pending(run))
+        main = next(obj for obj in objects if obj["kind"] == "Job" and obj["metadata"]["name"] == name)
+        main["metadata"]["annotations"][CLAIM_ANNOTATION] = claim
+        # The Job first: nothing else is written for a run whose Job cannot exist. Its pod waits (ContainerCreating)
+        # the moment it takes for its ConfigMap to follow.
+        job = api.create_job(main)
+        companions = [api.apply_companion(owned_by(obj, job)) for obj in objects if obj is not main]
+        return CreateResult(
+            run_id(props), outputs(props, {**status.job_state(job, []), **_uids(job, companions), "claim": claim})
+        )
 
     def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
         news = whole_numbers_as_ints(news)
+        if legacy.is_legacy(olds):
+            return UpdateResult(outputs(news, adopt_legacy(olds, news)))
         kept = {key: olds.get(key) for key in STATE_KEYS}
         if olds.get("specHash") != news.get("specHash"):
             raise SimRunError(
                 f"run {news.get('runName')}: its spec hash changed within an update ({olds.get('specHash')} -> "
                 f"{news.get('specHash')}); this is a simfleet bug (diff must replace). Nothing was changed."
             )
-        patch = job_patch(spec_of(olds), spec_of(news))
-        if patch and olds.get("jobUid"):
-            api = api_for(news)
-            job_ref = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": news["runName"]}}
-            live = api.get(_path(job_ref, api.namespace), f"Job {news['runName']}")
-            if live is not None and (live.get("metadata") or {}).get("uid") == olds["jobUid"]:
-                patch["metadata"]["resourceVersion"] = live["metadata"]["resourceVersion"]  # only the Job we read
-                api.patch(job_ref, patch, f"updating the labels and TTL of Job {news['runName']}")
+        old_spec, new_spec = spec_of(olds), spec_of(news)
+        if olds.get("jobUid") and any(old_spec.get(key) != new_spec.get(key) for key in MUTABLE_SPEC_KEYS):
+            apply_mutable(api_for(news), olds, run_inputs.decode(news))
         return UpdateResult(outputs(news, kept))
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
         # Never an empty id: that would drop the run from the state, and the next `pulumi up` would start it again.
         props = whole_numbers_as_ints(props)
-        return ReadResult(id_ or run_id(props), outputs(props, observe(props)))
+        if legacy.is_legacy(props):
+            state = observe(legacy.api(props), props, legacy.where(props))
+            return ReadResult(id_ or run_id(props), {**props, **{k: v for k, v in state.items() if k in props or k == "status"}})
+        api = api_for(props)
+        state = {**{key: props.get(key) for key in STATE_KEYS}, **observe(api, props, where(props))}
+        state["viewportAddress"] = viewport_address(api, props)
+        return ReadResult(id_ or run_id(props), outputs(props, state))
 
     def delete(self, _id: str, props: dict[str, Any]) -> None:
         props = whole_numbers_as_ints(props)
+        if legacy.is_legacy(props):
+            kube = legacy.api(props)
+            job = legacy.live_job(kube, props)
+            if job is not None:
+                kube.delete("batch/v1", "Job", props["runName"], uid=job["metadata"]["uid"])
+            remove_companions(kube, legacy.companions(kube, props))
+            return
         if not props.get("jobUid"):
             return  # recorded from S3 only: this resource created nothing in the cluster
         api = api_for(props)
-        # The Job first, so nothing runs without its ConfigMap; then its companions (the Service and its NLB).
-        api.delete("batch/v1", "Job", props["runName"], uid=props["jobUid"])
-        for ref in props.get("companions") or []:
-            api.delete(ref["apiVersion"], ref["kind"], ref["name"], uid=ref.get("uid"))
+        for _ in range(RETRY.attempts):
+            job = api.get(f"/apis/batch/v1/namespaces/{api.namespace}/jobs/{props['runName']}", f"Job {props['runName']}")
+            if job is not None and job["metadata"].get("uid") == props["jobUid"]:
+                if claim_of(job) != props.get("claim"):
+                    return  # another resource adopted this run (a moved URN): it is theirs to delete now
+                deleted = api.delete("batch/v1", "Job", props["runName"], props["jobUid"], job["metadata"]["resourceVersion"])
+                if not deleted and api.get(object_path(job, api.namespace), f"Job {props['runName']}") is not None:
+                    continue  # it changed between our read and our delete (status, or an adoption): look again
+            break
+        remove_companions(api, props.get("companions") or [])
 
 
 # ---------------------------------------------------------------------------------------------
-# Helpers shared by the operations (pure where they can be)
+# Helpers shared by the operations
 # ---------------------------------------------------------------------------------------------
 
 
 def run_id(props: dict[str, Any]) -> str:
     return f"{props['namespace']}/{props['runName']}"
+
+
+def new_claim() -> str:
+    return secrets.token_hex(8)
 
 
 def outputs(props: dict[str, Any], state: dict[str, Any]) -> dict[str, Any]:
@@ -171,25 +217,96 @@ def _uids(job: dict[str, Any], companions: list[dict[str, Any]]) -> dict[str, An
     }
 
 
-def _path(obj: dict[str, Any], namespace: str) -> str:
-    from workloads.kube import object_path
-
-    return object_path(obj, namespace)
+def owned_by(obj: dict[str, Any], job: dict[str, Any]) -> dict[str, Any]:
+    return {**obj, "metadata": {**obj["metadata"], "ownerReferences": [owner_reference(job)]}}
 
 
-def job_patch(old_spec: dict[str, Any], new_spec: dict[str, Any]) -> dict[str, Any]:
-    """The merge patch that takes a live Job from the old spec's labels and TTL to the new one's; {} when equal."""
-    from workloads.manifests import DEFAULT_TTL_SECONDS, user_labels
+def source_pending(run: DecodedRun) -> bool:
+    """Whether a continuation must wait for its source: its index.json does not say Succeeded yet."""
+    if run.source is None:
+        return False
+    document = read_uri(run.spec.name, run.ctx.region, run.source.index_uri)
+    return not (document and document.get("status") == "Succeeded")
 
-    if all(old_spec.get(key) == new_spec.get(key) for key in MUTABLE_SPEC_KEYS):
-        return {}
-    old_labels, new_labels = user_labels(old_spec.get("labels") or {}), user_labels(new_spec.get("labels") or {})
+
+def adopt(api: KubeApi, run: DecodedRun, job: dict[str, Any], at: Where) -> dict[str, Any]:
+    """Take over a live Job of this run: claim it, and make sure its companions exist and are owned by it."""
+    claim = new_claim()
+    uid = job["metadata"]["uid"]
+    api.patch_if(job, uid, lambda live: {"metadata": {"annotations": {CLAIM_ANNOTATION: claim}}}, f"claiming Job {run.spec.name}")
+    suspended = bool((job.get("spec") or {}).get("suspend"))
+    companions = []
+    for obj in run.objects(gated=suspended):
+        if obj["kind"] == "Job" and obj["metadata"]["name"] == run.spec.name:
+            continue
+        found = api.get(object_path(obj, api.namespace), f"{obj['kind']} {obj['metadata']['name']}")
+        if found is None:
+            found = api.apply_companion(owned_by(obj, job))  # the create that made the Job did not get this far
+        elif spec_hash_of(found) != spec_hash_of(job):
+            continue  # not this run's (any more): leave it
+        elif not is_owned_by(found, job):
+            api.set_owner(found, job)
+        companions.append(found)
+    state = observe(api, {"jobUid": uid}, at)
+    return {**state, **_uids(job, companions), "claim": claim}
+
+
+def adopt_legacy(olds: dict[str, Any], news: dict[str, Any]) -> dict[str, Any]:
+    """A pre-v1 run: keep its Job and its records where its old hash put them (workloads/legacy.py)."""
+    api = api_for(news)
+    at = legacy.where(olds)
+    job = legacy.live_job(api, olds)
+    state: dict[str, Any] = {"adoptedFrom": legacy.adopted_from(olds), "jobUid": None, "companions": []}
+    if job is not None:
+        claim = new_claim()
+        api.patch_if(
+            job, job["metadata"]["uid"], lambda live: {"metadata": {"annotations": {CLAIM_ANNOTATION: claim}}}, "claiming Job"
+        )
+        state.update(jobUid=job["metadata"]["uid"], companions=legacy.companions(api, olds), claim=claim)
+    state.update(observe(api, {"jobUid": state["jobUid"]}, at))
+    state["viewportAddress"] = olds.get("viewportAddress")
+    return state
+
+
+def apply_mutable(api: KubeApi, olds: dict[str, Any], run: DecodedRun) -> None:
+    """Labels and TTL onto the live Job, viewport CIDRs onto its Service and NetworkPolicy; only objects we hold."""
+    from workloads.renderers.run import DEFAULT_TTL_SECONDS, user_labels
+
+    old_labels = user_labels(spec_of(olds).get("labels") or {})
+    new_labels = user_labels(run.spec.labels)
     labels: dict[str, str | None] = {key: None for key in old_labels if key not in new_labels}  # null removes
     labels.update(new_labels)
-    return {
-        "metadata": {"labels": labels},
-        "spec": {"ttlSecondsAfterFinished": new_spec.get("ttlAfterFinished", DEFAULT_TTL_SECONDS)},
-    }
+    job_ref = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": run.spec.name}}
+    ttl = run.spec.ttl_after_finished if run.spec.ttl_after_finished is not None else DEFAULT_TTL_SECONDS
+    api.patch_if(
+        job_ref,
+        olds["jobUid"],
+        lambda live: {"metadata": {"labels": labels}, "spec": {"ttlSecondsAfterFinished": ttl}},
+        f"updating the labels and TTL of Job {run.spec.name}",
+    )
+    uids = {(c["kind"], c["name"]): c.get("uid") for c in olds.get("companions") or []}
+    for obj in run.objects():
+        if obj["kind"] == "Service":
+            patch = {"spec": {"loadBalancerSourceRanges": obj["spec"]["loadBalancerSourceRanges"]}}
+        elif obj["kind"] == "NetworkPolicy":
+            patch = {"spec": {"ingress": obj["spec"]["ingress"]}}
+        else:
+            continue
+        uid = uids.get((obj["kind"], obj["metadata"]["name"]))
+        if uid:
+            api.patch_if(obj, uid, lambda live, patch=patch: patch, f"updating {obj['kind']} {obj['metadata']['name']}")
+
+
+def remove_companions(api: KubeApi, companions: list[dict[str, Any]]) -> None:
+    """Delete each companion that is still the one recorded (uid); wait for a LoadBalancer Service to go, so its NLB
+    is removed by the controller before `pulumi destroy` removes the controller."""
+    for ref in companions:
+        gone_now = api.delete(ref["apiVersion"], ref["kind"], ref["name"], uid=ref.get("uid"))
+        if ref["kind"] == "Service" and gone_now:
+            path = f"/api/v1/namespaces/{api.namespace}/services/{ref['name']}"
+            remaining = api.get(path, f"Service {ref['name']}")
+            if remaining is not None and remaining["metadata"].get("uid") == ref.get("uid"):
+                api.wait_gone(path, f"Service {ref['name']}", remaining)
 
 
 def check_inputs(props: dict[str, Any]) -> list[tuple[str, str]]:
@@ -222,6 +339,7 @@ def api_for(props: dict[str, Any]) -> KubeApi:
     from pulumi.runtime.rpc import unwrap_rpc_secret
 
     from workloads import eks_auth
+    from workloads.inputs import context_of
 
     context = context_of(props)
     cluster, region = str(context.get("clusterName")), str(context.get("region"))
@@ -234,80 +352,6 @@ def api_for(props: dict[str, Any]) -> KubeApi:
             raise SimRunError(f"run {props.get('runName')}: {err}") from None
     conn = eks_auth.Connection(cluster, str(endpoint or ""), str(ca or ""), region, kubeconfig)
     return KubeApi(str(props["runName"]), str(props["namespace"]), conn)
-
-
-def identity_of(props: dict[str, Any]) -> RunIdentity:
-    """The parts of a run's identity that read needs, from its stored outputs (no spec validation)."""
-    seeds = tuple(spec_of(props).get("seeds") or RunSpec.model_fields["seeds"].get_default(call_default_factory=True))
-    prefix = run_prefix(str(props["runName"]), str(props["specHash"]))
-    return RunIdentity(str(props["runName"]), str(props["specHash"]), prefix, "", None, None, seeds)
-
-
-def observe(props: dict[str, Any]) -> dict[str, Any]:
-    """The run's state: from its Job while that is the one this resource created (or adopted), else from S3."""
-    api = api_for(props)
-    name = str(props["runName"])
-    job = api.get(f"/apis/batch/v1/namespaces/{api.namespace}/jobs/{name}", f"Job {name}")
-    uid = props.get("jobUid")
-    ours = (
-        job is not None
-        and spec_hash_of(job) == props["specHash"]
-        and (uid is None or (job.get("metadata") or {}).get("uid") == uid)
-    )
-    if ours:
-        assert job is not None
-        state = status.job_state(job, api.pod_phases(job) if status.job_needs_pods(job) else [])
-        if uid is None:
-            state["jobUid"] = (job.get("metadata") or {}).get("uid")  # adopted on refresh
-    else:
-        # Gone (TTL controller) or replaced by someone else's Job: the uploader's index.json has the outcome.
-        state = status.index_state(read_indexes(props, identity_of(props)))
-    state["viewportAddress"] = viewport_address(api, props)
-    return {key: state.get(key, props.get(key)) for key in STATE_KEYS}
-
-
-def viewport_address(api: KubeApi, props: dict[str, Any]) -> str | None:
-    service = next((c for c in props.get("companions") or [] if c.get("kind") == "Service"), None)
-    if service is None:
-        return None
-    body = api.get(f"/api/v1/namespaces/{api.namespace}/services/{service['name']}", f"Service {service['name']}")
-    if body is None or (body.get("metadata") or {}).get("uid") != service.get("uid"):
-        return None
-    ingress = ((body.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
-    return (ingress[0].get("hostname") or ingress[0].get("ip")) if ingress else None
-
-
-def read_indexes(props: dict[str, Any], identity: RunIdentity) -> list[dict[str, Any] | None]:
-    """Each seed's index.json (None where a seed wrote none), read from the artifacts bucket."""
-    context = context_of(props)
-    return [
-        read_index(str(props["runName"]), str(context.get("region")), str(context.get("artifactsBucket")), key)
-        for key in index_keys(identity.prefix, identity.seeds)
-    ]
-
-
-def read_index(run: str, region: str, bucket: str, key: str) -> dict[str, Any] | None:
-    from botocore.exceptions import BotoCoreError, ClientError
-
-    from workloads import eks_auth
-
-    try:
-        body = eks_auth.s3_client(region).get_object(Bucket=bucket, Key=key)["Body"].read()
-    except ClientError as err:
-        if err.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
-            return None
-        raise SimRunError(
-            f"run {run}: reading s3://{bucket}/{key} failed ({err}). This file is the record of whether the run "
-            "already ran, so nothing is started without it: check that your AWS identity can read the artifacts "
-            "bucket, then run `pulumi up` again."
-        ) from None
-    except BotoCoreError as err:
-        raise SimRunError(f"run {run}: reading s3://{bucket}/{key} failed ({err}); check AWS access and try again") from None
-    try:
-        document = json.loads(body)
-    except json.JSONDecodeError:
-        return {"status": "Failed"}  # the uploader writes it last and whole; anything else is a broken run
-    return document if isinstance(document, dict) else {"status": "Failed"}
 
 
 # ---------------------------------------------------------------------------------------------

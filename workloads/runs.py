@@ -13,8 +13,8 @@ import pulumi_kubernetes as k8s
 from config import PROJECT_ROOT, RunSpec, checkpoint_order
 from workloads.identity import RunContext, RunIdentity, SourceRef, glue_sha256, identify
 from workloads.inputs import run_inputs
-from workloads.manifests import MIN_KUBERNETES_VERSION, glue_configmap, job_deadline
 from workloads.provider import SimRun
+from workloads.renderers.run import MIN_KUBERNETES_VERSION, glue_configmap, job_deadline
 
 
 @dataclass(frozen=True)
@@ -59,9 +59,7 @@ def _source_ref(source: PlannedRun) -> SourceRef:
     # config/ only lets a run continue from a single-seed run that saves its checkpoint.
     if identity.checkpoint_uri is None or identity.index_uri is None:
         raise ValueError(f"run {identity.run} has no single out-checkpoint to continue from")
-    return SourceRef(
-        identity.run, identity.spec_hash, identity.checkpoint_uri, identity.index_uri, job_deadline(source.spec, source.source)
-    )
+    return SourceRef(identity.run, identity.spec_hash, identity.checkpoint_uri, identity.index_uri, job_deadline(source.spec))
 
 
 class Runs(pulumi.ComponentResource):

@@ -4,8 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-# Every status a SimRun reports. Missing: the Job is gone and no index.json was written, so nothing is known.
-STATUSES = ("Pending", "Running", "Succeeded", "Failed", "Missing")
+# Every status a SimRun reports:
+#   Waiting   a continuation, suspended until its source run succeeds (its gate Job is waiting)
+#   Blocked   a continuation whose source ended without succeeding: it will not start; rerun the source
+#   Pending   the Job exists, no pod runs yet (a GPU node is starting, or the image is pulling)
+#   Running, Succeeded, Failed
+#   Missing   the Job is gone and no index.json was written, so nothing is known
+STATUSES = ("Waiting", "Blocked", "Pending", "Running", "Succeeded", "Failed", "Missing")
 # An index.json records how a seed's last attempt ended; all three mean the seed ran (it is never started again).
 INDEX_STATUSES = ("Succeeded", "Failed", "Interrupted")
 
@@ -42,6 +47,22 @@ def job_state(job: dict[str, Any], pod_phases: list[str]) -> dict[str, Any]:
     return {"status": phase, "startTime": status.get("startTime"), "completionTime": completion}
 
 
+def suspended_state(job: dict[str, Any], gate: dict[str, Any] | None) -> dict[str, Any]:
+    """A suspended Job: Blocked when its gate failed (the source did not succeed in time), else Waiting."""
+    gate_failed = gate is not None and terminal_condition(gate) == "Failed"
+    return {"status": "Blocked" if gate_failed else "Waiting", "startTime": None, "completionTime": None}
+
+
+def with_index(state: dict[str, Any], documents: list[dict[str, Any] | None]) -> dict[str, Any]:
+    """A finished Job's state, corrected by the seeds' index.json: a seed that failed before the Job was recreated
+    (after a lost state) still makes the run Failed; recoveries are summed over the seeds."""
+    recorded = index_state(documents)
+    out = {**state, "recoveries": recorded["recoveries"]}
+    if state.get("status") == "Succeeded" and recorded["status"] == "Failed":
+        out["status"] = "Failed"
+    return out
+
+
 def seed_finished(document: dict[str, Any] | None) -> bool:
     """A seed whose index.json exists has run: whatever it says, the seed is not started again."""
     return document is not None
@@ -58,8 +79,11 @@ def index_state(documents: list[dict[str, Any] | None]) -> dict[str, Any]:
         phase = "Missing"
     starts = sorted(d["startTime"] for d in documents if d and d.get("startTime"))
     ends = sorted(d["completionTime"] for d in documents if d and d.get("completionTime"))
+    recoveries = [d.get("recoveries") for d in documents if d and isinstance(d.get("recoveries"), int)]
     return {
         "status": phase,
         "startTime": starts[0] if starts else None,
         "completionTime": ends[-1] if ends and phase != "Missing" else None,
+        # Pods that replaced an earlier pod of the same seed (spot reclaim, drain, retry), over every seed.
+        "recoveries": sum(recoveries) if recoveries else None,
     }

@@ -1,0 +1,82 @@
+"""How a run's time is spent, pure: per-pod allowances, the Job's deadline, and the grace period that lets a pod save.
+
+`maxRuntime` is the simulation time of ONE seed. Everything else a pod needs is added on top, so the last wave of
+a sweep is never killed for time the platform spent (scale-up, image pulls, saves, retries):
+
+    pod      = STARTUP + glue + UPLOAD
+    glue     = FIRST_OBSERVATION + maxRuntime + 2 x FINISH + SAVE        (glue's longest life)
+    deadline = (waves + RETRY_SLOTS) x pod + grace                        (activeDeadlineSeconds)
+    grace    = TERM_SAVE + MARGIN + TERM_UPLOAD                           (terminationGracePeriodSeconds)
+
+waves is ceil(seeds to run / parallelism). RETRY_SLOTS leaves room for one seed to run again after a spot reclaim,
+a node drain or its one `backoffLimitPerIndex` retry; with `checkpoint.every` a replacement pod resumes from the
+latest partial checkpoint, so it usually needs far less. A suspended Job's deadline clock starts when it is
+released (Kubernetes resets status.startTime on resume), so a continuation's wait for its source is not in it.
+The uploader waits for glue's done marker for glue's whole life (glue + MARGIN), so a slow save is never cut off.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+# Before glue's clock starts: a GPU node from zero (Cluster Autoscaler + EC2 boot + node join, ~5-10 min), the
+# 20 GB simulator image pull (~5-10 min on a fresh node), the checkpoint fetch and the sidecars' startup probes.
+STARTUP_SECONDS = 30 * 60
+# The sidecars' startup probes allow this long (periodSeconds x failureThreshold), inside STARTUP_SECONDS.
+SIDECAR_STARTUP_SECONDS = 15 * 60
+SIDECAR_PROBE_PERIOD_SECONDS = 10
+# Glue starts once both sidecars passed their startup probes; the first observation must come soon after.
+FIRST_OBSERVATION_SECONDS = 5 * 60
+FINISH_SECONDS = 120  # each sidecar's `finish` acknowledgement (flush and close its files)
+SAVE_SECONDS = 10 * 60  # the final brain save (and each periodic one); a large brain takes minutes
+UPLOAD_SECONDS = 15 * 60  # the uploader after the done marker: artifacts, videos, checkpoint, index.json last
+TERM_SAVE_SECONDS = 90  # after SIGTERM: glue's partial save and finish requests
+TERM_UPLOAD_SECONDS = 5 * 60  # after SIGTERM: the uploader ships what exists and writes index.json (Interrupted)
+MARGIN_SECONDS = 60
+RETRY_SLOTS = 1
+
+
+@dataclass(frozen=True)
+class Budget:
+    run_seconds: int  # maxRuntime: simulation time of one seed
+    waves: int
+
+    @classmethod
+    def of(cls, max_runtime: int, seeds: int, parallelism: int) -> Budget:
+        return cls(max_runtime, math.ceil(seeds / max(1, min(parallelism, seeds))))
+
+    @property
+    def glue_seconds(self) -> int:
+        """Glue's longest life: the first observation, the simulation, both finish handshakes and the save."""
+        return FIRST_OBSERVATION_SECONDS + self.run_seconds + 2 * FINISH_SECONDS + SAVE_SECONDS
+
+    @property
+    def done_wait_seconds(self) -> int:
+        """How long the uploader (started beside glue) waits for glue's done marker."""
+        return self.glue_seconds + MARGIN_SECONDS
+
+    @property
+    def pod_seconds(self) -> int:
+        """One seed, from the pod's creation to its index.json."""
+        return STARTUP_SECONDS + self.done_wait_seconds + UPLOAD_SECONDS
+
+    @property
+    def term_wait_seconds(self) -> int:
+        """After SIGTERM the uploader waits this long for glue's marker (glue is saving a partial checkpoint)."""
+        return TERM_SAVE_SECONDS + MARGIN_SECONDS
+
+    @property
+    def grace_seconds(self) -> int:
+        """terminationGracePeriodSeconds: glue saves, then the uploader ships, before the kubelet kills anything."""
+        return self.term_wait_seconds + TERM_UPLOAD_SECONDS
+
+    @property
+    def deadline_seconds(self) -> int:
+        """activeDeadlineSeconds of the Job."""
+        return (self.waves + RETRY_SLOTS) * self.pod_seconds + self.grace_seconds
+
+    @property
+    def typical_seconds(self) -> int:
+        """Wall time when nothing is retried: what the cost estimate calls typical (the deadline is its bound)."""
+        return self.waves * self.pod_seconds

@@ -1,0 +1,109 @@
+"""What a run's state is now: its Job while that is the one its resource holds, its index.json files in S3 after."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from config import RunSpec
+from workloads import status
+from workloads.identity import index_keys, run_prefix
+from workloads.inputs import context_of, spec_of
+from workloads.kube import KubeApi, SimRunError, spec_hash_of
+
+DEFAULT_SEEDS: list[int] = RunSpec.model_fields["seeds"].get_default(call_default_factory=True)
+
+
+@dataclass(frozen=True)
+class Where:
+    """Where a run's Job and records are: its hash (an adopted pre-upgrade run keeps its old one) and S3 keys."""
+
+    run: str
+    spec_hash: str
+    region: str
+    artifacts_bucket: str
+    index_keys: tuple[str, ...]
+
+
+def where(props: dict[str, Any]) -> Where:
+    """From a run's stored outputs, without validating the spec (read and delete must work on any stored run)."""
+    adopted = props.get("adoptedFrom") or {}
+    run = str(props["runName"])
+    spec_hash = str(adopted.get("specHash") or props["specHash"])
+    context = context_of(props)
+    seeds = spec_of(props).get("seeds") or DEFAULT_SEEDS
+    prefix = str(adopted.get("prefix") or run_prefix(run, spec_hash))
+    return Where(
+        run, spec_hash, str(context.get("region")), str(context.get("artifactsBucket")), tuple(index_keys(prefix, seeds))
+    )
+
+
+def observe(api: KubeApi, props: dict[str, Any], at: Where) -> dict[str, Any]:
+    """The run's status, times and recoveries; the other state keys are left to the caller."""
+    name = at.run
+    job = api.get(f"/apis/batch/v1/namespaces/{api.namespace}/jobs/{name}", f"Job {name}")
+    uid = props.get("jobUid")
+    ours = job is not None and spec_hash_of(job) == at.spec_hash and (uid is None or job["metadata"].get("uid") == uid)
+    if not ours:
+        # Gone (TTL controller) or replaced by someone else's Job: the uploader's index.json has the outcome.
+        state = status.index_state(read_indexes(at))
+        if state["startTime"] is None and props.get("startTime"):
+            state["startTime"] = props["startTime"]  # an unknown end does not make the known start unknown
+        return state
+    assert job is not None
+    if (job.get("spec") or {}).get("suspend"):
+        gate = api.get(f"/apis/batch/v1/namespaces/{api.namespace}/jobs/{name}-gate", f"Job {name}-gate")
+        state = status.suspended_state(job, gate)
+    else:
+        state = status.job_state(job, api.pod_phases(job) if status.job_needs_pods(job) else [])
+    if status.terminal_condition(job):
+        state = status.with_index(state, read_indexes(at))
+    if uid is None:
+        state["jobUid"] = job["metadata"].get("uid")  # found on refresh: from now on, this is the run's Job
+    return state
+
+
+def viewport_address(api: KubeApi, props: dict[str, Any]) -> str | None:
+    service = next((c for c in props.get("companions") or [] if c.get("kind") == "Service"), None)
+    if service is None:
+        return None
+    body = api.get(f"/api/v1/namespaces/{api.namespace}/services/{service['name']}", f"Service {service['name']}")
+    if body is None or (body.get("metadata") or {}).get("uid") != service.get("uid"):
+        return None
+    ingress = ((body.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
+    return (ingress[0].get("hostname") or ingress[0].get("ip")) if ingress else None
+
+
+def read_indexes(at: Where) -> list[dict[str, Any] | None]:
+    """Each seed's index.json (None where a seed wrote none), read from the artifacts bucket."""
+    return [read_index(at.run, at.region, at.artifacts_bucket, key) for key in at.index_keys]
+
+
+def read_index(run: str, region: str, bucket: str, key: str) -> dict[str, Any] | None:
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from workloads import eks_auth
+
+    try:
+        body = eks_auth.s3_client(region).get_object(Bucket=bucket, Key=key)["Body"].read()
+    except ClientError as err:
+        if err.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+            return None
+        raise SimRunError(
+            f"run {run}: reading s3://{bucket}/{key} failed ({err}). This file is the record of whether the run "
+            "already ran, so nothing is started without it: check that your AWS identity can read the artifacts "
+            "bucket, then run `pulumi up` again."
+        ) from None
+    except BotoCoreError as err:
+        raise SimRunError(f"run {run}: reading s3://{bucket}/{key} failed ({err}); check AWS access and try again") from None
+    try:
+        document = json.loads(body)
+    except json.JSONDecodeError:
+        return {"status": "Failed"}  # the uploader writes it last and whole; anything else is a broken run
+    return document if isinstance(document, dict) else {"status": "Failed"}
+
+
+def read_uri(run: str, region: str, uri: str) -> dict[str, Any] | None:
+    bucket, _, key = uri.removeprefix("s3://").partition("/")
+    return read_index(run, region, bucket, key)

@@ -1,0 +1,86 @@
+"""Pieces every rendered pod shares: the restricted security context, containers, env, scratch volumes, labels."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import naming
+
+# Every container runs as this uid/gid: runAsNonRoot alone would refuse root-default images (the AWS CLI image)
+# instead of running them unprivileged. Run images must work as this user.
+RUN_UID = 1000
+TMP_DIR = "/tmp"
+
+
+def env(name: str, value: str) -> dict[str, str]:
+    return {"name": name, "value": value}
+
+
+def pod_security() -> dict[str, Any]:
+    """The pod-level part of the restricted Pod Security Standard (the namespace enforces it)."""
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": RUN_UID,
+        "runAsGroup": RUN_UID,
+        "fsGroup": RUN_UID,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def container_security(read_only_root: bool) -> dict[str, Any]:
+    security: dict[str, Any] = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}, "runAsNonRoot": True}
+    if read_only_root:
+        security["readOnlyRootFilesystem"] = True
+    return security
+
+
+def container(
+    name: str,
+    image: str,
+    env_vars: list[dict[str, Any]],
+    mounts: dict[str, str],
+    resources: dict[str, Any],
+    *,
+    read_only: tuple[str, ...] = (),
+    read_only_root: bool = False,
+    **extra: Any,
+) -> dict[str, Any]:
+    """A container; `read_only_root` is for simfleet's own containers, which then get their own /tmp (HOME)."""
+    volumes = dict(mounts)
+    env_list = [dict(e) for e in env_vars]  # fresh dicts: shared ones would alias (YAML anchors in the plan)
+    if read_only_root:
+        volumes[tmp_volume(name)] = TMP_DIR
+        # Tools want a writable home (the AWS CLI's cache, kubectl's discovery cache); the image's is read-only.
+        env_list.append(env("HOME", TMP_DIR))
+    body = {
+        "name": name,
+        "image": image,
+        "imagePullPolicy": "IfNotPresent",  # tags are pinned (config rejects "latest")
+        "env": env_list,
+        "resources": resources,
+        "securityContext": container_security(read_only_root),
+        "volumeMounts": [
+            {"name": volume, "mountPath": path, **({"readOnly": True} if volume in read_only else {})}
+            for volume, path in volumes.items()
+        ],
+    }
+    body.update(extra)
+    return body
+
+
+def tmp_volume(container_name: str) -> str:
+    return f"tmp-{container_name}"
+
+
+def scratch_volumes(containers: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One small emptyDir per read-only-root container, for /tmp."""
+    names = [v["name"] for c in containers for v in c["volumeMounts"] if v["name"].startswith("tmp-")]
+    return [{"name": name, "emptyDir": {"sizeLimit": "256Mi"}} for name in names]
+
+
+def gpu_toleration() -> dict[str, str]:
+    return {"key": naming.GPU_TAINT_KEY, "operator": "Equal", "value": naming.GPU_TAINT_VALUE, "effect": naming.GPU_TAINT_EFFECT}
+
+
+def small_resources(cpu: str = "50m", memory: str = "128Mi") -> dict[str, Any]:
+    return {"requests": {"cpu": cpu, "memory": memory}, "limits": {"memory": memory}}
