@@ -6,8 +6,9 @@ STACK ?= dev
 CONFIG ?=
 AGAINST ?=
 PLAN_ARGS := $(if $(CONFIG),--config $(CONFIG),--stack $(STACK)) $(if $(AGAINST),--against $(AGAINST))
+PREFLIGHT_ARGS := $(if $(CONFIG),--config $(CONFIG),--stack $(STACK))
 
-.PHONY: venv test plan plan-all bench lint typecheck schema clean
+.PHONY: venv test plan plan-all preflight bench lint typecheck schema clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -26,6 +27,11 @@ plan: venv
 plan-all: venv
 	$(PY) -m tools.plan --stack dev
 	$(PY) -m tools.plan --stack prod
+
+# Read-only checks of the real AWS account (quotas, EKS version and add-on builds, instance offerings) before
+# `pulumi up`; needs AWS credentials. Exit 1: a check failed; 2: no credentials or an invalid stack file.
+preflight: venv
+	$(PY) -m tools.preflight $(PREFLIGHT_ARGS)
 
 bench: venv
 	$(PY) -m tools.bench

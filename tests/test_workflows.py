@@ -93,6 +93,22 @@ def test_main_deploys_dev_then_prod_behind_a_protected_environment() -> None:
         assert pulumi["with"]["policyPacks"] == "policies"
 
 
+@pytest.mark.parametrize(("job", "stack"), [("up-dev", "dev"), ("up-prod", "prod")])
+def test_preflight_runs_after_the_credentials_and_before_pulumi_up(job: str, stack: str) -> None:
+    job_steps = steps(load("deploy.yml")["jobs"][job])
+    position = {
+        "credentials": next(i for i, s in enumerate(job_steps) if "configure-aws-credentials" in str(s.get("uses", ""))),
+        "preflight": next(i for i, s in enumerate(job_steps) if f"make preflight STACK={stack} " in str(s.get("run", ""))),
+        "up": next(i for i, s in enumerate(job_steps) if str(s.get("uses", "")).startswith("pulumi/actions@")),
+    }
+    assert position["credentials"] < position["preflight"] < position["up"], position
+    preflight = job_steps[position["preflight"]]
+    assert preflight["if"] == GATE
+    # Its exit status is the step's (a failed check stops the job before `pulumi up`), after the summary is written.
+    assert "exit $status" in preflight["run"] and "GITHUB_STEP_SUMMARY" in preflight["run"]
+    assert "secrets." not in str(preflight) and "continue-on-error" not in preflight
+
+
 @pytest.mark.parametrize(("workflow", "job", "step"), all_steps(), ids=lambda v: v if isinstance(v, str) else "")
 def test_actions_are_pinned(workflow: str, job: str, step: dict[str, Any]) -> None:
     uses = step.get("uses")
