@@ -98,7 +98,13 @@ else:
     )
     runs_namespace = RunsNamespace(
         "runs-ns",
-        RunsNamespaceArgs(access.run_role_arn, platform.node_groups.gpu.max_gpus, platform.kubernetes_version, cluster=cluster),
+        RunsNamespaceArgs(
+            access.run_role_arn,
+            access.gate_role_arn,
+            platform.node_groups.gpu.max_gpus,
+            platform.kubernetes_version,
+            cluster=cluster,
+        ),
         opts=in_cluster,
     )
     # The runs' identity comes from values known now, never from resource outputs (workloads/identity.py): the

@@ -62,5 +62,9 @@ def control_plane_log_group(cluster_name: str) -> str:
 # S3 lifecycle prefixes have no wildcards, so a per-kind prefix filter cannot express "any run's logs".
 ARTIFACT_KIND_TAG = "simfleet-kind"
 ARTIFACT_KINDS: tuple[str, ...] = ("logs", "videos", "metrics")
+# The same tag with this value marks the uploader's staging copy of a partial checkpoint, which the checkpoints
+# bucket expires after STAGING_EXPIRY_DAYS (the run role deletes nothing).
+STAGING_KIND = "staging"
+STAGING_EXPIRY_DAYS = 1
 # Every object a run writes (artifacts and out-checkpoints) lives under this prefix; the run role can write nowhere else.
 RUNS_PREFIX = "runs/"

@@ -109,20 +109,30 @@ def run_policy(
     artifacts_bucket_arn: str,
     external_checkpoint_uris: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """What a run pod may do in S3: read checkpoints, write only under runs/, never delete.
+    """What a run pod may do in S3: read and write under runs/, read the sources the stack declares, never delete data.
 
-    Out-checkpoints go to s3://<checkpoints>/runs/<run>/<hash>/out.mstate and artifacts to
-    s3://<artifacts>/runs/<run>/<hash>/. PutObjectTagging is needed because the uploader tags each
-    artifact with its kind (the lifecycle rules key on it). Every run shares one service account, so
-    IAM cannot tell one run's prefix from another's: runs/ is the narrowest boundary IRSA allows.
+    Out-checkpoints (and partial ones) go to s3://<checkpoints>/runs/<run>/<hash>/ and artifacts, attempt markers
+    and index.json to s3://<artifacts>/runs/<run>/<hash>/. PutObjectTagging is needed because the uploader tags
+    each artifact with its kind (the lifecycle rules key on it). A `run:<name>` continuation reads its source's
+    out-checkpoint (under runs/) and index.json; an `s3://` source is granted object by object. Every run shares
+    one service account, so IAM cannot tell one run's prefix from another's: runs/ is the narrowest boundary IRSA
+    allows. Nothing is deleted: the uploader's staging copy of a partial checkpoint is tagged and expires by the
+    checkpoints bucket's lifecycle (components/storage.py).
     """
     runs = naming.RUNS_PREFIX
     statements: list[dict[str, Any]] = [
         {
-            "Sid": "ReadCheckpoints",
+            "Sid": "ReadRunCheckpoints",
             "Effect": "Allow",
             "Action": ["s3:GetObject"],
-            "Resource": [f"{checkpoints_bucket_arn}/*"],
+            "Resource": [f"{checkpoints_bucket_arn}/{runs}*"],
+        },
+        {
+            # fetch.sh reads the source run's index.json before its checkpoint, and a resumed pod its own records.
+            "Sid": "ReadRunRecords",
+            "Effect": "Allow",
+            "Action": ["s3:GetObject"],
+            "Resource": [f"{artifacts_bucket_arn}/{runs}*/index.json", f"{artifacts_bucket_arn}/{runs}*/attempts/*"],
         },
         {
             "Sid": "WriteRunOutputs",
@@ -131,7 +141,7 @@ def run_policy(
             "Resource": [f"{artifacts_bucket_arn}/{runs}*", f"{checkpoints_bucket_arn}/{runs}*"],
         },
         {
-            # `aws s3 sync` lists the destination prefix; listing stays inside runs/.
+            # Listing stays inside runs/: the attempt count, and a 404 (not 403) for an object not written yet.
             "Sid": "ListRunPrefixes",
             "Effect": "Allow",
             "Action": ["s3:ListBucket"],
@@ -143,6 +153,27 @@ def run_policy(
     if external:
         statements.append({"Sid": "ReadExternalCheckpoints", "Effect": "Allow", "Action": ["s3:GetObject"], "Resource": external})
     return _policy(*statements)
+
+
+def gate_policy(artifacts_bucket_arn: str) -> dict[str, Any]:
+    """What a continuation's gate may do: read run records (index.json) to see whether its source succeeded."""
+    runs = naming.RUNS_PREFIX
+    return _policy(
+        {
+            "Sid": "ReadRunRecords",
+            "Effect": "Allow",
+            "Action": ["s3:GetObject"],
+            "Resource": [f"{artifacts_bucket_arn}/{runs}*/index.json"],
+        },
+        {
+            # With ListBucket a record not written yet is a 404, which gate.sh waits through; without it, a 403.
+            "Sid": "ListRunRecords",
+            "Effect": "Allow",
+            "Action": ["s3:ListBucket"],
+            "Resource": [artifacts_bucket_arn],
+            "Condition": {"StringLike": {"s3:prefix": [f"{runs}*"]}},
+        },
+    )
 
 
 @dataclass(frozen=True)
@@ -165,6 +196,7 @@ class Access(pulumi.ComponentResource):
 
     roles: dict[str, pulumi.Output[str]]
     run_role_arn: pulumi.Output[str]
+    gate_role_arn: pulumi.Output[str]
 
     def __init__(self, name: str, args: AccessArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         for uri in args.external_checkpoint_uris:  # a bad URI fails before anything is registered
@@ -198,7 +230,10 @@ class Access(pulumi.ComponentResource):
         )
         run_role = self._role(f"{name}-run", args, naming.RUNS_NAMESPACE, naming.RUN_SERVICE_ACCOUNT, run_policy_json)
         self.run_role_arn = run_role.role_arn
-        self.register_outputs({"roles": self.roles, "runRoleArn": self.run_role_arn})
+        gate_policy_json = pulumi.Output.from_input(args.artifacts_bucket_arn).apply(lambda arn: _json(gate_policy(arn)))
+        gate_role = self._role(f"{name}-gate", args, naming.RUNS_NAMESPACE, naming.GATE_SERVICE_ACCOUNT, gate_policy_json)
+        self.gate_role_arn = gate_role.role_arn
+        self.register_outputs({"roles": self.roles, "runRoleArn": self.run_role_arn, "gateRoleArn": self.gate_role_arn})
 
     def _role(self, name: str, args: AccessArgs, namespace: str, service_account: str, policy: pulumi.Output[str]) -> IrsaRole:
         return IrsaRole(

@@ -10,7 +10,6 @@ from pulumi_kubernetes.meta.v1 import LabelSelectorArgs, ObjectMetaArgs
 from pulumi_kubernetes.networking.v1 import (
     IPBlockArgs,
     NetworkPolicyEgressRuleArgs,
-    NetworkPolicyIngressRuleArgs,
     NetworkPolicyPeerArgs,
     NetworkPolicyPortArgs,
     NetworkPolicySpecArgs,
@@ -79,13 +78,9 @@ def network_policies() -> dict[str, NetworkPolicySpecArgs]:
                 )
             ],
         ),
-        # Only pods that opted into a viewport accept traffic, and only on the viewport ports. The source is
-        # narrowed per run by its Service's loadBalancerSourceRanges (viewport.allowedCidrs).
-        "allow-viewport-ingress": NetworkPolicySpecArgs(
-            pod_selector=LabelSelectorArgs(match_labels={naming.VIEWPORT_POD_LABEL: "true"}),
-            policy_types=["Ingress"],
-            ingress=[NetworkPolicyIngressRuleArgs(ports=_ports(*((port, proto) for _, port, proto in naming.VIEWPORT_PORTS)))],
-        ),
+        # No ingress is allowed here: a run with a viewport brings its own NetworkPolicy (the NLB's TCP from the
+        # VPC, UDP from its allowedCidrs; workloads/renderers/run.py). The kubelet's probes still reach every pod:
+        # the VPC CNI's policy agent always admits the node's own IP (aws/aws-network-policy-agent#65).
     }
 
 
@@ -101,9 +96,15 @@ def run_operator_rules() -> list[k8s.rbac.v1.PolicyRuleArgs]:
     ]
 
 
+def gate_rules() -> list[k8s.rbac.v1.PolicyRuleArgs]:
+    """A continuation's gate releases the suspended Job of its run (kubectl patch): nothing else."""
+    return [k8s.rbac.v1.PolicyRuleArgs(api_groups=["batch"], resources=["jobs"], verbs=["get", "patch"])]
+
+
 @dataclass(frozen=True)
 class RunsNamespaceArgs:
     run_role_arn: pulumi.Input[str]
+    gate_role_arn: pulumi.Input[str]
     gpu_quota: int
     kubernetes_version: str
     cluster: pulumi.Resource
@@ -143,6 +144,22 @@ class RunsNamespace(pulumi.ComponentResource):
             # service account carries the role annotation (aws/amazon-eks-pod-identity-webhook pkg/handler).
             automount_service_account_token=False,
             opts=child,
+        )
+
+        # The gates of `run:<name>` continuations: IRSA to read the source's index.json, RBAC to release the Job.
+        gate_sa = k8s.core.v1.ServiceAccount(
+            f"{name}-gate-sa",
+            metadata=meta(naming.GATE_SERVICE_ACCOUNT, annotations={"eks.amazonaws.com/role-arn": args.gate_role_arn}),
+            automount_service_account_token=True,  # kubectl in the gate pod authenticates with it
+            opts=child,
+        )
+        gate_role = k8s.rbac.v1.Role(f"{name}-gate", metadata=meta(naming.GATE_SERVICE_ACCOUNT), rules=gate_rules(), opts=child)
+        k8s.rbac.v1.RoleBinding(
+            f"{name}-gate",
+            metadata=meta(naming.GATE_SERVICE_ACCOUNT),
+            role_ref=k8s.rbac.v1.RoleRefArgs(api_group="rbac.authorization.k8s.io", kind="Role", name=gate_role.metadata.name),
+            subjects=[k8s.rbac.v1.SubjectArgs(kind="ServiceAccount", name=naming.GATE_SERVICE_ACCOUNT, namespace=namespace)],
+            opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=[gate_sa])),
         )
 
         guards: list[pulumi.Resource] = [

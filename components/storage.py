@@ -85,13 +85,23 @@ def _abort_incomplete_uploads(config: BucketsConfig) -> LifecycleRule:
 
 
 def checkpoint_lifecycle_rules(config: BucketsConfig) -> list[LifecycleRule]:
-    """Only replaced (noncurrent) versions expire; the current version of a checkpoint is kept forever."""
+    """Only replaced (noncurrent) versions expire; the current version of a checkpoint is kept forever.
+
+    The one exception is the uploader's staging copy of a partial checkpoint (<key>.uploading, tagged
+    `simfleet-kind=staging` after it was copied into place): the run role may delete nothing, so it expires here.
+    """
     return [
         {
             "id": "expire-noncurrent-checkpoints",
             "status": "Enabled",
             "filter": {},
             "noncurrent_version_expiration": {"noncurrent_days": config.checkpoint_noncurrent_days},
+        },
+        {
+            "id": "expire-partial-staging-copies",
+            "status": "Enabled",
+            "filter": {"tag": {"key": naming.ARTIFACT_KIND_TAG, "value": naming.STAGING_KIND}},
+            "expiration": {"days": naming.STAGING_EXPIRY_DAYS},
         },
         _abort_incomplete_uploads(config),
     ]

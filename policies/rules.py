@@ -726,10 +726,10 @@ def _rendered(key: tuple[str, ...]) -> tuple[Mapping[str, Any], ...]:
 
 
 def run_job(resource: Resource) -> Mapping[str, Any] | None:
-    for body in run_objects(resource):
-        if _is_map(body) and body.get("kind") == "Job":
-            return body
-    return None
+    """The run's own Job (named after the run; a continuation's gate Job is another)."""
+    name = resource.props.get("runName")
+    jobs = [body for body in run_objects(resource) if _is_map(body) and body.get("kind") == "Job"]
+    return next((job for job in jobs if _get(job, "metadata", "name") == name), jobs[0] if jobs else None)
 
 
 def _pod_spec(job: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -761,8 +761,9 @@ def split_image(image: str) -> tuple[str | None, str, str | None, str | None]:
 
 
 def _run_containers(resource: Resource) -> list[tuple[str, Mapping[str, Any]]]:
-    job = run_job(resource)
-    return _containers(_pod_spec(job)) if job is not None else []
+    """The containers of every Job a run creates: its own, and a continuation's gate."""
+    jobs = [o for o in run_objects(resource) if _is_map(o) and o.get("kind") == "Job"]
+    return [(where, c) for job in jobs for where, c in _containers(_pod_spec(job))]
 
 
 def _check_run_image_pinned(resource: Resource, ctx: Context) -> Iterator[str]:
@@ -889,11 +890,9 @@ def restricted_pod_problems(pod: Mapping[str, Any]) -> list[str]:
 def _check_run_security(resource: Resource, ctx: Context) -> Iterator[str]:
     if not is_run(resource):
         return
-    job = run_job(resource)
-    if job is None:
-        return
-    for problem in restricted_pod_problems(_pod_spec(job)):
-        yield f"pod template breaks the restricted Pod Security Standard: {problem}"
+    for job in (o for o in run_objects(resource) if _is_map(o) and o.get("kind") == "Job"):
+        for problem in restricted_pod_problems(_pod_spec(job)):
+            yield f"Job {_get(job, 'metadata', 'name')}: pod template breaks the restricted Pod Security Standard: {problem}"
 
 
 def _pod_capacity(pod: Mapping[str, Any]) -> str | None:

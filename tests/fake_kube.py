@@ -766,8 +766,10 @@ ARTIFACTS_BUCKET = "simfleet-test-artifacts"
 CHECKPOINTS_BUCKET = "simfleet-test-checkpoints"
 
 
-def run_spec(run: str = "trot-baseline", viewport: bool = True, seeds: tuple[int, ...] = (7,), **fields: Any) -> dict[str, Any]:
-    """A run's stack entry: interactive with a viewport, or a batch sweep over `seeds`."""
+def run_spec(
+    run: str = "trot-baseline", viewport: bool | dict[str, Any] = True, seeds: tuple[int, ...] = (7,), **fields: Any
+) -> dict[str, Any]:
+    """A run's stack entry: interactive with a viewport (the default one, or the `viewport` given), or a batch sweep."""
     spec: dict[str, Any] = {
         "name": run,
         "mode": "batch" if len(seeds) > 1 or not viewport else "interactive",
@@ -778,7 +780,7 @@ def run_spec(run: str = "trot-baseline", viewport: bool = True, seeds: tuple[int
         "labels": {"user": "alice"},
     }
     if viewport and len(seeds) == 1:
-        spec["viewport"] = {"allowedCidrs": ["10.20.0.0/16"]}
+        spec["viewport"] = viewport if isinstance(viewport, dict) else {"allowedCidrs": ["10.20.0.0/16"]}
     spec.update(fields)
     return spec
 
@@ -786,13 +788,16 @@ def run_spec(run: str = "trot-baseline", viewport: bool = True, seeds: tuple[int
 def run_props(
     endpoint: str,
     run: str = "trot-baseline",
-    viewport: bool = True,
+    viewport: bool | dict[str, Any] = True,
     seeds: tuple[int, ...] = (7,),
     namespace: str = "simfleet-runs",
     ca: str = MOCK_CA,
+    planned_with: tuple[dict[str, Any], ...] = (),
     **fields: Any,
 ) -> dict[str, Any]:
-    """SimRun inputs for one run, built by the Runs component's own code (workloads.runs.plan_runs)."""
+    """SimRun inputs for one run, built by the Runs component's own code (workloads.runs.plan_runs).
+
+    `planned_with` holds other stack entries planned in the same call, such as the source a run continues from."""
     from config import RunSpec
     from workloads.identity import RunContext
     from workloads.runs import plan_runs
@@ -809,5 +814,6 @@ def run_props(
         vpc_cidr="10.40.0.0/16",
     )
     spec = RunSpec.model_validate(run_spec(run, viewport, seeds, **fields))
-    [planned] = plan_runs([spec], ctx, {spec.glue: TEST_GLUE})
+    specs = [spec, *(RunSpec.model_validate(other) for other in planned_with)]
+    planned = next(p for p in plan_runs(specs, ctx, {s.glue: TEST_GLUE for s in specs}) if p.spec.name == run)
     return {**planned.inputs, "clusterEndpoint": endpoint, "clusterCa": ca}

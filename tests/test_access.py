@@ -16,6 +16,7 @@ from components.access import (
     Access,
     AccessArgs,
     cluster_autoscaler_policy,
+    gate_policy,
     log_shipper_policy,
     run_policy,
     s3_object_arn,
@@ -213,8 +214,28 @@ def test_run_role_reads_checkpoints_but_not_other_buckets():
     assert allowed(policy, "s3:GetObject", f"{CKPT}/runs/trot-baseline/3f9a/out.mstate")
     assert allowed(policy, "s3:GetObject", "arn:aws:s3:::simfleet-shared-brains/monty/quadruped/v12.mstate")
     assert not allowed(policy, "s3:GetObject", "arn:aws:s3:::simfleet-shared-brains/monty/quadruped/v13.mstate")
-    assert not allowed(policy, "s3:GetObject", f"{ART}/runs/trot/3f9a/index.json")
     assert not allowed(policy, "s3:PutObject", "arn:aws:s3:::simfleet-shared-brains/monty/quadruped/v12.mstate")
+    # Only runs/ of its own checkpoints bucket (issue #8: not the whole bucket).
+    assert not allowed(policy, "s3:GetObject", f"{CKPT}/brains/shared.mstate")
+
+
+def test_run_role_reads_run_records_but_no_other_artifacts():
+    """A continuation's fetch reads its source's index.json (per seed too), a resumed pod its attempt markers."""
+    policy = run_policy("aws", CKPT, ART)
+    assert allowed(policy, "s3:GetObject", f"{ART}/runs/trot/3f9a/index.json")
+    assert allowed(policy, "s3:GetObject", f"{ART}/runs/trot/3f9a/seed-3/index.json")
+    assert allowed(policy, "s3:GetObject", f"{ART}/runs/trot/3f9a/attempts/20261130T101500Z-pod.json")
+    assert not allowed(policy, "s3:GetObject", f"{ART}/runs/trot/3f9a/videos/episode.mp4")
+    assert not allowed(policy, "s3:GetObject", f"{ART}/other/index.json")
+
+
+def test_gate_role_reads_run_records_only():
+    policy = gate_policy(ART)
+    assert allowed(policy, "s3:GetObject", f"{ART}/runs/trot/3f9a/index.json")
+    assert allowed(policy, "s3:ListBucket", ART, {"s3:prefix": "runs/trot/3f9a/"})
+    assert not allowed(policy, "s3:GetObject", f"{ART}/runs/trot/3f9a/logs/glue.log")
+    assert not allowed(policy, "s3:GetObject", f"{CKPT}/runs/trot/3f9a/out.mstate")
+    assert not allowed(policy, "s3:PutObject", f"{ART}/runs/trot/3f9a/index.json")
 
 
 def test_run_role_lists_only_the_runs_prefix():
@@ -289,6 +310,7 @@ def test_access_creates_one_trusted_role_per_service_account(pulumi_mocks):
     rec, outputs = _access(pulumi_mocks)
     expected = {f"access-{key}-role": sa for key, sa in ADDON_SERVICE_ACCOUNTS.items()}
     expected["access-run-role"] = (naming.RUNS_NAMESPACE, naming.RUN_SERVICE_ACCOUNT)
+    expected["access-gate-role"] = (naming.RUNS_NAMESPACE, naming.GATE_SERVICE_ACCOUNT)
     roles = {r.name: r for r in rec.of_type(ROLE)}
     assert set(roles) == set(expected)
     for role_name, (namespace, service_account) in expected.items():
@@ -306,6 +328,7 @@ def test_access_role_policies(pulumi_mocks):
         "access-cluster-autoscaler-policy": cluster_autoscaler_policy("aws", "us-east-1", ACCOUNT_ID, "simfleet-dev"),
         "access-aws-for-fluent-bit-policy": log_shipper_policy("aws", "us-east-1", ACCOUNT_ID, "simfleet-dev"),
         "access-run-policy": run_policy("aws", CKPT, ART, [EXTERNAL]),
+        "access-gate-policy": gate_policy(ART),
     }
     for policy in policies.values():
         assert_least_privilege(policy)

@@ -59,9 +59,9 @@ def test_dev_plan_renders_each_run_objects(tmp_path: Path) -> None:
     runs = tmp_path / "dev" / "manifests" / "runs"
     by_run = {d.name: sorted(yaml.safe_load(f.read_text())["kind"] for f in d.glob("*.yaml")) for d in runs.iterdir()}
     assert by_run == {
-        "trot-baseline": ["ConfigMap", "Job", "Service"],
+        "trot-baseline": ["ConfigMap", "Job", "NetworkPolicy", "Service"],
         "trot-sweep": ["ConfigMap", "Job"],
-        "trot-continue": ["ConfigMap", "Job"],
+        "trot-continue": ["ConfigMap", "Job", "Job"],  # its own Job and the gate that releases it
     }
 
 
@@ -85,7 +85,7 @@ PLATFORM_PARTS = {
     "aws:ecr/repository:Repository": (3, 3),
     "aws:ecr/lifecyclePolicy:LifecyclePolicy": (3, 3),
     "kubernetes:core/v1:Namespace": (1, 1),
-    "kubernetes:networking.k8s.io/v1:NetworkPolicy": (5, 5),
+    "kubernetes:networking.k8s.io/v1:NetworkPolicy": (4, 4),
     "kubernetes:core/v1:ResourceQuota": (1, 1),
     "pulumi-python:dynamic:Resource": (3, 0),
 }
@@ -112,6 +112,7 @@ def test_irsa_roles_exist_for_every_service_account() -> None:
         "system:serviceaccount:kube-system:cluster-autoscaler",
         "system:serviceaccount:kube-system:aws-for-fluent-bit",
         "system:serviceaccount:simfleet-runs:simfleet-run",
+        "system:serviceaccount:simfleet-runs:simfleet-gate",
     }
 
 

@@ -470,7 +470,12 @@ def test_upload_ships_partial_checkpoints_while_glue_runs(pod: Pod) -> None:
     assert upload.returncode == 0, stderr
     index = pod.get_json(ARTIFACTS, f"{PREFIX}index.json")
     assert index["status"] == "Succeeded" and index["partialCheckpoint"] == f"s3://{CHECKPOINTS}/{PREFIX}partial.mstate"
-    assert pod.keys(CHECKPOINTS, PREFIX) == [f"{PREFIX}{name}" for name in ("out.mstate", "partial.json", "partial.mstate")]
+    names = ("out.mstate", "partial.json", "partial.mstate", "partial.mstate.uploading")
+    assert pod.keys(CHECKPOINTS, PREFIX) == [f"{PREFIX}{name}" for name in names]
+    # The run role deletes nothing: the staging copy stays, tagged so the bucket's lifecycle expires it, and the
+    # checkpoint itself carries no such tag (a copy takes its source's tags, so the tag comes after the copy).
+    assert pod.tags(CHECKPOINTS, f"{PREFIX}partial.mstate.uploading") == {"simfleet-kind": "staging"}
+    assert pod.tags(CHECKPOINTS, f"{PREFIX}partial.mstate") == {}
 
 
 # Calls the real aws, then - once - replaces partial.mstate right after it went up to the staging key, the way
@@ -504,7 +509,11 @@ def test_a_partial_replaced_while_it_uploads_is_never_promoted(pod: Pod, tmp_pat
     writes = [path for method, path in pod.moto.requests if method == "PUT" and path.startswith(f"/{CHECKPOINTS}/")]
     assert writes[:3] == [staging, staging, final], writes
     assert pod.get(CHECKPOINTS, f"{PREFIX}partial.mstate") == "replaced brain\n"
-    assert pod.keys(CHECKPOINTS, PREFIX) == [f"{PREFIX}partial.json", f"{PREFIX}partial.mstate"]
+    assert pod.keys(CHECKPOINTS, PREFIX) == [
+        f"{PREFIX}partial.json",
+        f"{PREFIX}partial.mstate",
+        f"{PREFIX}partial.mstate.uploading",
+    ]
 
 
 @pytest.mark.slow  # a dozen AWS CLI calls, each a second of CLI start-up here

@@ -9,7 +9,7 @@ from typing import Any
 
 import boto3
 import pytest
-from fake_kube import ARTIFACTS_BUCKET, FakeKube, run_props
+from fake_kube import ARTIFACTS_BUCKET, FakeKube, run_props, run_spec
 from moto import mock_aws
 from pulumi.runtime.rpc import UNKNOWN
 
@@ -721,3 +721,205 @@ def test_a_cluster_eks_does_not_know_is_a_clear_error(cluster: FakeKube) -> None
     with pytest.raises(SimRunError, match=r"cannot look up EKS cluster simfleet-test in us-east-1 .*eks:DescribeCluster"):
         SimRunProvider().create(props)
     assert cluster.requests == []
+
+
+# -- continuations: suspended behind a gate until the source succeeded (issue #8) --------------------------------
+
+
+def continuation(cluster: FakeKube) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A single-seed source and a run that continues from it (batch, no viewport)."""
+    source = run_props(cluster.url, run="trot-baseline", viewport=False)
+    consumer = run_props(
+        cluster.url,
+        run="trot-continue",
+        viewport=False,
+        checkpoint={"from": "run:trot-baseline"},
+        planned_with=(run_spec("trot-baseline", viewport=False),),
+    )
+    return source, consumer
+
+
+def test_a_continuation_waits_suspended_with_no_gpu_until_its_gate_releases_it(cluster: FakeKube) -> None:
+    _, consumer = continuation(cluster)
+    outs = SimRunProvider().create(consumer).outs
+    assert outs is not None and outs["status"] == "Pending"
+    job = cluster.get("jobs", NS, "trot-continue")
+    gate = cluster.get("jobs", NS, "trot-continue-gate")
+    assert job is not None and job["spec"]["suspend"] is True  # no pod, so no GPU, while the source runs
+    assert gate is not None and gate["metadata"]["ownerReferences"][0]["uid"] == job["metadata"]["uid"]
+    assert SimRunProvider().read("x", outs).outs["status"] == "Waiting"  # type: ignore[index]
+    # The gate's release container does what kubectl patch does.
+    cluster.handle(
+        "PATCH", f"/apis/batch/v1/namespaces/{NS}/jobs/trot-continue", json.dumps({"spec": {"suspend": False}}).encode(), {}
+    )
+    cluster.start_job(NS, "trot-continue", ready=1)
+    assert SimRunProvider().read("x", outs).outs["status"] == "Running"  # type: ignore[index]
+
+
+def test_a_continuation_is_blocked_when_its_gate_gives_up(cluster: FakeKube) -> None:
+    _, consumer = continuation(cluster)
+    outs = SimRunProvider().create(consumer).outs
+    cluster.finish_job(NS, "trot-continue-gate", succeeded=False)  # the source never succeeded before its deadline
+    assert SimRunProvider().read("x", outs).outs["status"] == "Blocked"  # type: ignore[arg-type, index]
+
+
+def test_a_continuation_of_a_finished_source_starts_at_once_without_a_gate(cluster: FakeKube) -> None:
+    source, consumer = continuation(cluster)
+    put_index(source, "Succeeded")
+    SimRunProvider().create(consumer)
+    job = cluster.get("jobs", NS, "trot-continue")
+    assert job is not None and job["spec"]["suspend"] is False
+    assert cluster.get("jobs", NS, "trot-continue-gate") is None
+
+
+# -- update: labels, TTL and viewport CIDRs in place -------------------------------------------------------------
+
+
+def test_update_moves_viewport_cidrs_onto_the_live_service_and_policy(cluster: FakeKube) -> None:
+    props = run_props(cluster.url)
+    outs = SimRunProvider().create(props).outs
+    assert outs is not None
+    wider = run_props(cluster.url, viewport={"allowedCidrs": ["10.20.0.0/16", "10.30.0.0/16"]})
+    assert wider["specHash"] == props["specHash"]  # the viewport's CIDRs are not part of what the run computes
+    assert SimRunProvider().diff("x", {**outs, "__provider": "p"}, {**wider, "__provider": "p"}).replaces == []
+    SimRunProvider().update("x", {**outs, "__provider": "p"}, {**wider, "__provider": "p"})
+    service = cluster.get("services", NS, SERVICE)
+    policy = cluster.get("networkpolicies", NS, SERVICE)
+    assert service is not None and service["spec"]["loadBalancerSourceRanges"] == ["10.20.0.0/16", "10.30.0.0/16"]
+    assert policy is not None
+    assert [b["ipBlock"]["cidr"] for b in policy["spec"]["ingress"][1]["from"]] == ["10.20.0.0/16", "10.30.0.0/16"]
+
+
+def test_update_retries_when_the_job_controller_writes_in_between(cluster: FakeKube) -> None:
+    props = run_props(cluster.url, viewport=False)
+    outs = SimRunProvider().create(props).outs
+    assert outs is not None
+    original = cluster.handle
+
+    def busy(method: str, path: str, body: bytes, headers: dict[str, str]) -> Any:
+        if method == "PATCH" and path.endswith(f"/jobs/{RUN}") and not busy.done:  # type: ignore[attr-defined]
+            busy.done = True  # type: ignore[attr-defined]
+            cluster.set_job_status(NS, RUN, active=1)  # the controller's write bumps the resourceVersion
+            cluster.objects[("jobs", NS, RUN)]["metadata"]["resourceVersion"] = "999999"
+        return original(method, path, body, headers)
+
+    busy.done = False  # type: ignore[attr-defined]
+    cluster.handle = busy  # type: ignore[method-assign, assignment]
+    changed = run_props(cluster.url, viewport=False, labels={"user": "bob"})
+    SimRunProvider().update("x", {**outs, "__provider": "p"}, {**changed, "__provider": "p"})
+    patches = [r for r in cluster.requests if r.method == "PATCH" and r.path.endswith(f"/jobs/{RUN}")]
+    assert len(patches) == 2  # the first met a 409 (stale resourceVersion), the second went through
+    assert cluster.get("jobs", NS, RUN)["metadata"]["labels"]["simfleet.io/user"] == "bob"  # type: ignore[index]
+
+
+# -- the lost-state path waits for pods of an earlier Job ---------------------------------------------------------
+
+
+def test_create_waits_for_pods_of_an_earlier_job_at_the_same_hash(cluster: FakeKube) -> None:
+    props = run_props(cluster.url, viewport=False)
+    SimRunProvider().create(props)
+    cluster.add_pod(NS, RUN, "Running")
+    # Someone deleted the Job by hand (Background): its pod is still terminating, writing into the run's prefix.
+    cluster.handle("DELETE", f"/apis/batch/v1/namespaces/{NS}/jobs/{RUN}?propagationPolicy=Background", b"", {})
+    timer = threading.Timer(0.2, cluster.collect_garbage)
+    timer.start()
+    SimRunProvider().create(props)  # a lost state: nothing recorded, no index yet
+    timer.join()
+    assert cluster.pods_of(NS, RUN) == [] and cluster.get("jobs", NS, RUN) is not None
+
+
+# -- sweeps: the record of seeds from before a lost state counts --------------------------------------------------
+
+
+def test_a_recreated_sweep_reports_seeds_that_failed_before_it(cluster: FakeKube) -> None:
+    props = run_props(cluster.url, viewport=False, seeds=(1, 2, 3))
+    put_index(props, "Failed", seed=1)
+    outs = SimRunProvider().create(props).outs  # runs seeds 2 and 3 only
+    assert outs is not None
+    for seed in (2, 3):
+        put_index(props, "Succeeded", seed=seed)
+    cluster.finish_job(NS, RUN)
+    now = SimRunProvider().read("x", outs).outs
+    assert now is not None and now["status"] == "Failed"  # seed 1's record still counts
+
+
+def test_recoveries_are_summed_from_the_seed_records(cluster: FakeKube) -> None:
+    props = run_props(cluster.url, viewport=False, seeds=(1, 2))
+    for seed, recoveries in ((1, 2), (2, 1)):
+        key = f"runs/{RUN}/{props['specHash']}/seed-{seed}/index.json"
+        body = {"status": "Succeeded", "recoveries": recoveries, "startTime": "t", "completionTime": "t"}
+        boto3.client("s3", region_name="us-east-1").put_object(Bucket=ARTIFACTS_BUCKET, Key=key, Body=json.dumps(body).encode())
+    outs = SimRunProvider().create(props).outs
+    assert outs is not None and (outs["status"], outs["recoveries"]) == ("Succeeded", 3)
+
+
+# -- states written before identity v1 are adopted, never rerun ------------------------------------------------------
+
+
+def legacy_outputs(cluster: FakeKube, spec_hash: str = "a1b2c3d4e5f6") -> dict[str, Any]:
+    """A SimRun's outputs as simfleet wrote them before 2026-11-30 (commit ab0e469): references, not spec/context."""
+    prefix = f"runs/{RUN}/{spec_hash}/"
+    return {
+        "runName": RUN,
+        "namespace": NS,
+        "specHash": spec_hash,
+        "clusterName": "simfleet-test",
+        "clusterEndpoint": cluster.url,
+        "clusterCa": "Q0E=",
+        "region": "us-east-1",
+        "kubeconfig": None,
+        "artifactsBucket": ARTIFACTS_BUCKET,
+        "artifactsPrefix": prefix,
+        "seeds": [7],
+        "artifactsUri": f"s3://{ARTIFACTS_BUCKET}/{prefix}",
+        "checkpointUri": None,
+        "objectRefs": [
+            {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": f"{RUN}-glue", "namespace": NS}},
+            {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": RUN, "namespace": NS}},
+        ],
+        "jobName": RUN,
+        "status": "Running",
+        "startTime": "2026-11-20T10:00:00Z",
+        "completionTime": None,
+        "viewportAddress": None,
+        "__provider": "pickled",
+    }
+
+
+def old_job(cluster: FakeKube, spec_hash: str) -> dict[str, Any]:
+    labels = {"app.kubernetes.io/part-of": "simfleet", naming.RUN_LABEL: RUN}
+    metadata = {"name": RUN, "namespace": NS, "labels": labels, "annotations": {naming.SPEC_HASH_ANNOTATION: spec_hash}}
+    return cluster.put_object("jobs", {"apiVersion": "batch/v1", "kind": "Job", "metadata": metadata, "spec": {"template": {}}})
+
+
+def test_a_pre_v1_run_is_adopted_not_replaced(cluster: FakeKube) -> None:
+    olds = legacy_outputs(cluster)
+    job = old_job(cluster, olds["specHash"])
+    news = {**run_props(cluster.url, viewport=False), "__provider": "pickled"}
+    diff = SimRunProvider().diff("x", olds, news)
+    assert (diff.changes, diff.replaces, diff.delete_before_replace) == (True, [], False)
+    outs = SimRunProvider().update("x", olds, news).outs
+    assert outs is not None
+    assert outs["adoptedFrom"] == {"specHash": olds["specHash"], "prefix": olds["artifactsPrefix"]}
+    assert outs["jobUid"] == job["metadata"]["uid"] and outs["claim"]
+    assert cluster.get("jobs", NS, RUN)["metadata"]["annotations"][kube.CLAIM_ANNOTATION] == outs["claim"]  # type: ignore[index]
+    # From now on it is kept, and read where the old hash put its records.
+    assert SimRunProvider().diff("x", {**outs, "__provider": "pickled"}, news).changes is False
+    cluster.objects.pop(("jobs", NS, RUN))  # the TTL controller
+    old_index = f"{olds['artifactsPrefix']}index.json"
+    body = {"status": "Succeeded", "startTime": "2026-11-20T10:00:00Z", "completionTime": "2026-11-20T12:00:00Z"}
+    boto3.client("s3", region_name="us-east-1").put_object(Bucket=ARTIFACTS_BUCKET, Key=old_index, Body=json.dumps(body).encode())
+    assert SimRunProvider().read("x", outs).outs["status"] == "Succeeded"  # type: ignore[index]
+
+
+def test_a_pre_v1_state_reads_and_deletes_by_its_old_hash(cluster: FakeKube) -> None:
+    olds = legacy_outputs(cluster)
+    old_job(cluster, olds["specHash"])
+    read = SimRunProvider().read("x", olds).outs
+    assert read is not None and read["status"] == "Pending" and read["specHash"] == olds["specHash"]
+    SimRunProvider().delete("x", olds)
+    assert cluster.get("jobs", NS, RUN) is None
+    # A namesake with another hash is never deleted for it.
+    old_job(cluster, "ffffffffffff")
+    SimRunProvider().delete("x", olds)
+    assert cluster.get("jobs", NS, RUN) is not None

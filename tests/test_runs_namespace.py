@@ -13,6 +13,7 @@ import naming
 from components.runs_namespace import RunsNamespace, RunsNamespaceArgs
 
 ROLE_ARN = "arn:aws:iam::123456789012:role/simfleet-dev-run"
+GATE_ARN = "arn:aws:iam::123456789012:role/access-gate-role"
 POLICY = "kubernetes:networking.k8s.io/v1:NetworkPolicy"
 EVERY_POD: dict[str, Any] = {}
 METADATA_EXCEPT = {"cidr": "0.0.0.0/0", "except": [naming.INSTANCE_METADATA_CIDR]}
@@ -26,7 +27,7 @@ def built(pulumi_mocks):
         cluster = pulumi.ComponentResource("simfleet:cluster:Cluster", "cluster")
         provider = k8s.Provider("k8s", kubeconfig="{}")
         ns = RunsNamespace(
-            "runs-ns", RunsNamespaceArgs(ROLE_ARN, 8, "1.35", cluster), opts=pulumi.ResourceOptions(provider=provider)
+            "runs-ns", RunsNamespaceArgs(ROLE_ARN, GATE_ARN, 8, "1.35", cluster), opts=pulumi.ResourceOptions(provider=provider)
         )
         ns.namespace.apply(lambda v: made.__setitem__("namespace", v))
         # Stands in for a run: anything that takes the namespace output.
@@ -68,12 +69,12 @@ def test_outputs_name_the_created_objects(built):
 def test_namespace_output_waits_for_policies_and_quota(rec):
     deps = set(rec.one("kubernetes:core/v1:ConfigMap", "consumer").options["dependsOn"])
     guards = {r.urn for r in [*rec.of_type(POLICY), rec.one("kubernetes:core/v1:ResourceQuota")]}
-    assert len(guards) == 6
+    assert len(guards) == 5
     assert guards <= deps
 
 
 def test_run_service_account(rec):
-    sa = rec.one("kubernetes:core/v1:ServiceAccount").inputs
+    sa = rec.one("kubernetes:core/v1:ServiceAccount", "runs-ns-run-sa").inputs
     assert sa["metadata"]["name"] == naming.RUN_SERVICE_ACCOUNT
     assert sa["metadata"]["namespace"] == naming.RUNS_NAMESPACE
     assert sa["metadata"]["annotations"] == {"eks.amazonaws.com/role-arn": ROLE_ARN}
@@ -82,7 +83,8 @@ def test_run_service_account(rec):
 
 def test_exactly_these_policies(rec):
     names = {r.inputs["metadata"]["name"] for r in rec.of_type(POLICY)}
-    assert names == {"default-deny", "allow-dns", "allow-https-egress", "allow-turn-egress", "allow-viewport-ingress"}
+    # No namespace-wide ingress: each viewport run brings its own policy (workloads/renderers/run.py).
+    assert names == {"default-deny", "allow-dns", "allow-https-egress", "allow-turn-egress"}
 
 
 def test_default_deny_both_directions(rec):
@@ -125,11 +127,18 @@ def test_turn_egress_both_protocols(rec):
     ]
 
 
-def test_viewport_ingress_only_to_viewport_pods_and_ports(rec):
-    spec = _policy(rec, "allow-viewport-ingress")
-    assert spec["podSelector"] == {"matchLabels": {naming.VIEWPORT_POD_LABEL: "true"}}
-    assert spec["policyTypes"] == ["Ingress"]
-    assert spec["ingress"] == [{"ports": [{"port": port, "protocol": proto} for _, port, proto in naming.VIEWPORT_PORTS]}]
+def test_gate_service_account_and_rbac(rec):
+    """A continuation's gate reads the source's index.json (IRSA) and releases the run's Job: get and patch Jobs."""
+    sa = rec.one("kubernetes:core/v1:ServiceAccount", "runs-ns-gate-sa").inputs
+    assert sa["metadata"]["name"] == naming.GATE_SERVICE_ACCOUNT
+    assert sa["metadata"]["annotations"] == {"eks.amazonaws.com/role-arn": GATE_ARN}
+    assert sa["automountServiceAccountToken"] is True  # kubectl's in-cluster credentials
+    rules = rec.one("kubernetes:rbac.authorization.k8s.io/v1:Role", "runs-ns-gate").inputs["rules"]
+    assert rules == [{"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["get", "patch"]}]
+    binding = rec.one("kubernetes:rbac.authorization.k8s.io/v1:RoleBinding", "runs-ns-gate").inputs
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": naming.GATE_SERVICE_ACCOUNT, "namespace": naming.RUNS_NAMESPACE}
+    ]
 
 
 def test_no_policy_opens_anything_else(rec):
@@ -144,7 +153,7 @@ def test_gpu_quota(rec):
 
 
 def test_run_operator_rbac(rec):
-    rules = rec.one("kubernetes:rbac.authorization.k8s.io/v1:Role").inputs["rules"]
+    rules = rec.one("kubernetes:rbac.authorization.k8s.io/v1:Role", "runs-ns-run-operator").inputs["rules"]
     granted = {(group, res, verb) for r in rules for group in r["apiGroups"] for res in r["resources"] for verb in r["verbs"]}
     for res in ("pods", "pods/log", "services", "configmaps", "events"):
         assert {("", res, v) for v in ("get", "list", "watch")} <= granted, res
@@ -152,7 +161,7 @@ def test_run_operator_rbac(rec):
     assert not any(res == "secrets" or "*" in (group, res, verb) for group, res, verb in granted)
     assert not any(verb in {"create", "update", "patch", "escalate", "bind", "impersonate"} for _, _, verb in granted)
 
-    binding = rec.one("kubernetes:rbac.authorization.k8s.io/v1:RoleBinding").inputs
+    binding = rec.one("kubernetes:rbac.authorization.k8s.io/v1:RoleBinding", "runs-ns-run-operator").inputs
     assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "run-operator"}
     assert binding["subjects"] == [{"kind": "Group", "name": naming.RUN_OPERATORS_GROUP, "apiGroup": "rbac.authorization.k8s.io"}]
 
@@ -160,7 +169,7 @@ def test_run_operator_rbac(rec):
 def test_every_object_goes_with_the_cluster(rec):
     cluster = rec.one("simfleet:cluster:Cluster", "cluster").urn
     objects = [r for r in rec.all if r.type.startswith("kubernetes:") and r.parent.endswith("::runs-ns")]
-    assert len(objects) == 10
+    assert len(objects) == 12
     for r in objects:
         assert r.options.get("deletedWith") == cluster, r.urn
         assert r.options.get("provider") == "k8s", r.urn
@@ -168,7 +177,7 @@ def test_every_object_goes_with_the_cluster(rec):
 
 def test_objects_are_valid_kubernetes(rec):
     objects = [r for r in rec.all if r.type.startswith("kubernetes:") and r.parent.endswith("::runs-ns")]
-    assert len(objects) == 10
+    assert len(objects) == 12
     for r in objects:
         # Raises ValidationError on an unknown field or a wrong type; returns the schema version it used.
         assert kubernetes_validate.validate(r.inputs, "1.35", strict=True) == "1.35", r.urn
@@ -176,4 +185,4 @@ def test_objects_are_valid_kubernetes(rec):
 
 def test_negative_quota_rejected():
     with pytest.raises(ValueError, match="gpu_quota"):
-        RunsNamespaceArgs(ROLE_ARN, -1, "1.35", object())  # type: ignore[arg-type]
+        RunsNamespaceArgs(ROLE_ARN, GATE_ARN, -1, "1.35", object())  # type: ignore[arg-type]

@@ -83,7 +83,10 @@ def test_tls_policy_denies_plain_http_on_bucket_and_objects():
 
 def test_checkpoint_rules_never_expire_current_versions():
     rules = checkpoint_lifecycle_rules(CUSTOM)
-    assert all("expiration" not in rule and "transitions" not in rule for rule in rules)
+    # One exception: the uploader's tagged staging copies of partial checkpoints (the run role deletes nothing).
+    [staging] = [rule for rule in rules if "expiration" in rule]
+    assert staging["filter"] == {"tag": {"key": naming.ARTIFACT_KIND_TAG, "value": naming.STAGING_KIND}}
+    assert all("transitions" not in rule for rule in rules)
     [noncurrent] = [r for r in rules if "noncurrent_version_expiration" in r]
     assert noncurrent["noncurrent_version_expiration"] == {"noncurrent_days": 5}
     assert noncurrent["filter"] == {}
@@ -161,7 +164,7 @@ def test_lifecycle_days_come_from_config(pulumi_mocks):
     checkpoints = {r["id"]: r for r in rec.one(LIFECYCLE, "storage-checkpoints-lifecycle").inputs["rules"]}
     assert checkpoints["expire-noncurrent-checkpoints"]["noncurrentVersionExpiration"] == {"noncurrentDays": 5}
     assert checkpoints["abort-incomplete-uploads"]["abortIncompleteMultipartUpload"] == {"daysAfterInitiation": 2}
-    assert not any("expiration" in rule for rule in checkpoints.values())
+    assert [i for i, rule in checkpoints.items() if "expiration" in rule] == ["expire-partial-staging-copies"]
 
     artifacts = {r["id"]: r for r in rec.one(LIFECYCLE, "storage-artifacts-lifecycle").inputs["rules"]}
     for kind, days in (("logs", 11), ("videos", 22), ("metrics", 33)):

@@ -107,7 +107,11 @@ ship_partial() {
     warn "could not ship $partial_error; trying again later"
     return 1
   fi
-  aws s3 rm --only-show-errors "$PARTIAL_URI.uploading" 2>"$ERR" || warn "could not remove $PARTIAL_URI.uploading: $(last_error)"
+  # The staging copy is not deleted (the run role may delete nothing); tagged `staging`, it expires by the
+  # checkpoints bucket's lifecycle rule a day later. Tagged only now, after the copy above: a copy takes the
+  # source's tags, and partial.mstate itself must never carry this one.
+  aws s3api put-object-tagging --bucket "$SIMFLEET_CHECKPOINTS_BUCKET" --key "${P}partial.mstate.uploading" \
+    --tagging "TagSet=[{Key=$KIND_TAG,Value=staging}]" 2>"$ERR" || warn "could not tag $PARTIAL_URI.uploading: $(last_error)"
   shipped_sequence=$sequence
   shipped_any=1
   partial_error=""

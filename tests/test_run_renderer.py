@@ -1,13 +1,10 @@
-"""Run manifests: every object passes strict schema validation, the pod has the designed shape, hashes are stable."""
+"""The run renderer: every object passes strict schema validation, and the pod has the designed shape (README "Runs")."""
 
 from __future__ import annotations
 
 import copy
 import json
-import os
-import shutil
-import subprocess
-import sys
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,10 +16,12 @@ from kubernetes_validate.utils import all_versions, major_minor
 
 import naming
 from config import RunSpec
+from versions import AWS_CLI_IMAGE, kubectl_image
 from workloads import contract
+from workloads.budget import Budget
 from workloads.identity import RunContext, SourceRef, glue_config_map_name, glue_sha256, identify
 from workloads.inputs import objects_from_inputs, run_inputs
-from workloads.manifests import AWS_CLI_IMAGE, FETCH_SCRIPT, GLUE_SCRIPT, UPLOAD_SCRIPT, glue_configmap, job_deadline, render_run
+from workloads.renderers.run import glue_configmap, job_deadline, render_run, runtime_files
 
 ROOT = Path(__file__).resolve().parent.parent
 GLUE = (ROOT / "glue" / "trot.py").read_text()
@@ -91,7 +90,7 @@ def plan_run(spec: RunSpec, ctx: RunContext, glue: str, source: RunPlan | None =
         identity.artifacts_uri,
         identity.checkpoint_uri,
         identity.index_uri,
-        job_deadline(spec, ref),
+        job_deadline(spec),
         objects,
     )
 
@@ -124,7 +123,8 @@ PLANS = plans()
 
 
 def _by_kind(plan: RunPlan, kind: str) -> dict[str, Any]:
-    [obj] = [o for o in plan.objects if o["kind"] == kind]
+    """The run's object of this kind; for Job, the run's own (a continuation also has its gate Job)."""
+    [obj] = [o for o in plan.objects if o["kind"] == kind and (kind != "Job" or o["metadata"]["name"] == plan.run)]
     return obj
 
 
@@ -166,10 +166,19 @@ def test_strict_validation_rejects_unknown_fields() -> None:
 
 
 def test_objects_come_in_apply_order() -> None:
-    assert [o["kind"] for o in PLANS["trot-baseline"].objects] == ["ConfigMap", "Service", "Job"]
+    kinds = [(o["kind"], o["metadata"]["name"]) for o in PLANS["trot-baseline"].objects]
+    assert kinds == [
+        ("ConfigMap", "trot-baseline-runtime"),
+        ("Service", "trot-baseline-viewport"),
+        ("NetworkPolicy", "trot-baseline-viewport"),
+        ("Job", "trot-baseline"),
+    ]
     assert [o["kind"] for o in PLANS["trot-sweep"].objects] == ["ConfigMap", "Job"]
-    names = [o["metadata"]["name"] for o in PLANS["trot-baseline"].objects]
-    assert names == ["trot-baseline-runtime", "trot-baseline-viewport", "trot-baseline"]
+    # A continuation comes with the gate that releases it.
+    assert [(o["kind"], o["metadata"]["name"]) for o in PLANS["trot-continue"].objects][-2:] == [
+        ("Job", "trot-continue"),
+        ("Job", "trot-continue-gate"),
+    ]
     assert all(o["metadata"]["namespace"] == naming.RUNS_NAMESPACE for o in PLANS["trot-baseline"].objects)
 
 
@@ -186,8 +195,31 @@ def test_containers_sidecars_and_main(run: str) -> None:
     assert [c.get("restartPolicy") for c in pod["initContainers"][1:]] == ["Always", "Always"]  # native sidecars
     assert [c["name"] for c in pod["containers"]] == ["glue", "artifact-uploader"]
     assert pod["restartPolicy"] == "Never"
-    assert _containers(PLANS[run])["checkpoint-fetch"]["image"] == AWS_CLI_IMAGE
-    assert _containers(PLANS[run])["artifact-uploader"]["image"] == AWS_CLI_IMAGE
+    containers = _containers(PLANS[run])
+    assert containers["checkpoint-fetch"]["image"] == containers["artifact-uploader"]["image"] == AWS_CLI_IMAGE
+
+
+@pytest.mark.parametrize("run", sorted(PLANS))
+def test_sidecars_have_startup_probes_on_their_health_ports(run: str) -> None:
+    """The kubelet starts glue only once both sidecars passed their startup probe (native sidecars)."""
+    containers = _containers(PLANS[run])
+    for name, port in (("unitree-sim", naming.SIM_HEALTH_PORT), ("monty", naming.MONTY_HEALTH_PORT)):
+        probe = containers[name]["startupProbe"]
+        assert probe["httpGet"] == {"path": naming.HEALTH_PATH, "port": port}, name
+        assert probe["periodSeconds"] * probe["failureThreshold"] == 15 * 60, name
+        assert {"name": "health", "containerPort": port, "protocol": "TCP"} in containers[name]["ports"]
+        assert _env(containers[name])["SIMFLEET_HEALTH_PORT"] == str(port)
+
+
+@pytest.mark.parametrize("run", sorted(PLANS))
+def test_every_script_container_execs_a_script_that_handles_term(run: str) -> None:
+    containers = _containers(PLANS[run])
+    assert containers["checkpoint-fetch"]["command"] == ["/bin/bash", "/opt/simfleet/fetch.sh"]
+    assert containers["artifact-uploader"]["command"] == ["/bin/bash", "/opt/simfleet/upload.sh"]
+    assert containers["glue"]["command"] == ["python", "/opt/simfleet/simfleet_glue.py", "/glue/glue.py"]
+    for script in ("fetch.sh", "upload.sh", "gate.sh"):
+        assert re.search(r"^trap .* TERM$", runtime_files()[script], re.M), script  # PID 1: no trap, no TERM
+    assert "signal.SIGTERM" in runtime_files()["simfleet_glue.py"]
 
 
 @pytest.mark.parametrize(("run", "gpus"), [("trot-baseline", "1"), ("trot-sweep", "1"), ("big-fresh", "4")])
@@ -210,35 +242,46 @@ def test_cpu_and_memory_split_within_the_run_request() -> None:
 
 
 @pytest.mark.parametrize("run", sorted(PLANS))
-def test_restricted_security_on_pod_and_every_container(run: str) -> None:
-    pod = _pod(PLANS[run])
-    assert pod["securityContext"]["runAsNonRoot"] is True
-    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
-    assert pod["securityContext"]["runAsUser"] > 0 and "fsGroup" in pod["securityContext"]
-    assert pod["automountServiceAccountToken"] is False
-    assert pod["serviceAccountName"] == CTX.service_account
-    for container in [*pod["initContainers"], *pod["containers"]]:
-        security = container["securityContext"]
-        assert security["allowPrivilegeEscalation"] is False, container["name"]
-        assert security["capabilities"] == {"drop": ["ALL"]}, container["name"]
-        assert security["runAsNonRoot"] is True, container["name"]
-        assert "privileged" not in security
-    volumes = pod["volumes"]
-    assert all(set(v) - {"name"} <= {"emptyDir", "configMap"} for v in volumes)  # nothing from the host
-    assert not {"hostNetwork", "hostPID", "hostIPC"} & set(pod)
+def test_restricted_security_and_read_only_roots_on_simfleets_containers(run: str) -> None:
+    for obj in PLANS[run].objects:
+        if obj["kind"] != "Job":
+            continue
+        pod = obj["spec"]["template"]["spec"]
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+        assert pod["securityContext"]["runAsUser"] > 0 and "fsGroup" in pod["securityContext"]
+        containers = {c["name"]: c for c in [*pod["initContainers"], *pod["containers"]]}
+        for name, container in containers.items():
+            security = container["securityContext"]
+            assert security["allowPrivilegeEscalation"] is False, name
+            assert security["capabilities"] == {"drop": ["ALL"]}, name
+            assert security["runAsNonRoot"] is True, name
+            assert "privileged" not in security
+            # simfleet's own containers have read-only roots and a /tmp (and HOME) of their own; the third-party
+            # simulator and brain images keep writable roots (README "Runs").
+            ours = name not in ("unitree-sim", "monty")
+            assert security.get("readOnlyRootFilesystem", False) is ours, name
+            if ours:
+                assert {"name": f"tmp-{name}", "mountPath": "/tmp"} in container["volumeMounts"], name
+                assert _env(container)["HOME"] == "/tmp", name
+        assert all(set(v) - {"name"} <= {"emptyDir", "configMap"} for v in pod["volumes"])  # nothing from the host
+        assert not {"hostNetwork", "hostPID", "hostIPC"} & set(pod)
 
 
-def test_volumes_are_emptydirs_with_memory_backed_shm() -> None:
+def test_volumes() -> None:
     volumes = {v["name"]: v for v in _pod(PLANS["trot-baseline"])["volumes"]}
-    assert {"checkpoints", "artifacts", "glue", "dshm"} <= set(volumes)
     assert volumes["dshm"]["emptyDir"]["medium"] == "Memory" and volumes["dshm"]["emptyDir"]["sizeLimit"] == "3072Mi"
-    assert volumes["contract"]["configMap"]["name"] == "trot-baseline-runtime"
+    assert volumes["runtime"]["configMap"]["name"] == "trot-baseline-runtime"
     # The glue comes from the shared ConfigMap named by its content, mounted read-only where glue runs.
     assert volumes["glue"]["configMap"]["name"] == glue_config_map_name(glue_sha256(GLUE))
-    mounts = {c["name"]: {m["mountPath"] for m in c["volumeMounts"]} for c in _containers(PLANS["trot-baseline"]).values()}
-    assert mounts["checkpoint-fetch"] == {"/contract", "/checkpoints"}
+    mounts = {
+        c["name"]: {m["mountPath"]: m.get("readOnly", False) for m in c["volumeMounts"]}
+        for c in _containers(PLANS["trot-baseline"]).values()
+    }
+    assert mounts["checkpoint-fetch"] == {"/opt/simfleet": True, "/checkpoints": False, "/tmp": False}
+    assert mounts["glue"]["/glue"] is True and mounts["glue"]["/opt/simfleet"] is True
+    assert mounts["artifact-uploader"]["/checkpoints"] is True and mounts["artifact-uploader"]["/artifacts"] is True
     assert "/dev/shm" in mounts["unitree-sim"] and "/checkpoints" in mounts["monty"]
-    assert {"/glue", "/checkpoints", "/artifacts"} <= mounts["glue"]
 
 
 @pytest.mark.parametrize(("run", "capacity"), [("trot-baseline", "ON_DEMAND"), ("trot-sweep", "SPOT"), ("trot-continue", "SPOT")])
@@ -273,24 +316,25 @@ def test_interactive_is_a_single_pod_with_a_small_backoff() -> None:
     assert _env(_containers(PLANS["trot-baseline"])["glue"])["SIMFLEET_SEED"] == "7"
 
 
-def test_deadline_and_ttl() -> None:
-    baseline, sweep, cont = (_by_kind(PLANS[r], "Job")["spec"] for r in ("trot-baseline", "trot-sweep", "trot-continue"))
-    assert (baseline["activeDeadlineSeconds"], baseline["ttlSecondsAfterFinished"]) == (2 * 3600, 600)
-    assert (sweep["activeDeadlineSeconds"], sweep["ttlSecondsAfterFinished"]) == (3 * 3600, 1800)
-    # A continuation may wait for its source's whole deadline before its own maxRuntime starts.
-    assert cont["activeDeadlineSeconds"] == 2 * 3600 + 2 * 3600
-    assert PLANS["trot-continue"].active_deadline_seconds == cont["activeDeadlineSeconds"]
-
-
-def test_glue_stops_before_the_deadline_leaving_time_to_upload() -> None:
-    # trot-sweep: 8 seeds, `parallelism` at a time -> ceil(8 / parallelism) waves inside the 3 h deadline;
-    # each pod keeps a fifth of its slot (at most 15 min) for the upload.
-    sweep = _stack_runs()["trot-sweep"]
-    per_pod = 3 * 3600 // -(-len(sweep["seeds"]) // sweep["parallelism"])
+def test_time_budget_reaches_every_container() -> None:
+    """maxRuntime is one seed's simulation time; the deadline, grace period and waits follow workloads/budget.py."""
+    sweep_spec = _spec("trot-sweep")
+    budget = Budget.of(sweep_spec.max_runtime, len(sweep_spec.seeds), sweep_spec.parallel_pods)
+    job = _by_kind(PLANS["trot-sweep"], "Job")["spec"]
+    assert job["activeDeadlineSeconds"] == budget.deadline_seconds and job["ttlSecondsAfterFinished"] == 1800
+    assert job["template"]["spec"]["terminationGracePeriodSeconds"] == budget.grace_seconds
     glue = _env(_containers(PLANS["trot-sweep"])["glue"])
     uploader = _env(_containers(PLANS["trot-sweep"])["artifact-uploader"])
-    assert int(glue["SIMFLEET_STOP_AFTER_SECONDS"]) == per_pod - min(900, per_pod // 5)
-    assert int(glue["SIMFLEET_STOP_AFTER_SECONDS"]) < int(uploader["SIMFLEET_UPLOAD_WAIT_SECONDS"]) < per_pod
+    assert int(glue["SIMFLEET_STOP_AFTER_SECONDS"]) == 3 * 3600  # the simulation time of one seed
+    assert int(uploader["SIMFLEET_DONE_WAIT_SECONDS"]) == budget.done_wait_seconds
+    # The uploader outwaits glue's slowest end: first observation, run, both finish handshakes and the save.
+    glue_life = sum(
+        int(glue[k]) for k in ("SIMFLEET_STARTUP_TIMEOUT_SECONDS", "SIMFLEET_STOP_AFTER_SECONDS", "SIMFLEET_SAVE_TIMEOUT_SECONDS")
+    )
+    glue_life += 2 * int(glue["SIMFLEET_FINISH_TIMEOUT_SECONDS"])
+    assert int(uploader["SIMFLEET_DONE_WAIT_SECONDS"]) > glue_life
+    # After SIGTERM glue saves, then the uploader ships, inside the grace period.
+    assert int(glue["SIMFLEET_TERM_SAVE_SECONDS"]) < int(uploader["SIMFLEET_TERM_WAIT_SECONDS"]) < budget.grace_seconds
 
 
 def test_labels_and_spec_hash_annotation() -> None:
@@ -327,9 +371,26 @@ def test_every_container_knows_the_run_and_region() -> None:
         env = _env(container)
         assert env["SIMFLEET_RUN"] == "trot-sweep" and env["SIMFLEET_SPEC_HASH"] == plan.spec_hash, name
         assert env["AWS_REGION"] == env["AWS_DEFAULT_REGION"] == "us-east-1", name
-        assert env["SIMFLEET_ARTIFACTS_URI"] == plan.artifacts_uri, name
         assert env["SIMFLEET_PREFIX"] == f"runs/trot-sweep/{plan.spec_hash}/", name
     assert _env(_containers(plan)["monty"])["SIMFLEET_PROFILE"] == "quadruped-default"
+
+
+def test_the_env_contract_of_the_scripts_and_runtime_is_met() -> None:
+    """Every variable a pod script needs without a default is set on the container that runs it."""
+    needed = {
+        "checkpoint-fetch": (
+            "fetch.sh",
+            {"SIMFLEET_SEEDS", "SIMFLEET_PREFIX", "SIMFLEET_ARTIFACTS_BUCKET", "SIMFLEET_CHECKPOINTS_BUCKET"},
+        ),
+        "artifact-uploader": ("upload.sh", {"SIMFLEET_SEEDS", "SIMFLEET_PREFIX", "SIMFLEET_SPEC_HASH", "SIMFLEET_RUN"}),
+    }
+    for plan in PLANS.values():
+        containers = _containers(plan)
+        for name, (script, required) in needed.items():
+            env = _env(containers[name])
+            for variable in required:
+                assert variable in runtime_files()[script], (script, variable)
+                assert variable in env, (plan.run, name, variable)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -337,51 +398,70 @@ def test_every_container_knows_the_run_and_region() -> None:
 # ---------------------------------------------------------------------------------------------
 
 
-def test_viewport_service_is_an_nlb_limited_to_the_allowed_networks() -> None:
+def test_viewport_service_is_an_nlb_limited_to_the_allowed_networks_and_health_checked_on_tcp() -> None:
     service = _by_kind(PLANS["trot-baseline"], "Service")
-    spec = service["spec"]
+    spec, annotations = service["spec"], service["metadata"]["annotations"]
     assert spec["type"] == "LoadBalancer" and spec["loadBalancerClass"] == "service.k8s.aws/nlb"
     assert spec["loadBalancerSourceRanges"] == ["203.0.113.0/24"]
-    assert service["metadata"]["annotations"]["service.beta.kubernetes.io/aws-load-balancer-scheme"] == "internet-facing"
-    assert service["metadata"]["annotations"]["service.beta.kubernetes.io/aws-load-balancer-nlb-target-type"] == "ip"
+    assert annotations["service.beta.kubernetes.io/aws-load-balancer-scheme"] == "internet-facing"
+    assert annotations["service.beta.kubernetes.io/aws-load-balancer-nlb-target-type"] == "ip"
+    # The UDP media listener's target group is health-checked on the simulator's TCP signalling port.
+    assert annotations["service.beta.kubernetes.io/aws-load-balancer-healthcheck-protocol"] == "TCP"
+    assert annotations["service.beta.kubernetes.io/aws-load-balancer-healthcheck-port"] == str(naming.VIEWPORT_SIGNAL_PORT)
     assert spec["selector"] == {naming.RUN_LABEL: "trot-baseline", naming.VIEWPORT_POD_LABEL: "true"}
     assert [(p["name"], p["port"], p["protocol"]) for p in spec["ports"]] == list(naming.VIEWPORT_PORTS)
     pod_labels = _by_kind(PLANS["trot-baseline"], "Job")["spec"]["template"]["metadata"]["labels"]
     assert all(pod_labels[k] == v for k, v in spec["selector"].items())  # the Service selects this run's pod
 
 
-def test_no_viewport_means_no_service_and_no_ports() -> None:
-    for run in ("trot-sweep", "trot-continue", "big-fresh"):
-        assert "Service" not in {o["kind"] for o in PLANS[run].objects}
-        assert "ports" not in _containers(PLANS[run])["unitree-sim"]
-        assert naming.VIEWPORT_POD_LABEL not in _by_kind(PLANS[run], "Job")["spec"]["template"]["metadata"]["labels"]
-    sim = _containers(PLANS["trot-baseline"])["unitree-sim"]
-    assert [(p["containerPort"], p["protocol"]) for p in sim["ports"]] == [
-        (port, proto) for _, port, proto in naming.VIEWPORT_PORTS
+def test_viewport_network_policy_admits_tcp_from_the_vpc_and_udp_from_the_allowed_networks() -> None:
+    policy = _by_kind(PLANS["trot-baseline"], "NetworkPolicy")["spec"]
+    assert policy["podSelector"]["matchLabels"] == {naming.RUN_LABEL: "trot-baseline", naming.VIEWPORT_POD_LABEL: "true"}
+    assert policy["policyTypes"] == ["Ingress"]
+    assert policy["ingress"] == [
+        {"from": [{"ipBlock": {"cidr": "10.40.0.0/16"}}], "ports": [{"port": 49100, "protocol": "TCP"}]},
+        {"from": [{"ipBlock": {"cidr": "203.0.113.0/24"}}], "ports": [{"port": 47998, "protocol": "UDP"}]},
     ]
 
 
+def test_no_viewport_means_no_service_policy_or_ports() -> None:
+    for run in ("trot-sweep", "trot-continue", "big-fresh"):
+        assert not {"Service", "NetworkPolicy"} & {o["kind"] for o in PLANS[run].objects}
+        ports = [p["name"] for p in _containers(PLANS[run])["unitree-sim"]["ports"]]
+        assert ports == ["health"]
+        assert naming.VIEWPORT_POD_LABEL not in _by_kind(PLANS[run], "Job")["spec"]["template"]["metadata"]["labels"]
+
+
 # ---------------------------------------------------------------------------------------------
-# Glue ConfigMap and checkpoints
+# ConfigMaps, checkpoints, the gate
 # ---------------------------------------------------------------------------------------------
 
 
-def test_configmaps_carry_the_contract_and_the_shared_glue() -> None:
+def test_configmaps_carry_the_runtime_and_the_shared_glue() -> None:
     configmap = _by_kind(PLANS["trot-baseline"], "ConfigMap")
-    assert "glue.py" not in configmap["data"]  # the glue is shared by content, not copied into every run
+    assert set(configmap["data"]) == {
+        "fetch.sh",
+        "upload.sh",
+        "gate.sh",
+        "simfleet_glue.py",
+        "contract.json",
+        "observation.schema.json",
+        "action.schema.json",
+    }
+    assert json.loads(configmap["data"]["action.schema.json"]) == contract.load_schema("action.schema.json")
+    assert configmap["immutable"] is True
+    size = sum(len(k) + len(v.encode()) for k, v in configmap["data"].items())
+    assert size < contract.CONFIGMAP_LIMIT_BYTES - contract.CONFIGMAP_HEADROOM_BYTES
     shared = glue_configmap(CTX.namespace, glue_sha256(GLUE), GLUE)
     assert shared["data"] == {"glue.py": GLUE} and shared["immutable"] is True
     assert shared["metadata"]["name"] == glue_config_map_name(glue_sha256(GLUE))
     kubernetes_validate.validate(shared, K8S_SCHEMA_VERSION, strict=True)
-    assert json.loads(configmap["data"]["contract.json"])["entryPoint"] == "step"
-    assert json.loads(configmap["data"]["observation.schema.json"]) == contract.load_schema("observation.schema.json")
-    assert json.loads(configmap["data"]["action.schema.json"]) == contract.load_schema("action.schema.json")
-    assert configmap["immutable"] is True
 
 
-def test_checkpoint_sources() -> None:
+def test_checkpoint_sources_and_resume() -> None:
     fresh = _env(_containers(PLANS["trot-baseline"])["checkpoint-fetch"])
     assert "SIMFLEET_CHECKPOINT_FROM" not in fresh and "SIMFLEET_SOURCE_INDEX" not in fresh
+    assert fresh["SIMFLEET_RESUME"] == "false"
     s3 = _env(_containers(PLANS["trot-sweep"])["checkpoint-fetch"])
     assert s3["SIMFLEET_CHECKPOINT_FROM"] == "s3://simfleet-shared-brains/monty/quadruped/v12.mstate"
     assert "SIMFLEET_SOURCE_INDEX" not in s3
@@ -389,7 +469,45 @@ def test_checkpoint_sources() -> None:
     cont = _env(_containers(PLANS["trot-continue"])["checkpoint-fetch"])
     assert cont["SIMFLEET_CHECKPOINT_FROM"] == f"s3://{CTX.checkpoints_bucket}/runs/trot-baseline/{source.spec_hash}/out.mstate"
     assert cont["SIMFLEET_SOURCE_INDEX"] == source.index_uri
-    assert int(cont["SIMFLEET_FETCH_WAIT_SECONDS"]) == source.active_deadline_seconds
+
+
+def test_periodic_checkpoints_reach_glue_uploader_and_fetch() -> None:
+    every = plan_run(_spec("trot-sweep", checkpoint={"from": None, "every": "15m"}), CTX, GLUE)
+    containers = _containers(every)
+    assert _env(containers["glue"])["SIMFLEET_CHECKPOINT_EVERY_SECONDS"] == "900"
+    assert _env(containers["artifact-uploader"])["SIMFLEET_CHECKPOINT_EVERY_SECONDS"] == "900"
+    assert _env(containers["checkpoint-fetch"])["SIMFLEET_RESUME"] == "true"
+    off = _containers(PLANS["trot-sweep"])
+    assert _env(off["glue"])["SIMFLEET_CHECKPOINT_EVERY_SECONDS"] == "0"
+
+
+def test_a_continuation_is_suspended_behind_a_cpu_only_gate() -> None:
+    plan = PLANS["trot-continue"]
+    job = next(o for o in plan.objects if o["metadata"]["name"] == "trot-continue")
+    gate = next(o for o in plan.objects if o["metadata"]["name"] == "trot-continue-gate")
+    assert job["spec"]["suspend"] is True
+    pod = gate["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == naming.GATE_SERVICE_ACCOUNT and pod["automountServiceAccountToken"] is True
+    assert pod["nodeSelector"] == {naming.NODE_POOL_LABEL: "system"} and "tolerations" not in pod
+    assert not any(naming.GPU_RESOURCE in json.dumps(c.get("resources")) for c in [*pod["initContainers"], *pod["containers"]])
+    [wait] = pod["initContainers"]
+    assert wait["command"] == ["/bin/bash", "/opt/simfleet/gate.sh"]
+    assert _env(wait)["SIMFLEET_SOURCE_INDEX"] == PLANS["trot-baseline"].index_uri
+    [release] = pod["containers"]
+    assert release["image"] == kubectl_image("1.35")
+    assert release["command"][:5] == ["/bin/kubectl", "patch", "job", "trot-continue", "--namespace"]
+    assert json.loads(release["command"][-1]) == {"spec": {"suspend": False}}
+    assert gate["spec"]["backoffLimit"] == 0
+    assert gate["spec"]["activeDeadlineSeconds"] > PLANS["trot-baseline"].active_deadline_seconds
+    # Once the source already succeeded, the provider renders it without the gate.
+    spec = _spec("trot-continue")
+    source = PLANS["trot-baseline"]
+    ref = SourceRef(
+        source.run, source.spec_hash, str(source.checkpoint_uri), str(source.index_uri), source.active_deadline_seconds
+    )
+    open_objects = render_run(spec, CTX, identify(spec, CTX, glue_sha256(GLUE), ref), "glue-x", ref, gated=False)
+    assert [o["metadata"]["name"] for o in open_objects if o["kind"] == "Job"] == ["trot-continue"]
+    assert "suspend" not in open_objects[-1]["spec"]
 
 
 def test_s3_locations_single_and_per_seed() -> None:
@@ -402,11 +520,6 @@ def test_s3_locations_single_and_per_seed() -> None:
     assert sweep.index_uri is None
     assert fresh.checkpoint_uri is None  # checkpoint.save: false
     assert _env(_containers(fresh)["artifact-uploader"])["SIMFLEET_SAVE_CHECKPOINT"] == "false"
-
-
-# ---------------------------------------------------------------------------------------------
-# Identity
-# ---------------------------------------------------------------------------------------------
 
 
 def test_images_in_the_pod_are_resolved() -> None:
@@ -426,183 +539,3 @@ def test_objects_from_inputs_are_the_rendered_objects() -> None:
     identity = identify(spec, CTX, glue_sha256(GLUE), ref)
     inputs = json.loads(json.dumps(run_inputs(spec, CTX, identity, glue_sha256(GLUE), ref)))
     assert objects_from_inputs(inputs) == PLANS["trot-continue"].objects
-
-
-# ---------------------------------------------------------------------------------------------
-# The pod's scripts, run against a fake `aws` that stores objects in a directory
-# ---------------------------------------------------------------------------------------------
-
-FAKE_AWS = r"""
-import json, os, shutil, sys
-root = os.environ["FAKE_S3_ROOT"]
-def local(uri):
-    bucket, _, key = uri[len("s3://"):].partition("/")
-    return os.path.join(root, bucket, key)
-def opt(args, name):
-    return args[args.index(name) + 1] if name in args else None
-argv = sys.argv[1:]
-if argv[:2] == ["s3", "cp"]:
-    src, dst = [a for a in argv[2:] if not a.startswith("--")]
-    if src.startswith("s3://"):
-        if os.environ.get("FAKE_S3_FORBIDDEN") == src or not os.path.isfile(local(src)):
-            code = 403 if os.environ.get("FAKE_S3_FORBIDDEN") == src else 404
-            sys.exit(f"fatal error: An error occurred ({code}) when calling the HeadObject operation")
-        shutil.copyfile(local(src), dst)
-    else:
-        os.makedirs(os.path.dirname(local(dst)), exist_ok=True)
-        shutil.copyfile(src, local(dst))
-elif argv[:2] == ["s3api", "put-object"]:
-    path = local("s3://%s/%s" % (opt(argv, "--bucket"), opt(argv, "--key")))
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    shutil.copyfile(opt(argv, "--body"), path)
-    with open(path + ".tags", "w") as f:
-        f.write(opt(argv, "--tagging") or "")
-else:
-    sys.exit("fake aws: unsupported " + " ".join(argv))
-"""
-
-needs_shell = pytest.mark.skipif(
-    not (shutil.which("bash") and shutil.which("jq")), reason="needs bash and jq (the AWS CLI image has both)"
-)
-
-
-class Pod:
-    """The pod's directories and a fake S3 in tmp_path; runs a script with the run's env and paths rewritten."""
-
-    def __init__(self, tmp_path: Path, plan: RunPlan, container: str) -> None:
-        self.tmp = tmp_path
-        self.s3 = tmp_path / "s3"
-        self.dirs = {d: tmp_path / d.strip("/") for d in ("/checkpoints", "/artifacts", "/contract", "/glue")}
-        for d in [self.s3, *self.dirs.values()]:
-            d.mkdir(exist_ok=True)
-        (self.dirs["/contract"] / "glue.py").write_text(GLUE)  # what the ConfigMap volume holds
-        bin_dir = tmp_path / "bin"
-        bin_dir.mkdir(exist_ok=True)
-        (bin_dir / "fake_aws.py").write_text(FAKE_AWS)
-        (bin_dir / "aws").write_text(f'#!/bin/sh\nexec "{sys.executable}" "{bin_dir / "fake_aws.py"}" "$@"\n')
-        (bin_dir / "aws").chmod(0o755)
-        self.env = {
-            **os.environ,
-            **_env(_containers(plan)[container]),
-            "PATH": f"{bin_dir}:{os.environ['PATH']}",
-            "FAKE_S3_ROOT": str(self.s3),
-            "TMPDIR": str(tmp_path),
-        }
-
-    def run(self, script: str, shell: str = "bash", **env: str) -> subprocess.CompletedProcess[str]:
-        for path, local in self.dirs.items():
-            script = script.replace(path, str(local))
-        return subprocess.run([shell, "-c", script], env={**self.env, **env}, capture_output=True, text=True, timeout=60)
-
-    def put(self, uri: str, text: str) -> None:
-        path = self.s3 / uri.removeprefix("s3://")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-
-    def get(self, uri: str) -> str:
-        return (self.s3 / uri.removeprefix("s3://")).read_text()
-
-
-@needs_shell
-def test_fetch_starts_fresh_without_a_source(tmp_path: Path) -> None:
-    pod = Pod(tmp_path, PLANS["trot-baseline"], "checkpoint-fetch")
-    result = pod.run(FETCH_SCRIPT)
-    assert result.returncode == 0, result.stderr
-    assert "fresh brain" in result.stdout and not (pod.dirs["/checkpoints"] / "in.mstate").exists()
-
-
-@needs_shell
-def test_fetch_waits_for_a_running_source_and_fails_when_it_ended_without_a_checkpoint(tmp_path: Path) -> None:
-    pod = Pod(tmp_path, PLANS["trot-continue"], "checkpoint-fetch")
-    source = PLANS["trot-baseline"]
-    # A window of a few polls: the deadline is checked before the "waiting" line, so a 1 s window can close
-    # before the first poll on a loaded machine.
-    fast = {"SIMFLEET_FETCH_WAIT_SECONDS": "3", "SIMFLEET_FETCH_POLL_SECONDS": "1"}
-    # Not written yet (403 without ListBucket reads the same as 404): keep waiting, then give up at the deadline.
-    result = pod.run(FETCH_SCRIPT, **fast, FAKE_S3_FORBIDDEN=str(source.checkpoint_uri))
-    assert result.returncode == 1 and "waiting for" in result.stdout and "gave up" in result.stderr
-    # The source's index.json exists but no checkpoint: fail at once with the source's status.
-    assert source.index_uri is not None
-    pod.put(source.index_uri, '{"status":"Failed"}')
-    result = pod.run(FETCH_SCRIPT, **fast)
-    assert result.returncode == 1 and '"status":"Failed"' in result.stderr
-    pod.put(str(source.checkpoint_uri), "brain-state")
-    result = pod.run(FETCH_SCRIPT)
-    assert result.returncode == 0, result.stderr
-    assert (pod.dirs["/checkpoints"] / "in.mstate").read_text() == "brain-state"
-
-
-@needs_shell
-def test_glue_and_uploader_ship_tagged_artifacts_checkpoint_and_index_per_seed(tmp_path: Path) -> None:
-    plan = PLANS["trot-sweep"]
-    pod = Pod(tmp_path, plan, "artifact-uploader")
-    glue = pod.dirs["/glue"] / "glue.py"
-    glue.write_text(
-        "import os, pathlib\n"
-        "a = pathlib.Path(os.environ['A'])\n"
-        "(a / 'logs/sim').mkdir(parents=True); (a / 'logs/sim/run 1.log').write_text('log')\n"
-        "(a / 'metrics').mkdir(); (a / 'metrics/m.json').write_text('{}')\n"
-        "(a / 'scratch.bin').write_text('not uploaded')\n"
-        "pathlib.Path(os.environ['C']).write_text('brain')\n"
-    )
-    glue_env = {
-        "SIMFLEET_GLUE_FILE": str(glue),
-        "A": str(pod.dirs["/artifacts"]),
-        "C": str(pod.dirs["/checkpoints"] / "out.mstate"),
-    }
-    glue_run = pod.run(GLUE_SCRIPT.replace("python ", f"{sys.executable} "), shell="sh", **glue_env)
-    assert glue_run.returncode == 0 and (pod.dirs["/checkpoints"] / ".done").read_text().strip() == "0"
-
-    result = pod.run(UPLOAD_SCRIPT, JOB_COMPLETION_INDEX="2")  # the third seed of [1..8]
-    assert result.returncode == 0, result.stderr
-    prefix = f"{CTX.artifacts_bucket}/runs/trot-sweep/{plan.spec_hash}/seed-3/"
-    assert pod.get(f"s3://{prefix}logs/sim/run 1.log") == "log"
-    assert pod.get(f"s3://{prefix}logs/sim/run 1.log.tags") == f"{naming.ARTIFACT_KIND_TAG}=logs"
-    assert pod.get(f"s3://{prefix}metrics/m.json.tags") == f"{naming.ARTIFACT_KIND_TAG}=metrics"
-    assert not (pod.s3 / prefix / "scratch.bin").exists() and "skipping" in result.stderr
-    checkpoint = f"s3://{CTX.checkpoints_bucket}/runs/trot-sweep/{plan.spec_hash}/seed-3/out.mstate"
-    assert pod.get(checkpoint) == "brain"
-    index = json.loads(pod.get(f"s3://{prefix}index.json"))
-    assert {k: index[k] for k in ("run", "specHash", "seed", "status", "checkpoint")} == {
-        "run": "trot-sweep",
-        "specHash": plan.spec_hash,
-        "seed": 3,
-        "status": "Succeeded",
-        "checkpoint": checkpoint,
-    }
-    assert index["startTime"] is None and index["completionTime"].endswith("Z")
-
-
-@needs_shell
-def test_a_failed_glue_still_uploads_logs_and_a_failed_index(tmp_path: Path) -> None:
-    plan = PLANS["trot-baseline"]
-    pod = Pod(tmp_path, plan, "artifact-uploader")
-    glue = pod.dirs["/glue"] / "glue.py"
-    glue.write_text(
-        "import os, pathlib\n"
-        "(pathlib.Path(os.environ['A']) / 'logs').mkdir(); (pathlib.Path(os.environ['A']) / 'logs/err.log').write_text('boom')\n"
-        "raise SystemExit(7)\n"
-    )
-    (pod.dirs["/checkpoints"] / ".started").write_text("2026-01-01T00:00:00Z\n")
-    glue_run = pod.run(
-        GLUE_SCRIPT.replace("python ", f"{sys.executable} "),
-        shell="sh",
-        SIMFLEET_GLUE_FILE=str(glue),
-        A=str(pod.dirs["/artifacts"]),
-    )
-    assert glue_run.returncode == 7 and (pod.dirs["/checkpoints"] / ".done").read_text().strip() == "7"
-    result = pod.run(UPLOAD_SCRIPT)
-    assert result.returncode == 1  # save is on but no out.mstate was written
-    assert plan.index_uri is not None
-    index = json.loads(pod.get(plan.index_uri))
-    assert index["status"] == "Failed" and index["checkpoint"] is None and index["seed"] == 7
-    assert index["startTime"] == "2026-01-01T00:00:00Z"
-    assert pod.get(f"{plan.artifacts_uri}logs/err.log") == "boom"
-
-
-@needs_shell
-def test_uploader_gives_up_waiting_for_glue(tmp_path: Path) -> None:
-    pod = Pod(tmp_path, PLANS["big-fresh"], "artifact-uploader")  # checkpoint.save is off
-    result = pod.run(UPLOAD_SCRIPT, SIMFLEET_UPLOAD_WAIT_SECONDS="0")
-    assert "did not finish in time" in result.stderr and result.returncode == 0
-    assert json.loads(pod.get(str(PLANS["big-fresh"].index_uri)))["status"] == "Failed"

@@ -1,0 +1,46 @@
+"""The time budget (workloads/budget.py): deadlines cover every wave, retries and the save; the grace period saves."""
+
+from __future__ import annotations
+
+import pytest
+
+from workloads import budget as timing
+from workloads.budget import Budget
+
+HOUR = 3600
+
+
+@pytest.mark.parametrize(
+    ("max_runtime", "seeds", "parallelism", "waves"),
+    [
+        (2 * HOUR, 1, 1, 1),  # interactive
+        (3 * HOUR, 8, 3, 3),  # the dev sweep: 3 + 3 + 2
+        (3 * HOUR, 8, 8, 1),  # all at once
+        (3 * HOUR, 8, 20, 1),  # parallelism above the seed count
+        (30 * 60, 100, 7, 15),
+        (7 * 24 * HOUR, 2, 1, 2),  # the longest maxRuntime config allows
+        (60, 1, 1, 1),
+    ],
+)
+def test_the_deadline_covers_every_wave_a_retry_and_the_grace_period(
+    max_runtime: int, seeds: int, parallelism: int, waves: int
+) -> None:
+    budget = Budget.of(max_runtime, seeds, parallelism)
+    assert budget.waves == waves
+    # Each seed gets its whole maxRuntime of simulation, after the start-up allowance and before the save and upload.
+    pod = timing.STARTUP_SECONDS + timing.FIRST_OBSERVATION_SECONDS + max_runtime
+    pod += 2 * timing.FINISH_SECONDS + timing.SAVE_SECONDS + timing.MARGIN_SECONDS + timing.UPLOAD_SECONDS
+    assert budget.pod_seconds == pod
+    assert budget.deadline_seconds == (waves + timing.RETRY_SLOTS) * pod + budget.grace_seconds
+    assert budget.deadline_seconds > waves * (max_runtime + timing.STARTUP_SECONDS)
+    assert budget.typical_seconds == waves * pod < budget.deadline_seconds
+
+
+def test_the_uploader_outwaits_glue_and_the_grace_period_covers_save_then_upload() -> None:
+    budget = Budget.of(2 * HOUR, 1, 1)
+    glue_longest = timing.FIRST_OBSERVATION_SECONDS + 2 * HOUR + 2 * timing.FINISH_SECONDS + timing.SAVE_SECONDS
+    assert budget.done_wait_seconds > glue_longest  # a slow save is never cut off (issue #8 finding 1)
+    assert timing.TERM_SAVE_SECONDS < budget.term_wait_seconds < budget.grace_seconds
+    assert budget.grace_seconds - budget.term_wait_seconds == timing.TERM_UPLOAD_SECONDS
+    # The sidecars' startup window fits inside the start-up allowance.
+    assert timing.SIDECAR_STARTUP_SECONDS < timing.STARTUP_SECONDS
