@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
+from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field, ValidationInfo, field_validator, model_validator
@@ -22,6 +23,7 @@ from config.types import (
     ControlPlaneLogType,
     Model,
     RestrictedCidr,
+    quantity_value,
 )
 
 
@@ -348,5 +350,31 @@ def prod_rules(platform: PlatformConfig, stack: str) -> list[Issue]:
     return issues
 
 
-# Headroom a GPU node keeps for the kubelet, the OS and the per-node DaemonSets (CNI, kube-proxy,
-# device plugin, log shipping). A run that asks for more than the node minus this never schedules.
+# Headroom a node keeps for the kubelet, the OS and the per-node DaemonSets (CNI, kube-proxy, device plugin, log
+# shipping, the EFS CSI node). A pod that asks for more than the node minus this never schedules.
+NODE_RESERVED_CPU = 0.5
+NODE_RESERVED_MEMORY_GIB = 2.5
+
+
+def node_fit_issues(path: str, cpu: str | None, memory: str | None, instance_types: Sequence[str], group: str) -> list[Issue]:
+    """Whether one pod asking for `cpu` and `memory` fits the smallest of `instance_types` after the node's headroom.
+
+    The smallest type counts because the autoscaler may bring up any type of the group. `group` names the node group
+    in the message ("GPU", "system"); types missing from the catalog are left to the node group's own checks.
+    """
+    catalog = load_catalog().instances
+    known = [catalog[t] for t in instance_types if t in catalog]
+    if not known:
+        return []
+    issues: list[Issue] = []
+    smallest_cpu = min(i.vcpu for i in known) - NODE_RESERVED_CPU
+    smallest_mem = min(i.memory_gib for i in known) - NODE_RESERVED_MEMORY_GIB
+    if cpu is not None and quantity_value(cpu) > smallest_cpu:
+        issues.append(
+            Issue(f"{path}.cpu", f"{cpu} CPU does not fit the smallest {group} node ({smallest_cpu:g} CPU allocatable)")
+        )
+    if memory is not None and quantity_value(memory) > smallest_mem * 2**30:
+        issues.append(
+            Issue(f"{path}.memory", f"{memory} does not fit the smallest {group} node ({smallest_mem:g}Gi allocatable)")
+        )
+    return issues
