@@ -16,6 +16,7 @@ import yaml
 import naming
 import versions
 from components.addons import CHARTS, IRSA_ANNOTATION, MANAGED_ADDON_CONFIG, Addons, AddonsArgs
+from components.metrics import CHART as METRICS_CHART
 
 RELEASE = "kubernetes:helm.sh/v3:Release"
 ADDON = "aws:eks/addon:Addon"
@@ -103,7 +104,8 @@ def test_container_log_group(rec):
 
 
 def test_every_chart_is_pinned_in_versions():
-    assert set(versions.HELM_CHARTS) == set(CHARTS)
+    # The add-on charts, and the Pushgateway (components/metrics.py, tested in tests/test_metrics.py).
+    assert set(versions.HELM_CHARTS) == {*CHARTS, METRICS_CHART}
     for key, chart in versions.HELM_CHARTS.items():
         assert EXACT_VERSION.match(chart.version), f"{key}: {chart.version!r} is not an exact version"
         assert chart.repository.startswith("https://"), key

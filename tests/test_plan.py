@@ -75,17 +75,27 @@ PLATFORM_PARTS = {
     "eks:index:Cluster": (1, 1),
     "aws:kms/key:Key": (1, 2),  # prod: the control-plane log group has its own key
     "aws:cloudwatch/logGroup:LogGroup": (2, 2),  # control plane (with a retention) and containers
-    "aws:ec2/securityGroup:SecurityGroup": (1, 1),  # the deployer group
+    "aws:ec2/securityGroup:SecurityGroup": (2, 2),  # the deployer group, the EFS mount targets' group
     "aws:ec2/securityGroupRule:SecurityGroupRule": (1, 1),  # the deployer group to the API endpoint on 443
     "aws:ec2/launchTemplate:LaunchTemplate": (3, 3),
     "aws:eks/nodeGroup:NodeGroup": (3, 3),
-    "aws:eks/addon:Addon": (3, 3),
-    "kubernetes:helm.sh/v3:Release": (5, 5),
+    "aws:eks/addon:Addon": (4, 4),  # vpc-cni, coredns, kube-proxy, and the EFS CSI driver (shared storage is on in both)
+    "kubernetes:helm.sh/v3:Release": (6, 6),  # the five add-on charts and the Pushgateway (metrics on in both)
     "aws:s3/bucket:Bucket": (2, 2),
-    "aws:ecr/repository:Repository": (3, 3),
-    "aws:ecr/lifecyclePolicy:LifecyclePolicy": (3, 3),
-    "kubernetes:core/v1:Namespace": (1, 1),
-    "kubernetes:networking.k8s.io/v1:NetworkPolicy": (5, 5),
+    "aws:ecr/repository:Repository": (4, 3),  # dev adds triton for its service
+    "aws:ecr/lifecyclePolicy:LifecyclePolicy": (4, 3),
+    "aws:efs/fileSystem:FileSystem": (1, 1),
+    "aws:efs/mountTarget:MountTarget": (2, 3),  # one per AZ
+    "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule": (1, 1),  # NFS from the nodes
+    "kubernetes:storage.k8s.io/v1:StorageClass": (1, 1),
+    "kubernetes:core/v1:PersistentVolumeClaim": (1, 1),  # datasets
+    "kubernetes:core/v1:Namespace": (3, 2),  # runs, metrics, and services in dev (prod declares none)
+    # runs: 5 + the Pushgateway egress (+ dev's service egress); metrics: 2; services (dev): 3 + one per service
+    "kubernetes:networking.k8s.io/v1:NetworkPolicy": (13, 8),
+    "kubernetes:apps/v1:Deployment": (1, 0),
+    "kubernetes:core/v1:Service": (1, 0),
+    "kubernetes:autoscaling/v2:HorizontalPodAutoscaler": (1, 0),
+    "kubernetes:policy/v1:PodDisruptionBudget": (1, 0),
     "kubernetes:core/v1:ResourceQuota": (1, 1),
     "pulumi-python:dynamic:Resource": (3, 0),
 }
@@ -112,6 +122,8 @@ def test_irsa_roles_exist_for_every_service_account() -> None:
         "system:serviceaccount:kube-system:cluster-autoscaler",
         "system:serviceaccount:kube-system:aws-for-fluent-bit",
         "system:serviceaccount:simfleet-runs:simfleet-run",
+        "system:serviceaccount:kube-system:efs-csi-controller-sa",
+        "system:serviceaccount:simfleet-services:radstream-triton",
     }
 
 
@@ -127,13 +139,16 @@ def test_stack_exports() -> None:
         "runsNamespace",
         "runs",
         "network",
+        "services",
+        "sharedStorage",
+        "metrics",
     }
     assert outputs["clusterName"] == "simfleet-dev"
     network = outputs["network"]
     assert network["vpcId"].startswith("vpc-") and network["deployerSecurityGroupId"].startswith("sg-")
     assert len(network["privateSubnetIds"]) == 2
     assert outputs["runsNamespace"] == "simfleet-runs"
-    assert set(outputs["repositoryUrls"]) == {"monty", "unitree-sim", "glue-base"}
+    assert set(outputs["repositoryUrls"]) == {"monty", "unitree-sim", "glue-base", "triton"}
     assert set(outputs["runs"]) == {"trot-baseline", "trot-sweep", "trot-continue"}
     assert outputs["runs"]["trot-sweep"]["artifactsUri"].startswith(f"s3://{outputs['artifactsBucket']}/runs/trot-sweep/")
 

@@ -152,9 +152,13 @@ def _run_program_file(program: Path) -> None:
 
 async def _stack_outputs(root: Any) -> tuple[dict[str, Any], set[str]]:
     """The stack's exports, resolved while the program's event loop is still open, and which are secret."""
+    import pulumi
+
     outputs: dict[str, Any] = {}
     secrets: set[str] = set()
-    for key, output in (getattr(root, "outputs", None) or {}).items():
+    for key, value in (getattr(root, "outputs", None) or {}).items():
+        # pulumi.export takes plain values too (a piece that is off exports null).
+        output = value if isinstance(value, pulumi.Output) else pulumi.Output.from_input(value)
         outputs[key] = await output.future()
         if await output.is_secret():
             secrets.add(key)
@@ -197,6 +201,13 @@ def kubernetes_objects(registrations: list[Any]) -> list[tuple[str, dict[str, An
                     "subjects",
                     "stringData",
                     "type",
+                    "automountServiceAccountToken",
+                    "provisioner",
+                    "parameters",
+                    "reclaimPolicy",
+                    "volumeBindingMode",
+                    "mountOptions",
+                    "allowVolumeExpansion",
                 )
             }
             objects.append((f"platform/{_object_file(body, reg.name)}", body))
