@@ -126,8 +126,6 @@ else:
         ),
         opts=in_cluster,
     )
-    # Everything in-cluster that needs the add-ons running waits for them (the LBC's webhook, CoreDNS, the CSI drivers).
-    after_addons = pulumi.ResourceOptions(providers=[k8s_provider], depends_on=[addons])
     shared_storage = None
     if platform.shared_storage.enabled:
         shared_storage = SharedStorage(
@@ -159,7 +157,10 @@ else:
                 shared_storage.storage_class_name if shared_storage is not None else None,
                 cluster=cluster,
             ),
-            opts=after_addons,
+            # Its volume binds only once the EFS driver answers and a mount target serves each AZ: all of shared storage.
+            opts=pulumi.ResourceOptions(
+                providers=[k8s_provider], depends_on=[addons, *([shared_storage] if shared_storage is not None else [])]
+            ),
         )
     # The runs' identity comes from values known now, never from resource outputs (workloads/identity.py): the
     # account id names the buckets and the registry exactly as Storage and Registry do.
