@@ -960,6 +960,11 @@ def _pod_gpus(pod: Mapping[str, Any]) -> int:
     return max(sum(map(gpus, running + sidecars)), max(map(gpus, one_shot), default=0))
 
 
+def pod_gpus(pod: Mapping[str, Any]) -> int:
+    """GPUs a pod holds while it runs (its containers and native sidecars)."""
+    return _pod_gpus(pod)
+
+
 def gpu_demand(resources: Sequence[Resource]) -> dict[str, int]:
     """GPUs the stack's runs can ask for at once, by capacity type (`ANY` when a run does not pin one)."""
     demand: dict[str, int] = {}
