@@ -343,3 +343,13 @@ def service_rules(services: list[tuple[int, ServiceSpec]]) -> list[Issue]:
         else:
             seen[service.name] = index
     return issues
+
+
+def service_warnings(services: Iterable[tuple[int, ServiceSpec]]) -> list[str]:
+    """Valid but probably not meant: a service nothing may connect to (its namespace denies all ingress by default)."""
+    return [
+        f"services[{index}].clients: empty and expose is cluster, so nothing can connect to {service.name!r} (the services "
+        "namespace denies all ingress); list its clients, e.g. [{namespace: simfleet-runs}]"
+        for index, service in services
+        if not service.clients and service.expose.internal_load_balancer is None
+    ]

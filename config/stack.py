@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from config.errors import ConfigError, Issue, file_order, issues_from
 from config.platform import PlatformConfig, default_control_plane_log_retention, is_prod_stack, prod_rules, storage_rules
 from config.runs import RunSpec, run_cross_rules, run_platform_rules
-from config.services import ServiceSpec, service_platform_rules, service_rules
+from config.services import ServiceSpec, service_platform_rules, service_rules, service_warnings
 from config.types import documentation_range
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -136,6 +136,7 @@ def load_stack_config(
         issues += service_platform_rules(platform_cfg, service_specs)
     issues += run_cross_rules(run_specs, base_dir, lint_glue)
     issues += service_rules(service_specs)
+    warnings += service_warnings(service_specs)
     placeholders = placeholder_issues(platform_cfg, run_specs, service_specs)
     if offline:
         warnings += [

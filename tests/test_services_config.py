@@ -274,3 +274,9 @@ def test_workload_names_lists_every_kind_with_its_path() -> None:
     names = workload_names(runs, services)
     assert ("runs[0].name", "trot-baseline") in names and ("services[0].name", "radstream-triton") in names
     assert [path for path, _ in names][-1] == "services[0].name"
+
+
+def test_a_service_nobody_may_reach_is_a_warning() -> None:
+    warnings = load(with_services(triton(clients=[]))).warnings
+    assert any(w.startswith("services[0].clients: empty and expose is cluster") for w in warnings)
+    assert not any("services[0].clients" in w for w in load(dev()).warnings)
