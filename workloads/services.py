@@ -23,6 +23,9 @@ from config import ServiceSpec
 from workloads.service_manifests import ServiceContext, cluster_host, namespace_objects, render_service
 
 
+ROLLOUT_TIMEOUTS = pulumi.CustomTimeouts(create="30m", update="30m")
+
+
 @dataclass(frozen=True)
 class ServicesArgs:
     services: Sequence[ServiceSpec]
@@ -89,8 +92,12 @@ class Services(pulumi.ComponentResource):
                         depends_on=[objects["ServiceAccount"], *(o for k, o in objects.items() if k == "NetworkPolicy")],
                         # A GPU node from zero, a multi-GB image and model loading can outlast the provider's 10-minute
                         # wait for a rollout.
-                        custom_timeouts=pulumi.CustomTimeouts(create="30m", update="30m"),
+                        custom_timeouts=ROLLOUT_TIMEOUTS,
                     )
+                elif kind == "Service":
+                    # pulumi-kubernetes waits for a Service's endpoints to be ready (and an NLB's address): as long as
+                    # the pods take.
+                    extra = pulumi.ResourceOptions(custom_timeouts=ROLLOUT_TIMEOUTS)
                 elif kind == "HorizontalPodAutoscaler":
                     extra = pulumi.ResourceOptions(depends_on=[objects["Deployment"]])
                 objects[kind] = kube.register(
@@ -126,7 +133,7 @@ def _summary(
     service = objects["Service"]
     load_balancer: pulumi.Output[Any] = pulumi.Output.from_input(None)
     if spec.expose.internal_load_balancer is not None:
-        # The NLB's DNS name, once the AWS Load Balancer Controller has provisioned it (refresh to see it).
+        # The NLB's DNS name: pulumi-kubernetes waits for the AWS Load Balancer Controller to publish it.
         load_balancer = pulumi.Output.from_input(getattr(service, "status", None)).apply(_hostname)
     return pulumi.Output.all(role_arn, load_balancer, service.urn).apply(
         lambda v: {**plain, "roleArn": v[0], "loadBalancer": v[1]}
