@@ -22,7 +22,6 @@ from components.runs_namespace import pod_security_labels
 from config import ServiceSpec
 from workloads.service_manifests import ServiceContext, cluster_host, namespace_objects, render_service
 
-
 ROLLOUT_TIMEOUTS = pulumi.CustomTimeouts(create="30m", update="30m")
 
 
