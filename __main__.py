@@ -104,8 +104,6 @@ else:
     # Run pods may reach the Pushgateway and the services that list the runs namespace among their clients; the
     # namespace's default deny stops every other in-cluster connection.
     run_egress = [
-        InClusterEgress("pushgateway", naming.METRICS_NAMESPACE, [naming.PUSHGATEWAY_PORT], PUSHGATEWAY_POD_LABELS)
-    ] * platform.metrics.enabled + [
         InClusterEgress(
             f"service-{service.name}",
             naming.SERVICES_NAMESPACE,
@@ -115,6 +113,10 @@ else:
         for service in cfg.services
         if any(client.namespace == naming.RUNS_NAMESPACE for client in service.clients)
     ]
+    if platform.metrics.enabled:
+        run_egress.insert(
+            0, InClusterEgress("pushgateway", naming.METRICS_NAMESPACE, [naming.PUSHGATEWAY_PORT], PUSHGATEWAY_POD_LABELS)
+        )
     runs_namespace = RunsNamespace(
         "runs-ns",
         RunsNamespaceArgs(
