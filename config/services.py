@@ -150,19 +150,25 @@ class ServiceClient(Model):
     namespace: str = Field(description="Namespace of the clients, e.g. simfleet-runs.")
     pod_selector: dict[str, str] = Field(default_factory=dict, description="matchLabels; empty means every pod.")
 
-    @model_validator(mode="after")
-    def _names(self) -> ServiceClient:
+    @field_validator("namespace")
+    @classmethod
+    def _namespace(cls, namespace: str) -> str:
+        if not re.match(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", namespace) or len(namespace) > 63:
+            raise ValueError(f"{namespace!r} is not a namespace name (a DNS-1123 label)")
+        return namespace
+
+    @field_validator("pod_selector")
+    @classmethod
+    def _selector(cls, selector: dict[str, str]) -> dict[str, str]:
         problems: list[str] = []
-        if not re.match(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", self.namespace) or len(self.namespace) > 63:
-            problems.append(f"namespace {self.namespace!r} is not a namespace name")
-        for key, value in self.pod_selector.items():
+        for key, value in selector.items():
             if not QUALIFIED_LABEL_KEY_RE.match(key):
-                problems.append(f"podSelector: {key!r} is not a label key")
+                problems.append(f"{key!r} is not a label key")
             if not LABEL_VALUE_RE.match(value) or len(value) > 63:
-                problems.append(f"podSelector.{key}: {value!r} is not a label value")
+                problems.append(f"{key}: {value!r} is not a label value")
         if problems:
             raise ValueError("; ".join(problems))
-        return self
+        return selector
 
 
 class Probes(Model):

@@ -191,7 +191,10 @@ MALFORMED: list[tuple[str, dict[str, Any], list[str]]] = [
     (
         "clients",
         with_services(triton(clients=[{"namespace": "Runs", "podSelector": {"app": "a b"}}])),
-        ["services[0].clients[0]: namespace 'Runs' is not a namespace name; podSelector.app: 'a b' is not a label value"],
+        [
+            "services[0].clients[0].namespace: 'Runs' is not a namespace name",
+            "services[0].clients[0].podSelector: app: 'a b' is not",
+        ],
     ),
     (
         "probe-path",
