@@ -88,8 +88,9 @@ _VPC_CNI = "EKS user guide pod-networking 'Amazon VPC CNI versions' table, rows 
 # an OpenTofu module qualified for EKS 1.34 only ("exact EKS managed add-on versions verified by
 # prerequisites.lock.json", next to kube-proxy v1.34.6-eksbuild.17); v3.3.0-eksbuild.1 on a 1.36 cluster (Terragrunt
 # inputs with kube-proxy v1.36.0-eksbuild.7, 2026-07-17); v2.2.5-eksbuild.1 on a 1.35 cluster (a module README with
-# kube-proxy v1.35.1-eksbuild.1). EFS CSI builds serve a range of minors and EKS does not downgrade an add-on, so one
-# build, the newest seen, is pinned for all three, confirmed only where a source lists it for that minor.
+# kube-proxy v1.35.1-eksbuild.1). EFS CSI builds serve a range of minors, and a cluster upgrade should never move the
+# driver backwards (per-minor "confirmed" builds would go v3.4 -> v2.2 -> v3.3), so one build, the newest seen, is
+# pinned for all three, confirmed only where a source lists it for that minor.
 _EFS_CSI = "public configurations pinning aws-efs-csi-driver for a stated EKS minor (see the comment above)"
 
 EKS_ADDON_PINS: dict[str, dict[str, Pin]] = {
