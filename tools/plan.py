@@ -304,6 +304,14 @@ def _settings(result: PlanResult) -> list[str]:
     charts = [f"{r.inputs.get('chart')}@{r.inputs.get('version')}" for r in regs if r.type == "kubernetes:helm.sh/v3:Release"]
     addons = [f"{r.inputs.get('addonName')}@{r.inputs.get('addonVersion')}" for r in regs if r.type == "aws:eks/addon:Addon"]
     lines.append(f"add-ons: {', '.join(addons + charts)}")
+    efs = [r for r in regs if r.type == "aws:efs/fileSystem:FileSystem"]
+    if efs:
+        targets = sum(1 for r in regs if r.type == "aws:efs/mountTarget:MountTarget")
+        lines.append(f"shared storage: {len(efs)} EFS file system(s), {targets} mount target(s)")
+    deployments = [r for r in regs if r.type == "kubernetes:apps/v1:Deployment"]
+    if deployments:
+        names = [str((r.inputs.get("metadata") or {}).get("name")) for r in deployments]
+        lines.append(f"services: {len(deployments)} ({', '.join(names)})")
     runs = [r for r in regs if r.type == DYNAMIC_TYPE]
     lines.append(
         f"runs: {len(runs)}"
