@@ -8,15 +8,20 @@ import naming
 from components.access import Access, AccessArgs
 from components.addons import Addons, AddonsArgs
 from components.cluster import Cluster, ClusterArgs
+from components.metrics import PUSHGATEWAY_POD_LABELS, Metrics, MetricsArgs
 from components.network import Network, NetworkArgs, refuse_bootstrap_over_cluster
 from components.nodegroups import NodeGroups, NodeGroupsArgs
 from components.registry import Registry, RegistryArgs
-from components.runs_namespace import RunsNamespace, RunsNamespaceArgs
+from components.runs_namespace import InClusterEgress, RunsNamespace, RunsNamespaceArgs
+from components.shared_storage import SharedStorage, SharedStorageArgs
+from components.shared_storage import summary as shared_storage_summary
 from components.storage import Storage, StorageArgs, bucket_name
 from components.tags import base_tags
 from config import load_from_pulumi
 from workloads.identity import RunContext, registry_url
 from workloads.runs import Runs, RunsArgs
+from workloads.service_manifests import ServiceContext
+from workloads.services import Services, ServicesArgs
 
 cfg = load_from_pulumi()
 platform = cfg.platform
@@ -96,6 +101,22 @@ else:
         # Add-ons only after nodes exist: CoreDNS stays DEGRADED on a cluster with no nodes.
         opts=pulumi.ResourceOptions(providers=[k8s_provider], depends_on=[node_groups]),
     )
+    # Run pods may reach the Pushgateway and the services that list the runs namespace among their clients; the
+    # namespace's default deny stops every other in-cluster connection.
+    run_egress = [
+        InClusterEgress(
+            f"service-{service.name}",
+            naming.SERVICES_NAMESPACE,
+            [port.port for port in service.ports],
+            {naming.SERVICE_LABEL: service.name},
+        )
+        for service in cfg.services
+        if any(client.namespace == naming.RUNS_NAMESPACE for client in service.clients)
+    ]
+    if platform.metrics.enabled:
+        run_egress.insert(
+            0, InClusterEgress("pushgateway", naming.METRICS_NAMESPACE, [naming.PUSHGATEWAY_PORT], PUSHGATEWAY_POD_LABELS)
+        )
     runs_namespace = RunsNamespace(
         "runs-ns",
         RunsNamespaceArgs(
@@ -104,9 +125,46 @@ else:
             platform.node_groups.gpu.max_gpus,
             platform.kubernetes_version,
             cluster=cluster,
+            egress_to=run_egress,
         ),
         opts=in_cluster,
     )
+    shared_storage = None
+    if platform.shared_storage.enabled:
+        shared_storage = SharedStorage(
+            "shared-storage",
+            SharedStorageArgs(
+                cluster_name,
+                platform.shared_storage,
+                platform.kubernetes_version,
+                network.vpc_id,
+                network.private_subnet_ids,
+                platform.network.availability_zones,
+                cluster.node_security_group_id,
+                cluster.oidc_provider_arn,
+                cluster.oidc_provider_url,
+                runs_namespace.namespace,
+                tags,
+                cluster=cluster,
+            ),
+            # The EFS CSI add-on's controller pods need nodes, like every other add-on.
+            opts=pulumi.ResourceOptions(providers=[k8s_provider], depends_on=[node_groups]),
+        )
+    metrics = None
+    if platform.metrics.enabled:
+        metrics = Metrics(
+            "metrics",
+            MetricsArgs(
+                platform.kubernetes_version,
+                platform.metrics.persistence,
+                shared_storage.storage_class_name if shared_storage is not None else None,
+                cluster=cluster,
+            ),
+            # Its volume binds only once the EFS driver answers and a mount target serves each AZ: all of shared storage.
+            opts=pulumi.ResourceOptions(
+                providers=[k8s_provider], depends_on=[addons, *([shared_storage] if shared_storage is not None else [])]
+            ),
+        )
     # The runs' identity comes from values known now, never from resource outputs (workloads/identity.py): the
     # account id names the buckets and the registry exactly as Storage and Registry do.
     account_id = aws.get_caller_identity().account_id
@@ -126,6 +184,27 @@ else:
         RunsArgs(cfg.runs, run_context, after=[addons, runs_namespace, storage, registry], cluster=cluster),
         opts=in_cluster,
     )
+    services = None
+    if cfg.services:
+        services = Services(
+            "services",
+            ServicesArgs(
+                cfg.services,
+                ServiceContext(
+                    namespace=naming.SERVICES_NAMESPACE,
+                    registry_url=run_context.registry_url,
+                    region=region,
+                    kubernetes_version=platform.kubernetes_version,
+                    vpc_cidr=str(platform.network.cidr),
+                ),
+                cluster.oidc_provider_arn,
+                cluster.oidc_provider_url,
+                cluster=cluster,
+                tags=tags,
+                after=[addons, registry],
+            ),
+            opts=in_cluster,
+        )
 
     pulumi.export("clusterName", cluster.eks_cluster_name)
     pulumi.export("kubeconfig", pulumi.Output.secret(cluster.kubeconfig_json))
@@ -135,3 +214,7 @@ else:
     pulumi.export("repositoryUrls", registry.repository_urls)
     pulumi.export("runsNamespace", runs_namespace.namespace)
     pulumi.export("runs", runs.summary)
+    pulumi.export("services", services.summary if services is not None else {})
+    # For jobs and runs: the claim to mount and the Pushgateway to push to (null when the piece is off).
+    pulumi.export("sharedStorage", shared_storage_summary(shared_storage) if shared_storage is not None else None)
+    pulumi.export("metrics", {"pushgatewayUrl": metrics.pushgateway_url} if metrics is not None else None)

@@ -39,6 +39,22 @@ SIM_HEALTH_PORT = 8011
 MONTY_HEALTH_PORT = 8012
 INSTANCE_METADATA_CIDR = "169.254.169.254/32"
 
+# Long-running services (workloads/services.py) live in their own namespace, one Deployment per service, each with
+# this label (value: the service's name) on every object and pod.
+SERVICES_NAMESPACE = "simfleet-services"
+SERVICE_LABEL = "simfleet.io/service"
+
+# Shared storage (components/shared_storage.py): the EFS StorageClass and the ReadWriteMany claim runs and jobs mount.
+EFS_STORAGE_CLASS = "efs-sc"
+DATASETS_CLAIM = "datasets"
+EFS_CSI_CONTROLLER_SA = ("kube-system", "efs-csi-controller-sa")  # the EKS add-on's controller, which calls the EFS API
+
+# Metrics (components/metrics.py): the Pushgateway runs and jobs push to, at
+# http://<PUSHGATEWAY_RELEASE>.<METRICS_NAMESPACE>.svc:<PUSHGATEWAY_PORT>.
+METRICS_NAMESPACE = "simfleet-metrics"
+PUSHGATEWAY_RELEASE = "prometheus-pushgateway"
+PUSHGATEWAY_PORT = 9091
+
 # Service accounts of the add-ons that assume IRSA roles: (namespace, name). Access trusts exactly
 # these; Addons installs the charts with these names.
 LOAD_BALANCER_CONTROLLER_SA = ("kube-system", "aws-load-balancer-controller")

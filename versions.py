@@ -70,6 +70,10 @@ class Pin:
 # The Pod Identity agent is not installed: every simfleet workload role is IRSA (components/irsa.py), so the
 # agent would be one more DaemonSet pod on every node, GPU nodes included, that nothing uses.
 MANAGED_ADDONS: tuple[str, ...] = ("vpc-cni", "coredns", "kube-proxy")
+# Installed only when the stack turns on what needs them (components/shared_storage.py for the EFS CSI driver), but
+# pinned for every minor all the same: a stack may turn them on at any time.
+OPTIONAL_ADDONS: tuple[str, ...] = ("aws-efs-csi-driver",)
+PINNED_ADDONS: tuple[str, ...] = MANAGED_ADDONS + OPTIONAL_ADDONS
 
 # Sources (docs.aws.amazon.com, EKS user guide, the "<add-on> versions" table of each page; the newest stored
 # copies are the ja_jp .md renderings, which carry rows up to 1.36, checked 2026-11-30):
@@ -79,22 +83,38 @@ _COREDNS_TABLE = "EKS user guide managing-coredns.md, 'CoreDNS versions' table"
 # v1.20.1-eksbuild.3 for every minor it covers. VPC CNI builds are not tied to one minor, but that is an
 # inference, so these pins are marked unconfirmed.
 _VPC_CNI = "EKS user guide pod-networking 'Amazon VPC CNI versions' table, rows 1.27-1.33 (no row for this minor)"
+# The EKS user guide's efs-csi page has no per-minor table, and `aws eks describe-addon-versions` could not be run here.
+# Builds seen pinned for a stated cluster version in public configurations (checked 2026-11-30): v3.4.0-eksbuild.1 in
+# an OpenTofu module qualified for EKS 1.34 only ("exact EKS managed add-on versions verified by
+# prerequisites.lock.json", next to kube-proxy v1.34.6-eksbuild.17); v3.3.0-eksbuild.1 on a 1.36 cluster (Terragrunt
+# inputs with kube-proxy v1.36.0-eksbuild.7, 2026-07-17); v2.2.5-eksbuild.1 on a 1.35 cluster (a module README with
+# kube-proxy v1.35.1-eksbuild.1). EFS CSI builds serve a range of minors, and a cluster upgrade should never move the
+# driver backwards (per-minor "confirmed" builds would go v3.4 -> v2.2 -> v3.3), so one build, the newest seen, is
+# pinned for all three, confirmed only where a source lists it for that minor.
+_EFS_CSI = "public configurations pinning aws-efs-csi-driver for a stated EKS minor (see the comment above)"
 
 EKS_ADDON_PINS: dict[str, dict[str, Pin]] = {
     "1.34": {
         "kube-proxy": Pin("v1.34.6-eksbuild.13", f"{_KUBE_PROXY_TABLE}, row 1.34"),
         "coredns": Pin("v1.13.2-eksbuild.11", f"{_COREDNS_TABLE}, row 1.34"),
         "vpc-cni": Pin("v1.20.1-eksbuild.3", _VPC_CNI, confirmed=False),
+        "aws-efs-csi-driver": Pin("v3.4.0-eksbuild.1", f"{_EFS_CSI}: listed for 1.34"),
     },
     "1.35": {
         "kube-proxy": Pin("v1.35.3-eksbuild.13", f"{_KUBE_PROXY_TABLE}, row 1.35"),
         "coredns": Pin("v1.14.3-eksbuild.3", f"{_COREDNS_TABLE}, row 1.35"),
         "vpc-cni": Pin("v1.20.1-eksbuild.3", _VPC_CNI, confirmed=False),
+        "aws-efs-csi-driver": Pin(
+            "v3.4.0-eksbuild.1", f"{_EFS_CSI}: newest build seen; v2.2.5-eksbuild.1 seen on 1.35", confirmed=False
+        ),
     },
     "1.36": {
         "kube-proxy": Pin("v1.36.0-eksbuild.14", f"{_KUBE_PROXY_TABLE}, row 1.36"),
         "coredns": Pin("v1.14.3-eksbuild.3", f"{_COREDNS_TABLE}, row 1.36"),
         "vpc-cni": Pin("v1.20.1-eksbuild.3", _VPC_CNI, confirmed=False),
+        "aws-efs-csi-driver": Pin(
+            "v3.4.0-eksbuild.1", f"{_EFS_CSI}: newest build seen; v3.3.0-eksbuild.1 seen on 1.36", confirmed=False
+        ),
     },
 }
 
@@ -150,6 +170,16 @@ HELM_CHARTS: dict[str, HelmChart] = {
         # Published: chart-releaser tag metrics-server-helm-chart-3.13.1 (842dcc8) in kubernetes-sigs/metrics-server;
         # values.yaml read at that tag. The stored copy of the gh-pages index is older (ends at 3.8.1).
         "kubernetes-sigs/metrics-server release tag metrics-server-helm-chart-3.13.1",
+    ),
+    "prometheus-pushgateway": HelmChart(
+        "https://prometheus-community.github.io/helm-charts",
+        "prometheus-pushgateway",
+        "3.8.0",
+        # Published: prometheus-community/helm-charts release tag prometheus-pushgateway-3.8.0 (4fa56e1c), appVersion
+        # v1.11.3; its values.yaml and templates are the ones checked (/work/shared/reference/helm-charts). 3.9.0 is
+        # published too (index created 2026-09-22, same appVersion v1.11.3; a public diff of the two tarballs shows only
+        # HTTPRoute naming and new route values), but its values.yaml could not be read here, so 3.8.0 stays.
+        "prometheus-community/helm-charts release tag prometheus-pushgateway-3.8.0",
     ),
     "aws-for-fluent-bit": HelmChart(
         "https://aws.github.io/eks-charts",
@@ -210,7 +240,7 @@ def missing_pins(version: str) -> list[str]:
     """What versions.py lacks to deploy Kubernetes `version`: every add-on, chart and image; empty when complete."""
     missing = []
     addons = EKS_ADDON_PINS.get(version, {})
-    for addon in MANAGED_ADDONS:
+    for addon in PINNED_ADDONS:
         pin = addons.get(addon)
         if pin is None:
             missing.append(f"a {addon} add-on build for {version} (EKS_ADDON_PINS)")

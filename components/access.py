@@ -176,6 +176,37 @@ def gate_policy(artifacts_bucket_arn: str) -> dict[str, Any]:
     )
 
 
+def model_repository_policy(partition: str, uri: str) -> dict[str, Any]:
+    """A service's model repository, read-only: GetObject under its prefix, ListBucket of that prefix only.
+
+    `uri` is `s3://bucket/prefix/` (config adds the trailing slash), so `prefix/*` never reaches a sibling prefix that
+    merely starts with the same characters. No KMS statement: a bucket encrypted with its own KMS key also needs
+    kms:Decrypt on that key, which simfleet does not know.
+    """
+    match = _S3_URI_RE.match(uri)
+    if not match or not match["key"].endswith("/"):
+        raise ValueError(f"{uri!r} is not s3://<bucket>/<prefix>/")
+    bucket, prefix = match["bucket"], match["key"]
+    if any(c in prefix for c in "*?$"):
+        raise ValueError(f"{uri!r}: a prefix with *, ? or $ would grant more than the prefix")
+    return _policy(
+        {
+            "Sid": "ReadModels",
+            "Effect": "Allow",
+            "Action": ["s3:GetObject"],
+            "Resource": [f"arn:{partition}:s3:::{bucket}/{prefix}*"],
+        },
+        {
+            # Servers list the repository to find models and versions; listing stays inside the prefix.
+            "Sid": "ListModels",
+            "Effect": "Allow",
+            "Action": ["s3:ListBucket"],
+            "Resource": [f"arn:{partition}:s3:::{bucket}"],
+            "Condition": {"StringLike": {"s3:prefix": [f"{prefix}*"]}},
+        },
+    )
+
+
 @dataclass(frozen=True)
 class AccessArgs:
     cluster_name: str

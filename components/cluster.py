@@ -120,6 +120,7 @@ class Cluster(pulumi.ComponentResource):
     oidc_provider_arn: pulumi.Output[str]
     oidc_provider_url: pulumi.Output[str]
     cluster_security_group_id: pulumi.Output[str]
+    node_security_group_id: pulumi.Output[str]
     control_plane_log_group_name: pulumi.Output[str]
 
     def __init__(self, name: str, args: ClusterArgs, opts: pulumi.ResourceOptions | None = None) -> None:
@@ -198,6 +199,13 @@ class Cluster(pulumi.ComponentResource):
         # pulumi-eks gives the issuer URL with https://; IRSA trust conditions use host/path only.
         self.oidc_provider_url = cluster.oidc_provider_url.apply(lambda url: url.removeprefix("https://"))
         self.cluster_security_group_id = cluster.cluster_security_group_id
+        # The security group the managed nodes carry. It is not pulumi-eks's `clusterSecurityGroupId` (that one sits only
+        # on the control plane's interfaces) but the one EKS itself creates (eks-cluster-sg-<cluster>-<id>), which EKS
+        # puts on every managed node whose launch template names no security group, as ours do (EKS user guide,
+        # sec-group-reqs: "Network interfaces of the nodes in any managed node group"). Read back from EKS by name,
+        # which also waits for the cluster.
+        described = aws.eks.get_cluster_output(name=self.eks_cluster_name, opts=pulumi.InvokeOutputOptions(parent=self))
+        self.node_security_group_id = described.vpc_config.apply(lambda vpc: str(vpc.cluster_security_group_id))
         self.control_plane_log_group_name = log_group.name
         self.register_outputs(
             {
@@ -207,6 +215,7 @@ class Cluster(pulumi.ComponentResource):
                 "oidcProviderArn": self.oidc_provider_arn,
                 "oidcProviderUrl": self.oidc_provider_url,
                 "clusterSecurityGroupId": self.cluster_security_group_id,
+                "nodeSecurityGroupId": self.node_security_group_id,
                 "controlPlaneLogGroupName": self.control_plane_log_group_name,
             }
         )

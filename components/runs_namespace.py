@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -35,9 +36,38 @@ def _ports(*ports: tuple[int, str]) -> list[NetworkPolicyPortArgs]:
     return [NetworkPolicyPortArgs(port=port, protocol=protocol) for port, protocol in ports]
 
 
-def network_policies() -> dict[str, NetworkPolicySpecArgs]:
+@dataclass(frozen=True)
+class InClusterEgress:
+    """Pods in another namespace that run pods may connect to: the Pushgateway, services that list the runs as clients."""
+
+    name: str  # the policy is allow-<name>-egress
+    namespace: str
+    ports: Sequence[int]
+    pod_labels: Mapping[str, str] = field(default_factory=dict)  # empty: every pod of the namespace
+
+
+def network_policies(egress_to: Sequence[InClusterEgress] = ()) -> dict[str, NetworkPolicySpecArgs]:
     """Default deny, then one policy per thing a run may do. Policies are additive: a pod gets the union."""
     every_pod = LabelSelectorArgs()
+    in_cluster = {
+        f"allow-{target.name}-egress": NetworkPolicySpecArgs(
+            pod_selector=every_pod,
+            policy_types=["Egress"],
+            egress=[
+                NetworkPolicyEgressRuleArgs(
+                    # Namespace and pod selector in ONE peer: exactly those pods, on exactly those ports.
+                    to=[
+                        NetworkPolicyPeerArgs(
+                            namespace_selector=LabelSelectorArgs(match_labels={"kubernetes.io/metadata.name": target.namespace}),
+                            pod_selector=LabelSelectorArgs(match_labels=dict(target.pod_labels)),
+                        )
+                    ],
+                    ports=_ports(*((port, "TCP") for port in target.ports)),
+                )
+            ],
+        )
+        for target in egress_to
+    }
     return {
         "default-deny": NetworkPolicySpecArgs(pod_selector=every_pod, policy_types=["Ingress", "Egress"]),
         "allow-dns": NetworkPolicySpecArgs(
@@ -81,6 +111,7 @@ def network_policies() -> dict[str, NetworkPolicySpecArgs]:
         # No ingress is allowed here: a run with a viewport brings its own NetworkPolicy (the NLB's TCP from the
         # VPC, UDP from its allowedCidrs; workloads/renderers/run.py). The kubelet's probes still reach every pod:
         # the VPC CNI's policy agent always admits the node's own IP (aws/aws-network-policy-agent#65).
+        **in_cluster,
     }
 
 
@@ -108,8 +139,12 @@ class RunsNamespaceArgs:
     gpu_quota: int
     kubernetes_version: str
     cluster: pulumi.Resource
+    # In-cluster destinations besides DNS: the Pushgateway (metrics on), services that list simfleet-runs as a client.
+    egress_to: Sequence[InClusterEgress] = ()
 
     def __post_init__(self) -> None:
+        if len({e.name for e in self.egress_to}) != len(self.egress_to):
+            raise ValueError("RunsNamespace: two egress_to entries share a name")
         if self.gpu_quota < 0:
             raise ValueError(f"RunsNamespace: gpu_quota must be >= 0, got {self.gpu_quota}")
 
@@ -164,7 +199,7 @@ class RunsNamespace(pulumi.ComponentResource):
 
         guards: list[pulumi.Resource] = [
             k8s.networking.v1.NetworkPolicy(f"{name}-{policy}", metadata=meta(policy), spec=spec, opts=child)
-            for policy, spec in network_policies().items()
+            for policy, spec in network_policies(args.egress_to).items()
         ]
         guards.append(
             k8s.core.v1.ResourceQuota(

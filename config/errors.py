@@ -29,9 +29,15 @@ class ConfigError(Exception):
         super().__init__("\n".join(lines))
 
 
+# The order of the stack file's list sections after platform: issues are reported section by section, entry by entry.
+LIST_SECTIONS = ("runs", "services")
+
+
 def file_order(issue: Issue) -> tuple[int, int]:
-    match = re.match(r"^runs\[(\d+)\]", issue.path)
-    return (1, int(match[1])) if match else (0, 0)
+    match = re.match(r"^(\w+)\[(\d+)\]", issue.path)
+    if match and match[1] in LIST_SECTIONS:
+        return (1 + LIST_SECTIONS.index(match[1]), int(match[2]))
+    return (0, 0)
 
 
 def issues_from(err: ValidationError, prefix: str, model: type[BaseModel]) -> list[Issue]:

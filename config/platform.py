@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
+from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field, ValidationInfo, field_validator, model_validator
@@ -22,6 +23,7 @@ from config.types import (
     ControlPlaneLogType,
     Model,
     RestrictedCidr,
+    quantity_value,
 )
 
 
@@ -221,6 +223,44 @@ class BucketsConfig(Model):
     abort_incomplete_upload_days: int = Field(7, ge=1)
 
 
+# EFS lifecycle transitions accept only these ages (EFS API LifecyclePolicy.TransitionToIA: AFTER_<n>_DAY(S)).
+EFS_IA_DAYS: tuple[int, ...] = (1, 7, 14, 30, 60, 90, 180, 270, 365)
+
+
+class SharedStorageConfig(Model):
+    """One encrypted EFS file system shared by runs and jobs through the `datasets` claim (ReadWriteMany)."""
+
+    enabled: bool = Field(False, description="Create the EFS file system, its EFS CSI driver and the datasets claim.")
+    transition_to_ia_days: int | None = Field(
+        30,
+        alias="transitionToIADays",
+        description="Days without access before a file moves to EFS Infrequent Access (cheaper to store, billed per read); "
+        f"one of {', '.join(map(str, EFS_IA_DAYS))}, or null to keep everything in Standard.",
+    )
+    throughput_mode: Literal["elastic", "bursting"] = Field(
+        "elastic",
+        description="elastic: pay per GB read/written, full speed at any size (datasets are read in bursts by batch jobs); "
+        "bursting: no transfer charge, but a small file system earns a small baseline and runs out of burst credits.",
+    )
+
+    @field_validator("transition_to_ia_days")
+    @classmethod
+    def _ia_days(cls, days: int | None) -> int | None:
+        if days is not None and days not in EFS_IA_DAYS:
+            raise ValueError(f"{days} is not an EFS lifecycle age; use one of {', '.join(map(str, EFS_IA_DAYS))} or null")
+        return days
+
+
+class MetricsConfig(Model):
+    """A Prometheus Pushgateway that runs and jobs push their final metrics to."""
+
+    enabled: bool = Field(False, description="Install the prometheus-pushgateway chart in the simfleet-metrics namespace.")
+    persistence: bool = Field(
+        True,
+        description="Keep pushed metrics across Pushgateway restarts in a file on the EFS StorageClass (needs sharedStorage).",
+    )
+
+
 def _default_control_plane_logs() -> list[ControlPlaneLogType]:
     return ["api", "audit"]
 
@@ -257,6 +297,13 @@ class PlatformConfig(Model):
         default_factory=list, description="IAM roles/users that may watch and manage runs in the runs namespace."
     )
     tags: dict[str, str] = Field(default_factory=dict)
+    shared_storage: SharedStorageConfig = Field(default_factory=SharedStorageConfig)
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+    metrics_adapter: bool = Field(
+        False,
+        description="true when the cluster serves custom.metrics.k8s.io (a metrics adapter such as prometheus-adapter, "
+        "installed outside simfleet); services may then autoscale on pods metrics. simfleet does not install one.",
+    )
 
     @field_validator("kubernetes_version")
     @classmethod
@@ -319,6 +366,21 @@ class PlatformConfig(Model):
         return self
 
 
+def storage_rules(platform: PlatformConfig) -> list[Issue]:
+    """Platform pieces that only work together."""
+    issues: list[Issue] = []
+    if platform.metrics.enabled and platform.metrics.persistence and not platform.shared_storage.enabled:
+        issues.append(
+            Issue(
+                "platform.metrics.persistence",
+                "the Pushgateway keeps its file on the EFS StorageClass, which needs platform.sharedStorage.enabled: true "
+                "(simfleet installs no EBS CSI driver); turn shared storage on, or set metrics.persistence: false and "
+                "accept that a restart loses what was pushed",
+            )
+        )
+    return issues
+
+
 def is_prod_stack(stack: str) -> bool:
     # The rule follows the stack name, not a config flag, so a prod stack cannot opt out of it.
     return stack == "prod" or stack.startswith("prod-")
@@ -348,5 +410,31 @@ def prod_rules(platform: PlatformConfig, stack: str) -> list[Issue]:
     return issues
 
 
-# Headroom a GPU node keeps for the kubelet, the OS and the per-node DaemonSets (CNI, kube-proxy,
-# device plugin, log shipping). A run that asks for more than the node minus this never schedules.
+# Headroom a node keeps for the kubelet, the OS and the per-node DaemonSets (CNI, kube-proxy, device plugin, log
+# shipping, the EFS CSI node). A pod that asks for more than the node minus this never schedules.
+NODE_RESERVED_CPU = 0.5
+NODE_RESERVED_MEMORY_GIB = 2.5
+
+
+def node_fit_issues(path: str, cpu: str | None, memory: str | None, instance_types: Sequence[str], group: str) -> list[Issue]:
+    """Whether one pod asking for `cpu` and `memory` fits the smallest of `instance_types` after the node's headroom.
+
+    The smallest type counts because the autoscaler may bring up any type of the group. `group` names the node group
+    in the message ("GPU", "system"); types missing from the catalog are left to the node group's own checks.
+    """
+    catalog = load_catalog().instances
+    known = [catalog[t] for t in instance_types if t in catalog]
+    if not known:
+        return []
+    issues: list[Issue] = []
+    smallest_cpu = min(i.vcpu for i in known) - NODE_RESERVED_CPU
+    smallest_mem = min(i.memory_gib for i in known) - NODE_RESERVED_MEMORY_GIB
+    if cpu is not None and quantity_value(cpu) > smallest_cpu:
+        issues.append(
+            Issue(f"{path}.cpu", f"{cpu} CPU does not fit the smallest {group} node ({smallest_cpu:g} CPU allocatable)")
+        )
+    if memory is not None and quantity_value(memory) > smallest_mem * 2**30:
+        issues.append(
+            Issue(f"{path}.memory", f"{memory} does not fit the smallest {group} node ({smallest_mem:g}Gi allocatable)")
+        )
+    return issues

@@ -12,7 +12,7 @@ from pydantic import Field, field_validator, model_validator
 import naming
 from catalog import load_catalog
 from config.errors import Issue
-from config.platform import PlatformConfig
+from config.platform import PlatformConfig, node_fit_issues
 from config.types import (
     LABEL_KEY_RE,
     LABEL_VALUE_RE,
@@ -24,7 +24,6 @@ from config.types import (
     Quantity,
     RestrictedCidr,
     parse_image,
-    quantity_value,
 )
 
 
@@ -144,10 +143,6 @@ class RunSpec(Model):
         return "spot" if self.mode == "batch" else "onDemand"
 
 
-NODE_RESERVED_CPU = 0.5
-NODE_RESERVED_MEMORY_GIB = 2.5
-
-
 def run_platform_rules(platform: PlatformConfig, runs: Iterable[tuple[int, RunSpec]]) -> list[Issue]:
     issues: list[Issue] = []
     gpu = platform.node_groups.gpu
@@ -176,16 +171,7 @@ def run_platform_rules(platform: PlatformConfig, runs: Iterable[tuple[int, RunSp
         gpus_per_node = known[0].gpus
         if run.gpus > gpus_per_node:
             issues.append(Issue(f"{path}.gpus", f"asks for {run.gpus} GPUs but GPU nodes have {gpus_per_node}"))
-        smallest_cpu = min(i.vcpu for i in known) - NODE_RESERVED_CPU
-        smallest_mem = min(i.memory_gib for i in known) - NODE_RESERVED_MEMORY_GIB
-        if quantity_value(run.cpu) > smallest_cpu:
-            issues.append(
-                Issue(f"{path}.cpu", f"{run.cpu} CPU does not fit the smallest GPU node ({smallest_cpu:g} CPU allocatable)")
-            )
-        if quantity_value(run.memory) > smallest_mem * 2**30:
-            issues.append(
-                Issue(f"{path}.memory", f"{run.memory} does not fit the smallest GPU node ({smallest_mem:g}Gi allocatable)")
-            )
+        issues += node_fit_issues(path, run.cpu, run.memory, gpu.instance_types, "GPU")
     return issues
 
 

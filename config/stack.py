@@ -8,7 +8,7 @@ resource is registered. Errors are collected across the whole file and raised to
 from __future__ import annotations
 
 import datetime
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -16,8 +16,9 @@ from typing import Any
 from pydantic import ValidationError
 
 from config.errors import ConfigError, Issue, file_order, issues_from
-from config.platform import PlatformConfig, default_control_plane_log_retention, is_prod_stack, prod_rules
+from config.platform import PlatformConfig, default_control_plane_log_retention, is_prod_stack, prod_rules, storage_rules
 from config.runs import RunSpec, run_cross_rules, run_platform_rules
+from config.services import ServiceSpec, service_platform_rules, service_rules, service_warnings
 from config.types import documentation_range
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -38,6 +39,7 @@ _PLACEHOLDER_HINTS = {
     "start the runner with the stack's deployer security group (README 'First deploy')",
     "allowedCidrs": "the public ranges of the people who open this run's viewport (`curl https://checkip.amazonaws.com`"
     " prints this machine's address, use it as a /32)",
+    "internalLoadBalancer": "the private ranges (the VPC, your VPN, peered VPCs) of the clients that call this service",
 }
 
 
@@ -49,6 +51,7 @@ class StackConfig:
     warnings: tuple[str, ...] = ()
     # Phase 1 of a first deploy: register only the network (SIMFLEET_BOOTSTRAP=network).
     bootstrap_network: bool = False
+    services: tuple[ServiceSpec, ...] = ()
 
     @property
     def is_prod(self) -> bool:
@@ -70,6 +73,7 @@ def load_stack_config(
     platform: Any,
     runs: Any,
     *,
+    services: Any = None,
     stack: str,
     source: str,
     base_dir: Path = PROJECT_ROOT,
@@ -77,7 +81,7 @@ def load_stack_config(
     lint_glue: Callable[[Path], list[str]] | None = None,
     offline: bool = False,
 ) -> StackConfig:
-    """Validate the raw `simfleet:platform` and `simfleet:runs` values; raise ConfigError listing every problem.
+    """Validate the raw `simfleet:platform`, `simfleet:runs` and `simfleet:services`; raise ConfigError listing every problem.
 
     `offline` (the offline plan) turns placeholder CIDRs from errors into warnings.
     """
@@ -113,11 +117,27 @@ def load_stack_config(
         except ValidationError as err:
             issues += issues_from(err, f"runs[{index}]", RunSpec)
 
+    service_specs: list[tuple[int, ServiceSpec]] = []
+    if services is None:
+        services = []
+    if not isinstance(services, list):
+        issues.append(Issue("services", "simfleet:services must be a list of services"))
+        services = []
+    for index, raw in enumerate(services):
+        try:
+            service_specs.append((index, ServiceSpec.model_validate(raw)))
+        except ValidationError as err:
+            issues += issues_from(err, f"services[{index}]", ServiceSpec)
+
     if platform_cfg is not None:
         issues += prod_rules(platform_cfg, stack)
+        issues += storage_rules(platform_cfg)
         issues += run_platform_rules(platform_cfg, run_specs)
+        issues += service_platform_rules(platform_cfg, service_specs)
     issues += run_cross_rules(run_specs, base_dir, lint_glue)
-    placeholders = placeholder_issues(platform_cfg, run_specs)
+    issues += service_rules(service_specs)
+    warnings += service_warnings(service_specs)
+    placeholders = placeholder_issues(platform_cfg, run_specs, service_specs)
     if offline:
         warnings += [
             f"{i.path}: {i.message} (the offline plan only warns; pulumi preview and up refuse it)" for i in placeholders
@@ -133,10 +153,29 @@ def load_stack_config(
         platform_cfg = platform_cfg.model_copy(
             update={"control_plane_log_retention_days": default_control_plane_log_retention(stack)}
         )
-    return StackConfig(stack, platform_cfg, tuple(spec for _, spec in run_specs), tuple(warnings))
+    return StackConfig(
+        stack,
+        platform_cfg,
+        tuple(spec for _, spec in run_specs),
+        tuple(warnings),
+        services=tuple(spec for _, spec in service_specs),
+    )
 
 
-def placeholder_issues(platform: PlatformConfig | None, runs: list[tuple[int, RunSpec]]) -> list[Issue]:
+def workload_names(runs: Sequence[tuple[int, RunSpec]], services: Sequence[tuple[int, ServiceSpec]]) -> list[tuple[str, str]]:
+    """(path of the name, name) of every named workload in the stack file, in file order.
+
+    One list for every kind, so a rule across kinds (say, a run and a service or a job sharing a name) is one pass
+    over it; add each new kind of workload here.
+    """
+    return [(f"runs[{i}].name", run.name) for i, run in runs] + [(f"services[{i}].name", s.name) for i, s in services]
+
+
+def placeholder_issues(
+    platform: PlatformConfig | None,
+    runs: Sequence[tuple[int, RunSpec]],
+    services: Sequence[tuple[int, ServiceSpec]] = (),
+) -> list[Issue]:
     """Documentation-range CIDRs (RFC 5737) in every CIDR list a user fills in: sample values nobody replaced."""
     lists: list[tuple[str, str, list[Any]]] = []
     if platform is not None:
@@ -146,6 +185,11 @@ def placeholder_issues(platform: PlatformConfig | None, runs: list[tuple[int, Ru
     for index, run in runs:
         if run.viewport is not None:
             lists.append((f"runs[{index}].viewport.allowedCidrs", "allowedCidrs", list(run.viewport.allowed_cidrs)))
+    for index, service in services:
+        lb = service.expose.internal_load_balancer
+        if lb is not None:
+            path = f"services[{index}].expose.internalLoadBalancer.allowedCidrs"
+            lists.append((path, "internalLoadBalancer", list(lb.allowed_cidrs)))
     issues = []
     for path, kind, cidrs in lists:
         for position, cidr in enumerate(cidrs):
@@ -178,7 +222,12 @@ def load_from_pulumi() -> StackConfig:
         if phase and phase not in BOOTSTRAP_PHASES:
             raise ConfigError(source, [Issue("", f"{BOOTSTRAP_ENV}={phase!r} is not a phase; the only one is 'network'")])
         cfg = load_stack_config(
-            settings.get_object("platform"), settings.get_object("runs"), stack=stack, source=source, offline=offline
+            settings.get_object("platform"),
+            settings.get_object("runs"),
+            services=settings.get_object("services"),
+            stack=stack,
+            source=source,
+            offline=offline,
         )
     except ConfigError as err:
         # RunError ends `pulumi up`/`preview` with the message alone: no traceback, non-zero exit.

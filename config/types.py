@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, get_args
 
@@ -125,6 +126,29 @@ def _image(value: Any) -> Any:
 
 
 ImageString = Annotated[str, BeforeValidator(_image)]
+
+
+def image_source_problem(image: str, repositories: Sequence[str], allow_list: Sequence[str]) -> str | None:
+    """Why `image` may not be pulled by this stack, or None.
+
+    A bare `repo:tag` resolves to the stack's ECR and must name one of its repositories; a full URI must start with
+    a prefix of platform.imageAllowList (the same prefix match as the image-source policy: the prefix itself, or the
+    prefix followed by `/`, `:` or `@`). The stack's own ECR is written bare, since its account id is not in the file.
+    """
+    ref = parse_image(image)
+    if ref.registry is None:
+        if ref.repository not in repositories:
+            return f"repository {ref.repository!r} is not one of the stack's ECR repositories {list(repositories)}"
+        return None
+    for prefix in allow_list:
+        bare = prefix.rstrip("/")
+        if image == bare or image.startswith((bare + "/", bare + ":", bare + "@")):
+            return None
+    listed = ", ".join(allow_list) if allow_list else "none listed"
+    return (
+        f"{image!r} is not under platform.imageAllowList ({listed}); add its registry prefix there, or push the image "
+        "to one of the stack's ECR repositories and name it bare (repo:tag)"
+    )
 
 
 QUANTITY_RE = re.compile(r"^\d+(\.\d+)?(m|Ki|Mi|Gi|Ti|k|M|G|T)?$")

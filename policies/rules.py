@@ -767,9 +767,12 @@ def _run_containers(resource: Resource) -> list[tuple[str, Mapping[str, Any]]]:
 
 
 def _check_run_image_pinned(resource: Resource, ctx: Context) -> Iterator[str]:
-    if not is_run(resource):
-        return
-    for where, container in _run_containers(resource):
+    if is_run(resource):
+        yield from _unpinned_images(_run_containers(resource))
+
+
+def _unpinned_images(containers: Iterable[tuple[str, Mapping[str, Any]]]) -> Iterator[str]:
+    for where, container in containers:
         image = str(container.get("image") or "")
         _, _, tag, digest = split_image(image)
         if digest:
@@ -795,9 +798,12 @@ def image_allowed(image: str, ctx: Context) -> bool:
 
 
 def _check_run_image_source(resource: Resource, ctx: Context) -> Iterator[str]:
-    if not is_run(resource):
-        return
-    for where, container in _run_containers(resource):
+    if is_run(resource):
+        yield from _images_from_elsewhere(_run_containers(resource), ctx)
+
+
+def _images_from_elsewhere(containers: Iterable[tuple[str, Mapping[str, Any]]], ctx: Context) -> Iterator[str]:
+    for where, container in containers:
         image = str(container.get("image") or "")
         if not image_allowed(image, ctx):
             yield (
@@ -818,9 +824,12 @@ def _gpu_quantity(value: Any) -> int | None:
 
 
 def _check_run_gpu_limits(resource: Resource, ctx: Context) -> Iterator[str]:
-    if not is_run(resource):
-        return
-    for where, container in _run_containers(resource):
+    if is_run(resource):
+        yield from _gpu_limit_problems(_run_containers(resource))
+
+
+def _gpu_limit_problems(containers: Iterable[tuple[str, Mapping[str, Any]]]) -> Iterator[str]:
+    for where, container in containers:
         requests = _get(container, "resources", "requests", naming.GPU_RESOURCE)
         limits = _get(container, "resources", "limits", naming.GPU_RESOURCE)
         if requests is None and limits is None:
@@ -950,6 +959,11 @@ def _pod_gpus(pod: Mapping[str, Any]) -> int:
     return max(sum(map(gpus, running + sidecars)), max(map(gpus, one_shot), default=0))
 
 
+def pod_gpus(pod: Mapping[str, Any]) -> int:
+    """GPUs a pod holds while it runs (its containers and native sidecars)."""
+    return _pod_gpus(pod)
+
+
 def gpu_demand(resources: Sequence[Resource]) -> dict[str, int]:
     """GPUs the stack's runs can ask for at once, by capacity type (`ANY` when a run does not pin one)."""
     demand: dict[str, int] = {}
@@ -997,6 +1011,71 @@ def _check_gpu_capacity(resources: Sequence[Resource], ctx: Context) -> Iterator
                     "platform.nodeGroups.gpu.maxSize or lower parallelism if they should all run together"
                 ),
             )
+
+
+# ---------------------------------------------------------------------------------------------
+# Services (pulumi-kubernetes Deployments in the services namespace)
+# ---------------------------------------------------------------------------------------------
+
+DEPLOYMENT = "kubernetes:apps/v1:Deployment"
+
+
+def is_service(resource: Resource) -> bool:
+    """A service's Deployment: it carries the service label (or, failing that, lives in the services namespace).
+
+    The label is read first: it is plain, while the namespace is an output of the namespace resource, unknown during a
+    first preview.
+    """
+    if resource.resource_type != DEPLOYMENT:
+        return False
+    if _is_map(_get(resource.props, "metadata", "labels")) and naming.SERVICE_LABEL in resource.props["metadata"]["labels"]:
+        return True
+    return _get(resource.props, "metadata", "namespace") == naming.SERVICES_NAMESPACE
+
+
+def _service_containers(resource: Resource) -> list[tuple[str, Mapping[str, Any]]]:
+    return _containers(_pod_spec(resource.props))
+
+
+def _check_service_image_pinned(resource: Resource, ctx: Context) -> Iterator[str]:
+    if is_service(resource):
+        yield from _unpinned_images(_service_containers(resource))
+
+
+def _check_service_image_source(resource: Resource, ctx: Context) -> Iterator[str]:
+    if is_service(resource):
+        yield from _images_from_elsewhere(_service_containers(resource), ctx)
+
+
+def _check_service_gpu_limits(resource: Resource, ctx: Context) -> Iterator[str]:
+    if is_service(resource):
+        yield from _gpu_limit_problems(_service_containers(resource))
+
+
+def _check_service_security(resource: Resource, ctx: Context) -> Iterator[str]:
+    if not is_service(resource):
+        return
+    for problem in restricted_pod_problems(_pod_spec(resource.props)):
+        yield f"pod template breaks the restricted Pod Security Standard: {problem}"
+
+
+PROBE_HANDLERS = ("httpGet", "tcpSocket", "grpc", "exec")
+
+
+def _check_service_probes(resource: Resource, ctx: Context) -> Iterator[str]:
+    if not is_service(resource):
+        return
+    for container in _as_list(_pod_spec(resource.props).get("containers")):
+        if not _is_map(container):
+            continue
+        where = f"containers[{container.get('name')}]"
+        for probe, why in (
+            ("readinessProbe", "the Service would send requests to a pod that cannot answer them yet"),
+            ("livenessProbe", "a hung server would keep its pod, and its GPU, forever"),
+        ):
+            settings = container.get(probe)
+            if not _is_map(settings) or not any(h in settings for h in PROBE_HANDLERS):
+                yield f"{where}: no {probe}: {why}"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1144,6 +1223,41 @@ RULES: tuple[Rule, ...] = (
         "mandatory",
         "medium",
         resource_check=_check_run_batch_spot,
+    ),
+    Rule(
+        "service-image-pinned",
+        "Service images are pinned by tag or digest, never latest.",
+        "mandatory",
+        "high",
+        resource_check=_check_service_image_pinned,
+    ),
+    Rule(
+        "service-image-source",
+        "Service images come from the stack's ECR or platform.imageAllowList.",
+        "mandatory",
+        "critical",
+        resource_check=_check_service_image_source,
+    ),
+    Rule(
+        "service-gpu-request-equals-limit",
+        "Service containers request exactly the GPUs they are limited to.",
+        "mandatory",
+        "medium",
+        resource_check=_check_service_gpu_limits,
+    ),
+    Rule(
+        "service-restricted-pod-security",
+        "Service pods meet the restricted Pod Security Standard.",
+        "mandatory",
+        "high",
+        resource_check=_check_service_security,
+    ),
+    Rule(
+        "service-probes",
+        "Service containers have readiness and liveness probes.",
+        "mandatory",
+        "medium",
+        resource_check=_check_service_probes,
     ),
     Rule(
         "run-gpu-capacity",

@@ -362,10 +362,10 @@ def test_every_version_in_standard_support_has_a_complete_set_of_pins(day: datet
 def test_missing_pins_covers_every_addon_chart_and_image() -> None:
     assert versions.missing_pins("1.35") == []
     gaps = " ".join(versions.missing_pins("1.30"))
-    assert all(addon in gaps for addon in versions.MANAGED_ADDONS)
+    assert all(addon in gaps for addon in versions.PINNED_ADDONS)
     assert "Cluster Autoscaler" in gaps
     for version, pins in versions.EKS_ADDON_PINS.items():
-        assert set(pins) == set(versions.MANAGED_ADDONS), version
+        assert set(pins) == set(versions.PINNED_ADDONS), version
         assert pins["kube-proxy"].version.startswith(f"v{version}."), version
         assert all(p.source and p.checked for p in pins.values()), version
 

@@ -153,7 +153,11 @@ def test_example_stacks_cost() -> None:
     # prod: three NAT gateways and two m6i.large system nodes.
     assert costs["prod"]["idleMonthlyUsd"] > costs["dev"]["idleMonthlyUsd"] + 100
     assert {r["name"] for r in costs["dev"]["runs"]} == {"trot-baseline", "trot-sweep", "trot-continue"}
-    assert costs["prod"]["runs"] == []
+    assert costs["prod"]["runs"] == [] and costs["prod"]["services"] == []
+    # The dev Triton service: one on-demand g5.2xlarge (and its 200 GiB root) per replica, 1 to 3 replicas.
+    [triton] = costs["dev"]["services"]
+    assert (triton["name"], triton["nodesAtMin"], triton["nodesAtMax"]) == ("radstream-triton", 1, 3)
+    assert triton["minMonthlyUsd"] == pytest.approx(1.212 * HOURS + 16, abs=0.02)
     # trot-baseline has a viewport: its NLB is billed with the run, for the Job's lifetime.
     viewports = {r["name"]: r["viewportUsd"] for r in costs["dev"]["runs"]}
     assert viewports["trot-baseline"] > 0 and viewports["trot-sweep"] == viewports["trot-continue"] == 0
@@ -201,3 +205,89 @@ def test_each_kms_key_and_log_group_shows_by_name() -> None:
     assert "CloudWatch log group /x (never expires)" in items
     assert cost["idleMonthlyUsd"] == pytest.approx(base["idleMonthlyUsd"] + 1.0)
     assert any("CloudWatch Logs ingestion" in e for e in cost["excluded"])
+
+
+def service(
+    name: str, gpus: int, capacity: str | None, low: int, high: int, lb: bool = False, cpu: str = "3", memory: str = "12Gi"
+) -> list[Resource]:
+    """A service's Deployment, HPA and Service as the renderer registers them (labels carry the service name)."""
+    labels = {"simfleet.io/service": name}
+    requests: dict[str, str] = {"cpu": cpu, "memory": memory}
+    limits: dict[str, str] = {"memory": memory}
+    if gpus:
+        requests["nvidia.com/gpu"] = limits["nvidia.com/gpu"] = str(gpus)
+    pod: dict[str, Any] = {"containers": [{"name": "server", "resources": {"requests": requests, "limits": limits}}]}
+    pod["nodeSelector"] = {"eks.amazonaws.com/capacityType": capacity} if capacity else {"simfleet.io/node-pool": "system"}
+    meta = {"name": name, "namespace": "simfleet-services", "labels": labels}
+    return [
+        res(
+            "kubernetes:apps/v1:Deployment",
+            f"services-{name}-deployment",
+            {"metadata": meta, "spec": {"template": {"spec": pod}}},
+        ),
+        res(
+            "kubernetes:autoscaling/v2:HorizontalPodAutoscaler",
+            f"services-{name}-hpa",
+            {"metadata": meta, "spec": {"minReplicas": low, "maxReplicas": high}},
+        ),
+        res(
+            "kubernetes:core/v1:Service",
+            f"services-{name}-service",
+            {"metadata": meta, "spec": {"type": "LoadBalancer" if lb else "ClusterIP"}},
+        ),
+    ]
+
+
+def test_a_gpu_service_holds_one_node_per_replica_at_min_and_at_max() -> None:
+    cost = estimate([*dev_like(), *service("triton", 1, "ON_DEMAND", 1, 3)], "dev", "us-east-1", today=TODAY)
+    [triton] = cost["services"]
+    node_month = (
+        1.861 * HOURS + 200 * 0.08
+    )  # dev_like's GPU group is priced at its dearer type (g6e.xlarge), plus its root volume
+    assert (triton["nodesAtMin"], triton["nodesAtMax"]) == (1, 3)
+    assert triton["minMonthlyUsd"] == pytest.approx(node_month, abs=0.02)
+    assert triton["maxMonthlyUsd"] == pytest.approx(3 * node_month, abs=0.05)
+    assert triton["capacity"] == "ON_DEMAND" and triton["loadBalancerMonthlyUsd"] == 0
+    # Services are not in the idle figure (the platform alone); the total with services at min is given beside it.
+    assert cost["idleWithServicesMonthlyUsd"] == pytest.approx(cost["idleMonthlyUsd"] + triton["minMonthlyUsd"], abs=0.02)
+
+
+def test_spot_services_get_the_spot_price_and_an_nlb_adds_its_hours() -> None:
+    cost = estimate([*dev_like(), *service("cheap", 1, "SPOT", 2, 2, lb=True)], "dev", "us-east-1", today=TODAY)
+    [cheap] = cost["services"]
+    node_month = 1.861 * 0.4 * HOURS + 200 * 0.08
+    assert cheap["loadBalancerMonthlyUsd"] == pytest.approx(0.0225 * HOURS, abs=0.01)
+    assert cheap["minMonthlyUsd"] == pytest.approx(2 * node_month + 0.0225 * HOURS, abs=0.05)
+
+
+def test_a_cpu_service_is_priced_as_its_share_of_a_system_node() -> None:
+    cost = estimate(
+        [*dev_like(), *service("tokenizer", 0, None, 1, 2, cpu="500m", memory="1Gi")], "dev", "us-east-1", today=TODAY
+    )
+    [tokenizer] = cost["services"]
+    share = max(0.5 / 2, 1 / 4)  # t3.medium: 2 vCPU, 4 GiB
+    assert tokenizer["shareOfNode"] == pytest.approx(share)
+    assert tokenizer["maxMonthlyUsd"] == pytest.approx(2 * share * 0.0416 * HOURS, abs=0.02)
+
+
+def test_efs_is_listed_free_and_the_pushgateway_volume_at_its_nominal_size() -> None:
+    efs = [
+        res("aws:efs/fileSystem:FileSystem", "shared-storage-efs", {"tags": {"Name": "simfleet-dev-datasets"}}),
+        *[res("aws:efs/mountTarget:MountTarget", f"shared-storage-efs-mount-{i}") for i in range(2)],
+        res(
+            "kubernetes:helm.sh/v3:Release",
+            "metrics-pushgateway",
+            {
+                "name": "prometheus-pushgateway",
+                "values": {"persistentVolume": {"enabled": True, "storageClass": "efs-sc", "size": "1Gi"}},
+            },
+        ),
+    ]
+    base = estimate(dev_like(), "dev", "us-east-1", today=TODAY)
+    cost = estimate([*dev_like(), *efs], "dev", "us-east-1", today=TODAY)
+    items = {i["item"]: i["monthlyUsd"] for i in cost["breakdown"]}
+    assert items["EFS file system simfleet-dev-datasets (storage and transfer billed by use)"] == 0.0
+    assert items["EFS mount targets (2, one per AZ; no charge)"] == 0.0
+    assert items["prometheus-pushgateway volume (1 GiB, EFS Standard, at most its nominal size)"] == pytest.approx(0.30)
+    assert cost["idleMonthlyUsd"] == pytest.approx(base["idleMonthlyUsd"] + 0.30)
+    assert any("EFS storage" in e for e in cost["excluded"])

@@ -75,17 +75,27 @@ PLATFORM_PARTS = {
     "eks:index:Cluster": (1, 1),
     "aws:kms/key:Key": (1, 2),  # prod: the control-plane log group has its own key
     "aws:cloudwatch/logGroup:LogGroup": (2, 2),  # control plane (with a retention) and containers
-    "aws:ec2/securityGroup:SecurityGroup": (1, 1),  # the deployer group
+    "aws:ec2/securityGroup:SecurityGroup": (2, 2),  # the deployer group, the EFS mount targets' group
     "aws:ec2/securityGroupRule:SecurityGroupRule": (1, 1),  # the deployer group to the API endpoint on 443
     "aws:ec2/launchTemplate:LaunchTemplate": (3, 3),
     "aws:eks/nodeGroup:NodeGroup": (3, 3),
-    "aws:eks/addon:Addon": (3, 3),
-    "kubernetes:helm.sh/v3:Release": (5, 5),
+    "aws:eks/addon:Addon": (4, 4),  # vpc-cni, coredns, kube-proxy, and the EFS CSI driver (shared storage is on in both)
+    "kubernetes:helm.sh/v3:Release": (6, 6),  # the five add-on charts and the Pushgateway (metrics on in both)
     "aws:s3/bucket:Bucket": (2, 2),
-    "aws:ecr/repository:Repository": (3, 3),
-    "aws:ecr/lifecyclePolicy:LifecyclePolicy": (3, 3),
-    "kubernetes:core/v1:Namespace": (1, 1),
-    "kubernetes:networking.k8s.io/v1:NetworkPolicy": (4, 4),
+    "aws:ecr/repository:Repository": (4, 3),  # dev adds triton for its service
+    "aws:ecr/lifecyclePolicy:LifecyclePolicy": (4, 3),
+    "aws:efs/fileSystem:FileSystem": (1, 1),
+    "aws:efs/mountTarget:MountTarget": (2, 3),  # one per AZ
+    "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule": (1, 1),  # NFS from the nodes
+    "kubernetes:storage.k8s.io/v1:StorageClass": (1, 1),
+    "kubernetes:core/v1:PersistentVolumeClaim": (1, 1),  # datasets
+    "kubernetes:core/v1:Namespace": (3, 2),  # runs, metrics, and services in dev (prod declares none)
+    # runs: 4 + the Pushgateway egress (+ dev's service egress); metrics: 2; services (dev): 3 + one per service
+    "kubernetes:networking.k8s.io/v1:NetworkPolicy": (12, 7),
+    "kubernetes:apps/v1:Deployment": (1, 0),
+    "kubernetes:core/v1:Service": (1, 0),
+    "kubernetes:autoscaling/v2:HorizontalPodAutoscaler": (1, 0),
+    "kubernetes:policy/v1:PodDisruptionBudget": (1, 0),
     "kubernetes:core/v1:ResourceQuota": (1, 1),
     "pulumi-python:dynamic:Resource": (3, 0),
 }
@@ -113,6 +123,8 @@ def test_irsa_roles_exist_for_every_service_account() -> None:
         "system:serviceaccount:kube-system:aws-for-fluent-bit",
         "system:serviceaccount:simfleet-runs:simfleet-run",
         "system:serviceaccount:simfleet-runs:simfleet-gate",
+        "system:serviceaccount:kube-system:efs-csi-controller-sa",
+        "system:serviceaccount:simfleet-services:radstream-triton",
     }
 
 
@@ -128,13 +140,16 @@ def test_stack_exports() -> None:
         "runsNamespace",
         "runs",
         "network",
+        "services",
+        "sharedStorage",
+        "metrics",
     }
     assert outputs["clusterName"] == "simfleet-dev"
     network = outputs["network"]
     assert network["vpcId"].startswith("vpc-") and network["deployerSecurityGroupId"].startswith("sg-")
     assert len(network["privateSubnetIds"]) == 2
     assert outputs["runsNamespace"] == "simfleet-runs"
-    assert set(outputs["repositoryUrls"]) == {"monty", "unitree-sim", "glue-base"}
+    assert set(outputs["repositoryUrls"]) == {"monty", "unitree-sim", "glue-base", "triton"}
     assert set(outputs["runs"]) == {"trot-baseline", "trot-sweep", "trot-continue"}
     assert outputs["runs"]["trot-sweep"]["artifactsUri"].startswith(f"s3://{outputs['artifactsBucket']}/runs/trot-sweep/")
 
@@ -275,3 +290,95 @@ def test_placeholders_warn_in_the_plan_cli_and_fail_outside_it(tmp_path: Path) -
     assert message.startswith("Pulumi.dev.yaml: 2 errors in the stack config")
     assert "platform.endpoint.publicAccessCidrs[0]: 203.0.113.0/24 is a placeholder" in message
     assert "Traceback" not in message
+
+
+# ---- services, shared storage, metrics ---------------------------------------------------------------
+
+
+def test_dev_plan_has_the_service_shared_storage_and_metrics() -> None:
+    regs = planned("dev").registrations
+
+    def one(typ: str, name: str) -> Any:
+        matches = [r for r in regs if r.type == typ and r.inputs.get("metadata", {}).get("name") == name]
+        assert len(matches) == 1, (typ, name, [r.name for r in regs if r.type == typ])
+        return matches[0].inputs
+
+    deployment = one("kubernetes:apps/v1:Deployment", "radstream-triton")
+    [server] = deployment["spec"]["template"]["spec"]["containers"]
+    assert server["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
+    assert server["livenessProbe"]["httpGet"]["path"] == "/v2/health/live" and server["startupProbe"]
+    assert server["resources"]["limits"]["nvidia.com/gpu"] == server["resources"]["requests"]["nvidia.com/gpu"] == "1"
+    service = one("kubernetes:core/v1:Service", "radstream-triton")
+    assert sorted(p["port"] for p in service["spec"]["ports"]) == [8000, 8001, 8002]
+    hpa = one("kubernetes:autoscaling/v2:HorizontalPodAutoscaler", "radstream-triton")["spec"]
+    assert (hpa["minReplicas"], hpa["maxReplicas"]) == (1, 3)
+    assert hpa["metrics"][0]["resource"]["target"]["averageUtilization"] == 70
+    assert one("kubernetes:policy/v1:PodDisruptionBudget", "radstream-triton")["spec"]["maxUnavailable"] == 1
+    # EFS: one mount target per AZ (dev has two), the add-on pinned, the class and the claim.
+    subnets = [r for r in regs if r.type == "aws:ec2/subnet:Subnet" and r.name.startswith("network-private")]
+    targets = [r for r in regs if r.type == "aws:efs/mountTarget:MountTarget"]
+    assert len(targets) == len(subnets) == 2
+    # The mocks name a subnet's id after the subnet (tools/mocks.py): each private subnet gets exactly one target.
+    from tools.mocks import _short_hash
+
+    assert sorted(t.inputs["subnetId"] for t in targets) == sorted(f"subnet-{_short_hash('subnet', s.name)}" for s in subnets)
+    [efs_addon] = [r for r in regs if r.type == "aws:eks/addon:Addon" and r.inputs["addonName"] == "aws-efs-csi-driver"]
+    assert efs_addon.inputs["addonVersion"] == "v3.4.0-eksbuild.1" and efs_addon.inputs["serviceAccountRoleArn"]
+    assert one("kubernetes:storage.k8s.io/v1:StorageClass", "efs-sc")["provisioner"] == "efs.csi.aws.com"
+    assert one("kubernetes:core/v1:PersistentVolumeClaim", "datasets")["spec"]["accessModes"] == ["ReadWriteMany"]
+    [pushgateway] = [
+        r for r in regs if r.type == "kubernetes:helm.sh/v3:Release" and r.inputs["chart"] == "prometheus-pushgateway"
+    ]
+    assert pushgateway.inputs["version"] == "3.8.0" and pushgateway.inputs["namespace"] == "simfleet-metrics"
+    outputs = planned("dev").outputs
+    assert outputs["metrics"] == {"pushgatewayUrl": "http://prometheus-pushgateway.simfleet-metrics.svc:9091"}
+    assert outputs["sharedStorage"]["datasetsClaim"] == "datasets" and outputs["sharedStorage"]["namespace"] == "simfleet-runs"
+    assert outputs["services"]["radstream-triton"]["url"] == "http://radstream-triton.simfleet-services.svc:8000"
+
+
+def test_efs_admits_nfs_from_the_security_group_the_managed_nodes_carry() -> None:
+    regs = planned("dev").registrations
+    [rule] = [r for r in regs if r.type == "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"]
+    cluster = next(r for r in regs if r.type == "eks:index:Cluster")
+    # The EKS-created cluster security group (DescribeCluster's vpcConfig.clusterSecurityGroupId), not pulumi-eks's own.
+    assert rule.inputs["fromPort"] == rule.inputs["toPort"] == 2049
+    assert rule.inputs["referencedSecurityGroupId"].startswith("sg-")
+    assert rule.inputs["referencedSecurityGroupId"] != cluster.inputs.get("clusterSecurityGroupId")
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_every_planned_kubernetes_object_passes_strict_validation(stack: str) -> None:
+    import kubernetes_validate
+
+    from tools.plan import kubernetes_objects
+
+    objects = kubernetes_objects(planned(stack).registrations)
+    kinds = {body["kind"] for _, body in objects}
+    assert {"StorageClass", "PersistentVolumeClaim", "NetworkPolicy", "Namespace"} <= kinds
+    for path, body in objects:
+        try:
+            kubernetes_validate.validate(body, "1.35", strict=True)
+        except kubernetes_validate.ValidationError as err:
+            raise AssertionError(f"{path}: {err}") from err
+
+
+def test_runs_may_reach_the_pushgateway_and_the_services_that_list_them() -> None:
+    regs = planned("dev").registrations
+    policies = {
+        r.inputs["metadata"]["name"]: r.inputs["spec"]
+        for r in regs
+        if r.type == "kubernetes:networking.k8s.io/v1:NetworkPolicy" and r.inputs["metadata"].get("namespace") == "simfleet-runs"
+    }
+    [to_pushgateway] = policies["allow-pushgateway-egress"]["egress"]
+    assert to_pushgateway["ports"] == [{"port": 9091, "protocol": "TCP"}]
+    assert to_pushgateway["to"][0]["namespaceSelector"]["matchLabels"] == {"kubernetes.io/metadata.name": "simfleet-metrics"}
+    [to_triton] = policies["allow-service-radstream-triton-egress"]["egress"]
+    assert [p["port"] for p in to_triton["ports"]] == [8000, 8001, 8002]
+    assert to_triton["to"][0]["podSelector"]["matchLabels"] == {"simfleet.io/service": "radstream-triton"}
+    # prod has no service: only the Pushgateway rule is added.
+    prod = {
+        r.inputs["metadata"]["name"]
+        for r in planned("prod").registrations
+        if r.type == "kubernetes:networking.k8s.io/v1:NetworkPolicy"
+    }
+    assert "allow-pushgateway-egress" in prod and not any(n.startswith("allow-service-") for n in prod)

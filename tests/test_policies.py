@@ -7,10 +7,12 @@ import json
 import os
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import pulumi
 import pytest
+import yaml
 from pulumi_policy import (
     EnforcementLevel,
     PolicyCustomTimeouts,
@@ -24,7 +26,8 @@ from pulumi_policy import (
 )
 from pulumi_policy.proxy import UNKNOWN_STRING_VALUE, UnknownValueError, unknown_checking_proxy
 
-from config import RunSpec
+import naming
+from config import RunSpec, ServiceSpec
 from policies import pack
 from policies.rules import (
     RULES,
@@ -41,12 +44,16 @@ from policies.rules import (
 from versions import AWS_CLI_IMAGE
 from workloads.identity import RunContext
 from workloads.runs import plan_runs
+from workloads.service_manifests import ServiceContext, deployment
 
 TODAY = datetime.date(2026, 11, 23)
 ACCOUNT = "123456789012"
 REGISTRY = f"{ACCOUNT}.dkr.ecr.us-east-1.amazonaws.com"
 ISSUER = "oidc.eks.us-east-1.amazonaws.com/id/ABC123"
 HELPER = AWS_CLI_IMAGE  # simfleet's pinned helper image, admitted besides the stack's ECR
+DEV_SERVICE = yaml.safe_load((Path(__file__).resolve().parent.parent / "Pulumi.dev.yaml").read_text())["config"][
+    "simfleet:services"
+][0]
 
 
 def urn(stack: str, typ: str, name: str) -> str:
@@ -317,6 +324,14 @@ def runs(b: StackBuilder) -> None:
         b.add("pulumi-python:dynamic:Resource", f"runs-{name}", run_props(name, batch))
 
 
+def services(b: StackBuilder) -> None:
+    """The dev stack's Triton service Deployment, as workloads/service_manifests.py renders it."""
+    spec = ServiceSpec.model_validate(DEV_SERVICE)
+    ctx = ServiceContext(naming.SERVICES_NAMESPACE, REGISTRY, "us-east-1", "1.35", "10.40.0.0/16")
+    body = deployment(spec, ctx)
+    b.add("kubernetes:apps/v1:Deployment", f"services-{spec.name}-deployment", {k: v for k, v in body.items()})
+
+
 def compliant(stack: str = "dev") -> list[Resource]:
     b = StackBuilder(stack)
     private = network(b)
@@ -326,11 +341,12 @@ def compliant(stack: str = "dev") -> list[Resource]:
     registry(b)
     access(b)
     runs(b)
+    services(b)
     return b.resources
 
 
 def context(stack: str = "dev", **changes: Any) -> Context:
-    base = Context(stack, ("monty", "unitree-sim", "glue-base"), (), (HELPER,), TODAY)
+    base = Context(stack, ("monty", "unitree-sim", "glue-base", "triton"), (), (HELPER,), TODAY)
     return replace(base, **changes)
 
 
@@ -383,6 +399,14 @@ def job_pod(objects: list[dict[str, Any]]) -> dict[str, Any]:
 def container(objects: list[dict[str, Any]], name: str) -> dict[str, Any]:
     pod = job_pod(objects)
     return next(c for c in [*pod["initContainers"], *pod["containers"]] if c["name"] == name)  # type: ignore[no-any-return]
+
+
+TRITON = "services-radstream-triton-deployment"
+
+
+def service_container(props: dict[str, Any]) -> dict[str, Any]:
+    main: dict[str, Any] = props["spec"]["template"]["spec"]["containers"][0]
+    return main
 
 
 def set_path(path: list[str], value: Any) -> Callable[[dict[str, Any]], None]:
@@ -624,6 +648,51 @@ FAILURES: list[tuple[str, Callable[[list[Resource]], list[Resource]], str]] = [
         "run-gpu-capacity",
         lambda rs: edit_objects(rs, "runs-trot-sweep", lambda o: job_spec(o).update(parallelism=8)),
         "8 GPUs on SPOT",
+    ),
+    (
+        "service-image-pinned",
+        lambda rs: edit(rs, TRITON, lambda p: service_container(p).update(image=f"{REGISTRY}/triton:latest")),
+        "uses :latest",
+    ),
+    (
+        "service-image-pinned",
+        lambda rs: edit(rs, TRITON, lambda p: service_container(p).update(image=f"{REGISTRY}/triton")),
+        "has no tag",
+    ),
+    (
+        "service-image-source",
+        lambda rs: edit(rs, TRITON, lambda p: service_container(p).update(image="docker.io/someone/triton:26.02-py3")),
+        "neither in the stack's ECR repositories",
+    ),
+    (
+        "service-gpu-request-equals-limit",
+        lambda rs: edit(rs, TRITON, lambda p: service_container(p)["resources"]["limits"].update({"nvidia.com/gpu": "2"})),
+        "differs from limit",
+    ),
+    (
+        "service-gpu-request-equals-limit",
+        lambda rs: edit(rs, TRITON, lambda p: service_container(p)["resources"]["limits"].pop("nvidia.com/gpu")),
+        "sets no limit",
+    ),
+    (
+        "service-restricted-pod-security",
+        lambda rs: edit(rs, TRITON, lambda p: service_container(p)["securityContext"].update(allowPrivilegeEscalation=True)),
+        "allowPrivilegeEscalation must be false",
+    ),
+    (
+        "service-restricted-pod-security",
+        lambda rs: edit(rs, TRITON, lambda p: p["spec"]["template"]["spec"]["securityContext"].pop("seccompProfile")),
+        "seccompProfile.type is unset",
+    ),
+    (
+        "service-probes",
+        lambda rs: edit(rs, TRITON, lambda p: service_container(p).pop("readinessProbe")),
+        "no readinessProbe",
+    ),
+    (
+        "service-probes",
+        lambda rs: edit(rs, TRITON, lambda p: service_container(p).update(livenessProbe={"periodSeconds": 10})),
+        "no livenessProbe",
     ),
 ]
 

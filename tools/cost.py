@@ -1,14 +1,16 @@
-"""The offline cost estimate: monthly idle and GPU-at-max cost, and a per-run upper bound, from the plan's resources.
+"""The offline cost estimate: monthly idle and GPU-at-max cost, a per-run upper bound, and each service at min and max replicas.
 
 Pure: it reads only the registrations (node groups, NAT gateways, Elastic IPs, KMS keys, log groups, the EKS cluster,
-launch templates, SimRun Jobs) and the price catalog (data/aws_catalog.json), so the figures follow what
-the program actually builds. Usage-priced items (NAT data processing, S3 and ECR storage, CloudWatch log
-ingestion, data transfer) depend on traffic, not on the plan, and are listed as excluded.
+launch templates, EFS, Helm releases, SimRun Jobs, service Deployments, HPAs and Services) and the price catalog
+(data/aws_catalog.json), so the figures follow what the program actually builds. Usage-priced items (NAT data
+processing, S3, ECR and EFS storage, EFS transfer, CloudWatch log ingestion, data transfer) depend on traffic, not on
+the plan, and are listed as excluded.
 """
 
 from __future__ import annotations
 
 import datetime
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -16,6 +18,7 @@ from typing import Any
 import naming
 import versions
 from catalog import Catalog, is_gpu_family, load_catalog
+from config import QUANTITY_RE, quantity_value
 from policies.rules import (
     EKS_CLUSTER,
     EKS_COMPONENT,
@@ -24,12 +27,19 @@ from policies.rules import (
     Resource,
     eks_cluster_view,
     is_run,
+    is_service,
+    pod_gpus,
     run_job,
     run_objects,
     whole_number,
 )
 
 NAT_GATEWAY = "aws:ec2/natGateway:NatGateway"
+EFS_FILE_SYSTEM = "aws:efs/fileSystem:FileSystem"
+EFS_MOUNT_TARGET = "aws:efs/mountTarget:MountTarget"
+HELM_RELEASE = "kubernetes:helm.sh/v3:Release"
+HPA = "kubernetes:autoscaling/v2:HorizontalPodAutoscaler"
+K8S_SERVICE = "kubernetes:core/v1:Service"
 EIP = "aws:ec2/eip:Eip"
 KMS_KEY = "aws:kms/key:Key"
 LOG_GROUP = "aws:cloudwatch/logGroup:LogGroup"
@@ -168,6 +178,8 @@ def estimate(
             )
         )
 
+    idle += efs_items(resources, catalog) + volume_items(resources, catalog)
+
     gpu_max: list[dict[str, Any]] = []
     gpu_idle_total = 0.0  # what the GPU groups cost at minSize; gpuMax replaces it by their maxSize cost
     for group in groups:
@@ -202,6 +214,8 @@ def estimate(
 
     idle_total = sum(i["monthlyUsd"] for i in idle)
     gpu_max_total = idle_total - gpu_idle_total + sum(i["monthlyUsd"] for i in gpu_max)
+    service_costs = service_estimates(resources, groups, catalog)
+    services_min = sum(entry["minMonthlyUsd"] for entry in service_costs)
 
     return {
         "stack": stack,
@@ -214,6 +228,10 @@ def estimate(
         "idleMonthlyUsd": _round(idle_total),
         "gpuMaxMonthlyUsd": _round(gpu_max_total),
         "runs": run_estimates(resources, groups, catalog),
+        "services": service_costs,
+        # What the stack costs with nothing running but its services at their minimum replicas.
+        "servicesMinMonthlyUsd": _round(services_min),
+        "idleWithServicesMonthlyUsd": _round(idle_total + services_min),
         "breakdown": idle + gpu_max,
         "assumptions": [
             "Node groups are priced at their most expensive instance type (an upper bound).",
@@ -224,6 +242,14 @@ def estimate(
             "Runs: one node per pod, (parallelism or 1) pods for the whole maxRuntime (activeDeadlineSeconds bounds the Job).",
             "A run's viewport NLB (plus a public IPv4 per public subnet) lives as long as its Job: from creation until the "
             "TTL controller deletes the finished Job, which owns the Service. Priced for maxRuntime + ttlAfterFinished.",
+            "idleMonthlyUsd leaves services out; idleWithServicesMonthlyUsd adds every service at its minimum replicas.",
+            "Services run all month. A GPU service holds one GPU node of its capacity type per (GPUs per node / GPUs per "
+            "replica) replicas, rounded up: one node per replica when a replica asks for a node's GPUs. A CPU service is "
+            "priced as the share of a system node its requests reserve (the larger of CPU and memory). An internal NLB "
+            "adds its hourly charge (no public IPv4).",
+            "Shared storage: EFS has no charge for the file system or its mount targets; what it stores and transfers is "
+            "usage-priced (excluded). The Pushgateway's volume is priced at its nominal size on EFS Standard, an upper "
+            "bound: EFS bills the bytes stored, a few KB to MB of pushed metrics.",
             *(
                 [f"Prices are for {catalog.region}; this stack runs in {region}, where they differ."]
                 if region != catalog.region
@@ -234,9 +260,124 @@ def estimate(
             "NAT gateway data processing (per GB)",
             "S3 and ECR storage and requests",
             "CloudWatch Logs ingestion and storage (control-plane and container logs; each log group's retention bounds storage)",
-            "data transfer out, and NLB capacity units (LCU) of viewport load balancers",
+            "data transfer out, and NLB capacity units (LCU) of viewport and service load balancers",
+            "EFS storage (Standard $0.30/GB-month in us-east-1, Infrequent Access less, plus a per-GB read charge) and "
+            "Elastic Throughput transfer (per GB read and written)",
         ],
     }
+
+
+def efs_items(resources: Sequence[Resource], catalog: Catalog) -> list[dict[str, Any]]:
+    """Each EFS file system and its mount targets, listed at 0: storage and transfer are usage-priced (excluded)."""
+    items = []
+    for fs in (r for r in resources if r.resource_type == EFS_FILE_SYSTEM):
+        tags = fs.props.get("tags") or {}
+        name = tags.get("Name") if isinstance(tags, Mapping) else None
+        items.append(
+            _item(f"EFS file system {name or fs.name} (storage and transfer billed by use)", "idle", 1, "file-system", 0.0, 0.0)
+        )
+    targets = sum(1 for r in resources if r.resource_type == EFS_MOUNT_TARGET)
+    if targets:
+        items.append(_item(f"EFS mount targets ({targets}, one per AZ; no charge)", "idle", targets, "mount-target", 0.0, 0.0))
+    return items
+
+
+def _gib(quantity: Any) -> float:
+    text = str(quantity)
+    return quantity_value(text) / 2**30 if QUANTITY_RE.match(text) else 0.0
+
+
+def volume_items(resources: Sequence[Resource], catalog: Catalog) -> list[dict[str, Any]]:
+    """Persistent volumes Helm releases ask for (the Pushgateway's): EFS Standard, or gp3 when not on the EFS class."""
+    items = []
+    for release in (r for r in resources if r.resource_type == HELM_RELEASE):
+        values = release.props.get("values") or {}
+        volume = values.get("persistentVolume") if isinstance(values, Mapping) else None
+        if not isinstance(volume, Mapping) or volume.get("enabled") is not True:
+            continue
+        size = _gib(volume.get("size") or "0")
+        on_efs = volume.get("storageClass") == naming.EFS_STORAGE_CLASS
+        rate = catalog.services["efsStandardPerGbMonth" if on_efs else "gp3PerGibMonth"]
+        where = "EFS Standard, at most its nominal size" if on_efs else "gp3"
+        items.append(
+            _item(
+                f"{release.props.get('name') or release.name} volume ({size:g} GiB, {where})",
+                "idle",
+                size,
+                "GiB-month",
+                rate,
+                size * rate,
+            )
+        )
+    return items
+
+
+def _labelled(resources: Sequence[Resource], typ: str, service: str) -> Resource | None:
+    for r in resources:
+        labels = ((r.props.get("metadata") or {}).get("labels")) or {}
+        if r.resource_type == typ and isinstance(labels, Mapping) and labels.get(naming.SERVICE_LABEL) == service:
+            return r
+    return None
+
+
+def service_estimates(resources: Sequence[Resource], groups: Sequence[NodeGroupShape], catalog: Catalog) -> list[dict[str, Any]]:
+    """Each service for a month at its minimum and at its maximum replicas (HPA), on its node group's price."""
+    hours = catalog.hours_per_month
+    out: list[dict[str, Any]] = []
+    for deployment in filter(is_service, resources):
+        meta = deployment.props.get("metadata") or {}
+        name = str((meta.get("labels") or {}).get(naming.SERVICE_LABEL) or meta.get("name") or deployment.name)
+        pod = ((deployment.props.get("spec") or {}).get("template") or {}).get("spec") or {}
+        hpa = _labelled(resources, HPA, name)
+        hpa_spec = (hpa.props.get("spec") or {}) if hpa is not None else {}
+        low = _int(hpa_spec.get("minReplicas"), 1)
+        high = _int(hpa_spec.get("maxReplicas"), low)
+        gpus = pod_gpus(pod)
+        capacity = (pod.get("nodeSelector") or {}).get(naming.CAPACITY_TYPE_LABEL)
+        entry: dict[str, Any] = {"name": name, "minReplicas": low, "maxReplicas": high, "gpusPerReplica": gpus}
+        if gpus:
+            candidates = [g for g in groups if g.gpu and (capacity is None or g.capacity == capacity)]
+            if not candidates:
+                out.append({**entry, "minMonthlyUsd": 0.0, "maxMonthlyUsd": 0.0, "note": "no GPU node group to run on"})
+                continue
+            group = max(candidates, key=lambda g: _node_hourly(g, catalog))
+            node_gpus = min(catalog.instances[t].gpus for t in group.instance_types if t in catalog.instances)
+            per_node = max(1, node_gpus // gpus)
+            node_month = _node_hourly(group, catalog) * hours + group.disk_gib * catalog.services["gp3PerGibMonth"]
+            nodes = (math.ceil(low / per_node), math.ceil(high / per_node))
+            cost = (nodes[0] * node_month, nodes[1] * node_month)
+            entry.update(nodesAtMin=nodes[0], nodesAtMax=nodes[1])
+        else:
+            system = next((g for g in groups if not g.gpu), None)
+            if system is None:
+                out.append({**entry, "minMonthlyUsd": 0.0, "maxMonthlyUsd": 0.0, "note": "no system node group"})
+                continue
+            group = system
+            shape = catalog.instances[group.instance_type]
+            requests = ((pod.get("containers") or [{}])[0].get("resources") or {}).get("requests") or {}
+            share = max(_cores(requests.get("cpu")) / shape.vcpu, _gib(requests.get("memory") or "0") / shape.memory_gib)
+            replica_month = share * _node_hourly(group, catalog) * hours
+            cost = (low * replica_month, high * replica_month)
+            entry.update(shareOfNode=round(share, 3))
+        service = _labelled(resources, K8S_SERVICE, name)
+        lb = (service.props.get("spec") or {}).get("type") == "LoadBalancer" if service is not None else False
+        lb_month = catalog.services["nlbHourly"] * hours if lb else 0.0
+        out.append(
+            {
+                **entry,
+                "instanceType": group.instance_type,
+                "capacity": group.capacity,
+                "loadBalancerMonthlyUsd": _round(lb_month),
+                "minMonthlyUsd": _round(cost[0] + lb_month),
+                "maxMonthlyUsd": _round(cost[1] + lb_month),
+            }
+        )
+    return out
+
+
+def _cores(value: Any) -> float:
+    text = str(value) if value is not None else "0"
+    return quantity_value(text) if QUANTITY_RE.match(text) else 0.0
 
 
 def viewport_hourly(run: Resource, resources: Sequence[Resource], catalog: Catalog) -> float:
@@ -297,6 +438,22 @@ def summary(cost: Mapping[str, Any]) -> list[str]:
     ]
     for item in cost["breakdown"]:
         lines.append(f"  {item['scope']:<6} {item['item']:<72} {item['monthlyUsd']:>10.2f}")
+    for service in cost.get("services", []):
+        if service.get("note"):
+            lines.append(f"  service {service['name']}: {service['note']}")
+            continue
+        where = (
+            f"{service['nodesAtMin']}..{service['nodesAtMax']} x {service['instanceType']} {service['capacity']}"
+            if service.get("gpusPerReplica")
+            else f"{service['shareOfNode']:.0%} of a {service['instanceType']} per replica"
+        )
+        lb = f", internal NLB {service['loadBalancerMonthlyUsd']:.2f}" if service.get("loadBalancerMonthlyUsd") else ""
+        lines.append(
+            f"  service {service['name']}: {service['minMonthlyUsd']:.2f} at {service['minReplicas']} replica(s), "
+            f"{service['maxMonthlyUsd']:.2f} at {service['maxReplicas']} ({where}{lb})"
+        )
+    if cost.get("services"):
+        lines.append(f"  idle with every service at its minimum: {cost['idleWithServicesMonthlyUsd']:.2f}")
     for run in cost["runs"]:
         if run.get("estimatedUsd") is None:
             lines.append(f"  run {run['name']}: {run.get('note')}")

@@ -194,6 +194,15 @@ def _helm_release(m: SimfleetMocks, name: str, inputs: dict[str, Any]) -> tuple[
     }
 
 
+def _efs_file_system(m: SimfleetMocks, name: str, inputs: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    fs_id = f"fs-{_short_hash('efs', name)}"
+    return fs_id, {
+        "id": fs_id,
+        "arn": m.arn("elasticfilesystem", f"file-system/{fs_id}"),
+        "dnsName": f"{fs_id}.efs.{m.region}.amazonaws.com",
+    }
+
+
 _TYPE_OUTPUTS: dict[str, Any] = {
     "eks:index:Cluster": _eks_cluster,
     "aws:ec2/vpc:Vpc": _simple("vpc", "ec2", "vpc/"),
@@ -219,6 +228,9 @@ _TYPE_OUTPUTS: dict[str, Any] = {
     "aws:s3/bucket:Bucket": _bucket,
     "aws:ecr/repository:Repository": _ecr_repo,
     "aws:cloudwatch/logGroup:LogGroup": _simple("", "logs", "log-group:"),
+    "aws:efs/fileSystem:FileSystem": _efs_file_system,
+    "aws:efs/mountTarget:MountTarget": _simple("fsmt"),
+    "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule": _simple("sgr"),
     "kubernetes:helm.sh/v3:Release": _helm_release,
 }
 
@@ -256,10 +268,31 @@ def _eks_clusters(m: SimfleetMocks, args: dict[str, Any]) -> dict[str, Any]:
     return {"names": list(EXISTING_CLUSTERS), "id": m.region}
 
 
+def _eks_cluster_info(m: SimfleetMocks, args: dict[str, Any]) -> dict[str, Any]:
+    # DescribeCluster as seen through aws.eks.get_cluster: the EKS-created security group the managed nodes carry.
+    cluster = args["name"]
+    return {
+        "name": cluster,
+        "id": cluster,
+        "arn": m.arn("eks", f"cluster/{cluster}"),
+        "vpcConfig": {
+            "clusterSecurityGroupId": f"sg-{_short_hash('eks-cluster-sg', cluster)}",
+            "controlPlaneEgressMode": "AWS_MANAGED",
+            "endpointPrivateAccess": True,
+            "endpointPublicAccess": False,
+            "publicAccessCidrs": [],
+            "securityGroupIds": [],
+            "subnetIds": [],
+            "vpcId": "",
+        },
+    }
+
+
 # The EKS clusters aws.eks.get_clusters reports.
 EXISTING_CLUSTERS: list[str] = []
 
 _CALLS: dict[str, Any] = {
+    "aws:eks/getCluster:getCluster": _eks_cluster_info,
     "aws:eks/getClusters:getClusters": _eks_clusters,
     "aws:index/getAvailabilityZones:getAvailabilityZones": _azs,
     "aws:index/getCallerIdentity:getCallerIdentity": _caller,

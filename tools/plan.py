@@ -152,9 +152,13 @@ def _run_program_file(program: Path) -> None:
 
 async def _stack_outputs(root: Any) -> tuple[dict[str, Any], set[str]]:
     """The stack's exports, resolved while the program's event loop is still open, and which are secret."""
+    import pulumi
+
     outputs: dict[str, Any] = {}
     secrets: set[str] = set()
-    for key, output in (getattr(root, "outputs", None) or {}).items():
+    for key, value in (getattr(root, "outputs", None) or {}).items():
+        # pulumi.export takes plain values too (a piece that is off exports null).
+        output = value if isinstance(value, pulumi.Output) else pulumi.Output.from_input(value)
         outputs[key] = await output.future()
         if await output.is_secret():
             secrets.add(key)
@@ -197,6 +201,13 @@ def kubernetes_objects(registrations: list[Any]) -> list[tuple[str, dict[str, An
                     "subjects",
                     "stringData",
                     "type",
+                    "automountServiceAccountToken",
+                    "provisioner",
+                    "parameters",
+                    "reclaimPolicy",
+                    "volumeBindingMode",
+                    "mountOptions",
+                    "allowVolumeExpansion",
                 )
             }
             objects.append((f"platform/{_object_file(body, reg.name)}", body))
@@ -293,6 +304,14 @@ def _settings(result: PlanResult) -> list[str]:
     charts = [f"{r.inputs.get('chart')}@{r.inputs.get('version')}" for r in regs if r.type == "kubernetes:helm.sh/v3:Release"]
     addons = [f"{r.inputs.get('addonName')}@{r.inputs.get('addonVersion')}" for r in regs if r.type == "aws:eks/addon:Addon"]
     lines.append(f"add-ons: {', '.join(addons + charts)}")
+    efs = [r for r in regs if r.type == "aws:efs/fileSystem:FileSystem"]
+    if efs:
+        targets = sum(1 for r in regs if r.type == "aws:efs/mountTarget:MountTarget")
+        lines.append(f"shared storage: {len(efs)} EFS file system(s), {targets} mount target(s)")
+    deployments = [r for r in regs if r.type == "kubernetes:apps/v1:Deployment"]
+    if deployments:
+        names = [str((r.inputs.get("metadata") or {}).get("name")) for r in deployments]
+        lines.append(f"services: {len(deployments)} ({', '.join(names)})")
     runs = [r for r in regs if r.type == DYNAMIC_TYPE]
     lines.append(
         f"runs: {len(runs)}"

@@ -17,7 +17,7 @@ from typing import Any
 
 from pydantic.json_schema import models_json_schema
 
-from config import QUANTITY_RE, PlatformConfig, RunSpec
+from config import QUANTITY_RE, PlatformConfig, RunSpec, ServiceSpec
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SCHEMA_PATH = PROJECT_ROOT / "schema" / "stack-config.schema.json"
@@ -34,6 +34,12 @@ _WIDENED: dict[tuple[str, str], str] = {
     ("RunSpec", "cpu"): "quantity",
     ("RunSpec", "memory"): "quantity",
     ("GpuNodeGroupConfig", "capacity"): "one-or-many",
+    ("ServiceSpec", "cpu"): "quantity",
+    ("ServiceSpec", "memory"): "quantity",
+    ("ServiceSpec", "shmSize"): "quantity",
+    ("ServiceSpec", "scratchSize"): "quantity",
+    ("PodsMetric", "target"): "quantity",
+    ("Probes", "startupTimeout"): "duration",
 }
 
 
@@ -41,13 +47,16 @@ def _widen(definitions: dict[str, Any]) -> None:
     for (model, prop), kind in _WIDENED.items():
         field = definitions[model]["properties"][prop]
         meta = {k: field.pop(k) for k in ("description", "default", "examples") if k in field}
+        nullable = [a for a in field.pop("anyOf", []) if a.get("type") == "null"]
+        if nullable:  # an optional field: widen its string form, keep null
+            field = {"type": "string"}
         if kind == "duration":
             alternatives = [field, _INTEGER_SECONDS]
         elif kind == "quantity":
             alternatives = [{**field, "pattern": QUANTITY_RE.pattern}, {"type": "number", "minimum": 0}]
         else:
             alternatives = [field["items"], field]
-        definitions[model]["properties"][prop] = {"anyOf": alternatives, **meta}
+        definitions[model]["properties"][prop] = {"anyOf": alternatives + nullable, **meta}
 
 
 def _drop_property_titles(definitions: dict[str, Any]) -> None:
@@ -58,9 +67,12 @@ def _drop_property_titles(definitions: dict[str, Any]) -> None:
 
 
 def stack_file_schema() -> dict[str, Any]:
-    """The schema: `config:` holds `aws:region`, `simfleet:platform` (PlatformConfig) and `simfleet:runs` (RunSpec[])."""
+    """The schema: `config:` holds `aws:region`, `simfleet:platform` (PlatformConfig), `simfleet:runs` (RunSpec[])
+    and `simfleet:services` (ServiceSpec[])."""
     _, top = models_json_schema(
-        [(PlatformConfig, "validation"), (RunSpec, "validation")], by_alias=True, ref_template="#/$defs/{model}"
+        [(PlatformConfig, "validation"), (RunSpec, "validation"), (ServiceSpec, "validation")],
+        by_alias=True,
+        ref_template="#/$defs/{model}",
     )
     definitions = top["$defs"]
     _drop_property_titles(definitions)
@@ -81,10 +93,14 @@ def stack_file_schema() -> dict[str, Any]:
                         "description": "One entry per simulation run; removing an entry removes its Job (S3 data stays).",
                         "anyOf": [{"type": "array", "items": {"$ref": "#/$defs/RunSpec"}}, {"type": "null"}],
                     },
+                    "simfleet:services": {
+                        "description": "One entry per long-running service (Deployment, Service, HPA, PDB); updates roll.",
+                        "anyOf": [{"type": "array", "items": {"$ref": "#/$defs/ServiceSpec"}}, {"type": "null"}],
+                    },
                 },
                 "required": ["aws:region", "simfleet:platform"],
-                # simfleet reads only these two keys; any other simfleet: key is a typo the program would ignore.
-                "patternProperties": {"^simfleet:(?!platform$|runs$)": False},
+                # simfleet reads only these keys; any other simfleet: key is a typo the program would ignore.
+                "patternProperties": {"^simfleet:(?!platform$|runs$|services$)": False},
                 # Other namespaces (aws:profile, pulumi:..., secure values) belong to Pulumi and providers.
                 "additionalProperties": True,
             },

@@ -1,0 +1,42 @@
+"""Registers a rendered Kubernetes object (a plain manifest dict) as the matching pulumi-kubernetes resource.
+
+Renderers stay pure (dicts in, dicts out: table-tested and schema-validated offline); this is the one place that turns
+a manifest into a typed resource. Nested keys stay camelCase: pulumi-kubernetes passes dict inputs through as written,
+so what the engine receives is exactly the rendered manifest.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+# (apiVersion, kind) -> resource class. Only the kinds simfleet's renderers produce.
+KINDS: dict[tuple[str, str], Callable[..., pulumi.CustomResource]] = {
+    ("v1", "Namespace"): k8s.core.v1.Namespace,
+    ("v1", "ServiceAccount"): k8s.core.v1.ServiceAccount,
+    ("v1", "Service"): k8s.core.v1.Service,
+    ("v1", "PersistentVolumeClaim"): k8s.core.v1.PersistentVolumeClaim,
+    ("apps/v1", "Deployment"): k8s.apps.v1.Deployment,
+    ("autoscaling/v2", "HorizontalPodAutoscaler"): k8s.autoscaling.v2.HorizontalPodAutoscaler,
+    ("policy/v1", "PodDisruptionBudget"): k8s.policy.v1.PodDisruptionBudget,
+    ("networking.k8s.io/v1", "NetworkPolicy"): k8s.networking.v1.NetworkPolicy,
+    ("storage.k8s.io/v1", "StorageClass"): k8s.storage.v1.StorageClass,
+}
+
+
+def _snake(key: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", key).lower()
+
+
+def register(name: str, body: Mapping[str, Any], opts: pulumi.ResourceOptions) -> pulumi.CustomResource:
+    """The pulumi-kubernetes resource for `body`, named `name`; top-level fields become the class's arguments."""
+    key = (str(body.get("apiVersion")), str(body.get("kind")))
+    cls = KINDS.get(key)
+    if cls is None:
+        raise ValueError(f"{name}: no pulumi-kubernetes class registered for {key[0]} {key[1]}")
+    fields = {_snake(k): v for k, v in body.items() if k not in ("apiVersion", "kind")}
+    return cls(name, opts=opts, **fields)
