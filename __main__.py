@@ -20,7 +20,7 @@ from components.tags import base_tags
 from config import load_from_pulumi
 from workloads.identity import RunContext, registry_url
 from workloads.runs import Runs, RunsArgs
-from workloads.service_manifests import ServiceContext
+from workloads.renderers.service import ServiceContext
 from workloads.services import Services, ServicesArgs
 
 cfg = load_from_pulumi()

@@ -93,7 +93,12 @@ class RunSpec(Model):
     checkpoint: Checkpoint = Field(default_factory=Checkpoint)
     seeds: list[Annotated[int, Field(ge=0)]] = Field(default_factory=lambda: [0], min_length=1, max_length=1000)
     parallelism: int | None = Field(None, ge=1, description="Batch pods at once; defaults to one per seed.")
-    max_runtime: Duration = Field(2 * 3600, gt=0, description="activeDeadlineSeconds of the Job.")
+    max_runtime: Duration = Field(
+        2 * 3600,
+        gt=0,
+        description="Simulation time of one seed; the Job's activeDeadlineSeconds adds startup, saves, uploads, "
+        "waves and one retry on top (README 'Time budget').",
+    )
     ttl_after_finished: Duration = Field(600, ge=0, description="ttlSecondsAfterFinished of the Job.")
     viewport: Viewport | None = None
     labels: dict[str, str] = Field(default_factory=dict)

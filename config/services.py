@@ -37,7 +37,7 @@ QUALIFIED_LABEL_KEY_RE = re.compile(
 ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 METRIC_NAME_RE = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
 S3_PREFIX_RE = re.compile(r"^s3://(?P<bucket>[a-z0-9][a-z0-9.-]{1,61}[a-z0-9])/(?P<prefix>.+)$")
-# Set by simfleet on every service container (workloads/service_manifests.py) or by the EKS pod identity webhook (the
+# Set by simfleet on every service container (workloads/renderers/service.py) or by the EKS pod identity webhook (the
 # two AWS_ web identity variables); a service's own `env` may not override them.
 RESERVED_ENV = ("MODEL_REPOSITORY", "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_ROLE_ARN", "AWS_WEB_IDENTITY_TOKEN_FILE")
 SERVICE_NAME_MAX = 50

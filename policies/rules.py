@@ -703,26 +703,35 @@ def is_run(resource: Resource) -> bool:
 
 
 def run_objects(resource: Resource) -> list[Mapping[str, Any]]:
-    """The run's Kubernetes objects, rendered from its SimRun inputs by the provider's own renderer; [] if they do not render."""
+    """The run's Kubernetes objects, rendered from its SimRun inputs by the provider's own renderer; [] if they do not
+    render (run-deadline-and-ttl then reports why, so a run that cannot render never passes the pack quietly)."""
     if resource.rendered is not None:
         return list(resource.rendered)
-    # Only what rendering reads (all plain text): the connection may still be unknown in a preview.
-    key = tuple(str(resource.props.get(k)) for k in _RENDERED_FROM)
-    return list(_rendered(key))
+    return list(_rendered(_render_key(resource))[0])
+
+
+def render_error(resource: Resource) -> str | None:
+    """Why a run's objects do not render from its inputs, or None."""
+    return None if resource.rendered is not None else _rendered(_render_key(resource))[1]
 
 
 # The inputs a run's objects are rendered from (workloads/inputs.py).
 _RENDERED_FROM = ("kind", "runName", "namespace", "specHash", "spec", "context")
 
 
+def _render_key(resource: Resource) -> tuple[str, ...]:
+    # Only what rendering reads (all plain text): the connection may still be unknown in a preview.
+    return tuple(str(resource.props.get(k)) for k in _RENDERED_FROM)
+
+
 @functools.lru_cache(maxsize=4096)
-def _rendered(key: tuple[str, ...]) -> tuple[Mapping[str, Any], ...]:
+def _rendered(key: tuple[str, ...]) -> tuple[tuple[Mapping[str, Any], ...], str | None]:
     from workloads.inputs import objects_from_inputs
 
     try:
-        return tuple(objects_from_inputs(dict(zip(_RENDERED_FROM, key, strict=True))))
-    except (ValueError, KeyError, TypeError):
-        return ()
+        return tuple(objects_from_inputs(dict(zip(_RENDERED_FROM, key, strict=True)))), None
+    except (ValueError, KeyError, TypeError) as err:
+        return (), f"{type(err).__name__}: {err}"
 
 
 def run_job(resource: Resource) -> Mapping[str, Any] | None:
@@ -845,7 +854,8 @@ def _check_run_lifetime(resource: Resource, ctx: Context) -> Iterator[str]:
         return
     job = run_job(resource)
     if job is None:
-        yield "the run has no Job among its objects"
+        error = render_error(resource)
+        yield f"the run's objects do not render from its inputs ({error})" if error else "the run has no Job among its objects"
         return
     deadline = whole_number(_get(job, "spec", "activeDeadlineSeconds"))
     ttl = whole_number(_get(job, "spec", "ttlSecondsAfterFinished"))

@@ -44,7 +44,7 @@ from policies.rules import (
 from versions import AWS_CLI_IMAGE
 from workloads.identity import RunContext
 from workloads.runs import plan_runs
-from workloads.service_manifests import ServiceContext, deployment
+from workloads.renderers.service import ServiceContext, deployment
 
 TODAY = datetime.date(2026, 11, 23)
 ACCOUNT = "123456789012"
@@ -325,7 +325,7 @@ def runs(b: StackBuilder) -> None:
 
 
 def services(b: StackBuilder) -> None:
-    """The dev stack's Triton service Deployment, as workloads/service_manifests.py renders it."""
+    """The dev stack's Triton service Deployment, as workloads/renderers/service.py renders it."""
     spec = ServiceSpec.model_validate(DEV_SERVICE)
     ctx = ServiceContext(naming.SERVICES_NAMESPACE, REGISTRY, "us-east-1", "1.35", "10.40.0.0/16")
     body = deployment(spec, ctx)
@@ -606,6 +606,12 @@ FAILURES: list[tuple[str, Callable[[list[Resource]], list[Resource]], str]] = [
         "run-deadline-and-ttl",
         lambda rs: edit_objects(rs, "runs-trot-sweep", lambda o: job_spec(o).pop("ttlSecondsAfterFinished")),
         "ttlSecondsAfterFinished",
+    ),
+    (
+        # A run whose inputs do not render (here a hand-edited spec) is a violation, never a quiet pass.
+        "run-deadline-and-ttl",
+        lambda rs: edit(rs, "runs-trot-sweep", set_path(["spec"], '{"name": "trot-sweep"}')),
+        "do not render from its inputs",
     ),
     (
         "run-restricted-pod-security",

@@ -97,3 +97,51 @@ def test_a_file_that_is_neither_is_refused(tmp_path: Path) -> None:
     bad.write_text('{"hello": 1}')
     with pytest.raises(EarlierStateError, match="neither a `pulumi stack export` file"):
         load_earlier(bad)
+
+
+def registrations(before: Path, rename: dict[str, str] | None = None, aliases: bool = False) -> list[Any]:
+    """The earlier plan's runs as planned registrations, with URNs renamed (and each given its old name as alias)."""
+    regs = []
+    for record in json.loads(before.read_text()):
+        urn, options = record["urn"], {}
+        old_name = urn.rsplit("::", 1)[1]
+        if rename and old_name in rename:
+            urn = f"{urn.rsplit('::', 1)[0]}::{rename[old_name]}"
+            if aliases:
+                options = {"aliases": [{"name": old_name}]}
+        regs.append(type("Reg", (), {"type": record["type"], "urn": urn, "inputs": record["inputs"], "options": options})())
+    return regs
+
+
+def test_a_renamed_resource_with_its_alias_is_kept(before: Path) -> None:
+    earlier = load_earlier(before)
+    old_names = {urn.rsplit("::", 1)[1] for urn in earlier}
+    planned = registrations(before, {name: f"renamed-{name}" for name in old_names}, aliases=True)
+    assert {c.action for c in compare(planned, earlier)} == {"keep"}
+
+
+def test_a_renamed_resource_without_an_alias_is_a_move_that_reruns_nothing(before: Path) -> None:
+    earlier = load_earlier(before)
+    baseline = next(urn.rsplit("::", 1)[1] for urn, r in earlier.items() if r["runName"] == "trot-baseline")
+    changes = {c.run: c for c in compare(registrations(before, {baseline: "moved"}), earlier)}
+    assert changes["trot-baseline"].action == "move" and "nothing reruns" in changes["trot-baseline"].reasons[0]
+    assert [c.action for c in changes.values()].count("delete") == 0
+    assert changes["trot-sweep"].action == "keep"
+
+
+def test_a_state_from_before_identity_v1_is_shown_as_adopted(before: Path) -> None:
+    earlier = load_earlier(before)
+    urn, record = next((urn, r) for urn, r in earlier.items() if r["runName"] == "trot-sweep")
+    earlier[urn] = {
+        "runName": "trot-sweep",
+        "namespace": record["namespace"],
+        "specHash": "a1b2c3d4e5f6",
+        "artifactsPrefix": "runs/trot-sweep/a1b2c3d4e5f6/",
+        "seeds": [1, 2, 3],
+    }
+    changes = {c.run: c for c in compare(registrations(before), earlier)}
+    assert changes["trot-sweep"].action == "update"
+    assert changes["trot-sweep"].reasons == (
+        "recorded by simfleet before identity version 1: adopted in place (its Job and S3 data stay under hash "
+        "a1b2c3d4e5f6); nothing reruns",
+    )

@@ -15,7 +15,7 @@ import yaml
 import naming
 from config import ServiceSpec
 from policies.rules import Context, Resource, evaluate
-from workloads.service_manifests import IRSA_ANNOTATION, ServiceContext
+from workloads.renderers.service import IRSA_ANNOTATION, ServiceContext
 from workloads.services import Services, ServicesArgs
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -13,7 +13,11 @@ from pathlib import Path
 from typing import Any
 
 DYNAMIC_TYPE = "pulumi-python:dynamic:Resource"
-ACTIONS = ("create", "replace", "update", "delete", "keep")
+ACTIONS = ("create", "replace", "update", "move", "delete", "keep")
+MOVE_REASON = (
+    "its URN changed without an alias: the engine creates the new resource, which adopts the live Job or records the "
+    "finished run from S3 (nothing reruns), then deletes the old one, which leaves the adopted Job alone"
+)
 
 
 @dataclass(frozen=True)
@@ -51,37 +55,63 @@ def load_earlier(path: Path) -> dict[str, dict[str, Any]]:
     return earlier
 
 
+def alias_urns(reg: Any) -> list[str]:
+    """The URNs a registration's aliases name: full URNs as given, a `name` alias as the URN with that last name.
+
+    A name alias keeps the type chain (a renamed parent changes names, not types), so only the last `::` part moves.
+    """
+    urns = []
+    for alias in (getattr(reg, "options", None) or {}).get("aliases") or []:
+        if alias.get("urn"):
+            urns.append(str(alias["urn"]))
+        elif alias.get("name") and set(alias) == {"name"}:
+            urns.append(f"{reg.urn.rsplit('::', 1)[0]}::{alias['name']}")
+    return urns
+
+
 def compare(planned: list[Any], earlier: dict[str, dict[str, Any]]) -> list[RunChange]:
-    """One change per planned run, then a delete per earlier run the plan no longer has."""
+    """One change per planned run (matched by URN or alias), then a delete per earlier run the plan no longer has.
+
+    A run created under one URN while the same run name is deleted under another is one `move`, not a create and
+    a delete: that is what the provider does with it (adopt, then a delete that finds the claim moved).
+    """
+    from workloads import legacy
     from workloads.provider import SimRunProvider
 
     provider = SimRunProvider()
     changes = []
     seen = set()
+    created: dict[str, tuple[int, Any]] = {}  # run name -> (index of its create in changes, its spec hash)
     for reg in planned:
         if reg.type != DYNAMIC_TYPE or "runName" not in reg.inputs:
             continue
         news = reg.inputs
-        olds = earlier.get(reg.urn)
-        seen.add(reg.urn)
+        urn = next((u for u in [reg.urn, *alias_urns(reg)] if u in earlier), None)
         run = str(news["runName"])
-        if olds is None:
+        if urn is None:
+            created[run] = (len(changes), news.get("specHash"))
             changes.append(RunChange(run, "create", ("new in this plan",)))
             continue
+        seen.add(urn)
         # The stored provider reference may differ between files (secret or plain); it never decides a run's fate.
-        olds = {**olds, "__provider": news.get("__provider")}
+        olds = {**earlier[urn], "__provider": news.get("__provider")}
         diff = provider.diff("", olds, news)
         if diff.replaces:
             changes.append(RunChange(run, "replace", tuple(replace_reasons(olds, news))))
         elif diff.changes:
-            changes.append(RunChange(run, "update", tuple(update_reasons(olds, news))))
+            reasons = legacy_reasons(olds) if legacy.is_legacy(olds) else update_reasons(olds, news)
+            changes.append(RunChange(run, "update", tuple(reasons)))
         else:
             changes.append(RunChange(run, "keep"))
     for urn, olds in earlier.items():
-        if urn not in seen:
-            changes.append(
-                RunChange(str(olds.get("runName")), "delete", ("no longer declared: its Job goes, its S3 data stays",))
-            )
+        if urn in seen:
+            continue
+        run = str(olds.get("runName"))
+        index, new_hash = created.get(run, (None, None))
+        if index is not None and olds.get("specHash") == new_hash:
+            changes[index] = RunChange(run, "move", (MOVE_REASON,))
+            continue
+        changes.append(RunChange(run, "delete", ("no longer declared: its Job goes, its S3 data stays",)))
     return changes
 
 
@@ -158,6 +188,13 @@ def update_reasons(olds: dict[str, Any], news: dict[str, Any]) -> list[str]:
     )
     reasons += [f"{key} (state only; nothing reruns)" for key in others]
     return reasons or ["the stored provider reference (state only; nothing reruns)"]
+
+
+def legacy_reasons(olds: dict[str, Any]) -> list[str]:
+    return [
+        f"recorded by simfleet before identity version 1: adopted in place (its Job and S3 data stay under hash "
+        f"{olds.get('specHash')}); nothing reruns"
+    ]
 
 
 def summary(changes: list[RunChange], against: str, limit: int = 20) -> list[str]:

@@ -65,7 +65,7 @@ STATE_KEYS = (
     "adoptedFrom",
 )
 # The outputs the program itself reads (the stack's `runs` export).
-PROGRAM_OUTPUTS = ("status", "viewportAddress")
+PROGRAM_OUTPUTS = ("status", "viewportAddress", "recoveries")
 PROVIDER_KEY = "__provider"  # pulumi.dynamic's property holding the pickled provider
 # Spec fields a live Job takes without rerunning: the Job's labels and its TTL (spec.ttlSecondsAfterFinished is
 # mutable; batch/v1 JobSpec), and the viewport's allowed CIDRs (the Service's loadBalancerSourceRanges and the
@@ -393,8 +393,13 @@ class SimRun(pulumi.dynamic.Resource):
 
     @property
     def status(self) -> pulumi.Output[str]:
-        """Pending | Running | Succeeded | Failed | Missing (the Job and its index.json are both gone)."""
+        """One of workloads/status.py STATUSES: Waiting, Blocked, Pending, Running, Succeeded, Failed, Missing."""
         return self._output("status")
+
+    @property
+    def recoveries(self) -> pulumi.Output[int | None]:
+        """Pods of this run that resumed or restarted a seed after a reclaim, drain or retry (from index.json)."""
+        return self._output("recoveries")
 
     @property
     def viewport_address(self) -> pulumi.Output[str | None]:

@@ -132,12 +132,12 @@ def _summary(planned: list[PlannedRun], sims: dict[str, SimRun]) -> pulumi.Outpu
     flat: list[Any] = []
     for run in planned:
         sim = sims[run.spec.name]
-        flat += [sim.status, sim.viewport_address]
+        flat += [sim.status, sim.viewport_address, sim.recoveries]
 
     def build(values: list[Any]) -> dict[str, dict[str, Any]]:
         summary = {}
         for index, run in enumerate(planned):
-            status, viewport = values[2 * index : 2 * index + 2]
+            status, viewport, recoveries = values[3 * index : 3 * index + 3]
             summary[run.spec.name] = {
                 "jobName": run.spec.name,
                 "status": status,
@@ -147,6 +147,8 @@ def _summary(planned: list[PlannedRun], sims: dict[str, SimRun]) -> pulumi.Outpu
             }
             if viewport:
                 summary[run.spec.name]["viewportAddress"] = viewport
+            if recoveries:
+                summary[run.spec.name]["recoveries"] = recoveries
         return summary
 
     return pulumi.Output.all(*flat).apply(build)

@@ -20,7 +20,7 @@ from components.access import model_repository_policy
 from components.irsa import IrsaRole, IrsaRoleArgs
 from components.runs_namespace import pod_security_labels
 from config import ServiceSpec
-from workloads.service_manifests import ServiceContext, cluster_host, namespace_objects, render_service
+from workloads.renderers.service import ServiceContext, cluster_host, namespace_objects, render_service
 
 ROLLOUT_TIMEOUTS = pulumi.CustomTimeouts(create="30m", update="30m")
 

@@ -17,7 +17,7 @@ from components.access import model_repository_policy
 from components.runs_namespace import pod_security_labels
 from config import ServiceSpec
 from policies.rules import restricted_pod_problems
-from workloads.service_manifests import (
+from workloads.renderers.service import (
     INTERNAL_NLB_ANNOTATIONS,
     IRSA_ANNOTATION,
     NLB_CLASS,
