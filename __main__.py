@@ -8,7 +8,7 @@ import naming
 from components.access import Access, AccessArgs
 from components.addons import Addons, AddonsArgs
 from components.cluster import Cluster, ClusterArgs
-from components.metrics import PUSHGATEWAY_POD_LABELS, Metrics, MetricsArgs
+from components.metrics import PUSHGATEWAY_POD_LABELS, Metrics, MetricsArgs, pushgateway_url
 from components.network import Network, NetworkArgs, refuse_bootstrap_over_cluster
 from components.nodegroups import NodeGroups, NodeGroupsArgs
 from components.registry import Registry, RegistryArgs
@@ -19,8 +19,10 @@ from components.storage import Storage, StorageArgs, bucket_name
 from components.tags import base_tags
 from config import load_from_pulumi
 from workloads.identity import RunContext, registry_url
-from workloads.runs import Runs, RunsArgs
+from workloads.job_identity import JobContext
+from workloads.jobs import Jobs, JobsArgs
 from workloads.renderers.service import ServiceContext
+from workloads.runs import Runs, RunsArgs
 from workloads.services import Services, ServicesArgs
 
 cfg = load_from_pulumi()
@@ -122,6 +124,7 @@ else:
         RunsNamespaceArgs(
             access.run_role_arn,
             access.gate_role_arn,
+            access.job_role_arn,
             platform.node_groups.gpu.max_gpus,
             platform.kubernetes_version,
             cluster=cluster,
@@ -184,6 +187,30 @@ else:
         RunsArgs(cfg.runs, run_context, after=[addons, runs_namespace, storage, registry], cluster=cluster),
         opts=in_cluster,
     )
+    jobs = None
+    if cfg.jobs:
+        job_context = JobContext(
+            cluster_name=cluster_name,
+            namespace=naming.RUNS_NAMESPACE,
+            service_account=naming.JOB_SERVICE_ACCOUNT,
+            artifacts_bucket=run_context.artifacts_bucket,
+            registry_url=run_context.registry_url,
+            region=region,
+            kubernetes_version=platform.kubernetes_version,
+            # Known names, not resource outputs, like every other context value (the hash never waits on them).
+            pushgateway_url=pushgateway_url() if platform.metrics.enabled else None,
+            datasets_claim=naming.DATASETS_CLAIM if platform.shared_storage.enabled else None,
+        )
+        jobs = Jobs(
+            "jobs",
+            JobsArgs(
+                cfg.jobs,
+                job_context,
+                after=[addons, runs_namespace, storage, registry, *(p for p in (shared_storage, metrics) if p is not None)],
+                cluster=cluster,
+            ),
+            opts=in_cluster,
+        )
     services = None
     if cfg.services:
         services = Services(
@@ -214,6 +241,7 @@ else:
     pulumi.export("repositoryUrls", registry.repository_urls)
     pulumi.export("runsNamespace", runs_namespace.namespace)
     pulumi.export("runs", runs.summary)
+    pulumi.export("jobs", jobs.summary if jobs is not None else {})
     pulumi.export("services", services.summary if services is not None else {})
     # For jobs and runs: the claim to mount and the Pushgateway to push to (null when the piece is off).
     pulumi.export("sharedStorage", shared_storage_summary(shared_storage) if shared_storage is not None else None)

@@ -23,7 +23,7 @@ GPU_TAINT_EFFECT = "NoSchedule"
 RUN_LABEL = "simfleet.io/run"
 SPEC_HASH_ANNOTATION = "simfleet.io/spec-hash"
 # Label keys simfleet sets itself under simfleet.io/ on run objects; a run's own `labels` may not use them.
-RESERVED_RUN_LABEL_KEYS = ("run", "profile", "mode", "seed", "viewport")
+RESERVED_RUN_LABEL_KEYS = ("run", "job", "profile", "mode", "seed", "viewport")
 GLUE_SHA_ANNOTATION = "simfleet.io/glue-sha256"  # on the shared glue ConfigMaps, which are named by content
 
 # Isaac Sim WebRTC livestream: signalling over TCP, media over UDP. TURN relays on 3478.
@@ -84,3 +84,10 @@ STAGING_KIND = "staging"
 STAGING_EXPIRY_DAYS = 1
 # Every object a run writes (artifacts and out-checkpoints) lives under this prefix; the run role can write nowhere else.
 RUNS_PREFIX = "runs/"
+# Every object a batch job writes lives under this prefix of the artifacts bucket; the job role can write nowhere else.
+JOBS_PREFIX = "jobs/"
+# Batch jobs (workloads/renderers/job.py) run in the runs namespace under their own service account and IRSA role.
+JOB_SERVICE_ACCOUNT = "simfleet-job"
+JOB_LABEL = "simfleet.io/job"
+# The tag value of a job's uploaded outputs: data, never expired by the artifacts bucket's lifecycle rules.
+OUTPUTS_KIND = "outputs"

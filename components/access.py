@@ -176,6 +176,30 @@ def gate_policy(artifacts_bucket_arn: str) -> dict[str, Any]:
     )
 
 
+def job_policy(artifacts_bucket_arn: str) -> dict[str, Any]:
+    """What a batch job's uploader may do: write its shards' outputs, attempt markers and index.json under jobs/.
+
+    Nothing else: no reads (the provider reads index.json with the deployer's credentials), no deletes, no runs/.
+    """
+    jobs = naming.JOBS_PREFIX
+    return _policy(
+        {
+            "Sid": "WriteJobOutputs",
+            "Effect": "Allow",
+            "Action": ["s3:PutObject", "s3:PutObjectTagging", "s3:AbortMultipartUpload"],
+            "Resource": [f"{artifacts_bucket_arn}/{jobs}*"],
+        },
+        {
+            # The attempt count: the uploader lists its shard's attempts/ (inside jobs/ only).
+            "Sid": "ListJobPrefixes",
+            "Effect": "Allow",
+            "Action": ["s3:ListBucket"],
+            "Resource": [artifacts_bucket_arn],
+            "Condition": {"StringLike": {"s3:prefix": [f"{jobs}*"]}},
+        },
+    )
+
+
 def model_repository_policy(partition: str, uri: str) -> dict[str, Any]:
     """A service's model repository, read-only: GetObject under its prefix, ListBucket of that prefix only.
 
@@ -228,6 +252,7 @@ class Access(pulumi.ComponentResource):
     roles: dict[str, pulumi.Output[str]]
     run_role_arn: pulumi.Output[str]
     gate_role_arn: pulumi.Output[str]
+    job_role_arn: pulumi.Output[str]
 
     def __init__(self, name: str, args: AccessArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         for uri in args.external_checkpoint_uris:  # a bad URI fails before anything is registered
@@ -264,7 +289,17 @@ class Access(pulumi.ComponentResource):
         gate_policy_json = pulumi.Output.from_input(args.artifacts_bucket_arn).apply(lambda arn: _json(gate_policy(arn)))
         gate_role = self._role(f"{name}-gate", args, naming.RUNS_NAMESPACE, naming.GATE_SERVICE_ACCOUNT, gate_policy_json)
         self.gate_role_arn = gate_role.role_arn
-        self.register_outputs({"roles": self.roles, "runRoleArn": self.run_role_arn, "gateRoleArn": self.gate_role_arn})
+        job_policy_json = pulumi.Output.from_input(args.artifacts_bucket_arn).apply(lambda arn: _json(job_policy(arn)))
+        job_role = self._role(f"{name}-job", args, naming.RUNS_NAMESPACE, naming.JOB_SERVICE_ACCOUNT, job_policy_json)
+        self.job_role_arn = job_role.role_arn
+        self.register_outputs(
+            {
+                "roles": self.roles,
+                "runRoleArn": self.run_role_arn,
+                "gateRoleArn": self.gate_role_arn,
+                "jobRoleArn": self.job_role_arn,
+            }
+        )
 
     def _role(self, name: str, args: AccessArgs, namespace: str, service_account: str, policy: pulumi.Output[str]) -> IrsaRole:
         return IrsaRole(

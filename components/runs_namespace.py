@@ -136,6 +136,7 @@ def gate_rules() -> list[k8s.rbac.v1.PolicyRuleArgs]:
 class RunsNamespaceArgs:
     run_role_arn: pulumi.Input[str]
     gate_role_arn: pulumi.Input[str]
+    job_role_arn: pulumi.Input[str]
     gpu_quota: int
     kubernetes_version: str
     cluster: pulumi.Resource
@@ -177,6 +178,14 @@ class RunsNamespace(pulumi.ComponentResource):
             # Run pods never call the Kubernetes API. IRSA does not need this token: the EKS pod identity webhook
             # adds its own projected token (volume aws-iam-token, audience sts.amazonaws.com) to pods whose
             # service account carries the role annotation (aws/amazon-eks-pod-identity-webhook pkg/handler).
+            automount_service_account_token=False,
+            opts=child,
+        )
+
+        # Batch jobs: only their uploader uses the role (write under jobs/); no pod of a job calls the Kubernetes API.
+        k8s.core.v1.ServiceAccount(
+            f"{name}-job-sa",
+            metadata=meta(naming.JOB_SERVICE_ACCOUNT, annotations={"eks.amazonaws.com/role-arn": args.job_role_arn}),
             automount_service_account_token=False,
             opts=child,
         )

@@ -4,6 +4,7 @@
 """
 
 from config.errors import ConfigError, Issue
+from config.jobs import Datasets, JobSpec, Outputs
 from config.platform import (
     ArtifactRetention,
     BucketsConfig,
@@ -58,6 +59,7 @@ __all__ = [
     "BucketsConfig",
     "Checkpoint",
     "ConfigError",
+    "Datasets",
     "DeployerAccess",
     "EndpointConfig",
     "Expose",
@@ -65,10 +67,12 @@ __all__ = [
     "ImageRef",
     "Images",
     "Issue",
+    "JobSpec",
     "MetricsConfig",
     "NetworkConfig",
     "NodeGroupConfig",
     "NodeGroupsConfig",
+    "Outputs",
     "PlatformConfig",
     "Probes",
     "Replicas",

@@ -84,6 +84,19 @@ class Viewport(Model):
 MAX_RUNTIME_LIMIT = 7 * 24 * 3600
 
 
+def label_problems(labels: dict[str, str]) -> list[str]:
+    """A run's or job's `labels`: each becomes the Kubernetes label simfleet.io/<key>, never one of simfleet's own."""
+    problems = []
+    for key, value in labels.items():
+        if not LABEL_KEY_RE.match(key) or len(key) > 63:
+            problems.append(f"labels: key {key!r} is not a valid label name")
+        elif key in naming.RESERVED_RUN_LABEL_KEYS:
+            problems.append(f"labels: key {key!r} is simfleet's own (simfleet.io/{key}); choose another name")
+        if not LABEL_VALUE_RE.match(value) or len(value) > 63:
+            problems.append(f"labels.{key}: {value!r} is not a valid label value")
+    return problems
+
+
 class RunSpec(Model):
     name: str = Field(description="DNS-1123 label starting with a letter, at most 50 characters.")
     mode: Literal["interactive", "batch"]
@@ -128,13 +141,7 @@ class RunSpec(Model):
         glue = Path(self.glue)
         if glue.is_absolute() or ".." in glue.parts:
             problems.append(f"glue {self.glue!r} must be a path inside the project, like glue/trot.py")
-        for key, value in self.labels.items():
-            if not LABEL_KEY_RE.match(key) or len(key) > 63:
-                problems.append(f"labels: key {key!r} is not a valid label name")
-            elif key in naming.RESERVED_RUN_LABEL_KEYS:
-                problems.append(f"labels: key {key!r} is simfleet's own (simfleet.io/{key}); choose another name")
-            if not LABEL_VALUE_RE.match(value) or len(value) > 63:
-                problems.append(f"labels.{key}: {value!r} is not a valid label value")
+        problems += label_problems(self.labels)
         if problems:
             raise ValueError("; ".join(problems))
         return self

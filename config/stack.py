@@ -11,17 +11,19 @@ import datetime
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from config.errors import ConfigError, Issue, file_order, issues_from
+from config.jobs import JobSpec, job_platform_rules, job_rules
 from config.platform import PlatformConfig, default_control_plane_log_retention, is_prod_stack, prod_rules, storage_rules
 from config.runs import RunSpec, run_cross_rules, run_platform_rules
 from config.services import ServiceSpec, service_platform_rules, service_rules, service_warnings
 from config.types import documentation_range
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+M = TypeVar("M", bound=BaseModel)
 
 # Set only by tools/plan.py: the offline plan reports documentation-range placeholders as warnings, so the sample
 # stack still plans; `pulumi preview`/`up` (which never set it) refuse them.
@@ -52,6 +54,7 @@ class StackConfig:
     # Phase 1 of a first deploy: register only the network (SIMFLEET_BOOTSTRAP=network).
     bootstrap_network: bool = False
     services: tuple[ServiceSpec, ...] = ()
+    jobs: tuple[JobSpec, ...] = ()
 
     @property
     def is_prod(self) -> bool:
@@ -74,6 +77,7 @@ def load_stack_config(
     runs: Any,
     *,
     services: Any = None,
+    jobs: Any = None,
     stack: str,
     source: str,
     base_dir: Path = PROJECT_ROOT,
@@ -81,7 +85,7 @@ def load_stack_config(
     lint_glue: Callable[[Path], list[str]] | None = None,
     offline: bool = False,
 ) -> StackConfig:
-    """Validate the raw `simfleet:platform`, `simfleet:runs` and `simfleet:services`; raise ConfigError listing every problem.
+    """Validate the raw `simfleet:platform`, `:runs`, `:jobs` and `:services`; raise ConfigError listing every problem.
 
     `offline` (the offline plan) turns placeholder CIDRs from errors into warnings.
     """
@@ -105,37 +109,20 @@ def load_stack_config(
         for problem in dict.fromkeys(bucket_name_problems(stack, "checkpoints"))
     ]
 
-    run_specs: list[tuple[int, RunSpec]] = []
-    if runs is None:
-        runs = []
-    if not isinstance(runs, list):
-        issues.append(Issue("runs", "simfleet:runs must be a list of runs"))
-        runs = []
-    for index, raw in enumerate(runs):
-        try:
-            run_specs.append((index, RunSpec.model_validate(raw)))
-        except ValidationError as err:
-            issues += issues_from(err, f"runs[{index}]", RunSpec)
-
-    service_specs: list[tuple[int, ServiceSpec]] = []
-    if services is None:
-        services = []
-    if not isinstance(services, list):
-        issues.append(Issue("services", "simfleet:services must be a list of services"))
-        services = []
-    for index, raw in enumerate(services):
-        try:
-            service_specs.append((index, ServiceSpec.model_validate(raw)))
-        except ValidationError as err:
-            issues += issues_from(err, f"services[{index}]", ServiceSpec)
+    run_specs = _entries(runs, "runs", RunSpec, issues)
+    job_specs = _entries(jobs, "jobs", JobSpec, issues)
+    service_specs = _entries(services, "services", ServiceSpec, issues)
 
     if platform_cfg is not None:
         issues += prod_rules(platform_cfg, stack)
         issues += storage_rules(platform_cfg)
         issues += run_platform_rules(platform_cfg, run_specs)
         issues += service_platform_rules(platform_cfg, service_specs)
+        issues += job_platform_rules(platform_cfg, job_specs)
     issues += run_cross_rules(run_specs, base_dir, lint_glue)
     issues += service_rules(service_specs)
+    issues += job_rules(job_specs)
+    issues += name_clashes(workload_names(run_specs, service_specs, job_specs))
     warnings += service_warnings(service_specs)
     placeholders = placeholder_issues(platform_cfg, run_specs, service_specs)
     if offline:
@@ -159,16 +146,75 @@ def load_stack_config(
         tuple(spec for _, spec in run_specs),
         tuple(warnings),
         services=tuple(spec for _, spec in service_specs),
+        jobs=tuple(spec for _, spec in job_specs),
     )
 
 
-def workload_names(runs: Sequence[tuple[int, RunSpec]], services: Sequence[tuple[int, ServiceSpec]]) -> list[tuple[str, str]]:
+def _entries(raw: Any, section: str, model: type[M], issues: list[Issue]) -> list[tuple[int, M]]:
+    """Each entry of a list section that parses, with its index; the others' errors go to `issues` with their paths."""
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        issues.append(Issue(section, f"simfleet:{section} must be a list of {section}"))
+        return []
+    parsed = []
+    for index, entry in enumerate(raw):
+        try:
+            parsed.append((index, model.model_validate(entry)))
+        except ValidationError as err:
+            issues += issues_from(err, f"{section}[{index}]", model)
+    return parsed
+
+
+def workload_names(
+    runs: Sequence[tuple[int, RunSpec]],
+    services: Sequence[tuple[int, ServiceSpec]],
+    jobs: Sequence[tuple[int, JobSpec]] = (),
+) -> list[tuple[str, str]]:
     """(path of the name, name) of every named workload in the stack file, in file order.
 
     One list for every kind, so a rule across kinds (say, a run and a service or a job sharing a name) is one pass
     over it; add each new kind of workload here.
     """
-    return [(f"runs[{i}].name", run.name) for i, run in runs] + [(f"services[{i}].name", s.name) for i, s in services]
+    return (
+        [(f"runs[{i}].name", run.name) for i, run in runs]
+        + [(f"jobs[{i}].name", job.name) for i, job in jobs]
+        + [(f"services[{i}].name", s.name) for i, s in services]
+    )
+
+
+# Objects a run or job creates beside the one named after it (workloads/renderers/run.py and job.py), in the runs
+# namespace: a run or job named like one of these would collide with them.
+DERIVED_SUFFIXES = ("-runtime", "-gate", "-viewport")
+
+
+def name_clashes(names: Sequence[tuple[str, str]]) -> list[Issue]:
+    """Names unique across runs, jobs and services, including the names of the objects each one creates.
+
+    Within one kind a duplicate is reported by that kind's own rules; here only clashes across kinds, and a name
+    that equals another workload's derived object name (a job `trot-gate` beside a run `trot`).
+    """
+    issues = []
+    owner: dict[str, tuple[str, str]] = {}  # object name -> (path, workload name) of the first to make it
+    for path, name in names:
+        section = path.split("[")[0]
+        # Services live in their own namespace: only their names count, not what runs and jobs derive from theirs.
+        made = (name, *(name + suffix for suffix in DERIVED_SUFFIXES)) if section != "services" else (name,)
+        for candidate in made:
+            other_path, other_name = owner.get(candidate, ("", ""))
+            if other_path and not (other_name == name and other_path.split("[")[0] == section):
+                if candidate == name == other_name:
+                    message = f"{name!r} is already used by {other_path}"
+                elif candidate == name:
+                    message = f"{name!r} is the name of an object {other_path} ({other_name!r}) creates"
+                else:
+                    message = f"{name!r} creates {candidate!r}, which is already used by {other_path} ({other_name!r})"
+                issues.append(Issue(path, message + "; names must be unique across runs, jobs and services"))
+                break
+        else:
+            for candidate in made:
+                owner.setdefault(candidate, (path, name))
+    return issues
 
 
 def placeholder_issues(
@@ -225,6 +271,7 @@ def load_from_pulumi() -> StackConfig:
             settings.get_object("platform"),
             settings.get_object("runs"),
             services=settings.get_object("services"),
+            jobs=settings.get_object("jobs"),
             stack=stack,
             source=source,
             offline=offline,

@@ -937,6 +937,9 @@ def _run_mode(resource: Resource) -> str | None:
 
 
 def is_batch_run(resource: Resource) -> bool:
+    """A simulation sweep. Batch jobs (kind `job`) are Indexed too, but choose their capacity type (`capacity`)."""
+    if resource.props.get("kind") == "job":
+        return False
     job = run_job(resource)
     return _run_mode(resource) == "batch" or (job is not None and _get(job, "spec", "completionMode") == "Indexed")
 
@@ -1016,7 +1019,7 @@ def _check_gpu_capacity(resources: Sequence[Resource], ctx: Context) -> Iterator
             yield (
                 None,
                 (
-                    f"runs can ask for {wanted} GPUs on {label} capacity at once, but the GPU node groups hold at most "
+                    f"runs and jobs can ask for {wanted} GPUs on {label} capacity at once, but the GPU node groups hold at most "
                     f"{have} (maxSize x GPUs per node); the rest stay Pending and start as GPUs free up. Raise "
                     "platform.nodeGroups.gpu.maxSize or lower parallelism if they should all run together"
                 ),
@@ -1229,7 +1232,7 @@ RULES: tuple[Rule, ...] = (
     ),
     Rule(
         "run-batch-on-spot",
-        "Batch (Indexed) runs select spot capacity.",
+        "Batch (Indexed) simulation runs select spot capacity (batch jobs choose theirs with capacity).",
         "mandatory",
         "medium",
         resource_check=_check_run_batch_spot,
@@ -1271,7 +1274,7 @@ RULES: tuple[Rule, ...] = (
     ),
     Rule(
         "run-gpu-capacity",
-        "The GPUs runs can ask for at once fit the GPU node groups' maximum.",
+        "The GPUs runs and jobs can ask for at once fit the GPU node groups' maximum.",
         "advisory",
         "low",
         stack_check=_check_gpu_capacity,

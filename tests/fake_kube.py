@@ -817,3 +817,33 @@ def run_props(
     specs = [spec, *(RunSpec.model_validate(other) for other in planned_with)]
     planned = next(p for p in plan_runs(specs, ctx, {s.glue: TEST_GLUE for s in specs}) if p.spec.name == run)
     return {**planned.inputs, "clusterEndpoint": endpoint, "clusterCa": ca}
+
+
+def job_props(endpoint: str, ca: str = MOCK_CA, **fields: Any) -> dict[str, Any]:
+    """SimRun inputs for one batch job (kind `job`), built by the Jobs component's own code (workloads.jobs.plan_jobs)."""
+    from config import JobSpec
+    from workloads.job_identity import JobContext
+    from workloads.jobs import plan_jobs
+
+    entry: dict[str, Any] = {
+        "name": "resample",
+        "image": "robocache:0.4.2",
+        "command": ["python", "-m", "robocache.preprocess"],
+        "shards": 4,
+        "parallelism": 2,
+        "shmSize": "16Gi",
+        "labels": {"user": "bob"},
+        **fields,
+    }
+    ctx = JobContext(
+        cluster_name="simfleet-test",
+        namespace="simfleet-runs",
+        service_account="simfleet-job",
+        artifacts_bucket=ARTIFACTS_BUCKET,
+        registry_url="123456789012.dkr.ecr.us-east-1.amazonaws.com",
+        region="us-east-1",
+        kubernetes_version="1.35",
+        pushgateway_url="http://prometheus-pushgateway.simfleet-metrics.svc:9091",
+    )
+    [planned] = plan_jobs([JobSpec.model_validate(entry)], ctx)
+    return {**planned.inputs, "clusterEndpoint": endpoint, "clusterCa": ca}

@@ -17,6 +17,7 @@ from components.access import (
     AccessArgs,
     cluster_autoscaler_policy,
     gate_policy,
+    job_policy,
     log_shipper_policy,
     run_policy,
     s3_object_arn,
@@ -238,6 +239,18 @@ def test_gate_role_reads_run_records_only():
     assert not allowed(policy, "s3:PutObject", f"{ART}/runs/trot/3f9a/index.json")
 
 
+def test_job_role_writes_job_outputs_only_and_reads_and_deletes_nothing():
+    policy = job_policy(ART)
+    assert allowed(policy, "s3:PutObject", f"{ART}/jobs/resample/3f9a/shard-2/outputs/part-0.parquet")
+    assert allowed(policy, "s3:PutObjectTagging", f"{ART}/jobs/resample/3f9a/shard-2/outputs/part-0.parquet")
+    assert allowed(policy, "s3:ListBucket", ART, {"s3:prefix": "jobs/resample/3f9a/shard-2/attempts/"})
+    assert not allowed(policy, "s3:PutObject", f"{ART}/runs/trot/3f9a/index.json")
+    assert not allowed(policy, "s3:PutObject", f"{CKPT}/jobs/resample/3f9a/x")
+    assert not allowed(policy, "s3:GetObject", f"{ART}/jobs/resample/3f9a/shard-2/index.json")
+    assert not allowed(policy, "s3:DeleteObject", f"{ART}/jobs/resample/3f9a/shard-2/index.json")
+    assert not allowed(policy, "s3:ListBucket", ART, {"s3:prefix": "runs/"})
+
+
 def test_run_role_lists_only_the_runs_prefix():
     policy = run_policy("aws", CKPT, ART)
     assert allowed(policy, "s3:ListBucket", ART, {"s3:prefix": "runs/trot/3f9a/"})
@@ -311,6 +324,7 @@ def test_access_creates_one_trusted_role_per_service_account(pulumi_mocks):
     expected = {f"access-{key}-role": sa for key, sa in ADDON_SERVICE_ACCOUNTS.items()}
     expected["access-run-role"] = (naming.RUNS_NAMESPACE, naming.RUN_SERVICE_ACCOUNT)
     expected["access-gate-role"] = (naming.RUNS_NAMESPACE, naming.GATE_SERVICE_ACCOUNT)
+    expected["access-job-role"] = (naming.RUNS_NAMESPACE, naming.JOB_SERVICE_ACCOUNT)
     roles = {r.name: r for r in rec.of_type(ROLE)}
     assert set(roles) == set(expected)
     for role_name, (namespace, service_account) in expected.items():
@@ -329,6 +343,7 @@ def test_access_role_policies(pulumi_mocks):
         "access-aws-for-fluent-bit-policy": log_shipper_policy("aws", "us-east-1", ACCOUNT_ID, "simfleet-dev"),
         "access-run-policy": run_policy("aws", CKPT, ART, [EXTERNAL]),
         "access-gate-policy": gate_policy(ART),
+        "access-job-policy": job_policy(ART),
     }
     for policy in policies.values():
         assert_least_privilege(policy)

@@ -62,6 +62,7 @@ def test_dev_plan_renders_each_run_objects(tmp_path: Path) -> None:
         "trot-baseline": ["ConfigMap", "Job", "NetworkPolicy", "Service"],
         "trot-sweep": ["ConfigMap", "Job"],
         "trot-continue": ["ConfigMap", "Job", "Job"],  # its own Job and the gate that releases it
+        "robocache-resample": ["ConfigMap", "Job"],  # a batch job: its runtime ConfigMap and its Indexed Job
     }
 
 
@@ -82,8 +83,8 @@ PLATFORM_PARTS = {
     "aws:eks/addon:Addon": (4, 4),  # vpc-cni, coredns, kube-proxy, and the EFS CSI driver (shared storage is on in both)
     "kubernetes:helm.sh/v3:Release": (6, 6),  # the five add-on charts and the Pushgateway (metrics on in both)
     "aws:s3/bucket:Bucket": (2, 2),
-    "aws:ecr/repository:Repository": (4, 3),  # dev adds triton for its service
-    "aws:ecr/lifecyclePolicy:LifecyclePolicy": (4, 3),
+    "aws:ecr/repository:Repository": (5, 3),  # dev adds triton for its service and robocache for its job
+    "aws:ecr/lifecyclePolicy:LifecyclePolicy": (5, 3),
     "aws:efs/fileSystem:FileSystem": (1, 1),
     "aws:efs/mountTarget:MountTarget": (2, 3),  # one per AZ
     "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule": (1, 1),  # NFS from the nodes
@@ -97,7 +98,7 @@ PLATFORM_PARTS = {
     "kubernetes:autoscaling/v2:HorizontalPodAutoscaler": (1, 0),
     "kubernetes:policy/v1:PodDisruptionBudget": (1, 0),
     "kubernetes:core/v1:ResourceQuota": (1, 1),
-    "pulumi-python:dynamic:Resource": (3, 0),
+    "pulumi-python:dynamic:Resource": (4, 0),  # dev: three runs and one batch job
 }
 
 
@@ -123,6 +124,7 @@ def test_irsa_roles_exist_for_every_service_account() -> None:
         "system:serviceaccount:kube-system:aws-for-fluent-bit",
         "system:serviceaccount:simfleet-runs:simfleet-run",
         "system:serviceaccount:simfleet-runs:simfleet-gate",
+        "system:serviceaccount:simfleet-runs:simfleet-job",
         "system:serviceaccount:kube-system:efs-csi-controller-sa",
         "system:serviceaccount:simfleet-services:radstream-triton",
     }
@@ -139,6 +141,7 @@ def test_stack_exports() -> None:
         "repositoryUrls",
         "runsNamespace",
         "runs",
+        "jobs",
         "network",
         "services",
         "sharedStorage",
@@ -149,8 +152,11 @@ def test_stack_exports() -> None:
     assert network["vpcId"].startswith("vpc-") and network["deployerSecurityGroupId"].startswith("sg-")
     assert len(network["privateSubnetIds"]) == 2
     assert outputs["runsNamespace"] == "simfleet-runs"
-    assert set(outputs["repositoryUrls"]) == {"monty", "unitree-sim", "glue-base", "triton"}
+    assert set(outputs["repositoryUrls"]) == {"monty", "unitree-sim", "glue-base", "triton", "robocache"}
     assert set(outputs["runs"]) == {"trot-baseline", "trot-sweep", "trot-continue"}
+    [job] = outputs["jobs"].values()
+    assert job["jobName"] == "robocache-resample" and job["status"] == "Pending"
+    assert job["outputsUri"] == f"s3://{outputs['artifactsBucket']}/jobs/robocache-resample/{job['specHash']}/"
     assert outputs["runs"]["trot-sweep"]["artifactsUri"].startswith(f"s3://{outputs['artifactsBucket']}/runs/trot-sweep/")
 
 
@@ -206,9 +212,9 @@ def test_nothing_is_registered_before_validation(tmp_path: Path) -> None:
 
 
 def test_dev_plan_runs_are_small_and_their_hash_depends_on_no_resource() -> None:
-    """Issue #7's bar, on the real program: at most 4 KB of inputs a run, and a spec hash no resource can make unknown."""
+    """Issue #7's bar, on the real program: at most 4 KB of inputs a run (or job), and a hash no resource can make unknown."""
     runs = [r for r in planned("dev").registrations if r.type == "pulumi-python:dynamic:Resource"]
-    assert len(runs) == 3
+    assert sorted(r.inputs["kind"] for r in runs) == ["job", "run", "run", "run"]
     for run in runs:
         compact = json.dumps({k: v for k, v in run.inputs.items() if k != "__provider"}, separators=(",", ":"))
         assert len(compact) <= 4096, f"{run.urn}: {len(compact)} bytes"

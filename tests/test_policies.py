@@ -27,7 +27,7 @@ from pulumi_policy import (
 from pulumi_policy.proxy import UNKNOWN_STRING_VALUE, UnknownValueError, unknown_checking_proxy
 
 import naming
-from config import RunSpec, ServiceSpec
+from config import JobSpec, RunSpec, ServiceSpec
 from policies import pack
 from policies.rules import (
     RULES,
@@ -43,8 +43,10 @@ from policies.rules import (
 )
 from versions import AWS_CLI_IMAGE
 from workloads.identity import RunContext
-from workloads.runs import plan_runs
+from workloads.job_identity import JobContext
+from workloads.jobs import plan_jobs
 from workloads.renderers.service import ServiceContext, deployment
+from workloads.runs import plan_runs
 
 TODAY = datetime.date(2026, 11, 23)
 ACCOUNT = "123456789012"
@@ -324,6 +326,33 @@ def runs(b: StackBuilder) -> None:
         b.add("pulumi-python:dynamic:Resource", f"runs-{name}", run_props(name, batch))
 
 
+def job_props(capacity: str = "onDemand") -> dict[str, Any]:
+    """Real SimRun inputs of a batch job (workloads.jobs.plan_jobs), on on-demand GPUs: jobs choose their capacity."""
+    raw = {
+        "name": "resample",
+        "image": "robocache:0.4.2",
+        "command": ["python", "-m", "x"],
+        "shards": 4,
+        "parallelism": 2,
+        "capacity": capacity,
+    }
+    ctx = JobContext(
+        cluster_name="simfleet-dev",
+        namespace="simfleet-runs",
+        service_account="simfleet-job",
+        artifacts_bucket=f"simfleet-dev-artifacts-{ACCOUNT}",
+        registry_url=REGISTRY,
+        region="us-east-1",
+        kubernetes_version="1.35",
+    )
+    [planned] = plan_jobs([JobSpec.model_validate(raw)], ctx)
+    return {**planned.inputs, "__provider": "pickled"}
+
+
+def jobs(b: StackBuilder) -> None:
+    b.add("pulumi-python:dynamic:Resource", "jobs-resample", job_props())
+
+
 def services(b: StackBuilder) -> None:
     """The dev stack's Triton service Deployment, as workloads/renderers/service.py renders it."""
     spec = ServiceSpec.model_validate(DEV_SERVICE)
@@ -341,12 +370,13 @@ def compliant(stack: str = "dev") -> list[Resource]:
     registry(b)
     access(b)
     runs(b)
+    jobs(b)
     services(b)
     return b.resources
 
 
 def context(stack: str = "dev", **changes: Any) -> Context:
-    base = Context(stack, ("monty", "unitree-sim", "glue-base", "triton"), (), (HELPER,), TODAY)
+    base = Context(stack, ("monty", "unitree-sim", "glue-base", "triton", "robocache"), (), (HELPER,), TODAY)
     return replace(base, **changes)
 
 
@@ -398,7 +428,7 @@ def job_pod(objects: list[dict[str, Any]]) -> dict[str, Any]:
 
 def container(objects: list[dict[str, Any]], name: str) -> dict[str, Any]:
     pod = job_pod(objects)
-    return next(c for c in [*pod["initContainers"], *pod["containers"]] if c["name"] == name)  # type: ignore[no-any-return]
+    return next(c for c in [*pod.get("initContainers", []), *pod["containers"]] if c["name"] == name)  # type: ignore[no-any-return]
 
 
 TRITON = "services-radstream-triton-deployment"
@@ -584,6 +614,19 @@ FAILURES: list[tuple[str, Callable[[list[Resource]], list[Resource]], str]] = [
         "run-image-source",
         lambda rs: edit_objects(rs, "runs-trot-sweep", lambda o: container(o, "monty").update(image=f"{REGISTRY}/other:1.0")),
         "other:1.0",
+    ),
+    (
+        # Batch jobs are checked by the same rules: here the work container's image.
+        "run-image-source",
+        lambda rs: edit_objects(rs, "jobs-resample", lambda o: container(o, "work").update(image="docker.io/evil/x:1")),
+        "docker.io/evil/x:1",
+    ),
+    (
+        "run-restricted-pod-security",
+        lambda rs: edit_objects(
+            rs, "jobs-resample", lambda o: container(o, "work")["securityContext"].update(allowPrivilegeEscalation=True)
+        ),
+        "allowPrivilegeEscalation",
     ),
     (
         "run-gpu-request-equals-limit",

@@ -86,7 +86,7 @@ def test_a_stack_export_is_read_from_its_outputs(tmp_path: Path, before: Path) -
     export = tmp_path / "dev.json"
     export.write_text(json.dumps({"version": 3, "deployment": {"resources": resources}}))
     earlier = load_earlier(export)
-    assert {r["runName"] for r in earlier.values()} == {"trot-baseline", "trot-sweep", "trot-continue"}
+    assert {r["runName"] for r in earlier.values()} == {"trot-baseline", "trot-sweep", "trot-continue", "robocache-resample"}
     assert all(r["status"] == "Succeeded" for r in earlier.values())
     planned = [type("Reg", (), {"type": r["type"], "urn": r["urn"], "inputs": r["inputs"]})() for r in records]
     assert {c.action for c in compare(planned, earlier)} == {"keep"}

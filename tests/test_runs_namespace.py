@@ -14,6 +14,7 @@ from components.runs_namespace import RunsNamespace, RunsNamespaceArgs
 
 ROLE_ARN = "arn:aws:iam::123456789012:role/simfleet-dev-run"
 GATE_ARN = "arn:aws:iam::123456789012:role/access-gate-role"
+JOB_ARN = "arn:aws:iam::123456789012:role/access-job-role"
 POLICY = "kubernetes:networking.k8s.io/v1:NetworkPolicy"
 EVERY_POD: dict[str, Any] = {}
 METADATA_EXCEPT = {"cidr": "0.0.0.0/0", "except": [naming.INSTANCE_METADATA_CIDR]}
@@ -27,7 +28,9 @@ def built(pulumi_mocks):
         cluster = pulumi.ComponentResource("simfleet:cluster:Cluster", "cluster")
         provider = k8s.Provider("k8s", kubeconfig="{}")
         ns = RunsNamespace(
-            "runs-ns", RunsNamespaceArgs(ROLE_ARN, GATE_ARN, 8, "1.35", cluster), opts=pulumi.ResourceOptions(provider=provider)
+            "runs-ns",
+            RunsNamespaceArgs(ROLE_ARN, GATE_ARN, JOB_ARN, 8, "1.35", cluster),
+            opts=pulumi.ResourceOptions(provider=provider),
         )
         ns.namespace.apply(lambda v: made.__setitem__("namespace", v))
         # Stands in for a run: anything that takes the namespace output.
@@ -141,6 +144,13 @@ def test_gate_service_account_and_rbac(rec):
     ]
 
 
+def test_job_service_account_carries_the_job_role_and_no_api_token(rec):
+    sa = rec.one("kubernetes:core/v1:ServiceAccount", "runs-ns-job-sa").inputs
+    assert sa["metadata"]["name"] == naming.JOB_SERVICE_ACCOUNT
+    assert sa["metadata"]["annotations"] == {"eks.amazonaws.com/role-arn": JOB_ARN}
+    assert sa["automountServiceAccountToken"] is False
+
+
 def test_no_policy_opens_anything_else(rec):
     for r in rec.of_type(POLICY):
         for rule in [*r.inputs["spec"].get("egress", []), *r.inputs["spec"].get("ingress", [])]:
@@ -169,7 +179,7 @@ def test_run_operator_rbac(rec):
 def test_every_object_goes_with_the_cluster(rec):
     cluster = rec.one("simfleet:cluster:Cluster", "cluster").urn
     objects = [r for r in rec.all if r.type.startswith("kubernetes:") and r.parent.endswith("::runs-ns")]
-    assert len(objects) == 12
+    assert len(objects) == 13  # namespace, quota, 3 service accounts, 2 Roles and their bindings, 4 NetworkPolicies
     for r in objects:
         assert r.options.get("deletedWith") == cluster, r.urn
         assert r.options.get("provider") == "k8s", r.urn
@@ -177,7 +187,7 @@ def test_every_object_goes_with_the_cluster(rec):
 
 def test_objects_are_valid_kubernetes(rec):
     objects = [r for r in rec.all if r.type.startswith("kubernetes:") and r.parent.endswith("::runs-ns")]
-    assert len(objects) == 12
+    assert len(objects) == 13
     for r in objects:
         # Raises ValidationError on an unknown field or a wrong type; returns the schema version it used.
         assert kubernetes_validate.validate(r.inputs, "1.35", strict=True) == "1.35", r.urn
@@ -185,4 +195,4 @@ def test_objects_are_valid_kubernetes(rec):
 
 def test_negative_quota_rejected():
     with pytest.raises(ValueError, match="gpu_quota"):
-        RunsNamespaceArgs(ROLE_ARN, GATE_ARN, -1, "1.35", object())  # type: ignore[arg-type]
+        RunsNamespaceArgs(ROLE_ARN, GATE_ARN, JOB_ARN, -1, "1.35", object())  # type: ignore[arg-type]

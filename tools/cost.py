@@ -239,7 +239,9 @@ def estimate(
             "idleMonthlyUsd: control plane, NAT gateways, public IPv4, KMS keys and every node group at minSize (GPU groups scale to 0); "
             "log groups are listed at 0 because they are billed by ingestion and storage only.",
             "gpuMaxMonthlyUsd: the same with every GPU node group at maxSize, by capacity type.",
-            "Runs: one node per pod, (parallelism or 1) pods for the whole maxRuntime (activeDeadlineSeconds bounds the Job).",
+            "Runs and jobs (both in `runs`, told apart by `kind`): one node per pod, (parallelism or 1) pods for the whole "
+            "activeDeadlineSeconds (which bounds the Job and already covers every wave, startup, uploads and one retry), "
+            "so a large overestimate of what finishes normally.",
             "A run's viewport NLB (plus a public IPv4 per public subnet) lives as long as its Job: from creation until the "
             "TTL controller deletes the finished Job, which owns the Service. Priced for maxRuntime + ttlAfterFinished.",
             "idleMonthlyUsd leaves services out; idleWithServicesMonthlyUsd adds every service at its minimum replicas.",
@@ -404,8 +406,9 @@ def run_estimates(resources: Sequence[Resource], groups: Sequence[NodeGroupShape
         capacity = (pod.get("nodeSelector") or {}).get(naming.CAPACITY_TYPE_LABEL)
         candidates = [g for g in gpu_groups if capacity is None or g.capacity == capacity] or gpu_groups
         name = str(run.props.get("runName"))
+        kind = str(run.props.get("kind") or "run")
         if not candidates:
-            out.append({"name": name, "estimatedUsd": None, "note": "no GPU node group to run on"})
+            out.append({"name": name, "kind": kind, "estimatedUsd": None, "note": "no GPU node group to run on"})
             continue
         group = max(candidates, key=lambda g: _node_hourly(g, catalog))
         pods = _int(spec.get("parallelism"), 1)
@@ -418,6 +421,7 @@ def run_estimates(resources: Sequence[Resource], groups: Sequence[NodeGroupShape
         out.append(
             {
                 "name": name,
+                "kind": kind,
                 "estimatedUsd": _round(hourly * runtime_hours * pods + viewport_usd),
                 "viewportUsd": _round(viewport_usd),
                 "instanceType": group.instance_type,
@@ -455,11 +459,12 @@ def summary(cost: Mapping[str, Any]) -> list[str]:
     if cost.get("services"):
         lines.append(f"  idle with every service at its minimum: {cost['idleWithServicesMonthlyUsd']:.2f}")
     for run in cost["runs"]:
+        kind = run.get("kind", "run")
         if run.get("estimatedUsd") is None:
-            lines.append(f"  run {run['name']}: {run.get('note')}")
+            lines.append(f"  {kind} {run['name']}: {run.get('note')}")
         else:
             lines.append(
-                f"  run {run['name']}: up to {run['estimatedUsd']:.2f} ({run['pods']} x {run['instanceType']} "
+                f"  {kind} {run['name']}: up to {run['estimatedUsd']:.2f} ({run['pods']} x {run['instanceType']} "
                 f"{run['capacity']} for {run['maxRuntimeHours']:g}h"
                 + (f", viewport NLB {run['viewportUsd']:.2f}" if run.get("viewportUsd") else "")
                 + ")"

@@ -312,11 +312,12 @@ def _settings(result: PlanResult) -> list[str]:
     if deployments:
         names = [str((r.inputs.get("metadata") or {}).get("name")) for r in deployments]
         lines.append(f"services: {len(deployments)} ({', '.join(names)})")
-    runs = [r for r in regs if r.type == DYNAMIC_TYPE]
-    lines.append(
-        f"runs: {len(runs)}"
-        + (f" ({', '.join(str(r.inputs.get('runName')) for r in runs[:5])}{', ...' if len(runs) > 5 else ''})" if runs else "")
-    )
+    workloads = [r for r in regs if r.type == DYNAMIC_TYPE]
+    for kind, label in (("run", "runs"), ("job", "jobs")):
+        names = [str(r.inputs.get("runName")) for r in workloads if (r.inputs.get("kind") or "run") == kind]
+        if names or kind == "run":
+            shown = f" ({', '.join(names[:5])}{', ...' if len(names) > 5 else ''})" if names else ""
+            lines.append(f"{label}: {len(names)}{shown}")
     return lines
 
 

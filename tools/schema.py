@@ -17,7 +17,7 @@ from typing import Any
 
 from pydantic.json_schema import models_json_schema
 
-from config import QUANTITY_RE, PlatformConfig, RunSpec, ServiceSpec
+from config import QUANTITY_RE, JobSpec, PlatformConfig, RunSpec, ServiceSpec
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SCHEMA_PATH = PROJECT_ROOT / "schema" / "stack-config.schema.json"
@@ -67,10 +67,10 @@ def _drop_property_titles(definitions: dict[str, Any]) -> None:
 
 
 def stack_file_schema() -> dict[str, Any]:
-    """The schema: `config:` holds `aws:region`, `simfleet:platform` (PlatformConfig), `simfleet:runs` (RunSpec[])
-    and `simfleet:services` (ServiceSpec[])."""
+    """The schema: `config:` holds `aws:region`, `simfleet:platform` (PlatformConfig), `simfleet:runs` (RunSpec[]),
+    `simfleet:jobs` (JobSpec[]) and `simfleet:services` (ServiceSpec[])."""
     _, top = models_json_schema(
-        [(PlatformConfig, "validation"), (RunSpec, "validation"), (ServiceSpec, "validation")],
+        [(PlatformConfig, "validation"), (RunSpec, "validation"), (JobSpec, "validation"), (ServiceSpec, "validation")],
         by_alias=True,
         ref_template="#/$defs/{model}",
     )
@@ -93,6 +93,10 @@ def stack_file_schema() -> dict[str, Any]:
                         "description": "One entry per simulation run; removing an entry removes its Job (S3 data stays).",
                         "anyOf": [{"type": "array", "items": {"$ref": "#/$defs/RunSpec"}}, {"type": "null"}],
                     },
+                    "simfleet:jobs": {
+                        "description": "One entry per batch job (an Indexed Job, one pod per shard); runs once like a run.",
+                        "anyOf": [{"type": "array", "items": {"$ref": "#/$defs/JobSpec"}}, {"type": "null"}],
+                    },
                     "simfleet:services": {
                         "description": "One entry per long-running service (Deployment, Service, HPA, PDB); updates roll.",
                         "anyOf": [{"type": "array", "items": {"$ref": "#/$defs/ServiceSpec"}}, {"type": "null"}],
@@ -100,7 +104,7 @@ def stack_file_schema() -> dict[str, Any]:
                 },
                 "required": ["aws:region", "simfleet:platform"],
                 # simfleet reads only these keys; any other simfleet: key is a typo the program would ignore.
-                "patternProperties": {"^simfleet:(?!platform$|runs$|services$)": False},
+                "patternProperties": {"^simfleet:(?!platform$|runs$|jobs$|services$)": False},
                 # Other namespaces (aws:profile, pulumi:..., secure values) belong to Pulumi and providers.
                 "additionalProperties": True,
             },

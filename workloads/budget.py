@@ -80,3 +80,52 @@ class Budget:
     def typical_seconds(self) -> int:
         """Wall time when nothing is retried: what the cost estimate calls typical (the deadline is its bound)."""
         return self.waves * self.pod_seconds
+
+
+# Batch jobs (workloads/renderers/job.py): the user's program has no save protocol, so its allowances are simpler.
+JOB_TERM_SECONDS = 60  # the program after SIGTERM (maxRuntime reached, drain, spot reclaim) before the kubelet kills it
+# The uploader keeps a finished shard's Pushgateway group this long before deleting it, so Prometheus scrapes the
+# final values: two scrapes at a 15 s interval. The GPU stays allocated meanwhile (the pod has not ended).
+METRICS_LINGER_SECONDS = 30
+
+
+@dataclass(frozen=True)
+class JobBudget:
+    """A batch job's allowances: `maxRuntime` is one shard's run time, enforced by the wrapper (job-entry.sh).
+
+    pod      = STARTUP + maxRuntime + JOB_TERM + MARGIN + UPLOAD + METRICS_LINGER
+    deadline = (waves + RETRY_SLOTS) x pod + grace                      (activeDeadlineSeconds)
+    grace    = JOB_TERM + MARGIN + TERM_UPLOAD                           (terminationGracePeriodSeconds)
+    """
+
+    run_seconds: int
+    waves: int
+
+    @classmethod
+    def of(cls, max_runtime: int, shards: int, parallelism: int) -> JobBudget:
+        return cls(max_runtime, math.ceil(shards / max(1, min(parallelism, shards))))
+
+    @property
+    def done_wait_seconds(self) -> int:
+        """How long the uploader waits for the wrapper's done marker: the program's whole allowed life."""
+        return self.run_seconds + JOB_TERM_SECONDS + MARGIN_SECONDS
+
+    @property
+    def term_wait_seconds(self) -> int:
+        return JOB_TERM_SECONDS + MARGIN_SECONDS
+
+    @property
+    def pod_seconds(self) -> int:
+        return STARTUP_SECONDS + self.done_wait_seconds + UPLOAD_SECONDS + METRICS_LINGER_SECONDS
+
+    @property
+    def grace_seconds(self) -> int:
+        return self.term_wait_seconds + TERM_UPLOAD_SECONDS
+
+    @property
+    def deadline_seconds(self) -> int:
+        return (self.waves + RETRY_SLOTS) * self.pod_seconds + self.grace_seconds
+
+    @property
+    def typical_seconds(self) -> int:
+        return self.waves * self.pod_seconds

@@ -21,6 +21,8 @@ from dataclasses import asdict, dataclass
 from decimal import Decimal
 from typing import Any
 
+from pydantic import BaseModel
+
 import naming
 from config import QUANTITY_RE, RunSpec, parse_image
 
@@ -66,11 +68,11 @@ class RunContext:
     vpc_cidr: str | None = None  # the viewport's NetworkPolicy admits the NLB's TCP from the VPC
 
     def as_props(self) -> dict[str, Any]:
-        return {_camel(key): value for key, value in asdict(self).items() if value is not None}
+        return {camel(key): value for key, value in asdict(self).items() if value is not None}
 
     @classmethod
     def from_props(cls, props: dict[str, Any]) -> RunContext:
-        return cls(**{key: props.get(_camel(key)) for key in cls.__dataclass_fields__})  # type: ignore[arg-type]
+        return cls(**{key: props.get(camel(key)) for key in cls.__dataclass_fields__})  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)
@@ -117,7 +119,7 @@ class RunIdentity:
         return index_keys(self.prefix, self.seeds)
 
 
-def _camel(snake: str) -> str:
+def camel(snake: str) -> str:
     head, *rest = snake.split("_")
     return head + "".join(part.title() for part in rest)
 
@@ -183,8 +185,8 @@ def exact_quantity(text: str, unit: str) -> int:
     return int(scaled.to_integral_value())
 
 
-def render_spec(spec: RunSpec) -> dict[str, Any]:
-    """The spec as the provider gets it: every set field (labels and TTL included), defaults left out to stay small."""
+def render_spec(spec: BaseModel) -> dict[str, Any]:
+    """The spec (a run's or a job's) as the provider gets it: every set field (labels and TTL included), defaults left out to stay small."""
     return spec.model_dump(mode="json", by_alias=True, exclude_defaults=True)
 
 

@@ -1,4 +1,5 @@
-"""The SimRun inputs: what identifies and reaches one run, built by the Runs component, read back by everything else.
+"""The SimRun inputs: what identifies and reaches one run or batch job, built by the Runs and Jobs components, read
+back by everything else. `kind` says which (run or job); both go through the one SimRun provider.
 
 A SimRun's inputs are a few KB, never the rendered objects (the state is rewritten whole at every step on
 self-managed backends, so 30 KB of objects a run made a 2,000-run state 86 MB). The provider renders the objects
@@ -16,7 +17,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from config import RunSpec
+from config import JobSpec, RunSpec
 from workloads.identity import (
     IDENTITY_VERSION,
     RunContext,
@@ -26,10 +27,12 @@ from workloads.identity import (
     identify,
     render_spec,
 )
+from workloads.job_identity import KIND_JOB, JobContext, JobIdentity, identify_job
+from workloads.renderers import job as job_renderer
 from workloads.renderers import run as run_renderer
 
 KIND_RUN = "run"
-KINDS = (KIND_RUN,)
+KINDS = (KIND_RUN, KIND_JOB)
 
 
 def canonical_json(value: Any) -> str:
@@ -48,6 +51,19 @@ def run_inputs(spec: RunSpec, ctx: RunContext, identity: RunIdentity, glue_sha: 
         context["source"] = source.as_props()
     return {
         "kind": KIND_RUN,
+        "runName": spec.name,
+        "namespace": ctx.namespace,
+        "specHash": identity.spec_hash,
+        "spec": canonical_json(render_spec(spec)),
+        "context": canonical_json(context),
+    }
+
+
+def job_inputs(spec: JobSpec, ctx: JobContext, identity: JobIdentity) -> dict[str, Any]:
+    """A batch job's inputs: the same shape as a run's (`runName` is the workload's name), kind `job`."""
+    context: dict[str, Any] = {**ctx.as_props(), "identityVersion": IDENTITY_VERSION}
+    return {
+        "kind": KIND_JOB,
         "runName": spec.name,
         "namespace": ctx.namespace,
         "specHash": identity.spec_hash,
@@ -94,26 +110,56 @@ class DecodedRun:
         return run_renderer.render_run(self.spec, self.ctx, self.identity, self.glue_config_map, self.source, seeds, gated)
 
 
-def decode(inputs: dict[str, Any]) -> DecodedRun:
-    """Validate a run's inputs back into a spec and its context; the hash is recomputed, so it cannot drift.
+@dataclass(frozen=True)
+class DecodedJob:
+    """A batch job's inputs turned back into the renderer's arguments; the provider treats its shards as a run's seeds."""
+
+    spec: JobSpec
+    ctx: JobContext
+    identity: JobIdentity
+    source: None = None  # a job never waits for another workload
+
+    def objects(self, seeds: tuple[int, ...] | None = None, gated: bool | None = None) -> list[dict[str, Any]]:
+        return job_renderer.render_job(self.spec, self.ctx, self.identity, seeds)
+
+
+Decoded = DecodedRun | DecodedJob
+
+
+def decode(inputs: dict[str, Any]) -> Decoded:
+    """Validate a run's or job's inputs back into a spec and its context; the hash is recomputed, so it cannot drift.
 
     Raises ValueError naming what is wrong.
     """
     kind = inputs.get("kind")
     if kind not in KINDS:
         raise ValueError(f"kind {kind!r} is not one of {list(KINDS)}")
+    if kind == KIND_JOB:
+        return _decode_job(inputs)
     spec = RunSpec.model_validate(spec_of(inputs))
     context = context_of(inputs)
     ctx = RunContext.from_props(context)
     source = SourceRef.from_props(context["source"], ctx) if context.get("source") else None
     glue_sha = str(context.get("glueSha256"))
     identity = identify(spec, ctx, glue_sha, source)
-    if identity.spec_hash != inputs.get("specHash"):
+    _check_hash(inputs, identity.spec_hash)
+    return DecodedRun(spec, ctx, identity, glue_sha, source)
+
+
+def _decode_job(inputs: dict[str, Any]) -> DecodedJob:
+    spec = JobSpec.model_validate(spec_of(inputs))
+    ctx = JobContext.from_props(context_of(inputs))
+    identity = identify_job(spec, ctx)
+    _check_hash(inputs, identity.spec_hash)
+    return DecodedJob(spec, ctx, identity)
+
+
+def _check_hash(inputs: dict[str, Any], computed: str) -> None:
+    if computed != inputs.get("specHash"):
         raise ValueError(
-            f"specHash {inputs.get('specHash')!r} is not the hash of its spec and context ({identity.spec_hash}); "
+            f"specHash {inputs.get('specHash')!r} is not the hash of its spec and context ({computed}); "
             "the inputs were built by another simfleet version or edited"
         )
-    return DecodedRun(spec, ctx, identity, glue_sha, source)
 
 
 def whole_numbers_as_ints(value: Any) -> Any:

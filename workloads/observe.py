@@ -10,6 +10,7 @@ from config import RunSpec
 from workloads import status
 from workloads.identity import index_keys, run_prefix
 from workloads.inputs import context_of, spec_of
+from workloads.job_identity import KIND_JOB, job_index_keys, job_prefix
 from workloads.kube import KubeApi, SimRunError, spec_hash_of
 
 DEFAULT_SEEDS: list[int] = RunSpec.model_fields["seeds"].get_default(call_default_factory=True)
@@ -27,16 +28,18 @@ class Where:
 
 
 def where(props: dict[str, Any]) -> Where:
-    """From a run's stored outputs, without validating the spec (read and delete must work on any stored run)."""
+    """From a run's or job's stored outputs, without validating the spec (read and delete must work on any stored one)."""
     adopted = props.get("adoptedFrom") or {}
     run = str(props["runName"])
     spec_hash = str(adopted.get("specHash") or props["specHash"])
     context = context_of(props)
-    seeds = spec_of(props).get("seeds") or DEFAULT_SEEDS
-    prefix = str(adopted.get("prefix") or run_prefix(run, spec_hash))
-    return Where(
-        run, spec_hash, str(context.get("region")), str(context.get("artifactsBucket")), tuple(index_keys(prefix, seeds))
-    )
+    if props.get("kind") == KIND_JOB:
+        shards = range(int(spec_of(props).get("shards") or 1))
+        keys = job_index_keys(job_prefix(run, spec_hash), list(shards))
+    else:
+        seeds = spec_of(props).get("seeds") or DEFAULT_SEEDS
+        keys = index_keys(str(adopted.get("prefix") or run_prefix(run, spec_hash)), seeds)
+    return Where(run, spec_hash, str(context.get("region")), str(context.get("artifactsBucket")), tuple(keys))
 
 
 def observe(api: KubeApi, props: dict[str, Any], at: Where) -> dict[str, Any]:

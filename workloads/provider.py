@@ -27,7 +27,7 @@ from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, DiffResult, 
 
 from workloads import inputs as run_inputs
 from workloads import legacy, status
-from workloads.inputs import DecodedRun, spec_of, whole_numbers_as_ints
+from workloads.inputs import Decoded, spec_of, whole_numbers_as_ints
 from workloads.kube import (
     CLAIM_ANNOTATION,
     RETRY,
@@ -221,7 +221,7 @@ def owned_by(obj: dict[str, Any], job: dict[str, Any]) -> dict[str, Any]:
     return {**obj, "metadata": {**obj["metadata"], "ownerReferences": [owner_reference(job)]}}
 
 
-def source_pending(run: DecodedRun) -> bool:
+def source_pending(run: Decoded) -> bool:
     """Whether a continuation must wait for its source: its index.json does not say Succeeded yet."""
     if run.source is None:
         return False
@@ -229,7 +229,7 @@ def source_pending(run: DecodedRun) -> bool:
     return not (document and document.get("status") == "Succeeded")
 
 
-def adopt(api: KubeApi, run: DecodedRun, job: dict[str, Any], at: Where) -> dict[str, Any]:
+def adopt(api: KubeApi, run: Decoded, job: dict[str, Any], at: Where) -> dict[str, Any]:
     """Take over a live Job of this run: claim it, and make sure its companions exist and are owned by it."""
     claim = new_claim()
     uid = job["metadata"]["uid"]
@@ -268,7 +268,7 @@ def adopt_legacy(olds: dict[str, Any], news: dict[str, Any]) -> dict[str, Any]:
     return state
 
 
-def apply_mutable(api: KubeApi, olds: dict[str, Any], run: DecodedRun) -> None:
+def apply_mutable(api: KubeApi, olds: dict[str, Any], run: Decoded) -> None:
     """Labels and TTL onto the live Job, viewport CIDRs onto its Service and NetworkPolicy; only objects we hold."""
     from workloads.renderers.run import DEFAULT_TTL_SECONDS, user_labels
 

@@ -68,7 +68,7 @@ class Runs(pulumi.ComponentResource):
     summary: pulumi.Output[dict[str, dict[str, Any]]]
 
     def __init__(self, name: str, args: RunsArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        _check_kubernetes_version(args.context.kubernetes_version)
+        check_kubernetes_version(args.context.kubernetes_version)
         # Many runs share a glue file: read each one once.
         glue_sources = {path: (args.glue_root / path).read_text() for path in sorted({run.glue for run in args.runs})}
         planned = plan_runs(args.runs, args.context, glue_sources)
@@ -116,7 +116,7 @@ class Runs(pulumi.ComponentResource):
         self.register_outputs({"summary": self.summary})
 
 
-def _check_kubernetes_version(version: str | None) -> None:
+def check_kubernetes_version(version: str | None) -> None:
     if version is None:
         return
     major, minor = (int(part) for part in version.split(".")[:2])
@@ -128,27 +128,38 @@ def _check_kubernetes_version(version: str | None) -> None:
 
 
 def _summary(planned: list[PlannedRun], sims: dict[str, SimRun]) -> pulumi.Output[dict[str, dict[str, Any]]]:
-    # One Output over every run (not one per run), so thousands of runs stay cheap to export.
+    static = {
+        run.spec.name: {
+            "jobName": run.spec.name,
+            "specHash": run.identity.spec_hash,
+            "artifactsUri": run.identity.artifacts_uri,
+            "checkpointUri": run.identity.checkpoint_uri,
+        }
+        for run in planned
+    }
+    return workload_summary(static, sims)
+
+
+def workload_summary(static: dict[str, dict[str, Any]], sims: dict[str, SimRun]) -> pulumi.Output[dict[str, dict[str, Any]]]:
+    """Each workload's plain facts plus what its SimRun observed (status, viewport, recoveries), in one Output.
+
+    One Output over every workload (not one per workload), so thousands of them stay cheap to export.
+    """
+    names = list(static)
     flat: list[Any] = []
-    for run in planned:
-        sim = sims[run.spec.name]
+    for name in names:
+        sim = sims[name]
         flat += [sim.status, sim.viewport_address, sim.recoveries]
 
     def build(values: list[Any]) -> dict[str, dict[str, Any]]:
         summary = {}
-        for index, run in enumerate(planned):
+        for index, name in enumerate(names):
             status, viewport, recoveries = values[3 * index : 3 * index + 3]
-            summary[run.spec.name] = {
-                "jobName": run.spec.name,
-                "status": status,
-                "specHash": run.identity.spec_hash,
-                "artifactsUri": run.identity.artifacts_uri,
-                "checkpointUri": run.identity.checkpoint_uri,
-            }
+            summary[name] = {**static[name], "status": status}
             if viewport:
-                summary[run.spec.name]["viewportAddress"] = viewport
+                summary[name]["viewportAddress"] = viewport
             if recoveries:
-                summary[run.spec.name]["recoveries"] = recoveries
+                summary[name]["recoveries"] = recoveries
         return summary
 
     return pulumi.Output.all(*flat).apply(build)

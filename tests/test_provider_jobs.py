@@ -1,0 +1,158 @@
+"""Batch jobs through the same SimRun provider as runs: run once, adopt, record from S3, never rerun a shard."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+from fake_kube import ARTIFACTS_BUCKET, FakeKube, job_props
+from moto import mock_aws
+
+from workloads import eks_auth, kube
+from workloads.provider import SimRunProvider
+
+NS = "simfleet-runs"
+JOB = "resample"
+WRITES = ("POST", "PUT", "PATCH", "DELETE")
+
+
+@pytest.fixture(autouse=True)
+def fake_aws(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> Iterator[None]:
+    for key, value in {
+        "AWS_ACCESS_KEY_ID": "AKIDEXAMPLE",
+        "AWS_SECRET_ACCESS_KEY": "fake-secret-key-for-tests",
+        "AWS_CONFIG_FILE": str(tmp_path / "none"),
+        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"),
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    monkeypatch.setattr(kube, "RETRY", kube.RetryPolicy(attempts=5, first_delay=0, max_delay=0))
+    monkeypatch.setattr(kube, "TERMINATING", kube.WaitPolicy(seconds=5, poll=0.02))
+    eks_auth.reset_caches()
+    with mock_aws():
+        boto3.client("s3", region_name="us-east-1").create_bucket(Bucket=ARTIFACTS_BUCKET)
+        yield
+    eks_auth.reset_caches()
+
+
+@pytest.fixture
+def cluster() -> Iterator[FakeKube]:
+    with FakeKube() as server:
+        yield server
+
+
+def put_shard(props: dict[str, Any], shard: int, status: str) -> None:
+    key = f"jobs/{JOB}/{props['specHash']}/shard-{shard}/index.json"
+    body = {
+        "job": JOB,
+        "specHash": props["specHash"],
+        "shard": shard,
+        "status": status,
+        "startTime": "2026-11-23T10:00:00Z",
+        "completionTime": f"2026-11-23T1{shard}:00:00Z",
+        "recoveries": shard,
+    }
+    boto3.client("s3", region_name="us-east-1").put_object(Bucket=ARTIFACTS_BUCKET, Key=key, Body=json.dumps(body).encode())
+
+
+def writes(cluster: FakeKube) -> list[tuple[str, str]]:
+    return [(r.method, r.path) for r in cluster.requests if r.method in WRITES]
+
+
+def env_of(job: dict[str, Any], container: str) -> dict[str, str]:
+    spec = job["spec"]["template"]["spec"]
+    found = next(c for c in spec["containers"] if c["name"] == container)
+    return {e["name"]: e["value"] for e in found["env"]}
+
+
+def test_create_writes_the_job_then_its_owned_runtime_configmap(cluster: FakeKube) -> None:
+    props = job_props(cluster.url)
+    outs = SimRunProvider().create(props).outs
+    assert outs is not None and outs["kind"] == "job" and outs["status"] == "Pending"
+    assert [p for _, p in writes(cluster)] == [
+        f"/apis/batch/v1/namespaces/{NS}/jobs",
+        f"/api/v1/namespaces/{NS}/configmaps",
+    ]
+    job = cluster.get("jobs", NS, JOB)
+    cm = cluster.get("configmaps", NS, f"{JOB}-runtime")
+    assert job is not None and cm is not None
+    assert (job["spec"]["completionMode"], job["spec"]["completions"], job["spec"]["parallelism"]) == ("Indexed", 4, 2)
+    assert cm["metadata"]["ownerReferences"][0]["uid"] == job["metadata"]["uid"] == outs["jobUid"]
+    assert env_of(job, "work")["SIMFLEET_PUSHGATEWAY_URL"].endswith(":9091")
+
+
+def test_a_job_whose_shards_all_ran_is_recorded_and_nothing_starts(cluster: FakeKube) -> None:
+    props = job_props(cluster.url)
+    for shard in range(4):
+        put_shard(props, shard, "Succeeded" if shard != 2 else "Interrupted")
+    outs = SimRunProvider().create(props).outs
+    assert outs is not None and outs["jobUid"] is None and writes(cluster) == []
+    assert outs["status"] == "Failed"  # one shard did not succeed, so the job did not
+    assert outs["recoveries"] == 0 + 1 + 2 + 3
+    assert outs["completionTime"] == "2026-11-23T13:00:00Z"
+
+
+def test_after_a_lost_state_only_the_shards_that_never_ran_run_again(cluster: FakeKube) -> None:
+    props = job_props(cluster.url)
+    put_shard(props, 0, "Succeeded")
+    put_shard(props, 2, "Failed")
+    SimRunProvider().create(props)
+    job = cluster.get("jobs", NS, JOB)
+    assert job is not None and (job["spec"]["completions"], job["spec"]["parallelism"]) == (2, 2)
+    assert env_of(job, "work")["SIMFLEET_SHARD_LIST"] == "1 3"
+    assert env_of(job, "output-uploader")["SIMFLEET_SHARD_LIST"] == "1 3"
+
+
+def test_create_again_adopts_the_live_job_and_starts_nothing(cluster: FakeKube) -> None:
+    props = job_props(cluster.url)
+    first = SimRunProvider().create(props).outs
+    assert first is not None
+    cluster.requests.clear()
+    again = SimRunProvider().create(props).outs
+    assert again is not None and again["jobUid"] == first["jobUid"]
+    assert [m for m, _ in writes(cluster)] == ["PATCH"]  # only the claim moves to the adopter
+
+
+def test_status_comes_from_the_shards_records_after_the_ttl_controller(cluster: FakeKube) -> None:
+    props = job_props(cluster.url)
+    outs = SimRunProvider().create(props).outs
+    assert outs is not None
+    cluster.start_job(NS, JOB, ready=2)
+    assert SimRunProvider().read("x", outs).outs["status"] == "Running"  # type: ignore[index]
+    cluster.finish_job(NS, JOB)
+    for shard in range(4):
+        put_shard(props, shard, "Succeeded")
+    cluster.expire_job(NS, JOB)
+    read = SimRunProvider().read("x", outs).outs
+    assert read is not None and read["status"] == "Succeeded" and read["recoveries"] == 6
+    assert cluster.get("configmaps", NS, f"{JOB}-runtime") is None  # it went with the Job
+
+
+def test_labels_update_in_place_and_nothing_reruns(cluster: FakeKube) -> None:
+    props = job_props(cluster.url)
+    outs = SimRunProvider().create(props).outs
+    assert outs is not None
+    changed = job_props(cluster.url, labels={"user": "carol"}, ttlAfterFinished="1h")
+    assert changed["specHash"] == props["specHash"]
+    olds, news = {**outs, "__provider": "p"}, {**changed, "__provider": "p"}
+    assert SimRunProvider().diff("x", olds, news).replaces == []
+    SimRunProvider().update("x", olds, news)
+    job = cluster.get("jobs", NS, JOB)
+    assert job is not None and job["metadata"]["labels"]["simfleet.io/user"] == "carol"
+    assert job["spec"]["ttlSecondsAfterFinished"] == 3600
+
+
+def test_a_new_command_replaces_the_job_and_delete_removes_only_its_own(cluster: FakeKube) -> None:
+    props = job_props(cluster.url)
+    outs = SimRunProvider().create(props).outs
+    assert outs is not None
+    moved = job_props(cluster.url, command=["python", "-m", "robocache.v2"])
+    diff = SimRunProvider().diff("x", {**outs, "__provider": "p"}, {**moved, "__provider": "p"})
+    assert diff.replaces and diff.delete_before_replace
+    SimRunProvider().delete(f"{NS}/{JOB}", outs)
+    assert cluster.get("jobs", NS, JOB) is None

@@ -1,0 +1,76 @@
+"""The Jobs component: one SimRun (kind `job`) per declared batch job, through the same provider as the runs.
+
+A job gets the run's guarantees from the provider: adopted when its Job lives, recorded from its shards'
+index.json when it already ran at this hash, never started again by a later `pulumi up`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+
+from config import JobSpec
+from workloads.inputs import job_inputs
+from workloads.job_identity import JobContext, JobIdentity, identify_job
+from workloads.provider import SimRun
+from workloads.runs import check_kubernetes_version, workload_summary
+
+
+@dataclass(frozen=True)
+class JobsArgs:
+    jobs: tuple[JobSpec, ...]
+    # Plain values known when the program starts: the spec hashes are computed from these alone.
+    context: JobContext
+    # What must exist before any job's objects: the namespace and its service account, the buckets, the add-ons,
+    # the datasets claim and the Pushgateway.
+    after: Sequence[pulumi.Resource] = ()
+    cluster: pulumi.Resource | None = None
+
+
+@dataclass(frozen=True)
+class PlannedJob:
+    spec: JobSpec
+    identity: JobIdentity
+    inputs: dict[str, Any]
+
+
+def plan_jobs(jobs: Sequence[JobSpec], ctx: JobContext) -> list[PlannedJob]:
+    """Every job's identity and SimRun inputs. Pure."""
+    planned = []
+    for spec in jobs:
+        identity = identify_job(spec, ctx)
+        planned.append(PlannedJob(spec, identity, job_inputs(spec, ctx, identity)))
+    return planned
+
+
+class Jobs(pulumi.ComponentResource):
+    summary: pulumi.Output[dict[str, dict[str, Any]]]
+
+    def __init__(self, name: str, args: JobsArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        check_kubernetes_version(args.context.kubernetes_version)
+        planned = plan_jobs(args.jobs, args.context)
+        super().__init__("simfleet:workloads:Jobs", name, None, opts)
+        sims = {
+            job.spec.name: SimRun(
+                f"{name}-{job.spec.name}",
+                job.inputs,
+                opts=pulumi.ResourceOptions(
+                    parent=self,
+                    # The Job is named after the job and its pod template is immutable (as a run's).
+                    delete_before_replace=True,
+                    depends_on=list(args.after),
+                    # Deleting the cluster deletes its Jobs: no API calls on its way out.
+                    deleted_with=args.cluster,
+                ),
+            )
+            for job in planned
+        }
+        static = {
+            job.spec.name: {"jobName": job.spec.name, "specHash": job.identity.spec_hash, "outputsUri": job.identity.outputs_uri}
+            for job in planned
+        }
+        self.summary = workload_summary(static, sims)
+        self.register_outputs({"summary": self.summary})
