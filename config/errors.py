@@ -30,7 +30,7 @@ class ConfigError(Exception):
 
 
 # The order of the stack file's list sections after platform: issues are reported section by section, entry by entry.
-LIST_SECTIONS = ("runs", "services")
+LIST_SECTIONS = ("queues", "runs", "services")
 
 
 def file_order(issue: Issue) -> tuple[int, int]:

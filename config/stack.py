@@ -9,14 +9,25 @@ from __future__ import annotations
 
 import datetime
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
+import naming
+from config.capacity import gpu_capacity, per_gpu_allocatable
 from config.errors import ConfigError, Issue, file_order, issues_from
 from config.platform import PlatformConfig, default_control_plane_log_retention, is_prod_stack, prod_rules, storage_rules
+from config.queues import (
+    CAPACITY_CONTEXT,
+    QueuesConfig,
+    QueueSpec,
+    generated_queues,
+    queue_platform_rules,
+    queue_rules,
+    resolve_queues,
+)
 from config.runs import RunSpec, run_cross_rules, run_platform_rules
 from config.services import ServiceSpec, service_platform_rules, service_rules, service_warnings
 from config.types import documentation_range
@@ -52,6 +63,8 @@ class StackConfig:
     # Phase 1 of a first deploy: register only the network (SIMFLEET_BOOTSTRAP=network).
     bootstrap_network: bool = False
     services: tuple[ServiceSpec, ...] = ()
+    # Always set by load_stack_config: the stack file's queues, or the one simfleet generates without a section.
+    queues: QueuesConfig = field(default_factory=QueuesConfig)
 
     @property
     def is_prod(self) -> bool:
@@ -74,6 +87,7 @@ def load_stack_config(
     runs: Any,
     *,
     services: Any = None,
+    queues: Any = None,
     stack: str,
     source: str,
     base_dir: Path = PROJECT_ROOT,
@@ -81,7 +95,8 @@ def load_stack_config(
     lint_glue: Callable[[Path], list[str]] | None = None,
     offline: bool = False,
 ) -> StackConfig:
-    """Validate the raw `simfleet:platform`, `simfleet:runs` and `simfleet:services`; raise ConfigError listing every problem.
+    """Validate the raw `simfleet:platform`, `simfleet:runs`, `simfleet:services` and `simfleet:queues`; raise ConfigError
+    listing every problem.
 
     `offline` (the offline plan) turns placeholder CIDRs from errors into warnings.
     """
@@ -129,11 +144,46 @@ def load_stack_config(
         except ValidationError as err:
             issues += issues_from(err, f"services[{index}]", ServiceSpec)
 
+    queue_specs: list[tuple[int, QueueSpec]] = []
+    if queues is not None and not isinstance(queues, list):
+        issues.append(Issue("queues", "simfleet:queues must be a list of queues"))
+    elif queues == []:
+        issues.append(
+            Issue(
+                "queues",
+                "simfleet:queues is empty; list at least one queue, or leave the section out for one "
+                f"queue ({naming.GENERATED_QUEUE}) with every GPU the services leave free",
+            )
+        )
+    for index, raw in enumerate(queues if isinstance(queues, list) else []):
+        # A single quota value applies to each GPU capacity type of the stack; the model needs to know which those are.
+        context = {CAPACITY_CONTEXT: platform_cfg.node_groups.gpu.capacity} if platform_cfg is not None else {}
+        try:
+            queue_specs.append((index, QueueSpec.model_validate(raw, context=context)))
+        except ValidationError as err:
+            issues += issues_from(err, f"queues[{index}]", QueueSpec)
+    issues += queue_rules(queue_specs)
+
+    queues_cfg = QueuesConfig()
     if platform_cfg is not None:
         issues += prod_rules(platform_cfg, stack)
         issues += storage_rules(platform_cfg)
         issues += run_platform_rules(platform_cfg, run_specs)
         issues += service_platform_rules(platform_cfg, service_specs)
+        capacity = gpu_capacity(platform_cfg, (spec for _, spec in service_specs))
+        per_gpu = per_gpu_allocatable(platform_cfg)
+        if queues is None:
+            queues_cfg = generated_queues(capacity, per_gpu)
+        else:
+            queue_issues, queue_warnings = queue_platform_rules(queue_specs, capacity)
+            issues += queue_issues
+            warnings += queue_warnings
+            queues_cfg = resolve_queues(queue_specs, capacity, per_gpu)
+        if queues_cfg.teams and queues_cfg.nominal_gpus() == 0:
+            warnings.append(
+                "queues: every nominal GPU quota is 0 (the services take every GPU, or the quotas say so), so Kueue admits "
+                "no run or job that asks for a GPU"
+            )
     issues += run_cross_rules(run_specs, base_dir, lint_glue)
     issues += service_rules(service_specs)
     warnings += service_warnings(service_specs)
@@ -159,6 +209,7 @@ def load_stack_config(
         tuple(spec for _, spec in run_specs),
         tuple(warnings),
         services=tuple(spec for _, spec in service_specs),
+        queues=queues_cfg,
     )
 
 
@@ -225,6 +276,7 @@ def load_from_pulumi() -> StackConfig:
             settings.get_object("platform"),
             settings.get_object("runs"),
             services=settings.get_object("services"),
+            queues=settings.get_object("queues"),
             stack=stack,
             source=source,
             offline=offline,
