@@ -7,11 +7,26 @@ from dataclasses import dataclass
 from typing import Any
 
 import pulumi
+import pulumi_kubernetes as k8s
 
 import naming
 from components import kube
 from config import QueuesConfig
 from workloads.renderers.kueue import kueue_objects
+
+QUEUE_VIEWER = "simfleet-queue-viewer"
+LABELS = {"app.kubernetes.io/part-of": "simfleet", "app.kubernetes.io/managed-by": "pulumi"}
+
+
+def queue_viewer_rules() -> list[k8s.rbac.v1.PolicyRuleArgs]:
+    """Read the cluster-scoped Kueue objects: the teams' quotas and usage, the flavors, the priority classes."""
+    return [
+        k8s.rbac.v1.PolicyRuleArgs(
+            api_groups=["kueue.x-k8s.io"],
+            resources=["clusterqueues", "cohorts", "resourceflavors", "workloadpriorityclasses"],
+            verbs=["get", "list", "watch"],
+        )
+    ]
 
 
 @dataclass(frozen=True)
@@ -63,6 +78,26 @@ class Queues(pulumi.ComponentResource):
         for body in of_kind.get("LocalQueue", []):
             body["metadata"]["namespace"] = args.namespace
             register(body, [registered[("ClusterQueue", body["spec"]["clusterQueue"])], *classes])
+
+        # Run operators read the cluster-scoped queue objects (`kubectl describe clusterqueue <team>`); the Workloads and
+        # LocalQueues in the runs namespace are in their namespaced Role (components/runs_namespace.py).
+        viewer = k8s.rbac.v1.ClusterRole(
+            f"{name}-viewer",
+            metadata=k8s.meta.v1.ObjectMetaArgs(name=QUEUE_VIEWER, labels=LABELS),
+            rules=queue_viewer_rules(),
+            opts=in_cluster,
+        )
+        k8s.rbac.v1.ClusterRoleBinding(
+            f"{name}-viewer",
+            metadata=k8s.meta.v1.ObjectMetaArgs(name=QUEUE_VIEWER, labels=LABELS),
+            role_ref=k8s.rbac.v1.RoleRefArgs(
+                api_group="rbac.authorization.k8s.io", kind="ClusterRole", name=viewer.metadata.name
+            ),
+            subjects=[
+                k8s.rbac.v1.SubjectArgs(kind="Group", name=naming.RUN_OPERATORS_GROUP, api_group="rbac.authorization.k8s.io")
+            ],
+            opts=in_cluster,
+        )
 
         self.names = args.queues.names()
         self.default_name = args.queues.default_name

@@ -115,3 +115,17 @@ def test_summary_for_researchers():
         },
         "priorityClasses": {"interactive": "simfleet-interactive", "batch": "simfleet-batch"},
     }
+
+
+def test_run_operators_may_read_the_queues_and_nothing_else(rec):
+    role = rec.one("kubernetes:rbac.authorization.k8s.io/v1:ClusterRole", "queues-viewer").inputs
+    assert role["rules"] == [
+        {
+            "apiGroups": ["kueue.x-k8s.io"],
+            "resources": ["clusterqueues", "cohorts", "resourceflavors", "workloadpriorityclasses"],
+            "verbs": ["get", "list", "watch"],
+        }
+    ]
+    binding = rec.one("kubernetes:rbac.authorization.k8s.io/v1:ClusterRoleBinding", "queues-viewer").inputs
+    assert binding["roleRef"]["name"] == "simfleet-queue-viewer"
+    assert binding["subjects"] == [{"kind": "Group", "name": naming.RUN_OPERATORS_GROUP, "apiGroup": "rbac.authorization.k8s.io"}]

@@ -158,6 +158,8 @@ def test_run_operator_rbac(rec):
     for res in ("pods", "pods/log", "services", "configmaps", "events"):
         assert {("", res, v) for v in ("get", "list", "watch")} <= granted, res
     assert ("batch", "jobs", "delete") in granted and ("", "pods", "delete") in granted
+    # Why a run is queued: its Workload and the LocalQueues, read only.
+    assert {("kueue.x-k8s.io", res, v) for res in ("workloads", "localqueues") for v in ("get", "list", "watch")} <= granted
     assert not any(res == "secrets" or "*" in (group, res, verb) for group, res, verb in granted)
     assert not any(verb in {"create", "update", "patch", "escalate", "bind", "impersonate"} for _, _, verb in granted)
 
