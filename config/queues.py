@@ -201,6 +201,16 @@ def _resolve(spec: QueueSpec, capacity: dict[CapacityType, GpuCapacity], per_gpu
     return TeamQueue(spec.name, spec.weight, tuple(quotas))
 
 
+def declared_queues(specs: Sequence[tuple[int, QueueSpec]], section: bool) -> QueuesConfig:
+    """The queues' names and the default, known from the stack file alone (without quotas): what a run's or job's
+    `queue:` is checked against even when the platform section has errors. `section`: the file has simfleet:queues."""
+    if not section:
+        return QueuesConfig((TeamQueue(naming.GENERATED_QUEUE, 1, ()),), naming.GENERATED_QUEUE, True)
+    teams = tuple(TeamQueue(spec.name, spec.weight, ()) for _, spec in specs)
+    marked = [spec.name for _, spec in specs if spec.default]
+    return QueuesConfig(teams, marked[0] if marked else (teams[0].name if teams else ""))
+
+
 def generated_queues(capacity: dict[CapacityType, GpuCapacity], per_gpu: PerGpu) -> QueuesConfig:
     """No simfleet:queues section: one queue with every GPU the services leave free, so every stack has a queue."""
     spec = QueueSpec(name=naming.GENERATED_QUEUE, gpus={cap: c.free for cap, c in capacity.items()})
@@ -210,11 +220,9 @@ def generated_queues(capacity: dict[CapacityType, GpuCapacity], per_gpu: PerGpu)
 def resolve_queues(
     specs: Sequence[tuple[int, QueueSpec]], capacity: dict[CapacityType, GpuCapacity], per_gpu: PerGpu
 ) -> QueuesConfig:
-    """The stack's queues; the default is the one marked `default: true`, else the first."""
+    """The stack's queues with their quotas; the default is the one marked `default: true`, else the first."""
     teams = tuple(_resolve(spec, capacity, per_gpu) for _, spec in specs)
-    marked = [spec.name for _, spec in specs if spec.default]
-    default = marked[0] if marked else (teams[0].name if teams else "")
-    return QueuesConfig(teams, default, False, capacity)
+    return QueuesConfig(teams, declared_queues(specs, True).default_name, False, capacity)
 
 
 def queue_rules(specs: Sequence[tuple[int, QueueSpec]]) -> list[Issue]:

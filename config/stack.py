@@ -23,6 +23,7 @@ from config.queues import (
     CAPACITY_CONTEXT,
     QueuesConfig,
     QueueSpec,
+    declared_queues,
     generated_queues,
     queue_platform_rules,
     queue_rules,
@@ -163,13 +164,10 @@ def load_stack_config(
         except ValidationError as err:
             issues += issues_from(err, f"queues[{index}]", QueueSpec)
     issues += queue_rules(queue_specs)
+    # The queues' names and default, for the rules of runs and jobs that name a queue; quotas need the platform.
+    queues_cfg = declared_queues(queue_specs, queues is not None)
 
-    queues_cfg = QueuesConfig()
     if platform_cfg is not None:
-        issues += prod_rules(platform_cfg, stack)
-        issues += storage_rules(platform_cfg)
-        issues += run_platform_rules(platform_cfg, run_specs)
-        issues += service_platform_rules(platform_cfg, service_specs)
         capacity = gpu_capacity(platform_cfg, (spec for _, spec in service_specs))
         per_gpu = per_gpu_allocatable(platform_cfg)
         if queues is None:
@@ -179,6 +177,10 @@ def load_stack_config(
             issues += queue_issues
             warnings += queue_warnings
             queues_cfg = resolve_queues(queue_specs, capacity, per_gpu)
+        issues += prod_rules(platform_cfg, stack)
+        issues += storage_rules(platform_cfg)
+        issues += run_platform_rules(platform_cfg, run_specs)
+        issues += service_platform_rules(platform_cfg, service_specs)
         if queues_cfg.teams and queues_cfg.nominal_gpus() == 0:
             warnings.append(
                 "queues: every nominal GPU quota is 0 (the services take every GPU, or the quotas say so), so Kueue admits "

@@ -241,3 +241,20 @@ def test_capacity_arithmetic_and_the_runs_namespace_quota_between_queues_and_nod
     assert "above what the GPU node groups hold" in gpu_quota_problems(9, 5, 8)[0]
     # A service never leaves a negative number of GPUs free.
     assert GpuCapacity("spot", 2, (("svc", 3),)).free == 0
+
+
+def test_names_and_default_are_known_without_the_platform() -> None:
+    """What runs' and jobs' `queue:` fields are checked against, even when the platform section has errors."""
+    from config.queues import QueueSpec, declared_queues
+
+    specs = [(0, QueueSpec(name="a", gpus=1)), (1, QueueSpec(name="b", gpus=1, default=True))]
+    declared = declared_queues(specs, True)
+    assert (declared.names(), declared.default_name) == (("a", "b"), "b")
+    generated = declared_queues([], False)
+    assert (generated.names(), generated.default_name, generated.generated) == (("shared",), "shared", True)
+    # The resolved queues keep both.
+    cfg = load(stack_config("dev"))
+    assert (
+        cfg.queues.names()
+        == declared_queues([(i, QueueSpec(**q)) for i, q in enumerate(stack_config()["simfleet:queues"])], True).names()
+    )
