@@ -37,6 +37,8 @@ def file_order(issue: Issue) -> tuple[int, int]:
     match = re.match(r"^(\w+)\[(\d+)\]", issue.path)
     if match and match[1] in LIST_SECTIONS:
         return (1 + LIST_SECTIONS.index(match[1]), int(match[2]))
+    if issue.path in LIST_SECTIONS:  # about a whole section (its quotas together): after its entries
+        return (1 + LIST_SECTIONS.index(issue.path), 1 << 30)
     return (0, 0)
 
 

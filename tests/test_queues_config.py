@@ -177,8 +177,9 @@ def test_every_queue_error_is_reported_at_once_with_its_path() -> None:
     assert "queues[2].gpus" in paths
     # 3 + 2 spot GPUs on a spot group of 4.
     assert any(p == "queues" and "nominal spot GPU quotas add up to 5 (a 3, a 2)" in m for p, m in found), found
-    # Every section's errors come together, queues (listed first in the stack files) before runs.
-    assert paths.index("queues[2].gpus") < paths.index("runs[0].maxRuntime")
+    # Every section's errors come together, queues (listed first in the stack files) before runs; an error about the
+    # whole section follows its entries'.
+    assert paths.index("queues[2].gpus") < paths.index("queues") < paths.index("runs[0].maxRuntime")
 
 
 def test_quotas_must_leave_the_services_max_replicas_free() -> None:
