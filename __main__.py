@@ -11,13 +11,15 @@ from components.cluster import Cluster, ClusterArgs
 from components.metrics import PUSHGATEWAY_POD_LABELS, Metrics, MetricsArgs, pushgateway_url
 from components.network import Network, NetworkArgs, refuse_bootstrap_over_cluster
 from components.nodegroups import NodeGroups, NodeGroupsArgs
+from components.queues import Queues, QueuesArgs
+from components.queues import summary as queues_summary
 from components.registry import Registry, RegistryArgs
 from components.runs_namespace import InClusterEgress, RunsNamespace, RunsNamespaceArgs
 from components.shared_storage import SharedStorage, SharedStorageArgs
 from components.shared_storage import summary as shared_storage_summary
 from components.storage import Storage, StorageArgs, bucket_name
 from components.tags import base_tags
-from config import load_from_pulumi
+from config import load_from_pulumi, node_group_gpus, runs_gpu_quota
 from workloads.identity import RunContext, registry_url
 from workloads.job_identity import JobContext
 from workloads.jobs import Jobs, JobsArgs
@@ -125,12 +127,21 @@ else:
             access.run_role_arn,
             access.gate_role_arn,
             access.job_role_arn,
-            platform.node_groups.gpu.max_gpus,
+            # Every GPU the services cannot reach: between the queues' nominal quotas and the node groups at maxSize.
+            runs_gpu_quota(cfg.queues.capacity),
             platform.kubernetes_version,
             cluster=cluster,
             egress_to=run_egress,
+            queued_gpus=cfg.queues.nominal_gpus(),
+            node_group_gpus=node_group_gpus(cfg.queues.capacity),
         ),
         opts=in_cluster,
+    )
+    # Kueue's flavors, priority classes and each team's queues, once Kueue's CRDs and webhooks are up (Addons).
+    queues = Queues(
+        "queues",
+        QueuesArgs(cfg.queues, runs_namespace.namespace, cluster=cluster),
+        opts=pulumi.ResourceOptions(providers=[k8s_provider], depends_on=[addons]),
     )
     shared_storage = None
     if platform.shared_storage.enabled:
@@ -184,7 +195,8 @@ else:
     )
     runs = Runs(
         "runs",
-        RunsArgs(cfg.runs, run_context, after=[addons, runs_namespace, storage, registry], cluster=cluster),
+        # After the queues too: a Job naming a LocalQueue that does not exist yet would wait inadmissible.
+        RunsArgs(cfg.runs, run_context, after=[addons, runs_namespace, queues, storage, registry], cluster=cluster),
         opts=in_cluster,
     )
     jobs = None
@@ -242,6 +254,8 @@ else:
     pulumi.export("runsNamespace", runs_namespace.namespace)
     pulumi.export("runs", runs.summary)
     pulumi.export("jobs", jobs.summary if jobs is not None else {})
+    # Researchers' view of the queues: which exist, the default, each team's nominal GPUs per flavor.
+    pulumi.export("queues", queues_summary(cfg.queues))
     pulumi.export("services", services.summary if services is not None else {})
     # For jobs and runs: the claim to mount and the Pushgateway to push to (null when the piece is off).
     pulumi.export("sharedStorage", shared_storage_summary(shared_storage) if shared_storage is not None else None)

@@ -55,6 +55,30 @@ METRICS_NAMESPACE = "simfleet-metrics"
 PUSHGATEWAY_RELEASE = "prometheus-pushgateway"
 PUSHGATEWAY_PORT = 9091
 
+# Kueue (components/addons.py installs it, components/queues.py registers its objects): every run and job is admitted
+# through a LocalQueue in the runs namespace. A Job names its LocalQueue with KUEUE_QUEUE_LABEL (a queue name from
+# config: QueuesConfig.names(), QueuesConfig.default_name) and its WorkloadPriorityClass with KUEUE_PRIORITY_LABEL.
+# Kueue ignores Jobs without the queue label (manageJobsWithoutQueueName: false), which the continuation gate relies on.
+KUEUE_NAMESPACE = "kueue-system"
+KUEUE_RELEASE = "kueue"
+KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
+KUEUE_PRIORITY_LABEL = "kueue.x-k8s.io/priority-class"
+# Every team's ClusterQueue is in this one cohort, so teams borrow each other's idle quota.
+KUEUE_COHORT = "simfleet"
+# ResourceFlavors, one per GPU capacity type; a ClusterQueue lists them in this order (spot first, then on-demand).
+FLAVOR_SPOT = "spot"
+FLAVOR_ON_DEMAND = "on-demand"
+KUEUE_FLAVORS = {"spot": FLAVOR_SPOT, "onDemand": FLAVOR_ON_DEMAND}
+# WorkloadPriorityClasses: Kueue admits interactive runs before batch sweeps waiting in the same queue.
+PRIORITY_INTERACTIVE = "simfleet-interactive"
+PRIORITY_BATCH = "simfleet-batch"
+PRIORITY_FOR_MODE = {"interactive": PRIORITY_INTERACTIVE, "batch": PRIORITY_BATCH}
+# The queue simfleet generates when a stack file has no simfleet:queues section. Never "default": Kueue (since v0.17,
+# LocalQueueDefaulting) labels every unlabelled Job in a namespace that has a LocalQueue named "default" with that
+# queue, which would put the continuation gate and every other unqueued Job under Kueue.
+GENERATED_QUEUE = "shared"
+RESERVED_QUEUE_NAMES = ("default",)
+
 # Service accounts of the add-ons that assume IRSA roles: (namespace, name). Access trusts exactly
 # these; Addons installs the charts with these names.
 LOAD_BALANCER_CONTROLLER_SA = ("kube-system", "aws-load-balancer-controller")

@@ -123,11 +123,20 @@ EKS_ADDON_PINS: dict[str, dict[str, Pin]] = {
 class HelmChart:
     """A Helm chart pinned to one version in one repository."""
 
-    repository: str
+    repository: str  # https:// (a chart repository with an index.yaml) or oci:// (a registry path)
     chart: str
     version: str
     source: str
     checked: datetime.date = CHECKED
+
+    @property
+    def oci(self) -> bool:
+        return self.repository.startswith("oci://")
+
+    @property
+    def reference(self) -> str:
+        """What helm.v3.Release's `chart` takes: the chart's name for a repository, its full OCI reference otherwise."""
+        return f"{self.repository.rstrip('/')}/{self.chart}" if self.oci else self.chart
 
 
 # Helm charts installed by components/addons.py, keyed by release name. A version counts as published when the
@@ -191,7 +200,27 @@ HELM_CHARTS: dict[str, HelmChart] = {
         # installable from the repository; 0.2.1 changes only image.tag.
         "aws/eks-charts gh-pages index.yaml, entry aws-for-fluent-bit 0.2.0",
     ),
+    "kueue": HelmChart(
+        "oci://registry.k8s.io/kueue/charts",
+        "kueue",
+        "0.19.2",
+        # Published: Kueue's releases push the chart to registry.k8s.io/kueue/charts/kueue with the git tag's version
+        # minus the "v" (hack/helm-chart-package.sh; the installation guide's `helm install kueue
+        # oci://registry.k8s.io/kueue/charts/kueue --version=<chart_version>`). v0.19.2 is the newest release tag seen
+        # (tag commit 8eab6877, 2026-08-20); its values.yaml, templates and CRDs are the ones checked
+        # (/work/shared/reference/helm-charts/kueue/0.19.2, /work/shared/reference/crds/kueue/v0.19.2).
+        "kubernetes-sigs/kueue release tag v0.19.2, chart pushed to oci://registry.k8s.io/kueue/charts/kueue",
+    ),
 }
+
+# The Kueue controller image. The released chart already points at it (hack/helm-chart-package.sh rewrites the
+# staging image to registry.k8s.io/kueue/kueue:<tag> with IfNotPresent for tags vX.Y.Z); simfleet sets it explicitly
+# so the pin is visible here and a chart bump cannot move the controller without this file changing.
+KUEUE_IMAGE = "registry.k8s.io/kueue/kueue"
+KUEUE_IMAGE_TAG = "v0.19.2"
+# Kueue's installation guide (site/content/en/docs/installation/_index.md, read 2026-11-30): "A Kubernetes cluster with
+# version 1.29 or newer". No upper bound is documented; every minor simfleet pins (1.34-1.36) is above it.
+KUEUE_MIN_KUBERNETES = "1.29"
 
 # The Cluster Autoscaler's minor must equal the Kubernetes minor (cluster-autoscaler README: "versioning scheme
 # ... match[es] Kubernetes minor releases exactly"), so its image is pinned per minor, not by the chart.
@@ -253,7 +282,13 @@ def missing_pins(version: str) -> list[str]:
     if kubectl is None or not kubectl.version.startswith(f"v{version}."):
         missing.append(f"a kubectl {version}.x image (KUBECTL_IMAGE_PINS)")
     missing += [f"a version of the {key} chart (HELM_CHARTS)" for key, chart in HELM_CHARTS.items() if not chart.version]
+    if _minor(version) < _minor(KUEUE_MIN_KUBERNETES):
+        missing.append(f"a Kueue release that supports Kubernetes {version} (KUEUE_MIN_KUBERNETES is {KUEUE_MIN_KUBERNETES})")
     return missing
+
+
+def _minor(version: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in version.split("."))
 
 
 def unconfirmed_pins(version: str) -> list[str]:

@@ -13,6 +13,10 @@ import pulumi_kubernetes as k8s
 
 import naming
 import versions
+from components import kube
+from components.kueue import CHART as KUEUE
+from components.kueue import kueue_values
+from components.kueue import namespace_object as kueue_namespace
 from components.tags import merge_tags
 from config import LOG_RETENTION_DAYS
 
@@ -27,7 +31,7 @@ CLUSTER_AUTOSCALER = "cluster-autoscaler"
 LOG_SHIPPER = "aws-for-fluent-bit"
 REQUIRED_ROLES = (LOAD_BALANCER_CONTROLLER, CLUSTER_AUTOSCALER, LOG_SHIPPER)
 # Every chart this component installs; each must have a pin in versions.HELM_CHARTS.
-CHARTS = ("nvidia-device-plugin", CLUSTER_AUTOSCALER, "metrics-server", LOG_SHIPPER, LOAD_BALANCER_CONTROLLER)
+CHARTS = ("nvidia-device-plugin", CLUSTER_AUTOSCALER, "metrics-server", LOG_SHIPPER, KUEUE, LOAD_BALANCER_CONTROLLER)
 
 # EKS managed add-ons, one entry per versions.MANAGED_ADDONS (pinned per Kubernetes minor there). vpc-cni runs the
 # network policy agent, which is what enforces RunsNamespace's policies. The value is the string "true" (EKS user
@@ -200,7 +204,7 @@ class Addons(pulumi.ComponentResource):
         )
 
         def release(
-            key: str, namespace: str, values: Mapping[str, Any], extra: pulumi.ResourceOptions | None = None
+            key: str, namespace: pulumi.Input[str], values: Mapping[str, Any], extra: pulumi.ResourceOptions | None = None
         ) -> k8s.helm.v3.Release:
             chart = versions.HELM_CHARTS[key]
             return k8s.helm.v3.Release(
@@ -208,19 +212,27 @@ class Addons(pulumi.ComponentResource):
                 # A fixed release name instead of an autoname: the chart's objects get stable, predictable names.
                 name=key,
                 namespace=namespace,
-                chart=chart.chart,
+                # An OCI chart is its full reference with no repository (the provider hands oci:// references to Helm's
+                # registry client, pulumi-kubernetes provider/pkg/provider/helm_release.go locateChart); any other
+                # chart is its name in an index.yaml repository.
+                chart=chart.reference,
                 version=chart.version,
-                repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=chart.repository),
+                repository_opts=None if chart.oci else k8s.helm.v3.RepositoryOptsArgs(repo=chart.repository),
                 values=values,
                 opts=pulumi.ResourceOptions.merge(in_cluster, extra),
             )
 
         kube_system = "kube-system"
+        # Kueue in its own namespace (restricted Pod Security); its release starts once the namespace exists.
+        kueue_ns = kube.register(f"{name}-kueue-namespace", kueue_namespace(args.kubernetes_version), in_cluster)
         others = [
             release("nvidia-device-plugin", kube_system, device_plugin_values()),
             release(CLUSTER_AUTOSCALER, naming.CLUSTER_AUTOSCALER_SA[0], cluster_autoscaler_values(args)),
             release("metrics-server", kube_system, metrics_server_values()),
             release(LOG_SHIPPER, naming.LOG_SHIPPER_SA[0], log_shipper_values(args, log_group.name)),
+            # pulumi-kubernetes waits for the release's Deployment to be ready, so the CRDs it installs and the
+            # webhooks that validate ClusterQueues exist before anything depending on Addons (components/queues.py).
+            release(KUEUE, kueue_ns.urn.apply(lambda _: naming.KUEUE_NAMESPACE), kueue_values(SYSTEM_NODES)),
         ]
         # Installed last: its mutating webhook for Services fails other charts' Service creates while its pods
         # are not yet ready ("no endpoints available for service aws-load-balancer-webhook-service",

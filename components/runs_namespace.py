@@ -17,6 +17,7 @@ from pulumi_kubernetes.networking.v1 import (
 )
 
 import naming
+from config.capacity import gpu_quota_problems
 
 ANYWHERE_BUT_METADATA = IPBlockArgs(cidr="0.0.0.0/0", except_=[naming.INSTANCE_METADATA_CIDR])
 RUN_OPERATOR = "run-operator"
@@ -124,6 +125,9 @@ def run_operator_rules() -> list[k8s.rbac.v1.PolicyRuleArgs]:
         k8s.rbac.v1.PolicyRuleArgs(api_groups=["batch"], resources=["jobs"], verbs=[*READ, "delete"]),
         # Deleting a pod restarts it under its Job; deleting the Job stops the run.
         k8s.rbac.v1.PolicyRuleArgs(api_groups=[""], resources=["pods"], verbs=["delete"]),
+        # Why a run is queued: its Workload's conditions, and the teams' LocalQueues (README "Queues"). The
+        # cluster-scoped ClusterQueues are readable through components/queues.py's ClusterRole.
+        k8s.rbac.v1.PolicyRuleArgs(api_groups=["kueue.x-k8s.io"], resources=["workloads", "localqueues"], verbs=READ),
     ]
 
 
@@ -137,17 +141,26 @@ class RunsNamespaceArgs:
     run_role_arn: pulumi.Input[str]
     gate_role_arn: pulumi.Input[str]
     job_role_arn: pulumi.Input[str]
+    # config.runs_gpu_quota: the GPUs the services cannot reach. A backstop behind Kueue's own quotas.
     gpu_quota: int
     kubernetes_version: str
     cluster: pulumi.Resource
     # In-cluster destinations besides DNS: the Pushgateway (metrics on), services that list simfleet-runs as a client.
     egress_to: Sequence[InClusterEgress] = ()
+    # When given, gpu_quota must sit between them: the queues' nominal GPU quotas (QueuesConfig.nominal_gpus(), the most
+    # Kueue admits at once) <= gpu_quota <= the GPU node groups at maxSize (config/capacity.py runs_gpu_quota says why).
+    queued_gpus: int | None = None
+    node_group_gpus: int | None = None
 
     def __post_init__(self) -> None:
         if len({e.name for e in self.egress_to}) != len(self.egress_to):
             raise ValueError("RunsNamespace: two egress_to entries share a name")
         if self.gpu_quota < 0:
             raise ValueError(f"RunsNamespace: gpu_quota must be >= 0, got {self.gpu_quota}")
+        if self.queued_gpus is not None and self.node_group_gpus is not None:
+            problems = gpu_quota_problems(self.gpu_quota, self.queued_gpus, self.node_group_gpus)
+            if problems:
+                raise ValueError("RunsNamespace: " + "; ".join(problems))
 
 
 class RunsNamespace(pulumi.ComponentResource):
@@ -215,7 +228,9 @@ class RunsNamespace(pulumi.ComponentResource):
                 f"{name}-gpu-quota",
                 metadata=meta("gpu"),
                 # Extended resources take only the requests. prefix in a quota (no overcommit, so requests ==
-                # limits); the cap is every GPU the node groups can hold at maxSize.
+                # limits). The cap is every GPU the services cannot reach: at least what Kueue may admit (the queues'
+                # nominal quotas; borrowing moves quota between teams, never adds to it), at most the node groups at
+                # maxSize. Kueue is what queues work; this only stops what bypasses it (config/capacity.py).
                 spec=k8s.core.v1.ResourceQuotaSpecArgs(hard={f"requests.{naming.GPU_RESOURCE}": str(args.gpu_quota)}),
                 opts=child,
             )

@@ -3,6 +3,7 @@
 `load_from_pulumi()` validates `simfleet:*` once at program start; components get typed slices of it.
 """
 
+from config.capacity import GpuCapacity, gpu_capacity, gpu_quota_problems, node_group_gpus, runs_gpu_quota
 from config.errors import ConfigError, Issue
 from config.jobs import Datasets, JobSpec, Outputs
 from config.platform import (
@@ -21,6 +22,7 @@ from config.platform import (
     default_control_plane_log_retention,
     is_prod_stack,
 )
+from config.queues import FlavorQuota, GpuSplit, QuantitySplit, QueuesConfig, QueueSpec, TeamQueue
 from config.runs import Checkpoint, Images, RunSpec, Viewport, checkpoint_order
 from config.services import Autoscale, Expose, Probes, Replicas, ServiceClient, ServicePort, ServiceSpec
 from config.stack import (
@@ -63,7 +65,10 @@ __all__ = [
     "DeployerAccess",
     "EndpointConfig",
     "Expose",
+    "FlavorQuota",
+    "GpuCapacity",
     "GpuNodeGroupConfig",
+    "GpuSplit",
     "ImageRef",
     "Images",
     "Issue",
@@ -75,6 +80,9 @@ __all__ = [
     "Outputs",
     "PlatformConfig",
     "Probes",
+    "QuantitySplit",
+    "QueueSpec",
+    "QueuesConfig",
     "Replicas",
     "RunSpec",
     "ServiceClient",
@@ -83,17 +91,22 @@ __all__ = [
     "SharedStorageConfig",
     "StackConfig",
     "SystemNodeGroupConfig",
+    "TeamQueue",
     "Viewport",
     "checkpoint_order",
     "default_control_plane_log_retention",
     "documentation_range",
+    "gpu_capacity",
+    "gpu_quota_problems",
     "image_source_problem",
     "is_prod_stack",
     "load_from_pulumi",
     "load_stack_config",
+    "node_group_gpus",
     "parse_duration",
     "parse_image",
     "placeholder_issues",
     "quantity_value",
+    "runs_gpu_quota",
     "workload_names",
 ]

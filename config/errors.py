@@ -30,13 +30,15 @@ class ConfigError(Exception):
 
 
 # The order of the stack file's list sections after platform: issues are reported section by section, entry by entry.
-LIST_SECTIONS = ("runs", "jobs", "services")
+LIST_SECTIONS = ("queues", "runs", "jobs", "services")
 
 
 def file_order(issue: Issue) -> tuple[int, int]:
     match = re.match(r"^(\w+)\[(\d+)\]", issue.path)
     if match and match[1] in LIST_SECTIONS:
         return (1 + LIST_SECTIONS.index(match[1]), int(match[2]))
+    if issue.path in LIST_SECTIONS:  # about a whole section (its quotas together): after its entries
+        return (1 + LIST_SECTIONS.index(issue.path), 1 << 30)
     return (0, 0)
 
 

@@ -9,15 +9,27 @@ from __future__ import annotations
 
 import datetime
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+import naming
+from config.capacity import gpu_capacity, per_gpu_allocatable
 from config.errors import ConfigError, Issue, file_order, issues_from
 from config.jobs import JobSpec, job_platform_rules, job_rules
 from config.platform import PlatformConfig, default_control_plane_log_retention, is_prod_stack, prod_rules, storage_rules
+from config.queues import (
+    CAPACITY_CONTEXT,
+    QueuesConfig,
+    QueueSpec,
+    declared_queues,
+    generated_queues,
+    queue_platform_rules,
+    queue_rules,
+    resolve_queues,
+)
 from config.runs import RunSpec, run_cross_rules, run_platform_rules
 from config.services import ServiceSpec, service_platform_rules, service_rules, service_warnings
 from config.types import documentation_range
@@ -55,6 +67,8 @@ class StackConfig:
     bootstrap_network: bool = False
     services: tuple[ServiceSpec, ...] = ()
     jobs: tuple[JobSpec, ...] = ()
+    # Always set by load_stack_config: the stack file's queues, or the one simfleet generates without a section.
+    queues: QueuesConfig = field(default_factory=QueuesConfig)
 
     @property
     def is_prod(self) -> bool:
@@ -78,6 +92,7 @@ def load_stack_config(
     *,
     services: Any = None,
     jobs: Any = None,
+    queues: Any = None,
     stack: str,
     source: str,
     base_dir: Path = PROJECT_ROOT,
@@ -85,7 +100,8 @@ def load_stack_config(
     lint_glue: Callable[[Path], list[str]] | None = None,
     offline: bool = False,
 ) -> StackConfig:
-    """Validate the raw `simfleet:platform`, `:runs`, `:jobs` and `:services`; raise ConfigError listing every problem.
+    """Validate the raw `simfleet:platform`, `:runs`, `:jobs`, `:services` and `:queues`; raise ConfigError listing every
+    problem.
 
     `offline` (the offline plan) turns placeholder CIDRs from errors into warnings.
     """
@@ -113,12 +129,48 @@ def load_stack_config(
     job_specs = _entries(jobs, "jobs", JobSpec, issues)
     service_specs = _entries(services, "services", ServiceSpec, issues)
 
+    queue_specs: list[tuple[int, QueueSpec]] = []
+    if queues is not None and not isinstance(queues, list):
+        issues.append(Issue("queues", "simfleet:queues must be a list of queues"))
+    elif queues == []:
+        issues.append(
+            Issue(
+                "queues",
+                "simfleet:queues is empty; list at least one queue, or leave the section out for one "
+                f"queue ({naming.GENERATED_QUEUE}) with every GPU the services leave free",
+            )
+        )
+    for index, raw in enumerate(queues if isinstance(queues, list) else []):
+        # A single quota value applies to each GPU capacity type of the stack; the model needs to know which those are.
+        context = {CAPACITY_CONTEXT: platform_cfg.node_groups.gpu.capacity} if platform_cfg is not None else {}
+        try:
+            queue_specs.append((index, QueueSpec.model_validate(raw, context=context)))
+        except ValidationError as err:
+            issues += issues_from(err, f"queues[{index}]", QueueSpec)
+    issues += queue_rules(queue_specs)
+    # The queues' names and default, for the rules of runs and jobs that name a queue; quotas need the platform.
+    queues_cfg = declared_queues(queue_specs, queues is not None)
+
     if platform_cfg is not None:
+        capacity = gpu_capacity(platform_cfg, (spec for _, spec in service_specs))
+        per_gpu = per_gpu_allocatable(platform_cfg)
+        if queues is None:
+            queues_cfg = generated_queues(capacity, per_gpu)
+        else:
+            queue_issues, queue_warnings = queue_platform_rules(queue_specs, capacity)
+            issues += queue_issues
+            warnings += queue_warnings
+            queues_cfg = resolve_queues(queue_specs, capacity, per_gpu)
         issues += prod_rules(platform_cfg, stack)
         issues += storage_rules(platform_cfg)
         issues += run_platform_rules(platform_cfg, run_specs)
         issues += service_platform_rules(platform_cfg, service_specs)
         issues += job_platform_rules(platform_cfg, job_specs)
+        if queues_cfg.teams and queues_cfg.nominal_gpus() == 0:
+            warnings.append(
+                "queues: every nominal GPU quota is 0 (the services take every GPU, or the quotas say so), so Kueue admits "
+                "no run or job that asks for a GPU"
+            )
     issues += run_cross_rules(run_specs, base_dir, lint_glue)
     issues += service_rules(service_specs)
     issues += job_rules(job_specs)
@@ -147,6 +199,7 @@ def load_stack_config(
         tuple(warnings),
         services=tuple(spec for _, spec in service_specs),
         jobs=tuple(spec for _, spec in job_specs),
+        queues=queues_cfg,
     )
 
 
@@ -272,6 +325,7 @@ def load_from_pulumi() -> StackConfig:
             settings.get_object("runs"),
             services=settings.get_object("services"),
             jobs=settings.get_object("jobs"),
+            queues=settings.get_object("queues"),
             stack=stack,
             source=source,
             offline=offline,

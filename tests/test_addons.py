@@ -109,7 +109,7 @@ def test_every_chart_is_pinned_in_versions():
     assert set(versions.HELM_CHARTS) == {*CHARTS, METRICS_CHART}
     for key, chart in versions.HELM_CHARTS.items():
         assert EXACT_VERSION.match(chart.version), f"{key}: {chart.version!r} is not an exact version"
-        assert chart.repository.startswith("https://"), key
+        assert chart.repository.startswith(("https://", "oci://")), key
         assert chart.source and chart.checked, f"{key} has no source or check date for its pin"
     for minor, tag in versions.CLUSTER_AUTOSCALER_IMAGE_TAGS.items():
         assert tag.startswith(f"v{minor}."), f"Cluster Autoscaler {tag} does not match Kubernetes {minor}"
@@ -176,8 +176,14 @@ def test_releases_use_the_pins(rec):
     assert set(releases) == set(CHARTS)
     for key, inputs in releases.items():
         pin = versions.HELM_CHARTS[key]
-        assert (inputs["chart"], inputs["version"], inputs["repositoryOpts"]["repo"]) == (pin.chart, pin.version, pin.repository)
-        assert inputs["namespace"] == "kube-system"
+        assert (inputs["chart"], inputs["version"]) == (pin.reference, pin.version)
+        if pin.oci:
+            # An OCI chart is pulled by its full reference; a repository URL would send Helm to look for an index.yaml.
+            assert inputs["chart"] == f"{pin.repository}/{pin.chart}" and "repositoryOpts" not in inputs, key
+        else:
+            assert (inputs["chart"], inputs["repositoryOpts"]["repo"]) == (pin.chart, pin.repository), key
+        assert inputs["namespace"] == (naming.KUEUE_NAMESPACE if key == "kueue" else "kube-system"), key
+    assert releases["kueue"]["chart"] == "oci://registry.k8s.io/kueue/charts/kueue"
 
 
 def test_device_plugin_runs_only_on_gpu_nodes(rec):
@@ -228,6 +234,7 @@ def test_log_shipper_values(rec):
 def test_controllers_pinned_to_system_nodes(rec):
     for key in ("cluster-autoscaler", "aws-load-balancer-controller", "metrics-server"):
         assert _values(rec, key)["nodeSelector"] == {naming.NODE_POOL_LABEL: "system"}, key
+    assert _values(rec, "kueue")["controllerManager"]["nodeSelector"] == {naming.NODE_POOL_LABEL: "system"}
 
 
 def test_resource_options(rec):

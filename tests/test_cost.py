@@ -154,6 +154,15 @@ def test_example_stacks_cost() -> None:
     assert costs["prod"]["idleMonthlyUsd"] > costs["dev"]["idleMonthlyUsd"] + 100
     assert {r["name"] for r in costs["dev"]["runs"]} == {"trot-baseline", "trot-sweep", "trot-continue"}
     assert costs["prod"]["runs"] == [] and costs["prod"]["services"] == []
+    # prod's queues hold 16 spot and 10 on-demand GPUs: the ceiling prices 10 of the 16 on-demand nodes.
+    assert costs["prod"]["gpuCeiling"]["ON_DEMAND"] == {
+        "maxSizeNodes": 16,
+        "queueNominalGpus": 10,
+        "serviceGpusAtMax": 0,
+        "nodes": 10,
+    }
+    # dev's queues and Triton (3 at max) fill both groups: the ceiling is every GPU node.
+    assert {c: line["nodes"] for c, line in costs["dev"]["gpuCeiling"].items() if c != "source"} == {"SPOT": 4, "ON_DEMAND": 4}
     # The dev Triton service: one on-demand g5.2xlarge (and its 200 GiB root) per replica, 1 to 3 replicas.
     [triton] = costs["dev"]["services"]
     assert (triton["name"], triton["nodesAtMin"], triton["nodesAtMax"]) == ("radstream-triton", 1, 3)
@@ -291,3 +300,54 @@ def test_efs_is_listed_free_and_the_pushgateway_volume_at_its_nominal_size() -> 
     assert items["prometheus-pushgateway volume (1 GiB, EFS Standard, at most its nominal size)"] == pytest.approx(0.30)
     assert cost["idleMonthlyUsd"] == pytest.approx(base["idleMonthlyUsd"] + 0.30)
     assert any("EFS storage" in e for e in cost["excluded"])
+
+
+def flavor(name: str, capacity: str) -> Resource:
+    props = {"metadata": {"name": name}, "spec": {"nodeLabels": {"eks.amazonaws.com/capacityType": capacity}}}
+    return res("kubernetes:kueue.x-k8s.io/v1beta2:ResourceFlavor", f"queues-resourceflavor-{name}", props)
+
+
+def cluster_queue(name: str, gpus: dict[str, int]) -> Resource:
+    flavors = [
+        {"name": f, "resources": [{"name": "cpu", "nominalQuota": "8"}, {"name": "nvidia.com/gpu", "nominalQuota": n}]}
+        for f, n in gpus.items()
+    ]
+    spec = {"resourceGroups": [{"coveredResources": ["cpu", "nvidia.com/gpu"], "flavors": flavors}]}
+    return res(
+        "kubernetes:kueue.x-k8s.io/v1beta2:ClusterQueue",
+        f"queues-clusterqueue-{name}",
+        {"metadata": {"name": name}, "spec": spec},
+    )
+
+
+def queued(*queues: Resource) -> list[Resource]:
+    return [*dev_like(), flavor("spot", "SPOT"), flavor("on-demand", "ON_DEMAND"), *queues]
+
+
+def test_queue_quotas_are_the_gpu_ceiling_when_lower_than_the_node_groups() -> None:
+    base = estimate(dev_like(), "dev", "us-east-1", today=TODAY)
+    assert base["gpuCeiling"]["source"] == "nodeGroups"
+    cost = estimate(
+        queued(cluster_queue("a", {"spot": 1, "on-demand": 1}), cluster_queue("b", {"spot": 1, "on-demand": 0})),
+        "dev",
+        "us-east-1",
+        today=TODAY,
+    )
+    ceiling = cost["gpuCeiling"]
+    assert ceiling["source"] == "queues"
+    assert ceiling["SPOT"] == {"maxSizeNodes": 4, "queueNominalGpus": 2, "serviceGpusAtMax": 0, "nodes": 2}
+    assert ceiling["ON_DEMAND"] == {"maxSizeNodes": 4, "queueNominalGpus": 1, "serviceGpusAtMax": 0, "nodes": 1}
+    # 2 of the 4 spot nodes and 1 of the 4 on-demand nodes (one GPU each) are no longer priced.
+    node = 1.861 * HOURS
+    saved = 2 * (node * 0.4 + 200 * 0.08) + 3 * (node + 200 * 0.08)
+    assert cost["gpuMaxMonthlyUsd"] == pytest.approx(base["gpuMaxMonthlyUsd"] - saved, abs=0.05)
+    assert any("queue quotas" in a and "never adds to it" in a for a in cost["assumptions"])
+    assert summary(cost)[0].endswith(f"GPU ceiling (queue quotas + services at max) {cost['gpuMaxMonthlyUsd']:.2f}")
+
+
+def test_services_at_max_replicas_add_to_the_ceiling_which_never_passes_max_size() -> None:
+    resources = [*queued(cluster_queue("a", {"spot": 9, "on-demand": 1})), *service("triton", 1, "ON_DEMAND", 1, 3)]
+    ceiling = estimate(resources, "dev", "us-east-1", today=TODAY)["gpuCeiling"]
+    assert ceiling["ON_DEMAND"] == {"maxSizeNodes": 4, "queueNominalGpus": 1, "serviceGpusAtMax": 3, "nodes": 4}
+    # config/ refuses quotas above the groups; the estimate still never prices more than maxSize.
+    assert ceiling["SPOT"]["nodes"] == 4

@@ -81,7 +81,7 @@ PLATFORM_PARTS = {
     "aws:ec2/launchTemplate:LaunchTemplate": (3, 3),
     "aws:eks/nodeGroup:NodeGroup": (3, 3),
     "aws:eks/addon:Addon": (4, 4),  # vpc-cni, coredns, kube-proxy, and the EFS CSI driver (shared storage is on in both)
-    "kubernetes:helm.sh/v3:Release": (6, 6),  # the five add-on charts and the Pushgateway (metrics on in both)
+    "kubernetes:helm.sh/v3:Release": (7, 7),  # the six add-on charts (Kueue included) and the Pushgateway (metrics on in both)
     "aws:s3/bucket:Bucket": (2, 2),
     "aws:ecr/repository:Repository": (5, 3),  # dev adds triton for its service and robocache for its job
     "aws:ecr/lifecyclePolicy:LifecyclePolicy": (5, 3),
@@ -90,7 +90,7 @@ PLATFORM_PARTS = {
     "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule": (1, 1),  # NFS from the nodes
     "kubernetes:storage.k8s.io/v1:StorageClass": (1, 1),
     "kubernetes:core/v1:PersistentVolumeClaim": (1, 1),  # datasets
-    "kubernetes:core/v1:Namespace": (3, 2),  # runs, metrics, and services in dev (prod declares none)
+    "kubernetes:core/v1:Namespace": (4, 3),  # runs, metrics, kueue-system, and services in dev (prod declares none)
     # runs: 4 + the Pushgateway egress (+ dev's service egress); metrics: 2; services (dev): 3 + one per service
     "kubernetes:networking.k8s.io/v1:NetworkPolicy": (12, 7),
     "kubernetes:apps/v1:Deployment": (1, 0),
@@ -99,6 +99,11 @@ PLATFORM_PARTS = {
     "kubernetes:policy/v1:PodDisruptionBudget": (1, 0),
     "kubernetes:core/v1:ResourceQuota": (1, 1),
     "pulumi-python:dynamic:Resource": (4, 0),  # dev: three runs and one batch job
+    # Kueue: spot and on-demand flavors, two priority classes, a ClusterQueue and a LocalQueue per team (dev 2, prod 3).
+    "kubernetes:kueue.x-k8s.io/v1beta2:ResourceFlavor": (2, 2),
+    "kubernetes:kueue.x-k8s.io/v1beta2:WorkloadPriorityClass": (2, 2),
+    "kubernetes:kueue.x-k8s.io/v1beta2:ClusterQueue": (2, 3),
+    "kubernetes:kueue.x-k8s.io/v1beta2:LocalQueue": (2, 3),
 }
 
 
@@ -146,6 +151,7 @@ def test_stack_exports() -> None:
         "services",
         "sharedStorage",
         "metrics",
+        "queues",
     }
     assert outputs["clusterName"] == "simfleet-dev"
     network = outputs["network"]
@@ -362,10 +368,58 @@ def test_every_planned_kubernetes_object_passes_strict_validation(stack: str) ->
     kinds = {body["kind"] for _, body in objects}
     assert {"StorageClass", "PersistentVolumeClaim", "NetworkPolicy", "Namespace"} <= kinds
     for path, body in objects:
+        if str(body["apiVersion"]).startswith("kueue.x-k8s.io/"):
+            continue  # custom resources: checked against Kueue's own CRDs below
         try:
             kubernetes_validate.validate(body, "1.35", strict=True)
         except kubernetes_validate.ValidationError as err:
             raise AssertionError(f"{path}: {err}") from err
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_every_planned_kueue_object_passes_kueues_crds(stack: str) -> None:
+    from crd_schema import load_crds, problems
+
+    from tools.plan import kubernetes_objects
+
+    folder = Path("/work/shared/reference/crds/kueue/v0.19.2")
+    if not folder.is_dir():
+        pytest.skip(f"Kueue's CRDs are not at {folder} (shared reference data)")
+    crds = load_crds(folder)
+    custom = [
+        (path, body) for path, body in kubernetes_objects(planned(stack).registrations) if "kueue.x-k8s.io" in body["apiVersion"]
+    ]
+    assert {body["kind"] for _, body in custom} == {"ResourceFlavor", "WorkloadPriorityClass", "ClusterQueue", "LocalQueue"}
+    for path, body in custom:
+        assert problems(body, crds) == [], path
+
+
+def test_dev_plan_queues_every_team_with_spot_and_on_demand_flavors() -> None:
+    regs = planned("dev").registrations
+    kueue: dict[str, list[dict[str, Any]]] = {}
+    for r in regs:
+        if r.type.startswith("kubernetes:kueue.x-k8s.io/v1beta2:"):
+            kueue.setdefault(r.type.rsplit(":", 1)[1], []).append(r.inputs)
+    assert {f["metadata"]["name"] for f in kueue["ResourceFlavor"]} == {"spot", "on-demand"}
+    assert {c["metadata"]["name"] for c in kueue["WorkloadPriorityClass"]} == {"simfleet-interactive", "simfleet-batch"}
+    gpus = {
+        q["metadata"]["name"]: {
+            f["name"]: next(r["nominalQuota"] for r in f["resources"] if r["name"] == "nvidia.com/gpu")
+            for f in q["spec"]["resourceGroups"][0]["flavors"]
+        }
+        for q in kueue["ClusterQueue"]
+    }
+    assert gpus == {"locomotion": {"spot": 2, "on-demand": 1}, "perception": {"spot": 2, "on-demand": 0}}
+    assert {(q["metadata"]["namespace"], q["spec"]["clusterQueue"]) for q in kueue["LocalQueue"]} == {
+        ("simfleet-runs", "locomotion"),
+        ("simfleet-runs", "perception"),
+    }
+    # The runs namespace's GPU quota: 8 GPUs at maxSize, less the 3 the Triton service may take; the queues hold 5.
+    [quota] = [r for r in regs if r.type == "kubernetes:core/v1:ResourceQuota"]
+    assert quota.inputs["spec"]["hard"] == {"requests.nvidia.com/gpu": "5"}
+    outputs = planned("dev").outputs["queues"]
+    assert outputs["default"] == "locomotion" and set(outputs["teams"]) == {"locomotion", "perception"}
+    assert outputs["teams"]["perception"]["on-demand"] == {"gpus": 0, "borrowingLimit": 1}
 
 
 def test_runs_may_reach_the_pushgateway_and_the_services_that_list_them() -> None:

@@ -168,6 +168,8 @@ def test_run_operator_rbac(rec):
     for res in ("pods", "pods/log", "services", "configmaps", "events"):
         assert {("", res, v) for v in ("get", "list", "watch")} <= granted, res
     assert ("batch", "jobs", "delete") in granted and ("", "pods", "delete") in granted
+    # Why a run is queued: its Workload and the LocalQueues, read only.
+    assert {("kueue.x-k8s.io", res, v) for res in ("workloads", "localqueues") for v in ("get", "list", "watch")} <= granted
     assert not any(res == "secrets" or "*" in (group, res, verb) for group, res, verb in granted)
     assert not any(verb in {"create", "update", "patch", "escalate", "bind", "impersonate"} for _, _, verb in granted)
 
@@ -196,3 +198,13 @@ def test_objects_are_valid_kubernetes(rec):
 def test_negative_quota_rejected():
     with pytest.raises(ValueError, match="gpu_quota"):
         RunsNamespaceArgs(ROLE_ARN, GATE_ARN, JOB_ARN, -1, "1.35", object())  # type: ignore[arg-type]
+
+
+def test_gpu_quota_sits_between_the_queues_nominal_quotas_and_the_node_groups():
+    # dev: the queues hold 5 nominal GPUs; the quota is the 5 the Triton service cannot reach; the groups hold 8.
+    args = RunsNamespaceArgs(ROLE_ARN, GATE_ARN, JOB_ARN, 5, "1.35", object(), queued_gpus=5, node_group_gpus=8)  # type: ignore[arg-type]
+    assert args.gpu_quota == 5
+    with pytest.raises(ValueError, match=r"GPU quota \(4\) is below the queues' nominal quotas \(5\)"):
+        RunsNamespaceArgs(ROLE_ARN, GATE_ARN, JOB_ARN, 4, "1.35", object(), queued_gpus=5, node_group_gpus=8)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"GPU quota \(9\) is above what the GPU node groups hold \(8\)"):
+        RunsNamespaceArgs(ROLE_ARN, GATE_ARN, JOB_ARN, 9, "1.35", object(), queued_gpus=5, node_group_gpus=8)  # type: ignore[arg-type]

@@ -11,7 +11,7 @@ import jsonschema
 import pytest
 import yaml
 
-from config import PlatformConfig, RunSpec
+from config import PlatformConfig, QueueSpec, RunSpec
 from tools import schema as schema_tool
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -72,6 +72,9 @@ def test_schema_rejects_what_the_models_reject(validator: jsonschema.Draft202012
     assert broken(lambda c: c["simfleet:runs"][0].update(mode="sometimes"))
     assert broken(lambda c: c["simfleet:runs"][0].pop("images"))
     assert broken(lambda c: c.update({"simfleet:plaform": {}}))  # typo of a simfleet key
+    assert broken(lambda c: c["simfleet:queues"][0].update(gpus={"spots": 1}))
+    assert broken(lambda c: c["simfleet:queues"][0].update(gpus=-1))
+    assert broken(lambda c: c["simfleet:queues"][0].pop("gpus"))
     assert broken(lambda c: c.pop("aws:region"))
 
 
@@ -83,9 +86,13 @@ def test_schema_accepts_the_other_forms_the_models_accept(validator: jsonschema.
     run = config["simfleet:runs"][1]
     run.update(maxRuntime=3600, ttlAfterFinished=0, cpu=4, memory="16Gi")
     config["simfleet:runs"] = [run]
+    # One number for each capacity type, numeric quantities, and no borrowing limit.
+    queue = {"name": "solo", "gpus": 2, "cpu": 16, "memory": "64Gi", "borrowingLimit": None, "weight": 0.5}
+    config["simfleet:queues"] = [queue]
     assert errors(validator, dev) == []
     PlatformConfig.model_validate(config["simfleet:platform"])
     RunSpec.model_validate(run)
+    QueueSpec.model_validate(queue)
 
 
 def test_aliases_are_the_yaml_keys() -> None:

@@ -1,7 +1,8 @@
-"""The offline cost estimate: monthly idle and GPU-at-max cost, a per-run upper bound, and each service at min and max replicas.
+"""The offline cost estimate: monthly idle and GPU-ceiling cost, a per-run upper bound, and each service at min and max replicas.
 
 Pure: it reads only the registrations (node groups, NAT gateways, Elastic IPs, KMS keys, log groups, the EKS cluster,
-launch templates, EFS, Helm releases, SimRun Jobs, service Deployments, HPAs and Services) and the price catalog
+launch templates, EFS, Helm releases, SimRun Jobs, service Deployments, HPAs and Services, Kueue's ClusterQueues and
+ResourceFlavors) and the price catalog
 (data/aws_catalog.json), so the figures follow what the program actually builds. Usage-priced items (NAT data
 processing, S3, ECR and EFS storage, EFS transfer, CloudWatch log ingestion, data transfer) depend on traffic, not on
 the plan, and are listed as excluded.
@@ -43,6 +44,8 @@ K8S_SERVICE = "kubernetes:core/v1:Service"
 EIP = "aws:ec2/eip:Eip"
 KMS_KEY = "aws:kms/key:Key"
 LOG_GROUP = "aws:cloudwatch/logGroup:LogGroup"
+CLUSTER_QUEUE = "kubernetes:kueue.x-k8s.io/v1beta2:ClusterQueue"
+RESOURCE_FLAVOR = "kubernetes:kueue.x-k8s.io/v1beta2:ResourceFlavor"
 DEFAULT_DISK_GIB = 20  # EKS managed node groups' default root volume when neither diskSize nor a launch template sets one
 
 
@@ -180,12 +183,14 @@ def estimate(
 
     idle += efs_items(resources, catalog) + volume_items(resources, catalog)
 
+    service_costs = service_estimates(resources, groups, catalog)
+    ceiling = gpu_ceiling(groups, queue_gpus(resources), service_costs, catalog)
     gpu_max: list[dict[str, Any]] = []
-    gpu_idle_total = 0.0  # what the GPU groups cost at minSize; gpuMax replaces it by their maxSize cost
+    gpu_idle_total = 0.0  # what the GPU groups cost at minSize; gpuMax replaces it by their cost at the ceiling
     for group in groups:
         hourly = _node_hourly(group, catalog)
         capacity = "spot" if group.capacity == naming.EKS_CAPACITY["spot"] else "on-demand"
-        sizes = [("idle", group.min_size)] + ([("gpuMax", group.max_size)] if group.gpu else [])
+        sizes = [("idle", group.min_size)] + ([("gpuMax", ceiling["nodes"][group.name])] if group.gpu else [])
         for scope, nodes in sizes:
             if not nodes:
                 continue
@@ -214,7 +219,6 @@ def estimate(
 
     idle_total = sum(i["monthlyUsd"] for i in idle)
     gpu_max_total = idle_total - gpu_idle_total + sum(i["monthlyUsd"] for i in gpu_max)
-    service_costs = service_estimates(resources, groups, catalog)
     services_min = sum(entry["minMonthlyUsd"] for entry in service_costs)
 
     return {
@@ -227,6 +231,8 @@ def estimate(
         "hoursPerMonth": hours,
         "idleMonthlyUsd": _round(idle_total),
         "gpuMaxMonthlyUsd": _round(gpu_max_total),
+        # How many nodes of each GPU group gpuMaxMonthlyUsd prices, and why.
+        "gpuCeiling": ceiling["byCapacity"] | {"source": ceiling["source"]},
         "runs": run_estimates(resources, groups, catalog),
         "services": service_costs,
         # What the stack costs with nothing running but its services at their minimum replicas.
@@ -238,7 +244,15 @@ def estimate(
             f"Spot nodes cost {1 - catalog.spot_discount:.0%} of On-Demand: {catalog.spot_note}",
             "idleMonthlyUsd: control plane, NAT gateways, public IPv4, KMS keys and every node group at minSize (GPU groups scale to 0); "
             "log groups are listed at 0 because they are billed by ingestion and storage only.",
-            "gpuMaxMonthlyUsd: the same with every GPU node group at maxSize, by capacity type.",
+            (
+                "gpuMaxMonthlyUsd: the same with each GPU node group at the most nodes the stack can make it use: its "
+                "capacity type's queue quotas (the sum of the ClusterQueues' nominal GPU quotas, the most Kueue admits at "
+                "once: borrowing moves unused quota between teams, it never adds to it) plus the GPUs of its services at "
+                "their max replicas, in whole nodes, at most maxSize (gpuCeiling). Jobs without a queue label bypass "
+                "Kueue; only the runs namespace's GPU quota bounds them."
+                if ceiling["source"] == "queues"
+                else "gpuMaxMonthlyUsd: the same with every GPU node group at maxSize, by capacity type."
+            ),
             "Runs and jobs (both in `runs`, told apart by `kind`): one node per pod, (parallelism or 1) pods for the whole "
             "activeDeadlineSeconds (which bounds the Job and already covers every wave, startup, uploads and one retry), "
             "so a large overestimate of what finishes normally.",
@@ -267,6 +281,62 @@ def estimate(
             "Elastic Throughput transfer (per GB read and written)",
         ],
     }
+
+
+def queue_gpus(resources: Sequence[Resource]) -> dict[str, int] | None:
+    """The ClusterQueues' nominal GPU quotas summed by EKS capacity type (each flavor's capacityType node label), or
+    None when the stack registers no ClusterQueue."""
+    queues = [r for r in resources if r.resource_type == CLUSTER_QUEUE]
+    if not queues:
+        return None
+    capacity_of = {
+        str((r.props.get("metadata") or {}).get("name")): ((r.props.get("spec") or {}).get("nodeLabels") or {}).get(
+            naming.CAPACITY_TYPE_LABEL
+        )
+        for r in resources
+        if r.resource_type == RESOURCE_FLAVOR
+    }
+    totals: dict[str, int] = {}
+    for queue in queues:
+        for group in (queue.props.get("spec") or {}).get("resourceGroups") or []:
+            for flavor in group.get("flavors") or []:
+                capacity = capacity_of.get(str(flavor.get("name")))
+                for resource in flavor.get("resources") or []:
+                    if capacity and resource.get("name") == naming.GPU_RESOURCE:
+                        totals[capacity] = totals.get(capacity, 0) + _int(resource.get("nominalQuota"))
+    return totals
+
+
+def gpu_ceiling(
+    groups: Sequence[NodeGroupShape], queued: Mapping[str, int] | None, services: Sequence[Mapping[str, Any]], catalog: Catalog
+) -> dict[str, Any]:
+    """The nodes of each GPU group the estimate prices at the ceiling: maxSize, or, with queues, what the capacity type's
+    queue quotas plus its services at max replicas fill in whole nodes (at most maxSize)."""
+    nodes: dict[str, int] = {}
+    by_capacity: dict[str, dict[str, Any]] = {}
+    for capacity in sorted({g.capacity for g in groups if g.gpu}):
+        members = [g for g in groups if g.gpu and g.capacity == capacity]
+        max_nodes = sum(g.max_size for g in members)
+        line: dict[str, Any] = {"maxSizeNodes": max_nodes}
+        if queued is None:
+            for g in members:
+                nodes[g.name] = g.max_size
+            line["nodes"] = max_nodes
+        else:
+            service_gpus = sum(
+                s.get("gpusPerReplica", 0) * s.get("maxReplicas", 0) for s in services if s.get("capacity") == capacity
+            )
+            per_node = min(catalog.instances[t].gpus for g in members for t in g.instance_types if t in catalog.instances)
+            wanted = math.ceil((queued.get(capacity, 0) + service_gpus) / per_node)
+            for g in members:
+                nodes[g.name] = min(g.max_size, wanted)
+                wanted -= nodes[g.name]
+            line.update(queueNominalGpus=queued.get(capacity, 0), serviceGpusAtMax=service_gpus)
+            line["nodes"] = sum(nodes[g.name] for g in members)
+        by_capacity[capacity] = line
+    for g in groups:
+        nodes.setdefault(g.name, g.max_size)
+    return {"nodes": nodes, "byCapacity": by_capacity, "source": "nodeGroups" if queued is None else "queues"}
 
 
 def efs_items(resources: Sequence[Resource], catalog: Catalog) -> list[dict[str, Any]]:
@@ -438,7 +508,11 @@ def summary(cost: Mapping[str, Any]) -> list[str]:
     """Lines for the plan's printed summary."""
     lines = [
         f"cost ({cost['priceRegion']} prices of {cost['priceDate']}, USD/month): idle {cost['idleMonthlyUsd']:.2f}, "
-        f"all GPU nodes at max {cost['gpuMaxMonthlyUsd']:.2f}"
+        + (
+            f"GPU ceiling (queue quotas + services at max) {cost['gpuMaxMonthlyUsd']:.2f}"
+            if (cost.get("gpuCeiling") or {}).get("source") == "queues"
+            else f"all GPU nodes at max {cost['gpuMaxMonthlyUsd']:.2f}"
+        )
     ]
     for item in cost["breakdown"]:
         lines.append(f"  {item['scope']:<6} {item['item']:<72} {item['monthlyUsd']:>10.2f}")

@@ -208,6 +208,9 @@ def kubernetes_objects(registrations: list[Any]) -> list[tuple[str, dict[str, An
                     "volumeBindingMode",
                     "mountOptions",
                     "allowVolumeExpansion",
+                    # Custom resources with top-level fields (Kueue's WorkloadPriorityClass).
+                    "value",
+                    "description",
                 )
             }
             objects.append((f"platform/{_object_file(body, reg.name)}", body))
@@ -312,6 +315,26 @@ def _settings(result: PlanResult) -> list[str]:
     if deployments:
         names = [str((r.inputs.get("metadata") or {}).get("name")) for r in deployments]
         lines.append(f"services: {len(deployments)} ({', '.join(names)})")
+    queues = sorted(
+        (r for r in regs if r.type == "kubernetes:kueue.x-k8s.io/v1beta2:ClusterQueue"),
+        key=lambda r: str((r.inputs.get("metadata") or {}).get("name")),
+    )
+    if queues:
+
+        def nominal_gpus(queue: Any) -> str:
+            flavors = ((queue.inputs.get("spec") or {}).get("resourceGroups") or [{}])[0].get("flavors") or []
+            return ", ".join(
+                f"{f['name']} {next((r['nominalQuota'] for r in f['resources'] if r['name'] == 'nvidia.com/gpu'), 0)}"
+                for f in flavors
+            )
+
+        quota = next((r for r in regs if r.type == "kubernetes:core/v1:ResourceQuota"), None)
+        hard = ((quota.inputs.get("spec") or {}).get("hard") or {}) if quota else {}
+        lines.append(
+            "queues (nominal GPUs): "
+            + "; ".join(f"{(q.inputs.get('metadata') or {}).get('name')} {nominal_gpus(q)}" for q in queues)
+            + (f"; runs namespace GPU quota {hard.get('requests.nvidia.com/gpu')}" if hard else "")
+        )
     workloads = [r for r in regs if r.type == DYNAMIC_TYPE]
     for kind, label in (("run", "runs"), ("job", "jobs")):
         names = [str(r.inputs.get("runName")) for r in workloads if (r.inputs.get("kind") or "run") == kind]

@@ -718,6 +718,8 @@ def load_stack(path: Path, stack: str, *, allow_placeholders: bool, today: datet
     cfg = load_stack_config(
         raw.get("simfleet:platform"),
         raw.get("simfleet:runs"),
+        services=raw.get("simfleet:services"),
+        queues=raw.get("simfleet:queues"),
         stack=stack,
         source=source,
         today=today,

@@ -17,7 +17,7 @@ from typing import Any
 
 from pydantic.json_schema import models_json_schema
 
-from config import QUANTITY_RE, JobSpec, PlatformConfig, RunSpec, ServiceSpec
+from config import QUANTITY_RE, JobSpec, PlatformConfig, QueueSpec, RunSpec, ServiceSpec
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SCHEMA_PATH = PROJECT_ROOT / "schema" / "stack-config.schema.json"
@@ -67,10 +67,16 @@ def _drop_property_titles(definitions: dict[str, Any]) -> None:
 
 
 def stack_file_schema() -> dict[str, Any]:
-    """The schema: `config:` holds `aws:region`, `simfleet:platform` (PlatformConfig), `simfleet:runs` (RunSpec[]),
-    `simfleet:jobs` (JobSpec[]) and `simfleet:services` (ServiceSpec[])."""
+    """The schema: `config:` holds `aws:region`, `simfleet:platform` (PlatformConfig), `simfleet:queues` (QueueSpec[]),
+    `simfleet:runs` (RunSpec[]), `simfleet:jobs` (JobSpec[]) and `simfleet:services` (ServiceSpec[])."""
     _, top = models_json_schema(
-        [(PlatformConfig, "validation"), (RunSpec, "validation"), (JobSpec, "validation"), (ServiceSpec, "validation")],
+        [
+            (PlatformConfig, "validation"),
+            (QueueSpec, "validation"),
+            (RunSpec, "validation"),
+            (JobSpec, "validation"),
+            (ServiceSpec, "validation"),
+        ],
         by_alias=True,
         ref_template="#/$defs/{model}",
     )
@@ -89,6 +95,12 @@ def stack_file_schema() -> dict[str, Any]:
                 "properties": {
                     "aws:region": {"type": "string", "pattern": AWS_REGION_PATTERN, "description": "AWS region of the stack."},
                     "simfleet:platform": {"$ref": "#/$defs/PlatformConfig"},
+                    "simfleet:queues": {
+                        "description": "One Kueue queue per team; leave it out for one queue with every free GPU.",
+                        "type": "array",
+                        "items": {"$ref": "#/$defs/QueueSpec"},
+                        "minItems": 1,
+                    },
                     "simfleet:runs": {
                         "description": "One entry per simulation run; removing an entry removes its Job (S3 data stays).",
                         "anyOf": [{"type": "array", "items": {"$ref": "#/$defs/RunSpec"}}, {"type": "null"}],
@@ -104,7 +116,7 @@ def stack_file_schema() -> dict[str, Any]:
                 },
                 "required": ["aws:region", "simfleet:platform"],
                 # simfleet reads only these keys; any other simfleet: key is a typo the program would ignore.
-                "patternProperties": {"^simfleet:(?!platform$|runs$|jobs$|services$)": False},
+                "patternProperties": {"^simfleet:(?!platform$|queues$|runs$|jobs$|services$)": False},
                 # Other namespaces (aws:profile, pulumi:..., secure values) belong to Pulumi and providers.
                 "additionalProperties": True,
             },

@@ -1,0 +1,91 @@
+"""Kueue's Helm values and controller configuration (pure), installed by components/addons.py.
+
+Kueue admits every queued run and job (components/queues.py holds its flavors, queues and priority classes). Checked
+against the pinned chart's values.yaml and templates and its default controller configuration in tests/test_kueue.py.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+
+import naming
+import versions
+from components.runs_namespace import pod_security_labels
+
+CHART = "kueue"  # the key of its pin in versions.HELM_CHARTS
+# The one integration simfleet uses: runs and jobs are batch/v1 Jobs. Leaving out "pod", "deployment" and
+# "statefulset" also turns the chart's webhooks for those kinds to failurePolicy Ignore (templates/webhook/manifests.yaml
+# picks Fail only for the frameworks listed; read at a commit after v0.19.2, not at the tag), so a Kueue outage does not
+# block Deployments (services, add-ons). Its Job webhooks always fail closed: no Job is created while Kueue is down.
+FRAMEWORKS = ("batch/job",)
+# Fair sharing is on when the configuration has a fairSharing section (config.kueue.x-k8s.io/v1beta2 dropped v1beta1's
+# `enable`; its conversion maps enable: false to no section). Only LessThanInitialShare: Kueue preempts a workload of
+# another team only if the preempting team's share, with the incoming workload, stays strictly below that team's share,
+# and it picks the lowest priority and newest workloads first (an interactive run outlives a batch sweep; the run that
+# loses the least work goes first). A team below its nominal quota has a share of 0, so it can always reclaim. The
+# default list also tries LessThanOrEqualToFinalShare, which "might favor preemption of smaller workloads ...
+# regardless of priority or start time" (Kueue docs, concepts/preemption.md "Preemption strategies").
+PREEMPTION_STRATEGIES = ("LessThanInitialShare",)
+
+
+def manager_config() -> dict[str, Any]:
+    """The controller's Configuration (config.kueue.x-k8s.io/v1beta2), which the chart takes whole as one YAML string.
+
+    Everything but the last three keys is the chart's default controller_manager_config.yaml at 0.19.2, restated
+    because the value replaces the default instead of merging with it (the chart only adds internalCertManagement).
+    """
+    return {
+        "apiVersion": "config.kueue.x-k8s.io/v1beta2",
+        "kind": "Configuration",
+        "health": {"healthProbeBindAddress": ":8081"},
+        "metrics": {"bindAddress": ":8443"},
+        "webhook": {"port": 9443},
+        "leaderElection": {"leaderElect": True, "resourceName": "c1f6bfd2.kueue.x-k8s.io"},
+        "controller": {
+            "groupKindConcurrency": {
+                "Job.batch": 5,
+                "Pod": 5,
+                "Workload.kueue.x-k8s.io": 10,
+                "LocalQueue.kueue.x-k8s.io": 5,
+                "ClusterQueue.kueue.x-k8s.io": 5,
+                "ResourceFlavor.kueue.x-k8s.io": 1,
+            }
+        },
+        "clientConnection": {"qps": 300, "burst": 500},
+        # Kueue manages only Jobs that carry kueue.x-k8s.io/queue-name. The continuation gate (a small CPU Job) and
+        # anything else without the label start as before; queued runs and jobs carry it.
+        "manageJobsWithoutQueueName": False,
+        "integrations": {"frameworks": list(FRAMEWORKS)},
+        "fairSharing": {"preemptionStrategies": list(PREEMPTION_STRATEGIES)},
+    }
+
+
+def kueue_values(system_nodes: dict[str, str]) -> dict[str, Any]:
+    """Values of the pinned chart: the pinned controller image on the system nodes, and simfleet's configuration."""
+    return {
+        "controllerManager": {
+            "manager": {
+                "image": {
+                    "repository": versions.KUEUE_IMAGE,
+                    "tag": versions.KUEUE_IMAGE_TAG,
+                    # The chart's source default is Always (for its floating staging tag); a pinned tag never changes.
+                    "pullPolicy": "IfNotPresent",
+                }
+            },
+            # Like every other controller: the system nodes, never a GPU node (those scale to zero).
+            "nodeSelector": system_nodes,
+        },
+        "managerConfig": {"controllerManagerConfigYaml": yaml.safe_dump(manager_config(), sort_keys=False)},
+    }
+
+
+def namespace_object(kubernetes_version: str) -> dict[str, Any]:
+    """kueue-system at the restricted Pod Security level: the chart's pod and container security contexts meet it."""
+    labels = {"app.kubernetes.io/part-of": "simfleet", "app.kubernetes.io/managed-by": "pulumi"}
+    return {
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {"name": naming.KUEUE_NAMESPACE, "labels": {**labels, **pod_security_labels(kubernetes_version)}},
+    }
