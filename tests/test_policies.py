@@ -43,8 +43,8 @@ from policies.rules import (
 )
 from versions import AWS_CLI_IMAGE
 from workloads.identity import RunContext
-from workloads.runs import plan_runs
 from workloads.renderers.service import ServiceContext, deployment
+from workloads.runs import plan_runs
 
 TODAY = datetime.date(2026, 11, 23)
 ACCOUNT = "123456789012"
