@@ -19,8 +19,8 @@ from components.storage import Storage, StorageArgs, bucket_name
 from components.tags import base_tags
 from config import load_from_pulumi
 from workloads.identity import RunContext, registry_url
-from workloads.runs import Runs, RunsArgs
 from workloads.renderers.service import ServiceContext
+from workloads.runs import Runs, RunsArgs
 from workloads.services import Services, ServicesArgs
 
 cfg = load_from_pulumi()
