@@ -79,7 +79,7 @@ def compare(planned: list[Any], earlier: dict[str, dict[str, Any]]) -> list[RunC
     from workloads.provider import SimRunProvider
 
     provider = SimRunProvider()
-    changes = []
+    changes: list[RunChange] = []
     seen = set()
     created: dict[str, tuple[int, Any]] = {}  # run name -> (index of its create in changes, its spec hash)
     for reg in planned:
