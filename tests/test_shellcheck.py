@@ -28,7 +28,7 @@ def _shellcheck(shell: str, scripts: list[Path]) -> subprocess.CompletedProcess[
 
 
 def test_there_are_scripts_to_check() -> None:
-    assert {p.name for p in SCRIPTS} >= {"common.sh", "fetch.sh", "upload.sh", "gate.sh", "job-entry.sh"}
+    assert {p.name for p in SCRIPTS} >= {"common.sh", "fetch.sh", "upload.sh", "gate.sh", "job-entry.sh", "job-upload.sh"}
     assert {p.name for p in SCRIPTS} >= POSIX | SOURCED
 
 
