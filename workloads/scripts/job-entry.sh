@@ -1,6 +1,7 @@
 #!/bin/sh
 # job-entry: the command of a batch job pod's work container, which runs the user's image. POSIX sh only: that
-# image is guaranteed nothing but /bin/sh (dash, busybox ash or bash), so no bash, jq or coreutils beyond mv.
+# image is guaranteed nothing but /bin/sh (dash, busybox ash or bash), so no bash, no jq, and of coreutils only mv
+# (and rm after a failed write).
 #
 #   /bin/sh /opt/simfleet/job-entry.sh <command> [args...]
 #
