@@ -36,12 +36,16 @@ preflight: venv
 bench: venv
 	$(PY) -m tools.bench
 
+# Pod scripts that run under the user image's /bin/sh (POSIX sh, not bash); tests/test_shellcheck.py names the same.
+POSIX_SCRIPTS := workloads/scripts/job-entry.sh
+
 # zizmor --offline: the workflow audits that need no GitHub API (pinning, credentials, permissions, injection).
 lint: venv
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(VENV)/bin/zizmor --offline .github/workflows/
-	$(VENV)/bin/shellcheck --shell=bash --severity=style -x workloads/scripts/*.sh
+	$(VENV)/bin/shellcheck --shell=bash --severity=style -x $(filter-out $(POSIX_SCRIPTS),$(wildcard workloads/scripts/*.sh))
+	$(VENV)/bin/shellcheck --shell=sh --severity=style $(POSIX_SCRIPTS)
 
 typecheck: venv
 	$(PY) -m mypy .

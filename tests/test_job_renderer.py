@@ -152,6 +152,11 @@ def test_an_indexed_job_with_per_shard_retries_that_ignores_reclaims() -> None:
     job = render(dev_job())["Job"]["spec"]
     assert (job["completionMode"], job["completions"], job["parallelism"], job["backoffLimitPerIndex"]) == ("Indexed", 4, 2, 1)
     assert job["podFailurePolicy"]["rules"][0]["onPodConditions"] == [{"type": "DisruptionTarget", "status": "True"}]
+    # A shard that ran out of maxRuntime (the wrapper exits 124) fails its index at once instead of running again.
+    assert job["podFailurePolicy"]["rules"][1] == {
+        "action": "FailIndex",
+        "onExitCodes": {"containerName": "work", "operator": "In", "values": [124]},
+    }
     assert job["podReplacementPolicy"] == "Failed"
     budget = JobBudget.of(3600, 4, 2)
     assert job["activeDeadlineSeconds"] == budget.deadline_seconds == (2 + 1) * budget.pod_seconds + budget.grace_seconds

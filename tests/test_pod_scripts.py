@@ -1,40 +1,23 @@
-"""The pod scripts (workloads/scripts/*.sh) with the real AWS CLI against moto's S3 server on 127.0.0.1.
+"""The run pod scripts (fetch.sh, upload.sh, gate.sh) with the real AWS CLI against moto's S3 server on 127.0.0.1.
 
-The CLI is v1 from PyPI (the pods run v2; the `aws s3 cp` / `aws s3api` commands and flags the scripts use are
-the same in both). moto runs in-process as a ThreadedMotoServer; its state is reset before each test. A 403
-comes from moto's IAM enforcement: a user whose policy denies the action, with request authentication turned
-on for the length of the script run only. The order in which moto saw requests comes from its werkzeug
-request log. Nothing asserts on how long anything took.
+tests/pod_harness.py has the server, the pod's env and how the scripts are run; nothing asserts on how long
+anything took.
 """
 
 from __future__ import annotations
 
 import json
-import logging
 import os
 import re
 import shutil
 import signal
-import subprocess
-import sys
-import time
-import urllib.parse
-import urllib.request
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
-from moto import settings as moto_settings
-from moto.server import ThreadedMotoServer
+from pod_harness import GUARD, VENV_BIN, Moto, ScriptPod, explain, moto_server_for, read_until, wait_for
 
-ROOT = Path(__file__).resolve().parent.parent
-SCRIPTS = ROOT / "workloads" / "scripts"
-VENV_BIN = Path(sys.executable).parent  # `aws` (awscli from requirements-dev.txt) is installed beside the test's Python
-GUARD = 120  # seconds before a hung script fails the test instead of hanging the suite; never an assertion on speed
-REGION = "us-east-1"
 ARTIFACTS = "simfleet-dev-artifacts"
 CHECKPOINTS = "simfleet-dev-checkpoints"
 SOURCE = "simfleet-dev-source"
@@ -46,75 +29,20 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-class Moto:
-    """moto's server on 127.0.0.1, with the request line of every request it answered, in order."""
-
-    def __init__(self) -> None:
-        self.requests: list[tuple[str, str]] = []
-        handler = logging.Handler()
-        handler.emit = self._record  # type: ignore[method-assign]
-        self.logger = logging.getLogger("werkzeug")
-        self.logger.setLevel(logging.INFO)
-        self.logger.addHandler(handler)
-        self.handler = handler
-        self.server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-        self.server.start()
-        self.endpoint = f"http://127.0.0.1:{self.server.get_host_and_port()[1]}"
-        self.s3 = self.client("s3")
-
-    def _record(self, record: logging.LogRecord) -> None:
-        match = re.search(r'"([A-Z]+) (\S+) HTTP/', record.getMessage())
-        if match and not match.group(2).startswith("/moto-api"):
-            self.requests.append((match.group(1), urllib.parse.unquote(match.group(2))))
-
-    def client(self, service: str, key: str = "testing", secret: str = "testing") -> Any:
-        return boto3.client(
-            service, endpoint_url=self.endpoint, region_name=REGION, aws_access_key_id=key, aws_secret_access_key=secret
-        )
-
-    def reset(self) -> None:
-        urllib.request.urlopen(urllib.request.Request(f"{self.endpoint}/moto-api/reset", method="POST")).read()
-        for bucket in (ARTIFACTS, CHECKPOINTS, SOURCE):
-            self.s3.create_bucket(Bucket=bucket)
-        self.requests.clear()
-
-    def stop(self) -> None:
-        self.server.stop()
-        self.logger.removeHandler(self.handler)
-
-
 @pytest.fixture(scope="module")
 def moto_server() -> Iterator[Moto]:
-    server = Moto()
-    yield server
-    server.stop()
+    yield from moto_server_for((ARTIFACTS, CHECKPOINTS, SOURCE))
 
 
-class Pod:
-    """A pod's /checkpoints and /artifacts in tmp_path, the run's env, and the S3 the scripts talk to."""
+class Pod(ScriptPod):
+    """A run pod's /checkpoints and /artifacts in tmp_path, the run's env, and the S3 the scripts talk to."""
 
     def __init__(self, tmp_path: Path, moto: Moto) -> None:
-        self.moto = moto
-        self.s3 = moto.s3
         self.checkpoints = tmp_path / "checkpoints"
         self.artifacts = tmp_path / "artifacts"
-        home = tmp_path / "home"
-        for directory in (self.checkpoints, self.artifacts, home):
+        for directory in (self.checkpoints, self.artifacts):
             directory.mkdir()
-        self.processes: list[subprocess.Popen[str]] = []
-        self.env = {
-            "PATH": f"{VENV_BIN}:/usr/local/bin:/usr/bin:/bin",
-            "HOME": str(home),
-            "TMPDIR": str(tmp_path),
-            "HOSTNAME": "trot-continue-x7k2p",
-            "AWS_ENDPOINT_URL": moto.endpoint,
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_REGION": REGION,
-            "AWS_DEFAULT_REGION": REGION,
-            "AWS_EC2_METADATA_DISABLED": "true",
-            "AWS_CONFIG_FILE": str(home / "config"),
-            "AWS_SHARED_CREDENTIALS_FILE": str(home / "credentials"),
+        env = {
             "SIMFLEET_RUN": RUN,
             "SIMFLEET_SPEC_HASH": HASH,
             "SIMFLEET_SEEDS": "[7]",
@@ -126,63 +54,7 @@ class Pod:
             "SIMFLEET_ARTIFACTS_DIR": str(self.artifacts),
             "SIMFLEET_KIND_TAG": "simfleet-kind",
         }
-
-    def _command(self, script: str, env: dict[str, str]) -> tuple[list[str], dict[str, str]]:
-        return ["bash", str(SCRIPTS / script)], {**self.env, **env}
-
-    def run(self, script: str, **env: str) -> subprocess.CompletedProcess[str]:
-        command, full_env = self._command(script, env)
-        return subprocess.run(command, env=full_env, capture_output=True, text=True, timeout=GUARD)
-
-    def start(self, script: str, **env: str) -> subprocess.Popen[str]:
-        command, full_env = self._command(script, env)
-        process = subprocess.Popen(command, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        self.processes.append(process)
-        return process
-
-    def stop(self) -> None:
-        for process in self.processes:
-            if process.poll() is None:
-                process.kill()
-            process.communicate()
-
-    # S3, through boto3 with moto's default credentials
-    def put(self, bucket: str, key: str, body: str | bytes) -> None:
-        self.s3.put_object(Bucket=bucket, Key=key, Body=body.encode() if isinstance(body, str) else body)
-
-    def get(self, bucket: str, key: str) -> str:
-        body: bytes = self.s3.get_object(Bucket=bucket, Key=key)["Body"].read()
-        return body.decode()
-
-    def get_json(self, bucket: str, key: str) -> dict[str, Any]:
-        loaded: dict[str, Any] = json.loads(self.get(bucket, key))
-        return loaded
-
-    def keys(self, bucket: str, prefix: str = "") -> list[str]:
-        listing = self.s3.list_objects_v2(Bucket=bucket, Prefix=prefix)
-        return sorted(item["Key"] for item in listing.get("Contents", []))
-
-    def tags(self, bucket: str, key: str) -> dict[str, str]:
-        return {t["Key"]: t["Value"] for t in self.s3.get_object_tagging(Bucket=bucket, Key=key)["TagSet"]}
-
-    @contextmanager
-    def denied(self, *statements: dict[str, Any]) -> Iterator[None]:
-        """Run the scripts as an IAM user that may do anything in S3 except `statements` (Deny), with moto
-        checking every request's signature and permissions meanwhile."""
-        iam = self.moto.client("iam")
-        iam.create_user(UserName="run-role")
-        policy = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}, *statements]}
-        iam.put_user_policy(UserName="run-role", PolicyName="run", PolicyDocument=json.dumps(policy))
-        key = iam.create_access_key(UserName="run-role")["AccessKey"]
-        saved = dict(self.env)
-        self.env.update(AWS_ACCESS_KEY_ID=key["AccessKeyId"], AWS_SECRET_ACCESS_KEY=key["SecretAccessKey"])
-        previous = moto_settings.INITIAL_NO_AUTH_ACTION_COUNT
-        moto_settings.INITIAL_NO_AUTH_ACTION_COUNT = 0
-        try:
-            yield
-        finally:
-            moto_settings.INITIAL_NO_AUTH_ACTION_COUNT = previous
-            self.env = saved
+        super().__init__(tmp_path, moto, "trot-continue-x7k2p", env)
 
 
 @pytest.fixture
@@ -193,31 +65,6 @@ def pod(tmp_path: Path, moto_server: Moto) -> Iterator[Pod]:
         yield pod
     finally:
         pod.stop()
-
-
-def _explain(result: subprocess.CompletedProcess[str]) -> str:
-    return f"exit {result.returncode}\n--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}"
-
-
-def _read_until(process: subprocess.Popen[str], fragment: str) -> str:
-    """Read the script's stdout up to the first line holding `fragment`."""
-    assert process.stdout is not None
-    seen = []
-    for line in process.stdout:
-        seen.append(line)
-        if fragment in line:
-            return "".join(seen)
-    raise AssertionError(f"the script ended without printing {fragment!r}:\n{''.join(seen)}")
-
-
-def _wait_for(predicate: Callable[[], Any], what: str) -> Any:
-    deadline = time.monotonic() + GUARD
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"gave up waiting for {what}")
 
 
 def _started(pod: Pod) -> dict[str, Any]:
@@ -277,7 +124,7 @@ def _partial(pod: Pod, sequence: int) -> None:
 
 def test_fetch_without_a_source_records_the_attempt_and_starts_fresh(pod: Pod) -> None:
     result = pod.run("fetch.sh")
-    assert result.returncode == 0, _explain(result)
+    assert result.returncode == 0, explain(result)
     assert "fresh brain" in result.stdout and not (pod.checkpoints / "in.mstate").exists()
     [attempt] = pod.keys(ARTIFACTS, f"{PREFIX}attempts/")
     assert re.fullmatch(rf"{PREFIX}attempts/\d{{8}}T\d{{6}}Z-trot-continue-x7k2p\.json", attempt)
@@ -296,7 +143,7 @@ def test_fetch_an_s3_source_behind_a_succeeded_index(pod: Pod) -> None:
         SIMFLEET_CHECKPOINT_FROM=f"s3://{SOURCE}/runs/trot-baseline/aaa/out.mstate",
         SIMFLEET_SOURCE_INDEX=f"s3://{ARTIFACTS}/runs/trot-baseline/aaa/index.json",
     )
-    assert result.returncode == 0, _explain(result)
+    assert result.returncode == 0, explain(result)
     assert (pod.checkpoints / "in.mstate").read_text() == "brain of the source"
     assert _started(pod)["resumedFrom"] is None
 
@@ -306,7 +153,7 @@ def test_fetch_retries_a_source_that_is_not_there_yet(pod: Pod) -> None:
     fetch = pod.start(
         "fetch.sh", SIMFLEET_CHECKPOINT_FROM=uri, SIMFLEET_FETCH_WAIT_SECONDS="100", SIMFLEET_FETCH_POLL_SECONDS="1"
     )
-    assert "it does not exist" in _read_until(fetch, "trying again in 1 s")
+    assert "it does not exist" in read_until(fetch, "trying again in 1 s")
     pod.put(SOURCE, "elsewhere/brain.mstate", "late brain")
     _, stderr = fetch.communicate(timeout=GUARD)
     assert fetch.returncode == 0, stderr
@@ -367,7 +214,7 @@ def test_fetch_resumes_a_seed_from_its_partial_checkpoint_and_counts_recoveries(
         SIMFLEET_RESUME="true",
         SIMFLEET_CHECKPOINT_FROM=f"s3://{SOURCE}/ignored/out.mstate",  # a partial of the seed wins over the source
     )
-    assert result.returncode == 0, _explain(result)
+    assert result.returncode == 0, explain(result)
     assert (pod.checkpoints / "in.mstate").read_text() == "partial brain 7"
     assert json.loads((pod.checkpoints / "resume.json").read_text())["elapsedSeconds"] == 420.0
     started = _started(pod)
@@ -379,7 +226,7 @@ def test_fetch_resumes_a_seed_from_its_partial_checkpoint_and_counts_recoveries(
 def test_fetch_with_resume_but_no_partial_uses_the_source(pod: Pod) -> None:
     pod.put(SOURCE, "x/out.mstate", "source brain")
     result = pod.run("fetch.sh", SIMFLEET_RESUME="true", SIMFLEET_CHECKPOINT_FROM=f"s3://{SOURCE}/x/out.mstate")
-    assert result.returncode == 0, _explain(result)
+    assert result.returncode == 0, explain(result)
     assert "no partial checkpoint of this seed" in result.stdout
     assert (pod.checkpoints / "in.mstate").read_text() == "source brain" and not (pod.checkpoints / "resume.json").exists()
 
@@ -407,7 +254,7 @@ def test_upload_tags_every_artifact_ships_the_checkpoint_and_writes_the_index_la
     (pod.checkpoints / ".done").write_text(_marker())
     result = pod.run("upload.sh", SIMFLEET_SAVE_CHECKPOINT="true")
     requests = list(pod.moto.requests)  # before the checks below add their own
-    assert result.returncode == 0, _explain(result)
+    assert result.returncode == 0, explain(result)
     artifacts = pod.keys(ARTIFACTS, PREFIX)
     assert artifacts == [
         f"{PREFIX}index.json",
@@ -450,7 +297,7 @@ def test_upload_ships_partial_checkpoints_while_glue_runs(pod: Pod) -> None:
         SIMFLEET_PARTIAL_POLL_SECONDS="1",
         SIMFLEET_SAVE_CHECKPOINT="true",
     )
-    _read_until(upload, "waiting for glue's done marker")
+    read_until(upload, "waiting for glue's done marker")
 
     def shipped() -> int | None:
         if f"{PREFIX}partial.json" not in pod.keys(CHECKPOINTS, PREFIX):
@@ -459,10 +306,10 @@ def test_upload_ships_partial_checkpoints_while_glue_runs(pod: Pod) -> None:
         return sequence
 
     _partial(pod, 1)
-    _wait_for(lambda: shipped() == 1, "partial checkpoint 1 in S3")
+    wait_for(lambda: shipped() == 1, "partial checkpoint 1 in S3")
     assert pod.get(CHECKPOINTS, f"{PREFIX}partial.mstate") == "partial brain 1\n"
     _partial(pod, 2)
-    _wait_for(lambda: shipped() == 2, "partial checkpoint 2 in S3")
+    wait_for(lambda: shipped() == 2, "partial checkpoint 2 in S3")
     assert pod.get(CHECKPOINTS, f"{PREFIX}partial.mstate") == "partial brain 2\n"
     (pod.checkpoints / "out.mstate").write_text("final brain")
     (pod.checkpoints / ".done").write_text(_marker())
@@ -502,7 +349,7 @@ def test_a_partial_replaced_while_it_uploads_is_never_promoted(pod: Pod, tmp_pat
     _partial(pod, 1)
     (pod.checkpoints / ".done").write_text(_marker("Interrupted", 143, "terminated (SIGTERM)"))
     result = pod.run("upload.sh")
-    assert result.returncode == 1, _explain(result)
+    assert result.returncode == 1, explain(result)
     assert "partial checkpoint 1 was replaced while it uploaded" in result.stdout
     # The first upload went to the staging key and stopped there; only the second, stable one was promoted.
     staging, final = f"/{CHECKPOINTS}/{PREFIX}partial.mstate.uploading", f"/{CHECKPOINTS}/{PREFIX}partial.mstate"
@@ -520,9 +367,9 @@ def test_a_partial_replaced_while_it_uploads_is_never_promoted(pod: Pod, tmp_pat
 def test_upload_on_sigterm_waits_for_glue_ships_its_partial_and_says_interrupted(pod: Pod) -> None:
     _artifacts(pod)
     upload = pod.start("upload.sh", SIMFLEET_TERM_WAIT_SECONDS="100", SIMFLEET_SAVE_CHECKPOINT="true")
-    _read_until(upload, "waiting for glue's done marker")
+    read_until(upload, "waiting for glue's done marker")
     upload.send_signal(signal.SIGTERM)
-    _read_until(upload, "SIGTERM: giving glue up to 100 s")
+    read_until(upload, "SIGTERM: giving glue up to 100 s")
     # What glue does on SIGTERM: a partial checkpoint, then the marker.
     _partial(pod, 3)
     reason = "terminated (SIGTERM) after 42 steps and 180 s of simulation; partial checkpoint saved"
@@ -539,7 +386,7 @@ def test_upload_on_sigterm_waits_for_glue_ships_its_partial_and_says_interrupted
 
 def test_upload_on_sigterm_without_a_marker_writes_interrupted(pod: Pod) -> None:
     upload = pod.start("upload.sh", SIMFLEET_TERM_WAIT_SECONDS="0")
-    _read_until(upload, "waiting for glue's done marker")
+    read_until(upload, "waiting for glue's done marker")
     upload.send_signal(signal.SIGTERM)
     _, stderr = upload.communicate(timeout=GUARD)
     assert upload.returncode == 1, stderr
@@ -583,7 +430,7 @@ def test_upload_fails_the_run_when_the_checkpoint_upload_fails(pod: Pod) -> None
     deny = {"Effect": "Deny", "Action": "s3:PutObject", "Resource": f"arn:aws:s3:::{CHECKPOINTS}/*"}
     with pod.denied(deny):
         result = pod.run("upload.sh", SIMFLEET_SAVE_CHECKPOINT="true")
-    assert result.returncode == 1, _explain(result)
+    assert result.returncode == 1, explain(result)
     index = pod.get_json(ARTIFACTS, f"{PREFIX}index.json")
     assert index["status"] == "Failed" and index["checkpoint"] is None and index["exitCode"] == 0
     assert index["reason"].startswith(f"upload failed: checkpoint s3://{CHECKPOINTS}/{PREFIX}out.mstate: ")
@@ -607,14 +454,14 @@ def _gate_env(**extra: str) -> dict[str, str]:
 def test_gate_opens_on_a_succeeded_index(pod: Pod) -> None:
     pod.put(ARTIFACTS, SOURCE_INDEX_KEY, json.dumps({"status": "Succeeded", "seed": 7}))
     result = pod.run("gate.sh", **_gate_env(SIMFLEET_GATE_DEADLINE_SECONDS="100"))
-    assert result.returncode == 0, _explain(result)
+    assert result.returncode == 0, explain(result)
     assert "the source run succeeded" in result.stdout
 
 
 def test_gate_keeps_waiting_through_a_failed_source_until_it_succeeds(pod: Pod) -> None:
     pod.put(ARTIFACTS, SOURCE_INDEX_KEY, json.dumps({"status": "Failed", "reason": "spot reclaimed twice"}))
     gate = pod.start("gate.sh", **_gate_env(SIMFLEET_GATE_DEADLINE_SECONDS="100"))
-    _read_until(gate, "the source run is Failed; waiting")
+    read_until(gate, "the source run is Failed; waiting")
     pod.put(ARTIFACTS, SOURCE_INDEX_KEY, json.dumps({"status": "Succeeded"}))
     _, stderr = gate.communicate(timeout=GUARD)
     assert gate.returncode == 0, stderr

@@ -440,6 +440,7 @@ def test_no_viewport_means_no_service_policy_or_ports() -> None:
 def test_configmaps_carry_the_runtime_and_the_shared_glue() -> None:
     configmap = _by_kind(PLANS["trot-baseline"], "ConfigMap")
     assert set(configmap["data"]) == {
+        "common.sh",
         "fetch.sh",
         "upload.sh",
         "gate.sh",

@@ -28,6 +28,7 @@ RUNTIME_DIR = "/opt/simfleet"
 MARKER_DIR = "/simfleet"
 DONE_MARKER = f"{MARKER_DIR}/.done"
 JOB_SCRIPTS = ("job-entry.sh", "job-upload.sh", "common.sh")
+TIMEOUT_EXIT_CODE = 124  # job-entry.sh's exit code when maxRuntime ran out (as `timeout` reports it)
 BACKOFF_LIMIT_PER_INDEX = 1  # one retry per shard for a transient failure; reclaims and drains do not count
 UPLOADER_RESOURCES = {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "256Mi"}}
 
@@ -113,9 +114,16 @@ def _job(
             "backoffLimitPerIndex": BACKOFF_LIMIT_PER_INDEX,
             "activeDeadlineSeconds": budget.deadline_seconds,
             "ttlSecondsAfterFinished": spec.ttl_after_finished,
-            # A spot reclaim or node drain marks the pod DisruptionTarget; it is retried without using up a retry.
             "podFailurePolicy": {
-                "rules": [{"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]}]
+                "rules": [
+                    # A spot reclaim or node drain marks the pod DisruptionTarget: retried without using up a retry.
+                    {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]},
+                    # maxRuntime ran out (job-entry.sh exits 124): the same program would only run out again.
+                    {
+                        "action": "FailIndex",
+                        "onExitCodes": {"containerName": "work", "operator": "In", "values": [TIMEOUT_EXIT_CODE]},
+                    },
+                ]
             },
             # Required with podFailurePolicy; also keeps two pods of one shard from writing its prefix at once.
             "podReplacementPolicy": "Failed",

@@ -52,7 +52,7 @@ MONTY_ENDPOINT = "tcp://127.0.0.1:5557"  # glue REQ <-> monty REP
 SIM_CONTROL_ENDPOINT = "tcp://127.0.0.1:5558"  # glue REQ <-> unitree-sim REP (finish)
 
 SCRIPTS_DIR = Path(__file__).resolve().parent.parent / "scripts"
-SCRIPTS = ("fetch.sh", "upload.sh", "gate.sh")
+SCRIPTS = ("common.sh", "fetch.sh", "upload.sh", "gate.sh")  # common.sh: sourced by the other three
 FETCH_RETRY_SECONDS = 120  # an s3:// checkpoint.from gets this long to appear (transient errors, eventual IAM)
 FETCH_POLL_SECONDS = 30
 PARTIAL_POLL_SECONDS = 30  # how often the uploader looks for a newer partial checkpoint

@@ -18,10 +18,12 @@
 # SIMFLEET_CHECKPOINTS_DIR (/checkpoints), AWS_REGION.
 # Exit: 0, or 1 with a one-line reason on stderr.
 set -euo pipefail
+NAME=checkpoint-fetch
+# shellcheck source=common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
-log() { echo "checkpoint-fetch: $*"; }
 fail() {
-  echo "checkpoint-fetch: $*" >&2
+  warn "$*"
   exit 1
 }
 # PID 1 of its container: without a trap bash ignores TERM and the pod waits out its grace period.
@@ -30,9 +32,7 @@ trap 'echo "checkpoint-fetch: terminated" >&2; exit 143' TERM
 CHECKPOINTS_DIR=${SIMFLEET_CHECKPOINTS_DIR:-/checkpoints}
 WAIT_SECONDS=${SIMFLEET_FETCH_WAIT_SECONDS:-120}
 POLL_SECONDS=${SIMFLEET_FETCH_POLL_SECONDS:-30}
-for number in "$WAIT_SECONDS" "$POLL_SECONDS"; do
-  [[ $number =~ ^[0-9]+$ ]] || fail "SIMFLEET_FETCH_WAIT_SECONDS and SIMFLEET_FETCH_POLL_SECONDS must be whole seconds, not '$number'"
-done
+require_whole_seconds SIMFLEET_FETCH_WAIT_SECONDS "$WAIT_SECONDS" SIMFLEET_FETCH_POLL_SECONDS "$POLL_SECONDS" || exit 1
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 ERR="$WORK/err"
@@ -56,7 +56,6 @@ s3_error() {
     echo other
   fi
 }
-last_error() { grep -v '^[[:space:]]*$' "$ERR" | tail -n 1 || true; }
 bucket_of() {
   local rest=${1#s3://}
   echo "${rest%%/*}"
@@ -65,27 +64,13 @@ key_of() {
   local rest=${1#s3://}
   echo "${rest#*/}"
 }
-pause() {
-  sleep "$1" &
-  wait $!
-}
 denied_message() {
   echo "access denied (403) reading $1: the run's IAM role cannot read it (it needs s3:GetObject on the object," \
     "and s3:ListBucket on the bucket, without which S3 answers 403 for a missing object too)"
 }
 
 # 1. The attempt marker, and how many pods of this seed came before.
-started=$(date -u +%Y-%m-%dT%H:%M:%SZ)
-attempts="${P}attempts/"
-attempt_key="${attempts}$(date -u +%Y%m%dT%H%M%SZ)-${HOSTNAME:-$(uname -n)}.json"
-jq -n --arg run "$SIMFLEET_RUN" --arg start "$started" --arg pod "${HOSTNAME:-$(uname -n)}" \
-  '{run: $run, pod: $pod, startTime: $start}' >"$WORK/attempt.json"
-aws s3api put-object --bucket "$SIMFLEET_ARTIFACTS_BUCKET" --key "$attempt_key" --body "$WORK/attempt.json" \
-  --content-type application/json >/dev/null 2>"$ERR" ||
-  fail "cannot record this attempt at s3://$SIMFLEET_ARTIFACTS_BUCKET/$attempt_key: $(last_error)"
-count=$(aws s3api list-objects-v2 --bucket "$SIMFLEET_ARTIFACTS_BUCKET" --prefix "$attempts" --output json 2>"$ERR" |
-  jq '[.Contents[]?] | length') || fail "cannot list s3://$SIMFLEET_ARTIFACTS_BUCKET/$attempts: $(last_error)"
-recoveries=$((count > 0 ? count - 1 : 0))
+record_attempt "$SIMFLEET_ARTIFACTS_BUCKET" "${P}attempts/" run "$SIMFLEET_RUN" || fail "$attempt_error"
 log "attempt $((recoveries + 1)) of ${SIMFLEET_RUN} (${P})"
 
 # 2. The brain to start from.
@@ -128,14 +113,14 @@ if [ -z "$resumed_from" ] && [ -n "${SIMFLEET_CHECKPOINT_FROM:-}" ]; then
       fail "the source run's index $index is not JSON: $(head -c 200 "$WORK/source-index.json")"
     [ "$status" = Succeeded ] || fail "the source run did not succeed: $index says $(jq -c . "$WORK/source-index.json")"
   fi
-  deadline=$(($(date +%s) + WAIT_SECONDS))
+  deadline=$(($(now) + WAIT_SECONDS))
   until aws s3 cp --only-show-errors "$source_uri" "$CHECKPOINTS_DIR/in.mstate" 2>"$ERR"; do
     case $(s3_error) in
       denied) fail "$(denied_message "$source_uri")" ;;
       missing) why="it does not exist" ;;
       *) why=$(last_error) ;;
     esac
-    [ "$(date +%s)" -lt "$deadline" ] || fail "gave up on $source_uri after ${WAIT_SECONDS} s: $why"
+    [ "$(now)" -lt "$deadline" ] || fail "gave up on $source_uri after ${WAIT_SECONDS} s: $why"
     log "cannot fetch $source_uri yet ($why); trying again in ${POLL_SECONDS} s"
     pause "$POLL_SECONDS"
   done

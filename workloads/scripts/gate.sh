@@ -11,22 +11,19 @@
 #   access denied (403)        -> exit 2 at once: waiting does not fix permissions
 #   deadline reached           -> exit 1, quoting the last index seen (or "no index")
 set -euo pipefail
+NAME=gate
+# shellcheck source=common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
-log() { echo "gate: $*"; }
 # PID 1 of its container: without a trap bash ignores TERM and the pod waits out its grace period.
 trap 'echo "gate: terminated" >&2; exit 143' TERM
 
 INDEX=${SIMFLEET_SOURCE_INDEX:?must be the s3:// URI of the source run index.json}
 DEADLINE_SECONDS=${SIMFLEET_GATE_DEADLINE_SECONDS:?must be set (whole seconds)}
 POLL_SECONDS=${SIMFLEET_GATE_POLL_SECONDS:-30}
-for number in "$DEADLINE_SECONDS" "$POLL_SECONDS"; do
-  if ! [[ $number =~ ^[0-9]+$ ]]; then
-    echo "gate: SIMFLEET_GATE_DEADLINE_SECONDS and SIMFLEET_GATE_POLL_SECONDS must be whole seconds, not '$number'" >&2
-    exit 2
-  fi
-done
+require_whole_seconds SIMFLEET_GATE_DEADLINE_SECONDS "$DEADLINE_SECONDS" SIMFLEET_GATE_POLL_SECONDS "$POLL_SECONDS" || exit 2
 [[ $INDEX == s3://*/* ]] || {
-  echo "gate: SIMFLEET_SOURCE_INDEX must be an s3:// URI of an object, not '$INDEX'" >&2
+  warn "SIMFLEET_SOURCE_INDEX must be an s3:// URI of an object, not '$INDEX'"
   exit 2
 }
 rest=${INDEX#s3://}
@@ -36,9 +33,7 @@ WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 ERR="$WORK/err"
 
-last_error() { grep -v '^[[:space:]]*$' "$ERR" | tail -n 1 || true; }
-
-deadline=$(($(date +%s) + DEADLINE_SECONDS))
+deadline=$(($(now) + DEADLINE_SECONDS))
 last_seen="no index"
 while true; do
   if aws s3api get-object --bucket "$BUCKET" --key "$KEY" "$WORK/index.json" >/dev/null 2>"$ERR"; then
@@ -62,10 +57,9 @@ while true; do
   else
     log "cannot read $INDEX ($(last_error)); trying again"
   fi
-  if [ "$(date +%s)" -ge "$deadline" ]; then
-    echo "gate: gave up after ${DEADLINE_SECONDS} s waiting for $INDEX to say Succeeded; last seen: $last_seen" >&2
+  if [ "$(now)" -ge "$deadline" ]; then
+    warn "gave up after ${DEADLINE_SECONDS} s waiting for $INDEX to say Succeeded; last seen: $last_seen"
     exit 1
   fi
-  sleep "$POLL_SECONDS" &
-  wait $!
+  pause "$POLL_SECONDS"
 done

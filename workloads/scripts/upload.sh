@@ -24,9 +24,9 @@
 # happened. Every command whose failure matters is checked where it runs.
 set -uo pipefail
 shopt -s globstar nullglob dotglob
-
-log() { echo "artifact-uploader: $*"; }
-warn() { echo "artifact-uploader: $*" >&2; }
+NAME=artifact-uploader
+# shellcheck source=common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 CHECKPOINTS_DIR=${SIMFLEET_CHECKPOINTS_DIR:-/checkpoints}
 ARTIFACTS_DIR=${SIMFLEET_ARTIFACTS_DIR:-/artifacts}
@@ -36,13 +36,8 @@ PARTIAL_POLL=${SIMFLEET_PARTIAL_POLL_SECONDS:-30}
 TERM_WAIT=${SIMFLEET_TERM_WAIT_SECONDS:-60}
 KIND_TAG=${SIMFLEET_KIND_TAG:-simfleet-kind}
 KINDS=(logs videos metrics)
-SINGLE_PUT_LIMIT=5000000000 # S3's single PUT takes up to 5 GB; bigger files go up in parts (aws s3 cp)
-for number in "$DONE_WAIT" "$PARTIAL_POLL" "$TERM_WAIT"; do
-  if ! [[ $number =~ ^[0-9]+$ ]]; then
-    warn "SIMFLEET_DONE_WAIT_SECONDS, SIMFLEET_PARTIAL_POLL_SECONDS and SIMFLEET_TERM_WAIT_SECONDS must be whole seconds, not '$number'"
-    exit 2
-  fi
-done
+require_whole_seconds SIMFLEET_DONE_WAIT_SECONDS "$DONE_WAIT" SIMFLEET_PARTIAL_POLL_SECONDS "$PARTIAL_POLL" \
+  SIMFLEET_TERM_WAIT_SECONDS "$TERM_WAIT" || exit 2
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 ERR="$WORK/err"
@@ -62,12 +57,6 @@ else
 fi
 PARTIAL_URI="s3://$SIMFLEET_CHECKPOINTS_BUCKET/${P}partial.mstate"
 
-last_error() { grep -v '^[[:space:]]*$' "$ERR" | tail -n 1; }
-now() { date +%s; }
-pause() {
-  sleep "$1" &
-  wait $! # returns early when a trapped signal arrives; a foreground sleep would hold the trap back
-}
 checkpoint_every_on() { [[ ! ${SIMFLEET_CHECKPOINT_EVERY_SECONDS:-0} =~ ^0*\.?0*$ ]]; }
 
 # Partial checkpoints. `aws s3 cp` reads a large file part by part, opening it by name each time, so a
@@ -101,8 +90,7 @@ ship_partial() {
     return 2
   fi
   if ! aws s3 cp --only-show-errors "$PARTIAL_URI.uploading" "$PARTIAL_URI" 2>"$ERR" ||
-    ! aws s3api put-object --bucket "$SIMFLEET_CHECKPOINTS_BUCKET" --key "${P}partial.json" --body "$WORK/partial.json" \
-      --content-type application/json >/dev/null 2>"$ERR"; then
+    ! put_json "$SIMFLEET_CHECKPOINTS_BUCKET" "${P}partial.json" "$WORK/partial.json"; then
     partial_error="partial checkpoint $sequence: $(last_error)"
     warn "could not ship $partial_error; trying again later"
     return 1
@@ -185,23 +173,12 @@ for entry in "$ARTIFACTS_DIR"/*; do
     *) warn "skipping $entry (only logs/, videos/ and metrics/ are uploaded)" ;;
   esac
 done
-upload_artifact() { # file key kind
-  if [ "$(stat -c %s "$1")" -lt "$SINGLE_PUT_LIMIT" ]; then
-    # `aws s3 cp` cannot tag (aws/aws-cli#2458); put-object tags in the same request.
-    aws s3api put-object --bucket "$SIMFLEET_ARTIFACTS_BUCKET" --key "$2" --body "$1" --tagging "$KIND_TAG=$3" \
-      >/dev/null 2>"$ERR"
-  else
-    aws s3 cp --only-show-errors "$1" "s3://$SIMFLEET_ARTIFACTS_BUCKET/$2" 2>"$ERR" &&
-      aws s3api put-object-tagging --bucket "$SIMFLEET_ARTIFACTS_BUCKET" --key "$2" \
-        --tagging "TagSet=[{Key=$KIND_TAG,Value=$3}]" 2>"$ERR"
-  fi
-}
 uploaded=0
 for kind in "${KINDS[@]}"; do
   for file in "$ARTIFACTS_DIR/$kind"/**; do
     [ -f "$file" ] || continue
     relative=${file#"$ARTIFACTS_DIR/$kind/"}
-    if upload_artifact "$file" "${P}${kind}/${relative}" "$kind"; then
+    if upload_tagged "$file" "$SIMFLEET_ARTIFACTS_BUCKET" "${P}${kind}/${relative}" "$KIND_TAG" "$kind"; then
       uploaded=$((uploaded + 1))
     else
       failures+=("$kind/$relative: $(last_error)")
@@ -243,7 +220,7 @@ fi
 jq -n \
   --arg run "$SIMFLEET_RUN" --arg hash "$SIMFLEET_SPEC_HASH" --argjson seed "$seed" --arg status "$status" \
   --arg reason "$reason" --argjson exitCode "$exit_code" --argjson started "$started" \
-  --arg completed "$(date -u +%Y-%m-%dT%H:%M:%SZ)" --arg checkpoint "$checkpoint" \
+  --arg completed "$(utc_now)" --arg checkpoint "$checkpoint" \
   --arg partial "$partial_checkpoint" --argjson steps "$steps" \
   'def null_if_empty: if . == "" then null else . end;
    {run: $run, specHash: $hash, seed: $seed, status: $status, reason: ($reason | null_if_empty),
@@ -253,8 +230,7 @@ jq -n \
   warn "could not build index.json"
   exit 1
 }
-if ! aws s3api put-object --bucket "$SIMFLEET_ARTIFACTS_BUCKET" --key "${P}index.json" --body "$WORK/index.json" \
-  --content-type application/json >/dev/null 2>"$ERR"; then
+if ! put_json "$SIMFLEET_ARTIFACTS_BUCKET" "${P}index.json" "$WORK/index.json"; then
   warn "could not write s3://$SIMFLEET_ARTIFACTS_BUCKET/${P}index.json: $(last_error)"
   exit 1
 fi

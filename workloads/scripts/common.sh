@@ -1,0 +1,84 @@
+# shellcheck shell=bash
+# Helpers shared by the pod scripts that run in the AWS CLI v2 image (fetch.sh, upload.sh, gate.sh,
+# job-upload.sh). Sourced, never run: it defines functions and one constant, and sets no options or traps
+# (every sourcing script runs with `set -o pipefail`).
+# job-entry.sh does not use it: that one is POSIX sh and runs in the user's image.
+#
+# The sourcing script sets, before calling any of these:
+#   NAME  its container's name, the prefix of every message;
+#   ERR   the file each aws call's stderr goes to (last_error reads it);
+#   WORK  a private scratch directory (record_attempt writes there).
+
+log() { echo "$NAME: $*"; }
+warn() { echo "$NAME: $*" >&2; }
+
+# The last non-blank line of the last aws call's stderr ($ERR); empty, never a failure, when there is none
+# (safe under `set -e` in `x=$(last_error)`).
+last_error() { grep -v '^[[:space:]]*$' "$ERR" 2>/dev/null | tail -n 1 || true; }
+
+now() { date +%s; }
+utc_now() { date -u +%Y-%m-%dT%H:%M:%SZ; }
+
+# Sleeps $1 seconds in the background: `wait` returns as soon as a trapped signal arrives, where a foreground
+# sleep would hold the trap back until it ends. The sleep is then ended too, so that no stray process keeps the
+# container's stdout open. Always returns 0.
+pause() {
+  sleep "$1" &
+  local pid=$!
+  wait "$pid" 2>/dev/null || kill "$pid" 2>/dev/null || true
+}
+
+# require_whole_seconds NAME VALUE [NAME VALUE]...: returns 1, naming the first setting that is not a whole
+# number of seconds, so the caller can `|| exit 2`.
+require_whole_seconds() {
+  while [ $# -ge 2 ]; do
+    if ! [[ $2 =~ ^[0-9]+$ ]]; then
+      warn "$1 must be whole seconds, not '$2'"
+      return 1
+    fi
+    shift 2
+  done
+}
+
+# put_json BUCKET KEY FILE: one PUT with Content-Type application/json; stderr to $ERR.
+put_json() {
+  aws s3api put-object --bucket "$1" --key "$2" --body "$3" --content-type application/json >/dev/null 2>"$ERR"
+}
+
+# record_attempt BUCKET ATTEMPTS_PREFIX FIELD VALUE: the attempt marker
+#   <ATTEMPTS_PREFIX><utc %Y%m%dT%H%M%SZ>-<hostname>.json = {<FIELD>: VALUE, pod, startTime}
+# in BUCKET; every pod of a seed or shard writes one, so the number of markers minus one is the number of
+# recoveries (spot reclaims, drains, retries). Sets `started` (UTC, ISO 8601) first, whatever happens, then
+# `recoveries`; returns 1 with `attempt_error` saying what failed.
+# shellcheck disable=SC2034 # started, recoveries and attempt_error are the sourcing script's to read
+record_attempt() {
+  local bucket=$1 attempts=$2 field=$3 value=$4 pod=${HOSTNAME:-$(uname -n)} key count
+  started=$(utc_now)
+  key="${attempts}$(date -u +%Y%m%dT%H%M%SZ)-${pod}.json"
+  jq -n --arg field "$field" --arg value "$value" --arg start "$started" --arg pod "$pod" \
+    '{($field): $value, pod: $pod, startTime: $start}' >"$WORK/attempt.json"
+  if ! put_json "$bucket" "$key" "$WORK/attempt.json"; then
+    attempt_error="cannot record this attempt at s3://$bucket/$key: $(last_error)"
+    return 1
+  fi
+  if ! count=$(aws s3api list-objects-v2 --bucket "$bucket" --prefix "$attempts" --output json 2>"$ERR" |
+    jq '[.Contents[]?] | length'); then
+    attempt_error="cannot list s3://$bucket/$attempts: $(last_error)"
+    return 1
+  fi
+  recoveries=$((count > 0 ? count - 1 : 0))
+}
+
+# SINGLE_PUT_LIMIT: S3's single PUT takes up to 5 GB; bigger files go up in parts (aws s3 cp).
+SINGLE_PUT_LIMIT=5000000000
+# upload_tagged FILE BUCKET KEY TAG_KEY TAG_VALUE: uploads FILE tagged TAG_KEY=TAG_VALUE (the buckets'
+# lifecycle rules expire objects by that tag); stderr to $ERR.
+upload_tagged() {
+  if [ "$(stat -c %s "$1")" -lt "$SINGLE_PUT_LIMIT" ]; then
+    # `aws s3 cp` cannot tag (aws/aws-cli#2458); put-object tags in the same request.
+    aws s3api put-object --bucket "$2" --key "$3" --body "$1" --tagging "$4=$5" >/dev/null 2>"$ERR"
+  else
+    aws s3 cp --only-show-errors "$1" "s3://$2/$3" 2>"$ERR" &&
+      aws s3api put-object-tagging --bucket "$2" --key "$3" --tagging "TagSet=[{Key=$4,Value=$5}]" 2>"$ERR"
+  fi
+}

@@ -1,0 +1,223 @@
+#!/bin/sh
+# job-entry: the command of a batch job pod's work container, which runs the user's image. POSIX sh only: that
+# image is guaranteed nothing but /bin/sh (dash, busybox ash or bash), so no bash, no jq, and of coreutils only mv
+# (and rm after a failed write).
+#
+#   /bin/sh /opt/simfleet/job-entry.sh <command> [args...]
+#
+# 1. Runs the command as a child (not exec: the marker comes after it); its stdout and stderr pass through.
+# 2. SIGTERM goes on to the child as SIGTERM, and this keeps waiting for it (the pod's
+#    terminationGracePeriodSeconds bounds that). SIGINT goes on as SIGTERM too: sh starts a background command
+#    with SIGINT ignored (POSIX, when job control is off, as it is without a terminal), and dash cannot undo
+#    that, so a forwarded SIGINT would be lost.
+# 3. When the child has ended, writes the done marker $SIMFLEET_DONE_MARKER (required) atomically (a temporary
+#    file beside it, then mv) as one JSON object, which output-uploader (job-upload.sh) waits for:
+#      {"status": "Succeeded" | "Failed" | "Interrupted", "exitCode": <int>, "reason": <string> | null}
+#    Succeeded: exit 0 and no signal; Interrupted: a SIGTERM or SIGINT arrived, whatever the exit code;
+#    Failed otherwise, with reasons such as "exited with code 3", "killed by signal 9 (exit code 137)",
+#    "command not found: <command>" (127) or "command not executable: <command>" (126). Every reason is
+#    written by this script from whole numbers and, where the command's name is plain ([A-Za-z0-9._/+-]),
+#    that name, so it needs no JSON escaping.
+# 4. Exits with the child's exit code (128 + N when signal N ended it), so the Job's pod failure accounting and
+#    backoffLimitPerIndex see the real result; 124 when maxRuntime ran out (see below).
+# Also: exports the shard (JOB_COMPLETION_INDEX, SIMFLEET_SHARD: SIMFLEET_SHARD_LIST maps a position to a shard)
+# and SIMFLEET_PUSHGATEWAY_GROUP_URL to the program, and stops it after SIMFLEET_MAX_RUNTIME_SECONDS.
+#
+# No command, or no SIMFLEET_DONE_MARKER: one line on stderr and exit 2 (with a Failed marker when the marker's
+# path is known). A marker that cannot be written: one line on stderr; the exit code is still the child's.
+set -u
+
+me=job-entry
+marker=${SIMFLEET_DONE_MARKER:-}
+
+# write_marker STATUS EXIT_CODE REASON (REASON "" is null; it is always plain ASCII from this script).
+write_marker() {
+  if [ -n "$3" ]; then
+    json_reason="\"$3\""
+  else
+    json_reason=null
+  fi
+  tmp="$marker.tmp.$$"
+  if ! printf '{"status": "%s", "exitCode": %s, "reason": %s}\n' "$1" "$2" "$json_reason" >"$tmp"; then
+    echo "$me: cannot write the done marker at $marker" >&2
+    rm -f "$tmp" 2>/dev/null
+    return 1
+  fi
+  if ! mv -f "$tmp" "$marker"; then
+    echo "$me: cannot move $tmp to the done marker $marker" >&2
+    return 1
+  fi
+}
+
+# A name safe to quote in the marker's JSON as it is, or "" when it is not.
+plain() {
+  case $1 in
+    '' | *[!A-Za-z0-9._/+-]*) echo "" ;;
+    *) echo "$1" ;;
+  esac
+}
+
+if [ -z "$marker" ]; then
+  echo "$me: SIMFLEET_DONE_MARKER is not set (the path of the done marker, e.g. /simfleet/.done)" >&2
+  exit 2
+fi
+if [ $# -eq 0 ]; then
+  echo "$me: no command to run (usage: job-entry.sh <command> [args...])" >&2
+  write_marker Failed 2 "job-entry.sh was given no command"
+  exit 2
+fi
+
+# The shard. On a Job for the shards left after a lost state, the completion index is a position in
+# SIMFLEET_SHARD_LIST; the program always sees its own shard number, in JOB_COMPLETION_INDEX and SIMFLEET_SHARD.
+shard=${JOB_COMPLETION_INDEX:-}
+if [ -n "${SIMFLEET_SHARD_LIST:-}" ]; then
+  position=0
+  found=""
+  for candidate in $SIMFLEET_SHARD_LIST; do
+    if [ "$position" = "$shard" ]; then
+      found=$candidate
+      break
+    fi
+    position=$((position + 1))
+  done
+  if [ -z "$found" ]; then
+    echo "$me: no shard at position '$shard' of SIMFLEET_SHARD_LIST '$SIMFLEET_SHARD_LIST'" >&2
+    write_marker Failed 2 "no shard at this position of SIMFLEET_SHARD_LIST"
+    exit 2
+  fi
+  shard=$found
+fi
+if [ -n "$shard" ]; then
+  JOB_COMPLETION_INDEX=$shard
+  SIMFLEET_SHARD=$shard
+  export JOB_COMPLETION_INDEX SIMFLEET_SHARD
+  if [ -n "${SIMFLEET_PUSHGATEWAY_URL:-}" ] && [ -n "${SIMFLEET_JOB:-}" ]; then
+    # Where this shard pushes its metrics; output-uploader deletes the same group after the shard ends.
+    SIMFLEET_PUSHGATEWAY_GROUP_URL="${SIMFLEET_PUSHGATEWAY_URL%/}/metrics/job/$SIMFLEET_JOB/shard/$shard"
+    export SIMFLEET_PUSHGATEWAY_GROUP_URL
+  fi
+fi
+
+# maxRuntime: SIMFLEET_MAX_RUNTIME_SECONDS after the start the program gets SIGTERM, and SIMFLEET_TERM_SECONDS
+# later SIGKILL; the shard then fails with exit code 124 (as `timeout` reports), which the Job's podFailurePolicy
+# turns into a failed index without a retry: the same program would only run out of time again.
+max_runtime=${SIMFLEET_MAX_RUNTIME_SECONDS:-0}
+term_seconds=${SIMFLEET_TERM_SECONDS:-60}
+case "$max_runtime$term_seconds" in
+  *[!0-9]*)
+    echo "$me: SIMFLEET_MAX_RUNTIME_SECONDS and SIMFLEET_TERM_SECONDS must be whole seconds" >&2
+    write_marker Failed 2 "SIMFLEET_MAX_RUNTIME_SECONDS and SIMFLEET_TERM_SECONDS must be whole seconds"
+    exit 2
+    ;;
+esac
+TIMEOUT_EXIT=124
+timed_out=0
+timer=""
+killer=""
+
+# after SECONDS COMMAND...: run COMMAND in the background once SECONDS have passed, unless that background
+# process is sent SIGTERM first (which also ends its sleep, so nothing outlives it).
+after() {
+  seconds=$1
+  shift
+  (
+    trap 'kill "$nap" 2>/dev/null; exit 0' TERM
+    sleep "$seconds" &
+    nap=$!
+    wait "$nap" && "$@" 2>/dev/null
+  ) &
+}
+
+# Signals: counted, remembered, and passed on once the child exists. Both traps are set before the child starts
+# (it does not inherit them: a trapped signal is back to its default in a child).
+signal=""
+signals=0
+child=""
+# shellcheck disable=SC2329 # called by the traps below
+on_signal() {
+  signal=$1
+  signals=$((signals + 1))
+  if [ -n "$child" ]; then
+    kill -TERM "$child" 2>/dev/null
+  fi
+}
+trap 'on_signal TERM' TERM
+trap 'on_signal INT' INT
+# shellcheck disable=SC2329 # called by the trap below
+on_timeout() {
+  timed_out=1
+  if [ -n "$child" ]; then
+    echo "$me: maxRuntime (${max_runtime} s) reached: SIGTERM to the program, SIGKILL in ${term_seconds} s" >&2
+    kill -TERM "$child" 2>/dev/null
+    after "$term_seconds" kill -KILL "$child"
+    killer=$!
+  fi
+}
+trap on_timeout USR1
+
+# `<&0`: keep the container's stdin (sh gives a background command /dev/null otherwise).
+"$@" <&0 &
+child=$!
+if [ -n "$signal" ]; then
+  kill -TERM "$child" 2>/dev/null # the signal came while the child was being started
+fi
+if [ "$max_runtime" -gt 0 ]; then
+  after "$max_runtime" kill -USR1 $$
+  timer=$!
+fi
+
+# A trapped signal ends `wait` early (with 128 + its number): wait again until the child itself has ended. If a
+# signal lands in the instant after the child ended and before this checks, bash (not dash) answers the second
+# wait with 127: then only the exit code is off, never the status (any signal means Interrupted).
+while :; do
+  before=$signals
+  alarms_before=$timed_out
+  wait "$child"
+  code=$?
+  # The maxRuntime alarm (USR1) ends a wait early as a signal does.
+  if { [ "$signals" -eq "$before" ] && [ "$timed_out" = "$alarms_before" ]; } || [ "$code" -le 128 ]; then
+    break
+  fi
+done
+for helper in $timer $killer; do
+  kill "$helper" 2>/dev/null # the program has ended: no alarm, no SIGKILL for a pid that may be reused
+done
+
+# Could the shell have started $1 at all? (A command that ran and exited 126 or 127 itself is not blamed on this.)
+runnable() {
+  case $1 in
+    */*) [ -f "$1" ] && [ -x "$1" ] ;;
+    *) command -v "$1" >/dev/null 2>&1 ;;
+  esac
+}
+name=$(plain "$1")
+if [ "$timed_out" = 1 ] && [ -z "$signal" ]; then
+  status=Failed
+  reason="exceeded maxRuntime (${max_runtime} s); the command exited with code $code"
+  code=$TIMEOUT_EXIT
+elif [ -n "$signal" ]; then
+  status=Interrupted
+  if [ "$code" -gt 128 ]; then
+    reason="received SIG$signal; the command was ended by signal $((code - 128)) (exit code $code)"
+  else
+    reason="received SIG$signal; the command exited with code $code"
+  fi
+elif [ "$code" -eq 0 ]; then
+  status=Succeeded
+  reason=""
+elif [ "$code" -eq 127 ] && ! runnable "$1"; then
+  status=Failed
+  reason="command not found${name:+: $name} (exit code 127)"
+elif [ "$code" -eq 126 ] && ! runnable "$1"; then
+  status=Failed
+  reason="command not executable${name:+: $name} (exit code 126)"
+elif [ "$code" -gt 128 ]; then
+  status=Failed
+  reason="killed by signal $((code - 128)) (exit code $code)"
+else
+  status=Failed
+  reason="exited with code $code"
+fi
+[ "$status" = Succeeded ] || echo "$me: $status: $reason" >&2
+write_marker "$status" "$code" "$reason"
+exit "$code"
