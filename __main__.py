@@ -192,6 +192,7 @@ else:
         region=region,
         kubernetes_version=platform.kubernetes_version,
         vpc_cidr=str(platform.network.cidr),
+        default_queue=cfg.queues.default_name,
     )
     runs = Runs(
         "runs",
@@ -212,13 +213,21 @@ else:
             # Known names, not resource outputs, like every other context value (the hash never waits on them).
             pushgateway_url=pushgateway_url() if platform.metrics.enabled else None,
             datasets_claim=naming.DATASETS_CLAIM if platform.shared_storage.enabled else None,
+            default_queue=cfg.queues.default_name,
         )
         jobs = Jobs(
             "jobs",
             JobsArgs(
                 cfg.jobs,
                 job_context,
-                after=[addons, runs_namespace, storage, registry, *(p for p in (shared_storage, metrics) if p is not None)],
+                after=[
+                    addons,
+                    runs_namespace,
+                    queues,
+                    storage,
+                    registry,
+                    *(p for p in (shared_storage, metrics) if p is not None),
+                ],
                 cluster=cluster,
             ),
             opts=in_cluster,

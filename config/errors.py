@@ -56,6 +56,12 @@ def issues_from(err: ValidationError, prefix: str, model: type[BaseModel]) -> li
     return issues
 
 
+def did_you_mean(word: str, choices: Sequence[str]) -> str:
+    """ "; did you mean 'x'?" for the closest of `choices`, or ""."""
+    close = difflib.get_close_matches(word, list(choices), n=1)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
 def _unknown_key_message(model: type[BaseModel], loc: tuple[Any, ...]) -> str:
     owner = _model_at(model, loc[:-1])
     if owner is None:

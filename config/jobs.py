@@ -92,6 +92,7 @@ class JobSpec(Model):
     spread_across_nodes: bool = Field(False, description="At most one shard of this job per node (pod anti-affinity).")
     labels: dict[str, str] = Field(default_factory=dict)
     rerun: int = Field(0, ge=0, description="Bump to run the same spec again as a fresh job.")
+    queue: str | None = Field(None, description="The Kueue queue (a team's) that admits the job; the stack's default.")
 
     @field_validator("name")
     @classmethod

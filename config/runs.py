@@ -119,6 +119,7 @@ class RunSpec(Model):
     cpu: Quantity = Field("3", description="CPU requested by the whole pod.")
     memory: Quantity = Field("12Gi", description="Memory requested by the whole pod.")
     rerun: int = Field(0, ge=0, description="Bump to start the same spec again as a fresh run.")
+    queue: str | None = Field(None, description="The Kueue queue (a team's) that admits the run; the stack's default.")
 
     @model_validator(mode="after")
     def _run_rules(self) -> RunSpec:

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ValidationError
 
 import naming
 from config.capacity import gpu_capacity, per_gpu_allocatable
-from config.errors import ConfigError, Issue, file_order, issues_from
+from config.errors import ConfigError, Issue, did_you_mean, file_order, issues_from
 from config.jobs import JobSpec, job_platform_rules, job_rules
 from config.platform import PlatformConfig, default_control_plane_log_retention, is_prod_stack, prod_rules, storage_rules
 from config.queues import (
@@ -175,6 +175,7 @@ def load_stack_config(
     issues += service_rules(service_specs)
     issues += job_rules(job_specs)
     issues += name_clashes(workload_names(run_specs, service_specs, job_specs))
+    issues += queue_name_issues(queues_cfg.names(), [("runs", run_specs), ("jobs", job_specs)])
     warnings += service_warnings(service_specs)
     placeholders = placeholder_issues(platform_cfg, run_specs, service_specs)
     if offline:
@@ -267,6 +268,24 @@ def name_clashes(names: Sequence[tuple[str, str]]) -> list[Issue]:
         else:
             for candidate in made:
                 owner.setdefault(candidate, (path, name))
+    return issues
+
+
+def queue_name_issues(
+    queues: Sequence[str], sections: Sequence[tuple[str, Sequence[tuple[int, RunSpec | JobSpec]]]]
+) -> list[Issue]:
+    """Every run's and job's `queue:` names one of the stack's queues (LocalQueues in the runs namespace)."""
+    issues = []
+    for section, entries in sections:
+        for index, spec in entries:
+            if spec.queue is not None and spec.queue not in queues:
+                hint = did_you_mean(spec.queue, queues)
+                issues.append(
+                    Issue(
+                        f"{section}[{index}].queue",
+                        f"no queue named {spec.queue!r}; the stack's queues are {list(queues)}{hint} (simfleet:queues)",
+                    )
+                )
     return issues
 
 

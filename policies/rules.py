@@ -949,11 +949,33 @@ def _check_run_batch_spot(resource: Resource, ctx: Context) -> Iterator[str]:
         return
     job = run_job(resource)
     capacity = _pod_capacity(_pod_spec(job)) if job is not None else None
-    if capacity != naming.EKS_CAPACITY["spot"]:
+    if capacity is not None:
         yield (
-            f"batch runs go to spot capacity: the pod template must select {naming.CAPACITY_TYPE_LABEL}="
-            f"{naming.EKS_CAPACITY['spot']} (found {capacity or 'no capacity selector'})"
+            f"batch runs try spot first and fall back to on-demand through Kueue's flavors, so the pod template must not "
+            f"select {naming.CAPACITY_TYPE_LABEL} itself (found {capacity}): the admitted flavor adds it"
         )
+
+
+def _check_run_queued(resource: Resource, ctx: Context) -> Iterator[str]:
+    """A run's or job's Job: suspended, with a priority class, and a queue label or a gate that adds one."""
+    if not is_run(resource):
+        return
+    job = run_job(resource)
+    if job is None:
+        return  # run-deadline-and-ttl reports a run whose objects do not render
+    labels = _get(job, "metadata", "labels") or {}
+    if _get(job, "spec", "suspend") is not True:
+        yield "the Job must be created suspended (spec.suspend: true), so that only Kueue starts it"
+    if not labels.get(naming.KUEUE_PRIORITY_LABEL):
+        yield f"the Job has no {naming.KUEUE_PRIORITY_LABEL} label (Kueue refuses to add one later)"
+    if not labels.get(naming.KUEUE_QUEUE_LABEL):
+        name = _get(job, "metadata", "name")
+        gate = next(
+            (o for o in run_objects(resource) if o.get("kind") == "Job" and _get(o, "metadata", "name") == f"{name}-gate"),
+            None,
+        )
+        if gate is None:
+            yield f"the Job has no {naming.KUEUE_QUEUE_LABEL} label and no gate Job that adds one: Kueue never admits it"
 
 
 def _pod_gpus(pod: Mapping[str, Any]) -> int:
@@ -1231,11 +1253,18 @@ RULES: tuple[Rule, ...] = (
         resource_check=_check_run_security,
     ),
     Rule(
-        "run-batch-on-spot",
-        "Batch (Indexed) simulation runs select spot capacity (batch jobs choose theirs with capacity).",
+        "run-batch-spot-first",
+        "Batch simulation runs leave the capacity type to Kueue (spot flavor first, then on-demand).",
         "mandatory",
         "medium",
         resource_check=_check_run_batch_spot,
+    ),
+    Rule(
+        "run-queued",
+        "Every run's and job's Job is created suspended with a Kueue priority class and its queue (or a gate that adds it).",
+        "mandatory",
+        "high",
+        resource_check=_check_run_queued,
     ),
     Rule(
         "service-image-pinned",

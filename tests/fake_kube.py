@@ -202,13 +202,23 @@ class FakeKube:
         with self._lock:
             self.objects[("jobs", namespace, name)].setdefault("status", {}).update(status)
 
+    def admit(self, namespace: str, name: str) -> None:
+        """What Kueue does when the Job's queue has room: unsuspend it (only a Job that carries a queue label)."""
+        with self._lock:
+            job = self.objects[("jobs", namespace, name)]
+            if job["spec"].get("suspend") and (job["metadata"].get("labels") or {}).get("kueue.x-k8s.io/queue-name"):
+                job["spec"]["suspend"] = False
+                self._stamp("jobs", job, namespace)
+
     def start_job(self, namespace: str, name: str, ready: int = 0) -> None:
-        """What the Job controller reports once it has created the pod(s)."""
+        """What the Job controller reports once it has created the pod(s) (after Kueue admitted the Job)."""
+        self.admit(namespace, name)
         job = self.objects[("jobs", namespace, name)]
         self.set_job_status(namespace, name, startTime=now(), active=job["spec"].get("parallelism", 1), ready=ready)
 
     def finish_job(self, namespace: str, name: str, succeeded: bool = True) -> None:
         """Terminal conditions as the Job controller (1.31+) writes them: *Target/*Met first, then the final one."""
+        self.admit(namespace, name)
         stamp = now()
         job = self.objects[("jobs", namespace, name)]
         status = job.setdefault("status", {})

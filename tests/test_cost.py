@@ -152,7 +152,17 @@ def test_example_stacks_cost() -> None:
     assert costs["dev"]["idleMonthlyUsd"] < 150
     # prod: three NAT gateways and two m6i.large system nodes.
     assert costs["prod"]["idleMonthlyUsd"] > costs["dev"]["idleMonthlyUsd"] + 100
-    assert {r["name"] for r in costs["dev"]["runs"]} == {"trot-baseline", "trot-sweep", "trot-continue"}
+    assert {(r["kind"], r["name"]) for r in costs["dev"]["runs"]} == {
+        ("run", "trot-baseline"),
+        ("run", "trot-sweep"),
+        ("run", "trot-continue"),
+        ("job", "robocache-resample"),
+    }
+    # Work that pins no capacity type is bounded on-demand (Kueue may fall back) and priced on spot beside it.
+    by_name = {r["name"]: r for r in costs["dev"]["runs"]}
+    sweep = by_name["trot-sweep"]
+    assert sweep["capacity"] == "ON_DEMAND" and sweep["spotFirstUsd"] == pytest.approx(sweep["estimatedUsd"] * 0.4, abs=0.02)
+    assert by_name["trot-baseline"]["spotFirstUsd"] is None  # interactive: on-demand only
     assert costs["prod"]["runs"] == [] and costs["prod"]["services"] == []
     # prod's queues hold 16 spot and 10 on-demand GPUs: the ceiling prices 10 of the 16 on-demand nodes.
     assert costs["prod"]["gpuCeiling"]["ON_DEMAND"] == {

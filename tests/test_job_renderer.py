@@ -227,7 +227,8 @@ def test_spreading_across_nodes_is_required_anti_affinity_on_the_job_label() -> 
 
 def test_on_spot_gpu_nodes_with_the_gpu_toleration() -> None:
     spec = pod(render(dev_job()))
-    assert spec["nodeSelector"] == {naming.NODE_POOL_LABEL: "gpu", naming.CAPACITY_TYPE_LABEL: "SPOT"}
+    # spot: no capacity selector, so Kueue can give the spot flavor first and the on-demand one when spot is full.
+    assert spec["nodeSelector"] == {naming.NODE_POOL_LABEL: "gpu"}
     assert spec["tolerations"][0]["key"] == naming.GPU_TAINT_KEY
     assert pod(render(dev_job(capacity="onDemand")))["nodeSelector"][naming.CAPACITY_TYPE_LABEL] == "ON_DEMAND"
 
@@ -240,6 +241,16 @@ def test_a_job_for_the_shards_left_maps_positions_back_to_shards() -> None:
     assert env(container(objects, "output-uploader"))["SIMFLEET_SHARD_LIST"] == "1 3"
     assert job["activeDeadlineSeconds"] == JobBudget.of(3600, 2, 2).deadline_seconds
     assert "SIMFLEET_SHARD_LIST" not in env(container(render(dev_job()), "work"))
+
+
+def test_a_job_is_created_suspended_for_its_queue_as_batch_work() -> None:
+    job = render(dev_job())["Job"]
+    assert job["spec"]["suspend"] is True
+    assert job["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "shared"
+    assert job["metadata"]["labels"]["kueue.x-k8s.io/priority-class"] == "simfleet-batch"
+    named = render(dev_job(queue="perception"))["Job"]
+    assert named["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "perception"
+    assert identify_job(dev_job(queue="perception"), CTX).spec_hash == identify_job(dev_job(), CTX).spec_hash
 
 
 def test_byte_quantities_use_the_largest_exact_unit() -> None:

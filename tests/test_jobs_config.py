@@ -27,6 +27,7 @@ def load(config: dict[str, Any]) -> Any:
         config.get("simfleet:runs"),
         services=config.get("simfleet:services"),
         jobs=config.get("simfleet:jobs"),
+        queues=config.get("simfleet:queues"),
         stack="dev",
         source="Pulumi.dev.yaml",
         today=TODAY,
@@ -160,3 +161,21 @@ def test_jobs_must_be_a_list() -> None:
     config = dev()
     config["simfleet:jobs"] = {"name": "x"}
     assert errors(config) == ["jobs: simfleet:jobs must be a list of jobs"]
+
+
+def test_a_run_or_job_names_one_of_the_stacks_queues() -> None:
+    config = dev()
+    config["simfleet:jobs"][0]["queue"] = "perceptoin"
+    config["simfleet:runs"][1]["queue"] = "nobody"
+    found = errors(config)
+    assert (
+        "jobs[0].queue: no queue named 'perceptoin'; the stack's queues are ['locomotion', 'perception']; did you mean 'perception'? (simfleet:queues)"
+        in found
+    )
+    assert (
+        "runs[1].queue: no queue named 'nobody'; the stack's queues are ['locomotion', 'perception'] (simfleet:queues)" in found
+    )
+    config["simfleet:jobs"][0]["queue"] = "perception"
+    config["simfleet:runs"][1]["queue"] = "locomotion"
+    cfg = load(config)
+    assert cfg.jobs[0].queue == "perception" and cfg.queues.default_name == "locomotion"

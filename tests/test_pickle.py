@@ -122,7 +122,7 @@ def test_a_fresh_provider_host_process_serves_the_pickled_provider(serialized: s
             assert list(check.failures) == []
             created = stub.Create(provider_pb2.CreateRequest(urn=urn, properties=_struct(props)), timeout=60)
             outs = json_format.MessageToDict(created.properties)
-            assert created.id == "simfleet-runs/trot-baseline" and outs["status"] == "Pending"
+            assert created.id == "simfleet-runs/trot-baseline" and outs["status"] == "Queued"  # suspended for Kueue
             assert kube.get("jobs", "simfleet-runs", "trot-baseline") is not None
             assert kube.requests[1].headers["authorization"].startswith("Bearer k8s-aws-v1.")
             kube.finish_job("simfleet-runs", "trot-baseline")

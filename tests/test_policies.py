@@ -421,6 +421,11 @@ def job_spec(objects: list[dict[str, Any]]) -> dict[str, Any]:
     return job["spec"]  # type: ignore[no-any-return]
 
 
+def job_meta(objects: list[dict[str, Any]]) -> dict[str, Any]:
+    job: dict[str, Any] = next(o for o in objects if o["kind"] == "Job")
+    return job["metadata"]  # type: ignore[no-any-return]
+
+
 def job_pod(objects: list[dict[str, Any]]) -> dict[str, Any]:
     pod: dict[str, Any] = job_spec(objects)["template"]["spec"]
     return pod
@@ -432,6 +437,7 @@ def container(objects: list[dict[str, Any]], name: str) -> dict[str, Any]:
 
 
 TRITON = "services-radstream-triton-deployment"
+CAPACITY = "eks.amazonaws.com/capacityType"
 
 
 def service_container(props: dict[str, Any]) -> dict[str, Any]:
@@ -682,21 +688,44 @@ FAILURES: list[tuple[str, Callable[[list[Resource]], list[Resource]], str]] = [
         "drop must include ALL",
     ),
     (
-        "run-batch-on-spot",
-        lambda rs: edit_objects(rs, "runs-trot-sweep", lambda o: job_pod(o).pop("nodeSelector")),
-        "no capacity selector",
-    ),
-    (
-        "run-batch-on-spot",
+        "run-batch-spot-first",
         lambda rs: edit_objects(
             rs, "runs-trot-sweep", lambda o: job_pod(o)["nodeSelector"].update({"eks.amazonaws.com/capacityType": "ON_DEMAND"})
         ),
-        "ON_DEMAND",
+        "found ON_DEMAND",
+    ),
+    (
+        # Pinning spot is as wrong: Kueue could never fall back to the on-demand flavor.
+        "run-batch-spot-first",
+        lambda rs: edit_objects(
+            rs, "runs-trot-sweep", lambda o: job_pod(o)["nodeSelector"].update({"eks.amazonaws.com/capacityType": "SPOT"})
+        ),
+        "found SPOT",
+    ),
+    (
+        "run-queued",
+        lambda rs: edit_objects(rs, "runs-trot-sweep", lambda o: job_spec(o).pop("suspend")),
+        "created suspended",
+    ),
+    (
+        "run-queued",
+        lambda rs: edit_objects(rs, "jobs-resample", lambda o: job_meta(o)["labels"].pop("kueue.x-k8s.io/queue-name")),
+        "no gate Job that adds one",
+    ),
+    (
+        "run-queued",
+        lambda rs: edit_objects(rs, "runs-trot-baseline", lambda o: job_meta(o)["labels"].pop("kueue.x-k8s.io/priority-class")),
+        "no kueue.x-k8s.io/priority-class label",
     ),
     (
         "run-gpu-capacity",
-        lambda rs: edit_objects(rs, "runs-trot-sweep", lambda o: job_spec(o).update(parallelism=8)),
-        "8 GPUs on SPOT",
+        lambda rs: edit_objects(rs, "runs-trot-sweep", lambda o: job_spec(o).update(parallelism=20, completions=20)),
+        "20 GPUs on any capacity",
+    ),
+    (
+        "run-gpu-capacity",
+        lambda rs: edit_objects(rs, "jobs-resample", lambda o: job_spec(o).update(parallelism=9)),
+        "GPUs on ON_DEMAND capacity",
     ),
     (
         "service-image-pinned",
@@ -775,7 +804,7 @@ def floats(value: Any) -> Any:
 def test_integers_arriving_as_floats_change_nothing() -> None:
     resources = [replace(r, props=floats(dict(r.props))) for r in compliant("dev")]
     assert evaluate(resources, context()) == []
-    broken = edit_objects(resources, "runs-trot-sweep", lambda o: job_spec(o).update(parallelism=8.0))
+    broken = edit_objects(resources, "runs-trot-sweep", lambda o: job_spec(o).update(parallelism=20.0, completions=20.0))
     assert [v.policy for v in evaluate(broken, context())] == ["run-gpu-capacity"]
 
 
@@ -1019,9 +1048,16 @@ def test_rules_bite_on_the_real_plan(planned: Callable[[str], Any]) -> None:
     broken = edit(
         broken, "access-run-role", lambda p: p.update(assumeRolePolicy=p["assumeRolePolicy"].replace("simfleet-run", "*"))
     )
-    broken = edit_objects(broken, "runs-trot-sweep", lambda o: job_pod(o)["nodeSelector"].pop("eks.amazonaws.com/capacityType"))
+    broken = edit_objects(broken, "runs-trot-sweep", lambda o: job_pod(o)["nodeSelector"].update({CAPACITY: "ON_DEMAND"}))
+    broken = edit_objects(broken, "jobs-robocache-resample", lambda o: job_spec(o).update(suspend=False))
     found = {v.policy for v in evaluate(broken, ctx) if v.level == "mandatory"}
-    assert found == {"s3-checkpoints-versioning", "ec2-launch-template-imdsv2", "iam-irsa-trust-scoped", "run-batch-on-spot"}
+    assert found == {
+        "s3-checkpoints-versioning",
+        "ec2-launch-template-imdsv2",
+        "iam-irsa-trust-scoped",
+        "run-batch-spot-first",
+        "run-queued",
+    }
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1130,4 +1166,5 @@ def test_plan_exits_3_on_a_mandatory_violation_config_cannot_see(tmp_path: Any, 
     assert [(v["policy"], v["level"]) for v in found] == [("run-image-source", "mandatory")]
     assert found[0]["urn"].endswith("::runs-trot-baseline") and "ghcr.io/someone/unitree-sim:4.2.0" in found[0]["message"]
     cost = json.loads((tmp_path / "out" / "qa" / "cost.json").read_text())
-    assert cost["idleMonthlyUsd"] < 150 and [r["name"] for r in cost["runs"]] == ["trot-baseline"]
+    assert cost["idleMonthlyUsd"] < 150
+    assert sorted((r["kind"], r["name"]) for r in cost["runs"]) == [("job", "robocache-resample"), ("run", "trot-baseline")]

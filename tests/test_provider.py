@@ -109,7 +109,10 @@ def test_create_checks_the_job_then_writes_the_job_then_its_owned_companions(clu
     assert cluster.requests[0].headers["authorization"].startswith("Bearer k8s-aws-v1.")
     outs = result.outs
     assert outs is not None
-    assert (outs["jobName"], outs["status"], outs["startTime"], outs["viewportAddress"]) == (RUN, "Pending", None, None)
+    # Suspended with its queue label: Kueue's to admit.
+    assert (outs["jobName"], outs["status"], outs["startTime"], outs["viewportAddress"]) == (RUN, "Queued", None, None)
+    assert job["spec"]["suspend"] is True and job["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "shared"
+    assert job["metadata"]["labels"]["kueue.x-k8s.io/priority-class"] == "simfleet-interactive"
     # Every input is in the outputs (read and delete only get those), plus the uids of what was created.
     assert {k: outs[k] for k in props} == props
     assert outs["jobUid"] == job["metadata"]["uid"]
@@ -555,7 +558,9 @@ def read(cluster: FakeKube, outs: dict[str, Any], id_: str = f"{NS}/{RUN}") -> t
 def test_read_follows_the_job_through_its_life(cluster: FakeKube) -> None:
     outs = SimRunProvider().create(run_props(cluster.url)).outs
     assert outs is not None
-    assert read(cluster, outs)[1]["status"] == "Pending"
+    assert read(cluster, outs)[1]["status"] == "Queued"  # until Kueue admits it
+    cluster.admit(NS, RUN)
+    assert read(cluster, outs)[1]["status"] == "Pending"  # admitted: the Job controller is making its pod
     cluster.start_job(NS, RUN)  # active, but its pod waits for a GPU node
     cluster.add_pod(NS, RUN, "Pending")
     assert read(cluster, outs)[1]["status"] == "Pending"
@@ -712,7 +717,7 @@ def test_without_endpoint_inputs_the_provider_asks_eks_once(cluster: FakeKube, m
     props = {k: v for k, v in run_props(cluster.url, viewport=False).items() if k not in ("clusterEndpoint", "clusterCa")}
     outs = SimRunProvider().create(props).outs
     assert outs is not None and "clusterCa" not in outs and "clusterEndpoint" not in outs
-    assert SimRunProvider().read("x", outs).outs["status"] == "Pending"  # type: ignore[index]
+    assert SimRunProvider().read("x", outs).outs["status"] == "Queued"  # type: ignore[index]
     stub.assert_no_pending_responses()  # one DescribeCluster for both calls: cached per process
 
 
@@ -742,17 +747,21 @@ def continuation(cluster: FakeKube) -> tuple[dict[str, Any], dict[str, Any]]:
 def test_a_continuation_waits_suspended_with_no_gpu_until_its_gate_releases_it(cluster: FakeKube) -> None:
     _, consumer = continuation(cluster)
     outs = SimRunProvider().create(consumer).outs
-    assert outs is not None and outs["status"] == "Pending"
+    assert outs is not None and outs["status"] == "Waiting"
     job = cluster.get("jobs", NS, "trot-continue")
     gate = cluster.get("jobs", NS, "trot-continue-gate")
-    assert job is not None and job["spec"]["suspend"] is True  # no pod, so no GPU, while the source runs
+    # No pod, so no GPU, while the source runs; and no queue label, so Kueue does not hold quota for it either.
+    assert job is not None and job["spec"]["suspend"] is True
+    assert "kueue.x-k8s.io/queue-name" not in job["metadata"]["labels"]
+    assert job["metadata"]["labels"]["kueue.x-k8s.io/priority-class"] == "simfleet-batch"  # set at creation, immutable
     assert gate is not None and gate["metadata"]["ownerReferences"][0]["uid"] == job["metadata"]["uid"]
+    cluster.admit(NS, "trot-continue")  # Kueue ignores a Job without a queue label
     assert SimRunProvider().read("x", outs).outs["status"] == "Waiting"  # type: ignore[index]
-    # The gate's release container does what kubectl patch does.
-    cluster.handle(
-        "PATCH", f"/apis/batch/v1/namespaces/{NS}/jobs/trot-continue", json.dumps({"spec": {"suspend": False}}).encode(), {}
-    )
-    cluster.start_job(NS, "trot-continue", ready=1)
+    # The gate's release container does what `kubectl label job ... kueue.x-k8s.io/queue-name=<queue>` does.
+    label = {"metadata": {"labels": {"kueue.x-k8s.io/queue-name": "shared"}}}
+    cluster.handle("PATCH", f"/apis/batch/v1/namespaces/{NS}/jobs/trot-continue", json.dumps(label).encode(), {})
+    assert SimRunProvider().read("x", outs).outs["status"] == "Queued"  # type: ignore[index]
+    cluster.start_job(NS, "trot-continue", ready=1)  # Kueue admits it, the Job controller starts its pod
     assert SimRunProvider().read("x", outs).outs["status"] == "Running"  # type: ignore[index]
 
 
@@ -768,7 +777,7 @@ def test_a_continuation_of_a_finished_source_starts_at_once_without_a_gate(clust
     put_index(source, "Succeeded")
     SimRunProvider().create(consumer)
     job = cluster.get("jobs", NS, "trot-continue")
-    assert job is not None and job["spec"]["suspend"] is False
+    assert job is not None and job["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "shared"  # straight to Kueue
     assert cluster.get("jobs", NS, "trot-continue-gate") is None
 
 

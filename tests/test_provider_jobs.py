@@ -73,7 +73,7 @@ def env_of(job: dict[str, Any], container: str) -> dict[str, str]:
 def test_create_writes_the_job_then_its_owned_runtime_configmap(cluster: FakeKube) -> None:
     props = job_props(cluster.url)
     outs = SimRunProvider().create(props).outs
-    assert outs is not None and outs["kind"] == "job" and outs["status"] == "Pending"
+    assert outs is not None and outs["kind"] == "job" and outs["status"] == "Queued"
     assert [p for _, p in writes(cluster)] == [
         f"/apis/batch/v1/namespaces/{NS}/jobs",
         f"/api/v1/namespaces/{NS}/configmaps",
@@ -84,6 +84,9 @@ def test_create_writes_the_job_then_its_owned_runtime_configmap(cluster: FakeKub
     assert (job["spec"]["completionMode"], job["spec"]["completions"], job["spec"]["parallelism"]) == ("Indexed", 4, 2)
     assert cm["metadata"]["ownerReferences"][0]["uid"] == job["metadata"]["uid"] == outs["jobUid"]
     assert env_of(job, "work")["SIMFLEET_PUSHGATEWAY_URL"].endswith(":9091")
+    assert job["spec"]["suspend"] is True
+    assert job["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "shared"
+    assert job["metadata"]["labels"]["kueue.x-k8s.io/priority-class"] == "simfleet-batch"
 
 
 def test_a_job_whose_shards_all_ran_is_recorded_and_nothing_starts(cluster: FakeKube) -> None:

@@ -137,6 +137,10 @@ def _containers(plan: RunPlan) -> dict[str, dict[str, Any]]:
     return {c["name"]: c for c in [*pod["initContainers"], *pod["containers"]]}
 
 
+def _by_kind_list(objects: list[dict[str, Any]], kind: str) -> dict[str, Any]:
+    return next(o for o in objects if o["kind"] == kind)
+
+
 def _env(container: dict[str, Any]) -> dict[str, str]:
     return {e["name"]: e["value"] for e in container["env"]}
 
@@ -284,10 +288,17 @@ def test_volumes() -> None:
     assert "/dev/shm" in mounts["unitree-sim"] and "/checkpoints" in mounts["monty"]
 
 
-@pytest.mark.parametrize(("run", "capacity"), [("trot-baseline", "ON_DEMAND"), ("trot-sweep", "SPOT"), ("trot-continue", "SPOT")])
-def test_scheduling_per_mode(run: str, capacity: str) -> None:
+@pytest.mark.parametrize(
+    ("run", "selector"),
+    [
+        ("trot-baseline", {naming.CAPACITY_TYPE_LABEL: "ON_DEMAND"}),  # a person is watching: never reclaimed
+        ("trot-sweep", {}),  # batch: Kueue's spot flavor first, on-demand second; the admitted flavor adds its selector
+        ("trot-continue", {}),
+    ],
+)
+def test_scheduling_per_mode(run: str, selector: dict[str, str]) -> None:
     pod = _pod(PLANS[run])
-    assert pod["nodeSelector"] == {naming.NODE_POOL_LABEL: "gpu", naming.CAPACITY_TYPE_LABEL: capacity}
+    assert pod["nodeSelector"] == {naming.NODE_POOL_LABEL: "gpu", **selector}
     assert pod["tolerations"] == [
         {"key": naming.GPU_TAINT_KEY, "operator": "Equal", "value": naming.GPU_TAINT_VALUE, "effect": naming.GPU_TAINT_EFFECT}
     ]
@@ -496,8 +507,18 @@ def test_a_continuation_is_suspended_behind_a_cpu_only_gate() -> None:
     assert _env(wait)["SIMFLEET_SOURCE_INDEX"] == PLANS["trot-baseline"].index_uri
     [release] = pod["containers"]
     assert release["image"] == kubectl_image("1.35")
-    assert release["command"][:5] == ["/bin/kubectl", "patch", "job", "trot-continue", "--namespace"]
-    assert json.loads(release["command"][-1]) == {"spec": {"suspend": False}}
+    # It hands the run to Kueue: the queue label, which Kueue lets a suspended Job gain (jobframework validation).
+    assert release["command"] == [
+        "/bin/kubectl",
+        "label",
+        "job",
+        "trot-continue",
+        "--namespace",
+        naming.RUNS_NAMESPACE,
+        "--overwrite",
+        "kueue.x-k8s.io/queue-name=shared",
+    ]
+    assert "kueue.x-k8s.io/queue-name" not in job["metadata"]["labels"]
     assert gate["spec"]["backoffLimit"] == 0
     assert gate["spec"]["activeDeadlineSeconds"] > PLANS["trot-baseline"].active_deadline_seconds
     # Once the source already succeeded, the provider renders it without the gate.
@@ -508,7 +529,22 @@ def test_a_continuation_is_suspended_behind_a_cpu_only_gate() -> None:
     )
     open_objects = render_run(spec, CTX, identify(spec, CTX, glue_sha256(GLUE), ref), "glue-x", ref, gated=False)
     assert [o["metadata"]["name"] for o in open_objects if o["kind"] == "Job"] == ["trot-continue"]
-    assert "suspend" not in open_objects[-1]["spec"]
+    assert open_objects[-1]["spec"]["suspend"] is True  # Kueue's to admit, like every run
+    assert open_objects[-1]["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "shared"
+
+
+@pytest.mark.parametrize(("run", "priority"), [("trot-baseline", "simfleet-interactive"), ("trot-sweep", "simfleet-batch")])
+def test_every_run_is_created_suspended_for_its_queue_with_its_priority(run: str, priority: str) -> None:
+    job = _by_kind(PLANS[run], "Job")
+    assert job["spec"]["suspend"] is True
+    assert job["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "shared"  # the context's default queue
+    assert job["metadata"]["labels"]["kueue.x-k8s.io/priority-class"] == priority
+    named = render_run(_spec(run, queue="perception"), CTX, identify(_spec(run), CTX, glue_sha256(GLUE)), "glue-x")
+    assert _by_kind_list(named, "Job")["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "perception"
+
+
+def test_the_queue_is_not_part_of_the_run_identity() -> None:
+    assert identify(_spec("trot-sweep", queue="perception"), CTX, glue_sha256(GLUE)).spec_hash == PLANS["trot-sweep"].spec_hash
 
 
 def test_s3_locations_single_and_per_seed() -> None:

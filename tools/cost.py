@@ -255,7 +255,9 @@ def estimate(
             ),
             "Runs and jobs (both in `runs`, told apart by `kind`): one node per pod, (parallelism or 1) pods for the whole "
             "activeDeadlineSeconds (which bounds the Job and already covers every wave, startup, uploads and one retry), "
-            "so a large overestimate of what finishes normally.",
+            "so a large overestimate of what finishes normally. Work that pins no capacity type (batch runs, spot jobs) "
+            "is bounded at on-demand prices, since Kueue may fall back to on-demand; spotFirstUsd is the same on spot, "
+            "which Kueue tries first.",
             "A run's viewport NLB (plus a public IPv4 per public subnet) lives as long as its Job: from creation until the "
             "TTL controller deletes the finished Job, which owns the Service. Priced for maxRuntime + ttlAfterFinished.",
             "idleMonthlyUsd leaves services out; idleWithServicesMonthlyUsd adds every service at its minimum replicas.",
@@ -481,6 +483,11 @@ def run_estimates(resources: Sequence[Resource], groups: Sequence[NodeGroupShape
             out.append({"name": name, "kind": kind, "estimatedUsd": None, "note": "no GPU node group to run on"})
             continue
         group = max(candidates, key=lambda g: _node_hourly(g, catalog))
+        # No capacity type pinned: Kueue's spot flavor first, on-demand when spot has no room. The bound is on-demand;
+        # what it costs when it gets spot, as it first tries to, is given beside it.
+        spot_group = (
+            next((g for g in candidates if g.capacity == naming.EKS_CAPACITY["spot"]), None) if capacity is None else None
+        )
         pods = _int(spec.get("parallelism"), 1)
         if _int(spec.get("completions")):
             pods = min(pods, _int(spec.get("completions")))
@@ -488,10 +495,12 @@ def run_estimates(resources: Sequence[Resource], groups: Sequence[NodeGroupShape
         hourly = _node_hourly(group, catalog)
         lifetime_hours = runtime_hours + _int(spec.get("ttlSecondsAfterFinished")) / 3600
         viewport_usd = viewport_hourly(run, resources, catalog) * lifetime_hours
+        spot_usd = _round(_node_hourly(spot_group, catalog) * runtime_hours * pods + viewport_usd) if spot_group else None
         out.append(
             {
                 "name": name,
                 "kind": kind,
+                "spotFirstUsd": spot_usd,
                 "estimatedUsd": _round(hourly * runtime_hours * pods + viewport_usd),
                 "viewportUsd": _round(viewport_usd),
                 "instanceType": group.instance_type,
@@ -542,5 +551,6 @@ def summary(cost: Mapping[str, Any]) -> list[str]:
                 f"{run['capacity']} for {run['maxRuntimeHours']:g}h"
                 + (f", viewport NLB {run['viewportUsd']:.2f}" if run.get("viewportUsd") else "")
                 + ")"
+                + (f"; {run['spotFirstUsd']:.2f} on spot, Kueue's first choice" if run.get("spotFirstUsd") is not None else "")
             )
     return lines

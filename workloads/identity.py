@@ -8,7 +8,7 @@ replace (and rerun) a finished run.
 What moves the hash is what changes what a run computes and where it writes: the spec's identity fields
 (images, profile, glue content, seeds, checkpoint source and the source's own hash, resources, maxRuntime,
 rerun, mode, viewport), the resolved image URIs, the bucket names, the namespace and the cluster. What does
-not: `labels` and `ttlAfterFinished` (they change how a finished run is kept and shown), defaults (a field
+not: `labels` and `ttlAfterFinished` (they change how a finished run is kept and shown), `queue` (who admits it), defaults (a field
 added later with a default, or a default written out, leaves every hash alone), spellings of the same value
 (`2h` and `7200`, `12Gi` and `12288Mi`, `monty:1` and `<account>.dkr.ecr.<region>.amazonaws.com/monty:1`), and how the pod is rendered (a simfleet upgrade never reruns a run).
 """
@@ -30,7 +30,7 @@ from config import QUANTITY_RE, RunSpec, parse_image
 IDENTITY_VERSION = 1
 HASH_LENGTH = 12
 # RunSpec fields outside the identity (Python names).
-NOT_IDENTITY = frozenset({"labels", "ttl_after_finished"})
+NOT_IDENTITY = frozenset({"labels", "ttl_after_finished", "queue"})
 # Hashed by what they resolve to instead (`monty:1` and `<registry>/monty:1` are the same image; the glue by its
 # content, not its path).
 RESOLVED_FIELDS = frozenset({"images", "glue"})
@@ -66,6 +66,8 @@ class RunContext:
     region: str
     kubernetes_version: str | None = None
     vpc_cidr: str | None = None  # the viewport's NetworkPolicy admits the NLB's TCP from the VPC
+    # The Kueue queue of a run whose spec names none: the stack's default (config QueuesConfig.default_name).
+    default_queue: str = naming.GENERATED_QUEUE
 
     def as_props(self) -> dict[str, Any]:
         return {camel(key): value for key, value in asdict(self).items() if value is not None}

@@ -5,7 +5,7 @@ no platform change can make it unknown; it covers what changes what a job comput
 as the URI it resolves to, command, args, env, shards, resources, shm, datasets mount, outputs path, maxRuntime,
 parallelism when it limits the shards, rerun; the bucket, namespace, cluster and registry). It leaves out what
 only decides how a finished job is kept and shown (`labels`, `ttlAfterFinished`) and where its pods are placed
-(`capacity`, `spreadAcrossNodes`: a change applies to the next Job created, never reruns a finished one).
+(`capacity`, `spreadAcrossNodes`, `queue`: a change applies to the next Job created, never reruns a finished one).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from workloads.identity import HASH_LENGTH, IDENTITY_VERSION, camel, exact_quant
 
 KIND_JOB = "job"
 # JobSpec fields outside the identity (Python names); the image is hashed as the URI it resolves to.
-NOT_IDENTITY = frozenset({"labels", "ttl_after_finished", "capacity", "spread_across_nodes", "image"})
+NOT_IDENTITY = frozenset({"labels", "ttl_after_finished", "capacity", "spread_across_nodes", "image", "queue"})
 QUANTITY_UNITS = {"cpu": "m", "memory": "bytes", "shmSize": "bytes"}
 
 
@@ -38,6 +38,7 @@ class JobContext:
     kubernetes_version: str | None = None
     pushgateway_url: str | None = None  # set when platform.metrics is on: every shard gets SIMFLEET_PUSHGATEWAY_URL
     datasets_claim: str | None = None  # set when platform.sharedStorage is on
+    default_queue: str = naming.GENERATED_QUEUE  # the Kueue queue of a job whose spec names none
 
     def as_props(self) -> dict[str, Any]:
         return {camel(key): value for key, value in asdict(self).items() if value is not None}

@@ -55,8 +55,10 @@ def observe(api: KubeApi, props: dict[str, Any], at: Where) -> dict[str, Any]:
             state["startTime"] = props["startTime"]  # an unknown end does not make the known start unknown
         return state
     assert job is not None
-    if (job.get("spec") or {}).get("suspend"):
-        gate = api.get(f"/apis/batch/v1/namespaces/{api.namespace}/jobs/{name}-gate", f"Job {name}-gate")
+    if (job.get("spec") or {}).get("suspend") and not status.terminal_condition(job):
+        gate = None
+        if not status.is_queued(job):
+            gate = api.get(f"/apis/batch/v1/namespaces/{api.namespace}/jobs/{name}-gate", f"Job {name}-gate")
         state = status.suspended_state(job, gate)
     else:
         state = status.job_state(job, api.pod_phases(job) if status.job_needs_pods(job) else [])

@@ -133,7 +133,7 @@ class SimRunProvider(ResourceProvider):
         job = api.create_job(main)
         companions = [api.apply_companion(owned_by(obj, job)) for obj in objects if obj is not main]
         return CreateResult(
-            run_id(props), outputs(props, {**status.job_state(job, []), **_uids(job, companions), "claim": claim})
+            run_id(props), outputs(props, {**status.created_state(job), **_uids(job, companions), "claim": claim})
         )
 
     def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
@@ -234,9 +234,10 @@ def adopt(api: KubeApi, run: Decoded, job: dict[str, Any], at: Where) -> dict[st
     claim = new_claim()
     uid = job["metadata"]["uid"]
     api.patch_if(job, uid, lambda live: {"metadata": {"annotations": {CLAIM_ANNOTATION: claim}}}, f"claiming Job {run.spec.name}")
-    suspended = bool((job.get("spec") or {}).get("suspend"))
+    # Still behind its gate: suspended, and not handed to Kueue yet (no queue label).
+    gated = bool((job.get("spec") or {}).get("suspend")) and not status.is_queued(job)
     companions = []
-    for obj in run.objects(gated=suspended):
+    for obj in run.objects(gated=gated):
         if obj["kind"] == "Job" and obj["metadata"]["name"] == run.spec.name:
             continue
         found = api.get(object_path(obj, api.namespace), f"{obj['kind']} {obj['metadata']['name']}")

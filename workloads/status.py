@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
+import naming
+
 # Every status a SimRun reports:
+#   Queued    suspended, waiting for Kueue to admit it (its queue has no room yet, or Kueue preempted it)
 #   Waiting   a continuation, suspended until its source run succeeds (its gate Job is waiting)
 #   Blocked   a continuation whose source ended without succeeding: it will not start; rerun the source
 #   Pending   the Job exists, no pod runs yet (a GPU node is starting, or the image is pulling)
 #   Running, Succeeded, Failed
 #   Missing   the Job is gone and no index.json was written, so nothing is known
-STATUSES = ("Waiting", "Blocked", "Pending", "Running", "Succeeded", "Failed", "Missing")
+STATUSES = ("Queued", "Waiting", "Blocked", "Pending", "Running", "Succeeded", "Failed", "Missing")
 # An index.json records how a seed's last attempt ended; all three mean the seed ran (it is never started again).
 INDEX_STATUSES = ("Succeeded", "Failed", "Interrupted")
 
@@ -48,9 +51,23 @@ def job_state(job: dict[str, Any], pod_phases: list[str]) -> dict[str, Any]:
 
 
 def suspended_state(job: dict[str, Any], gate: dict[str, Any] | None) -> dict[str, Any]:
-    """A suspended Job: Blocked when its gate failed (the source did not succeed in time), else Waiting."""
+    """A suspended Job: Queued once it carries its queue label (Kueue's to admit); before that a continuation's,
+    Blocked when its gate failed (the source did not succeed in time), else Waiting."""
     gate_failed = gate is not None and terminal_condition(gate) == "Failed"
-    return {"status": "Blocked" if gate_failed else "Waiting", "startTime": None, "completionTime": None}
+    phase = "Queued" if is_queued(job) else "Blocked" if gate_failed else "Waiting"
+    return {"status": phase, "startTime": (job.get("status") or {}).get("startTime"), "completionTime": None}
+
+
+def created_state(job: dict[str, Any]) -> dict[str, Any]:
+    """A Job just created: Queued for Kueue, or Waiting behind its gate (no pod yet either way)."""
+    if (job.get("spec") or {}).get("suspend"):
+        return suspended_state(job, None)
+    return job_state(job, [])
+
+
+def is_queued(job: dict[str, Any]) -> bool:
+    """Whether the Job is Kueue's: it carries a queue label (a gated continuation gets it from its gate)."""
+    return bool(((job.get("metadata") or {}).get("labels") or {}).get(naming.KUEUE_QUEUE_LABEL))
 
 
 def with_index(state: dict[str, Any], documents: list[dict[str, Any] | None]) -> dict[str, Any]:

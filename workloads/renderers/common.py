@@ -84,3 +84,16 @@ def gpu_toleration() -> dict[str, str]:
 
 def small_resources(cpu: str = "50m", memory: str = "128Mi") -> dict[str, Any]:
     return {"requests": {"cpu": cpu, "memory": memory}, "limits": {"memory": memory}}
+
+
+def queue_labels(queue: str | None, priority_class: str) -> dict[str, str]:
+    """Kueue's labels on a Job: its LocalQueue (None: not Kueue's yet, a gate adds it later) and its priority class.
+
+    The priority class must be there from the start: Kueue's webhook refuses to change it on a Job afterwards
+    (kueue pkg/controller/jobframework/validation.go, validateUpdateForWorkloadPriorityClassName), while the queue
+    name may be set or changed as long as the Job is suspended (validateUpdateForQueueName).
+    """
+    labels = {naming.KUEUE_PRIORITY_LABEL: priority_class}
+    if queue is not None:
+        labels[naming.KUEUE_QUEUE_LABEL] = queue
+    return labels

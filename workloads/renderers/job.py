@@ -21,7 +21,7 @@ from config import JobSpec
 from workloads import budget as timing
 from workloads.identity import resolve_image
 from workloads.job_identity import JobContext, JobIdentity
-from workloads.renderers.common import container, env, gpu_toleration, pod_security, scratch_volumes
+from workloads.renderers.common import container, env, gpu_toleration, pod_security, queue_labels, scratch_volumes
 from workloads.renderers.run import IRSA_SKIP_ANNOTATION, SCRIPTS_DIR, runtime_configmap_name, user_labels
 
 RUNTIME_DIR = "/opt/simfleet"
@@ -102,11 +102,15 @@ def _runtime_configmap(spec: JobSpec, ctx: JobContext, spec_hash: str) -> dict[s
 def _job(
     spec: JobSpec, ctx: JobContext, identity: JobIdentity, shards: tuple[int, ...], budget: timing.JobBudget
 ) -> dict[str, Any]:
+    metadata = _metadata(spec.name, spec, ctx, "batch", identity.spec_hash)
+    metadata["labels"].update(queue_labels(spec.queue or ctx.default_queue, naming.PRIORITY_BATCH))
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
-        "metadata": _metadata(spec.name, spec, ctx, "batch", identity.spec_hash),
+        "metadata": metadata,
         "spec": {
+            # Kueue admits (unsuspends) it when its queue has room for `parallelism` shards at once.
+            "suspend": True,
             "completionMode": "Indexed",
             "completions": len(shards),
             "parallelism": min(spec.parallel_pods, len(shards)),
@@ -147,7 +151,7 @@ def _pod_template(
         "enableServiceLinks": False,
         "terminationGracePeriodSeconds": budget.grace_seconds,
         "securityContext": pod_security(),
-        "nodeSelector": {naming.NODE_POOL_LABEL: "gpu", naming.CAPACITY_TYPE_LABEL: naming.EKS_CAPACITY[spec.capacity]},
+        "nodeSelector": _node_selector(spec),
         "tolerations": [gpu_toleration()],
         "containers": [work, uploader],
         "volumes": [
@@ -181,6 +185,15 @@ def _pod_template(
         },
         "spec": pod,
     }
+
+
+def _node_selector(spec: JobSpec) -> dict[str, str]:
+    """GPU nodes. `capacity: onDemand` pins on-demand; `spot` names no capacity type, so Kueue gives the job its spot
+    flavor first and its on-demand flavor when spot has no room (the admitted flavor adds its own selector)."""
+    selector = {naming.NODE_POOL_LABEL: "gpu"}
+    if spec.capacity == "onDemand":
+        selector[naming.CAPACITY_TYPE_LABEL] = naming.EKS_CAPACITY["onDemand"]
+    return selector
 
 
 def _base_env(spec: JobSpec, ctx: JobContext, identity: JobIdentity, shards: tuple[int, ...]) -> list[dict[str, Any]]:

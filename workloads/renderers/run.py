@@ -14,8 +14,9 @@ The pod (README "Runs"):
   final checkpoints, the finish handshake, the done marker;
 - main `artifact-uploader` (upload.sh) ships partial checkpoints while glue runs, then, after the done marker,
   the artifacts, the checkpoint and index.json last.
-A `run:<name>` continuation whose source has not finished is created suspended with a small CPU-only gate Job
-that releases it once the source's index.json says Succeeded, so no GPU waits for the source.
+Every Job is created suspended and labelled with its Kueue queue, which admits it. A `run:<name>` continuation
+whose source has not finished gets no queue label yet, and a small CPU-only gate Job that adds it once the
+source's index.json says Succeeded, so no GPU (and no queue quota) waits for the source.
 """
 
 from __future__ import annotations
@@ -31,7 +32,15 @@ from config import RunSpec, quantity_value
 from workloads import budget as timing
 from workloads import contract
 from workloads.identity import RunContext, RunIdentity, SourceRef, glue_config_map_name, resolved_images, run_prefix
-from workloads.renderers.common import container, env, gpu_toleration, pod_security, scratch_volumes, small_resources
+from workloads.renderers.common import (
+    container,
+    env,
+    gpu_toleration,
+    pod_security,
+    queue_labels,
+    scratch_volumes,
+    small_resources,
+)
 
 # Native sidecars (initContainers with restartPolicy Always) and per-index Job backoff are GA from 1.33.
 MIN_KUBERNETES_VERSION = (1, 33)
@@ -123,7 +132,7 @@ def render_run(
     if spec.viewport is not None:
         objects += [viewport_service(spec, ctx, identity.spec_hash), viewport_policy(spec, ctx, identity.spec_hash)]
     pod = _pod_template(spec, ctx, identity.spec_hash, glue_config_map, source, seeds, budget)
-    objects.append(_job(spec, ctx, identity.spec_hash, pod, budget, seeds, suspended=gated))
+    objects.append(_job(spec, ctx, identity.spec_hash, pod, budget, seeds, gated=gated))
     if gated:
         assert source is not None
         objects.append(gate_job(spec, ctx, identity.spec_hash, source))
@@ -263,7 +272,7 @@ def _job(
     pod: dict[str, Any],
     budget: timing.Budget,
     seeds: tuple[int, ...],
-    suspended: bool,
+    gated: bool,
 ) -> dict[str, Any]:
     job: dict[str, Any] = {
         "activeDeadlineSeconds": budget.deadline_seconds,
@@ -278,9 +287,9 @@ def _job(
         "podReplacementPolicy": "Failed",
         "template": pod,
     }
-    if suspended:
-        # Released by its gate Job once the source run succeeded; the deadline clock starts then.
-        job["suspend"] = True
+    # Created suspended: Kueue admits it (unsuspends it) when its queue has room. A continuation whose source has
+    # not succeeded also has no queue label yet, so Kueue leaves it alone until its gate Job adds the label.
+    job["suspend"] = True
     if spec.mode == "batch":
         job.update(
             {
@@ -293,12 +302,15 @@ def _job(
         )
     else:
         job.update({"completionMode": "NonIndexed", "completions": 1, "parallelism": 1, "backoffLimit": BACKOFF_LIMIT})
-    return {
-        "apiVersion": "batch/v1",
-        "kind": "Job",
-        "metadata": _metadata(spec.name, spec, ctx, "simulation", spec_hash),
-        "spec": job,
-    }
+    metadata = _metadata(spec.name, spec, ctx, "simulation", spec_hash)
+    queue = None if gated else run_queue(spec, ctx)
+    metadata["labels"].update(queue_labels(queue, naming.PRIORITY_FOR_MODE[spec.mode]))
+    return {"apiVersion": "batch/v1", "kind": "Job", "metadata": metadata, "spec": job}
+
+
+def run_queue(spec: RunSpec, ctx: RunContext) -> str:
+    """The LocalQueue that admits the run: its own `queue`, else the stack's default."""
+    return spec.queue or ctx.default_queue
 
 
 def _pod_template(
@@ -341,7 +353,7 @@ def _pod_template(
             # Long enough for glue to save a partial checkpoint and the uploader to ship it (workloads/budget.py).
             "terminationGracePeriodSeconds": budget.grace_seconds,
             "securityContext": pod_security(),
-            "nodeSelector": {naming.NODE_POOL_LABEL: "gpu", naming.CAPACITY_TYPE_LABEL: naming.EKS_CAPACITY[spec.capacity]},
+            "nodeSelector": _node_selector(spec),
             "tolerations": [gpu_toleration()],
             "initContainers": init,
             "containers": main,
@@ -355,6 +367,16 @@ def _pod_template(
             ],
         },
     }
+
+
+def _node_selector(spec: RunSpec) -> dict[str, str]:
+    """GPU nodes; interactive runs pin on-demand. A batch run names no capacity type: Kueue's spot flavor comes first
+    and its on-demand flavor second, and the admitted flavor adds its own capacity-type selector to the pods. (A
+    pod that pinned spot could never be given the on-demand flavor.)"""
+    selector = {naming.NODE_POOL_LABEL: "gpu"}
+    if spec.mode == "interactive":
+        selector[naming.CAPACITY_TYPE_LABEL] = naming.EKS_CAPACITY["onDemand"]
+    return selector
 
 
 def _startup_probe(port: int) -> dict[str, Any]:
@@ -504,8 +526,10 @@ def gate_job(spec: RunSpec, ctx: RunContext, spec_hash: str, source: SourceRef) 
     """A CPU-only Job that releases the suspended continuation once its source run succeeded.
 
     Its init container (gate.sh, AWS CLI image, the gate role) waits for the source's index.json to say
-    Succeeded; its main container (kubectl) then sets the run's Job `suspend: false`. If the source ends without
-    succeeding, the gate fails at its deadline and the run stays suspended (status Blocked). The run's Job owns
+    Succeeded; its main container (kubectl) then labels the run's Job with its queue, which hands it to Kueue
+    (admitted, so unsuspended, when the queue has room). If the source ends without succeeding, the gate fails at
+    its deadline and the run stays suspended without a queue (status Blocked). The gate itself is not queued: a
+    CPU-only pod on the system nodes, it must run while the queue holds the run. The run's Job owns
     it (the provider sets the owner), so deleting the run deletes the gate.
     """
     if not ctx.kubernetes_version:
@@ -529,7 +553,7 @@ def gate_job(spec: RunSpec, ctx: RunContext, spec_hash: str, source: SourceRef) 
         read_only_root=True,
         command=["/bin/bash", f"{RUNTIME_DIR}/gate.sh"],
     )
-    patch = json.dumps({"spec": {"suspend": False}}, separators=(",", ":"))
+    label = f"{naming.KUEUE_QUEUE_LABEL}={run_queue(spec, ctx)}"
     release = container(
         "release",
         versions.kubectl_image(ctx.kubernetes_version),
@@ -538,7 +562,8 @@ def gate_job(spec: RunSpec, ctx: RunContext, spec_hash: str, source: SourceRef) 
         small_resources(),
         read_only_root=True,
         # The image is shell-free; its binary is /bin/kubectl. In-cluster config from the service account token.
-        command=["/bin/kubectl", "patch", "job", spec.name, "--namespace", ctx.namespace, "--type=merge", "-p", patch],
+        # Hands the Job to Kueue, which admits it when the queue has room. --overwrite: a retried gate still succeeds.
+        command=["/bin/kubectl", "label", "job", spec.name, "--namespace", ctx.namespace, "--overwrite", label],
     )
     pod_metadata = {"labels": dict(metadata["labels"]), "annotations": dict(metadata["annotations"])}
     return {
