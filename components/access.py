@@ -122,9 +122,12 @@ def run_policy(
     runs = naming.RUNS_PREFIX
     statements: list[dict[str, Any]] = [
         {
+            # GetObjectTagging: the uploader promotes a partial checkpoint with an S3-to-S3 `aws s3 cp`, which in AWS
+            # CLI v2 copies the source's tags by default (--copy-props default) and so reads them first; without it
+            # the promotion is AccessDenied and a replacement pod could never resume.
             "Sid": "ReadRunCheckpoints",
             "Effect": "Allow",
-            "Action": ["s3:GetObject"],
+            "Action": ["s3:GetObject", "s3:GetObjectTagging"],
             "Resource": [f"{checkpoints_bucket_arn}/{runs}*"],
         },
         {

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import posixpath
 from collections.abc import Iterable
+from typing import Annotated
 
 from pydantic import Field, field_validator
 
@@ -29,6 +30,9 @@ from config.types import (
 )
 
 JOB_NAME_MAX = 50
+# What the output-uploader beside the work container requests (workloads/renderers/job.py UPLOADER_RESOURCES).
+UPLOADER_MILLICPU = 100
+UPLOADER_MEMORY_BYTES = 256 * 2**20
 MAX_SHARDS = 1000
 # Paths simfleet mounts in the work container itself (workloads/renderers/job.py); a job's own paths stay clear.
 RESERVED_PATHS = ("/dev/shm", "/opt/simfleet", "/simfleet", "/tmp")
@@ -69,7 +73,7 @@ class Outputs(Model):
 class JobSpec(Model):
     name: str = Field(description=f"DNS-1123 label starting with a letter, at most {JOB_NAME_MAX} characters.")
     image: ImageString = Field(description="repo:tag from the stack's ECR, or a full URI under platform.imageAllowList.")
-    command: list[str] = Field(
+    command: list[Annotated[str, Field(min_length=1)]] = Field(
         min_length=1,
         description="The program and its arguments, run by simfleet's wrapper (/bin/sh) so the uploader knows when it "
         "ended; the image's ENTRYPOINT is not used.",
@@ -142,6 +146,11 @@ class JobSpec(Model):
         return found
 
 
+def _mebibytes(amount: int) -> str:
+    """Bytes as a quantity people read: whole Mi when exact (what Gi and Mi requests add up to)."""
+    return f"{amount // 2**20}Mi" if amount % 2**20 == 0 else str(amount)
+
+
 def _overlap(a: str, b: str) -> bool:
     return a == b or a.startswith(b + "/") or b.startswith(a + "/")
 
@@ -182,12 +191,21 @@ def job_platform_rules(platform: PlatformConfig, jobs: Iterable[tuple[int, JobSp
         if job.gpus > gpu.gpus_per_node:
             issues.append(Issue(f"{path}.gpus", f"asks for {job.gpus} GPUs but GPU nodes have {gpu.gpus_per_node}"))
             continue
-        fit = node_fit_issues(path, job.cpu, job.memory, gpu.instance_types, "GPU")
-        issues += fit
+        # The pod is the work container plus the uploader beside it (workloads/renderers/job.py UPLOADER_*).
+        pod_cpu = f"{round(quantity_value(job.cpu) * 1000) + UPLOADER_MILLICPU}m"
+        fit = node_fit_issues(
+            path, pod_cpu, str(int(quantity_value(job.memory)) + UPLOADER_MEMORY_BYTES), gpu.instance_types, "GPU"
+        )
+        issues += [Issue(i.path, f"with the uploader's {UPLOADER_MILLICPU}m CPU and 256Mi: {i.message}") for i in fit]
         if job.shm_size is not None and not any(i.path == f"{path}.memory" for i in fit):
-            together = node_fit_issues(path, None, str(job.memory_limit_bytes), gpu.instance_types, "GPU")
+            together = node_fit_issues(
+                path, None, _mebibytes(job.memory_limit_bytes + UPLOADER_MEMORY_BYTES), gpu.instance_types, "GPU"
+            )
             issues += [
-                Issue(f"{path}.shmSize", f"memory ({job.memory}) and shmSize ({job.shm_size}) together: {i.message}")
+                Issue(
+                    f"{path}.shmSize",
+                    f"memory ({job.memory}), shmSize ({job.shm_size}) and the uploader's 256Mi together: {i.message}",
+                )
                 for i in together
             ]
         # One shard per node: every shard running at once needs its own node of this capacity type.

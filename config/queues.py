@@ -167,6 +167,16 @@ class QueuesConfig:
         """The sum of the teams' nominal GPU quotas: the most GPUs Kueue admits at once (of one capacity type)."""
         return sum(team.gpus(capacity) for team in self.teams)
 
+    def admissible_gpus(self, queue: str, capacity: CapacityType) -> int:
+        """The most GPUs of one capacity type a single workload in `queue` can ever be admitted with: its team's
+        nominal quota plus what it may borrow (its borrowingLimit, else no limit), within the cohort's total."""
+        team = next((t for t in self.teams if t.name == queue), None)
+        quota = next((q for q in team.quotas if q.capacity == capacity), None) if team is not None else None
+        if quota is None:
+            return 0
+        cohort = self.nominal_gpus(capacity)
+        return cohort if quota.borrowing_gpus is None else min(cohort, quota.gpus + quota.borrowing_gpus)
+
 
 def _millicpu(millis: int) -> str:
     return str(millis // 1000) if millis % 1000 == 0 else f"{millis}m"

@@ -32,7 +32,7 @@ from config.queues import (
 )
 from config.runs import RunSpec, run_cross_rules, run_platform_rules
 from config.services import ServiceSpec, service_platform_rules, service_rules, service_warnings
-from config.types import documentation_range
+from config.types import CapacityType, documentation_range
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 M = TypeVar("M", bound=BaseModel)
@@ -176,6 +176,14 @@ def load_stack_config(
     issues += job_rules(job_specs)
     issues += name_clashes(workload_names(run_specs, service_specs, job_specs))
     issues += queue_name_issues(queues_cfg.names(), [("runs", run_specs), ("jobs", job_specs)])
+    if platform_cfg is not None and not any(i.path.endswith(".queue") for i in issues):
+        for issue in admission_issues(queues_cfg, run_specs, job_specs):
+            # A queue with no GPUs at all for it is the stack's choice (the services take them, say): say so. One
+            # with some, but fewer than the workload needs at once, is a mistake: it would wait forever.
+            if issue.message.startswith("0 "):
+                warnings.append(f"{issue.path}: {issue.message[2:]}")
+            else:
+                issues.append(issue)
     warnings += service_warnings(service_specs)
     placeholders = placeholder_issues(platform_cfg, run_specs, service_specs)
     if offline:
@@ -286,6 +294,35 @@ def queue_name_issues(
                         f"no queue named {spec.queue!r}; the stack's queues are {list(queues)}{hint} (simfleet:queues)",
                     )
                 )
+    return issues
+
+
+def admission_issues(
+    queues: QueuesConfig, runs: Sequence[tuple[int, RunSpec]], jobs: Sequence[tuple[int, JobSpec]]
+) -> list[Issue]:
+    """A run or job whose pods at once need more GPUs than its queue can ever be admitted with stays Queued forever:
+    Kueue admits a Job whole (all `parallelism` pods), on one flavor."""
+    issues = []
+    entries: list[tuple[str, str, int, int, tuple[CapacityType, ...]]] = []
+    for index, run in runs:
+        flavors: tuple[CapacityType, ...] = ("onDemand",) if run.mode == "interactive" else ("spot", "onDemand")
+        entries.append((f"runs[{index}]", run.queue or queues.default_name, run.gpus, run.parallel_pods, flavors))
+    for index, job in jobs:
+        flavors = ("onDemand",) if job.capacity == "onDemand" else ("spot", "onDemand")
+        entries.append((f"jobs[{index}]", job.queue or queues.default_name, job.gpus, job.parallel_pods, flavors))
+    for path, queue, gpus, pods, flavors in entries:
+        wanted = gpus * pods
+        best = max(queues.admissible_gpus(queue, flavor) for flavor in flavors)
+        if wanted > best:
+            where = "parallelism" if pods > 1 else "gpus"
+            message = (
+                f"{pods} pod(s) x {gpus} GPU(s) = {wanted} GPUs at once, but queue {queue!r} can be admitted with at "
+                f"most {best} ({' or '.join(flavors)}: its nominal quota plus what it may borrow, within the cohort); "
+                "Kueue admits a Job whole, so it would stay Queued. Lower parallelism, or raise the queue's quota "
+                "or borrowingLimit (simfleet:queues)"
+            )
+            # The caller tells a queue with no GPUs for it (a warning) by this prefix, which it strips.
+            issues.append(Issue(f"{path}.{where}", f"0 {message}" if best == 0 else message))
     return issues
 
 

@@ -967,7 +967,7 @@ def _check_run_queued(resource: Resource, ctx: Context) -> Iterator[str]:
     if _get(job, "spec", "suspend") is not True:
         yield "the Job must be created suspended (spec.suspend: true), so that only Kueue starts it"
     if not labels.get(naming.KUEUE_PRIORITY_LABEL):
-        yield f"the Job has no {naming.KUEUE_PRIORITY_LABEL} label (Kueue refuses to add one later)"
+        yield f"the Job has no {naming.KUEUE_PRIORITY_LABEL} label (set it at creation: Kueue limits changing it later)"
     if not labels.get(naming.KUEUE_QUEUE_LABEL):
         name = _get(job, "metadata", "name")
         gate = next(
@@ -1042,7 +1042,7 @@ def _check_gpu_capacity(resources: Sequence[Resource], ctx: Context) -> Iterator
                 None,
                 (
                     f"runs and jobs can ask for {wanted} GPUs on {label} capacity at once, but the GPU node groups hold at most "
-                    f"{have} (maxSize x GPUs per node); the rest stay Pending and start as GPUs free up. Raise "
+                    f"{have} (maxSize x GPUs per node); the rest stay Queued (or Pending) and start as GPUs free up. Raise "
                     "platform.nodeGroups.gpu.maxSize or lower parallelism if they should all run together"
                 ),
             )

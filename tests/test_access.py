@@ -230,6 +230,13 @@ def test_run_role_reads_run_records_but_no_other_artifacts():
     assert not allowed(policy, "s3:GetObject", f"{ART}/other/index.json")
 
 
+def test_run_role_reads_checkpoint_tags_for_the_cli_v2_copy():
+    # `aws s3 cp s3://... s3://...` in CLI v2 copies tags (--copy-props default), reading them from the source first.
+    policy = run_policy("aws", CKPT, ART)
+    assert allowed(policy, "s3:GetObjectTagging", f"{CKPT}/runs/trot/3f9a/partial.mstate.uploading")
+    assert not allowed(policy, "s3:GetObjectTagging", f"{ART}/runs/trot/3f9a/logs/x.log")
+
+
 def test_gate_role_reads_run_records_only():
     policy = gate_policy(ART)
     assert allowed(policy, "s3:GetObject", f"{ART}/runs/trot/3f9a/index.json")

@@ -31,9 +31,15 @@ def test_the_deadline_covers_every_wave_a_retry_and_the_grace_period(
     pod = timing.STARTUP_SECONDS + timing.FIRST_OBSERVATION_SECONDS + max_runtime
     pod += 2 * timing.FINISH_SECONDS + timing.SAVE_SECONDS + timing.MARGIN_SECONDS + timing.UPLOAD_SECONDS
     assert budget.pod_seconds == pod
-    assert budget.deadline_seconds == (waves + timing.RETRY_SLOTS) * pod + budget.grace_seconds
+    assert budget.deadline_seconds == (waves + timing.retry_slots(waves)) * pod + budget.grace_seconds
     assert budget.deadline_seconds > waves * (max_runtime + timing.STARTUP_SECONDS)
     assert budget.typical_seconds == waves * pod < budget.deadline_seconds
+
+
+def test_long_sweeps_get_a_retry_slot_per_ten_waves() -> None:
+    assert [timing.retry_slots(w) for w in (1, 9, 10, 11, 100, 101)] == [1, 1, 1, 2, 10, 11]
+    sweep = Budget.of(HOUR, 1000, 10)  # 100 waves: room for 10 waves of pods run again
+    assert sweep.deadline_seconds == 110 * sweep.pod_seconds + sweep.grace_seconds
 
 
 def test_the_uploader_outwaits_glue_and_the_grace_period_covers_save_then_upload() -> None:

@@ -344,14 +344,32 @@ def test_a_succeeded_shard_uploads_nested_outputs_tagged_and_writes_the_index_la
     assert requests[-1] == ("PUT", f"/{ARTIFACTS}/{P}index.json")
 
 
-def test_a_failing_command_fails_the_shard_with_its_exit_code_and_still_ships_outputs(pod: JobPod) -> None:
+def test_a_failing_command_fails_the_shard_and_uploads_none_of_its_partial_outputs(pod: JobPod) -> None:
+    # Only a Succeeded attempt's outputs go up: the role deletes nothing, so a failed attempt's partial files would
+    # stay beside the retry's.
     entry = pod.entry("sh", "-c", WORK, "sh", "3")
     assert entry.returncode == 3, explain(entry)
     result = pod.run("job-upload.sh")
     assert result.returncode == 1, explain(result)
     index = pod.index()
     assert (index["status"], index["exitCode"], index["reason"]) == ("Failed", 3, "exited with code 3")
-    assert index["outputs"] == 3 and pod.keys(ARTIFACTS, f"{P}outputs/") == OUTPUT_KEYS
+    assert index["outputs"] == 0 and pod.keys(ARTIFACTS, f"{P}outputs/") == []
+    assert "not uploading outputs of a Failed shard" in result.stdout
+
+
+def test_a_symlink_to_a_file_outside_the_outputs_is_never_uploaded(pod: JobPod, tmp_path: Path) -> None:
+    # The uploader is the only container with AWS credentials: a link (or a file swapped for one) must not make it
+    # upload its own files, such as its IRSA token.
+    secret = tmp_path / "token"
+    secret.write_text("eyJhbGciOi...")
+    (pod.outputs / "ok.txt").write_text("fine")
+    (pod.outputs / "token.txt").symlink_to(secret)
+    (pod.outputs / "secrets").symlink_to(tmp_path, target_is_directory=True)
+    pod.write_marker()
+    result = pod.run("job-upload.sh")
+    assert result.returncode == 0, explain(result)  # find -type f lists neither link
+    assert pod.keys(ARTIFACTS, f"{P}outputs/") == [f"{P}outputs/ok.txt"]
+    assert "eyJhbGciOi" not in json.dumps([pod.get(ARTIFACTS, k) for k in pod.keys(ARTIFACTS)])
 
 
 def test_a_shard_interrupted_through_both_containers(pod: JobPod, tmp_path: Path) -> None:
@@ -384,9 +402,9 @@ def test_upload_on_sigterm_without_a_marker_writes_interrupted(pod: JobPod) -> N
     _, stderr = upload.communicate(timeout=GUARD)
     assert upload.returncode == 1, stderr
     index = pod.index()
-    assert (index["status"], index["exitCode"], index["outputs"]) == ("Interrupted", None, 1)
+    assert (index["status"], index["exitCode"], index["outputs"]) == ("Interrupted", None, 0)
     assert index["reason"] == "terminated before the work container wrote its done marker (waited 0 s after SIGTERM)"
-    assert pod.keys(ARTIFACTS, f"{P}outputs/") == [f"{P}outputs/partial.csv"]  # what there was still went up
+    assert pod.keys(ARTIFACTS, f"{P}outputs/") == []  # an interrupted attempt's partial outputs stay out
 
 
 def test_upload_gives_up_waiting_for_the_marker_and_writes_interrupted(pod: JobPod) -> None:

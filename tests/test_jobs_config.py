@@ -95,21 +95,29 @@ def test_field_errors_keep_their_paths_and_other_entries_still_report() -> None:
     found = errors(
         with_jobs(
             robocache(gpus=0, command=[], shards=1001, shmSize="lots", datasets={"path": "data"}),
+            robocache(name="empty-word", command=["python", ""]),
             robocache(name="Bad_Name", capacity="cheap"),
             robocache(name="ok-two", imagePullPolicy="Always"),
         )
     )
     paths = {e.split(": ")[0] for e in found}
     assert {"jobs[0].gpus", "jobs[0].command", "jobs[0].shards", "jobs[0].shmSize", "jobs[0].datasets.path"} <= paths
-    assert {"jobs[1].name", "jobs[1].capacity", "jobs[2].imagePullPolicy"} <= paths
+    assert {"jobs[1].command[1]", "jobs[2].name", "jobs[2].capacity", "jobs[3].imagePullPolicy"} <= paths
 
 
 def test_shm_is_counted_with_memory_against_the_node() -> None:
     # g5.2xlarge and g6.2xlarge: 32 GiB, of which 29.5 GiB allocatable after the node's headroom.
     found = errors(with_jobs(robocache(memory="12Gi", shmSize="20Gi")))
     assert found == [
-        "jobs[0].shmSize: memory (12Gi) and shmSize (20Gi) together: 34359738368 does not fit the smallest GPU node "
-        "(29.5Gi allocatable)"
+        "jobs[0].shmSize: memory (12Gi), shmSize (20Gi) and the uploader's 256Mi together: 33024Mi does not fit the "
+        "smallest GPU node (29.5Gi allocatable)"
+    ]
+
+
+def test_the_uploader_beside_the_work_container_counts_against_the_node() -> None:
+    found = errors(with_jobs(robocache(cpu="7.5", shmSize=None)))
+    assert found == [
+        "jobs[0].cpu: with the uploader's 100m CPU and 256Mi: 7600m CPU does not fit the smallest GPU node (7.5 CPU allocatable)"
     ]
 
 
@@ -132,10 +140,23 @@ def test_platform_rules_name_the_key_to_change() -> None:
 
 def test_spreading_needs_a_node_per_shard_at_once() -> None:
     found = errors(with_jobs(robocache(shards=8, parallelism=6)))
-    assert found == [
+    assert (
         "jobs[0].spreadAcrossNodes: 6 shards at once on separate nodes need 6 GPU nodes, but the spot group's maxSize "
         "is 4; lower parallelism or raise maxSize"
+    ) in found
+
+
+def test_a_workload_its_queue_can_never_admit_whole_is_refused() -> None:
+    # dev: locomotion holds 2 spot GPUs and 1 on-demand; the cohort 4 spot (perception's 2 lendable) and 1 on-demand.
+    found = errors(with_jobs(robocache(shards=8, parallelism=5, spreadAcrossNodes=False)))
+    assert found == [
+        "jobs[0].parallelism: 5 pod(s) x 1 GPU(s) = 5 GPUs at once, but queue 'locomotion' can be admitted with at most "
+        "4 (spot or onDemand: its nominal quota plus what it may borrow, within the cohort); Kueue admits a Job whole, "
+        "so it would stay Queued. Lower parallelism, or raise the queue's quota or borrowingLimit (simfleet:queues)"
     ]
+    config = dev()
+    config["simfleet:runs"][1]["parallelism"] = 6  # trot-sweep, 8 seeds
+    assert any(e.startswith("runs[1].parallelism: 6 pod(s) x 1 GPU(s) = 6 GPUs at once") for e in errors(config))
 
 
 def test_names_are_unique_across_runs_jobs_and_services_and_their_objects() -> None:

@@ -290,6 +290,29 @@ def test_upload_tags_every_artifact_ships_the_checkpoint_and_writes_the_index_la
 
 
 @pytest.mark.slow  # a dozen AWS CLI calls, each a second of CLI start-up here
+def test_upload_never_follows_a_link_out_of_the_artifacts(pod: Pod, tmp_path: Path) -> None:
+    # The uploader is the only container with AWS credentials; user code writes /artifacts. A link to one of the
+    # uploader's own files (its IRSA token) is refused, and a link inside /artifacts is uploaded as its content.
+    secret = tmp_path / "token"
+    secret.write_text("eyJhbGciOi-the-uploaders-own-token")
+    logs = pod.artifacts / "logs"
+    logs.mkdir()
+    (logs / "run.log").write_text("a real log")
+    (logs / "latest.log").symlink_to(logs / "run.log")
+    (logs / "token.log").symlink_to(secret)
+    (pod.artifacts / "videos").symlink_to(tmp_path, target_is_directory=True)  # a whole kind pointed elsewhere
+    (pod.checkpoints / ".done").write_text(_marker())
+    result = pod.run("upload.sh")
+    assert result.returncode == 1, explain(result)
+    index = pod.get_json(ARTIFACTS, f"{PREFIX}index.json")
+    assert index["status"] == "Failed" and "refusing" in index["reason"] and "token" in index["reason"]
+    uploaded = pod.keys(ARTIFACTS, PREFIX)
+    assert f"{PREFIX}logs/run.log" in uploaded and f"{PREFIX}logs/latest.log" in uploaded
+    assert pod.get(ARTIFACTS, f"{PREFIX}logs/latest.log") == "a real log"
+    assert not any("token" in key for key in uploaded)
+    assert all("eyJhbGciOi" not in pod.get(ARTIFACTS, key) for key in uploaded)
+
+
 def test_upload_ships_partial_checkpoints_while_glue_runs(pod: Pod) -> None:
     upload = pod.start(
         "upload.sh",

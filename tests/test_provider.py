@@ -772,6 +772,19 @@ def test_a_continuation_is_blocked_when_its_gate_gives_up(cluster: FakeKube) -> 
     assert SimRunProvider().read("x", outs).outs["status"] == "Blocked"  # type: ignore[arg-type, index]
 
 
+def test_a_continuation_is_blocked_as_soon_as_its_source_job_has_failed(cluster: FakeKube) -> None:
+    source, consumer = continuation(cluster)
+    SimRunProvider().create(source)
+    outs = SimRunProvider().create(consumer).outs
+    assert outs is not None
+    put_index(source, "Failed")  # an attempt failed; the source Job may still retry it
+    assert SimRunProvider().read("x", outs).outs["status"] == "Waiting"  # type: ignore[index]
+    cluster.finish_job(NS, "trot-baseline", succeeded=False)  # now it has failed for good
+    assert SimRunProvider().read("x", outs).outs["status"] == "Blocked"  # type: ignore[index]
+    cluster.expire_job(NS, "trot-baseline")  # the TTL controller took it: its record still says Failed
+    assert SimRunProvider().read("x", outs).outs["status"] == "Blocked"  # type: ignore[index]
+
+
 def test_a_continuation_of_a_finished_source_starts_at_once_without_a_gate(cluster: FakeKube) -> None:
     source, consumer = continuation(cluster)
     put_index(source, "Succeeded")

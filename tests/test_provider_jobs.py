@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -159,3 +160,36 @@ def test_a_new_command_replaces_the_job_and_delete_removes_only_its_own(cluster:
     assert diff.replaces and diff.delete_before_replace
     SimRunProvider().delete(f"{NS}/{JOB}", outs)
     assert cluster.get("jobs", NS, JOB) is None
+
+
+def test_create_waits_for_pods_of_an_earlier_job_at_the_same_hash(cluster: FakeKube) -> None:
+    # A lost state while the old Job's shard pod is still terminating: it writes into shard-<i>/ until it is gone.
+    props = job_props(cluster.url)
+    SimRunProvider().create(props)
+    cluster.add_pod(NS, JOB, "Running")
+    cluster.handle("DELETE", f"/apis/batch/v1/namespaces/{NS}/jobs/{JOB}?propagationPolicy=Background", b"", {})
+    timer = threading.Timer(0.2, cluster.collect_garbage)
+    timer.start()
+    SimRunProvider().create(props)
+    timer.join()
+    listing = [r for r in cluster.requests if r.method == "GET" and r.path.endswith("/pods")]
+    assert listing and listing[-1].query["labelSelector"] == f"app.kubernetes.io/instance={JOB}"
+    assert cluster.pods_of(NS, JOB) == [] and cluster.get("jobs", NS, JOB) is not None
+
+
+def test_a_new_queue_moves_a_job_still_waiting_but_not_one_kueue_admitted(cluster: FakeKube) -> None:
+    props = job_props(cluster.url)
+    outs = SimRunProvider().create(props).outs
+    assert outs is not None
+    moved = job_props(cluster.url, queue="perception")
+    assert moved["specHash"] == props["specHash"]  # who admits it is not what it computes
+    olds, news = {**outs, "__provider": "p"}, {**moved, "__provider": "p"}
+    assert SimRunProvider().diff("x", olds, news).replaces == []
+    SimRunProvider().update("x", olds, news)
+    job = cluster.get("jobs", NS, JOB)
+    assert job is not None and job["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "perception"
+    cluster.admit(NS, JOB)  # running now: it keeps the queue that admitted it
+    back = job_props(cluster.url, queue="locomotion")
+    SimRunProvider().update("x", {**outs, **moved, "__provider": "p"}, {**back, "__provider": "p"})
+    job = cluster.get("jobs", NS, JOB)
+    assert job is not None and job["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "perception"

@@ -97,6 +97,9 @@ def test_default_is_the_marked_queue_else_the_first() -> None:
 def test_one_number_is_that_quota_on_each_capacity_type_of_the_stack() -> None:
     config = stack_config("dev")
     config["simfleet:queues"] = [{"name": "solo", "gpus": 1, "borrowingLimit": 0, "cpu": 4, "memory": "16Gi"}]
+    # One GPU at a time: only workloads of one pod fit this queue (Kueue admits a Job whole).
+    config["simfleet:runs"] = [{**r, "parallelism": 1} if r["mode"] == "batch" else r for r in config["simfleet:runs"]]
+    config["simfleet:jobs"] = [{**j, "parallelism": 1} for j in config.get("simfleet:jobs", [])]
     solo = quotas(load(config), "solo")
     assert {c: (q.gpus, q.cpu, q.memory, q.borrowing_gpus) for c, q in solo.items()} == {
         "spot": (1, "4", "16Gi", 0),

@@ -253,7 +253,8 @@ def estimate(
                 if ceiling["source"] == "queues"
                 else "gpuMaxMonthlyUsd: the same with every GPU node group at maxSize, by capacity type."
             ),
-            "Runs and jobs (both in `runs`, told apart by `kind`): one node per pod, (parallelism or 1) pods for the whole "
+            "Runs and jobs (both in `runs`, told apart by `kind`), per admission (a Job Kueue preempts and admits again "
+            "gets its deadline again): one node per pod, (parallelism or 1) pods for the whole "
             "activeDeadlineSeconds (which bounds the Job and already covers every wave, startup, uploads and one retry), "
             "so a large overestimate of what finishes normally. Work that pins no capacity type (batch runs, spot jobs) "
             "is bounded at on-demand prices, since Kueue may fall back to on-demand; spotFirstUsd is the same on spot, "

@@ -5,13 +5,14 @@ a sweep is never killed for time the platform spent (scale-up, image pulls, save
 
     pod      = STARTUP + glue + UPLOAD
     glue     = FIRST_OBSERVATION + maxRuntime + 2 x FINISH + SAVE        (glue's longest life)
-    deadline = (waves + RETRY_SLOTS) x pod + grace                        (activeDeadlineSeconds)
+    deadline = (waves + retry slots) x pod + grace                        (activeDeadlineSeconds)
     grace    = TERM_SAVE + MARGIN + TERM_UPLOAD                           (terminationGracePeriodSeconds)
 
-waves is ceil(seeds to run / parallelism). RETRY_SLOTS leaves room for one seed to run again after a spot reclaim,
-a node drain or its one `backoffLimitPerIndex` retry; with `checkpoint.every` a replacement pod resumes from the
-latest partial checkpoint, so it usually needs far less. A suspended Job's deadline clock starts when it is
-released (Kubernetes resets status.startTime on resume), so a continuation's wait for its source is not in it.
+waves is ceil(seeds to run / parallelism); retry slots = max(1, ceil(waves / 10)). They leave room for seeds to run
+again after a spot reclaim, a node drain or their one `backoffLimitPerIndex` retry; with `checkpoint.every` a
+replacement pod resumes from the latest partial checkpoint, so it usually needs far less. A suspended Job's deadline clock starts when it is
+released (Kubernetes resets status.startTime on resume): time in Kueue's queue is not in it, and a Job Kueue
+preempts and admits again gets its whole deadline again.
 The uploader waits for glue's done marker for glue's whole life (glue + MARGIN), so a slow save is never cut off.
 """
 
@@ -34,7 +35,14 @@ UPLOAD_SECONDS = 15 * 60  # the uploader after the done marker: artifacts, video
 TERM_SAVE_SECONDS = 90  # after SIGTERM: glue's partial save and finish requests
 TERM_UPLOAD_SECONDS = 5 * 60  # after SIGTERM: the uploader ships what exists and writes index.json (Interrupted)
 MARGIN_SECONDS = 60
+# Room for pods to run again (a spot reclaim, a drain, a retry): one wave, plus one per RETRY_WAVES_PER_SLOT waves,
+# so a long sweep, with more pods to lose, gets more room.
 RETRY_SLOTS = 1
+RETRY_WAVES_PER_SLOT = 10
+
+
+def retry_slots(waves: int) -> int:
+    return max(RETRY_SLOTS, math.ceil(waves / RETRY_WAVES_PER_SLOT))
 
 
 @dataclass(frozen=True)
@@ -74,7 +82,7 @@ class Budget:
     @property
     def deadline_seconds(self) -> int:
         """activeDeadlineSeconds of the Job."""
-        return (self.waves + RETRY_SLOTS) * self.pod_seconds + self.grace_seconds
+        return (self.waves + retry_slots(self.waves)) * self.pod_seconds + self.grace_seconds
 
     @property
     def typical_seconds(self) -> int:
@@ -94,7 +102,7 @@ class JobBudget:
     """A batch job's allowances: `maxRuntime` is one shard's run time, enforced by the wrapper (job-entry.sh).
 
     pod      = STARTUP + maxRuntime + JOB_TERM + MARGIN + UPLOAD + METRICS_LINGER
-    deadline = (waves + RETRY_SLOTS) x pod + grace                      (activeDeadlineSeconds)
+    deadline = (waves + retry slots) x pod + grace                      (activeDeadlineSeconds)
     grace    = JOB_TERM + MARGIN + TERM_UPLOAD                           (terminationGracePeriodSeconds)
     """
 
@@ -124,7 +132,7 @@ class JobBudget:
 
     @property
     def deadline_seconds(self) -> int:
-        return (self.waves + RETRY_SLOTS) * self.pod_seconds + self.grace_seconds
+        return (self.waves + retry_slots(self.waves)) * self.pod_seconds + self.grace_seconds
 
     @property
     def typical_seconds(self) -> int:

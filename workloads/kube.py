@@ -8,11 +8,12 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from naming import RUN_LABEL, SPEC_HASH_ANNOTATION
+from naming import SPEC_HASH_ANNOTATION
 
 # Which SimRun resource holds a Job: a token it writes at create and rewrites when it adopts the Job. A resource
 # deletes a Job only while the Job carries its token, so when another resource (a moved URN, a recovered state)
 # adopts a live run, the old one's delete leaves it running.
+INSTANCE_LABEL = "app.kubernetes.io/instance"
 CLAIM_ANNOTATION = "simfleet.io/claim"
 
 TRANSIENT_STATUSES = frozenset({429, 500, 502, 503, 504})
@@ -208,9 +209,13 @@ class KubeApi:
             current = self.get(path, what)  # type: ignore[assignment]
 
     def run_pods(self, spec_hash: str) -> list[dict[str, Any]]:
-        """Every pod of this run at this hash, whoever's Job started it (the template carries the hash)."""
-        what = f"listing the pods of run {self.run}"
-        query = {"labelSelector": f"{RUN_LABEL}={self.run}"}
+        """Every pod of this run or job at this hash, whoever's Job started it (the template carries the hash).
+
+        app.kubernetes.io/instance is on the pods of both kinds (a run's also carry simfleet.io/run, a job's
+        simfleet.io/job), and names are unique across runs and jobs (config/stack.py name_clashes).
+        """
+        what = f"listing the pods of {self.run}"
+        query = {"labelSelector": f"{INSTANCE_LABEL}={self.run}"}
         status, body = self.request("GET", f"/api/v1/namespaces/{self.namespace}/pods", what, query=query)
         if status != 200:
             raise self.fail(what, status, body)
@@ -228,7 +233,7 @@ class KubeApi:
                 raise SimRunError(
                     f"run {self.run}: pods of an earlier Job of this run are still running ({names}) after "
                     f"{TERMINATING.seconds:.0f} s; they write where a new Job would. Wait until `kubectl -n "
-                    f"{self.namespace} get pods -l {RUN_LABEL}={self.run}` shows none running, then run `pulumi up` again."
+                    f"{self.namespace} get pods -l {INSTANCE_LABEL}={self.run}` shows none running, then run `pulumi up` again."
                 )
             time.sleep(TERMINATING.poll)
 

@@ -60,6 +60,8 @@ def observe(api: KubeApi, props: dict[str, Any], at: Where) -> dict[str, Any]:
         if not status.is_queued(job):
             gate = api.get(f"/apis/batch/v1/namespaces/{api.namespace}/jobs/{name}-gate", f"Job {name}-gate")
         state = status.suspended_state(job, gate)
+        if state["status"] == "Waiting" and source_failed(api, props, at):
+            state["status"] = "Blocked"
     else:
         state = status.job_state(job, api.pod_phases(job) if status.job_needs_pods(job) else [])
     if status.terminal_condition(job):
@@ -67,6 +69,20 @@ def observe(api: KubeApi, props: dict[str, Any], at: Where) -> dict[str, Any]:
     if uid is None:
         state["jobUid"] = job["metadata"].get("uid")  # found on refresh: from now on, this is the run's Job
     return state
+
+
+def source_failed(api: KubeApi, props: dict[str, Any], at: Where) -> bool:
+    """Whether a continuation's source has failed for good: its Job ended Failed, or is gone with a record that does
+    not say Succeeded. A failed attempt the source's Job may still retry is not that; its gate keeps waiting."""
+    source = context_of(props).get("source") or {}
+    run, spec_hash = source.get("run"), source.get("specHash")
+    if not run or not spec_hash:
+        return False
+    job = api.get(f"/apis/batch/v1/namespaces/{api.namespace}/jobs/{run}", f"Job {run}")
+    if job is not None and spec_hash_of(job) == spec_hash:
+        return status.terminal_condition(job) == "Failed"
+    record = read_index(at.run, at.region, at.artifacts_bucket, f"{run_prefix(str(run), str(spec_hash))}index.json")
+    return record is not None and record.get("status") != "Succeeded"
 
 
 def viewport_address(api: KubeApi, props: dict[str, Any]) -> str | None:

@@ -25,9 +25,10 @@ from typing import Any
 import pulumi
 from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, DiffResult, ReadResult, ResourceProvider, UpdateResult
 
+import naming
 from workloads import inputs as run_inputs
 from workloads import legacy, status
-from workloads.inputs import Decoded, spec_of, whole_numbers_as_ints
+from workloads.inputs import Decoded, context_of, spec_of, whole_numbers_as_ints
 from workloads.kube import (
     CLAIM_ANNOTATION,
     RETRY,
@@ -70,7 +71,7 @@ PROVIDER_KEY = "__provider"  # pulumi.dynamic's property holding the pickled pro
 # Spec fields a live Job takes without rerunning: the Job's labels and its TTL (spec.ttlSecondsAfterFinished is
 # mutable; batch/v1 JobSpec), and the viewport's allowed CIDRs (the Service's loadBalancerSourceRanges and the
 # NetworkPolicy's ipBlocks).
-MUTABLE_SPEC_KEYS = ("labels", "ttlAfterFinished", "viewport")
+MUTABLE_SPEC_KEYS = ("labels", "ttlAfterFinished", "viewport", "queue")
 
 
 class SimRunProvider(ResourceProvider):
@@ -147,7 +148,8 @@ class SimRunProvider(ResourceProvider):
                 f"{news.get('specHash')}); this is a simfleet bug (diff must replace). Nothing was changed."
             )
         old_spec, new_spec = spec_of(olds), spec_of(news)
-        if olds.get("jobUid") and any(old_spec.get(key) != new_spec.get(key) for key in MUTABLE_SPEC_KEYS):
+        new_default = context_of(olds).get("defaultQueue") != context_of(news).get("defaultQueue")
+        if olds.get("jobUid") and (new_default or any(old_spec.get(k) != new_spec.get(k) for k in MUTABLE_SPEC_KEYS)):
             apply_mutable(api_for(news), olds, run_inputs.decode(news))
         return UpdateResult(outputs(news, kept))
 
@@ -279,12 +281,18 @@ def apply_mutable(api: KubeApi, olds: dict[str, Any], run: Decoded) -> None:
     labels.update(new_labels)
     job_ref = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": run.spec.name}}
     ttl = run.spec.ttl_after_finished if run.spec.ttl_after_finished is not None else DEFAULT_TTL_SECONDS
-    api.patch_if(
-        job_ref,
-        olds["jobUid"],
-        lambda live: {"metadata": {"labels": labels}, "spec": {"ttlSecondsAfterFinished": ttl}},
-        f"updating the labels and TTL of Job {run.spec.name}",
-    )
+    queue = run.spec.queue or run.ctx.default_queue
+
+    def job_patch(live: dict[str, Any]) -> dict[str, Any]:
+        live_labels = dict(labels)
+        # A Job waiting in its queue moves to the new one (Kueue allows it while the Job is suspended); one still
+        # behind its gate gets the new queue from the gate's own spec only if it is created again, and one that is
+        # running keeps the queue that admitted it.
+        if (live.get("spec") or {}).get("suspend") and status.is_queued(live):
+            live_labels[naming.KUEUE_QUEUE_LABEL] = queue
+        return {"metadata": {"labels": live_labels}, "spec": {"ttlSecondsAfterFinished": ttl}}
+
+    api.patch_if(job_ref, olds["jobUid"], job_patch, f"updating the labels, queue and TTL of Job {run.spec.name}")
     uids = {(c["kind"], c["name"]): c.get("uid") for c in olds.get("companions") or []}
     for obj in run.objects():
         if obj["kind"] == "Service":

@@ -89,7 +89,7 @@ def small_resources(cpu: str = "50m", memory: str = "128Mi") -> dict[str, Any]:
 def queue_labels(queue: str | None, priority_class: str) -> dict[str, str]:
     """Kueue's labels on a Job: its LocalQueue (None: not Kueue's yet, a gate adds it later) and its priority class.
 
-    The priority class must be there from the start: Kueue's webhook refuses to change it on a Job afterwards
+    The priority class is set at creation and never changed: Kueue's webhook limits changing it on an existing Job
     (kueue pkg/controller/jobframework/validation.go, validateUpdateForWorkloadPriorityClassName), while the queue
     name may be set or changed as long as the Job is suspended (validateUpdateForQueueName).
     """

@@ -30,6 +30,7 @@ DONE_MARKER = f"{MARKER_DIR}/.done"
 JOB_SCRIPTS = ("job-entry.sh", "job-upload.sh", "common.sh")
 TIMEOUT_EXIT_CODE = 124  # job-entry.sh's exit code when maxRuntime ran out (as `timeout` reports it)
 BACKOFF_LIMIT_PER_INDEX = 1  # one retry per shard for a transient failure; reclaims and drains do not count
+# config/jobs.py counts these with the work container's requests against the node (UPLOADER_MILLICPU, _MEMORY_BYTES).
 UPLOADER_RESOURCES = {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "256Mi"}}
 
 
@@ -129,7 +130,8 @@ def _job(
                     },
                 ]
             },
-            # Required with podFailurePolicy; also keeps two pods of one shard from writing its prefix at once.
+            # The only value podFailurePolicy allows (and its default); a replacement starts only once the failed pod
+            # has fully terminated, so two pods of one shard never write its prefix at once.
             "podReplacementPolicy": "Failed",
             "template": _pod_template(spec, ctx, identity, shards, budget),
         },

@@ -66,7 +66,12 @@ FETCH_RETRY_SECONDS = 120  # an s3:// checkpoint.from gets this long to appear (
 FETCH_POLL_SECONDS = 30
 PARTIAL_POLL_SECONDS = 30  # how often the uploader looks for a newer partial checkpoint
 GATE_POLL_SECONDS = 30
-GATE_MARGIN_SECONDS = 15 * 60  # past the source's deadline: its uploader's index.json comes at the very end
+# How long a gate waits for its source. Not the source's deadline: that clock starts only when Kueue admits the source
+# and restarts at every re-admission (a preemption), so queue time and preemptions are unbounded here. The longest a
+# source may run (config MAX_RUNTIME_LIMIT) with its platform overhead, then twice that for queueing; the provider
+# reports Blocked sooner when the source's own Job has failed (workloads/observe.py).
+GATE_MAX_WAIT_SECONDS = 14 * 24 * 3600
+GATE_BACKOFF_LIMIT = 3  # a drain of its node, a Kueue webhook briefly down for the label: try again
 BACKOFF_LIMIT = 1  # one retry for a transient failure (an S3 hiccup); a buggy glue fails fast
 # Share of the run's cpu/memory per container; the simulator renders and steps physics, so it gets most.
 SHARES = {"unitree-sim": 0.6, "monty": 0.25, "glue": 0.1, "artifact-uploader": 0.05}
@@ -283,7 +288,8 @@ def _job(
                 {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]},
             ]
         },
-        # Required with podFailurePolicy; also keeps two pods of one seed from writing the same prefix at once.
+        # The only value podFailurePolicy allows (and its default); it keeps two pods of one seed from writing the
+        # same prefix at once: a replacement starts only once the failed pod has fully terminated.
         "podReplacementPolicy": "Failed",
         "template": pod,
     }
@@ -527,14 +533,15 @@ def gate_job(spec: RunSpec, ctx: RunContext, spec_hash: str, source: SourceRef) 
 
     Its init container (gate.sh, AWS CLI image, the gate role) waits for the source's index.json to say
     Succeeded; its main container (kubectl) then labels the run's Job with its queue, which hands it to Kueue
-    (admitted, so unsuspended, when the queue has room). If the source ends without succeeding, the gate fails at
-    its deadline and the run stays suspended without a queue (status Blocked). The gate itself is not queued: a
-    CPU-only pod on the system nodes, it must run while the queue holds the run. The run's Job owns
-    it (the provider sets the owner), so deleting the run deletes the gate.
+    (admitted, so unsuspended, when the queue has room). A failed attempt of the source may still be retried, so
+    the gate keeps waiting, up to GATE_MAX_WAIT_SECONDS; the provider reports the run Blocked as soon as the
+    source's Job has failed for good (workloads/observe.py), and the run stays suspended without a queue. The gate
+    itself is not queued: a CPU-only pod on the system nodes, it must run while the queue holds the run. The run's
+    Job owns it (the provider sets the owner), so deleting the run deletes the gate.
     """
     if not ctx.kubernetes_version:
         raise ValueError(f"run {spec.name}: the gate's kubectl is pinned per Kubernetes minor; the context has none")
-    deadline = source.deadline_seconds + GATE_MARGIN_SECONDS
+    deadline = GATE_MAX_WAIT_SECONDS
     metadata = _metadata(gate_job_name(spec.name), spec, ctx, "gate", spec_hash)
     wait = container(
         "wait-for-source",
@@ -565,14 +572,22 @@ def gate_job(spec: RunSpec, ctx: RunContext, spec_hash: str, source: SourceRef) 
         # Hands the Job to Kueue, which admits it when the queue has room. --overwrite: a retried gate still succeeds.
         command=["/bin/kubectl", "label", "job", spec.name, "--namespace", ctx.namespace, "--overwrite", label],
     )
-    pod_metadata = {"labels": dict(metadata["labels"]), "annotations": dict(metadata["annotations"])}
+    # Only the wait reads S3; kubectl gets no AWS credentials.
+    pod_metadata = {
+        "labels": dict(metadata["labels"]),
+        "annotations": {**metadata["annotations"], IRSA_SKIP_ANNOTATION: "release"},
+    }
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
         "metadata": metadata,
         "spec": {
             "activeDeadlineSeconds": deadline,
-            "backoffLimit": 0,  # gate.sh retries S3 itself; a failed gate means the source did not succeed
+            # gate.sh retries S3 itself; a retried gate waits again and labels again (--overwrite), so retries are safe.
+            "backoffLimit": GATE_BACKOFF_LIMIT,
+            "podFailurePolicy": {
+                "rules": [{"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]}]
+            },
             "template": {
                 "metadata": pod_metadata,
                 "spec": {

@@ -71,14 +71,37 @@ record_attempt() {
 
 # SINGLE_PUT_LIMIT: S3's single PUT takes up to 5 GB; bigger files go up in parts (aws s3 cp).
 SINGLE_PUT_LIMIT=5000000000
-# upload_tagged FILE BUCKET KEY TAG_KEY TAG_VALUE: uploads FILE tagged TAG_KEY=TAG_VALUE (the buckets'
+# upload_tagged FILE ROOT BUCKET KEY TAG_KEY TAG_VALUE: uploads FILE tagged TAG_KEY=TAG_VALUE (the buckets'
 # lifecycle rules expire objects by that tag); stderr to $ERR.
+# FILE is opened once, and only what that open reached is uploaded, and only if it lies under ROOT: the
+# directories are written by other containers of the pod (the user's code), and a symlink there, or one swapped
+# in after the listing, must not make this container, the only one with AWS credentials, upload a file of its
+# own (its IRSA token, say).
 upload_tagged() {
-  if [ "$(stat -c %s "$1")" -lt "$SINGLE_PUT_LIMIT" ]; then
-    # `aws s3 cp` cannot tag (aws/aws-cli#2458); put-object tags in the same request.
-    aws s3api put-object --bucket "$2" --key "$3" --body "$1" --tagging "$4=$5" >/dev/null 2>"$ERR"
-  else
-    aws s3 cp --only-show-errors "$1" "s3://$2/$3" 2>"$ERR" &&
-      aws s3api put-object-tagging --bucket "$2" --key "$3" --tagging "TagSet=[{Key=$4,Value=$5}]" 2>"$ERR"
+  local file=$1 root body resolved fd status=0
+  root=$(readlink -f "$2") || return 1
+  if ! exec {fd}<"$file"; then
+    echo "cannot open $file" >"$ERR"
+    return 1
   fi
+  body="/dev/fd/$fd"
+  resolved=$(readlink -f "/proc/self/fd/$fd")
+  case $resolved in
+    "$root"/*) ;;
+    *)
+      echo "refusing $file: it resolves to $resolved, outside $root" >"$ERR"
+      exec {fd}<&-
+      return 1
+      ;;
+  esac
+  if [ "$(stat -L -c %s "$body")" -lt "$SINGLE_PUT_LIMIT" ]; then
+    # `aws s3 cp` cannot tag (aws/aws-cli#2458); put-object tags in the same request.
+    aws s3api put-object --bucket "$3" --key "$4" --body "$body" --tagging "$5=$6" >/dev/null 2>"$ERR" || status=$?
+  else
+    { aws s3 cp --only-show-errors "$body" "s3://$3/$4" 2>"$ERR" &&
+      aws s3api put-object-tagging --bucket "$3" --key "$4" --tagging "TagSet=[{Key=$5,Value=$6}]" 2>"$ERR"; } ||
+      status=$?
+  fi
+  exec {fd}<&-
+  return "$status"
 }

@@ -1,13 +1,14 @@
 #!/bin/bash
 # gate: the init container of a small CPU-only pod that holds back a `run:<name>` continuation until its
-# source run has finished (AWS CLI v2 image: bash, coreutils, jq, findutils, aws). The step that releases the
-# continuation once this exits 0 is wired separately.
+# source run has finished (AWS CLI v2 image: bash, coreutils, jq, findutils, aws). Once this exits 0, the gate
+# pod's main container labels the continuation's Job with its Kueue queue (workloads/renderers/run.py gate_job).
 #
 # Polls SIMFLEET_SOURCE_INDEX (the s3:// URI of the single-seed source run's index.json) every
 # SIMFLEET_GATE_POLL_SECONDS (30) for up to SIMFLEET_GATE_DEADLINE_SECONDS (required):
 #   status Succeeded           -> exit 0
 #   Failed or Interrupted      -> keep waiting: the source Job may retry, or a replacement pod resume
 #   no index yet, S3 hiccups   -> keep waiting
+#   expired or invalid token   -> keep waiting: the IRSA token rotates
 #   access denied (403)        -> exit 2 at once: waiting does not fix permissions
 #   deadline reached           -> exit 1, quoting the last index seen (or "no index")
 set -euo pipefail
@@ -48,7 +49,10 @@ while true; do
       exit 0
     fi
     log "the source run is $status; waiting (its Job may retry or resume)"
-  elif grep -qE '\((403|AccessDenied|Forbidden|InvalidAccessKeyId|SignatureDoesNotMatch|ExpiredToken|InvalidToken)\)' "$ERR"; then
+  elif grep -qE '\((ExpiredToken|InvalidToken)\)' "$ERR"; then
+    # The projected IRSA token rotates; the next call gets fresh credentials. Not a permission problem.
+    log "credentials expired reading $INDEX ($(last_error)); trying again"
+  elif grep -qE '\((403|AccessDenied|Forbidden|InvalidAccessKeyId|SignatureDoesNotMatch)\)' "$ERR"; then
     echo "gate: access denied (403) reading $INDEX: this pod's IAM role cannot read the source run's index" \
       "(it needs s3:GetObject on it, and s3:ListBucket on $BUCKET, without which S3 answers 403 for a missing object too)" >&2
     exit 2

@@ -1,7 +1,7 @@
 #!/bin/sh
 # job-entry: the command of a batch job pod's work container, which runs the user's image. POSIX sh only: that
 # image is guaranteed nothing but /bin/sh (dash, busybox ash or bash), so no bash, no jq, and of coreutils only mv
-# (and rm after a failed write).
+# (and rm after a failed write), and sleep for maxRuntime (without it, only the Job's deadline bounds the program).
 #
 #   /bin/sh /opt/simfleet/job-entry.sh <command> [args...]
 #
@@ -112,6 +112,7 @@ case "$max_runtime$term_seconds" in
 esac
 TIMEOUT_EXIT=124
 timed_out=0
+child_done=0
 timer=""
 killer=""
 
@@ -145,6 +146,7 @@ trap 'on_signal TERM' TERM
 trap 'on_signal INT' INT
 # shellcheck disable=SC2329 # called by the trap below
 on_timeout() {
+  [ "$child_done" = 0 ] || return 0 # the alarm came after the program had ended: it ended in time
   timed_out=1
   if [ -n "$child" ]; then
     echo "$me: maxRuntime (${max_runtime} s) reached: SIGTERM to the program, SIGKILL in ${term_seconds} s" >&2
@@ -155,11 +157,19 @@ on_timeout() {
 }
 trap on_timeout USR1
 
-# `<&0`: keep the container's stdin (sh gives a background command /dev/null otherwise).
+# The program has no use for the marker's path; only this script writes the marker.
+unset SIMFLEET_DONE_MARKER
+# `<&0` asks for the container's stdin; dash and busybox ash give a background command /dev/null before
+# redirections, so there it stays /dev/null, which a Job's container has anyway.
 "$@" <&0 &
 child=$!
 if [ -n "$signal" ]; then
   kill -TERM "$child" 2>/dev/null # the signal came while the child was being started
+fi
+if [ "$max_runtime" -gt 0 ] && ! command -v sleep >/dev/null 2>&1; then
+  echo "$me: this image has no sleep command, so maxRuntime (${max_runtime} s) is not enforced here; the Job's" \
+    "activeDeadlineSeconds still is" >&2
+  max_runtime=0
 fi
 if [ "$max_runtime" -gt 0 ]; then
   after "$max_runtime" kill -USR1 $$
@@ -179,6 +189,7 @@ while :; do
     break
   fi
 done
+child_done=1
 for helper in $timer $killer; do
   kill "$helper" 2>/dev/null # the program has ended: no alarm, no SIGKILL for a pid that may be reused
 done

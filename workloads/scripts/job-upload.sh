@@ -10,8 +10,9 @@
 #    the bucket cannot be written at all, index.json fails as well, and this exits 1.)
 # 2. Waits for job-entry.sh's done marker (at most SIMFLEET_DONE_WAIT_SECONDS). On SIGTERM it stops waiting and
 #    gives the work container SIMFLEET_TERM_WAIT_SECONDS to write its marker.
-# 3. Uploads every regular file under SIMFLEET_OUTPUTS_DIR (recursively, dotfiles too; not symlinks) to
-#    <P>outputs/<relative path>, tagged $SIMFLEET_KIND_TAG=outputs. A failed upload is collected, not fatal.
+# 3. When the work container Succeeded: uploads every regular file under SIMFLEET_OUTPUTS_DIR (recursively,
+#    dotfiles too; not symlinks, nor anything that resolves outside it) to <P>outputs/<relative path>, tagged
+#    $SIMFLEET_KIND_TAG=outputs. A failed upload is collected, not fatal. Other outcomes upload no outputs.
 # 4. Writes <P>index.json LAST; its presence tells simfleet that this shard has ended:
 #      {job, specHash, shard, status, reason, exitCode, startTime, completionTime, outputs, recoveries}
 #    status is the marker's (Succeeded | Failed | Interrupted); Interrupted without a marker (after SIGTERM, or
@@ -134,14 +135,18 @@ else
 fi
 log "the work container ended: $status${reason:+ ($reason)}"
 
-# 3. Outputs, tagged `outputs`. find -type f: regular files only, dotfiles included, symlinks neither followed
-# nor uploaded (a link could point anywhere in the container).
+# 3. Outputs, tagged `outputs`, from a Succeeded shard only: the role may delete nothing, so partial files an
+# interrupted or failed attempt uploaded would stay beside the final attempt's, and a SIGTERM's grace goes to
+# index.json instead. find -type f: regular files only, dotfiles included, symlinks neither followed nor
+# uploaded (and upload_tagged uploads only what lies under the outputs directory once opened).
 failures=()
 uploaded=0
-if [ -d "$OUTPUTS_DIR" ]; then
+if [ "$status" != Succeeded ]; then
+  log "not uploading outputs of a $status shard (only a Succeeded attempt's outputs go up)"
+elif [ -d "$OUTPUTS_DIR" ]; then
   while IFS= read -r -d '' file; do
     relative=${file#"$OUTPUTS_DIR/"}
-    if upload_tagged "$file" "$SIMFLEET_ARTIFACTS_BUCKET" "${P}outputs/${relative}" "$KIND_TAG" outputs; then
+    if upload_tagged "$file" "$OUTPUTS_DIR" "$SIMFLEET_ARTIFACTS_BUCKET" "${P}outputs/${relative}" "$KIND_TAG" outputs; then
       uploaded=$((uploaded + 1))
     else
       failures+=("outputs/$relative: $(last_error)")

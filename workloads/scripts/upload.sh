@@ -89,6 +89,8 @@ ship_partial() {
     log "partial checkpoint $sequence was replaced while it uploaded; shipping the newer one next"
     return 2
   fi
+  # S3-to-S3: AWS CLI v2 copies the source's tags by default (it reads them: the run role has GetObjectTagging on
+  # runs/). The staging copy has none yet: it is tagged only below, after this copy.
   if ! aws s3 cp --only-show-errors "$PARTIAL_URI.uploading" "$PARTIAL_URI" 2>"$ERR" ||
     ! put_json "$SIMFLEET_CHECKPOINTS_BUCKET" "${P}partial.json" "$WORK/partial.json"; then
     partial_error="partial checkpoint $sequence: $(last_error)"
@@ -178,7 +180,7 @@ for kind in "${KINDS[@]}"; do
   for file in "$ARTIFACTS_DIR/$kind"/**; do
     [ -f "$file" ] || continue
     relative=${file#"$ARTIFACTS_DIR/$kind/"}
-    if upload_tagged "$file" "$SIMFLEET_ARTIFACTS_BUCKET" "${P}${kind}/${relative}" "$KIND_TAG" "$kind"; then
+    if upload_tagged "$file" "$ARTIFACTS_DIR" "$SIMFLEET_ARTIFACTS_BUCKET" "${P}${kind}/${relative}" "$KIND_TAG" "$kind"; then
       uploaded=$((uploaded + 1))
     else
       failures+=("$kind/$relative: $(last_error)")
