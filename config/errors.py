@@ -6,7 +6,7 @@ import difflib
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, get_args, get_origin
+from typing import Any, Protocol, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
 
@@ -53,6 +53,27 @@ def issues_from(err: ValidationError, prefix: str, model: type[BaseModel]) -> li
         elif error["type"] == "missing":
             message = "is required"
         issues.append(Issue(path, message))
+    return issues
+
+
+class Entry(Protocol):
+    """A list entry with a name and its own cross-field rules (RunSpec aside: its rules are pydantic validators)."""
+
+    @property
+    def name(self) -> str: ...
+
+    def problems(self) -> list[Issue]: ...
+
+
+def entry_rules(section: str, entries: Sequence[tuple[int, Entry]]) -> list[Issue]:
+    """Each entry's own cross-field rules with its path, then names unique within the section."""
+    issues = [Issue(f"{section}[{index}].{p.path}", p.message) for index, entry in entries for p in entry.problems()]
+    seen: dict[str, int] = {}
+    for index, entry in entries:
+        if entry.name in seen:
+            issues.append(Issue(f"{section}[{index}].name", f"{entry.name!r} is already used by {section}[{seen[entry.name]}]"))
+        else:
+            seen[entry.name] = index
     return issues
 
 

@@ -155,18 +155,6 @@ def _overlap(a: str, b: str) -> bool:
     return a == b or a.startswith(b + "/") or b.startswith(a + "/")
 
 
-def job_rules(jobs: list[tuple[int, JobSpec]]) -> list[Issue]:
-    """Each entry's own cross-field rules (JobSpec.problems), then names unique among jobs."""
-    issues = [Issue(f"jobs[{index}].{p.path}", p.message) for index, job in jobs for p in job.problems()]
-    seen: dict[str, int] = {}
-    for index, job in jobs:
-        if job.name in seen:
-            issues.append(Issue(f"jobs[{index}].name", f"{job.name!r} is already used by jobs[{seen[job.name]}]"))
-        else:
-            seen[job.name] = index
-    return issues
-
-
 def job_platform_rules(platform: PlatformConfig, jobs: Iterable[tuple[int, JobSpec]]) -> list[Issue]:
     """Rules that need the platform: image source, capacity type, GPUs and memory per node, datasets, spreading."""
     issues: list[Issue] = []

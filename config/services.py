@@ -339,18 +339,6 @@ def service_platform_rules(platform: PlatformConfig, services: Iterable[tuple[in
     return issues
 
 
-def service_rules(services: list[tuple[int, ServiceSpec]]) -> list[Issue]:
-    """Each entry's own cross-field rules (ServiceSpec.problems), then names unique among services."""
-    issues = [Issue(f"services[{index}].{p.path}", p.message) for index, service in services for p in service.problems()]
-    seen: dict[str, int] = {}
-    for index, service in services:
-        if service.name in seen:
-            issues.append(Issue(f"services[{index}].name", f"{service.name!r} is already used by services[{seen[service.name]}]"))
-        else:
-            seen[service.name] = index
-    return issues
-
-
 def service_warnings(services: Iterable[tuple[int, ServiceSpec]]) -> list[str]:
     """Valid but probably not meant: a service nothing may connect to (its namespace denies all ingress by default)."""
     return [

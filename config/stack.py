@@ -17,8 +17,8 @@ from pydantic import BaseModel, ValidationError
 
 import naming
 from config.capacity import gpu_capacity, per_gpu_allocatable
-from config.errors import ConfigError, Issue, did_you_mean, file_order, issues_from
-from config.jobs import JobSpec, job_platform_rules, job_rules
+from config.errors import ConfigError, Issue, did_you_mean, entry_rules, file_order, issues_from
+from config.jobs import JobSpec, job_platform_rules
 from config.platform import PlatformConfig, default_control_plane_log_retention, is_prod_stack, prod_rules, storage_rules
 from config.queues import (
     CAPACITY_CONTEXT,
@@ -31,7 +31,7 @@ from config.queues import (
     resolve_queues,
 )
 from config.runs import RunSpec, run_cross_rules, run_platform_rules
-from config.services import ServiceSpec, service_platform_rules, service_rules, service_warnings
+from config.services import ServiceSpec, service_platform_rules, service_warnings
 from config.types import CapacityType, documentation_range
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -172,8 +172,8 @@ def load_stack_config(
                 "no run or job that asks for a GPU"
             )
     issues += run_cross_rules(run_specs, base_dir, lint_glue)
-    issues += service_rules(service_specs)
-    issues += job_rules(job_specs)
+    issues += entry_rules("services", service_specs)
+    issues += entry_rules("jobs", job_specs)
     issues += name_clashes(workload_names(run_specs, service_specs, job_specs))
     issues += queue_name_issues(queues_cfg.names(), [("runs", run_specs), ("jobs", job_specs)])
     if platform_cfg is not None and not any(i.path.endswith(".queue") for i in issues):

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Self
 
 # Before glue's clock starts: a GPU node from zero (Cluster Autoscaler + EC2 boot + node join, ~5-10 min), the
 # 20 GB simulator image pull (~5-10 min on a fresh node), the checkpoint fetch and the sidecars' startup probes.
@@ -46,13 +47,38 @@ def retry_slots(waves: int) -> int:
 
 
 @dataclass(frozen=True)
-class Budget:
-    run_seconds: int  # maxRuntime: simulation time of one seed
+class Waves:
+    """What every Job's budget shares: pods run in waves of `parallelism`, the deadline covers them and retry slots."""
+
+    run_seconds: int  # maxRuntime: one seed's simulation, or one shard's run
     waves: int
 
     @classmethod
-    def of(cls, max_runtime: int, seeds: int, parallelism: int) -> Budget:
-        return cls(max_runtime, math.ceil(seeds / max(1, min(parallelism, seeds))))
+    def of(cls, max_runtime: int, pods: int, parallelism: int) -> Self:
+        return cls(max_runtime, math.ceil(pods / max(1, min(parallelism, pods))))
+
+    @property
+    def pod_seconds(self) -> int:
+        raise NotImplementedError
+
+    @property
+    def grace_seconds(self) -> int:
+        raise NotImplementedError
+
+    @property
+    def deadline_seconds(self) -> int:
+        """activeDeadlineSeconds of the Job."""
+        return (self.waves + retry_slots(self.waves)) * self.pod_seconds + self.grace_seconds
+
+    @property
+    def typical_seconds(self) -> int:
+        """Wall time when nothing is retried (the deadline is its bound)."""
+        return self.waves * self.pod_seconds
+
+
+@dataclass(frozen=True)
+class Budget(Waves):
+    """A simulation run's pod: sidecars start, glue runs the seed, saves and finishes, the uploader ships."""
 
     @property
     def glue_seconds(self) -> int:
@@ -79,16 +105,6 @@ class Budget:
         """terminationGracePeriodSeconds: glue saves, then the uploader ships, before the kubelet kills anything."""
         return self.term_wait_seconds + TERM_UPLOAD_SECONDS
 
-    @property
-    def deadline_seconds(self) -> int:
-        """activeDeadlineSeconds of the Job."""
-        return (self.waves + retry_slots(self.waves)) * self.pod_seconds + self.grace_seconds
-
-    @property
-    def typical_seconds(self) -> int:
-        """Wall time when nothing is retried: what the cost estimate calls typical (the deadline is its bound)."""
-        return self.waves * self.pod_seconds
-
 
 # Batch jobs (workloads/renderers/job.py): the user's program has no save protocol, so its allowances are simpler.
 JOB_TERM_SECONDS = 60  # the program after SIGTERM (maxRuntime reached, drain, spot reclaim) before the kubelet kills it
@@ -98,20 +114,13 @@ METRICS_LINGER_SECONDS = 30
 
 
 @dataclass(frozen=True)
-class JobBudget:
+class JobBudget(Waves):
     """A batch job's allowances: `maxRuntime` is one shard's run time, enforced by the wrapper (job-entry.sh).
 
     pod      = STARTUP + maxRuntime + JOB_TERM + MARGIN + UPLOAD + METRICS_LINGER
     deadline = (waves + retry slots) x pod + grace                      (activeDeadlineSeconds)
     grace    = JOB_TERM + MARGIN + TERM_UPLOAD                           (terminationGracePeriodSeconds)
     """
-
-    run_seconds: int
-    waves: int
-
-    @classmethod
-    def of(cls, max_runtime: int, shards: int, parallelism: int) -> JobBudget:
-        return cls(max_runtime, math.ceil(shards / max(1, min(parallelism, shards))))
 
     @property
     def done_wait_seconds(self) -> int:
@@ -129,11 +138,3 @@ class JobBudget:
     @property
     def grace_seconds(self) -> int:
         return self.term_wait_seconds + TERM_UPLOAD_SECONDS
-
-    @property
-    def deadline_seconds(self) -> int:
-        return (self.waves + retry_slots(self.waves)) * self.pod_seconds + self.grace_seconds
-
-    @property
-    def typical_seconds(self) -> int:
-        return self.waves * self.pod_seconds

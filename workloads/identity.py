@@ -19,7 +19,7 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass
 from decimal import Decimal
-from typing import Any
+from typing import Any, Self
 
 from pydantic import BaseModel
 
@@ -53,8 +53,21 @@ _EXACT_FACTORS = {
 IMAGE_SLOTS = ("sim", "monty", "glue")
 
 
+class CamelProps:
+    """A frozen dataclass of plain values as wire props (camelCase keys, None left out) and back."""
+
+    def as_props(self) -> dict[str, Any]:
+        return {camel(key): value for key, value in asdict(self).items() if value is not None}  # type: ignore[call-overload]
+
+    @classmethod
+    def from_props(cls, props: dict[str, Any]) -> Self:
+        # A key left out (None, or a field added since the props were written) takes the field's default.
+        fields = cls.__dataclass_fields__  # type: ignore[attr-defined]
+        return cls(**{key: props[camel(key)] for key in fields if props.get(camel(key)) is not None})
+
+
 @dataclass(frozen=True)
-class RunContext:
+class RunContext(CamelProps):
     """What a run's identity and rendering need from the platform: plain values, known when the program starts."""
 
     cluster_name: str
@@ -68,13 +81,6 @@ class RunContext:
     vpc_cidr: str | None = None  # the viewport's NetworkPolicy admits the NLB's TCP from the VPC
     # The Kueue queue of a run whose spec names none: the stack's default (config QueuesConfig.default_name).
     default_queue: str = naming.GENERATED_QUEUE
-
-    def as_props(self) -> dict[str, Any]:
-        return {camel(key): value for key, value in asdict(self).items() if value is not None}
-
-    @classmethod
-    def from_props(cls, props: dict[str, Any]) -> RunContext:
-        return cls(**{key: props.get(camel(key)) for key in cls.__dataclass_fields__})  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)

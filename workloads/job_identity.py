@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import naming
 from config import JobSpec
-from workloads.identity import HASH_LENGTH, IDENTITY_VERSION, camel, exact_quantity, resolve_image
+from workloads.identity import HASH_LENGTH, IDENTITY_VERSION, CamelProps, exact_quantity, resolve_image
 
 KIND_JOB = "job"
 # JobSpec fields outside the identity (Python names); the image is hashed as the URI it resolves to.
@@ -26,7 +26,7 @@ QUANTITY_UNITS = {"cpu": "m", "memory": "bytes", "shmSize": "bytes"}
 
 
 @dataclass(frozen=True)
-class JobContext:
+class JobContext(CamelProps):
     """What a job's identity and rendering need from the platform: plain values, known when the program starts."""
 
     cluster_name: str
@@ -39,13 +39,6 @@ class JobContext:
     pushgateway_url: str | None = None  # set when platform.metrics is on: every shard gets SIMFLEET_PUSHGATEWAY_URL
     datasets_claim: str | None = None  # set when platform.sharedStorage is on
     default_queue: str = naming.GENERATED_QUEUE  # the Kueue queue of a job whose spec names none
-
-    def as_props(self) -> dict[str, Any]:
-        return {camel(key): value for key, value in asdict(self).items() if value is not None}
-
-    @classmethod
-    def from_props(cls, props: dict[str, Any]) -> JobContext:
-        return cls(**{key: props.get(camel(key)) for key in cls.__dataclass_fields__})  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)

@@ -69,6 +69,38 @@ record_attempt() {
   recoveries=$((count > 0 ? count - 1 : 0))
 }
 
+# read_done_marker MARKER WRITER OWNED TERMINATED TERM_WAIT DONE_WAIT: what the main container said happened, from
+# its done marker, as `status` (Succeeded | Failed | Interrupted), `reason` and `exit_code` (a JSON number or null).
+# WRITER names that container ("glue"), OWNED its marker in messages ("glue's done marker"); with no marker, the run
+# was Interrupted: after a SIGTERM (TERMINATED=1) or after the whole wait.
+# shellcheck disable=SC2034 # status, reason and exit_code are the sourcing script's to read
+read_done_marker() {
+  local marker=$1 writer=$2 owned=$3 terminated=$4 term_wait=$5 done_wait=$6
+  exit_code=null
+  reason=""
+  if [ -f "$marker" ] && jq -e 'type == "object"' "$marker" >/dev/null 2>&1; then
+    status=$(jq -r '.status' "$marker")
+    reason=$(jq -r '.reason // ""' "$marker")
+    exit_code=$(jq 'if (.exitCode | type) == "number" then .exitCode else null end' "$marker")
+    case $status in
+      Succeeded | Failed | Interrupted) ;;
+      *)
+        reason="$owned has status '$status'"
+        status=Failed
+        ;;
+    esac
+  elif [ -f "$marker" ]; then
+    status=Failed
+    reason="$owned is not a JSON object: $(head -c 200 "$marker")"
+  elif [ "$terminated" = 1 ]; then
+    status=Interrupted
+    reason="terminated before $writer wrote its done marker (waited ${term_wait} s after SIGTERM)"
+  else
+    status=Interrupted
+    reason="$writer wrote no done marker within ${done_wait} s"
+  fi
+}
+
 # SINGLE_PUT_LIMIT: S3's single PUT takes up to 5 GB; bigger files go up in parts (aws s3 cp).
 SINGLE_PUT_LIMIT=5000000000
 # upload_tagged FILE ROOT BUCKET KEY TAG_KEY TAG_VALUE: uploads FILE tagged TAG_KEY=TAG_VALUE (the buckets'

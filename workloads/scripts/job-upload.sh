@@ -110,29 +110,7 @@ if [ "$terminated" = 1 ] && [ ! -f "$MARKER" ]; then
 fi
 
 # What the work container says happened.
-exit_code=null
-reason=""
-if [ -f "$MARKER" ] && jq -e 'type == "object"' "$MARKER" >/dev/null 2>&1; then
-  status=$(jq -r '.status' "$MARKER")
-  reason=$(jq -r '.reason // ""' "$MARKER")
-  exit_code=$(jq 'if (.exitCode | type) == "number" then .exitCode else null end' "$MARKER")
-  case $status in
-    Succeeded | Failed | Interrupted) ;;
-    *)
-      reason="the done marker has status '$status'"
-      status=Failed
-      ;;
-  esac
-elif [ -f "$MARKER" ]; then
-  status=Failed
-  reason="the done marker is not a JSON object: $(head -c 200 "$MARKER")"
-elif [ "$terminated" = 1 ]; then
-  status=Interrupted
-  reason="terminated before the work container wrote its done marker (waited ${TERM_WAIT} s after SIGTERM)"
-else
-  status=Interrupted
-  reason="the work container wrote no done marker within ${DONE_WAIT} s"
-fi
+read_done_marker "$MARKER" "the work container" "the done marker" "$terminated" "$TERM_WAIT" "$DONE_WAIT"
 log "the work container ended: $status${reason:+ ($reason)}"
 
 # 3. Outputs, tagged `outputs`, from a Succeeded shard only: the role may delete nothing, so partial files an

@@ -131,29 +131,10 @@ if [ "$terminated" = 1 ] && [ ! -f "$MARKER" ]; then
 fi
 
 # What glue says happened.
-exit_code=null
+read_done_marker "$MARKER" glue "glue's done marker" "$terminated" "$TERM_WAIT" "$DONE_WAIT"
 steps=null
 if [ -f "$MARKER" ] && jq -e 'type == "object"' "$MARKER" >/dev/null 2>&1; then
-  status=$(jq -r '.status' "$MARKER")
-  reason=$(jq -r '.reason // ""' "$MARKER")
-  exit_code=$(jq '.exitCode // null' "$MARKER")
   steps=$(jq '.steps // null' "$MARKER")
-  case $status in
-    Succeeded | Failed | Interrupted) ;;
-    *)
-      reason="glue's done marker has status '$status'"
-      status=Failed
-      ;;
-  esac
-elif [ -f "$MARKER" ]; then
-  status=Failed
-  reason="glue's done marker is not JSON: $(head -c 200 "$MARKER")"
-elif [ "$terminated" = 1 ]; then
-  status=Interrupted
-  reason="terminated before glue wrote its done marker (waited ${TERM_WAIT} s after SIGTERM)"
-else
-  status=Interrupted
-  reason="glue wrote no done marker within ${DONE_WAIT} s"
 fi
 log "glue ended: $status${reason:+ ($reason)}"
 
