@@ -113,5 +113,3 @@ JOBS_PREFIX = "jobs/"
 # Batch jobs (workloads/renderers/job.py) run in the runs namespace under their own service account and IRSA role.
 JOB_SERVICE_ACCOUNT = "simfleet-job"
 JOB_LABEL = "simfleet.io/job"
-# The tag value of a job's uploaded outputs: data, never expired by the artifacts bucket's lifecycle rules.
-OUTPUTS_KIND = "outputs"

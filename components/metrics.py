@@ -124,7 +124,6 @@ class MetricsArgs:
 class Metrics(pulumi.ComponentResource):
     namespace: pulumi.Output[str]
     pushgateway_url: pulumi.Output[str]
-    chart_version: str
 
     def __init__(self, name: str, args: MetricsArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("simfleet:metrics:Metrics", name, None, opts)
@@ -152,7 +151,6 @@ class Metrics(pulumi.ComponentResource):
         )
 
         self.namespace = guarded
-        self.chart_version = chart.version
         self.pushgateway_url = pulumi.Output.all(release.name, guarded).apply(
             lambda v: f"http://{v[0]}.{v[1]}.svc:{naming.PUSHGATEWAY_PORT}"
         )

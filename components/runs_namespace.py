@@ -33,6 +33,26 @@ def pod_security_labels(kubernetes_version: str) -> dict[str, str]:
     return labels
 
 
+def _egress_to_pods(namespace: str, pod_labels: Mapping[str, str], ports: list[NetworkPolicyPortArgs]) -> NetworkPolicySpecArgs:
+    """Egress from every pod of the namespace to the pods `pod_labels` selects (empty: all) in `namespace`, on `ports`."""
+    return NetworkPolicySpecArgs(
+        pod_selector=LabelSelectorArgs(),
+        policy_types=["Egress"],
+        egress=[
+            NetworkPolicyEgressRuleArgs(
+                # Namespace and pod selector in ONE peer: exactly those pods, on exactly those ports.
+                to=[
+                    NetworkPolicyPeerArgs(
+                        namespace_selector=LabelSelectorArgs(match_labels={"kubernetes.io/metadata.name": namespace}),
+                        pod_selector=LabelSelectorArgs(match_labels=dict(pod_labels)),
+                    )
+                ],
+                ports=ports,
+            )
+        ],
+    )
+
+
 def _ports(*ports: tuple[int, str]) -> list[NetworkPolicyPortArgs]:
     return [NetworkPolicyPortArgs(port=port, protocol=protocol) for port, protocol in ports]
 
@@ -51,42 +71,15 @@ def network_policies(egress_to: Sequence[InClusterEgress] = ()) -> dict[str, Net
     """Default deny, then one policy per thing a run may do. Policies are additive: a pod gets the union."""
     every_pod = LabelSelectorArgs()
     in_cluster = {
-        f"allow-{target.name}-egress": NetworkPolicySpecArgs(
-            pod_selector=every_pod,
-            policy_types=["Egress"],
-            egress=[
-                NetworkPolicyEgressRuleArgs(
-                    # Namespace and pod selector in ONE peer: exactly those pods, on exactly those ports.
-                    to=[
-                        NetworkPolicyPeerArgs(
-                            namespace_selector=LabelSelectorArgs(match_labels={"kubernetes.io/metadata.name": target.namespace}),
-                            pod_selector=LabelSelectorArgs(match_labels=dict(target.pod_labels)),
-                        )
-                    ],
-                    ports=_ports(*((port, "TCP") for port in target.ports)),
-                )
-            ],
+        f"allow-{target.name}-egress": _egress_to_pods(
+            target.namespace, target.pod_labels, _ports(*((port, "TCP") for port in target.ports))
         )
         for target in egress_to
     }
     return {
         "default-deny": NetworkPolicySpecArgs(pod_selector=every_pod, policy_types=["Ingress", "Egress"]),
-        "allow-dns": NetworkPolicySpecArgs(
-            pod_selector=every_pod,
-            policy_types=["Egress"],
-            egress=[
-                NetworkPolicyEgressRuleArgs(
-                    # Namespace and pod selector in ONE peer: CoreDNS pods in kube-system, nothing else.
-                    to=[
-                        NetworkPolicyPeerArgs(
-                            namespace_selector=LabelSelectorArgs(match_labels={"kubernetes.io/metadata.name": "kube-system"}),
-                            pod_selector=LabelSelectorArgs(match_labels={"k8s-app": "kube-dns"}),
-                        )
-                    ],
-                    ports=_ports((53, "UDP"), (53, "TCP")),
-                )
-            ],
-        ),
+        # CoreDNS pods in kube-system, nothing else.
+        "allow-dns": _egress_to_pods("kube-system", {"k8s-app": "kube-dns"}, _ports((53, "UDP"), (53, "TCP"))),
         # S3, STS (IRSA) and other AWS APIs. The instance metadata service is carved out so a run can never
         # fall back to the node role's credentials.
         "allow-https-egress": NetworkPolicySpecArgs(

@@ -200,11 +200,6 @@ class GpuNodeGroupConfig(NodeGroupConfig):
     def gpus_per_node(self) -> int:
         return load_catalog().instances[self.instance_types[0]].gpus
 
-    @property
-    def max_gpus(self) -> int:
-        """GPUs the stack can hold at once: every capacity type's group at maxSize."""
-        return self.max_size * self.gpus_per_node * len(self.capacity)
-
 
 class NodeGroupsConfig(Model):
     system: SystemNodeGroupConfig

@@ -63,3 +63,42 @@ def pulumi_mocks() -> Iterator[Callable[[Callable[[], Any]], Recorded]]:
 
     yield run
     settings.reset_options()
+
+
+@pytest.fixture
+def provider_world(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
+    """What the SimRun provider sees in its tests: static fake credentials (no profile, no instance metadata, so
+    nothing can reach AWS), moto with the artifacts bucket, and no sleeping between retries or while waiting on
+    finalizers (the attempt count stays the production one)."""
+    import boto3
+    from fake_kube import ARTIFACTS_BUCKET
+    from moto import mock_aws
+
+    from workloads import eks_auth, kube
+
+    for key, value in {
+        "AWS_ACCESS_KEY_ID": "AKIDEXAMPLE",
+        "AWS_SECRET_ACCESS_KEY": "fake-secret-key-for-tests",
+        "AWS_CONFIG_FILE": str(tmp_path / "none"),
+        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"),
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    monkeypatch.setattr(kube, "RETRY", kube.RetryPolicy(attempts=5, first_delay=0, max_delay=0))
+    monkeypatch.setattr(kube, "TERMINATING", kube.WaitPolicy(seconds=5, poll=0.02))
+    eks_auth.reset_caches()
+    with mock_aws():
+        boto3.client("s3", region_name="us-east-1").create_bucket(Bucket=ARTIFACTS_BUCKET)
+        yield
+    eks_auth.reset_caches()
+
+
+@pytest.fixture
+def cluster() -> Iterator[Any]:
+    """The fake Kubernetes API server (tests/fake_kube.py), serving on 127.0.0.1 for one test."""
+    from fake_kube import FakeKube
+
+    with FakeKube() as server:
+        yield server

@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
 from typing import Any
 
 import boto3
 import pytest
 from fake_kube import ARTIFACTS_BUCKET, FakeKube, job_props
-from moto import mock_aws
 
-from workloads import eks_auth, kube
 from workloads.provider import SimRunProvider
 
 NS = "simfleet-runs"
@@ -20,31 +17,8 @@ JOB = "resample"
 WRITES = ("POST", "PUT", "PATCH", "DELETE")
 
 
-@pytest.fixture(autouse=True)
-def fake_aws(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> Iterator[None]:
-    for key, value in {
-        "AWS_ACCESS_KEY_ID": "AKIDEXAMPLE",
-        "AWS_SECRET_ACCESS_KEY": "fake-secret-key-for-tests",
-        "AWS_CONFIG_FILE": str(tmp_path / "none"),
-        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"),
-        "AWS_EC2_METADATA_DISABLED": "true",
-    }.items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
-    monkeypatch.setattr(kube, "RETRY", kube.RetryPolicy(attempts=5, first_delay=0, max_delay=0))
-    monkeypatch.setattr(kube, "TERMINATING", kube.WaitPolicy(seconds=5, poll=0.02))
-    eks_auth.reset_caches()
-    with mock_aws():
-        boto3.client("s3", region_name="us-east-1").create_bucket(Bucket=ARTIFACTS_BUCKET)
-        yield
-    eks_auth.reset_caches()
-
-
-@pytest.fixture
-def cluster() -> Iterator[FakeKube]:
-    with FakeKube() as server:
-        yield server
+# Fake credentials, moto and no retry sleeps; `cluster` is the fake API server (both in conftest.py).
+pytestmark = pytest.mark.usefixtures("provider_world")
 
 
 def put_shard(props: dict[str, Any], shard: int, status: str) -> None:

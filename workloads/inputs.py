@@ -49,24 +49,21 @@ def run_inputs(spec: RunSpec, ctx: RunContext, identity: RunIdentity, glue_sha: 
     context: dict[str, Any] = {**ctx.as_props(), "glueSha256": glue_sha, "identityVersion": IDENTITY_VERSION}
     if source is not None:
         context["source"] = source.as_props()
-    return {
-        "kind": KIND_RUN,
-        "runName": spec.name,
-        "namespace": ctx.namespace,
-        "specHash": identity.spec_hash,
-        "spec": canonical_json(render_spec(spec)),
-        "context": canonical_json(context),
-    }
+    return _inputs(KIND_RUN, spec, ctx.namespace, identity.spec_hash, context)
 
 
 def job_inputs(spec: JobSpec, ctx: JobContext, identity: JobIdentity) -> dict[str, Any]:
     """A batch job's inputs: the same shape as a run's (`runName` is the workload's name), kind `job`."""
     context: dict[str, Any] = {**ctx.as_props(), "identityVersion": IDENTITY_VERSION}
+    return _inputs(KIND_JOB, spec, ctx.namespace, identity.spec_hash, context)
+
+
+def _inputs(kind: str, spec: RunSpec | JobSpec, namespace: str, spec_hash: str, context: dict[str, Any]) -> dict[str, Any]:
     return {
-        "kind": KIND_JOB,
+        "kind": kind,
         "runName": spec.name,
-        "namespace": ctx.namespace,
-        "specHash": identity.spec_hash,
+        "namespace": namespace,
+        "specHash": spec_hash,
         "spec": canonical_json(render_spec(spec)),
         "context": canonical_json(context),
     }

@@ -273,7 +273,8 @@ def adopt_legacy(olds: dict[str, Any], news: dict[str, Any]) -> dict[str, Any]:
 
 def apply_mutable(api: KubeApi, olds: dict[str, Any], run: Decoded) -> None:
     """Labels and TTL onto the live Job, viewport CIDRs onto its Service and NetworkPolicy; only objects we hold."""
-    from workloads.renderers.run import DEFAULT_TTL_SECONDS, user_labels
+    from workloads.renderers.common import user_labels
+    from workloads.renderers.run import DEFAULT_TTL_SECONDS
 
     old_labels = user_labels(spec_of(olds).get("labels") or {})
     new_labels = user_labels(run.spec.labels)

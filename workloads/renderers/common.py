@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import naming
@@ -10,6 +11,12 @@ import naming
 # instead of running them unprivileged. Run images must work as this user.
 RUN_UID = 1000
 TMP_DIR = "/tmp"
+# Where a workload's runtime ConfigMap (simfleet's scripts) is mounted, and where those scripts live in this repository.
+RUNTIME_DIR = "/opt/simfleet"
+SCRIPTS_DIR = Path(__file__).resolve().parent.parent / "scripts"
+# Only the S3 containers get IRSA credentials; the webhook skips these (amazon-eks-pod-identity-webhook
+# pkg/handler: pod annotation eks.amazonaws.com/skip-containers, applies to initContainers and containers).
+IRSA_SKIP_ANNOTATION = "eks.amazonaws.com/skip-containers"
 
 
 def env(name: str, value: str) -> dict[str, str]:
@@ -97,3 +104,38 @@ def queue_labels(queue: str | None, priority_class: str) -> dict[str, str]:
     if queue is not None:
         labels[naming.KUEUE_QUEUE_LABEL] = queue
     return labels
+
+
+def runtime_configmap_name(workload: str) -> str:
+    return f"{workload}-runtime"
+
+
+def user_labels(labels: dict[str, str]) -> dict[str, str]:
+    """A workload's `labels` as Kubernetes labels: simfleet.io/<key>, never one of simfleet's own keys."""
+    return {f"simfleet.io/{key}": value for key, value in sorted(labels.items()) if key not in naming.RESERVED_RUN_LABEL_KEYS}
+
+
+def workload_labels(app: str, name: str, component: str, user: dict[str, str], own: dict[str, str]) -> dict[str, str]:
+    """The labels of a run's or job's objects: the user's (prefixed), the standard app.kubernetes.io set, then `own`."""
+    labels = user_labels(user)
+    labels.update(
+        {
+            "app.kubernetes.io/name": app,
+            "app.kubernetes.io/instance": name,
+            "app.kubernetes.io/component": component,
+            "app.kubernetes.io/part-of": "simfleet",
+            "app.kubernetes.io/managed-by": "pulumi",
+            **own,
+        }
+    )
+    return labels
+
+
+def workload_metadata(name: str, namespace: str, labels: dict[str, str], spec_hash: str) -> dict[str, Any]:
+    """Metadata of an object the provider applies for a run or job: its labels and the hash it was rendered for."""
+    return {
+        "name": name,
+        "namespace": namespace,
+        "labels": labels,
+        "annotations": {naming.SPEC_HASH_ANNOTATION: spec_hash},
+    }

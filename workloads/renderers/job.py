@@ -21,10 +21,21 @@ from config import JobSpec
 from workloads import budget as timing
 from workloads.identity import resolve_image
 from workloads.job_identity import JobContext, JobIdentity
-from workloads.renderers.common import container, env, gpu_toleration, pod_security, queue_labels, scratch_volumes
-from workloads.renderers.run import IRSA_SKIP_ANNOTATION, SCRIPTS_DIR, runtime_configmap_name, user_labels
+from workloads.renderers.common import (
+    IRSA_SKIP_ANNOTATION,
+    RUNTIME_DIR,
+    SCRIPTS_DIR,
+    container,
+    env,
+    gpu_toleration,
+    pod_security,
+    queue_labels,
+    runtime_configmap_name,
+    scratch_volumes,
+    workload_labels,
+    workload_metadata,
+)
 
-RUNTIME_DIR = "/opt/simfleet"
 MARKER_DIR = "/simfleet"
 DONE_MARKER = f"{MARKER_DIR}/.done"
 JOB_SCRIPTS = ("job-entry.sh", "job-upload.sh", "common.sh")
@@ -67,27 +78,11 @@ def render_job(
 
 
 def job_labels(spec: JobSpec, component: str) -> dict[str, str]:
-    labels = user_labels(spec.labels)
-    labels.update(
-        {
-            "app.kubernetes.io/name": "simfleet-job",
-            "app.kubernetes.io/instance": spec.name,
-            "app.kubernetes.io/component": component,
-            "app.kubernetes.io/part-of": "simfleet",
-            "app.kubernetes.io/managed-by": "pulumi",
-            naming.JOB_LABEL: spec.name,
-        }
-    )
-    return labels
+    return workload_labels("simfleet-job", spec.name, component, spec.labels, {naming.JOB_LABEL: spec.name})
 
 
 def _metadata(name: str, spec: JobSpec, ctx: JobContext, component: str, spec_hash: str) -> dict[str, Any]:
-    return {
-        "name": name,
-        "namespace": ctx.namespace,
-        "labels": job_labels(spec, component),
-        "annotations": {naming.SPEC_HASH_ANNOTATION: spec_hash},
-    }
+    return workload_metadata(name, ctx.namespace, job_labels(spec, component), spec_hash)
 
 
 def _runtime_configmap(spec: JobSpec, ctx: JobContext, spec_hash: str) -> dict[str, Any]:

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import functools
 import json
-from pathlib import Path
 from typing import Any
 
 import naming
@@ -33,20 +32,25 @@ from workloads import budget as timing
 from workloads import contract
 from workloads.identity import RunContext, RunIdentity, SourceRef, glue_config_map_name, resolved_images, run_prefix
 from workloads.renderers.common import (
+    IRSA_SKIP_ANNOTATION,
+    RUNTIME_DIR,
+    SCRIPTS_DIR,
     container,
     env,
     gpu_toleration,
     pod_security,
     queue_labels,
+    runtime_configmap_name,
     scratch_volumes,
     small_resources,
+    workload_labels,
+    workload_metadata,
 )
 
 # Native sidecars (initContainers with restartPolicy Always) and per-index Job backoff are GA from 1.33.
 MIN_KUBERNETES_VERSION = (1, 33)
 
 # Mount points and files shared between containers.
-RUNTIME_DIR = "/opt/simfleet"  # the run's ConfigMap: runtime, scripts, contract schemas
 GLUE_DIR = "/glue"  # the shared glue ConfigMap
 CHECKPOINTS_DIR = "/checkpoints"
 ARTIFACTS_DIR = "/artifacts"
@@ -60,7 +64,6 @@ ACTION_ENDPOINT = "tcp://127.0.0.1:5556"  # glue PUSH -> unitree-sim PULL
 MONTY_ENDPOINT = "tcp://127.0.0.1:5557"  # glue REQ <-> monty REP
 SIM_CONTROL_ENDPOINT = "tcp://127.0.0.1:5558"  # glue REQ <-> unitree-sim REP (finish)
 
-SCRIPTS_DIR = Path(__file__).resolve().parent.parent / "scripts"
 SCRIPTS = ("common.sh", "fetch.sh", "upload.sh", "gate.sh")  # common.sh: sourced by the other three
 FETCH_RETRY_SECONDS = 120  # an s3:// checkpoint.from gets this long to appear (transient errors, eventual IAM)
 FETCH_POLL_SECONDS = 30
@@ -90,9 +93,7 @@ NLB_ANNOTATIONS = {
     "service.beta.kubernetes.io/aws-load-balancer-healthcheck-protocol": "TCP",
     "service.beta.kubernetes.io/aws-load-balancer-healthcheck-port": str(naming.VIEWPORT_SIGNAL_PORT),
 }
-# Only the S3 containers get IRSA credentials; the webhook skips these (amazon-eks-pod-identity-webhook
-# pkg/handler: pod annotation eks.amazonaws.com/skip-containers, applies to initContainers and containers).
-IRSA_SKIP_ANNOTATION = "eks.amazonaws.com/skip-containers"
+# Containers the IRSA webhook gives no credentials (IRSA_SKIP_ANNOTATION).
 NO_AWS_CREDENTIALS = ("unitree-sim", "monty", "glue")
 DEFAULT_TTL_SECONDS: int = RunSpec.model_fields["ttl_after_finished"].default
 
@@ -161,41 +162,20 @@ def glue_configmap(namespace: str, sha256: str, source: str) -> dict[str, Any]:
     }
 
 
-def user_labels(labels: dict[str, str]) -> dict[str, str]:
-    """A run's `labels` as Kubernetes labels: simfleet.io/<key>, never one of simfleet's own keys."""
-    return {f"simfleet.io/{key}": value for key, value in sorted(labels.items()) if key not in naming.RESERVED_RUN_LABEL_KEYS}
-
-
 def run_labels(spec: RunSpec, component: str) -> dict[str, str]:
-    labels = user_labels(spec.labels)
-    labels.update(
-        {
-            "app.kubernetes.io/name": "simfleet-run",
-            "app.kubernetes.io/instance": spec.name,
-            "app.kubernetes.io/component": component,
-            "app.kubernetes.io/part-of": "simfleet",
-            "app.kubernetes.io/managed-by": "pulumi",
-            naming.RUN_LABEL: spec.name,
-            "simfleet.io/profile": spec.profile.rstrip("-_."),  # label values must end alphanumeric
-            "simfleet.io/mode": spec.mode,
-        }
-    )
+    own = {
+        naming.RUN_LABEL: spec.name,
+        "simfleet.io/profile": spec.profile.rstrip("-_."),  # label values must end alphanumeric
+        "simfleet.io/mode": spec.mode,
+    }
+    labels = workload_labels("simfleet-run", spec.name, component, spec.labels, own)
     if len(spec.seeds) == 1:
         labels["simfleet.io/seed"] = str(spec.seeds[0])
     return labels
 
 
 def _metadata(name: str, spec: RunSpec, ctx: RunContext, component: str, spec_hash: str) -> dict[str, Any]:
-    return {
-        "name": name,
-        "namespace": ctx.namespace,
-        "labels": run_labels(spec, component),
-        "annotations": {naming.SPEC_HASH_ANNOTATION: spec_hash},
-    }
-
-
-def runtime_configmap_name(run: str) -> str:
-    return f"{run}-runtime"
+    return workload_metadata(name, ctx.namespace, run_labels(spec, component), spec_hash)
 
 
 def gate_job_name(run: str) -> str:

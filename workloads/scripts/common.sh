@@ -69,6 +69,19 @@ record_attempt() {
   recoveries=$((count > 0 ? count - 1 : 0))
 }
 
+# grace_after_term MARKER TERMINATED TERM_WAIT WHO TASK: after a SIGTERM that came before MARKER, give WHO (the main
+# container writing it) up to TERM_WAIT more seconds to do TASK; returns at once otherwise.
+grace_after_term() {
+  local marker=$1 terminated=$2 term_wait=$3 who=$4 task=$5 term_deadline
+  if [ "$terminated" = 1 ] && [ ! -f "$marker" ]; then
+    log "SIGTERM: giving $who up to ${term_wait} s to $task"
+    term_deadline=$(($(now) + term_wait))
+    while [ ! -f "$marker" ] && [ "$(now)" -lt "$term_deadline" ]; do
+      pause 1
+    done
+  fi
+}
+
 # read_done_marker MARKER WRITER OWNED TERMINATED TERM_WAIT DONE_WAIT: what the main container said happened, from
 # its done marker, as `status` (Succeeded | Failed | Interrupted), `reason` and `exit_code` (a JSON number or null).
 # WRITER names that container ("glue"), OWNED its marker in messages ("glue's done marker"); with no marker, the run

@@ -101,13 +101,7 @@ deadline=$(($(now) + DONE_WAIT))
 while [ ! -f "$MARKER" ] && [ "$terminated" = 0 ] && [ "$(now)" -lt "$deadline" ]; do
   pause 1
 done
-if [ "$terminated" = 1 ] && [ ! -f "$MARKER" ]; then
-  log "SIGTERM: giving the work container up to ${TERM_WAIT} s to write its done marker"
-  term_deadline=$(($(now) + TERM_WAIT))
-  while [ ! -f "$MARKER" ] && [ "$(now)" -lt "$term_deadline" ]; do
-    pause 1
-  done
-fi
+grace_after_term "$MARKER" "$terminated" "$TERM_WAIT" "the work container" "write its done marker"
 
 # What the work container says happened.
 read_done_marker "$MARKER" "the work container" "the done marker" "$terminated" "$TERM_WAIT" "$DONE_WAIT"

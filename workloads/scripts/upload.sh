@@ -122,13 +122,7 @@ while [ ! -f "$MARKER" ] && [ "$terminated" = 0 ]; do
   fi
   pause 1
 done
-if [ "$terminated" = 1 ] && [ ! -f "$MARKER" ]; then
-  log "SIGTERM: giving glue up to ${TERM_WAIT} s to save a partial checkpoint and write its done marker"
-  term_deadline=$(($(now) + TERM_WAIT))
-  while [ ! -f "$MARKER" ] && [ "$(now)" -lt "$term_deadline" ]; do
-    pause 1
-  done
-fi
+grace_after_term "$MARKER" "$terminated" "$TERM_WAIT" "glue" "save a partial checkpoint and write its done marker"
 
 # What glue says happened.
 read_done_marker "$MARKER" glue "glue's done marker" "$terminated" "$TERM_WAIT" "$DONE_WAIT"
