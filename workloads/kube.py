@@ -292,18 +292,19 @@ class KubeApi:
                 raise self.fail(f"replacing {what}", status, body)
         raise SimRunError(f"run {self.run}: {what} kept changing while it was replaced; run `pulumi up` again")
 
-    def create_job(self, job: dict[str, Any]) -> dict[str, Any]:
-        """POST the Job; on a race with another creator, adopt it when it carries our spec hash."""
+    def create_job(self, job: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+        """POST the Job: (the Job as stored, True), or, when another creator won the race with the same spec hash,
+        (that Job, False) for the caller to adopt; a namesake with another hash is a conflict."""
         name = job["metadata"]["name"]
         path = object_path(job, self.namespace)
         status, body = self.request("POST", path.rsplit("/", 1)[0], f"creating Job {name}", body=job)
         if status in (200, 201):
-            return body
+            return body, True
         if status != 409 or body.get("reason") != "AlreadyExists":
             raise self.fail(f"creating Job {name}", status, body)
         existing = self.get(path, f"Job {name}")
         if existing is not None and spec_hash_of(existing) == spec_hash_of(job):
-            return existing
+            return existing, False
         raise conflict(self.run, self.namespace, name, spec_hash_of(existing or {}), str(spec_hash_of(job)))
 
     def set_owner(self, obj: dict[str, Any], job: dict[str, Any]) -> None:

@@ -6,19 +6,27 @@ change would delete every Job and start every finished run again, so instead:
 - `diff` answers update, never replace, for a format change alone;
 - `update` adopts the run: the Job (when it still exists) and the S3 records stay where the old hash put them, and
   the state remembers that hash as `adoptedFrom`, which read and delete use from then on;
-- `read` and `delete` of a state nobody has updated yet work from the old outputs.
+- `read` and `delete` of a state nobody has updated yet work from the old outputs;
+- the adoption is also written to S3 (`adopted-from.json` at the run's new prefix, workloads/observe.py), because
+  the state alone forgets it when lost: a later `create` then holds the old Job or records the old outcome instead
+  of running the run again, and a continuation of it waits for, and starts from, the old prefix.
+A pre-v1 state lost before its first `pulumi up` with this simfleet cannot be recognised (its old hash was computed
+by rules this code no longer has): a live Job of it stops `create` (another hash), a finished one would run again.
 A spec changed in the same `pulumi up` as the upgrade is not seen as a change: upgrade with an unchanged stack
 file first (README "Upgrading").
 """
 
 from __future__ import annotations
 
+import datetime
+import json
 from typing import Any
 
 from workloads import eks_auth
-from workloads.identity import index_keys
-from workloads.kube import KubeApi, spec_hash_of
-from workloads.observe import Where
+from workloads.identity import index_keys, run_prefix
+from workloads.inputs import context_of
+from workloads.kube import KubeApi, SimRunError, spec_hash_of
+from workloads.observe import ADOPTION_RECORD, Where
 
 
 def is_legacy(props: dict[str, Any]) -> bool:
@@ -73,3 +81,42 @@ def live_job(kube: KubeApi, props: dict[str, Any]) -> dict[str, Any] | None:
     name = str(props["runName"])
     job = kube.get(f"/apis/batch/v1/namespaces/{kube.namespace}/jobs/{name}", f"Job {name}")
     return job if job is not None and spec_hash_of(job) == props["specHash"] else None
+
+
+def live_companions(kube: KubeApi, refs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The recorded companions that still exist as the very objects recorded (same uid)."""
+    found = []
+    for ref in refs:
+        base = "/api/v1" if ref["apiVersion"] == "v1" else f"/apis/{ref['apiVersion']}"
+        plural = {"ConfigMap": "configmaps", "Service": "services"}.get(ref["kind"], ref["kind"].lower() + "s")
+        body = kube.get(f"{base}/namespaces/{kube.namespace}/{plural}/{ref['name']}", f"{ref['kind']} {ref['name']}")
+        if body is not None and body["metadata"].get("uid") == ref.get("uid"):
+            found.append(ref)
+    return found
+
+
+def record_adoption(news: dict[str, Any], adopted: dict[str, str], companions: list[dict[str, Any]]) -> dict[str, Any]:
+    """Write the adoption to s3://<artifacts>/runs/<run>/<new hash>/adopted-from.json (with the deployer's identity);
+    the update fails, and the state keeps the old outputs, when it cannot be written."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    context = context_of(news)
+    run, bucket = str(news["runName"]), str(context.get("artifactsBucket"))
+    key = f"{run_prefix(run, str(news['specHash']))}{ADOPTION_RECORD}"
+    record = {
+        "run": run,
+        **adopted,
+        "companions": companions,
+        "adoptedAt": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
+    try:
+        eks_auth.s3_client(str(context.get("region"))).put_object(
+            Bucket=bucket, Key=key, Body=json.dumps(record).encode(), ContentType="application/json"
+        )
+    except (ClientError, BotoCoreError) as err:
+        raise SimRunError(
+            f"run {run}: recording its adoption at s3://{bucket}/{key} failed ({err}). Without that record a lost state "
+            "would run it again, so it was not adopted: let your AWS identity write under runs/ of the artifacts "
+            "bucket, then run `pulumi up` again."
+        ) from None
+    return record
