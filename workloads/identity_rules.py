@@ -32,10 +32,11 @@ from workloads.job_identity import JobContext, job_spec_hash
 FINGERPRINTS = {1: "3de160fce3dc"}
 
 _REGISTRY = "123456789012.dkr.ecr.us-east-1.amazonaws.com"
-_RUN = {
+_IMAGES = {"sim": "unitree-sim:4.2.0", "monty": "monty:1f3c2a9", "glue": "glue-base:0.3.1"}
+_RUN: dict[str, Any] = {
     "name": "fingerprint",
     "mode": "batch",
-    "images": {"sim": "unitree-sim:4.2.0", "monty": "monty:1f3c2a9", "glue": "glue-base:0.3.1"},
+    "images": _IMAGES,
     "profile": "quadruped-default",
     "glue": "glue/trot.py",
     "seeds": [1, 2, 3],
@@ -86,9 +87,9 @@ RUN_CASES: tuple[tuple[str, dict[str, Any]], ...] = (
     ("queue", {"queue": "locomotion"}),
     ("profile", {"profile": "quadruped-fast"}),
     ("glue-path", {"glue": "glue/other.py"}),
-    ("image-full-uri", {"images": {**_RUN["images"], "sim": f"{_REGISTRY}/unitree-sim:4.2.0"}}),
-    ("image-other", {"images": {**_RUN["images"], "monty": "monty:2a0b1c3"}}),
-    ("image-foreign", {"images": {**_RUN["images"], "glue": "ghcr.io/acme/glue-base:0.3.1"}}),
+    ("image-full-uri", {"images": {**_IMAGES, "sim": f"{_REGISTRY}/unitree-sim:4.2.0"}}),
+    ("image-other", {"images": {**_IMAGES, "monty": "monty:2a0b1c3"}}),
+    ("image-foreign", {"images": {**_IMAGES, "glue": "ghcr.io/acme/glue-base:0.3.1"}}),
 )
 INTERACTIVE_CASES: tuple[tuple[str, dict[str, Any]], ...] = (
     ("viewport", {"viewport": {"allowedCidrs": ["10.20.0.0/16"]}}),
@@ -107,7 +108,12 @@ RUN_CONTEXT_CASES: tuple[tuple[str, dict[str, Any]], ...] = (
     ("default-queue", {"default_queue": "other"}),
 )
 
-_JOB = {"name": "fingerprint-job", "image": "robocache:0.4.2", "command": ["python", "-m", "robocache.preprocess"], "shards": 4}
+_JOB: dict[str, Any] = {
+    "name": "fingerprint-job",
+    "image": "robocache:0.4.2",
+    "command": ["python", "-m", "robocache.preprocess"],
+    "shards": 4,
+}
 _JOB_CONTEXT = JobContext(
     cluster_name="simfleet-fp",
     namespace="simfleet-runs",
