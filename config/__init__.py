@@ -4,6 +4,7 @@
 """
 
 from config.capacity import GpuCapacity, gpu_capacity, gpu_quota_problems, node_group_gpus, runs_gpu_quota
+from config.deletions import DeletionsConfig
 from config.errors import ConfigError, Issue
 from config.jobs import Datasets, JobSpec, Outputs
 from config.platform import (
@@ -29,10 +30,12 @@ from config.stack import (
     BOOTSTRAP_ENV,
     OFFLINE_PLAN_ENV,
     PROJECT_ROOT,
+    SECTIONS,
     StackConfig,
     load_from_pulumi,
     load_stack_config,
     placeholder_issues,
+    stack_file_name,
     workload_names,
 )
 from config.types import (
@@ -56,12 +59,14 @@ __all__ = [
     "OFFLINE_PLAN_ENV",
     "PROJECT_ROOT",
     "QUANTITY_RE",
+    "SECTIONS",
     "ArtifactRetention",
     "Autoscale",
     "BucketsConfig",
     "Checkpoint",
     "ConfigError",
     "Datasets",
+    "DeletionsConfig",
     "DeployerAccess",
     "EndpointConfig",
     "Expose",
@@ -108,5 +113,6 @@ __all__ = [
     "placeholder_issues",
     "quantity_value",
     "runs_gpu_quota",
+    "stack_file_name",
     "workload_names",
 ]

@@ -8,6 +8,7 @@ resource is registered. Errors are collected across the whole file and raised to
 from __future__ import annotations
 
 import datetime
+import difflib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -17,6 +18,7 @@ from pydantic import BaseModel, ValidationError
 
 import naming
 from config.capacity import gpu_capacity, per_gpu_allocatable
+from config.deletions import DeletionsConfig
 from config.errors import ConfigError, Issue, did_you_mean, entry_rules, file_order, issues_from
 from config.jobs import JobSpec, job_platform_rules
 from config.platform import PlatformConfig, default_control_plane_log_retention, is_prod_stack, prod_rules, storage_rules
@@ -44,6 +46,9 @@ OFFLINE_PLAN_ENV = "SIMFLEET_OFFLINE_PLAN"
 # the network and the deployer security group, so a runner can start inside the VPC before the private endpoint exists.
 BOOTSTRAP_ENV = "SIMFLEET_BOOTSTRAP"
 BOOTSTRAP_PHASES = ("network",)
+# The stack file's `simfleet:` keys; any other is a typo the program would otherwise ignore (`simfleet:run:` would
+# plan no runs, and delete every deployed one).
+SECTIONS = ("platform", "queues", "runs", "jobs", "services", "deletions")
 
 # What to put in place of a documentation-range placeholder, per kind of CIDR list.
 _PLACEHOLDER_HINTS = {
@@ -69,6 +74,7 @@ class StackConfig:
     jobs: tuple[JobSpec, ...] = ()
     # Always set by load_stack_config: the stack file's queues, or the one simfleet generates without a section.
     queues: QueuesConfig = field(default_factory=QueuesConfig)
+    deletions: DeletionsConfig = field(default_factory=DeletionsConfig)
 
     @property
     def is_prod(self) -> bool:
@@ -93,6 +99,8 @@ def load_stack_config(
     services: Any = None,
     jobs: Any = None,
     queues: Any = None,
+    deletions: Any = None,
+    config_keys: Sequence[str] = (),
     stack: str,
     source: str,
     base_dir: Path = PROJECT_ROOT,
@@ -103,11 +111,18 @@ def load_stack_config(
     """Validate the raw `simfleet:platform`, `:runs`, `:jobs`, `:services` and `:queues`; raise ConfigError listing every
     problem.
 
-    `offline` (the offline plan) turns placeholder CIDRs from errors into warnings.
+    `config_keys` are every key of the stack's config (`simfleet:runs`, `aws:region`, ...): an unknown `simfleet:`
+    one is an error. `offline` (the offline plan) turns placeholder CIDRs from errors into warnings.
     """
     today = today or datetime.date.today()
-    issues: list[Issue] = []
+    issues: list[Issue] = unknown_keys(config_keys)
     warnings: list[str] = []
+    deletions_cfg = DeletionsConfig()
+    if deletions is not None:
+        try:
+            deletions_cfg = DeletionsConfig.model_validate(deletions)
+        except ValidationError as err:
+            issues += issues_from(err, "deletions", DeletionsConfig)
 
     platform_cfg: PlatformConfig | None = None
     if platform is None:
@@ -209,7 +224,22 @@ def load_stack_config(
         services=tuple(spec for _, spec in service_specs),
         jobs=tuple(spec for _, spec in job_specs),
         queues=queues_cfg,
+        deletions=deletions_cfg,
     )
+
+
+def unknown_keys(keys: Sequence[str]) -> list[Issue]:
+    """An Issue for each `simfleet:` key that is not a section, with the closest section as a suggestion."""
+    issues = []
+    for key in sorted(keys):
+        section = key.removeprefix("simfleet:")
+        if key == section or section in SECTIONS:
+            continue
+        close = difflib.get_close_matches(section.lower(), SECTIONS, n=1)
+        hint = f"did you mean simfleet:{close[0]}? " if close else ""
+        known = ", ".join(f"simfleet:{name}" for name in SECTIONS)
+        issues.append(Issue(key, f"unknown key; {hint}simfleet reads only {known}, so nothing under this key would exist"))
+    return issues
 
 
 def _entries(raw: Any, section: str, model: type[M], issues: list[Issue]) -> list[tuple[int, M]]:
@@ -361,6 +391,13 @@ def placeholder_issues(
     return issues
 
 
+def stack_file_name(stack: str) -> str:
+    """The stack file errors name: Pulumi.<stack>.yaml, or the file the offline plan was given (it sets the name)."""
+    import os
+
+    return os.environ.get("SIMFLEET_STACK_FILE", f"Pulumi.{stack}.yaml")
+
+
 def load_from_pulumi() -> StackConfig:
     """Read `simfleet:*` from the running stack; a bad file stops the program with a clean message."""
     import os
@@ -368,11 +405,14 @@ def load_from_pulumi() -> StackConfig:
     import pulumi
 
     stack = pulumi.get_stack()
-    # The offline plan can validate any stack file; it names that file here so errors point at it.
-    source = os.environ.get("SIMFLEET_STACK_FILE", f"Pulumi.{stack}.yaml")
+    source = stack_file_name(stack)
     offline = os.environ.get(OFFLINE_PLAN_ENV) == "1"
     phase = os.environ.get(BOOTSTRAP_ENV, "")
+    from pulumi.runtime.config import CONFIG, get_config_env
+
     settings = pulumi.Config("simfleet")
+    # Every key the engine passed (the stack file's config), to find misspelt simfleet: sections.
+    config_keys = sorted({*CONFIG.get(), *get_config_env()})
     try:
         if phase and phase not in BOOTSTRAP_PHASES:
             raise ConfigError(source, [Issue("", f"{BOOTSTRAP_ENV}={phase!r} is not a phase; the only one is 'network'")])
@@ -382,6 +422,8 @@ def load_from_pulumi() -> StackConfig:
             services=settings.get_object("services"),
             jobs=settings.get_object("jobs"),
             queues=settings.get_object("queues"),
+            deletions=settings.get_object("deletions"),
+            config_keys=config_keys,
             stack=stack,
             source=source,
             offline=offline,

@@ -17,7 +17,7 @@ from typing import Any
 
 from pydantic.json_schema import models_json_schema
 
-from config import QUANTITY_RE, JobSpec, PlatformConfig, QueueSpec, RunSpec, ServiceSpec
+from config import QUANTITY_RE, SECTIONS, DeletionsConfig, JobSpec, PlatformConfig, QueueSpec, RunSpec, ServiceSpec
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SCHEMA_PATH = PROJECT_ROOT / "schema" / "stack-config.schema.json"
@@ -68,7 +68,8 @@ def _drop_property_titles(definitions: dict[str, Any]) -> None:
 
 def stack_file_schema() -> dict[str, Any]:
     """The schema: `config:` holds `aws:region`, `simfleet:platform` (PlatformConfig), `simfleet:queues` (QueueSpec[]),
-    `simfleet:runs` (RunSpec[]), `simfleet:jobs` (JobSpec[]) and `simfleet:services` (ServiceSpec[])."""
+    `simfleet:runs` (RunSpec[]), `simfleet:jobs` (JobSpec[]), `simfleet:services` (ServiceSpec[]) and
+    `simfleet:deletions` (DeletionsConfig)."""
     _, top = models_json_schema(
         [
             (PlatformConfig, "validation"),
@@ -76,6 +77,7 @@ def stack_file_schema() -> dict[str, Any]:
             (RunSpec, "validation"),
             (JobSpec, "validation"),
             (ServiceSpec, "validation"),
+            (DeletionsConfig, "validation"),
         ],
         by_alias=True,
         ref_template="#/$defs/{model}",
@@ -113,10 +115,11 @@ def stack_file_schema() -> dict[str, Any]:
                         "description": "One entry per long-running service (Deployment, Service, HPA, PDB); updates roll.",
                         "anyOf": [{"type": "array", "items": {"$ref": "#/$defs/ServiceSpec"}}, {"type": "null"}],
                     },
+                    "simfleet:deletions": {"$ref": "#/$defs/DeletionsConfig"},
                 },
                 "required": ["aws:region", "simfleet:platform"],
                 # simfleet reads only these keys; any other simfleet: key is a typo the program would ignore.
-                "patternProperties": {"^simfleet:(?!platform$|queues$|runs$|jobs$|services$)": False},
+                "patternProperties": {f"^simfleet:(?!{'|'.join(f'{name}$' for name in SECTIONS)})": False},
                 # Other namespaces (aws:profile, pulumi:..., secure values) belong to Pulumi and providers.
                 "additionalProperties": True,
             },
