@@ -1,10 +1,12 @@
 """A fake Kubernetes API server on 127.0.0.1 that the real `kubernetes` client talks to over HTTP.
 
-It serves the part of the API the run provider uses: core/v1 ConfigMaps, Services and Pods, batch/v1 Jobs and
-networking.k8s.io/v1 NetworkPolicies,
-with the status codes and `kind: Status` bodies of the real API server:
+It serves the part of the API the run provider uses: core/v1 ConfigMaps, Services, Pods, ServiceAccounts and Secrets,
+batch/v1 Jobs, networking.k8s.io/v1 NetworkPolicies and rbac.authorization.k8s.io/v1 Roles and RoleBindings (a
+changed `roleRef` is 422), with the status codes and `kind: Status` bodies of the real API server
+(tests/test_fake_kube.py checks them against the API conventions):
 
-- POST creates (201); an existing name is 409 AlreadyExists; a namespace that does not exist is 404.
+- POST creates (201); an existing name is 409 AlreadyExists; a namespace that does not exist is 404. A Job without
+  labels takes its template's (batch/v1 SetDefaults_Job). A 422 names the kind with its group (`Job.batch`).
 - GET reads (200) or lists (label selectors `a=b`, `a!=b`, `a`, `!a`, `a in (x,y)`, `a notin (x,y)`); a
   missing object is 404 NotFound.
 - PUT replaces: a stale `metadata.resourceVersion` is 409 Conflict; a Service without one is 422 Invalid
@@ -16,7 +18,7 @@ with the status codes and `kind: Status` bodies of the real API server:
 - An immutable ConfigMap (`immutable: true`) refuses a PUT or PATCH that changes `data`, `binaryData` or
   `immutable` with 422 Invalid "field is immutable when `immutable` is set".
 - DELETE checks `preconditions.uid` / `preconditions.resourceVersion` from the DeleteOptions body and answers 409
-  Conflict "Precondition failed" when they do not match. An object with `metadata.finalizers` is not removed:
+  Conflict (`... StorageError: invalid object ... Precondition failed: ...`) when they do not match. An object with `metadata.finalizers` is not removed:
   it gets a `deletionTimestamp` and stays (GET returns it, POST of its name is 409 AlreadyExists) until
   `remove_finalizers` clears them, as a controller would. Services of `loadBalancerClass` service.k8s.aws/nlb
   get the AWS Load Balancer Controller's finalizer on create when `lbc_finalizers` is set.
@@ -26,8 +28,9 @@ with the status codes and `kind: Status` bodies of the real API server:
   `foregroundDeletion` finalizer) until `collect_garbage()` has removed its pods. A Job deleted through the
   API without a policy is orphaned (the batch/v1 default); kubectl sends Background explicitly.
 
-There is no controller: tests drive Job status with `finish_job`/`set_job_status`, pods with `add_pod`,
-and the TTL controller with `expire_job`. Faults: `fail_next` answers the next N requests with 429/5xx
+There is no controller: tests drive Job status with `finish_job`/`set_job_status`, pods with `add_pod` (the Job
+controller's: the template's labels and annotations, an Indexed Job's completion index) and `set_pod_phase`, and
+the TTL controller with `expire_job`; no token controller fills service-account token Secrets. Faults: `fail_next` answers the next N requests with 429/5xx
 (with Retry-After on 429), `delay_next` stalls them, `drop_next` closes the connection without an answer.
 Every request is logged in `requests` (method, path, query, parsed body, headers).
 
@@ -425,6 +428,7 @@ class FakeKube:
     ) -> tuple[int, dict[str, Any], dict[str, str]]:
         key = (plural, namespace, name or "")
         api_version = f"{group}/{version}" if group else version
+        qualified = f"{kind}.{group}" if group else kind  # how apimachinery's NewInvalid names the kind: Job.batch
         if method == "GET" and name is None:
             selector = query.get("labelSelector", "")
             items = [
@@ -471,7 +475,7 @@ class FakeKube:
                     {},
                 )
             if not obj_name:
-                return 422, invalid(kind, "", [("metadata.name", "Required value: name or generateName is required")]), {}
+                return 422, invalid(qualified, "", [("metadata.name", "Required value: name or generateName is required")]), {}
             if namespace not in self.namespaces:
                 return (
                     404,
@@ -520,7 +524,9 @@ class FakeKube:
                 if not given and kind == "Service":
                     return (
                         422,
-                        invalid(kind, name, [("metadata.resourceVersion", 'Invalid value: "": must be specified for an update')]),
+                        invalid(
+                            qualified, name, [("metadata.resourceVersion", 'Invalid value: "": must be specified for an update')]
+                        ),
                         {},
                     )
                 new.setdefault("status", current.get("status", {}))
@@ -556,7 +562,7 @@ class FakeKube:
                 )
             problems = _immutable_changes(kind, current, new)
             if problems:
-                return 422, invalid(kind, name, problems), {}
+                return 422, invalid(qualified, name, problems), {}
             meta = new.setdefault("metadata", {})
             for keep in ("uid", "creationTimestamp", "namespace", "generation", "deletionTimestamp", "finalizers"):
                 if keep in current["metadata"]:
@@ -622,6 +628,7 @@ def status_body(
 
 
 def invalid(kind: str, name: str, problems: list[tuple[str, str]]) -> dict[str, Any]:
+    """422 Invalid as apimachinery errors.NewInvalid writes it; `kind` qualified by its group (Job.batch)."""
     causes = [{"reason": "FieldValueInvalid", "message": msg, "field": path} for path, msg in problems]
     text = ", ".join(f"{path}: {msg}" for path, msg in problems)
     message = f'{kind} "{name}" is invalid: {text if len(problems) == 1 else "[" + text + "]"}'
@@ -714,6 +721,11 @@ def _default_job(job: dict[str, Any]) -> None:
     spec = job.setdefault("spec", {})
     uid = job["metadata"]["uid"]
     name = job["metadata"]["name"]
+    if not job["metadata"].get("labels"):
+        # batch/v1 SetDefaults_Job: a Job without labels takes its template's (before the generated selector labels).
+        template_labels = ((spec.get("template") or {}).get("metadata") or {}).get("labels") or {}
+        if template_labels:
+            job["metadata"]["labels"] = dict(template_labels)
     spec.setdefault("parallelism", 1)
     spec.setdefault("completions", 1)
     spec.setdefault("backoffLimit", 6)
