@@ -900,6 +900,23 @@ def run_spec(
     return spec
 
 
+def run_context(namespace: str = "simfleet-runs") -> Any:
+    """The platform context of the test runs (a RunContext), as the program builds it."""
+    from workloads.identity import RunContext
+
+    return RunContext(
+        cluster_name="simfleet-test",
+        namespace=namespace,
+        service_account="simfleet-run",
+        checkpoints_bucket=CHECKPOINTS_BUCKET,
+        artifacts_bucket=ARTIFACTS_BUCKET,
+        registry_url="123456789012.dkr.ecr.us-east-1.amazonaws.com",
+        region="us-east-1",
+        kubernetes_version="1.35",
+        vpc_cidr="10.40.0.0/16",
+    )
+
+
 def run_props(
     endpoint: str,
     run: str = "trot-baseline",
@@ -914,20 +931,9 @@ def run_props(
 
     `planned_with` holds other stack entries planned in the same call, such as the source a run continues from."""
     from config import RunSpec
-    from workloads.identity import RunContext
     from workloads.runs import plan_runs
 
-    ctx = RunContext(
-        cluster_name="simfleet-test",
-        namespace=namespace,
-        service_account="simfleet-run",
-        checkpoints_bucket=CHECKPOINTS_BUCKET,
-        artifacts_bucket=ARTIFACTS_BUCKET,
-        registry_url="123456789012.dkr.ecr.us-east-1.amazonaws.com",
-        region="us-east-1",
-        kubernetes_version="1.35",
-        vpc_cidr="10.40.0.0/16",
-    )
+    ctx = run_context(namespace)
     spec = RunSpec.model_validate(run_spec(run, viewport, seeds, **fields))
     specs = [spec, *(RunSpec.model_validate(other) for other in planned_with)]
     planned = next(p for p in plan_runs(specs, ctx, {s.glue: TEST_GLUE for s in specs}) if p.spec.name == run)

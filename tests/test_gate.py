@@ -14,12 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fake_kube import TEST_GLUE, FakeKube, run_props, run_spec
+from fake_kube import TEST_GLUE, FakeKube, run_context, run_props, run_spec
 from pod_harness import GUARD, Moto, ScriptPod, explain, moto_server_for, read_until
 
 import naming
 from config import RunSpec
-from workloads.identity import RunContext
 from workloads.provider import SimRunProvider
 from workloads.renderers.run import SERVICE_ACCOUNT_DIR, release_command, render_run
 from workloads.runs import plan_runs
@@ -164,16 +163,7 @@ def test_a_running_source_within_its_deadline_keeps_the_gate_waiting(pod: Script
 # -- the release and the RBAC it acts as ------------------------------------------------------------------------
 
 
-CTX = RunContext(
-    cluster_name="simfleet-test",
-    namespace=NS,
-    service_account="simfleet-run",
-    checkpoints_bucket="simfleet-dev-checkpoints",
-    artifacts_bucket=ARTIFACTS,
-    registry_url="123456789012.dkr.ecr.us-east-1.amazonaws.com",
-    region="us-east-1",
-    kubernetes_version="1.35",
-)
+CTX = run_context()
 SOURCE_SPEC = run_spec("trot-baseline", viewport=False)
 CONSUMER_SPEC = run_spec("trot-continue", viewport=False, checkpoint={"from": "run:trot-baseline"})
 

@@ -25,7 +25,7 @@ from typing import Any
 from workloads import eks_auth
 from workloads.identity import index_keys, run_prefix
 from workloads.inputs import context_of
-from workloads.kube import KubeApi, SimRunError, spec_hash_of
+from workloads.kube import KubeApi, SimRunError, collection_path, spec_hash_of
 from workloads.observe import ADOPTION_RECORD, Where
 
 
@@ -68,9 +68,7 @@ def companions(kube: KubeApi, props: dict[str, Any]) -> list[dict[str, Any]]:
         if ref.get("kind") == "Job":
             continue
         name = ref["metadata"]["name"]
-        base = "/api/v1" if ref["apiVersion"] == "v1" else f"/apis/{ref['apiVersion']}"
-        plural = {"ConfigMap": "configmaps", "Service": "services"}.get(ref["kind"], ref["kind"].lower() + "s")
-        body = kube.get(f"{base}/namespaces/{kube.namespace}/{plural}/{name}", f"{ref['kind']} {name}")
+        body = kube.get(f"{collection_path(ref['apiVersion'], ref['kind'], kube.namespace)}/{name}", f"{ref['kind']} {name}")
         if body is not None and spec_hash_of(body) == props["specHash"]:
             found.append({"apiVersion": ref["apiVersion"], "kind": ref["kind"], "name": name, "uid": body["metadata"]["uid"]})
     return found
@@ -87,9 +85,8 @@ def live_companions(kube: KubeApi, refs: list[dict[str, Any]]) -> list[dict[str,
     """The recorded companions that still exist as the very objects recorded (same uid)."""
     found = []
     for ref in refs:
-        base = "/api/v1" if ref["apiVersion"] == "v1" else f"/apis/{ref['apiVersion']}"
-        plural = {"ConfigMap": "configmaps", "Service": "services"}.get(ref["kind"], ref["kind"].lower() + "s")
-        body = kube.get(f"{base}/namespaces/{kube.namespace}/{plural}/{ref['name']}", f"{ref['kind']} {ref['name']}")
+        path = f"{collection_path(ref['apiVersion'], ref['kind'], kube.namespace)}/{ref['name']}"
+        body = kube.get(path, f"{ref['kind']} {ref['name']}")
         if body is not None and body["metadata"].get("uid") == ref.get("uid"):
             found.append(ref)
     return found
