@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import secrets
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -342,6 +343,18 @@ class KubeApi:
                 raise self.fail(what, status, body)
         raise SimRunError(f"run {self.run}: {what} kept conflicting with other writers; run `pulumi up` again")
 
+    def claim(self, job: dict[str, Any]) -> str:
+        """Write a new claim on the Job (while it is still the one read, by uid): from now on the caller holds it."""
+        token = new_claim()
+        name = job["metadata"]["name"]
+        self.patch_if(
+            job,
+            job["metadata"]["uid"],
+            lambda live: {"metadata": {"annotations": {CLAIM_ANNOTATION: token}}},
+            f"claiming Job {name}",
+        )
+        return token
+
     def patch(self, obj: dict[str, Any], patch: dict[str, Any], what: str) -> dict[str, Any] | None:
         """JSON merge patch; None when the object is gone."""
         status, body = self.request(
@@ -374,6 +387,10 @@ class KubeApi:
         if status == 409 and preconditions:  # not the object we read (another one, or changed since): leave it alone
             return False
         raise self.fail(f"deleting {kind} {name}", status, body)
+
+
+def new_claim() -> str:
+    return secrets.token_hex(8)
 
 
 def owner_reference(job: dict[str, Any]) -> dict[str, Any]:

@@ -18,15 +18,17 @@ file first (README "Upgrading").
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import json
 from typing import Any
 
 from workloads import eks_auth
+from workloads import observe as observed
 from workloads.identity import index_keys, run_prefix
-from workloads.inputs import context_of
+from workloads.inputs import KIND_RUN, Decoded, DecodedRun, context_of
 from workloads.kube import KubeApi, SimRunError, collection_path, spec_hash_of
-from workloads.observe import ADOPTION_RECORD, Where
+from workloads.observe import ADOPTION_RECORD, Where, adoption_record, observe, recorded_location
 
 
 def is_legacy(props: dict[str, Any]) -> bool:
@@ -117,3 +119,54 @@ def record_adoption(news: dict[str, Any], adopted: dict[str, str], companions: l
             "bucket, then run `pulumi up` again."
         ) from None
     return record
+
+
+def adopt(api: KubeApi, olds: dict[str, Any], news: dict[str, Any]) -> dict[str, Any]:
+    """`update` of a pre-v1 state: keep its Job and its records where its old hash put them, and record that in S3 at
+    its new prefix, so a lost state or a continuation of it finds them too."""
+    job = live_job(api, olds)
+    record = record_adoption(news, adopted_from(olds), companions(api, olds) if job is not None else [])
+    state = hold(api, news, record, job)
+    state["viewportAddress"] = olds.get("viewportAddress")
+    return state
+
+
+def recorded_adoption(props: dict[str, Any]) -> dict[str, Any] | None:
+    """The adoption recorded at this run's own prefix by an earlier `pulumi up` (None for a job, or a run never adopted)."""
+    if props.get("kind") != KIND_RUN:
+        return None
+    context = context_of(props)
+    run, spec_hash = str(props["runName"]), str(props["specHash"])
+    record = adoption_record(run, str(context.get("region")), str(context.get("artifactsBucket")), run, spec_hash)
+    return record if record and record.get("specHash") and record.get("prefix") else None
+
+
+def hold(api: KubeApi, props: dict[str, Any], record: dict[str, Any], job: dict[str, Any] | None) -> dict[str, Any]:
+    """The state of a run adopted from before identity v1: its old Job claimed if it still runs, else its old records."""
+    adopted = {"specHash": str(record["specHash"]), "prefix": str(record["prefix"])}
+    at = observed.where({**props, "adoptedFrom": adopted})
+    state: dict[str, Any] = {"adoptedFrom": adopted, "jobUid": None, "companions": []}
+    if job is not None and spec_hash_of(job) == adopted["specHash"]:
+        claim = api.claim(job)
+        held = live_companions(api, record.get("companions") or [])
+        state.update(jobUid=job["metadata"]["uid"], companions=held, claim=claim)
+    state.update(observe(api, {"jobUid": state["jobUid"]}, at))
+    return state
+
+
+def with_recorded_source(run: Decoded) -> Decoded:
+    """A continuation of a run adopted from before identity v1 reads that run's record and checkpoint where they are
+    (its old prefix), not where the new rules would put them; its own hash is unchanged."""
+    source = run.source
+    if source is None or not isinstance(run, DecodedRun):
+        return run
+    ctx = run.ctx
+    spec_hash, prefix = recorded_location(run.spec.name, ctx.region, ctx.artifacts_bucket, source.run, source.spec_hash)
+    if spec_hash == source.spec_hash:
+        return run
+    moved = dataclasses.replace(
+        source,
+        checkpoint_uri=f"s3://{ctx.checkpoints_bucket}/{prefix}out.mstate",
+        index_uri=f"s3://{ctx.artifacts_bucket}/{prefix}index.json",
+    )
+    return dataclasses.replace(run, source=moved)

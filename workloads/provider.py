@@ -25,8 +25,6 @@ delete  only the Job this resource holds (its claim token, uid and resourceVersi
 
 from __future__ import annotations
 
-import dataclasses
-import secrets
 import time
 from typing import Any
 
@@ -48,17 +46,16 @@ from workloads.kube import (
     claim_of,
     conflict,
     is_owned_by,
+    new_claim,
     object_path,
     owner_reference,
     spec_hash_of,
 )
 from workloads.observe import (
     Where,
-    adoption_record,
     observe,
     read_indexes,
     read_uri,
-    recorded_location,
     viewport_address,
     where,
 )
@@ -121,7 +118,7 @@ class SimRunProvider(ResourceProvider):
 
     def create(self, props: dict[str, Any]) -> CreateResult:
         props = whole_numbers_as_ints(props)
-        run = with_recorded_source(run_inputs.decode(props))
+        run = legacy.with_recorded_source(run_inputs.decode(props))
         api = api_for(props)
         name = run.spec.name
         job_path = f"/apis/batch/v1/namespaces/{api.namespace}/jobs/{name}"
@@ -133,10 +130,10 @@ class SimRunProvider(ResourceProvider):
         if existing is not None and spec_hash_of(existing) == run.identity.spec_hash:
             # A retry after a crash, a moved URN, or a lost state while the Job lives: adopt it, start nothing.
             return CreateResult(run_id(props), outputs(props, adopt(api, run, existing, where(props))))
-        recorded = legacy_adoption(props)
+        recorded = legacy.recorded_adoption(props)
         if recorded is not None:
             # Adopted from before identity v1, then the state was lost: its Job and records are under the old hash.
-            return CreateResult(run_id(props), outputs(props, hold_legacy(api, props, recorded, existing)))
+            return CreateResult(run_id(props), outputs(props, legacy.hold(api, props, recorded, existing)))
 
         # Pods of an earlier Job at this hash first: one that ends while we wait writes its record before we look.
         api.wait_pods_gone(run.identity.spec_hash)
@@ -168,7 +165,7 @@ class SimRunProvider(ResourceProvider):
     def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
         news = whole_numbers_as_ints(news)
         if legacy.is_legacy(olds):
-            return UpdateResult(outputs(news, adopt_legacy(olds, news)))
+            return UpdateResult(outputs(news, legacy.adopt(api_for(news), olds, news)))
         kept = {key: olds.get(key) for key in STATE_KEYS}
         if olds.get("specHash") != news.get("specHash"):
             raise SimRunError(
@@ -234,10 +231,6 @@ def run_id(props: dict[str, Any]) -> str:
     return f"{props['namespace']}/{props['runName']}"
 
 
-def new_claim() -> str:
-    return secrets.token_hex(8)
-
-
 def outputs(props: dict[str, Any], state: dict[str, Any]) -> dict[str, Any]:
     """Every input needed later (read and delete get only these) plus the observed state; never a token."""
     outs = {key: value for key, value in props.items() if key not in (PROVIDER_KEY, *STATE_KEYS)}
@@ -270,9 +263,8 @@ def source_pending(run: Decoded) -> bool:
 
 def adopt(api: KubeApi, run: Decoded, job: dict[str, Any], at: Where) -> dict[str, Any]:
     """Take over a live Job of this run: claim it, and make sure its companions exist and are owned by it."""
-    claim = new_claim()
+    claim = api.claim(job)
     uid = job["metadata"]["uid"]
-    api.patch_if(job, uid, lambda live: {"metadata": {"annotations": {CLAIM_ANNOTATION: claim}}}, f"claiming Job {run.spec.name}")
     # Still behind its gate: suspended, and not handed to Kueue yet (no queue label).
     gated = bool((job.get("spec") or {}).get("suspend")) and not status.is_queued(job)
     companions = []
@@ -289,62 +281,6 @@ def adopt(api: KubeApi, run: Decoded, job: dict[str, Any], at: Where) -> dict[st
         companions.append(found)
     state = observe(api, {"jobUid": uid}, at)
     return {**state, **_uids(job, companions), "claim": claim}
-
-
-def adopt_legacy(olds: dict[str, Any], news: dict[str, Any]) -> dict[str, Any]:
-    """A pre-v1 run: keep its Job and its records where its old hash put them, and record that in S3 at its new
-    prefix, so a lost state or a continuation of it finds them too (workloads/legacy.py)."""
-    api = api_for(news)
-    job = legacy.live_job(api, olds)
-    companions = legacy.companions(api, olds) if job is not None else []
-    record = legacy.record_adoption(news, legacy.adopted_from(olds), companions)
-    state = hold_legacy(api, news, record, job)
-    state["viewportAddress"] = olds.get("viewportAddress")
-    return state
-
-
-def legacy_adoption(props: dict[str, Any]) -> dict[str, Any] | None:
-    """The adoption recorded at this run's own prefix by an earlier `pulumi up` (None for a job, or a run never adopted)."""
-    if props.get("kind") != run_inputs.KIND_RUN:
-        return None
-    context = context_of(props)
-    run, spec_hash = str(props["runName"]), str(props["specHash"])
-    record = adoption_record(run, str(context.get("region")), str(context.get("artifactsBucket")), run, spec_hash)
-    return record if record and record.get("specHash") and record.get("prefix") else None
-
-
-def hold_legacy(api: KubeApi, props: dict[str, Any], record: dict[str, Any], job: dict[str, Any] | None) -> dict[str, Any]:
-    """The state of a run adopted from before identity v1: its old Job claimed if it still runs, else its old records."""
-    adopted = {"specHash": str(record["specHash"]), "prefix": str(record["prefix"])}
-    at = where({**props, "adoptedFrom": adopted})
-    state: dict[str, Any] = {"adoptedFrom": adopted, "jobUid": None, "companions": []}
-    if job is not None and spec_hash_of(job) == adopted["specHash"]:
-        claim = new_claim()
-        api.patch_if(
-            job, job["metadata"]["uid"], lambda live: {"metadata": {"annotations": {CLAIM_ANNOTATION: claim}}}, "claiming Job"
-        )
-        companions = legacy.live_companions(api, record.get("companions") or [])
-        state.update(jobUid=job["metadata"]["uid"], companions=companions, claim=claim)
-    state.update(observe(api, {"jobUid": state["jobUid"]}, at))
-    return state
-
-
-def with_recorded_source(run: Decoded) -> Decoded:
-    """A continuation of a run adopted from before identity v1 reads that run's record and checkpoint where they are
-    (its old prefix), not where the new rules would put them; its own hash is unchanged."""
-    source = run.source
-    if source is None or not isinstance(run, run_inputs.DecodedRun):
-        return run
-    ctx = run.ctx
-    spec_hash, prefix = recorded_location(run.spec.name, ctx.region, ctx.artifacts_bucket, source.run, source.spec_hash)
-    if spec_hash == source.spec_hash:
-        return run
-    moved = dataclasses.replace(
-        source,
-        checkpoint_uri=f"s3://{ctx.checkpoints_bucket}/{prefix}out.mstate",
-        index_uri=f"s3://{ctx.artifacts_bucket}/{prefix}index.json",
-    )
-    return dataclasses.replace(run, source=moved)
 
 
 def apply_mutable(api: KubeApi, olds: dict[str, Any], run: Decoded) -> None:
