@@ -6,8 +6,10 @@
 
 No cloud, no Pulumi CLI, no credentials. Writes build/plan/<stack>/{resources.json, manifests/, policy.json,
 cost.json, changes.json} and prints a summary, including what `pulumi up` would do to each run compared with
-an earlier state (`--against`, by default the previous plan). Exit code 2 means the stack file is invalid, 3
-that it breaks a mandatory policy (policies/rules.py).
+an earlier state (`--against`, by default the previous plan), every delete first with what it loses. Against a
+`pulumi stack export`, the program also checks the deletions as `pulumi preview` does (workloads/deletions.py).
+Exit code 2 means the stack file is invalid or the change deletes runs it does not acknowledge, 3 that it breaks a
+mandatory policy (policies/rules.py).
 """
 
 from __future__ import annotations
