@@ -29,18 +29,10 @@ from pulumi_policy.proxy import UNKNOWN_STRING_VALUE, UnknownValueError, unknown
 import naming
 from config import JobSpec, RunSpec, ServiceSpec
 from policies import pack
-from policies.rules import (
-    RULES,
-    Context,
-    Resource,
-    Rule,
-    eks_cluster_view,
-    evaluate,
-    helper_images,
-    run_objects,
-    split_image,
-    stack_from_urn,
-)
+from policies.rules import RULES, Context, Resource, Rule, evaluate, helper_images, stack_from_urn
+from policies.rules.eks import eks_cluster_view
+from policies.rules.pods import split_image
+from policies.rules.runs import run_objects
 from versions import AWS_CLI_IMAGE
 from workloads.identity import RunContext
 from workloads.job_identity import JobContext
