@@ -17,7 +17,7 @@ from components.registry import Registry, RegistryArgs
 from components.runs_namespace import InClusterEgress, RunsNamespace, RunsNamespaceArgs
 from components.shared_storage import SharedStorage, SharedStorageArgs
 from components.shared_storage import summary as shared_storage_summary
-from components.storage import Storage, StorageArgs, bucket_name
+from components.storage import Storage, StorageArgs
 from components.tags import base_tags
 from config import load_from_pulumi, node_group_gpus, runs_gpu_quota
 from workloads.identity import RunContext, registry_url
@@ -186,8 +186,8 @@ else:
         cluster_name=cluster_name,
         namespace=naming.RUNS_NAMESPACE,
         service_account=naming.RUN_SERVICE_ACCOUNT,
-        checkpoints_bucket=bucket_name(stack, "checkpoints", account_id),
-        artifacts_bucket=bucket_name(stack, "artifacts", account_id),
+        checkpoints_bucket=naming.bucket_name(stack, "checkpoints", account_id),
+        artifacts_bucket=naming.bucket_name(stack, "artifacts", account_id),
         registry_url=registry_url(account_id, region, aws.get_partition().dns_suffix),
         region=region,
         kubernetes_version=platform.kubernetes_version,

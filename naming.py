@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 RUNS_NAMESPACE = "simfleet-runs"
 RUN_SERVICE_ACCOUNT = "simfleet-run"
 # The gate pods that release a `run:<name>` continuation once its source finished: they read the source's
@@ -113,3 +115,36 @@ JOBS_PREFIX = "jobs/"
 # Batch jobs (workloads/renderers/job.py) run in the runs namespace under their own service account and IRSA role.
 JOB_SERVICE_ACCOUNT = "simfleet-job"
 JOB_LABEL = "simfleet.io/job"
+
+# S3 bucket names: components/storage.py names the buckets, __main__.py hands the names to runs and jobs, and the
+# config package refuses a stack name that cannot be part of them (before anything is created).
+BUCKET_NAME_MAX = 63  # S3 general purpose bucket naming rules
+ACCOUNT_ID_LENGTH = 12
+# Bucket names allow lowercase letters, digits, hyphens and dots; Pulumi stack names also allow
+# uppercase and underscores, which S3 rejects. Dots are left out: they break virtual-hosted TLS.
+_STACK_IN_BUCKET_RE = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
+
+
+def bucket_name(stack: str, purpose: str, account_id: str) -> str:
+    """`simfleet-<stack>-<purpose>-<account id>`: unique per stack and account, as S3's global namespace needs."""
+    problems = bucket_name_problems(stack, purpose, account_id)
+    if problems:
+        raise ValueError("; ".join(problems))
+    return f"simfleet-{stack}-{purpose}-{account_id}"
+
+
+def bucket_name_problems(stack: str, purpose: str, account_id: str = "0" * ACCOUNT_ID_LENGTH) -> list[str]:
+    """Why `stack` cannot name this bucket; empty if it can. The default account id has the real length."""
+    problems: list[str] = []
+    if not _STACK_IN_BUCKET_RE.match(stack):
+        problems.append(f"stack name {stack!r} cannot be part of an S3 bucket name: use lowercase letters, digits and hyphens")
+    if not re.fullmatch(r"\d{12}", account_id):
+        problems.append(f"account id {account_id!r} is not 12 digits")
+    name = f"simfleet-{stack}-{purpose}-{account_id}"
+    if len(name) > BUCKET_NAME_MAX:
+        room = BUCKET_NAME_MAX - (len(name) - len(stack))
+        problems.append(
+            f"the {purpose} bucket name {name!r} is {len(name)} characters and S3 allows {BUCKET_NAME_MAX}: "
+            f"use a stack name of at most {room} characters"
+        )
+    return problems

@@ -17,7 +17,7 @@ import naming
 import versions
 from components.addons import SYSTEM_NODES, Addons, AddonsArgs
 from components.kueue import CHART, FRAMEWORKS, kueue_values, manager_config, namespace_object
-from policies.rules import restricted_pod_problems
+from policies.rules.pods import restricted_pod_problems
 
 RELEASE = "kubernetes:helm.sh/v3:Release"
 NAMESPACE = "kubernetes:core/v1:Namespace"

@@ -21,7 +21,7 @@ from components.metrics import (
     pushgateway_url,
     pushgateway_values,
 )
-from policies.rules import restricted_pod_problems
+from policies.rules.pods import restricted_pod_problems
 
 RELEASE = "kubernetes:helm.sh/v3:Release"
 POLICY = "kubernetes:networking.k8s.io/v1:NetworkPolicy"

@@ -16,7 +16,7 @@ import naming
 from components.access import model_repository_policy
 from components.runs_namespace import pod_security_labels
 from config import ServiceSpec
-from policies.rules import restricted_pod_problems
+from policies.rules.pods import restricted_pod_problems
 from workloads.renderers.service import (
     INTERNAL_NLB_ANNOTATIONS,
     IRSA_ANNOTATION,

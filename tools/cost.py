@@ -20,20 +20,12 @@ import naming
 import versions
 from catalog import Catalog, is_gpu_family, load_catalog
 from config import QUANTITY_RE, quantity_value
-from policies.rules import (
-    EKS_CLUSTER,
-    EKS_COMPONENT,
-    LAUNCH_TEMPLATE,
-    NODE_GROUP,
-    Resource,
-    eks_cluster_view,
-    is_run,
-    is_service,
-    pod_gpus,
-    run_job,
-    run_objects,
-    whole_number,
-)
+from policies.rules.eks import EKS_CLUSTER, EKS_COMPONENT, LAUNCH_TEMPLATE, NODE_GROUP, eks_cluster_view
+from policies.rules.model import Resource
+from policies.rules.pods import pod_gpus
+from policies.rules.props import whole_number
+from policies.rules.runs import is_run, run_job, run_objects
+from policies.rules.services import is_service
 
 NAT_GATEWAY = "aws:ec2/natGateway:NatGateway"
 EFS_FILE_SYSTEM = "aws:efs/fileSystem:FileSystem"

@@ -7,7 +7,7 @@
 No cloud, no Pulumi CLI, no credentials. Writes build/plan/<stack>/{resources.json, manifests/, policy.json,
 cost.json, changes.json} and prints a summary, including what `pulumi up` would do to each run compared with
 an earlier state (`--against`, by default the previous plan). Exit code 2 means the stack file is invalid, 3
-that it breaks a mandatory policy (policies/rules.py).
+that it breaks a mandatory policy (policies/rules/).
 """
 
 from __future__ import annotations
@@ -380,7 +380,7 @@ def main(argv: list[str] | None = None) -> int:
     out = write_plan(result, out_root)
     changes = run_changes.compare(result.registrations, earlier)
     (out / "changes.json").write_text(json.dumps([c.as_json() for c in changes], indent=2))
-    # The same rules `pulumi preview --policy-pack policies` runs (policies/rules.py), and the cost estimate.
+    # The same rules `pulumi preview --policy-pack policies` runs (policies/rules/), and the cost estimate.
     violations = policy_violations(result)
     (out / "policy.json").write_text(json.dumps([v.as_json() for v in violations], indent=2))
     cost = estimate_cost(result)
