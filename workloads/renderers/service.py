@@ -44,6 +44,8 @@ class ServiceContext:
     region: str
     kubernetes_version: str
     vpc_cidr: str  # an internal NLB's nodes send from VPC addresses (ip targets do not keep the client's)
+    # platform.observability.enabled: the collector scrapes every port named naming.SERVICE_METRICS_PORT_NAME.
+    scraped: bool = False
 
 
 def resolve_image(image: str, registry_url: str) -> str:
@@ -297,8 +299,18 @@ def disruption_budget(spec: ServiceSpec, ctx: ServiceContext) -> dict[str, Any]:
     }
 
 
+def metrics_port(spec: ServiceSpec) -> int | None:
+    """The port the collector scrapes (the one named naming.SERVICE_METRICS_PORT_NAME), if the service has one."""
+    return next((p.port for p in spec.ports if p.name == naming.SERVICE_METRICS_PORT_NAME), None)
+
+
 def ingress_policy(spec: ServiceSpec, ctx: ServiceContext) -> dict[str, Any] | None:
-    """The service's ports, from its declared clients (and the VPC for an internal NLB); None when nobody may connect."""
+    """The service's ports, from its declared clients (and the VPC for an internal NLB), and its metrics port from the
+    collector alone; None when nobody may connect."""
+    rules: list[dict[str, Any]] = []
+    scrape = metrics_port(spec) if ctx.scraped else None
+    if scrape is not None:
+        rules.append({"from": [naming.collector_peer()], "ports": [{"port": scrape, "protocol": "TCP"}]})
     peers: list[dict[str, Any]] = []
     for client in spec.clients:
         # Namespace and pod selector in ONE peer: those pods of that namespace, nothing else.
@@ -310,7 +322,9 @@ def ingress_policy(spec: ServiceSpec, ctx: ServiceContext) -> dict[str, Any] | N
         # With ip targets the NLB connects from its own VPC addresses; who may reach the NLB is decided by its security
         # group (loadBalancerSourceRanges).
         peers.append({"ipBlock": {"cidr": ctx.vpc_cidr}})
-    if not peers:
+    if peers:
+        rules.insert(0, {"from": peers, "ports": [{"port": p.port, "protocol": "TCP"} for p in spec.ports]})
+    if not rules:
         return None
     return {
         "apiVersion": "networking.k8s.io/v1",
@@ -319,7 +333,7 @@ def ingress_policy(spec: ServiceSpec, ctx: ServiceContext) -> dict[str, Any] | N
         "spec": {
             "podSelector": {"matchLabels": selector(spec)},
             "policyTypes": ["Ingress"],
-            "ingress": [{"from": peers, "ports": [{"port": p.port, "protocol": "TCP"} for p in spec.ports]}],
+            "ingress": rules,
         },
     }
 
