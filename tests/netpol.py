@@ -10,7 +10,7 @@ other selector makes the evaluator refuse to answer rather than guess.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -88,7 +88,9 @@ def _side_allows(
     return False
 
 
-def allows(policies: list[Mapping[str, Any]], source: Endpoint, destination: Endpoint, port: int, protocol: str = "TCP") -> bool:
+def allows(
+    policies: Sequence[Mapping[str, Any]], source: Endpoint, destination: Endpoint, port: int, protocol: str = "TCP"
+) -> bool:
     """Whether `source` may open a connection to `destination` on `port`."""
     return _side_allows(policies, source, destination, port, protocol, "Egress") and _side_allows(
         policies, destination, source, port, protocol, "Ingress"

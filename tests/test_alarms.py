@@ -7,12 +7,12 @@ import re
 from pathlib import Path
 
 import pytest
+from test_plan import planned
 
 from components.alarm_rules import AlarmRule, alarm_rules
 from components.alerting import Alerts, AlertsArgs
 from components.dashboard_body import ServiceView
 from config import AlarmsConfig, AlarmSubscription
-from test_plan import planned
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs" / "observability.md"
@@ -57,7 +57,7 @@ def test_each_rule_fits_cloudwatch(rule: AlarmRule) -> None:
 
 
 def test_thresholds_follow_the_stack_config() -> None:
-    tuned = {r.key: r for r in rules(AlarmsConfig(idleGpuMinutes=60, queueStuckHours=6, failedRunPods=5))}
+    tuned = {r.key: r for r in rules(AlarmsConfig(idle_gpu_minutes=60, queue_stuck_hours=6, failed_run_pods=5))}
     assert tuned["idle-gpus"].evaluation_periods == 12  # 60 minutes of 5-minute periods
     assert tuned["queue-stuck-locomotion"].evaluation_periods == 72  # 6 hours of 5-minute periods
     assert tuned["run-failures"].threshold == 5

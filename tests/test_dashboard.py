@@ -19,10 +19,10 @@ from functools import cache
 from typing import Any
 
 import pytest
+from test_plan import planned
 
 from components.collector import PROMETHEUS_NAMESPACE
 from components.dashboard_body import WIDTH, DashboardSpec, SpendModel, dashboard_body, dashboard_url
-from test_plan import planned
 from tools.plan import PlanResult
 
 _NODE = [{"ClusterName"}, {"ClusterName", "InstanceId", "NodeName"}]
@@ -87,11 +87,11 @@ def references_in_expression(expression: str) -> list[tuple[str, str, set[str]]]
     """(namespace, metric, dimension names) each SEARCH or Metrics Insights query reads, with its filters checked."""
     found = []
     for schema, terms in _SEARCH.findall(expression):
-        namespace, *dimensions = [p.strip() for p in schema.split(",")]
+        namespace, *names = [p.strip() for p in schema.split(",")]
         filters = dict(re.findall(r'(\w+)="([^"]*)"', terms))
         metric = filters.pop("MetricName")
-        assert set(filters) <= set(dimensions), (expression, filters)
-        found.append((namespace, metric, set(dimensions)))
+        assert set(filters) <= set(names), (expression, filters)
+        found.append((namespace, metric, set(names)))
     match = _SELECT.match(expression)
     if match:
         metric, namespace, schema, where, group = match.groups()
@@ -168,7 +168,7 @@ def test_the_check_catches_a_wrong_name_or_dimension() -> None:
 def test_layout_regions_and_expression_ids(stack: str) -> None:
     widgets = body(stack)["widgets"]
     for widget in widgets:
-        assert 0 <= widget["x"] and widget["x"] + widget["width"] <= WIDTH
+        assert widget["x"] >= 0 and widget["x"] + widget["width"] <= WIDTH
         if widget["type"] != "metric":
             continue
         properties = widget["properties"]
@@ -209,9 +209,8 @@ def test_spend_is_node_counts_times_catalog_prices() -> None:
     )
     assert "* 0.4800 +" in expressions[1]
     # Worked through: 2 GPU nodes (2 GPUs) of 3 nodes: 2 x 1.2 + 1 x 0.0416 + 0.15 = 2.5916 USD/h at On-Demand.
-    gp, nn = 2.0, 3.0
-    value = eval(expressions[0].replace("FILL(gp, 0)", "gp").replace("IF(nn > (gp / 1), nn - (gp / 1), 0)", "max(nn - gp, 0)"))  # noqa: S307
-    assert value == pytest.approx(2.5916)
+    python = expressions[0].replace("FILL(gp, 0)", "gp").replace("IF(nn > (gp / 1), nn - (gp / 1), 0)", "max(nn - gp, 0)")
+    assert eval(python, {"max": max}, {"gp": 2.0, "nn": 3.0}) == pytest.approx(2.5916)
 
 
 def test_url_output_and_plan_summary() -> None:

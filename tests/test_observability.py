@@ -11,6 +11,7 @@ import jsonschema
 import pulumi
 import pulumi_kubernetes as k8s
 import pytest
+from test_access import allowed, assert_least_privilege
 
 import naming
 import versions
@@ -25,7 +26,6 @@ from components.observability import (
     events_log_policy,
 )
 from config import ObservabilityConfig
-from test_access import allowed, assert_least_privilege
 
 OIDC_ARN = "arn:aws:iam::123456789012:oidc-provider/oidc.eks.us-east-1.amazonaws.com/id/ABC"
 OIDC_URL = "https://oidc.eks.us-east-1.amazonaws.com/id/ABC"
@@ -141,7 +141,7 @@ def test_missing_pins_names_the_addon() -> None:
 def test_collector_writes_only_its_log_group() -> None:
     policy = collector_policy("aws", "us-east-1", "123456789012", "simfleet-dev")
     assert_least_privilege(policy)
-    group = f"arn:aws:logs:us-east-1:123456789012:log-group:/aws/containerinsights/simfleet-dev/prometheus"
+    group = "arn:aws:logs:us-east-1:123456789012:log-group:/aws/containerinsights/simfleet-dev/prometheus"
     assert allowed(policy, "logs:PutLogEvents", f"{group}:log-stream:kueue")
     assert not allowed(
         policy,
@@ -173,7 +173,7 @@ def rec(pulumi_mocks):
             "simfleet-dev",
             "us-east-1",
             "1.35",
-            ObservabilityConfig(logRetentionDays=14),
+            ObservabilityConfig(log_retention_days=14),
             OIDC_ARN,
             OIDC_URL,
             {"simfleet:stack": "dev"},
@@ -248,5 +248,5 @@ def test_spot_interruptions_are_recorded(rec) -> None:
 
 
 def test_args_refuse_a_minor_without_a_pin() -> None:
-    with pytest.raises(ValueError, match="pins no amazon-cloudwatch-observability build for Kubernetes 1.30"):
+    with pytest.raises(ValueError, match=r"pins no amazon-cloudwatch-observability build for Kubernetes 1\.30"):
         ObservabilityArgs("c", "r", "1.30", ObservabilityConfig(), "a", "u", {}, object(), False)  # type: ignore[arg-type]

@@ -6,9 +6,9 @@ import copy
 from typing import Any
 
 import pytest
+from test_config import load, stack_config
 
 from config import ConfigError, ObservabilityConfig
-from test_config import load, stack_config
 
 
 def with_observability(section: dict[str, Any]) -> dict[str, Any]:

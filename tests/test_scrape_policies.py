@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 from netpol import Endpoint, allows
+from test_plan import planned
 
 import naming
 from components.metrics import PUSHGATEWAY_POD_LABELS
-from test_plan import planned
 from tools.plan import kubernetes_objects
 
 TRITON = "radstream-triton"  # dev's service: ports http 8000, grpc 8001, metrics 8002, clients: the runs namespace
