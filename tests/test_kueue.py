@@ -125,3 +125,16 @@ def test_release_runs_in_its_namespace_after_the_node_groups(rec):
         assert nodes in r.options["dependsOn"] and r.options["deletedWith"] == cluster, r.urn
     # Kueue creates Services (webhook, metrics, visibility): it installs before the LBC's Service webhook exists.
     assert release.urn in rec.one(RELEASE, "addons-aws-load-balancer-controller").options["dependsOn"]
+
+
+def test_kueue_ingress_policy_validates_and_keeps_the_api_servers_ports_open() -> None:
+    import kubernetes_validate
+
+    from components.kueue import network_policies
+
+    [policy] = network_policies()
+    kubernetes_validate.validate(policy, "1.35", strict=True)
+    assert policy["spec"]["podSelector"] == {"matchLabels": naming.KUEUE_POD_LABELS}
+    api_server, metrics = policy["spec"]["ingress"]
+    assert "from" not in api_server and [p["port"] for p in api_server["ports"]] == [9443, 8082]
+    assert metrics == {"from": [naming.collector_peer()], "ports": [{"port": 8443, "protocol": "TCP"}]}
