@@ -21,6 +21,7 @@ import naming
 import versions
 from components.metrics import PUSHGATEWAY_POD_LABELS
 from components.runs_namespace import pod_security_labels
+from workloads.renderers.service import guard_policies, network_policy
 
 PROMETHEUS_NAMESPACE = "ContainerInsights/Prometheus"  # the agent's documented default for EKS Prometheus metrics
 AGENT_CONFIG_DIR = "/etc/cwagentconfig"  # where the agent reads its JSON in a container (tool/paths CONFIG_DIR_IN_CONTAINER)
@@ -262,10 +263,6 @@ def rbac_objects(args: CollectorArgs) -> list[dict[str, Any]]:
     return objects
 
 
-def _policy(name: str, spec: dict[str, Any]) -> dict[str, Any]:
-    return {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": _meta(name), "spec": spec}
-
-
 def _to_pods(namespace: str, pod_labels: Mapping[str, str], ports: Sequence[int]) -> dict[str, Any]:
     peer = {
         "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}},
@@ -276,7 +273,6 @@ def _to_pods(namespace: str, pod_labels: Mapping[str, str], ports: Sequence[int]
 
 def network_policies(args: CollectorArgs) -> list[dict[str, Any]]:
     """Default deny both ways; then DNS, HTTPS out (CloudWatch Logs, STS, the API server) and exactly its targets."""
-    every_pod: dict[str, Any] = {}
     targets = [_to_pods(naming.KUEUE_NAMESPACE, naming.KUEUE_POD_LABELS, [naming.KUEUE_METRICS_PORT])]
     if args.scrape_pushgateway:
         targets.append(_to_pods(naming.METRICS_NAMESPACE, PUSHGATEWAY_POD_LABELS, [naming.PUSHGATEWAY_PORT]))
@@ -284,40 +280,13 @@ def network_policies(args: CollectorArgs) -> list[dict[str, Any]]:
         # Pods of any service on the union of their metrics ports: a NetworkPolicy port cannot be tied to one pod.
         targets.append(_to_pods(naming.SERVICES_NAMESPACE, {}, list(args.service_metrics_ports.values())))
     return [
-        _policy("default-deny", {"podSelector": every_pod, "policyTypes": ["Ingress", "Egress"]}),
-        _policy(
-            "allow-dns",
-            {
-                "podSelector": every_pod,
-                "policyTypes": ["Egress"],
-                "egress": [
-                    {
-                        "to": [
-                            {
-                                "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
-                                "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}},
-                            }
-                        ],
-                        "ports": [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}],
-                    }
-                ],
-            },
+        *guard_policies(naming.OBSERVABILITY_NAMESPACE, dict(LABELS)),
+        network_policy(
+            naming.OBSERVABILITY_NAMESPACE,
+            "allow-scrape-egress",
+            {"podSelector": {}, "policyTypes": ["Egress"], "egress": targets},
+            dict(LABELS),
         ),
-        # The instance metadata service is carved out: the collector never falls back to the node role.
-        _policy(
-            "allow-https-egress",
-            {
-                "podSelector": every_pod,
-                "policyTypes": ["Egress"],
-                "egress": [
-                    {
-                        "to": [{"ipBlock": {"cidr": "0.0.0.0/0", "except": [naming.INSTANCE_METADATA_CIDR]}}],
-                        "ports": [{"port": 443, "protocol": "TCP"}],
-                    }
-                ],
-            },
-        ),
-        _policy("allow-scrape-egress", {"podSelector": every_pod, "policyTypes": ["Egress"], "egress": targets}),
     ]
 
 

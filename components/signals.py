@@ -86,19 +86,21 @@ def deployment_desired(cluster: str, namespace: str, deployment: str, period: in
 # The collector: Kueue's gauges and counters (counters arrive as the difference between scrapes, so Sum is a count).
 # Kueue reports pending workloads once per status (active, inadmissible): at the minute the collector scrapes Kueue,
 # Sum is the queue's total; over a longer period, Maximum says whether any were pending at all.
+def _queue(name: str, cluster: str, queue: str | None, stat: str, period: int) -> Signal:
+    """A Kueue metric for the whole cluster, or for one ClusterQueue (Kueue's `cluster_queue` label)."""
+    return _prom(name, cluster, stat, period, **({"cluster_queue": queue} if queue else {}))
+
+
 def pending(cluster: str, queue: str | None = None, stat: str = "Sum", period: int = 60) -> Signal:
-    extra = {"cluster_queue": queue} if queue else {}
-    return _prom("kueue_pending_workloads", cluster, stat, period, **extra)
+    return _queue("kueue_pending_workloads", cluster, queue, stat, period)
 
 
 def admitted_active(cluster: str, queue: str | None = None, period: int = 60) -> Signal:
-    extra = {"cluster_queue": queue} if queue else {}
-    return _prom("kueue_admitted_active_workloads", cluster, "Sum", period, **extra)
+    return _queue("kueue_admitted_active_workloads", cluster, queue, "Sum", period)
 
 
 def admitted_total(cluster: str, queue: str | None = None, period: int = 60) -> Signal:
-    extra = {"cluster_queue": queue} if queue else {}
-    return _prom("kueue_admitted_workloads_total", cluster, "Sum", period, **extra)
+    return _queue("kueue_admitted_workloads_total", cluster, queue, "Sum", period)
 
 
 def finished_total(cluster: str, period: int = 300) -> Signal:
