@@ -6,6 +6,7 @@
 from config.capacity import GpuCapacity, gpu_capacity, gpu_quota_problems, node_group_gpus, runs_gpu_quota
 from config.errors import ConfigError, Issue
 from config.jobs import Datasets, JobSpec, Outputs
+from config.observability import AlarmsConfig, AlarmSubscription, ObservabilityConfig
 from config.platform import (
     ArtifactRetention,
     BucketsConfig,
@@ -56,6 +57,8 @@ __all__ = [
     "OFFLINE_PLAN_ENV",
     "PROJECT_ROOT",
     "QUANTITY_RE",
+    "AlarmSubscription",
+    "AlarmsConfig",
     "ArtifactRetention",
     "Autoscale",
     "BucketsConfig",
@@ -77,6 +80,7 @@ __all__ = [
     "NetworkConfig",
     "NodeGroupConfig",
     "NodeGroupsConfig",
+    "ObservabilityConfig",
     "Outputs",
     "PlatformConfig",
     "Probes",
