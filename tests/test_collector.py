@@ -29,7 +29,7 @@ from components.collector import (
     prometheus_config,
     rbac_objects,
 )
-from policies.rules import restricted_pod_problems
+from policies.rules.pods import restricted_pod_problems
 
 ARGS = CollectorArgs(
     "simfleet-dev", "us-east-1", "1.35", "arn:aws:iam::123456789012:role/collector", True, {"radstream-triton": 8002}
