@@ -7,6 +7,7 @@ from config.capacity import GpuCapacity, gpu_capacity, gpu_quota_problems, node_
 from config.deletions import DeletionsConfig
 from config.errors import ConfigError, Issue
 from config.jobs import Datasets, JobSpec, Outputs
+from config.observability import AlarmsConfig, AlarmSubscription, ObservabilityConfig
 from config.platform import (
     ArtifactRetention,
     BucketsConfig,
@@ -60,6 +61,8 @@ __all__ = [
     "PROJECT_ROOT",
     "QUANTITY_RE",
     "SECTIONS",
+    "AlarmSubscription",
+    "AlarmsConfig",
     "ArtifactRetention",
     "Autoscale",
     "BucketsConfig",
@@ -82,6 +85,7 @@ __all__ = [
     "NetworkConfig",
     "NodeGroupConfig",
     "NodeGroupsConfig",
+    "ObservabilityConfig",
     "Outputs",
     "PlatformConfig",
     "Probes",

@@ -133,11 +133,9 @@ def load_stack_config(
         except ValidationError as err:
             issues += issues_from(err, "platform", PlatformConfig)
 
-    from components.storage import bucket_name_problems
-
     issues += [
         Issue("stack", f"{problem} (stack names become part of the bucket names)")
-        for problem in dict.fromkeys(bucket_name_problems(stack, "checkpoints"))
+        for problem in dict.fromkeys(naming.bucket_name_problems(stack, "checkpoints"))
     ]
 
     run_specs = _entries(runs, "runs", RunSpec, issues)

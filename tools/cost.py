@@ -20,20 +20,13 @@ import naming
 import versions
 from catalog import Catalog, is_gpu_family, load_catalog
 from config import QUANTITY_RE, quantity_value
-from policies.rules import (
-    EKS_CLUSTER,
-    EKS_COMPONENT,
-    LAUNCH_TEMPLATE,
-    NODE_GROUP,
-    Resource,
-    eks_cluster_view,
-    is_run,
-    is_service,
-    pod_gpus,
-    run_job,
-    run_objects,
-    whole_number,
-)
+from policies.rules.eks import EKS_CLUSTER, EKS_COMPONENT, LAUNCH_TEMPLATE, NODE_GROUP, eks_cluster_view
+from policies.rules.model import Resource
+from policies.rules.pods import pod_gpus
+from policies.rules.props import whole_number
+from policies.rules.runs import is_run, run_job, run_objects
+from policies.rules.services import is_service
+from tools import cost_observability
 
 NAT_GATEWAY = "aws:ec2/natGateway:NatGateway"
 EFS_FILE_SYSTEM = "aws:efs/fileSystem:FileSystem"
@@ -220,6 +213,19 @@ def estimate(
     idle_total = sum(i["monthlyUsd"] for i in idle)
     gpu_max_total = idle_total - gpu_idle_total + sum(i["monthlyUsd"] for i in gpu_max)
     services_min = sum(entry["minMonthlyUsd"] for entry in service_costs)
+    system = next((g for g in groups if not g.gpu), None)
+    observability = (
+        cost_observability.estimate(
+            resources,
+            catalog,
+            system.min_size,
+            system.instance_type,
+            sum(1 for r in resources if r.resource_type == CLUSTER_QUEUE),
+            len(service_costs),
+        )
+        if system is not None
+        else None
+    )
 
     return {
         "stack": stack,
@@ -238,6 +244,8 @@ def estimate(
         # What the stack costs with nothing running but its services at their minimum replicas.
         "servicesMinMonthlyUsd": _round(services_min),
         "idleWithServicesMonthlyUsd": _round(idle_total + services_min),
+        # Container Insights, the collector, the dashboard and the alarms (tools/cost_observability.py); null when off.
+        "observability": observability,
         "breakdown": idle + gpu_max,
         "assumptions": [
             "Node groups are priced at their most expensive instance type (an upper bound).",
@@ -542,6 +550,7 @@ def summary(cost: Mapping[str, Any]) -> list[str]:
         )
     if cost.get("services"):
         lines.append(f"  idle with every service at its minimum: {cost['idleWithServicesMonthlyUsd']:.2f}")
+    lines += [f"  {line}" for line in cost_observability.summary(cost.get("observability"))]
     for run in cost["runs"]:
         kind = run.get("kind", "run")
         if run.get("estimatedUsd") is None:

@@ -9,7 +9,7 @@ cost.json, changes.json} and prints a summary, including what `pulumi up` would 
 an earlier state (`--against`, by default the previous plan), every delete first with what it loses. Against a
 `pulumi stack export`, the program also checks the deletions as `pulumi preview` does (workloads/deletions.py).
 Exit code 2 means the stack file is invalid or the change deletes runs it does not acknowledge, 3 that it breaks a
-mandatory policy (policies/rules.py).
+mandatory policy (policies/rules/).
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from typing import Any
 import yaml
 
 from config import BOOTSTRAP_ENV, OFFLINE_PLAN_ENV
+from naming import SERVICES_NAMESPACE
 from policies.rules import Context, Resource, Violation, evaluate, helper_images, platform_settings
 from tools import cost as cost_model
 from tools import run_changes
@@ -277,6 +278,9 @@ def summarize(result: PlanResult) -> str:
     lines.append("  resources per component:")
     lines += [f"    {name:<16} {count}" for name, count in sorted(counts.items())]
     lines += ["  settings:"] + [f"    {line}" for line in _settings(result)]
+    observability = result.outputs.get("observability") or {}
+    if observability.get("dashboardUrl"):
+        lines.append(f"  dashboard: {observability['dashboardUrl']}")
     for warning in result.warnings:
         lines.append(f"  warning: {warning}")
     return "\n".join(lines)
@@ -321,7 +325,11 @@ def _settings(result: PlanResult) -> list[str]:
     if efs:
         targets = sum(1 for r in regs if r.type == "aws:efs/mountTarget:MountTarget")
         lines.append(f"shared storage: {len(efs)} EFS file system(s), {targets} mount target(s)")
-    deployments = [r for r in regs if r.type == "kubernetes:apps/v1:Deployment"]
+    deployments = [
+        r
+        for r in regs
+        if r.type == "kubernetes:apps/v1:Deployment" and (r.inputs.get("metadata") or {}).get("namespace") == SERVICES_NAMESPACE
+    ]
     if deployments:
         names = [str((r.inputs.get("metadata") or {}).get("name")) for r in deployments]
         lines.append(f"services: {len(deployments)} ({', '.join(names)})")
@@ -393,7 +401,7 @@ def main(argv: list[str] | None = None) -> int:
     out = write_plan(result, out_root)
     changes = run_changes.compare(result.registrations, earlier)
     (out / "changes.json").write_text(json.dumps([c.as_json() for c in changes], indent=2))
-    # The same rules `pulumi preview --policy-pack policies` runs (policies/rules.py), and the cost estimate.
+    # The same rules `pulumi preview --policy-pack policies` runs (policies/rules/), and the cost estimate.
     violations = policy_violations(result)
     (out / "policy.json").write_text(json.dumps([v.as_json() for v in violations], indent=2))
     cost = estimate_cost(result)
