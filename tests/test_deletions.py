@@ -108,9 +108,24 @@ def d(name: str, status: str | None) -> Deletion:
 def test_what_each_deletion_loses() -> None:
     assert "its pod is stopped" in d("a", "Running").what_is_lost()
     assert "status unknown" in d("a", None).what_is_lost()
-    assert d("a", "Queued").what_is_lost().startswith("Queued, never started: it will not run")
     finished = d("a", "Succeeded").what_is_lost()
     assert finished.startswith("finished (Succeeded): only its Job goes") and "stay in S3 (s3://art/runs/a/h/)" in finished
+
+
+@pytest.mark.parametrize("seen", ["Queued", "Waiting"])
+def test_a_run_not_started_at_the_last_up_may_be_running_now(seen: str) -> None:
+    """Every run is created suspended, so the stack's outputs say Queued after the `up` that created it, and keep
+    saying so (a SimRun's outputs change only when it is updated or refreshed) while Kueue runs it for days. A
+    released continuation (Waiting) starts the same way. Deleting one is deleting a run that may be running."""
+    [problem] = problems([d("a", seen)], DeletionsConfig())
+    assert problem.startswith(f"run a may be running ({seen} at the last `pulumi up`")
+    assert "its pod is stopped" in problem
+    assert problems([d("a", seen)], DeletionsConfig(acknowledge=["a"])) == []
+
+
+def test_a_blocked_continuation_never_starts() -> None:
+    assert d("a", "Blocked").what_is_lost().startswith("Blocked, never started: it will not run")
+    assert problems([d("a", "Blocked")], DeletionsConfig()) == []
 
 
 def test_a_few_finished_runs_go_without_acknowledgement() -> None:

@@ -22,7 +22,10 @@ from workloads import status
 READ_STACK_OUTPUTS = "pulumi:pulumi:readStackOutputs"
 # The stack outputs that list the SimRuns, and the kind of workload each holds.
 WORKLOAD_OUTPUTS = (("runs", "run"), ("jobs", "job"))
-NOT_STARTED = ("Queued", "Waiting", "Blocked")
+# Not started at the last `pulumi up`, but maybe running now: every Job is created suspended, so the outputs say
+# Queued after the `up` that created it and keep saying so (a SimRun's outputs change only when it is updated or
+# refreshed) while Kueue runs it; a Waiting continuation starts once its source succeeds.
+NOT_STARTED = ("Queued", "Waiting")
 
 
 @dataclass(frozen=True)
@@ -36,19 +39,21 @@ class Deletion:
 
     @property
     def may_be_running(self) -> bool:
-        """Running or about to (a status seen at the last `up` may have moved on since; unknown counts as running)."""
-        return self.status is None or self.status in status.LIVE_STATUSES
+        """Not known to be done: a status seen at the last `up` may have moved on since (unknown counts as running)."""
+        return self.status not in status.DONE_STATUSES
 
     def what_is_lost(self) -> str:
         kept = f"; its record and data stay in S3 ({self.data_uri})" if self.data_uri else "; its S3 data stays"
         if self.may_be_running:
             seen = f"{self.status} at the last `pulumi up`" if self.status else "status unknown"
+            if self.status in NOT_STARTED:
+                seen += "; Kueue may have started it since"
             return (
                 f"may be running ({seen}): its pod is stopped (SIGTERM: it saves and ships what it has, recorded "
                 f"Interrupted) and its Job deleted{kept}"
             )
-        if self.status in NOT_STARTED:
-            return f"{self.status}, never started: it will not run; its Job is deleted{kept}"
+        if self.status == "Blocked":
+            return f"Blocked, never started: it will not run; its Job is deleted{kept}"
         return f"finished ({self.status}): only its Job goes (if its TTL has not removed it already){kept}"
 
 

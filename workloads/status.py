@@ -18,8 +18,9 @@ STATUSES = ("Queued", "Waiting", "Blocked", "Pending", "Running", "Succeeded", "
 # An index.json records how a seed's last attempt ended; each means the seed ran (it is never started again, until
 # `rerun` is bumped).
 INDEX_STATUSES = ("Succeeded", "Failed", "Interrupted", "Cancelled")
-# Statuses of a run that may have a pod doing work now (or any moment): deleting such a run kills it.
-LIVE_STATUSES = ("Pending", "Running")
+# Statuses after which a run does no more work (Blocked never starts; the others have ended). Any other one may have a
+# pod doing work now or any moment: deleting such a run kills it.
+DONE_STATUSES = ("Succeeded", "Failed", "Cancelled", "Missing", "Blocked")
 
 
 def terminal_condition(job: dict[str, Any]) -> str | None:
