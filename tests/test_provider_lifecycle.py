@@ -292,3 +292,13 @@ def test_a_cancel_recorded_while_the_job_ended_reports_cancelled(cluster: FakeKu
     cluster.finish_job(NS, RUN, succeeded=False)  # `simfleet cancel` stopped its pod
     put_index(props, "Cancelled")
     assert SimRunProvider().read(f"{NS}/{RUN}", {**outs, PROVIDER_KEY: "p"}).outs["status"] == "Cancelled"  # type: ignore[dict-item, index]
+
+
+def test_a_cancelled_sweep_starts_none_of_its_seeds_after_a_lost_state(cluster: FakeKube) -> None:
+    """A sweep cancelled while some seeds had not started yet (parallelism below the seed count): its record says
+    Cancelled for the seed that ran. Cancelled is final for the run, so a lost state starts none of the others."""
+    props = run_props(cluster.url, viewport=False, seeds=(1, 2, 3), parallelism=1)
+    put_index(props, "Cancelled", seed=1)
+    outs = SimRunProvider().create(props).outs
+    assert outs is not None and (outs["status"], outs["jobUid"]) == ("Cancelled", None)
+    assert writes(cluster) == [] and cluster.get("jobs", NS, RUN) is None

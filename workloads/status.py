@@ -92,6 +92,12 @@ def seed_finished(document: dict[str, Any] | None) -> bool:
     return document is not None
 
 
+def cancelled(documents: list[dict[str, Any] | None]) -> bool:
+    """Whether a person cancelled the run: a seed's record says so. Final for the whole run, so its seeds that had
+    not started yet (a sweep wider than its parallelism) never start either."""
+    return any(doc is not None and doc.get("status") == "Cancelled" for doc in documents)
+
+
 def index_state(documents: list[dict[str, Any] | None]) -> dict[str, Any]:
     """Succeeded when every seed succeeded; Failed when any failed or was interrupted; else Cancelled when a person
     cancelled any; Missing when a seed left no index."""
