@@ -175,6 +175,29 @@ def test_the_loser_of_a_create_race_writes_its_claim_and_can_delete_the_run(clus
     assert cluster.get("jobs", NS, RUN) is None, "the run is deleted by the resource that holds it"
 
 
+def test_a_job_that_goes_while_create_adopts_it_is_treated_as_gone(cluster: FakeKube) -> None:
+    """A lost state; the run's Job, created but not started yet, is deleted (by hand) between create's read and its
+    claim. Nothing holds the run then: create must go on as for a Job that is gone (its never-started seed gets a new
+    Job), not record a claim on nothing and report the run Missing forever."""
+    props = run_props(cluster.url, viewport=False)
+    SimRunProvider().create(props)
+    original = cluster.handle
+    gone: list[str] = []
+
+    def deleted_before_the_claim(method: str, path: str, body: bytes, headers: dict[str, str]) -> Any:
+        if method == "PATCH" and path.endswith(f"/jobs/{RUN}") and not gone:
+            with cluster._lock:
+                gone.append(cluster.objects.pop(("jobs", NS, RUN))["metadata"]["uid"])
+        return original(method, path, body, headers)
+
+    cluster.handle = deleted_before_the_claim  # type: ignore[method-assign, assignment]
+    outs = SimRunProvider().create(props).outs
+    job = cluster.get("jobs", NS, RUN)
+    assert job is not None and job["metadata"]["uid"] != gone[0], "the never-started seed runs in a new Job"
+    assert outs is not None and (outs["status"], outs["jobUid"]) == ("Queued", job["metadata"]["uid"])
+    assert job["metadata"]["annotations"][kube.CLAIM_ANNOTATION] == outs["claim"]
+
+
 # -- 5. importing an interrupted create holds its Job ------------------------------------------------------------
 
 

@@ -343,17 +343,18 @@ class KubeApi:
                 raise self.fail(what, status, body)
         raise SimRunError(f"run {self.run}: {what} kept conflicting with other writers; run `pulumi up` again")
 
-    def claim(self, job: dict[str, Any]) -> str:
-        """Write a new claim on the Job (while it is still the one read, by uid): from now on the caller holds it."""
+    def claim(self, job: dict[str, Any]) -> str | None:
+        """Write a new claim on the Job (while it is still the one read, by uid): from now on the caller holds it.
+        None when it has gone since it was read (its TTL, by hand): there is nothing to hold."""
         token = new_claim()
         name = job["metadata"]["name"]
-        self.patch_if(
+        held = self.patch_if(
             job,
             job["metadata"]["uid"],
             lambda live: {"metadata": {"annotations": {CLAIM_ANNOTATION: token}}},
             f"claiming Job {name}",
         )
-        return token
+        return token if held is not None else None
 
     def patch(self, obj: dict[str, Any], patch: dict[str, Any], what: str) -> dict[str, Any] | None:
         """JSON merge patch; None when the object is gone."""

@@ -146,8 +146,8 @@ def hold(api: KubeApi, props: dict[str, Any], record: dict[str, Any], job: dict[
     adopted = {"specHash": str(record["specHash"]), "prefix": str(record["prefix"])}
     at = observed.where({**props, "adoptedFrom": adopted})
     state: dict[str, Any] = {"adoptedFrom": adopted, "jobUid": None, "companions": []}
-    if job is not None and spec_hash_of(job) == adopted["specHash"]:
-        claim = api.claim(job)
+    claim = api.claim(job) if job is not None and spec_hash_of(job) == adopted["specHash"] else None
+    if job is not None and claim is not None:  # else gone, or gone before it could be claimed: its records tell
         held = live_companions(api, record.get("companions") or [])
         state.update(jobUid=job["metadata"]["uid"], companions=held, claim=claim)
     state.update(observe(api, {"jobUid": state["jobUid"]}, at))

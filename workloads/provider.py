@@ -129,7 +129,10 @@ class SimRunProvider(ResourceProvider):
             existing = None
         if existing is not None and spec_hash_of(existing) == run.identity.spec_hash:
             # A retry after a crash, a moved URN, or a lost state while the Job lives: adopt it, start nothing.
-            return CreateResult(run_id(props), outputs(props, adopt(api, run, existing, where(props))))
+            adopted = adopt(api, run, existing, where(props))
+            if adopted is not None:
+                return CreateResult(run_id(props), outputs(props, adopted))
+            existing = None  # it went (its TTL, by hand) before it could be claimed: as if it had not been there
         recorded = legacy.recorded_adoption(props)
         if recorded is not None:
             # Adopted from before identity v1, then the state was lost: its Job and records are under the old hash.
@@ -156,7 +159,13 @@ class SimRunProvider(ResourceProvider):
         if not created:
             # Another creator (a second backend, a state restored from backup) won the race with the same hash: its
             # Job runs this run. Adopt it like any live Job, so the claim this resource records is the one on the Job.
-            return CreateResult(run_id(props), outputs(props, adopt(api, run, job, at)))
+            adopted = adopt(api, run, job, at)
+            if adopted is None:
+                raise SimRunError(
+                    f"run {name}: another creator's Job {name} was deleted while this one adopted it; nothing was "
+                    "written. Run `pulumi up` again."
+                )
+            return CreateResult(run_id(props), outputs(props, adopted))
         companions = [api.apply_companion(owned_by(obj, job)) for obj in objects if obj is not main]
         return CreateResult(
             run_id(props), outputs(props, {**status.created_state(job), **_uids(job, companions), "claim": claim})
@@ -261,9 +270,12 @@ def source_pending(run: Decoded) -> bool:
     return not (document and document.get("status") == "Succeeded")
 
 
-def adopt(api: KubeApi, run: Decoded, job: dict[str, Any], at: Where) -> dict[str, Any]:
-    """Take over a live Job of this run: claim it, and make sure its companions exist and are owned by it."""
+def adopt(api: KubeApi, run: Decoded, job: dict[str, Any], at: Where) -> dict[str, Any] | None:
+    """Take over a live Job of this run: claim it, and make sure its companions exist and are owned by it. None (and
+    nothing written) when the Job went before it could be claimed."""
     claim = api.claim(job)
+    if claim is None:
+        return None
     uid = job["metadata"]["uid"]
     # Still behind its gate: suspended, and not handed to Kueue yet (no queue label).
     gated = bool((job.get("spec") or {}).get("suspend")) and not status.is_queued(job)
