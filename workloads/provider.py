@@ -438,7 +438,8 @@ class SimRun(pulumi.dynamic.Resource):
 
     @property
     def status(self) -> pulumi.Output[str]:
-        """One of workloads/status.py STATUSES: Waiting, Blocked, Pending, Running, Succeeded, Failed, Missing."""
+        """One of workloads/status.py STATUSES: Queued, Waiting, Blocked, Pending, Running, Succeeded, Failed, Cancelled,
+        Missing."""
         return self._output("status")
 
     @property
