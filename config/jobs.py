@@ -14,7 +14,7 @@ from typing import Annotated
 from pydantic import Field, field_validator
 
 from config.errors import Issue
-from config.platform import PlatformConfig, node_fit_issues
+from config.platform import PlatformConfig, gpus_per_node_issue, node_fit_issues
 from config.runs import label_problems
 from config.services import ENV_NAME_RE
 from config.types import (
@@ -142,8 +142,7 @@ class JobSpec(Model):
                 found.append(Issue(where, f"{path} overlaps {clash}, which simfleet mounts itself"))
         if self.datasets is not None and _overlap(self.datasets.path, self.outputs.path):
             found.append(Issue("datasets.path", f"{self.datasets.path} overlaps outputs.path ({self.outputs.path})"))
-        found += [Issue("labels", problem) for problem in label_problems(self.labels)]
-        return found
+        return found + label_problems(self.labels)
 
 
 def _mebibytes(amount: int) -> str:
@@ -176,8 +175,9 @@ def job_platform_rules(platform: PlatformConfig, jobs: Iterable[tuple[int, JobSp
             issues.append(
                 Issue(f"{path}.datasets", "the datasets claim needs shared storage: set platform.sharedStorage.enabled: true")
             )
-        if job.gpus > gpu.gpus_per_node:
-            issues.append(Issue(f"{path}.gpus", f"asks for {job.gpus} GPUs but GPU nodes have {gpu.gpus_per_node}"))
+        too_many = gpus_per_node_issue(path, job.gpus, gpu)
+        if too_many:
+            issues.append(too_many)
             continue
         # The pod is the work container plus the uploader beside it (workloads/renderers/job.py UPLOADER_*).
         pod_cpu = f"{round(quantity_value(job.cpu) * 1000) + UPLOADER_MILLICPU}m"

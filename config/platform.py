@@ -424,12 +424,61 @@ def node_fit_issues(path: str, cpu: str | None, memory: str | None, instance_typ
     issues: list[Issue] = []
     smallest_cpu = min(i.vcpu for i in known) - NODE_RESERVED_CPU
     smallest_mem = min(i.memory_gib for i in known) - NODE_RESERVED_MEMORY_GIB
-    if cpu is not None and quantity_value(cpu) > smallest_cpu:
-        issues.append(
-            Issue(f"{path}.cpu", f"{cpu} CPU does not fit the smallest {group} node ({smallest_cpu:g} CPU allocatable)")
+    key = f"platform.nodeGroups.{'gpu' if group == 'GPU' else 'system'}.instanceTypes"
+    gpus = known[0].gpus
+    cpu_needed = quantity_value(cpu) if cpu is not None else 0.0
+    mem_needed = quantity_value(memory) / 2**30 if memory is not None else 0.0
+
+    def larger() -> str:
+        # Catalog types of the same kind (same GPU count) that would hold the pod: what the group could use instead.
+        fits = sorted(
+            (
+                t
+                for t in catalog.values()
+                if t.gpus == gpus
+                and t.vcpu - NODE_RESERVED_CPU >= cpu_needed
+                and t.memory_gib - NODE_RESERVED_MEMORY_GIB >= mem_needed
+            ),
+            key=lambda t: t.on_demand_hourly,
         )
-    if memory is not None and quantity_value(memory) > smallest_mem * 2**30:
+        shown = ", ".join(f"{t.name} ({t.vcpu} vCPU, {t.memory_gib:g} GiB)" for t in fits[:3])
+        return (
+            f", or use larger types in {key} ({shown})" if shown else f", or add larger types to data/aws_catalog.json and {key}"
+        )
+
+    if cpu is not None and cpu_needed > smallest_cpu:
         issues.append(
-            Issue(f"{path}.memory", f"{memory} does not fit the smallest {group} node ({smallest_mem:g}Gi allocatable)")
+            Issue(
+                f"{path}.cpu",
+                f"{cpu} CPU does not fit the smallest {group} node ({smallest_cpu:g} CPU allocatable); lower it{larger()}",
+            )
+        )
+    if memory is not None and mem_needed > smallest_mem:
+        issues.append(
+            Issue(
+                f"{path}.memory",
+                f"{memory} does not fit the smallest {group} node ({smallest_mem:g}Gi allocatable); lower it{larger()}",
+            )
         )
     return issues
+
+
+def gpus_per_node_issue(path: str, gpus: int, gpu: GpuNodeGroupConfig) -> Issue | None:
+    """A pod's GPUs must fit on one node of the GPU group: when not, say which instance types would hold it."""
+    per_node = gpu.gpus_per_node
+    if gpus <= per_node:
+        return None
+    catalog = load_catalog().instances
+    fits = sorted((t for t in catalog.values() if t.gpus >= gpus), key=lambda t: t.on_demand_hourly)
+    shown = ", ".join(f"{t.name} ({t.gpus} x {t.gpu_model})" for t in fits[:3])
+    where = (
+        f"set platform.nodeGroups.gpu.instanceTypes to types with {gpus} or more GPUs, such as {shown} (every GPU "
+        "workload then runs on them)"
+        if shown
+        else f"no instance type in data/aws_catalog.json has {gpus} GPUs; add one there and to platform.nodeGroups.gpu.instanceTypes"
+    )
+    return Issue(
+        f"{path}.gpus",
+        f"asks for {gpus} GPUs, but a pod runs on one node and the stack's GPU nodes ({', '.join(gpu.instance_types)}) have "
+        f"{per_node} each; lower gpus to {per_node}, or {where}",
+    )

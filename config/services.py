@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BeforeValidator, Field, WithJsonSchema, field_validator, model_validator
 
 from config.errors import Issue
-from config.platform import PlatformConfig, node_fit_issues
+from config.platform import PlatformConfig, gpus_per_node_issue, node_fit_issues
 from config.types import (
     LABEL_VALUE_RE,
     RUN_NAME_RE,
@@ -320,8 +320,9 @@ def service_platform_rules(platform: PlatformConfig, services: Iterable[tuple[in
                 )
             )
         per_node = gpu.gpus_per_node
-        if service.gpus > per_node:
-            issues.append(Issue(f"{path}.gpus", f"asks for {service.gpus} GPUs but GPU nodes have {per_node}"))
+        too_many = gpus_per_node_issue(path, service.gpus, gpu)
+        if too_many:
+            issues.append(too_many)
             continue
         issues += node_fit_issues(path, service.cpu, service.memory, gpu.instance_types, "GPU")
         # A rolling update surges one replica above the current count, so max + 1 replicas must fit the group.
@@ -339,11 +340,14 @@ def service_platform_rules(platform: PlatformConfig, services: Iterable[tuple[in
     return issues
 
 
-def service_warnings(services: Iterable[tuple[int, ServiceSpec]]) -> list[str]:
+def service_warnings(services: Iterable[tuple[int, ServiceSpec]]) -> list[Issue]:
     """Valid but probably not meant: a service nothing may connect to (its namespace denies all ingress by default)."""
     return [
-        f"services[{index}].clients: empty and expose is cluster, so nothing can connect to {service.name!r} (the services "
-        "namespace denies all ingress); list its clients, e.g. [{namespace: simfleet-runs}]"
+        Issue(
+            f"services[{index}].clients",
+            f"empty and expose is cluster, so nothing can connect to {service.name!r} (the services namespace denies "
+            "all ingress); list its clients, e.g. [{namespace: simfleet-runs}]",
+        )
         for index, service in services
         if not service.clients and service.expose.internal_load_balancer is None
     ]

@@ -8,7 +8,7 @@ resource is registered. Errors are collected across the whole file and raised to
 from __future__ import annotations
 
 import datetime
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
@@ -17,7 +17,7 @@ from pydantic import BaseModel, ValidationError
 
 import naming
 from config.capacity import gpu_capacity, per_gpu_allocatable
-from config.errors import ConfigError, Issue, did_you_mean, entry_rules, file_order, issues_from
+from config.errors import ConfigError, Issue, did_you_mean, entry_rules, issues_from
 from config.jobs import JobSpec, job_platform_rules
 from config.platform import PlatformConfig, default_control_plane_log_retention, is_prod_stack, prod_rules, storage_rules
 from config.queues import (
@@ -32,6 +32,7 @@ from config.queues import (
 )
 from config.runs import RunSpec, run_cross_rules, run_platform_rules
 from config.services import ServiceSpec, service_platform_rules, service_warnings
+from config.sources import FILE_SECTIONS, RUN_FILES_KEY, gather, read_stack_file, shown
 from config.types import CapacityType, documentation_range
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -40,6 +41,8 @@ M = TypeVar("M", bound=BaseModel)
 # Set only by tools/plan.py: the offline plan reports documentation-range placeholders as warnings, so the sample
 # stack still plans; `pulumi preview`/`up` (which never set it) refuse them.
 OFFLINE_PLAN_ENV = "SIMFLEET_OFFLINE_PLAN"
+# Set only by tools/plan.py: the stack file it plans (any path), so errors name it and run files are found beside it.
+STACK_FILE_ENV = "SIMFLEET_STACK_FILE"
 # Set to "network" for phase 1 of a first deploy (README "First deploy (bootstrap)"): the program registers only
 # the network and the deployer security group, so a runner can start inside the VPC before the private endpoint exists.
 BOOTSTRAP_ENV = "SIMFLEET_BOOTSTRAP"
@@ -93,21 +96,30 @@ def load_stack_config(
     services: Any = None,
     jobs: Any = None,
     queues: Any = None,
+    run_files: Any = None,
     stack: str,
     source: str,
+    stack_file: Path | None = None,
     base_dir: Path = PROJECT_ROOT,
     today: datetime.date | None = None,
     lint_glue: Callable[[Path], list[str]] | None = None,
     offline: bool = False,
 ) -> StackConfig:
-    """Validate the raw `simfleet:platform`, `:runs`, `:jobs`, `:services` and `:queues`; raise ConfigError listing every
-    problem.
+    """Validate the raw `simfleet:platform`, `:runs`, `:jobs`, `:services`, `:queues` and the run files `:runFiles`
+    names; raise ConfigError listing every problem, each with its file, line and entry name.
 
+    `stack_file` is the stack file on disk: run files are read relative to its directory, and problems get its lines.
     `offline` (the offline plan) turns placeholder CIDRs from errors into warnings.
     """
     today = today or datetime.date.today()
-    issues: list[Issue] = []
+    sources = gather(stack_file, source, {"runs": runs, "jobs": jobs, "services": services, "queues": queues}, run_files)
+    runs, jobs, services = (sources.sections[section] for section in FILE_SECTIONS)
+    issues: list[Issue] = list(sources.issues)
     warnings: list[str] = []
+    # Warnings about an entry or a key, shown with its file and line like an error.
+    notes: list[Issue] = []
+    # Names of entries with errors of their own: rules about other entries that name them stay quiet.
+    invalid: dict[str, set[str]] = {}
 
     platform_cfg: PlatformConfig | None = None
     if platform is None:
@@ -123,9 +135,9 @@ def load_stack_config(
         for problem in dict.fromkeys(naming.bucket_name_problems(stack, "checkpoints"))
     ]
 
-    run_specs = _entries(runs, "runs", RunSpec, issues)
-    job_specs = _entries(jobs, "jobs", JobSpec, issues)
-    service_specs = _entries(services, "services", ServiceSpec, issues)
+    run_specs = _entries(runs, "runs", RunSpec, issues, invalid)
+    job_specs = _entries(jobs, "jobs", JobSpec, issues, invalid)
+    service_specs = _entries(services, "services", ServiceSpec, issues, invalid)
 
     queue_specs: list[tuple[int, QueueSpec]] = []
     if queues is not None and not isinstance(queues, list):
@@ -145,6 +157,7 @@ def load_stack_config(
             queue_specs.append((index, QueueSpec.model_validate(raw, context=context)))
         except ValidationError as err:
             issues += issues_from(err, f"queues[{index}]", QueueSpec)
+            invalid.setdefault("queues", set()).update(_names([raw]))
     issues += queue_rules(queue_specs)
     # The queues' names and default, for the rules of runs and jobs that name a queue; quotas need the platform.
     queues_cfg = declared_queues(queue_specs, queues is not None)
@@ -169,30 +182,33 @@ def load_stack_config(
                 "queues: every nominal GPU quota is 0 (the services take every GPU, or the quotas say so), so Kueue admits "
                 "no run or job that asks for a GPU"
             )
-    issues += run_cross_rules(run_specs, base_dir, lint_glue)
+    issues += entry_rules("runs", run_specs, invalid.setdefault("runs", set()))
+    issues += run_cross_rules(run_specs, base_dir, lint_glue, invalid.get("runs", set()))
     issues += entry_rules("services", service_specs)
     issues += entry_rules("jobs", job_specs)
     issues += name_clashes(workload_names(run_specs, service_specs, job_specs))
-    issues += queue_name_issues(queues_cfg.names(), [("runs", run_specs), ("jobs", job_specs)])
-    if platform_cfg is not None and not any(i.path.endswith(".queue") for i in issues):
+    issues += queue_name_issues(queues_cfg.names(), [("runs", run_specs), ("jobs", job_specs)], invalid.get("queues", set()))
+    # Admission needs every queue a workload names to be valid: a queue with errors of its own is left out of it.
+    if platform_cfg is not None and not any(i.path.endswith(".queue") for i in issues) and not invalid.get("queues"):
         for issue in admission_issues(queues_cfg, run_specs, job_specs):
             # A queue with no GPUs at all for it is the stack's choice (the services take them, say): say so. One
             # with some, but fewer than the workload needs at once, is a mistake: it would wait forever.
             if issue.message.startswith("0 "):
-                warnings.append(f"{issue.path}: {issue.message[2:]}")
+                notes.append(Issue(issue.path, issue.message[2:]))
             else:
                 issues.append(issue)
-    warnings += service_warnings(service_specs)
+    notes += service_warnings(service_specs)
     placeholders = placeholder_issues(platform_cfg, run_specs, service_specs)
     if offline:
-        warnings += [
-            f"{i.path}: {i.message} (the offline plan only warns; pulumi preview and up refuse it)" for i in placeholders
+        notes += [
+            Issue(i.path, f"{i.message} (the offline plan only warns; pulumi preview and up refuse it)") for i in placeholders
         ]
     else:
         issues += placeholders
 
     if issues:
-        raise ConfigError(source, sorted(issues, key=file_order))
+        raise ConfigError(source, sources.located(issues))
+    warnings += [str(note) for note in sources.located(notes)]
     assert platform_cfg is not None
     if platform_cfg.control_plane_log_retention_days is None:
         # The stack-dependent default is resolved here, once, so components receive a number.
@@ -210,12 +226,13 @@ def load_stack_config(
     )
 
 
-def _entries(raw: Any, section: str, model: type[M], issues: list[Issue]) -> list[tuple[int, M]]:
-    """Each entry of a list section that parses, with its index; the others' errors go to `issues` with their paths."""
+def _entries(raw: Any, section: str, model: type[M], issues: list[Issue], invalid: dict[str, set[str]]) -> list[tuple[int, M]]:
+    """Each entry of a list section that parses, with its index; the others' errors go to `issues` with their paths,
+    and their names to `invalid[section]`."""
     if raw is None:
         return []
     if not isinstance(raw, list):
-        issues.append(Issue(section, f"simfleet:{section} must be a list of {section}"))
+        issues.append(Issue(section, f"simfleet:{section} must be a list of {section}, each entry starting with `- name:`"))
         return []
     parsed = []
     for index, entry in enumerate(raw):
@@ -223,7 +240,12 @@ def _entries(raw: Any, section: str, model: type[M], issues: list[Issue]) -> lis
             parsed.append((index, model.model_validate(entry)))
         except ValidationError as err:
             issues += issues_from(err, f"{section}[{index}]", model)
+            invalid.setdefault(section, set()).update(_names([entry]))
     return parsed
+
+
+def _names(entries: Sequence[Any]) -> set[str]:
+    return {e["name"] for e in entries if isinstance(e, dict) and isinstance(e.get("name"), str)}
 
 
 def workload_names(
@@ -263,12 +285,13 @@ def name_clashes(names: Sequence[tuple[str, str]]) -> list[Issue]:
         for candidate in made:
             other_path, other_name = owner.get(candidate, ("", ""))
             if other_path and not (other_name == name and other_path.split("[")[0] == section):
+                # Paths of other entries are shown with their names and lines by config.sources.locate.
                 if candidate == name == other_name:
                     message = f"{name!r} is already used by {other_path}"
                 elif candidate == name:
-                    message = f"{name!r} is the name of an object {other_path} ({other_name!r}) creates"
+                    message = f"{name!r} is the name of an object {other_path} creates"
                 else:
-                    message = f"{name!r} creates {candidate!r}, which is already used by {other_path} ({other_name!r})"
+                    message = f"{name!r} creates {candidate!r}, which is already used by {other_path}"
                 issues.append(Issue(path, message + "; names must be unique across runs, jobs and services"))
                 break
         else:
@@ -278,13 +301,16 @@ def name_clashes(names: Sequence[tuple[str, str]]) -> list[Issue]:
 
 
 def queue_name_issues(
-    queues: Sequence[str], sections: Sequence[tuple[str, Sequence[tuple[int, RunSpec | JobSpec]]]]
+    queues: Sequence[str],
+    sections: Sequence[tuple[str, Sequence[tuple[int, RunSpec | JobSpec]]]],
+    invalid: Collection[str] = (),
 ) -> list[Issue]:
-    """Every run's and job's `queue:` names one of the stack's queues (LocalQueues in the runs namespace)."""
+    """Every run's and job's `queue:` names one of the stack's queues (LocalQueues in the runs namespace); a queue
+    whose own entry has errors (`invalid`) exists, so naming it is not reported."""
     issues = []
     for section, entries in sections:
         for index, spec in entries:
-            if spec.queue is not None and spec.queue not in queues:
+            if spec.queue is not None and spec.queue not in queues and spec.queue not in invalid:
                 hint = did_you_mean(spec.queue, queues)
                 issues.append(
                     Issue(
@@ -359,15 +385,21 @@ def placeholder_issues(
     return issues
 
 
-def load_from_pulumi() -> StackConfig:
-    """Read `simfleet:*` from the running stack; a bad file stops the program with a clean message."""
+def load_from_pulumi(project_dir: Path = PROJECT_ROOT) -> StackConfig:
+    """Read `simfleet:*` from the running stack, and the run files it names; a bad file stops the program with a clean
+    message.
+
+    Under `pulumi up` the stack file is `Pulumi.<stack>.yaml` in the project directory (where Pulumi.yaml is), and
+    run files are found relative to it; the offline plan names the file it plans in SIMFLEET_STACK_FILE.
+    """
     import os
 
     import pulumi
 
     stack = pulumi.get_stack()
-    # The offline plan can validate any stack file; it names that file here so errors point at it.
-    source = os.environ.get("SIMFLEET_STACK_FILE", f"Pulumi.{stack}.yaml")
+    named = os.environ.get(STACK_FILE_ENV)
+    stack_file = Path(named) if named else project_dir / f"Pulumi.{stack}.yaml"
+    source = named or shown(stack_file)
     offline = os.environ.get(OFFLINE_PLAN_ENV) == "1"
     phase = os.environ.get(BOOTSTRAP_ENV, "")
     settings = pulumi.Config("simfleet")
@@ -380,8 +412,10 @@ def load_from_pulumi() -> StackConfig:
             services=settings.get_object("services"),
             jobs=settings.get_object("jobs"),
             queues=settings.get_object("queues"),
+            run_files=settings.get_object(RUN_FILES_KEY),
             stack=stack,
             source=source,
+            stack_file=stack_file,
             offline=offline,
         )
     except ConfigError as err:
@@ -390,3 +424,31 @@ def load_from_pulumi() -> StackConfig:
     for warning in cfg.warnings:
         pulumi.log.warn(warning)
     return replace(cfg, bootstrap_network=phase == "network")
+
+
+def load_stack_file(
+    path: Path,
+    stack: str,
+    *,
+    today: datetime.date | None = None,
+    offline: bool = False,
+    lint_glue: Callable[[Path], list[str]] | None = None,
+) -> StackConfig:
+    """A stack file on disk validated whole (its run files too), as `pulumi up` would: for tools that read the file
+    themselves (preflight) and for tests."""
+    source = shown(path)
+    raw = read_stack_file(path, source)
+    return load_stack_config(
+        raw.get("simfleet:platform"),
+        raw.get("simfleet:runs"),
+        services=raw.get("simfleet:services"),
+        jobs=raw.get("simfleet:jobs"),
+        queues=raw.get("simfleet:queues"),
+        run_files=raw.get(f"simfleet:{RUN_FILES_KEY}"),
+        stack=stack,
+        source=source,
+        stack_file=path,
+        today=today,
+        lint_glue=lint_glue,
+        offline=offline,
+    )

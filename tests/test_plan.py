@@ -180,7 +180,7 @@ def test_invalid_stack_file_exits_2_with_every_error_and_no_traceback(tmp_path: 
     assert done.returncode == 2
     assert "Traceback" not in done.stderr + done.stdout
     assert "Pulumi.broken.yaml: 2 errors in the stack config" in done.stderr
-    assert "platform.network.cidr" in done.stderr and "runs[1].images.sim" in done.stderr
+    assert "platform.network.cidr" in done.stderr and "runs[1] (trot-sweep).images.sim" in done.stderr
     assert not (tmp_path / "out" / "broken" / "resources.json").exists()
 
 
@@ -210,7 +210,7 @@ def test_nothing_is_registered_before_validation(tmp_path: Path) -> None:
 
     RecordingMonitor.RegisterResource = spy  # type: ignore[method-assign]
     try:
-        with pytest.raises(PlanConfigError, match=r"runs\[0\]\.mode"):
+        with pytest.raises(PlanConfigError, match=r"runs\[0\] \(trot-baseline\)\.mode"):
             run_program(bad, "dev")
     finally:
         RecordingMonitor.RegisterResource = original  # type: ignore[method-assign]
@@ -283,8 +283,8 @@ def test_an_unknown_bootstrap_phase_is_a_config_error(monkeypatch: pytest.Monkey
 def test_placeholders_warn_in_the_plan_cli_and_fail_outside_it(tmp_path: Path) -> None:
     done = run_plan_cli("--stack", "dev", out=tmp_path)
     assert done.returncode == 0, done.stderr
-    assert "warning: platform.endpoint.publicAccessCidrs[0]: 203.0.113.0/24 is a placeholder" in done.stdout
-    assert "warning: runs[0].viewport.allowedCidrs[0]: 203.0.113.0/24 is a placeholder" in done.stdout
+    assert "warning: Pulumi.dev.yaml:15: platform.endpoint.publicAccessCidrs[0]: 203.0.113.0/24 is a placeholder" in done.stdout
+    assert "warning: Pulumi.dev.yaml:62: runs[0] (trot-baseline).viewport.allowedCidrs[0]: 203.0.113.0/24" in done.stdout
     # What `pulumi preview` would run: the same program without the offline plan's flag.
     from config import OFFLINE_PLAN_ENV
     from tools import plan
@@ -300,7 +300,7 @@ def test_placeholders_warn_in_the_plan_cli_and_fail_outside_it(tmp_path: Path) -
             run_program(ROOT / "Pulumi.dev.yaml", "dev")
     message = str(caught.value)
     assert message.startswith("Pulumi.dev.yaml: 2 errors in the stack config")
-    assert "platform.endpoint.publicAccessCidrs[0]: 203.0.113.0/24 is a placeholder" in message
+    assert "  - Pulumi.dev.yaml:15: platform.endpoint.publicAccessCidrs[0]: 203.0.113.0/24 is a placeholder" in message
     assert "Traceback" not in message
 
 

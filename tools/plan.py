@@ -28,7 +28,8 @@ from typing import Any
 
 import yaml
 
-from config import BOOTSTRAP_ENV, OFFLINE_PLAN_ENV
+from config import BOOTSTRAP_ENV, OFFLINE_PLAN_ENV, STACK_FILE_ENV, ConfigError
+from config.sources import read_stack_file as read_stack_mapping
 from policies.rules import Context, Resource, Violation, evaluate, helper_images, platform_settings
 from tools import cost as cost_model
 from tools import run_changes
@@ -62,18 +63,13 @@ def stack_name_for(path: Path) -> str:
 
 
 def read_stack_file(path: Path) -> dict[str, Any]:
+    """The stack file's `config:` mapping; PlanConfigError naming the file (and the line of a YAML error) otherwise."""
+    if not path.is_file():
+        raise PlanConfigError(f"{_display_path(path)}: no such stack file")
     try:
-        # libyaml's loader when PyYAML has it: a 10,000-run stack file parses in seconds instead of minutes.
-        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-        document = yaml.load(path.read_text(), Loader=loader) or {}
-    except FileNotFoundError:
-        raise PlanConfigError(f"{path}: no such stack file") from None
-    except yaml.YAMLError as err:
-        raise PlanConfigError(f"{path}: not valid YAML: {err}") from None
-    config = document.get("config") if isinstance(document, dict) else None
-    if not isinstance(config, dict):
-        raise PlanConfigError(f"{path}: has no 'config:' mapping")
-    return config
+        return read_stack_mapping(path, str(_display_path(path)))
+    except ConfigError as err:
+        raise PlanConfigError(str(err)) from None
 
 
 class _WarningCollector(logging.Handler):
@@ -117,7 +113,7 @@ def run_program(config_path: Path, stack: str | None = None, program: Path = PRO
 
     # The config loader reads these: which file errors point at, that placeholders only warn offline, and the phase.
     environment = {
-        "SIMFLEET_STACK_FILE": str(_display_path(config_path)),
+        STACK_FILE_ENV: str(_display_path(config_path)),
         OFFLINE_PLAN_ENV: "1",
         BOOTSTRAP_ENV: "network" if bootstrap else None,
     }
