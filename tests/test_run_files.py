@@ -211,5 +211,33 @@ def test_make_plan_of_the_teams_stack_prints_each_runs_data_and_cost(tmp_path: P
         check=False,
     )
     assert done.returncode == 0, done.stderr
-    assert "runs: 3 (walk-sweep, walk-baseline, grasp-from-walk)" in done.stdout
-    assert "jobs: 1 (perception-eval)" in done.stdout
+    out = done.stdout
+    assert "runs: 3 (walk-sweep, walk-baseline, grasp-from-walk)" in out and "jobs: 1 (perception-eval)" in out
+    block = out[out.index("  runs and jobs: where each writes") : out.index("  runs compared with")]
+    runs = {r["name"]: r for r in json.loads((tmp_path / "teams" / "runs.json").read_text())}
+    sweep = runs["walk-sweep"]
+    hash_ = sweep["specHash"]
+    assert "  run walk-sweep: batch, 20 seeds 0..19, 4 at a time, queue locomotion, spec hash " + hash_ in block
+    bucket = "simfleet-teams-artifacts-123456789012"
+    assert f"    artifacts   s3://{bucket}/runs/walk-sweep/{hash_}/seed-<n>/ *" in block
+    assert f"    checkpoint  s3://simfleet-teams-checkpoints-123456789012/runs/walk-sweep/{hash_}/seed-<n>/out.mstate *" in block
+    assert "* offline placeholder: 123456789012 is the mocks' account id" in block
+    assert re.search(r"cost {8}up to \$61\.21 per admission \(4 x g5\.2xlarge on-demand for the Job's 12\.62h deadline", block)
+    assert re.search(
+        r"typical \$\d+\.\d\d at the expected runtime \(\d+(\.\d+)? spot node-hours: each seed once for its 1h", block
+    )
+    assert "queue perception" in block and f"s3://{bucket}/jobs/perception-eval/" in block
+    assert runs["grasp-from-walk"]["queue"] == "perception" and runs["grasp-from-walk"]["cost"]["typicalUsd"] > 0
+    # The monthly header lists no run: a run's cost is per admission.
+    monthly = out[out.index("  cost (") : out.index("  runs and jobs:")]
+    assert "USD/month" in monthly and "walk-sweep" not in monthly
+
+
+@pytest.mark.parametrize(
+    ("seeds", "text"),
+    [([7], "7"), (list(range(20)), "0..19"), ([0, 1, 2, 3, 7], "0..3, 7"), ([9, 1, 2, 5, 6], "1..2, 5..6, 9")],
+)
+def test_the_plan_shows_seeds_as_ranges(seeds: list[int], text: str) -> None:
+    from tools.run_summary import seed_text
+
+    assert seed_text(seeds) == text

@@ -5,8 +5,9 @@
     python -m tools.plan --stack prod --bootstrap   # phase 1 of a first deploy: the network only
 
 No cloud, no Pulumi CLI, no credentials. Writes build/plan/<stack>/{resources.json, manifests/, policy.json,
-cost.json, changes.json} and prints a summary, including what `pulumi up` would do to each run compared with
-an earlier state (`--against`, by default the previous plan). Exit code 2 means the stack file is invalid, 3
+cost.json, runs.json, changes.json} and prints a summary: per run and job its queue, where its data will land and
+its cost per admission, and what `pulumi up` would do to each compared with an earlier state (`--against`, by
+default the previous plan). Exit code 2 means the stack file is invalid, 3
 that it breaks a mandatory policy (policies/rules/).
 """
 
@@ -32,7 +33,7 @@ from config import BOOTSTRAP_ENV, OFFLINE_PLAN_ENV, STACK_FILE_ENV, ConfigError
 from config.sources import read_stack_file as read_stack_mapping
 from policies.rules import Context, Resource, Violation, evaluate, helper_images, platform_settings
 from tools import cost as cost_model
-from tools import run_changes
+from tools import run_changes, run_summary
 from workloads.inputs import objects_from_inputs
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -381,16 +382,19 @@ def main(argv: list[str] | None = None) -> int:
     (out / "policy.json").write_text(json.dumps([v.as_json() for v in violations], indent=2))
     cost = estimate_cost(result)
     (out / "cost.json").write_text(json.dumps(cost, indent=2))
+    workloads = run_summary.workloads(result.registrations, cost["runs"])
+    (out / "runs.json").write_text(json.dumps(workloads, indent=2))
     print(summarize(result))
     print("\n".join(policy_summary(violations)))
     print("\n".join(cost_summary(cost)))
+    print("\n".join(f"  {line}" for line in run_summary.lines(workloads, cost)))
     label = (
         f"{_display_path(against)}" + (" (the previous plan, not the deployed state)" if against == previous else "")
         if against
         else "nothing (no earlier state: pass AGAINST=<pulumi stack export file> to compare with what is deployed)"
     )
     print("\n".join(f"  {line}" for line in run_changes.summary(changes, label)))
-    print(f"  wrote {_display_path(out)}/resources.json, manifests/, policy.json, cost.json and changes.json")
+    print(f"  wrote {_display_path(out)}/resources.json, manifests/, policy.json, cost.json, runs.json and changes.json")
     # 3: the stack is valid but breaks a mandatory policy, which would block `pulumi preview --policy-pack`.
     return 3 if any(v.level == "mandatory" for v in violations) else 0
 
