@@ -8,6 +8,7 @@ import naming
 from components.access import Access, AccessArgs
 from components.addons import Addons, AddonsArgs
 from components.cluster import Cluster, ClusterArgs
+from components.dataset_imports import DatasetImports, DatasetImportsArgs
 from components.metrics import PUSHGATEWAY_POD_LABELS, Metrics, MetricsArgs, pushgateway_url
 from components.network import Network, NetworkArgs, refuse_bootstrap_over_cluster
 from components.nodegroups import NodeGroups, NodeGroupsArgs
@@ -164,6 +165,22 @@ else:
             # The EFS CSI add-on's controller pods need nodes, like every other add-on.
             opts=pulumi.ResourceOptions(providers=[k8s_provider], depends_on=[node_groups]),
         )
+    imports = None
+    if shared_storage is not None and platform.shared_storage.imports:
+        imports = DatasetImports(
+            "dataset-imports",
+            DatasetImportsArgs(
+                platform.shared_storage.imports,
+                runs_namespace.namespace,
+                shared_storage.datasets_claim_name,
+                cluster.oidc_provider_arn,
+                cluster.oidc_provider_url,
+                region,
+                tags,
+                cluster=cluster,
+            ),
+            opts=in_cluster,
+        )
     metrics = None
     if platform.metrics.enabled:
         metrics = Metrics(
@@ -267,5 +284,10 @@ else:
     pulumi.export("queues", queues_summary(cfg.queues))
     pulumi.export("services", services.summary if services is not None else {})
     # For jobs and runs: the claim to mount and the Pushgateway to push to (null when the piece is off).
-    pulumi.export("sharedStorage", shared_storage_summary(shared_storage) if shared_storage is not None else None)
+    pulumi.export(
+        "sharedStorage",
+        shared_storage_summary(shared_storage, imports.summary if imports is not None else None)
+        if shared_storage is not None
+        else None,
+    )
     pulumi.export("metrics", {"pushgatewayUrl": metrics.pushgateway_url} if metrics is not None else None)

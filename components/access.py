@@ -204,7 +204,12 @@ def job_policy(artifacts_bucket_arn: str) -> dict[str, Any]:
 
 
 def model_repository_policy(partition: str, uri: str) -> dict[str, Any]:
-    """A service's model repository, read-only: GetObject under its prefix, ListBucket of that prefix only.
+    """A service's model repository, read-only (prefix_read_policy)."""
+    return prefix_read_policy(partition, uri, "Models")
+
+
+def prefix_read_policy(partition: str, uri: str, what: str) -> dict[str, Any]:
+    """Read-only on one S3 prefix: GetObject under it, ListBucket of that prefix only (`Read<what>`, `List<what>`).
 
     `uri` is `s3://bucket/prefix/` (config adds the trailing slash), so `prefix/*` never reaches a sibling prefix that
     merely starts with the same characters. No KMS statement: a bucket encrypted with its own KMS key also needs
@@ -218,14 +223,15 @@ def model_repository_policy(partition: str, uri: str) -> dict[str, Any]:
         raise ValueError(f"{uri!r}: a prefix with *, ? or $ would grant more than the prefix")
     return _policy(
         {
-            "Sid": "ReadModels",
+            "Sid": f"Read{what}",
             "Effect": "Allow",
             "Action": ["s3:GetObject"],
             "Resource": [f"arn:{partition}:s3:::{bucket}/{prefix}*"],
         },
         {
-            # Servers list the repository to find models and versions; listing stays inside the prefix.
-            "Sid": "ListModels",
+            # Readers list the prefix to find what is there (servers their models, `aws s3 sync` its objects);
+            # listing stays inside the prefix.
+            "Sid": f"List{what}",
             "Effect": "Allow",
             "Action": ["s3:ListBucket"],
             "Resource": [f"arn:{partition}:s3:::{bucket}"],

@@ -4,6 +4,7 @@
 """
 
 from config.capacity import GpuCapacity, gpu_capacity, gpu_quota_problems, node_group_gpus, runs_gpu_quota
+from config.datasets import DatasetImport
 from config.errors import ConfigError, Issue
 from config.jobs import Datasets, JobSpec, Outputs
 from config.platform import (
@@ -23,7 +24,7 @@ from config.platform import (
     is_prod_stack,
 )
 from config.queues import FlavorQuota, GpuSplit, QuantitySplit, QueuesConfig, QueueSpec, TeamQueue
-from config.runs import Checkpoint, Images, RunSpec, Viewport, checkpoint_order
+from config.runs import Checkpoint, Images, RunDatasets, RunSpec, Viewport, checkpoint_order
 from config.services import Autoscale, Expose, Probes, Replicas, ServiceClient, ServicePort, ServiceSpec
 from config.stack import (
     BOOTSTRAP_ENV,
@@ -64,6 +65,7 @@ __all__ = [
     "BucketsConfig",
     "Checkpoint",
     "ConfigError",
+    "DatasetImport",
     "Datasets",
     "DeployerAccess",
     "EndpointConfig",
@@ -87,6 +89,7 @@ __all__ = [
     "QueueSpec",
     "QueuesConfig",
     "Replicas",
+    "RunDatasets",
     "RunSpec",
     "ServiceClient",
     "ServicePort",

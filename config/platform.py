@@ -12,6 +12,7 @@ from pydantic.alias_generators import to_camel
 
 import versions
 from catalog import is_gpu_family, load_catalog
+from config.datasets import DatasetImport
 from config.errors import Issue
 from config.types import (
     ALL_CONTROL_PLANE_LOGS,
@@ -23,6 +24,7 @@ from config.types import (
     ControlPlaneLogType,
     Model,
     RestrictedCidr,
+    overlaps,
     quantity_value,
 )
 
@@ -238,12 +240,37 @@ class SharedStorageConfig(Model):
         "bursting: no transfer charge, but a small file system earns a small baseline and runs out of burst credits.",
     )
 
+    imports: list[DatasetImport] = Field(
+        default_factory=list,
+        description="S3 prefixes copied into the datasets volume, each by a sync Job with a role that may only read its prefix.",
+    )
+
     @field_validator("transition_to_ia_days")
     @classmethod
     def _ia_days(cls, days: int | None) -> int | None:
         if days is not None and days not in EFS_IA_DAYS:
             raise ValueError(f"{days} is not an EFS lifecycle age; use one of {', '.join(map(str, EFS_IA_DAYS))} or null")
         return days
+
+    @model_validator(mode="after")
+    def _imports(self) -> SharedStorageConfig:
+        problems = []
+        if self.imports and not self.enabled:
+            problems.append("imports fill the datasets volume, which needs enabled: true")
+        seen: dict[str, int] = {}
+        for index, entry in enumerate(self.imports):
+            if entry.name in seen:
+                problems.append(f"imports[{index}].name {entry.name!r} is already used by imports[{seen[entry.name]}]")
+            seen.setdefault(entry.name, index)
+            clash = next((o for o in self.imports[:index] if overlaps(o.directory, entry.directory)), None)
+            if clash is not None:
+                problems.append(
+                    f"imports[{index}] ({entry.name}) writes {entry.directory}, which overlaps {clash.directory} of import "
+                    f"{clash.name}; give each import a directory of its own (path)"
+                )
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
 
 
 class MetricsConfig(Model):

@@ -7,7 +7,7 @@ from collections.abc import Callable, Collection, Iterable, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BeforeValidator, Field, WithJsonSchema, field_validator, model_validator
+from pydantic import AfterValidator, BeforeValidator, Field, WithJsonSchema, field_validator, model_validator
 
 import naming
 from config.errors import Issue, did_you_mean
@@ -22,7 +22,9 @@ from config.types import (
     Model,
     Quantity,
     RestrictedCidr,
+    absolute_dir,
     image_source_problem,
+    overlaps,
 )
 
 IMAGE_SLOTS = ("sim", "monty", "glue")
@@ -76,6 +78,17 @@ class Checkpoint(Model):
     @property
     def from_run(self) -> str | None:
         return self.from_[4:] if self.from_ and self.from_.startswith("run:") else None
+
+
+# Paths the run pod mounts itself (workloads/renderers/run.py and common.py; tests/test_run_renderer.py checks they
+# match): a run's datasets path stays clear of them.
+RUN_RESERVED_PATHS = ("/artifacts", "/checkpoints", "/dev/shm", "/glue", "/opt/simfleet", "/tmp")
+
+
+class RunDatasets(Model):
+    """The shared `datasets` claim, mounted read-only in the simulator, brain and glue containers."""
+
+    path: Annotated[str, AfterValidator(absolute_dir)] = Field("/datasets", description="Where the claim is mounted.")
 
 
 class Viewport(Model):
@@ -198,6 +211,9 @@ class RunSpec(Model):
     memory: Quantity = Field("12Gi", description="Memory requested by the whole pod.")
     rerun: int = Field(0, ge=0, description="Bump to start the same spec again as a fresh run.")
     queue: str | None = Field(None, description="The Kueue queue (a team's) that admits the run; the stack's default.")
+    datasets: RunDatasets | None = Field(
+        None, description="Mount the shared datasets claim read-only (needs platform.sharedStorage); off by default."
+    )
 
     @field_validator("name")
     @classmethod
@@ -229,6 +245,9 @@ class RunSpec(Model):
             found.append(Issue("parallelism", "is only for batch runs; remove it (an interactive run has one pod)"))
         if self.max_runtime > MAX_RUNTIME_LIMIT:
             found.append(Issue("maxRuntime", "is longer than 7d; split the run, with checkpoint.from: run:<name> continuing it"))
+        clash = next((r for r in RUN_RESERVED_PATHS if self.datasets and overlaps(self.datasets.path, r)), None)
+        if self.datasets is not None and clash:
+            found.append(Issue("datasets.path", f"{self.datasets.path} overlaps {clash}, which simfleet mounts itself"))
         if not glue_inside_project(self.glue):
             found.append(Issue("glue", f"{self.glue!r} must be a path inside the project, like glue/trot.py"))
         return found + label_problems(self.labels)
@@ -259,6 +278,10 @@ def run_platform_rules(platform: PlatformConfig, runs: Iterable[tuple[int, RunSp
             problem = image_source_problem(getattr(run.images, slot), platform.repositories, platform.image_allow_list)
             if problem:
                 issues.append(Issue(f"{path}.images.{slot}", problem))
+        if run.datasets is not None and not platform.shared_storage.enabled:
+            issues.append(
+                Issue(f"{path}.datasets", "the datasets claim needs shared storage: set platform.sharedStorage.enabled: true")
+            )
         too_many = gpus_per_node_issue(path, run.gpus, gpu)
         if too_many:
             issues.append(too_many)

@@ -22,6 +22,7 @@ from config.types import (
     RestrictedCidr,
     image_source_problem,
     quantity_value,
+    s3_prefix,
 )
 
 PortName = Literal["http", "grpc", "metrics"]
@@ -36,7 +37,6 @@ QUALIFIED_LABEL_KEY_RE = re.compile(
 )
 ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 METRIC_NAME_RE = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
-S3_PREFIX_RE = re.compile(r"^s3://(?P<bucket>[a-z0-9][a-z0-9.-]{1,61}[a-z0-9])/(?P<prefix>.+)$")
 # Set by simfleet on every service container (workloads/renderers/service.py) or by the EKS pod identity webhook (the
 # two AWS_ web identity variables); a service's own `env` may not override them.
 RESERVED_ENV = ("MODEL_REPOSITORY", "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_ROLE_ARN", "AWS_WEB_IDENTITY_TOKEN_FILE")
@@ -223,15 +223,7 @@ class ServiceSpec(Model):
     @field_validator("model_repository")
     @classmethod
     def _repository(cls, uri: str | None) -> str | None:
-        if uri is None:
-            return None
-        match = S3_PREFIX_RE.match(uri)
-        if not match:
-            raise ValueError(f"{uri!r} must be s3://<bucket>/<prefix>/")
-        if any(c in match["prefix"] for c in "*?$"):
-            raise ValueError(f"{uri!r}: a prefix with *, ? or $ would grant more than the prefix in IAM")
-        # A trailing slash, so `models/radstream` never also grants `models/radstream-old/`.
-        return uri if uri.endswith("/") else uri + "/"
+        return None if uri is None else s3_prefix(uri)
 
     def problems(self) -> list[Issue]:
         """Rules across this entry's fields, each with the path (relative to the entry) of the value to change.

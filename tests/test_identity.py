@@ -119,6 +119,7 @@ def test_an_image_change_moves_the_run_and_its_continuation() -> None:
         ("sim image", {"images": {"sim": "unitree-sim:4.2.1", "monty": "monty:1f3c2a9", "glue": "glue-base:0.3.1"}}, {}, GLUE),
         ("glue content", {}, {}, GLUE + "\n# tuned\n"),
         ("rerun", {"rerun": 1}, {}, GLUE),
+        ("datasets mounted", {"datasets": {"path": "/datasets"}}, {}, GLUE),  # the run reads other inputs now
         ("seeds", {"seeds": [8]}, {}, GLUE),
         ("profile", {"profile": "quadruped-rough"}, {}, GLUE),
         ("maxRuntime", {"maxRuntime": "3h"}, {}, GLUE),
