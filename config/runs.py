@@ -294,11 +294,13 @@ def run_cross_rules(
     base_dir: Path,
     lint_glue: Callable[[Path], list[str]] | None,
     invalid: Collection[str] = (),
+    every_run_known: bool = True,
 ) -> list[Issue]:
     """Continuations name a run of the stack that can be continued, chains do not loop, and every glue file lints.
 
     `invalid` holds the names of runs whose entries have errors of their own: a continuation of one of them is not
-    reported as naming no run (the run exists; its own errors are what to fix).
+    reported as naming no run (the run exists; its own errors are what to fix). Nor is any missing source when
+    `every_run_known` is false (a run file could not be read, so its runs are unknown).
     """
     issues: list[Issue] = []
     by_name: dict[str, tuple[int, RunSpec]] = {}
@@ -311,6 +313,8 @@ def run_cross_rules(
         path = f"runs[{index}].checkpoint.from"
         if source == run.name:
             issues.append(Issue(path, "a run cannot continue from itself; name the run whose checkpoint it starts from"))
+        elif source not in by_name and not every_run_known:
+            continue
         elif source not in by_name:
             hint = did_you_mean(source, list(by_name)) or "; add that run, or start from an s3:// checkpoint"
             issues.append(Issue(path, f"no run named {source!r} in this stack{hint}"))

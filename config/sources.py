@@ -119,6 +119,8 @@ class Sources:
     origins: dict[str, list[Origin]] = field(default_factory=dict)
     sections: dict[str, Any] = field(default_factory=dict)  # the combined raw lists (a broken section as written)
     issues: list[Issue] = field(default_factory=list)  # problems reading the run files
+    # False when a run file could not be read: the entries it holds are unknown, so "no run named ..." is not said.
+    complete: bool = True
 
     def locate(self, issue: Issue) -> Issue:
         """The issue with the file and line it is about, its entry's name, and references to other entries shown the same way."""
@@ -222,11 +224,12 @@ def _run_file_paths(patterns: Any, base: Path, stack_file: Path | None, issues: 
         if not matches:
             # A pattern that matches nothing would silently drop every run it used to hold, and `pulumi up` would
             # delete their Jobs: refuse it, so a typo or a moved directory never looks like "remove these runs".
+            folder = "" if shown(base) == "." else f" ({shown(base)})"
             issues.append(
                 Issue(
                     where,
-                    f"{pattern!r} matches no file in {shown(base) or '.'}; fix the pattern, or remove it from {key} if its "
-                    "runs should go",
+                    f"{pattern!r} matches no file; patterns are relative to the stack file's directory{folder}. Fix the "
+                    f"pattern, or remove it from {key} if its runs should go",
                 )
             )
         for path in matches:
@@ -241,6 +244,7 @@ def _read_run_file(path: Path, sources: Sources) -> None:
     document, problem = read_yaml(path, name)
     if problem is not None:
         sources.issues.append(problem)
+        sources.complete = False
         return
     if document is None:
         return  # an empty file holds nothing
@@ -249,8 +253,8 @@ def _read_run_file(path: Path, sources: Sources) -> None:
         return
     for key, entries in document.items():
         if key not in FILE_SECTIONS:
-            hint = did_you_mean(str(key), FILE_SECTIONS)
-            message = f"unknown section{hint or ''}; a run file holds only {', '.join(FILE_SECTIONS)}"
+            close = did_you_mean(str(key), FILE_SECTIONS).removeprefix("; ")
+            message = f"unknown section; {close + ' A' if close else 'a'} run file holds only runs, jobs and services"
             sources.issues.append(Issue(str(key), message, name, file.line((str(key),))))
             continue
         if entries is None:

@@ -183,14 +183,18 @@ def load_stack_config(
                 "no run or job that asks for a GPU"
             )
     issues += entry_rules("runs", run_specs, invalid.setdefault("runs", set()))
-    issues += run_cross_rules(run_specs, base_dir, lint_glue, invalid.get("runs", set()))
+    issues += run_cross_rules(run_specs, base_dir, lint_glue, invalid.get("runs", set()), sources.complete)
     issues += entry_rules("services", service_specs)
     issues += entry_rules("jobs", job_specs)
     issues += name_clashes(workload_names(run_specs, service_specs, job_specs))
     issues += queue_name_issues(queues_cfg.names(), [("runs", run_specs), ("jobs", job_specs)], invalid.get("queues", set()))
-    # Admission needs every queue a workload names to be valid: a queue with errors of its own is left out of it.
+    # Admission needs every queue a workload names to be valid: a queue with errors of its own is left out of it. A
+    # workload with errors of its own (too many GPUs, say) is left out too: its own errors are what to fix.
     if platform_cfg is not None and not any(i.path.endswith(".queue") for i in issues) and not invalid.get("queues"):
+        flawed = {i.path.split("]")[0] + "]" for i in issues if i.path.startswith(("runs[", "jobs["))}
         for issue in admission_issues(queues_cfg, run_specs, job_specs):
+            if issue.path.split("]")[0] + "]" in flawed:
+                continue
             # A queue with no GPUs at all for it is the stack's choice (the services take them, say): say so. One
             # with some, but fewer than the workload needs at once, is a mistake: it would wait forever.
             if issue.message.startswith("0 "):
