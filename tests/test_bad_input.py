@@ -65,6 +65,17 @@ def as_prod(t: Teams) -> None:
     t.stack_file, t.stack = prod, "prod"
 
 
+def spot_only(t: Teams) -> None:
+    """A stack with spot GPUs only, its queues too: the interactive run has nowhere to go."""
+
+    def change(config: dict[str, Any]) -> None:
+        config["simfleet:platform"]["nodeGroups"]["gpu"]["capacity"] = ["spot"]
+        for queue in config["simfleet:queues"]:
+            queue.update(gpus={"spot": 2}, borrowingLimit={"spot": 2})
+
+    t.edit("stack", change)
+
+
 def placeholder(t: Teams) -> None:
     platform(t, lambda p: p.update(endpoint={"publicAccessCidrs": ["203.0.113.0/24"]}))
 
@@ -95,10 +106,7 @@ CASES: dict[str, Callable[[Teams], None]] = {
     "queue": lambda t: run(t, "perception", 0, queue="percepton"),
     "gpus-per-node": lambda t: run(t, "locomotion", 0, gpus=4),
     "node-fit": lambda t: run(t, "locomotion", 0, cpu="8"),
-    "capacity": lambda t: (
-        platform(t, lambda p: p["nodeGroups"]["gpu"].update(capacity=["spot"]))
-        or t.edit("stack", lambda c: [q.update(gpus={"spot": 2}, borrowingLimit={"spot": 2}) for q in c["simfleet:queues"]])
-    ),
+    "capacity": spot_only,
     "admission": lambda t: run(t, "locomotion", 0, parallelism=6),
     "quota": lambda t: t.edit("stack", lambda c: c["simfleet:queues"][1].update(gpus={"spot": 3, "onDemand": 2})),
     "placeholder": placeholder,
