@@ -36,7 +36,7 @@ cluster_name = f"simfleet-{stack}"
 tags = {**base_tags(pulumi.get_project(), stack), **platform.tags}
 
 network = Network("network", NetworkArgs(platform.network, cluster_name, tags, region))
-# Both phases: a deploy runner starts in these private subnets with this security group (README "First deploy").
+# Both phases: a deploy runner starts in these private subnets with this security group (docs/operators.md, "First deploy (bootstrap)").
 pulumi.export(
     "network",
     pulumi.Output.all(

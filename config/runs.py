@@ -201,7 +201,7 @@ class RunSpec(Model):
         2 * 3600,
         gt=0,
         description="Simulation time of one seed; the Job's activeDeadlineSeconds adds startup, saves, uploads, "
-        "waves and one retry on top (README 'Time budget').",
+        "waves and one retry on top (docs/researchers/runs.md, 'Time budget').",
     )
     ttl_after_finished: Duration = Field(600, ge=0, description="ttlSecondsAfterFinished of the Job.")
     viewport: Viewport | None = None

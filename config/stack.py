@@ -43,7 +43,7 @@ M = TypeVar("M", bound=BaseModel)
 OFFLINE_PLAN_ENV = "SIMFLEET_OFFLINE_PLAN"
 # Set only by tools/plan.py: the stack file it plans (any path), so errors name it and run files are found beside it.
 STACK_FILE_ENV = "SIMFLEET_STACK_FILE"
-# Set to "network" for phase 1 of a first deploy (README "First deploy (bootstrap)"): the program registers only
+# Set to "network" for phase 1 of a first deploy (docs/operators.md, "First deploy (bootstrap)"): the program registers only
 # the network and the deployer security group, so a runner can start inside the VPC before the private endpoint exists.
 BOOTSTRAP_ENV = "SIMFLEET_BOOTSTRAP"
 BOOTSTRAP_PHASES = ("network",)
@@ -53,7 +53,7 @@ _PLACEHOLDER_HINTS = {
     "publicAccessCidrs": "the public egress ranges of the networks that administer the cluster (office, VPN; "
     "`curl https://checkip.amazonaws.com` prints this machine's address, use it as a /32)",
     "deployerAccess": "the private range of the VPN or peered network your deploy runner is in, or remove it and "
-    "start the runner with the stack's deployer security group (README 'First deploy')",
+    "start the runner with the stack's deployer security group (docs/operators.md, 'First deploy (bootstrap)')",
     "allowedCidrs": "the public ranges of the people who open this run's viewport (`curl https://checkip.amazonaws.com`"
     " prints this machine's address, use it as a /32)",
     "internalLoadBalancer": "the private ranges (the VPC, your VPN, peered VPCs) of the clients that call this service",

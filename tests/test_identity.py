@@ -40,7 +40,7 @@ CTX = RunContext(
     kubernetes_version="1.35",
 )
 # The dev stack's runs, planned with the glue below. A change here means every deployed run with that spec would
-# run again: only ever update these together with a README note (and IDENTITY_VERSION when the scheme changes).
+# run again: only ever update these together with a note in docs/operators.md ("Upgrades") (and IDENTITY_VERSION when the scheme changes).
 PINNED_GLUE = "def step(observation):\n    return {'cmd_type': 'stop'}\n"
 GOLDEN = {
     "trot-baseline": "4d6c2958c7c3",

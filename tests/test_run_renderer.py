@@ -1,4 +1,4 @@
-"""The run renderer: every object passes strict schema validation, and the pod has the designed shape (README "Runs")."""
+"""The run renderer: every object passes strict schema validation, and the pod has the designed shape (docs/researchers/runs.md)."""
 
 from __future__ import annotations
 
@@ -262,7 +262,7 @@ def test_restricted_security_and_read_only_roots_on_simfleets_containers(run: st
             assert security["runAsNonRoot"] is True, name
             assert "privileged" not in security
             # simfleet's own containers have read-only roots and a /tmp (and HOME) of their own; the third-party
-            # simulator and brain images keep writable roots (README "Runs").
+            # simulator and brain images keep writable roots (docs/researchers/runs.md).
             ours = name not in ("unitree-sim", "monty")
             assert security.get("readOnlyRootFilesystem", False) is ours, name
             if ours:

@@ -27,7 +27,7 @@ import naming
 from config import QUANTITY_RE, RunSpec, parse_image
 from config.runs import IMAGE_SLOTS
 
-# Bump only with a migration note in the README: a new version moves every hash, so every run would run again.
+# Bump only with a migration note in docs/operators.md ("Upgrades"): a new version moves every hash, so every run would run again.
 IDENTITY_VERSION = 1
 HASH_LENGTH = 12
 # RunSpec fields outside the identity (Python names).

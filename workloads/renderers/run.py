@@ -5,7 +5,7 @@ provider (which renders at create time from the SimRun's small inputs) all see e
 The identity (hash, S3 locations) lives in workloads/identity.py and the time budget in workloads/budget.py;
 nothing rendered here moves a hash.
 
-The pod (README "Runs"):
+The pod (docs/researchers/runs.md, "What `pulumi up` makes of a run"):
 - init `checkpoint-fetch` (fetch.sh): the attempt marker, then the brain the run starts from: the latest partial
   checkpoint of this seed when resuming, else `checkpoint.from`, else none;
 - native sidecars `unitree-sim` and `monty` (initContainers with restartPolicy Always and a startup probe on
