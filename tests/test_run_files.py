@@ -231,6 +231,11 @@ def test_make_plan_of_the_teams_stack_prints_each_runs_data_and_cost(tmp_path: P
     # The monthly header lists no run: a run's cost is per admission.
     monthly = out[out.index("  cost (") : out.index("  runs and jobs:")]
     assert "USD/month" in monthly and "walk-sweep" not in monthly
+    # The excerpt docs/researchers/runs.md shows is this plan's output, line for line.
+    runs_md = (ROOT / "docs" / "researchers" / "runs.md").read_text()
+    excerpt = runs_md.split("**What the plan says about each run.**", 1)[1].split("```text\n", 1)[1].split("```", 1)[0]
+    printed = {line.strip() for line in out.splitlines()}
+    assert [line for line in excerpt.splitlines() if line.strip() not in printed] == []
 
 
 @pytest.mark.parametrize(
