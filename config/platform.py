@@ -40,7 +40,10 @@ class NetworkConfig(Model):
     @classmethod
     def _cidr_fits(cls, cidr: ipaddress.IPv4Network) -> ipaddress.IPv4Network:
         if not cidr.is_private:
-            raise ValueError(f"{cidr} is not a private (RFC 1918) range")
+            raise ValueError(
+                f"{cidr} is not a private (RFC 1918) range; use one inside 10.0.0.0/8, 172.16.0.0/12 or 192.168.0.0/16 "
+                "that no peered network uses, like 10.40.0.0/16"
+            )
         if not 16 <= cidr.prefixlen <= 20:
             raise ValueError(
                 f"{cidr} must be between /16 and /20: each AZ gets a private subnet of 1/8 of it "

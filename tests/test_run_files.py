@@ -123,7 +123,7 @@ def test_a_continuation_of_a_run_with_errors_in_another_file_is_not_a_follow_on_
 @pytest.mark.parametrize(
     ("patterns", "path", "fragment"),
     [
-        (["runs/*.yml"], "runFiles[0]", "'runs/*.yml' matches no file in"),
+        (["runs/*.yml"], "runFiles[0]", "'runs/*.yml' matches no file; patterns are relative to the stack file's directory"),
         (["../runs/*.yaml"], "runFiles[0]", "must be a path inside the project, relative to the stack file"),
         ("runs/*.yaml", "runFiles", "is a list of file paths or glob patterns; write [runs/*.yaml]"),
     ],

@@ -387,7 +387,8 @@ def main(argv: list[str] | None = None) -> int:
     print(summarize(result))
     print("\n".join(policy_summary(violations)))
     print("\n".join(cost_summary(cost)))
-    print("\n".join(f"  {line}" for line in run_summary.lines(workloads, cost)))
+    for line in run_summary.lines(workloads, cost):
+        print(f"  {line}")
     label = (
         f"{_display_path(against)}" + (" (the previous plan, not the deployed state)" if against == previous else "")
         if against
