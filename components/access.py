@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -203,9 +203,14 @@ def job_policy(artifacts_bucket_arn: str) -> dict[str, Any]:
     )
 
 
-def model_repository_policy(partition: str, uri: str) -> dict[str, Any]:
-    """A service's model repository, read-only (prefix_read_policy)."""
-    return prefix_read_policy(partition, uri, "Models")
+def prefix_read_policy_json(uri: str, what: str) -> Callable[[str], str]:
+    """prefix_read_policy as an inline role policy, for a partition known later (`partition_output.apply(...)`)."""
+
+    def render(partition: str) -> str:
+        # Compact, like the other inline role policies (IAM's size limits ignore whitespace either way).
+        return json.dumps(prefix_read_policy(partition, uri, what), separators=(",", ":"))
+
+    return render
 
 
 def prefix_read_policy(partition: str, uri: str, what: str) -> dict[str, Any]:

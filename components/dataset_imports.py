@@ -20,7 +20,7 @@ import pulumi_aws as aws
 import naming
 import versions
 from components import kube
-from components.access import prefix_read_policy
+from components.access import prefix_read_policy_json
 from components.irsa import IrsaRole, IrsaRoleArgs
 from config import DatasetImport
 from workloads.renderers.common import container, env, pod_security, scratch_volumes
@@ -138,7 +138,7 @@ class DatasetImports(pulumi.ComponentResource):
                     oidc_provider_url=args.oidc_provider_url,
                     namespace=naming.RUNS_NAMESPACE,
                     service_account=account,
-                    policy_json=partition.apply(_policy_json(entry.from_)),
+                    policy_json=partition.apply(prefix_read_policy_json(entry.from_, "Dataset")),
                     tags=args.tags,
                 ),
                 opts=child,
@@ -175,13 +175,6 @@ class DatasetImports(pulumi.ComponentResource):
 
         self.summary = pulumi.Output.all(**entries).apply(dict)
         self.register_outputs({"summary": self.summary})
-
-
-def _policy_json(uri: str) -> Any:
-    def render(partition: str) -> str:
-        return json.dumps(prefix_read_policy(partition, uri, "Dataset"), separators=(",", ":"))
-
-    return render
 
 
 def job_status(status: Any) -> str:

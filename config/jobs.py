@@ -13,7 +13,7 @@ from typing import Annotated
 from pydantic import Field, field_validator
 
 from config.errors import Issue
-from config.platform import PlatformConfig, gpus_per_node_issue, node_fit_issues
+from config.platform import PlatformConfig, node_fit_issues, workload_fit_issues
 from config.runs import label_problems
 from config.services import ENV_NAME_RE
 from config.types import (
@@ -162,13 +162,9 @@ def job_platform_rules(platform: PlatformConfig, jobs: Iterable[tuple[int, JobSp
                     "platform.nodeGroups.gpu.capacity or change the job's capacity",
                 )
             )
-        if job.datasets is not None and not platform.shared_storage.enabled:
-            issues.append(
-                Issue(f"{path}.datasets", "the datasets claim needs shared storage: set platform.sharedStorage.enabled: true")
-            )
-        too_many = gpus_per_node_issue(path, job.gpus, gpu)
-        if too_many:
-            issues.append(too_many)
+        fit = workload_fit_issues(path, job.gpus, job.datasets is not None, platform)
+        issues += fit
+        if any(i.path == f"{path}.gpus" for i in fit):
             continue
         # The pod is the work container plus the uploader beside it (workloads/renderers/job.py UPLOADER_*).
         pod_cpu = f"{round(quantity_value(job.cpu) * 1000) + UPLOADER_MILLICPU}m"

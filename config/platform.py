@@ -493,6 +493,17 @@ def node_fit_issues(path: str, cpu: str | None, memory: str | None, instance_typ
     return issues
 
 
+def workload_fit_issues(path: str, gpus: int, mounts_datasets: bool, platform: PlatformConfig) -> list[Issue]:
+    """What a run's or job's pod needs from the platform: the datasets claim when it mounts it, its GPUs on one node."""
+    issues = []
+    if mounts_datasets and not platform.shared_storage.enabled:
+        issues.append(
+            Issue(f"{path}.datasets", "the datasets claim needs shared storage: set platform.sharedStorage.enabled: true")
+        )
+    too_many = gpus_per_node_issue(path, gpus, platform.node_groups.gpu)
+    return issues + ([too_many] if too_many else [])
+
+
 def gpus_per_node_issue(path: str, gpus: int, gpu: GpuNodeGroupConfig) -> Issue | None:
     """A pod's GPUs must fit on one node of the GPU group: when not, say which instance types would hold it."""
     per_node = gpu.gpus_per_node

@@ -11,7 +11,7 @@ from pydantic import AfterValidator, BeforeValidator, Field, WithJsonSchema, fie
 
 import naming
 from config.errors import Issue, did_you_mean
-from config.platform import PlatformConfig, gpus_per_node_issue, node_fit_issues
+from config.platform import PlatformConfig, node_fit_issues, workload_fit_issues
 from config.types import (
     LABEL_KEY_RE,
     LABEL_VALUE_RE,
@@ -278,13 +278,7 @@ def run_platform_rules(platform: PlatformConfig, runs: Iterable[tuple[int, RunSp
             problem = image_source_problem(getattr(run.images, slot), platform.repositories, platform.image_allow_list)
             if problem:
                 issues.append(Issue(f"{path}.images.{slot}", problem))
-        if run.datasets is not None and not platform.shared_storage.enabled:
-            issues.append(
-                Issue(f"{path}.datasets", "the datasets claim needs shared storage: set platform.sharedStorage.enabled: true")
-            )
-        too_many = gpus_per_node_issue(path, run.gpus, gpu)
-        if too_many:
-            issues.append(too_many)
+        issues += workload_fit_issues(path, run.gpus, run.datasets is not None, platform)
         issues += node_fit_issues(path, run.cpu, run.memory, gpu.instance_types, "GPU")
     return issues
 
