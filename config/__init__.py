@@ -35,9 +35,8 @@ from config.stack import (
     load_from_pulumi,
     load_stack_config,
     load_stack_file,
-    placeholder_issues,
-    workload_names,
 )
+from config.stack_rules import placeholder_issues, workload_names
 from config.types import (
     ALL_CONTROL_PLANE_LOGS,
     DOCUMENTATION_RANGES,

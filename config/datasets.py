@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import posixpath
 import re
+from collections.abc import Sequence
 from typing import Annotated
 
 from pydantic import BeforeValidator, Field, field_validator
 
-from config.types import Duration, Model, s3_prefix
+from config.types import Duration, Model, overlaps, s3_prefix
 
 # The Job is named datasets-import-<name>-<8 hex>: at most 63 characters, a label value's limit (the Job controller
 # labels its pods with the Job's name).
@@ -63,3 +64,23 @@ class DatasetImport(Model):
     def directory(self) -> str:
         """Where in the volume the prefix lands: `path`, or the import's name."""
         return self.path or self.name
+
+
+def import_problems(imports: Sequence[DatasetImport], enabled: bool) -> list[str]:
+    """`sharedStorage.imports` as a whole: shared storage on, names unique, and each import writing a directory of its
+    own (two syncs into one directory would copy over each other)."""
+    problems = []
+    if imports and not enabled:
+        problems.append("imports fill the datasets volume, which needs enabled: true")
+    seen: dict[str, int] = {}
+    for index, entry in enumerate(imports):
+        if entry.name in seen:
+            problems.append(f"imports[{index}].name {entry.name!r} is already used by imports[{seen[entry.name]}]")
+        seen.setdefault(entry.name, index)
+        clash = next((o for o in imports[:index] if overlaps(o.directory, entry.directory)), None)
+        if clash is not None:
+            problems.append(
+                f"imports[{index}] ({entry.name}) writes {entry.directory}, which overlaps {clash.directory} of import "
+                f"{clash.name}; give each import a directory of its own (path)"
+            )
+    return problems

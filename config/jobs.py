@@ -13,7 +13,8 @@ from typing import Annotated
 from pydantic import Field, field_validator
 
 from config.errors import Issue
-from config.platform import PlatformConfig, node_fit_issues, workload_fit_issues
+from config.fit import node_fit_issues, workload_fit_issues
+from config.platform import PlatformConfig
 from config.runs import label_problems
 from config.services import ENV_NAME_RE
 from config.types import (

@@ -11,7 +11,8 @@ from pydantic import AfterValidator, BeforeValidator, Field, WithJsonSchema, fie
 
 import naming
 from config.errors import Issue, did_you_mean
-from config.platform import PlatformConfig, node_fit_issues, workload_fit_issues
+from config.fit import node_fit_issues, workload_fit_issues
+from config.platform import PlatformConfig
 from config.types import (
     LABEL_KEY_RE,
     LABEL_VALUE_RE,

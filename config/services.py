@@ -10,7 +10,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BeforeValidator, Field, WithJsonSchema, field_validator, model_validator
 
 from config.errors import Issue
-from config.platform import PlatformConfig, gpus_per_node_issue, node_fit_issues
+from config.fit import gpus_per_node_issue, node_fit_issues
+from config.platform import PlatformConfig
 from config.types import (
     LABEL_VALUE_RE,
     RUN_NAME_RE,
