@@ -249,6 +249,27 @@ MALFORMED: list[tuple[str, Mutation, str, str]] = [
     ),
     ("label-value", lambda c: _run(c)["labels"].update(user="alice smith"), "runs[0].labels.user", "not a valid label value"),
     ("runs-not-a-list", lambda c: c.update({"simfleet:runs": {"name": "x"}}), "runs", "must be a list"),
+    (
+        "seeds-negative-number",
+        lambda c: _run(c, 1).update(seeds=-20),
+        "runs[1].seeds",
+        "-20 is not a seed (seeds are 0 or more); write a list like [0, 1, 2] or a range like 0..19",
+    ),
+    ("seeds-backwards", lambda c: _run(c, 1).update(seeds="19..0"), "runs[1].seeds", "'19..0' counts down; write 0..19"),
+    (
+        "seeds-too-many",
+        lambda c: _run(c, 1).update(seeds="0..1000"),
+        "runs[1].seeds",
+        "'0..1000' is 1001 seeds; a run sweeps at most 1000: split it into runs of 0..999, 1000..1999",
+    ),
+    ("seeds-too-many-in-a-list", lambda c: _run(c, 1).update(seeds=["0..600", "601..1200"]), "runs[1].seeds", "at most 1000"),
+    (
+        "seeds-twice-across-ranges",
+        lambda c: _run(c, 1).update(seeds=["0..5", "3..4"]),
+        "runs[1].seeds",
+        "lists 3, 4 more than once",
+    ),
+    ("seeds-not-a-range", lambda c: _run(c, 1).update(seeds="0-19"), "runs[1].seeds", "'0-19' is not a seed or a seed range"),
     ("platform-missing", lambda c: c.pop("simfleet:platform"), "platform", "is required"),
 ]
 
