@@ -31,8 +31,9 @@ VOLUME_DIR = "/datasets"
 BACKOFF_LIMIT = 3
 # aws s3 sync runs 10 requests at once of up to 8 MiB chunks by default (AWS CLI s3 configuration): well inside this.
 SYNC_RESOURCES = {"requests": {"cpu": "250m", "memory": "512Mi"}, "limits": {"memory": "1Gi"}}
-# pulumi-kubernetes waits for a Job to complete (10 minutes by default) unless told not to: a large sync takes hours,
-# and `pulumi up` must not fail or hold the deploy for it. Its status shows in the `sharedStorage` stack output.
+# pulumi-kubernetes waits for a Job to complete (10 minutes by default; its batch/v1 Job API docs, checked 2026-12-07)
+# unless the annotation `pulumi.com/skipAwait` says not to (pulumi-kubernetes#417): a large sync takes hours, and
+# `pulumi up` must not fail or hold the deploy for it. Its status shows in the `sharedStorage` stack output.
 SKIP_AWAIT = {"pulumi.com/skipAwait": "true"}
 
 
@@ -61,6 +62,8 @@ def import_job(entry: DatasetImport, namespace: Any, claim: Any, region: str) ->
         read_only_root=True,
         # New and changed objects only (size or a newer LastModified); --delete is never passed: nothing simfleet runs
         # deletes data.
+        # The AWS CLI v2 image installs the binary at /usr/local/bin/aws, its ENTRYPOINT (images built FROM it
+        # restate that path); named here so the command does not depend on the entrypoint.
         command=["/usr/local/bin/aws", "s3", "sync", entry.from_, target, "--only-show-errors", "--no-progress"],
     )
     volume: dict[str, Any] = {"name": "datasets", "persistentVolumeClaim": {"claimName": naming.DATASETS_CLAIM}}
