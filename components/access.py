@@ -19,7 +19,6 @@ from components.policies_lbc import load_balancer_controller_policy, vpc_arn
 ADDON_SERVICE_ACCOUNTS: dict[str, tuple[str, str]] = {
     "aws-load-balancer-controller": naming.LOAD_BALANCER_CONTROLLER_SA,
     "cluster-autoscaler": naming.CLUSTER_AUTOSCALER_SA,
-    "aws-for-fluent-bit": naming.LOG_SHIPPER_SA,
 }
 
 _S3_URI_RE = re.compile(r"^s3://(?P<bucket>[a-z0-9][a-z0-9.-]{1,61}[a-z0-9])/(?P<key>.+)$")
@@ -70,25 +69,6 @@ def cluster_autoscaler_policy(partition: str, region: str, account_id: str, clus
             # (EKS user guide, "Managed node groups"), k8s.io/cluster-autoscaler/<cluster> = owned.
             "Condition": {"StringEquals": {f"aws:ResourceTag/k8s.io/cluster-autoscaler/{cluster_name}": "owned"}},
         },
-    )
-
-
-def log_shipper_policy(partition: str, region: str, account_id: str, cluster_name: str) -> dict[str, Any]:
-    """Fluent Bit writes streams in the one container log group; Addons creates that group (with retention).
-
-    No logs:CreateLogGroup and no logs:PutRetentionPolicy: the chart must run with
-    cloudWatchLogs.autoCreateGroup=false and without logRetentionDays.
-    """
-    group = f"arn:{partition}:logs:{region}:{account_id}:log-group:{naming.container_log_group(cluster_name)}"
-    return _policy(
-        {
-            "Sid": "WriteContainerLogs",
-            "Effect": "Allow",
-            "Action": ["logs:CreateLogStream", "logs:DescribeLogStreams", "logs:PutLogEvents"],
-            # The group ARN, and group ARN + ":*", which covers its log streams (CloudWatch Logs
-            # user guide, "CloudWatch Logs resources and operations").
-            "Resource": [group, f"{group}:*"],
-        }
     )
 
 
@@ -285,9 +265,6 @@ class Access(pulumi.ComponentResource):
             ),
             "cluster-autoscaler": pulumi.Output.all(partition, account_id).apply(
                 lambda v: _json(cluster_autoscaler_policy(v[0], region, v[1], cluster))
-            ),
-            "aws-for-fluent-bit": pulumi.Output.all(partition, account_id).apply(
-                lambda v: _json(log_shipper_policy(v[0], region, v[1], cluster))
             ),
         }
         self.roles = {}

@@ -7,6 +7,7 @@ from config.capacity import GpuCapacity, gpu_capacity, gpu_quota_problems, node_
 from config.datasets import DatasetImport
 from config.errors import ConfigError, Issue
 from config.jobs import Datasets, JobSpec, Outputs
+from config.observability import AlarmsConfig, AlarmSubscription, ObservabilityConfig
 from config.platform import (
     ArtifactRetention,
     BucketsConfig,
@@ -59,6 +60,8 @@ __all__ = [
     "PROJECT_ROOT",
     "QUANTITY_RE",
     "STACK_FILE_ENV",
+    "AlarmSubscription",
+    "AlarmsConfig",
     "ArtifactRetention",
     "Autoscale",
     "BucketsConfig",
@@ -81,6 +84,7 @@ __all__ = [
     "NetworkConfig",
     "NodeGroupConfig",
     "NodeGroupsConfig",
+    "ObservabilityConfig",
     "Outputs",
     "PlatformConfig",
     "Probes",

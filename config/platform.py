@@ -13,6 +13,7 @@ import versions
 from catalog import is_gpu_family, load_catalog
 from config.datasets import DatasetImport, import_problems
 from config.errors import Issue
+from config.observability import ObservabilityConfig
 from config.types import (
     ALL_CONTROL_PLANE_LOGS,
     ECR_REPO_RE,
@@ -308,6 +309,7 @@ class PlatformConfig(Model):
     tags: dict[str, str] = Field(default_factory=dict)
     shared_storage: SharedStorageConfig = Field(default_factory=SharedStorageConfig)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+    observability: ObservabilityConfig = Field(default_factory=ObservabilityConfig)
     metrics_adapter: bool = Field(
         False,
         description="true when the cluster serves custom.metrics.k8s.io (a metrics adapter such as prometheus-adapter, "

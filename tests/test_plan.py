@@ -81,13 +81,16 @@ PLATFORM_PARTS = {
     "aws:ec2/vpcEndpoint:VpcEndpoint": (1, 1),
     "eks:index:Cluster": (1, 1),
     "aws:kms/key:Key": (1, 2),  # prod: the control-plane log group has its own key
-    "aws:cloudwatch/logGroup:LogGroup": (2, 2),  # control plane (with a retention) and containers
+    # Control plane; the retired aws-for-fluent-bit group (kept); Container Insights' application, dataplane, host,
+    # performance and prometheus groups; the spot interruption record.
+    "aws:cloudwatch/logGroup:LogGroup": (8, 8),
     "aws:ec2/securityGroup:SecurityGroup": (2, 2),  # the deployer group, the EFS mount targets' group
     "aws:ec2/securityGroupRule:SecurityGroupRule": (1, 1),  # the deployer group to the API endpoint on 443
     "aws:ec2/launchTemplate:LaunchTemplate": (3, 3),
     "aws:eks/nodeGroup:NodeGroup": (3, 3),
-    "aws:eks/addon:Addon": (4, 4),  # vpc-cni, coredns, kube-proxy, and the EFS CSI driver (shared storage is on in both)
-    "kubernetes:helm.sh/v3:Release": (7, 7),  # the six add-on charts (Kueue included) and the Pushgateway (metrics on in both)
+    # vpc-cni, coredns, kube-proxy, the EFS CSI driver (shared storage is on in both), amazon-cloudwatch-observability
+    "aws:eks/addon:Addon": (5, 5),
+    "kubernetes:helm.sh/v3:Release": (6, 6),  # the five add-on charts (Kueue included) and the Pushgateway (metrics on in both)
     "aws:s3/bucket:Bucket": (2, 2),
     "aws:ecr/repository:Repository": (5, 3),  # dev adds triton for its service and robocache for its job
     "aws:ecr/lifecyclePolicy:LifecyclePolicy": (5, 3),
@@ -96,10 +99,12 @@ PLATFORM_PARTS = {
     "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule": (1, 1),  # NFS from the nodes
     "kubernetes:storage.k8s.io/v1:StorageClass": (1, 1),
     "kubernetes:core/v1:PersistentVolumeClaim": (1, 1),  # datasets
-    "kubernetes:core/v1:Namespace": (4, 3),  # runs, metrics, kueue-system, and services in dev (prod declares none)
-    # runs: 4 + the Pushgateway egress (+ dev's service egress); metrics: 2; services (dev): 3 + one per service
-    "kubernetes:networking.k8s.io/v1:NetworkPolicy": (12, 7),
-    "kubernetes:apps/v1:Deployment": (1, 0),
+    # runs, metrics, kueue-system, observability, and services in dev (prod declares none)
+    "kubernetes:core/v1:Namespace": (5, 4),
+    # runs: 4 + the Pushgateway egress (+ dev's service egress); metrics: 3 (the collector scrapes the Pushgateway);
+    # kueue-system: 1; the collector: 4; services (dev): 3 + one per service
+    "kubernetes:networking.k8s.io/v1:NetworkPolicy": (18, 13),
+    "kubernetes:apps/v1:Deployment": (2, 1),  # the collector, and dev's service
     "kubernetes:core/v1:Service": (1, 0),
     "kubernetes:autoscaling/v2:HorizontalPodAutoscaler": (1, 0),
     "kubernetes:policy/v1:PodDisruptionBudget": (1, 0),
@@ -110,6 +115,13 @@ PLATFORM_PARTS = {
     "kubernetes:kueue.x-k8s.io/v1beta2:WorkloadPriorityClass": (2, 2),
     "kubernetes:kueue.x-k8s.io/v1beta2:ClusterQueue": (2, 3),
     "kubernetes:kueue.x-k8s.io/v1beta2:LocalQueue": (2, 3),
+    # Observability: idle GPUs, one stuck-queue alarm per team, run failures, Pushgateway and collector down, and in
+    # dev its one service below its minimum; one dashboard, one topic, one spot-interruption rule per stack.
+    "aws:cloudwatch/metricAlarm:MetricAlarm": (7, 7),
+    "aws:cloudwatch/dashboard:Dashboard": (1, 1),
+    "aws:sns/topic:Topic": (1, 1),
+    "aws:sns/topicSubscription:TopicSubscription": (0, 0),
+    "aws:cloudwatch/eventRule:EventRule": (1, 1),
 }
 
 
@@ -132,7 +144,8 @@ def test_irsa_roles_exist_for_every_service_account() -> None:
     assert subjects == {
         "system:serviceaccount:kube-system:aws-load-balancer-controller",
         "system:serviceaccount:kube-system:cluster-autoscaler",
-        "system:serviceaccount:kube-system:aws-for-fluent-bit",
+        "system:serviceaccount:amazon-cloudwatch:cloudwatch-agent",
+        "system:serviceaccount:simfleet-observability:simfleet-collector",
         "system:serviceaccount:simfleet-runs:simfleet-run",
         "system:serviceaccount:simfleet-runs:simfleet-gate",
         "system:serviceaccount:simfleet-runs:simfleet-job",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import math
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,8 @@ from workloads.renderers.service import (
     IRSA_ANNOTATION,
     NLB_CLASS,
     ServiceContext,
+    ingress_policy,
+    metrics_port,
     namespace_objects,
     render_service,
     resolve_image,
@@ -239,6 +242,24 @@ def test_ingress_only_from_declared_clients_on_the_service_ports() -> None:
     assert [p["port"] for p in rule["ports"]] == [8000, 8001, 8002]
     [picky] = by_kind("selected-clients")["NetworkPolicy"]["spec"]["ingress"][0]["from"]
     assert picky["podSelector"] == {"matchLabels": {"simfleet.io/run": "a"}}
+
+
+def test_the_collector_may_reach_the_metrics_port_and_only_that() -> None:
+    scraped = replace(CTX, scraped=True)
+    policy = ingress_policy(spec(), scraped)
+    assert policy is not None
+    clients, collector = policy["spec"]["ingress"]
+    assert [p["port"] for p in clients["ports"]] == [8000, 8001, 8002]  # the declared clients, unchanged
+    assert collector == {"from": [naming.collector_peer()], "ports": [{"port": 8002, "protocol": "TCP"}]}
+    assert metrics_port(spec()) == 8002
+    # A service nobody calls still admits the collector on its metrics port; one without such a port, nobody.
+    alone = ingress_policy(spec(clients=[]), scraped)
+    assert alone is not None and alone["spec"]["ingress"] == [collector]
+    unscraped = spec(clients=[], ports=[{"name": "http", "port": 8000}])
+    assert metrics_port(unscraped) is None and ingress_policy(unscraped, scraped) is None
+    # Without the collector (observability off), no rule for it.
+    assert len(ingress_policy(spec(), CTX)["spec"]["ingress"]) == 1  # type: ignore[index]
+    kubernetes_validate.validate(policy, SCHEMA_VERSION, strict=True)
 
 
 def test_service_account_carries_its_own_role() -> None:

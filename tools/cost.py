@@ -26,6 +26,7 @@ from policies.rules.model import Resource
 from policies.rules.pods import pod_gpus
 from policies.rules.props import whole_number
 from policies.rules.services import is_service
+from tools import cost_observability
 
 NAT_GATEWAY = "aws:ec2/natGateway:NatGateway"
 EFS_FILE_SYSTEM = "aws:efs/fileSystem:FileSystem"
@@ -214,6 +215,19 @@ def estimate(
     idle_total = sum(i["monthlyUsd"] for i in idle)
     gpu_max_total = idle_total - gpu_idle_total + sum(i["monthlyUsd"] for i in gpu_max)
     services_min = sum(entry["minMonthlyUsd"] for entry in service_costs)
+    system = next((g for g in groups if not g.gpu), None)
+    observability = (
+        cost_observability.estimate(
+            resources,
+            catalog,
+            system.min_size,
+            system.instance_type,
+            sum(1 for r in resources if r.resource_type == CLUSTER_QUEUE),
+            len(service_costs),
+        )
+        if system is not None
+        else None
+    )
 
     return {
         "stack": stack,
@@ -233,6 +247,8 @@ def estimate(
         # What the stack costs with nothing running but its services at their minimum replicas.
         "servicesMinMonthlyUsd": _round(services_min),
         "idleWithServicesMonthlyUsd": _round(idle_total + services_min),
+        # Container Insights, the collector, the dashboard and the alarms (tools/cost_observability.py); null when off.
+        "observability": observability,
         "breakdown": idle + gpu_max,
         "assumptions": [
             "Node groups are priced at their most expensive instance type (an upper bound).",
@@ -480,4 +496,5 @@ def summary(cost: Mapping[str, Any]) -> list[str]:
         )
     if cost.get("services"):
         lines.append(f"  idle with every service at its minimum: {cost['idleWithServicesMonthlyUsd']:.2f}")
+    lines += [f"  {line}" for line in cost_observability.summary(cost.get("observability"))]
     return lines

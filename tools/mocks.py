@@ -232,6 +232,10 @@ _TYPE_OUTPUTS: dict[str, Any] = {
     "aws:efs/mountTarget:MountTarget": _simple("fsmt"),
     "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule": _simple("sgr"),
     "kubernetes:helm.sh/v3:Release": _helm_release,
+    # Observability: the ARNs the alarms notify and the dashboard lists, as AWS forms them from the names.
+    "aws:sns/topic:Topic": _simple("", "sns", ""),
+    "aws:cloudwatch/metricAlarm:MetricAlarm": _simple("", "cloudwatch", "alarm:"),
+    "aws:cloudwatch/eventRule:EventRule": _simple("", "events", "rule/"),
 }
 
 

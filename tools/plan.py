@@ -31,6 +31,7 @@ import yaml
 
 from config import BOOTSTRAP_ENV, OFFLINE_PLAN_ENV, STACK_FILE_ENV, ConfigError
 from config.sources import read_stack_file as read_stack_mapping
+from naming import SERVICES_NAMESPACE
 from policies.rules import Context, Resource, Violation, evaluate, helper_images, platform_settings
 from tools import cost as cost_model
 from tools import run_changes, run_summary
@@ -264,6 +265,9 @@ def summarize(result: PlanResult) -> str:
     lines.append("  resources per component:")
     lines += [f"    {name:<16} {count}" for name, count in sorted(counts.items())]
     lines += ["  settings:"] + [f"    {line}" for line in _settings(result)]
+    observability = result.outputs.get("observability") or {}
+    if observability.get("dashboardUrl"):
+        lines.append(f"  dashboard: {observability['dashboardUrl']}")
     for warning in result.warnings:
         lines.append(f"  warning: {warning}")
     return "\n".join(lines)
@@ -308,7 +312,11 @@ def _settings(result: PlanResult) -> list[str]:
     if efs:
         targets = sum(1 for r in regs if r.type == "aws:efs/mountTarget:MountTarget")
         lines.append(f"shared storage: {len(efs)} EFS file system(s), {targets} mount target(s)")
-    deployments = [r for r in regs if r.type == "kubernetes:apps/v1:Deployment"]
+    deployments = [
+        r
+        for r in regs
+        if r.type == "kubernetes:apps/v1:Deployment" and (r.inputs.get("metadata") or {}).get("namespace") == SERVICES_NAMESPACE
+    ]
     if deployments:
         names = [str((r.inputs.get("metadata") or {}).get("name")) for r in deployments]
         lines.append(f"services: {len(deployments)} ({', '.join(names)})")
