@@ -212,7 +212,7 @@ def test_make_plan_of_the_teams_stack_prints_each_runs_data_and_cost(tmp_path: P
     )
     assert done.returncode == 0, done.stderr
     out = done.stdout
-    assert "runs: 3 (walk-sweep, walk-baseline, grasp-from-walk)" in out and "jobs: 1 (perception-eval)" in out
+    assert "runs: 3 (grasp-from-walk, walk-baseline, walk-sweep)" in out and "jobs: 1 (perception-eval)" in out
     block = out[out.index("  runs and jobs: where each writes") : out.index("  runs compared with")]
     runs = {r["name"]: r for r in json.loads((tmp_path / "teams" / "runs.json").read_text())}
     sweep = runs["walk-sweep"]

@@ -133,7 +133,10 @@ def run_program(config_path: Path, stack: str | None = None, program: Path = PRO
         loop.close()
         sys.path.remove(str(PROJECT_ROOT))
         _set_environment(previous)
-    return PlanResult(stack, config_path, monitor.registrations, outputs, collector.messages, seconds, secret_outputs)
+    # The SDK registers resources from concurrent tasks, so their order varies between runs: sorted by URN, every
+    # file and summary line of two plans of the same stack is the same, and a plain diff shows what changed.
+    registrations = sorted(monitor.registrations, key=lambda reg: reg.urn)
+    return PlanResult(stack, config_path, registrations, outputs, collector.messages, seconds, secret_outputs)
 
 
 def _set_environment(values: dict[str, str | None]) -> None:
