@@ -12,6 +12,7 @@ from components.alerting import Alerts, AlertsArgs
 from components.cluster import Cluster, ClusterArgs
 from components.dashboard import Dashboard, DashboardArgs
 from components.dashboard_body import DashboardSpec, ServiceView, spend_model
+from components.dataset_imports import DatasetImports, DatasetImportsArgs
 from components.metrics import PUSHGATEWAY_POD_LABELS, Metrics, MetricsArgs, pushgateway_url
 from components.network import Network, NetworkArgs, refuse_bootstrap_over_cluster
 from components.nodegroups import NodeGroups, NodeGroupsArgs
@@ -45,7 +46,7 @@ cluster_name = f"simfleet-{stack}"
 tags = {**base_tags(pulumi.get_project(), stack), **platform.tags}
 
 network = Network("network", NetworkArgs(platform.network, cluster_name, tags, region))
-# Both phases: a deploy runner starts in these private subnets with this security group (README "First deploy").
+# Both phases: a deploy runner starts in these private subnets with this security group (docs/operators.md, "First deploy (bootstrap)").
 pulumi.export(
     "network",
     pulumi.Output.all(
@@ -173,6 +174,22 @@ else:
             ),
             # The EFS CSI add-on's controller pods need nodes, like every other add-on.
             opts=pulumi.ResourceOptions(providers=[k8s_provider], depends_on=[node_groups]),
+        )
+    imports = None
+    if shared_storage is not None and platform.shared_storage.imports:
+        imports = DatasetImports(
+            "dataset-imports",
+            DatasetImportsArgs(
+                platform.shared_storage.imports,
+                runs_namespace.namespace,
+                shared_storage.datasets_claim_name,
+                cluster.oidc_provider_arn,
+                cluster.oidc_provider_url,
+                region,
+                tags,
+                cluster=cluster,
+            ),
+            opts=in_cluster,
         )
     metrics = None
     if platform.metrics.enabled:
@@ -344,7 +361,12 @@ else:
     pulumi.export("queues", queues_summary(cfg.queues))
     pulumi.export("services", services.summary if services is not None else {})
     # For jobs and runs: the claim to mount and the Pushgateway to push to (null when the piece is off).
-    pulumi.export("sharedStorage", shared_storage_summary(shared_storage) if shared_storage is not None else None)
+    pulumi.export(
+        "sharedStorage",
+        shared_storage_summary(shared_storage, imports.summary if imports is not None else None)
+        if shared_storage is not None
+        else None,
+    )
     pulumi.export("metrics", {"pushgatewayUrl": metrics.pushgateway_url} if metrics is not None else None)
     # Dashboard URL, log groups (the one place `simfleet logs` finds them), alarm topic and alarms; null when off.
     pulumi.export("observability", observability_summary)

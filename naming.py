@@ -49,6 +49,7 @@ SERVICE_LABEL = "simfleet.io/service"
 # Shared storage (components/shared_storage.py): the EFS StorageClass and the ReadWriteMany claim runs and jobs mount.
 EFS_STORAGE_CLASS = "efs-sc"
 DATASETS_CLAIM = "datasets"
+IMPORT_LABEL = "simfleet.io/import"  # on a dataset import's sync Job and pod (components/dataset_imports.py)
 EFS_CSI_CONTROLLER_SA = ("kube-system", "efs-csi-controller-sa")  # the EKS add-on's controller, which calls the EFS API
 
 # Metrics (components/metrics.py): the Pushgateway runs and jobs push to, at

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -183,8 +183,18 @@ def job_policy(artifacts_bucket_arn: str) -> dict[str, Any]:
     )
 
 
-def model_repository_policy(partition: str, uri: str) -> dict[str, Any]:
-    """A service's model repository, read-only: GetObject under its prefix, ListBucket of that prefix only.
+def prefix_read_policy_json(uri: str, what: str) -> Callable[[str], str]:
+    """prefix_read_policy as an inline role policy, for a partition known later (`partition_output.apply(...)`)."""
+
+    def render(partition: str) -> str:
+        # Compact, like the other inline role policies (IAM's size limits ignore whitespace either way).
+        return json.dumps(prefix_read_policy(partition, uri, what), separators=(",", ":"))
+
+    return render
+
+
+def prefix_read_policy(partition: str, uri: str, what: str) -> dict[str, Any]:
+    """Read-only on one S3 prefix: GetObject under it, ListBucket of that prefix only (`Read<what>`, `List<what>`).
 
     `uri` is `s3://bucket/prefix/` (config adds the trailing slash), so `prefix/*` never reaches a sibling prefix that
     merely starts with the same characters. No KMS statement: a bucket encrypted with its own KMS key also needs
@@ -198,14 +208,15 @@ def model_repository_policy(partition: str, uri: str) -> dict[str, Any]:
         raise ValueError(f"{uri!r}: a prefix with *, ? or $ would grant more than the prefix")
     return _policy(
         {
-            "Sid": "ReadModels",
+            "Sid": f"Read{what}",
             "Effect": "Allow",
             "Action": ["s3:GetObject"],
             "Resource": [f"arn:{partition}:s3:::{bucket}/{prefix}*"],
         },
         {
-            # Servers list the repository to find models and versions; listing stays inside the prefix.
-            "Sid": "ListModels",
+            # Readers list the prefix to find what is there (servers their models, `aws s3 sync` its objects);
+            # listing stays inside the prefix.
+            "Sid": f"List{what}",
             "Effect": "Allow",
             "Action": ["s3:ListBucket"],
             "Resource": [f"arn:{partition}:s3:::{bucket}"],

@@ -4,6 +4,7 @@
 """
 
 from config.capacity import GpuCapacity, gpu_capacity, gpu_quota_problems, node_group_gpus, runs_gpu_quota
+from config.datasets import DatasetImport
 from config.deletions import DeletionsConfig
 from config.errors import ConfigError, Issue
 from config.jobs import Datasets, JobSpec, Outputs
@@ -25,20 +26,21 @@ from config.platform import (
     is_prod_stack,
 )
 from config.queues import FlavorQuota, GpuSplit, QuantitySplit, QueuesConfig, QueueSpec, TeamQueue
-from config.runs import Checkpoint, Images, RunSpec, Viewport, checkpoint_order
+from config.runs import Checkpoint, Images, RunDatasets, RunSpec, Viewport, checkpoint_order
 from config.services import Autoscale, Expose, Probes, Replicas, ServiceClient, ServicePort, ServiceSpec
 from config.stack import (
     BOOTSTRAP_ENV,
     OFFLINE_PLAN_ENV,
     PROJECT_ROOT,
     SECTIONS,
+    STACK_FILE_ENV,
     StackConfig,
     load_from_pulumi,
     load_stack_config,
-    placeholder_issues,
+    load_stack_file,
     stack_file_name,
-    workload_names,
 )
+from config.stack_rules import placeholder_issues, workload_names
 from config.types import (
     ALL_CONTROL_PLANE_LOGS,
     DOCUMENTATION_RANGES,
@@ -61,6 +63,7 @@ __all__ = [
     "PROJECT_ROOT",
     "QUANTITY_RE",
     "SECTIONS",
+    "STACK_FILE_ENV",
     "AlarmSubscription",
     "AlarmsConfig",
     "ArtifactRetention",
@@ -68,6 +71,7 @@ __all__ = [
     "BucketsConfig",
     "Checkpoint",
     "ConfigError",
+    "DatasetImport",
     "Datasets",
     "DeletionsConfig",
     "DeployerAccess",
@@ -93,6 +97,7 @@ __all__ = [
     "QueueSpec",
     "QueuesConfig",
     "Replicas",
+    "RunDatasets",
     "RunSpec",
     "ServiceClient",
     "ServicePort",
@@ -111,6 +116,7 @@ __all__ = [
     "is_prod_stack",
     "load_from_pulumi",
     "load_stack_config",
+    "load_stack_file",
     "node_group_gpus",
     "parse_duration",
     "parse_image",

@@ -94,7 +94,7 @@ AGENT_SCHEMA = {
 # Kueue: kubernetes-sigs/kueue site/content/en/docs/reference/metrics.md ("ClusterQueue status"), and the v0.16 release
 # notes for kueue_finished_workloads_total (#8694). Triton: triton-inference-server/server docs/user_guide/metrics.md and
 # core src/metrics.cc (the nv_inference_* families, counters labelled model and version). The Pushgateway:
-# prometheus/pushgateway README (pushed samples keep their grouping labels; pushgateway_build_info is its own).
+# prometheus/pushgateway README.md: pushed samples keep their grouping labels; pushgateway_build_info is its own.
 DOCUMENTED = {
     "kueue_pending_workloads": ("gauge", {"cluster_queue", "status"}),
     "kueue_admitted_active_workloads": ("gauge", {"cluster_queue"}),

@@ -34,6 +34,12 @@ def planned(stack: str) -> PlanResult:
     return run_program(ROOT / f"Pulumi.{stack}.yaml", stack)
 
 
+def dev_line(fragment: str) -> int:
+    """The line of Pulumi.dev.yaml that holds `fragment`."""
+    lines = (ROOT / "Pulumi.dev.yaml").read_text().splitlines()
+    return next(n for n, line in enumerate(lines, 1) if fragment in line)
+
+
 def types(result: PlanResult) -> Counter[str]:
     return Counter(r.type for r in result.registrations)
 
@@ -146,6 +152,7 @@ def test_irsa_roles_exist_for_every_service_account() -> None:
         "system:serviceaccount:simfleet-runs:simfleet-job",
         "system:serviceaccount:kube-system:efs-csi-controller-sa",
         "system:serviceaccount:simfleet-services:radstream-triton",
+        "system:serviceaccount:simfleet-runs:datasets-import-trajectories",
     }
 
 
@@ -194,7 +201,7 @@ def test_invalid_stack_file_exits_2_with_every_error_and_no_traceback(tmp_path: 
     assert done.returncode == 2
     assert "Traceback" not in done.stderr + done.stdout
     assert "Pulumi.broken.yaml: 2 errors in the stack config" in done.stderr
-    assert "platform.network.cidr" in done.stderr and "runs[1].images.sim" in done.stderr
+    assert "platform.network.cidr" in done.stderr and "runs[1] (trot-sweep).images.sim" in done.stderr
     assert not (tmp_path / "out" / "broken" / "resources.json").exists()
 
 
@@ -224,7 +231,7 @@ def test_nothing_is_registered_before_validation(tmp_path: Path) -> None:
 
     RecordingMonitor.RegisterResource = spy  # type: ignore[method-assign]
     try:
-        with pytest.raises(PlanConfigError, match=r"runs\[0\]\.mode"):
+        with pytest.raises(PlanConfigError, match=r"runs\[0\] \(trot-baseline\)\.mode"):
             run_program(bad, "dev")
     finally:
         RecordingMonitor.RegisterResource = original  # type: ignore[method-assign]
@@ -297,8 +304,13 @@ def test_an_unknown_bootstrap_phase_is_a_config_error(monkeypatch: pytest.Monkey
 def test_placeholders_warn_in_the_plan_cli_and_fail_outside_it(tmp_path: Path) -> None:
     done = run_plan_cli("--stack", "dev", out=tmp_path)
     assert done.returncode == 0, done.stderr
-    assert "warning: platform.endpoint.publicAccessCidrs[0]: 203.0.113.0/24 is a placeholder" in done.stdout
-    assert "warning: runs[0].viewport.allowedCidrs[0]: 203.0.113.0/24 is a placeholder" in done.stdout
+    # Each warning with the line of the stack file it is about, and a run by its name.
+    endpoint, viewport = (dev_line(f"{key}: [203.0.113.0/24]") for key in ("publicAccessCidrs", "viewport: {allowedCidrs"))
+    assert (
+        f"warning: Pulumi.dev.yaml:{endpoint}: platform.endpoint.publicAccessCidrs[0]: 203.0.113.0/24 is a placeholder"
+        in done.stdout
+    )
+    assert f"warning: Pulumi.dev.yaml:{viewport}: runs[0] (trot-baseline).viewport.allowedCidrs[0]: 203.0.113.0/24" in done.stdout
     # What `pulumi preview` would run: the same program without the offline plan's flag.
     from config import OFFLINE_PLAN_ENV
     from tools import plan
@@ -314,7 +326,7 @@ def test_placeholders_warn_in_the_plan_cli_and_fail_outside_it(tmp_path: Path) -
             run_program(ROOT / "Pulumi.dev.yaml", "dev")
     message = str(caught.value)
     assert message.startswith("Pulumi.dev.yaml: 2 errors in the stack config")
-    assert "platform.endpoint.publicAccessCidrs[0]: 203.0.113.0/24 is a placeholder" in message
+    assert f"  - Pulumi.dev.yaml:{endpoint}: platform.endpoint.publicAccessCidrs[0]: 203.0.113.0/24 is a placeholder" in message
     assert "Traceback" not in message
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -311,5 +312,6 @@ def test_placeholders_are_refused_as_pulumi_up_refuses_them_unless_allowed(
     code = cli.main(["--config", str(sample), "--allow-placeholders"], aws=account.api, today=TODAY, out_dir=tmp_path)
     out = capsys.readouterr().out
     assert code == 0, out
-    assert "warning (stack file): platform.endpoint.publicAccessCidrs[0]" in out
+    # With the stack file's line, as every config message.
+    assert re.search(r"warning \(stack file\): \S*Pulumi\.dev\.yaml:\d+: platform\.endpoint\.publicAccessCidrs\[0\]", out), out
     assert json.loads((tmp_path / "dev.json").read_text())["configWarnings"]

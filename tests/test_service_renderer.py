@@ -14,7 +14,7 @@ import yaml
 from kubernetes_validate.utils import all_versions, major_minor
 
 import naming
-from components.access import model_repository_policy
+from components.access import prefix_read_policy
 from components.runs_namespace import pod_security_labels
 from config import ServiceSpec
 from policies.rules.pods import restricted_pod_problems
@@ -281,7 +281,7 @@ def test_namespace_denies_by_default_and_allows_only_dns_and_https_out() -> None
 
 
 def test_model_repository_policy_reads_only_under_the_prefix() -> None:
-    policy = model_repository_policy("aws", "s3://radstream-models-example/models/radstream/")
+    policy = prefix_read_policy("aws", "s3://radstream-models-example/models/radstream/", "Models")
     read, listing = policy["Statement"]
     assert read["Action"] == ["s3:GetObject"]
     assert read["Resource"] == ["arn:aws:s3:::radstream-models-example/models/radstream/*"]
@@ -290,8 +290,8 @@ def test_model_repository_policy_reads_only_under_the_prefix() -> None:
     assert {a for s in policy["Statement"] for a in s["Action"]} == {"s3:GetObject", "s3:ListBucket"}
     for bad in ("s3://bucket-1/models", "s3://bucket-1/*/", "https://bucket-1/models/"):
         with pytest.raises(ValueError):
-            model_repository_policy("aws", bad)
-    assert model_repository_policy("aws-cn", "s3://b-1/m/")["Statement"][0]["Resource"] == ["arn:aws-cn:s3:::b-1/m/*"]
+            prefix_read_policy("aws", bad, "Models")
+    assert prefix_read_policy("aws-cn", "s3://b-1/m/", "Models")["Statement"][0]["Resource"] == ["arn:aws-cn:s3:::b-1/m/*"]
 
 
 def test_startup_budget_follows_the_config() -> None:

@@ -5,11 +5,11 @@
     python -m tools.plan --stack prod --bootstrap   # phase 1 of a first deploy: the network only
 
 No cloud, no Pulumi CLI, no credentials. Writes build/plan/<stack>/{resources.json, manifests/, policy.json,
-cost.json, changes.json} and prints a summary, including what `pulumi up` would do to each run compared with
-an earlier state (`--against`, by default the previous plan), every delete first with what it loses. Against a
-`pulumi stack export`, the program also checks the deletions as `pulumi preview` does (workloads/deletions.py).
-Exit code 2 means the stack file is invalid or the change deletes runs it does not acknowledge, 3 that it breaks a
-mandatory policy (policies/rules/).
+cost.json, runs.json, changes.json} and prints a summary: per run and job its queue, where its data will land and
+its cost per admission, and what `pulumi up` would do to each compared with an earlier state (`--against`, by
+default the previous plan), every delete first with what it loses. Against a `pulumi stack export`, the program
+also checks the deletions as `pulumi preview` does (workloads/deletions.py). Exit code 2 means the stack file is
+invalid or the change deletes runs it does not acknowledge, 3 that it breaks a mandatory policy (policies/rules/).
 """
 
 from __future__ import annotations
@@ -30,11 +30,12 @@ from typing import Any
 
 import yaml
 
-from config import BOOTSTRAP_ENV, OFFLINE_PLAN_ENV
+from config import BOOTSTRAP_ENV, OFFLINE_PLAN_ENV, STACK_FILE_ENV, ConfigError
+from config.sources import read_stack_file as read_stack_mapping
 from naming import SERVICES_NAMESPACE
 from policies.rules import Context, Resource, Violation, evaluate, helper_images, platform_settings
 from tools import cost as cost_model
-from tools import run_changes
+from tools import run_changes, run_summary
 from workloads.inputs import objects_from_inputs
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -65,18 +66,13 @@ def stack_name_for(path: Path) -> str:
 
 
 def read_stack_file(path: Path) -> dict[str, Any]:
+    """The stack file's `config:` mapping; PlanConfigError naming the file (and the line of a YAML error) otherwise."""
+    if not path.is_file():
+        raise PlanConfigError(f"{_display_path(path)}: no such stack file")
     try:
-        # libyaml's loader when PyYAML has it: a 10,000-run stack file parses in seconds instead of minutes.
-        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-        document = yaml.load(path.read_text(), Loader=loader) or {}
-    except FileNotFoundError:
-        raise PlanConfigError(f"{path}: no such stack file") from None
-    except yaml.YAMLError as err:
-        raise PlanConfigError(f"{path}: not valid YAML: {err}") from None
-    config = document.get("config") if isinstance(document, dict) else None
-    if not isinstance(config, dict):
-        raise PlanConfigError(f"{path}: has no 'config:' mapping")
-    return config
+        return read_stack_mapping(path, str(_display_path(path)))
+    except ConfigError as err:
+        raise PlanConfigError(str(err)) from None
 
 
 class _WarningCollector(logging.Handler):
@@ -128,7 +124,7 @@ def run_program(
 
     # The config loader reads these: which file errors point at, that placeholders only warn offline, and the phase.
     environment = {
-        "SIMFLEET_STACK_FILE": str(_display_path(config_path)),
+        STACK_FILE_ENV: str(_display_path(config_path)),
         OFFLINE_PLAN_ENV: "1",
         BOOTSTRAP_ENV: "network" if bootstrap else None,
     }
@@ -146,7 +142,10 @@ def run_program(
         loop.close()
         sys.path.remove(str(PROJECT_ROOT))
         _set_environment(previous)
-    return PlanResult(stack, config_path, monitor.registrations, outputs, collector.messages, seconds, secret_outputs)
+    # The SDK registers resources from concurrent tasks, so their order varies between runs: sorted by URN, every
+    # file and summary line of two plans of the same stack is the same, and a plain diff shows what changed.
+    registrations = sorted(monitor.registrations, key=lambda reg: reg.urn)
+    return PlanResult(stack, config_path, registrations, outputs, collector.messages, seconds, secret_outputs)
 
 
 def _set_environment(values: dict[str, str | None]) -> None:
@@ -406,16 +405,20 @@ def main(argv: list[str] | None = None) -> int:
     (out / "policy.json").write_text(json.dumps([v.as_json() for v in violations], indent=2))
     cost = estimate_cost(result)
     (out / "cost.json").write_text(json.dumps(cost, indent=2))
+    workloads = run_summary.workloads(result.registrations, cost["runs"])
+    (out / "runs.json").write_text(json.dumps(workloads, indent=2))
     print(summarize(result))
     print("\n".join(policy_summary(violations)))
     print("\n".join(cost_summary(cost)))
+    for line in run_summary.lines(workloads, cost):
+        print(f"  {line}")
     label = (
         f"{_display_path(against)}" + (" (the previous plan, not the deployed state)" if against == previous else "")
         if against
         else "nothing (no earlier state: pass AGAINST=<pulumi stack export file> to compare with what is deployed)"
     )
     print("\n".join(f"  {line}" for line in run_changes.summary(changes, label)))
-    print(f"  wrote {_display_path(out)}/resources.json, manifests/, policy.json, cost.json and changes.json")
+    print(f"  wrote {_display_path(out)}/resources.json, manifests/, policy.json, cost.json, runs.json and changes.json")
     # 3: the stack is valid but breaks a mandatory policy, which would block `pulumi preview --policy-pack`.
     return 3 if any(v.level == "mandatory" for v in violations) else 0
 

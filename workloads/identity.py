@@ -25,9 +25,10 @@ from pydantic import BaseModel
 
 import naming
 from config import QUANTITY_RE, RunSpec, parse_image
+from config.runs import IMAGE_SLOTS
 
-# Bump only with a migration note in the docs: a new version moves every hash, so every run would run again. Any
-# change of what goes into the hash needs a bump, and workloads/identity_rules.py pins each version's rules.
+# Bump only with a migration note in docs/operators.md ("Upgrades"): a new version moves every hash, so every run would
+# run again. Any change of what goes into the hash needs a bump, and workloads/identity_rules.py pins each version's rules.
 IDENTITY_VERSION = 1
 HASH_LENGTH = 12
 # RunSpec fields outside the identity (Python names).
@@ -49,7 +50,6 @@ _EXACT_FACTORS = {
     "Gi": Decimal(2) ** 30,
     "Ti": Decimal(2) ** 40,
 }
-IMAGE_SLOTS = ("sim", "monty", "glue")
 
 
 class CamelProps:

@@ -13,7 +13,7 @@ change would delete every Job and start every finished run again, so instead:
 A pre-v1 state lost before its first `pulumi up` with this simfleet cannot be recognised (its old hash was computed
 by rules this code no longer has): a live Job of it stops `create` (another hash), a finished one would run again.
 A spec changed in the same `pulumi up` as the upgrade is not seen as a change: upgrade with an unchanged stack
-file first (README "Upgrading").
+file first (docs/operators.md, "Upgrades").
 """
 
 from __future__ import annotations
