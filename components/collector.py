@@ -312,7 +312,15 @@ def deployment(args: CollectorArgs, config_digest: str) -> dict[str, Any]:
     container = {
         "name": "cloudwatch-agent",
         "image": versions.CLOUDWATCH_AGENT_IMAGE,
-        "env": [{"name": "AWS_REGION", "value": args.region}, {"name": "RUN_IN_CONTAINER", "value": "True"}],
+        "env": [
+            {"name": "AWS_REGION", "value": args.region},
+            {"name": "RUN_IN_CONTAINER", "value": "True"},
+            # The agent picks its credentials by a mode it detects at start (translator/util/sdkutil.go DetectAgentMode):
+            # without this, and with the instance metadata service out of reach (hop limit 1, and this pod's
+            # NetworkPolicy), it takes itself for an on-premises host and reads a profile from ~/.aws/credentials that
+            # does not exist, so nothing is published. With it, the agent uses the IRSA web identity token.
+            {"name": "RUN_WITH_IRSA", "value": "True"},
+        ],
         "resources": {"requests": {"cpu": "100m", "memory": "200Mi"}, "limits": {"memory": "400Mi"}},
         "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "capabilities": {"drop": ["ALL"]}},
         "volumeMounts": [

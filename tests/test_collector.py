@@ -11,6 +11,7 @@ import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
+from netpol import Endpoint, allows
 
 import naming
 import versions
@@ -241,3 +242,33 @@ def test_egress_goes_to_exactly_the_scraped_targets(args: CollectorArgs) -> None
     if args.service_metrics_ports:
         expected.add((naming.SERVICES_NAMESPACE, (8002,)))
     assert targets == expected
+
+
+def agent_mode(env: dict[str, str], metadata_reachable: bool) -> str:
+    """The mode the agent runs in, as its start-up decides it at the pinned build (aws/amazon-cloudwatch-agent
+    v1.300070.0, translator/util/sdkutil.go DetectAgentMode): RUN_IN_AWS, then RUN_WITH_IRSA (both compared with the
+    exact string "True", cfg/envconfig TrueValue), then an EC2 region from the instance metadata service; otherwise
+    onPremise, whose credentials are the profile AmazonCloudWatchAgent of a shared credentials file
+    (GetCredentials, DEFAULT_PROFILE), which the agent then uses instead of any web identity token."""
+    if env.get("RUN_IN_AWS") == "True":
+        return "ec2"
+    if env.get("RUN_WITH_IRSA") == "True":
+        return "withIRSA"
+    return "ec2" if metadata_reachable else "onPremise"
+
+
+def test_the_agent_uses_its_irsa_role_where_the_metadata_service_is_out_of_reach() -> None:
+    objects = collector_objects(ARGS)
+    policies = [o for o in objects if o["kind"] == "NetworkPolicy"]
+    collector = Endpoint(naming.OBSERVABILITY_NAMESPACE, naming.COLLECTOR_POD_LABELS)
+    # The node's credentials are never the collector's: its egress excludes the metadata service.
+    metadata_reachable = allows(policies, collector, Endpoint(None, ip="169.254.169.254"), 80)
+    assert not metadata_reachable
+    deployment = next(o for o in objects if o["kind"] == "Deployment")
+    [container] = deployment["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert agent_mode(env, metadata_reachable) == "withIRSA"
+    # The role it then assumes is the one the ServiceAccount names.
+    account = next(o for o in objects if o["kind"] == "ServiceAccount")
+    assert account["metadata"]["annotations"]["eks.amazonaws.com/role-arn"] == ARGS.role_arn
+    assert deployment["spec"]["template"]["spec"]["serviceAccountName"] == account["metadata"]["name"]
