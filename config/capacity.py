@@ -12,7 +12,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from catalog import load_catalog
-from config.platform import NODE_RESERVED_CPU, NODE_RESERVED_MEMORY_GIB, PlatformConfig
+from config.fit import node_headroom
+from config.platform import PlatformConfig
 from config.services import ServiceSpec
 from config.types import CapacityType
 
@@ -104,7 +105,8 @@ def per_gpu_allocatable(platform: PlatformConfig) -> PerGpu:
     gpu = platform.node_groups.gpu
     catalog = load_catalog().instances
     known = [catalog[t] for t in gpu.instance_types if t in catalog]
-    cpu = min(i.vcpu for i in known) - NODE_RESERVED_CPU
-    memory = min(i.memory_gib for i in known) - NODE_RESERVED_MEMORY_GIB
+    reserved_cpu, reserved_memory = node_headroom(platform, gpu=True)
+    cpu = min(i.vcpu for i in known) - reserved_cpu
+    memory = min(i.memory_gib for i in known) - reserved_memory
     gpus = gpu.gpus_per_node
     return PerGpu(int(cpu * 1000 // gpus), int(memory * 1024 // gpus))

@@ -4,26 +4,44 @@ claim it mounts; when not, which instance types would fit."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Literal
 
 from catalog import load_catalog
 from config.errors import Issue
+from config.observability import AGENT_NODE_REQUESTS, DCGM_NODE_REQUESTS
 from config.platform import NODE_RESERVED_CPU, NODE_RESERVED_MEMORY_GIB, GpuNodeGroupConfig, PlatformConfig
 from config.types import quantity_value
 
 
-def node_fit_issues(path: str, cpu: str | None, memory: str | None, instance_types: Sequence[str], group: str) -> list[Issue]:
-    """Whether one pod asking for `cpu` and `memory` fits the smallest of `instance_types` after the node's headroom.
+def node_headroom(platform: PlatformConfig, gpu: bool) -> tuple[float, float]:
+    """The CPU and GiB a node of the stack keeps from pods: the kubelet's, the OS's and the platform's DaemonSets, and
+    with platform.observability on, the add-on's agent on every node and its DCGM exporter on the GPU nodes."""
+    cpu, memory = NODE_RESERVED_CPU, NODE_RESERVED_MEMORY_GIB
+    if platform.observability.enabled:
+        for extra_cpu, extra_memory in (AGENT_NODE_REQUESTS, *((DCGM_NODE_REQUESTS,) if gpu else ())):
+            cpu, memory = cpu + extra_cpu, memory + extra_memory
+    return cpu, memory
 
-    The smallest type counts because the autoscaler may bring up any type of the group. `group` names the node group
-    in the message ("GPU", "system"); types missing from the catalog are left to the node group's own checks.
+
+def node_fit_issues(
+    path: str, cpu: str | None, memory: str | None, platform: PlatformConfig, group: Literal["GPU", "system"]
+) -> list[Issue]:
+    """Whether one pod asking for `cpu` and `memory` fits the smallest type of the `group` node group after the node's
+    headroom (node_headroom).
+
+    The smallest type counts because the autoscaler may bring up any type of the group. Types missing from the catalog
+    are left to the node group's own checks.
     """
+    groups = platform.node_groups
+    instance_types: Sequence[str] = groups.gpu.instance_types if group == "GPU" else groups.system.instance_types
+    reserved_cpu, reserved_mem = node_headroom(platform, gpu=group == "GPU")
     catalog = load_catalog().instances
     known = [catalog[t] for t in instance_types if t in catalog]
     if not known:
         return []
     issues: list[Issue] = []
-    smallest_cpu = min(i.vcpu for i in known) - NODE_RESERVED_CPU
-    smallest_mem = min(i.memory_gib for i in known) - NODE_RESERVED_MEMORY_GIB
+    smallest_cpu = min(i.vcpu for i in known) - reserved_cpu
+    smallest_mem = min(i.memory_gib for i in known) - reserved_mem
     key = f"platform.nodeGroups.{'gpu' if group == 'GPU' else 'system'}.instanceTypes"
     gpus = known[0].gpus
     cpu_needed = quantity_value(cpu) if cpu is not None else 0.0
@@ -35,9 +53,7 @@ def node_fit_issues(path: str, cpu: str | None, memory: str | None, instance_typ
             (
                 t
                 for t in catalog.values()
-                if t.gpus == gpus
-                and t.vcpu - NODE_RESERVED_CPU >= cpu_needed
-                and t.memory_gib - NODE_RESERVED_MEMORY_GIB >= mem_needed
+                if t.gpus == gpus and t.vcpu - reserved_cpu >= cpu_needed and t.memory_gib - reserved_mem >= mem_needed
             ),
             key=lambda t: t.on_demand_hourly,
         )

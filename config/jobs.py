@@ -169,14 +169,10 @@ def job_platform_rules(platform: PlatformConfig, jobs: Iterable[tuple[int, JobSp
             continue
         # The pod is the work container plus the uploader beside it (workloads/renderers/job.py UPLOADER_*).
         pod_cpu = f"{round(quantity_value(job.cpu) * 1000) + UPLOADER_MILLICPU}m"
-        fit = node_fit_issues(
-            path, pod_cpu, str(int(quantity_value(job.memory)) + UPLOADER_MEMORY_BYTES), gpu.instance_types, "GPU"
-        )
+        fit = node_fit_issues(path, pod_cpu, str(int(quantity_value(job.memory)) + UPLOADER_MEMORY_BYTES), platform, "GPU")
         issues += [Issue(i.path, f"with the uploader's {UPLOADER_MILLICPU}m CPU and 256Mi: {i.message}") for i in fit]
         if job.shm_size is not None and not any(i.path == f"{path}.memory" for i in fit):
-            together = node_fit_issues(
-                path, None, _mebibytes(job.memory_limit_bytes + UPLOADER_MEMORY_BYTES), gpu.instance_types, "GPU"
-            )
+            together = node_fit_issues(path, None, _mebibytes(job.memory_limit_bytes + UPLOADER_MEMORY_BYTES), platform, "GPU")
             issues += [
                 Issue(
                     f"{path}.shmSize",

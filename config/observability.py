@@ -21,6 +21,15 @@ _ENDPOINT_RE = {
 }
 
 
+# What the amazon-cloudwatch-observability add-on asks of each node it runs on, as (CPU, GiB) requests, from the chart
+# the pinned build is made of (aws-observability/helm-charts tag amazon-cloudwatch-observability-6.4.0, values.yaml,
+# read 2026-12-07): its CloudWatch agent DaemonSet (agent.resources.requests: 250m, 128Mi) on every node, and the DCGM
+# exporter (dcgmExporter.resources.requests: 250m, 128Mi) on the GPU nodes. Its Fluent Bit (50m, 25Mi) takes the place
+# of the aws-for-fluent-bit chart's (50m, 50Mi), which the node headroom already counts (config/fit.py node_headroom).
+AGENT_NODE_REQUESTS = (0.25, 0.125)
+DCGM_NODE_REQUESTS = (0.25, 0.125)
+
+
 class AlarmSubscription(Model):
     """One SNS subscription of the stack's alarm topic. Email subscriptions stay pending until the address confirms."""
 

@@ -422,6 +422,7 @@ def prod_rules(platform: PlatformConfig, stack: str) -> list[Issue]:
 
 
 # Headroom a node keeps for the kubelet, the OS and the per-node DaemonSets (CNI, kube-proxy, device plugin, log
-# shipping, the EFS CSI node). A pod that asks for more than the node minus this never schedules.
+# shipping, the EFS CSI node). A pod that asks for more than the node minus this never schedules. The observability
+# add-on's agent and DCGM exporter come on top when it is on (config/fit.py node_headroom).
 NODE_RESERVED_CPU = 0.5
 NODE_RESERVED_MEMORY_GIB = 2.5

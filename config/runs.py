@@ -280,7 +280,7 @@ def run_platform_rules(platform: PlatformConfig, runs: Iterable[tuple[int, RunSp
             if problem:
                 issues.append(Issue(f"{path}.images.{slot}", problem))
         issues += workload_fit_issues(path, run.gpus, run.datasets is not None, platform)
-        issues += node_fit_issues(path, run.cpu, run.memory, gpu.instance_types, "GPU")
+        issues += node_fit_issues(path, run.cpu, run.memory, platform, "GPU")
     return issues
 
 

@@ -302,7 +302,7 @@ def service_platform_rules(platform: PlatformConfig, services: Iterable[tuple[in
                     )
                 )
         if service.gpus == 0:
-            issues += node_fit_issues(path, service.cpu, service.memory, platform.node_groups.system.instance_types, "system")
+            issues += node_fit_issues(path, service.cpu, service.memory, platform, "system")
             continue
         if service.capacity not in gpu.capacity:
             issues.append(
@@ -317,7 +317,7 @@ def service_platform_rules(platform: PlatformConfig, services: Iterable[tuple[in
         if too_many:
             issues.append(too_many)
             continue
-        issues += node_fit_issues(path, service.cpu, service.memory, gpu.instance_types, "GPU")
+        issues += node_fit_issues(path, service.cpu, service.memory, platform, "GPU")
         # A rolling update surges one replica above the current count, so max + 1 replicas must fit the group.
         replicas_per_node = per_node // service.gpus
         nodes = math.ceil((service.replicas.max + 1) / replicas_per_node)

@@ -106,11 +106,11 @@ def test_field_errors_keep_their_paths_and_other_entries_still_report() -> None:
 
 
 def test_shm_is_counted_with_memory_against_the_node() -> None:
-    # g5.2xlarge and g6.2xlarge: 32 GiB, of which 29.5 GiB allocatable after the node's headroom.
+    # g5.2xlarge and g6.2xlarge: 32 GiB, of which 29.25 GiB allocatable after the node's headroom (observability on).
     found = errors(with_jobs(robocache(memory="12Gi", shmSize="20Gi")))
     assert found == [
         "jobs[0].shmSize: memory (12Gi), shmSize (20Gi) and the uploader's 256Mi together: 33024Mi does not fit the "
-        "smallest GPU node (29.5Gi allocatable); lower it, or use larger types in platform.nodeGroups.gpu.instanceTypes "
+        "smallest GPU node (29.25Gi allocatable); lower it, or use larger types in platform.nodeGroups.gpu.instanceTypes "
         "(g5.4xlarge (16 vCPU, 64 GiB), g6e.2xlarge (8 vCPU, 64 GiB))"
     ]
 
@@ -118,7 +118,7 @@ def test_shm_is_counted_with_memory_against_the_node() -> None:
 def test_the_uploader_beside_the_work_container_counts_against_the_node() -> None:
     found = errors(with_jobs(robocache(cpu="7.5", shmSize=None)))
     assert found == [
-        "jobs[0].cpu: with the uploader's 100m CPU and 256Mi: 7600m CPU does not fit the smallest GPU node (7.5 CPU "
+        "jobs[0].cpu: with the uploader's 100m CPU and 256Mi: 7600m CPU does not fit the smallest GPU node (7 CPU "
         "allocatable); lower it, or use larger types in platform.nodeGroups.gpu.instanceTypes (g5.4xlarge (16 vCPU, 64 GiB))"
     ]
 

@@ -9,6 +9,7 @@ import pytest
 from test_config import load, stack_config
 
 from config import ConfigError, ObservabilityConfig
+from config.capacity import per_gpu_allocatable
 
 
 def with_observability(section: dict[str, Any]) -> dict[str, Any]:
@@ -81,3 +82,33 @@ def test_unknown_keys_are_refused() -> None:
     with pytest.raises(ConfigError) as caught:
         load(with_observability({"dashboards": 2}))
     assert any(i.path == "platform.observability.dashboards" for i in caught.value.issues)
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_nodes_keep_room_for_the_addons_daemonsets(enabled: bool) -> None:
+    """With observability on, every node runs the add-on's CloudWatch agent (250m, 128Mi requested) and every GPU node
+    its DCGM exporter too (250m, 128Mi): a pod sized to the node without them would never be scheduled."""
+    config = with_observability({"enabled": enabled})
+    config["simfleet:runs"][1]["cpu"] = "7.5"  # trot-sweep, on g5.2xlarge / g6.2xlarge: 8 vCPU, 32 GiB
+    config["simfleet:runs"][2]["memory"] = "29.5Gi"  # trot-continue
+    if not enabled:
+        load(config)  # 8 - 0.5 CPU and 32 - 2.5 GiB of headroom: both fit
+        return
+    with pytest.raises(ConfigError) as caught:
+        load(config)
+    messages = {i.path: i.message for i in caught.value.issues}
+    assert messages == {
+        "runs[1].cpu": "7.5 CPU does not fit the smallest GPU node (7 CPU allocatable); lower it, or use "
+        "larger types in platform.nodeGroups.gpu.instanceTypes (g5.4xlarge (16 vCPU, 64 GiB))",
+        "runs[2].memory": "29.5Gi does not fit the smallest GPU node (29.25Gi allocatable); lower it, "
+        "or use larger types in platform.nodeGroups.gpu.instanceTypes (g5.4xlarge (16 vCPU, 64 GiB), g6e.2xlarge "
+        "(8 vCPU, 64 GiB))",
+    }
+
+
+def test_queue_quotas_per_gpu_leave_the_addons_share() -> None:
+    on = load(stack_config("dev")).platform
+    off = load(with_observability({"enabled": False})).platform
+    # g5.2xlarge, one GPU: the generated quota per GPU is what a pod can have on the node.
+    assert (per_gpu_allocatable(on).millicpu, per_gpu_allocatable(on).memory_mib) == (7000, int(29.25 * 1024))
+    assert (per_gpu_allocatable(off).millicpu, per_gpu_allocatable(off).memory_mib) == (7500, int(29.5 * 1024))

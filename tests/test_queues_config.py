@@ -115,13 +115,14 @@ def test_one_number_is_that_quota_on_each_capacity_type_of_the_stack() -> None:
 def test_cpu_and_memory_default_to_the_gpu_nodes_share_per_gpu_and_borrowing_follows_the_gpus() -> None:
     cfg = load(stack_config("dev"))
     locomotion = quotas(cfg, "locomotion")
-    # g5.2xlarge / g6.2xlarge: 8 vCPU and 32 GiB per GPU, less the node's reserve (0.5 CPU, 2.5 GiB).
-    assert (locomotion["spot"].cpu, locomotion["spot"].memory) == ("15", "59Gi")
-    assert (locomotion["onDemand"].cpu, locomotion["onDemand"].memory) == ("7500m", "30208Mi")
-    assert (locomotion["spot"].borrowing_cpu, locomotion["spot"].borrowing_memory) == ("15", "59Gi")
+    # g5.2xlarge / g6.2xlarge: 8 vCPU and 32 GiB per GPU, less the node's reserve (0.5 CPU, 2.5 GiB) and, with
+    # observability on, the add-on's agent and DCGM exporter (0.5 CPU, 0.25 GiB): 7 CPU and 29.25 GiB per GPU.
+    assert (locomotion["spot"].cpu, locomotion["spot"].memory) == ("14", "59904Mi")
+    assert (locomotion["onDemand"].cpu, locomotion["onDemand"].memory) == ("7", "29952Mi")
+    assert (locomotion["spot"].borrowing_cpu, locomotion["spot"].borrowing_memory) == ("14", "59904Mi")
     perception = quotas(cfg, "perception")
     assert (perception["onDemand"].gpus, perception["onDemand"].cpu, perception["onDemand"].memory) == (0, "0", "0")
-    assert perception["onDemand"].borrowing_gpus == 1 and perception["onDemand"].borrowing_cpu == "7500m"
+    assert perception["onDemand"].borrowing_gpus == 1 and perception["onDemand"].borrowing_cpu == "7"
 
 
 def test_a_capacity_type_left_out_of_a_mapping_gets_the_fields_default() -> None:

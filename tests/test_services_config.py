@@ -145,7 +145,7 @@ MALFORMED: list[tuple[str, dict[str, Any], list[str]]] = [
     (
         "cpu-service-on-system-nodes",
         with_services(triton(gpus=0, cpu="1", memory="2Gi", shmSize="256Mi")),
-        ["services[0].memory: 2Gi does not fit the smallest system node (1.5Gi allocatable)"],
+        ["services[0].memory: 2Gi does not fit the smallest system node (1.375Gi allocatable)"],
     ),
     (
         "spot-without-gpus",
