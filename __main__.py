@@ -239,7 +239,9 @@ else:
             region=region,
             kubernetes_version=platform.kubernetes_version,
             # Known names, not resource outputs, like every other context value (the hash never waits on them).
-            pushgateway_url=pushgateway_url() if platform.metrics.enabled else None,
+            # Only where the collector scrapes it: a push nothing collects would only keep the shard's GPU for the
+            # uploader's linger (config/stack.py warns about the Pushgateway with observability off).
+            pushgateway_url=pushgateway_url() if platform.metrics.enabled and platform.observability.enabled else None,
             datasets_claim=naming.DATASETS_CLAIM if platform.shared_storage.enabled else None,
             default_queue=cfg.queues.default_name,
         )

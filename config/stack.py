@@ -181,6 +181,14 @@ def load_stack_config(
         issues += run_platform_rules(platform_cfg, run_specs)
         issues += service_platform_rules(platform_cfg, service_specs)
         issues += job_platform_rules(platform_cfg, job_specs)
+        if platform_cfg.metrics.enabled and not platform_cfg.observability.enabled:
+            notes.append(
+                Issue(
+                    "platform.metrics.enabled",
+                    "with platform.observability off nothing scrapes the Pushgateway (its NetworkPolicy admits only the "
+                    "collector), so jobs are not given its URL; turn observability on, or metrics off",
+                )
+            )
         if queues_cfg.teams and queues_cfg.nominal_gpus() == 0:
             warnings.append(
                 "queues: every nominal GPU quota is 0 (the services take every GPU, or the quotas say so), so Kueue admits "

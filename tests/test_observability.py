@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import datetime
 import json
+from pathlib import Path
 from typing import Any
 
 import jsonschema
 import pulumi
 import pulumi_kubernetes as k8s
 import pytest
+import yaml
 from test_access import allowed, assert_least_privilege
+from test_plan import planned
 
 import naming
 import versions
@@ -26,6 +29,7 @@ from components.observability import (
     events_log_policy,
 )
 from config import ObservabilityConfig
+from tools.plan import PROJECT_ROOT, PlanResult, kubernetes_objects, run_program
 
 OIDC_ARN = "arn:aws:iam::123456789012:oidc-provider/oidc.eks.us-east-1.amazonaws.com/id/ABC"
 OIDC_URL = "https://oidc.eks.us-east-1.amazonaws.com/id/ABC"
@@ -250,3 +254,35 @@ def test_spot_interruptions_are_recorded(rec) -> None:
 def test_args_refuse_a_minor_without_a_pin() -> None:
     with pytest.raises(ValueError, match=r"pins no amazon-cloudwatch-observability build for Kubernetes 1\.30"):
         ObservabilityArgs("c", "r", "1.30", ObservabilityConfig(), "a", "u", {}, object(), False)  # type: ignore[arg-type]
+
+
+def _job_env(result: PlanResult, container_name: str) -> dict[str, str]:
+    [job] = [
+        body
+        for _, body in kubernetes_objects(result.registrations)
+        if body["kind"] == "Job" and body["metadata"]["name"] == "robocache-resample"
+    ]
+    [found] = [c for c in job["spec"]["template"]["spec"]["containers"] if c["name"] == container_name]
+    return {e["name"]: e.get("value") for e in found.get("env", [])}
+
+
+def test_a_job_keeps_its_pushed_group_one_scrape_interval_and_timeout() -> None:
+    """The collector scrapes the Pushgateway every 30 s, a scrape may take 10 s: a group deleted sooner than 40 s after
+    the last push may never be scraped (naming.pushgateway_linger_seconds)."""
+    result = planned("dev")
+    assert _job_env(result, "work")["SIMFLEET_PUSHGATEWAY_URL"] == "http://prometheus-pushgateway.simfleet-metrics.svc:9091"
+    linger = int(_job_env(result, "output-uploader")["SIMFLEET_METRICS_LINGER_SECONDS"])
+    assert linger == naming.PUSHGATEWAY_SCRAPE_INTERVAL_SECONDS + naming.SCRAPE_TIMEOUT_SECONDS == 40
+
+
+def test_without_the_collector_no_job_pushes_or_waits_for_a_scrape(tmp_path: Path) -> None:
+    document = yaml.safe_load((PROJECT_ROOT / "Pulumi.dev.yaml").read_text())
+    document["config"]["simfleet:platform"]["observability"] = {"enabled": False}
+    path = tmp_path / "Pulumi.dev.yaml"
+    path.write_text(yaml.safe_dump(document))
+    result = run_program(path, "dev")
+    # The Pushgateway is installed (platform.metrics), but its NetworkPolicy admits no scraper: nothing collects.
+    assert not any(r.type == ADDON_TYPE and r.inputs["addonName"] == ADDON for r in result.registrations)
+    for name in ("work", "output-uploader"):
+        assert "SIMFLEET_PUSHGATEWAY_URL" not in _job_env(result, name), name
+    assert any("nothing scrapes the Pushgateway" in w and "platform.metrics.enabled" in w for w in result.warnings)
