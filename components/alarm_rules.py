@@ -71,7 +71,9 @@ def queue_stuck(cluster: str, queue: str, config: AlarmsConfig) -> AlarmRule:
 
 
 def run_failures(cluster: str, config: AlarmsConfig) -> AlarmRule:
-    period = 300
+    # One Container Insights observation per pod per period: the query's SUM adds every observation in a period, so
+    # over five minutes one failed pod would count five times.
+    period = sig.CONTAINER_INSIGHTS_INTERVAL
     query = sig.insights(
         "SUM", sig.CONTAINER_INSIGHTS, sig.RUN_POD_SCHEMA, "pod_status_failed", {"ClusterName": cluster, **sig.RUN_POD_FILTER}
     )

@@ -16,6 +16,9 @@ import naming
 from components.collector import PROMETHEUS_NAMESPACE
 
 CONTAINER_INSIGHTS = "ContainerInsights"
+# Container Insights reports each pod once a minute (the add-on agent's metrics_collection_interval, 60 s by default):
+# a Sum of a pod-status metric over a period this long counts pods; over a longer period it counts observations.
+CONTAINER_INSIGHTS_INTERVAL = 60
 EVENTS = "AWS/Events"  # EventBridge's rule metrics (TriggeredRules by RuleName)
 
 

@@ -133,3 +133,20 @@ def test_args_refuse_two_rules_with_one_key() -> None:
     twice = [*rules(), rules()[0]]
     with pytest.raises(ValueError, match="share a key"):
         AlertsArgs("c", twice, [], {})
+
+
+@pytest.mark.parametrize("failed_run_pods", [1, 3, 10])
+def test_run_failures_counts_failed_pods_not_observations(failed_run_pods: int) -> None:
+    """Container Insights reports pod_status_failed for every pod once a minute (1 while the pod is Failed), and a
+    Metrics Insights SUM adds every observation in a period ("SUM calculates the sum of the observations matched by
+    the query" in each time bucket: CloudWatch user guide, Metrics Insights query components and syntax)."""
+    rule = {r.key: r for r in rules(AlarmsConfig(failed_run_pods=failed_run_pods))}["run-failures"]
+    [query] = rule.metric_queries
+    assert query["expression"].startswith("SELECT SUM(pod_status_failed) ")
+    observations_per_pod = query["period"] // 60
+
+    def fires(failed_pods: int) -> bool:
+        assert rule.comparison == "GreaterThanOrEqualToThreshold"
+        return failed_pods * observations_per_pod >= rule.threshold
+
+    assert fires(failed_run_pods) and not fires(failed_run_pods - 1)
