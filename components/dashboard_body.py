@@ -178,21 +178,23 @@ def queue_widgets(spec: DashboardSpec) -> list[dict[str, Any]]:
             ],
         ),
     ]
+    # One summed SEARCH per phase: a graph may hold only one Metrics Insights query (one per GetMetricData request).
     phases = ("running", "pending", "succeeded", "failed")
+    run_pods = {"ClusterName": c, **sig.RUN_POD_FILTER}
     widgets.append(
         _graph(
-            "Run pods by phase, last 3 h",
+            "Run pods by phase",
             [
                 _expression(
-                    sig.insights("SUM", sig.CONTAINER_INSIGHTS, sig.RUN_POD_SCHEMA, f"pod_status_{phase}",
-                                 {"ClusterName": c, **sig.RUN_POD_FILTER}),
-                    phase, f"p{index}",
+                    f"SUM({sig.search(sig.CONTAINER_INSIGHTS, sig.RUN_POD_SCHEMA, f'pod_status_{phase}', run_pods, 'Sum', 60)})",
+                    phase,
+                    f"p{index}",
                 )
                 for index, phase in enumerate(phases)
             ],
             stacked=True,
         )
-    )  # fmt: skip
+    )
     return widgets
 
 

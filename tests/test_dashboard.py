@@ -177,7 +177,7 @@ def test_layout_regions_and_expression_ids(stack: str) -> None:
         assert len(ids) == len(set(ids)), properties["title"]
         for entry in properties["metrics"]:
             expression = entry[0].get("expression", "") if isinstance(entry[0], dict) else ""
-            if expression and not expression.startswith(("SEARCH", "SELECT")):
+            if expression and "SEARCH(" not in expression and not expression.startswith("SELECT"):
                 used = set(re.findall(r"\b([a-z][a-z0-9]*)\b", expression)) - {f.lower() for f in _FUNCTIONS}
                 assert used <= set(ids), (properties["title"], expression, used)
     titles = " ".join(str(w["properties"].get("title")) for w in widgets)
@@ -220,3 +220,15 @@ def test_url_output_and_plan_summary() -> None:
     outputs = planned("dev").outputs["observability"]
     assert outputs["dashboardUrl"] == dashboard_url("us-east-1", "simfleet-dev")
     assert outputs["logGroups"]["application"] == "/aws/containerinsights/simfleet-dev/application"
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_a_graph_holds_at_most_one_metrics_insights_query(stack: str) -> None:
+    """A graph's lines come from one GetMetricData request, and each request can have only one Metrics Insights query
+    (CloudWatch user guide, "Metrics Insights quotas"): a graph with two would show an error instead."""
+    for widget in body(stack)["widgets"]:
+        if widget["type"] != "metric":
+            continue
+        expressions = [e[0]["expression"] for e in widget["properties"]["metrics"] if isinstance(e[0], dict)]
+        queries = [e for e in expressions if e.lstrip().upper().startswith("SELECT")]
+        assert len(queries) <= 1, (widget["properties"]["title"], queries)
