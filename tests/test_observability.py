@@ -18,6 +18,7 @@ from test_plan import planned
 
 import naming
 import versions
+from catalog import load_catalog
 from components.irsa import trust_policy
 from components.observability import (
     ADDON,
@@ -286,3 +287,83 @@ def test_without_the_collector_no_job_pushes_or_waits_for_a_scrape(tmp_path: Pat
     for name in ("work", "output-uploader"):
         assert "SIMFLEET_PUSHGATEWAY_URL" not in _job_env(result, name), name
     assert any("nothing scrapes the Pushgateway" in w and "platform.metrics.enabled" in w for w in result.warnings)
+
+
+# The instance types the add-on's DCGM exporter is scheduled on: its node affinity in the chart the pinned build is made
+# of (aws-observability/helm-charts tag amazon-cloudwatch-observability-6.4.0, values.yaml dcgmExporter.affinity,
+# node.kubernetes.io/instance-type In [...]; the SageMaker ml.* names left out; read 2026-12-07). It selects by
+# instance type, not by a node label, so the NVIDIA device plugin's labels play no part.
+DCGM_INSTANCE_TYPES = frozenset(
+    [
+        "g3.4xlarge",
+        "g3.8xlarge",
+        "g3.16xlarge",
+        "g3s.xlarge",
+        "g4ad.2xlarge",
+        "g4ad.4xlarge",
+        "g4ad.8xlarge",
+        "g4ad.16xlarge",
+        "g4ad.xlarge",
+        "g4dn.2xlarge",
+        "g4dn.4xlarge",
+        "g4dn.8xlarge",
+        "g4dn.12xlarge",
+        "g4dn.16xlarge",
+        "g4dn.metal",
+        "g4dn.xlarge",
+        "g5.2xlarge",
+        "g5.4xlarge",
+        "g5.8xlarge",
+        "g5.12xlarge",
+        "g5.16xlarge",
+        "g5.24xlarge",
+        "g5.48xlarge",
+        "g5.xlarge",
+        "g5g.2xlarge",
+        "g5g.4xlarge",
+        "g5g.8xlarge",
+        "g5g.16xlarge",
+        "g5g.metal",
+        "g5g.xlarge",
+        "g6.2xlarge",
+        "g6.4xlarge",
+        "g6.8xlarge",
+        "g6.12xlarge",
+        "g6.16xlarge",
+        "g6.24xlarge",
+        "g6.48xlarge",
+        "g6.xlarge",
+        "g6e.2xlarge",
+        "g6e.4xlarge",
+        "g6e.8xlarge",
+        "g6e.12xlarge",
+        "g6e.16xlarge",
+        "g6e.24xlarge",
+        "g6e.48xlarge",
+        "g6e.xlarge",
+        "gr6.4xlarge",
+        "gr6.8xlarge",
+        "p2.8xlarge",
+        "p2.16xlarge",
+        "p2.xlarge",
+        "p3.2xlarge",
+        "p3.8xlarge",
+        "p3.16xlarge",
+        "p3dn.24xlarge",
+        "p4d.24xlarge",
+        "p4de.24xlarge",
+        "p5.48xlarge",
+        "p5e.48xlarge",
+        "p5en.48xlarge",
+        "p6-b200.48xlarge",
+        "p6-b300.48xlarge",
+        "p6e-gb200.36xlarge",
+    ]
+)
+
+
+def test_every_gpu_type_a_stack_may_use_gets_the_dcgm_exporter() -> None:
+    """GPU metrics exist only where the DCGM exporter runs: a GPU type added to the catalog (the only types a GPU node
+    group may use) but missing from the exporter's list would show no GPU utilisation at all."""
+    gpu_types = {name for name, shape in load_catalog().instances.items() if shape.gpus}
+    assert gpu_types and gpu_types <= DCGM_INSTANCE_TYPES, sorted(gpu_types - DCGM_INSTANCE_TYPES)
