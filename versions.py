@@ -156,21 +156,26 @@ HELM_CHARTS: dict[str, HelmChart] = {
     "cluster-autoscaler": HelmChart(
         "https://kubernetes.github.io/autoscaler",
         "cluster-autoscaler",
-        "9.56.0",
-        # Published: kubernetes/autoscaler gh-pages index.yaml, entry 9.56.0 (2026-03-02, appVersion 1.35.0); values.yaml
-        # read at tag cluster-autoscaler-chart-9.56.0 (46bb45f). The image is pinned per minor below, not by the chart.
-        "kubernetes/autoscaler gh-pages index.yaml, entry cluster-autoscaler 9.56.0",
+        "9.59.0",
+        # Published: kubernetes/autoscaler gh-pages index.yaml, entry 9.59.0 (created 2026-07-21, digest 90276daf...,
+        # appVersion 1.35.0), the newest in the index; values.yaml and templates read at tag cluster-autoscaler-chart-9.59.0
+        # (5a0b98e), checked 2026-12-07. Its ClusterRole also covers ProvisioningRequests (autoscaling.x-k8s.io), which
+        # 9.56.0's did not. Only azureEnableVMSSEtag is new in values.yaml. The image is pinned per minor below.
+        "kubernetes/autoscaler gh-pages index.yaml, entry cluster-autoscaler 9.59.0 (tag cluster-autoscaler-chart-9.59.0)",
+        checked=_D(2026, 12, 7),
     ),
     "aws-load-balancer-controller": HelmChart(
         "https://aws.github.io/eks-charts",
         "aws-load-balancer-controller",
-        "3.4.2",
-        # Published: aws/eks-charts gh-pages@58944e2 index.yaml lists aws-load-balancer-controller-3.4.2.tgz (digest
-        # 2636e0bd...), released as eks-charts v0.0.240 (PR #1347, 2026-07-13). Newer charts are published (3.5.0,
-        # 3.6.0 in v0.0.246 of 2026-10-05, 3.6.3 in v0.0.252, 3.7.0 in v0.0.253 of 2026-11-24), but neither their
-        # values.yaml nor the IAM policy of their app versions could be read here, so 3.4.2 stays: bumping it means
-        # re-checking the values keys in components/addons.py and re-diffing components/policies_lbc.py.
-        "aws/eks-charts gh-pages index.yaml, entry aws-load-balancer-controller 3.4.2",
+        "3.5.0",
+        # Published: aws/eks-charts gh-pages@c7f9ea5 index.yaml lists aws-load-balancer-controller-3.5.0.tgz (sha256
+        # 45051f63..., created 2026-08-03, appVersion v3.5.0; eks-charts PR #1354). Its values.yaml and templates are
+        # byte-identical to kubernetes-sigs/aws-load-balancer-controller helm/ at tag v3.5.0 (11eb202c), and its IAM
+        # policy (docs/install/iam_policy.json at that tag, blob 761d0e73) is unchanged since v3.4.2:
+        # components/policies_lbc.py matches it (tests/test_access.py compares them). Checked 2026-12-07. Newer charts
+        # (3.6.x, 3.7.0) are published, but neither their values.yaml nor their IAM policy could be read here.
+        "aws/eks-charts gh-pages index.yaml, entry aws-load-balancer-controller 3.5.0 (app v3.5.0)",
+        checked=_D(2026, 12, 7),
     ),
     "metrics-server": HelmChart(
         "https://kubernetes-sigs.github.io/metrics-server/",

@@ -204,11 +204,18 @@ def job_policy(artifacts_bucket_arn: str) -> dict[str, Any]:
 
 
 def model_repository_policy(partition: str, uri: str) -> dict[str, Any]:
-    """A service's model repository, read-only: GetObject under its prefix, ListBucket of that prefix only.
+    """A service's model repository, read-only: what Triton's S3 filesystem calls, and nothing outside the prefix.
 
     `uri` is `s3://bucket/prefix/` (config adds the trailing slash), so `prefix/*` never reaches a sibling prefix that
-    merely starts with the same characters. No KMS statement: a bucket encrypted with its own KMS key also needs
-    kms:Decrypt on that key, which simfleet does not know.
+    merely starts with the same characters. The calls (triton-inference-server/core src/filesystem/implementations/s3.h
+    at r26.02, the release of the pinned 26.02 image; read 2026-12-07): HeadBucket first (CheckClient, and every
+    IsDirectory), ListObjectsV2 with Prefix=<dir>/ (IsDirectory, GetDirectoryContents), HeadObject (FileExists,
+    FileModificationTime) and GetObject (LocalizePath). HeadObject needs s3:GetObject; HeadBucket and ListObjectsV2 need
+    s3:ListBucket (S3 API reference). HeadBucket carries no prefix, so IAM cannot tell it from a listing that sends no
+    prefix parameter: the FindBucket statement admits exactly the requests without an s3:prefix key, which lets such a
+    listing see the key names of the bucket's first page, never an object's content. A listing with any other prefix
+    (an empty one included, as the AWS CLI sends for the bucket root) stays refused. No KMS statement: a bucket encrypted
+    with its own KMS key also needs kms:Decrypt on that key, which simfleet does not know.
     """
     match = _S3_URI_RE.match(uri)
     if not match or not match["key"].endswith("/"):
@@ -216,20 +223,30 @@ def model_repository_policy(partition: str, uri: str) -> dict[str, Any]:
     bucket, prefix = match["bucket"], match["key"]
     if any(c in prefix for c in "*?$"):
         raise ValueError(f"{uri!r}: a prefix with *, ? or $ would grant more than the prefix")
+    bucket_arn = f"arn:{partition}:s3:::{bucket}"
     return _policy(
         {
+            # GetObject and HeadObject.
             "Sid": "ReadModels",
             "Effect": "Allow",
             "Action": ["s3:GetObject"],
-            "Resource": [f"arn:{partition}:s3:::{bucket}/{prefix}*"],
+            "Resource": [f"{bucket_arn}/{prefix}*"],
         },
         {
-            # Servers list the repository to find models and versions; listing stays inside the prefix.
+            # ListObjectsV2 of the repository and of each model: listing stays inside the prefix.
             "Sid": "ListModels",
             "Effect": "Allow",
             "Action": ["s3:ListBucket"],
-            "Resource": [f"arn:{partition}:s3:::{bucket}"],
+            "Resource": [bucket_arn],
             "Condition": {"StringLike": {"s3:prefix": [f"{prefix}*"]}},
+        },
+        {
+            # HeadBucket, which Triton calls before anything else and which has no prefix: without it the server exits.
+            "Sid": "FindBucket",
+            "Effect": "Allow",
+            "Action": ["s3:ListBucket"],
+            "Resource": [bucket_arn],
+            "Condition": {"Null": {"s3:prefix": "true"}},
         },
     )
 

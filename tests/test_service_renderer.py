@@ -261,11 +261,13 @@ def test_namespace_denies_by_default_and_allows_only_dns_and_https_out() -> None
 
 def test_model_repository_policy_reads_only_under_the_prefix() -> None:
     policy = model_repository_policy("aws", "s3://radstream-models-example/models/radstream/")
-    read, listing = policy["Statement"]
+    read, listing, head_bucket = policy["Statement"]
     assert read["Action"] == ["s3:GetObject"]
     assert read["Resource"] == ["arn:aws:s3:::radstream-models-example/models/radstream/*"]
     assert listing["Action"] == ["s3:ListBucket"] and listing["Resource"] == ["arn:aws:s3:::radstream-models-example"]
     assert listing["Condition"] == {"StringLike": {"s3:prefix": ["models/radstream/*"]}}
+    # HeadBucket (Triton's first call) carries no prefix: only requests without the key pass this one.
+    assert head_bucket["Resource"] == listing["Resource"] and head_bucket["Condition"] == {"Null": {"s3:prefix": "true"}}
     assert {a for s in policy["Statement"] for a in s["Action"]} == {"s3:GetObject", "s3:ListBucket"}
     for bad in ("s3://bucket-1/models", "s3://bucket-1/*/", "https://bucket-1/models/"):
         with pytest.raises(ValueError):
