@@ -7,7 +7,7 @@ import pulumi_kubernetes as k8s
 import naming
 from components.access import Access, AccessArgs
 from components.addons import Addons, AddonsArgs
-from components.cluster import Cluster, ClusterArgs
+from components.cluster import Cluster, ClusterArgs, cluster_creator
 from components.metrics import PUSHGATEWAY_POD_LABELS, Metrics, MetricsArgs, pushgateway_url
 from components.network import Network, NetworkArgs, refuse_bootstrap_over_cluster
 from components.nodegroups import NodeGroups, NodeGroupsArgs
@@ -45,11 +45,18 @@ pulumi.export(
     ),
 )
 
+existing_clusters = aws.eks.get_clusters().names or []
 if cfg.bootstrap_network:
     # Phase 1 of a first deploy (SIMFLEET_BOOTSTRAP=network): the network only, so a runner can start inside the
     # VPC before the private API endpoint exists; that runner's full `pulumi up` builds everything else.
-    refuse_bootstrap_over_cluster(cluster_name, aws.eks.get_clusters().names or [])
+    refuse_bootstrap_over_cluster(cluster_name, existing_clusters)
 else:
+    # Who holds EKS's own admin entry for the cluster (components/cluster.py CREATOR_TAG): the tag an existing cluster
+    # carries, or whoever runs this `up` when it creates the cluster. Values known now, never resource outputs.
+    creator = cluster_creator(
+        aws.eks.get_cluster(name=cluster_name).tags if cluster_name in existing_clusters else None,
+        aws.get_caller_identity().arn,
+    )
     cluster = Cluster(
         "cluster",
         ClusterArgs(
@@ -65,6 +72,7 @@ else:
             deployer_security_group_id=network.deployer_security_group_id,
             # Prod's audit logs get their own KMS key; dev's stay on CloudWatch's default encryption.
             encrypt_control_plane_logs=cfg.is_prod,
+            creator=creator,
         ),
     )
     node_groups = NodeGroups(

@@ -288,6 +288,12 @@ class PlatformConfig(Model):
         default_factory=list, description="Registry prefixes, besides the stack's ECR, that runs may pull from."
     )
     cluster_admins: list[str] = Field(default_factory=list, description="IAM roles/users given cluster admin.")
+    deploy_roles: list[str] = Field(
+        default_factory=list,
+        description="IAM roles that run `pulumi up` for this stack (the deploy workflow's role, an operator's role): each "
+        "gets cluster admin through an access entry, so a cluster created by one of them can be updated by the others. "
+        "The identity that creates the cluster already holds EKS's creator entry and gets no second one.",
+    )
     run_operators: list[str] = Field(
         default_factory=list, description="IAM roles/users that may watch and manage runs in the runs namespace."
     )
@@ -343,7 +349,7 @@ class PlatformConfig(Model):
                 problems.append(f"repositories: {name!r} is not a valid ECR repository name")
         if len(set(self.repositories)) != len(self.repositories):
             problems.append("repositories lists the same name twice")
-        for key in ("cluster_admins", "run_operators"):
+        for key in ("cluster_admins", "deploy_roles", "run_operators"):
             for arn in getattr(self, key):
                 if not IAM_PRINCIPAL_RE.match(arn):
                     problems.append(f"{to_camel(key)}: {arn!r} is not an IAM role or user ARN")

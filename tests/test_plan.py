@@ -442,3 +442,36 @@ def test_runs_may_reach_the_pushgateway_and_the_services_that_list_them() -> Non
         if r.type == "kubernetes:networking.k8s.io/v1:NetworkPolicy"
     }
     assert "allow-pushgateway-egress" in prod and not any(n.startswith("allow-service-") for n in prod)
+
+
+def _with_deploy_roles(tmp_path: Path, roles: list[str]) -> Path:
+    raw = yaml.safe_load((ROOT / "Pulumi.dev.yaml").read_text())
+    raw["config"]["simfleet:platform"]["deployRoles"] = roles
+    path = tmp_path / "Pulumi.dev.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path
+
+
+def _access(result: PlanResult) -> tuple[dict[str, str], set[str]]:
+    [cluster] = [r for r in result.registrations if r.type == "eks:index:Cluster"]
+    return cluster.inputs["clusterTags"], {e["principalArn"] for e in cluster.inputs["accessEntries"].values()}
+
+
+def test_deploy_roles_reach_the_cluster_and_its_creator_is_recorded_not_entered(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from components.cluster import CREATOR_TAG
+    from tools import mocks
+
+    ci = f"arn:aws:iam::{mocks.ACCOUNT_ID}:role/simfleet-dev-deploy"
+    caller = f"arn:aws:iam::{mocks.ACCOUNT_ID}:user/ci"  # the mocks' GetCallerIdentity
+    person = f"arn:aws:iam::{mocks.ACCOUNT_ID}:role/platform-admin"
+    path = _with_deploy_roles(tmp_path, [ci, caller, person])
+    # A fresh account: this `up` creates the cluster, so its caller holds EKS's creator entry.
+    tags, entries = _access(run_program(path, "dev"))
+    assert tags[CREATOR_TAG] == caller and entries == {ci, person}
+    # Later runs by anyone keep the recorded creator: the CI role still gets its entry when a person created the cluster.
+    monkeypatch.setattr(mocks, "EXISTING_CLUSTERS", ["simfleet-dev"])
+    monkeypatch.setattr(mocks, "EXISTING_CLUSTER_TAGS", {"simfleet-dev": {CREATOR_TAG: person}})
+    tags, entries = _access(run_program(path, "dev"))
+    assert tags[CREATOR_TAG] == person and entries == {ci, caller}
