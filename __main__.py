@@ -11,6 +11,7 @@ from components.cluster import Cluster, ClusterArgs, cluster_creator
 from components.metrics import PUSHGATEWAY_POD_LABELS, Metrics, MetricsArgs, pushgateway_url
 from components.network import Network, NetworkArgs, refuse_bootstrap_over_cluster
 from components.nodegroups import NodeGroups, NodeGroupsArgs
+from components.pod_network import PodNetwork, PodNetworkArgs
 from components.queues import Queues, QueuesArgs
 from components.queues import summary as queues_summary
 from components.registry import Registry, RegistryArgs
@@ -75,6 +76,18 @@ else:
             creator=creator,
         ),
     )
+    # The VPC CNI on its own IRSA role, before any node: aws-node never needs the node role's credentials.
+    pod_network = PodNetwork(
+        "pod-network",
+        PodNetworkArgs(
+            cluster.eks_cluster_name,
+            platform.kubernetes_version,
+            cluster.oidc_provider_arn,
+            cluster.oidc_provider_url,
+            tags,
+            cluster=cluster,
+        ),
+    )
     node_groups = NodeGroups(
         "nodes",
         NodeGroupsArgs(
@@ -84,6 +97,7 @@ else:
             network.private_subnet_ids,
             tags,
             kubernetes_version=platform.kubernetes_version,
+            after=[pod_network],
         ),
     )
     storage = Storage("storage", StorageArgs(stack, platform.buckets, tags))

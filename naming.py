@@ -50,6 +50,7 @@ SERVICE_LABEL = "simfleet.io/service"
 EFS_STORAGE_CLASS = "efs-sc"
 DATASETS_CLAIM = "datasets"
 EFS_CSI_CONTROLLER_SA = ("kube-system", "efs-csi-controller-sa")  # the EKS add-on's controller, which calls the EFS API
+EFS_CSI_NODE_SA = ("kube-system", "efs-csi-node-sa")  # its node DaemonSet, which mounts with IAM authorization
 
 # Metrics (components/metrics.py): the Pushgateway runs and jobs push to, at
 # http://<PUSHGATEWAY_RELEASE>.<METRICS_NAMESPACE>.svc:<PUSHGATEWAY_PORT>.
@@ -86,6 +87,8 @@ RESERVED_QUEUE_NAMES = ("default",)
 LOAD_BALANCER_CONTROLLER_SA = ("kube-system", "aws-load-balancer-controller")
 CLUSTER_AUTOSCALER_SA = ("kube-system", "cluster-autoscaler")
 LOG_SHIPPER_SA = ("kube-system", "aws-for-fluent-bit")
+# The VPC CNI's DaemonSet (components/pod_network.py), created by the EKS add-on under this name.
+VPC_CNI_SA = ("kube-system", "aws-node")
 
 
 def container_log_group(cluster_name: str) -> str:

@@ -33,18 +33,16 @@ REQUIRED_ROLES = (LOAD_BALANCER_CONTROLLER, CLUSTER_AUTOSCALER, LOG_SHIPPER)
 # Every chart this component installs; each must have a pin in versions.HELM_CHARTS.
 CHARTS = ("nvidia-device-plugin", CLUSTER_AUTOSCALER, "metrics-server", LOG_SHIPPER, KUEUE, LOAD_BALANCER_CONTROLLER)
 
-# EKS managed add-ons, one entry per versions.MANAGED_ADDONS (pinned per Kubernetes minor there). vpc-cni runs the
-# network policy agent, which is what enforces RunsNamespace's policies. The value is the string "true" (EKS user
-# guide, cni-network-policy-configure), and needs vpc-cni >= v1.14.0-eksbuild.3.
+# EKS managed add-ons installed after the nodes, pinned per Kubernetes minor in versions.MANAGED_ADDONS. The VPC CNI,
+# the other managed add-on, is installed before the nodes by components/pod_network.py, on its own IRSA role.
 # No Pod Identity agent: every role here is IRSA, so it would only add a DaemonSet pod to every node.
 MANAGED_ADDON_CONFIG: dict[str, dict[str, Any]] = {
-    "vpc-cni": {"enableNetworkPolicy": "true"},
     "coredns": {},
     "kube-proxy": {},
 }
-# Removing these from a running cluster takes pod networking and DNS with them; keep the software if the
+# Removing these from a running cluster takes DNS and service routing with them; keep the software if the
 # Addon resource is ever deleted or renamed, and let EKS's DeleteCluster remove it with the cluster.
-PRESERVE_ON_DELETE = frozenset({"vpc-cni", "coredns", "kube-proxy"})
+PRESERVE_ON_DELETE = frozenset({"coredns", "kube-proxy"})
 
 
 @dataclass(frozen=True)

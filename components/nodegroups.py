@@ -14,7 +14,9 @@ import naming
 from components.tags import merge_tags
 from config import NodeGroupConfig, NodeGroupsConfig
 
-NODE_POLICIES = ("AmazonEKSWorkerNodePolicy", "AmazonEC2ContainerRegistryReadOnly", "AmazonEKS_CNI_Policy")
+# No AmazonEKS_CNI_Policy: the VPC CNI has its own IRSA role (components/pod_network.py), as the EKS user guide
+# recommends ("Configure Amazon VPC CNI plugin to use IRSA", step 3: remove the CNI policy from the node role).
+NODE_POLICIES = ("AmazonEKSWorkerNodePolicy", "AmazonEC2ContainerRegistryReadOnly")
 SYSTEM_AMI = "AL2023_x86_64_STANDARD"
 GPU_AMI = "AL2023_x86_64_NVIDIA"  # NVIDIA driver + container toolkit preinstalled (EKS API Nodegroup.amiType)
 ROOT_DEVICE = "/dev/xvda"  # root device of the EKS-optimized AL2023 AMIs
@@ -65,6 +67,8 @@ class NodeGroupsArgs:
     tags: dict[str, str]
     # Node groups follow the control plane's minor version on upgrade; None keeps the version EKS picked.
     kubernetes_version: str | None = None
+    # What must exist before the first node joins (the PodNetwork: aws-node's credentials come from its role).
+    after: Sequence[pulumi.Resource] = ()
 
 
 class NodeGroups(pulumi.ComponentResource):
@@ -158,8 +162,9 @@ class NodeGroups(pulumi.ComponentResource):
                     # The Cluster Autoscaler owns desiredSize after creation; resetting it on every `pulumi up`
                     # would undo scale-ups (killing running simulations) or strand pending pods.
                     ignore_changes=["scalingConfig.desiredSize"],
-                    # Nodes cannot join without the worker/CNI policies, and EKS checks them at create time.
-                    depends_on=list(attachments),
+                    # Nodes cannot join without the worker policies, and EKS checks them at create time; nor become
+                    # Ready before the VPC CNI has its role (args.after).
+                    depends_on=[*attachments, *args.after],
                 ),
             )
 

@@ -116,14 +116,16 @@ def test_every_platform_part_is_planned(stack: str, column: int) -> None:
 
 def test_irsa_roles_exist_for_every_service_account() -> None:
     roles = [r for r in planned("dev").registrations if r.type == "aws:iam/role:Role"]
-    subjects = set()
+    subjects: set[str] = set()
     for role in roles:
         trust = json.loads(role.inputs["assumeRolePolicy"])
         for statement in trust["Statement"]:
             for key, value in statement.get("Condition", {}).get("StringEquals", {}).items():
                 if key.endswith(":sub"):
-                    subjects.add(value)
+                    subjects.update([value] if isinstance(value, str) else value)
     assert subjects == {
+        "system:serviceaccount:kube-system:aws-node",
+        "system:serviceaccount:kube-system:efs-csi-node-sa",
         "system:serviceaccount:kube-system:aws-load-balancer-controller",
         "system:serviceaccount:kube-system:cluster-autoscaler",
         "system:serviceaccount:kube-system:aws-for-fluent-bit",
