@@ -16,6 +16,10 @@ NODE_POOL_LABEL = "simfleet.io/node-pool"
 CAPACITY_TYPE_LABEL = "eks.amazonaws.com/capacityType"
 EKS_CAPACITY = {"spot": "SPOT", "onDemand": "ON_DEMAND"}
 GPU_PRESENT_LABEL = "nvidia.com/gpu.present"  # the NVIDIA device plugin chart's default node affinity
+# The Cluster Autoscaler's GPU label on AWS (cloudprovider/aws/README.md, "Special note on GPU instances"): a node that
+# carries it is a GPU node whose GPUs are not registered yet, so the autoscaler waits for the device plugin instead of
+# adding more nodes.
+GPU_ACCELERATOR_LABEL = "k8s.amazonaws.com/accelerator"
 GPU_RESOURCE = "nvidia.com/gpu"
 GPU_TAINT_KEY = "nvidia.com/gpu"
 GPU_TAINT_VALUE = "true"
