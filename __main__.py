@@ -149,8 +149,8 @@ else:
             access.run_role_arn,
             access.gate_role_arn,
             access.job_role_arn,
-            # Every GPU the services cannot reach: between the queues' nominal quotas and the node groups at maxSize.
-            runs_gpu_quota(cfg.queues.capacity),
+            # What Kueue admits plus room for the pods of preempted workloads still terminating (config/capacity.py).
+            runs_gpu_quota(cfg.queues.capacity, cfg.queues.nominal_gpus(), cfg.queues.preemptible_gpus()),
             platform.kubernetes_version,
             cluster=cluster,
             egress_to=run_egress,

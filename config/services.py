@@ -41,6 +41,9 @@ S3_PREFIX_RE = re.compile(r"^s3://(?P<bucket>[a-z0-9][a-z0-9.-]{1,61}[a-z0-9])/(
 # two AWS_ web identity variables); a service's own `env` may not override them.
 RESERVED_ENV = ("MODEL_REPOSITORY", "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_ROLE_ARN", "AWS_WEB_IDENTITY_TOKEN_FILE")
 SERVICE_NAME_MAX = 50
+# Extra replicas a rolling update starts before it stops an old one: the Deployment's maxSurge
+# (workloads/renderers/service.py). Counted in the node group fit below and in the queue arithmetic (config/capacity.py).
+ROLLOUT_SURGE = 1
 
 
 class ServicePort(Model):
@@ -194,6 +197,11 @@ class Probes(Model):
 
 class ServiceSpec(Model):
     name: str = Field(description=f"DNS-1123 label starting with a letter, at most {SERVICE_NAME_MAX} characters.")
+    enabled: bool = Field(
+        True,
+        description="false: the entry is validated but not deployed (no pods, no GPUs held, nothing in the queue "
+        "arithmetic or the idle cost); turning it off removes a deployed service.",
+    )
     image: ImageString = Field(description="repo:tag from the stack's ECR, or a full URI under platform.imageAllowList.")
     args: list[str] = Field(
         default_factory=list, description="Container args; $(MODEL_REPOSITORY) expands to the model repository URI."
@@ -326,7 +334,7 @@ def service_platform_rules(platform: PlatformConfig, services: Iterable[tuple[in
         issues += node_fit_issues(path, service.cpu, service.memory, gpu.instance_types, "GPU")
         # A rolling update surges one replica above the current count, so max + 1 replicas must fit the group.
         replicas_per_node = per_node // service.gpus
-        nodes = math.ceil((service.replicas.max + 1) / replicas_per_node)
+        nodes = math.ceil((service.replicas.max + ROLLOUT_SURGE) / replicas_per_node)
         if nodes > gpu.max_size:
             issues.append(
                 Issue(

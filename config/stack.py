@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
+from pydantic.alias_generators import to_snake
 
 import naming
 from config.capacity import gpu_capacity, per_gpu_allocatable
@@ -32,7 +33,7 @@ from config.queues import (
 )
 from config.runs import RunSpec, run_cross_rules, run_platform_rules
 from config.services import ServiceSpec, service_platform_rules, service_warnings
-from config.types import CapacityType, documentation_range
+from config.types import CapacityType, documentation_range, placeholder_name
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 M = TypeVar("M", bound=BaseModel)
@@ -149,8 +150,10 @@ def load_stack_config(
     # The queues' names and default, for the rules of runs and jobs that name a queue; quotas need the platform.
     queues_cfg = declared_queues(queue_specs, queues is not None)
 
+    # What `up` deploys: a service with `enabled: false` is validated like the others, and holds no GPU, trusts no name.
+    deployed_services = [(index, spec) for index, spec in service_specs if spec.enabled]
     if platform_cfg is not None:
-        capacity = gpu_capacity(platform_cfg, (spec for _, spec in service_specs))
+        capacity = gpu_capacity(platform_cfg, (spec for _, spec in deployed_services))
         per_gpu = per_gpu_allocatable(platform_cfg)
         if queues is None:
             queues_cfg = generated_queues(capacity, per_gpu)
@@ -182,8 +185,11 @@ def load_stack_config(
                 warnings.append(f"{issue.path}: {issue.message[2:]}")
             else:
                 issues.append(issue)
-    warnings += service_warnings(service_specs)
-    placeholders = placeholder_issues(platform_cfg, run_specs, service_specs)
+    warnings += service_warnings(deployed_services)
+    warnings += [
+        f"services[{i}]: enabled is false, so {spec.name!r} is not deployed" for i, spec in service_specs if not spec.enabled
+    ]
+    placeholders = placeholder_issues(platform_cfg, run_specs, deployed_services)
     if offline:
         warnings += [
             f"{i.path}: {i.message} (the offline plan only warns; pulumi preview and up refuse it)" for i in placeholders
@@ -204,7 +210,7 @@ def load_stack_config(
         platform_cfg,
         tuple(spec for _, spec in run_specs),
         tuple(warnings),
-        services=tuple(spec for _, spec in service_specs),
+        services=tuple(spec for _, spec in deployed_services),
         jobs=tuple(spec for _, spec in job_specs),
         queues=queues_cfg,
     )
@@ -324,12 +330,48 @@ def admission_issues(
     return issues
 
 
+# What to put in place of a stand-in name, per kind of value.
+_NAME_HINTS = {
+    "principal": "the ARN of your own role or user (`aws sts get-caller-identity` prints your account and identity)",
+    "securityGroup": "the id of your own security group, or remove the entry",
+    "registry": "the prefix of the registry you pull from",
+    "repository": "the name of the ECR repository to create",
+    "bucket": "the s3:// URI of your own bucket: anyone can register a bucket under a sample name and serve what "
+    "simfleet would read",
+}
+
+
+def _name_lists(
+    platform: PlatformConfig | None,
+    runs: Sequence[tuple[int, RunSpec]],
+    services: Sequence[tuple[int, ServiceSpec]],
+) -> list[tuple[str, str, list[str]]]:
+    """(path, kind, values) of every name the stack file gives that a deploy would create or trust."""
+    lists: list[tuple[str, str, list[str]]] = []
+    if platform is not None:
+        for key in ("clusterAdmins", "deployRoles", "runOperators"):
+            lists.append((f"platform.{key}", "principal", list(getattr(platform, to_snake(key)))))
+        security_groups = list(platform.endpoint.deployer_access.security_group_ids)
+        lists.append(("platform.endpoint.deployerAccess.securityGroupIds", "securityGroup", security_groups))
+        lists.append(("platform.imageAllowList", "registry", list(platform.image_allow_list)))
+        lists.append(("platform.repositories", "repository", list(platform.repositories)))
+    for index, run in runs:
+        source = run.checkpoint.from_
+        if source and source.startswith("s3://"):
+            lists.append((f"runs[{index}].checkpoint.from", "bucket", [source]))
+    for index, service in services:
+        if service.model_repository is not None:
+            lists.append((f"services[{index}].modelRepository", "bucket", [service.model_repository]))
+    return lists
+
+
 def placeholder_issues(
     platform: PlatformConfig | None,
     runs: Sequence[tuple[int, RunSpec]],
     services: Sequence[tuple[int, ServiceSpec]] = (),
 ) -> list[Issue]:
-    """Documentation-range CIDRs (RFC 5737) in every CIDR list a user fills in: sample values nobody replaced."""
+    """Sample values nobody replaced: documentation-range CIDRs (RFC 5737) in every CIDR list a user fills in, and
+    stand-in names (example accounts, buckets, registries, security groups) in every name a deploy creates or trusts."""
     lists: list[tuple[str, str, list[Any]]] = []
     if platform is not None:
         endpoint = platform.endpoint
@@ -356,6 +398,12 @@ def placeholder_issues(
                         f"uses. Put {_PLACEHOLDER_HINTS[kind]}",
                     )
                 )
+    for path, kind, names in _name_lists(platform, runs, services):
+        for position, name in enumerate(names):
+            reason = placeholder_name(name)
+            if reason is not None:
+                where = path if kind == "bucket" else f"{path}[{position}]"
+                issues.append(Issue(where, f"{name} is a placeholder: it {reason}. Put {_NAME_HINTS[kind]}"))
     return issues
 
 

@@ -33,10 +33,15 @@ DEV_NEEDS = {"L-1216C47A": 6, "L-3819A6DF": 32, "L-DB2E81BA": 32}
 QUOTA_NAMES = {q.code: q.name for q in (quotas.STANDARD_ON_DEMAND, quotas.G_SPOT, quotas.G_ON_DEMAND)}
 
 
+# A deploy role for the stack in place of the sample's placeholder (an account id no documentation uses).
+DEPLOY_ROLE = "arn:aws:iam::210987654321:role/simfleet-dev-deploy"
+
+
 def dev_stack() -> dict[str, Any]:
-    """Pulumi.dev.yaml's config with a real public CIDR instead of the placeholder and no runs."""
+    """Pulumi.dev.yaml's config with a real public CIDR and deploy role instead of the placeholders, and no runs."""
     config = copy.deepcopy(yaml.safe_load((ROOT / "Pulumi.dev.yaml").read_text())["config"])
     config["simfleet:platform"]["endpoint"]["publicAccessCidrs"] = ["52.94.0.0/22"]
+    config["simfleet:platform"]["deployRoles"] = [DEPLOY_ROLE]
     config["simfleet:runs"] = []
     return config
 

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
+import versions
 from tools.plan import PlanConfigError, PlanResult, run_program
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -32,6 +33,18 @@ def run_plan_cli(*args: str, out: Path) -> subprocess.CompletedProcess[str]:
 @cache
 def planned(stack: str) -> PlanResult:
     return run_program(ROOT / f"Pulumi.{stack}.yaml", stack)
+
+
+@cache
+def planned_dev_with_service() -> PlanResult:
+    """The dev sample with its radstream-triton service turned on (it ships off), planned like the sample."""
+    import tempfile
+
+    raw = yaml.safe_load((ROOT / "Pulumi.dev.yaml").read_text())
+    raw["config"]["simfleet:services"][0]["enabled"] = True
+    path = Path(tempfile.mkdtemp(prefix="simfleet-plan-")) / "Pulumi.dev.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return run_program(path, "dev")
 
 
 def types(result: PlanResult) -> Counter[str]:
@@ -90,13 +103,13 @@ PLATFORM_PARTS = {
     "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule": (1, 1),  # NFS from the nodes
     "kubernetes:storage.k8s.io/v1:StorageClass": (1, 1),
     "kubernetes:core/v1:PersistentVolumeClaim": (1, 1),  # datasets
-    "kubernetes:core/v1:Namespace": (4, 3),  # runs, metrics, kueue-system, and services in dev (prod declares none)
-    # runs: 4 + the Pushgateway egress (+ dev's service egress); metrics: 2; services (dev): 3 + one per service
-    "kubernetes:networking.k8s.io/v1:NetworkPolicy": (12, 7),
-    "kubernetes:apps/v1:Deployment": (1, 0),
-    "kubernetes:core/v1:Service": (1, 0),
-    "kubernetes:autoscaling/v2:HorizontalPodAutoscaler": (1, 0),
-    "kubernetes:policy/v1:PodDisruptionBudget": (1, 0),
+    "kubernetes:core/v1:Namespace": (3, 3),  # runs, metrics, kueue-system (dev's service ships off, prod declares none)
+    # runs: 4 + the Pushgateway egress; metrics: 2 (services, when one is on: tests/test_plan.py planned_dev_with_service)
+    "kubernetes:networking.k8s.io/v1:NetworkPolicy": (7, 7),
+    "kubernetes:apps/v1:Deployment": (0, 0),
+    "kubernetes:core/v1:Service": (0, 0),
+    "kubernetes:autoscaling/v2:HorizontalPodAutoscaler": (0, 0),
+    "kubernetes:policy/v1:PodDisruptionBudget": (0, 0),
     "kubernetes:core/v1:ResourceQuota": (1, 1),
     "pulumi-python:dynamic:Resource": (4, 0),  # dev: three runs and one batch job
     # Kueue: spot and on-demand flavors, two priority classes, a ClusterQueue and a LocalQueue per team (dev 2, prod 3).
@@ -112,6 +125,19 @@ def test_every_platform_part_is_planned(stack: str, column: int) -> None:
     counts = types(planned(stack))
     missing = {t: (want[column], counts[t]) for t, want in PLATFORM_PARTS.items() if counts[t] != want[column]}
     assert not missing, f"{stack}: expected vs planned counts differ: {missing}"
+
+
+def test_a_service_turned_on_adds_its_namespace_objects_and_policies() -> None:
+    counts = types(planned_dev_with_service())
+    # The services namespace; its 3 policies + one per service, and the runs' egress to the service.
+    assert counts["kubernetes:core/v1:Namespace"] == 4 and counts["kubernetes:networking.k8s.io/v1:NetworkPolicy"] == 12
+    for kind in (
+        "apps/v1:Deployment",
+        "core/v1:Service",
+        "autoscaling/v2:HorizontalPodAutoscaler",
+        "policy/v1:PodDisruptionBudget",
+    ):
+        assert counts[f"kubernetes:{kind}"] == 1, kind
 
 
 def test_irsa_roles_exist_for_every_service_account() -> None:
@@ -133,8 +159,10 @@ def test_irsa_roles_exist_for_every_service_account() -> None:
         "system:serviceaccount:simfleet-runs:simfleet-gate",
         "system:serviceaccount:simfleet-runs:simfleet-job",
         "system:serviceaccount:kube-system:efs-csi-controller-sa",
-        "system:serviceaccount:simfleet-services:radstream-triton",
     }
+    # A service with a model repository gets its own role when it is on.
+    service_roles = [r for r in planned_dev_with_service().registrations if r.type == "aws:iam/role:Role"]
+    assert any("simfleet-services:radstream-triton" in r.inputs["assumeRolePolicy"] for r in service_roles)
 
 
 def test_stack_exports() -> None:
@@ -301,7 +329,7 @@ def test_placeholders_warn_in_the_plan_cli_and_fail_outside_it(tmp_path: Path) -
         with pytest.raises(PlanConfigError) as caught:
             run_program(ROOT / "Pulumi.dev.yaml", "dev")
     message = str(caught.value)
-    assert message.startswith("Pulumi.dev.yaml: 2 errors in the stack config")
+    assert message.startswith("Pulumi.dev.yaml: 4 errors in the stack config")
     assert "platform.endpoint.publicAccessCidrs[0]: 203.0.113.0/24 is a placeholder" in message
     assert "Traceback" not in message
 
@@ -310,7 +338,7 @@ def test_placeholders_warn_in_the_plan_cli_and_fail_outside_it(tmp_path: Path) -
 
 
 def test_dev_plan_has_the_service_shared_storage_and_metrics() -> None:
-    regs = planned("dev").registrations
+    regs = planned_dev_with_service().registrations
 
     def one(typ: str, name: str) -> Any:
         matches = [r for r in regs if r.type == typ and r.inputs.get("metadata", {}).get("name") == name]
@@ -325,7 +353,7 @@ def test_dev_plan_has_the_service_shared_storage_and_metrics() -> None:
     service = one("kubernetes:core/v1:Service", "radstream-triton")
     assert sorted(p["port"] for p in service["spec"]["ports"]) == [8000, 8001, 8002]
     hpa = one("kubernetes:autoscaling/v2:HorizontalPodAutoscaler", "radstream-triton")["spec"]
-    assert (hpa["minReplicas"], hpa["maxReplicas"]) == (1, 3)
+    assert (hpa["minReplicas"], hpa["maxReplicas"]) == (1, 2)
     assert hpa["metrics"][0]["resource"]["target"]["averageUtilization"] == 70
     assert one("kubernetes:policy/v1:PodDisruptionBudget", "radstream-triton")["spec"]["maxUnavailable"] == 1
     # EFS: one mount target per AZ (dev has two), the add-on pinned, the class and the claim.
@@ -337,14 +365,17 @@ def test_dev_plan_has_the_service_shared_storage_and_metrics() -> None:
 
     assert sorted(t.inputs["subnetId"] for t in targets) == sorted(f"subnet-{_short_hash('subnet', s.name)}" for s in subnets)
     [efs_addon] = [r for r in regs if r.type == "aws:eks/addon:Addon" and r.inputs["addonName"] == "aws-efs-csi-driver"]
-    assert efs_addon.inputs["addonVersion"] == "v3.4.0-eksbuild.1" and efs_addon.inputs["serviceAccountRoleArn"]
+    assert (
+        efs_addon.inputs["addonVersion"] == versions.addon_version("1.35", "aws-efs-csi-driver")
+        and efs_addon.inputs["serviceAccountRoleArn"]
+    )
     assert one("kubernetes:storage.k8s.io/v1:StorageClass", "efs-sc")["provisioner"] == "efs.csi.aws.com"
     assert one("kubernetes:core/v1:PersistentVolumeClaim", "datasets")["spec"]["accessModes"] == ["ReadWriteMany"]
     [pushgateway] = [
         r for r in regs if r.type == "kubernetes:helm.sh/v3:Release" and r.inputs["chart"] == "prometheus-pushgateway"
     ]
     assert pushgateway.inputs["version"] == "3.8.0" and pushgateway.inputs["namespace"] == "simfleet-metrics"
-    outputs = planned("dev").outputs
+    outputs = planned_dev_with_service().outputs
     assert outputs["metrics"] == {"pushgatewayUrl": "http://prometheus-pushgateway.simfleet-metrics.svc:9091"}
     assert outputs["sharedStorage"]["datasetsClaim"] == "datasets" and outputs["sharedStorage"]["namespace"] == "simfleet-runs"
     assert outputs["services"]["radstream-triton"]["url"] == "http://radstream-triton.simfleet-services.svc:8000"
@@ -416,16 +447,17 @@ def test_dev_plan_queues_every_team_with_spot_and_on_demand_flavors() -> None:
         ("simfleet-runs", "locomotion"),
         ("simfleet-runs", "perception"),
     }
-    # The runs namespace's GPU quota: 8 GPUs at maxSize, less the 3 the Triton service may take; the queues hold 5.
+    # The runs namespace's GPU quota: the queues' 5, plus the 5 borrowed GPUs Kueue may preempt at once (their pods
+    # count until they are gone), at most the 8 of the node groups at maxSize.
     [quota] = [r for r in regs if r.type == "kubernetes:core/v1:ResourceQuota"]
-    assert quota.inputs["spec"]["hard"] == {"requests.nvidia.com/gpu": "5"}
+    assert quota.inputs["spec"]["hard"] == {"requests.nvidia.com/gpu": "8"}
     outputs = planned("dev").outputs["queues"]
     assert outputs["default"] == "locomotion" and set(outputs["teams"]) == {"locomotion", "perception"}
     assert outputs["teams"]["perception"]["on-demand"] == {"gpus": 0, "borrowingLimit": 1}
 
 
 def test_runs_may_reach_the_pushgateway_and_the_services_that_list_them() -> None:
-    regs = planned("dev").registrations
+    regs = planned_dev_with_service().registrations
     policies = {
         r.inputs["metadata"]["name"]: r.inputs["spec"]
         for r in regs

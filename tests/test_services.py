@@ -127,7 +127,7 @@ def test_summary_output(built):
         "grpc": "radstream-triton.simfleet-services.svc:8001",
         "metrics": "radstream-triton.simfleet-services.svc:8002",
     }
-    assert triton["replicas"] == {"min": 1, "max": 3} and triton["roleArn"].startswith("arn:aws:iam::")
+    assert triton["replicas"] == {"min": 1, "max": 2} and triton["roleArn"].startswith("arn:aws:iam::")
     assert triton["loadBalancer"] is None
     assert summary["tokenizer"]["roleArn"] is None
 

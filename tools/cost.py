@@ -209,9 +209,12 @@ def estimate(
             if scope == "idle" and group.gpu:
                 gpu_idle_total += sum(i["monthlyUsd"] for i in items)
 
-    idle_total = sum(i["monthlyUsd"] for i in idle)
-    gpu_max_total = idle_total - gpu_idle_total + sum(i["monthlyUsd"] for i in gpu_max)
+    # What the stack keeps running with no run or job: the platform and every service at its minimum replicas, each a
+    # line of the breakdown, so the idle figure is their sum and nothing beside it.
     services_min = sum(entry["minMonthlyUsd"] for entry in service_costs)
+    idle += [service_idle_item(entry) for entry in service_costs if entry["minMonthlyUsd"]]
+    idle_total = sum(i["monthlyUsd"] for i in idle)
+    gpu_max_total = idle_total - gpu_idle_total - services_min + sum(i["monthlyUsd"] for i in gpu_max)
 
     return {
         "stack": stack,
@@ -227,15 +230,16 @@ def estimate(
         "gpuCeiling": ceiling["byCapacity"] | {"source": ceiling["source"]},
         "runs": run_estimates(resources, groups, catalog),
         "services": service_costs,
-        # What the stack costs with nothing running but its services at their minimum replicas.
+        # The part of idleMonthlyUsd that is the services at their minimum replicas.
         "servicesMinMonthlyUsd": _round(services_min),
-        "idleWithServicesMonthlyUsd": _round(idle_total + services_min),
         "breakdown": idle + gpu_max,
         "assumptions": [
             "Node groups are priced at their most expensive instance type (an upper bound).",
             f"Spot nodes cost {1 - catalog.spot_discount:.0%} of On-Demand: {catalog.spot_note}",
-            "idleMonthlyUsd: control plane, NAT gateways, public IPv4, KMS keys and every node group at minSize (GPU groups scale to 0); "
-            "log groups are listed at 0 because they are billed by ingestion and storage only.",
+            "idleMonthlyUsd: what the stack keeps running with no run or job, the sum of the breakdown's idle lines: "
+            "control plane, NAT gateways, public IPv4, KMS keys, every node group at minSize (GPU groups scale to 0) and "
+            "every deployed service at its minimum replicas; log groups are listed at 0 because they are billed by "
+            "ingestion and storage only.",
             (
                 "gpuMaxMonthlyUsd: the same with each GPU node group at the most nodes the stack can make it use: its "
                 "capacity type's queue quotas (the sum of the ClusterQueues' nominal GPU quotas, the most Kueue admits at "
@@ -253,7 +257,6 @@ def estimate(
             "which Kueue tries first.",
             "A run's viewport NLB (plus a public IPv4 per public subnet) lives as long as its Job: from creation until the "
             "TTL controller deletes the finished Job, which owns the Service. Priced for maxRuntime + ttlAfterFinished.",
-            "idleMonthlyUsd leaves services out; idleWithServicesMonthlyUsd adds every service at its minimum replicas.",
             "Services run all month. A GPU service holds one GPU node of its capacity type per (GPUs per node / GPUs per "
             "replica) replicas, rounded up: one node per replica when a replica asks for a node's GPUs. A CPU service is "
             "priced as the share of a system node its requests reserve (the larger of CPU and memory). An internal NLB "
@@ -442,6 +445,24 @@ def service_estimates(resources: Sequence[Resource], groups: Sequence[NodeGroupS
     return out
 
 
+def service_idle_item(entry: Mapping[str, Any]) -> dict[str, Any]:
+    """A service at its minimum replicas, as a line of the idle breakdown."""
+    where = (
+        f"{entry['nodesAtMin']} x {entry['instanceType']}"
+        if entry.get("gpusPerReplica")
+        else f"{entry['shareOfNode']:.0%} of a {entry['instanceType']}"
+    )
+    label = f"service {entry['name']} at {entry['minReplicas']} replica(s) ({where})"
+    return _item(
+        label,
+        "idle",
+        entry["minReplicas"],
+        "replica-month",
+        entry["minMonthlyUsd"] / entry["minReplicas"],
+        entry["minMonthlyUsd"],
+    )
+
+
 def _cores(value: Any) -> float:
     text = str(value) if value is not None else "0"
     return quantity_value(text) if QUANTITY_RE.match(text) else 0.0
@@ -532,8 +553,6 @@ def summary(cost: Mapping[str, Any]) -> list[str]:
             f"  service {service['name']}: {service['minMonthlyUsd']:.2f} at {service['minReplicas']} replica(s), "
             f"{service['maxMonthlyUsd']:.2f} at {service['maxReplicas']} ({where}{lb})"
         )
-    if cost.get("services"):
-        lines.append(f"  idle with every service at its minimum: {cost['idleWithServicesMonthlyUsd']:.2f}")
     for run in cost["runs"]:
         kind = run.get("kind", "run")
         if run.get("estimatedUsd") is None:
