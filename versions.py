@@ -79,41 +79,41 @@ PINNED_ADDONS: tuple[str, ...] = MANAGED_ADDONS + OPTIONAL_ADDONS
 # copies are the ja_jp .md renderings, which carry rows up to 1.36, checked 2026-11-30):
 _KUBE_PROXY_TABLE = "EKS user guide managing-kube-proxy.md, 'kube-proxy versions' table"
 _COREDNS_TABLE = "EKS user guide managing-coredns.md, 'CoreDNS versions' table"
-# No stored copy of managing-vpc-cni lists 1.34 or later; the newest table (pod-networking, rows 1.27-1.33) lists
-# v1.20.1-eksbuild.3 for every minor it covers. VPC CNI builds are not tied to one minor, but that is an
-# inference, so these pins are marked unconfirmed.
-_VPC_CNI = "EKS user guide pod-networking 'Amazon VPC CNI versions' table, rows 1.27-1.33 (no row for this minor)"
+# The EKS user guide's VPC CNI table (managing-vpc-cni, "Amazon VPC CNI versions") stops at 1.33 in every stored copy
+# (v1.20.1-eksbuild.3, a mid-2025 build), so the build is the one newer sources list for the pinned minors, checked
+# 2026-12-07: v1.22.4-eksbuild.3 is EKS's default on 1.36 clusters (two records of the add-on versions a new 1.36
+# cluster resolved to, 2026-09) and "identical for 1.31-1.36" in a table measured with describe-addon-versions
+# (ap-northeast-2). VPC CNI builds serve a range of minors (they are not tied to one like kube-proxy's).
+_VPC_CNI = "describe-addon-versions records for EKS 1.31-1.36 (EKS's default on new 1.36 clusters), checked 2026-12-07"
 # The EKS user guide's efs-csi page has no per-minor table, and `aws eks describe-addon-versions` could not be run here.
-# Builds seen pinned for a stated cluster version in public configurations (checked 2026-11-30): v3.4.0-eksbuild.1 in
-# an OpenTofu module qualified for EKS 1.34 only ("exact EKS managed add-on versions verified by
-# prerequisites.lock.json", next to kube-proxy v1.34.6-eksbuild.17); v3.3.0-eksbuild.1 on a 1.36 cluster (Terragrunt
-# inputs with kube-proxy v1.36.0-eksbuild.7, 2026-07-17); v2.2.5-eksbuild.1 on a 1.35 cluster (a module README with
-# kube-proxy v1.35.1-eksbuild.1). EFS CSI builds serve a range of minors, and a cluster upgrade should never move the
-# driver backwards (per-minor "confirmed" builds would go v3.4 -> v2.2 -> v3.3), so one build, the newest seen, is
-# pinned for all three, confirmed only where a source lists it for that minor.
+# v3.4.1-eksbuild.1 (driver v3.4.1, the newest release tag of kubernetes-sigs/aws-efs-csi-driver, read 2026-12-07) is
+# pinned for a 1.35 cluster in tfvars written by a script that fills every add-on from describe-addon-versions (next to
+# coredns v1.14.3-eksbuild.3, this file's 1.35 coredns pin), and beside vpc-cni v1.22.4-eksbuild.3 in a module's pins.
+# EFS CSI builds serve a range of minors and a cluster upgrade should never move the driver backwards, so one build is
+# pinned for all three minors, confirmed only where a source lists it for that minor; `make preflight` asks EKS.
 _EFS_CSI = "public configurations pinning aws-efs-csi-driver for a stated EKS minor (see the comment above)"
 
 EKS_ADDON_PINS: dict[str, dict[str, Pin]] = {
     "1.34": {
         "kube-proxy": Pin("v1.34.6-eksbuild.13", f"{_KUBE_PROXY_TABLE}, row 1.34"),
         "coredns": Pin("v1.13.2-eksbuild.11", f"{_COREDNS_TABLE}, row 1.34"),
-        "vpc-cni": Pin("v1.20.1-eksbuild.3", _VPC_CNI, confirmed=False),
-        "aws-efs-csi-driver": Pin("v3.4.0-eksbuild.1", f"{_EFS_CSI}: listed for 1.34"),
+        "vpc-cni": Pin("v1.22.4-eksbuild.3", f"{_VPC_CNI}: row 1.34", checked=_D(2026, 12, 7)),
+        "aws-efs-csi-driver": Pin(
+            "v3.4.1-eksbuild.1", f"{_EFS_CSI}: newest build; seen on 1.35 only", checked=_D(2026, 12, 7), confirmed=False
+        ),
     },
     "1.35": {
         "kube-proxy": Pin("v1.35.3-eksbuild.13", f"{_KUBE_PROXY_TABLE}, row 1.35"),
         "coredns": Pin("v1.14.3-eksbuild.3", f"{_COREDNS_TABLE}, row 1.35"),
-        "vpc-cni": Pin("v1.20.1-eksbuild.3", _VPC_CNI, confirmed=False),
-        "aws-efs-csi-driver": Pin(
-            "v3.4.0-eksbuild.1", f"{_EFS_CSI}: newest build seen; v2.2.5-eksbuild.1 seen on 1.35", confirmed=False
-        ),
+        "vpc-cni": Pin("v1.22.4-eksbuild.3", f"{_VPC_CNI}: row 1.35", checked=_D(2026, 12, 7)),
+        "aws-efs-csi-driver": Pin("v3.4.1-eksbuild.1", f"{_EFS_CSI}: listed for 1.35", checked=_D(2026, 12, 7)),
     },
     "1.36": {
         "kube-proxy": Pin("v1.36.0-eksbuild.14", f"{_KUBE_PROXY_TABLE}, row 1.36"),
         "coredns": Pin("v1.14.3-eksbuild.3", f"{_COREDNS_TABLE}, row 1.36"),
-        "vpc-cni": Pin("v1.20.1-eksbuild.3", _VPC_CNI, confirmed=False),
+        "vpc-cni": Pin("v1.22.4-eksbuild.3", f"{_VPC_CNI}: row 1.36", checked=_D(2026, 12, 7)),
         "aws-efs-csi-driver": Pin(
-            "v3.4.0-eksbuild.1", f"{_EFS_CSI}: newest build seen; v3.3.0-eksbuild.1 seen on 1.36", confirmed=False
+            "v3.4.1-eksbuild.1", f"{_EFS_CSI}: newest build; seen on 1.35 only", checked=_D(2026, 12, 7), confirmed=False
         ),
     },
 }

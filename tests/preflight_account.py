@@ -33,8 +33,10 @@ DEV_NEEDS = {"L-1216C47A": 6, "L-3819A6DF": 32, "L-DB2E81BA": 32}
 QUOTA_NAMES = {q.code: q.name for q in (quotas.STANDARD_ON_DEMAND, quotas.G_SPOT, quotas.G_ON_DEMAND)}
 
 
-# A deploy role for the stack in place of the sample's placeholder (an account id no documentation uses).
-DEPLOY_ROLE = "arn:aws:iam::210987654321:role/simfleet-dev-deploy"
+# The fake account (moto's MOTO_ACCOUNT_ID: an id no documentation uses, unlike moto's default 123456789012) and the
+# identity its STS answers for, listed as the stack's deploy role in place of the sample's placeholder.
+ACCOUNT = "210987654321"
+DEPLOY_ROLE = f"arn:aws:iam::{ACCOUNT}:user/moto"
 
 
 def dev_stack() -> dict[str, Any]:
@@ -109,7 +111,8 @@ class Account:
         )
 
     def stub_addons(self, builds: dict[str, list[dict[str, Any]]] | None = None) -> None:
-        for addon in versions.MANAGED_ADDONS:
+        # In the order the preflight asks: every add-on versions.py pins for the version, by name.
+        for addon in sorted(versions.EKS_ADDON_PINS[VERSION]):
             pin = versions.addon_version(VERSION, addon)
             found = (builds or {}).get(addon, [build(pin, ["1.34", VERSION, "1.36"], default_for=VERSION)])
             self.eks.add_response(
