@@ -57,6 +57,7 @@ lint: venv
 	$(VENV)/bin/zizmor --offline .github/workflows/
 	$(VENV)/bin/shellcheck --shell=bash --severity=style -x $(filter-out $(POSIX_SCRIPTS),$(wildcard workloads/scripts/*.sh))
 	$(VENV)/bin/shellcheck --shell=sh --severity=style $(POSIX_SCRIPTS)
+	$(VENV)/bin/shellcheck --shell=bash --severity=style .ci/run .ci/runner-user-data.sh
 
 typecheck: venv
 	$(PY) -m mypy .
