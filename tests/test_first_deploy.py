@@ -105,7 +105,9 @@ def test_the_runner_group_admits_only_the_deploy_workflow_on_main() -> None:
     assert "restricted_to_workflows=true" in page
     assert (WORKFLOWS / "deploy.yml").exists()
     # Triggered on main only: the restriction names the one ref its jobs run from.
-    assert workflow("deploy.yml").get("on", workflow("deploy.yml").get(True))["push"]["branches"] == ["main"]
+    raw: dict[Any, Any] = workflow("deploy.yml")
+    on = raw.get("on", raw.get(True))  # YAML 1.1 reads the bare key `on` as the boolean True
+    assert isinstance(on, dict) and on["push"]["branches"] == ["main"]
 
 
 def test_the_documented_runner_has_what_the_deploy_jobs_use() -> None:
