@@ -18,6 +18,11 @@ IRSA_AUDIENCE = "sts.amazonaws.com"
 _WILDCARDS = ("*", "?")
 
 
+def aws_managed_policy(partition: pulumi.Input[str], name: str) -> pulumi.Output[str]:
+    """The ARN of AWS managed policy `name` (a path like service-role/X included) in the cluster's partition."""
+    return pulumi.Output.concat("arn:", partition, f":iam::aws:policy/{name}")
+
+
 def subject_problems(namespace: str, service_account: str) -> list[str]:
     """Why namespace/service_account do not name exactly one service account; empty if they do."""
     problems = []

@@ -12,7 +12,7 @@ import pulumi_aws as aws
 
 import naming
 import versions
-from components.irsa import IrsaRole, IrsaRoleArgs
+from components.irsa import IrsaRole, IrsaRoleArgs, aws_managed_policy
 from components.tags import merge_tags
 
 VPC_CNI = "vpc-cni"
@@ -58,7 +58,7 @@ class PodNetwork(pulumi.ComponentResource):
                 oidc_provider_url=args.oidc_provider_url,
                 namespace=naming.VPC_CNI_SA[0],
                 service_account=naming.VPC_CNI_SA[1],
-                managed_policy_arns=[pulumi.Output.concat("arn:", partition, f":iam::aws:policy/{CNI_POLICY}")],
+                managed_policy_arns=[aws_managed_policy(partition, CNI_POLICY)],
                 tags=args.tags,
             ),
             opts=pulumi.ResourceOptions(parent=self),

@@ -13,7 +13,7 @@ import pulumi_aws as aws
 import naming
 import versions
 from components import kube
-from components.irsa import IrsaRole, IrsaRoleArgs
+from components.irsa import IrsaRole, IrsaRoleArgs, aws_managed_policy
 from components.tags import merge_tags
 from config import SharedStorageConfig
 
@@ -225,7 +225,7 @@ class SharedStorage(pulumi.ComponentResource):
                 oidc_provider_url=args.oidc_provider_url,
                 namespace=naming.EFS_CSI_CONTROLLER_SA[0],
                 service_account=(naming.EFS_CSI_CONTROLLER_SA[1], naming.EFS_CSI_NODE_SA[1]),
-                managed_policy_arns=[pulumi.Output.concat("arn:", partition, f":iam::aws:policy/{EFS_CSI_POLICY}")],
+                managed_policy_arns=[aws_managed_policy(partition, EFS_CSI_POLICY)],
                 tags=args.tags,
             ),
             opts=child,

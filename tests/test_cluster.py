@@ -199,10 +199,15 @@ def test_access_policy_arn_follows_the_principals_partition() -> None:
     entries = access_entries([gov], [])
     ((key, entry),) = entries.items()
     assert key == "role-ops-admin"
+    assert admin_policy(entry) == "arn:aws-us-gov:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy"
+
+
+def admin_policy(entry: pulumi_eks.AccessEntryArgs) -> str:
+    """The ARN of the cluster-admin access policy an entry associates."""
     assert entry.access_policies is not None
     policy = entry.access_policies["admin"]
     assert isinstance(policy, pulumi_eks.AccessPolicyAssociationArgs)
-    assert policy.policy_arn == "arn:aws-us-gov:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy"
+    return str(policy.policy_arn)
 
 
 def test_entry_keys_do_not_depend_on_list_order() -> None:
@@ -377,10 +382,7 @@ def test_deploy_roles_get_cluster_admin_so_ci_can_update_a_cluster_a_person_crea
     entries = access_entries([], [], [DEPLOY], creator=PERSON)
     [entry] = entries.values()
     assert entry.principal_arn == DEPLOY
-    assert entry.access_policies is not None
-    policy = entry.access_policies["admin"]
-    assert isinstance(policy, pulumi_eks.AccessPolicyAssociationArgs)
-    assert policy.policy_arn == "arn:aws:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy"
+    assert admin_policy(entry) == "arn:aws:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy"
 
 
 def test_the_creator_gets_no_second_entry_whichever_list_names_it() -> None:
