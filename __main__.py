@@ -7,10 +7,16 @@ import pulumi_kubernetes as k8s
 import naming
 from components.access import Access, AccessArgs
 from components.addons import Addons, AddonsArgs
+from components.alarm_rules import alarm_rules
+from components.alerting import Alerts, AlertsArgs
 from components.cluster import Cluster, ClusterArgs, cluster_creator
+from components.dashboard import Dashboard, DashboardArgs
+from components.dashboard_body import DashboardSpec, ServiceView, spend_model
+from components.dataset_imports import DatasetImports, DatasetImportsArgs
 from components.metrics import PUSHGATEWAY_POD_LABELS, Metrics, MetricsArgs, pushgateway_url
 from components.network import Network, NetworkArgs, refuse_bootstrap_over_cluster
 from components.nodegroups import NodeGroups, NodeGroupsArgs
+from components.observability import Observability, ObservabilityArgs
 from components.pod_network import PodNetwork, PodNetworkArgs
 from components.queues import Queues, QueuesArgs
 from components.queues import summary as queues_summary
@@ -24,7 +30,7 @@ from config import load_from_pulumi, node_group_gpus, runs_gpu_quota
 from workloads.identity import RunContext, registry_url
 from workloads.job_identity import JobContext
 from workloads.jobs import Jobs, JobsArgs
-from workloads.renderers.service import ServiceContext
+from workloads.renderers.service import ServiceContext, metrics_port
 from workloads.runs import Runs, RunsArgs
 from workloads.services import Services, ServicesArgs
 
@@ -36,7 +42,7 @@ cluster_name = f"simfleet-{stack}"
 tags = {**base_tags(pulumi.get_project(), stack), **platform.tags}
 
 network = Network("network", NetworkArgs(platform.network, cluster_name, tags, region))
-# Both phases: a deploy runner starts in these private subnets with this security group (README "First deploy").
+# Both phases: a deploy runner starts in these private subnets with this security group (docs/operators.md, "First deploy (bootstrap)").
 pulumi.export(
     "network",
     pulumi.Output.all(
@@ -186,6 +192,22 @@ else:
             # The EFS CSI add-on's controller pods need nodes, like every other add-on.
             opts=pulumi.ResourceOptions(providers=[k8s_provider], depends_on=[node_groups]),
         )
+    imports = None
+    if shared_storage is not None and platform.shared_storage.imports:
+        imports = DatasetImports(
+            "dataset-imports",
+            DatasetImportsArgs(
+                platform.shared_storage.imports,
+                runs_namespace.namespace,
+                shared_storage.datasets_claim_name,
+                cluster.oidc_provider_arn,
+                cluster.oidc_provider_url,
+                region,
+                tags,
+                cluster=cluster,
+            ),
+            opts=in_cluster,
+        )
     metrics = None
     if platform.metrics.enabled:
         metrics = Metrics(
@@ -195,6 +217,7 @@ else:
                 platform.metrics.persistence,
                 shared_storage.storage_class_name if shared_storage is not None else None,
                 cluster=cluster,
+                scraped=platform.observability.enabled,
             ),
             # Its volume binds only once the EFS driver answers and a mount target serves each AZ: all of shared storage.
             opts=pulumi.ResourceOptions(
@@ -266,6 +289,7 @@ else:
                     region=region,
                     kubernetes_version=platform.kubernetes_version,
                     vpc_cidr=str(platform.network.cidr),
+                    scraped=platform.observability.enabled,
                 ),
                 cluster.oidc_provider_arn,
                 cluster.oidc_provider_url,
@@ -275,6 +299,71 @@ else:
             ),
             opts=in_cluster,
         )
+
+    observability_summary = None
+    if platform.observability.enabled:
+        scraped_ports = {s.name: port for s in cfg.services if (port := metrics_port(s)) is not None}
+        observability = Observability(
+            "observability",
+            ObservabilityArgs(
+                cluster_name,
+                region,
+                platform.kubernetes_version,
+                platform.observability,
+                cluster.oidc_provider_arn,
+                cluster.oidc_provider_url,
+                tags,
+                cluster,
+                scrape_pushgateway=platform.metrics.enabled,
+                service_metrics_ports=scraped_ports,
+                services_namespace=services.namespace if services is not None else None,
+            ),
+            # The add-on's pods need nodes (Addons waits for them); the collector scrapes Kueue, which Addons installs.
+            opts=pulumi.ResourceOptions(providers=[k8s_provider], depends_on=[addons]),
+        )
+        service_views = tuple(ServiceView(s.name, s.replicas.min, s.name in scraped_ports) for s in cfg.services)
+        alerts = Alerts(
+            "alerts",
+            AlertsArgs(
+                cluster_name,
+                alarm_rules(
+                    cluster_name, platform.observability.alarms, cfg.queues.names(), service_views, platform.metrics.enabled
+                ),
+                platform.observability.alarms.subscriptions,
+                tags,
+            ),
+        )
+        dashboard = Dashboard(
+            "dashboard",
+            DashboardArgs(
+                DashboardSpec(
+                    cluster_name,
+                    region,
+                    cfg.queues.names(),
+                    spend_model(platform),
+                    spot_rule_name="",  # filled from spot_rule_name below, once the rule exists
+                    services=service_views,
+                    run_metrics=platform.metrics.enabled,
+                    log_groups={
+                        kind: naming.container_insights_log_group(cluster_name, kind)
+                        for kind in naming.CONTAINER_INSIGHTS_LOG_KINDS
+                    },
+                ),
+                alerts.alarm_arns,
+                observability.spot_rule_name,
+            ),
+        )
+        # Where to look: the CLI reads the log groups from here (`simfleet logs` reads "application").
+        observability_summary = {
+            "dashboardUrl": dashboard.url,
+            "dashboardName": dashboard.name,
+            "logGroups": observability.log_groups,
+            "alarmTopicArn": alerts.topic_arn,
+            "alarms": alerts.alarm_names,
+            "addonVersion": observability.addon_version,
+            "collectorNamespace": observability.collector_namespace,
+            "pushgatewayScrapeIntervalSeconds": naming.PUSHGATEWAY_SCRAPE_INTERVAL_SECONDS if platform.metrics.enabled else None,
+        }
 
     pulumi.export("clusterName", cluster.eks_cluster_name)
     pulumi.export("kubeconfig", pulumi.Output.secret(cluster.kubeconfig_json))
@@ -289,5 +378,12 @@ else:
     pulumi.export("queues", queues_summary(cfg.queues))
     pulumi.export("services", services.summary if services is not None else {})
     # For jobs and runs: the claim to mount and the Pushgateway to push to (null when the piece is off).
-    pulumi.export("sharedStorage", shared_storage_summary(shared_storage) if shared_storage is not None else None)
+    pulumi.export(
+        "sharedStorage",
+        shared_storage_summary(shared_storage, imports.summary if imports is not None else None)
+        if shared_storage is not None
+        else None,
+    )
     pulumi.export("metrics", {"pushgatewayUrl": metrics.pushgateway_url} if metrics is not None else None)
+    # Dashboard URL, log groups (the one place `simfleet logs` finds them), alarm topic and alarms; null when off.
+    pulumi.export("observability", observability_summary)

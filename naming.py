@@ -53,6 +53,7 @@ SERVICE_LABEL = "simfleet.io/service"
 # Shared storage (components/shared_storage.py): the EFS StorageClass and the ReadWriteMany claim runs and jobs mount.
 EFS_STORAGE_CLASS = "efs-sc"
 DATASETS_CLAIM = "datasets"
+IMPORT_LABEL = "simfleet.io/import"  # on a dataset import's sync Job and pod (components/dataset_imports.py)
 EFS_CSI_CONTROLLER_SA = ("kube-system", "efs-csi-controller-sa")  # the EKS add-on's controller, which calls the EFS API
 EFS_CSI_NODE_SA = ("kube-system", "efs-csi-node-sa")  # its node DaemonSet, which mounts with IAM authorization
 
@@ -90,14 +91,79 @@ RESERVED_QUEUE_NAMES = ("default",)
 # these; Addons installs the charts with these names.
 LOAD_BALANCER_CONTROLLER_SA = ("kube-system", "aws-load-balancer-controller")
 CLUSTER_AUTOSCALER_SA = ("kube-system", "cluster-autoscaler")
-LOG_SHIPPER_SA = ("kube-system", "aws-for-fluent-bit")
 # The VPC CNI's DaemonSet (components/pod_network.py), created by the EKS add-on under this name.
 VPC_CNI_SA = ("kube-system", "aws-node")
+# The amazon-cloudwatch-observability add-on's CloudWatch agent and Fluent Bit both run as this service account (chart
+# templates: serviceAccountName cloudwatch-agent in the amazon-cloudwatch namespace the add-on installs into).
+CLOUDWATCH_AGENT_SA = ("amazon-cloudwatch", "cloudwatch-agent")
+
+# Observability (components/observability.py): the collector, one CloudWatch agent Deployment that scrapes the
+# Pushgateway, Kueue's metrics endpoint and every service port named SERVICE_METRICS_PORT_NAME, in its own namespace.
+OBSERVABILITY_NAMESPACE = "simfleet-observability"
+COLLECTOR_NAME = "simfleet-collector"  # its Deployment, ServiceAccount and ConfigMap
+COLLECTOR_POD_LABELS = {"app.kubernetes.io/name": COLLECTOR_NAME, "app.kubernetes.io/part-of": "simfleet"}
+SERVICE_METRICS_PORT_NAME = "metrics"  # a service port with this name is scraped (Triton's 8002)
+# How often the collector scrapes the Pushgateway, and how long one scrape may take. A group deleted sooner than
+# PUSHGATEWAY_SCRAPE_INTERVAL_SECONDS + SCRAPE_TIMEOUT_SECONDS after its last push may never be scraped: that sum is
+# the longest a finished shard or seed needs to keep its group (pushgateway_linger_seconds).
+PUSHGATEWAY_SCRAPE_INTERVAL_SECONDS = 30
+SCRAPE_TIMEOUT_SECONDS = 10
+# The grouping key runs push under: /metrics/job/simfleet-run/run/<run>/seed/<seed> (jobs push under
+# /metrics/job/<job>/shard/<shard>, workloads/scripts/job-entry.sh).
+PUSHGATEWAY_RUN_JOB = "simfleet-run"
+
+# Kueue's controller (chart kueue 0.19.2: selector labels in templates/_helpers.tpl, ports in the manager config and
+# the metrics, webhook and visibility Services): the collector reaches only the metrics port.
+KUEUE_POD_LABELS = {
+    "app.kubernetes.io/name": "kueue",
+    "app.kubernetes.io/instance": KUEUE_RELEASE,
+    "control-plane": "controller-manager",
+}
+KUEUE_METRICS_PORT = 8443
+KUEUE_WEBHOOK_PORT = 9443
+KUEUE_VISIBILITY_PORT = 8082
+KUEUE_METRICS_SERVICE = f"{KUEUE_RELEASE}-controller-manager-metrics-service"
+
+
+def collector_peer() -> dict[str, dict[str, dict[str, str]]]:
+    """The NetworkPolicy peer that is the collector and nothing else: its namespace and its pods' labels in ONE peer."""
+    return {
+        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": OBSERVABILITY_NAMESPACE}},
+        "podSelector": {"matchLabels": dict(COLLECTOR_POD_LABELS)},
+    }
+
+
+def pushgateway_linger_seconds() -> int:
+    """The longest a finished seed or shard must keep its Pushgateway group for the collector to scrape it once."""
+    return PUSHGATEWAY_SCRAPE_INTERVAL_SECONDS + SCRAPE_TIMEOUT_SECONDS
+
+
+# The add-on's Fluent Bit and CloudWatch agent write these groups (chart amazon-cloudwatch-observability 6.4.0:
+# application-log.conf, dataplane-log.conf, host-log.conf; the agent's performance events), and the collector writes
+# the prometheus one. The Observability component creates them first, with a retention: left to the add-on they
+# would be created on first write and kept forever.
+CONTAINER_INSIGHTS_LOG_KINDS: tuple[str, ...] = ("application", "dataplane", "host", "performance", "prometheus")
+
+
+def container_insights_log_group(cluster_name: str, kind: str) -> str:
+    if kind not in CONTAINER_INSIGHTS_LOG_KINDS:
+        raise ValueError(f"unknown Container Insights log group kind {kind!r}; one of {CONTAINER_INSIGHTS_LOG_KINDS}")
+    return f"/aws/containerinsights/{cluster_name}/{kind}"
 
 
 def container_log_group(cluster_name: str) -> str:
-    """CloudWatch log group that container logs are shipped to (created by Addons, written by Fluent Bit)."""
+    """The group every container's stdout and stderr lands in: what `simfleet logs` reads."""
+    return container_insights_log_group(cluster_name, "application")
+
+
+def legacy_container_log_group(cluster_name: str) -> str:
+    """Where the retired aws-for-fluent-bit chart shipped container logs; kept (never deleted) with its old logs."""
     return f"/aws/eks/{cluster_name}/containers"
+
+
+def spot_interruption_log_group(cluster_name: str) -> str:
+    """EventBridge writes each EC2 Spot interruption warning of the region here (the group must start /aws/events/)."""
+    return f"/aws/events/{cluster_name}/spot-interruptions"
 
 
 def control_plane_log_group(cluster_name: str) -> str:

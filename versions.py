@@ -72,7 +72,7 @@ class Pin:
 MANAGED_ADDONS: tuple[str, ...] = ("vpc-cni", "coredns", "kube-proxy")
 # Installed only when the stack turns on what needs them (components/shared_storage.py for the EFS CSI driver), but
 # pinned for every minor all the same: a stack may turn them on at any time.
-OPTIONAL_ADDONS: tuple[str, ...] = ("aws-efs-csi-driver",)
+OPTIONAL_ADDONS: tuple[str, ...] = ("aws-efs-csi-driver", "amazon-cloudwatch-observability")
 PINNED_ADDONS: tuple[str, ...] = MANAGED_ADDONS + OPTIONAL_ADDONS
 
 # Sources (docs.aws.amazon.com, EKS user guide, the "<add-on> versions" table of each page; the newest stored
@@ -93,8 +93,27 @@ _VPC_CNI = "describe-addon-versions records for EKS 1.31-1.36 (EKS's default on 
 # pinned for all three minors, confirmed only where a source lists it for that minor; `make preflight` asks EKS.
 _EFS_CSI = "public configurations pinning aws-efs-csi-driver for a stated EKS minor (see the comment above)"
 
+# amazon-cloudwatch-observability (components/observability.py): AWS publishes no per-minor table for it; its builds serve
+# a range of minors. v6.4.0-eksbuild.1 is pinned for all three because it is the build of the newest chart whose
+# values and templates could be read here (aws-observability/helm-charts tag amazon-cloudwatch-observability-6.4.0,
+# release notes 2026-07-21: CloudWatch agent 1.300070.0b1586, DCGM exporter 4.6.0-4.8.3), and the add-on takes the
+# chart's configuration values. Sources listing it per minor (checked 2026-12-07): for 1.34 an OpenTofu module
+# "qualified only for EKS Kubernetes 1.34" whose add-on set is "verified by prerequisites.lock.json" (the same module
+# that pins aws-efs-csi-driver above) and an AWS sample "validated against v6.4.0-eksbuild.1 on EKS Auto Mode
+# (Kubernetes 1.34)"; for 1.35 a CDK add-on map pinning it for 1.31-1.35 and a Terraform production config with
+# cluster_version 1.35; for 1.36 an `aws eks describe-addon-versions --kubernetes-version 1.36` table (ap-southeast-1,
+# 2026-09-18: v6.6.0-eksbuild.1 default, v6.5.0 and v6.4.0-eksbuild.1 listed) and a lab run of 2026-08-08 ("the
+# default build for 1.36 on the run date"). Newer builds exist (v6.5.0, v6.6.0-eksbuild.1/.2); their chart values
+# could not be read here, so 6.4.0 stays until they are checked against the keys components/observability.py sets.
+_CLOUDWATCH_OBSERVABILITY = "public configurations pinning amazon-cloudwatch-observability for a stated EKS minor (see above)"
+
 EKS_ADDON_PINS: dict[str, dict[str, Pin]] = {
     "1.34": {
+        "amazon-cloudwatch-observability": Pin(
+            "v6.4.0-eksbuild.1",
+            checked=_D(2026, 12, 7),
+            source=f"{_CLOUDWATCH_OBSERVABILITY}: OpenTofu module qualified for 1.34; AWS sample validated on 1.34",
+        ),
         "kube-proxy": Pin("v1.34.6-eksbuild.13", f"{_KUBE_PROXY_TABLE}, row 1.34"),
         "coredns": Pin("v1.13.2-eksbuild.11", f"{_COREDNS_TABLE}, row 1.34"),
         "vpc-cni": Pin("v1.22.4-eksbuild.3", f"{_VPC_CNI}: row 1.34", checked=_D(2026, 12, 7)),
@@ -103,12 +122,22 @@ EKS_ADDON_PINS: dict[str, dict[str, Pin]] = {
         ),
     },
     "1.35": {
+        "amazon-cloudwatch-observability": Pin(
+            "v6.4.0-eksbuild.1",
+            checked=_D(2026, 12, 7),
+            source=f"{_CLOUDWATCH_OBSERVABILITY}: CDK add-on map 1.31-1.35; Terraform config on 1.35",
+        ),
         "kube-proxy": Pin("v1.35.3-eksbuild.13", f"{_KUBE_PROXY_TABLE}, row 1.35"),
         "coredns": Pin("v1.14.3-eksbuild.3", f"{_COREDNS_TABLE}, row 1.35"),
         "vpc-cni": Pin("v1.22.4-eksbuild.3", f"{_VPC_CNI}: row 1.35", checked=_D(2026, 12, 7)),
         "aws-efs-csi-driver": Pin("v3.4.1-eksbuild.1", f"{_EFS_CSI}: listed for 1.35", checked=_D(2026, 12, 7)),
     },
     "1.36": {
+        "amazon-cloudwatch-observability": Pin(
+            "v6.4.0-eksbuild.1",
+            checked=_D(2026, 12, 7),
+            source=f"{_CLOUDWATCH_OBSERVABILITY}: describe-addon-versions output for 1.36 (2026-09-18); lab run of 2026-08-08",
+        ),
         "kube-proxy": Pin("v1.36.0-eksbuild.14", f"{_KUBE_PROXY_TABLE}, row 1.36"),
         "coredns": Pin("v1.14.3-eksbuild.3", f"{_COREDNS_TABLE}, row 1.36"),
         "vpc-cni": Pin("v1.22.4-eksbuild.3", f"{_VPC_CNI}: row 1.36", checked=_D(2026, 12, 7)),
@@ -195,16 +224,6 @@ HELM_CHARTS: dict[str, HelmChart] = {
         # HTTPRoute naming and new route values), but its values.yaml could not be read here, so 3.8.0 stays.
         "prometheus-community/helm-charts release tag prometheus-pushgateway-3.8.0",
     ),
-    "aws-for-fluent-bit": HelmChart(
-        "https://aws.github.io/eks-charts",
-        "aws-for-fluent-bit",
-        "0.2.0",
-        # Published: aws/eks-charts gh-pages@778ffab index.yaml (snapshot of 2026-08-03) lists aws-for-fluent-bit-0.2.0.tgz
-        # (digest 666c244b..., appVersion 3.2.1) as the newest. A stable/aws-for-fluent-bit/Chart.yaml saying 0.2.1
-        # (appVersion 3.4.16) exists at commit 0558563, but no index or release lists 0.2.1, so it may not be
-        # installable from the repository; 0.2.1 changes only image.tag.
-        "aws/eks-charts gh-pages index.yaml, entry aws-for-fluent-bit 0.2.0",
-    ),
     "kueue": HelmChart(
         "oci://registry.k8s.io/kueue/charts",
         "kueue",
@@ -249,6 +268,12 @@ KUBECTL_IMAGE_PINS: dict[str, Pin] = {
     "1.35": Pin("v1.35.1", "public pins of registry.k8s.io/kubectl:v1.35.1 (incident note, image digest map)"),
     "1.36": Pin("v1.36.4", "public pin of registry.k8s.io/kubectl:v1.36.4 (a Flux bootstrap runbook)"),
 }
+
+# The CloudWatch agent the collector runs (components/collector.py): the build amazon-cloudwatch-observability 6.4.0
+# ships (chart values agent.image, repositoryDomainMap.public, tag 1.300070.0b1586; agent release v1.300070.0), so the
+# collector and the add-on's agents are one agent version and the collector's Prometheus pipeline is the one read at
+# that tag (plugins/inputs/prometheus). Checked 2026-12-07. Pin its digest before prod.
+CLOUDWATCH_AGENT_IMAGE = "public.ecr.aws/cloudwatch-agent/cloudwatch-agent:1.300070.0b1586"
 
 # The AWS CLI v2 image the run pods' scripts run in (checkpoint-fetch, artifact-uploader, the gate's wait).
 # aws/aws-cli docker/Dockerfile: Amazon Linux 2023 since 2.27.51 (aws/aws-cli#9551, announced in #9586 for

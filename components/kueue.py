@@ -120,3 +120,34 @@ def namespace_object(kubernetes_version: str) -> dict[str, Any]:
         "kind": "Namespace",
         "metadata": {"name": naming.KUEUE_NAMESPACE, "labels": {**labels, **pod_security_labels(kubernetes_version)}},
     }
+
+
+def network_policies(namespace: Any = naming.KUEUE_NAMESPACE) -> list[dict[str, Any]]:
+    """Ingress to Kueue's controller: its webhooks and visibility API from anywhere, its metrics only from the collector.
+
+    The API server calls the webhooks and the aggregated visibility API from its network interfaces in the VPC, whose
+    addresses no selector can name, so those two ports stay open; the metrics port (authenticated, but it lists every
+    queue's workloads) admits only the collector. The kubelet's probes on 8081 still arrive: the VPC CNI's policy agent
+    always admits the node's own address. Egress is left alone: Kueue only talks to the API server.
+    """
+    labels = {"app.kubernetes.io/part-of": "simfleet", "app.kubernetes.io/managed-by": "pulumi"}
+    return [
+        {
+            "apiVersion": "networking.k8s.io/v1",
+            "kind": "NetworkPolicy",
+            "metadata": {"name": "kueue-ingress", "namespace": namespace, "labels": labels},
+            "spec": {
+                "podSelector": {"matchLabels": dict(naming.KUEUE_POD_LABELS)},
+                "policyTypes": ["Ingress"],
+                "ingress": [
+                    {
+                        "ports": [
+                            {"port": port, "protocol": "TCP"}
+                            for port in (naming.KUEUE_WEBHOOK_PORT, naming.KUEUE_VISIBILITY_PORT)
+                        ]
+                    },
+                    {"from": [naming.collector_peer()], "ports": [{"port": naming.KUEUE_METRICS_PORT, "protocol": "TCP"}]},
+                ],
+            },
+        }
+    ]

@@ -118,7 +118,7 @@ def run_operator_rules() -> list[k8s.rbac.v1.PolicyRuleArgs]:
         k8s.rbac.v1.PolicyRuleArgs(api_groups=["batch"], resources=["jobs"], verbs=[*READ, "delete"]),
         # Deleting a pod restarts it under its Job; deleting the Job stops the run.
         k8s.rbac.v1.PolicyRuleArgs(api_groups=[""], resources=["pods"], verbs=["delete"]),
-        # Why a run is queued: its Workload's conditions, and the teams' LocalQueues (README "Queues"). The
+        # Why a run is queued: its Workload's conditions, and the teams' LocalQueues (docs/researchers/queues.md, "Why is my run Queued?"). The
         # cluster-scoped ClusterQueues are readable through components/queues.py's ClusterRole.
         k8s.rbac.v1.PolicyRuleArgs(api_groups=["kueue.x-k8s.io"], resources=["workloads", "localqueues"], verbs=READ),
     ]

@@ -288,11 +288,13 @@ def _nth(index: int) -> Callable[[list[str]], str]:
     return pick
 
 
-def summary(storage: SharedStorage) -> pulumi.Output[dict[str, Any]]:
-    """The stack output `sharedStorage`: what a job or run needs to mount the datasets claim."""
+def summary(storage: SharedStorage, imports: pulumi.Input[dict[str, Any]] | None = None) -> pulumi.Output[dict[str, Any]]:
+    """The stack output `sharedStorage`: what a job or run needs to mount the datasets claim, and per dataset import
+    its sync Job, source, directory and status (components/dataset_imports.py)."""
     return pulumi.Output.all(
         fileSystemId=storage.file_system_id,
         storageClass=storage.storage_class_name,
         datasetsClaim=storage.datasets_claim_name,
         namespace=storage.datasets_claim_namespace,
+        imports=imports or {},
     ).apply(dict)

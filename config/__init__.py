@@ -4,8 +4,10 @@
 """
 
 from config.capacity import GpuCapacity, gpu_capacity, gpu_quota_problems, node_group_gpus, runs_gpu_quota
+from config.datasets import DatasetImport
 from config.errors import ConfigError, Issue
 from config.jobs import Datasets, JobSpec, Outputs
+from config.observability import AlarmsConfig, AlarmSubscription, ObservabilityConfig
 from config.platform import (
     ArtifactRetention,
     BucketsConfig,
@@ -23,18 +25,19 @@ from config.platform import (
     is_prod_stack,
 )
 from config.queues import FlavorQuota, GpuSplit, QuantitySplit, QueuesConfig, QueueSpec, TeamQueue
-from config.runs import Checkpoint, Images, RunSpec, Viewport, checkpoint_order
+from config.runs import Checkpoint, Images, RunDatasets, RunSpec, Viewport, checkpoint_order
 from config.services import Autoscale, Expose, Probes, Replicas, ServiceClient, ServicePort, ServiceSpec
 from config.stack import (
     BOOTSTRAP_ENV,
     OFFLINE_PLAN_ENV,
     PROJECT_ROOT,
+    STACK_FILE_ENV,
     StackConfig,
     load_from_pulumi,
     load_stack_config,
-    placeholder_issues,
-    workload_names,
+    load_stack_file,
 )
+from config.stack_rules import placeholder_issues, workload_names
 from config.types import (
     ALL_CONTROL_PLANE_LOGS,
     DOCUMENTATION_RANGES,
@@ -56,11 +59,15 @@ __all__ = [
     "OFFLINE_PLAN_ENV",
     "PROJECT_ROOT",
     "QUANTITY_RE",
+    "STACK_FILE_ENV",
+    "AlarmSubscription",
+    "AlarmsConfig",
     "ArtifactRetention",
     "Autoscale",
     "BucketsConfig",
     "Checkpoint",
     "ConfigError",
+    "DatasetImport",
     "Datasets",
     "DeployerAccess",
     "EndpointConfig",
@@ -77,6 +84,7 @@ __all__ = [
     "NetworkConfig",
     "NodeGroupConfig",
     "NodeGroupsConfig",
+    "ObservabilityConfig",
     "Outputs",
     "PlatformConfig",
     "Probes",
@@ -84,6 +92,7 @@ __all__ = [
     "QueueSpec",
     "QueuesConfig",
     "Replicas",
+    "RunDatasets",
     "RunSpec",
     "ServiceClient",
     "ServicePort",
@@ -102,6 +111,7 @@ __all__ = [
     "is_prod_stack",
     "load_from_pulumi",
     "load_stack_config",
+    "load_stack_file",
     "node_group_gpus",
     "parse_duration",
     "parse_image",

@@ -1,6 +1,6 @@
 """GPU capacity per capacity type: what the GPU node groups hold at maxSize, what services take at their max replicas, and
 what is left for queued runs and jobs. One arithmetic for the queue validation, the runs namespace's ResourceQuota and
-the README.
+docs/researchers/queues.md.
 
 Services are Deployments that Kueue does not manage, so nothing queues their scale-ups: the GPUs they can reach are kept
 out of the queues' nominal quotas instead, and Kueue never admits work onto them.

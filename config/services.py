@@ -10,7 +10,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BeforeValidator, Field, WithJsonSchema, field_validator, model_validator
 
 from config.errors import Issue
-from config.platform import PlatformConfig, node_fit_issues
+from config.fit import gpus_per_node_issue, node_fit_issues
+from config.platform import PlatformConfig
 from config.types import (
     LABEL_VALUE_RE,
     RUN_NAME_RE,
@@ -22,6 +23,7 @@ from config.types import (
     RestrictedCidr,
     image_source_problem,
     quantity_value,
+    s3_prefix,
 )
 
 PortName = Literal["http", "grpc", "metrics"]
@@ -36,7 +38,6 @@ QUALIFIED_LABEL_KEY_RE = re.compile(
 )
 ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 METRIC_NAME_RE = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
-S3_PREFIX_RE = re.compile(r"^s3://(?P<bucket>[a-z0-9][a-z0-9.-]{1,61}[a-z0-9])/(?P<prefix>.+)$")
 # Set by simfleet on every service container (workloads/renderers/service.py) or by the EKS pod identity webhook (the
 # two AWS_ web identity variables); a service's own `env` may not override them.
 RESERVED_ENV = ("MODEL_REPOSITORY", "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_ROLE_ARN", "AWS_WEB_IDENTITY_TOKEN_FILE")
@@ -231,15 +232,7 @@ class ServiceSpec(Model):
     @field_validator("model_repository")
     @classmethod
     def _repository(cls, uri: str | None) -> str | None:
-        if uri is None:
-            return None
-        match = S3_PREFIX_RE.match(uri)
-        if not match:
-            raise ValueError(f"{uri!r} must be s3://<bucket>/<prefix>/")
-        if any(c in match["prefix"] for c in "*?$"):
-            raise ValueError(f"{uri!r}: a prefix with *, ? or $ would grant more than the prefix in IAM")
-        # A trailing slash, so `models/radstream` never also grants `models/radstream-old/`.
-        return uri if uri.endswith("/") else uri + "/"
+        return None if uri is None else s3_prefix(uri)
 
     def problems(self) -> list[Issue]:
         """Rules across this entry's fields, each with the path (relative to the entry) of the value to change.
@@ -328,8 +321,9 @@ def service_platform_rules(platform: PlatformConfig, services: Iterable[tuple[in
                 )
             )
         per_node = gpu.gpus_per_node
-        if service.gpus > per_node:
-            issues.append(Issue(f"{path}.gpus", f"asks for {service.gpus} GPUs but GPU nodes have {per_node}"))
+        too_many = gpus_per_node_issue(path, service.gpus, gpu)
+        if too_many:
+            issues.append(too_many)
             continue
         issues += node_fit_issues(path, service.cpu, service.memory, gpu.instance_types, "GPU")
         # A rolling update surges one replica above the current count, so max + 1 replicas must fit the group.
@@ -347,11 +341,14 @@ def service_platform_rules(platform: PlatformConfig, services: Iterable[tuple[in
     return issues
 
 
-def service_warnings(services: Iterable[tuple[int, ServiceSpec]]) -> list[str]:
+def service_warnings(services: Iterable[tuple[int, ServiceSpec]]) -> list[Issue]:
     """Valid but probably not meant: a service nothing may connect to (its namespace denies all ingress by default)."""
     return [
-        f"services[{index}].clients: empty and expose is cluster, so nothing can connect to {service.name!r} (the services "
-        "namespace denies all ingress); list its clients, e.g. [{namespace: simfleet-runs}]"
+        Issue(
+            f"services[{index}].clients",
+            f"empty and expose is cluster, so nothing can connect to {service.name!r} (the services namespace denies "
+            "all ingress); list its clients, e.g. [{namespace: simfleet-runs}]",
+        )
         for index, service in services
         if not service.clients and service.expose.internal_load_balancer is None
     ]

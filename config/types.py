@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import posixpath
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -179,6 +180,34 @@ def image_source_problem(image: str, repositories: Sequence[str], allow_list: Se
         f"{image!r} is not under platform.imageAllowList ({listed}); add its registry prefix there, or push the image "
         "to one of the stack's ECR repositories and name it bare (repo:tag)"
     )
+
+
+S3_PREFIX_RE = re.compile(r"^s3://(?P<bucket>[a-z0-9][a-z0-9.-]{1,61}[a-z0-9])/(?P<prefix>.+)$")
+
+
+def s3_prefix(uri: str) -> str:
+    """`s3://bucket/prefix` as IAM may grant it read-only: a real prefix, no wildcards, always ending in `/`.
+
+    The trailing slash keeps `models/radstream` from also granting `models/radstream-old/`.
+    """
+    match = S3_PREFIX_RE.match(uri)
+    if not match:
+        raise ValueError(f"{uri!r} must be s3://<bucket>/<prefix>/")
+    if any(c in match["prefix"] for c in "*?$"):
+        raise ValueError(f"{uri!r}: a prefix with *, ? or $ would grant more than the prefix in IAM")
+    return uri if uri.endswith("/") else uri + "/"
+
+
+def absolute_dir(path: str) -> str:
+    """A directory a container mounts something at: absolute and normalised (`/data`, never `/data/../x` or `/`)."""
+    if not path.startswith("/") or posixpath.normpath(path) != path or path == "/":
+        raise ValueError(f"{path!r} must be an absolute, normalised directory path like /data")
+    return path
+
+
+def overlaps(a: str, b: str) -> bool:
+    """Two directories are one, or one holds the other."""
+    return a == b or a.startswith(b.rstrip("/") + "/") or b.startswith(a.rstrip("/") + "/")
 
 
 QUANTITY_RE = re.compile(r"^\d+(\.\d+)?(m|Ki|Mi|Gi|Ti|k|M|G|T)?$")

@@ -40,10 +40,13 @@ DEPLOY_ROLE = f"arn:aws:iam::{ACCOUNT}:user/moto"
 
 
 def dev_stack() -> dict[str, Any]:
-    """Pulumi.dev.yaml's config with a real public CIDR and deploy role instead of the placeholders, and no runs."""
+    """Pulumi.dev.yaml's config with a real public CIDR, deploy role and import bucket instead of the placeholders, and no
+    runs."""
     config = copy.deepcopy(yaml.safe_load((ROOT / "Pulumi.dev.yaml").read_text())["config"])
     config["simfleet:platform"]["endpoint"]["publicAccessCidrs"] = ["52.94.0.0/22"]
     config["simfleet:platform"]["deployRoles"] = [DEPLOY_ROLE]
+    for entry in config["simfleet:platform"]["sharedStorage"]["imports"]:
+        entry["from"] = entry["from"].replace("-example/", "-acme/")
     config["simfleet:runs"] = []
     return config
 

@@ -20,8 +20,7 @@ from components.access import (
     cluster_autoscaler_policy,
     gate_policy,
     job_policy,
-    log_shipper_policy,
-    model_repository_policy,
+    prefix_read_policy,
     run_policy,
     s3_object_arn,
 )
@@ -183,7 +182,6 @@ def test_policies_use_the_partition_they_are_given(partition):
     policies = [
         load_balancer_controller_policy(partition, vpc=vpc_arn(partition, "r", ACCOUNT_ID, VPC)),
         cluster_autoscaler_policy(partition, "r", ACCOUNT_ID, "c"),
-        log_shipper_policy(partition, "r", ACCOUNT_ID, "c"),
         run_policy(partition, f"arn:{partition}:s3:::a", f"arn:{partition}:s3:::b", [EXTERNAL]),
     ]
     for policy in policies:
@@ -209,18 +207,6 @@ def test_cluster_autoscaler_scales_only_this_clusters_groups():
     theirs = f"arn:aws:eks:us-east-1:{ACCOUNT_ID}:nodegroup/simfleet-prod/simfleet-prod-gpu-1/9f2a"
     assert allowed(policy, "eks:DescribeNodegroup", mine)
     assert not allowed(policy, "eks:DescribeNodegroup", theirs)
-
-
-def test_log_shipper_writes_only_the_container_log_group():
-    policy = log_shipper_policy("aws", "us-east-1", ACCOUNT_ID, "simfleet-dev")
-    assert_least_privilege(policy)
-    group = f"arn:aws:logs:us-east-1:{ACCOUNT_ID}:log-group:{naming.container_log_group('simfleet-dev')}"
-    [statement] = policy["Statement"]
-    assert sorted(statement["Action"]) == ["logs:CreateLogStream", "logs:DescribeLogStreams", "logs:PutLogEvents"]
-    assert statement["Resource"] == [group, f"{group}:*"]
-    assert allowed(policy, "logs:PutLogEvents", f"{group}:log-stream:fluentbit-kube.var.log")
-    assert not allowed(policy, "logs:PutLogEvents", f"arn:aws:logs:us-east-1:{ACCOUNT_ID}:log-group:/aws/eks/other/containers:*")
-    assert not allowed(policy, "logs:CreateLogGroup", group)
 
 
 # ---- run pods -----------------------------------------------------------------------------------
@@ -365,7 +351,7 @@ def test_access_creates_one_trusted_role_per_service_account(pulumi_mocks):
     for role_name, (namespace, service_account) in expected.items():
         trust = json.loads(roles[role_name].inputs["assumeRolePolicy"])
         assert trust == trust_policy(PROVIDER_ARN, ISSUER, namespace, service_account), role_name
-    assert set(outputs["roles"]) == {"aws-load-balancer-controller", "cluster-autoscaler", "aws-for-fluent-bit"}
+    assert set(outputs["roles"]) == {"aws-load-balancer-controller", "cluster-autoscaler"}
     assert all(arn.startswith(f"arn:aws:iam::{ACCOUNT_ID}:role/access-") for arn in [outputs["run"], *outputs["roles"].values()])
 
 
@@ -375,7 +361,6 @@ def test_access_role_policies(pulumi_mocks):
     assert policies == {
         "access-aws-load-balancer-controller-policy": load_balancer_controller_policy("aws", vpc=VPC_ARN),
         "access-cluster-autoscaler-policy": cluster_autoscaler_policy("aws", "us-east-1", ACCOUNT_ID, "simfleet-dev"),
-        "access-aws-for-fluent-bit-policy": log_shipper_policy("aws", "us-east-1", ACCOUNT_ID, "simfleet-dev"),
         "access-run-policy": run_policy("aws", CKPT, ART, [EXTERNAL]),
         "access-gate-policy": gate_policy(ART),
         "access-job-policy": job_policy(ART),
@@ -424,7 +409,7 @@ def triton_s3_calls(prefix: str) -> list[tuple[str, str, str, dict[str, str]]]:
 
 
 def test_a_services_role_allows_every_call_tritons_s3_filesystem_makes():
-    policy = model_repository_policy("aws", MODELS)
+    policy = prefix_read_policy("aws", MODELS, "Models", head_bucket=True)
     refused = [
         call
         for call, action, resource, context in triton_s3_calls("models/radstream/")
@@ -435,7 +420,7 @@ def test_a_services_role_allows_every_call_tritons_s3_filesystem_makes():
 
 
 def test_a_services_role_reads_nothing_outside_its_prefix():
-    policy = model_repository_policy("aws", MODELS)
+    policy = prefix_read_policy("aws", MODELS, "Models", head_bucket=True)
     assert not allowed(policy, "s3:GetObject", f"{MODELS_BUCKET}/models/other/config.pbtxt")
     assert not allowed(policy, "s3:GetObject", f"{MODELS_BUCKET}/models/radstream-old/config.pbtxt")
     assert not allowed(policy, "s3:ListBucket", MODELS_BUCKET, {"s3:prefix": "models/other/"})

@@ -87,7 +87,7 @@ MALFORMED: list[tuple[str, Mutation, str, str]] = [
         "one-az",
         lambda c: _platform(c)["network"].update(availabilityZones=1),
         "platform.network.availabilityZones",
-        "greater than or equal to 2",
+        "1 is too small; use at least 2",
     ),
     ("cidr-not-parsing", lambda c: _platform(c)["network"].update(cidr="10.40.0.0/33"), "platform.network.cidr", "IPv4"),
     ("cidr-public", lambda c: _platform(c)["network"].update(cidr="8.8.0.0/16"), "platform.network.cidr", "not a private"),
@@ -196,7 +196,7 @@ MALFORMED: list[tuple[str, Mutation, str, str]] = [
         "runs[0].images.glue",
         "not one of the stack's ECR repositories",
     ),
-    ("bad-run-name", lambda c: _run(c).update(name="Trot_Baseline"), "runs[0]", "DNS-1123"),
+    ("bad-run-name", lambda c: _run(c).update(name="Trot_Baseline"), "runs[0].name", "DNS-1123"),
     ("duplicate-run-name", lambda c: _run(c, 1).update(name="trot-baseline"), "runs[1].name", "already used by runs[0]"),
     ("bad-duration", lambda c: _run(c).update(maxRuntime="2 hours"), "runs[0].maxRuntime", "not a duration"),
     ("bad-mode", lambda c: _run(c).update(mode="headless"), "runs[0].mode", "'interactive' or 'batch'"),
@@ -218,11 +218,11 @@ MALFORMED: list[tuple[str, Mutation, str, str]] = [
         "runs[2].checkpoint.from",
         "one checkpoint per seed",
     ),
-    ("interactive-many-seeds", lambda c: _run(c).update(seeds=[1, 2]), "runs[0]", "exactly one seed"),
+    ("interactive-many-seeds", lambda c: _run(c).update(seeds=[1, 2]), "runs[0].seeds", "exactly one seed"),
     (
         "viewport-on-batch",
         lambda c: _run(c, 1).update(viewport={"allowedCidrs": ["203.0.113.0/24"]}),
-        "runs[1]",
+        "runs[1].viewport",
         "only for interactive runs",
     ),
     (
@@ -231,18 +231,45 @@ MALFORMED: list[tuple[str, Mutation, str, str]] = [
         "runs[0].viewport.allowedCidrs[0]",
         "whole internet",
     ),
-    ("too-many-gpus", lambda c: _run(c).update(gpus=2), "runs[0].gpus", "GPU nodes have 1"),
+    (
+        "too-many-gpus",
+        lambda c: _run(c).update(gpus=2),
+        "runs[0].gpus",
+        "GPU nodes (g5.2xlarge, g6.2xlarge) have 1 each; lower gpus to 1, or set platform.nodeGroups.gpu.instanceTypes "
+        "to types with 2 or more GPUs, such as g5.12xlarge (4 x A10G)",
+    ),
     ("cpu-too-big", lambda c: _run(c).update(cpu="8"), "runs[0].cpu", "does not fit the smallest GPU node"),
     ("glue-missing", lambda c: _run(c).update(glue="glue/missing.py"), "runs[0].glue", "glue/missing.py"),
-    ("glue-escapes", lambda c: _run(c).update(glue="../etc/passwd"), "runs[0]", "inside the project"),
+    ("glue-escapes", lambda c: _run(c).update(glue="../etc/passwd"), "runs[0].glue", "inside the project"),
     (
         "interactive-without-on-demand",
         lambda c: _platform(c)["nodeGroups"]["gpu"].update(capacity="spot"),
         "runs[0].mode",
         "need onDemand GPU capacity",
     ),
-    ("label-value", lambda c: _run(c)["labels"].update(user="alice smith"), "runs[0]", "not a valid label value"),
+    ("label-value", lambda c: _run(c)["labels"].update(user="alice smith"), "runs[0].labels.user", "not a valid label value"),
     ("runs-not-a-list", lambda c: c.update({"simfleet:runs": {"name": "x"}}), "runs", "must be a list"),
+    (
+        "seeds-negative-number",
+        lambda c: _run(c, 1).update(seeds=-20),
+        "runs[1].seeds",
+        "-20 is not a seed (seeds are 0 or more); write a list like [0, 1, 2] or a range like 0..19",
+    ),
+    ("seeds-backwards", lambda c: _run(c, 1).update(seeds="19..0"), "runs[1].seeds", "'19..0' counts down; write 0..19"),
+    (
+        "seeds-too-many",
+        lambda c: _run(c, 1).update(seeds="0..1000"),
+        "runs[1].seeds",
+        "'0..1000' is 1001 seeds; a run sweeps at most 1000: split it into runs of 0..999, 1000..1999",
+    ),
+    ("seeds-too-many-in-a-list", lambda c: _run(c, 1).update(seeds=["0..600", "601..1200"]), "runs[1].seeds", "at most 1000"),
+    (
+        "seeds-twice-across-ranges",
+        lambda c: _run(c, 1).update(seeds=["0..5", "3..4"]),
+        "runs[1].seeds",
+        "lists 3, 4 more than once",
+    ),
+    ("seeds-not-a-range", lambda c: _run(c, 1).update(seeds="0-19"), "runs[1].seeds", "'0-19' is not a seed or a seed range"),
     ("platform-missing", lambda c: c.pop("simfleet:platform"), "platform", "is required"),
 ]
 
@@ -385,12 +412,13 @@ def test_documentation_range_placeholders_are_errors_for_preview_and_up() -> Non
     with pytest.raises(ConfigError) as caught:
         load(stack_config("dev"), offline=False)
     by_path = {i.path: i.message for i in caught.value.issues}
-    # The sample's CIDRs, its deploy role's account and the bucket its sweep starts from; the disabled service's model
-    # bucket is a placeholder too, but nothing is deployed to trust it.
+    # The sample's CIDRs, its deploy role's account, the bucket its dataset import copies from and the one its sweep
+    # starts from; the disabled service's model bucket is a placeholder too, but nothing is deployed to trust it.
     assert set(by_path) == {
         "platform.endpoint.publicAccessCidrs[0]",
         "runs[0].viewport.allowedCidrs[0]",
         "platform.deployRoles[0]",
+        "platform.sharedStorage.imports[0].from",
         "runs[1].checkpoint.from",
     }
     endpoint = by_path["platform.endpoint.publicAccessCidrs[0]"]
@@ -399,13 +427,14 @@ def test_documentation_range_placeholders_are_errors_for_preview_and_up() -> Non
     assert "viewport" in by_path["runs[0].viewport.allowedCidrs[0]"]
     assert "111122223333, an account id from the AWS documentation" in by_path["platform.deployRoles[0]"]
     assert "anyone can register a bucket under a sample name" in by_path["runs[1].checkpoint.from"]
-    assert str(caught.value).startswith("Pulumi.dev.yaml: 4 errors in the stack config")
+    assert "robocache-data-example" in by_path["platform.sharedStorage.imports[0].from"]
+    assert str(caught.value).startswith("Pulumi.dev.yaml: 5 errors in the stack config")
 
 
 def test_documentation_range_placeholders_only_warn_in_the_offline_plan() -> None:
     cfg = load(stack_config("dev"), offline=True)
     placeholders = [w for w in cfg.warnings if "is a placeholder" in w]
-    assert len(placeholders) == 4
+    assert len(placeholders) == 5
     assert all("pulumi preview and up refuse it" in w for w in placeholders)
 
 
@@ -426,13 +455,17 @@ def test_documentation_range_placeholders_only_warn_in_the_offline_plan() -> Non
         ("runs[0].checkpoint.from", "s3://acme-brains/exampled/b.mstate", False),  # a word, not "example"
         ("services[0].modelRepository", "s3://example-models/m/", True),
         ("services[0].modelRepository", "s3://acme-models/m/", False),
+        ("platform.sharedStorage.imports", "s3://example-trajectories/raw/", True),
+        ("platform.sharedStorage.imports", "s3://acme-trajectories/raw/", False),
     ],
 )
 def test_every_name_a_deploy_creates_or_trusts_is_checked_for_placeholders(path: str, value: str, placeholder: bool) -> None:
     config = copy.deepcopy(stack_config("prod"))
     platform = _platform(config)
     platform.pop("deployRoles")  # the sample's own placeholder; each case sets the one it is about
-    if path.startswith("platform."):
+    if path == "platform.sharedStorage.imports":
+        platform["sharedStorage"] = {"enabled": True, "imports": [{"name": "raw", "from": value}]}
+    elif path.startswith("platform."):
         keys = path.split(".")[1:]
         target = platform
         for key in keys[:-1]:
@@ -470,9 +503,12 @@ def placeholder_issues_of(config: dict[str, Any]) -> list[Any]:
 
 
 def real_names(config: dict[str, Any]) -> dict[str, Any]:
-    """A sample stack file with its stand-in names (the deploy role, the sweep's bucket) replaced: CIDRs are the test."""
+    """A sample stack file with its stand-in names (the deploy role, the import's and the sweep's buckets) replaced: CIDRs
+    are the test."""
     config = copy.deepcopy(config)
     _platform(config).pop("deployRoles", None)
+    for entry in _platform(config).get("sharedStorage", {}).get("imports", []):
+        entry["from"] = entry["from"].replace("-example/", "-acme/")
     for run in config.get("simfleet:runs") or []:
         source = run.get("checkpoint", {}).get("from") or ""
         if source.startswith("s3://example-"):

@@ -109,9 +109,10 @@ def test_gpu_groups_with_a_minimum_count_in_idle_and_are_not_double_counted() ->
 def test_runs_are_price_times_runtime_times_parallelism() -> None:
     cost = estimate(dev_like(), "dev", "us-east-1", today=TODAY)
     runs = {r["name"]: r for r in cost["runs"]}
-    assert runs["trot-baseline"]["estimatedUsd"] == pytest.approx(1.861 * 2, abs=0.01)
+    assert runs["trot-baseline"]["upToUsd"] == pytest.approx(1.861 * 2, abs=0.01)
+    assert runs["trot-baseline"]["unit"] == "USD per admission" and runs["trot-baseline"]["deadlineHours"] == 2
     assert runs["trot-baseline"]["capacity"] == "ON_DEMAND" and runs["trot-baseline"]["instanceType"] == "g6e.xlarge"
-    assert runs["trot-sweep"]["estimatedUsd"] == pytest.approx(1.861 * 0.4 * 3 * 4, abs=0.01)
+    assert runs["trot-sweep"]["upToUsd"] == pytest.approx(1.861 * 0.4 * 3 * 4, abs=0.01)
     assert runs["trot-sweep"]["pods"] == 4
     assert any("most expensive" in a for a in cost["assumptions"])
     assert any("Spot nodes cost 40% of On-Demand" in a for a in cost["assumptions"])
@@ -139,8 +140,9 @@ def test_other_regions_are_flagged_and_unknown_types_refused() -> None:
 
 def test_summary_lines_name_the_figures() -> None:
     lines = summary(estimate(dev_like(), "dev", "us-east-1", today=TODAY))
-    assert lines[0].startswith("cost (us-east-1 prices of")
-    assert any("run trot-sweep: up to" in line for line in lines)
+    assert lines[0].startswith("cost (us-east-1 prices of") and "USD/month" in lines[0]
+    # Runs cost per admission, not per month: they are never listed under the monthly header.
+    assert not any("trot-sweep" in line for line in lines)
 
 
 @pytest.mark.slow
@@ -163,8 +165,8 @@ def test_example_stacks_cost() -> None:
     # Work that pins no capacity type is bounded on-demand (Kueue may fall back) and priced on spot beside it.
     by_name = {r["name"]: r for r in costs["dev"]["runs"]}
     sweep = by_name["trot-sweep"]
-    assert sweep["capacity"] == "ON_DEMAND" and sweep["spotFirstUsd"] == pytest.approx(sweep["estimatedUsd"] * 0.4, abs=0.02)
-    assert by_name["trot-baseline"]["spotFirstUsd"] is None  # interactive: on-demand only
+    assert sweep["capacity"] == "ON_DEMAND" and sweep["spotUpToUsd"] == pytest.approx(sweep["upToUsd"] * 0.4, abs=0.02)
+    assert by_name["trot-baseline"]["spotUpToUsd"] is None  # interactive: on-demand only
     assert costs["prod"]["runs"] == [] and costs["prod"]["services"] == []
     # prod's queues hold 16 spot and 10 on-demand GPUs: the ceiling prices 10 of the 16 on-demand nodes.
     assert costs["prod"]["gpuCeiling"]["ON_DEMAND"] == {
@@ -198,7 +200,7 @@ def test_a_viewport_load_balancer_is_billed_with_its_run_for_the_jobs_lifetime()
     after = next(r for r in cost["runs"] if r["name"] == "trot-baseline")
     # One NLB plus a public IPv4 address in each of the two public subnets, for maxRuntime (2 h) + TTL (0.5 h).
     assert after["viewportUsd"] == pytest.approx((0.0225 + 2 * 0.005) * 2.5, abs=0.01)
-    assert after["estimatedUsd"] == pytest.approx(before["estimatedUsd"] + after["viewportUsd"], abs=0.01)
+    assert after["upToUsd"] == pytest.approx(before["upToUsd"] + after["viewportUsd"], abs=0.01)
     assert cost["idleMonthlyUsd"] == without["idleMonthlyUsd"]
 
 
@@ -387,3 +389,28 @@ def test_the_dev_sample_costs_its_headline_and_the_idle_figure_is_the_sum_of_wha
     on = plan.estimate_cost(plan.run_program(path, "dev"))
     assert on["idleMonthlyUsd"] == pytest.approx(cost["idleMonthlyUsd"] + 1.212 * HOURS + 200 * 0.08, abs=0.05)
     assert on["idleMonthlyUsd"] == pytest.approx(sum(i["monthlyUsd"] for i in on["breakdown"] if i["scope"] == "idle"), abs=0.01)
+
+
+def test_runs_are_priced_per_admission_with_a_bound_and_a_typical_figure() -> None:
+    """The teams stack's 20-seed sweep: 1h maxRuntime, 4 pods at once, so 5 waves; its Job's deadline is 12.62h."""
+    from tools import plan
+    from workloads.budget import Budget
+
+    result = plan.run_program(plan.PROJECT_ROOT / "tests" / "fixtures" / "teams" / "Pulumi.teams.yaml", "teams")
+    by_name = {r["name"]: r for r in plan.estimate_cost(result)["runs"]}
+    sweep = by_name["walk-sweep"]
+    budget = Budget.of(3600, 20, 4)
+    assert (sweep["maxRuntimeHours"], sweep["deadlineHours"]) == (1, round(budget.deadline_seconds / 3600, 2)) == (1, 12.62)
+    assert sweep["typicalHours"] == round(budget.typical_seconds / 3600, 2)
+    assert sweep["typicalNodeHours"] == round(20 * budget.pod_seconds / 3600, 2)  # one pod per seed, no retry
+    spot, on_demand = 1.212 * 0.4, 1.212  # g5.2xlarge, the priciest type of the group
+    assert sweep["upToUsd"] == pytest.approx(on_demand * 4 * 12.625, abs=0.01)
+    assert sweep["spotUpToUsd"] == pytest.approx(spot * 4 * 12.625, abs=0.01)
+    assert sweep["typicalCapacity"] == "SPOT" and sweep["typicalUsd"] == pytest.approx(
+        spot * 20 * budget.pod_seconds / 3600, abs=0.01
+    )
+    # An interactive run pins on-demand, typically and at worst; a job's typical figure follows its own budget.
+    baseline = by_name["walk-baseline"]
+    assert baseline["spotUpToUsd"] is None and baseline["typicalCapacity"] == "ON_DEMAND"
+    assert by_name["perception-eval"]["kind"] == "job" and by_name["perception-eval"]["maxRuntimeHours"] == 0.5
+    assert all(r["typicalUsd"] < r["upToUsd"] for r in by_name.values())

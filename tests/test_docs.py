@@ -311,6 +311,21 @@ def test_the_readme_is_the_front_door() -> None:
     assert {f"docs/{p.relative_to(ROOT / 'docs')}" for p in DOCS[1:]} <= linked, "the README's table lists every page"
 
 
+def test_code_and_stack_files_name_docs_pages_not_old_readme_sections() -> None:
+    """The README is the front door: a comment, message or stack-file comment that says where to read more names a
+    page under docs/ (`README "Time budget"` would send the reader to a section that is no longer there)."""
+    tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=False).stdout.split()
+    sources = [ROOT / p for p in tracked if p.endswith((".py", ".yaml", ".yml", ".txt", ".sh", ".toml")) or p == "Makefile"]
+    found = [
+        f"{path.relative_to(ROOT)}:{number}: {line.strip()}"
+        for path in sources
+        if path.is_file()
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if re.search(r"\bREADME\s*[\"'(]", line) and path.name != "test_docs.py"
+    ]
+    assert found == []
+
+
 def test_the_docs_point_at_nothing_users_do_not_have() -> None:
     for path in DOCS:
         text = path.read_text()

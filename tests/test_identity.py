@@ -19,6 +19,7 @@ from workloads.identity import (
     glue_sha256,
     identify,
     registry_url,
+    render_spec,
     resolve_image,
     spec_hash,
     spec_projection,
@@ -39,7 +40,7 @@ CTX = RunContext(
     kubernetes_version="1.35",
 )
 # The dev stack's runs, planned with the glue below. A change here means every deployed run with that spec would
-# run again: only ever update these together with a README note (and IDENTITY_VERSION when the scheme changes).
+# run again: only ever update these together with a note in docs/operators.md ("Upgrades") (and IDENTITY_VERSION when the scheme changes).
 PINNED_GLUE = "def step(observation):\n    return {'cmd_type': 'stop'}\n"
 GOLDEN = {
     "trot-baseline": "4d6c2958c7c3",
@@ -125,6 +126,7 @@ def test_an_image_change_moves_the_run_and_its_continuation() -> None:
         ("sim image", {"images": {"sim": "unitree-sim:4.2.1", "monty": "monty:1f3c2a9", "glue": "glue-base:0.3.1"}}, {}, GLUE),
         ("glue content", {}, {}, GLUE + "\n# tuned\n"),
         ("rerun", {"rerun": 1}, {}, GLUE),
+        ("datasets mounted", {"datasets": {"path": "/datasets"}}, {}, GLUE),  # the run reads other inputs now
         ("seeds", {"seeds": [8]}, {}, GLUE),
         ("profile", {"profile": "quadruped-rough"}, {}, GLUE),
         ("maxRuntime", {"maxRuntime": "3h"}, {}, GLUE),
@@ -172,6 +174,19 @@ def test_sweeps_hash_their_seeds_as_a_set_and_parallelism_only_when_it_limits() 
     unlimited = hash_of(spec("trot-sweep", parallelism=None))
     assert hash_of(spec("trot-sweep", parallelism=8)) == hash_of(spec("trot-sweep", parallelism=20)) == unlimited
     assert unlimited != base  # 3 at a time is a different schedule than 8
+
+
+@pytest.mark.parametrize("written", ["1..8", ["1..8"], ["1..4", "5..8"], [1, "2..7", 8], " 1 .. 8 "])
+def test_a_seed_range_is_the_same_run_as_the_list_it_stands_for(written: Any) -> None:
+    """trot-sweep's golden hash (seeds [1..8] written out) holds whichever way the same seeds are written."""
+    ranged = spec("trot-sweep", seeds=written)
+    assert ranged.seeds == [1, 2, 3, 4, 5, 6, 7, 8]
+    assert hash_of(ranged) == hash_of(spec("trot-sweep"))
+    assert render_spec(ranged) == render_spec(spec("trot-sweep"))  # the provider's inputs do not move either
+    runs = dev_runs()
+    runs["trot-sweep"]["seeds"] = written
+    assert dev_hashes(runs) == GOLDEN
+    assert hash_of(spec("trot-sweep", seeds="1..9")) != hash_of(spec("trot-sweep"))  # one seed more is another sweep
 
 
 def test_quantities_are_compared_exactly() -> None:

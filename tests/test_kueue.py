@@ -50,7 +50,6 @@ def rec(pulumi_mocks):
         roles = {
             "aws-load-balancer-controller": "arn:aws:iam::123456789012:role/lbc",
             "cluster-autoscaler": "arn:aws:iam::123456789012:role/ca",
-            "aws-for-fluent-bit": "arn:aws:iam::123456789012:role/fluent-bit",
         }
         args = AddonsArgs("simfleet-dev", "us-east-1", "1.35", "vpc-0abc", roles, {}, cluster=cluster)
         Addons("addons", args, opts=pulumi.ResourceOptions(providers=[provider], depends_on=[nodes]))
@@ -138,7 +137,9 @@ def test_release_runs_in_its_namespace_after_the_node_groups(rec):
     release = rec.one(RELEASE, "addons-kueue")
     namespace = rec.one(NAMESPACE, "addons-kueue-namespace")
     assert release.inputs["name"] == naming.KUEUE_RELEASE and release.inputs["namespace"] == naming.KUEUE_NAMESPACE
-    assert release.options["propertyDependencies"]["namespace"] == [namespace.urn]
+    # The namespace resolves once the namespace and its ingress policy exist: Kueue never runs unguarded.
+    policy = rec.one("kubernetes:networking.k8s.io/v1:NetworkPolicy", "addons-kueue-ingress")
+    assert set(release.options["propertyDependencies"]["namespace"]) == {namespace.urn, policy.urn}
     assert namespace.inputs["metadata"]["name"] == naming.KUEUE_NAMESPACE
     nodes = rec.one("aws:iam/role:Role", "nodes-role").urn
     cluster = rec.one("simfleet:cluster:Cluster").urn
@@ -146,3 +147,16 @@ def test_release_runs_in_its_namespace_after_the_node_groups(rec):
         assert nodes in r.options["dependsOn"] and r.options["deletedWith"] == cluster, r.urn
     # Kueue creates Services (webhook, metrics, visibility): it installs before the LBC's Service webhook exists.
     assert release.urn in rec.one(RELEASE, "addons-aws-load-balancer-controller").options["dependsOn"]
+
+
+def test_kueue_ingress_policy_validates_and_keeps_the_api_servers_ports_open() -> None:
+    import kubernetes_validate
+
+    from components.kueue import network_policies
+
+    [policy] = network_policies()
+    kubernetes_validate.validate(policy, "1.35", strict=True)
+    assert policy["spec"]["podSelector"] == {"matchLabels": naming.KUEUE_POD_LABELS}
+    api_server, metrics = policy["spec"]["ingress"]
+    assert "from" not in api_server and [p["port"] for p in api_server["ports"]] == [9443, 8082]
+    assert metrics == {"from": [naming.collector_peer()], "ports": [{"port": 8443, "protocol": "TCP"}]}

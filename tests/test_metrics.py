@@ -95,6 +95,16 @@ def test_only_the_runs_namespace_reaches_the_pushgateway_on_9091(rec):
     assert set(policies) == {"default-deny", "allow-pushgateway-from-runs"}
 
 
+def test_the_collector_is_admitted_to_9091_when_it_exists() -> None:
+    by_name = {p["metadata"]["name"]: p["spec"] for p in network_policies(naming.METRICS_NAMESPACE, scraped=True)}
+    assert set(by_name) == {"default-deny", "allow-pushgateway-from-runs", "allow-pushgateway-from-collector"}
+    collector = by_name["allow-pushgateway-from-collector"]
+    assert collector["podSelector"] == {"matchLabels": PUSHGATEWAY_POD_LABELS}
+    # Namespace and pod labels in one peer: the collector's pods, not its namespace's other pods.
+    assert collector["ingress"] == [{"from": [naming.collector_peer()], "ports": [{"port": 9091, "protocol": "TCP"}]}]
+    assert set(naming.collector_peer()) == {"namespaceSelector", "podSelector"}
+
+
 def test_url_output_for_jobs(built):
     made = built[1]
     assert made["url"] == pushgateway_url() == "http://prometheus-pushgateway.simfleet-metrics.svc:9091"

@@ -47,6 +47,12 @@ def planned_dev_with_service() -> PlanResult:
     return run_program(path, "dev")
 
 
+def dev_line(fragment: str) -> int:
+    """The line of Pulumi.dev.yaml that holds `fragment`."""
+    lines = (ROOT / "Pulumi.dev.yaml").read_text().splitlines()
+    return next(n for n, line in enumerate(lines, 1) if fragment in line)
+
+
 def types(result: PlanResult) -> Counter[str]:
     return Counter(r.type for r in result.registrations)
 
@@ -88,13 +94,16 @@ PLATFORM_PARTS = {
     "aws:ec2/vpcEndpoint:VpcEndpoint": (1, 1),
     "eks:index:Cluster": (1, 1),
     "aws:kms/key:Key": (1, 2),  # prod: the control-plane log group has its own key
-    "aws:cloudwatch/logGroup:LogGroup": (2, 2),  # control plane (with a retention) and containers
+    # Control plane; the retired aws-for-fluent-bit group (kept); Container Insights' application, dataplane, host,
+    # performance and prometheus groups; the spot interruption record.
+    "aws:cloudwatch/logGroup:LogGroup": (8, 8),
     "aws:ec2/securityGroup:SecurityGroup": (2, 2),  # the deployer group, the EFS mount targets' group
     "aws:ec2/securityGroupRule:SecurityGroupRule": (1, 1),  # the deployer group to the API endpoint on 443
     "aws:ec2/launchTemplate:LaunchTemplate": (3, 3),
     "aws:eks/nodeGroup:NodeGroup": (3, 3),
-    "aws:eks/addon:Addon": (4, 4),  # vpc-cni, coredns, kube-proxy, and the EFS CSI driver (shared storage is on in both)
-    "kubernetes:helm.sh/v3:Release": (7, 7),  # the six add-on charts (Kueue included) and the Pushgateway (metrics on in both)
+    # vpc-cni, coredns, kube-proxy, the EFS CSI driver (shared storage is on in both), amazon-cloudwatch-observability
+    "aws:eks/addon:Addon": (5, 5),
+    "kubernetes:helm.sh/v3:Release": (6, 6),  # the five add-on charts (Kueue included) and the Pushgateway (metrics on in both)
     "aws:s3/bucket:Bucket": (2, 2),
     "aws:ecr/repository:Repository": (5, 3),  # dev adds triton for its service and robocache for its job
     "aws:ecr/lifecyclePolicy:LifecyclePolicy": (5, 3),
@@ -103,10 +112,12 @@ PLATFORM_PARTS = {
     "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule": (1, 1),  # NFS from the nodes
     "kubernetes:storage.k8s.io/v1:StorageClass": (1, 1),
     "kubernetes:core/v1:PersistentVolumeClaim": (1, 1),  # datasets
-    "kubernetes:core/v1:Namespace": (3, 3),  # runs, metrics, kueue-system (dev's service ships off, prod declares none)
-    # runs: 4 + the Pushgateway egress; metrics: 2 (services, when one is on: tests/test_plan.py planned_dev_with_service)
-    "kubernetes:networking.k8s.io/v1:NetworkPolicy": (7, 7),
-    "kubernetes:apps/v1:Deployment": (0, 0),
+    # runs, metrics, kueue-system and observability (dev's service ships off, prod declares none)
+    "kubernetes:core/v1:Namespace": (4, 4),
+    # runs: 4 + the Pushgateway egress; metrics: 3 (the collector scrapes the Pushgateway); kueue-system: 1; the
+    # collector: 4 (services, when one is on: 3 + one per service, tests/test_plan.py planned_dev_with_service)
+    "kubernetes:networking.k8s.io/v1:NetworkPolicy": (13, 13),
+    "kubernetes:apps/v1:Deployment": (1, 1),  # the collector
     "kubernetes:core/v1:Service": (0, 0),
     "kubernetes:autoscaling/v2:HorizontalPodAutoscaler": (0, 0),
     "kubernetes:policy/v1:PodDisruptionBudget": (0, 0),
@@ -117,6 +128,13 @@ PLATFORM_PARTS = {
     "kubernetes:kueue.x-k8s.io/v1beta2:WorkloadPriorityClass": (2, 2),
     "kubernetes:kueue.x-k8s.io/v1beta2:ClusterQueue": (2, 3),
     "kubernetes:kueue.x-k8s.io/v1beta2:LocalQueue": (2, 3),
+    # Observability: idle GPUs, one stuck-queue alarm per team (dev 2, prod 3), run failures, Pushgateway and collector
+    # down (one more per deployed service: none, dev's ships off); one dashboard, one topic, one spot-interruption rule.
+    "aws:cloudwatch/metricAlarm:MetricAlarm": (6, 7),
+    "aws:cloudwatch/dashboard:Dashboard": (1, 1),
+    "aws:sns/topic:Topic": (1, 1),
+    "aws:sns/topicSubscription:TopicSubscription": (0, 0),
+    "aws:cloudwatch/eventRule:EventRule": (1, 1),
 }
 
 
@@ -128,16 +146,22 @@ def test_every_platform_part_is_planned(stack: str, column: int) -> None:
 
 
 def test_a_service_turned_on_adds_its_namespace_objects_and_policies() -> None:
-    counts = types(planned_dev_with_service())
-    # The services namespace; its 3 policies + one per service, and the runs' egress to the service.
-    assert counts["kubernetes:core/v1:Namespace"] == 4 and counts["kubernetes:networking.k8s.io/v1:NetworkPolicy"] == 12
-    for kind in (
-        "apps/v1:Deployment",
-        "core/v1:Service",
-        "autoscaling/v2:HorizontalPodAutoscaler",
-        "policy/v1:PodDisruptionBudget",
-    ):
-        assert counts[f"kubernetes:{kind}"] == 1, kind
+    on, off = types(planned_dev_with_service()), types(planned("dev"))
+    added = {t: on[t] - off[t] for t in on if t.startswith("kubernetes:") and on[t] != off[t]}
+    # The services namespace; its 3 policies + one per service, and the runs' egress to the service; the service's
+    # objects; the collector's Role and RoleBinding to discover its metrics port there; and its below-minimum alarm.
+    assert added == {
+        "kubernetes:rbac.authorization.k8s.io/v1:Role": 1,
+        "kubernetes:rbac.authorization.k8s.io/v1:RoleBinding": 1,
+        "kubernetes:core/v1:Namespace": 1,
+        "kubernetes:networking.k8s.io/v1:NetworkPolicy": 5,
+        "kubernetes:apps/v1:Deployment": 1,
+        "kubernetes:core/v1:Service": 1,
+        "kubernetes:core/v1:ServiceAccount": 1,
+        "kubernetes:autoscaling/v2:HorizontalPodAutoscaler": 1,
+        "kubernetes:policy/v1:PodDisruptionBudget": 1,
+    }
+    assert on["aws:cloudwatch/metricAlarm:MetricAlarm"] == off["aws:cloudwatch/metricAlarm:MetricAlarm"] + 1
 
 
 def test_irsa_roles_exist_for_every_service_account() -> None:
@@ -154,11 +178,13 @@ def test_irsa_roles_exist_for_every_service_account() -> None:
         "system:serviceaccount:kube-system:efs-csi-node-sa",
         "system:serviceaccount:kube-system:aws-load-balancer-controller",
         "system:serviceaccount:kube-system:cluster-autoscaler",
-        "system:serviceaccount:kube-system:aws-for-fluent-bit",
+        "system:serviceaccount:amazon-cloudwatch:cloudwatch-agent",
+        "system:serviceaccount:simfleet-observability:simfleet-collector",
         "system:serviceaccount:simfleet-runs:simfleet-run",
         "system:serviceaccount:simfleet-runs:simfleet-gate",
         "system:serviceaccount:simfleet-runs:simfleet-job",
         "system:serviceaccount:kube-system:efs-csi-controller-sa",
+        "system:serviceaccount:simfleet-runs:datasets-import-trajectories",
     }
     # A service with a model repository gets its own role when it is on.
     service_roles = [r for r in planned_dev_with_service().registrations if r.type == "aws:iam/role:Role"]
@@ -210,7 +236,7 @@ def test_invalid_stack_file_exits_2_with_every_error_and_no_traceback(tmp_path: 
     assert done.returncode == 2
     assert "Traceback" not in done.stderr + done.stdout
     assert "Pulumi.broken.yaml: 2 errors in the stack config" in done.stderr
-    assert "platform.network.cidr" in done.stderr and "runs[1].images.sim" in done.stderr
+    assert "platform.network.cidr" in done.stderr and "runs[1] (trot-sweep).images.sim" in done.stderr
     assert not (tmp_path / "out" / "broken" / "resources.json").exists()
 
 
@@ -240,7 +266,7 @@ def test_nothing_is_registered_before_validation(tmp_path: Path) -> None:
 
     RecordingMonitor.RegisterResource = spy  # type: ignore[method-assign]
     try:
-        with pytest.raises(PlanConfigError, match=r"runs\[0\]\.mode"):
+        with pytest.raises(PlanConfigError, match=r"runs\[0\] \(trot-baseline\)\.mode"):
             run_program(bad, "dev")
     finally:
         RecordingMonitor.RegisterResource = original  # type: ignore[method-assign]
@@ -313,8 +339,13 @@ def test_an_unknown_bootstrap_phase_is_a_config_error(monkeypatch: pytest.Monkey
 def test_placeholders_warn_in_the_plan_cli_and_fail_outside_it(tmp_path: Path) -> None:
     done = run_plan_cli("--stack", "dev", out=tmp_path)
     assert done.returncode == 0, done.stderr
-    assert "warning: platform.endpoint.publicAccessCidrs[0]: 203.0.113.0/24 is a placeholder" in done.stdout
-    assert "warning: runs[0].viewport.allowedCidrs[0]: 203.0.113.0/24 is a placeholder" in done.stdout
+    # Each warning with the line of the stack file it is about, and a run by its name.
+    endpoint, viewport = (dev_line(f"{key}: [203.0.113.0/24]") for key in ("publicAccessCidrs", "viewport: {allowedCidrs"))
+    assert (
+        f"warning: Pulumi.dev.yaml:{endpoint}: platform.endpoint.publicAccessCidrs[0]: 203.0.113.0/24 is a placeholder"
+        in done.stdout
+    )
+    assert f"warning: Pulumi.dev.yaml:{viewport}: runs[0] (trot-baseline).viewport.allowedCidrs[0]: 203.0.113.0/24" in done.stdout
     # What `pulumi preview` would run: the same program without the offline plan's flag.
     from config import OFFLINE_PLAN_ENV
     from tools import plan
@@ -329,8 +360,15 @@ def test_placeholders_warn_in_the_plan_cli_and_fail_outside_it(tmp_path: Path) -
         with pytest.raises(PlanConfigError) as caught:
             run_program(ROOT / "Pulumi.dev.yaml", "dev")
     message = str(caught.value)
-    assert message.startswith("Pulumi.dev.yaml: 4 errors in the stack config")
-    assert "platform.endpoint.publicAccessCidrs[0]: 203.0.113.0/24 is a placeholder" in message
+    # Every placeholder at once, CIDRs and names a deploy would trust, each with its line.
+    assert message.startswith("Pulumi.dev.yaml: 5 errors in the stack config")
+    assert f"  - Pulumi.dev.yaml:{endpoint}: platform.endpoint.publicAccessCidrs[0]: 203.0.113.0/24 is a placeholder" in message
+    for fragment, path in (
+        ("deployRoles:", "platform.deployRoles[0]: arn:aws:iam::111122223333:role/simfleet-dev-deploy is a placeholder"),
+        ("robocache-data-example", "platform.sharedStorage.imports[0].from: s3://robocache-data-example/"),
+        ("example-shared-brains", "runs[1] (trot-sweep).checkpoint.from: s3://example-shared-brains/"),
+    ):
+        assert f"  - Pulumi.dev.yaml:{dev_line(fragment)}: {path}" in message
     assert "Traceback" not in message
 
 

@@ -305,10 +305,16 @@ def test_pack_over_grpc_matches_the_offline_plan(analyzer: Any, planned: Callabl
 
 
 @pytest.mark.slow
-def test_plan_exits_3_on_a_mandatory_violation_config_cannot_see(tmp_path: Any, capsys: pytest.CaptureFixture[str]) -> None:
-    """config/ accepts any full image URI; the policy admits only the stack's ECR and the allow-list."""
+def test_plan_exits_3_on_a_mandatory_violation_config_cannot_see(
+    tmp_path: Any, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The policy is the backstop behind config/: with config's image-source check switched off (as if it missed a
+    case), the run-image-source policy still admits only the stack's ECR and the allow-list, and the plan exits 3."""
 
+    import config.runs
     from tools import plan
+
+    monkeypatch.setattr(config.runs, "image_source_problem", lambda *args: None)
 
     document = yaml.safe_load((pack.PROJECT_ROOT / "Pulumi.dev.yaml").read_text())
     runs = document["config"]["simfleet:runs"]

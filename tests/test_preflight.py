@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -104,7 +105,7 @@ def test_everything_passes_table_and_json(account: Account, tmp_path: Path, caps
         "versions.py marks it unconfirmed, AWS confirms it"
         not in checks[f"add-on vpc-cni {versions.addon_version(VERSION, 'vpc-cni')}"]["found"]
     )
-    # Every pinned add-on is checked, the optional EFS CSI driver too.
+    # Every pinned add-on is checked, the optional EFS CSI driver and the observability add-on too.
     assert {c for c in checks if c.startswith("add-on ")} == {
         f"add-on {addon} {pin.version}" for addon, pin in versions.EKS_ADDON_PINS[VERSION].items()
     }
@@ -114,7 +115,7 @@ def test_everything_passes_table_and_json(account: Account, tmp_path: Path, caps
     assert checks["t3.medium in the AZs (system)"]["status"] == "ok"
     # The table: a header with the four columns, one row per check, and the summary line.
     assert out.splitlines()[1].split() == ["check", "wanted", "found", "ok"]
-    assert f"preflight dev (us-east-1, account {ACCOUNT}): 16 checks, 16 ok, 0 warnings, 0 failed" in out
+    assert f"preflight dev (us-east-1, account {ACCOUNT}): 17 checks, 17 ok, 0 warnings, 0 failed" in out
     account.assert_all_answered()
 
 
@@ -254,7 +255,7 @@ def test_throttling_that_never_stops_fails_those_checks_and_the_rest_still_run(a
             f"TooManyRequestsException: still throttled after {attempts} attempts at servicequotas:GetServiceQuota; "
             "run preflight again later"
         )
-    assert [c["status"] for c in report["checks"] if not c["check"].startswith("quota ")] == ["ok"] * 13
+    assert [c["status"] for c in report["checks"] if not c["check"].startswith("quota ")] == ["ok"] * 14
     account.assert_all_answered()
 
 
@@ -346,5 +347,6 @@ def test_placeholders_are_refused_as_pulumi_up_refuses_them_unless_allowed(
     code = cli.main(["--config", str(sample), "--allow-placeholders"], aws=account.api, today=TODAY, out_dir=tmp_path)
     out = capsys.readouterr().out
     assert code == 0, out
-    assert "warning (stack file): platform.endpoint.publicAccessCidrs[0]" in out
+    # With the stack file's line, as every config message.
+    assert re.search(r"warning \(stack file\): \S*Pulumi\.dev\.yaml:\d+: platform\.endpoint\.publicAccessCidrs\[0\]", out), out
     assert json.loads((tmp_path / "dev.json").read_text())["configWarnings"]

@@ -5,6 +5,7 @@ stack file is not deployable. The subprocess tests point every endpoint at a clo
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -65,8 +66,11 @@ def test_a_malformed_stack_file_exits_2_with_the_config_error(tmp_path: Path) ->
     assert done.returncode == 2, done.stdout + done.stderr
     assert "Traceback" not in done.stderr and done.stdout == ""
     assert done.stderr.startswith(f"{path}: 2 errors in the stack config\n")
-    assert "  - platform.network.cidr: 8.8.0.0/16 is not a private (RFC 1918) range" in done.stderr
-    assert "  - platform.nodeGroups.gpu.maxSise: unknown key; did you mean 'maxSize'?" in done.stderr
+    # Each error with the file and its line, as editors and CI annotations read them.
+    assert re.search(r"Pulumi\.broken\.yaml:\d+: platform\.network\.cidr: 8\.8\.0\.0/16 is not a private", done.stderr)
+    assert re.search(
+        r"Pulumi\.broken\.yaml:\d+: platform\.nodeGroups\.gpu\.maxSise: unknown key; did you mean 'maxSize'\?", done.stderr
+    )
 
 
 @pytest.mark.parametrize(

@@ -162,19 +162,19 @@ def test_capacity_types_are_listed_spot_first_whatever_the_platform_order() -> N
 
 
 MALFORMED: list[tuple[str, Any, str, str]] = [
-    ("not-a-mapping", "locomotion", "queues[0]", "valid dictionary"),
+    ("not-a-mapping", "locomotion", "queues[0]", "expected a mapping (key: value pairs with keys borrowingLimit, cpu"),
     ("no-gpus", {"name": "a"}, "queues[0].gpus", "is required"),
     ("bad-name", {"name": "Loco_Motion", "gpus": 1}, "queues[0].name", "DNS-1123 label"),
     ("reserved-name", {"name": "default", "gpus": 1}, "queues[0].name", "LocalQueueDefaulting"),
     ("unknown-key", {"name": "a", "gpu": 1, "gpus": 1}, "queues[0].gpu", "did you mean 'gpus'"),
     ("unknown-capacity-key", {"name": "a", "gpus": {"spots": 1}}, "queues[0].gpus.spots", "did you mean 'spot'"),
     ("negative-gpus", {"name": "a", "gpus": -1}, "queues[0].gpus", "negative"),
-    ("negative-split", {"name": "a", "gpus": {"spot": -2}}, "queues[0].gpus.spot", "greater than or equal to 0"),
+    ("negative-split", {"name": "a", "gpus": {"spot": -2}}, "queues[0].gpus.spot", "-2 is too small; use at least 0"),
     ("fractional-gpus", {"name": "a", "gpus": 1.5}, "queues[0].gpus", "whole number"),
     ("bad-cpu", {"name": "a", "gpus": 1, "cpu": "-4"}, "queues[0].cpu", "not a Kubernetes quantity"),
     ("bad-memory-split", {"name": "a", "gpus": 1, "memory": {"spot": "lots"}}, "queues[0].memory.spot", "quantity"),
     ("negative-borrowing", {"name": "a", "gpus": 1, "borrowingLimit": -1}, "queues[0].borrowingLimit", "negative"),
-    ("negative-weight", {"name": "a", "gpus": 1, "weight": -1}, "queues[0].weight", "greater than or equal to 0"),
+    ("negative-weight", {"name": "a", "gpus": 1, "weight": -1}, "queues[0].weight", "-1 is too small; use at least 0"),
 ]
 
 
@@ -196,8 +196,8 @@ def test_every_queue_error_is_reported_at_once_with_its_path() -> None:
     config["simfleet:runs"][0]["maxRuntime"] = "forever"
     found = issues(config)
     paths = [p for p, _ in found]
-    assert ("queues[1].name", "'a' is already used by queues[0]") in found
-    assert ("queues[1].default", "queues[0] is already the default; only one can be") in found
+    assert ("queues[1].name", "'a' is already used by queues[0] (a)") in found
+    assert ("queues[1].default", "queues[0] (a) is already the default; only one can be") in found
     assert "queues[2].gpus" in paths
     # 3 + 2 spot GPUs on a spot group of 4.
     assert any(p == "queues" and "nominal spot GPU quotas add up to 5 (a 3, a 2)" in m for p, m in found), found

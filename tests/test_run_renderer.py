@@ -1,4 +1,4 @@
-"""The run renderer: every object passes strict schema validation, and the pod has the designed shape (README "Runs")."""
+"""The run renderer: every object passes strict schema validation, and the pod has the designed shape (docs/researchers/runs.md)."""
 
 from __future__ import annotations
 
@@ -262,7 +262,7 @@ def test_restricted_security_and_read_only_roots_on_simfleets_containers(run: st
             assert security["runAsNonRoot"] is True, name
             assert "privileged" not in security
             # simfleet's own containers have read-only roots and a /tmp (and HOME) of their own; the third-party
-            # simulator and brain images keep writable roots (README "Runs").
+            # simulator and brain images keep writable roots (docs/researchers/runs.md).
             ours = name not in ("unitree-sim", "monty")
             assert security.get("readOnlyRootFilesystem", False) is ours, name
             if ours:
@@ -363,8 +363,8 @@ def test_labels_and_spec_hash_annotation() -> None:
 
 
 def test_user_labels_cannot_override_run_labels() -> None:
-    with pytest.raises(ValueError, match="simfleet's own"):
-        _spec("trot-sweep", labels={"run": "someone-else", "team": "legs"})
+    problems = _spec("trot-sweep", labels={"run": "someone-else", "team": "legs"}).problems()
+    assert [(p.path, "simfleet's own" in p.message) for p in problems] == [("labels", True)]
     # Even a spec that slipped past validation cannot override them.
     spec = _spec("trot-sweep").model_copy(update={"labels": {"run": "someone-else", "team": "legs"}})
     labels = _by_kind(plan_run(spec, CTX, GLUE), "Job")["metadata"]["labels"]
@@ -580,3 +580,35 @@ def test_objects_from_inputs_are_the_rendered_objects() -> None:
     identity = identify(spec, CTX, glue_sha256(GLUE), ref)
     inputs = json.loads(json.dumps(run_inputs(spec, CTX, identity, glue_sha256(GLUE), ref)))
     assert objects_from_inputs(inputs) == PLANS["trot-continue"].objects
+
+
+def test_a_run_with_datasets_mounts_the_claim_read_only_where_user_code_runs() -> None:
+    spec = _spec("trot-sweep", datasets={"path": "/data/shared"})
+    job = _by_kind(plan_run(spec, CTX, GLUE), "Job")
+    kubernetes_validate.validate(job, K8S_SCHEMA_VERSION, strict=True)
+    pod = job["spec"]["template"]["spec"]
+    assert {"name": "datasets", "persistentVolumeClaim": {"claimName": naming.DATASETS_CLAIM, "readOnly": True}} in pod["volumes"]
+    containers = {c["name"]: c for c in [*pod["initContainers"], *pod["containers"]]}
+    for name, body in containers.items():
+        mounts = [m for m in body["volumeMounts"] if m["name"] == "datasets"]
+        values = {e["name"]: e.get("value") for e in body["env"]}
+        if name in ("unitree-sim", "monty", "glue"):
+            assert mounts == [{"name": "datasets", "mountPath": "/data/shared", "readOnly": True}], name
+            assert values["SIMFLEET_DATASETS_DIR"] == "/data/shared"
+        else:  # the S3 containers hold credentials and need no datasets
+            assert mounts == [] and "SIMFLEET_DATASETS_DIR" not in values, name
+    # Off by default: the dev runs mount nothing and keep their golden hashes (tests/test_identity.py).
+    plain = _by_kind(PLANS["trot-sweep"], "Job")["spec"]["template"]["spec"]
+    assert not any(v["name"] == "datasets" for v in plain["volumes"])
+
+
+def test_the_paths_config_keeps_clear_for_a_runs_datasets_are_the_ones_the_pod_mounts() -> None:
+    from config.runs import RUN_RESERVED_PATHS
+
+    pod = _by_kind(PLANS["trot-baseline"], "Job")["spec"]["template"]["spec"]
+    mounted = {m["mountPath"] for c in [*pod["initContainers"], *pod["containers"]] for m in c["volumeMounts"]}
+    assert mounted == set(RUN_RESERVED_PATHS)
+    problems = _spec("trot-sweep", datasets={"path": "/artifacts/data"}).problems()
+    assert [(p.path, p.message) for p in problems] == [
+        ("datasets.path", "/artifacts/data overlaps /artifacts, which simfleet mounts itself")
+    ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import math
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,7 @@ import yaml
 from kubernetes_validate.utils import all_versions, major_minor
 
 import naming
-from components.access import model_repository_policy
+from components.access import prefix_read_policy
 from components.runs_namespace import pod_security_labels
 from config import ServiceSpec
 from policies.rules.pods import restricted_pod_problems
@@ -22,6 +23,8 @@ from workloads.renderers.service import (
     IRSA_ANNOTATION,
     NLB_CLASS,
     ServiceContext,
+    ingress_policy,
+    metrics_port,
     namespace_objects,
     render_service,
     resolve_image,
@@ -241,6 +244,24 @@ def test_ingress_only_from_declared_clients_on_the_service_ports() -> None:
     assert picky["podSelector"] == {"matchLabels": {"simfleet.io/run": "a"}}
 
 
+def test_the_collector_may_reach_the_metrics_port_and_only_that() -> None:
+    scraped = replace(CTX, scraped=True)
+    policy = ingress_policy(spec(), scraped)
+    assert policy is not None
+    clients, collector = policy["spec"]["ingress"]
+    assert [p["port"] for p in clients["ports"]] == [8000, 8001, 8002]  # the declared clients, unchanged
+    assert collector == {"from": [naming.collector_peer()], "ports": [{"port": 8002, "protocol": "TCP"}]}
+    assert metrics_port(spec()) == 8002
+    # A service nobody calls still admits the collector on its metrics port; one without such a port, nobody.
+    alone = ingress_policy(spec(clients=[]), scraped)
+    assert alone is not None and alone["spec"]["ingress"] == [collector]
+    unscraped = spec(clients=[], ports=[{"name": "http", "port": 8000}])
+    assert metrics_port(unscraped) is None and ingress_policy(unscraped, scraped) is None
+    # Without the collector (observability off), no rule for it.
+    assert len(ingress_policy(spec(), CTX)["spec"]["ingress"]) == 1  # type: ignore[index]
+    kubernetes_validate.validate(policy, SCHEMA_VERSION, strict=True)
+
+
 def test_service_account_carries_its_own_role() -> None:
     account = by_kind("dev-triton")["ServiceAccount"]
     assert account["metadata"]["annotations"] == {IRSA_ANNOTATION: ROLE}
@@ -260,7 +281,7 @@ def test_namespace_denies_by_default_and_allows_only_dns_and_https_out() -> None
 
 
 def test_model_repository_policy_reads_only_under_the_prefix() -> None:
-    policy = model_repository_policy("aws", "s3://example-radstream-models/models/radstream/")
+    policy = prefix_read_policy("aws", "s3://example-radstream-models/models/radstream/", "Models", head_bucket=True)
     read, listing, head_bucket = policy["Statement"]
     assert read["Action"] == ["s3:GetObject"]
     assert read["Resource"] == ["arn:aws:s3:::example-radstream-models/models/radstream/*"]
@@ -269,10 +290,12 @@ def test_model_repository_policy_reads_only_under_the_prefix() -> None:
     # HeadBucket (Triton's first call) carries no prefix: only requests without the key pass this one.
     assert head_bucket["Resource"] == listing["Resource"] and head_bucket["Condition"] == {"Null": {"s3:prefix": "true"}}
     assert {a for s in policy["Statement"] for a in s["Action"]} == {"s3:GetObject", "s3:ListBucket"}
+    # A reader that never calls HeadBucket (a dataset import's `aws s3 sync`) gets the two prefixed statements only.
+    assert prefix_read_policy("aws", "s3://example-radstream-models/models/radstream/", "Models")["Statement"] == [read, listing]
     for bad in ("s3://bucket-1/models", "s3://bucket-1/*/", "https://bucket-1/models/"):
         with pytest.raises(ValueError):
-            model_repository_policy("aws", bad)
-    assert model_repository_policy("aws-cn", "s3://b-1/m/")["Statement"][0]["Resource"] == ["arn:aws-cn:s3:::b-1/m/*"]
+            prefix_read_policy("aws", bad, "Models")
+    assert prefix_read_policy("aws-cn", "s3://b-1/m/", "Models")["Statement"][0]["Resource"] == ["arn:aws-cn:s3:::b-1/m/*"]
 
 
 def test_startup_budget_follows_the_config() -> None:

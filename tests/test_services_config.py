@@ -58,7 +58,7 @@ def test_dev_service_ships_off_and_validates_with_its_defaults_when_on() -> None
     # Off: validated, not deployed (no pods, no GPUs in the queue arithmetic, nothing in the idle cost).
     off = load(dev())
     assert off.services == ()
-    assert "services[0]: enabled is false, so 'radstream-triton' is not deployed" in off.warnings
+    assert "services[0] (radstream-triton).enabled: is false, so the service is not deployed" in off.warnings
     cfg = load(with_services(triton()))
     [service] = cfg.services
     assert service.name == "radstream-triton" and service.enabled
@@ -103,7 +103,7 @@ MALFORMED: list[tuple[str, dict[str, Any], list[str]]] = [
     (
         "port-name-and-number",
         with_services(triton(ports=[{"name": "admin", "port": 0}])),
-        ["services[0].ports[0].name: Input should be 'http', 'grpc' or 'metrics'", "services[0].ports[0].port:"],
+        ["services[0].ports[0].name: 'admin' is not allowed; use 'http', 'grpc' or 'metrics'", "services[0].ports[0].port:"],
     ),
     ("no-http", with_services(triton(ports=[{"name": "grpc", "port": 8001}])), ["services[0].ports: an http port is required"]),
     ("name", with_services(triton(name="Radstream_Triton")), ["services[0].name: 'Radstream_Triton' must be a DNS-1123 label"]),
@@ -128,14 +128,20 @@ MALFORMED: list[tuple[str, dict[str, Any], list[str]]] = [
     (
         "replicas-zero",
         with_services(triton(replicas={"min": 0, "max": 2})),
-        ["services[0].replicas.min: Input should be greater"],
+        ["services[0].replicas.min: 0 is too small; use at least 1"],
     ),
     (
         "too-many-for-the-group",
         with_services(triton(replicas={"min": 1, "max": 4})),
         ["services[0].replicas.max: 4 replicas plus one during a rolling update need 5 GPU nodes"],
     ),
-    ("gpus-per-node", with_services(triton(gpus=2)), ["services[0].gpus: asks for 2 GPUs but GPU nodes have 1"]),
+    (
+        "gpus-per-node",
+        with_services(triton(gpus=2)),
+        [
+            "services[0].gpus: asks for 2 GPUs, but a pod runs on one node and the stack's GPU nodes (g5.2xlarge, g6.2xlarge) have 1"
+        ],
+    ),
     (
         "node-shape",
         with_services(triton(cpu="16", memory="64Gi")),
@@ -249,7 +255,10 @@ def test_several_bad_services_are_reported_at_once_in_file_order() -> None:
 def test_internal_load_balancer_placeholders_warn_offline_and_fail_for_preview() -> None:
     config = with_services(triton(expose={"internalLoadBalancer": {"allowedCidrs": ["10.40.0.0/16", "198.51.100.0/24"]}}))
     warnings = load(config).warnings
-    assert any("services[0].expose.internalLoadBalancer.allowedCidrs[1]: 198.51.100.0/24 is a placeholder" in w for w in warnings)
+    assert any(
+        "services[0] (radstream-triton).expose.internalLoadBalancer.allowedCidrs[1]: 198.51.100.0/24 is a placeholder" in w
+        for w in warnings
+    )
     with pytest.raises(ConfigError) as caught:
         load(config, offline=False)
     assert any(i.path == "services[0].expose.internalLoadBalancer.allowedCidrs[1]" for i in caught.value.issues)
@@ -286,5 +295,5 @@ def test_workload_names_lists_every_kind_with_its_path() -> None:
 
 def test_a_service_nobody_may_reach_is_a_warning() -> None:
     warnings = load(with_services(triton(clients=[]))).warnings
-    assert any(w.startswith("services[0].clients: empty and expose is cluster") for w in warnings)
+    assert any(w.startswith("services[0] (radstream-triton).clients: empty and expose is cluster") for w in warnings)
     assert not any("services[0].clients" in w for w in load(dev()).warnings)

@@ -1,4 +1,5 @@
-"""The offline cost estimate: monthly idle and GPU-ceiling cost, a per-run upper bound, and each service at min and max replicas.
+"""The offline cost estimate: monthly idle and GPU-ceiling cost, each service at min and max replicas, and (through
+tools/run_cost.py) each run's and job's cost per admission.
 
 Pure: it reads only the registrations (node groups, NAT gateways, Elastic IPs, KMS keys, log groups, the EKS cluster,
 launch templates, EFS, Helm releases, SimRun Jobs, service Deployments, HPAs and Services, Kueue's ClusterQueues and
@@ -24,8 +25,8 @@ from policies.rules.eks import EKS_CLUSTER, EKS_COMPONENT, LAUNCH_TEMPLATE, NODE
 from policies.rules.model import Resource
 from policies.rules.pods import pod_gpus
 from policies.rules.props import whole_number
-from policies.rules.runs import is_run, run_job, run_objects
 from policies.rules.services import is_service
+from tools import cost_observability
 
 NAT_GATEWAY = "aws:ec2/natGateway:NatGateway"
 EFS_FILE_SYSTEM = "aws:efs/fileSystem:FileSystem"
@@ -98,7 +99,7 @@ def node_groups(resources: Sequence[Resource], catalog: Catalog) -> list[NodeGro
     return shapes
 
 
-def _node_hourly(group: NodeGroupShape, catalog: Catalog) -> float:
+def node_hourly(group: NodeGroupShape, catalog: Catalog) -> float:
     price = catalog.instances[group.instance_type].on_demand_hourly
     return price * (1 - catalog.spot_discount) if group.capacity == naming.EKS_CAPACITY["spot"] else price
 
@@ -144,6 +145,8 @@ def estimate(
     today: datetime.date | None = None,
 ) -> dict[str, Any]:
     """The cost.json document for one planned stack."""
+    from tools.run_cost import run_estimates  # it prices runs on this module's node groups: imported here, not in a cycle
+
     catalog = catalog or load_catalog()
     today = today or datetime.date.today()
     hours = catalog.hours_per_month
@@ -180,7 +183,7 @@ def estimate(
     gpu_max: list[dict[str, Any]] = []
     gpu_idle_total = 0.0  # what the GPU groups cost at minSize; gpuMax replaces it by their cost at the ceiling
     for group in groups:
-        hourly = _node_hourly(group, catalog)
+        hourly = node_hourly(group, catalog)
         capacity = "spot" if group.capacity == naming.EKS_CAPACITY["spot"] else "on-demand"
         sizes = [("idle", group.min_size)] + ([("gpuMax", ceiling["nodes"][group.name])] if group.gpu else [])
         for scope, nodes in sizes:
@@ -215,6 +218,19 @@ def estimate(
     idle += [service_idle_item(entry) for entry in service_costs if entry["minMonthlyUsd"]]
     idle_total = sum(i["monthlyUsd"] for i in idle)
     gpu_max_total = idle_total - gpu_idle_total - services_min + sum(i["monthlyUsd"] for i in gpu_max)
+    system = next((g for g in groups if not g.gpu), None)
+    observability = (
+        cost_observability.estimate(
+            resources,
+            catalog,
+            system.min_size,
+            system.instance_type,
+            sum(1 for r in resources if r.resource_type == CLUSTER_QUEUE),
+            len(service_costs),
+        )
+        if system is not None
+        else None
+    )
 
     return {
         "stack": stack,
@@ -228,10 +244,13 @@ def estimate(
         "gpuMaxMonthlyUsd": _round(gpu_max_total),
         # How many nodes of each GPU group gpuMaxMonthlyUsd prices, and why.
         "gpuCeiling": ceiling["byCapacity"] | {"source": ceiling["source"]},
+        # Per admission, not per month (tools/run_cost.py).
         "runs": run_estimates(resources, groups, catalog),
         "services": service_costs,
         # The part of idleMonthlyUsd that is the services at their minimum replicas.
         "servicesMinMonthlyUsd": _round(services_min),
+        # Container Insights, the collector, the dashboard and the alarms (tools/cost_observability.py); null when off.
+        "observability": observability,
         "breakdown": idle + gpu_max,
         "assumptions": [
             "Node groups are priced at their most expensive instance type (an upper bound).",
@@ -249,12 +268,14 @@ def estimate(
                 if ceiling["source"] == "queues"
                 else "gpuMaxMonthlyUsd: the same with every GPU node group at maxSize, by capacity type."
             ),
-            "Runs and jobs (both in `runs`, told apart by `kind`), per admission (a Job Kueue preempts and admits again "
-            "gets its deadline again): one node per pod, (parallelism or 1) pods for the whole "
-            "activeDeadlineSeconds (which bounds the Job and already covers every wave, startup, uploads and one retry), "
-            "so a large overestimate of what finishes normally. Work that pins no capacity type (batch runs, spot jobs) "
-            "is bounded at on-demand prices, since Kueue may fall back to on-demand; spotFirstUsd is the same on spot, "
-            "which Kueue tries first.",
+            "Runs and jobs (both in `runs`, told apart by `kind`) are priced per admission, in USD, not per month (a Job "
+            "Kueue preempts and admits again gets its deadline again). upToUsd: (parallelism or 1) pods, one node each, "
+            "for the whole activeDeadlineSeconds (deadlineHours), which covers every wave, start-up, uploads and retry "
+            "slots: a large overestimate of what finishes normally. Work that pins no capacity type (batch runs, spot "
+            "jobs) is bounded at on-demand prices, since Kueue may fall back to on-demand; spotUpToUsd is the same on "
+            "spot. typicalUsd: each seed or shard run once by one pod for its maxRuntime plus the pod's allowances "
+            "(typicalNodeHours), no retry, on the capacity Kueue tries first (typicalCapacity); typicalHours is the "
+            "wall time.",
             "A run's viewport NLB (plus a public IPv4 per public subnet) lives as long as its Job: from creation until the "
             "TTL controller deletes the finished Job, which owns the Service. Priced for maxRuntime + ttlAfterFinished.",
             "Services run all month. A GPU service holds one GPU node of its capacity type per (GPUs per node / GPUs per "
@@ -410,10 +431,10 @@ def service_estimates(resources: Sequence[Resource], groups: Sequence[NodeGroupS
             if not candidates:
                 out.append({**entry, "minMonthlyUsd": 0.0, "maxMonthlyUsd": 0.0, "note": "no GPU node group to run on"})
                 continue
-            group = max(candidates, key=lambda g: _node_hourly(g, catalog))
+            group = max(candidates, key=lambda g: node_hourly(g, catalog))
             node_gpus = min(catalog.instances[t].gpus for t in group.instance_types if t in catalog.instances)
             per_node = max(1, node_gpus // gpus)
-            node_month = _node_hourly(group, catalog) * hours + group.disk_gib * catalog.services["gp3PerGibMonth"]
+            node_month = node_hourly(group, catalog) * hours + group.disk_gib * catalog.services["gp3PerGibMonth"]
             nodes = (math.ceil(low / per_node), math.ceil(high / per_node))
             cost = (nodes[0] * node_month, nodes[1] * node_month)
             entry.update(nodesAtMin=nodes[0], nodesAtMax=nodes[1])
@@ -426,7 +447,7 @@ def service_estimates(resources: Sequence[Resource], groups: Sequence[NodeGroupS
             shape = catalog.instances[group.instance_type]
             requests = ((pod.get("containers") or [{}])[0].get("resources") or {}).get("requests") or {}
             share = max(_cores(requests.get("cpu")) / shape.vcpu, _gib(requests.get("memory") or "0") / shape.memory_gib)
-            replica_month = share * _node_hourly(group, catalog) * hours
+            replica_month = share * node_hourly(group, catalog) * hours
             cost = (low * replica_month, high * replica_month)
             entry.update(shareOfNode=round(share, 3))
         service = _labelled(resources, K8S_SERVICE, name)
@@ -468,65 +489,6 @@ def _cores(value: Any) -> float:
     return quantity_value(text) if QUANTITY_RE.match(text) else 0.0
 
 
-def viewport_hourly(run: Resource, resources: Sequence[Resource], catalog: Catalog) -> float:
-    """A run's LoadBalancer Service is an internet-facing NLB: NLB hours plus one public IPv4 per public subnet (AZ)."""
-    objects = run_objects(run)
-    if not any(o.get("kind") == "Service" and (o.get("spec") or {}).get("type") == "LoadBalancer" for o in objects):
-        return 0.0
-    public_subnets = sum(
-        1
-        for r in resources
-        if r.resource_type == "aws:ec2/subnet:Subnet" and "kubernetes.io/role/elb" in (r.props.get("tags") or {})
-    )
-    return catalog.services["nlbHourly"] + public_subnets * catalog.services["publicIpv4Hourly"]
-
-
-def run_estimates(resources: Sequence[Resource], groups: Sequence[NodeGroupShape], catalog: Catalog) -> list[dict[str, Any]]:
-    """Upper bound per run: node price x maxRuntime x pods at once, on the GPU group of the run's capacity type."""
-    gpu_groups = [g for g in groups if g.gpu]
-    out: list[dict[str, Any]] = []
-    for run in filter(is_run, resources):
-        job = run_job(run)
-        spec = (job or {}).get("spec") or {}
-        pod = ((spec.get("template") or {}).get("spec")) or {}
-        capacity = (pod.get("nodeSelector") or {}).get(naming.CAPACITY_TYPE_LABEL)
-        candidates = [g for g in gpu_groups if capacity is None or g.capacity == capacity] or gpu_groups
-        name = str(run.props.get("runName"))
-        kind = str(run.props.get("kind") or "run")
-        if not candidates:
-            out.append({"name": name, "kind": kind, "estimatedUsd": None, "note": "no GPU node group to run on"})
-            continue
-        group = max(candidates, key=lambda g: _node_hourly(g, catalog))
-        # No capacity type pinned: Kueue's spot flavor first, on-demand when spot has no room. The bound is on-demand;
-        # what it costs when it gets spot, as it first tries to, is given beside it.
-        spot_group = (
-            next((g for g in candidates if g.capacity == naming.EKS_CAPACITY["spot"]), None) if capacity is None else None
-        )
-        pods = _int(spec.get("parallelism"), 1)
-        if _int(spec.get("completions")):
-            pods = min(pods, _int(spec.get("completions")))
-        runtime_hours = _int(spec.get("activeDeadlineSeconds")) / 3600
-        hourly = _node_hourly(group, catalog)
-        lifetime_hours = runtime_hours + _int(spec.get("ttlSecondsAfterFinished")) / 3600
-        viewport_usd = viewport_hourly(run, resources, catalog) * lifetime_hours
-        spot_usd = _round(_node_hourly(spot_group, catalog) * runtime_hours * pods + viewport_usd) if spot_group else None
-        out.append(
-            {
-                "name": name,
-                "kind": kind,
-                "spotFirstUsd": spot_usd,
-                "estimatedUsd": _round(hourly * runtime_hours * pods + viewport_usd),
-                "viewportUsd": _round(viewport_usd),
-                "instanceType": group.instance_type,
-                "capacity": group.capacity,
-                "pods": pods,
-                "maxRuntimeHours": round(runtime_hours, 2),
-                "hourlyUsd": round(hourly, 4),
-            }
-        )
-    return out
-
-
 def summary(cost: Mapping[str, Any]) -> list[str]:
     """Lines for the plan's printed summary."""
     lines = [
@@ -553,16 +515,5 @@ def summary(cost: Mapping[str, Any]) -> list[str]:
             f"  service {service['name']}: {service['minMonthlyUsd']:.2f} at {service['minReplicas']} replica(s), "
             f"{service['maxMonthlyUsd']:.2f} at {service['maxReplicas']} ({where}{lb})"
         )
-    for run in cost["runs"]:
-        kind = run.get("kind", "run")
-        if run.get("estimatedUsd") is None:
-            lines.append(f"  {kind} {run['name']}: {run.get('note')}")
-        else:
-            lines.append(
-                f"  {kind} {run['name']}: up to {run['estimatedUsd']:.2f} ({run['pods']} x {run['instanceType']} "
-                f"{run['capacity']} for {run['maxRuntimeHours']:g}h"
-                + (f", viewport NLB {run['viewportUsd']:.2f}" if run.get("viewportUsd") else "")
-                + ")"
-                + (f"; {run['spotFirstUsd']:.2f} on spot, Kueue's first choice" if run.get("spotFirstUsd") is not None else "")
-            )
+    lines += [f"  {line}" for line in cost_observability.summary(cost.get("observability"))]
     return lines

@@ -232,6 +232,10 @@ _TYPE_OUTPUTS: dict[str, Any] = {
     "aws:efs/mountTarget:MountTarget": _simple("fsmt"),
     "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule": _simple("sgr"),
     "kubernetes:helm.sh/v3:Release": _helm_release,
+    # Observability: the ARNs the alarms notify and the dashboard lists, as AWS forms them from the names.
+    "aws:sns/topic:Topic": _simple("", "sns", ""),
+    "aws:cloudwatch/metricAlarm:MetricAlarm": _simple("", "cloudwatch", "alarm:"),
+    "aws:cloudwatch/eventRule:EventRule": _simple("", "events", "rule/"),
 }
 
 
@@ -381,7 +385,7 @@ def _alias(alias: Any) -> dict[str, Any]:
 def _options(request: Any) -> dict[str, Any]:
     options: dict[str, Any] = {}
     if request.dependencies:
-        options["dependsOn"] = list(request.dependencies)
+        options["dependsOn"] = sorted(request.dependencies)  # sets: the SDK sends them in no fixed order
     if request.ignoreChanges:
         options["ignoreChanges"] = list(request.ignoreChanges)
     if request.deleteBeforeReplace:
@@ -401,7 +405,7 @@ def _options(request: Any) -> dict[str, Any]:
         options["aliases"] = aliases
     # Which resources each input came from: the policy rules link a bucket's settings or a node group's
     # subnets through these, as the policy engine does with PolicyResource.property_dependencies.
-    deps = {key: list(value.urns) for key, value in (request.propertyDependencies or {}).items() if value.urns}
+    deps = {key: sorted(value.urns) for key, value in sorted((request.propertyDependencies or {}).items()) if value.urns}
     if deps:
         options["propertyDependencies"] = deps
     return options

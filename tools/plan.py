@@ -5,8 +5,9 @@
     python -m tools.plan --stack prod --bootstrap   # phase 1 of a first deploy: the network only
 
 No cloud, no Pulumi CLI, no credentials. Writes build/plan/<stack>/{resources.json, manifests/, policy.json,
-cost.json, changes.json} and prints a summary, including what `pulumi up` would do to each run compared with
-an earlier state (`--against`, by default the previous plan). Exit code 2 means the stack file is invalid, 3
+cost.json, runs.json, changes.json} and prints a summary: per run and job its queue, where its data will land and
+its cost per admission, and what `pulumi up` would do to each compared with an earlier state (`--against`, by
+default the previous plan). Exit code 2 means the stack file is invalid, 3
 that it breaks a mandatory policy (policies/rules/).
 """
 
@@ -28,10 +29,12 @@ from typing import Any
 
 import yaml
 
-from config import BOOTSTRAP_ENV, OFFLINE_PLAN_ENV
+from config import BOOTSTRAP_ENV, OFFLINE_PLAN_ENV, STACK_FILE_ENV, ConfigError
+from config.sources import read_stack_file as read_stack_mapping
+from naming import SERVICES_NAMESPACE
 from policies.rules import Context, Resource, Violation, evaluate, helper_images, platform_settings
 from tools import cost as cost_model
-from tools import run_changes
+from tools import run_changes, run_summary
 from workloads.inputs import objects_from_inputs
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -62,18 +65,13 @@ def stack_name_for(path: Path) -> str:
 
 
 def read_stack_file(path: Path) -> dict[str, Any]:
+    """The stack file's `config:` mapping; PlanConfigError naming the file (and the line of a YAML error) otherwise."""
+    if not path.is_file():
+        raise PlanConfigError(f"{_display_path(path)}: no such stack file")
     try:
-        # libyaml's loader when PyYAML has it: a 10,000-run stack file parses in seconds instead of minutes.
-        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-        document = yaml.load(path.read_text(), Loader=loader) or {}
-    except FileNotFoundError:
-        raise PlanConfigError(f"{path}: no such stack file") from None
-    except yaml.YAMLError as err:
-        raise PlanConfigError(f"{path}: not valid YAML: {err}") from None
-    config = document.get("config") if isinstance(document, dict) else None
-    if not isinstance(config, dict):
-        raise PlanConfigError(f"{path}: has no 'config:' mapping")
-    return config
+        return read_stack_mapping(path, str(_display_path(path)))
+    except ConfigError as err:
+        raise PlanConfigError(str(err)) from None
 
 
 class _WarningCollector(logging.Handler):
@@ -117,7 +115,7 @@ def run_program(config_path: Path, stack: str | None = None, program: Path = PRO
 
     # The config loader reads these: which file errors point at, that placeholders only warn offline, and the phase.
     environment = {
-        "SIMFLEET_STACK_FILE": str(_display_path(config_path)),
+        STACK_FILE_ENV: str(_display_path(config_path)),
         OFFLINE_PLAN_ENV: "1",
         BOOTSTRAP_ENV: "network" if bootstrap else None,
     }
@@ -135,7 +133,10 @@ def run_program(config_path: Path, stack: str | None = None, program: Path = PRO
         loop.close()
         sys.path.remove(str(PROJECT_ROOT))
         _set_environment(previous)
-    return PlanResult(stack, config_path, monitor.registrations, outputs, collector.messages, seconds, secret_outputs)
+    # The SDK registers resources from concurrent tasks, so their order varies between runs: sorted by URN, every
+    # file and summary line of two plans of the same stack is the same, and a plain diff shows what changed.
+    registrations = sorted(monitor.registrations, key=lambda reg: reg.urn)
+    return PlanResult(stack, config_path, registrations, outputs, collector.messages, seconds, secret_outputs)
 
 
 def _set_environment(values: dict[str, str | None]) -> None:
@@ -267,6 +268,9 @@ def summarize(result: PlanResult) -> str:
     lines.append("  resources per component:")
     lines += [f"    {name:<16} {count}" for name, count in sorted(counts.items())]
     lines += ["  settings:"] + [f"    {line}" for line in _settings(result)]
+    observability = result.outputs.get("observability") or {}
+    if observability.get("dashboardUrl"):
+        lines.append(f"  dashboard: {observability['dashboardUrl']}")
     for warning in result.warnings:
         lines.append(f"  warning: {warning}")
     return "\n".join(lines)
@@ -311,7 +315,11 @@ def _settings(result: PlanResult) -> list[str]:
     if efs:
         targets = sum(1 for r in regs if r.type == "aws:efs/mountTarget:MountTarget")
         lines.append(f"shared storage: {len(efs)} EFS file system(s), {targets} mount target(s)")
-    deployments = [r for r in regs if r.type == "kubernetes:apps/v1:Deployment"]
+    deployments = [
+        r
+        for r in regs
+        if r.type == "kubernetes:apps/v1:Deployment" and (r.inputs.get("metadata") or {}).get("namespace") == SERVICES_NAMESPACE
+    ]
     if deployments:
         names = [str((r.inputs.get("metadata") or {}).get("name")) for r in deployments]
         lines.append(f"services: {len(deployments)} ({', '.join(names)})")
@@ -385,16 +393,20 @@ def main(argv: list[str] | None = None) -> int:
     (out / "policy.json").write_text(json.dumps([v.as_json() for v in violations], indent=2))
     cost = estimate_cost(result)
     (out / "cost.json").write_text(json.dumps(cost, indent=2))
+    workloads = run_summary.workloads(result.registrations, cost["runs"])
+    (out / "runs.json").write_text(json.dumps(workloads, indent=2))
     print(summarize(result))
     print("\n".join(policy_summary(violations)))
     print("\n".join(cost_summary(cost)))
+    for line in run_summary.lines(workloads, cost):
+        print(f"  {line}")
     label = (
         f"{_display_path(against)}" + (" (the previous plan, not the deployed state)" if against == previous else "")
         if against
         else "nothing (no earlier state: pass AGAINST=<pulumi stack export file> to compare with what is deployed)"
     )
     print("\n".join(f"  {line}" for line in run_changes.summary(changes, label)))
-    print(f"  wrote {_display_path(out)}/resources.json, manifests/, policy.json, cost.json and changes.json")
+    print(f"  wrote {_display_path(out)}/resources.json, manifests/, policy.json, cost.json, runs.json and changes.json")
     # 3: the stack is valid but breaks a mandatory policy, which would block `pulumi preview --policy-pack`.
     return 3 if any(v.level == "mandatory" for v in violations) else 0
 

@@ -28,6 +28,7 @@ from pydantic.fields import FieldInfo
 
 from config import JobSpec, PlatformConfig, QueueSpec, RunSpec, ServiceSpec
 from config.queues import GpuLimit, GpuQuota, QuantityQuota
+from config.runs import Seeds
 from config.services import Expose, ExposeField
 from config.types import Duration, ImageString, Quantity, RestrictedCidr
 
@@ -54,6 +55,7 @@ NAMED_TYPES: tuple[tuple[Any, str], ...] = (
     (GpuLimit, "GPUs: n or {spot, onDemand}"),
     (QuantityQuota, "quantity: q or {spot, onDemand}"),
     (ExposeField, "`cluster` or {internalLoadBalancer}"),
+    (Seeds, "seeds: a list of int and `a..b` ranges, or one range"),
 )
 
 

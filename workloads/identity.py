@@ -25,8 +25,9 @@ from pydantic import BaseModel
 
 import naming
 from config import QUANTITY_RE, RunSpec, parse_image
+from config.runs import IMAGE_SLOTS
 
-# Bump only with a migration note in the README: a new version moves every hash, so every run would run again.
+# Bump only with a migration note in docs/operators.md ("Upgrades"): a new version moves every hash, so every run would run again.
 IDENTITY_VERSION = 1
 HASH_LENGTH = 12
 # RunSpec fields outside the identity (Python names).
@@ -50,7 +51,6 @@ _EXACT_FACTORS = {
     "Gi": Decimal(2) ** 30,
     "Ti": Decimal(2) ** 40,
 }
-IMAGE_SLOTS = ("sim", "monty", "glue")
 
 
 class CamelProps:

@@ -8,7 +8,7 @@ change would delete every Job and start every finished run again, so instead:
   the state remembers that hash as `adoptedFrom`, which read and delete use from then on;
 - `read` and `delete` of a state nobody has updated yet work from the old outputs.
 A spec changed in the same `pulumi up` as the upgrade is not seen as a change: upgrade with an unchanged stack
-file first (README "Upgrading").
+file first (docs/operators.md, "Upgrades").
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import tools.preflight
-from config import ConfigError, StackConfig, load_stack_config
+from config import ConfigError, StackConfig, load_stack_file
 from tools.plan import PlanConfigError, read_stack_file, stack_name_for
 from tools.preflight.aws import CREDENTIAL_ERRORS, AwsApi, CredentialsProblem
 from tools.preflight.report import format_table, summary, write_report
@@ -30,16 +30,7 @@ def load_stack(path: Path, stack: str, *, allow_placeholders: bool, today: datet
     """The validated stack config and its aws:region; PlanConfigError or ConfigError when the file is not deployable."""
     raw = read_stack_file(path)
     source = _display(path)
-    cfg = load_stack_config(
-        raw.get("simfleet:platform"),
-        raw.get("simfleet:runs"),
-        services=raw.get("simfleet:services"),
-        queues=raw.get("simfleet:queues"),
-        stack=stack,
-        source=source,
-        today=today,
-        offline=allow_placeholders,
-    )
+    cfg = load_stack_file(path, stack, today=today, offline=allow_placeholders)
     region = raw.get("aws:region")
     if not region:
         # __main__.py requires it (pulumi.Config("aws").require("region")), so `pulumi up` would stop too.

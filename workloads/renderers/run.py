@@ -5,7 +5,7 @@ provider (which renders at create time from the SimRun's small inputs) all see e
 The identity (hash, S3 locations) lives in workloads/identity.py and the time budget in workloads/budget.py;
 nothing rendered here moves a hash.
 
-The pod (README "Runs"):
+The pod (docs/researchers/runs.md, "What `pulumi up` makes of a run"):
 - init `checkpoint-fetch` (fetch.sh): the attempt marker, then the brain the run starts from: the latest partial
   checkpoint of this seed when resuming, else `checkpoint.from`, else none;
 - native sidecars `unitree-sim` and `monty` (initContainers with restartPolicy Always and a startup probe on
@@ -328,6 +328,7 @@ def _pod_template(
         _monty(images["monty"], base, resources["monty"]),
     ]
     main = [_glue(spec, images["glue"], base, resources["glue"]), _uploader(spec, base, resources["artifact-uploader"], budget)]
+    datasets = [_mount_datasets(spec.datasets.path, [init[1], init[2], main[0]])] if spec.datasets is not None else []
     return {
         "metadata": metadata,
         "spec": {
@@ -349,10 +350,20 @@ def _pod_template(
                 {"name": "checkpoints", "emptyDir": {}},
                 {"name": "artifacts", "emptyDir": {}},
                 {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": _shm_size(spec)}},
+                *datasets,
                 *scratch_volumes([*init, *main]),
             ],
         },
     }
+
+
+def _mount_datasets(path: str, containers: list[dict[str, Any]]) -> dict[str, Any]:
+    """The shared datasets claim, read-only, in the containers that run user code (simulator, brain, glue); config
+    allows `datasets` only with shared storage on, so the claim exists."""
+    for body in containers:
+        body["volumeMounts"].append({"name": "datasets", "mountPath": path, "readOnly": True})
+        body["env"].append(env("SIMFLEET_DATASETS_DIR", path))
+    return {"name": "datasets", "persistentVolumeClaim": {"claimName": naming.DATASETS_CLAIM, "readOnly": True}}
 
 
 def _node_selector(spec: RunSpec) -> dict[str, str]:
