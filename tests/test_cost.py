@@ -153,7 +153,8 @@ def test_example_stacks_cost() -> None:
     for stack in ("dev", "prod"):
         result = plan.run_program(plan.PROJECT_ROOT / f"Pulumi.{stack}.yaml", stack)
         costs[stack] = plan.estimate_cost(result)
-    assert costs["dev"]["idleMonthlyUsd"] < 150
+    # dev: its platform and the observability stack that runs while idle (the figure docs/researchers/cost.md states).
+    assert 150 < costs["dev"]["idleMonthlyUsd"] < 200
     # prod: three NAT gateways and two m6i.large system nodes.
     assert costs["prod"]["idleMonthlyUsd"] > costs["dev"]["idleMonthlyUsd"] + 100
     assert {(r["kind"], r["name"]) for r in costs["dev"]["runs"]} == {
@@ -370,16 +371,54 @@ def test_services_at_max_replicas_add_to_the_ceiling_which_never_passes_max_size
     assert ceiling["SPOT"]["nodes"] == 4
 
 
+def with_observability(resources: list[Resource]) -> list[Resource]:
+    """A stack with the observability add-on, one dashboard and one alarm reading one metric."""
+    return [
+        *resources,
+        res("aws:eks/addon:Addon", "observability-addon", {"addonName": "amazon-cloudwatch-observability"}),
+        res("aws:cloudwatch/dashboard:Dashboard", "dashboard"),
+        res("aws:cloudwatch/metricAlarm:MetricAlarm", "alarm", {"metricName": "node_gpu_limit"}),
+    ]
+
+
+def test_observability_runs_while_idle_so_its_lines_are_in_the_idle_figure() -> None:
+    platform = estimate(dev_like(), "dev", "us-east-1", today=TODAY)
+    cost = estimate(with_observability(dev_like()), "dev", "us-east-1", today=TODAY)
+    block = cost["observability"]
+    idle = [i for i in cost["breakdown"] if i["scope"] == "idle"]
+    # Every billed item of the observability block is an idle line, and the figure is every idle line and nothing else.
+    assert [i["item"] for i in idle if i["item"].startswith("observability: ")] == [
+        f"observability: {i['item']}" for i in block["items"]
+    ]
+    assert cost["idleMonthlyUsd"] == pytest.approx(sum(i["monthlyUsd"] for i in idle), abs=0.01)
+    assert cost["idleMonthlyUsd"] == pytest.approx(platform["idleMonthlyUsd"] + block["monthlyUsd"], abs=0.02)
+    # A dashboard ($3), an alarm on one metric ($0.10) and Container Insights' observations of the idle system node.
+    assert block["monthlyUsd"] == pytest.approx(3.00 + 0.10 + block["items"][-1]["monthlyUsd"], abs=0.01)
+    # The GPU ceiling adds Container Insights' observations of every GPU node it prices (8 here: 4 spot, 4 on-demand).
+    nodes = sum(int(i["quantity"] / HOURS) for i in cost["breakdown"] if i["scope"] == "gpuMax" and i["unit"] == "instance-hour")
+    insights = next(i for i in cost["breakdown"] if i["scope"] == "gpuMax" and i["item"].startswith("observability: "))
+    assert nodes == 8 and insights["monthlyUsd"] == pytest.approx(8 * HOURS * block["perGpuNodeHourUsd"], abs=0.05)
+
+
 @pytest.mark.slow
-def test_the_dev_sample_costs_its_headline_and_the_idle_figure_is_the_sum_of_what_it_keeps_running() -> None:
+def test_the_dev_sample_idle_figure_is_the_sum_of_what_it_keeps_running_and_the_docs_say_it() -> None:
     from tools import plan
 
     cost = plan.estimate_cost(plan.run_program(plan.PROJECT_ROOT / "Pulumi.dev.yaml", "dev"))
     idle = [i for i in cost["breakdown"] if i["scope"] == "idle"]
-    # The goal: dev's platform idles under $150 a month as shipped, and that one figure is every idle line, no more.
-    assert cost["idleMonthlyUsd"] <= 150
+    # One figure: every idle line (the platform, the observability stack that runs while idle), no more.
     assert cost["idleMonthlyUsd"] == pytest.approx(sum(i["monthlyUsd"] for i in idle), abs=0.01)
-    # Turning the sample's service on adds its replica to that same figure (a g5.2xlarge and its 200 GiB root).
+    observability = [i for i in idle if i["item"].startswith("observability: ")]
+    assert observability and sum(i["monthlyUsd"] for i in observability) == pytest.approx(
+        cost["observability"]["monthlyUsd"], abs=0.01
+    )
+    # The goal of $150 is not met with the observability stack running; the docs state the real figure and why.
+    assert cost["idleMonthlyUsd"] > 150
+    page = (plan.PROJECT_ROOT / "docs" / "researchers" / "cost.md").read_text()
+    assert f"**{cost['idleMonthlyUsd']:,.2f}**" in page
+    assert f"${cost['idleMonthlyUsd']:,.2f}" in (plan.PROJECT_ROOT / "README.md").read_text()
+    # Turning the sample's service on adds its replica to that same figure (a g5.2xlarge and its 200 GiB root) and its
+    # alarm and custom metrics to the observability lines.
     import tempfile
 
     raw = yaml.safe_load((plan.PROJECT_ROOT / "Pulumi.dev.yaml").read_text())
@@ -387,7 +426,11 @@ def test_the_dev_sample_costs_its_headline_and_the_idle_figure_is_the_sum_of_wha
     path = Path(tempfile.mkdtemp(prefix="simfleet-cost-")) / "Pulumi.dev.yaml"
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
     on = plan.estimate_cost(plan.run_program(path, "dev"))
-    assert on["idleMonthlyUsd"] == pytest.approx(cost["idleMonthlyUsd"] + 1.212 * HOURS + 200 * 0.08, abs=0.05)
+    added_observability = on["observability"]["monthlyUsd"] - cost["observability"]["monthlyUsd"]
+    assert added_observability > 0
+    assert on["idleMonthlyUsd"] == pytest.approx(
+        cost["idleMonthlyUsd"] + 1.212 * HOURS + 200 * 0.08 + added_observability, abs=0.05
+    )
     assert on["idleMonthlyUsd"] == pytest.approx(sum(i["monthlyUsd"] for i in on["breakdown"] if i["scope"] == "idle"), abs=0.01)
 
 

@@ -212,12 +212,6 @@ def estimate(
             if scope == "idle" and group.gpu:
                 gpu_idle_total += sum(i["monthlyUsd"] for i in items)
 
-    # What the stack keeps running with no run or job: the platform and every service at its minimum replicas, each a
-    # line of the breakdown, so the idle figure is their sum and nothing beside it.
-    services_min = sum(entry["minMonthlyUsd"] for entry in service_costs)
-    idle += [service_idle_item(entry) for entry in service_costs if entry["minMonthlyUsd"]]
-    idle_total = sum(i["monthlyUsd"] for i in idle)
-    gpu_max_total = idle_total - gpu_idle_total - services_min + sum(i["monthlyUsd"] for i in gpu_max)
     system = next((g for g in groups if not g.gpu), None)
     observability = (
         cost_observability.estimate(
@@ -231,6 +225,19 @@ def estimate(
         if system is not None
         else None
     )
+    # What the stack keeps running with no run or job: the platform, the observability stack (Container Insights, the
+    # collector's metrics, the dashboard and the alarms bill while nothing runs) and every service at its minimum
+    # replicas, each a line of the breakdown, so the idle figure is their sum and nothing beside it.
+    services_min = sum(entry["minMonthlyUsd"] for entry in service_costs)
+    if observability is not None:
+        idle += observability_items(observability, "idle")
+    idle += [service_idle_item(entry) for entry in service_costs if entry["minMonthlyUsd"]]
+    if observability is not None:
+        # At the ceiling every GPU node it prices runs a pod that Container Insights observes.
+        gpu_nodes = sum(ceiling["nodes"][g.name] for g in groups if g.gpu)
+        gpu_max += observability_gpu_items(observability, gpu_nodes, hours)
+    idle_total = sum(i["monthlyUsd"] for i in idle)
+    gpu_max_total = idle_total - gpu_idle_total - services_min + sum(i["monthlyUsd"] for i in gpu_max)
 
     return {
         "stack": stack,
@@ -250,15 +257,17 @@ def estimate(
         # The part of idleMonthlyUsd that is the services at their minimum replicas.
         "servicesMinMonthlyUsd": _round(services_min),
         # Container Insights, the collector, the dashboard and the alarms (tools/cost_observability.py); null when off.
+        # Its items are idle lines of the breakdown too: it all runs while the stack is idle.
         "observability": observability,
         "breakdown": idle + gpu_max,
         "assumptions": [
             "Node groups are priced at their most expensive instance type (an upper bound).",
             f"Spot nodes cost {1 - catalog.spot_discount:.0%} of On-Demand: {catalog.spot_note}",
             "idleMonthlyUsd: what the stack keeps running with no run or job, the sum of the breakdown's idle lines: "
-            "control plane, NAT gateways, public IPv4, KMS keys, every node group at minSize (GPU groups scale to 0) and "
-            "every deployed service at its minimum replicas; log groups are listed at 0 because they are billed by "
-            "ingestion and storage only.",
+            "control plane, NAT gateways, public IPv4, KMS keys, every node group at minSize (GPU groups scale to 0), the "
+            "observability stack (Container Insights' observations of the idle nodes, the collector's custom metrics and "
+            "samples, the dashboard, the alarms: `observability`) and every deployed service at its minimum replicas; log "
+            "groups are listed at 0 because they are billed by ingestion and storage only.",
             (
                 "gpuMaxMonthlyUsd: the same with each GPU node group at the most nodes the stack can make it use: its "
                 "capacity type's queue quotas (the sum of the ClusterQueues' nominal GPU quotas, the most Kueue admits at "
@@ -464,6 +473,23 @@ def service_estimates(resources: Sequence[Resource], groups: Sequence[NodeGroupS
             }
         )
     return out
+
+
+def observability_items(block: Mapping[str, Any], scope: str) -> list[dict[str, Any]]:
+    """The observability block's billed items as breakdown lines (each named `observability: <item>`)."""
+    return [
+        _item(f"observability: {i['item']}", scope, i["quantity"], i["unit"], i["unitUsd"], i["monthlyUsd"])
+        for i in block["items"]
+    ]
+
+
+def observability_gpu_items(block: Mapping[str, Any], gpu_nodes: int, hours: float) -> list[dict[str, Any]]:
+    """Container Insights' observations of `gpu_nodes` GPU nodes, each running a pod, for the month."""
+    if not gpu_nodes:
+        return []
+    rate = block["perGpuNodeHourUsd"]
+    label = f"observability: Container Insights for {gpu_nodes} GPU node(s), each with a pod"
+    return [_item(label, "gpuMax", gpu_nodes * hours, "node-hour", rate, gpu_nodes * hours * rate)]
 
 
 def service_idle_item(entry: Mapping[str, Any]) -> dict[str, Any]:
