@@ -193,3 +193,12 @@ def test_shellcheck_finds_nothing() -> None:
         check=False,
     )
     assert done.returncode == 0 and done.stdout == "", done.stdout + done.stderr
+
+
+def test_no_environment_dump_is_tracked_or_can_be_committed() -> None:
+    """A `.env` in the checkout holds whatever environment wrote it (a job's, with its credentials, on a runner): it is
+    never tracked, and git ignores one so `git add -A` cannot pick it up."""
+    tracked = subprocess.run(["git", "ls-files", ".env"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    assert tracked == ""
+    ignored = subprocess.run(["git", "check-ignore", "-q", "--no-index", ".env"], cwd=ROOT, check=False)
+    assert ignored.returncode == 0, ".env is not in .gitignore"
