@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The deploy runner's boot script (EC2 user data on Amazon Linux 2023): install what a deploy job needs, register a
-# just-in-time GitHub Actions runner for ONE job, run it, then power off. The instance's shutdown behaviour is
+# just-in-time GitHub Actions runner for ONE job, run it, then power off (after a failed set-up too). The instance's shutdown behaviour is
 # `terminate` and an Auto Scaling group of one replaces it (docs/operators.md, "First deploy"), so every job starts on
 # a fresh machine and nothing of one deploy (its checkout, ~/.pulumi, caches) is there for the next.
 #
@@ -13,6 +13,21 @@
 set -euo pipefail
 
 : "${SIMFLEET_STACK:?}" "${GITHUB_ORG:?}" "${RUNNER_GROUP_ID:?}" "${TOKEN_PARAMETER:?}" "${AWS_REGION:?}"
+
+# A set-up that fails (a package mirror, GitHub's API, the token, the archive's digest) leaves an instance that never
+# takes a job, which the Auto Scaling group sees as healthy and never replaces: deploys would wait for a runner that
+# never comes. So it powers off too, after a pause that keeps a lasting failure (a revoked token) from replacing
+# instances in a tight loop and leaves time to read the console output.
+FAILURE_DELAY_MINUTES="${FAILURE_DELAY_MINUTES:-10}"
+job_started=false
+on_exit() {
+  local status=$?
+  if [ "$job_started" = false ]; then
+    echo "simfleet runner: set-up failed (exit $status); powering off in $FAILURE_DELAY_MINUTES minutes for a fresh instance" >&2
+    shutdown -h "+$FAILURE_DELAY_MINUTES"
+  fi
+}
+trap on_exit EXIT
 
 # actions/runner v2.337.0, actions-runner-linux-x64-2.337.0.tar.gz; SHA-256 as published with the release (the same
 # digest in three independent public pins, checked 2026-12-07). GitHub refuses jobs to runners that fall too far
@@ -55,6 +70,7 @@ unset token
 iptables -I OUTPUT -m owner --uid-owner "$RUNNER_USER" -d 169.254.169.254 -j REJECT
 
 # One job, as the unprivileged runner user with a clean environment. Whatever it ends with, the machine goes.
+job_started=true
 status=0
 sudo -u "$RUNNER_USER" env -i HOME="/home/$RUNNER_USER" PATH=/usr/local/bin:/usr/bin:/bin \
   "$RUNNER_HOME/run.sh" --jitconfig "$jit" || status=$?

@@ -202,3 +202,22 @@ def test_no_environment_dump_is_tracked_or_can_be_committed() -> None:
     assert tracked == ""
     ignored = subprocess.run(["git", "check-ignore", "-q", "--no-index", ".env"], cwd=ROOT, check=False)
     assert ignored.returncode == 0, ".env is not in .gitignore"
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"GITHUB_API": "https://github.invalid"},  # GitHub's API refuses or cannot be reached: no just-in-time config
+        {"RUNNER_SHA256": "0" * 64},  # the runner archive is not the pinned one
+        {"RUNNER_GROUP_ID": "simfleet-prod"},  # the group's name where its numeric id belongs
+    ],
+)
+def test_a_failure_before_the_job_powers_off_too(machine: dict[str, Path], overrides: dict[str, str]) -> None:
+    """An instance whose set-up failed would never take a job, and the Auto Scaling group, seeing it healthy, would
+    never replace it: deploys would wait for a runner that never comes. It powers off instead, after a pause (so a
+    lasting failure does not replace instances in a tight loop, and the console log can be read)."""
+    done = boot(machine, **overrides)
+    assert done.returncode != 0
+    assert not machine["log"].with_suffix(".run").exists()
+    assert calls(machine)[-1] == "shutdown -h +10"
+    assert "set-up failed" in done.stderr
