@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The deploy runner's boot script (EC2 user data on Amazon Linux 2023): install what a deploy job needs, register a
 # just-in-time GitHub Actions runner for ONE job, run it, then power off (after a failed set-up too). The instance's
-# shutdown behaviour is `terminate` and an Auto Scaling group of one replaces it (docs/operators.md, "First deploy"), so every job starts on
-# a fresh machine and nothing of one deploy (its checkout, ~/.pulumi, caches) is there for the next.
+# shutdown behaviour is `terminate` and an Auto Scaling group of one replaces it (docs/operators.md, "First deploy"),
+# so every job starts on a fresh machine and nothing of one deploy (its checkout, ~/.pulumi, caches) is there for the
+# next.
 #
 # The user data that docs/operators.md builds sets these first:
 #   SIMFLEET_STACK    dev or prod: the runner's name and label (simfleet-<stack>)
