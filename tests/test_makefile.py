@@ -106,6 +106,15 @@ def test_an_explicit_python_that_is_too_old_is_refused(tmp_path: Path) -> None:
     assert not (work / ".venv").exists()
 
 
+@pytest.mark.parametrize("named", ["python3.12", "/opt/python/bin/python3.12"])
+def test_an_explicit_python_that_does_not_exist_is_named_as_missing_not_as_old(tmp_path: Path, named: str) -> None:
+    work, env = project(tmp_path, {"python3.11": 11})
+    done = make_venv(work, env, f"PYTHON={named}")
+    assert done.returncode != 0
+    assert f"PYTHON={named} was not found" in done.stderr and "older than" not in done.stderr
+    assert not (work / ".venv").exists()
+
+
 def test_a_venv_left_by_an_old_python_is_named_not_reused(tmp_path: Path) -> None:
     work, env = project(tmp_path, {"python3": 9, "python3.11": 11})
     old = work / ".venv" / "bin"
