@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, get_args
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, WithJsonSchema
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, WithJsonSchema
 from pydantic.alias_generators import to_camel
 
 
@@ -105,6 +105,25 @@ LOG_RETENTION_DAYS: tuple[int, ...] = (
 LABEL_VALUE_RE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 LABEL_KEY_RE = re.compile(r"^[a-z0-9]([-a-z0-9_.]*[a-z0-9])?$")
 IAM_PRINCIPAL_RE = re.compile(r"^arn:aws(-[a-z]+)*:iam::\d{12}:(role|user)/[\w+=,.@/-]+$")
+# What `aws sts get-caller-identity` prints for an assumed role: a session of the role, not the role.
+STS_SESSION_RE = re.compile(r"^arn:(?P<partition>aws(-[a-z]+)*):sts::(?P<account>\d{12}):assumed-role/(?P<role>[\w+=,.@-]+)/")
+
+
+def iam_principal(arn: str) -> str:
+    """An IAM role or user ARN, as access entries and trust policies take it; an STS session is answered with its role."""
+    if IAM_PRINCIPAL_RE.match(arn):
+        return arn
+    session = STS_SESSION_RE.match(arn)
+    if session:
+        raise ValueError(
+            f"{arn!r} is an STS session (what `aws sts get-caller-identity` prints for an assumed role), not the role; "
+            f"write the role's ARN, arn:{session['partition']}:iam::{session['account']}:role/{session['role']} (with "
+            "its path, if it has one: `aws iam get-role --role-name <name>` prints it)"
+        )
+    raise ValueError(f"{arn!r} is not an IAM role or user ARN; write arn:aws:iam::<account>:role/<name> or :user/<name>")
+
+
+IamPrincipal = Annotated[str, AfterValidator(iam_principal)]
 ECR_REPO_RE = re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*$")
 
 ControlPlaneLogType = Literal["api", "audit", "authenticator", "controllerManager", "scheduler"]

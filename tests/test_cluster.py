@@ -427,5 +427,5 @@ def test_the_creator_is_recorded_on_the_cluster(pulumi_mocks) -> None:
 
 
 def test_deploy_roles_must_be_iam_arns() -> None:
-    with pytest.raises(ValueError, match="deployRoles: 'simfleet-dev-deploy' is not an IAM role or user ARN"):
+    with pytest.raises(ValueError, match=r"deployRoles\.0\n  Value error, 'simfleet-dev-deploy' is not an IAM role or user ARN"):
         platform(DEV, deployRoles=["simfleet-dev-deploy"])

@@ -563,3 +563,19 @@ def test_control_plane_log_retention_defaults_by_stack_and_can_be_set() -> None:
     _platform(config)["controlPlaneLogRetentionDays"] = 365
     cfg = load(config)
     assert cfg.platform.control_plane_log_retention_days == cfg.control_plane_log_retention_days == 365
+
+
+def test_a_principal_that_is_not_an_iam_role_or_user_is_reported_where_it_is_with_what_to_write() -> None:
+    """Each bad entry of clusterAdmins, deployRoles and runOperators gets its own path (and so its own line), and the
+    ARN `aws sts get-caller-identity` prints for an assumed role, an STS session, is answered with the role's ARN."""
+    config = copy.deepcopy(stack_config("dev"))
+    _platform(config)["deployRoles"] = ["arn:aws:sts::210987654321:assumed-role/simfleet-ci/GitHubActions", "ci"]
+    _platform(config)["runOperators"] = ["arn:aws:iam::210987654321:role/ops/oncall", "arn:aws:iam::21098765432:user/x"]
+    with pytest.raises(ConfigError) as caught:
+        load(config)
+    by_path = {i.path: i.message for i in caught.value.issues}
+    assert set(by_path) == {"platform.deployRoles[0]", "platform.deployRoles[1]", "platform.runOperators[1]"}
+    assert "is an STS session" in by_path["platform.deployRoles[0]"]
+    assert "arn:aws:iam::210987654321:role/simfleet-ci" in by_path["platform.deployRoles[0]"]
+    assert "is not an IAM role or user ARN" in by_path["platform.deployRoles[1]"]
+    assert "arn:aws:iam::<account>:role/<name>" in by_path["platform.runOperators[1]"]
