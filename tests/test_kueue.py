@@ -160,3 +160,11 @@ def test_kueue_ingress_policy_validates_and_keeps_the_api_servers_ports_open() -
     api_server, metrics = policy["spec"]["ingress"]
     assert "from" not in api_server and [p["port"] for p in api_server["ports"]] == [9443, 8082]
     assert metrics == {"from": [naming.collector_peer()], "ports": [{"port": 8443, "protocol": "TCP"}]}
+
+
+def test_the_design_notes_say_what_the_controller_configuration_does() -> None:
+    """docs/design.md's decisions list waitForPodsReady as the configuration sets it."""
+    design = (Path(__file__).resolve().parent.parent / "docs" / "design.md").read_text()
+    assert "waitForPodsReady" in manager_config()
+    assert "`waitForPodsReady` stays off" not in design
+    assert f"**Kueue's `waitForPodsReady` is on** ({PODS_READY_TIMEOUT_SECONDS // 60} minutes" in design
