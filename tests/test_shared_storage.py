@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fnmatch
 import json
+from pathlib import Path
 from typing import Any
 
 import kubernetes_validate
@@ -250,3 +251,25 @@ def test_the_file_system_gets_the_policy(rec):
     fs_arn = rec.monitor.resources[fs.urn].state["arn"]
     assert registered.inputs["fileSystemId"] == rec.monitor.resources[fs.urn].state["id"]
     assert json.loads(registered.inputs["policy"]) == file_system_policy("aws", "us-east-1", "123456789012", fs_arn, role_arn)
+
+
+def test_the_upgrade_note_gives_every_volume_of_the_storage_class_the_iam_option() -> None:
+    """A stack deployed before the file system policy has volumes provisioned without the `iam` mount option: the
+    datasets claim, and the Pushgateway's (metrics.persistence, on efs-sc too). Once the policy is on, EFS refuses their
+    next mount, so the upgrade note patches every volume of the class, not one claim."""
+    from tools import plan
+
+    root = Path(__file__).resolve().parent.parent
+    releases = [
+        r for r in plan.run_program(root / "Pulumi.dev.yaml", "dev").registrations if r.type == "kubernetes:helm.sh/v3:Release"
+    ]
+    on_efs = [
+        r.name
+        for r in releases
+        if (r.inputs.get("values") or {}).get("persistentVolume", {}).get("storageClass") == naming.EFS_STORAGE_CLASS
+    ]
+    assert on_efs, "the Pushgateway keeps its file on efs-sc"
+    text = (root / "docs" / "operators.md").read_text()
+    note = text[text.index("**Stacks deployed before 2026-12-07**") : text.index("**Kubernetes.**")]
+    assert f'?(@.spec.storageClassName=="{naming.EFS_STORAGE_CLASS}")' in note
+    assert '"mountOptions":["iam"]' in note
