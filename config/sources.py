@@ -119,10 +119,15 @@ def _spans(node: yaml.Node, line: int, column: int) -> bool:
 def read_yaml(path: Path, file: str) -> tuple[Any, Issue | None]:
     """The document in `path`, or the Issue that says why it cannot be read (missing, not YAML)."""
     try:
-        text = path.read_text()
+        raw = path.read_bytes()
+        text = raw.decode("utf-8")  # YAML files are UTF-8, whatever the machine's locale says
         return yaml.load(text, Loader=_UniqueKeyLoader), None
     except FileNotFoundError:
         return None, Issue("", "no such file", file)
+    except UnicodeDecodeError as err:
+        line = raw.count(b"\n", 0, err.start) + 1
+        byte = raw[err.start : err.start + 1].hex()
+        return None, Issue("", f"not UTF-8 text (byte 0x{byte}); save the file as UTF-8", file, line)
     except yaml.YAMLError as err:
         return None, yaml_issue(err, file, text)
 
@@ -159,8 +164,8 @@ class YamlFile:
         if not self._composed:
             self._composed = True
             try:
-                self._root = yaml.compose(self.path.read_text(), Loader=_loader()) if self.path else None
-            except (OSError, yaml.YAMLError):
+                self._root = yaml.compose(self.path.read_text("utf-8"), Loader=_loader()) if self.path else None
+            except (OSError, ValueError, yaml.YAMLError):  # ValueError: not UTF-8, reported by read_yaml
                 self._root = None
         return self._root
 

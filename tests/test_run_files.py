@@ -246,3 +246,15 @@ def test_the_plan_shows_seeds_as_ranges(seeds: list[int], text: str) -> None:
     from tools.run_summary import seed_text
 
     assert seed_text(seeds) == text
+
+
+def test_a_run_file_that_is_not_utf8_is_an_error_naming_its_line_not_a_traceback(tmp_path: Path) -> None:
+    """An editor that saved `zoë` in Latin-1: the plan and the program under `pulumi up` report the file and line."""
+    stack_file = copy_fixture(tmp_path)
+    locomotion = stack_file.parent / "runs" / "locomotion.yaml"
+    text = locomotion.read_text()
+    locomotion.write_bytes(text.replace("user: alice, project: locomotion}\n  - name", "user: zoë}\n  - name").encode("latin-1"))
+    line = next(n for n, row in enumerate(locomotion.read_bytes().splitlines(), 1) if b"zo\xeb" in row)
+    [issue] = errors_of(stack_file).issues
+    assert (issue.file, issue.line) == (str(locomotion), line)
+    assert issue.message == "not UTF-8 text (byte 0xeb); save the file as UTF-8"
