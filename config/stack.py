@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import datetime
 import difflib
+import functools
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -295,14 +297,15 @@ def load_from_pulumi(project_dir: Path = PROJECT_ROOT) -> StackConfig:
     try:
         if phase and phase not in BOOTSTRAP_PHASES:
             raise ConfigError(source, [Issue("", f"{BOOTSTRAP_ENV}={phase!r} is not a phase; the only one is 'network'")])
+        section = functools.partial(_as_written, settings)
         cfg = load_stack_config(
-            settings.get_object("platform"),
-            settings.get_object("runs"),
-            services=settings.get_object("services"),
-            jobs=settings.get_object("jobs"),
-            queues=settings.get_object("queues"),
-            run_files=settings.get_object(RUN_FILES_KEY),
-            deletions=settings.get_object("deletions"),
+            section("platform"),
+            section("runs"),
+            services=section("services"),
+            jobs=section("jobs"),
+            queues=section("queues"),
+            run_files=section(RUN_FILES_KEY),
+            deletions=section("deletions"),
             config_keys=config_keys,
             stack=stack,
             source=source,
@@ -315,6 +318,19 @@ def load_from_pulumi(project_dir: Path = PROJECT_ROOT) -> StackConfig:
     for warning in cfg.warnings:
         pulumi.log.warn(warning)
     return replace(cfg, bootstrap_network=phase == "network")
+
+
+def _as_written(settings: Any, key: str) -> Any:
+    """A `simfleet:` section as the stack file has it. The engine passes a list or mapping as JSON and a plain value
+    as its text: `runFiles: runs/*.yaml` arrives as `runs/*.yaml`, which `Config.get_object` would refuse with the
+    SDK's "not a valid 'JSON object'" (no file, no line, no hint); as text, the config says what to write instead."""
+    value = settings.get(key)
+    if value is None:
+        return None
+    try:
+        return json.loads(value)
+    except ValueError:
+        return value
 
 
 def load_stack_file(

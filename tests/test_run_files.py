@@ -258,3 +258,29 @@ def test_a_run_file_that_is_not_utf8_is_an_error_naming_its_line_not_a_traceback
     [issue] = errors_of(stack_file).issues
     assert (issue.file, issue.line) == (str(locomotion), line)
     assert issue.message == "not UTF-8 text (byte 0xeb); save the file as UTF-8"
+
+
+def test_a_section_written_as_one_value_gets_its_own_message_under_pulumi(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pulumi_mocks: Any
+) -> None:
+    """The engine passes a list or mapping as JSON and a plain value as its text, so `simfleet:runFiles: runs/*.yaml`
+    reaches the program as the text `runs/*.yaml`. Read with get_object it stopped everything with the SDK's
+    "is not a valid 'JSON object'": no file, no line, no hint, and no other error. It gets the config's message."""
+    import pulumi
+
+    stack_file = copy_fixture(tmp_path)
+    text = stack_file.read_text().replace("simfleet:runFiles: [runs/*.yaml]", "simfleet:runFiles: runs/*.yaml")
+    stack_file.write_text(text + "  simfleet:runs: walk-fresh\n")
+    monkeypatch.delenv("SIMFLEET_STACK_FILE", raising=False)
+    monkeypatch.chdir(stack_file.parent)
+    raw = yaml.safe_load(stack_file.read_text())["config"]
+    config = {key: value if isinstance(value, str) else json.dumps(value) for key, value in raw.items()}
+    with pytest.raises(pulumi.RunError) as caught:
+        pulumi_mocks(lambda: load_from_pulumi(stack_file.parent), stack="teams", config=config)
+    message = str(caught.value)
+    assert message.startswith("Pulumi.teams.yaml: 2 errors in the stack config"), message
+    assert (
+        "Pulumi.teams.yaml:22: runFiles: simfleet:runFiles is a list of file paths or glob patterns; write [runs/*.yaml]"
+        in message
+    )
+    assert "Pulumi.teams.yaml:23: runs: simfleet:runs must be a list of runs" in message
