@@ -54,6 +54,9 @@ SECTIONS = ("platform", "queues", *FILE_SECTIONS, RUN_FILES_KEY, "deletions")
 # the network and the deployer security group, so a runner can start inside the VPC before the private endpoint exists.
 BOOTSTRAP_ENV = "SIMFLEET_BOOTSTRAP"
 BOOTSTRAP_PHASES = ("network",)
+# How an invalid entry without a usable name (`nme: walk-baseline`) is counted among the invalid names of its section:
+# the entry another one names may be that one, so "no run named ..." would be a false follow-on error.
+UNNAMED = "<no name>"
 
 
 @dataclass(frozen=True)
@@ -163,7 +166,7 @@ def load_stack_config(
             queue_specs.append((index, QueueSpec.model_validate(raw, context=context)))
         except ValidationError as err:
             issues += issues_from(err, f"queues[{index}]", QueueSpec)
-            invalid.setdefault("queues", set()).update(_names([raw]))
+            invalid.setdefault("queues", set()).add(_invalid_name(raw))
     issues += queue_rules(queue_specs)
     # The queues' names and default, for the rules of runs and jobs that name a queue; quotas need the platform.
     queues_cfg = declared_queues(queue_specs, queues is not None)
@@ -189,11 +192,14 @@ def load_stack_config(
                 "no run or job that asks for a GPU"
             )
     issues += entry_rules("runs", run_specs, invalid.setdefault("runs", set()))
-    issues += run_cross_rules(run_specs, base_dir, lint_glue, invalid.get("runs", set()), sources.complete)
+    # An invalid run without a name may be the one a continuation names: then no name is known to be missing.
+    every_run_known = sources.complete and UNNAMED not in invalid.get("runs", set())
+    issues += run_cross_rules(run_specs, base_dir, lint_glue, invalid.get("runs", set()), every_run_known)
     issues += entry_rules("services", service_specs)
     issues += entry_rules("jobs", job_specs)
     issues += name_clashes(workload_names(run_specs, service_specs, job_specs))
-    issues += queue_name_issues(queues_cfg.names(), [("runs", run_specs), ("jobs", job_specs)], invalid.get("queues", set()))
+    if UNNAMED not in invalid.get("queues", set()):  # else the queue a run names may be the one without a name
+        issues += queue_name_issues(queues_cfg.names(), [("runs", run_specs), ("jobs", job_specs)], invalid.get("queues", set()))
     # Admission needs every queue a workload names to be valid: a queue with errors of its own is left out of it. A
     # workload with errors of its own (too many GPUs, say) is left out too: its own errors are what to fix.
     if platform_cfg is not None and not any(i.path.endswith(".queue") for i in issues) and not invalid.get("queues"):
@@ -265,12 +271,14 @@ def _entries(raw: Any, section: str, model: type[M], issues: list[Issue], invali
             parsed.append((index, model.model_validate(entry)))
         except ValidationError as err:
             issues += issues_from(err, f"{section}[{index}]", model)
-            invalid.setdefault(section, set()).update(_names([entry]))
+            invalid.setdefault(section, set()).add(_invalid_name(entry))
     return parsed
 
 
-def _names(entries: Sequence[Any]) -> set[str]:
-    return {e["name"] for e in entries if isinstance(e, dict) and isinstance(e.get("name"), str)}
+def _invalid_name(entry: Any) -> str:
+    """The name an invalid entry goes by in `invalid`; UNNAMED when it has none (a misspelt `name:` key)."""
+    name = entry.get("name") if isinstance(entry, dict) else None
+    return name if isinstance(name, str) else UNNAMED
 
 
 def load_from_pulumi(project_dir: Path = PROJECT_ROOT) -> StackConfig:

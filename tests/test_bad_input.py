@@ -236,3 +236,28 @@ def test_a_merge_may_still_override_what_it_brings_in(tmp_path: Path, monkeypatc
     )
     cfg = load_stack_file(teams.stack_file, teams.stack)
     assert [(run.name, run.max_runtime) for run in cfg.runs[:2]] == [("walk-sweep", 3600), ("walk-baseline", 3 * 3600)]
+
+
+@pytest.mark.parametrize(
+    ("edit", "paths"),
+    [
+        # walk-baseline's `name:` misspelt: grasp-from-walk continues from it, and that run is there, invalid.
+        (
+            lambda t: t.text("locomotion", "  - name: walk-baseline\n", "  - nme: walk-baseline\n"),
+            ["runs[1].name", "runs[1].nme"],
+        ),
+        # The perception queue's `name:` misspelt: a run and a job name that queue, which is there, invalid.
+        (lambda t: t.text("stack", "- {name: perception,", "- {nme: perception,"), ["queues[1].name", "queues[1].nme"]),
+    ],
+    ids=["run", "queue"],
+)
+def test_an_entry_whose_name_is_misspelt_sets_off_no_error_about_entries_that_name_it(
+    tmp_path: Path, edit: Callable[[Teams], None], paths: list[str]
+) -> None:
+    """Its own errors are what to fix; "no run named 'walk-baseline'; did you mean 'walk-sweep'?" would send the
+    reader to the wrong run."""
+    teams = Teams(tmp_path)
+    edit(teams)
+    with pytest.raises(ConfigError) as caught:
+        load_stack_file(teams.stack_file, teams.stack)
+    assert sorted(issue.path for issue in caught.value.issues) == paths, str(caught.value)
