@@ -28,6 +28,8 @@ _ENTRY_PATH_RE = re.compile(r"^(?P<section>\w+)\[(?P<index>\d+)\](?P<rest>.*)$")
 # A reference to another entry inside a message ("already used by runs[0].name").
 _REFERENCE_RE = re.compile(rf"\b(?P<section>{'|'.join(LIST_SECTIONS)})\[(?P<index>\d+)\](?:\.name\b)?")
 _KEY_RE = re.compile(r"\.([^.\[\]]+)|\[(\d+)\]")
+# Pulumi.yaml and Pulumi.<stack>.yaml: never a run file, whatever a pattern matches.
+_PULUMI_FILE_RE = re.compile(r"^Pulumi(\.[^/]+)?\.ya?ml$")
 
 
 def shown(path: Path) -> str:
@@ -287,10 +289,18 @@ def _run_file_paths(patterns: Any, base: Path, stack_file: Path | None, issues: 
                 Issue(where, f"{pattern!r} must be a path inside the project, relative to the stack file, like runs/*.yaml")
             )
             continue
-        matches = sorted(p for p in base.glob(pattern) if p.is_file())
-        if stack_file is not None:
-            matches = [p for p in matches if p.resolve() != stack_file.resolve()]
-        if not matches:
+        every = sorted(p for p in base.glob(pattern) if p.is_file())
+        matches = [p for p in every if not _pulumi_file(p, stack_file)]
+        if every and not matches:
+            names = ", ".join(p.name for p in every)
+            issues.append(
+                Issue(
+                    where,
+                    f"{pattern!r} matches only Pulumi's own files ({names}), which are never run files; keep run files "
+                    "in a folder of their own, like runs/*.yaml",
+                )
+            )
+        elif not matches:
             # A pattern that matches nothing would silently drop every run it used to hold, and `pulumi up` would
             # delete their Jobs: refuse it, so a typo or a moved directory never looks like "remove these runs".
             folder = "" if shown(base) == "." else f" ({shown(base)})"
@@ -304,6 +314,12 @@ def _run_file_paths(patterns: Any, base: Path, stack_file: Path | None, issues: 
         for path in matches:
             found.setdefault(path.resolve(), None)
     return list(found)
+
+
+def _pulumi_file(path: Path, stack_file: Path | None) -> bool:
+    """Pulumi's project file, any stack's file (`Pulumi.prod.yaml` under `*.yaml`), or the stack file itself."""
+    named = _PULUMI_FILE_RE.match(path.name) is not None
+    return named or (stack_file is not None and path.resolve() == stack_file.resolve())
 
 
 def _read_run_file(path: Path, sources: Sources) -> None:

@@ -284,3 +284,23 @@ def test_a_section_written_as_one_value_gets_its_own_message_under_pulumi(
         in message
     )
     assert "Pulumi.teams.yaml:23: runs: simfleet:runs must be a list of runs" in message
+
+
+def test_a_pattern_never_reads_pulumis_own_files_and_says_so_when_it_matches_only_those(tmp_path: Path) -> None:
+    """`*.yaml` beside the stack file matches Pulumi.yaml and every stack's file: reading them as run files gave
+    "config: unknown section" for Pulumi.prod.yaml, and matching only the stack file itself said "matches no file"."""
+    stack_file = copy_fixture(tmp_path)
+    edit(stack_file, lambda d: d["config"].update({"simfleet:runFiles": ["*.yaml"]}))
+    [issue] = errors_of(stack_file).issues
+    assert issue.path == "runFiles[0]"
+    assert issue.message.startswith(
+        "'*.yaml' matches only Pulumi's own files (Pulumi.teams.yaml), which are never run files; keep run files in a "
+        "folder of their own, like runs/*.yaml"
+    ), issue.message
+
+    (stack_file.parent / "Pulumi.yaml").write_text("name: simfleet\nruntime: python\n")
+    (stack_file.parent / "Pulumi.prod.yaml").write_text("config:\n  aws:region: us-east-1\n")
+    (stack_file.parent / "runs" / "locomotion.yaml").rename(stack_file.parent / "locomotion.yaml")
+    (stack_file.parent / "runs" / "perception.yaml").rename(stack_file.parent / "perception.yaml")
+    cfg = load_stack_file(stack_file, "teams", offline=True)
+    assert [run.name for run in cfg.runs] == ["walk-sweep", "walk-baseline", "grasp-from-walk"]
