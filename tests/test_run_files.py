@@ -222,7 +222,10 @@ def test_make_plan_of_the_teams_stack_prints_each_runs_data_and_cost(tmp_path: P
     assert f"    artifacts   s3://{bucket}/runs/walk-sweep/{hash_}/seed-<n>/ *" in block
     assert f"    checkpoint  s3://simfleet-teams-checkpoints-123456789012/runs/walk-sweep/{hash_}/seed-<n>/out.mstate *" in block
     assert "* offline placeholder: 123456789012 is the mocks' account id" in block
-    assert re.search(r"cost {8}up to \$61\.21 per admission \(4 x g5\.2xlarge on-demand for the Job's 12\.62h deadline", block)
+    assert re.search(
+        r"cost {8}up to \$63\.75 per admission \(4 x g5\.2xlarge on-demand for the Job's 12\.62h deadline and 0\.29h to stop",
+        block,
+    )
     assert re.search(
         r"typical \$\d+\.\d\d at the expected runtime \(\d+(\.\d+)? spot node-hours: each seed once for its 1h", block
     )
