@@ -26,7 +26,8 @@ from components.shared_storage import SharedStorage, SharedStorageArgs
 from components.shared_storage import summary as shared_storage_summary
 from components.storage import Storage, StorageArgs
 from components.tags import base_tags
-from config import load_from_pulumi, node_group_gpus, runs_gpu_quota
+from config import load_from_pulumi, node_group_gpus, runs_gpu_quota, stack_file_name
+from workloads import deletions
 from workloads.identity import RunContext, registry_url
 from workloads.job_identity import JobContext
 from workloads.jobs import Jobs, JobsArgs
@@ -37,6 +38,10 @@ from workloads.services import Services, ServicesArgs
 cfg = load_from_pulumi()
 platform = cfg.platform
 stack = pulumi.get_stack()
+# Before anything is registered: a change that deletes deployed runs or jobs lists them, and stops unless the stack
+# file acknowledges deleting a running one, or more than simfleet:deletions.limit (workloads/deletions.py).
+for warning in deletions.check(cfg, stack_file_name(stack)):
+    pulumi.log.warn(warning)
 region = pulumi.Config("aws").require("region")
 cluster_name = f"simfleet-{stack}"
 tags = {**base_tags(pulumi.get_project(), stack), **platform.tags}

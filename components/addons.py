@@ -99,6 +99,11 @@ def device_plugin_values() -> dict[str, Any]:
     }
 
 
+# How long the Cluster Autoscaler keeps an empty node (its scale-down-unneeded-time): a run's last nodes are billed
+# this long after its pods end, which the cost per admission counts (tools/run_cost.py).
+SCALE_DOWN_UNNEEDED_SECONDS = 10 * 60
+
+
 def cluster_autoscaler_values(args: AddonsArgs) -> dict[str, Any]:
     return {
         "cloudProvider": "aws",
@@ -118,7 +123,7 @@ def cluster_autoscaler_values(args: AddonsArgs) -> dict[str, Any]:
             # hosting any of them is never scaled down. DaemonSet pods never block scale-down either way.
             "skip-nodes-with-system-pods": False,
             # GPU nodes cost dollars per hour; release them 10 minutes after the last run leaves.
-            "scale-down-unneeded-time": "10m",
+            "scale-down-unneeded-time": f"{SCALE_DOWN_UNNEEDED_SECONDS // 60}m",
             # Two instance types per GPU group: pick the one that leaves the least idle CPU/memory.
             "expander": "least-waste",
         },

@@ -5,6 +5,7 @@
 
 from config.capacity import GpuCapacity, gpu_capacity, gpu_quota_problems, node_group_gpus, runs_gpu_quota
 from config.datasets import DatasetImport
+from config.deletions import DeletionsConfig
 from config.errors import ConfigError, Issue
 from config.jobs import Datasets, JobSpec, Outputs
 from config.observability import AlarmsConfig, AlarmSubscription, ObservabilityConfig
@@ -31,11 +32,13 @@ from config.stack import (
     BOOTSTRAP_ENV,
     OFFLINE_PLAN_ENV,
     PROJECT_ROOT,
+    SECTIONS,
     STACK_FILE_ENV,
     StackConfig,
     load_from_pulumi,
     load_stack_config,
     load_stack_file,
+    stack_file_name,
 )
 from config.stack_rules import placeholder_issues, workload_names
 from config.types import (
@@ -59,6 +62,7 @@ __all__ = [
     "OFFLINE_PLAN_ENV",
     "PROJECT_ROOT",
     "QUANTITY_RE",
+    "SECTIONS",
     "STACK_FILE_ENV",
     "AlarmSubscription",
     "AlarmsConfig",
@@ -69,6 +73,7 @@ __all__ = [
     "ConfigError",
     "DatasetImport",
     "Datasets",
+    "DeletionsConfig",
     "DeployerAccess",
     "EndpointConfig",
     "Expose",
@@ -118,5 +123,6 @@ __all__ = [
     "placeholder_issues",
     "quantity_value",
     "runs_gpu_quota",
+    "stack_file_name",
     "workload_names",
 ]

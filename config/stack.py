@@ -8,6 +8,9 @@ resource is registered. Errors are collected across the whole file and raised to
 from __future__ import annotations
 
 import datetime
+import difflib
+import functools
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -17,6 +20,7 @@ from pydantic import BaseModel, ValidationError
 
 import naming
 from config.capacity import gpu_capacity, per_gpu_allocatable
+from config.deletions import DeletionsConfig
 from config.errors import ConfigError, Issue, entry_rules, issues_from
 from config.jobs import JobSpec, job_platform_rules
 from config.platform import PlatformConfig, default_control_plane_log_retention, is_prod_stack, prod_rules, storage_rules
@@ -43,10 +47,16 @@ M = TypeVar("M", bound=BaseModel)
 OFFLINE_PLAN_ENV = "SIMFLEET_OFFLINE_PLAN"
 # Set only by tools/plan.py: the stack file it plans (any path), so errors name it and run files are found beside it.
 STACK_FILE_ENV = "SIMFLEET_STACK_FILE"
+# The stack file's `simfleet:` keys; any other is a typo the program would otherwise ignore (`simfleet:run:` would
+# plan no runs, and delete every deployed one).
+SECTIONS = ("platform", "queues", *FILE_SECTIONS, RUN_FILES_KEY, "deletions")
 # Set to "network" for phase 1 of a first deploy (docs/operators.md, "First deploy (bootstrap)"): the program registers only
 # the network and the deployer security group, so a runner can start inside the VPC before the private endpoint exists.
 BOOTSTRAP_ENV = "SIMFLEET_BOOTSTRAP"
 BOOTSTRAP_PHASES = ("network",)
+# How an invalid entry without a usable name (`nme: walk-baseline`) is counted among the invalid names of its section:
+# the entry another one names may be that one, so "no run named ..." would be a false follow-on error.
+UNNAMED = "<no name>"
 
 
 @dataclass(frozen=True)
@@ -61,6 +71,7 @@ class StackConfig:
     jobs: tuple[JobSpec, ...] = ()
     # Always set by load_stack_config: the stack file's queues, or the one simfleet generates without a section.
     queues: QueuesConfig = field(default_factory=QueuesConfig)
+    deletions: DeletionsConfig = field(default_factory=DeletionsConfig)
 
     @property
     def is_prod(self) -> bool:
@@ -86,6 +97,8 @@ def load_stack_config(
     jobs: Any = None,
     queues: Any = None,
     run_files: Any = None,
+    deletions: Any = None,
+    config_keys: Sequence[str] = (),
     stack: str,
     source: str,
     stack_file: Path | None = None,
@@ -98,12 +111,19 @@ def load_stack_config(
     names; raise ConfigError listing every problem, each with its file, line and entry name.
 
     `stack_file` is the stack file on disk: run files are read relative to its directory, and problems get its lines.
-    `offline` (the offline plan) turns placeholder CIDRs from errors into warnings.
+    `config_keys` are every key of the stack's config (`simfleet:runs`, `aws:region`, ...): an unknown `simfleet:`
+    one is an error. `offline` (the offline plan) turns placeholder CIDRs from errors into warnings.
     """
     today = today or datetime.date.today()
     sources = gather(stack_file, source, {"runs": runs, "jobs": jobs, "services": services, "queues": queues}, run_files)
     runs, jobs, services = (sources.sections[section] for section in FILE_SECTIONS)
-    issues: list[Issue] = list(sources.issues)
+    issues: list[Issue] = [*unknown_keys(config_keys), *sources.issues]
+    deletions_cfg = DeletionsConfig()
+    if deletions is not None:
+        try:
+            deletions_cfg = DeletionsConfig.model_validate(deletions)
+        except ValidationError as err:
+            issues += issues_from(err, "deletions", DeletionsConfig)
     warnings: list[str] = []
     # Warnings about an entry or a key, shown with its file and line like an error.
     notes: list[Issue] = []
@@ -146,7 +166,7 @@ def load_stack_config(
             queue_specs.append((index, QueueSpec.model_validate(raw, context=context)))
         except ValidationError as err:
             issues += issues_from(err, f"queues[{index}]", QueueSpec)
-            invalid.setdefault("queues", set()).update(_names([raw]))
+            invalid.setdefault("queues", set()).add(_invalid_name(raw))
     issues += queue_rules(queue_specs)
     # The queues' names and default, for the rules of runs and jobs that name a queue; quotas need the platform.
     queues_cfg = declared_queues(queue_specs, queues is not None)
@@ -174,11 +194,14 @@ def load_stack_config(
                 "no run or job that asks for a GPU"
             )
     issues += entry_rules("runs", run_specs, invalid.setdefault("runs", set()))
-    issues += run_cross_rules(run_specs, base_dir, lint_glue, invalid.get("runs", set()), sources.complete)
+    # An invalid run without a name may be the one a continuation names: then no name is known to be missing.
+    every_run_known = sources.complete and UNNAMED not in invalid.get("runs", set())
+    issues += run_cross_rules(run_specs, base_dir, lint_glue, invalid.get("runs", set()), every_run_known)
     issues += entry_rules("services", service_specs)
     issues += entry_rules("jobs", job_specs)
     issues += name_clashes(workload_names(run_specs, service_specs, job_specs))
-    issues += queue_name_issues(queues_cfg.names(), [("runs", run_specs), ("jobs", job_specs)], invalid.get("queues", set()))
+    if UNNAMED not in invalid.get("queues", set()):  # else the queue a run names may be the one without a name
+        issues += queue_name_issues(queues_cfg.names(), [("runs", run_specs), ("jobs", job_specs)], invalid.get("queues", set()))
     # Admission needs every queue a workload names to be valid: a queue with errors of its own is left out of it. A
     # workload with errors of its own (too many GPUs, say) is left out too: its own errors are what to fix.
     if platform_cfg is not None and not any(i.path.endswith(".queue") for i in issues) and not invalid.get("queues"):
@@ -223,7 +246,22 @@ def load_stack_config(
         services=tuple(spec for _, spec in deployed_services),
         jobs=tuple(spec for _, spec in job_specs),
         queues=queues_cfg,
+        deletions=deletions_cfg,
     )
+
+
+def unknown_keys(keys: Sequence[str]) -> list[Issue]:
+    """An Issue for each `simfleet:` key that is not a section, with the closest section as a suggestion."""
+    issues = []
+    for key in sorted(keys):
+        section = key.removeprefix("simfleet:")
+        if key == section or section in SECTIONS:
+            continue
+        close = difflib.get_close_matches(section, SECTIONS, n=1) or difflib.get_close_matches(section.lower(), SECTIONS, n=1)
+        hint = f"did you mean simfleet:{close[0]}? " if close else ""
+        known = ", ".join(f"simfleet:{name}" for name in SECTIONS)
+        issues.append(Issue(key, f"unknown key; {hint}simfleet reads only {known}, so nothing under this key would exist"))
+    return issues
 
 
 def _entries(raw: Any, section: str, model: type[M], issues: list[Issue], invalid: dict[str, set[str]]) -> list[tuple[int, M]]:
@@ -240,12 +278,14 @@ def _entries(raw: Any, section: str, model: type[M], issues: list[Issue], invali
             parsed.append((index, model.model_validate(entry)))
         except ValidationError as err:
             issues += issues_from(err, f"{section}[{index}]", model)
-            invalid.setdefault(section, set()).update(_names([entry]))
+            invalid.setdefault(section, set()).add(_invalid_name(entry))
     return parsed
 
 
-def _names(entries: Sequence[Any]) -> set[str]:
-    return {e["name"] for e in entries if isinstance(e, dict) and isinstance(e.get("name"), str)}
+def _invalid_name(entry: Any) -> str:
+    """The name an invalid entry goes by in `invalid`; UNNAMED when it has none (a misspelt `name:` key)."""
+    name = entry.get("name") if isinstance(entry, dict) else None
+    return name if isinstance(name, str) else UNNAMED
 
 
 def load_from_pulumi(project_dir: Path = PROJECT_ROOT) -> StackConfig:
@@ -258,6 +298,7 @@ def load_from_pulumi(project_dir: Path = PROJECT_ROOT) -> StackConfig:
     import os
 
     import pulumi
+    from pulumi.runtime.config import CONFIG, get_config_env
 
     stack = pulumi.get_stack()
     named = os.environ.get(STACK_FILE_ENV)
@@ -266,16 +307,21 @@ def load_from_pulumi(project_dir: Path = PROJECT_ROOT) -> StackConfig:
     offline = os.environ.get(OFFLINE_PLAN_ENV) == "1"
     phase = os.environ.get(BOOTSTRAP_ENV, "")
     settings = pulumi.Config("simfleet")
+    # Every key the engine passed (the stack file's config), to find misspelt simfleet: sections.
+    config_keys = sorted({*CONFIG.get(), *get_config_env()})
     try:
         if phase and phase not in BOOTSTRAP_PHASES:
             raise ConfigError(source, [Issue("", f"{BOOTSTRAP_ENV}={phase!r} is not a phase; the only one is 'network'")])
+        section = functools.partial(_as_written, settings)
         cfg = load_stack_config(
-            settings.get_object("platform"),
-            settings.get_object("runs"),
-            services=settings.get_object("services"),
-            jobs=settings.get_object("jobs"),
-            queues=settings.get_object("queues"),
-            run_files=settings.get_object(RUN_FILES_KEY),
+            section("platform"),
+            section("runs"),
+            services=section("services"),
+            jobs=section("jobs"),
+            queues=section("queues"),
+            run_files=section(RUN_FILES_KEY),
+            deletions=section("deletions"),
+            config_keys=config_keys,
             stack=stack,
             source=source,
             stack_file=stack_file,
@@ -287,6 +333,19 @@ def load_from_pulumi(project_dir: Path = PROJECT_ROOT) -> StackConfig:
     for warning in cfg.warnings:
         pulumi.log.warn(warning)
     return replace(cfg, bootstrap_network=phase == "network")
+
+
+def _as_written(settings: Any, key: str) -> Any:
+    """A `simfleet:` section as the stack file has it. The engine passes a list or mapping as JSON and a plain value
+    as its text: `runFiles: runs/*.yaml` arrives as `runs/*.yaml`, which `Config.get_object` would refuse with the
+    SDK's "not a valid 'JSON object'" (no file, no line, no hint); as text, the config says what to write instead."""
+    value = settings.get(key)
+    if value is None:
+        return None
+    try:
+        return json.loads(value)
+    except ValueError:
+        return value
 
 
 def load_stack_file(
@@ -308,6 +367,8 @@ def load_stack_file(
         jobs=raw.get("simfleet:jobs"),
         queues=raw.get("simfleet:queues"),
         run_files=raw.get(f"simfleet:{RUN_FILES_KEY}"),
+        deletions=raw.get("simfleet:deletions"),
+        config_keys=list(raw),
         stack=stack,
         source=source,
         stack_file=path,
@@ -315,3 +376,10 @@ def load_stack_file(
         lint_glue=lint_glue,
         offline=offline,
     )
+
+
+def stack_file_name(stack: str) -> str:
+    """The stack file messages name: Pulumi.<stack>.yaml, or the file the offline plan was given (it sets the name)."""
+    import os
+
+    return os.environ.get(STACK_FILE_ENV, f"Pulumi.{stack}.yaml")

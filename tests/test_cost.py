@@ -109,10 +109,13 @@ def test_gpu_groups_with_a_minimum_count_in_idle_and_are_not_double_counted() ->
 def test_runs_are_price_times_runtime_times_parallelism() -> None:
     cost = estimate(dev_like(), "dev", "us-east-1", today=TODAY)
     runs = {r["name"]: r for r in cost["runs"]}
-    assert runs["trot-baseline"]["upToUsd"] == pytest.approx(1.861 * 2, abs=0.01)
+    # Each pod's node (with its 200 GiB root volume) for the deadline, Kubernetes' default 30 s grace and the
+    # autoscaler's 10 minutes before it removes the empty node.
+    disk, after = 200 * 0.08 / HOURS, 30 / 3600 + 10 / 60
+    assert runs["trot-baseline"]["upToUsd"] == pytest.approx((1.861 + disk) * (2 + after), abs=0.01)
     assert runs["trot-baseline"]["unit"] == "USD per admission" and runs["trot-baseline"]["deadlineHours"] == 2
     assert runs["trot-baseline"]["capacity"] == "ON_DEMAND" and runs["trot-baseline"]["instanceType"] == "g6e.xlarge"
-    assert runs["trot-sweep"]["upToUsd"] == pytest.approx(1.861 * 0.4 * 3 * 4, abs=0.01)
+    assert runs["trot-sweep"]["upToUsd"] == pytest.approx((1.861 * 0.4 + disk) * (3 + after) * 4, abs=0.01)
     assert runs["trot-sweep"]["pods"] == 4
     assert any("most expensive" in a for a in cost["assumptions"])
     assert any("Spot nodes cost 40% of On-Demand" in a for a in cost["assumptions"])
@@ -166,7 +169,9 @@ def test_example_stacks_cost() -> None:
     # Work that pins no capacity type is bounded on-demand (Kueue may fall back) and priced on spot beside it.
     by_name = {r["name"]: r for r in costs["dev"]["runs"]}
     sweep = by_name["trot-sweep"]
-    assert sweep["capacity"] == "ON_DEMAND" and sweep["spotUpToUsd"] == pytest.approx(sweep["upToUsd"] * 0.4, abs=0.02)
+    disk = 200 * 0.08 / HOURS  # the root volume is not discounted on spot
+    spot_share = (1.212 * 0.4 + disk) / (1.212 + disk)
+    assert sweep["capacity"] == "ON_DEMAND" and sweep["spotUpToUsd"] == pytest.approx(sweep["upToUsd"] * spot_share, abs=0.02)
     assert by_name["trot-baseline"]["spotUpToUsd"] is None  # interactive: on-demand only
     assert costs["prod"]["runs"] == [] and costs["prod"]["services"] == []
     # prod's queues hold 16 spot and 10 on-demand GPUs: the ceiling prices 10 of the 16 on-demand nodes.
@@ -445,15 +450,31 @@ def test_runs_are_priced_per_admission_with_a_bound_and_a_typical_figure() -> No
     budget = Budget.of(3600, 20, 4)
     assert (sweep["maxRuntimeHours"], sweep["deadlineHours"]) == (1, round(budget.deadline_seconds / 3600, 2)) == (1, 12.62)
     assert sweep["typicalHours"] == round(budget.typical_seconds / 3600, 2)
-    assert sweep["typicalNodeHours"] == round(20 * budget.pod_seconds / 3600, 2)  # one pod per seed, no retry
-    spot, on_demand = 1.212 * 0.4, 1.212  # g5.2xlarge, the priciest type of the group
-    assert sweep["upToUsd"] == pytest.approx(on_demand * 4 * 12.625, abs=0.01)
-    assert sweep["spotUpToUsd"] == pytest.approx(spot * 4 * 12.625, abs=0.01)
-    assert sweep["typicalCapacity"] == "SPOT" and sweep["typicalUsd"] == pytest.approx(
-        spot * 20 * budget.pod_seconds / 3600, abs=0.01
-    )
+    assert sweep["typicalCapacity"] == "SPOT"  # the figures: test_the_bound_is_every_cost_one_admission_can_run_up
     # An interactive run pins on-demand, typically and at worst; a job's typical figure follows its own budget.
     baseline = by_name["walk-baseline"]
     assert baseline["spotUpToUsd"] is None and baseline["typicalCapacity"] == "ON_DEMAND"
     assert by_name["perception-eval"]["kind"] == "job" and by_name["perception-eval"]["maxRuntimeHours"] == 0.5
     assert all(r["typicalUsd"] < r["upToUsd"] for r in by_name.values())
+
+
+def test_the_bound_is_every_cost_one_admission_can_run_up() -> None:
+    """ "Up to" is a bound: each pod's node for the whole deadline, plus the pods' termination grace (the deadline's
+    SIGTERM comes at its end), plus the Cluster Autoscaler's scale-down-unneeded-time before it removes the empty
+    node, with the node's root volume billed all along. The typical figure pays the disk and that wait too."""
+    from components.addons import SCALE_DOWN_UNNEEDED_SECONDS
+    from tools import plan
+    from workloads.budget import Budget
+
+    result = plan.run_program(plan.PROJECT_ROOT / "tests" / "fixtures" / "teams" / "Pulumi.teams.yaml", "teams")
+    by_name = {r["name"]: r for r in plan.estimate_cost(result)["runs"]}
+    sweep = by_name["walk-sweep"]
+    budget = Budget.of(3600, 20, 4)
+    disk = 200 * 0.08 / 730  # the GPU group's 200 GiB gp3 root volume, per hour
+    on_demand, spot = 1.212 + disk, 1.212 * 0.4 + disk
+    pod_slot = (budget.deadline_seconds + budget.grace_seconds + SCALE_DOWN_UNNEEDED_SECONDS) / 3600
+    assert sweep["upToUsd"] == pytest.approx(on_demand * 4 * pod_slot, abs=0.01)
+    assert sweep["spotUpToUsd"] == pytest.approx(spot * 4 * pod_slot, abs=0.01)
+    node_hours = (20 * budget.pod_seconds + 4 * SCALE_DOWN_UNNEEDED_SECONDS) / 3600
+    assert sweep["typicalNodeHours"] == round(node_hours, 2)
+    assert sweep["typicalUsd"] == pytest.approx(spot * node_hours, abs=0.01)

@@ -12,6 +12,7 @@ from pydantic import Field
 
 import naming
 from config import RunSpec, load_stack_config
+from workloads import identity, identity_rules, job_identity
 from workloads.identity import (
     IDENTITY_VERSION,
     RunContext,
@@ -79,6 +80,50 @@ def test_golden_hashes_of_the_dev_runs() -> None:
     runs = dev_runs()
     runs["trot-sweep"]["checkpoint"]["from"] = "s3://simfleet-shared-brains/monty/quadruped/v12.mstate"
     assert dev_hashes(runs)["trot-sweep"] == "9f285d0b3b62"
+
+
+def test_the_identity_rules_are_the_ones_pinned_for_their_version() -> None:
+    assert identity_rules.problem(identity.IDENTITY_VERSION) is None
+
+
+def _unsorted_seeds(spec: RunSpec) -> dict[str, Any]:
+    projection = spec.model_dump(
+        mode="json", by_alias=True, exclude_defaults=True, exclude={"labels", "ttl_after_finished", "queue", "images", "glue"}
+    )
+    return projection
+
+
+@pytest.mark.parametrize(
+    "module, name, value",
+    [
+        (identity, "NOT_IDENTITY", identity.NOT_IDENTITY - {"labels"}),  # labels would rerun runs
+        (identity, "QUANTITY_UNITS", {"cpu": "m"}),  # 12Gi and 12288Mi would differ
+        (identity, "HASH_LENGTH", 16),  # every prefix would move
+        (identity, "spec_projection", _unsorted_seeds),  # seeds order, defaults, viewport CIDRs would count
+        (job_identity, "NOT_IDENTITY", job_identity.NOT_IDENTITY | {"env"}),  # a job's env would stop counting
+        (job_identity, "QUANTITY_UNITS", {"cpu": "m", "memory": "bytes"}),  # shmSize spellings would differ
+    ],
+)
+def test_an_identity_rule_changed_without_a_version_bump_fails(
+    monkeypatch: pytest.MonkeyPatch, module: Any, name: str, value: Any
+) -> None:
+    monkeypatch.setattr(module, name, value)
+    message = identity_rules.problem(identity.IDENTITY_VERSION)
+    assert message is not None and "IDENTITY_VERSION is still 1" in message and "never edit a pinned entry" in message
+
+
+def test_a_version_bump_needs_its_rules_pinned(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(identity, "IDENTITY_VERSION", 2)
+    message = identity_rules.problem(identity.IDENTITY_VERSION)
+    assert message is not None and "identity version 2 has no pinned rules fingerprint" in message
+
+
+def test_code_that_computes_the_same_hashes_keeps_the_fingerprint(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A refactor that gives the same verdicts is not a rule change (a field added later with a default neither:
+    see test_a_new_optional_field_moves_no_hash)."""
+    original = identity.exact_quantity
+    monkeypatch.setattr(identity, "exact_quantity", lambda text, unit: int(original(str(text).strip(), unit)))
+    assert identity_rules.problem(identity.IDENTITY_VERSION) is None
 
 
 def test_labels_ttl_and_written_out_defaults_leave_every_hash_alone() -> None:

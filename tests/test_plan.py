@@ -80,7 +80,8 @@ def test_dev_plan_renders_each_run_objects(tmp_path: Path) -> None:
     assert by_run == {
         "trot-baseline": ["ConfigMap", "Job", "NetworkPolicy", "Service"],
         "trot-sweep": ["ConfigMap", "Job"],
-        "trot-continue": ["ConfigMap", "Job", "Job"],  # its own Job and the gate that releases it
+        # Its own Job, the gate that releases it, and the account the release acts as (ServiceAccount, Role, binding, token).
+        "trot-continue": ["ConfigMap", "Job", "Job", "Role", "RoleBinding", "Secret", "ServiceAccount"],
         "robocache-resample": ["ConfigMap", "Job"],  # a batch job: its runtime ConfigMap and its Indexed Job
     }
 

@@ -178,9 +178,13 @@ def test_objects_come_in_apply_order() -> None:
         ("Job", "trot-baseline"),
     ]
     assert [o["kind"] for o in PLANS["trot-sweep"].objects] == ["ConfigMap", "Job"]
-    # A continuation comes with the gate that releases it.
-    assert [(o["kind"], o["metadata"]["name"]) for o in PLANS["trot-continue"].objects][-2:] == [
+    # A continuation comes with the gate that releases it, and the account its release acts as (tests/test_gate.py).
+    assert [(o["kind"], o["metadata"]["name"]) for o in PLANS["trot-continue"].objects][-6:] == [
         ("Job", "trot-continue"),
+        ("ServiceAccount", "trot-continue-gate"),
+        ("Role", "trot-continue-gate"),
+        ("RoleBinding", "trot-continue-gate"),
+        ("Secret", "trot-continue-gate-token"),
         ("Job", "trot-continue-gate"),
     ]
     assert all(o["metadata"]["namespace"] == naming.RUNS_NAMESPACE for o in PLANS["trot-baseline"].objects)
@@ -268,7 +272,8 @@ def test_restricted_security_and_read_only_roots_on_simfleets_containers(run: st
             if ours:
                 assert {"name": f"tmp-{name}", "mountPath": "/tmp"} in container["volumeMounts"], name
                 assert _env(container)["HOME"] == "/tmp", name
-        assert all(set(v) - {"name"} <= {"emptyDir", "configMap"} for v in pod["volumes"])  # nothing from the host
+        # Nothing from the host (the gate's release mounts its own ServiceAccount token Secret).
+        assert all(set(v) - {"name"} <= {"emptyDir", "configMap", "secret"} for v in pod["volumes"])
         assert not {"hostNetwork", "hostPID", "hostIPC"} & set(pod)
 
 
@@ -496,10 +501,10 @@ def test_periodic_checkpoints_reach_glue_uploader_and_fetch() -> None:
 def test_a_continuation_is_suspended_behind_a_cpu_only_gate() -> None:
     plan = PLANS["trot-continue"]
     job = next(o for o in plan.objects if o["metadata"]["name"] == "trot-continue")
-    gate = next(o for o in plan.objects if o["metadata"]["name"] == "trot-continue-gate")
+    gate = next(o for o in plan.objects if o["kind"] == "Job" and o["metadata"]["name"] == "trot-continue-gate")
     assert job["spec"]["suspend"] is True
     pod = gate["spec"]["template"]["spec"]
-    assert pod["serviceAccountName"] == naming.GATE_SERVICE_ACCOUNT and pod["automountServiceAccountToken"] is True
+    assert pod["serviceAccountName"] == naming.GATE_SERVICE_ACCOUNT and pod["automountServiceAccountToken"] is False
     assert pod["nodeSelector"] == {naming.NODE_POOL_LABEL: "system"} and "tolerations" not in pod
     assert not any(naming.GPU_RESOURCE in json.dumps(c.get("resources")) for c in [*pod["initContainers"], *pod["containers"]])
     [wait] = pod["initContainers"]
@@ -507,22 +512,27 @@ def test_a_continuation_is_suspended_behind_a_cpu_only_gate() -> None:
     assert _env(wait)["SIMFLEET_SOURCE_INDEX"] == PLANS["trot-baseline"].index_uri
     [release] = pod["containers"]
     assert release["image"] == kubectl_image("1.35")
-    # It hands the run to Kueue: the queue label, which Kueue lets a suspended Job gain (jobframework validation).
-    assert release["command"] == [
+    # It hands the run to Kueue: the queue label, which Kueue lets a suspended Job gain (jobframework validation),
+    # on this spec's Job only (its JSON patch tests the hash first; tests/test_gate.py applies it).
+    patch = [
+        {"op": "test", "path": "/metadata/annotations/simfleet.io~1spec-hash", "value": PLANS["trot-continue"].spec_hash},
+        {"op": "add", "path": "/metadata/labels/kueue.x-k8s.io~1queue-name", "value": "shared"},
+    ]
+    assert release["command"][:7] == [
         "/bin/kubectl",
-        "label",
+        "patch",
         "job",
         "trot-continue",
         "--namespace",
         naming.RUNS_NAMESPACE,
-        "--overwrite",
-        "kueue.x-k8s.io/queue-name=shared",
+        "--type=json",
     ]
+    assert release["command"][7] == "-p" and json.loads(release["command"][8]) == patch
     assert "kueue.x-k8s.io/queue-name" not in job["metadata"]["labels"]
-    # A drain or a Kueue webhook briefly down fails the gate pod: it is retried (the label is idempotent).
+    # A drain or a Kueue webhook briefly down fails the gate pod: it is retried (the patch is idempotent).
     assert gate["spec"]["backoffLimit"] == 3
     assert gate["spec"]["podFailurePolicy"]["rules"][0]["action"] == "Ignore"
-    # Not the source's deadline: that clock restarts at every admission of the source, so queueing is unbounded.
+    # The absolute cap; gate.sh gives up sooner, 15 minutes past the source's own deadline from its latest pod.
     assert gate["spec"]["activeDeadlineSeconds"] == 14 * 24 * 3600
     assert gate["spec"]["template"]["metadata"]["annotations"]["eks.amazonaws.com/skip-containers"] == "release"
     # Once the source already succeeded, the provider renders it without the gate.

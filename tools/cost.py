@@ -278,12 +278,13 @@ def estimate(
                 else "gpuMaxMonthlyUsd: the same with every GPU node group at maxSize, by capacity type."
             ),
             "Runs and jobs (both in `runs`, told apart by `kind`) are priced per admission, in USD, not per month (a Job "
-            "Kueue preempts and admits again gets its deadline again). upToUsd: (parallelism or 1) pods, one node each, "
-            "for the whole activeDeadlineSeconds (deadlineHours), which covers every wave, start-up, uploads and retry "
-            "slots: a large overestimate of what finishes normally. Work that pins no capacity type (batch runs, spot "
+            "Kueue preempts and admits again gets its deadline again). upToUsd: (parallelism or 1) pods, one node each "
+            "with its root volume (hourlyUsd), for the whole activeDeadlineSeconds (deadlineHours), which covers every "
+            "wave, start-up, uploads and retry slots, then for afterDeadlineHours (the pods' termination grace and the "
+            "Cluster Autoscaler's scale-down-unneeded-time): a large overestimate of what finishes normally. Work that pins no capacity type (batch runs, spot "
             "jobs) is bounded at on-demand prices, since Kueue may fall back to on-demand; spotUpToUsd is the same on "
-            "spot. typicalUsd: each seed or shard run once by one pod for its maxRuntime plus the pod's allowances "
-            "(typicalNodeHours), no retry, on the capacity Kueue tries first (typicalCapacity); typicalHours is the "
+            "spot. typicalUsd: each seed or shard run once by one pod for its maxRuntime plus the pod's allowances, "
+            "and each node's scale-down wait (typicalNodeHours), no retry, on the capacity Kueue tries first (typicalCapacity); typicalHours is the "
             "wall time.",
             "A run's viewport NLB (plus a public IPv4 per public subnet) lives as long as its Job: from creation until the "
             "TTL controller deletes the finished Job, which owns the Service. Priced for maxRuntime + ttlAfterFinished.",

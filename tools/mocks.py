@@ -48,8 +48,10 @@ def _short_hash(*parts: str) -> str:
 class SimfleetMocks(pulumi.runtime.Mocks):
     """Outputs that look like AWS's, so the program's own wiring (ARNs, ids, endpoints) is exercised."""
 
-    def __init__(self, region: str = "us-east-1") -> None:
+    def __init__(self, region: str = "us-east-1", deployed_outputs: dict[str, Any] | None = None) -> None:
         self.region = region
+        # The stack's outputs as of its last deployment, as pulumi:pulumi:readStackOutputs answers (none: a new stack).
+        self.deployed_outputs = deployed_outputs or {}
 
     def arn(self, service: str, resource: str, region: bool = True) -> str:
         return f"arn:aws:{service}:{self.region if region else ''}:{ACCOUNT_ID}:{resource}"
@@ -297,7 +299,14 @@ def _eks_cluster_info(m: SimfleetMocks, args: dict[str, Any]) -> dict[str, Any]:
 EXISTING_CLUSTERS: list[str] = []
 EXISTING_CLUSTER_TAGS: dict[str, dict[str, str]] = {}
 
+
+def _stack_outputs(m: SimfleetMocks, args: dict[str, Any]) -> dict[str, Any]:
+    # The engine's builtin provider answers with the named stack's outputs (pkg/resource/deploy/builtins.go).
+    return {"name": args.get("name"), "outputs": m.deployed_outputs, "secretOutputNames": []}
+
+
 _CALLS: dict[str, Any] = {
+    "pulumi:pulumi:readStackOutputs": _stack_outputs,
     "aws:eks/getCluster:getCluster": _eks_cluster_info,
     "aws:eks/getClusters:getClusters": _eks_clusters,
     "aws:index/getAvailabilityZones:getAvailabilityZones": _azs,

@@ -7,8 +7,9 @@
 No cloud, no Pulumi CLI, no credentials. Writes build/plan/<stack>/{resources.json, manifests/, policy.json,
 cost.json, runs.json, changes.json} and prints a summary: per run and job its queue, where its data will land and
 its cost per admission, and what `pulumi up` would do to each compared with an earlier state (`--against`, by
-default the previous plan). Exit code 2 means the stack file is invalid, 3
-that it breaks a mandatory policy (policies/rules/).
+default the previous plan), every delete first with what it loses. Against a `pulumi stack export`, the program
+also checks the deletions as `pulumi preview` does (workloads/deletions.py). Exit code 2 means the stack file is
+invalid or the change deletes runs it does not acknowledge, 3 that it breaks a mandatory policy (policies/rules/).
 """
 
 from __future__ import annotations
@@ -83,10 +84,18 @@ class _WarningCollector(logging.Handler):
         self.messages.append(record.getMessage())
 
 
-def run_program(config_path: Path, stack: str | None = None, program: Path = PROGRAM, bootstrap: bool = False) -> PlanResult:
+def run_program(
+    config_path: Path,
+    stack: str | None = None,
+    program: Path = PROGRAM,
+    bootstrap: bool = False,
+    deployed_outputs: dict[str, Any] | None = None,
+) -> PlanResult:
     """Run `program` under mocks with the stack file's config; return every registration.
 
     `bootstrap` plans phase 1 of a first deploy (SIMFLEET_BOOTSTRAP=network), as the deploy workflow runs it.
+    `deployed_outputs` are the stack's outputs as deployed (from a stack export), which the program reads to check
+    the runs it would delete (workloads/deletions.py); none: a stack with nothing deployed.
     """
     import pulumi
     from pulumi.runtime import settings
@@ -102,7 +111,7 @@ def run_program(config_path: Path, stack: str | None = None, program: Path = PRO
     # Each plan gets a fresh runtime: config, mocks, monitor and root stack.
     settings.reset_options()
     pulumi.runtime.set_all_config({k: v if isinstance(v, str) else json.dumps(v) for k, v in config.items()})
-    mocks = SimfleetMocks(region)
+    mocks = SimfleetMocks(region, deployed_outputs)
     monitor = RecordingMonitor(mocks)
     logger = logging.getLogger(f"simfleet.plan.{stack}")
     logger.propagate = False
@@ -371,18 +380,21 @@ def main(argv: list[str] | None = None) -> int:
     stack = stack_name_for(config_path) if args.config else args.stack
     phase = " (bootstrap phase: network only)" if args.bootstrap else ""
     print(f"planning stack {stack}{phase} from {_display_path(config_path.resolve())} under Pulumi mocks ...", flush=True)
-    try:
-        result = run_program(config_path, stack, bootstrap=args.bootstrap)
-    except PlanConfigError as err:
-        print(str(err), file=sys.stderr)
-        return 2
     # A bootstrap plan goes beside, not over, the full plan of the same stack.
     out_root = args.out / "bootstrap" if args.bootstrap else args.out
     previous = out_root / stack / "resources.json"
     against = args.against or (previous if previous.exists() else None)
     try:
         earlier = run_changes.load_earlier(against) if against else {}
+        # A stack export says what is deployed: the program checks the runs it would delete against it, as under
+        # `pulumi preview` (a previous plan only says what was planned).
+        deployed = run_changes.load_deployed_outputs(against) if against else None
     except run_changes.EarlierStateError as err:
+        print(str(err), file=sys.stderr)
+        return 2
+    try:
+        result = run_program(config_path, stack, bootstrap=args.bootstrap, deployed_outputs=deployed)
+    except PlanConfigError as err:
         print(str(err), file=sys.stderr)
         return 2
     out = write_plan(result, out_root)

@@ -26,7 +26,7 @@ import annotated_types
 from pydantic import BaseModel, BeforeValidator, WithJsonSchema
 from pydantic.fields import FieldInfo
 
-from config import JobSpec, PlatformConfig, QueueSpec, RunSpec, ServiceSpec
+from config import DeletionsConfig, JobSpec, PlatformConfig, QueueSpec, RunSpec, ServiceSpec
 from config.queues import GpuLimit, GpuQuota, QuantityQuota
 from config.runs import Seeds
 from config.services import Expose, ExposeField
@@ -40,6 +40,7 @@ SECTIONS: dict[str, type[BaseModel]] = {
     "simfleet:runs": RunSpec,
     "simfleet:jobs": JobSpec,
     "simfleet:services": ServiceSpec,
+    "simfleet:deletions": DeletionsConfig,
 }
 BEGIN = "<!-- BEGIN tools.reference {section} -->"
 END = "<!-- END tools.reference -->"

@@ -19,7 +19,7 @@ from typing import Any
 
 from pydantic.json_schema import models_json_schema
 
-from config import QUANTITY_RE, JobSpec, PlatformConfig, QueueSpec, RunSpec, ServiceSpec
+from config import QUANTITY_RE, SECTIONS, DeletionsConfig, JobSpec, PlatformConfig, QueueSpec, RunSpec, ServiceSpec
 from config.sources import FILE_SECTIONS, RUN_FILES_KEY
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -84,6 +84,7 @@ def _definitions() -> dict[str, Any]:
             (RunSpec, "validation"),
             (JobSpec, "validation"),
             (ServiceSpec, "validation"),
+            (DeletionsConfig, "validation"),
         ],
         by_alias=True,
         ref_template="#/$defs/{model}",
@@ -125,9 +126,8 @@ def _refs(node: Any) -> list[str]:
 def stack_file_schema() -> dict[str, Any]:
     """The schema: `config:` holds `aws:region`, `simfleet:platform` (PlatformConfig), `simfleet:queues` (QueueSpec[]),
     `simfleet:runs` (RunSpec[]), `simfleet:jobs` (JobSpec[]), `simfleet:services` (ServiceSpec[]) and
-    `simfleet:runFiles` (paths or glob patterns of run files)."""
+    `simfleet:runFiles` (paths or glob patterns of run files) and `simfleet:deletions` (DeletionsConfig)."""
     definitions = _definitions()
-    known = ["platform", "queues", *FILE_SECTIONS, RUN_FILES_KEY]
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$id": "https://simfleet.invalid/schema/stack-config.schema.json",
@@ -154,10 +154,11 @@ def stack_file_schema() -> dict[str, Any]:
                         "items": {"type": "string", "minLength": 1},
                         "examples": [["runs/dev/*.yaml"]],
                     },
+                    "simfleet:deletions": {"$ref": "#/$defs/DeletionsConfig"},
                 },
                 "required": ["aws:region", "simfleet:platform"],
                 # simfleet reads only these keys; any other simfleet: key is a typo the program would ignore.
-                "patternProperties": {f"^simfleet:(?!{'|'.join(f'{k}$' for k in known)})": False},
+                "patternProperties": {f"^simfleet:(?!{'|'.join(f'{name}$' for name in SECTIONS)})": False},
                 # Other namespaces (aws:profile, pulumi:..., secure values) belong to Pulumi and providers.
                 "additionalProperties": True,
             },
