@@ -9,7 +9,7 @@ from components.access import Access, AccessArgs
 from components.addons import Addons, AddonsArgs
 from components.alarm_rules import alarm_rules
 from components.alerting import Alerts, AlertsArgs
-from components.cluster import Cluster, ClusterArgs
+from components.cluster import Cluster, ClusterArgs, cluster_creator
 from components.dashboard import Dashboard, DashboardArgs
 from components.dashboard_body import DashboardSpec, ServiceView, spend_model
 from components.dataset_imports import DatasetImports, DatasetImportsArgs
@@ -17,6 +17,7 @@ from components.metrics import PUSHGATEWAY_POD_LABELS, Metrics, MetricsArgs, pus
 from components.network import Network, NetworkArgs, refuse_bootstrap_over_cluster
 from components.nodegroups import NodeGroups, NodeGroupsArgs
 from components.observability import Observability, ObservabilityArgs
+from components.pod_network import PodNetwork, PodNetworkArgs
 from components.queues import Queues, QueuesArgs
 from components.queues import summary as queues_summary
 from components.registry import Registry, RegistryArgs
@@ -56,11 +57,18 @@ pulumi.export(
     ),
 )
 
+existing_clusters = aws.eks.get_clusters().names or []
 if cfg.bootstrap_network:
     # Phase 1 of a first deploy (SIMFLEET_BOOTSTRAP=network): the network only, so a runner can start inside the
     # VPC before the private API endpoint exists; that runner's full `pulumi up` builds everything else.
-    refuse_bootstrap_over_cluster(cluster_name, aws.eks.get_clusters().names or [])
+    refuse_bootstrap_over_cluster(cluster_name, existing_clusters)
 else:
+    # Who holds EKS's own admin entry for the cluster (components/cluster.py CREATOR_TAG): the tag an existing cluster
+    # carries, or whoever runs this `up` when it creates the cluster. Values known now, never resource outputs.
+    creator = cluster_creator(
+        aws.eks.get_cluster(name=cluster_name).tags if cluster_name in existing_clusters else None,
+        aws.get_caller_identity().arn,
+    )
     cluster = Cluster(
         "cluster",
         ClusterArgs(
@@ -76,6 +84,19 @@ else:
             deployer_security_group_id=network.deployer_security_group_id,
             # Prod's audit logs get their own KMS key; dev's stay on CloudWatch's default encryption.
             encrypt_control_plane_logs=cfg.is_prod,
+            creator=creator,
+        ),
+    )
+    # The VPC CNI on its own IRSA role, before any node: aws-node never needs the node role's credentials.
+    pod_network = PodNetwork(
+        "pod-network",
+        PodNetworkArgs(
+            cluster.eks_cluster_name,
+            platform.kubernetes_version,
+            cluster.oidc_provider_arn,
+            cluster.oidc_provider_url,
+            tags,
+            cluster=cluster,
         ),
     )
     node_groups = NodeGroups(
@@ -87,6 +108,7 @@ else:
             network.private_subnet_ids,
             tags,
             kubernetes_version=platform.kubernetes_version,
+            after=[pod_network],
         ),
     )
     storage = Storage("storage", StorageArgs(stack, platform.buckets, tags))
@@ -138,8 +160,8 @@ else:
             access.run_role_arn,
             access.gate_role_arn,
             access.job_role_arn,
-            # Every GPU the services cannot reach: between the queues' nominal quotas and the node groups at maxSize.
-            runs_gpu_quota(cfg.queues.capacity),
+            # What Kueue admits plus room for the pods of preempted workloads still terminating (config/capacity.py).
+            runs_gpu_quota(cfg.queues.capacity, cfg.queues.nominal_gpus(), cfg.queues.preemptible_gpus()),
             platform.kubernetes_version,
             cluster=cluster,
             egress_to=run_egress,

@@ -16,6 +16,10 @@ NODE_POOL_LABEL = "simfleet.io/node-pool"
 CAPACITY_TYPE_LABEL = "eks.amazonaws.com/capacityType"
 EKS_CAPACITY = {"spot": "SPOT", "onDemand": "ON_DEMAND"}
 GPU_PRESENT_LABEL = "nvidia.com/gpu.present"  # the NVIDIA device plugin chart's default node affinity
+# The Cluster Autoscaler's GPU label on AWS (cloudprovider/aws/README.md, "Special note on GPU instances"): a node that
+# carries it is a GPU node whose GPUs are not registered yet, so the autoscaler waits for the device plugin instead of
+# adding more nodes.
+GPU_ACCELERATOR_LABEL = "k8s.amazonaws.com/accelerator"
 GPU_RESOURCE = "nvidia.com/gpu"
 GPU_TAINT_KEY = "nvidia.com/gpu"
 GPU_TAINT_VALUE = "true"
@@ -51,6 +55,7 @@ EFS_STORAGE_CLASS = "efs-sc"
 DATASETS_CLAIM = "datasets"
 IMPORT_LABEL = "simfleet.io/import"  # on a dataset import's sync Job and pod (components/dataset_imports.py)
 EFS_CSI_CONTROLLER_SA = ("kube-system", "efs-csi-controller-sa")  # the EKS add-on's controller, which calls the EFS API
+EFS_CSI_NODE_SA = ("kube-system", "efs-csi-node-sa")  # its node DaemonSet, which mounts with IAM authorization
 
 # Metrics (components/metrics.py): the Pushgateway runs and jobs push to, at
 # http://<PUSHGATEWAY_RELEASE>.<METRICS_NAMESPACE>.svc:<PUSHGATEWAY_PORT>.
@@ -86,6 +91,8 @@ RESERVED_QUEUE_NAMES = ("default",)
 # these; Addons installs the charts with these names.
 LOAD_BALANCER_CONTROLLER_SA = ("kube-system", "aws-load-balancer-controller")
 CLUSTER_AUTOSCALER_SA = ("kube-system", "cluster-autoscaler")
+# The VPC CNI's DaemonSet (components/pod_network.py), created by the EKS add-on under this name.
+VPC_CNI_SA = ("kube-system", "aws-node")
 # The amazon-cloudwatch-observability add-on's CloudWatch agent and Fluent Bit both run as this service account (chart
 # templates: serviceAccountName cloudwatch-agent in the amazon-cloudwatch namespace the add-on installs into).
 CLOUDWATCH_AGENT_SA = ("amazon-cloudwatch", "cloudwatch-agent")

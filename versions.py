@@ -79,18 +79,18 @@ PINNED_ADDONS: tuple[str, ...] = MANAGED_ADDONS + OPTIONAL_ADDONS
 # copies are the ja_jp .md renderings, which carry rows up to 1.36, checked 2026-11-30):
 _KUBE_PROXY_TABLE = "EKS user guide managing-kube-proxy.md, 'kube-proxy versions' table"
 _COREDNS_TABLE = "EKS user guide managing-coredns.md, 'CoreDNS versions' table"
-# No stored copy of managing-vpc-cni lists 1.34 or later; the newest table (pod-networking, rows 1.27-1.33) lists
-# v1.20.1-eksbuild.3 for every minor it covers. VPC CNI builds are not tied to one minor, but that is an
-# inference, so these pins are marked unconfirmed.
-_VPC_CNI = "EKS user guide pod-networking 'Amazon VPC CNI versions' table, rows 1.27-1.33 (no row for this minor)"
+# The EKS user guide's VPC CNI table (managing-vpc-cni, "Amazon VPC CNI versions") stops at 1.33 in every stored copy
+# (v1.20.1-eksbuild.3, a mid-2025 build), so the build is the one newer sources list for the pinned minors, checked
+# 2026-12-07: v1.22.4-eksbuild.3 is EKS's default on 1.36 clusters (two records of the add-on versions a new 1.36
+# cluster resolved to, 2026-09) and "identical for 1.31-1.36" in a table measured with describe-addon-versions
+# (ap-northeast-2). VPC CNI builds serve a range of minors (they are not tied to one like kube-proxy's).
+_VPC_CNI = "describe-addon-versions records for EKS 1.31-1.36 (EKS's default on new 1.36 clusters), checked 2026-12-07"
 # The EKS user guide's efs-csi page has no per-minor table, and `aws eks describe-addon-versions` could not be run here.
-# Builds seen pinned for a stated cluster version in public configurations (checked 2026-11-30): v3.4.0-eksbuild.1 in
-# an OpenTofu module qualified for EKS 1.34 only ("exact EKS managed add-on versions verified by
-# prerequisites.lock.json", next to kube-proxy v1.34.6-eksbuild.17); v3.3.0-eksbuild.1 on a 1.36 cluster (Terragrunt
-# inputs with kube-proxy v1.36.0-eksbuild.7, 2026-07-17); v2.2.5-eksbuild.1 on a 1.35 cluster (a module README with
-# kube-proxy v1.35.1-eksbuild.1). EFS CSI builds serve a range of minors, and a cluster upgrade should never move the
-# driver backwards (per-minor "confirmed" builds would go v3.4 -> v2.2 -> v3.3), so one build, the newest seen, is
-# pinned for all three, confirmed only where a source lists it for that minor.
+# v3.4.1-eksbuild.1 (driver v3.4.1, the newest release tag of kubernetes-sigs/aws-efs-csi-driver, read 2026-12-07) is
+# pinned for a 1.35 cluster in tfvars written by a script that fills every add-on from describe-addon-versions (next to
+# coredns v1.14.3-eksbuild.3, this file's 1.35 coredns pin), and beside vpc-cni v1.22.4-eksbuild.3 in a module's pins.
+# EFS CSI builds serve a range of minors and a cluster upgrade should never move the driver backwards, so one build is
+# pinned for all three minors, confirmed only where a source lists it for that minor; `make preflight` asks EKS.
 _EFS_CSI = "public configurations pinning aws-efs-csi-driver for a stated EKS minor (see the comment above)"
 
 # amazon-cloudwatch-observability (components/observability.py): AWS publishes no per-minor table for it; its builds serve
@@ -116,8 +116,10 @@ EKS_ADDON_PINS: dict[str, dict[str, Pin]] = {
         ),
         "kube-proxy": Pin("v1.34.6-eksbuild.13", f"{_KUBE_PROXY_TABLE}, row 1.34"),
         "coredns": Pin("v1.13.2-eksbuild.11", f"{_COREDNS_TABLE}, row 1.34"),
-        "vpc-cni": Pin("v1.20.1-eksbuild.3", _VPC_CNI, confirmed=False),
-        "aws-efs-csi-driver": Pin("v3.4.0-eksbuild.1", f"{_EFS_CSI}: listed for 1.34"),
+        "vpc-cni": Pin("v1.22.4-eksbuild.3", f"{_VPC_CNI}: row 1.34", checked=_D(2026, 12, 7)),
+        "aws-efs-csi-driver": Pin(
+            "v3.4.1-eksbuild.1", f"{_EFS_CSI}: newest build; seen on 1.35 only", checked=_D(2026, 12, 7), confirmed=False
+        ),
     },
     "1.35": {
         "amazon-cloudwatch-observability": Pin(
@@ -127,10 +129,8 @@ EKS_ADDON_PINS: dict[str, dict[str, Pin]] = {
         ),
         "kube-proxy": Pin("v1.35.3-eksbuild.13", f"{_KUBE_PROXY_TABLE}, row 1.35"),
         "coredns": Pin("v1.14.3-eksbuild.3", f"{_COREDNS_TABLE}, row 1.35"),
-        "vpc-cni": Pin("v1.20.1-eksbuild.3", _VPC_CNI, confirmed=False),
-        "aws-efs-csi-driver": Pin(
-            "v3.4.0-eksbuild.1", f"{_EFS_CSI}: newest build seen; v2.2.5-eksbuild.1 seen on 1.35", confirmed=False
-        ),
+        "vpc-cni": Pin("v1.22.4-eksbuild.3", f"{_VPC_CNI}: row 1.35", checked=_D(2026, 12, 7)),
+        "aws-efs-csi-driver": Pin("v3.4.1-eksbuild.1", f"{_EFS_CSI}: listed for 1.35", checked=_D(2026, 12, 7)),
     },
     "1.36": {
         "amazon-cloudwatch-observability": Pin(
@@ -140,9 +140,9 @@ EKS_ADDON_PINS: dict[str, dict[str, Pin]] = {
         ),
         "kube-proxy": Pin("v1.36.0-eksbuild.14", f"{_KUBE_PROXY_TABLE}, row 1.36"),
         "coredns": Pin("v1.14.3-eksbuild.3", f"{_COREDNS_TABLE}, row 1.36"),
-        "vpc-cni": Pin("v1.20.1-eksbuild.3", _VPC_CNI, confirmed=False),
+        "vpc-cni": Pin("v1.22.4-eksbuild.3", f"{_VPC_CNI}: row 1.36", checked=_D(2026, 12, 7)),
         "aws-efs-csi-driver": Pin(
-            "v3.4.0-eksbuild.1", f"{_EFS_CSI}: newest build seen; v3.3.0-eksbuild.1 seen on 1.36", confirmed=False
+            "v3.4.1-eksbuild.1", f"{_EFS_CSI}: newest build; seen on 1.35 only", checked=_D(2026, 12, 7), confirmed=False
         ),
     },
 }
@@ -185,21 +185,26 @@ HELM_CHARTS: dict[str, HelmChart] = {
     "cluster-autoscaler": HelmChart(
         "https://kubernetes.github.io/autoscaler",
         "cluster-autoscaler",
-        "9.56.0",
-        # Published: kubernetes/autoscaler gh-pages index.yaml, entry 9.56.0 (2026-03-02, appVersion 1.35.0); values.yaml
-        # read at tag cluster-autoscaler-chart-9.56.0 (46bb45f). The image is pinned per minor below, not by the chart.
-        "kubernetes/autoscaler gh-pages index.yaml, entry cluster-autoscaler 9.56.0",
+        "9.59.0",
+        # Published: kubernetes/autoscaler gh-pages index.yaml, entry 9.59.0 (created 2026-07-21, digest 90276daf...,
+        # appVersion 1.35.0), the newest in the index; values.yaml and templates read at tag cluster-autoscaler-chart-9.59.0
+        # (5a0b98e), checked 2026-12-07. Its ClusterRole also covers ProvisioningRequests (autoscaling.x-k8s.io), which
+        # 9.56.0's did not. Only azureEnableVMSSEtag is new in values.yaml. The image is pinned per minor below.
+        "kubernetes/autoscaler gh-pages index.yaml, entry cluster-autoscaler 9.59.0 (tag cluster-autoscaler-chart-9.59.0)",
+        checked=_D(2026, 12, 7),
     ),
     "aws-load-balancer-controller": HelmChart(
         "https://aws.github.io/eks-charts",
         "aws-load-balancer-controller",
-        "3.4.2",
-        # Published: aws/eks-charts gh-pages@58944e2 index.yaml lists aws-load-balancer-controller-3.4.2.tgz (digest
-        # 2636e0bd...), released as eks-charts v0.0.240 (PR #1347, 2026-07-13). Newer charts are published (3.5.0,
-        # 3.6.0 in v0.0.246 of 2026-10-05, 3.6.3 in v0.0.252, 3.7.0 in v0.0.253 of 2026-11-24), but neither their
-        # values.yaml nor the IAM policy of their app versions could be read here, so 3.4.2 stays: bumping it means
-        # re-checking the values keys in components/addons.py and re-diffing components/policies_lbc.py.
-        "aws/eks-charts gh-pages index.yaml, entry aws-load-balancer-controller 3.4.2",
+        "3.5.0",
+        # Published: aws/eks-charts gh-pages@c7f9ea5 index.yaml lists aws-load-balancer-controller-3.5.0.tgz (sha256
+        # 45051f63..., created 2026-08-03, appVersion v3.5.0; eks-charts PR #1354). Its values.yaml and templates are
+        # byte-identical to kubernetes-sigs/aws-load-balancer-controller helm/ at tag v3.5.0 (11eb202c), and its IAM
+        # policy (docs/install/iam_policy.json at that tag, blob 761d0e73) is unchanged since v3.4.2:
+        # components/policies_lbc.py matches it (tests/test_access.py compares them). Checked 2026-12-07. Newer charts
+        # (3.6.x, 3.7.0) are published, but neither their values.yaml nor their IAM policy could be read here.
+        "aws/eks-charts gh-pages index.yaml, entry aws-load-balancer-controller 3.5.0 (app v3.5.0)",
+        checked=_D(2026, 12, 7),
     ),
     "metrics-server": HelmChart(
         "https://kubernetes-sigs.github.io/metrics-server/",

@@ -34,18 +34,16 @@ REQUIRED_ROLES = (LOAD_BALANCER_CONTROLLER, CLUSTER_AUTOSCALER)
 # Every chart this component installs; each must have a pin in versions.HELM_CHARTS.
 CHARTS = ("nvidia-device-plugin", CLUSTER_AUTOSCALER, "metrics-server", KUEUE, LOAD_BALANCER_CONTROLLER)
 
-# EKS managed add-ons, one entry per versions.MANAGED_ADDONS (pinned per Kubernetes minor there). vpc-cni runs the
-# network policy agent, which is what enforces RunsNamespace's policies. The value is the string "true" (EKS user
-# guide, cni-network-policy-configure), and needs vpc-cni >= v1.14.0-eksbuild.3.
+# EKS managed add-ons installed after the nodes, pinned per Kubernetes minor in versions.MANAGED_ADDONS. The VPC CNI,
+# the other managed add-on, is installed before the nodes by components/pod_network.py, on its own IRSA role.
 # No Pod Identity agent: every role here is IRSA, so it would only add a DaemonSet pod to every node.
 MANAGED_ADDON_CONFIG: dict[str, dict[str, Any]] = {
-    "vpc-cni": {"enableNetworkPolicy": "true"},
     "coredns": {},
     "kube-proxy": {},
 }
-# Removing these from a running cluster takes pod networking and DNS with them; keep the software if the
+# Removing these from a running cluster takes DNS and service routing with them; keep the software if the
 # Addon resource is ever deleted or renamed, and let EKS's DeleteCluster remove it with the cluster.
-PRESERVE_ON_DELETE = frozenset({"vpc-cni", "coredns", "kube-proxy"})
+PRESERVE_ON_DELETE = frozenset({"coredns", "kube-proxy"})
 
 
 @dataclass(frozen=True)
@@ -101,6 +99,11 @@ def device_plugin_values() -> dict[str, Any]:
     }
 
 
+# How long the Cluster Autoscaler keeps an empty node (its scale-down-unneeded-time): a run's last nodes are billed
+# this long after its pods end, which the cost per admission counts (tools/run_cost.py).
+SCALE_DOWN_UNNEEDED_SECONDS = 10 * 60
+
+
 def cluster_autoscaler_values(args: AddonsArgs) -> dict[str, Any]:
     return {
         "cloudProvider": "aws",
@@ -120,7 +123,7 @@ def cluster_autoscaler_values(args: AddonsArgs) -> dict[str, Any]:
             # hosting any of them is never scaled down. DaemonSet pods never block scale-down either way.
             "skip-nodes-with-system-pods": False,
             # GPU nodes cost dollars per hour; release them 10 minutes after the last run leaves.
-            "scale-down-unneeded-time": "10m",
+            "scale-down-unneeded-time": f"{SCALE_DOWN_UNNEEDED_SECONDS // 60}m",
             # Two instance types per GPU group: pick the one that leaves the least idle CPU/memory.
             "expander": "least-waste",
         },

@@ -7,7 +7,6 @@ import ipaddress
 from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field, ValidationInfo, field_validator, model_validator
-from pydantic.alias_generators import to_camel
 
 import versions
 from catalog import is_gpu_family, load_catalog
@@ -17,11 +16,11 @@ from config.observability import ObservabilityConfig
 from config.types import (
     ALL_CONTROL_PLANE_LOGS,
     ECR_REPO_RE,
-    IAM_PRINCIPAL_RE,
     LOG_RETENTION_DAYS,
     SECURITY_GROUP_ID_RE,
     CapacityType,
     ControlPlaneLogType,
+    IamPrincipal,
     Model,
     RestrictedCidr,
 )
@@ -302,8 +301,14 @@ class PlatformConfig(Model):
     image_allow_list: list[str] = Field(
         default_factory=list, description="Registry prefixes, besides the stack's ECR, that runs may pull from."
     )
-    cluster_admins: list[str] = Field(default_factory=list, description="IAM roles/users given cluster admin.")
-    run_operators: list[str] = Field(
+    cluster_admins: list[IamPrincipal] = Field(default_factory=list, description="IAM roles/users given cluster admin.")
+    deploy_roles: list[IamPrincipal] = Field(
+        default_factory=list,
+        description="IAM roles that run `pulumi up` for this stack (the deploy workflow's role, an operator's role): each "
+        "gets cluster admin through an access entry, so a cluster created by one of them can be updated by the others. "
+        "The identity that creates the cluster already holds EKS's creator entry and gets no second one.",
+    )
+    run_operators: list[IamPrincipal] = Field(
         default_factory=list, description="IAM roles/users that may watch and manage runs in the runs namespace."
     )
     tags: dict[str, str] = Field(default_factory=dict)
@@ -359,10 +364,6 @@ class PlatformConfig(Model):
                 problems.append(f"repositories: {name!r} is not a valid ECR repository name")
         if len(set(self.repositories)) != len(self.repositories):
             problems.append("repositories lists the same name twice")
-        for key in ("cluster_admins", "run_operators"):
-            for arn in getattr(self, key):
-                if not IAM_PRINCIPAL_RE.match(arn):
-                    problems.append(f"{to_camel(key)}: {arn!r} is not an IAM role or user ARN")
         missing = {"api", "audit"} - set(self.control_plane_logs)
         if missing:
             problems.append(f"controlPlaneLogs must include api and audit (missing {sorted(missing)})")

@@ -42,6 +42,9 @@ METRIC_NAME_RE = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
 # two AWS_ web identity variables); a service's own `env` may not override them.
 RESERVED_ENV = ("MODEL_REPOSITORY", "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_ROLE_ARN", "AWS_WEB_IDENTITY_TOKEN_FILE")
 SERVICE_NAME_MAX = 50
+# Extra replicas a rolling update starts before it stops an old one: the Deployment's maxSurge
+# (workloads/renderers/service.py). Counted in the node group fit below and in the queue arithmetic (config/capacity.py).
+ROLLOUT_SURGE = 1
 
 
 class ServicePort(Model):
@@ -195,6 +198,11 @@ class Probes(Model):
 
 class ServiceSpec(Model):
     name: str = Field(description=f"DNS-1123 label starting with a letter, at most {SERVICE_NAME_MAX} characters.")
+    enabled: bool = Field(
+        True,
+        description="false: the entry is validated but not deployed (no pods, no GPUs held, nothing in the queue "
+        "arithmetic or the idle cost); turning it off removes a deployed service.",
+    )
     image: ImageString = Field(description="repo:tag from the stack's ECR, or a full URI under platform.imageAllowList.")
     args: list[str] = Field(
         default_factory=list, description="Container args; $(MODEL_REPOSITORY) expands to the model repository URI."
@@ -320,7 +328,7 @@ def service_platform_rules(platform: PlatformConfig, services: Iterable[tuple[in
         issues += node_fit_issues(path, service.cpu, service.memory, platform, "GPU")
         # A rolling update surges one replica above the current count, so max + 1 replicas must fit the group.
         replicas_per_node = per_node // service.gpus
-        nodes = math.ceil((service.replicas.max + 1) / replicas_per_node)
+        nodes = math.ceil((service.replicas.max + ROLLOUT_SURGE) / replicas_per_node)
         if nodes > gpu.max_size:
             issues.append(
                 Issue(

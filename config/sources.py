@@ -28,6 +28,8 @@ _ENTRY_PATH_RE = re.compile(r"^(?P<section>\w+)\[(?P<index>\d+)\](?P<rest>.*)$")
 # A reference to another entry inside a message ("already used by runs[0].name").
 _REFERENCE_RE = re.compile(rf"\b(?P<section>{'|'.join(LIST_SECTIONS)})\[(?P<index>\d+)\](?:\.name\b)?")
 _KEY_RE = re.compile(r"\.([^.\[\]]+)|\[(\d+)\]")
+# Pulumi.yaml and Pulumi.<stack>.yaml: never a run file, whatever a pattern matches.
+_PULUMI_FILE_RE = re.compile(r"^Pulumi(\.[^/]+)?\.ya?ml$")
 
 
 def shown(path: Path) -> str:
@@ -43,24 +45,93 @@ def _loader() -> type[yaml.SafeLoader]:
     return getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # type: ignore[no-any-return]
 
 
-def yaml_issue(err: yaml.YAMLError, file: str) -> Issue:
-    """A YAML syntax error with the file's name and the line (not PyYAML's `in "<unicode string>"`)."""
+class DuplicateKey(yaml.constructor.ConstructorError):
+    """A key written twice in one mapping."""
+
+
+class _UniqueKeyLoader(_loader()):  # type: ignore[misc, valid-type]
+    """The safe loader, refusing a key written twice in one mapping.
+
+    PyYAML keeps the last value and drops the first without a word (`seeds:` twice in a run plans the second list);
+    YAML says keys are unique, and go-yaml v3, which the Pulumi CLI reads stack files with, refuses them. Keys that a
+    merge (`<<: *anchor`) brings in may still be overridden: that is what a merge is for.
+    """
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[tuple[str, str], yaml.Node] = {}
+        for key, _ in node.value:
+            if not isinstance(key, yaml.ScalarNode) or key.tag == "tag:yaml.org,2002:merge":
+                continue
+            first = seen.setdefault((key.tag, key.value), key)
+            if first is not key:
+                line = first.start_mark.line + 1
+                raise DuplicateKey(None, None, f"is written twice (first on line {line})", key.start_mark)
+        return super().construct_mapping(node, deep=deep)  # type: ignore[no-any-return]
+
+
+def yaml_issue(err: yaml.YAMLError, file: str, text: str = "") -> Issue:
+    """A YAML syntax error with the file's name and the line (not PyYAML's `in "<unicode string>"`); a duplicated key
+    with its path and entry, like any other problem of an entry."""
     mark = getattr(err, "problem_mark", None) or getattr(err, "context_mark", None)
     problem = getattr(err, "problem", None) or str(err)
     context = getattr(err, "context", None)
+    line = mark.line + 1 if mark else None
+    if isinstance(err, DuplicateKey) and mark is not None:
+        path, entry = _key_path(text, mark.line, mark.column)
+        return Issue(path, f"{problem}: YAML would silently keep only the last value; delete one", file, line, entry)
     column = f"column {mark.column + 1}: " if mark is not None else ""
     detail = f"{column}{problem}" + (f" ({context})" if context else "")
-    return Issue("", f"not valid YAML: {detail}; check the indentation and quoting there", file, mark.line + 1 if mark else None)
+    return Issue("", f"not valid YAML: {detail}; check the indentation and quoting there", file, line)
+
+
+def _key_path(text: str, line: int, column: int) -> tuple[str, str | None]:
+    """The path of the key at `line`, `column` (0-based) as messages show it (`runs[0].seeds`, the stack file's
+    `config:` and `simfleet:` left out), and the name of the list entry it is in."""
+    try:
+        node = yaml.compose(text, Loader=_loader())
+    except yaml.YAMLError:
+        return "", None
+    parts: list[str] = []
+    entry: str | None = None
+    while isinstance(node, yaml.MappingNode | yaml.SequenceNode):
+        if isinstance(node, yaml.SequenceNode):
+            index, node = next(((i, n) for i, n in enumerate(node.value) if _spans(n, line, column)), (None, None))
+            if index is None:
+                break
+            parts.append(f"[{index}]")
+            if entry is None and isinstance(node, yaml.MappingNode):
+                entry = next((v.value for k, v in node.value if k.value == "name" and isinstance(v, yaml.ScalarNode)), None)
+            continue
+        key, node = next(((k, v) for k, v in node.value if _spans(k, line, column) or _spans(v, line, column)), (None, None))
+        if key is None:
+            break
+        if not parts and key.value == "config":
+            continue
+        parts.append(("." if parts else "") + (key.value.removeprefix("simfleet:") if not parts else key.value))
+        if key.start_mark.line == line and key.start_mark.column == column:
+            break
+    return "".join(parts), entry
+
+
+def _spans(node: yaml.Node, line: int, column: int) -> bool:
+    start, end = node.start_mark, node.end_mark
+    return (start.line, start.column) <= (line, column) < (end.line, end.column) or (start.line, start.column) == (line, column)
 
 
 def read_yaml(path: Path, file: str) -> tuple[Any, Issue | None]:
     """The document in `path`, or the Issue that says why it cannot be read (missing, not YAML)."""
     try:
-        return yaml.load(path.read_text(), Loader=_loader()), None
+        raw = path.read_bytes()
+        text = raw.decode("utf-8")  # YAML files are UTF-8, whatever the machine's locale says
+        return yaml.load(text, Loader=_UniqueKeyLoader), None
     except FileNotFoundError:
         return None, Issue("", "no such file", file)
+    except UnicodeDecodeError as err:
+        line = raw.count(b"\n", 0, err.start) + 1
+        byte = raw[err.start : err.start + 1].hex()
+        return None, Issue("", f"not UTF-8 text (byte 0x{byte}); save the file as UTF-8", file, line)
     except yaml.YAMLError as err:
-        return None, yaml_issue(err, file)
+        return None, yaml_issue(err, file, text)
 
 
 @dataclass
@@ -95,8 +166,8 @@ class YamlFile:
         if not self._composed:
             self._composed = True
             try:
-                self._root = yaml.compose(self.path.read_text(), Loader=_loader()) if self.path else None
-            except (OSError, yaml.YAMLError):
+                self._root = yaml.compose(self.path.read_text("utf-8"), Loader=_loader()) if self.path else None
+            except (OSError, ValueError, yaml.YAMLError):  # ValueError: not UTF-8, reported by read_yaml
                 self._root = None
         return self._root
 
@@ -218,10 +289,18 @@ def _run_file_paths(patterns: Any, base: Path, stack_file: Path | None, issues: 
                 Issue(where, f"{pattern!r} must be a path inside the project, relative to the stack file, like runs/*.yaml")
             )
             continue
-        matches = sorted(p for p in base.glob(pattern) if p.is_file())
-        if stack_file is not None:
-            matches = [p for p in matches if p.resolve() != stack_file.resolve()]
-        if not matches:
+        every = sorted(p for p in base.glob(pattern) if p.is_file())
+        matches = [p for p in every if not _pulumi_file(p, stack_file)]
+        if every and not matches:
+            names = ", ".join(p.name for p in every)
+            issues.append(
+                Issue(
+                    where,
+                    f"{pattern!r} matches only Pulumi's own files ({names}), which are never run files; keep run files "
+                    "in a folder of their own, like runs/*.yaml",
+                )
+            )
+        elif not matches:
             # A pattern that matches nothing would silently drop every run it used to hold, and `pulumi up` would
             # delete their Jobs: refuse it, so a typo or a moved directory never looks like "remove these runs".
             folder = "" if shown(base) == "." else f" ({shown(base)})"
@@ -235,6 +314,12 @@ def _run_file_paths(patterns: Any, base: Path, stack_file: Path | None, issues: 
         for path in matches:
             found.setdefault(path.resolve(), None)
     return list(found)
+
+
+def _pulumi_file(path: Path, stack_file: Path | None) -> bool:
+    """Pulumi's project file, any stack's file (`Pulumi.prod.yaml` under `*.yaml`), or the stack file itself."""
+    named = _PULUMI_FILE_RE.match(path.name) is not None
+    return named or (stack_file is not None and path.resolve() == stack_file.resolve())
 
 
 def _read_run_file(path: Path, sources: Sources) -> None:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import datetime
 import difflib
+import functools
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -52,6 +54,9 @@ SECTIONS = ("platform", "queues", *FILE_SECTIONS, RUN_FILES_KEY, "deletions")
 # the network and the deployer security group, so a runner can start inside the VPC before the private endpoint exists.
 BOOTSTRAP_ENV = "SIMFLEET_BOOTSTRAP"
 BOOTSTRAP_PHASES = ("network",)
+# How an invalid entry without a usable name (`nme: walk-baseline`) is counted among the invalid names of its section:
+# the entry another one names may be that one, so "no run named ..." would be a false follow-on error.
+UNNAMED = "<no name>"
 
 
 @dataclass(frozen=True)
@@ -161,13 +166,15 @@ def load_stack_config(
             queue_specs.append((index, QueueSpec.model_validate(raw, context=context)))
         except ValidationError as err:
             issues += issues_from(err, f"queues[{index}]", QueueSpec)
-            invalid.setdefault("queues", set()).update(_names([raw]))
+            invalid.setdefault("queues", set()).add(_invalid_name(raw))
     issues += queue_rules(queue_specs)
     # The queues' names and default, for the rules of runs and jobs that name a queue; quotas need the platform.
     queues_cfg = declared_queues(queue_specs, queues is not None)
 
+    # What `up` deploys: a service with `enabled: false` is validated like the others, and holds no GPU, trusts no name.
+    deployed_services = [(index, spec) for index, spec in service_specs if spec.enabled]
     if platform_cfg is not None:
-        capacity = gpu_capacity(platform_cfg, (spec for _, spec in service_specs))
+        capacity = gpu_capacity(platform_cfg, (spec for _, spec in deployed_services))
         per_gpu = per_gpu_allocatable(platform_cfg)
         if queues is None:
             queues_cfg = generated_queues(capacity, per_gpu)
@@ -195,11 +202,14 @@ def load_stack_config(
                 "no run or job that asks for a GPU"
             )
     issues += entry_rules("runs", run_specs, invalid.setdefault("runs", set()))
-    issues += run_cross_rules(run_specs, base_dir, lint_glue, invalid.get("runs", set()), sources.complete)
+    # An invalid run without a name may be the one a continuation names: then no name is known to be missing.
+    every_run_known = sources.complete and UNNAMED not in invalid.get("runs", set())
+    issues += run_cross_rules(run_specs, base_dir, lint_glue, invalid.get("runs", set()), every_run_known)
     issues += entry_rules("services", service_specs)
     issues += entry_rules("jobs", job_specs)
     issues += name_clashes(workload_names(run_specs, service_specs, job_specs))
-    issues += queue_name_issues(queues_cfg.names(), [("runs", run_specs), ("jobs", job_specs)], invalid.get("queues", set()))
+    if UNNAMED not in invalid.get("queues", set()):  # else the queue a run names may be the one without a name
+        issues += queue_name_issues(queues_cfg.names(), [("runs", run_specs), ("jobs", job_specs)], invalid.get("queues", set()))
     # Admission needs every queue a workload names to be valid: a queue with errors of its own is left out of it. A
     # workload with errors of its own (too many GPUs, say) is left out too: its own errors are what to fix.
     if platform_cfg is not None and not any(i.path.endswith(".queue") for i in issues) and not invalid.get("queues"):
@@ -213,8 +223,13 @@ def load_stack_config(
                 notes.append(Issue(issue.path, issue.message[2:]))
             else:
                 issues.append(issue)
-    notes += service_warnings(service_specs)
-    placeholders = placeholder_issues(platform_cfg, run_specs, service_specs)
+    notes += service_warnings(deployed_services)
+    notes += [
+        Issue(f"services[{i}].enabled", "is false, so the service is not deployed")
+        for i, spec in service_specs
+        if not spec.enabled
+    ]
+    placeholders = placeholder_issues(platform_cfg, run_specs, deployed_services)
     if offline:
         notes += [
             Issue(i.path, f"{i.message} (the offline plan only warns; pulumi preview and up refuse it)") for i in placeholders
@@ -236,7 +251,7 @@ def load_stack_config(
         platform_cfg,
         tuple(spec for _, spec in run_specs),
         tuple(warnings),
-        services=tuple(spec for _, spec in service_specs),
+        services=tuple(spec for _, spec in deployed_services),
         jobs=tuple(spec for _, spec in job_specs),
         queues=queues_cfg,
         deletions=deletions_cfg,
@@ -271,12 +286,14 @@ def _entries(raw: Any, section: str, model: type[M], issues: list[Issue], invali
             parsed.append((index, model.model_validate(entry)))
         except ValidationError as err:
             issues += issues_from(err, f"{section}[{index}]", model)
-            invalid.setdefault(section, set()).update(_names([entry]))
+            invalid.setdefault(section, set()).add(_invalid_name(entry))
     return parsed
 
 
-def _names(entries: Sequence[Any]) -> set[str]:
-    return {e["name"] for e in entries if isinstance(e, dict) and isinstance(e.get("name"), str)}
+def _invalid_name(entry: Any) -> str:
+    """The name an invalid entry goes by in `invalid`; UNNAMED when it has none (a misspelt `name:` key)."""
+    name = entry.get("name") if isinstance(entry, dict) else None
+    return name if isinstance(name, str) else UNNAMED
 
 
 def load_from_pulumi(project_dir: Path = PROJECT_ROOT) -> StackConfig:
@@ -303,14 +320,15 @@ def load_from_pulumi(project_dir: Path = PROJECT_ROOT) -> StackConfig:
     try:
         if phase and phase not in BOOTSTRAP_PHASES:
             raise ConfigError(source, [Issue("", f"{BOOTSTRAP_ENV}={phase!r} is not a phase; the only one is 'network'")])
+        section = functools.partial(_as_written, settings)
         cfg = load_stack_config(
-            settings.get_object("platform"),
-            settings.get_object("runs"),
-            services=settings.get_object("services"),
-            jobs=settings.get_object("jobs"),
-            queues=settings.get_object("queues"),
-            run_files=settings.get_object(RUN_FILES_KEY),
-            deletions=settings.get_object("deletions"),
+            section("platform"),
+            section("runs"),
+            services=section("services"),
+            jobs=section("jobs"),
+            queues=section("queues"),
+            run_files=section(RUN_FILES_KEY),
+            deletions=section("deletions"),
             config_keys=config_keys,
             stack=stack,
             source=source,
@@ -323,6 +341,19 @@ def load_from_pulumi(project_dir: Path = PROJECT_ROOT) -> StackConfig:
     for warning in cfg.warnings:
         pulumi.log.warn(warning)
     return replace(cfg, bootstrap_network=phase == "network")
+
+
+def _as_written(settings: Any, key: str) -> Any:
+    """A `simfleet:` section as the stack file has it. The engine passes a list or mapping as JSON and a plain value
+    as its text: `runFiles: runs/*.yaml` arrives as `runs/*.yaml`, which `Config.get_object` would refuse with the
+    SDK's "not a valid 'JSON object'" (no file, no line, no hint); as text, the config says what to write instead."""
+    value = settings.get(key)
+    if value is None:
+        return None
+    try:
+        return json.loads(value)
+    except ValueError:
+        return value
 
 
 def load_stack_file(

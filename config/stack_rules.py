@@ -1,10 +1,13 @@
 """Rules across a stack's entries: names unique across runs, jobs and services (and the objects they create), the
-queues runs and jobs name, whether a queue can ever admit a workload whole, and placeholder CIDRs left in the file."""
+queues runs and jobs name, whether a queue can ever admit a workload whole, and placeholders (CIDRs, names) left in the
+file."""
 
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from typing import Any
+
+from pydantic.alias_generators import to_snake
 
 from config.errors import Issue, did_you_mean
 from config.jobs import JobSpec
@@ -12,7 +15,7 @@ from config.platform import PlatformConfig
 from config.queues import QueuesConfig
 from config.runs import RunSpec
 from config.services import ServiceSpec
-from config.types import CapacityType, documentation_range
+from config.types import CapacityType, documentation_range, placeholder_name
 
 # What to put in place of a documentation-range placeholder, per kind of CIDR list.
 _PLACEHOLDER_HINTS = {
@@ -128,12 +131,51 @@ def admission_issues(
     return issues
 
 
+# What to put in place of a stand-in name, per kind of value.
+_NAME_HINTS = {
+    "principal": "the ARN of your own role or user (`aws sts get-caller-identity` prints your account and identity)",
+    "securityGroup": "the id of your own security group, or remove the entry",
+    "registry": "the prefix of the registry you pull from",
+    "repository": "the name of the ECR repository to create",
+    "bucket": "the s3:// URI of your own bucket: anyone can register a bucket under a sample name and serve what "
+    "simfleet would read",
+}
+
+
+def _name_lists(
+    platform: PlatformConfig | None,
+    runs: Sequence[tuple[int, RunSpec]],
+    services: Sequence[tuple[int, ServiceSpec]],
+) -> list[tuple[str, str, list[str]]]:
+    """(path, kind, values) of every name the stack file gives that a deploy would create or trust."""
+    lists: list[tuple[str, str, list[str]]] = []
+    if platform is not None:
+        for key in ("clusterAdmins", "deployRoles", "runOperators"):
+            lists.append((f"platform.{key}", "principal", list(getattr(platform, to_snake(key)))))
+        security_groups = list(platform.endpoint.deployer_access.security_group_ids)
+        lists.append(("platform.endpoint.deployerAccess.securityGroupIds", "securityGroup", security_groups))
+        lists.append(("platform.imageAllowList", "registry", list(platform.image_allow_list)))
+        lists.append(("platform.repositories", "repository", list(platform.repositories)))
+        for index, entry in enumerate(platform.shared_storage.imports):
+            # An import's role reads this prefix and copies it into the volume every job and run mounts.
+            lists.append((f"platform.sharedStorage.imports[{index}].from", "bucket", [entry.from_]))
+    for index, run in runs:
+        source = run.checkpoint.from_
+        if source and source.startswith("s3://"):
+            lists.append((f"runs[{index}].checkpoint.from", "bucket", [source]))
+    for index, service in services:
+        if service.model_repository is not None:
+            lists.append((f"services[{index}].modelRepository", "bucket", [service.model_repository]))
+    return lists
+
+
 def placeholder_issues(
     platform: PlatformConfig | None,
     runs: Sequence[tuple[int, RunSpec]],
     services: Sequence[tuple[int, ServiceSpec]] = (),
 ) -> list[Issue]:
-    """Documentation-range CIDRs (RFC 5737) in every CIDR list a user fills in: sample values nobody replaced."""
+    """Sample values nobody replaced: documentation-range CIDRs (RFC 5737) in every CIDR list a user fills in, and
+    stand-in names (example accounts, buckets, registries, security groups) in every name a deploy creates or trusts."""
     lists: list[tuple[str, str, list[Any]]] = []
     if platform is not None:
         endpoint = platform.endpoint
@@ -160,4 +202,10 @@ def placeholder_issues(
                         f"uses. Put {_PLACEHOLDER_HINTS[kind]}",
                     )
                 )
+    for path, kind, names in _name_lists(platform, runs, services):
+        for position, name in enumerate(names):
+            reason = placeholder_name(name)
+            if reason is not None:
+                where = path if kind == "bucket" else f"{path}[{position}]"
+                issues.append(Issue(where, f"{name} is a placeholder: it {reason}. Put {_NAME_HINTS[kind]}"))
     return issues

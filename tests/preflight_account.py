@@ -33,10 +33,20 @@ DEV_NEEDS = {"L-1216C47A": 6, "L-3819A6DF": 32, "L-DB2E81BA": 32}
 QUOTA_NAMES = {q.code: q.name for q in (quotas.STANDARD_ON_DEMAND, quotas.G_SPOT, quotas.G_ON_DEMAND)}
 
 
+# The fake account (moto's MOTO_ACCOUNT_ID: an id no documentation uses, unlike moto's default 123456789012) and the
+# identity its STS answers for, listed as the stack's deploy role in place of the sample's placeholder.
+ACCOUNT = "210987654321"
+DEPLOY_ROLE = f"arn:aws:iam::{ACCOUNT}:user/moto"
+
+
 def dev_stack() -> dict[str, Any]:
-    """Pulumi.dev.yaml's config with a real public CIDR instead of the placeholder and no runs."""
+    """Pulumi.dev.yaml's config with a real public CIDR, deploy role and import bucket instead of the placeholders, and no
+    runs."""
     config = copy.deepcopy(yaml.safe_load((ROOT / "Pulumi.dev.yaml").read_text())["config"])
     config["simfleet:platform"]["endpoint"]["publicAccessCidrs"] = ["52.94.0.0/22"]
+    config["simfleet:platform"]["deployRoles"] = [DEPLOY_ROLE]
+    for entry in config["simfleet:platform"]["sharedStorage"]["imports"]:
+        entry["from"] = entry["from"].replace("-example/", "-acme/")
     config["simfleet:runs"] = []
     return config
 
@@ -104,7 +114,8 @@ class Account:
         )
 
     def stub_addons(self, builds: dict[str, list[dict[str, Any]]] | None = None) -> None:
-        for addon in versions.MANAGED_ADDONS:
+        # In the order the preflight asks: every add-on versions.py pins for the version, by name.
+        for addon in sorted(versions.EKS_ADDON_PINS[VERSION]):
             pin = versions.addon_version(VERSION, addon)
             found = (builds or {}).get(addon, [build(pin, ["1.34", VERSION, "1.36"], default_for=VERSION)])
             self.eks.add_response(

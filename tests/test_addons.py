@@ -1,8 +1,7 @@
-"""Addons: managed add-on pins and vpc-cni network policy, the log group, and every Helm release's pin and values."""
+"""Addons: managed add-on pins, the log group, and every Helm release's pin and values."""
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ import versions
 from components.addons import CHARTS, IRSA_ANNOTATION, MANAGED_ADDON_CONFIG, Addons, AddonsArgs
 from components.metrics import CHART as METRICS_CHART
 from components.metrics import pushgateway_values
+from components.pod_network import VPC_CNI
 
 RELEASE = "kubernetes:helm.sh/v3:Release"
 ADDON = "aws:eks/addon:Addon"
@@ -66,14 +66,15 @@ def _values(rec, key: str) -> dict[str, Any]:
 
 def test_managed_addons_are_pinned_for_the_clusters_minor_and_adopt_bootstrap_copies(rec):
     addons = {r.inputs["addonName"]: r.inputs for r in rec.of_type(ADDON)}
-    assert set(addons) == set(versions.MANAGED_ADDONS) == {"vpc-cni", "coredns", "kube-proxy"}
+    # The VPC CNI is the other managed add-on, installed before the nodes by components/pod_network.py.
+    assert set(addons) == set(versions.MANAGED_ADDONS) - {"vpc-cni"} == {"coredns", "kube-proxy"}
     for addon, inputs in addons.items():
         assert inputs["addonVersion"] == versions.addon_version("1.35", addon), addon
         assert re.match(r"^v\d+\.\d+\.\d+-eksbuild\.\d+$", inputs["addonVersion"]), addon
         assert inputs["resolveConflictsOnCreate"] == "OVERWRITE", addon
         assert inputs["resolveConflictsOnUpdate"] == "OVERWRITE", addon
         assert inputs["clusterName"] == "simfleet-dev"
-        # The CNI, DNS and proxy software stays if the Addon resource is ever removed.
+        # The DNS and proxy software stays if the Addon resource is ever removed.
         assert inputs["preserve"] is True, addon
     assert addons["kube-proxy"]["addonVersion"].startswith("v1.35.")
     # CoreDNS from the 1.35 row of the EKS user guide's table, not the 1.33/1.34 v1.12 line.
@@ -85,14 +86,11 @@ def test_no_pod_identity_agent_because_every_role_is_irsa(rec):
     # Nothing in simfleet uses EKS Pod Identity (every workload role is an IRSA role), so the agent's DaemonSet would
     # only take a pod slot on every node.
     assert "eks-pod-identity-agent" not in {r.inputs["addonName"] for r in rec.of_type(ADDON)}
-    assert set(MANAGED_ADDON_CONFIG) == set(versions.MANAGED_ADDONS)
+    assert {*MANAGED_ADDON_CONFIG, VPC_CNI} == set(versions.MANAGED_ADDONS)
     assert not [r for r in rec.of_type("aws:eks/podIdentityAssociation:PodIdentityAssociation")]
 
 
-def test_vpc_cni_enforces_network_policy(rec):
-    vpc_cni = rec.one(ADDON, "addons-vpc-cni").inputs
-    # EKS wants the string "true", not a JSON boolean.
-    assert json.loads(vpc_cni["configurationValues"]) == {"enableNetworkPolicy": "true"}
+def test_coredns_and_kube_proxy_take_the_add_ons_defaults(rec):
     assert "configurationValues" not in rec.one(ADDON, "addons-coredns").inputs
 
 

@@ -84,6 +84,7 @@ def placeholder(t: Teams) -> None:
 CASES: dict[str, Callable[[Teams], None]] = {
     "yaml": lambda t: t.text("locomotion", "    mode: batch\n", "    mode: batch\n   profile: x\n"),
     "unknown-key": lambda t: t.text("locomotion", "    seeds: 0..19", "    seed: 0..19"),
+    "duplicate-key": lambda t: t.text("locomotion", "    maxRuntime: 1h\n", "    maxRuntime: 1h\n    seeds: [1, 2]\n"),
     "required": lambda t: t.edit("locomotion", lambda d: d["runs"][0].pop("profile")),
     # Edited as text, as a person would: the other lines keep their numbers (the docs show these three together).
     "list-form": lambda t: t.text(
@@ -195,3 +196,68 @@ def test_the_plan_and_the_program_under_pulumi_print_the_same_errors(tmp_path: P
         with pytest.raises(plan.PlanConfigError) as caught:
             plan.run_program(teams.stack_file, "teams")
     assert str(caught.value).strip() == done.stderr.strip()
+
+
+def test_a_key_written_twice_in_the_stack_file_stops_the_plan_as_it_stops_pulumi(tmp_path: Path) -> None:
+    """PyYAML would keep the second `sharedStorage:` and plan without the first; go-yaml v3 (the Pulumi CLI) refuses
+    the file. The offline plan refuses it too, at the second key's line."""
+    from tools import plan
+
+    teams = Teams(tmp_path)
+    teams.text(
+        "stack",
+        "    sharedStorage: {enabled: true}\n",
+        "    sharedStorage: {enabled: true}\n    sharedStorage: {enabled: false}\n",
+    )
+    with pytest.raises(plan.PlanConfigError) as caught:
+        plan.read_stack_file(teams.stack_file)
+    line = teams.stack_file.read_text().splitlines().index("    sharedStorage: {enabled: false}") + 1
+    assert f":{line}: platform.sharedStorage: is written twice (first on line {line - 1})" in str(caught.value)
+
+
+def test_a_merge_may_still_override_what_it_brings_in(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    teams = Teams(tmp_path)
+    monkeypatch.chdir(teams.dir)
+    teams.path("locomotion").write_text(
+        "runs:\n"
+        "  - name: walk-sweep\n"
+        "    mode: batch\n"
+        "    <<: &common\n"
+        "      images: {sim: unitree-sim:4.2.0, monty: monty:1f3c2a9, glue: glue-base:0.3.1}\n"
+        "      profile: quadruped-default\n"
+        "      glue: glue/trot.py\n"
+        "      maxRuntime: 1h\n"
+        "    seeds: 0..3\n"
+        "  - name: walk-baseline\n"
+        "    mode: interactive\n"
+        "    <<: *common\n"
+        "    maxRuntime: 3h\n"
+        "    seeds: [7]\n"
+    )
+    cfg = load_stack_file(teams.stack_file, teams.stack)
+    assert [(run.name, run.max_runtime) for run in cfg.runs[:2]] == [("walk-sweep", 3600), ("walk-baseline", 3 * 3600)]
+
+
+@pytest.mark.parametrize(
+    ("edit", "paths"),
+    [
+        # walk-baseline's `name:` misspelt: grasp-from-walk continues from it, and that run is there, invalid.
+        (
+            lambda t: t.text("locomotion", "  - name: walk-baseline\n", "  - nme: walk-baseline\n"),
+            ["runs[1].name", "runs[1].nme"],
+        ),
+        # The perception queue's `name:` misspelt: a run and a job name that queue, which is there, invalid.
+        (lambda t: t.text("stack", "- {name: perception,", "- {nme: perception,"), ["queues[1].name", "queues[1].nme"]),
+    ],
+    ids=["run", "queue"],
+)
+def test_an_entry_whose_name_is_misspelt_sets_off_no_error_about_entries_that_name_it(
+    tmp_path: Path, edit: Callable[[Teams], None], paths: list[str]
+) -> None:
+    """Its own errors are what to fix; "no run named 'walk-baseline'; did you mean 'walk-sweep'?" would send the
+    reader to the wrong run."""
+    teams = Teams(tmp_path)
+    edit(teams)
+    with pytest.raises(ConfigError) as caught:
+        load_stack_file(teams.stack_file, teams.stack)
+    assert sorted(issue.path for issue in caught.value.issues) == paths, str(caught.value)

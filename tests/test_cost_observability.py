@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from test_plan import planned
+from test_plan import planned, planned_dev_with_service
 
 from catalog import load_catalog
 from tools.cost_observability import OBSERVATIONS, PLATFORM_PODS_PER_SYSTEM_NODE, declared_series
@@ -22,9 +22,10 @@ def test_the_block_is_in_cost_json_and_adds_up(dev) -> None:
     items = {i["item"].split(" (")[0].split(":")[0]: i for i in block["items"]}
     assert block["monthlyUsd"] == pytest.approx(sum(i["monthlyUsd"] for i in block["items"]), abs=0.01)
     assert items["CloudWatch dashboards"]["monthlyUsd"] == 3.00  # one dashboard
-    # Seven alarms: the metric alarms read two to three metrics each, the heartbeats and the Insights query one.
+    # Six alarms (the sample's service ships off): the metric alarms read two to three metrics each, the heartbeats
+    # and the Insights query one.
     alarms = next(i for i in block["items"] if i["item"].startswith("CloudWatch alarms"))
-    assert "7 alarms" in alarms["item"] and alarms["monthlyUsd"] == pytest.approx(alarms["quantity"] * 0.10)
+    assert "6 alarms" in alarms["item"] and alarms["monthlyUsd"] == pytest.approx(alarms["quantity"] * 0.10)
     # Idle Container Insights: one t3.medium and its platform pods, per minute, for a month at $0.21 per million.
     per_minute = OBSERVATIONS["node"] + PLATFORM_PODS_PER_SYSTEM_NODE * (OBSERVATIONS["pod"] + 2 * OBSERVATIONS["container"])
     insights = next(i for i in block["items"] if i["item"].startswith("Container Insights"))
@@ -35,17 +36,20 @@ def test_the_block_is_in_cost_json_and_adds_up(dev) -> None:
 def test_custom_metrics_follow_the_declarations(dev) -> None:
     import json
 
-    [config] = [
-        r
-        for r in planned("dev").registrations
-        if r.type == "kubernetes:core/v1:ConfigMap" and r.name.endswith("simfleet-collector")
-    ]
-    agent = json.loads(config.inputs["data"]["cwagentconfig.json"])
+    def agent_of(result) -> dict:
+        [config] = [
+            r for r in result.registrations if r.type == "kubernetes:core/v1:ConfigMap" and r.name.endswith("simfleet-collector")
+        ]
+        return json.loads(config.inputs["data"]["cwagentconfig.json"])
+
     # Kueue: 5 metrics at the cluster and per queue (2 queues), pending per queue and status (2 x 2); the Pushgateway
-    # heartbeat; the service's 5 metrics per service and per model. Runs and jobs are billed per pushed hour.
-    assert declared_series(agent, queues=2, services=1) == 5 * (1 + 2) + 2 * 2 + 1 + 5 * 2 == 30
+    # heartbeat; the service's 5 metrics per service and per model (dev's service turned on). Runs and jobs are billed
+    # per pushed hour.
+    assert declared_series(agent_of(planned_dev_with_service()), queues=2, services=1) == 5 * (1 + 2) + 2 * 2 + 1 + 5 * 2 == 30
+    # The sample as shipped: its service is off, so none of the service's series.
+    assert declared_series(agent_of(planned("dev")), queues=2, services=0) == 5 * (1 + 2) + 2 * 2 + 1 == 20
     metrics = next(i for i in dev["observability"]["items"] if "custom metrics" in i["item"])
-    assert metrics["quantity"] == 30 and metrics["monthlyUsd"] == pytest.approx(9.0)
+    assert metrics["quantity"] == 20 and metrics["monthlyUsd"] == pytest.approx(6.0)
 
 
 def test_the_collector_costs_less_than_a_managed_scraper(dev) -> None:

@@ -19,7 +19,7 @@ from functools import cache
 from typing import Any
 
 import pytest
-from test_plan import planned
+from test_plan import planned, planned_dev_with_service
 
 from components.collector import PROMETHEUS_NAMESPACE
 from components.dashboard_body import WIDTH, DashboardSpec, SpendModel, dashboard_body, dashboard_url
@@ -127,28 +127,37 @@ def alarm_references(alarm: dict[str, Any]) -> list[tuple[str, str, set[str]]]:
     return found
 
 
+# The stacks checked: the two samples, and dev with its service turned on (it ships off), for the service's widgets
+# and alarm.
+STACKS = ["dev", "prod", "dev-service"]
+
+
+def plan_of(stack: str) -> PlanResult:
+    return planned_dev_with_service() if stack == "dev-service" else planned(stack)
+
+
 @cache
 def body(stack: str) -> dict[str, Any]:
-    [dashboard] = [r for r in planned(stack).registrations if r.type == "aws:cloudwatch/dashboard:Dashboard"]
+    [dashboard] = [r for r in plan_of(stack).registrations if r.type == "aws:cloudwatch/dashboard:Dashboard"]
     return json.loads(dashboard.inputs["dashboardBody"])
 
 
-@pytest.mark.parametrize("stack", ["dev", "prod"])
+@pytest.mark.parametrize("stack", STACKS)
 def test_every_dashboard_metric_is_published(stack: str) -> None:
     references = dashboard_references(body(stack))
     assert len(references) > 20
-    unpublished = [r for r in references if not published(planned(stack), *r)]
+    unpublished = [r for r in references if not published(plan_of(stack), *r)]
     assert not unpublished, unpublished
 
 
-@pytest.mark.parametrize("stack", ["dev", "prod"])
+@pytest.mark.parametrize("stack", STACKS)
 def test_every_alarm_metric_is_published(stack: str) -> None:
-    alarms = [r.inputs for r in planned(stack).registrations if r.type == "aws:cloudwatch/metricAlarm:MetricAlarm"]
+    alarms = [r.inputs for r in plan_of(stack).registrations if r.type == "aws:cloudwatch/metricAlarm:MetricAlarm"]
     assert alarms
     for alarm in alarms:
         references = alarm_references(alarm)
         assert references, alarm["name"]
-        unpublished = [r for r in references if not published(planned(stack), *r)]
+        unpublished = [r for r in references if not published(plan_of(stack), *r)]
         assert not unpublished, (alarm["name"], unpublished)
 
 
@@ -164,7 +173,7 @@ def test_the_check_catches_a_wrong_name_or_dimension() -> None:
         references_in_expression(bad)  # filters on a dimension outside its schema
 
 
-@pytest.mark.parametrize("stack", ["dev", "prod"])
+@pytest.mark.parametrize("stack", STACKS)
 def test_layout_regions_and_expression_ids(stack: str) -> None:
     widgets = body(stack)["widgets"]
     for widget in widgets:
@@ -193,11 +202,12 @@ def test_layout_regions_and_expression_ids(stack: str) -> None:
 
 
 def test_services_get_rate_latency_and_replicas_only_where_they_exist() -> None:
-    dev = " ".join(str(w["properties"].get("title")) for w in body("dev")["widgets"])
-    prod = " ".join(str(w["properties"].get("title")) for w in body("prod")["widgets"])
-    assert "radstream-triton: requests per second and mean latency (ms)" in dev
-    assert "radstream-triton: ready vs desired replicas (minimum 1)" in dev
-    assert "radstream-triton" not in prod
+    on = " ".join(str(w["properties"].get("title")) for w in body("dev-service")["widgets"])
+    assert "radstream-triton: requests per second and mean latency (ms)" in on
+    assert "radstream-triton: ready vs desired replicas (minimum 1)" in on
+    # Not where it is not deployed: prod declares none, dev's ships off.
+    for stack in ("dev", "prod"):
+        assert "radstream-triton" not in " ".join(str(w["properties"].get("title")) for w in body(stack)["widgets"])
 
 
 def test_spend_is_node_counts_times_catalog_prices() -> None:

@@ -45,7 +45,10 @@ CTX = RunContext(
 PINNED_GLUE = "def step(observation):\n    return {'cmd_type': 'stop'}\n"
 GOLDEN = {
     "trot-baseline": "4d6c2958c7c3",
-    "trot-sweep": "9f285d0b3b62",
+    # 2026-12-07: the sample's sweep starts from a placeholder bucket (s3://example-shared-brains/...) instead of
+    # s3://simfleet-shared-brains/..., a spec change, so a new hash; the scheme is unchanged (the old source still
+    # hashes to 9f285d0b3b62, test below). A stack that deployed the old sample keeps its run under the old prefix.
+    "trot-sweep": "700b7ff0e43e",
     "trot-continue": "84c5dbde9e18",
 }
 
@@ -73,6 +76,10 @@ def dev_hashes(runs: dict[str, dict[str, Any]], ctx: RunContext = CTX) -> dict[s
 def test_golden_hashes_of_the_dev_runs() -> None:
     assert IDENTITY_VERSION == 1
     assert dev_hashes(dev_runs()) == GOLDEN
+    # The sweep as the sample had it before its bucket became a placeholder: the hash it had then.
+    runs = dev_runs()
+    runs["trot-sweep"]["checkpoint"]["from"] = "s3://simfleet-shared-brains/monty/quadruped/v12.mstate"
+    assert dev_hashes(runs)["trot-sweep"] == "9f285d0b3b62"
 
 
 def test_the_identity_rules_are_the_ones_pinned_for_their_version() -> None:

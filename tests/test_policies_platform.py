@@ -123,9 +123,14 @@ FAILURES: list[Failure] = [
         lambda rs: edit(
             rs,
             "access-run-role",
-            set_path(["assumeRolePolicy"], trust(["system:serviceaccount:a:b", "system:serviceaccount:a:c"])),
+            set_path(["assumeRolePolicy"], trust(["system:serviceaccount:a:b", "system:serviceaccount:c:d"])),
         ),
-        "found 2 subjects",
+        "in 2 namespaces",
+    ),
+    (
+        "iam-irsa-trust-scoped",
+        lambda rs: edit(rs, "access-run-role", set_path(["assumeRolePolicy"], trust([]))),
+        "found no subject",
     ),
     (
         "iam-irsa-trust-scoped",

@@ -16,6 +16,8 @@ import pytest
 from botocore.stub import Stubber
 from moto import mock_aws
 from preflight_account import (
+    ACCOUNT,
+    DEPLOY_ROLE,
     DEV_NEEDS,
     REGION,
     ROOT,
@@ -40,6 +42,7 @@ def fake_credentials(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setenv("MOTO_ACCOUNT_ID", ACCOUNT)
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
     for key in ("AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_MAX_ATTEMPTS", "AWS_RETRY_MODE"):
@@ -87,7 +90,7 @@ def test_everything_passes_table_and_json(account: Account, tmp_path: Path, caps
     out = capsys.readouterr().out
     assert code == 0, out
     assert report["ok"] is True and report["exitCode"] == 0
-    assert report["account"] == "123456789012" and report["arn"].startswith("arn:aws:")
+    assert report["account"] == ACCOUNT and report["arn"] == f"arn:aws:sts::{ACCOUNT}:user/moto"
     assert report["region"] == REGION and report["stack"] == "dev"
     checks = by_check(report)
     assert {c["status"] for c in report["checks"]} == {"ok"}, report["checks"]
@@ -100,14 +103,19 @@ def test_everything_passes_table_and_json(account: Account, tmp_path: Path, caps
     assert checks[f"EKS {VERSION} end of standard support"]["status"] == "ok"
     assert (
         "versions.py marks it unconfirmed, AWS confirms it"
-        in checks[f"add-on vpc-cni {versions.addon_version(VERSION, 'vpc-cni')}"]["found"]
+        not in checks[f"add-on vpc-cni {versions.addon_version(VERSION, 'vpc-cni')}"]["found"]
     )
+    # Every pinned add-on is checked, the optional EFS CSI driver and the observability add-on too.
+    assert {c for c in checks if c.startswith("add-on ")} == {
+        f"add-on {addon} {pin.version}" for addon, pin in versions.EKS_ADDON_PINS[VERSION].items()
+    }
+    assert checks["cluster access"]["found"] == f"{DEPLOY_ROLE} is listed"
     assert checks["availability zones"]["found"].startswith("us-east-1a, us-east-1b: the first 2 of 6")
     assert checks["g5.2xlarge in the AZs (gpu-spot, gpu-on-demand)"]["found"] == "offered in all 2"
     assert checks["t3.medium in the AZs (system)"]["status"] == "ok"
     # The table: a header with the four columns, one row per check, and the summary line.
     assert out.splitlines()[1].split() == ["check", "wanted", "found", "ok"]
-    assert "preflight dev (us-east-1, account 123456789012): 14 checks, 14 ok, 0 warnings, 0 failed" in out
+    assert f"preflight dev (us-east-1, account {ACCOUNT}): 17 checks, 17 ok, 0 warnings, 0 failed" in out
     account.assert_all_answered()
 
 
@@ -142,13 +150,40 @@ def test_an_addon_build_not_offered_for_the_version_fails(account: Account, tmp_
     code, report = run(account, tmp_path)
     assert code == 1
     checks = by_check(report)
+    # Each row names the build to pin instead: the newest EKS offers for the stack's version.
     assert checks[f"add-on coredns {coredns}"]["found"] == (
-        f"exists, but for 1.33, 1.34 only; EKS's default for {VERSION} is v1.14.9-eksbuild.1"
+        f"exists, but for 1.33, 1.34 only; EKS's default for {VERSION} is v1.14.9-eksbuild.1; pin v1.14.9-eksbuild.1 "
+        f"(the newest EKS offers for {VERSION}) in versions.EKS_ADDON_PINS['{VERSION}']['coredns']"
     )
     assert checks[f"add-on kube-proxy {kube_proxy}"]["found"] == (
-        f"EKS offers no build {kube_proxy} (1 builds for {VERSION}; EKS's default for {VERSION} is v1.35.9-eksbuild.2)"
+        f"EKS offers no build {kube_proxy} (1 builds for {VERSION}; EKS's default for {VERSION} is v1.35.9-eksbuild.2); "
+        f"pin v1.35.9-eksbuild.2 (the newest EKS offers for {VERSION}) in versions.EKS_ADDON_PINS['{VERSION}']['kube-proxy']"
     )
     assert sorted(failed(report)) == [f"add-on coredns {coredns}", f"add-on kube-proxy {kube_proxy}"]
+
+
+def test_an_optional_addon_pin_is_checked_and_the_newest_build_for_the_version_is_named(account: Account, tmp_path: Path) -> None:
+    # The EFS CSI driver, installed only with shared storage, is checked like the others: EKS lists the pinned build
+    # for older minors only, and offers two for the stack's version, the newer of which is not its default.
+    efs = versions.addon_version(VERSION, "aws-efs-csi-driver")
+    account.stub_quotas()
+    account.stub_versions()
+    account.stub_addons(
+        {
+            "aws-efs-csi-driver": [
+                build(efs, ["1.33", "1.34"]),
+                build("v3.5.2-eksbuild.1", [VERSION]),
+                build("v3.5.0-eksbuild.4", [VERSION], default_for=VERSION),
+                build("v3.10.0-eksbuild.1", ["1.36"]),
+            ]
+        }
+    )
+    code, report = run(account, tmp_path)
+    assert code == 1 and failed(report) == [f"add-on aws-efs-csi-driver {efs}"]
+    found = by_check(report)[f"add-on aws-efs-csi-driver {efs}"]["found"]
+    assert found.endswith(
+        f"; pin v3.5.2-eksbuild.1 (the newest EKS offers for {VERSION}) in versions.EKS_ADDON_PINS['{VERSION}']['aws-efs-csi-driver']"
+    )
 
 
 def test_a_version_out_of_standard_support_per_aws_fails(account: Account, tmp_path: Path) -> None:
@@ -220,7 +255,7 @@ def test_throttling_that_never_stops_fails_those_checks_and_the_rest_still_run(a
             f"TooManyRequestsException: still throttled after {attempts} attempts at servicequotas:GetServiceQuota; "
             "run preflight again later"
         )
-    assert [c["status"] for c in report["checks"] if not c["check"].startswith("quota ")] == ["ok"] * 11
+    assert [c["status"] for c in report["checks"] if not c["check"].startswith("quota ")] == ["ok"] * 14
     account.assert_all_answered()
 
 
@@ -246,7 +281,7 @@ def test_access_denied_on_one_call_fails_that_check_only(account: Account, tmp_p
     else:
         account.stub_quotas()
         account.stub_versions()
-        for addon in versions.MANAGED_ADDONS:
+        for addon in sorted(versions.EKS_ADDON_PINS[VERSION]):
             if addon == "coredns":
                 account.eks.add_client_error(
                     "describe_addon_versions", service_error_code="AccessDeniedException", http_status_code=403

@@ -48,7 +48,7 @@ def run_cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_no_credentials_exit_2_with_one_line_and_no_traceback(tmp_path: Path) -> None:
-    done = run_cli(tmp_path, "--stack", "prod")
+    done = run_cli(tmp_path, "--stack", "prod", "--allow-placeholders")  # the sample's deploy role is one
     assert done.returncode == 2, done.stdout + done.stderr
     assert done.stdout == ""
     lines = done.stderr.splitlines()

@@ -222,7 +222,10 @@ def test_make_plan_of_the_teams_stack_prints_each_runs_data_and_cost(tmp_path: P
     assert f"    artifacts   s3://{bucket}/runs/walk-sweep/{hash_}/seed-<n>/ *" in block
     assert f"    checkpoint  s3://simfleet-teams-checkpoints-123456789012/runs/walk-sweep/{hash_}/seed-<n>/out.mstate *" in block
     assert "* offline placeholder: 123456789012 is the mocks' account id" in block
-    assert re.search(r"cost {8}up to \$61\.21 per admission \(4 x g5\.2xlarge on-demand for the Job's 12\.62h deadline", block)
+    assert re.search(
+        r"cost {8}up to \$63\.75 per admission \(4 x g5\.2xlarge on-demand for the Job's 12\.62h deadline and 0\.29h to stop",
+        block,
+    )
     assert re.search(
         r"typical \$\d+\.\d\d at the expected runtime \(\d+(\.\d+)? spot node-hours: each seed once for its 1h", block
     )
@@ -246,3 +249,61 @@ def test_the_plan_shows_seeds_as_ranges(seeds: list[int], text: str) -> None:
     from tools.run_summary import seed_text
 
     assert seed_text(seeds) == text
+
+
+def test_a_run_file_that_is_not_utf8_is_an_error_naming_its_line_not_a_traceback(tmp_path: Path) -> None:
+    """An editor that saved `zoë` in Latin-1: the plan and the program under `pulumi up` report the file and line."""
+    stack_file = copy_fixture(tmp_path)
+    locomotion = stack_file.parent / "runs" / "locomotion.yaml"
+    text = locomotion.read_text()
+    locomotion.write_bytes(text.replace("user: alice, project: locomotion}\n  - name", "user: zoë}\n  - name").encode("latin-1"))
+    line = next(n for n, row in enumerate(locomotion.read_bytes().splitlines(), 1) if b"zo\xeb" in row)
+    [issue] = errors_of(stack_file).issues
+    assert (issue.file, issue.line) == (str(locomotion), line)
+    assert issue.message == "not UTF-8 text (byte 0xeb); save the file as UTF-8"
+
+
+def test_a_section_written_as_one_value_gets_its_own_message_under_pulumi(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pulumi_mocks: Any
+) -> None:
+    """The engine passes a list or mapping as JSON and a plain value as its text, so `simfleet:runFiles: runs/*.yaml`
+    reaches the program as the text `runs/*.yaml`. Read with get_object it stopped everything with the SDK's
+    "is not a valid 'JSON object'": no file, no line, no hint, and no other error. It gets the config's message."""
+    import pulumi
+
+    stack_file = copy_fixture(tmp_path)
+    text = stack_file.read_text().replace("simfleet:runFiles: [runs/*.yaml]", "simfleet:runFiles: runs/*.yaml")
+    stack_file.write_text(text + "  simfleet:runs: walk-fresh\n")
+    monkeypatch.delenv("SIMFLEET_STACK_FILE", raising=False)
+    monkeypatch.chdir(stack_file.parent)
+    raw = yaml.safe_load(stack_file.read_text())["config"]
+    config = {key: value if isinstance(value, str) else json.dumps(value) for key, value in raw.items()}
+    with pytest.raises(pulumi.RunError) as caught:
+        pulumi_mocks(lambda: load_from_pulumi(stack_file.parent), stack="teams", config=config)
+    message = str(caught.value)
+    assert message.startswith("Pulumi.teams.yaml: 2 errors in the stack config"), message
+    assert (
+        "Pulumi.teams.yaml:22: runFiles: simfleet:runFiles is a list of file paths or glob patterns; write [runs/*.yaml]"
+        in message
+    )
+    assert "Pulumi.teams.yaml:23: runs: simfleet:runs must be a list of runs" in message
+
+
+def test_a_pattern_never_reads_pulumis_own_files_and_says_so_when_it_matches_only_those(tmp_path: Path) -> None:
+    """`*.yaml` beside the stack file matches Pulumi.yaml and every stack's file: reading them as run files gave
+    "config: unknown section" for Pulumi.prod.yaml, and matching only the stack file itself said "matches no file"."""
+    stack_file = copy_fixture(tmp_path)
+    edit(stack_file, lambda d: d["config"].update({"simfleet:runFiles": ["*.yaml"]}))
+    [issue] = errors_of(stack_file).issues
+    assert issue.path == "runFiles[0]"
+    assert issue.message.startswith(
+        "'*.yaml' matches only Pulumi's own files (Pulumi.teams.yaml), which are never run files; keep run files in a "
+        "folder of their own, like runs/*.yaml"
+    ), issue.message
+
+    (stack_file.parent / "Pulumi.yaml").write_text("name: simfleet\nruntime: python\n")
+    (stack_file.parent / "Pulumi.prod.yaml").write_text("config:\n  aws:region: us-east-1\n")
+    (stack_file.parent / "runs" / "locomotion.yaml").rename(stack_file.parent / "locomotion.yaml")
+    (stack_file.parent / "runs" / "perception.yaml").rename(stack_file.parent / "perception.yaml")
+    cfg = load_stack_file(stack_file, "teams", offline=True)
+    assert [run.name for run in cfg.runs] == ["walk-sweep", "walk-baseline", "grasp-from-walk"]

@@ -480,7 +480,7 @@ def test_checkpoint_sources_and_resume() -> None:
     assert "SIMFLEET_CHECKPOINT_FROM" not in fresh and "SIMFLEET_SOURCE_INDEX" not in fresh
     assert fresh["SIMFLEET_RESUME"] == "false"
     s3 = _env(_containers(PLANS["trot-sweep"])["checkpoint-fetch"])
-    assert s3["SIMFLEET_CHECKPOINT_FROM"] == "s3://simfleet-shared-brains/monty/quadruped/v12.mstate"
+    assert s3["SIMFLEET_CHECKPOINT_FROM"] == "s3://example-shared-brains/monty/quadruped/v12.mstate"
     assert "SIMFLEET_SOURCE_INDEX" not in s3
     source = PLANS["trot-baseline"]
     cont = _env(_containers(PLANS["trot-continue"])["checkpoint-fetch"])

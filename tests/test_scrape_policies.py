@@ -1,6 +1,6 @@
-"""The NetworkPolicies of the planned dev stack admit the collector to exactly what it scrapes, and nothing else to it.
+"""The NetworkPolicies of the planned dev stack (its service turned on) admit the collector to exactly what it scrapes.
 
-Evaluated on every NetworkPolicy the plan registers (platform and runs), with tests/netpol.py, the evaluator whose own
+And nothing else to it. Evaluated on every NetworkPolicy the plan registers (platform and runs), with tests/netpol.py, the evaluator whose own
 semantics are tested at the bottom.
 """
 
@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from netpol import Endpoint, allows
-from test_plan import planned
+from test_plan import planned_dev_with_service
 
 import naming
 from components.metrics import PUSHGATEWAY_POD_LABELS
@@ -22,13 +22,13 @@ TRITON = "radstream-triton"  # dev's service: ports http 8000, grpc 8001, metric
 
 @cache
 def policies() -> list[dict[str, Any]]:
-    return [body for _, body in kubernetes_objects(planned("dev").registrations) if body["kind"] == "NetworkPolicy"]
+    return [body for _, body in kubernetes_objects(planned_dev_with_service().registrations) if body["kind"] == "NetworkPolicy"]
 
 
 @cache
 def pod_labels(namespace: str, name: str) -> dict[str, str]:
     """The labels the planned Deployment gives its pods."""
-    for _, body in kubernetes_objects(planned("dev").registrations):
+    for _, body in kubernetes_objects(planned_dev_with_service().registrations):
         meta = body["metadata"]
         if body["kind"] == "Deployment" and meta.get("namespace") == namespace and meta["name"] == name:
             return dict(body["spec"]["template"]["metadata"]["labels"])

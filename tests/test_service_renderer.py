@@ -164,7 +164,7 @@ def test_read_only_root_where_the_image_allows_with_a_writable_home() -> None:
 
 def test_environment_and_image() -> None:
     env = {e["name"]: e["value"] for e in container("dev-triton")["env"]}
-    assert env["MODEL_REPOSITORY"] == "s3://radstream-models-example/models/radstream/"
+    assert env["MODEL_REPOSITORY"] == "s3://example-radstream-models/models/radstream/"
     assert env["AWS_REGION"] == env["AWS_DEFAULT_REGION"] == "us-east-1"
     assert container("dev-triton")["args"] == ["tritonserver", "--model-repository=$(MODEL_REPOSITORY)"]
     assert container("dev-triton")["image"] == f"{REGISTRY}/triton:26.02-py3"
@@ -195,7 +195,7 @@ def test_rolling_update_never_drops_below_the_current_count_and_leaves_replicas_
 
 def test_hpa_cpu_and_pods_metrics_with_a_slow_scale_down() -> None:
     hpa = by_kind("dev-triton")["HorizontalPodAutoscaler"]["spec"]
-    assert (hpa["minReplicas"], hpa["maxReplicas"]) == (1, 3)
+    assert (hpa["minReplicas"], hpa["maxReplicas"]) == (1, 2)
     assert hpa["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": "radstream-triton"}
     assert hpa["metrics"] == [
         {"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 70}}}
@@ -281,13 +281,17 @@ def test_namespace_denies_by_default_and_allows_only_dns_and_https_out() -> None
 
 
 def test_model_repository_policy_reads_only_under_the_prefix() -> None:
-    policy = prefix_read_policy("aws", "s3://radstream-models-example/models/radstream/", "Models")
-    read, listing = policy["Statement"]
+    policy = prefix_read_policy("aws", "s3://example-radstream-models/models/radstream/", "Models", head_bucket=True)
+    read, listing, head_bucket = policy["Statement"]
     assert read["Action"] == ["s3:GetObject"]
-    assert read["Resource"] == ["arn:aws:s3:::radstream-models-example/models/radstream/*"]
-    assert listing["Action"] == ["s3:ListBucket"] and listing["Resource"] == ["arn:aws:s3:::radstream-models-example"]
+    assert read["Resource"] == ["arn:aws:s3:::example-radstream-models/models/radstream/*"]
+    assert listing["Action"] == ["s3:ListBucket"] and listing["Resource"] == ["arn:aws:s3:::example-radstream-models"]
     assert listing["Condition"] == {"StringLike": {"s3:prefix": ["models/radstream/*"]}}
+    # HeadBucket (Triton's first call) carries no prefix: only requests without the key pass this one.
+    assert head_bucket["Resource"] == listing["Resource"] and head_bucket["Condition"] == {"Null": {"s3:prefix": "true"}}
     assert {a for s in policy["Statement"] for a in s["Action"]} == {"s3:GetObject", "s3:ListBucket"}
+    # A reader that never calls HeadBucket (a dataset import's `aws s3 sync`) gets the two prefixed statements only.
+    assert prefix_read_policy("aws", "s3://example-radstream-models/models/radstream/", "Models")["Statement"] == [read, listing]
     for bad in ("s3://bucket-1/models", "s3://bucket-1/*/", "https://bucket-1/models/"):
         with pytest.raises(ValueError):
             prefix_read_policy("aws", bad, "Models")

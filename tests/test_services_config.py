@@ -41,8 +41,9 @@ def errors(config: dict[str, Any]) -> list[str]:
 
 
 def triton(**changes: Any) -> dict[str, Any]:
+    """The dev sample's service, turned on (the sample ships it off)."""
     entry = copy.deepcopy(dev()["simfleet:services"][0])
-    entry.update(changes)
+    entry.update({"enabled": True, **changes})
     return entry
 
 
@@ -53,15 +54,19 @@ def with_services(*entries: dict[str, Any], **platform: Any) -> dict[str, Any]:
     return config
 
 
-def test_dev_service_validates_with_its_defaults() -> None:
-    cfg = load(dev())
+def test_dev_service_ships_off_and_validates_with_its_defaults_when_on() -> None:
+    # Off: validated, not deployed (no pods, no GPUs in the queue arithmetic, nothing in the idle cost).
+    off = load(dev())
+    assert off.services == ()
+    assert "services[0] (radstream-triton).enabled: is false, so the service is not deployed" in off.warnings
+    cfg = load(with_services(triton()))
     [service] = cfg.services
-    assert service.name == "radstream-triton"
+    assert service.name == "radstream-triton" and service.enabled
     assert [(p.name, p.port) for p in service.ports] == [("http", 8000), ("grpc", 8001), ("metrics", 8002)]
-    assert (service.replicas.min, service.replicas.max, service.autoscale.cpu) == (1, 3, 70)
+    assert (service.replicas.min, service.replicas.max, service.autoscale.cpu) == (1, 2, 70)
     assert service.expose.kind == "cluster" and service.capacity == "onDemand"
     assert (service.probes.readiness_path, service.probes.liveness_path) == (TRITON_READY_PATH, TRITON_LIVE_PATH)
-    assert service.model_repository == "s3://radstream-models-example/models/radstream/"
+    assert service.model_repository == "s3://example-radstream-models/models/radstream/"
     assert cfg.platform.shared_storage.enabled and cfg.platform.shared_storage.transition_to_ia_days == 30
     assert cfg.platform.metrics.enabled and cfg.platform.metrics.persistence
     assert "triton" in cfg.platform.repositories
@@ -280,7 +285,7 @@ def test_allow_listed_full_uri_is_accepted() -> None:
 
 
 def test_workload_names_lists_every_kind_with_its_path() -> None:
-    cfg = load(dev())
+    cfg = load(with_services(triton()))
     runs = list(enumerate(cfg.runs))
     services = list(enumerate(cfg.services))
     names = workload_names(runs, services)

@@ -212,9 +212,6 @@ def estimate(
             if scope == "idle" and group.gpu:
                 gpu_idle_total += sum(i["monthlyUsd"] for i in items)
 
-    idle_total = sum(i["monthlyUsd"] for i in idle)
-    gpu_max_total = idle_total - gpu_idle_total + sum(i["monthlyUsd"] for i in gpu_max)
-    services_min = sum(entry["minMonthlyUsd"] for entry in service_costs)
     system = next((g for g in groups if not g.gpu), None)
     observability = (
         cost_observability.estimate(
@@ -228,6 +225,19 @@ def estimate(
         if system is not None
         else None
     )
+    # What the stack keeps running with no run or job: the platform, the observability stack (Container Insights, the
+    # collector's metrics, the dashboard and the alarms bill while nothing runs) and every service at its minimum
+    # replicas, each a line of the breakdown, so the idle figure is their sum and nothing beside it.
+    services_min = sum(entry["minMonthlyUsd"] for entry in service_costs)
+    if observability is not None:
+        idle += observability_items(observability, "idle")
+    idle += [service_idle_item(entry) for entry in service_costs if entry["minMonthlyUsd"]]
+    if observability is not None:
+        # At the ceiling every GPU node it prices runs a pod that Container Insights observes.
+        gpu_nodes = sum(ceiling["nodes"][g.name] for g in groups if g.gpu)
+        gpu_max += observability_gpu_items(observability, gpu_nodes, hours)
+    idle_total = sum(i["monthlyUsd"] for i in idle)
+    gpu_max_total = idle_total - gpu_idle_total - services_min + sum(i["monthlyUsd"] for i in gpu_max)
 
     return {
         "stack": stack,
@@ -244,17 +254,20 @@ def estimate(
         # Per admission, not per month (tools/run_cost.py).
         "runs": run_estimates(resources, groups, catalog),
         "services": service_costs,
-        # What the stack costs with nothing running but its services at their minimum replicas.
+        # The part of idleMonthlyUsd that is the services at their minimum replicas.
         "servicesMinMonthlyUsd": _round(services_min),
-        "idleWithServicesMonthlyUsd": _round(idle_total + services_min),
         # Container Insights, the collector, the dashboard and the alarms (tools/cost_observability.py); null when off.
+        # Its items are idle lines of the breakdown too: it all runs while the stack is idle.
         "observability": observability,
         "breakdown": idle + gpu_max,
         "assumptions": [
             "Node groups are priced at their most expensive instance type (an upper bound).",
             f"Spot nodes cost {1 - catalog.spot_discount:.0%} of On-Demand: {catalog.spot_note}",
-            "idleMonthlyUsd: control plane, NAT gateways, public IPv4, KMS keys and every node group at minSize (GPU groups scale to 0); "
-            "log groups are listed at 0 because they are billed by ingestion and storage only.",
+            "idleMonthlyUsd: what the stack keeps running with no run or job, the sum of the breakdown's idle lines: "
+            "control plane, NAT gateways, public IPv4, KMS keys, every node group at minSize (GPU groups scale to 0), the "
+            "observability stack (Container Insights' observations of the idle nodes, the collector's custom metrics and "
+            "samples, the dashboard, the alarms: `observability`) and every deployed service at its minimum replicas; log "
+            "groups are listed at 0 because they are billed by ingestion and storage only.",
             (
                 "gpuMaxMonthlyUsd: the same with each GPU node group at the most nodes the stack can make it use: its "
                 "capacity type's queue quotas (the sum of the ClusterQueues' nominal GPU quotas, the most Kueue admits at "
@@ -265,16 +278,16 @@ def estimate(
                 else "gpuMaxMonthlyUsd: the same with every GPU node group at maxSize, by capacity type."
             ),
             "Runs and jobs (both in `runs`, told apart by `kind`) are priced per admission, in USD, not per month (a Job "
-            "Kueue preempts and admits again gets its deadline again). upToUsd: (parallelism or 1) pods, one node each, "
-            "for the whole activeDeadlineSeconds (deadlineHours), which covers every wave, start-up, uploads and retry "
-            "slots: a large overestimate of what finishes normally. Work that pins no capacity type (batch runs, spot "
+            "Kueue preempts and admits again gets its deadline again). upToUsd: (parallelism or 1) pods, one node each "
+            "with its root volume (hourlyUsd), for the whole activeDeadlineSeconds (deadlineHours), which covers every "
+            "wave, start-up, uploads and retry slots, then for afterDeadlineHours (the pods' termination grace and the "
+            "Cluster Autoscaler's scale-down-unneeded-time): a large overestimate of what finishes normally. Work that pins no capacity type (batch runs, spot "
             "jobs) is bounded at on-demand prices, since Kueue may fall back to on-demand; spotUpToUsd is the same on "
-            "spot. typicalUsd: each seed or shard run once by one pod for its maxRuntime plus the pod's allowances "
-            "(typicalNodeHours), no retry, on the capacity Kueue tries first (typicalCapacity); typicalHours is the "
+            "spot. typicalUsd: each seed or shard run once by one pod for its maxRuntime plus the pod's allowances, "
+            "and each node's scale-down wait (typicalNodeHours), no retry, on the capacity Kueue tries first (typicalCapacity); typicalHours is the "
             "wall time.",
             "A run's viewport NLB (plus a public IPv4 per public subnet) lives as long as its Job: from creation until the "
             "TTL controller deletes the finished Job, which owns the Service. Priced for maxRuntime + ttlAfterFinished.",
-            "idleMonthlyUsd leaves services out; idleWithServicesMonthlyUsd adds every service at its minimum replicas.",
             "Services run all month. A GPU service holds one GPU node of its capacity type per (GPUs per node / GPUs per "
             "replica) replicas, rounded up: one node per replica when a replica asks for a node's GPUs. A CPU service is "
             "priced as the share of a system node its requests reserve (the larger of CPU and memory). An internal NLB "
@@ -463,6 +476,41 @@ def service_estimates(resources: Sequence[Resource], groups: Sequence[NodeGroupS
     return out
 
 
+def observability_items(block: Mapping[str, Any], scope: str) -> list[dict[str, Any]]:
+    """The observability block's billed items as breakdown lines (each named `observability: <item>`)."""
+    return [
+        _item(f"observability: {i['item']}", scope, i["quantity"], i["unit"], i["unitUsd"], i["monthlyUsd"])
+        for i in block["items"]
+    ]
+
+
+def observability_gpu_items(block: Mapping[str, Any], gpu_nodes: int, hours: float) -> list[dict[str, Any]]:
+    """Container Insights' observations of `gpu_nodes` GPU nodes, each running a pod, for the month."""
+    if not gpu_nodes:
+        return []
+    rate = block["perGpuNodeHourUsd"]
+    label = f"observability: Container Insights for {gpu_nodes} GPU node(s), each with a pod"
+    return [_item(label, "gpuMax", gpu_nodes * hours, "node-hour", rate, gpu_nodes * hours * rate)]
+
+
+def service_idle_item(entry: Mapping[str, Any]) -> dict[str, Any]:
+    """A service at its minimum replicas, as a line of the idle breakdown."""
+    where = (
+        f"{entry['nodesAtMin']} x {entry['instanceType']}"
+        if entry.get("gpusPerReplica")
+        else f"{entry['shareOfNode']:.0%} of a {entry['instanceType']}"
+    )
+    label = f"service {entry['name']} at {entry['minReplicas']} replica(s) ({where})"
+    return _item(
+        label,
+        "idle",
+        entry["minReplicas"],
+        "replica-month",
+        entry["minMonthlyUsd"] / entry["minReplicas"],
+        entry["minMonthlyUsd"],
+    )
+
+
 def _cores(value: Any) -> float:
     text = str(value) if value is not None else "0"
     return quantity_value(text) if QUANTITY_RE.match(text) else 0.0
@@ -494,7 +542,5 @@ def summary(cost: Mapping[str, Any]) -> list[str]:
             f"  service {service['name']}: {service['minMonthlyUsd']:.2f} at {service['minReplicas']} replica(s), "
             f"{service['maxMonthlyUsd']:.2f} at {service['maxReplicas']} ({where}{lb})"
         )
-    if cost.get("services"):
-        lines.append(f"  idle with every service at its minimum: {cost['idleWithServicesMonthlyUsd']:.2f}")
     lines += [f"  {line}" for line in cost_observability.summary(cost.get("observability"))]
     return lines

@@ -2,8 +2,9 @@
 Insights' observations while idle, and the same scraping on Amazon Managed Service for Prometheus for comparison.
 
 Read from the registrations (the Dashboard, the MetricAlarms, the collector's ConfigMap and Deployment, the add-on) and
-the price catalog, like tools/cost.py. Container Insights and log ingestion are billed by use: the idle figure counts
-the system nodes at minSize and the pods the platform runs on them; each GPU node adds its per-hour figure while it runs.
+the price catalog, like tools/cost.py. All of it runs while the stack is idle, so tools/cost.py adds each item to the idle
+figure. Container Insights and log ingestion are billed by use: the idle figure counts the system nodes at minSize and the
+pods the platform runs on them; each GPU node adds its per-hour figure while it runs.
 """
 
 from __future__ import annotations
@@ -128,9 +129,13 @@ def estimate(
         item(
             "collector: its samples as log events (prometheus log group)", gb, "GB ingested", prices["cloudwatchLogsIngestPerGb"]
         )
-    if deployment is not None:
-        share = _collector_share(deployment, shape.on_demand_hourly, shape.vcpu, shape.memory_gib)
-        item(f"collector: its pod's share of a {system_type}", hours, "hour", round(share, 6))
+    # The collector's pod runs on a system node the idle figure already prices whole: its share is no extra money, so it
+    # is not an item (the idle figure would count it twice), only part of the comparison with a managed scraper below.
+    pod_share = (
+        _collector_share(deployment, shape.on_demand_hourly, shape.vcpu, shape.memory_gib) * hours
+        if deployment is not None
+        else 0.0
+    )
 
     pods = system_nodes * PLATFORM_PODS_PER_SYSTEM_NODE
     per_minute = system_nodes * OBSERVATIONS["node"] + pods * (
@@ -162,10 +167,17 @@ def estimate(
         # The collector's choice (docs/observability.md): the same samples through an AMP managed scraper, before the
         # Grafana workspace a dashboard would need there.
         "collectorComparison": {
-            "cloudwatchAgentMonthlyUsd": round(sum(i["monthlyUsd"] for i in items if i["item"].startswith("collector")), 2),
+            # Its metrics and samples, and its pod's share of a system node (which a managed scraper would free).
+            "cloudwatchAgentMonthlyUsd": round(
+                sum(i["monthlyUsd"] for i in items if i["item"].startswith("collector")) + pod_share, 2
+            ),
+            "collectorPodShareMonthlyUsd": round(pod_share, 2),
             "ampManagedScraperMonthlyUsd": round(amp, 2),
         },
         "assumptions": [
+            "Everything here runs while the stack is idle, so monthlyUsd (the sum of items) is part of idleMonthlyUsd, one "
+            "idle line per item. The collector's pod runs on a system node the idle figure already prices: its share is "
+            "in collectorComparison only.",
             "Container Insights (enhanced) is billed per observation: each metric of each dimension set, once a minute, "
             f"counted from the agent's declarations; the idle figure is the system nodes at minSize with "
             f"{PLATFORM_PODS_PER_SYSTEM_NODE} platform pods each. A GPU node with a run adds perGpuNodeHourUsd.",
@@ -180,7 +192,7 @@ def summary(block: dict[str, Any] | None) -> list[str]:
         return []
     comparison = block["collectorComparison"]
     return [
-        f"observability: {block['monthlyUsd']:.2f}/month while idle (+{block['perGpuNodeHourUsd']:.4f}/h per GPU node "
-        f"running a run); collector {comparison['cloudwatchAgentMonthlyUsd']:.2f} vs an AMP managed scraper "
-        f"{comparison['ampManagedScraperMonthlyUsd']:.2f}"
+        f"observability: {block['monthlyUsd']:.2f}/month while idle, in the idle lines above (+{block['perGpuNodeHourUsd']:.4f}/h "
+        f"per GPU node running a run); collector {comparison['cloudwatchAgentMonthlyUsd']:.2f} (its pod's share of a system "
+        f"node included) vs an AMP managed scraper {comparison['ampManagedScraperMonthlyUsd']:.2f}"
     ]

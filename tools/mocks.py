@@ -281,6 +281,7 @@ def _eks_cluster_info(m: SimfleetMocks, args: dict[str, Any]) -> dict[str, Any]:
         "name": cluster,
         "id": cluster,
         "arn": m.arn("eks", f"cluster/{cluster}"),
+        "tags": dict(EXISTING_CLUSTER_TAGS.get(cluster, {})),
         "vpcConfig": {
             "clusterSecurityGroupId": f"sg-{_short_hash('eks-cluster-sg', cluster)}",
             "controlPlaneEgressMode": "AWS_MANAGED",
@@ -294,8 +295,9 @@ def _eks_cluster_info(m: SimfleetMocks, args: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-# The EKS clusters aws.eks.get_clusters reports.
+# The EKS clusters aws.eks.get_clusters reports, and the tags aws.eks.get_cluster reports for each.
 EXISTING_CLUSTERS: list[str] = []
+EXISTING_CLUSTER_TAGS: dict[str, dict[str, str]] = {}
 
 
 def _stack_outputs(m: SimfleetMocks, args: dict[str, Any]) -> dict[str, Any]:

@@ -233,7 +233,8 @@ def summary(changes: list[RunChange], against: str, limit: int = 20) -> list[str
     """One line per change that is not a keep; every delete is listed first, whatever their number, with what it
     loses (deleting is the change that cannot be taken back)."""
     counts = {action: sum(1 for c in changes if c.action == action) for action in ACTIONS}
-    lines = [f"runs compared with {against}: " + ", ".join(f"{counts[a]} {a}" for a in ACTIONS if counts[a])]
+    tally = ", ".join(f"{counts[a]} {a}" for a in ACTIONS if counts[a]) or "no runs or jobs, before or now"
+    lines = [f"runs compared with {against}: {tally}"]
     deletes = [c for c in changes if c.action == "delete"]
     if deletes:
         lines.append(f"  DELETES {len(deletes)} run(s) and job(s): each one's Job goes (simfleet:deletions)")

@@ -73,7 +73,7 @@ class Services(pulumi.ComponentResource):
                         oidc_provider_url=args.oidc_provider_url,
                         namespace=ctx.namespace,
                         service_account=spec.name,
-                        policy_json=partition.apply(prefix_read_policy_json(spec.model_repository, "Models")),
+                        policy_json=partition.apply(prefix_read_policy_json(spec.model_repository, "Models", head_bucket=True)),
                         tags=args.tags,
                     ),
                     opts=pulumi.ResourceOptions(parent=self),

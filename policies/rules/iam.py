@@ -1,4 +1,4 @@
-"""IAM rules: IRSA trust admits exactly one service account, and no policy grants * on *."""
+"""IAM rules: IRSA trust admits exact service accounts of one namespace, and no policy grants * on *."""
 
 from __future__ import annotations
 
@@ -60,15 +60,19 @@ def _check_irsa_trust(resource: Resource, ctx: Context) -> Iterator[str]:
                         subjects += as_list(value)
                 elif str(key).endswith(":aud") and operator == "StringEquals":
                     audiences += as_list(value)
-        if len(subjects) != 1:
+        if not subjects:
             yield (
-                f"{where}: web identity trust must be scoped to exactly one service account with StringEquals "
-                f"<issuer>:sub = system:serviceaccount:<namespace>:<name> (found {len(subjects)} subjects)"
+                f"{where}: web identity trust must be scoped to exact service accounts with StringEquals "
+                "<issuer>:sub = system:serviceaccount:<namespace>:<name> (found no subject)"
             )
         for subject in subjects:
             text = str(subject)
             if any(w in text for w in WILDCARD_CHARS) or not SERVICE_ACCOUNT_SUBJECT_RE.match(text):
                 yield f"{where}: {text!r} does not name one service account (system:serviceaccount:<namespace>:<name>, no wildcards)"
+        # Several exact names may share a role (an add-on's controller and its node DaemonSet), never across namespaces.
+        namespaces = {str(s).split(":")[2] for s in subjects if SERVICE_ACCOUNT_SUBJECT_RE.match(str(s))}
+        if len(namespaces) > 1:
+            yield f"{where}: the service accounts it trusts are in {len(namespaces)} namespaces ({', '.join(sorted(namespaces))}); one role serves one namespace"
         if audiences != ["sts.amazonaws.com"]:
             yield f"{where}: pin StringEquals <issuer>:aud to sts.amazonaws.com (found {audiences or 'none'})"
 
@@ -103,7 +107,7 @@ def _check_no_admin(resource: Resource, ctx: Context) -> Iterator[str]:
 RULES: tuple[Rule, ...] = (
     Rule(
         "iam-irsa-trust-scoped",
-        "IRSA trust policies admit exactly one service account (StringEquals :sub, no wildcards).",
+        "IRSA trust policies admit exact service accounts of one namespace (StringEquals :sub, no wildcards).",
         "mandatory",
         "critical",
         resource_check=_check_irsa_trust,

@@ -1,9 +1,10 @@
 """EKS: the stack's Kubernetes version in standard support (on versions.py's dates), and each pinned add-on build offered
-for it."""
+for it (or the build to pin instead)."""
 
 from __future__ import annotations
 
 import datetime
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -66,8 +67,21 @@ def _cluster_versions(build: Mapping[str, Any]) -> list[str]:
     return [str(c.get("clusterVersion")) for c in build.get("compatibilities") or []]
 
 
+def _build_key(build: str) -> tuple[int, ...]:
+    # v1.22.4-eksbuild.3 -> (1, 22, 4, 3); anything else sorts first.
+    numbers = re.findall(r"\d+", build)
+    return tuple(int(n) for n in numbers) if re.match(r"^v\d+\.\d+\.\d+-eksbuild\.\d+$", build) else (-1,)
+
+
+def build_to_pin(version: str, builds: Sequence[Mapping[str, Any]]) -> str | None:
+    """The newest build EKS offers for `version` (what versions.EKS_ADDON_PINS should say), or None when there is none."""
+    compatible = [str(b.get("addonVersion")) for b in builds if version in _cluster_versions(b)]
+    return max(compatible, key=_build_key) if compatible else None
+
+
 def addon_check(addon: str, pin: str, version: str, builds: Sequence[Mapping[str, Any]]) -> Check:
-    """A pinned managed add-on build per DescribeAddonVersions: it exists and lists `version` in its compatibilities."""
+    """A pinned EKS add-on build per DescribeAddonVersions: it exists and lists `version` in its compatibilities. When it
+    does not, the row names the build to pin instead: the newest EKS offers for `version`."""
     label = f"add-on {addon} {pin}"
     wanted = f"a build for Kubernetes {version}"
     default = next(
@@ -79,14 +93,20 @@ def addon_check(addon: str, pin: str, version: str, builds: Sequence[Mapping[str
         None,
     )
     hint = f"; EKS's default for {version} is {default}" if default else ""
+    newest = build_to_pin(version, builds)
+    fix = (
+        f"; pin {newest} (the newest EKS offers for {version}) in versions.EKS_ADDON_PINS['{version}']['{addon}']"
+        if newest
+        else f"; EKS offers no {addon} build for {version}"
+    )
     build = next((b for b in builds if b.get("addonVersion") == pin), None)
     if build is None:
         count = sum(1 for b in builds if version in _cluster_versions(b))
-        return Check(label, wanted, f"EKS offers no build {pin} ({count} builds for {version}{hint})", "fail")
+        return Check(label, wanted, f"EKS offers no build {pin} ({count} builds for {version}{hint}){fix}", "fail")
     compatible = _cluster_versions(build)
     if version not in compatible:
         listed = ", ".join(sorted(set(compatible), key=_minor_key)) or "no version"
-        return Check(label, wanted, f"exists, but for {listed} only{hint}", "fail")
+        return Check(label, wanted, f"exists, but for {listed} only{hint}{fix}", "fail")
     found = "offered" + (" (EKS's default)" if default == pin else hint)
     if f"{addon} {pin}" in versions.unconfirmed_pins(version):
         found += "; versions.py marks it unconfirmed, AWS confirms it"

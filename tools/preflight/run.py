@@ -7,6 +7,7 @@ import os
 from collections.abc import Mapping
 
 import versions
+from components.cluster import iam_principal, same_principal
 from config import StackConfig
 from tools.preflight.aws import REJECTED_CREDENTIALS, AwsApi, AwsCallError, CredentialsProblem
 from tools.preflight.eks import addon_check, version_checks
@@ -25,6 +26,25 @@ def region_check(region: str, environ: Mapping[str, str]) -> Check:
     return Check("region", wanted, region, "ok")
 
 
+def cluster_access_check(cfg: StackConfig, caller_arn: str) -> Check:
+    """Whether the identity running the preflight (and then `pulumi up`) gets cluster admin: it is listed in
+    platform.deployRoles or clusterAdmins, or else only EKS's creator entry gives it access, and only if it creates the
+    cluster (components/cluster.py)."""
+    principal = iam_principal(caller_arn)
+    listed = [*cfg.platform.deploy_roles, *cfg.platform.cluster_admins]
+    wanted = "listed in platform.deployRoles (or clusterAdmins)"
+    match = next((arn for arn in listed if same_principal(arn, principal)), None)
+    if match is not None:
+        return Check("cluster access", wanted, f"{match} is listed", "ok")
+    return Check(
+        "cluster access",
+        wanted,
+        f"{principal} is not: it gets cluster admin only through EKS's creator entry, if this `up` creates the cluster; "
+        "add it to platform.deployRoles so it can also update a cluster someone else created",
+        "warn",
+    )
+
+
 def run_checks(
     cfg: StackConfig,
     region: str,
@@ -39,6 +59,7 @@ def run_checks(
     try:
         identity = aws.caller_identity()
         checks.append(Check("identity", "credentials AWS accepts", f"account {identity['account']}, {identity['arn']}", "ok"))
+        checks.append(cluster_access_check(cfg, identity["arn"]))
     except AwsCallError as err:
         if err.code in REJECTED_CREDENTIALS:
             raise CredentialsProblem(f"AWS rejected the credentials: {err.reason()}") from err
@@ -59,9 +80,10 @@ def run_checks(
         checks += version_checks(version, aws.cluster_versions(), today)
     except AwsCallError as err:
         checks.append(Check(f"EKS {version} support", "STANDARD_SUPPORT", err.reason(), "fail"))
-    # versions.MANAGED_ADDONS is what components/addons.py installs (MANAGED_ADDON_CONFIG has one entry per name).
-    for addon in versions.MANAGED_ADDONS:
-        pin = versions.addon_version(version, addon)
+    # Every EKS add-on versions.py pins for the version, installed now or when the stack turns on what needs it (EFS CSI
+    # with shared storage): a pin EKS does not offer fails CreateAddon in the middle of `pulumi up`.
+    for addon, pinned in sorted(versions.EKS_ADDON_PINS.get(version, {}).items()):
+        pin = pinned.version
         try:
             checks.append(addon_check(addon, pin, version, aws.addon_versions(addon)))
         except AwsCallError as err:

@@ -13,6 +13,7 @@ from typing import Any
 
 import naming
 from config import ServiceSpec, parse_image
+from config.services import ROLLOUT_SURGE
 
 SERVICE_UID = 1000  # every service container runs as this uid/gid (Triton's image has its triton-server user at 1000)
 CONTAINER = "server"
@@ -213,7 +214,7 @@ def deployment(spec: ServiceSpec, ctx: ServiceContext) -> dict[str, Any]:
             "selector": {"matchLabels": selector(spec)},
             # Surge one new pod before taking an old one away: serving capacity never drops below the current count
             # during an update (for a GPU service that briefly needs one more GPU node; config checks the group has it).
-            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
+            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": ROLLOUT_SURGE}},
             # A new GPU node, a multi-GB image pull and model loading all happen before a new pod is ready.
             "progressDeadlineSeconds": 900 + spec.probes.startup_timeout,
             "revisionHistoryLimit": 5,
