@@ -18,14 +18,14 @@ PREFLIGHT_ARGS := $(if $(CONFIG),--config $(CONFIG),--stack $(STACK))
 
 .PHONY: venv test plan plan-all preflight bench lint typecheck schema clean
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt policies/requirements.txt
+$(VENV)/.installed: requirements.txt requirements-dev.txt requirements-cli.txt policies/requirements.txt pyproject.toml
 	@test -n "$(PYTHON)" || { echo "make: $(NO_PYTHON)" >&2; exit 2; }
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "make: PYTHON=$(PYTHON) was not found (no such file, nor a command on PATH); install it, or leave PYTHON out to pick one of $(PYTHON_CANDIDATES) by name" >&2; exit 2; }
 	@$(PYTHON) $(NEW_ENOUGH) 2>/dev/null || { echo "make: PYTHON=$(PYTHON) is older than 3.11; $(NO_PYTHON)" >&2; exit 2; }
 	@! test -x $(PY) || $(PY) $(NEW_ENOUGH) || { echo "make: $(VENV) was made by a Python older than 3.11; remove it (rm -rf $(VENV)) and run make again" >&2; exit 2; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements-dev.txt
+	$(PY) -m pip install --quiet -r requirements-dev.txt -e .
 	touch $@
 
 venv: $(VENV)/.installed

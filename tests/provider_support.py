@@ -39,6 +39,15 @@ def put_index(
     )
 
 
+def put_cancel(props: dict[str, Any], stopped: tuple[int, ...], whole: bool = True) -> dict[str, Any]:
+    """The cancel record `simfleet cancel` writes (through the same code) at the run's prefix."""
+    from workloads.observe import records
+
+    request = records.CancelRequest(stopped, whole, "arn:aws:iam::123456789012:user/alice", "2026-11-23T10:30:00Z")
+    prefix = f"runs/{props['runName']}/{props['specHash']}/"
+    return records.write_cancel("us-east-1", ARTIFACTS_BUCKET, prefix, props["runName"], props["specHash"], request, "")
+
+
 def s3_keys() -> list[str]:
     listing = boto3.client("s3", region_name="us-east-1").list_objects_v2(Bucket=ARTIFACTS_BUCKET)
     return sorted(o["Key"] for o in listing.get("Contents", []))

@@ -15,7 +15,7 @@ from typing import Any
 import boto3
 import pytest
 from fake_kube import ARTIFACTS_BUCKET, FakeKube, run_props, run_spec
-from provider_support import NS, RUN, RUNTIME_CM, legacy_outputs, old_job, put_index, stored, writes
+from provider_support import NS, RUN, RUNTIME_CM, legacy_outputs, old_job, put_cancel, put_index, stored, writes
 from pulumi.output import Unknown
 from pulumi.runtime import rpc
 
@@ -301,7 +301,7 @@ def test_a_continuation_of_a_legacy_adopted_run_reads_its_old_prefix(cluster: Fa
 
 def test_a_cancelled_run_is_recorded_and_never_run_again_until_rerun(cluster: FakeKube) -> None:
     props = run_props(cluster.url, viewport=False)
-    put_index(props, "Cancelled")
+    put_cancel(props, (7,))  # cancelled while it was queued: no pod ever wrote a record
     outs = SimRunProvider().create(props).outs
     assert outs is not None and (outs["status"], outs["jobUid"]) == ("Cancelled", None) and writes(cluster) == []
     assert SimRunProvider().read(f"{NS}/{RUN}", {**outs, PROVIDER_KEY: "p"}).outs["status"] == "Cancelled"  # type: ignore[index]
@@ -312,16 +312,38 @@ def test_a_cancelled_run_is_recorded_and_never_run_again_until_rerun(cluster: Fa
 def test_a_cancel_recorded_while_the_job_ended_reports_cancelled(cluster: FakeKube) -> None:
     props = run_props(cluster.url, viewport=False)
     outs = SimRunProvider().create(props).outs
-    cluster.finish_job(NS, RUN, succeeded=False)  # `simfleet cancel` stopped its pod
-    put_index(props, "Cancelled")
+    put_cancel(props, (7,))
+    cluster.finish_job(NS, RUN, succeeded=False)  # the cancel stopped its pod ...
+    put_index(props, "Interrupted")  # ... whose uploader then recorded the SIGTERM
     assert SimRunProvider().read(f"{NS}/{RUN}", {**outs, PROVIDER_KEY: "p"}).outs["status"] == "Cancelled"  # type: ignore[dict-item, index]
 
 
+def test_a_cancelled_job_held_suspended_by_kueue_reports_cancelled_not_queued(cluster: FakeKube) -> None:
+    """Kueue keeps the Job of a deactivated Workload suspended for good (it never finishes, so no TTL removes it)."""
+    props = run_props(cluster.url, viewport=False)
+    outs = SimRunProvider().create(props).outs
+    assert outs is not None and outs["status"] == "Queued"
+    put_cancel(props, (7,))
+    assert SimRunProvider().read(f"{NS}/{RUN}", {**outs, PROVIDER_KEY: "p"}).outs["status"] == "Cancelled"  # type: ignore[index]
+
+
 def test_a_cancelled_sweep_starts_none_of_its_seeds_after_a_lost_state(cluster: FakeKube) -> None:
-    """A sweep cancelled while some seeds had not started yet (parallelism below the seed count): its record says
-    Cancelled for the seed that ran. Cancelled is final for the run, so a lost state starts none of the others."""
+    """A sweep cancelled while some seeds had not started yet (parallelism below the seed count): the cancel record
+    lists every seed it stopped, the ones that had not started too, so a lost state starts none of them."""
     props = run_props(cluster.url, viewport=False, seeds=(1, 2, 3), parallelism=1)
-    put_index(props, "Cancelled", seed=1)
+    put_index(props, "Succeeded", seed=1)
+    put_cancel(props, (2, 3))
+    put_index(props, "Interrupted", seed=2)  # the stopped pod's uploader, after the cancel
     outs = SimRunProvider().create(props).outs
     assert outs is not None and (outs["status"], outs["jobUid"]) == ("Cancelled", None)
     assert writes(cluster) == [] and cluster.get("jobs", NS, RUN) is None
+
+
+def test_a_sweep_with_one_seed_cancelled_still_runs_its_other_seeds_after_a_lost_state(cluster: FakeKube) -> None:
+    props = run_props(cluster.url, viewport=False, seeds=(1, 2, 3), parallelism=1)
+    put_index(props, "Succeeded", seed=1)
+    put_cancel(props, (2,), whole=False)
+    outs = SimRunProvider().create(props).outs
+    assert outs is not None and outs["status"] == "Queued"
+    job = cluster.get("jobs", NS, RUN)
+    assert job is not None and job["spec"]["completions"] == 1  # seed 3 only

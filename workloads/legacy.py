@@ -36,13 +36,16 @@ def is_legacy(props: dict[str, Any]) -> bool:
 
 
 def where(props: dict[str, Any]) -> Where:
-    seeds = props.get("seeds") or [0]
+    seeds = [int(seed) for seed in props.get("seeds") or [0]]
+    prefix = str(props["artifactsPrefix"])
     return Where(
         str(props["runName"]),
         str(props["specHash"]),
         str(props.get("region")),
         str(props.get("artifactsBucket")),
-        tuple(index_keys(str(props["artifactsPrefix"]), seeds)),
+        tuple(index_keys(prefix, seeds)),
+        prefix,
+        tuple(seeds),
     )
 
 

@@ -5,8 +5,9 @@ create  1. a Job with the run's name already there? Ours (same spec hash): adopt
            A run adopted from before identity v1 (its adoption recorded in S3) is held under its old hash.
         2. pods of an earlier Job at this hash still running: wait them out, so their records are written first.
         3. then read each seed's record in S3: index.json, or attempt markers without one (a seed that died before
-           recording). Every seed ran, or a person cancelled the run: record the outcome and start nothing (a lost
-           state, a rename or a rolled-back state never reruns a run). Some seeds ran: the new Job gets the others.
+           recording), and the cancel record (the seeds a person stopped count as ended). Every seed ended: record the
+           outcome and start nothing (a lost state, a rename or a rolled-back state never reruns a run). Some seeds
+           ended: the new Job gets the others.
         4. the Job (suspended with a gate Job when it continues from a source that has not succeeded yet), then its
            companions (runtime ConfigMap, viewport Service and NetworkPolicy, gate and its RBAC) owned by it, so the
            TTL cleanup of the Job removes them too (and with the Service its NLB). Another creator won the race
@@ -143,8 +144,9 @@ class SimRunProvider(ResourceProvider):
         at = where(props)
         documents = read_indexes(at)
         pending = tuple(seed for seed, doc in zip(run.identity.seeds, documents, strict=True) if not status.seed_finished(doc))
-        if not pending or status.cancelled(documents):
-            # Every seed already ran at this hash, or the run was cancelled: record how it ended, create nothing.
+        if not pending:
+            # Every seed already ran at this hash, or a cancel stopped it (status.with_cancel): record how it ended,
+            # create nothing.
             return CreateResult(run_id(props), outputs(props, {**status.index_state(documents), "jobUid": None}))
         if existing is not None:
             raise conflict(name, api.namespace, name, spec_hash_of(existing), run.identity.spec_hash)

@@ -12,11 +12,12 @@ import naming
 #   Blocked   a continuation whose source ended without succeeding: it will not start; rerun the source
 #   Pending   the Job exists, no pod runs yet (a GPU node is starting, or the image is pulling)
 #   Running, Succeeded, Failed
-#   Cancelled a person stopped it (`simfleet cancel` records it in index.json): final like Succeeded
+#   Cancelled a person stopped it (`simfleet cancel` writes its cancel record beside the seeds' records): final like
+#             Succeeded
 #   Missing   the Job is gone and no index.json was written, so nothing is known
 STATUSES = ("Queued", "Waiting", "Blocked", "Pending", "Running", "Succeeded", "Failed", "Cancelled", "Missing")
 # An index.json records how a seed's last attempt ended; each means the seed ran (it is never started again, until
-# `rerun` is bumped).
+# `rerun` is bumped). A seed a cancel stopped reads Cancelled (with_cancel), whatever its index.json says but Succeeded.
 INDEX_STATUSES = ("Succeeded", "Failed", "Interrupted", "Cancelled")
 # Statuses after which a run does no more work (Blocked never starts; the others have ended). Any other one may have a
 # pod doing work now or any moment: deleting such a run kills it.
@@ -92,10 +93,26 @@ def seed_finished(document: dict[str, Any] | None) -> bool:
     return document is not None
 
 
-def cancelled(documents: list[dict[str, Any] | None]) -> bool:
-    """Whether a person cancelled the run: a seed's record says so. Final for the whole run, so its seeds that had
-    not started yet (a sweep wider than its parallelism) never start either."""
-    return any(doc is not None and doc.get("status") == "Cancelled" for doc in documents)
+def with_cancel(
+    documents: list[dict[str, Any] | None], units: tuple[int, ...], record: dict[str, Any] | None
+) -> list[dict[str, Any] | None]:
+    """The seeds' records as a cancel left them: each seed (a job's shard) the cancel record lists as stopped reads
+    Cancelled, with the time and the person, unless its own record says Succeeded (it finished before the stop took
+    effect: the truth). What the seed's pod recorded (Interrupted by the stop, or nothing) is kept under `recorded`.
+    A seed the cancel did not stop keeps its own record."""
+    if not record:
+        return documents
+    stopped = {int(unit) for unit in record.get("stopped") or []}
+    last = (record.get("requests") or [{}])[-1]
+    out: list[dict[str, Any] | None] = []
+    for unit, document in zip(units, documents, strict=True):
+        if unit not in stopped or (document is not None and document.get("status") == "Succeeded"):
+            out.append(document)
+            continue
+        reason = f"cancelled by {last.get('by') or 'someone'} at {last.get('at') or 'an unknown time'} (simfleet cancel)"
+        ended = (document or {}).get("completionTime") or last.get("at")
+        out.append({**(document or {}), "status": "Cancelled", "reason": reason, "completionTime": ended, "recorded": document})
+    return out
 
 
 def index_state(documents: list[dict[str, Any] | None]) -> dict[str, Any]:

@@ -1,8 +1,12 @@
-"""What a run's state is now: its Job while that is the one its resource holds, its index.json files in S3 after."""
+"""Reading a run or a batch job, in the three places its truth lives: its records in S3 (records.py) for what happened,
+the Kubernetes API (cluster.py) for what is happening now, CloudWatch Logs (logs.py) for its logs once the pods are gone.
+The provider's read, the `simfleet` command and its reports all read through this package.
+
+This module: a run's status now, from its Job while that is the one its resource holds, from its records after.
+"""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,7 +15,8 @@ from workloads import status
 from workloads.identity import index_keys, run_prefix
 from workloads.inputs import context_of, spec_of
 from workloads.job_identity import KIND_JOB, job_index_keys, job_prefix
-from workloads.kube import KubeApi, SimRunError, claim_of, spec_hash_of
+from workloads.kube import KubeApi, claim_of, spec_hash_of
+from workloads.observe import records
 
 DEFAULT_SEEDS: list[int] = RunSpec.model_fields["seeds"].get_default(call_default_factory=True)
 
@@ -25,6 +30,12 @@ class Where:
     region: str
     artifacts_bucket: str
     index_keys: tuple[str, ...]
+    prefix: str = ""  # the run's (or job's) prefix: its cancel record is there
+    units: tuple[int, ...] = ()  # the seeds (a job's shards) in index_keys' order
+
+    @property
+    def cancel_key(self) -> str:
+        return records.cancel_key(self.prefix)
 
 
 def where(props: dict[str, Any]) -> Where:
@@ -34,12 +45,15 @@ def where(props: dict[str, Any]) -> Where:
     spec_hash = str(adopted.get("specHash") or props["specHash"])
     context = context_of(props)
     if props.get("kind") == KIND_JOB:
-        shards = range(int(spec_of(props).get("shards") or 1))
-        keys = job_index_keys(job_prefix(run, spec_hash), list(shards))
+        units = list(range(int(spec_of(props).get("shards") or 1)))
+        prefix = job_prefix(run, spec_hash)
+        keys = job_index_keys(prefix, units)
     else:
-        seeds = spec_of(props).get("seeds") or DEFAULT_SEEDS
-        keys = index_keys(str(adopted.get("prefix") or run_prefix(run, spec_hash)), seeds)
-    return Where(run, spec_hash, str(context.get("region")), str(context.get("artifactsBucket")), tuple(keys))
+        units = [int(seed) for seed in spec_of(props).get("seeds") or DEFAULT_SEEDS]
+        prefix = str(adopted.get("prefix") or run_prefix(run, spec_hash))
+        keys = index_keys(prefix, units)
+    region, bucket = str(context.get("region")), str(context.get("artifactsBucket"))
+    return Where(run, spec_hash, region, bucket, tuple(keys), prefix, tuple(units))
 
 
 def observe(api: KubeApi, props: dict[str, Any], at: Where) -> dict[str, Any]:
@@ -60,7 +74,11 @@ def observe(api: KubeApi, props: dict[str, Any], at: Where) -> dict[str, Any]:
         if not status.is_queued(job):
             gate = api.get(f"/apis/batch/v1/namespaces/{api.namespace}/jobs/{name}-gate", f"Job {name}-gate")
         state = status.suspended_state(job, gate)
-        if state["status"] == "Waiting" and source_failed(api, props, at):
+        if read_cancel(at) is not None:
+            # `simfleet cancel` deactivated its Kueue Workload, which keeps the Job suspended for good: the records
+            # say how each seed ended.
+            state = {**status.index_state(read_indexes(at)), "startTime": state["startTime"]}
+        elif state["status"] == "Waiting" and source_failed(api, props, at):
             state["status"] = "Blocked"
     else:
         state = status.job_state(job, api.pod_phases(job) if status.job_needs_pods(job) else [])
@@ -85,7 +103,8 @@ def source_failed(api: KubeApi, props: dict[str, Any], at: Where) -> bool:
     job = api.get(f"/apis/batch/v1/namespaces/{api.namespace}/jobs/{run}", f"Job {run}")
     if job is not None and spec_hash_of(job) == spec_hash:
         return status.terminal_condition(job) == "Failed"
-    record = read_index(at.run, at.region, at.artifacts_bucket, f"{prefix}index.json")
+    source_at = Where(str(run), spec_hash, at.region, at.artifacts_bucket, (f"{prefix}{records.INDEX}",), prefix, (0,))
+    [record] = read_indexes(source_at)
     return record is not None and record.get("status") != "Succeeded"
 
 
@@ -120,65 +139,27 @@ def viewport_address(api: KubeApi, props: dict[str, Any]) -> str | None:
 
 def read_indexes(at: Where) -> list[dict[str, Any] | None]:
     """Each seed's record: its index.json; where it wrote none but a pod of it started (its attempt markers), a Failed
-    record saying so; else None (the seed never started)."""
-    return [read_index(at.run, at.region, at.artifacts_bucket, key) or attempts_record(at, key) for key in at.index_keys]
+    record saying so; else None (the seed never started). A cancel record marks the seeds it stopped Cancelled
+    (status.with_cancel)."""
+    documents = [
+        read_index(at.run, at.region, at.artifacts_bucket, key)
+        or records.attempts_record(at.run, at.region, at.artifacts_bucket, key)
+        for key in at.index_keys
+    ]
+    return status.with_cancel(documents, at.units, read_cancel(at)) if at.prefix else documents
 
 
-def attempts_record(at: Where, index_key: str) -> dict[str, Any] | None:
-    """A seed with attempt markers under attempts/ but no index.json started and ended without its record: SIGKILL,
-    a lost node, or a failed final upload. It ran, so it is never started again (its artifacts stay unmixed)."""
-    from botocore.exceptions import BotoCoreError, ClientError
-
-    from workloads import eks_auth
-
-    prefix = f"{index_key.removesuffix('index.json')}attempts/"
-    try:
-        listing = eks_auth.s3_client(at.region).list_objects_v2(Bucket=at.artifacts_bucket, Prefix=prefix)
-    except (ClientError, BotoCoreError) as err:
-        raise SimRunError(
-            f"run {at.run}: listing s3://{at.artifacts_bucket}/{prefix} failed ({err}). The attempt markers say whether "
-            "a seed already started, so nothing is started without them: check that your AWS identity may list the "
-            "artifacts bucket (s3:ListBucket), then run `pulumi up` again."
-        ) from None
-    markers = sorted(listing.get("Contents") or [], key=lambda item: item["LastModified"])
-    if not markers:
-        return None
-    first = markers[0]["LastModified"].strftime("%Y-%m-%dT%H:%M:%SZ")
-    last = markers[-1]["LastModified"].strftime("%Y-%m-%dT%H:%M:%SZ")
-    return {
-        "status": "Failed",
-        "reason": (
-            f"no index.json: {len(markers)} pod(s) of this seed started (the last at {last}, markers under "
-            f"s3://{at.artifacts_bucket}/{prefix}) and none recorded how it ended (killed, its node lost, or its final "
-            "upload failed); bump `rerun` to run it again"
-        ),
-        "startTime": first,
-        "recoveries": len(markers) - 1,
-    }
+def read_cancel(at: Where) -> dict[str, Any] | None:
+    return read_index(at.run, at.region, at.artifacts_bucket, at.cancel_key) if at.prefix else None
 
 
 def read_index(run: str, region: str, bucket: str, key: str) -> dict[str, Any] | None:
-    from botocore.exceptions import BotoCoreError, ClientError
-
-    from workloads import eks_auth
-
     try:
-        body = eks_auth.s3_client(region).get_object(Bucket=bucket, Key=key)["Body"].read()
-    except ClientError as err:
-        if err.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
-            return None
-        raise SimRunError(
-            f"run {run}: reading s3://{bucket}/{key} failed ({err}). This file is the record of whether the run "
-            "already ran, so nothing is started without it: check that your AWS identity can read the artifacts "
-            "bucket, then run `pulumi up` again."
+        return records.read_json(region, bucket, key)
+    except records.RecordError as err:
+        raise records.RecordError(
+            err.action, err.bucket, err.key, err.code, err.detail, records.PROVIDER_ADVICE, subject=f"run {run}"
         ) from None
-    except BotoCoreError as err:
-        raise SimRunError(f"run {run}: reading s3://{bucket}/{key} failed ({err}); check AWS access and try again") from None
-    try:
-        document = json.loads(body)
-    except json.JSONDecodeError:
-        return {"status": "Failed"}  # the uploader writes it last and whole; anything else is a broken run
-    return document if isinstance(document, dict) else {"status": "Failed"}
 
 
 def read_uri(run: str, region: str, uri: str) -> dict[str, Any] | None:
