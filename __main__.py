@@ -13,7 +13,7 @@ from components.cluster import Cluster, ClusterArgs, cluster_creator
 from components.dashboard import Dashboard, DashboardArgs
 from components.dashboard_body import DashboardSpec, ServiceView, spend_model
 from components.dataset_imports import DatasetImports, DatasetImportsArgs
-from components.metrics import PUSHGATEWAY_POD_LABELS, Metrics, MetricsArgs, pushgateway_url
+from components.metrics import PUSHGATEWAY_POD_LABELS, Metrics, MetricsArgs
 from components.network import Network, NetworkArgs, refuse_bootstrap_over_cluster
 from components.nodegroups import NodeGroups, NodeGroupsArgs
 from components.observability import Observability, ObservabilityArgs
@@ -28,9 +28,9 @@ from components.storage import Storage, StorageArgs
 from components.tags import base_tags
 from config import load_from_pulumi, node_group_gpus, runs_gpu_quota, stack_file_name
 from workloads import deletions
-from workloads.identity import RunContext, registry_url
-from workloads.job_identity import JobContext
 from workloads.jobs import Jobs, JobsArgs
+from workloads.plans import cluster_name as stack_cluster_name
+from workloads.plans import stack_contexts
 from workloads.renderers.service import ServiceContext, metrics_port
 from workloads.runs import Runs, RunsArgs
 from workloads.services import Services, ServicesArgs
@@ -43,7 +43,7 @@ stack = pulumi.get_stack()
 for warning in deletions.check(cfg, stack_file_name(stack)):
     pulumi.log.warn(warning)
 region = pulumi.Config("aws").require("region")
-cluster_name = f"simfleet-{stack}"
+cluster_name = stack_cluster_name(stack)
 tags = {**base_tags(pulumi.get_project(), stack), **platform.tags}
 
 network = Network("network", NetworkArgs(platform.network, cluster_name, tags, region))
@@ -229,21 +229,9 @@ else:
                 providers=[k8s_provider], depends_on=[addons, *([shared_storage] if shared_storage is not None else [])]
             ),
         )
-    # The runs' identity comes from values known now, never from resource outputs (workloads/identity.py): the
-    # account id names the buckets and the registry exactly as Storage and Registry do.
-    account_id = aws.get_caller_identity().account_id
-    run_context = RunContext(
-        cluster_name=cluster_name,
-        namespace=naming.RUNS_NAMESPACE,
-        service_account=naming.RUN_SERVICE_ACCOUNT,
-        checkpoints_bucket=naming.bucket_name(stack, "checkpoints", account_id),
-        artifacts_bucket=naming.bucket_name(stack, "artifacts", account_id),
-        registry_url=registry_url(account_id, region, aws.get_partition().dns_suffix),
-        region=region,
-        kubernetes_version=platform.kubernetes_version,
-        vpc_cidr=str(platform.network.cidr),
-        default_queue=cfg.queues.default_name,
-    )
+    # The runs' identity comes from values known now, never from resource outputs (workloads/plans.py).
+    contexts = stack_contexts(cfg, stack, region, aws.get_caller_identity().account_id, aws.get_partition().dns_suffix)
+    run_context = contexts.runs
     runs = Runs(
         "runs",
         # After the queues too: a Job naming a LocalQueue that does not exist yet would wait inadmissible.
@@ -252,26 +240,11 @@ else:
     )
     jobs = None
     if cfg.jobs:
-        job_context = JobContext(
-            cluster_name=cluster_name,
-            namespace=naming.RUNS_NAMESPACE,
-            service_account=naming.JOB_SERVICE_ACCOUNT,
-            artifacts_bucket=run_context.artifacts_bucket,
-            registry_url=run_context.registry_url,
-            region=region,
-            kubernetes_version=platform.kubernetes_version,
-            # Known names, not resource outputs, like every other context value (the hash never waits on them).
-            # Only where the collector scrapes it: a push nothing collects would only keep the shard's GPU for the
-            # uploader's linger (config/stack.py warns about the Pushgateway with observability off).
-            pushgateway_url=pushgateway_url() if platform.metrics.enabled and platform.observability.enabled else None,
-            datasets_claim=naming.DATASETS_CLAIM if platform.shared_storage.enabled else None,
-            default_queue=cfg.queues.default_name,
-        )
         jobs = Jobs(
             "jobs",
             JobsArgs(
                 cfg.jobs,
-                job_context,
+                contexts.jobs,
                 after=[
                     addons,
                     runs_namespace,

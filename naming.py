@@ -125,6 +125,11 @@ KUEUE_VISIBILITY_PORT = 8082
 KUEUE_METRICS_SERVICE = f"{KUEUE_RELEASE}-controller-manager-metrics-service"
 
 
+def pushgateway_url(namespace: str = METRICS_NAMESPACE) -> str:
+    """The Pushgateway's in-cluster address (components/metrics.py installs it) that jobs push to."""
+    return f"http://{PUSHGATEWAY_RELEASE}.{namespace}.svc:{PUSHGATEWAY_PORT}"
+
+
 def collector_peer() -> dict[str, dict[str, dict[str, str]]]:
     """The NetworkPolicy peer that is the collector and nothing else: its namespace and its pods' labels in ONE peer."""
     return {

@@ -28,10 +28,6 @@ VOLUME_SIZE = "1Gi"
 LABELS = {"app.kubernetes.io/part-of": "simfleet", "app.kubernetes.io/managed-by": "pulumi"}
 
 
-def pushgateway_url(namespace: str = naming.METRICS_NAMESPACE) -> str:
-    return f"http://{naming.PUSHGATEWAY_RELEASE}.{namespace}.svc:{naming.PUSHGATEWAY_PORT}"
-
-
 def namespace_object(kubernetes_version: str) -> dict[str, Any]:
     return {
         "apiVersion": "v1",

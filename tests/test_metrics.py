@@ -18,9 +18,9 @@ from components.metrics import (
     MetricsArgs,
     namespace_object,
     network_policies,
-    pushgateway_url,
     pushgateway_values,
 )
+from naming import pushgateway_url
 from policies.rules.pods import restricted_pod_problems
 
 RELEASE = "kubernetes:helm.sh/v3:Release"

@@ -15,8 +15,8 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from config import JobSpec
-from workloads.inputs import job_inputs
-from workloads.job_identity import JobContext, JobIdentity, identify_job
+from workloads.job_identity import JobContext
+from workloads.plans import PlannedJob, plan_jobs
 from workloads.provider import SimRun
 from workloads.runs import check_kubernetes_version, workload_summary
 
@@ -32,22 +32,6 @@ class JobsArgs:
     # the datasets claim and the Pushgateway.
     after: Sequence[pulumi.Resource] = ()
     cluster: pulumi.Resource | None = None
-
-
-@dataclass(frozen=True)
-class PlannedJob:
-    spec: JobSpec
-    identity: JobIdentity
-    inputs: dict[str, Any]
-
-
-def plan_jobs(jobs: Sequence[JobSpec], ctx: JobContext) -> list[PlannedJob]:
-    """Every job's identity and SimRun inputs. Pure."""
-    planned = []
-    for spec in jobs:
-        identity = identify_job(spec, ctx)
-        planned.append(PlannedJob(spec, identity, job_inputs(spec, ctx, identity)))
-    return planned
 
 
 def _index_entry(job: PlannedJob) -> dict[str, Any]:

@@ -10,11 +10,11 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
-from config import PROJECT_ROOT, RunSpec, checkpoint_order
-from workloads.identity import RunContext, RunIdentity, SourceRef, glue_sha256, identify
-from workloads.inputs import run_inputs
+from config import PROJECT_ROOT, RunSpec
+from workloads.identity import RunContext
+from workloads.plans import PlannedRun, plan_runs
 from workloads.provider import SimRun
-from workloads.renderers.run import MIN_KUBERNETES_VERSION, glue_configmap, job_deadline
+from workloads.renderers.run import MIN_KUBERNETES_VERSION, glue_configmap
 
 
 @dataclass(frozen=True)
@@ -30,36 +30,6 @@ class RunsArgs:
     # rename never looks like "create new runs, delete old ones" (which would start every run again). Give the
     # component itself the matching `aliases=[pulumi.Alias(name=...)]` in its resource options.
     previous_names: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class PlannedRun:
-    """One run as the program decided it: identity and everything its SimRun inputs carry (all plain)."""
-
-    spec: RunSpec
-    identity: RunIdentity
-    glue_sha: str
-    source: SourceRef | None
-    inputs: dict[str, Any]  # the SimRun inputs (workloads/inputs.py)
-
-
-def plan_runs(runs: Sequence[RunSpec], ctx: RunContext, glue_sources: dict[str, str]) -> list[PlannedRun]:
-    """Every run's identity and inputs, sources before the runs that continue from their checkpoints. Pure."""
-    planned: dict[str, PlannedRun] = {}
-    for spec in checkpoint_order(runs):
-        glue_sha = glue_sha256(glue_sources[spec.glue])
-        source = _source_ref(planned[spec.checkpoint.from_run]) if spec.checkpoint.from_run else None
-        identity = identify(spec, ctx, glue_sha, source)
-        planned[spec.name] = PlannedRun(spec, identity, glue_sha, source, run_inputs(spec, ctx, identity, glue_sha, source))
-    return list(planned.values())
-
-
-def _source_ref(source: PlannedRun) -> SourceRef:
-    identity = source.identity
-    # config/ only lets a run continue from a single-seed run that saves its checkpoint.
-    if identity.checkpoint_uri is None or identity.index_uri is None:
-        raise ValueError(f"run {identity.run} has no single out-checkpoint to continue from")
-    return SourceRef(identity.run, identity.spec_hash, identity.checkpoint_uri, identity.index_uri, job_deadline(source.spec))
 
 
 class Runs(pulumi.ComponentResource):
