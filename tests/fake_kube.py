@@ -71,18 +71,55 @@ RESOURCES: dict[tuple[str, str, str], str] = {
     ("networking.k8s.io", "v1", "networkpolicies"): "NetworkPolicy",
     ("rbac.authorization.k8s.io", "v1", "roles"): "Role",
     ("rbac.authorization.k8s.io", "v1", "rolebindings"): "RoleBinding",
+    ("", "v1", "events"): "Event",
+    ("", "v1", "nodes"): "Node",
+    # Kueue's (v0.19.2 serves v1beta2 as its storage version): made by Kueue's controllers, read by `simfleet`.
+    ("kueue.x-k8s.io", "v1beta2", "workloads"): "Workload",
+    ("kueue.x-k8s.io", "v1beta2", "localqueues"): "LocalQueue",
+}
+CLUSTER_SCOPED = frozenset({"nodes"})
+# Field selectors the real API server accepts per resource (besides metadata.name and metadata.namespace, which every
+# resource takes): core/v1 events (pkg/registry/core/event/strategy.go ToSelectableFields) and pods (pod's
+# ToSelectableFields); any other field is 400 BadRequest "field label not supported".
+FIELD_LABELS: dict[str, tuple[str, ...]] = {
+    "events": (
+        "involvedObject.kind",
+        "involvedObject.namespace",
+        "involvedObject.name",
+        "involvedObject.uid",
+        "involvedObject.apiVersion",
+        "involvedObject.resourceVersion",
+        "involvedObject.fieldPath",
+        "reason",
+        "reportingComponent",
+        "source",
+        "type",
+    ),
+    "pods": ("spec.nodeName", "spec.restartPolicy", "spec.schedulerName", "spec.serviceAccountName", "status.phase"),
 }
 # What PATCH accepts (apiserver handlers/patch.go); any other Content-Type is 415 UnsupportedMediaType.
 JSON_PATCH = "application/json-patch+json"
 MERGE_PATCHES = ("application/merge-patch+json", "application/strategic-merge-patch+json")
 JOB_IMMUTABLE = ("template", "selector", "completions", "completionMode", "podFailurePolicy")
 _PATH = re.compile(
-    r"^/(?:api/(?P<core>v1)|apis/(?P<group>[^/]+)/(?P<version>[^/]+))/namespaces/(?P<ns>[^/]+)/(?P<plural>[^/]+)(?:/(?P<name>[^/]+))?/?$"
+    r"^/(?:api/(?P<core>v1)|apis/(?P<group>[^/]+)/(?P<version>[^/]+))/(?:namespaces/(?P<ns>[^/]+)/)?(?P<plural>[^/]+)(?:/(?P<name>[^/]+))?/?$"
+)
+_POD_LOG = re.compile(r"^/api/v1/namespaces/(?P<ns>[^/]+)/pods/(?P<name>[^/]+)/log$")
+_PENDING = re.compile(
+    r"^/apis/visibility\.kueue\.x-k8s\.io/v1beta2/namespaces/(?P<ns>[^/]+)/localqueues/(?P<name>[^/]+)/pendingworkloads$"
 )
 
 
 def now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass
+class Stream:
+    """A text/plain answer (pod logs): sent whole, or with `chunked`, piece by piece as the generator yields them."""
+
+    chunks: Iterator[bytes]
+    chunked: bool = False
 
 
 @dataclass
@@ -114,6 +151,8 @@ class FakeKube:
     lbc_finalizers: bool = False
     requests: list[Request] = field(default_factory=list)
     objects: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict)  # (plural, ns, name)
+    # What each container wrote: (namespace, pod, container) -> [(RFC 3339 time, line)], for GET .../pods/<pod>/log.
+    logs: dict[tuple[str, str, str], list[tuple[str, str]]] = field(default_factory=dict)
     _faults: list[_Fault] = field(default_factory=list)
     _lock: threading.RLock = field(default_factory=threading.RLock)
     _versions: Iterator[int] = field(default_factory=lambda: itertools.count(1000))
@@ -254,7 +293,9 @@ class FakeKube:
             for kind in kinds
         ]
 
-    def add_pod(self, namespace: str, job_name: str, phase: str = "Pending", index: int = 0) -> dict[str, Any]:
+    def add_pod(
+        self, namespace: str, job_name: str, phase: str = "Pending", index: int = 0, node: str | None = None
+    ) -> dict[str, Any]:
         """A pod as the Job controller creates it from the Job's template: the template's labels and annotations
         (kubernetes pkg/controller controller_utils.go GetPodFromTemplate copies both), the completion index of an
         Indexed Job as annotation and label, owned by the Job."""
@@ -267,7 +308,7 @@ class FakeKube:
             if job["spec"].get("completionMode") == "Indexed":
                 annotations["batch.kubernetes.io/job-completion-index"] = str(index)
                 labels["batch.kubernetes.io/job-completion-index"] = str(index)
-            pod = {
+            pod: dict[str, Any] = {
                 "apiVersion": "v1",
                 "kind": "Pod",
                 "metadata": {
@@ -286,8 +327,8 @@ class FakeKube:
                         }
                     ],
                 },
-                "spec": copy.deepcopy(template.get("spec", {})),
-                "status": {"phase": phase},
+                "spec": {**copy.deepcopy(template.get("spec", {})), **({"nodeName": node} if node else {})},
+                "status": {"phase": phase, **({"startTime": now()} if phase != "Pending" else {})},
             }
             self._stamp("pods", pod, namespace)
             self.objects[("pods", namespace, pod["metadata"]["name"])] = pod
@@ -299,6 +340,41 @@ class FakeKube:
             pod = self.objects[("pods", namespace, name)]
             pod["status"]["phase"] = phase
             pod["metadata"]["resourceVersion"] = str(next(self._versions))
+
+    def add_node(self, name: str, labels: dict[str, str]) -> dict[str, Any]:
+        """A node as the kubelet registers it (cluster-scoped), with the labels EKS puts on managed nodes."""
+        node = {"apiVersion": "v1", "kind": "Node", "metadata": {"name": name, "labels": dict(labels)}, "status": {}}
+        with self._lock:
+            self._stamp("nodes", node, "")
+            self.objects[("nodes", "", name)] = node
+        return copy.deepcopy(node)
+
+    def add_event(
+        self, namespace: str, kind: str, name: str, reason: str, message: str, type_: str = "Normal", at: str | None = None
+    ) -> None:
+        """An event a controller or the kubelet recorded about an object (core/v1 Event)."""
+        stamp = at or now()
+        event: dict[str, Any] = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"name": f"{name}.{uuid.uuid4().hex[:16]}", "namespace": namespace},
+            "involvedObject": {"kind": kind, "name": name, "namespace": namespace},
+            "reason": reason,
+            "message": message,
+            "type": type_,
+            "count": 1,
+            "firstTimestamp": stamp,
+            "lastTimestamp": stamp,
+        }
+        with self._lock:
+            self._stamp("events", event, namespace)
+            self.objects[("events", namespace, event["metadata"]["name"])] = event
+
+    def write_log(self, namespace: str, pod: str, container: str, *lines: str, at: str | None = None) -> None:
+        """Lines a container wrote to stdout (the kubelet keeps them while the pod exists)."""
+        stamp = at or datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        with self._lock:
+            self.logs.setdefault((namespace, pod, container), []).extend((stamp, line) for line in lines)
 
     def set_service_ingress(self, namespace: str, name: str, hostname: str) -> None:
         """What the AWS Load Balancer Controller writes once the NLB exists."""
@@ -365,7 +441,10 @@ class FakeKube:
 
     def _stamp(self, plural: str, obj: dict[str, Any], namespace: str) -> None:
         meta = obj.setdefault("metadata", {})
-        meta["namespace"] = namespace
+        if plural in CLUSTER_SCOPED:
+            meta.pop("namespace", None)
+        else:
+            meta["namespace"] = namespace
         meta.setdefault("uid", str(uuid.uuid4()))
         meta.setdefault("creationTimestamp", now())
         meta["resourceVersion"] = str(next(self._versions))
@@ -379,7 +458,7 @@ class FakeKube:
 
     def handle(
         self, method: str, raw_path: str, body_bytes: bytes, headers: dict[str, str]
-    ) -> tuple[int, dict[str, Any], dict[str, str]]:
+    ) -> tuple[int, dict[str, Any] | Stream, dict[str, str]]:
         parts = urlsplit(raw_path)
         query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
         try:
@@ -394,14 +473,17 @@ class FakeKube:
             auth = next((v for k, v in headers.items() if k.lower() == "authorization"), "")
             if not auth.startswith(f"Bearer {self.require_bearer_prefix}"):
                 return 401, status_body(401, "Unauthorized", "Unauthorized"), {}
+        special = self._subresource(method, parts.path, query)
+        if special is not None:
+            return special
         match = _PATH.match(parts.path)
         if not match:
             return 404, status_body(404, "NotFound", "the server could not find the requested resource"), {}
         group = match["group"] or ""
         version = match["core"] or match["version"]
-        plural, namespace, name = match["plural"], match["ns"], match["name"]
+        plural, namespace, name = match["plural"], match["ns"] or "", match["name"]
         kind = RESOURCES.get((group, version, plural))
-        if kind is None:
+        if kind is None or (plural in CLUSTER_SCOPED) != (match["ns"] is None):
             return 404, status_body(404, "NotFound", "the server could not find the requested resource"), {}
         resource = f"{plural}.{group}" if group else plural
         details = {"name": name, "group": group, "kind": plural} if name else {"group": group, "kind": plural}
@@ -410,6 +492,80 @@ class FakeKube:
             return self._dispatch(
                 method, kind, plural, resource, group, version, namespace, name, query, body, details, content_type
             )
+
+    def _subresource(
+        self, method: str, path: str, query: dict[str, str]
+    ) -> tuple[int, dict[str, Any] | Stream, dict[str, str]] | None:
+        """The two subresources `simfleet` reads: a pod's log, and a LocalQueue's pending workloads (Kueue's
+        visibility API, served by Kueue through an APIService); None for any other path."""
+        log = _POD_LOG.match(path)
+        if log and method == "GET":
+            return self._pod_log(log["ns"], log["name"], query)
+        pending = _PENDING.match(path)
+        if pending and method == "GET":
+            from fake_kueue import pending_workloads
+
+            with self._lock:
+                return pending_workloads(self, pending["ns"], pending["name"], query)
+        return None
+
+    def _pod_log(self, namespace: str, name: str, query: dict[str, str]) -> tuple[int, dict[str, Any] | Stream, dict[str, str]]:
+        """GET .../pods/<pod>/log as the kubelet answers through the API server: `container` is required when the pod
+        has more than one; sinceSeconds, sinceTime, tailLines and timestamps filter and format; follow streams new
+        lines until the pod has ended or gone."""
+        with self._lock:
+            pod = self.objects.get(("pods", namespace, name))
+        if pod is None:
+            return 404, status_body(404, "NotFound", f'pods "{name}" not found', {"name": name, "kind": "pods"}), {}
+        spec = pod.get("spec") or {}
+        names = [c["name"] for c in spec.get("containers") or []] + [c["name"] for c in spec.get("initContainers") or []]
+        container = query.get("container")
+        if not container and len(names) != 1:
+            message = f"a container name must be specified for pod {name}, choose one of: [{' '.join(names)}]"
+            return 400, status_body(400, "BadRequest", message), {}
+        container = container or names[0]
+        if container not in names:
+            return 400, status_body(400, "BadRequest", f"container {container} is not valid for pod {name}"), {}
+        key = (namespace, name, container)
+        since = None
+        if query.get("sinceSeconds"):
+            since = datetime.now(UTC).timestamp() - float(query["sinceSeconds"])
+        elif query.get("sinceTime"):
+            since = _epoch(query["sinceTime"])
+        tail = int(query["tailLines"]) if query.get("tailLines") else None
+        stamps = query.get("timestamps") == "true"
+
+        def render(entries: list[tuple[str, str]]) -> bytes:
+            kept = [e for e in entries if since is None or _epoch(e[0]) >= since]
+            return "".join(f"{at} {line}\n" if stamps else f"{line}\n" for at, line in kept).encode()
+
+        def lines_now() -> list[tuple[str, str]]:
+            with self._lock:
+                return list(self.logs.get(key, []))
+
+        first = lines_now()
+        if tail is not None:
+            first = first[-tail:] if tail else []
+        if query.get("follow") != "true":
+            return 200, Stream(iter([render(first)])), {}
+
+        def follow() -> Iterator[bytes]:
+            sent = len(lines_now()) - len(first)
+            while True:
+                entries = lines_now()
+                if len(entries) > sent:
+                    yield render(entries[sent:])
+                    sent = len(entries)
+                with self._lock:
+                    current = self.objects.get(("pods", namespace, name))
+                if current is None or (current.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+                    rest = lines_now()[sent:]
+                    if rest:
+                        yield render(rest)
+                    return
+                time.sleep(0.02)
+
+        return 200, Stream(follow(), chunked=True), {}
 
     def _dispatch(
         self,
@@ -431,10 +587,17 @@ class FakeKube:
         qualified = f"{kind}.{group}" if group else kind  # how apimachinery's NewInvalid names the kind: Job.batch
         if method == "GET" and name is None:
             selector = query.get("labelSelector", "")
+            try:
+                fields = _field_requirements(plural, query.get("fieldSelector", ""))
+            except ValueError as err:
+                return 400, status_body(400, "BadRequest", str(err)), {}
             items = [
                 copy.deepcopy(o)
                 for (p, ns, _), o in sorted(self.objects.items())
-                if p == plural and ns == namespace and _selects(selector, o["metadata"].get("labels") or {})
+                if p == plural
+                and ns == namespace
+                and _selects(selector, o["metadata"].get("labels") or {})
+                and all((_field(o, key) == value) == equal for key, value, equal in fields)
             ]
             for item in items:
                 item.pop("apiVersion", None)
@@ -476,7 +639,7 @@ class FakeKube:
                 )
             if not obj_name:
                 return 422, invalid(qualified, "", [("metadata.name", "Required value: name or generateName is required")]), {}
-            if namespace not in self.namespaces:
+            if plural not in CLUSTER_SCOPED and namespace not in self.namespaces:
                 return (
                     404,
                     status_body(
@@ -757,6 +920,32 @@ def _default_service(service: dict[str, Any], index: int) -> None:
     service.setdefault("status", {"loadBalancer": {}})
 
 
+def _field_requirements(plural: str, selector: str) -> list[tuple[str, str, bool]]:
+    """(field, value, equal) for each `a=b` / `a==b` / `a!=b` of a field selector; an unsupported field is a ValueError
+    with the API server's message."""
+    allowed = ("metadata.name", "metadata.namespace", *FIELD_LABELS.get(plural, ()))
+    out = []
+    for term in filter(None, (t.strip() for t in selector.split(","))):
+        key, op, value = re.split(r"(!=|==|=)", term, maxsplit=1) if re.search(r"!=|==|=", term) else (term, "", "")
+        if not op:
+            raise ValueError(f"invalid selector: '{selector}'; can't understand '{term}'")
+        if key not in allowed:
+            raise ValueError(f"field label not supported: {key}")
+        out.append((key, value, op != "!="))
+    return out
+
+
+def _field(obj: dict[str, Any], dotted: str) -> str:
+    node: Any = obj
+    for part in dotted.split("."):
+        node = node.get(part) if isinstance(node, dict) else None
+    return "" if node is None else str(node)
+
+
+def _epoch(stamp: str) -> float:
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+
+
 _REQUIREMENT = re.compile(
     r"\s*(?P<not>!)?(?P<key>[A-Za-z0-9./_-]+)\s*(?:(?P<op>==|=|!=|\s+in\s+|\s+notin\s+)\s*(?P<value>\([^)]*\)|[A-Za-z0-9._-]*))?\s*(?:,|$)"
 )
@@ -816,6 +1005,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.connection.close()
             return
         extra: dict[str, str] = {}
+        payload: dict[str, Any] | Stream
         if fault is not None and fault.status:
             code = fault.status
             reason = {429: "TooManyRequests", 500: "InternalError", 503: "ServiceUnavailable", 504: "Timeout"}.get(
@@ -830,6 +1020,9 @@ class _Handler(BaseHTTPRequestHandler):
                 )
         else:
             code, payload, extra = self.kube.handle(self.command, self.path, body, dict(self.headers))
+        if isinstance(payload, Stream):
+            self._send_stream(code, payload)
+            return
         data = json.dumps(payload).encode()
         self.send_response(code)
         self.send_header("Content-Type", "application/json")
@@ -838,6 +1031,26 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header(header, value)
         self.end_headers()
         self.wfile.write(data)
+
+    def _send_stream(self, code: int, stream: Stream) -> None:
+        self.send_response(code)
+        self.send_header("Content-Type", "text/plain")
+        if not stream.chunked:
+            data = b"".join(stream.chunks)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+            return
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        try:
+            for chunk in stream.chunks:
+                if chunk:
+                    self.wfile.write(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")
+                    self.wfile.flush()
+            self.wfile.write(b"0\r\n\r\n")
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True  # the client stopped following
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _serve
 
