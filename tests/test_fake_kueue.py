@@ -24,12 +24,17 @@ def kube() -> Iterator[FakeKube]:
         yield server
 
 
-def api(kube: FakeKube) -> client.ApiClient:
+def api(kube: FakeKube) -> Any:
     return client.ApiClient(client.Configuration(host=kube.url))
 
 
+def typed(kind: Any, kube: FakeKube) -> Any:
+    """A typed API class of the real client (CoreV1Api, BatchV1Api, CustomObjectsApi) over the fake, untyped for tests."""
+    return kind(api(kube))
+
+
 def queued_job(kube: FakeKube, name: str, queue: str = "team-a", parallelism: int = 1) -> dict[str, Any]:
-    job = {
+    job: dict[str, Any] = {
         "apiVersion": "batch/v1",
         "kind": "Job",
         "metadata": {"name": name, "namespace": NS, "labels": {fake_kueue.QUEUE_LABEL: queue}},
@@ -39,7 +44,7 @@ def queued_job(kube: FakeKube, name: str, queue: str = "team-a", parallelism: in
             "template": {"spec": {"containers": [{"name": "glue"}, {"name": "artifact-uploader"}], "restartPolicy": "Never"}},
         },
     }
-    return client.BatchV1Api(api(kube)).create_namespaced_job(NS, job).to_dict()
+    return typed(client.BatchV1Api, kube).create_namespaced_job(NS, job).to_dict()
 
 
 def pending(kube: FakeKube, queue: str, **query: Any) -> tuple[int, dict[str, Any]]:
@@ -51,7 +56,7 @@ def pending(kube: FakeKube, queue: str, **query: Any) -> tuple[int, dict[str, An
 def test_a_queued_job_gets_a_workload_owned_by_it_and_labelled_with_its_uid(kube: FakeKube) -> None:
     job = queued_job(kube, "walk")
     fake_kueue.submit(kube, NS, "walk", message="couldn't assign flavors to pod set main: insufficient quota")
-    [workload] = client.CustomObjectsApi(api(kube)).list_namespaced_custom_object("kueue.x-k8s.io", "v1beta2", NS, "workloads")[
+    [workload] = typed(client.CustomObjectsApi, kube).list_namespaced_custom_object("kueue.x-k8s.io", "v1beta2", NS, "workloads")[
         "items"
     ]
     assert workload["metadata"]["name"].startswith("job-walk-")
@@ -91,7 +96,7 @@ def test_deactivating_a_workload_evicts_it_suspends_its_job_and_removes_its_pods
     kube.add_pod(NS, "walk", "Running")
     workload = fake_kueue.workload_of(kube, NS, "walk")
     assert workload is not None
-    custom = client.CustomObjectsApi(api(kube))
+    custom = typed(client.CustomObjectsApi, kube)
     custom.patch_namespaced_custom_object(
         "kueue.x-k8s.io", "v1beta2", NS, "workloads", workload["metadata"]["name"], {"spec": {"active": False}}
     )
@@ -107,7 +112,7 @@ def test_deactivating_a_workload_evicts_it_suspends_its_job_and_removes_its_pods
 def test_pod_logs_need_a_container_filter_by_time_and_tail_and_follow_until_the_pod_ends(kube: FakeKube) -> None:
     queued_job(kube, "walk")
     pod = kube.add_pod(NS, "walk", "Running")["metadata"]["name"]
-    core = client.CoreV1Api(api(kube))
+    core = typed(client.CoreV1Api, kube)
     kube.write_log(NS, pod, "glue", "old line", at="2026-01-01T00:00:00.000000Z")
     kube.write_log(NS, pod, "glue", "step 1", "step 2")
     with pytest.raises(ApiException) as missing:
@@ -137,7 +142,7 @@ def test_pod_logs_need_a_container_filter_by_time_and_tail_and_follow_until_the_
 
 def test_nodes_are_cluster_scoped_and_events_filter_by_field(kube: FakeKube) -> None:
     kube.add_node("ip-10-0-1-5.ec2.internal", {"eks.amazonaws.com/capacityType": "SPOT"})
-    core = client.CoreV1Api(api(kube))
+    core = typed(client.CoreV1Api, kube)
     node = core.read_node("ip-10-0-1-5.ec2.internal")
     assert node.metadata.labels["eks.amazonaws.com/capacityType"] == "SPOT" and node.metadata.namespace is None
     namespaced = api(kube).call_api(*api(kube).param_serialize("GET", f"/api/v1/namespaces/{NS}/nodes"))
