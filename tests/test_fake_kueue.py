@@ -117,10 +117,10 @@ def test_pod_logs_need_a_container_filter_by_time_and_tail_and_follow_until_the_
     kube.write_log(NS, pod, "glue", "step 1", "step 2")
     with pytest.raises(ApiException) as missing:
         core.read_namespaced_pod_log(pod, NS)
-    assert missing.value.status == 400 and "a container name must be specified" in missing.value.body
+    assert missing.value.status == 400 and "a container name must be specified" in str(missing.value.body)
     with pytest.raises(ApiException) as wrong:
         core.read_namespaced_pod_log(pod, NS, container="monty")
-    assert wrong.value.status == 400 and "is not valid for pod" in wrong.value.body
+    assert wrong.value.status == 400 and "is not valid for pod" in str(wrong.value.body)
     assert core.read_namespaced_pod_log(pod, NS, container="glue") == "old line\nstep 1\nstep 2\n"
     assert core.read_namespaced_pod_log(pod, NS, container="glue", since_seconds=60) == "step 1\nstep 2\n"
     assert core.read_namespaced_pod_log(pod, NS, container="glue", tail_lines=1) == "step 2\n"
@@ -154,4 +154,4 @@ def test_nodes_are_cluster_scoped_and_events_filter_by_field(kube: FakeKube) -> 
     assert len(core.list_namespaced_event(NS, field_selector="involvedObject.name!=walk-0-abcde").items) == 1
     with pytest.raises(ApiException) as unsupported:
         core.list_namespaced_event(NS, field_selector="spec.nodeName=x")
-    assert unsupported.value.status == 400 and "field label not supported" in unsupported.value.body
+    assert unsupported.value.status == 400 and "field label not supported" in str(unsupported.value.body)
