@@ -104,6 +104,8 @@ class KubeApi:
     such as `nvidia.com/gpu: 1`.
     """
 
+    retry: RetryPolicy | None = None  # None: the module's RETRY (tests swap it)
+
     def __init__(self, run: str, namespace: str, conn: Any) -> None:
         from workloads import eks_auth
 
@@ -127,7 +129,7 @@ class KubeApi:
         import urllib3
         from kubernetes.client.exceptions import ApiException
 
-        policy = RETRY
+        policy = self.retry or RETRY
         problem = ""
         for attempt in range(policy.attempts):
             retry_after: float | None = None
@@ -145,12 +147,7 @@ class KubeApi:
             except (ApiException, urllib3.exceptions.HTTPError, OSError) as err:
                 # A certificate that does not verify will not verify on the next try either: say so at once.
                 if isinstance(err, ApiException) or _is_tls_failure(err):
-                    raise SimRunError(
-                        f"run {self.run}: {what} failed: TLS verification of {self.conn.describe()} failed "
-                        f"({getattr(err, 'reason', None) or err}). The certificate authority used is not the one of that "
-                        "endpoint: check clusterCa (the cluster's certificateAuthority.data, base64 PEM) and "
-                        "clusterEndpoint, or, without them, what `aws eks describe-cluster` reports."
-                    ) from None
+                    raise self.tls_failure(what, err) from None
                 problem = f"cannot reach the API server ({type(err).__name__}: {err})"
             else:
                 try:
@@ -165,8 +162,19 @@ class KubeApi:
                 retry_after = float(header) if header and header.isdigit() else None
             if attempt + 1 < policy.attempts:
                 time.sleep(policy.delay(attempt, retry_after))
-        raise SimRunError(
-            f"run {self.run}: {what} failed {policy.attempts} times, last with {problem}. {self.conn.describe()} is "
+        raise self.unreachable(what, policy.attempts, problem)
+
+    def tls_failure(self, what: str, err: BaseException) -> SimRunError:
+        return SimRunError(
+            f"run {self.run}: {what} failed: TLS verification of {self.conn.describe()} failed "
+            f"({getattr(err, 'reason', None) or err}). The certificate authority used is not the one of that "
+            "endpoint: check clusterCa (the cluster's certificateAuthority.data, base64 PEM) and "
+            "clusterEndpoint, or, without them, what `aws eks describe-cluster` reports."
+        )
+
+    def unreachable(self, what: str, attempts: int, problem: str) -> SimRunError:
+        return SimRunError(
+            f"run {self.run}: {what} failed {attempts} times, last with {problem}. {self.conn.describe()} is "
             "overloaded or unreachable: check it (kubectl get --raw /readyz) and run `pulumi up` again; "
             "retrying is safe, an existing Job with the same spec hash is adopted."
         )
