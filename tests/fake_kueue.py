@@ -123,7 +123,7 @@ def set_pending(kube: FakeKube, namespace: str, job_name: str, message: str, rea
 
 
 def admit(kube: FakeKube, namespace: str, job_name: str, cluster_queue: str, flavor: str) -> None:
-    """Kueue admitting the Workload in a flavor: quota reserved, admitted, and the Job unsuspended."""
+    """Kueue admitting the Workload in a flavor: quota reserved, admitted, and the Job unsuspended (then started)."""
     with kube._lock:
         workload = workload_of(kube, namespace, job_name)
         assert workload is not None
@@ -140,7 +140,7 @@ def admit(kube: FakeKube, namespace: str, job_name: str, cluster_queue: str, fla
             _condition("QuotaReserved", True, "QuotaReserved", message),
             _condition("Admitted", True, "Admitted", "The workload is admitted"),
         )
-    kube.admit(namespace, job_name)
+    kube.start_job(namespace, job_name)  # unsuspended: the Job controller starts it
 
 
 def reconcile(kube: FakeKube) -> None:

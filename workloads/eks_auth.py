@@ -81,6 +81,12 @@ def _sts_client(region: str) -> Any:
         return client
 
 
+def caller_identity(region: str) -> dict[str, str]:
+    """Who the ambient AWS credentials are ({"Account", "Arn", "UserId"}); botocore's errors when there are none."""
+    found = _sts_client(region).get_caller_identity()
+    return {key: str(found[key]) for key in ("Account", "Arn", "UserId")}
+
+
 def describe_cluster(cluster_name: str, region: str) -> tuple[str, str]:
     """(endpoint, base64 CA) of an EKS cluster, as EKS reports them now; cached for the process.
 

@@ -30,7 +30,7 @@ class Declared:
     gpus: int  # per pod
     max_runtime: int  # seconds of simulation (runs) or of the program (jobs), per seed or shard
     labels: dict[str, str]
-    checkpoints_prefix: str | None  # s3://<checkpoints>/runs/<run>/<hash>/ (runs only)
+    checkpoints_bucket: str | None  # where its out-checkpoints go (runs that save one)
     spot_first: bool  # Kueue gives it spot capacity first: batch runs, and jobs that ask for spot
     viewport: bool = False
     source: str | None = None  # the run a continuation starts from
@@ -49,6 +49,11 @@ class Declared:
     @property
     def unit(self) -> str:
         return "seed" if self.kind == KIND_RUN else "shard"
+
+    @property
+    def checkpoints_uri(self) -> str | None:
+        """s3://<checkpoints>/runs/<run>/<hash>/: out.mstate (one seed) or seed-<n>/out.mstate (a sweep)."""
+        return f"s3://{self.checkpoints_bucket}/{self.where.prefix}" if self.checkpoints_bucket else None
 
     def unit_prefix(self, unit: int) -> str:
         """The seed's (shard's) key prefix in the artifacts bucket."""
@@ -77,7 +82,7 @@ def fleet_from(
     glue = {path: (glue_root / path).read_text() for path in sorted({run.glue for run in cfg.runs})}
     declared: dict[str, Declared] = {}
     for run in plan_runs(cfg.runs, contexts.runs, glue):
-        declared[run.spec.name] = _run(run.spec, run.inputs, run.identity.prefix, contexts.runs.checkpoints_bucket)
+        declared[run.spec.name] = _run(run.spec, run.inputs, contexts.runs.checkpoints_bucket)
     for job in plan_jobs(cfg.jobs, contexts.jobs):
         declared[job.spec.name] = _job(job.spec, job.inputs)
     observability = cfg.platform.observability.enabled
@@ -98,7 +103,7 @@ def _default_queue(inputs: dict[str, Any]) -> str:
     return str(context_of(inputs).get("defaultQueue") or naming.GENERATED_QUEUE)
 
 
-def _run(spec: RunSpec, inputs: dict[str, Any], prefix: str, checkpoints_bucket: str) -> Declared:
+def _run(spec: RunSpec, inputs: dict[str, Any], checkpoints_bucket: str) -> Declared:
     return Declared(
         name=spec.name,
         kind=KIND_RUN,
@@ -109,7 +114,7 @@ def _run(spec: RunSpec, inputs: dict[str, Any], prefix: str, checkpoints_bucket:
         gpus=spec.gpus,
         max_runtime=int(spec.max_runtime),
         labels=dict(spec.labels),
-        checkpoints_prefix=f"s3://{checkpoints_bucket}/{prefix}" if spec.checkpoint.save else None,
+        checkpoints_bucket=checkpoints_bucket if spec.checkpoint.save else None,
         spot_first=spec.mode == "batch",
         viewport=spec.viewport is not None,
         source=spec.checkpoint.from_run,
@@ -128,7 +133,7 @@ def _job(spec: JobSpec, inputs: dict[str, Any]) -> Declared:
         gpus=spec.gpus,
         max_runtime=int(spec.max_runtime),
         labels=dict(spec.labels),
-        checkpoints_prefix=None,
+        checkpoints_bucket=None,
         spot_first=spec.capacity == "spot",
         parallelism=spec.parallelism,
     )

@@ -29,6 +29,20 @@ from workloads.observe.fleet import Declared, Fleet
 from workloads.observe.usage import LivePod, parse_time, usage
 
 S3_THREADS = 32
+# What the command shows: the provider's statuses (workloads/status.py), told apart further for a person.
+DISPLAY_STATUSES = (
+    "Waiting",
+    "Queued",
+    "Admitted",
+    "Running",
+    "Succeeded",
+    "Failed",
+    "Interrupted",
+    "Incomplete",
+    "Blocked",
+    "Cancelled",
+    "Missing",
+)
 CLI_ADVICE = ""  # the command words its own advice (cli/errors.py)
 
 
