@@ -70,25 +70,14 @@ def runs_command(
     _notes(chosen)
 
 
+NUMERIC = ("SEEDS", "RECOV", "ELAPSED", "GPU-H", "COST")
+
+
 def runs_table(chosen: list[Row], stack: str) -> Table:
     table = Table(title=f"stack {stack}: {len(chosen)} runs and jobs", title_justify="left", expand=False)
-    for column, justify in (
-        ("NAME", "left"),
-        ("STATUS", "left"),
-        ("SEEDS", "right"),
-        ("RECOV", "right"),
-        ("QUEUE", "left"),
-        ("STARTED", "left"),
-        ("ELAPSED", "right"),
-        ("GPU-H", "right"),
-        ("COST", "right"),
-        ("USER", "left"),
-        ("PROJECT", "left"),
-        ("WHY", "left"),
-    ):
-        table.add_column(
-            column, justify=justify, overflow="fold" if column == "WHY" else "ellipsis", max_width=60 if column == "WHY" else None
-        )  # type: ignore[arg-type]
+    for column in ("NAME", "STATUS", "SEEDS", "RECOV", "QUEUE", "STARTED", "ELAPSED", "GPU-H", "COST", "USER", "PROJECT"):
+        table.add_column(column, justify="right" if column in NUMERIC else "left", overflow="ellipsis")
+    table.add_column("WHY", overflow="fold", max_width=60)
     for r in chosen:
         queue = f"{r.queue} #{r.position}" if r.position else r.queue
         table.add_row(
