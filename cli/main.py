@@ -35,9 +35,9 @@ def cli(ctx: click.Context, stack: str | None, project_dir: Path | None, kubecon
 
 
 def _register() -> None:
-    from cli import runs
+    from cli import logs, runs
 
-    for module in (runs,):
+    for module in (runs, logs):
         for command in module.COMMANDS:
             cli.add_command(command)
 

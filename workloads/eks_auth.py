@@ -40,6 +40,7 @@ class Connection:
 _lock = threading.Lock()
 _sts_clients: dict[str, Any] = {}
 _s3_clients: dict[str, Any] = {}
+_logs_clients: dict[str, Any] = {}
 _tokens: dict[tuple[str, str], tuple[str, float]] = {}
 _api_clients: dict[tuple[str, ...], Any] = {}
 _clusters: dict[tuple[str, str], tuple[str, str]] = {}
@@ -50,6 +51,7 @@ def reset_caches() -> None:
     with _lock:
         _sts_clients.clear()
         _s3_clients.clear()
+        _logs_clients.clear()
         _tokens.clear()
         _api_clients.clear()
         _clusters.clear()
@@ -116,13 +118,24 @@ def describe_cluster(cluster_name: str, region: str) -> tuple[str, str]:
 
 def s3_client(region: str) -> Any:
     """One S3 client per region, for reading index.json of runs whose Job is gone."""
+    return _client("s3", region, _s3_clients)
+
+
+def logs_client(region: str) -> Any:
+    """One CloudWatch Logs client per region, for `simfleet logs` once a run's pods are gone."""
+    return _client("logs", region, _logs_clients)
+
+
+def _client(service: str, region: str, cache: dict[str, Any]) -> Any:
     with _lock:
-        client = _s3_clients.get(region)
+        client = cache.get(region)
         if client is None:
             import boto3
+            from botocore.config import Config
 
-            client = boto3.session.Session().client("s3", region_name=region)
-            _s3_clients[region] = client
+            # Room for the command's concurrent reads (listing.S3_THREADS) on one client's connection pool.
+            client = boto3.session.Session().client(service, region_name=region, config=Config(max_pool_connections=64))
+            cache[region] = client
         return client
 
 
