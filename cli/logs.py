@@ -15,7 +15,7 @@ from dataclasses import asdict
 import click
 
 from cli import render
-from cli.session import Lazy, Session, UsageProblem
+from cli.session import Lazy, Session, UsageProblem, units_of
 from config import parse_duration
 from workloads.kube import spec_hash_of
 from workloads.observe.cluster import ClusterError, ClusterReader, seed_of_pod
@@ -48,14 +48,6 @@ def _containers(declared: Declared, asked: tuple[str, ...]) -> set[str]:
     if wrong:
         raise UsageProblem(f"no container {', '.join(wrong)} in a {declared.kind}'s pod; one of {', '.join(known)}, or all")
     return {known[c] for c in asked or (DEFAULT_CONTAINER[declared.kind],)}
-
-
-def _units(declared: Declared, seed: int | None) -> tuple[int, ...]:
-    if seed is None:
-        return declared.units
-    if seed not in declared.units:
-        raise UsageProblem(f"{declared.name} has no {declared.unit} {seed}; its {declared.unit}s: {list(declared.units)}")
-    return (seed,)
 
 
 class Printer:
@@ -97,7 +89,7 @@ def logs_command(
     session = lazy.get()
     declared = session.declared(run)
     containers = _containers(declared, asked)
-    units = _units(declared, seed)
+    units = units_of(declared, seed)
     since_seconds = int(parse_duration(since)) if since else None
     printer = Printer(declared, containers, as_json)
     reader, live, declared = _live_pods(session, declared, units)

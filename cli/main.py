@@ -35,9 +35,9 @@ def cli(ctx: click.Context, stack: str | None, project_dir: Path | None, kubecon
 
 
 def _register() -> None:
-    from cli import logs, runs
+    from cli import artifacts, logs, report, runs
 
-    for module in (runs, logs):
+    for module in (runs, logs, artifacts, report):
         for command in module.COMMANDS:
             cli.add_command(command)
 

@@ -73,6 +73,15 @@ def stack_name(given: str | None, project: Path) -> str:
     )
 
 
+def units_of(declared: Declared, seed: int | None) -> tuple[int, ...]:
+    """The seeds (a job's shards) a command is about: all, or the one --seed names."""
+    if seed is None:
+        return declared.units
+    if seed not in declared.units:
+        raise UsageProblem(f"{declared.name} has no {declared.unit} {seed}; its {declared.unit}s: {list(declared.units)}")
+    return (seed,)
+
+
 @dataclass
 class Session:
     """One command's view: the stack's fleet, the caller, and (made on first use) the cluster reader."""

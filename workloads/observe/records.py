@@ -66,6 +66,20 @@ def _code(err: Exception) -> str:
     return str((response.get("Error") or {}).get("Code") or type(err).__name__)
 
 
+def read_text(region: str, bucket: str, key: str, advice: str = PROVIDER_ADVICE) -> str | None:
+    """An object's text (a seed's steps.csv), or None when there is none."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        return str(_s3(region).get_object(Bucket=bucket, Key=key)["Body"].read().decode(errors="replace"))
+    except ClientError as err:
+        if _code(err) in ("NoSuchKey", "404"):
+            return None
+        raise RecordError("reading", bucket, key, _code(err), str(err), advice) from None
+    except BotoCoreError as err:
+        raise RecordError("reading", bucket, key, type(err).__name__, str(err), advice) from None
+
+
 def get_json(region: str, bucket: str, key: str, advice: str = PROVIDER_ADVICE) -> tuple[dict[str, Any] | None, Any]:
     """(document, metadata) of a JSON record; (None, None) when there is none. A body that is not a JSON object reads
     as {"status": "Failed"}: the uploader writes its records last and whole, so anything else is a broken run."""
