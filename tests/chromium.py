@@ -126,7 +126,7 @@ def open_page(path: Path, settle: float = 0.5, timeout: float = 60) -> Seen:
             [chrome, *FLAGS, f"--user-data-dir={profile}", "about:blank"],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
-            preexec_fn=child,  # noqa: PLW1509 - the only way to place the pipe ends at fds 3 and 4
+            preexec_fn=child,  # the only way to place the pipe ends at fds 3 and 4
             pass_fds=(3, 4),
         )
         os.close(to_chrome_read)
