@@ -35,9 +35,9 @@ def cli(ctx: click.Context, stack: str | None, project_dir: Path | None, kubecon
 
 
 def _register() -> None:
-    from cli import artifacts, logs, report, runs
+    from cli import artifacts, cancel, logs, report, runs, viewport
 
-    for module in (runs, logs, artifacts, report):
+    for module in (runs, logs, artifacts, report, viewport, cancel):
         for command in module.COMMANDS:
             cli.add_command(command)
 

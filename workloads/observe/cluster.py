@@ -213,14 +213,14 @@ def seed_of_pod(pod: dict[str, Any], job: dict[str, Any] | None, units: tuple[in
     index = (meta.get("annotations") or {}).get("batch.kubernetes.io/job-completion-index")
     if index is None:
         return units[0] if len(units) == 1 else None
-    seeds = _job_seeds(job) if job is not None else None
+    seeds = job_seeds(job) if job is not None else None
     position = int(index)
     if seeds is not None:
         return seeds[position] if position < len(seeds) else None
     return position if naming.JOB_LABEL in (meta.get("labels") or {}) else (units[position] if position < len(units) else None)
 
 
-def _job_seeds(job: dict[str, Any]) -> list[int] | None:
+def job_seeds(job: dict[str, Any]) -> list[int] | None:
     spec = ((job.get("spec") or {}).get("template") or {}).get("spec") or {}
     for container in [*(spec.get("containers") or []), *(spec.get("initContainers") or [])]:
         for env in container.get("env") or []:

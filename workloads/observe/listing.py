@@ -179,7 +179,7 @@ def display_status(documents: list[dict[str, Any] | None], run_state: str) -> st
     return {"Pending": "Admitted"}.get(run_state, run_state)
 
 
-def _indexes(text: str | None) -> set[int]:
+def completion_indexes(text: str | None) -> set[int]:
     """Completion indexes as the Job controller writes them ("1,3-5")."""
     out: set[int] = set()
     for part in filter(None, (text or "").split(",")):
@@ -364,7 +364,7 @@ def _row(
     done = sum(1 for d in docs if d is not None)
     if job is not None and documents is None:
         job_status = job.get("status") or {}
-        ended = len(_indexes(job_status.get("completedIndexes")) | _indexes(job_status.get("failedIndexes")))
+        ended = len(completion_indexes(job_status.get("completedIndexes")) | completion_indexes(job_status.get("failedIndexes")))
         # The seeds outside this Job ended before it was made (it runs only those left after a lost state).
         done = total - int((job.get("spec") or {}).get("completions") or 1) + (ended or int(job_status.get("succeeded") or 0))
     recoveries = pod_recoveries(pods)
