@@ -220,10 +220,11 @@ def test_every_script_container_execs_a_script_that_handles_term(run: str) -> No
     containers = _containers(PLANS[run])
     assert containers["checkpoint-fetch"]["command"] == ["/bin/bash", "/opt/simfleet/fetch.sh"]
     assert containers["artifact-uploader"]["command"] == ["/bin/bash", "/opt/simfleet/upload.sh"]
-    assert containers["glue"]["command"] == ["python", "/opt/simfleet/simfleet_glue.py", "/glue/glue.py"]
+    assert containers["glue"]["command"] == ["python", "-P", "-m", "glue_runtime", "/glue/glue.py"]
+    assert _env(containers["glue"])["PYTHONPATH"] == "/opt/simfleet"  # where the runtime volume puts glue_runtime/
     for script in ("fetch.sh", "upload.sh", "gate.sh"):
         assert re.search(r"^trap .* TERM$", runtime_files()[script], re.M), script  # PID 1: no trap, no TERM
-    assert "signal.SIGTERM" in runtime_files()["simfleet_glue.py"]
+    assert "signal.SIGTERM" in runtime_files()["glue_runtime/runtime.py"]
 
 
 @pytest.mark.parametrize(("run", "gpus"), [("trot-baseline", "1"), ("trot-sweep", "1"), ("big-fresh", "4")])
@@ -450,16 +451,24 @@ def test_no_viewport_means_no_service_policy_or_ports() -> None:
 
 def test_configmaps_carry_the_runtime_and_the_shared_glue() -> None:
     configmap = _by_kind(PLANS["trot-baseline"], "ConfigMap")
+    runtime = {f"glue_runtime.{path.name}" for path in (ROOT / "workloads" / "glue_runtime").glob("*.py")}
     assert set(configmap["data"]) == {
         "common.sh",
         "fetch.sh",
         "upload.sh",
         "gate.sh",
-        "simfleet_glue.py",
         "contract.json",
         "observation.schema.json",
         "action.schema.json",
+        *runtime,
     }
+    # ConfigMap keys cannot hold a "/": the volume's items put each key back at its path, the package in a directory.
+    [volume] = [
+        v for v in _by_kind(PLANS["trot-baseline"], "Job")["spec"]["template"]["spec"]["volumes"] if v["name"] == "runtime"
+    ]
+    items = {item["key"]: item["path"] for item in volume["configMap"]["items"]}
+    assert set(items) == set(configmap["data"])
+    assert items["glue_runtime.runtime.py"] == "glue_runtime/runtime.py" and items["upload.sh"] == "upload.sh"
     assert json.loads(configmap["data"]["action.schema.json"]) == contract.load_schema("action.schema.json")
     assert configmap["immutable"] is True
     size = sum(len(k) + len(v.encode()) for k, v in configmap["data"].items())

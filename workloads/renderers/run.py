@@ -10,8 +10,8 @@ The pod (README "Runs"):
   checkpoint of this seed when resuming, else `checkpoint.from`, else none;
 - native sidecars `unitree-sim` and `monty` (initContainers with restartPolicy Always and a startup probe on
   their /healthz port): glue starts only once both are up, and the kubelet stops them after the main containers;
-- main `glue` runs simfleet's runtime (simfleet_glue.py) around the user's step(): bridge, checks, periodic and
-  final checkpoints, the finish handshake, the done marker;
+- main `glue` runs simfleet's runtime (`python -m glue_runtime`) around the user's step(): bridge, liveness, checks,
+  periodic and final checkpoints, the finish handshake, the heartbeat and the done marker;
 - main `artifact-uploader` (upload.sh) ships partial checkpoints while glue runs, then, after the done marker,
   the artifacts, the checkpoint and index.json last.
 Every Job is created suspended and labelled with its Kueue queue, which admits it. A `run:<name>` continuation
@@ -110,9 +110,21 @@ def job_deadline(spec: RunSpec) -> int:
 
 @functools.cache
 def runtime_files() -> dict[str, str]:
-    """What the run's ConfigMap carries (file name -> text): the glue runtime, the pod scripts, the contract."""
+    """What the run's ConfigMap carries (path under /opt/simfleet -> text): the glue runtime package, the pod scripts,
+    the contract."""
     scripts = {name: (SCRIPTS_DIR / name).read_text() for name in SCRIPTS}
     return {**contract.contract_files(), **contract.runtime_files(), **scripts}
+
+
+def configmap_key(path: str) -> str:
+    """ConfigMap keys cannot hold a `/`: glue_runtime/bridge.py is stored under glue_runtime.bridge.py."""
+    return path.replace("/", ".")
+
+
+def runtime_volume(run: str) -> dict[str, Any]:
+    """The run's runtime ConfigMap as a volume; `items` puts each key back at its path (the runtime is a package)."""
+    items = [{"key": configmap_key(path), "path": path} for path in runtime_files()]
+    return {"name": "runtime", "configMap": {"name": runtime_configmap_name(run), "items": items}}
 
 
 def render_run(
@@ -194,7 +206,7 @@ def runtime_configmap(spec: RunSpec, ctx: RunContext, spec_hash: str) -> dict[st
         "metadata": _metadata(runtime_configmap_name(spec.name), spec, ctx, "runtime", spec_hash),
         # Runs are replaced, never edited; immutable ConfigMaps also spare the kubelets thousands of watches.
         "immutable": True,
-        "data": dict(runtime_files()),
+        "data": {configmap_key(path): text for path, text in runtime_files().items()},
     }
 
 
@@ -344,7 +356,7 @@ def _pod_template(
             "initContainers": init,
             "containers": main,
             "volumes": [
-                {"name": "runtime", "configMap": {"name": runtime_configmap_name(spec.name)}},
+                runtime_volume(spec.name),
                 {"name": "glue", "configMap": {"name": glue_config_map}},
                 {"name": "checkpoints", "emptyDir": {}},
                 {"name": "artifacts", "emptyDir": {}},
@@ -469,6 +481,7 @@ def _glue(spec: RunSpec, image: str, base: list[dict[str, Any]], resources: dict
         env("SIMFLEET_TERM_SAVE_SECONDS", str(timing.TERM_SAVE_SECONDS)),
         env("PYTHONUNBUFFERED", "1"),
         env("PYTHONDONTWRITEBYTECODE", "1"),
+        env("PYTHONPATH", RUNTIME_DIR),
     ]
     return container(
         "glue",
@@ -479,7 +492,8 @@ def _glue(spec: RunSpec, image: str, base: list[dict[str, Any]], resources: dict
         read_only=("runtime", "glue"),
         read_only_root=True,
         # python is PID 1 of the container; the runtime installs its own SIGTERM handler (it saves, then exits 143).
-        command=["python", f"{RUNTIME_DIR}/{contract.RUNTIME_FILE}", f"{GLUE_DIR}/{contract.GLUE_FILE}"],
+        # -P: the image's working directory is not put on sys.path, so only PYTHONPATH finds the runtime package.
+        command=["python", "-P", "-m", contract.RUNTIME_MODULE, f"{GLUE_DIR}/{contract.GLUE_FILE}"],
     )
 
 
@@ -580,7 +594,7 @@ def gate_job(spec: RunSpec, ctx: RunContext, spec_hash: str, source: SourceRef) 
                     "initContainers": [wait],
                     "containers": [release],
                     "volumes": [
-                        {"name": "runtime", "configMap": {"name": runtime_configmap_name(spec.name)}},
+                        runtime_volume(spec.name),
                         *scratch_volumes([wait, release]),
                     ],
                 },
