@@ -63,7 +63,7 @@ def run_sim(args: argparse.Namespace) -> None:
         poller.register(socket, zmq.POLLIN)
     subscribed = False
     publishing = not args.silent
-    sim_time, published, received = 0.0, 0, 0
+    sim_time, published, received, reset = 0.0, 0, 0, False
     next_publish = time.monotonic()
     while True:
         wait = max(0.0, next_publish - time.monotonic()) if publishing and subscribed else 0.1
@@ -88,6 +88,8 @@ def run_sim(args: argparse.Namespace) -> None:
                 control.send_string(json.dumps({"error": f"unknown request {request}"}))
         if args.silent_after and published >= args.silent_after:
             publishing = False  # alive, sockets open, but no more observations: a stalled simulator
+        if args.reset_after and published == args.reset_after and not reset:
+            sim_time, reset = 0.0, True  # the same process starts its episode over: time goes back
         if publishing and subscribed and time.monotonic() >= next_publish:
             published += 1
             observation = json.loads(json.dumps(EXAMPLE))
@@ -146,6 +148,10 @@ def run_monty(args: argparse.Namespace) -> None:
             if args.save_fails:
                 answer({"error": "disk full"})
                 continue
+            if args.save_as_symlink:
+                os.symlink(args.save_as_symlink, path)  # a brain image that "saves" a link to something else
+                answer({"saved": path})
+                continue
             Path(path).write_text(f"brain after {observations} observations (save {saves})\n" + "x" * args.save_bytes)
             answer({"saved": path})
         elif request.get("command") == "finish":
@@ -174,6 +180,7 @@ def main() -> None:
     sim.add_argument("--no-finish-ack", action="store_true")
     sim.add_argument("--silent-after", type=int, default=0, help="stop publishing after N observations, stay alive")
     sim.add_argument("--no-incarnation", action="store_true", help="an image that sends no incarnation id")
+    sim.add_argument("--reset-after", type=int, default=0, help="after N observations, simulation time starts over")
     monty = sub.add_parser("monty")
     monty.add_argument("--endpoint", required=True)
     monty.add_argument("--events", type=Path, required=True)
@@ -190,6 +197,7 @@ def main() -> None:
     monty.add_argument("--silent-after", type=int, default=0, help="answer no observation after the Nth, stay alive")
     monty.add_argument("--checkpoint-in", help="the checkpoint Monty loads at start (recorded in its start event)")
     monty.add_argument("--no-incarnation", action="store_true", help="an image that sends no incarnation id")
+    monty.add_argument("--save-as-symlink", help="answer each save with a symlink to this path instead of a file")
     args = parser.parse_args()
     if args.role == "sim":
         run_sim(args)

@@ -15,10 +15,13 @@ record (time to react, the SIGTERM path) are asserted against the product's own 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
+import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -236,16 +239,27 @@ class ScriptPod:
         return subprocess.run(["bash", "-c", source], env={**self.env, **env}, capture_output=True, text=True, timeout=GUARD)
 
     def start(self, script: str, *args: str, shell: Sequence[str] = ("bash",), **env: str) -> subprocess.Popen[str]:
-        """Start it in the background; stop() kills what is still running when the test ends."""
+        """Start it in the background, in a session of its own, so that kill_session ends all of it (its aws children
+        too), as a container's end does; stop() does that to what is still running when the test ends."""
         command, full_env = self._command(script, args, shell, env)
-        process = subprocess.Popen(command, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        process = subprocess.Popen(
+            command, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+        )
         self.processes.append(process)
         return process
 
+    @staticmethod
+    def kill_session(process: subprocess.Popen[str]) -> float:
+        """SIGKILL to every process of the session `process` leads (what the kubelet does at the end of the grace
+        period); returns when it is gone (monotonic time)."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+        return time.monotonic()
+
     def stop(self) -> None:
         for process in self.processes:
-            if process.poll() is None:
-                process.kill()
+            self.kill_session(process)  # the script and whatever it started
             process.communicate()
 
     # S3, through boto3 with moto's default credentials

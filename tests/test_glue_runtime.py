@@ -329,6 +329,73 @@ def test_an_action_schema_with_an_unsupported_keyword_stops_the_run_before_it_st
 
 
 # ---------------------------------------------------------------------------------------------
+# Liveness (the whole-pod faults, with the uploader and S3, are in tests/test_faults_run.py)
+# ---------------------------------------------------------------------------------------------
+
+
+def test_a_step_that_ignores_the_alarm_is_ended_by_the_watchdog(pod: Pod) -> None:
+    # SIGALRM blocked, as a C extension that never returns to Python would in effect: the watchdog thread writes the
+    # outcome and ends the process STUCK_GRACE_SECONDS after the step timeout.
+    # (Blocked in this thread, the signal goes to another one, and a read that never returns is not interrupted.)
+    glue = pod.glue_file(
+        "import os, signal\ncalls = 0\ndef step(observation):\n    global calls\n    calls += 1\n"
+        "    if calls == 3:\n        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})\n"
+        "        os.read(os.pipe()[0], 1)\n    return {'cmd_type': 'stop'}\n"
+    )
+    pod.sim().monty()
+    result = pod.run_glue(glue, SIMFLEET_STEP_TIMEOUT_SECONDS="0.5", SIMFLEET_STOP_AFTER_SECONDS="1000")
+    assert result.returncode == 9, _explain(result)
+    marker = pod.marker()
+    assert marker["status"] == "Failed" and marker["steps"] == 2
+    assert marker["reason"] == "step 3 did not return within 0.5 s and could not be interrupted (a call that ignores signals)"
+
+
+def test_simulation_time_going_back_is_a_restart_even_without_incarnations_or_a_dropped_connection(pod: Pod) -> None:
+    pod.sim("--reset-after", "20", "--no-incarnation").monty("--no-incarnation")
+    result = pod.run_glue(SIMFLEET_STOP_AFTER_SECONDS="1000")
+    assert result.returncode == 7, _explain(result)
+    reason = pod.marker()["reason"]
+    assert reason.startswith("simulator restarted at step ") and "(simulation time went back from 0.19 s to 0 s)" in reason
+
+
+def test_a_brain_without_incarnation_ids_is_still_caught_restarting_by_its_dropped_connection(pod: Pod) -> None:
+    pod.sim().monty("--no-incarnation")
+    glue = pod.start_glue(SIMFLEET_STOP_AFTER_SECONDS="1000")
+    _wait_for(lambda: len(pod.events("sim", "action")) >= 3, "three actions at the simulator")
+    pod.kill("monty")
+    pod.restart("monty")
+    stdout, stderr = glue.communicate(timeout=GUARD)
+    assert glue.returncode == 8, stdout + stderr
+    assert pod.marker()["reason"].startswith("brain restarted or died at step ")
+
+
+def test_the_heartbeat_and_the_marker_carry_the_same_incarnation_and_the_progress(pod: Pod) -> None:
+    pod.sim("--done-after", "30").monty()
+    result = pod.run_glue()
+    assert result.returncode == 0, _explain(result)
+    heartbeat = json.loads((pod.checkpoints / ".heartbeat").read_text())
+    marker = pod.marker()
+    assert heartbeat["incarnation"] == marker["incarnation"] == pod.summary()["incarnation"]
+    assert len(heartbeat["incarnation"]) == 16 and heartbeat["phase"] == "done"
+    assert heartbeat["steps"] == marker["steps"] and heartbeat["simulationSeconds"] > 0 and heartbeat["at"] > 0
+
+
+def test_steps_csv_keeps_evenly_spaced_steps_within_its_row_bound(pod: Pod) -> None:
+    pod.sim("--done-after", "60", "--interval", "0.01").monty()
+    result = pod.run_glue(SIMFLEET_SERIES_MAX_ROWS="8")
+    assert result.returncode == 0, _explain(result)
+    lines = (pod.artifacts / "metrics" / "steps.csv").read_text().splitlines()
+    header, rows = lines[0].split(","), [line.split(",") for line in lines[1:]]
+    assert header[:3] == ["step", "time", "base_vel.vx"] and header[-1] == "brain_latency_ms" and len(header) == 18
+    assert 2 <= len(rows) < 8
+    steps = [int(row[0]) for row in rows]
+    stride = steps[1] - steps[0]
+    assert steps[0] == 1 and stride in (2, 4, 8, 16) and steps == list(range(1, steps[-1] + 1, stride))
+    assert {row[11] for row in rows} <= {"base", "stop"}  # action.cmd_type
+    assert all(float(row[9]) == 100.0 for row in rows)  # energy_rate from the fake simulator
+
+
+# ---------------------------------------------------------------------------------------------
 # SIGTERM
 # ---------------------------------------------------------------------------------------------
 

@@ -281,6 +281,25 @@ def test_fetch_resumes_a_seed_from_its_partial_checkpoint_and_counts_recoveries(
     assert len(pod.keys(ARTIFACTS, f"{seed_prefix}attempts/")) == 3
 
 
+def test_fetch_carries_on_when_the_attempts_cannot_be_listed_and_the_index_says_so(pod: Pod) -> None:
+    # The listing fails after the CLI's retries and the script's own (S3 answers 500 every time). Before, fetch.sh
+    # failed the pod there, where job-upload.sh carried on; now both carry on, and the count is noted as unknown.
+    fault = pod.moto.fail("GET", rf"^/{ARTIFACTS}/?$", times=-1, status=500, code="InternalError")
+    result = pod.run("fetch.sh", AWS_MAX_ATTEMPTS="2", SIMFLEET_RETRY_SECONDS="4")
+    assert result.returncode == 0, explain(result)
+    assert fault.hits >= 4  # two CLI attempts, twice
+    started = _started(pod)
+    assert started["recoveries"] is None and started["startTime"]
+    [note] = started["notes"]
+    assert note.startswith(f"cannot list s3://{ARTIFACTS}/{PREFIX}attempts/ to count this seed's recoveries: ")
+    pod.moto.faulty.faults.clear()
+    pod.glue.end()
+    upload = pod.run("upload.sh")
+    assert upload.returncode == 0, explain(upload)  # the run itself succeeded
+    index = pod.get_json(ARTIFACTS, f"{PREFIX}index.json")
+    assert (index["status"], index["recoveries"], index["reason"]) == ("Succeeded", None, note)
+
+
 def test_fetch_with_resume_but_no_partial_uses_the_source(pod: Pod) -> None:
     pod.put(SOURCE, "x/out.mstate", "source brain")
     result = pod.run("fetch.sh", SIMFLEET_RESUME="true", SIMFLEET_CHECKPOINT_FROM=f"s3://{SOURCE}/x/out.mstate")
@@ -400,6 +419,28 @@ open_regular {logs}/run.log {pod.artifacts} && echo "opened $opened_fd" || echo 
     assert "refused: a symbolic link" in result.stdout, explain(result)
 
 
+def test_checkpoints_that_are_not_regular_files_never_leave_the_pod(pod: Pod, tmp_path: Path) -> None:
+    # out.mstate and partial.mstate as links to the uploader's own token: neither is followed, and the run fails.
+    secret = tmp_path / "token"
+    secret.write_text("eyJhbGciOi-the-uploaders-own-token")
+    (pod.checkpoints / "out.mstate").symlink_to(secret)
+    (pod.checkpoints / "partial.mstate").symlink_to(secret)
+    (pod.checkpoints / "partial.json").write_text(json.dumps({"sequence": 1, "elapsedSeconds": 1, "steps": 1}))
+    pod.glue.end()
+    result = pod.run("upload.sh", SIMFLEET_SAVE_CHECKPOINT="true")
+    assert result.returncode == 1, explain(result)
+    index = pod.get_json(ARTIFACTS, f"{PREFIX}index.json")
+    assert index["status"] == "Failed" and index["checkpoint"] is None
+    assert f"checkpoint {pod.checkpoints}/out.mstate is a symbolic link (only regular files are uploaded)" in index["reason"]
+    assert pod.keys(CHECKPOINTS) == []
+    # The partial one, after a run that did not succeed:
+    (pod.checkpoints / ".done").write_text(_marker("Interrupted", 143, "terminated (SIGTERM)"))
+    result = pod.run("upload.sh")
+    index = pod.get_json(ARTIFACTS, f"{PREFIX}index.json")
+    assert "partial checkpoint 1 not shipped" in index["reason"] and "symbolic link" in index["reason"]
+    assert pod.keys(CHECKPOINTS) == [] and index["partialSequence"] is None
+
+
 def test_upload_ships_partial_checkpoints_while_glue_runs(pod: Pod) -> None:
     pod.glue.start()
     upload = pod.start(
@@ -490,7 +531,7 @@ def test_upload_on_sigterm_waits_for_glue_ships_its_partial_and_says_interrupted
     index = pod.get_json(ARTIFACTS, f"{PREFIX}index.json")
     assert index["status"] == "Interrupted" and index["exitCode"] == 143 and index["reason"] == reason
     assert index["partialCheckpoint"] == f"s3://{CHECKPOINTS}/{PREFIX}partial.mstate" and index["checkpoint"] is None
-    assert index["partialSequence"] == 3 and index["untaggedArtifacts"] is None  # tags come after the index here
+    assert index["partialSequence"] == 3 and index["untaggedArtifacts"] == 3  # tags come after the index here
     assert pod.get_json(CHECKPOINTS, f"{PREFIX}partial.json")["sequence"] == 3
     assert f"{PREFIX}logs/sim/run 1.log" in pod.keys(ARTIFACTS, PREFIX)  # the logs still went up
     assert pod.tags(ARTIFACTS, f"{PREFIX}logs/sim/run 1.log") == {"simfleet-kind": "logs"}  # ... and were tagged after

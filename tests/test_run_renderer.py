@@ -334,19 +334,39 @@ def test_time_budget_reaches_every_container() -> None:
     budget = Budget.of(sweep_spec.max_runtime, len(sweep_spec.seeds), sweep_spec.parallel_pods)
     job = _by_kind(PLANS["trot-sweep"], "Job")["spec"]
     assert job["activeDeadlineSeconds"] == budget.deadline_seconds and job["ttlSecondsAfterFinished"] == 1800
-    assert job["template"]["spec"]["terminationGracePeriodSeconds"] == budget.grace_seconds
+    assert job["template"]["spec"]["terminationGracePeriodSeconds"] == budget.grace_seconds == 120  # the spot notice
     glue = _env(_containers(PLANS["trot-sweep"])["glue"])
     uploader = _env(_containers(PLANS["trot-sweep"])["artifact-uploader"])
     assert int(glue["SIMFLEET_STOP_AFTER_SECONDS"]) == 3 * 3600  # the simulation time of one seed
-    assert int(uploader["SIMFLEET_DONE_WAIT_SECONDS"]) == budget.done_wait_seconds
-    # The uploader outwaits glue's slowest end: first observation, run, both finish handshakes and the save.
-    glue_life = sum(
-        int(glue[k]) for k in ("SIMFLEET_STARTUP_TIMEOUT_SECONDS", "SIMFLEET_STOP_AFTER_SECONDS", "SIMFLEET_SAVE_TIMEOUT_SECONDS")
-    )
-    glue_life += 2 * int(glue["SIMFLEET_FINISH_TIMEOUT_SECONDS"])
-    assert int(uploader["SIMFLEET_DONE_WAIT_SECONDS"]) > glue_life
-    # After SIGTERM glue saves, then the uploader ships, inside the grace period.
-    assert int(glue["SIMFLEET_TERM_SAVE_SECONDS"]) < int(uploader["SIMFLEET_TERM_WAIT_SECONDS"]) < budget.grace_seconds
+    # No wait on a clock: the uploader follows glue's heartbeat, which glue rewrites every second.
+    assert "SIMFLEET_DONE_WAIT_SECONDS" not in uploader
+    assert glue["SIMFLEET_HEARTBEAT_FILE"] == uploader["SIMFLEET_HEARTBEAT_FILE"] == "/checkpoints/.heartbeat"
+    assert int(glue["SIMFLEET_HEARTBEAT_SECONDS"]) < int(uploader["SIMFLEET_HEARTBEAT_TIMEOUT_SECONDS"])
+    # The run's liveness bounds, defaults here (config/runs.py Timeouts).
+    assert [glue[f"SIMFLEET_{k}_SECONDS"] for k in ("OBSERVATION_TIMEOUT", "STEP_TIMEOUT", "BRAIN_SILENCE")] == ["60", "30", "60"]
+    # After SIGTERM glue saves, then the uploader ships and writes index.json, inside the grace period.
+    term = [int(glue["SIMFLEET_TERM_SAVE_SECONDS"])] + [
+        int(uploader[f"SIMFLEET_TERM_{k}_SECONDS"]) for k in ("WAIT", "SHIP", "INDEX")
+    ]
+    assert term == sorted(term) and term[-1] < budget.grace_seconds
+
+
+def test_liveness_probes_restart_a_stuck_sidecar_and_end_a_wedged_glue() -> None:
+    containers = _containers(PLANS["trot-baseline"])
+    for name, port in (("unitree-sim", naming.SIM_HEALTH_PORT), ("monty", naming.MONTY_HEALTH_PORT)):
+        probe = containers[name]["livenessProbe"]
+        assert probe["httpGet"] == {"path": naming.HEALTH_PATH, "port": port}
+        assert probe["periodSeconds"] * probe["failureThreshold"] == 60
+    command = containers["glue"]["livenessProbe"]["exec"]["command"]
+    assert command[:3] == ["python", "-I", "-c"] and "/checkpoints/.heartbeat" in command[3]
+    assert "livenessProbe" not in containers["artifact-uploader"]  # it bounds its own waits
+
+
+def test_a_run_s_timeouts_reach_glue() -> None:
+    spec = _spec("trot-baseline", timeouts={"observation": "2m", "step": "5s", "brain": 90})
+    values = _env(_containers(plan_run(spec, CTX, GLUE))["glue"])
+    assert (values["SIMFLEET_OBSERVATION_TIMEOUT_SECONDS"], values["SIMFLEET_STEP_TIMEOUT_SECONDS"]) == ("120", "5")
+    assert values["SIMFLEET_BRAIN_SILENCE_SECONDS"] == "90"
 
 
 def test_labels_and_spec_hash_annotation() -> None:

@@ -14,8 +14,10 @@ import naming
 #   Running, Succeeded, Failed
 #   Missing   the Job is gone and no index.json was written, so nothing is known
 STATUSES = ("Queued", "Waiting", "Blocked", "Pending", "Running", "Succeeded", "Failed", "Missing")
-# An index.json records how a seed's last attempt ended; all three mean the seed ran (it is never started again).
-INDEX_STATUSES = ("Succeeded", "Failed", "Interrupted")
+# An index.json records how a seed's last attempt ended; each means the seed ran (it is never started again).
+# Incomplete: the run ended but not everything it produced is whole (a sidecar did not acknowledge finish, or an
+# artifact was still being written while it was shipped); like Failed, it makes the run Failed (docs/failures.md).
+INDEX_STATUSES = ("Succeeded", "Failed", "Interrupted", "Incomplete")
 
 
 def terminal_condition(job: dict[str, Any]) -> str | None:

@@ -49,6 +49,19 @@ run_bounded() {
 await() {
   local pid=$1 status killer="" left
   while :; do
+    # The deadline may be there from the start, or set by the trap that just cut the wait short.
+    if [ -n "$HARD_DEADLINE" ] && [ -z "$killer" ]; then
+      left=$((HARD_DEADLINE - EPOCHSECONDS))
+      ((left > 0)) || left=0
+      # Its sleep ends with it (trap), so that nothing outlives the wait and holds the container's output open.
+      (
+        trap 'kill "$nap" 2>/dev/null; exit 0' TERM
+        sleep "$left" &
+        nap=$!
+        wait "$nap" && kill -TERM "$pid"
+      ) >/dev/null 2>&1 &
+      killer=$!
+    fi
     status=0
     wait "$pid" || status=$? # (`||`: never ends a `set -e` caller)
     if ! kill -0 "$pid" 2>/dev/null; then
@@ -58,15 +71,6 @@ await() {
         wait "$pid" 2>/dev/null || status=$?
       fi
       break
-    fi
-    if [ -n "$HARD_DEADLINE" ] && [ -z "$killer" ]; then
-      left=$((HARD_DEADLINE - EPOCHSECONDS))
-      ((left > 0)) || left=0
-      (
-        sleep "$left"
-        kill -TERM "$pid" 2>/dev/null
-      ) &
-      killer=$!
     fi
   done
   if [ -n "$killer" ]; then

@@ -155,6 +155,8 @@ ship_partial() {
     --tagging "TagSet=[{Key=$KIND_TAG,Value=staging}]" 2>"$ERR" || warn "could not tag $PARTIAL_URI.uploading: $(last_error)"
 }
 ship_partials() {
+  # Run as a background job: stopped at the SIGTERM deadline (await), it stops its own aws call too.
+  trap 'kill $(jobs -p) 2>/dev/null; exit 124' TERM
   # A checkpoint written to while it uploaded is tried again at once, a few times.
   for _ in 1 2 3; do
     ship_partial
@@ -322,6 +324,10 @@ fi
 partial_note=""
 if [ -n "$partial_job" ]; then
   await "$partial_job"
+  if [ $? = 124 ]; then
+    echo "partial checkpoint $(jq -r '.sequence' "$WORK/partial.json" 2>/dev/null) did not go up before the SIGTERM deadline" \
+      >"$WORK/partial.error"
+  fi
   if [ -s "$WORK/partial.error" ] && [ "$status" != Succeeded ]; then
     if [ "$terminated" = 1 ]; then
       partial_note="$(<"$WORK/partial.error")"
@@ -337,7 +343,7 @@ partial_sequence=$(<"$WORK/partial.shipped")
 for relative in "${shipped[@]}"; do
   printf '%s\0%s\0' "${relative%%/*}" "${P}${relative}" >>"$WORK/tags"
 done
-untagged=null
+untagged=${#shipped[@]} # after a SIGTERM every one of them, at the time index.json is written
 if [ "$terminated" = 0 ]; then
   tag_keys "$ARTIFACTS_BUCKET" "$KIND_TAG" "$WORK/tags"
   [ "$untagged" = 0 ] || warn "$untagged artifacts could not be tagged (they never expire): $(head -n 3 "$WORK/untagged" | tr '\n' ' ')"
