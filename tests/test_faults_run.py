@@ -338,6 +338,20 @@ def test_glue_killed_without_a_result_is_reported_within_seconds(pod: RunPod, ho
     record_figure(f"glue gone ({how})", reactSeconds=round(react, 1), heartbeatTimeoutSeconds=HEARTBEAT_TIMEOUT)
 
 
+def test_a_slow_import_of_the_glue_file_is_not_taken_for_a_dead_glue(pod: RunPod) -> None:
+    # The heartbeat goes on while user code runs within its allowance (the step guard beats for it): an import that
+    # takes twice the uploader's heartbeat timeout is not reported as a dead glue.
+    slow = pod.glue.glue_file(
+        f"import time\ntime.sleep({2 * HEARTBEAT_TIMEOUT})\n" + TROT.read_text().split("from __future__ import annotations")[1]
+    )
+    pod.glue.sim("--done-after", "20").monty()
+    upload = pod.uploader()
+    code, output = finish(pod.glue.start_glue(slow))
+    index, _ = pod.index()
+    assert code == 0 and index["status"] == "Succeeded", (index, output)
+    assert finish(upload)[0] == 0
+
+
 # ---------------------------------------------------------------------------------------------
 # Data loss
 # ---------------------------------------------------------------------------------------------

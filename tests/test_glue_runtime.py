@@ -350,6 +350,13 @@ def test_a_step_that_ignores_the_alarm_is_ended_by_the_watchdog(pod: Pod) -> Non
     assert marker["reason"] == "step 3 did not return within 0.5 s and could not be interrupted (a call that ignores signals)"
 
 
+def test_an_import_past_the_startup_timeout_is_ended_and_named(pod: Pod) -> None:
+    glue = pod.glue_file("import time\ntime.sleep(30)\ndef step(observation):\n    return {'cmd_type': 'stop'}\n")
+    result = pod.run_glue(glue, SIMFLEET_STARTUP_TIMEOUT_SECONDS="1")
+    assert result.returncode == 9, _explain(result)
+    assert pod.marker()["reason"] == f"importing {glue} did not finish within 1 s"
+
+
 def test_simulation_time_going_back_is_a_restart_even_without_incarnations_or_a_dropped_connection(pod: Pod) -> None:
     pod.sim("--reset-after", "20", "--no-incarnation").monty("--no-incarnation")
     result = pod.run_glue(SIMFLEET_STOP_AFTER_SECONDS="1000")

@@ -15,7 +15,8 @@ A user's glue file defines only `step`; this runtime owns everything else, one c
     checkpoints  saves by Monty (to a temporary file, checked, renamed), partial checkpoints, the resume record
     series       the decimated per-step time series /artifacts/metrics/steps.csv
     result       exit codes, the outcome, the summary and the done marker
-    runtime      the control loop and the ends of a run (finished, failed, interrupted)
+    runtime      the entry, the signals and the control loop
+    ends         how an attempt ends: the finish handshake, the saves, the outcome of each ending
 
 What a run reports is the truth: `Succeeded` only when the episode (or its simulation time) ran to the end, both
 sidecars acknowledged `finish`, neither restarted or went silent, every step() returned a valid action in time and

@@ -60,7 +60,8 @@ class StepGuard:
     time the watchdog also beats the heartbeat, so a long but legitimate step() is not taken for a dead glue.
     """
 
-    def __init__(self, timeout: float, heartbeat: Heartbeat, on_stuck: Callable[[int], None]) -> None:
+    def __init__(self, timeout: float, heartbeat: Heartbeat, on_stuck: Callable[[int, float], None]) -> None:
+        self.default_timeout = timeout
         self.timeout = timeout
         self.heartbeat = heartbeat
         self.on_stuck = on_stuck
@@ -71,13 +72,16 @@ class StepGuard:
         self.thread = threading.Thread(target=self._watch, name="step-watchdog", daemon=True)
         self.thread.start()
 
-    def call(self, step: Callable[[Any], Any], observation: Any, number: int) -> Any:
+    def call(self, step: Callable[[Any], Any], argument: Any, number: int, timeout: float | None = None) -> Any:
+        """step(argument) within `timeout` (the step timeout by default). Number 0 is the import of the glue file,
+        which gets its own, longer allowance."""
         self.number = number
+        self.timeout = self.default_timeout if timeout is None else timeout
         self.started = time.monotonic()
         self.in_step = True
         signal.setitimer(signal.ITIMER_REAL, self.timeout)
         try:
-            return step(observation)
+            return step(argument)
         finally:
             signal.setitimer(signal.ITIMER_REAL, 0)
             self.in_step = False
@@ -97,7 +101,7 @@ class StepGuard:
             if elapsed <= self.timeout:
                 self.heartbeat.beat()
             elif elapsed > self.timeout + STUCK_GRACE_SECONDS and self.started == started:
-                self.on_stuck(self.number)
+                self.on_stuck(self.number, self.timeout)
                 return
 
     def close(self) -> None:
