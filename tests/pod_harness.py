@@ -185,6 +185,32 @@ class Moto:
         self.logger.removeHandler(self.handler)
 
 
+def serving(pod: Any) -> Iterator[Any]:
+    """The body of a pod fixture: the pod for the test, then its processes stopped whatever happened."""
+    try:
+        yield pod
+    finally:
+        pod.stop()
+
+
+def run_env(
+    run: str, spec_hash: str, prefix: str, buckets: tuple[str, str], checkpoints: Path, artifacts: Path
+) -> dict[str, str]:
+    """What the run renderer gives fetch.sh and upload.sh for a single-seed run (seed 7); buckets: artifacts, checkpoints."""
+    return {
+        "SIMFLEET_RUN": run,
+        "SIMFLEET_SPEC_HASH": spec_hash,
+        "SIMFLEET_SEEDS": "[7]",
+        "SIMFLEET_PER_SEED": "false",
+        "SIMFLEET_PREFIX": prefix,
+        "SIMFLEET_ARTIFACTS_BUCKET": buckets[0],
+        "SIMFLEET_CHECKPOINTS_BUCKET": buckets[1],
+        "SIMFLEET_CHECKPOINTS_DIR": str(checkpoints),
+        "SIMFLEET_ARTIFACTS_DIR": str(artifacts),
+        "SIMFLEET_KIND_TAG": "simfleet-kind",
+    }
+
+
 def moto_server_for(buckets: Sequence[str]) -> Iterator[Moto]:
     """The body of a test module's (module-scoped) moto fixture."""
     server = Moto(buckets)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pod_harness import GUARD, Moto, moto_server_for, read_until
+from pod_harness import GUARD, Moto, moto_server_for, read_until, serving
 from test_faults_run import CLI, record_figure
 from test_job_scripts import ARTIFACTS, ENTRY_SHELL, JOB, JobPod, P
 
@@ -28,11 +28,7 @@ def moto_server() -> Iterator[Moto]:
 @pytest.fixture
 def pod(tmp_path: Path, moto_server: Moto) -> Iterator[JobPod]:
     moto_server.reset()
-    pod = JobPod(tmp_path, moto_server, CLI)
-    try:
-        yield pod
-    finally:
-        pod.stop()
+    yield from serving(JobPod(tmp_path, moto_server, CLI))
 
 
 def _outputs(pod: JobPod, *names: str) -> None:

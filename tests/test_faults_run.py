@@ -21,7 +21,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pod_harness import AWS_CLIS, GUARD, GluePod, Moto, ScriptPod, aws_v2_version, moto_server_for, read_until
+from pod_harness import (
+    AWS_CLIS,
+    GUARD,
+    GluePod,
+    Moto,
+    ScriptPod,
+    aws_v2_version,
+    moto_server_for,
+    read_until,
+    run_env,
+    serving,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 TROT = ROOT / "glue" / "trot.py"
@@ -55,16 +66,7 @@ class RunPod:
     def __init__(self, tmp_path: Path, moto: Moto, aws_cli: str = CLI) -> None:
         self.glue = GluePod(tmp_path)
         env = {
-            "SIMFLEET_RUN": RUN,
-            "SIMFLEET_SPEC_HASH": HASH,
-            "SIMFLEET_SEEDS": "[7]",
-            "SIMFLEET_PER_SEED": "false",
-            "SIMFLEET_PREFIX": PREFIX,
-            "SIMFLEET_ARTIFACTS_BUCKET": ARTIFACTS,
-            "SIMFLEET_CHECKPOINTS_BUCKET": CHECKPOINTS,
-            "SIMFLEET_CHECKPOINTS_DIR": str(self.glue.checkpoints),
-            "SIMFLEET_ARTIFACTS_DIR": str(self.glue.artifacts),
-            "SIMFLEET_KIND_TAG": "simfleet-kind",
+            **run_env(RUN, HASH, PREFIX, (ARTIFACTS, CHECKPOINTS), self.glue.checkpoints, self.glue.artifacts),
             "SIMFLEET_HEARTBEAT_TIMEOUT_SECONDS": str(HEARTBEAT_TIMEOUT),
             "SIMFLEET_START_WAIT_SECONDS": "30",
             "SIMFLEET_PROGRESS_SECONDS": "1",
@@ -118,11 +120,7 @@ class RunPod:
 @pytest.fixture
 def pod(tmp_path: Path, moto_server: Moto) -> Iterator[RunPod]:
     moto_server.reset()
-    pod = RunPod(tmp_path, moto_server)
-    try:
-        yield pod
-    finally:
-        pod.stop()
+    yield from serving(RunPod(tmp_path, moto_server))
 
 
 def finish(process: subprocess.Popen[str], timeout: float = GUARD) -> tuple[int, str]:
@@ -141,28 +139,31 @@ QUICK = {"SIMFLEET_OBSERVATION_TIMEOUT_SECONDS": "2", "SIMFLEET_BRAIN_SILENCE_SE
 # ---------------------------------------------------------------------------------------------
 
 
-def test_a_brain_killed_and_restarted_mid_run_fails_the_run_and_ships_no_checkpoint(pod: RunPod) -> None:
-    # The kubelet restarts a native sidecar whatever the pod's restartPolicy: the brain comes back from in.mstate, with
-    # everything learned in this run lost. Before: glue carried on and the run ended Succeeded with that brain saved.
+@pytest.mark.parametrize(("role", "code", "name"), [("monty", 8, "brain"), ("sim", 7, "simulator")], ids=["brain", "simulator"])
+def test_a_sidecar_killed_and_restarted_mid_run_fails_the_run_naming_it(pod: RunPod, role: str, code: int, name: str) -> None:
+    # The kubelet restarts a native sidecar whatever the pod's restartPolicy. The brain comes back from in.mstate, with
+    # everything learned in this run lost; the simulator starts a new episode at t=0. Before, glue carried on (with
+    # that brain, or stitching the new episode onto the old one) and the run ended Succeeded.
     (pod.glue.checkpoints / "in.mstate").write_text("the brain the run started from")
     pod.glue.sim().monty()
     upload = pod.uploader()
     glue = pod.glue.start_glue(TROT, **LONG, **QUICK)
     pod.wait_steps(30)
-    killed_at = pod.glue.kill("monty")
-    pod.glue.restart("monty")
-    code, output = finish(glue)
+    killed_at = pod.glue.kill(role)
+    pod.glue.restart(role)
+    exit_code, output = finish(glue)
     index, written_at = pod.index()
-    assert code == 8, output
-    assert index["status"] == "Failed" and index["exitCode"] == 8, index
-    assert index["reason"].startswith("brain restarted"), index["reason"]
+    assert exit_code == code, output
+    assert index["status"] == "Failed" and index["exitCode"] == code, index
+    assert index["reason"].startswith(f"{name} restarted"), index["reason"]
     assert index["checkpoint"] is None and f"{PREFIX}out.mstate" not in pod.s3.keys(CHECKPOINTS)
-    [restarted] = pod.glue.events("monty", "start")[1:]
-    assert restarted["loaded"] == "the brain the run started from"  # what a Succeeded run would have saved
+    [restarted] = pod.glue.events(role, "start")[1:]
+    if role == "monty":
+        assert restarted["loaded"] == "the brain the run started from"  # what a Succeeded run would have saved
     assert finish(upload)[0] == 1
     react = written_at - killed_at
     assert react < 30, react  # glue saw the connection drop at once; the uploader shipped what it had
-    record_figure("brain restarted", reactSeconds=round(react, 1), reason=index["reason"])
+    record_figure(f"{name} restarted", reactSeconds=round(react, 1), reason=index["reason"])
 
 
 def test_a_brain_that_dies_for_good_fails_the_run_instead_of_stepping_on_without_it(pod: RunPod) -> None:
@@ -192,23 +193,6 @@ def test_a_brain_that_goes_silent_fails_the_run_after_the_brain_silence(pod: Run
     assert code == 8, output
     assert index["status"] == "Failed" and index["reason"].startswith("brain silent for 2 s (no answer in time since step 30")
     assert finish(upload)[0] == 1
-
-
-def test_a_simulator_killed_and_restarted_mid_run_fails_the_run(pod: RunPod) -> None:
-    # A restarted simulator starts a new episode at t=0; before, glue stitched it onto the old one: Succeeded.
-    pod.glue.sim().monty()
-    upload = pod.uploader()
-    glue = pod.glue.start_glue(TROT, **LONG, **QUICK)
-    pod.wait_steps(30)
-    killed_at = pod.glue.kill("sim")
-    pod.glue.restart("sim")
-    code, output = finish(glue)
-    index, written_at = pod.index()
-    assert code == 7, output
-    assert index["status"] == "Failed" and index["reason"].startswith("simulator restarted"), index
-    assert f"{PREFIX}out.mstate" not in pod.s3.keys(CHECKPOINTS)
-    assert finish(upload)[0] == 1
-    record_figure("simulator restarted", reactSeconds=round(written_at - killed_at, 1))
 
 
 WRITER = """

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pod_harness import AWS_CLIS, GUARD, Moto, ScriptPod, explain, moto_server_for, read_until
+from pod_harness import AWS_CLIS, GUARD, Moto, ScriptPod, explain, moto_server_for, read_until, serving
 
 ARTIFACTS = "simfleet-dev-artifacts"
 JOB, HASH, SHARD = "robocache-shards", "89abcdef0123", 3
@@ -232,22 +232,14 @@ class JobPod(ScriptPod):
 @pytest.fixture
 def pod(tmp_path: Path, moto_server: Moto) -> Iterator[JobPod]:
     moto_server.reset()
-    pod = JobPod(tmp_path, moto_server)
-    try:
-        yield pod
-    finally:
-        pod.stop()
+    yield from serving(JobPod(tmp_path, moto_server))
 
 
 @pytest.fixture(params=AWS_CLIS)
 def cli_pod(request: pytest.FixtureRequest, tmp_path: Path, moto_server: Moto) -> Iterator[JobPod]:
     """The job pod for the tests that exercise the AWS CLI, under each major version."""
     moto_server.reset()
-    pod = JobPod(tmp_path, moto_server, request.param)
-    try:
-        yield pod
-    finally:
-        pod.stop()
+    yield from serving(JobPod(tmp_path, moto_server, request.param))
 
 
 class Pushgateway:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pod_harness import AWS_CLIS, GUARD, Moto, ScriptPod, explain, moto_server_for, read_until, wait_for
+from pod_harness import AWS_CLIS, GUARD, Moto, ScriptPod, explain, moto_server_for, read_until, run_env, serving, wait_for
 
 ARTIFACTS = "simfleet-dev-artifacts"
 CHECKPOINTS = "simfleet-dev-checkpoints"
@@ -47,16 +47,7 @@ class Pod(ScriptPod):
         for directory in (self.checkpoints, self.artifacts):
             directory.mkdir()
         env = {
-            "SIMFLEET_RUN": RUN,
-            "SIMFLEET_SPEC_HASH": HASH,
-            "SIMFLEET_SEEDS": "[7]",
-            "SIMFLEET_PER_SEED": "false",
-            "SIMFLEET_PREFIX": PREFIX,
-            "SIMFLEET_ARTIFACTS_BUCKET": ARTIFACTS,
-            "SIMFLEET_CHECKPOINTS_BUCKET": CHECKPOINTS,
-            "SIMFLEET_CHECKPOINTS_DIR": str(self.checkpoints),
-            "SIMFLEET_ARTIFACTS_DIR": str(self.artifacts),
-            "SIMFLEET_KIND_TAG": "simfleet-kind",
+            **run_env(RUN, HASH, PREFIX, (ARTIFACTS, CHECKPOINTS), self.checkpoints, self.artifacts),
             "SIMFLEET_HEARTBEAT_TIMEOUT_SECONDS": "5",
         }
         super().__init__(tmp_path, moto, "trot-continue-x7k2p", env, aws_cli)
@@ -114,11 +105,7 @@ class GlueStandIn:
 @pytest.fixture(params=AWS_CLIS)
 def pod(request: pytest.FixtureRequest, tmp_path: Path, moto_server: Moto) -> Iterator[Pod]:
     moto_server.reset()
-    pod = Pod(tmp_path, moto_server, request.param)
-    try:
-        yield pod
-    finally:
-        pod.stop()
+    yield from serving(Pod(tmp_path, moto_server, request.param))
 
 
 def _started(pod: Pod) -> dict[str, Any]:
@@ -372,15 +359,21 @@ def test_upload_tags_every_artifact_ships_the_checkpoint_and_writes_the_index_la
     } | {f"/{CHECKPOINTS}/{PREFIX}out.mstate"}
 
 
-def test_upload_sends_only_regular_files_and_never_follows_a_link(pod: Pod, tmp_path: Path) -> None:
-    # The uploader is the only container with AWS credentials; user code writes /artifacts. A link to one of the
-    # uploader's own files (its IRSA token), a link inside /artifacts, a whole kind linked elsewhere and a FIFO are
-    # all refused by name, and the run fails, saying so; the regular files still go up.
+def _token_and_a_log(pod: Pod, tmp_path: Path) -> tuple[Path, Path]:
+    """A stand-in for the uploader's IRSA token outside /artifacts, and /artifacts/logs with one real log."""
     secret = tmp_path / "token"
     secret.write_text("eyJhbGciOi-the-uploaders-own-token")
     logs = pod.artifacts / "logs"
     logs.mkdir()
     (logs / "run.log").write_text("a real log")
+    return secret, logs
+
+
+def test_upload_sends_only_regular_files_and_never_follows_a_link(pod: Pod, tmp_path: Path) -> None:
+    # The uploader is the only container with AWS credentials; user code writes /artifacts. A link to one of the
+    # uploader's own files (its IRSA token), a link inside /artifacts, a whole kind linked elsewhere and a FIFO are
+    # all refused by name, and the run fails, saying so; the regular files still go up.
+    secret, logs = _token_and_a_log(pod, tmp_path)
     (logs / "latest.log").symlink_to(logs / "run.log")
     (logs / "token.log").symlink_to(secret)
     os.mkfifo(logs / "pipe.log")
@@ -404,11 +397,7 @@ def test_upload_sends_only_regular_files_and_never_follows_a_link(pod: Pod, tmp_
 def test_a_file_swapped_for_a_link_after_the_listing_is_refused_by_what_the_open_reached(pod: Pod, tmp_path: Path) -> None:
     # The race a listing alone cannot close: the file is regular when listed, a link when opened. open_regular checks
     # the open file itself (/proc/<pid>/fd), and the upload reads that open file.
-    secret = tmp_path / "token"
-    secret.write_text("eyJhbGciOi-the-uploaders-own-token")
-    logs = pod.artifacts / "logs"
-    logs.mkdir()
-    (logs / "run.log").write_text("a real log")
+    secret, logs = _token_and_a_log(pod, tmp_path)
     script = f"""
 source {pod.scripts}/common.sh
 NAME=test; WORK=$(mktemp -d); ERR=$WORK/err
