@@ -124,11 +124,14 @@ class Ends:
     def _end(self, *, allow_zero_steps: bool = False) -> None:
         assert self.settings is not None and self.bridge is not None
         settings = self.settings
-        self._finish_sidecars()
+        # A brain lost between the last step and now; after its finish acknowledgement it may go (the save, if one is
+        # asked for, is vetted on its own).
         self.bridge.connection_events()
         if self.bridge.dropped[BRAIN]:
             self.outcome.set(EXIT_BRAIN_LOST, f"brain restarted or died after step {self.stats.steps}, before the end")
+            self._finish_sidecars(skip=BRAIN)
             return
+        self._finish_sidecars()
         interrupted = self.terminated_at is not None
         if settings.save_checkpoint:
             problem = self._save(settings.checkpoint_out, settings.save_timeout)

@@ -300,18 +300,41 @@ describe_type() {
 ship_chunk() {
   local root=$1 bucket=$2 prefix=$3 relative fd status key rest
   shift 3
-  local stage="$WORK/stage" fds=() errors
+  local stage="$WORK/stage" fds=() opened=() errors canonical pid=$BASHPID dir made="" resolved i
   local -A name_of=() before=() after=()
   rm -rf "$stage"
+  canonical=$(readlink -f "$root") || return 0
+  # open_regular's checks, for many files with a few processes: open each (regular and not a link when listed), then
+  # one readlink for all the open files: each must be the regular file at its own path under ROOT.
   for relative in "$@"; do
-    if ! open_regular "$root/$relative" "$root"; then
-      refused_why[$relative]=$refusal
+    if [ -L "$root/$relative" ] || [ ! -f "$root/$relative" ] || ! exec {fd}<"$root/$relative"; then
+      refused_why[$relative]="not a regular file when opened"
       continue
     fi
-    mkdir -p "$stage/$(dirname "$relative")"
-    ln -s "/proc/$BASHPID/fd/$opened_fd" "$stage/$relative"
-    name_of[$opened_fd]=$relative
-    fds+=("$opened_fd")
+    name_of[$fd]=$relative
+    opened+=("$fd")
+  done
+  [ ${#opened[@]} -gt 0 ] || return 0
+  i=0
+  while IFS= read -r -d '' resolved; do
+    fd=${opened[$i]}
+    i=$((i + 1))
+    relative=${name_of[$fd]}
+    if [ "$resolved" != "$canonical/$relative" ] || [ ! -f "/proc/$pid/fd/$fd" ]; then
+      refused_why[$relative]="it resolves to $resolved, not to a regular file at $canonical/$relative"
+      exec {fd}<&-
+      continue
+    fi
+    dir=$stage
+    [[ $relative != */* ]] || dir="$stage/${relative%/*}"
+    [ "$dir" = "$made" ] || mkdir -p "$dir"
+    made=$dir
+    ln -s "/proc/$pid/fd/$fd" "$stage/$relative"
+    fds+=("$fd")
+  done < <(cd "/proc/$pid/fd" && readlink -z -- "${opened[@]}")
+  for fd in "${opened[@]:i}"; do # none, unless readlink could not read one
+    refused_why[${name_of[$fd]}]="its open file could not be checked"
+    exec {fd}<&-
   done
   [ ${#fds[@]} -gt 0 ] || return 0
   while read -r fd rest; do before[$fd]=$rest; done < <(stat_opened "${fds[@]}")
