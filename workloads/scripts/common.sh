@@ -45,41 +45,35 @@ run_bounded() {
 }
 
 # await PID: waits for a background job of this shell; once HARD_DEADLINE is set, the job is stopped there (SIGTERM,
-# and status 124, as `timeout` reports). Returns the job's status.
+# and status 124, as `timeout` reports). Returns the job's status. (wait -n: bash 5.1 or newer, as in the image.)
 await() {
-  local pid=$1 status killer="" left
+  local pid=$1 status sleeper="" left
   while :; do
     # The deadline may be there from the start, or set by the trap that just cut the wait short.
-    if [ -n "$HARD_DEADLINE" ] && [ -z "$killer" ]; then
+    if [ -n "$HARD_DEADLINE" ] && [ -z "$sleeper" ]; then
       left=$((HARD_DEADLINE - EPOCHSECONDS))
       ((left > 0)) || left=0
-      # Its sleep ends with it (trap), so that nothing outlives the wait and holds the container's output open.
-      (
-        trap 'kill "$nap" 2>/dev/null; exit 0' TERM
-        sleep "$left" &
-        nap=$!
-        wait "$nap" && kill -TERM "$pid"
-      ) >/dev/null 2>&1 &
-      killer=$!
+      sleep "$left" >/dev/null 2>&1 &
+      sleeper=$!
     fi
-    status=0
-    wait "$pid" || status=$? # (`||`: never ends a `set -e` caller)
+    if [ -n "$sleeper" ]; then
+      wait -n "$pid" "$sleeper" 2>/dev/null || true # (`|| true`: never ends a `set -e` caller)
+    else
+      wait "$pid" 2>/dev/null || true
+    fi
     if ! kill -0 "$pid" 2>/dev/null; then
-      # Ended; if the wait was cut short by a trap at that very moment, bash still has CMD's own status.
-      if [ "$status" -gt 128 ]; then
-        status=0
-        wait "$pid" 2>/dev/null || status=$?
-      fi
+      status=0
+      wait "$pid" 2>/dev/null || status=$? # bash keeps the status of a job it has reaped
+      break
+    fi
+    if [ -n "$sleeper" ] && ! kill -0 "$sleeper" 2>/dev/null; then
+      kill -TERM "$pid" 2>/dev/null
+      wait "$pid" 2>/dev/null
+      status=124
       break
     fi
   done
-  if [ -n "$killer" ]; then
-    if kill -0 "$killer" 2>/dev/null; then
-      kill "$killer" 2>/dev/null
-    else
-      status=124 # the deadline stopped CMD
-    fi
-  fi
+  [ -z "$sleeper" ] || kill "$sleeper" 2>/dev/null
   return "$status"
 }
 

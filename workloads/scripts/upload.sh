@@ -155,8 +155,10 @@ ship_partial() {
     --tagging "TagSet=[{Key=$KIND_TAG,Value=staging}]" 2>"$ERR" || warn "could not tag $PARTIAL_URI.uploading: $(last_error)"
 }
 ship_partials() {
-  # Run as a background job: stopped at the SIGTERM deadline (await), it stops its own aws call too.
+  # Run as a background job: stopped at the SIGTERM deadline (await), it stops its own aws call too. Its own error
+  # file, so the main shell's last_error is never this job's.
   trap 'kill $(jobs -p) 2>/dev/null; exit 124' TERM
+  ERR="$WORK/partial.err"
   # A checkpoint written to while it uploaded is tried again at once, a few times.
   for _ in 1 2 3; do
     ship_partial
@@ -187,7 +189,7 @@ publish_progress() {
       simulationSeconds: .simulationSeconds, stopAfterSeconds: .stopAfterSeconds,
       partialSequence: $shipped, lastHeartbeat: (.at | floor | todate), updatedAt: $updated}' \
     "$HEARTBEAT" >"$WORK/progress.json" 2>/dev/null || return 0
-  put_json "$ARTIFACTS_BUCKET" "${P}progress.json" "$WORK/progress.json" &
+  ERR="$WORK/progress.err" put_json "$ARTIFACTS_BUCKET" "${P}progress.json" "$WORK/progress.json" &
   progress_job=$!
 }
 
