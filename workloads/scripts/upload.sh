@@ -282,7 +282,7 @@ failures=()
 if [ "$status" != Succeeded ]; then
   [ -z "$partial_job" ] || await "$partial_job"
   partial_job=""
-  start_partial_job
+  [ -n "$HARD_DEADLINE" ] && [ "$EPOCHSECONDS" -ge "$HARD_DEADLINE" ] || start_partial_job
 fi
 
 for entry in "$ARTIFACTS_DIR"/*; do
@@ -324,21 +324,19 @@ fi
 # The partial checkpoint's upload, bounded like everything after SIGTERM. After SIGTERM one that could not go up in
 # time is a note, not a failure: the one before it is still in S3 (partialSequence says which), whole.
 partial_note=""
-if [ -n "$partial_job" ]; then
-  await "$partial_job"
-  if [ $? = 124 ]; then
-    echo "partial checkpoint $(jq -r '.sequence' "$WORK/partial.json" 2>/dev/null) did not go up before the SIGTERM deadline" \
-      >"$WORK/partial.error"
+[ -z "$partial_job" ] || await "$partial_job"
+partial_sequence=$(<"$WORK/partial.shipped")
+if [ "$status" != Succeeded ]; then
+  newest=$(jq -r '.sequence // ""' "$CHECKPOINTS_DIR/partial.json" 2>/dev/null)
+  if [ -n "$newest" ] && [ "$newest" != "$partial_sequence" ] && [ "$terminated" = 1 ] && [ ! -s "$WORK/partial.error" ]; then
+    echo "partial checkpoint $newest did not go up before the SIGTERM deadline" >"$WORK/partial.error"
   fi
-  if [ -s "$WORK/partial.error" ] && [ "$status" != Succeeded ]; then
-    if [ "$terminated" = 1 ]; then
-      partial_note="$(<"$WORK/partial.error")"
-    else
-      failures+=("$(<"$WORK/partial.error")")
-    fi
+  if [ -s "$WORK/partial.error" ] && [ "$terminated" = 1 ]; then
+    partial_note="$(<"$WORK/partial.error")"
+  elif [ -s "$WORK/partial.error" ]; then
+    failures+=("$(<"$WORK/partial.error")")
   fi
 fi
-partial_sequence=$(<"$WORK/partial.shipped")
 
 # Tags: before index.json normally; after it when a SIGTERM is counting down (the index matters more).
 : >"$WORK/tags"
