@@ -175,10 +175,12 @@ if [ "$result_lines" -gt 1 ]; then
   reason="marker forged or left over: the result channel carried $result_lines lines, not the wrapper's one result"
 elif [ "$result_lines" = 1 ]; then
   read_done_marker "$WORK/result" "the work container's result"
+elif [ "$connected" = 0 ] && [ "$terminated" = 1 ]; then
+  status=Interrupted exit_code=null
+  reason="terminated before the work container's wrapper connected to $FIFO"
 elif [ "$connected" = 0 ]; then
   status=Failed exit_code=null
-  reason="the work container's wrapper never connected to $FIFO within $((EPOCHSECONDS - waited_from)) s"
-  [ "$terminated" = 0 ] || status=Interrupted
+  reason="the work container's wrapper never connected to $FIFO within ${START_WAIT} s"
 elif [ "$ended" = 1 ]; then
   status=Failed exit_code=null
   reason="the work container stopped without a result (killed, out of memory?)"
