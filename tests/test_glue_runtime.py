@@ -363,7 +363,7 @@ def test_simulation_time_going_back_is_a_restart_even_without_incarnations_or_a_
     result = pod.run_glue(SIMFLEET_STOP_AFTER_SECONDS="1000")
     assert result.returncode == 7, _explain(result)
     reason = pod.marker()["reason"]
-    assert re.fullmatch(r"simulator restarted at step \d+ \(simulation time went back from 0\.1\d* s to 0 s\)", reason), reason
+    assert re.fullmatch(r"simulator restarted at step \d+ \(simulation time went back from [\d.]+ s to 0 s\)", reason), reason
 
 
 def test_a_brain_without_incarnation_ids_is_still_caught_restarting_by_its_dropped_connection(pod: Pod) -> None:
