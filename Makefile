@@ -1,5 +1,13 @@
 # simfleet developer commands. Every target creates .venv and installs pinned requirements first.
-PYTHON ?= python3
+# The pinned requirements (pulumi, pydantic, boto3, kubernetes) need Python >= 3.11. `python3` is too old on some hosts
+# (Amazon Linux 2023's is 3.9, with 3.11 beside it as python3.11), so the interpreter is picked by name: the first of
+# these on PATH that is new enough. `make PYTHON=/path/to/python3.12 ...` chooses one explicitly.
+PYTHON_CANDIDATES := python3.13 python3.12 python3.11 python3
+NEW_ENOUGH := -c 'import sys; sys.exit(sys.version_info < (3, 11))'
+ifeq ($(origin PYTHON),undefined)
+PYTHON := $(firstword $(foreach p,$(PYTHON_CANDIDATES),$(shell command -v $(p) >/dev/null 2>&1 && $(p) $(NEW_ENOUGH) 2>/dev/null && echo $(p))))
+endif
+NO_PYTHON := no Python 3.11 or newer found (tried $(PYTHON_CANDIDATES) on PATH); install one (Amazon Linux 2023: sudo dnf install -y python3.11) or run make PYTHON=/path/to/python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
 STACK ?= dev
@@ -10,7 +18,11 @@ PREFLIGHT_ARGS := $(if $(CONFIG),--config $(CONFIG),--stack $(STACK))
 
 .PHONY: venv test plan plan-all preflight bench lint typecheck schema clean
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt
+$(VENV)/.installed: requirements.txt requirements-dev.txt policies/requirements.txt
+	@test -n "$(PYTHON)" || { echo "make: $(NO_PYTHON)" >&2; exit 2; }
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "make: PYTHON=$(PYTHON) was not found (no such file, nor a command on PATH); install it, or leave PYTHON out to pick one of $(PYTHON_CANDIDATES) by name" >&2; exit 2; }
+	@$(PYTHON) $(NEW_ENOUGH) 2>/dev/null || { echo "make: PYTHON=$(PYTHON) is older than 3.11; $(NO_PYTHON)" >&2; exit 2; }
+	@! test -x $(PY) || $(PY) $(NEW_ENOUGH) || { echo "make: $(VENV) was made by a Python older than 3.11; remove it (rm -rf $(VENV)) and run make again" >&2; exit 2; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements-dev.txt
@@ -46,6 +58,7 @@ lint: venv
 	$(VENV)/bin/zizmor --offline .github/workflows/
 	$(VENV)/bin/shellcheck --shell=bash --severity=style -x $(filter-out $(POSIX_SCRIPTS),$(wildcard workloads/scripts/*.sh))
 	$(VENV)/bin/shellcheck --shell=sh --severity=style $(POSIX_SCRIPTS)
+	$(VENV)/bin/shellcheck --shell=bash --severity=style .ci/run .ci/runner-user-data.sh
 
 typecheck: venv
 	$(PY) -m mypy .

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 RUNS_NAMESPACE = "simfleet-runs"
 RUN_SERVICE_ACCOUNT = "simfleet-run"
 # The gate pods that release a `run:<name>` continuation once its source finished: they read the source's
@@ -14,6 +16,10 @@ NODE_POOL_LABEL = "simfleet.io/node-pool"
 CAPACITY_TYPE_LABEL = "eks.amazonaws.com/capacityType"
 EKS_CAPACITY = {"spot": "SPOT", "onDemand": "ON_DEMAND"}
 GPU_PRESENT_LABEL = "nvidia.com/gpu.present"  # the NVIDIA device plugin chart's default node affinity
+# The Cluster Autoscaler's GPU label on AWS (cloudprovider/aws/README.md, "Special note on GPU instances"): a node that
+# carries it is a GPU node whose GPUs are not registered yet, so the autoscaler waits for the device plugin instead of
+# adding more nodes.
+GPU_ACCELERATOR_LABEL = "k8s.amazonaws.com/accelerator"
 GPU_RESOURCE = "nvidia.com/gpu"
 GPU_TAINT_KEY = "nvidia.com/gpu"
 GPU_TAINT_VALUE = "true"
@@ -47,7 +53,9 @@ SERVICE_LABEL = "simfleet.io/service"
 # Shared storage (components/shared_storage.py): the EFS StorageClass and the ReadWriteMany claim runs and jobs mount.
 EFS_STORAGE_CLASS = "efs-sc"
 DATASETS_CLAIM = "datasets"
+IMPORT_LABEL = "simfleet.io/import"  # on a dataset import's sync Job and pod (components/dataset_imports.py)
 EFS_CSI_CONTROLLER_SA = ("kube-system", "efs-csi-controller-sa")  # the EKS add-on's controller, which calls the EFS API
+EFS_CSI_NODE_SA = ("kube-system", "efs-csi-node-sa")  # its node DaemonSet, which mounts with IAM authorization
 
 # Metrics (components/metrics.py): the Pushgateway runs and jobs push to, at
 # http://<PUSHGATEWAY_RELEASE>.<METRICS_NAMESPACE>.svc:<PUSHGATEWAY_PORT>.
@@ -83,12 +91,79 @@ RESERVED_QUEUE_NAMES = ("default",)
 # these; Addons installs the charts with these names.
 LOAD_BALANCER_CONTROLLER_SA = ("kube-system", "aws-load-balancer-controller")
 CLUSTER_AUTOSCALER_SA = ("kube-system", "cluster-autoscaler")
-LOG_SHIPPER_SA = ("kube-system", "aws-for-fluent-bit")
+# The VPC CNI's DaemonSet (components/pod_network.py), created by the EKS add-on under this name.
+VPC_CNI_SA = ("kube-system", "aws-node")
+# The amazon-cloudwatch-observability add-on's CloudWatch agent and Fluent Bit both run as this service account (chart
+# templates: serviceAccountName cloudwatch-agent in the amazon-cloudwatch namespace the add-on installs into).
+CLOUDWATCH_AGENT_SA = ("amazon-cloudwatch", "cloudwatch-agent")
+
+# Observability (components/observability.py): the collector, one CloudWatch agent Deployment that scrapes the
+# Pushgateway, Kueue's metrics endpoint and every service port named SERVICE_METRICS_PORT_NAME, in its own namespace.
+OBSERVABILITY_NAMESPACE = "simfleet-observability"
+COLLECTOR_NAME = "simfleet-collector"  # its Deployment, ServiceAccount and ConfigMap
+COLLECTOR_POD_LABELS = {"app.kubernetes.io/name": COLLECTOR_NAME, "app.kubernetes.io/part-of": "simfleet"}
+SERVICE_METRICS_PORT_NAME = "metrics"  # a service port with this name is scraped (Triton's 8002)
+# How often the collector scrapes the Pushgateway, and how long one scrape may take. A group deleted sooner than
+# PUSHGATEWAY_SCRAPE_INTERVAL_SECONDS + SCRAPE_TIMEOUT_SECONDS after its last push may never be scraped: that sum is
+# the longest a finished shard or seed needs to keep its group (pushgateway_linger_seconds).
+PUSHGATEWAY_SCRAPE_INTERVAL_SECONDS = 30
+SCRAPE_TIMEOUT_SECONDS = 10
+# The grouping key runs push under: /metrics/job/simfleet-run/run/<run>/seed/<seed> (jobs push under
+# /metrics/job/<job>/shard/<shard>, workloads/scripts/job-entry.sh).
+PUSHGATEWAY_RUN_JOB = "simfleet-run"
+
+# Kueue's controller (chart kueue 0.19.2: selector labels in templates/_helpers.tpl, ports in the manager config and
+# the metrics, webhook and visibility Services): the collector reaches only the metrics port.
+KUEUE_POD_LABELS = {
+    "app.kubernetes.io/name": "kueue",
+    "app.kubernetes.io/instance": KUEUE_RELEASE,
+    "control-plane": "controller-manager",
+}
+KUEUE_METRICS_PORT = 8443
+KUEUE_WEBHOOK_PORT = 9443
+KUEUE_VISIBILITY_PORT = 8082
+KUEUE_METRICS_SERVICE = f"{KUEUE_RELEASE}-controller-manager-metrics-service"
+
+
+def collector_peer() -> dict[str, dict[str, dict[str, str]]]:
+    """The NetworkPolicy peer that is the collector and nothing else: its namespace and its pods' labels in ONE peer."""
+    return {
+        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": OBSERVABILITY_NAMESPACE}},
+        "podSelector": {"matchLabels": dict(COLLECTOR_POD_LABELS)},
+    }
+
+
+def pushgateway_linger_seconds() -> int:
+    """The longest a finished seed or shard must keep its Pushgateway group for the collector to scrape it once."""
+    return PUSHGATEWAY_SCRAPE_INTERVAL_SECONDS + SCRAPE_TIMEOUT_SECONDS
+
+
+# The add-on's Fluent Bit and CloudWatch agent write these groups (chart amazon-cloudwatch-observability 6.4.0:
+# application-log.conf, dataplane-log.conf, host-log.conf; the agent's performance events), and the collector writes
+# the prometheus one. The Observability component creates them first, with a retention: left to the add-on they
+# would be created on first write and kept forever.
+CONTAINER_INSIGHTS_LOG_KINDS: tuple[str, ...] = ("application", "dataplane", "host", "performance", "prometheus")
+
+
+def container_insights_log_group(cluster_name: str, kind: str) -> str:
+    if kind not in CONTAINER_INSIGHTS_LOG_KINDS:
+        raise ValueError(f"unknown Container Insights log group kind {kind!r}; one of {CONTAINER_INSIGHTS_LOG_KINDS}")
+    return f"/aws/containerinsights/{cluster_name}/{kind}"
 
 
 def container_log_group(cluster_name: str) -> str:
-    """CloudWatch log group that container logs are shipped to (created by Addons, written by Fluent Bit)."""
+    """The group every container's stdout and stderr lands in: what `simfleet logs` reads."""
+    return container_insights_log_group(cluster_name, "application")
+
+
+def legacy_container_log_group(cluster_name: str) -> str:
+    """Where the retired aws-for-fluent-bit chart shipped container logs; kept (never deleted) with its old logs."""
     return f"/aws/eks/{cluster_name}/containers"
+
+
+def spot_interruption_log_group(cluster_name: str) -> str:
+    """EventBridge writes each EC2 Spot interruption warning of the region here (the group must start /aws/events/)."""
+    return f"/aws/events/{cluster_name}/spot-interruptions"
 
 
 def control_plane_log_group(cluster_name: str) -> str:
@@ -113,3 +188,36 @@ JOBS_PREFIX = "jobs/"
 # Batch jobs (workloads/renderers/job.py) run in the runs namespace under their own service account and IRSA role.
 JOB_SERVICE_ACCOUNT = "simfleet-job"
 JOB_LABEL = "simfleet.io/job"
+
+# S3 bucket names: components/storage.py names the buckets, __main__.py hands the names to runs and jobs, and the
+# config package refuses a stack name that cannot be part of them (before anything is created).
+BUCKET_NAME_MAX = 63  # S3 general purpose bucket naming rules
+ACCOUNT_ID_LENGTH = 12
+# Bucket names allow lowercase letters, digits, hyphens and dots; Pulumi stack names also allow
+# uppercase and underscores, which S3 rejects. Dots are left out: they break virtual-hosted TLS.
+_STACK_IN_BUCKET_RE = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
+
+
+def bucket_name(stack: str, purpose: str, account_id: str) -> str:
+    """`simfleet-<stack>-<purpose>-<account id>`: unique per stack and account, as S3's global namespace needs."""
+    problems = bucket_name_problems(stack, purpose, account_id)
+    if problems:
+        raise ValueError("; ".join(problems))
+    return f"simfleet-{stack}-{purpose}-{account_id}"
+
+
+def bucket_name_problems(stack: str, purpose: str, account_id: str = "0" * ACCOUNT_ID_LENGTH) -> list[str]:
+    """Why `stack` cannot name this bucket; empty if it can. The default account id has the real length."""
+    problems: list[str] = []
+    if not _STACK_IN_BUCKET_RE.match(stack):
+        problems.append(f"stack name {stack!r} cannot be part of an S3 bucket name: use lowercase letters, digits and hyphens")
+    if not re.fullmatch(r"\d{12}", account_id):
+        problems.append(f"account id {account_id!r} is not 12 digits")
+    name = f"simfleet-{stack}-{purpose}-{account_id}"
+    if len(name) > BUCKET_NAME_MAX:
+        room = BUCKET_NAME_MAX - (len(name) - len(stack))
+        problems.append(
+            f"the {purpose} bucket name {name!r} is {len(name)} characters and S3 allows {BUCKET_NAME_MAX}: "
+            f"use a stack name of at most {room} characters"
+        )
+    return problems

@@ -72,48 +72,77 @@ class Pin:
 MANAGED_ADDONS: tuple[str, ...] = ("vpc-cni", "coredns", "kube-proxy")
 # Installed only when the stack turns on what needs them (components/shared_storage.py for the EFS CSI driver), but
 # pinned for every minor all the same: a stack may turn them on at any time.
-OPTIONAL_ADDONS: tuple[str, ...] = ("aws-efs-csi-driver",)
+OPTIONAL_ADDONS: tuple[str, ...] = ("aws-efs-csi-driver", "amazon-cloudwatch-observability")
 PINNED_ADDONS: tuple[str, ...] = MANAGED_ADDONS + OPTIONAL_ADDONS
 
 # Sources (docs.aws.amazon.com, EKS user guide, the "<add-on> versions" table of each page; the newest stored
 # copies are the ja_jp .md renderings, which carry rows up to 1.36, checked 2026-11-30):
 _KUBE_PROXY_TABLE = "EKS user guide managing-kube-proxy.md, 'kube-proxy versions' table"
 _COREDNS_TABLE = "EKS user guide managing-coredns.md, 'CoreDNS versions' table"
-# No stored copy of managing-vpc-cni lists 1.34 or later; the newest table (pod-networking, rows 1.27-1.33) lists
-# v1.20.1-eksbuild.3 for every minor it covers. VPC CNI builds are not tied to one minor, but that is an
-# inference, so these pins are marked unconfirmed.
-_VPC_CNI = "EKS user guide pod-networking 'Amazon VPC CNI versions' table, rows 1.27-1.33 (no row for this minor)"
+# The EKS user guide's VPC CNI table (managing-vpc-cni, "Amazon VPC CNI versions") stops at 1.33 in every stored copy
+# (v1.20.1-eksbuild.3, a mid-2025 build), so the build is the one newer sources list for the pinned minors, checked
+# 2026-12-07: v1.22.4-eksbuild.3 is EKS's default on 1.36 clusters (two records of the add-on versions a new 1.36
+# cluster resolved to, 2026-09) and "identical for 1.31-1.36" in a table measured with describe-addon-versions
+# (ap-northeast-2). VPC CNI builds serve a range of minors (they are not tied to one like kube-proxy's).
+_VPC_CNI = "describe-addon-versions records for EKS 1.31-1.36 (EKS's default on new 1.36 clusters), checked 2026-12-07"
 # The EKS user guide's efs-csi page has no per-minor table, and `aws eks describe-addon-versions` could not be run here.
-# Builds seen pinned for a stated cluster version in public configurations (checked 2026-11-30): v3.4.0-eksbuild.1 in
-# an OpenTofu module qualified for EKS 1.34 only ("exact EKS managed add-on versions verified by
-# prerequisites.lock.json", next to kube-proxy v1.34.6-eksbuild.17); v3.3.0-eksbuild.1 on a 1.36 cluster (Terragrunt
-# inputs with kube-proxy v1.36.0-eksbuild.7, 2026-07-17); v2.2.5-eksbuild.1 on a 1.35 cluster (a module README with
-# kube-proxy v1.35.1-eksbuild.1). EFS CSI builds serve a range of minors, and a cluster upgrade should never move the
-# driver backwards (per-minor "confirmed" builds would go v3.4 -> v2.2 -> v3.3), so one build, the newest seen, is
-# pinned for all three, confirmed only where a source lists it for that minor.
+# v3.4.1-eksbuild.1 (driver v3.4.1, the newest release tag of kubernetes-sigs/aws-efs-csi-driver, read 2026-12-07) is
+# pinned for a 1.35 cluster in tfvars written by a script that fills every add-on from describe-addon-versions (next to
+# coredns v1.14.3-eksbuild.3, this file's 1.35 coredns pin), and beside vpc-cni v1.22.4-eksbuild.3 in a module's pins.
+# EFS CSI builds serve a range of minors and a cluster upgrade should never move the driver backwards, so one build is
+# pinned for all three minors, confirmed only where a source lists it for that minor; `make preflight` asks EKS.
 _EFS_CSI = "public configurations pinning aws-efs-csi-driver for a stated EKS minor (see the comment above)"
+
+# amazon-cloudwatch-observability (components/observability.py): AWS publishes no per-minor table for it; its builds serve
+# a range of minors. v6.4.0-eksbuild.1 is pinned for all three because it is the build of the newest chart whose
+# values and templates could be read here (aws-observability/helm-charts tag amazon-cloudwatch-observability-6.4.0,
+# release notes 2026-07-21: CloudWatch agent 1.300070.0b1586, DCGM exporter 4.6.0-4.8.3), and the add-on takes the
+# chart's configuration values. Sources listing it per minor (checked 2026-12-07): for 1.34 an OpenTofu module
+# "qualified only for EKS Kubernetes 1.34" whose add-on set is "verified by prerequisites.lock.json" (the same module
+# that pins aws-efs-csi-driver above) and an AWS sample "validated against v6.4.0-eksbuild.1 on EKS Auto Mode
+# (Kubernetes 1.34)"; for 1.35 a CDK add-on map pinning it for 1.31-1.35 and a Terraform production config with
+# cluster_version 1.35; for 1.36 an `aws eks describe-addon-versions --kubernetes-version 1.36` table (ap-southeast-1,
+# 2026-09-18: v6.6.0-eksbuild.1 default, v6.5.0 and v6.4.0-eksbuild.1 listed) and a lab run of 2026-08-08 ("the
+# default build for 1.36 on the run date"). Newer builds exist (v6.5.0, v6.6.0-eksbuild.1/.2); their chart values
+# could not be read here, so 6.4.0 stays until they are checked against the keys components/observability.py sets.
+_CLOUDWATCH_OBSERVABILITY = "public configurations pinning amazon-cloudwatch-observability for a stated EKS minor (see above)"
 
 EKS_ADDON_PINS: dict[str, dict[str, Pin]] = {
     "1.34": {
+        "amazon-cloudwatch-observability": Pin(
+            "v6.4.0-eksbuild.1",
+            checked=_D(2026, 12, 7),
+            source=f"{_CLOUDWATCH_OBSERVABILITY}: OpenTofu module qualified for 1.34; AWS sample validated on 1.34",
+        ),
         "kube-proxy": Pin("v1.34.6-eksbuild.13", f"{_KUBE_PROXY_TABLE}, row 1.34"),
         "coredns": Pin("v1.13.2-eksbuild.11", f"{_COREDNS_TABLE}, row 1.34"),
-        "vpc-cni": Pin("v1.20.1-eksbuild.3", _VPC_CNI, confirmed=False),
-        "aws-efs-csi-driver": Pin("v3.4.0-eksbuild.1", f"{_EFS_CSI}: listed for 1.34"),
-    },
-    "1.35": {
-        "kube-proxy": Pin("v1.35.3-eksbuild.13", f"{_KUBE_PROXY_TABLE}, row 1.35"),
-        "coredns": Pin("v1.14.3-eksbuild.3", f"{_COREDNS_TABLE}, row 1.35"),
-        "vpc-cni": Pin("v1.20.1-eksbuild.3", _VPC_CNI, confirmed=False),
+        "vpc-cni": Pin("v1.22.4-eksbuild.3", f"{_VPC_CNI}: row 1.34", checked=_D(2026, 12, 7)),
         "aws-efs-csi-driver": Pin(
-            "v3.4.0-eksbuild.1", f"{_EFS_CSI}: newest build seen; v2.2.5-eksbuild.1 seen on 1.35", confirmed=False
+            "v3.4.1-eksbuild.1", f"{_EFS_CSI}: newest build; seen on 1.35 only", checked=_D(2026, 12, 7), confirmed=False
         ),
     },
+    "1.35": {
+        "amazon-cloudwatch-observability": Pin(
+            "v6.4.0-eksbuild.1",
+            checked=_D(2026, 12, 7),
+            source=f"{_CLOUDWATCH_OBSERVABILITY}: CDK add-on map 1.31-1.35; Terraform config on 1.35",
+        ),
+        "kube-proxy": Pin("v1.35.3-eksbuild.13", f"{_KUBE_PROXY_TABLE}, row 1.35"),
+        "coredns": Pin("v1.14.3-eksbuild.3", f"{_COREDNS_TABLE}, row 1.35"),
+        "vpc-cni": Pin("v1.22.4-eksbuild.3", f"{_VPC_CNI}: row 1.35", checked=_D(2026, 12, 7)),
+        "aws-efs-csi-driver": Pin("v3.4.1-eksbuild.1", f"{_EFS_CSI}: listed for 1.35", checked=_D(2026, 12, 7)),
+    },
     "1.36": {
+        "amazon-cloudwatch-observability": Pin(
+            "v6.4.0-eksbuild.1",
+            checked=_D(2026, 12, 7),
+            source=f"{_CLOUDWATCH_OBSERVABILITY}: describe-addon-versions output for 1.36 (2026-09-18); lab run of 2026-08-08",
+        ),
         "kube-proxy": Pin("v1.36.0-eksbuild.14", f"{_KUBE_PROXY_TABLE}, row 1.36"),
         "coredns": Pin("v1.14.3-eksbuild.3", f"{_COREDNS_TABLE}, row 1.36"),
-        "vpc-cni": Pin("v1.20.1-eksbuild.3", _VPC_CNI, confirmed=False),
+        "vpc-cni": Pin("v1.22.4-eksbuild.3", f"{_VPC_CNI}: row 1.36", checked=_D(2026, 12, 7)),
         "aws-efs-csi-driver": Pin(
-            "v3.4.0-eksbuild.1", f"{_EFS_CSI}: newest build seen; v3.3.0-eksbuild.1 seen on 1.36", confirmed=False
+            "v3.4.1-eksbuild.1", f"{_EFS_CSI}: newest build; seen on 1.35 only", checked=_D(2026, 12, 7), confirmed=False
         ),
     },
 }
@@ -156,21 +185,26 @@ HELM_CHARTS: dict[str, HelmChart] = {
     "cluster-autoscaler": HelmChart(
         "https://kubernetes.github.io/autoscaler",
         "cluster-autoscaler",
-        "9.56.0",
-        # Published: kubernetes/autoscaler gh-pages index.yaml, entry 9.56.0 (2026-03-02, appVersion 1.35.0); values.yaml
-        # read at tag cluster-autoscaler-chart-9.56.0 (46bb45f). The image is pinned per minor below, not by the chart.
-        "kubernetes/autoscaler gh-pages index.yaml, entry cluster-autoscaler 9.56.0",
+        "9.59.0",
+        # Published: kubernetes/autoscaler gh-pages index.yaml, entry 9.59.0 (created 2026-07-21, digest 90276daf...,
+        # appVersion 1.35.0), the newest in the index; values.yaml and templates read at tag cluster-autoscaler-chart-9.59.0
+        # (5a0b98e), checked 2026-12-07. Its ClusterRole also covers ProvisioningRequests (autoscaling.x-k8s.io), which
+        # 9.56.0's did not. Only azureEnableVMSSEtag is new in values.yaml. The image is pinned per minor below.
+        "kubernetes/autoscaler gh-pages index.yaml, entry cluster-autoscaler 9.59.0 (tag cluster-autoscaler-chart-9.59.0)",
+        checked=_D(2026, 12, 7),
     ),
     "aws-load-balancer-controller": HelmChart(
         "https://aws.github.io/eks-charts",
         "aws-load-balancer-controller",
-        "3.4.2",
-        # Published: aws/eks-charts gh-pages@58944e2 index.yaml lists aws-load-balancer-controller-3.4.2.tgz (digest
-        # 2636e0bd...), released as eks-charts v0.0.240 (PR #1347, 2026-07-13). Newer charts are published (3.5.0,
-        # 3.6.0 in v0.0.246 of 2026-10-05, 3.6.3 in v0.0.252, 3.7.0 in v0.0.253 of 2026-11-24), but neither their
-        # values.yaml nor the IAM policy of their app versions could be read here, so 3.4.2 stays: bumping it means
-        # re-checking the values keys in components/addons.py and re-diffing components/policies_lbc.py.
-        "aws/eks-charts gh-pages index.yaml, entry aws-load-balancer-controller 3.4.2",
+        "3.5.0",
+        # Published: aws/eks-charts gh-pages@c7f9ea5 index.yaml lists aws-load-balancer-controller-3.5.0.tgz (sha256
+        # 45051f63..., created 2026-08-03, appVersion v3.5.0; eks-charts PR #1354). Its values.yaml and templates are
+        # byte-identical to kubernetes-sigs/aws-load-balancer-controller helm/ at tag v3.5.0 (11eb202c), and its IAM
+        # policy (docs/install/iam_policy.json at that tag, blob 761d0e73) is unchanged since v3.4.2:
+        # components/policies_lbc.py matches it (tests/test_access.py compares them). Checked 2026-12-07. Newer charts
+        # (3.6.x, 3.7.0) are published, but neither their values.yaml nor their IAM policy could be read here.
+        "aws/eks-charts gh-pages index.yaml, entry aws-load-balancer-controller 3.5.0 (app v3.5.0)",
+        checked=_D(2026, 12, 7),
     ),
     "metrics-server": HelmChart(
         "https://kubernetes-sigs.github.io/metrics-server/",
@@ -189,16 +223,6 @@ HELM_CHARTS: dict[str, HelmChart] = {
         # published too (index created 2026-09-22, same appVersion v1.11.3; a public diff of the two tarballs shows only
         # HTTPRoute naming and new route values), but its values.yaml could not be read here, so 3.8.0 stays.
         "prometheus-community/helm-charts release tag prometheus-pushgateway-3.8.0",
-    ),
-    "aws-for-fluent-bit": HelmChart(
-        "https://aws.github.io/eks-charts",
-        "aws-for-fluent-bit",
-        "0.2.0",
-        # Published: aws/eks-charts gh-pages@778ffab index.yaml (snapshot of 2026-08-03) lists aws-for-fluent-bit-0.2.0.tgz
-        # (digest 666c244b..., appVersion 3.2.1) as the newest. A stable/aws-for-fluent-bit/Chart.yaml saying 0.2.1
-        # (appVersion 3.4.16) exists at commit 0558563, but no index or release lists 0.2.1, so it may not be
-        # installable from the repository; 0.2.1 changes only image.tag.
-        "aws/eks-charts gh-pages index.yaml, entry aws-for-fluent-bit 0.2.0",
     ),
     "kueue": HelmChart(
         "oci://registry.k8s.io/kueue/charts",
@@ -244,6 +268,12 @@ KUBECTL_IMAGE_PINS: dict[str, Pin] = {
     "1.35": Pin("v1.35.1", "public pins of registry.k8s.io/kubectl:v1.35.1 (incident note, image digest map)"),
     "1.36": Pin("v1.36.4", "public pin of registry.k8s.io/kubectl:v1.36.4 (a Flux bootstrap runbook)"),
 }
+
+# The CloudWatch agent the collector runs (components/collector.py): the build amazon-cloudwatch-observability 6.4.0
+# ships (chart values agent.image, repositoryDomainMap.public, tag 1.300070.0b1586; agent release v1.300070.0), so the
+# collector and the add-on's agents are one agent version and the collector's Prometheus pipeline is the one read at
+# that tag (plugins/inputs/prometheus). Checked 2026-12-07. Pin its digest before prod.
+CLOUDWATCH_AGENT_IMAGE = "public.ecr.aws/cloudwatch-agent/cloudwatch-agent:1.300070.0b1586"
 
 # The AWS CLI v2 image the run pods' scripts run in (checkpoint-fetch, artifact-uploader, the gate's wait).
 # aws/aws-cli docker/Dockerfile: Amazon Linux 2023 since 2.27.51 (aws/aws-cli#9551, announced in #9586 for

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,7 +19,6 @@ from components.policies_lbc import load_balancer_controller_policy, vpc_arn
 ADDON_SERVICE_ACCOUNTS: dict[str, tuple[str, str]] = {
     "aws-load-balancer-controller": naming.LOAD_BALANCER_CONTROLLER_SA,
     "cluster-autoscaler": naming.CLUSTER_AUTOSCALER_SA,
-    "aws-for-fluent-bit": naming.LOG_SHIPPER_SA,
 }
 
 _S3_URI_RE = re.compile(r"^s3://(?P<bucket>[a-z0-9][a-z0-9.-]{1,61}[a-z0-9])/(?P<key>.+)$")
@@ -70,25 +69,6 @@ def cluster_autoscaler_policy(partition: str, region: str, account_id: str, clus
             # (EKS user guide, "Managed node groups"), k8s.io/cluster-autoscaler/<cluster> = owned.
             "Condition": {"StringEquals": {f"aws:ResourceTag/k8s.io/cluster-autoscaler/{cluster_name}": "owned"}},
         },
-    )
-
-
-def log_shipper_policy(partition: str, region: str, account_id: str, cluster_name: str) -> dict[str, Any]:
-    """Fluent Bit writes streams in the one container log group; Addons creates that group (with retention).
-
-    No logs:CreateLogGroup and no logs:PutRetentionPolicy: the chart must run with
-    cloudWatchLogs.autoCreateGroup=false and without logRetentionDays.
-    """
-    group = f"arn:{partition}:logs:{region}:{account_id}:log-group:{naming.container_log_group(cluster_name)}"
-    return _policy(
-        {
-            "Sid": "WriteContainerLogs",
-            "Effect": "Allow",
-            "Action": ["logs:CreateLogStream", "logs:DescribeLogStreams", "logs:PutLogEvents"],
-            # The group ARN, and group ARN + ":*", which covers its log streams (CloudWatch Logs
-            # user guide, "CloudWatch Logs resources and operations").
-            "Resource": [group, f"{group}:*"],
-        }
     )
 
 
@@ -203,11 +183,30 @@ def job_policy(artifacts_bucket_arn: str) -> dict[str, Any]:
     )
 
 
-def model_repository_policy(partition: str, uri: str) -> dict[str, Any]:
-    """A service's model repository, read-only: GetObject under its prefix, ListBucket of that prefix only.
+def prefix_read_policy_json(uri: str, what: str, *, head_bucket: bool = False) -> Callable[[str], str]:
+    """prefix_read_policy as an inline role policy, for a partition known later (`partition_output.apply(...)`)."""
+
+    def render(partition: str) -> str:
+        # Compact, like the other inline role policies (IAM's size limits ignore whitespace either way).
+        return json.dumps(prefix_read_policy(partition, uri, what, head_bucket=head_bucket), separators=(",", ":"))
+
+    return render
+
+
+def prefix_read_policy(partition: str, uri: str, what: str, *, head_bucket: bool = False) -> dict[str, Any]:
+    """Read-only on one S3 prefix: GetObject under it, ListBucket of that prefix only (`Read<what>`, `List<what>`).
 
     `uri` is `s3://bucket/prefix/` (config adds the trailing slash), so `prefix/*` never reaches a sibling prefix that
-    merely starts with the same characters. No KMS statement: a bucket encrypted with its own KMS key also needs
+    merely starts with the same characters. `head_bucket` adds HeadBucket, for readers that call it: Triton's S3
+    filesystem does (triton-inference-server/core src/filesystem/implementations/s3.h at r26.02, the release of the
+    pinned 26.02 image; read 2026-12-07): HeadBucket first (CheckClient, and every IsDirectory), ListObjectsV2 with
+    Prefix=<dir>/ (IsDirectory, GetDirectoryContents), HeadObject (FileExists, FileModificationTime) and GetObject
+    (LocalizePath). `aws s3 sync` (dataset imports) lists with its prefix and never calls HeadBucket, so it goes
+    without. HeadObject needs s3:GetObject; HeadBucket and ListObjectsV2 need s3:ListBucket (S3 API reference).
+    HeadBucket carries no prefix, so IAM cannot tell it from a listing that sends no prefix parameter: the FindBucket
+    statement admits exactly the requests without an s3:prefix key, which lets such a listing see the key names of the
+    bucket's first page, never an object's content. A listing with any other prefix (an empty one included, as the AWS
+    CLI sends for the bucket root) stays refused. No KMS statement: a bucket encrypted with its own KMS key also needs
     kms:Decrypt on that key, which simfleet does not know.
     """
     match = _S3_URI_RE.match(uri)
@@ -216,22 +215,38 @@ def model_repository_policy(partition: str, uri: str) -> dict[str, Any]:
     bucket, prefix = match["bucket"], match["key"]
     if any(c in prefix for c in "*?$"):
         raise ValueError(f"{uri!r}: a prefix with *, ? or $ would grant more than the prefix")
-    return _policy(
+    bucket_arn = f"arn:{partition}:s3:::{bucket}"
+    statements: list[dict[str, Any]] = [
         {
-            "Sid": "ReadModels",
+            # GetObject and HeadObject.
+            "Sid": f"Read{what}",
             "Effect": "Allow",
             "Action": ["s3:GetObject"],
-            "Resource": [f"arn:{partition}:s3:::{bucket}/{prefix}*"],
+            "Resource": [f"{bucket_arn}/{prefix}*"],
         },
         {
-            # Servers list the repository to find models and versions; listing stays inside the prefix.
-            "Sid": "ListModels",
+            # Readers list the prefix to find what is there (servers their models and versions, `aws s3 sync` its
+            # objects); listing stays inside the prefix.
+            "Sid": f"List{what}",
             "Effect": "Allow",
             "Action": ["s3:ListBucket"],
-            "Resource": [f"arn:{partition}:s3:::{bucket}"],
+            "Resource": [bucket_arn],
             "Condition": {"StringLike": {"s3:prefix": [f"{prefix}*"]}},
         },
-    )
+    ]
+    if head_bucket:
+        statements.append(
+            {
+                # HeadBucket, which Triton calls before anything else and which has no prefix: without it the server
+                # exits.
+                "Sid": "FindBucket",
+                "Effect": "Allow",
+                "Action": ["s3:ListBucket"],
+                "Resource": [bucket_arn],
+                "Condition": {"Null": {"s3:prefix": "true"}},
+            }
+        )
+    return _policy(*statements)
 
 
 @dataclass(frozen=True)
@@ -274,9 +289,6 @@ class Access(pulumi.ComponentResource):
             ),
             "cluster-autoscaler": pulumi.Output.all(partition, account_id).apply(
                 lambda v: _json(cluster_autoscaler_policy(v[0], region, v[1], cluster))
-            ),
-            "aws-for-fluent-bit": pulumi.Output.all(partition, account_id).apply(
-                lambda v: _json(log_shipper_policy(v[0], region, v[1], cluster))
             ),
         }
         self.roles = {}

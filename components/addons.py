@@ -1,4 +1,5 @@
-"""Cluster add-ons: EKS managed add-ons, the container log group, and pinned Helm charts (GPU, scaling, LBs, logs)."""
+"""Cluster add-ons: EKS managed add-ons and pinned Helm charts (GPU, scaling, load balancers, Kueue); container logs are
+Container Insights' (components/observability.py)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from components import kube
 from components.kueue import CHART as KUEUE
 from components.kueue import kueue_values
 from components.kueue import namespace_object as kueue_namespace
+from components.kueue import network_policies as kueue_network_policies
 from components.tags import merge_tags
 from config import LOG_RETENTION_DAYS
 
@@ -28,23 +30,20 @@ GPU_TOLERATION = {"key": naming.GPU_TAINT_KEY, "operator": "Exists", "effect": n
 # Keys of AddonsArgs.roles: the IRSA role of each chart that calls AWS APIs.
 LOAD_BALANCER_CONTROLLER = "aws-load-balancer-controller"
 CLUSTER_AUTOSCALER = "cluster-autoscaler"
-LOG_SHIPPER = "aws-for-fluent-bit"
-REQUIRED_ROLES = (LOAD_BALANCER_CONTROLLER, CLUSTER_AUTOSCALER, LOG_SHIPPER)
+REQUIRED_ROLES = (LOAD_BALANCER_CONTROLLER, CLUSTER_AUTOSCALER)
 # Every chart this component installs; each must have a pin in versions.HELM_CHARTS.
-CHARTS = ("nvidia-device-plugin", CLUSTER_AUTOSCALER, "metrics-server", LOG_SHIPPER, KUEUE, LOAD_BALANCER_CONTROLLER)
+CHARTS = ("nvidia-device-plugin", CLUSTER_AUTOSCALER, "metrics-server", KUEUE, LOAD_BALANCER_CONTROLLER)
 
-# EKS managed add-ons, one entry per versions.MANAGED_ADDONS (pinned per Kubernetes minor there). vpc-cni runs the
-# network policy agent, which is what enforces RunsNamespace's policies. The value is the string "true" (EKS user
-# guide, cni-network-policy-configure), and needs vpc-cni >= v1.14.0-eksbuild.3.
+# EKS managed add-ons installed after the nodes, pinned per Kubernetes minor in versions.MANAGED_ADDONS. The VPC CNI,
+# the other managed add-on, is installed before the nodes by components/pod_network.py, on its own IRSA role.
 # No Pod Identity agent: every role here is IRSA, so it would only add a DaemonSet pod to every node.
 MANAGED_ADDON_CONFIG: dict[str, dict[str, Any]] = {
-    "vpc-cni": {"enableNetworkPolicy": "true"},
     "coredns": {},
     "kube-proxy": {},
 }
-# Removing these from a running cluster takes pod networking and DNS with them; keep the software if the
+# Removing these from a running cluster takes DNS and service routing with them; keep the software if the
 # Addon resource is ever deleted or renamed, and let EKS's DeleteCluster remove it with the cluster.
-PRESERVE_ON_DELETE = frozenset({"vpc-cni", "coredns", "kube-proxy"})
+PRESERVE_ON_DELETE = frozenset({"coredns", "kube-proxy"})
 
 
 @dataclass(frozen=True)
@@ -56,8 +55,7 @@ class AddonsArgs:
     roles: Mapping[str, pulumi.Input[str]]
     tags: Mapping[str, str]
     cluster: pulumi.Resource
-    # 30 days: container logs are for debugging recent runs and the platform; each run's own logs are archived
-    # in S3 by its artifact uploader, so CloudWatch only needs to be the short-term copy.
+    # The retired aws-for-fluent-bit group's retention, kept as it was while its last logs age out.
     log_retention_days: int = 30
 
     def __post_init__(self) -> None:
@@ -101,6 +99,11 @@ def device_plugin_values() -> dict[str, Any]:
     }
 
 
+# How long the Cluster Autoscaler keeps an empty node (its scale-down-unneeded-time): a run's last nodes are billed
+# this long after its pods end, which the cost per admission counts (tools/run_cost.py).
+SCALE_DOWN_UNNEEDED_SECONDS = 10 * 60
+
+
 def cluster_autoscaler_values(args: AddonsArgs) -> dict[str, Any]:
     return {
         "cloudProvider": "aws",
@@ -120,7 +123,7 @@ def cluster_autoscaler_values(args: AddonsArgs) -> dict[str, Any]:
             # hosting any of them is never scaled down. DaemonSet pods never block scale-down either way.
             "skip-nodes-with-system-pods": False,
             # GPU nodes cost dollars per hour; release them 10 minutes after the last run leaves.
-            "scale-down-unneeded-time": "10m",
+            "scale-down-unneeded-time": f"{SCALE_DOWN_UNNEEDED_SECONDS // 60}m",
             # Two instance types per GPU group: pick the one that leaves the least idle CPU/memory.
             "expander": "least-waste",
         },
@@ -144,27 +147,9 @@ def metrics_server_values() -> dict[str, Any]:
     return {"nodeSelector": SYSTEM_NODES}
 
 
-def log_shipper_values(args: AddonsArgs, log_group_name: pulumi.Input[str]) -> dict[str, Any]:
-    return {
-        "cloudWatchLogs": {
-            "enabled": True,
-            "region": args.region,
-            "logGroupName": log_group_name,
-            # The chart defaults to one log group per namespace, created on the fly; we ship everything to the
-            # one group Pulumi owns (retention, tags), and the IRSA role may not create groups.
-            "logGroupTemplate": "",
-            "autoCreateGroup": False,
-        },
-        "serviceAccount": _service_account(naming.LOG_SHIPPER_SA, args.roles[LOG_SHIPPER]),
-        # A DaemonSet on every node, GPU nodes included: their logs are the ones that matter.
-        "tolerations": [GPU_TOLERATION],
-    }
-
-
 class Addons(pulumi.ComponentResource):
     chart_versions: dict[str, str]
     addon_versions: dict[str, str]
-    log_group_name: pulumi.Output[str]
 
     def __init__(self, name: str, args: AddonsArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("simfleet:addons:Addons", name, None, opts)
@@ -195,12 +180,16 @@ class Addons(pulumi.ComponentResource):
             )
             self.addon_versions[addon] = version
 
-        log_group = aws.cloudwatch.LogGroup(
+        # The group the retired aws-for-fluent-bit chart wrote to. Container logs now go to Container Insights' groups
+        # (components/observability.py: one log pipeline, not two); this one stays declared, retained on delete, so
+        # the upgrade never deletes the logs it holds. Remove it once its retention has emptied it.
+        legacy = naming.legacy_container_log_group(args.cluster_name)
+        aws.cloudwatch.LogGroup(
             f"{name}-containers",
-            name=naming.container_log_group(args.cluster_name),
+            name=legacy,
             retention_in_days=args.log_retention_days,
-            tags=merge_tags(args.tags, {}, name=naming.container_log_group(args.cluster_name)),
-            opts=aws_child,
+            tags=merge_tags(args.tags, {}, name=legacy),
+            opts=pulumi.ResourceOptions.merge(aws_child, pulumi.ResourceOptions(retain_on_delete=True)),
         )
 
         def release(
@@ -225,14 +214,22 @@ class Addons(pulumi.ComponentResource):
         kube_system = "kube-system"
         # Kueue in its own namespace (restricted Pod Security); its release starts once the namespace exists.
         kueue_ns = kube.register(f"{name}-kueue-namespace", kueue_namespace(args.kubernetes_version), in_cluster)
+        kueue_ns_name = kueue_ns.urn.apply(lambda _: naming.KUEUE_NAMESPACE)
+        kueue_guards = [
+            kube.register(f"{name}-{p['metadata']['name']}", p, in_cluster) for p in kueue_network_policies(kueue_ns_name)
+        ]
         others = [
             release("nvidia-device-plugin", kube_system, device_plugin_values()),
             release(CLUSTER_AUTOSCALER, naming.CLUSTER_AUTOSCALER_SA[0], cluster_autoscaler_values(args)),
             release("metrics-server", kube_system, metrics_server_values()),
-            release(LOG_SHIPPER, naming.LOG_SHIPPER_SA[0], log_shipper_values(args, log_group.name)),
             # pulumi-kubernetes waits for the release's Deployment to be ready, so the CRDs it installs and the
             # webhooks that validate ClusterQueues exist before anything depending on Addons (components/queues.py).
-            release(KUEUE, kueue_ns.urn.apply(lambda _: naming.KUEUE_NAMESPACE), kueue_values(SYSTEM_NODES)),
+            # Its namespace resolves once the ingress policy exists, so Kueue never runs unguarded.
+            release(
+                KUEUE,
+                pulumi.Output.all(kueue_ns_name, *(g.urn for g in kueue_guards)).apply(lambda v: str(v[0])),
+                kueue_values(SYSTEM_NODES),
+            ),
         ]
         # Installed last: its mutating webhook for Services fails other charts' Service creates while its pods
         # are not yet ready ("no endpoints available for service aws-load-balancer-webhook-service",
@@ -245,7 +242,4 @@ class Addons(pulumi.ComponentResource):
         )
 
         self.chart_versions = {key: versions.HELM_CHARTS[key].version for key in CHARTS}
-        self.log_group_name = log_group.name
-        self.register_outputs(
-            {"chartVersions": self.chart_versions, "addonVersions": self.addon_versions, "logGroupName": self.log_group_name}
-        )
+        self.register_outputs({"chartVersions": self.chart_versions, "addonVersions": self.addon_versions})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,12 +30,57 @@ def _entry_key(principal_arn: str) -> str:
     return principal_arn.split(":", 5)[5].replace("/", "-")
 
 
-def access_entries(cluster_admins: list[str], run_operators: list[str]) -> dict[str, eks.AccessEntryArgs]:
-    """One access entry per IAM principal (EKS allows only one), with admin policy and/or the run-operators group."""
+# pulumi-eks creates the cluster with bootstrapClusterCreatorAdminPermissions=true (nodejs/eks/cluster/cluster.ts: "It is
+# required for this component because it deploys charts"), so EKS gives the identity that creates it an access entry with
+# cluster admin. A second entry for that principal fails CreateAccessEntry with ResourceInUseException (409), so the
+# creator is recorded on the cluster under this tag and gets no entry from simfleet, whatever lists name it.
+CREATOR_TAG = "simfleet:cluster-creator"
+
+
+def iam_principal(caller_arn: str) -> str:
+    """The IAM role or user behind a caller ARN: an STS assumed-role session (`arn:aws:sts::<account>:assumed-role/
+    <role>/<session>`) becomes `arn:aws:iam::<account>:role/<role>` (its path, if any, is not in the session ARN)."""
+    parts = caller_arn.split(":", 5)
+    if len(parts) == 6 and parts[2] == "sts" and parts[5].startswith("assumed-role/"):
+        role = parts[5].split("/")[1]
+        return f"arn:{parts[1]}:iam::{parts[4]}:role/{role}"
+    return caller_arn
+
+
+def _identity(arn: str) -> tuple[str, ...]:
+    # IAM names are unique per account whatever the path, so (partition, account, kind, name) names one principal.
+    parts = iam_principal(arn).split(":", 5)
+    kind, _, path = parts[5].partition("/") if len(parts) == 6 else ("", "", arn)
+    return (parts[1], parts[4], kind, path.rsplit("/", 1)[-1]) if len(parts) == 6 else (arn,)
+
+
+def same_principal(a: str, b: str) -> bool:
+    return _identity(a) == _identity(b)
+
+
+def cluster_creator(existing_tags: Mapping[str, str] | None, caller_arn: str) -> str | None:
+    """Who holds EKS's creator entry: the tag recorded on an existing cluster (None when a cluster made before simfleet
+    recorded it has none), or, for a cluster this `pulumi up` creates, the caller."""
+    if existing_tags is not None:
+        return existing_tags.get(CREATOR_TAG)
+    return iam_principal(caller_arn)
+
+
+def access_entries(
+    cluster_admins: Sequence[str],
+    run_operators: Sequence[str],
+    deploy_roles: Sequence[str] = (),
+    creator: str | None = None,
+) -> dict[str, eks.AccessEntryArgs]:
+    """One access entry per IAM principal (EKS allows only one): cluster admin for admins and deploy roles, the
+    run-operators group for run operators. The cluster's creator is left out: EKS gave it an admin entry of its own."""
+    admins = [*deploy_roles, *cluster_admins]
     entries: dict[str, eks.AccessEntryArgs] = {}
-    for arn in dict.fromkeys([*cluster_admins, *run_operators]):
+    for arn in dict.fromkeys([*admins, *run_operators]):
+        if creator is not None and same_principal(arn, creator):
+            continue
         policies: dict[str, eks.AccessPolicyAssociationArgs] = {}
-        if arn in cluster_admins:
+        if arn in admins:
             policies["admin"] = eks.AccessPolicyAssociationArgs(
                 policy_arn=f"arn:{_partition(arn)}:eks::aws:cluster-access-policy/{ADMIN_POLICY}",
                 access_scope=aws.eks.AccessPolicyAssociationAccessScopeArgs(type="cluster"),
@@ -110,6 +156,8 @@ class ClusterArgs:
     deployer_security_group_id: pulumi.Input[str] | None = field(default=None, kw_only=True)
     # KMS-encrypt the control-plane log group with its own key; __main__ sets it for prod stacks.
     encrypt_control_plane_logs: bool = field(default=False, kw_only=True)
+    # The principal EKS gave the creator's admin entry (cluster_creator): recorded as a cluster tag, given no entry here.
+    creator: str | None = field(default=None, kw_only=True)
 
 
 class Cluster(pulumi.ComponentResource):
@@ -160,7 +208,9 @@ class Cluster(pulumi.ComponentResource):
             node_associate_public_ip_address=False,
             create_oidc_provider=True,  # IRSA for add-ons and runs
             authentication_mode=eks.AuthenticationMode.API,
-            access_entries=access_entries(platform.cluster_admins, platform.run_operators),
+            access_entries=access_entries(
+                platform.cluster_admins, platform.run_operators, platform.deploy_roles, creator=args.creator
+            ),
             encryption_config_key_arn=encryption_key_arn,
             enabled_cluster_log_types=list(platform.control_plane_logs),
             endpoint_private_access=True,
@@ -181,7 +231,7 @@ class Cluster(pulumi.ComponentResource):
             use_default_vpc_cni=True,
             deletion_protection=args.deletion_protection,
             tags=args.tags,
-            cluster_tags=merge_tags(args.tags, {}, name=args.cluster_name),
+            cluster_tags=merge_tags(args.tags, {CREATOR_TAG: args.creator} if args.creator else {}, name=args.cluster_name),
             opts=child,
         )
 

@@ -1,4 +1,5 @@
-"""Metrics: a pinned Prometheus Pushgateway in its own namespace, reachable from the runs namespace on 9091 and nothing else."""
+"""Metrics: a pinned Prometheus Pushgateway in its own namespace: the runs namespace pushes to it on 9091, the collector
+(components/collector.py) scrapes it there, and nothing else reaches it."""
 
 from __future__ import annotations
 
@@ -39,18 +40,20 @@ def namespace_object(kubernetes_version: str) -> dict[str, Any]:
     }
 
 
-def network_policies(namespace: pulumi.Input[str], clients_namespace: str = naming.RUNS_NAMESPACE) -> list[dict[str, Any]]:
-    """Default deny both ways, then the Pushgateway's port from the runs namespace: nothing else gets in or out.
+def network_policies(
+    namespace: pulumi.Input[str], clients_namespace: str = naming.RUNS_NAMESPACE, scraped: bool = False
+) -> list[dict[str, Any]]:
+    """Default deny both ways, then the Pushgateway's port from the runs namespace (runs and jobs push) and, when the
+    collector exists, from the collector alone (it scrapes): nothing else gets in or out.
 
-    Runs and jobs push their metrics; nothing here scrapes yet (a Prometheus would need its own rule). Kubelet probes
-    still reach the pod: the VPC CNI's network policy agent always admits the node's own address.
+    Kubelet probes still reach the pod: the VPC CNI's network policy agent always admits the node's own address.
     """
 
     def policy(name: str, spec: dict[str, Any]) -> dict[str, Any]:
         meta = {"name": name, "namespace": namespace, "labels": LABELS}
         return {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": meta, "spec": spec}
 
-    return [
+    policies = [
         policy("default-deny", {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}),
         policy(
             "allow-pushgateway-from-runs",
@@ -66,6 +69,20 @@ def network_policies(namespace: pulumi.Input[str], clients_namespace: str = nami
             },
         ),
     ]
+    if scraped:
+        policies.append(
+            policy(
+                "allow-pushgateway-from-collector",
+                {
+                    "podSelector": {"matchLabels": PUSHGATEWAY_POD_LABELS},
+                    "policyTypes": ["Ingress"],
+                    "ingress": [
+                        {"from": [naming.collector_peer()], "ports": [{"port": naming.PUSHGATEWAY_PORT, "protocol": "TCP"}]}
+                    ],
+                },
+            )
+        )
+    return policies
 
 
 def pushgateway_values(persistence: bool, storage_class: pulumi.Input[str] | None) -> dict[str, Any]:
@@ -113,6 +130,8 @@ class MetricsArgs:
     # SharedStorage.storage_class_name when persistence is on: the Pushgateway's file lives on EFS.
     storage_class: pulumi.Input[str] | None
     cluster: pulumi.Resource
+    # platform.observability.enabled: the collector scrapes the Pushgateway, so its policy admits it.
+    scraped: bool = False
 
     def __post_init__(self) -> None:
         if self.persistence and self.storage_class is None:
@@ -133,7 +152,10 @@ class Metrics(pulumi.ComponentResource):
 
         ns = kube.register(f"{name}-namespace", namespace_object(args.kubernetes_version), in_cluster)
         ns_name = ns.urn.apply(lambda _: naming.METRICS_NAMESPACE)
-        guards = [kube.register(f"{name}-{p['metadata']['name']}", p, in_cluster) for p in network_policies(ns_name)]
+        guards = [
+            kube.register(f"{name}-{p['metadata']['name']}", p, in_cluster)
+            for p in network_policies(ns_name, scraped=args.scraped)
+        ]
         # The release starts only once the namespace is guarded: its name resolves after every policy exists.
         guarded = pulumi.Output.all(ns_name, *(g.urn for g in guards)).apply(lambda v: str(v[0]))
 

@@ -218,5 +218,5 @@ def refuse_bootstrap_over_cluster(cluster_name: str, existing_clusters: Sequence
         raise pulumi.RunError(
             f"SIMFLEET_BOOTSTRAP=network is for a first deploy only, but the EKS cluster {cluster_name} already exists: "
             "this run would delete it and everything in it. Unset SIMFLEET_BOOTSTRAP and run `pulumi up` from a "
-            "runner that reaches the API endpoint (README 'First deploy (bootstrap)')."
+            "runner that reaches the API endpoint (docs/operators.md, 'First deploy (bootstrap)')."
         )

@@ -11,10 +11,13 @@ import pulumi
 import pulumi_aws as aws
 
 import naming
+from catalog import load_catalog
 from components.tags import merge_tags
 from config import NodeGroupConfig, NodeGroupsConfig
 
-NODE_POLICIES = ("AmazonEKSWorkerNodePolicy", "AmazonEC2ContainerRegistryReadOnly", "AmazonEKS_CNI_Policy")
+# No AmazonEKS_CNI_Policy: the VPC CNI has its own IRSA role (components/pod_network.py), as the EKS user guide
+# recommends ("Configure Amazon VPC CNI plugin to use IRSA", step 3: remove the CNI policy from the node role).
+NODE_POLICIES = ("AmazonEKSWorkerNodePolicy", "AmazonEC2ContainerRegistryReadOnly")
 SYSTEM_AMI = "AL2023_x86_64_STANDARD"
 GPU_AMI = "AL2023_x86_64_NVIDIA"  # NVIDIA driver + container toolkit preinstalled (EKS API Nodegroup.amiType)
 ROOT_DEVICE = "/dev/xvda"  # root device of the EKS-optimized AL2023 AMIs
@@ -33,9 +36,39 @@ def gpu_group_name(capacity: str) -> str:
     return "gpu-spot" if capacity == "spot" else "gpu-on-demand"
 
 
-def gpu_labels() -> dict[str, str]:
+# The autoscaler's names for the GPU models in data/aws_catalog.json (kubernetes/autoscaler cluster-autoscaler-1.35.2,
+# cloudprovider/aws/aws_cloud_provider.go availableGPUTypes, read 2026-12-07).
+ACCELERATOR_TYPES = {
+    "T4": "nvidia-tesla-t4",
+    "A10G": "nvidia-a10g",
+    "L4": "nvidia-l4",
+    "L40S": "nvidia-l40s",
+    "A100": "nvidia-tesla-a100",
+    "V100": "nvidia-tesla-v100",
+}
+
+
+def accelerator(instance_types: Sequence[str]) -> str:
+    """The value of k8s.amazonaws.com/accelerator for a group of these instance types.
+
+    The Cluster Autoscaler's AWS guide asks GPU nodes to carry the label, valued with the GPU type, before they join
+    ("Special note on GPU instances"); the autoscaler reads its presence to wait for the device plugin, and its value
+    only for --gpu-total limits (unused here) and metrics. A node group's labels are one set for every node, so a group
+    of two GPU models (g5 and g6: A10G and L4) names both, sorted, instead of naming one model for every node.
+    """
+    catalog = load_catalog().instances
+    models = sorted({catalog[t].gpu_model or "" for t in instance_types if t in catalog} - {""})
+    names = [ACCELERATOR_TYPES.get(m, f"nvidia-{m.lower()}") for m in models]
+    return "-or-".join(names) or "nvidia"
+
+
+def gpu_labels(instance_types: Sequence[str]) -> dict[str, str]:
     # gpu.present matches the NVIDIA device plugin chart's default node affinity, so no NFD is needed.
-    return {naming.NODE_POOL_LABEL: "gpu", naming.GPU_PRESENT_LABEL: "true"}
+    return {
+        naming.NODE_POOL_LABEL: "gpu",
+        naming.GPU_PRESENT_LABEL: "true",
+        naming.GPU_ACCELERATOR_LABEL: accelerator(instance_types),
+    }
 
 
 def scale_from_zero_tags(labels: dict[str, str], capacity_type: str, gpus_per_node: int) -> dict[str, str]:
@@ -65,6 +98,8 @@ class NodeGroupsArgs:
     tags: dict[str, str]
     # Node groups follow the control plane's minor version on upgrade; None keeps the version EKS picked.
     kubernetes_version: str | None = None
+    # What must exist before the first node joins (the PodNetwork: aws-node's credentials come from its role).
+    after: Sequence[pulumi.Resource] = ()
 
 
 class NodeGroups(pulumi.ComponentResource):
@@ -158,8 +193,9 @@ class NodeGroups(pulumi.ComponentResource):
                     # The Cluster Autoscaler owns desiredSize after creation; resetting it on every `pulumi up`
                     # would undo scale-ups (killing running simulations) or strand pending pods.
                     ignore_changes=["scalingConfig.desiredSize"],
-                    # Nodes cannot join without the worker/CNI policies, and EKS checks them at create time.
-                    depends_on=list(attachments),
+                    # Nodes cannot join without the worker policies, and EKS checks them at create time; nor become
+                    # Ready before the VPC CNI has its role (args.after).
+                    depends_on=[*attachments, *args.after],
                 ),
             )
 
@@ -181,11 +217,17 @@ class NodeGroups(pulumi.ComponentResource):
             group_key = gpu_group_name(capacity)
             capacity_type = naming.EKS_CAPACITY[capacity]
             group = node_group(
-                group_key, cfg.gpu, ami_type=GPU_AMI, capacity_type=capacity_type, labels=gpu_labels(), taints=[gpu_taint]
+                group_key,
+                cfg.gpu,
+                ami_type=GPU_AMI,
+                capacity_type=capacity_type,
+                labels=gpu_labels(cfg.gpu.instance_types),
+                taints=[gpu_taint],
             )
             groups[group_key] = group
             asg_name = group.resources.apply(_asg_name)
-            for key, value in scale_from_zero_tags(gpu_labels(), capacity_type, cfg.gpu.gpus_per_node).items():
+            template_tags = scale_from_zero_tags(gpu_labels(cfg.gpu.instance_types), capacity_type, cfg.gpu.gpus_per_node)
+            for key, value in template_tags.items():
                 # Named after the tag key, so adding a label later does not rename (replace) the others.
                 suffix = key.removeprefix(f"{CA_TEMPLATE}/").replace("/", "-")
                 aws.autoscaling.Tag(

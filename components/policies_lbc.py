@@ -1,20 +1,9 @@
 """The AWS Load Balancer Controller's IAM policy: upstream's iam_policy.json with the partition filled in and the VPC scoping upstream recommends.
 
-What was compared, 2026-11-30 (for the pinned chart 3.4.2, app v3.4.2, versions.HELM_CHARTS):
-- Upstream kubernetes-sigs/aws-load-balancer-controller `docs/install/iam_policy.json`. The copies of it stored
-  for this work are older (v2.2-era at commit c533211; iam_policy_us-gov.json at d9c0258 is v2.5-era), so the
-  v3.x statement set was compared statement by statement, action by action, with a verbatim embedding of the
-  2026 file in a public Terraform module: 16 statements (the ELB service-linked role; discovery incl.
-  GetSecurityGroupsForVpc, DescribeIpamPools, DescribeRouteTables, DescribeTrustStores, DescribeListenerAttributes,
-  DescribeCapacityReservation; certificates, WAF and Shield; node security group ingress; its own security groups:
-  create, tag on create, retag, mutate and delete when tagged; tagged load balancer and target group creation;
-  listeners and rules; tags on load balancers, target groups, listeners and rules; ModifyListenerAttributes,
-  ModifyCapacityReservation and ModifyIpPools on owned resources; tagging on create; target registration;
-  SetRulePriorities). No difference in actions, resources or conditions was found. The previous check
-  (2026-11-23) used terraform-aws-modules/terraform-aws-iam policies.tf at PR #653 (2026-07-22), which tracks
-  upstream main. The file at tag v3.4.2 itself could not be read here: diff this module against
-  https://raw.githubusercontent.com/kubernetes-sigs/aws-load-balancer-controller/v3.4.2/docs/install/iam_policy.json
-  before the first deploy, and again on every chart bump.
+What was compared, 2026-12-07 (for the pinned chart 3.5.0, app v3.5.0, versions.HELM_CHARTS): upstream
+kubernetes-sigs/aws-load-balancer-controller `docs/install/iam_policy.json` at tag v3.5.0 (commit 11eb202c, blob
+761d0e73, the same blob as at v3.4.2 and v3.4.3): 16 statements, 86 actions. tests/test_access.py compares this module
+with that file statement by statement (actions, resources, conditions) and finds the one difference below.
 - One deliberate difference: statement 4 (AuthorizeSecurityGroupIngress / RevokeSecurityGroupIngress on any
   security group) carries `ArnEquals ec2:Vpc <the cluster's VPC>`, as upstream's installation guide recommends
   ("Permissions with the least privileges", docs/deploy/installation.md): the controller then cannot open any

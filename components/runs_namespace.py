@@ -118,7 +118,7 @@ def run_operator_rules() -> list[k8s.rbac.v1.PolicyRuleArgs]:
         k8s.rbac.v1.PolicyRuleArgs(api_groups=["batch"], resources=["jobs"], verbs=[*READ, "delete"]),
         # Deleting a pod restarts it under its Job; deleting the Job stops the run.
         k8s.rbac.v1.PolicyRuleArgs(api_groups=[""], resources=["pods"], verbs=["delete"]),
-        # Why a run is queued: its Workload's conditions, and the teams' LocalQueues (README "Queues"). The
+        # Why a run is queued: its Workload's conditions, and the teams' LocalQueues (docs/researchers/queues.md, "Why is my run Queued?"). The
         # cluster-scoped ClusterQueues are readable through components/queues.py's ClusterRole.
         k8s.rbac.v1.PolicyRuleArgs(api_groups=["kueue.x-k8s.io"], resources=["workloads", "localqueues"], verbs=READ),
     ]
@@ -134,7 +134,7 @@ class RunsNamespaceArgs:
     run_role_arn: pulumi.Input[str]
     gate_role_arn: pulumi.Input[str]
     job_role_arn: pulumi.Input[str]
-    # config.runs_gpu_quota: the GPUs the services cannot reach. A backstop behind Kueue's own quotas.
+    # config.runs_gpu_quota: what Kueue admits plus headroom for preempted pods still terminating; a backstop.
     gpu_quota: int
     kubernetes_version: str
     cluster: pulumi.Resource
@@ -221,9 +221,10 @@ class RunsNamespace(pulumi.ComponentResource):
                 f"{name}-gpu-quota",
                 metadata=meta("gpu"),
                 # Extended resources take only the requests. prefix in a quota (no overcommit, so requests ==
-                # limits). The cap is every GPU the services cannot reach: at least what Kueue may admit (the queues'
-                # nominal quotas; borrowing moves quota between teams, never adds to it), at most the node groups at
-                # maxSize. Kueue is what queues work; this only stops what bypasses it (config/capacity.py).
+                # limits). The cap is what Kueue may admit (the queues' nominal quotas; borrowing moves quota between
+                # teams, never adds to it) plus the GPUs it can preempt at once, whose pods still count while they
+                # terminate; at most the node groups at maxSize. Kueue is what queues work; this only stops what
+                # bypasses it (config/capacity.py runs_gpu_quota).
                 spec=k8s.core.v1.ResourceQuotaSpecArgs(hard={f"requests.{naming.GPU_RESOURCE}": str(args.gpu_quota)}),
                 opts=child,
             )

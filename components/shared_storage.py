@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -12,7 +13,7 @@ import pulumi_aws as aws
 import naming
 import versions
 from components import kube
-from components.irsa import IrsaRole, IrsaRoleArgs
+from components.irsa import IrsaRole, IrsaRoleArgs, aws_managed_policy
 from components.tags import merge_tags
 from config import SharedStorageConfig
 
@@ -42,13 +43,51 @@ def lifecycle_policies(config: SharedStorageConfig) -> list[aws.efs.FileSystemLi
     ]
 
 
+def file_system_policy(partition: str, region: str, account_id: str, file_system_arn: str, csi_role_arn: str) -> dict[str, Any]:
+    """The file system's resource policy: mounts only through an access point, by the EFS CSI driver's role, over TLS.
+
+    Without a policy, EFS lets any client that reaches a mount target (NFS from a node, so any pod a NetworkPolicy does
+    not stop) mount the root of the file system as root, bypassing every access point ("Using IAM to control access":
+    the default policy grants full access to anonymous clients). This one grants ClientMount and ClientWrite only to the
+    driver's role (the node plugin mounts with the `iam` option, signing with that role through IRSA), only through a
+    mount target and only with an access point (`elasticfilesystem:AccessPointArn`, "Using access points in IAM
+    policies"); ClientRootAccess is granted to nobody. Anything over plain NFS is refused (aws:SecureTransport).
+    """
+    access_points = f"arn:{partition}:elasticfilesystem:{region}:{account_id}:access-point/*"
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "MountThroughAccessPointsOnly",
+                "Effect": "Allow",
+                "Principal": {"AWS": csi_role_arn},
+                "Action": ["elasticfilesystem:ClientMount", "elasticfilesystem:ClientWrite"],
+                "Resource": file_system_arn,
+                "Condition": {
+                    "ArnLike": {"elasticfilesystem:AccessPointArn": access_points},
+                    "Bool": {"elasticfilesystem:AccessedViaMountTarget": "true"},
+                },
+            },
+            {
+                "Sid": "RequireTls",
+                "Effect": "Deny",
+                "Principal": {"AWS": "*"},
+                "Action": "*",
+                "Resource": file_system_arn,
+                "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+            },
+        ],
+    }
+
+
 def storage_class(file_system_id: pulumi.Input[str]) -> dict[str, Any]:
-    """`efs-sc`: one EFS access point per claim (dynamic provisioning), its root directory 0700.
+    """`efs-sc`: one EFS access point per claim (dynamic provisioning), its root directory 0700, mounted with IAM.
 
     Parameter names from the EFS CSI driver's "Storage Class Parameters for Dynamic Provisioning". Every file operation
     through an access point runs as the access point's own uid/gid (from the driver's gidRange), so pods of any uid can
-    use the claim and no claim sees another's directory. No `tls` mount option: the driver encrypts in transit unless
-    told not to, and warns that the option is deprecated.
+    use the claim and no claim sees another's directory. `iam`: the node plugin signs the mount with its IRSA role,
+    which the file system policy requires. No `tls` mount option: the driver encrypts in transit unless told not to,
+    and warns that the option is deprecated.
     """
     return {
         "apiVersion": "storage.k8s.io/v1",
@@ -56,6 +95,8 @@ def storage_class(file_system_id: pulumi.Input[str]) -> dict[str, Any]:
         "metadata": {"name": naming.EFS_STORAGE_CLASS, "labels": {"app.kubernetes.io/part-of": "simfleet"}},
         "provisioner": EFS_CSI_PROVISIONER,
         "parameters": {"provisioningMode": "efs-ap", "fileSystemId": file_system_id, "directoryPerms": "700"},
+        # Copied into every volume provisioned from here (a PV's mountOptions), so each mount is IAM-authorised.
+        "mountOptions": ["iam"],
         # Retain: deleting a claim (or this stack's objects) never deletes a dataset's access point or its files.
         "reclaimPolicy": "Retain",
         # EFS is regional (a mount target per AZ), so there is no zone to wait for a pod to pick.
@@ -173,15 +214,28 @@ class SharedStorage(pulumi.ComponentResource):
 
         invoke = pulumi.InvokeOutputOptions(parent=self)
         partition = aws.get_partition_output(opts=invoke).partition
+        account_id = aws.get_caller_identity_output(opts=invoke).account_id
+        # One role for the add-on's controller (access points) and its node DaemonSet (IAM-authorised mounts), as the
+        # EKS user guide's EFS CSI page sets it up ("system:serviceaccount:kube-system:efs-csi-*" with StringLike); here
+        # the two service accounts the add-on creates are named exactly instead of matched by a pattern.
         role = IrsaRole(
             f"{name}-efs-csi",
             IrsaRoleArgs(
                 oidc_provider_arn=args.oidc_provider_arn,
                 oidc_provider_url=args.oidc_provider_url,
                 namespace=naming.EFS_CSI_CONTROLLER_SA[0],
-                service_account=naming.EFS_CSI_CONTROLLER_SA[1],
-                managed_policy_arns=[pulumi.Output.concat("arn:", partition, f":iam::aws:policy/{EFS_CSI_POLICY}")],
+                service_account=(naming.EFS_CSI_CONTROLLER_SA[1], naming.EFS_CSI_NODE_SA[1]),
+                managed_policy_arns=[aws_managed_policy(partition, EFS_CSI_POLICY)],
                 tags=args.tags,
+            ),
+            opts=child,
+        )
+        region = aws.get_region_output(opts=invoke).region
+        aws.efs.FileSystemPolicy(
+            f"{name}-efs-policy",
+            file_system_id=file_system.id,
+            policy=pulumi.Output.all(partition, region, account_id, file_system.arn, role.role_arn).apply(
+                lambda v: json.dumps(file_system_policy(*v), separators=(",", ":"))
             ),
             opts=child,
         )
@@ -190,7 +244,7 @@ class SharedStorage(pulumi.ComponentResource):
             cluster_name=cluster_name,
             addon_name=EFS_CSI_ADDON,
             addon_version=versions.addon_version(args.kubernetes_version, EFS_CSI_ADDON),
-            # The add-on annotates its controller's service account (kube-system/efs-csi-controller-sa) with this role.
+            # The add-on annotates its service accounts (kube-system/efs-csi-controller-sa, efs-csi-node-sa) with this role.
             service_account_role_arn=role.role_arn,
             # No configuration values: the chart's controller tolerates only CriticalAddonsOnly, so it lands on the
             # untainted system nodes, and its node DaemonSet tolerates every taint, so GPU nodes can mount too.
@@ -234,11 +288,13 @@ def _nth(index: int) -> Callable[[list[str]], str]:
     return pick
 
 
-def summary(storage: SharedStorage) -> pulumi.Output[dict[str, Any]]:
-    """The stack output `sharedStorage`: what a job or run needs to mount the datasets claim."""
+def summary(storage: SharedStorage, imports: pulumi.Input[dict[str, Any]] | None = None) -> pulumi.Output[dict[str, Any]]:
+    """The stack output `sharedStorage`: what a job or run needs to mount the datasets claim, and per dataset import
+    its sync Job, source, directory and status (components/dataset_imports.py)."""
     return pulumi.Output.all(
         fileSystemId=storage.file_system_id,
         storageClass=storage.storage_class_name,
         datasetsClaim=storage.datasets_claim_name,
         namespace=storage.datasets_claim_namespace,
+        imports=imports or {},
     ).apply(dict)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,12 +14,7 @@ import naming
 from components.tags import merge_tags
 from config import BucketsConfig
 
-BUCKET_NAME_MAX = 63  # S3 general purpose bucket naming rules
-ACCOUNT_ID_LENGTH = 12
 BUCKET_PURPOSES: tuple[str, ...] = ("checkpoints", "artifacts")
-# Bucket names allow lowercase letters, digits, hyphens and dots; Pulumi stack names also allow
-# uppercase and underscores, which S3 rejects. Dots are left out: they break virtual-hosted TLS.
-_STACK_IN_BUCKET_RE = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
 
 # SSE-S3 (AES256) rather than SSE-KMS: with KMS every reader and writer (run pods, the run provider
 # reading index.json, researchers, other stacks' runs continuing from a checkpoint) would also need
@@ -30,31 +24,6 @@ _STACK_IN_BUCKET_RE = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
 SSE_ALGORITHM = "AES256"
 
 LifecycleRule = aws.s3.BucketLifecycleConfigurationRuleArgsDict
-
-
-def bucket_name(stack: str, purpose: str, account_id: str) -> str:
-    """`simfleet-<stack>-<purpose>-<account id>`: unique per stack and account, as S3's global namespace needs."""
-    problems = bucket_name_problems(stack, purpose, account_id)
-    if problems:
-        raise ValueError("; ".join(problems))
-    return f"simfleet-{stack}-{purpose}-{account_id}"
-
-
-def bucket_name_problems(stack: str, purpose: str, account_id: str = "0" * ACCOUNT_ID_LENGTH) -> list[str]:
-    """Why `stack` cannot name this bucket; empty if it can. The default account id has the real length."""
-    problems: list[str] = []
-    if not _STACK_IN_BUCKET_RE.match(stack):
-        problems.append(f"stack name {stack!r} cannot be part of an S3 bucket name: use lowercase letters, digits and hyphens")
-    if not re.fullmatch(r"\d{12}", account_id):
-        problems.append(f"account id {account_id!r} is not 12 digits")
-    name = f"simfleet-{stack}-{purpose}-{account_id}"
-    if len(name) > BUCKET_NAME_MAX:
-        room = BUCKET_NAME_MAX - (len(name) - len(stack))
-        problems.append(
-            f"the {purpose} bucket name {name!r} is {len(name)} characters and S3 allows {BUCKET_NAME_MAX}: "
-            f"use a stack name of at most {room} characters"
-        )
-    return problems
 
 
 def tls_only_policy(bucket_arn: str) -> dict[str, Any]:
@@ -144,7 +113,7 @@ class Storage(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: StorageArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         # Check the name before registering anything: the account id always has 12 digits.
-        problems = [p for purpose in BUCKET_PURPOSES for p in bucket_name_problems(args.stack, purpose)]
+        problems = [p for purpose in BUCKET_PURPOSES for p in naming.bucket_name_problems(args.stack, purpose)]
         if problems:
             raise ValueError("Storage: " + "; ".join(dict.fromkeys(problems)))
         super().__init__("simfleet:storage:Storage", name, None, opts)
@@ -181,7 +150,7 @@ class Storage(pulumi.ComponentResource):
         keep = pulumi.ResourceOptions(parent=self, retain_on_delete=True)
         bucket = aws.s3.Bucket(
             f"{name}-{purpose}",
-            bucket=account_id.apply(lambda account: bucket_name(args.stack, purpose, account)),
+            bucket=account_id.apply(lambda account: naming.bucket_name(args.stack, purpose, account)),
             force_destroy=False,
             tags=merge_tags(args.tags, {"simfleet:purpose": purpose}),
             opts=keep,

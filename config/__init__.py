@@ -4,8 +4,11 @@
 """
 
 from config.capacity import GpuCapacity, gpu_capacity, gpu_quota_problems, node_group_gpus, runs_gpu_quota
+from config.datasets import DatasetImport
+from config.deletions import DeletionsConfig
 from config.errors import ConfigError, Issue
 from config.jobs import Datasets, JobSpec, Outputs
+from config.observability import AlarmsConfig, AlarmSubscription, ObservabilityConfig
 from config.platform import (
     ArtifactRetention,
     BucketsConfig,
@@ -23,18 +26,21 @@ from config.platform import (
     is_prod_stack,
 )
 from config.queues import FlavorQuota, GpuSplit, QuantitySplit, QueuesConfig, QueueSpec, TeamQueue
-from config.runs import Checkpoint, Images, RunSpec, Timeouts, Viewport, checkpoint_order
+from config.runs import Checkpoint, Images, RunDatasets, RunSpec, Timeouts, Viewport, checkpoint_order
 from config.services import Autoscale, Expose, Probes, Replicas, ServiceClient, ServicePort, ServiceSpec
 from config.stack import (
     BOOTSTRAP_ENV,
     OFFLINE_PLAN_ENV,
     PROJECT_ROOT,
+    SECTIONS,
+    STACK_FILE_ENV,
     StackConfig,
     load_from_pulumi,
     load_stack_config,
-    placeholder_issues,
-    workload_names,
+    load_stack_file,
+    stack_file_name,
 )
+from config.stack_rules import placeholder_issues, workload_names
 from config.types import (
     ALL_CONTROL_PLANE_LOGS,
     DOCUMENTATION_RANGES,
@@ -56,12 +62,18 @@ __all__ = [
     "OFFLINE_PLAN_ENV",
     "PROJECT_ROOT",
     "QUANTITY_RE",
+    "SECTIONS",
+    "STACK_FILE_ENV",
+    "AlarmSubscription",
+    "AlarmsConfig",
     "ArtifactRetention",
     "Autoscale",
     "BucketsConfig",
     "Checkpoint",
     "ConfigError",
+    "DatasetImport",
     "Datasets",
+    "DeletionsConfig",
     "DeployerAccess",
     "EndpointConfig",
     "Expose",
@@ -77,6 +89,7 @@ __all__ = [
     "NetworkConfig",
     "NodeGroupConfig",
     "NodeGroupsConfig",
+    "ObservabilityConfig",
     "Outputs",
     "PlatformConfig",
     "Probes",
@@ -84,6 +97,7 @@ __all__ = [
     "QueueSpec",
     "QueuesConfig",
     "Replicas",
+    "RunDatasets",
     "RunSpec",
     "ServiceClient",
     "ServicePort",
@@ -103,11 +117,13 @@ __all__ = [
     "is_prod_stack",
     "load_from_pulumi",
     "load_stack_config",
+    "load_stack_file",
     "node_group_gpus",
     "parse_duration",
     "parse_image",
     "placeholder_issues",
     "quantity_value",
     "runs_gpu_quota",
+    "stack_file_name",
     "workload_names",
 ]

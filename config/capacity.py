@@ -1,6 +1,6 @@
 """GPU capacity per capacity type: what the GPU node groups hold at maxSize, what services take at their max replicas, and
 what is left for queued runs and jobs. One arithmetic for the queue validation, the runs namespace's ResourceQuota and
-the README.
+docs/researchers/queues.md.
 
 Services are Deployments that Kueue does not manage, so nothing queues their scale-ups: the GPUs they can reach are kept
 out of the queues' nominal quotas instead, and Kueue never admits work onto them.
@@ -12,8 +12,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from catalog import load_catalog
-from config.platform import NODE_RESERVED_CPU, NODE_RESERVED_MEMORY_GIB, PlatformConfig
-from config.services import ServiceSpec
+from config.fit import node_headroom
+from config.platform import PlatformConfig
+from config.services import ROLLOUT_SURGE, ServiceSpec
 from config.types import CapacityType
 
 # The order Kueue tries flavors in: spot first (cheaper), then on-demand.
@@ -27,7 +28,8 @@ class GpuCapacity:
 
     capacity: CapacityType
     node_group_gpus: int  # the capacity type's managed node group at maxSize x GPUs per node
-    services: tuple[tuple[str, int], ...] = ()  # (service, GPUs at replicas.max) for services on this capacity type
+    # (service, GPUs at replicas.max plus the rolling update's surge) for the services on this capacity type
+    services: tuple[tuple[str, int], ...] = ()
 
     @property
     def service_gpus(self) -> int:
@@ -35,13 +37,17 @@ class GpuCapacity:
 
     @property
     def free(self) -> int:
-        """GPUs queued work may hold: the node group at maxSize minus every service at its max replicas."""
+        """GPUs queued work may hold: the node group at maxSize minus every service at its max replicas and their surge."""
         return max(0, self.node_group_gpus - self.service_gpus)
 
     def describe(self) -> str:
         label = CAPACITY_LABEL[self.capacity]
         held = ", ".join(f"{name} {gpus}" for name, gpus in self.services)
-        services = f"services take {self.service_gpus} at their max replicas ({held})" if self.services else "no service uses it"
+        services = (
+            f"services take {self.service_gpus} at their max replicas plus a rolling update's surge pod ({held})"
+            if self.services
+            else "no service uses it"
+        )
         return f"the {label} GPU node group holds {self.node_group_gpus} at maxSize and {services}, which leaves {self.free}"
 
 
@@ -54,7 +60,8 @@ def gpu_capacity(platform: PlatformConfig, services: Iterable[ServiceSpec] = ())
         capacity: GpuCapacity(
             capacity,
             per_group,
-            tuple((s.name, s.gpus * s.replicas.max) for s in services if s.gpus > 0 and s.capacity == capacity),
+            # A rollout at max replicas starts ROLLOUT_SURGE more pods before it stops old ones: their GPUs too.
+            tuple((s.name, s.gpus * (s.replicas.max + ROLLOUT_SURGE)) for s in services if s.gpus > 0 and s.capacity == capacity),
         )
         for capacity in CAPACITY_ORDER
         if capacity in gpu.capacity
@@ -65,18 +72,19 @@ def node_group_gpus(capacity: dict[CapacityType, GpuCapacity]) -> int:
     return sum(c.node_group_gpus for c in capacity.values())
 
 
-def runs_gpu_quota(capacity: dict[CapacityType, GpuCapacity]) -> int:
-    """The runs namespace's ResourceQuota on requests.nvidia.com/gpu: every GPU the services cannot reach.
+def runs_gpu_quota(capacity: dict[CapacityType, GpuCapacity], nominal: int, preemptible: int) -> int:
+    """The runs namespace's ResourceQuota on requests.nvidia.com/gpu: what Kueue admits, plus room for its victims.
 
-    The relation it keeps (gpu_quota_problems): sum of the queues' nominal GPU quotas <= this <= the GPU node groups at
-    maxSize. Kueue admits at most the cohort's nominal quotas at once (borrowing lends unused nominal quota between
-    teams, it never adds to it), so a Job Kueue admits never hits this quota; the headroom above the quotas covers the
-    pods of a preempted workload that are still terminating (they count against a ResourceQuota until they are gone)
-    while Kueue has already admitted their replacement. A Job that bypasses Kueue (no queue label) is held to it too, so
-    it cannot take the GPUs the services' scale-ups need either. A ResourceQuota cannot tell spot from on-demand: Kueue's
-    per-flavor quotas are what keep queued work off the services' capacity type.
+    `nominal` is the sum of the queues' nominal GPU quotas, the most Kueue admits at once (borrowing lends unused nominal
+    quota between teams, it never adds to it). `preemptible` is the most of those GPUs Kueue can take back at once
+    (QueuesConfig.preemptible_gpus: only borrowed GPUs are ever preempted). A preempted pod counts against a
+    ResourceQuota until it is gone, for up to its grace period, while Kueue has already admitted its replacement: without
+    this headroom the replacement's pods are refused ("exceeded quota") until the victims exit. The quota is at most the
+    GPU node groups at maxSize. Kueue is what keeps queued work inside its quotas and off the services' capacity type;
+    this only bounds a Job that bypasses Kueue (no queue label), which can take at most the headroom beyond them. The
+    relation kept (gpu_quota_problems): nominal <= this <= the node groups at maxSize.
     """
-    return sum(c.free for c in capacity.values())
+    return min(node_group_gpus(capacity), nominal + preemptible)
 
 
 def gpu_quota_problems(quota: int, queued: int, node_groups: int) -> list[str]:
@@ -104,7 +112,8 @@ def per_gpu_allocatable(platform: PlatformConfig) -> PerGpu:
     gpu = platform.node_groups.gpu
     catalog = load_catalog().instances
     known = [catalog[t] for t in gpu.instance_types if t in catalog]
-    cpu = min(i.vcpu for i in known) - NODE_RESERVED_CPU
-    memory = min(i.memory_gib for i in known) - NODE_RESERVED_MEMORY_GIB
+    reserved_cpu, reserved_memory = node_headroom(platform, gpu=True)
+    cpu = min(i.vcpu for i in known) - reserved_cpu
+    memory = min(i.memory_gib for i in known) - reserved_memory
     gpus = gpu.gpus_per_node
     return PerGpu(int(cpu * 1000 // gpus), int(memory * 1024 // gpus))

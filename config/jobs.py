@@ -7,14 +7,14 @@ shared `datasets` claim when asked for, and the Pushgateway's address when metri
 
 from __future__ import annotations
 
-import posixpath
 from collections.abc import Iterable
 from typing import Annotated
 
 from pydantic import Field, field_validator
 
 from config.errors import Issue
-from config.platform import PlatformConfig, node_fit_issues
+from config.fit import node_fit_issues, workload_fit_issues
+from config.platform import PlatformConfig
 from config.runs import label_problems
 from config.services import ENV_NAME_RE
 from config.types import (
@@ -25,7 +25,9 @@ from config.types import (
     ImageString,
     Model,
     Quantity,
+    absolute_dir,
     image_source_problem,
+    overlaps,
     quantity_value,
 )
 
@@ -41,12 +43,6 @@ RESERVED_ENV_PREFIXES = ("SIMFLEET_", "AWS_")
 RESERVED_ENV = ("JOB_COMPLETION_INDEX", "HOME")
 
 
-def _absolute_path(path: str) -> str:
-    if not path.startswith("/") or posixpath.normpath(path) != path or path == "/":
-        raise ValueError(f"{path!r} must be an absolute, normalised directory path like /data")
-    return path
-
-
 class Datasets(Model):
     """The shared `datasets` claim (EFS, ReadWriteMany), mounted in every shard's work container."""
 
@@ -56,7 +52,7 @@ class Datasets(Model):
     @field_validator("path")
     @classmethod
     def _path(cls, path: str) -> str:
-        return _absolute_path(path)
+        return absolute_dir(path)
 
 
 class Outputs(Model):
@@ -67,7 +63,7 @@ class Outputs(Model):
     @field_validator("path")
     @classmethod
     def _path(cls, path: str) -> str:
-        return _absolute_path(path)
+        return absolute_dir(path)
 
 
 class JobSpec(Model):
@@ -137,22 +133,17 @@ class JobSpec(Model):
         if self.datasets is not None:
             paths["datasets.path"] = self.datasets.path
         for where, path in paths.items():
-            clash = next((r for r in RESERVED_PATHS if path == r or path.startswith(r + "/") or r.startswith(path + "/")), None)
+            clash = next((r for r in RESERVED_PATHS if overlaps(path, r)), None)
             if clash:
                 found.append(Issue(where, f"{path} overlaps {clash}, which simfleet mounts itself"))
-        if self.datasets is not None and _overlap(self.datasets.path, self.outputs.path):
+        if self.datasets is not None and overlaps(self.datasets.path, self.outputs.path):
             found.append(Issue("datasets.path", f"{self.datasets.path} overlaps outputs.path ({self.outputs.path})"))
-        found += [Issue("labels", problem) for problem in label_problems(self.labels)]
-        return found
+        return found + label_problems(self.labels)
 
 
 def _mebibytes(amount: int) -> str:
     """Bytes as a quantity people read: whole Mi when exact (what Gi and Mi requests add up to)."""
     return f"{amount // 2**20}Mi" if amount % 2**20 == 0 else str(amount)
-
-
-def _overlap(a: str, b: str) -> bool:
-    return a == b or a.startswith(b + "/") or b.startswith(a + "/")
 
 
 def job_platform_rules(platform: PlatformConfig, jobs: Iterable[tuple[int, JobSpec]]) -> list[Issue]:
@@ -172,23 +163,16 @@ def job_platform_rules(platform: PlatformConfig, jobs: Iterable[tuple[int, JobSp
                     "platform.nodeGroups.gpu.capacity or change the job's capacity",
                 )
             )
-        if job.datasets is not None and not platform.shared_storage.enabled:
-            issues.append(
-                Issue(f"{path}.datasets", "the datasets claim needs shared storage: set platform.sharedStorage.enabled: true")
-            )
-        if job.gpus > gpu.gpus_per_node:
-            issues.append(Issue(f"{path}.gpus", f"asks for {job.gpus} GPUs but GPU nodes have {gpu.gpus_per_node}"))
+        fit = workload_fit_issues(path, job.gpus, job.datasets is not None, platform)
+        issues += fit
+        if any(i.path == f"{path}.gpus" for i in fit):
             continue
         # The pod is the work container plus the uploader beside it (workloads/renderers/job.py UPLOADER_*).
         pod_cpu = f"{round(quantity_value(job.cpu) * 1000) + UPLOADER_MILLICPU}m"
-        fit = node_fit_issues(
-            path, pod_cpu, str(int(quantity_value(job.memory)) + UPLOADER_MEMORY_BYTES), gpu.instance_types, "GPU"
-        )
+        fit = node_fit_issues(path, pod_cpu, str(int(quantity_value(job.memory)) + UPLOADER_MEMORY_BYTES), platform, "GPU")
         issues += [Issue(i.path, f"with the uploader's {UPLOADER_MILLICPU}m CPU and 256Mi: {i.message}") for i in fit]
         if job.shm_size is not None and not any(i.path == f"{path}.memory" for i in fit):
-            together = node_fit_issues(
-                path, None, _mebibytes(job.memory_limit_bytes + UPLOADER_MEMORY_BYTES), gpu.instance_types, "GPU"
-            )
+            together = node_fit_issues(path, None, _mebibytes(job.memory_limit_bytes + UPLOADER_MEMORY_BYTES), platform, "GPU")
             issues += [
                 Issue(
                     f"{path}.shmSize",

@@ -4,26 +4,25 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
-from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field, ValidationInfo, field_validator, model_validator
-from pydantic.alias_generators import to_camel
 
 import versions
 from catalog import is_gpu_family, load_catalog
+from config.datasets import DatasetImport, import_problems
 from config.errors import Issue
+from config.observability import ObservabilityConfig
 from config.types import (
     ALL_CONTROL_PLANE_LOGS,
     ECR_REPO_RE,
-    IAM_PRINCIPAL_RE,
     LOG_RETENTION_DAYS,
     SECURITY_GROUP_ID_RE,
     CapacityType,
     ControlPlaneLogType,
+    IamPrincipal,
     Model,
     RestrictedCidr,
-    quantity_value,
 )
 
 
@@ -38,7 +37,10 @@ class NetworkConfig(Model):
     @classmethod
     def _cidr_fits(cls, cidr: ipaddress.IPv4Network) -> ipaddress.IPv4Network:
         if not cidr.is_private:
-            raise ValueError(f"{cidr} is not a private (RFC 1918) range")
+            raise ValueError(
+                f"{cidr} is not a private (RFC 1918) range; use one inside 10.0.0.0/8, 172.16.0.0/12 or 192.168.0.0/16 "
+                "that no peered network uses, like 10.40.0.0/16"
+            )
         if not 16 <= cidr.prefixlen <= 20:
             raise ValueError(
                 f"{cidr} must be between /16 and /20: each AZ gets a private subnet of 1/8 of it "
@@ -238,12 +240,24 @@ class SharedStorageConfig(Model):
         "bursting: no transfer charge, but a small file system earns a small baseline and runs out of burst credits.",
     )
 
+    imports: list[DatasetImport] = Field(
+        default_factory=list,
+        description="S3 prefixes copied into the datasets volume, each by a sync Job with a role that may only read its prefix.",
+    )
+
     @field_validator("transition_to_ia_days")
     @classmethod
     def _ia_days(cls, days: int | None) -> int | None:
         if days is not None and days not in EFS_IA_DAYS:
             raise ValueError(f"{days} is not an EFS lifecycle age; use one of {', '.join(map(str, EFS_IA_DAYS))} or null")
         return days
+
+    @model_validator(mode="after")
+    def _imports(self) -> SharedStorageConfig:
+        problems = import_problems(self.imports, self.enabled)
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
 
 
 class MetricsConfig(Model):
@@ -287,13 +301,20 @@ class PlatformConfig(Model):
     image_allow_list: list[str] = Field(
         default_factory=list, description="Registry prefixes, besides the stack's ECR, that runs may pull from."
     )
-    cluster_admins: list[str] = Field(default_factory=list, description="IAM roles/users given cluster admin.")
-    run_operators: list[str] = Field(
+    cluster_admins: list[IamPrincipal] = Field(default_factory=list, description="IAM roles/users given cluster admin.")
+    deploy_roles: list[IamPrincipal] = Field(
+        default_factory=list,
+        description="IAM roles that run `pulumi up` for this stack (the deploy workflow's role, an operator's role): each "
+        "gets cluster admin through an access entry, so a cluster created by one of them can be updated by the others. "
+        "The identity that creates the cluster already holds EKS's creator entry and gets no second one.",
+    )
+    run_operators: list[IamPrincipal] = Field(
         default_factory=list, description="IAM roles/users that may watch and manage runs in the runs namespace."
     )
     tags: dict[str, str] = Field(default_factory=dict)
     shared_storage: SharedStorageConfig = Field(default_factory=SharedStorageConfig)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+    observability: ObservabilityConfig = Field(default_factory=ObservabilityConfig)
     metrics_adapter: bool = Field(
         False,
         description="true when the cluster serves custom.metrics.k8s.io (a metrics adapter such as prometheus-adapter, "
@@ -343,10 +364,6 @@ class PlatformConfig(Model):
                 problems.append(f"repositories: {name!r} is not a valid ECR repository name")
         if len(set(self.repositories)) != len(self.repositories):
             problems.append("repositories lists the same name twice")
-        for key in ("cluster_admins", "run_operators"):
-            for arn in getattr(self, key):
-                if not IAM_PRINCIPAL_RE.match(arn):
-                    problems.append(f"{to_camel(key)}: {arn!r} is not an IAM role or user ARN")
         missing = {"api", "audit"} - set(self.control_plane_logs)
         if missing:
             problems.append(f"controlPlaneLogs must include api and audit (missing {sorted(missing)})")
@@ -406,30 +423,7 @@ def prod_rules(platform: PlatformConfig, stack: str) -> list[Issue]:
 
 
 # Headroom a node keeps for the kubelet, the OS and the per-node DaemonSets (CNI, kube-proxy, device plugin, log
-# shipping, the EFS CSI node). A pod that asks for more than the node minus this never schedules.
+# shipping, the EFS CSI node). A pod that asks for more than the node minus this never schedules. The observability
+# add-on's agent and DCGM exporter come on top when it is on (config/fit.py node_headroom).
 NODE_RESERVED_CPU = 0.5
 NODE_RESERVED_MEMORY_GIB = 2.5
-
-
-def node_fit_issues(path: str, cpu: str | None, memory: str | None, instance_types: Sequence[str], group: str) -> list[Issue]:
-    """Whether one pod asking for `cpu` and `memory` fits the smallest of `instance_types` after the node's headroom.
-
-    The smallest type counts because the autoscaler may bring up any type of the group. `group` names the node group
-    in the message ("GPU", "system"); types missing from the catalog are left to the node group's own checks.
-    """
-    catalog = load_catalog().instances
-    known = [catalog[t] for t in instance_types if t in catalog]
-    if not known:
-        return []
-    issues: list[Issue] = []
-    smallest_cpu = min(i.vcpu for i in known) - NODE_RESERVED_CPU
-    smallest_mem = min(i.memory_gib for i in known) - NODE_RESERVED_MEMORY_GIB
-    if cpu is not None and quantity_value(cpu) > smallest_cpu:
-        issues.append(
-            Issue(f"{path}.cpu", f"{cpu} CPU does not fit the smallest {group} node ({smallest_cpu:g} CPU allocatable)")
-        )
-    if memory is not None and quantity_value(memory) > smallest_mem * 2**30:
-        issues.append(
-            Issue(f"{path}.memory", f"{memory} does not fit the smallest {group} node ({smallest_mem:g}Gi allocatable)")
-        )
-    return issues

@@ -167,6 +167,22 @@ class QueuesConfig:
         """The sum of the teams' nominal GPU quotas: the most GPUs Kueue admits at once (of one capacity type)."""
         return sum(team.gpus(capacity) for team in self.teams)
 
+    def preemptible_gpus(self) -> int:
+        """The most GPUs Kueue can preempt at once: only borrowed GPUs are preempted (withinClusterQueue Never), and a
+        team borrows at most its borrowingLimit and at most the rest of the cohort's nominal quota; per capacity type,
+        never more than that type's nominal total."""
+        total = 0
+        for capacity in self.capacity:
+            cohort = self.nominal_gpus(capacity)
+            borrowed = 0
+            for team in self.teams:
+                quota = next((q for q in team.quotas if q.capacity == capacity), None)
+                if quota is not None:
+                    room = cohort - quota.gpus
+                    borrowed += room if quota.borrowing_gpus is None else min(quota.borrowing_gpus, room)
+            total += min(cohort, borrowed)
+        return total
+
     def admissible_gpus(self, queue: str, capacity: CapacityType) -> int:
         """The most GPUs of one capacity type a single workload in `queue` can ever be admitted with: its team's
         nominal quota plus what it may borrow (its borrowingLimit, else no limit), within the cohort's total."""

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import AfterValidator, BeforeValidator, Field, WithJsonSchema, field_validator, model_validator
 
 import naming
-from catalog import load_catalog
-from config.errors import Issue
-from config.platform import PlatformConfig, node_fit_issues
+from config.errors import Issue, did_you_mean
+from config.fit import node_fit_issues, workload_fit_issues
+from config.platform import PlatformConfig
 from config.types import (
     LABEL_KEY_RE,
     LABEL_VALUE_RE,
@@ -23,8 +23,12 @@ from config.types import (
     Model,
     Quantity,
     RestrictedCidr,
-    parse_image,
+    absolute_dir,
+    image_source_problem,
+    overlaps,
 )
+
+IMAGE_SLOTS = ("sim", "monty", "glue")
 
 
 class Images(Model):
@@ -77,6 +81,17 @@ class Checkpoint(Model):
         return self.from_[4:] if self.from_ and self.from_.startswith("run:") else None
 
 
+# Paths the run pod mounts itself (workloads/renderers/run.py and common.py; tests/test_run_renderer.py checks they
+# match): a run's datasets path stays clear of them.
+RUN_RESERVED_PATHS = ("/artifacts", "/checkpoints", "/dev/shm", "/glue", "/opt/simfleet", "/tmp")
+
+
+class RunDatasets(Model):
+    """The shared `datasets` claim, mounted read-only in the simulator, brain and glue containers."""
+
+    path: Annotated[str, AfterValidator(absolute_dir)] = Field("/datasets", description="Where the claim is mounted.")
+
+
 class Timeouts(Model):
     """How long the glue runtime lets each party go quiet before it ends the attempt (docs/failures.md)."""
 
@@ -92,19 +107,90 @@ class Viewport(Model):
 
 
 MAX_RUNTIME_LIMIT = 7 * 24 * 3600
+MAX_SEEDS = 1000
+# `a..b`: every seed from a to b, both included (`0..19` is 20 seeds), as a whole value or as one item of a list.
+SEED_RANGE_RE = re.compile(r"^\s*(\d+)\s*\.\.\s*(\d+)\s*$")
+_SEEDS_FORMS = "a list like [0, 1, 2] or a range like 0..19 (both ends included: 20 seeds)"
 
 
-def label_problems(labels: dict[str, str]) -> list[str]:
+def _seed_range(text: str) -> range:
+    match = SEED_RANGE_RE.match(text)
+    if not match:
+        raise ValueError(f"{text!r} is not a seed or a seed range; write {_SEEDS_FORMS}")
+    first, last = int(match[1]), int(match[2])
+    if last < first:
+        raise ValueError(f"{text!r} counts down; write {last}..{first} (both ends included)")
+    if last - first + 1 > MAX_SEEDS:
+        raise ValueError(
+            f"{text!r} is {last - first + 1} seeds; a run sweeps at most {MAX_SEEDS}: split it into runs of "
+            f"{first}..{first + MAX_SEEDS - 1}, {first + MAX_SEEDS}..{first + 2 * MAX_SEEDS - 1}, ..."
+        )
+    return range(first, last + 1)
+
+
+def parse_seeds(value: Any) -> Any:
+    """`seeds` as written -> the list of seeds: a list of seeds and `a..b` ranges, or one range (`0..19`).
+
+    The model holds the expanded list, so a range and the list it stands for are the same spec (and the same hash).
+    """
+    if isinstance(value, str):
+        return list(_seed_range(value))
+    if isinstance(value, bool) or not isinstance(value, int | list):
+        raise ValueError(f"expected {_SEEDS_FORMS}")
+    if isinstance(value, int):
+        if value < 0:
+            raise ValueError(f"{value} is not a seed (seeds are 0 or more); write {_SEEDS_FORMS}")
+        hint = f", or 0..{value - 1} for {value} seeds from 0" if value >= 2 else ""
+        raise ValueError(f"{value} is one number, not a list; write [{value}] for the single seed {value}{hint}")
+    seeds: list[Any] = []
+    for item in value:
+        if isinstance(item, str):
+            seeds += _seed_range(item)
+            if len(seeds) > MAX_SEEDS:
+                break  # the length rule reports it; don't expand a huge list first
+        else:
+            seeds.append(item)
+    return seeds
+
+
+Seeds = Annotated[
+    list[Annotated[int, Field(ge=0)]],
+    BeforeValidator(parse_seeds),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string", "pattern": SEED_RANGE_RE.pattern},
+                {
+                    "type": "array",
+                    "items": {"anyOf": [{"type": "integer", "minimum": 0}, {"type": "string", "pattern": SEED_RANGE_RE.pattern}]},
+                    "minItems": 1,
+                    "maxItems": MAX_SEEDS,
+                },
+            ],
+            "examples": ["0..19", [0, 1, 2], ["0..9", 100]],
+        }
+    ),
+]
+
+
+def label_problems(labels: dict[str, str]) -> list[Issue]:
     """A run's or job's `labels`: each becomes the Kubernetes label simfleet.io/<key>, never one of simfleet's own."""
     problems = []
     for key, value in labels.items():
         if not LABEL_KEY_RE.match(key) or len(key) > 63:
-            problems.append(f"labels: key {key!r} is not a valid label name")
+            problems.append(Issue("labels", f"key {key!r} is not a valid label name (lower case letters, digits, -, _ and .)"))
         elif key in naming.RESERVED_RUN_LABEL_KEYS:
-            problems.append(f"labels: key {key!r} is simfleet's own (simfleet.io/{key}); choose another name")
+            problems.append(Issue("labels", f"key {key!r} is simfleet's own (simfleet.io/{key}); choose another name"))
         if not LABEL_VALUE_RE.match(value) or len(value) > 63:
-            problems.append(f"labels.{key}: {value!r} is not a valid label value")
+            problems.append(
+                Issue(f"labels.{key}", f"{value!r} is not a valid label value (at most 63 letters, digits, -, _ and .)")
+            )
     return problems
+
+
+def glue_inside_project(glue: str) -> bool:
+    path = Path(glue)
+    return not path.is_absolute() and ".." not in path.parts
 
 
 class RunSpec(Model):
@@ -115,13 +201,19 @@ class RunSpec(Model):
     glue: str = Field(description="Path of the glue program, relative to the project root.")
     checkpoint: Checkpoint = Field(default_factory=Checkpoint)
     timeouts: Timeouts = Field(default_factory=Timeouts)
-    seeds: list[Annotated[int, Field(ge=0)]] = Field(default_factory=lambda: [0], min_length=1, max_length=1000)
+    seeds: Seeds = Field(
+        default_factory=lambda: [0],
+        min_length=1,
+        max_length=MAX_SEEDS,
+        description="The seeds to run, each once: a list ([0, 1, 2]), an inclusive range (0..19 is 20 seeds), or a list "
+        "of both ([0..9, 100]).",
+    )
     parallelism: int | None = Field(None, ge=1, description="Batch pods at once; defaults to one per seed.")
     max_runtime: Duration = Field(
         2 * 3600,
         gt=0,
         description="Simulation time of one seed; the Job's activeDeadlineSeconds adds startup, saves, uploads, "
-        "waves and one retry on top (README 'Time budget').",
+        "waves and one retry on top (docs/researchers/runs.md, 'Time budget').",
     )
     ttl_after_finished: Duration = Field(600, ge=0, description="ttlSecondsAfterFinished of the Job.")
     viewport: Viewport | None = None
@@ -131,32 +223,46 @@ class RunSpec(Model):
     memory: Quantity = Field("12Gi", description="Memory requested by the whole pod.")
     rerun: int = Field(0, ge=0, description="Bump to start the same spec again as a fresh run.")
     queue: str | None = Field(None, description="The Kueue queue (a team's) that admits the run; the stack's default.")
+    datasets: RunDatasets | None = Field(
+        None, description="Mount the shared datasets claim read-only (needs platform.sharedStorage); off by default."
+    )
 
-    @model_validator(mode="after")
-    def _run_rules(self) -> RunSpec:
-        problems: list[str] = []
-        if not RUN_NAME_RE.match(self.name) or len(self.name) > 50:
-            problems.append(
-                f"name {self.name!r} must be a DNS-1123 label that starts with a letter and has at most "
-                "50 characters (the Job, Service and pod names are built from it)"
+    @field_validator("name")
+    @classmethod
+    def _name(cls, name: str) -> str:
+        # A field rule (not in problems()), so a bad name is reported beside the entry's other field errors.
+        if not RUN_NAME_RE.match(name) or len(name) > 50:
+            raise ValueError(
+                f"{name!r} must be a DNS-1123 label that starts with a letter and has at most 50 characters "
+                "(the Job, Service and pod names are built from it), like walk-fresh"
             )
+        return name
+
+    def problems(self) -> list[Issue]:
+        """Rules across this entry's fields, each with its path relative to the entry (all of them at once)."""
+        found: list[Issue] = []
         if self.mode == "interactive" and len(self.seeds) != 1:
-            problems.append("an interactive run has exactly one seed; use mode: batch to sweep seeds")
+            found.append(
+                Issue("seeds", f"an interactive run has exactly one seed, not {len(self.seeds)}; use mode: batch to sweep seeds")
+            )
         if self.viewport and self.mode != "interactive":
-            problems.append("viewport is only for interactive runs")
-        if len(set(self.seeds)) != len(self.seeds):
-            problems.append("seeds lists the same seed twice")
+            found.append(Issue("viewport", "a viewport is only for interactive runs; remove it or use mode: interactive"))
+        twice = (
+            sorted({seed for seed in self.seeds if self.seeds.count(seed) > 1}) if len(set(self.seeds)) != len(self.seeds) else []
+        )
+        if twice:
+            shown = ", ".join(map(str, twice[:5])) + (", ..." if len(twice) > 5 else "")
+            found.append(Issue("seeds", f"lists {shown} more than once; each seed runs once"))
         if self.parallelism is not None and self.mode != "batch":
-            problems.append("parallelism is only for batch runs")
+            found.append(Issue("parallelism", "is only for batch runs; remove it (an interactive run has one pod)"))
         if self.max_runtime > MAX_RUNTIME_LIMIT:
-            problems.append("maxRuntime is longer than 7d; split the run")
-        glue = Path(self.glue)
-        if glue.is_absolute() or ".." in glue.parts:
-            problems.append(f"glue {self.glue!r} must be a path inside the project, like glue/trot.py")
-        problems += label_problems(self.labels)
-        if problems:
-            raise ValueError("; ".join(problems))
-        return self
+            found.append(Issue("maxRuntime", "is longer than 7d; split the run, with checkpoint.from: run:<name> continuing it"))
+        clash = next((r for r in RUN_RESERVED_PATHS if self.datasets and overlaps(self.datasets.path, r)), None)
+        if self.datasets is not None and clash:
+            found.append(Issue("datasets.path", f"{self.datasets.path} overlaps {clash}, which simfleet mounts itself"))
+        if not glue_inside_project(self.glue):
+            found.append(Issue("glue", f"{self.glue!r} must be a path inside the project, like glue/trot.py"))
+        return found + label_problems(self.labels)
 
     @property
     def parallel_pods(self) -> int:
@@ -168,10 +274,9 @@ class RunSpec(Model):
 
 
 def run_platform_rules(platform: PlatformConfig, runs: Iterable[tuple[int, RunSpec]]) -> list[Issue]:
+    """Rules that need the platform: capacity type, image sources, GPUs, CPU and memory per node."""
     issues: list[Issue] = []
     gpu = platform.node_groups.gpu
-    catalog = load_catalog().instances
-    known = [catalog[t] for t in gpu.instance_types if t in catalog]
     for index, run in runs:
         path = f"runs[{index}]"
         if run.capacity not in gpu.capacity:
@@ -181,45 +286,46 @@ def run_platform_rules(platform: PlatformConfig, runs: Iterable[tuple[int, RunSp
                     f"{run.mode} runs need {run.capacity} GPU capacity; add {run.capacity} to platform.nodeGroups.gpu.capacity",
                 )
             )
-        for slot in ("sim", "monty", "glue"):
-            ref = parse_image(getattr(run.images, slot))
-            if ref.registry is None and ref.repository not in platform.repositories:
-                issues.append(
-                    Issue(
-                        f"{path}.images.{slot}",
-                        f"repository {ref.repository!r} is not one of the stack's ECR repositories {platform.repositories}",
-                    )
-                )
-        if not known:
-            continue
-        gpus_per_node = known[0].gpus
-        if run.gpus > gpus_per_node:
-            issues.append(Issue(f"{path}.gpus", f"asks for {run.gpus} GPUs but GPU nodes have {gpus_per_node}"))
-        issues += node_fit_issues(path, run.cpu, run.memory, gpu.instance_types, "GPU")
+        for slot in IMAGE_SLOTS:
+            problem = image_source_problem(getattr(run.images, slot), platform.repositories, platform.image_allow_list)
+            if problem:
+                issues.append(Issue(f"{path}.images.{slot}", problem))
+        issues += workload_fit_issues(path, run.gpus, run.datasets is not None, platform)
+        issues += node_fit_issues(path, run.cpu, run.memory, platform, "GPU")
     return issues
 
 
 def run_cross_rules(
-    runs: list[tuple[int, RunSpec]], base_dir: Path, lint_glue: Callable[[Path], list[str]] | None
+    runs: list[tuple[int, RunSpec]],
+    base_dir: Path,
+    lint_glue: Callable[[Path], list[str]] | None,
+    invalid: Collection[str] = (),
+    every_run_known: bool = True,
 ) -> list[Issue]:
+    """Continuations name a run of the stack that can be continued, chains do not loop, and every glue file lints.
+
+    `invalid` holds the names of runs whose entries have errors of their own: a continuation of one of them is not
+    reported as naming no run (the run exists; its own errors are what to fix). Nor is any missing source when
+    `every_run_known` is false (a run file could not be read, so its runs are unknown).
+    """
     issues: list[Issue] = []
     by_name: dict[str, tuple[int, RunSpec]] = {}
     for index, run in runs:
-        if run.name in by_name:
-            issues.append(Issue(f"runs[{index}].name", f"{run.name!r} is already used by runs[{by_name[run.name][0]}]"))
-        else:
-            by_name[run.name] = (index, run)
+        by_name.setdefault(run.name, (index, run))  # a second entry of the same name is reported by entry_rules
     for index, run in runs:
         source = run.checkpoint.from_run
-        if source is None:
+        if source is None or source in invalid:
             continue
         path = f"runs[{index}].checkpoint.from"
         if source == run.name:
-            issues.append(Issue(path, "a run cannot continue from itself"))
+            issues.append(Issue(path, "a run cannot continue from itself; name the run whose checkpoint it starts from"))
+        elif source not in by_name and not every_run_known:
+            continue
         elif source not in by_name:
-            issues.append(Issue(path, f"no run named {source!r} in this stack"))
+            hint = did_you_mean(source, list(by_name)) or "; add that run, or start from an s3:// checkpoint"
+            issues.append(Issue(path, f"no run named {source!r} in this stack{hint}"))
         elif not by_name[source][1].checkpoint.save:
-            issues.append(Issue(path, f"run {source!r} does not save a checkpoint (checkpoint.save is false)"))
+            issues.append(Issue(path, f"run {source!r} does not save a checkpoint (checkpoint.save is false); set it true there"))
         elif len(by_name[source][1].seeds) != 1:
             issues.append(
                 Issue(
@@ -230,13 +336,21 @@ def run_cross_rules(
             )
     cycle = _checkpoint_cycle(by_name)
     if cycle:
-        issues.append(Issue(f"runs[{by_name[cycle[0]][0]}].checkpoint.from", f"checkpoint chain loops: {' -> '.join(cycle)}"))
+        issues.append(
+            Issue(
+                f"runs[{by_name[cycle[0]][0]}].checkpoint.from",
+                f"checkpoint chain loops: {' -> '.join(cycle)}; one run in it must start fresh (null) or from an s3:// "
+                "checkpoint",
+            )
+        )
     if lint_glue is None:
         from workloads.contract import lint_glue as default_lint
 
         lint_glue = default_lint
     linted: dict[str, list[str]] = {}
     for index, run in runs:
+        if not glue_inside_project(run.glue):
+            continue  # reported by the run's own rules; never read a file outside the project
         if run.glue not in linted:
             linted[run.glue] = lint_glue(base_dir / run.glue)
         issues += [Issue(f"runs[{index}].glue", f"{run.glue}: {problem}") for problem in linted[run.glue]]
@@ -244,10 +358,11 @@ def run_cross_rules(
 
 
 def _checkpoint_cycle(by_name: dict[str, tuple[int, RunSpec]]) -> list[str]:
+    """The first loop of two or more runs in the continuation chains (a run naming itself is reported on its own)."""
     for start in by_name:
         seen = [start]
         current = by_name[start][1].checkpoint.from_run
-        while current in by_name:
+        while current in by_name and current != seen[-1]:
             if current in seen:
                 return [*seen[seen.index(current) :], current]
             seen.append(current)

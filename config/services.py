@@ -10,7 +10,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BeforeValidator, Field, WithJsonSchema, field_validator, model_validator
 
 from config.errors import Issue
-from config.platform import PlatformConfig, node_fit_issues
+from config.fit import gpus_per_node_issue, node_fit_issues
+from config.platform import PlatformConfig
 from config.types import (
     LABEL_VALUE_RE,
     RUN_NAME_RE,
@@ -22,6 +23,7 @@ from config.types import (
     RestrictedCidr,
     image_source_problem,
     quantity_value,
+    s3_prefix,
 )
 
 PortName = Literal["http", "grpc", "metrics"]
@@ -36,11 +38,13 @@ QUALIFIED_LABEL_KEY_RE = re.compile(
 )
 ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 METRIC_NAME_RE = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
-S3_PREFIX_RE = re.compile(r"^s3://(?P<bucket>[a-z0-9][a-z0-9.-]{1,61}[a-z0-9])/(?P<prefix>.+)$")
 # Set by simfleet on every service container (workloads/renderers/service.py) or by the EKS pod identity webhook (the
 # two AWS_ web identity variables); a service's own `env` may not override them.
 RESERVED_ENV = ("MODEL_REPOSITORY", "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_ROLE_ARN", "AWS_WEB_IDENTITY_TOKEN_FILE")
 SERVICE_NAME_MAX = 50
+# Extra replicas a rolling update starts before it stops an old one: the Deployment's maxSurge
+# (workloads/renderers/service.py). Counted in the node group fit below and in the queue arithmetic (config/capacity.py).
+ROLLOUT_SURGE = 1
 
 
 class ServicePort(Model):
@@ -194,6 +198,11 @@ class Probes(Model):
 
 class ServiceSpec(Model):
     name: str = Field(description=f"DNS-1123 label starting with a letter, at most {SERVICE_NAME_MAX} characters.")
+    enabled: bool = Field(
+        True,
+        description="false: the entry is validated but not deployed (no pods, no GPUs held, nothing in the queue "
+        "arithmetic or the idle cost); turning it off removes a deployed service.",
+    )
     image: ImageString = Field(description="repo:tag from the stack's ECR, or a full URI under platform.imageAllowList.")
     args: list[str] = Field(
         default_factory=list, description="Container args; $(MODEL_REPOSITORY) expands to the model repository URI."
@@ -223,15 +232,7 @@ class ServiceSpec(Model):
     @field_validator("model_repository")
     @classmethod
     def _repository(cls, uri: str | None) -> str | None:
-        if uri is None:
-            return None
-        match = S3_PREFIX_RE.match(uri)
-        if not match:
-            raise ValueError(f"{uri!r} must be s3://<bucket>/<prefix>/")
-        if any(c in match["prefix"] for c in "*?$"):
-            raise ValueError(f"{uri!r}: a prefix with *, ? or $ would grant more than the prefix in IAM")
-        # A trailing slash, so `models/radstream` never also grants `models/radstream-old/`.
-        return uri if uri.endswith("/") else uri + "/"
+        return None if uri is None else s3_prefix(uri)
 
     def problems(self) -> list[Issue]:
         """Rules across this entry's fields, each with the path (relative to the entry) of the value to change.
@@ -309,7 +310,7 @@ def service_platform_rules(platform: PlatformConfig, services: Iterable[tuple[in
                     )
                 )
         if service.gpus == 0:
-            issues += node_fit_issues(path, service.cpu, service.memory, platform.node_groups.system.instance_types, "system")
+            issues += node_fit_issues(path, service.cpu, service.memory, platform, "system")
             continue
         if service.capacity not in gpu.capacity:
             issues.append(
@@ -320,13 +321,14 @@ def service_platform_rules(platform: PlatformConfig, services: Iterable[tuple[in
                 )
             )
         per_node = gpu.gpus_per_node
-        if service.gpus > per_node:
-            issues.append(Issue(f"{path}.gpus", f"asks for {service.gpus} GPUs but GPU nodes have {per_node}"))
+        too_many = gpus_per_node_issue(path, service.gpus, gpu)
+        if too_many:
+            issues.append(too_many)
             continue
-        issues += node_fit_issues(path, service.cpu, service.memory, gpu.instance_types, "GPU")
+        issues += node_fit_issues(path, service.cpu, service.memory, platform, "GPU")
         # A rolling update surges one replica above the current count, so max + 1 replicas must fit the group.
         replicas_per_node = per_node // service.gpus
-        nodes = math.ceil((service.replicas.max + 1) / replicas_per_node)
+        nodes = math.ceil((service.replicas.max + ROLLOUT_SURGE) / replicas_per_node)
         if nodes > gpu.max_size:
             issues.append(
                 Issue(
@@ -339,11 +341,14 @@ def service_platform_rules(platform: PlatformConfig, services: Iterable[tuple[in
     return issues
 
 
-def service_warnings(services: Iterable[tuple[int, ServiceSpec]]) -> list[str]:
+def service_warnings(services: Iterable[tuple[int, ServiceSpec]]) -> list[Issue]:
     """Valid but probably not meant: a service nothing may connect to (its namespace denies all ingress by default)."""
     return [
-        f"services[{index}].clients: empty and expose is cluster, so nothing can connect to {service.name!r} (the services "
-        "namespace denies all ingress); list its clients, e.g. [{namespace: simfleet-runs}]"
+        Issue(
+            f"services[{index}].clients",
+            f"empty and expose is cluster, so nothing can connect to {service.name!r} (the services namespace denies "
+            "all ingress); list its clients, e.g. [{namespace: simfleet-runs}]",
+        )
         for index, service in services
         if not service.clients and service.expose.internal_load_balancer is None
     ]

@@ -8,6 +8,9 @@ resource is registered. Errors are collected across the whole file and raised to
 from __future__ import annotations
 
 import datetime
+import difflib
+import functools
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -17,7 +20,8 @@ from pydantic import BaseModel, ValidationError
 
 import naming
 from config.capacity import gpu_capacity, per_gpu_allocatable
-from config.errors import ConfigError, Issue, did_you_mean, entry_rules, file_order, issues_from
+from config.deletions import DeletionsConfig
+from config.errors import ConfigError, Issue, entry_rules, issues_from
 from config.jobs import JobSpec, job_platform_rules
 from config.platform import PlatformConfig, default_control_plane_log_retention, is_prod_stack, prod_rules, storage_rules
 from config.queues import (
@@ -32,7 +36,8 @@ from config.queues import (
 )
 from config.runs import RunSpec, run_cross_rules, run_platform_rules
 from config.services import ServiceSpec, service_platform_rules, service_warnings
-from config.types import CapacityType, documentation_range
+from config.sources import FILE_SECTIONS, RUN_FILES_KEY, gather, read_stack_file, shown
+from config.stack_rules import admission_issues, name_clashes, placeholder_issues, queue_name_issues, workload_names
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 M = TypeVar("M", bound=BaseModel)
@@ -40,21 +45,18 @@ M = TypeVar("M", bound=BaseModel)
 # Set only by tools/plan.py: the offline plan reports documentation-range placeholders as warnings, so the sample
 # stack still plans; `pulumi preview`/`up` (which never set it) refuse them.
 OFFLINE_PLAN_ENV = "SIMFLEET_OFFLINE_PLAN"
-# Set to "network" for phase 1 of a first deploy (README "First deploy (bootstrap)"): the program registers only
+# Set only by tools/plan.py: the stack file it plans (any path), so errors name it and run files are found beside it.
+STACK_FILE_ENV = "SIMFLEET_STACK_FILE"
+# The stack file's `simfleet:` keys; any other is a typo the program would otherwise ignore (`simfleet:run:` would
+# plan no runs, and delete every deployed one).
+SECTIONS = ("platform", "queues", *FILE_SECTIONS, RUN_FILES_KEY, "deletions")
+# Set to "network" for phase 1 of a first deploy (docs/operators.md, "First deploy (bootstrap)"): the program registers only
 # the network and the deployer security group, so a runner can start inside the VPC before the private endpoint exists.
 BOOTSTRAP_ENV = "SIMFLEET_BOOTSTRAP"
 BOOTSTRAP_PHASES = ("network",)
-
-# What to put in place of a documentation-range placeholder, per kind of CIDR list.
-_PLACEHOLDER_HINTS = {
-    "publicAccessCidrs": "the public egress ranges of the networks that administer the cluster (office, VPN; "
-    "`curl https://checkip.amazonaws.com` prints this machine's address, use it as a /32)",
-    "deployerAccess": "the private range of the VPN or peered network your deploy runner is in, or remove it and "
-    "start the runner with the stack's deployer security group (README 'First deploy')",
-    "allowedCidrs": "the public ranges of the people who open this run's viewport (`curl https://checkip.amazonaws.com`"
-    " prints this machine's address, use it as a /32)",
-    "internalLoadBalancer": "the private ranges (the VPC, your VPN, peered VPCs) of the clients that call this service",
-}
+# How an invalid entry without a usable name (`nme: walk-baseline`) is counted among the invalid names of its section:
+# the entry another one names may be that one, so "no run named ..." would be a false follow-on error.
+UNNAMED = "<no name>"
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,7 @@ class StackConfig:
     jobs: tuple[JobSpec, ...] = ()
     # Always set by load_stack_config: the stack file's queues, or the one simfleet generates without a section.
     queues: QueuesConfig = field(default_factory=QueuesConfig)
+    deletions: DeletionsConfig = field(default_factory=DeletionsConfig)
 
     @property
     def is_prod(self) -> bool:
@@ -93,21 +96,39 @@ def load_stack_config(
     services: Any = None,
     jobs: Any = None,
     queues: Any = None,
+    run_files: Any = None,
+    deletions: Any = None,
+    config_keys: Sequence[str] = (),
     stack: str,
     source: str,
+    stack_file: Path | None = None,
     base_dir: Path = PROJECT_ROOT,
     today: datetime.date | None = None,
     lint_glue: Callable[[Path], list[str]] | None = None,
     offline: bool = False,
 ) -> StackConfig:
-    """Validate the raw `simfleet:platform`, `:runs`, `:jobs`, `:services` and `:queues`; raise ConfigError listing every
-    problem.
+    """Validate the raw `simfleet:platform`, `:runs`, `:jobs`, `:services`, `:queues` and the run files `:runFiles`
+    names; raise ConfigError listing every problem, each with its file, line and entry name.
 
-    `offline` (the offline plan) turns placeholder CIDRs from errors into warnings.
+    `stack_file` is the stack file on disk: run files are read relative to its directory, and problems get its lines.
+    `config_keys` are every key of the stack's config (`simfleet:runs`, `aws:region`, ...): an unknown `simfleet:`
+    one is an error. `offline` (the offline plan) turns placeholder CIDRs from errors into warnings.
     """
     today = today or datetime.date.today()
-    issues: list[Issue] = []
+    sources = gather(stack_file, source, {"runs": runs, "jobs": jobs, "services": services, "queues": queues}, run_files)
+    runs, jobs, services = (sources.sections[section] for section in FILE_SECTIONS)
+    issues: list[Issue] = [*unknown_keys(config_keys), *sources.issues]
+    deletions_cfg = DeletionsConfig()
+    if deletions is not None:
+        try:
+            deletions_cfg = DeletionsConfig.model_validate(deletions)
+        except ValidationError as err:
+            issues += issues_from(err, "deletions", DeletionsConfig)
     warnings: list[str] = []
+    # Warnings about an entry or a key, shown with its file and line like an error.
+    notes: list[Issue] = []
+    # Names of entries with errors of their own: rules about other entries that name them stay quiet.
+    invalid: dict[str, set[str]] = {}
 
     platform_cfg: PlatformConfig | None = None
     if platform is None:
@@ -118,16 +139,14 @@ def load_stack_config(
         except ValidationError as err:
             issues += issues_from(err, "platform", PlatformConfig)
 
-    from components.storage import bucket_name_problems
-
     issues += [
         Issue("stack", f"{problem} (stack names become part of the bucket names)")
-        for problem in dict.fromkeys(bucket_name_problems(stack, "checkpoints"))
+        for problem in dict.fromkeys(naming.bucket_name_problems(stack, "checkpoints"))
     ]
 
-    run_specs = _entries(runs, "runs", RunSpec, issues)
-    job_specs = _entries(jobs, "jobs", JobSpec, issues)
-    service_specs = _entries(services, "services", ServiceSpec, issues)
+    run_specs = _entries(runs, "runs", RunSpec, issues, invalid)
+    job_specs = _entries(jobs, "jobs", JobSpec, issues, invalid)
+    service_specs = _entries(services, "services", ServiceSpec, issues, invalid)
 
     queue_specs: list[tuple[int, QueueSpec]] = []
     if queues is not None and not isinstance(queues, list):
@@ -147,12 +166,15 @@ def load_stack_config(
             queue_specs.append((index, QueueSpec.model_validate(raw, context=context)))
         except ValidationError as err:
             issues += issues_from(err, f"queues[{index}]", QueueSpec)
+            invalid.setdefault("queues", set()).add(_invalid_name(raw))
     issues += queue_rules(queue_specs)
     # The queues' names and default, for the rules of runs and jobs that name a queue; quotas need the platform.
     queues_cfg = declared_queues(queue_specs, queues is not None)
 
+    # What `up` deploys: a service with `enabled: false` is validated like the others, and holds no GPU, trusts no name.
+    deployed_services = [(index, spec) for index, spec in service_specs if spec.enabled]
     if platform_cfg is not None:
-        capacity = gpu_capacity(platform_cfg, (spec for _, spec in service_specs))
+        capacity = gpu_capacity(platform_cfg, (spec for _, spec in deployed_services))
         per_gpu = per_gpu_allocatable(platform_cfg)
         if queues is None:
             queues_cfg = generated_queues(capacity, per_gpu)
@@ -166,35 +188,58 @@ def load_stack_config(
         issues += run_platform_rules(platform_cfg, run_specs)
         issues += service_platform_rules(platform_cfg, service_specs)
         issues += job_platform_rules(platform_cfg, job_specs)
+        if platform_cfg.metrics.enabled and not platform_cfg.observability.enabled:
+            notes.append(
+                Issue(
+                    "platform.metrics.enabled",
+                    "with platform.observability off nothing scrapes the Pushgateway (its NetworkPolicy admits only the "
+                    "collector), so jobs are not given its URL; turn observability on, or metrics off",
+                )
+            )
         if queues_cfg.teams and queues_cfg.nominal_gpus() == 0:
             warnings.append(
                 "queues: every nominal GPU quota is 0 (the services take every GPU, or the quotas say so), so Kueue admits "
                 "no run or job that asks for a GPU"
             )
-    issues += run_cross_rules(run_specs, base_dir, lint_glue)
+    issues += entry_rules("runs", run_specs, invalid.setdefault("runs", set()))
+    # An invalid run without a name may be the one a continuation names: then no name is known to be missing.
+    every_run_known = sources.complete and UNNAMED not in invalid.get("runs", set())
+    issues += run_cross_rules(run_specs, base_dir, lint_glue, invalid.get("runs", set()), every_run_known)
     issues += entry_rules("services", service_specs)
     issues += entry_rules("jobs", job_specs)
     issues += name_clashes(workload_names(run_specs, service_specs, job_specs))
-    issues += queue_name_issues(queues_cfg.names(), [("runs", run_specs), ("jobs", job_specs)])
-    if platform_cfg is not None and not any(i.path.endswith(".queue") for i in issues):
+    if UNNAMED not in invalid.get("queues", set()):  # else the queue a run names may be the one without a name
+        issues += queue_name_issues(queues_cfg.names(), [("runs", run_specs), ("jobs", job_specs)], invalid.get("queues", set()))
+    # Admission needs every queue a workload names to be valid: a queue with errors of its own is left out of it. A
+    # workload with errors of its own (too many GPUs, say) is left out too: its own errors are what to fix.
+    if platform_cfg is not None and not any(i.path.endswith(".queue") for i in issues) and not invalid.get("queues"):
+        flawed = {i.path.split("]")[0] + "]" for i in issues if i.path.startswith(("runs[", "jobs["))}
         for issue in admission_issues(queues_cfg, run_specs, job_specs):
+            if issue.path.split("]")[0] + "]" in flawed:
+                continue
             # A queue with no GPUs at all for it is the stack's choice (the services take them, say): say so. One
             # with some, but fewer than the workload needs at once, is a mistake: it would wait forever.
             if issue.message.startswith("0 "):
-                warnings.append(f"{issue.path}: {issue.message[2:]}")
+                notes.append(Issue(issue.path, issue.message[2:]))
             else:
                 issues.append(issue)
-    warnings += service_warnings(service_specs)
-    placeholders = placeholder_issues(platform_cfg, run_specs, service_specs)
+    notes += service_warnings(deployed_services)
+    notes += [
+        Issue(f"services[{i}].enabled", "is false, so the service is not deployed")
+        for i, spec in service_specs
+        if not spec.enabled
+    ]
+    placeholders = placeholder_issues(platform_cfg, run_specs, deployed_services)
     if offline:
-        warnings += [
-            f"{i.path}: {i.message} (the offline plan only warns; pulumi preview and up refuse it)" for i in placeholders
+        notes += [
+            Issue(i.path, f"{i.message} (the offline plan only warns; pulumi preview and up refuse it)") for i in placeholders
         ]
     else:
         issues += placeholders
 
     if issues:
-        raise ConfigError(source, sorted(issues, key=file_order))
+        raise ConfigError(source, sources.located(issues))
+    warnings += [str(note) for note in sources.located(notes)]
     assert platform_cfg is not None
     if platform_cfg.control_plane_log_retention_days is None:
         # The stack-dependent default is resolved here, once, so components receive a number.
@@ -206,18 +251,34 @@ def load_stack_config(
         platform_cfg,
         tuple(spec for _, spec in run_specs),
         tuple(warnings),
-        services=tuple(spec for _, spec in service_specs),
+        services=tuple(spec for _, spec in deployed_services),
         jobs=tuple(spec for _, spec in job_specs),
         queues=queues_cfg,
+        deletions=deletions_cfg,
     )
 
 
-def _entries(raw: Any, section: str, model: type[M], issues: list[Issue]) -> list[tuple[int, M]]:
-    """Each entry of a list section that parses, with its index; the others' errors go to `issues` with their paths."""
+def unknown_keys(keys: Sequence[str]) -> list[Issue]:
+    """An Issue for each `simfleet:` key that is not a section, with the closest section as a suggestion."""
+    issues = []
+    for key in sorted(keys):
+        section = key.removeprefix("simfleet:")
+        if key == section or section in SECTIONS:
+            continue
+        close = difflib.get_close_matches(section, SECTIONS, n=1) or difflib.get_close_matches(section.lower(), SECTIONS, n=1)
+        hint = f"did you mean simfleet:{close[0]}? " if close else ""
+        known = ", ".join(f"simfleet:{name}" for name in SECTIONS)
+        issues.append(Issue(key, f"unknown key; {hint}simfleet reads only {known}, so nothing under this key would exist"))
+    return issues
+
+
+def _entries(raw: Any, section: str, model: type[M], issues: list[Issue], invalid: dict[str, set[str]]) -> list[tuple[int, M]]:
+    """Each entry of a list section that parses, with its index; the others' errors go to `issues` with their paths,
+    and their names to `invalid[section]`."""
     if raw is None:
         return []
     if not isinstance(raw, list):
-        issues.append(Issue(section, f"simfleet:{section} must be a list of {section}"))
+        issues.append(Issue(section, f"simfleet:{section} must be a list of {section}, each entry starting with `- name:`"))
         return []
     parsed = []
     for index, entry in enumerate(raw):
@@ -225,165 +286,53 @@ def _entries(raw: Any, section: str, model: type[M], issues: list[Issue]) -> lis
             parsed.append((index, model.model_validate(entry)))
         except ValidationError as err:
             issues += issues_from(err, f"{section}[{index}]", model)
+            invalid.setdefault(section, set()).add(_invalid_name(entry))
     return parsed
 
 
-def workload_names(
-    runs: Sequence[tuple[int, RunSpec]],
-    services: Sequence[tuple[int, ServiceSpec]],
-    jobs: Sequence[tuple[int, JobSpec]] = (),
-) -> list[tuple[str, str]]:
-    """(path of the name, name) of every named workload in the stack file, in file order.
+def _invalid_name(entry: Any) -> str:
+    """The name an invalid entry goes by in `invalid`; UNNAMED when it has none (a misspelt `name:` key)."""
+    name = entry.get("name") if isinstance(entry, dict) else None
+    return name if isinstance(name, str) else UNNAMED
 
-    One list for every kind, so a rule across kinds (say, a run and a service or a job sharing a name) is one pass
-    over it; add each new kind of workload here.
+
+def load_from_pulumi(project_dir: Path = PROJECT_ROOT) -> StackConfig:
+    """Read `simfleet:*` from the running stack, and the run files it names; a bad file stops the program with a clean
+    message.
+
+    Under `pulumi up` the stack file is `Pulumi.<stack>.yaml` in the project directory (where Pulumi.yaml is), and
+    run files are found relative to it; the offline plan names the file it plans in SIMFLEET_STACK_FILE.
     """
-    return (
-        [(f"runs[{i}].name", run.name) for i, run in runs]
-        + [(f"jobs[{i}].name", job.name) for i, job in jobs]
-        + [(f"services[{i}].name", s.name) for i, s in services]
-    )
-
-
-# Objects a run or job creates beside the one named after it (workloads/renderers/run.py and job.py), in the runs
-# namespace: a run or job named like one of these would collide with them.
-DERIVED_SUFFIXES = ("-runtime", "-gate", "-viewport")
-
-
-def name_clashes(names: Sequence[tuple[str, str]]) -> list[Issue]:
-    """Names unique across runs, jobs and services, including the names of the objects each one creates.
-
-    Within one kind a duplicate is reported by that kind's own rules; here only clashes across kinds, and a name
-    that equals another workload's derived object name (a job `trot-gate` beside a run `trot`).
-    """
-    issues = []
-    owner: dict[str, tuple[str, str]] = {}  # object name -> (path, workload name) of the first to make it
-    for path, name in names:
-        section = path.split("[")[0]
-        # Services live in their own namespace: only their names count, not what runs and jobs derive from theirs.
-        made = (name, *(name + suffix for suffix in DERIVED_SUFFIXES)) if section != "services" else (name,)
-        for candidate in made:
-            other_path, other_name = owner.get(candidate, ("", ""))
-            if other_path and not (other_name == name and other_path.split("[")[0] == section):
-                if candidate == name == other_name:
-                    message = f"{name!r} is already used by {other_path}"
-                elif candidate == name:
-                    message = f"{name!r} is the name of an object {other_path} ({other_name!r}) creates"
-                else:
-                    message = f"{name!r} creates {candidate!r}, which is already used by {other_path} ({other_name!r})"
-                issues.append(Issue(path, message + "; names must be unique across runs, jobs and services"))
-                break
-        else:
-            for candidate in made:
-                owner.setdefault(candidate, (path, name))
-    return issues
-
-
-def queue_name_issues(
-    queues: Sequence[str], sections: Sequence[tuple[str, Sequence[tuple[int, RunSpec | JobSpec]]]]
-) -> list[Issue]:
-    """Every run's and job's `queue:` names one of the stack's queues (LocalQueues in the runs namespace)."""
-    issues = []
-    for section, entries in sections:
-        for index, spec in entries:
-            if spec.queue is not None and spec.queue not in queues:
-                hint = did_you_mean(spec.queue, queues)
-                issues.append(
-                    Issue(
-                        f"{section}[{index}].queue",
-                        f"no queue named {spec.queue!r}; the stack's queues are {list(queues)}{hint} (simfleet:queues)",
-                    )
-                )
-    return issues
-
-
-def admission_issues(
-    queues: QueuesConfig, runs: Sequence[tuple[int, RunSpec]], jobs: Sequence[tuple[int, JobSpec]]
-) -> list[Issue]:
-    """A run or job whose pods at once need more GPUs than its queue can ever be admitted with stays Queued forever:
-    Kueue admits a Job whole (all `parallelism` pods), on one flavor."""
-    issues = []
-    entries: list[tuple[str, str, int, int, tuple[CapacityType, ...]]] = []
-    for index, run in runs:
-        flavors: tuple[CapacityType, ...] = ("onDemand",) if run.mode == "interactive" else ("spot", "onDemand")
-        entries.append((f"runs[{index}]", run.queue or queues.default_name, run.gpus, run.parallel_pods, flavors))
-    for index, job in jobs:
-        flavors = ("onDemand",) if job.capacity == "onDemand" else ("spot", "onDemand")
-        entries.append((f"jobs[{index}]", job.queue or queues.default_name, job.gpus, job.parallel_pods, flavors))
-    for path, queue, gpus, pods, flavors in entries:
-        wanted = gpus * pods
-        best = max(queues.admissible_gpus(queue, flavor) for flavor in flavors)
-        if wanted > best:
-            where = "parallelism" if pods > 1 else "gpus"
-            message = (
-                f"{pods} pod(s) x {gpus} GPU(s) = {wanted} GPUs at once, but queue {queue!r} can be admitted with at "
-                f"most {best} ({' or '.join(flavors)}: its nominal quota plus what it may borrow, within the cohort); "
-                "Kueue admits a Job whole, so it would stay Queued. Lower parallelism, or raise the queue's quota "
-                "or borrowingLimit (simfleet:queues)"
-            )
-            # The caller tells a queue with no GPUs for it (a warning) by this prefix, which it strips.
-            issues.append(Issue(f"{path}.{where}", f"0 {message}" if best == 0 else message))
-    return issues
-
-
-def placeholder_issues(
-    platform: PlatformConfig | None,
-    runs: Sequence[tuple[int, RunSpec]],
-    services: Sequence[tuple[int, ServiceSpec]] = (),
-) -> list[Issue]:
-    """Documentation-range CIDRs (RFC 5737) in every CIDR list a user fills in: sample values nobody replaced."""
-    lists: list[tuple[str, str, list[Any]]] = []
-    if platform is not None:
-        endpoint = platform.endpoint
-        lists.append(("platform.endpoint.publicAccessCidrs", "publicAccessCidrs", list(endpoint.public_access_cidrs)))
-        lists.append(("platform.endpoint.deployerAccess.cidrs", "deployerAccess", list(endpoint.deployer_access.cidrs)))
-    for index, run in runs:
-        if run.viewport is not None:
-            lists.append((f"runs[{index}].viewport.allowedCidrs", "allowedCidrs", list(run.viewport.allowed_cidrs)))
-    for index, service in services:
-        lb = service.expose.internal_load_balancer
-        if lb is not None:
-            path = f"services[{index}].expose.internalLoadBalancer.allowedCidrs"
-            lists.append((path, "internalLoadBalancer", list(lb.allowed_cidrs)))
-    issues = []
-    for path, kind, cidrs in lists:
-        for position, cidr in enumerate(cidrs):
-            reserved = documentation_range(cidr)
-            if reserved is not None:
-                where = "is" if cidr == reserved else f"lies in {reserved},"
-                issues.append(
-                    Issue(
-                        f"{path}[{position}]",
-                        f"{cidr} is a placeholder: it {where} a documentation range (RFC 5737) that no real network "
-                        f"uses. Put {_PLACEHOLDER_HINTS[kind]}",
-                    )
-                )
-    return issues
-
-
-def load_from_pulumi() -> StackConfig:
-    """Read `simfleet:*` from the running stack; a bad file stops the program with a clean message."""
     import os
 
     import pulumi
+    from pulumi.runtime.config import CONFIG, get_config_env
 
     stack = pulumi.get_stack()
-    # The offline plan can validate any stack file; it names that file here so errors point at it.
-    source = os.environ.get("SIMFLEET_STACK_FILE", f"Pulumi.{stack}.yaml")
+    named = os.environ.get(STACK_FILE_ENV)
+    stack_file = Path(named) if named else project_dir / f"Pulumi.{stack}.yaml"
+    source = named or shown(stack_file)
     offline = os.environ.get(OFFLINE_PLAN_ENV) == "1"
     phase = os.environ.get(BOOTSTRAP_ENV, "")
     settings = pulumi.Config("simfleet")
+    # Every key the engine passed (the stack file's config), to find misspelt simfleet: sections.
+    config_keys = sorted({*CONFIG.get(), *get_config_env()})
     try:
         if phase and phase not in BOOTSTRAP_PHASES:
             raise ConfigError(source, [Issue("", f"{BOOTSTRAP_ENV}={phase!r} is not a phase; the only one is 'network'")])
+        section = functools.partial(_as_written, settings)
         cfg = load_stack_config(
-            settings.get_object("platform"),
-            settings.get_object("runs"),
-            services=settings.get_object("services"),
-            jobs=settings.get_object("jobs"),
-            queues=settings.get_object("queues"),
+            section("platform"),
+            section("runs"),
+            services=section("services"),
+            jobs=section("jobs"),
+            queues=section("queues"),
+            run_files=section(RUN_FILES_KEY),
+            deletions=section("deletions"),
+            config_keys=config_keys,
             stack=stack,
             source=source,
+            stack_file=stack_file,
             offline=offline,
         )
     except ConfigError as err:
@@ -392,3 +341,53 @@ def load_from_pulumi() -> StackConfig:
     for warning in cfg.warnings:
         pulumi.log.warn(warning)
     return replace(cfg, bootstrap_network=phase == "network")
+
+
+def _as_written(settings: Any, key: str) -> Any:
+    """A `simfleet:` section as the stack file has it. The engine passes a list or mapping as JSON and a plain value
+    as its text: `runFiles: runs/*.yaml` arrives as `runs/*.yaml`, which `Config.get_object` would refuse with the
+    SDK's "not a valid 'JSON object'" (no file, no line, no hint); as text, the config says what to write instead."""
+    value = settings.get(key)
+    if value is None:
+        return None
+    try:
+        return json.loads(value)
+    except ValueError:
+        return value
+
+
+def load_stack_file(
+    path: Path,
+    stack: str,
+    *,
+    today: datetime.date | None = None,
+    offline: bool = False,
+    lint_glue: Callable[[Path], list[str]] | None = None,
+) -> StackConfig:
+    """A stack file on disk validated whole (its run files too), as `pulumi up` would: for tools that read the file
+    themselves (preflight) and for tests."""
+    source = shown(path)
+    raw = read_stack_file(path, source)
+    return load_stack_config(
+        raw.get("simfleet:platform"),
+        raw.get("simfleet:runs"),
+        services=raw.get("simfleet:services"),
+        jobs=raw.get("simfleet:jobs"),
+        queues=raw.get("simfleet:queues"),
+        run_files=raw.get(f"simfleet:{RUN_FILES_KEY}"),
+        deletions=raw.get("simfleet:deletions"),
+        config_keys=list(raw),
+        stack=stack,
+        source=source,
+        stack_file=path,
+        today=today,
+        lint_glue=lint_glue,
+        offline=offline,
+    )
+
+
+def stack_file_name(stack: str) -> str:
+    """The stack file messages name: Pulumi.<stack>.yaml, or the file the offline plan was given (it sets the name)."""
+    import os
+
+    return os.environ.get(STACK_FILE_ENV, f"Pulumi.{stack}.yaml")

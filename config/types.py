@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import ipaddress
+import posixpath
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, get_args
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, WithJsonSchema
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, WithJsonSchema
 from pydantic.alias_generators import to_camel
 
 
@@ -64,6 +65,36 @@ def documentation_range(cidr: ipaddress.IPv4Network) -> ipaddress.IPv4Network | 
     return next((r for r in DOCUMENTATION_RANGES if cidr.subnet_of(r)), None)
 
 
+# Stand-in names the AWS documentation and simfleet's samples use. A deploy must never create or trust one: anyone can
+# register a bucket or own an account under such a name and serve what simfleet would read, or be given what it grants.
+# Account ids: the ones the AWS documentation writes in example ARNs ("Replace 111122223333 with your account ID").
+PLACEHOLDER_ACCOUNTS: tuple[str, ...] = ("111122223333", "123456789012", "444455556666", "777788889999")
+# RFC 2606 reserves example names; samples mark a name to replace by making "example" one of its words.
+PLACEHOLDER_WORDS: tuple[str, ...] = ("example", "examples")
+# AWS's documentation buckets (S3 User Guide: examples use amzn-s3-demo-bucket, a prefix reserved for them).
+PLACEHOLDER_PREFIXES: tuple[str, ...] = ("amzn-s3-demo-",)
+# Security group ids the AWS documentation writes in examples.
+PLACEHOLDER_SECURITY_GROUPS: tuple[str, ...] = ("sg-0123456789abcdef0", "sg-1234567890abcdef0", "sg-903004f8", "sg-1a2b3c4d")
+
+
+def placeholder_name(value: str) -> str | None:
+    """Why `value` (an ARN, an s3:// URI, a bucket, a registry prefix, a security group id) is a stand-in, else None."""
+    if value in PLACEHOLDER_SECURITY_GROUPS:
+        return "is a security group id from the AWS documentation"
+    if "<" in value or ">" in value:
+        return "is a template with <...> left in it"
+    words = [w for w in re.split(r"[^a-z0-9]+", value.lower()) if w]
+    account = next((a for a in PLACEHOLDER_ACCOUNTS if a in words), None)
+    if account is not None:
+        return f"names {account}, an account id from the AWS documentation"
+    if any(w in PLACEHOLDER_WORDS for w in words):
+        return "names an example (a sample name nobody replaced)"
+    names = re.split(r"[/:.]+", value.lower().removeprefix("s3://"))
+    if any(name.startswith(PLACEHOLDER_PREFIXES) for name in names):
+        return "names an AWS documentation bucket (amzn-s3-demo-...)"
+    return None
+
+
 SECURITY_GROUP_ID_RE = re.compile(r"^sg-(?:[0-9a-f]{8}|[0-9a-f]{17})$")
 
 # CloudWatch Logs accepts only these retention periods (PutRetentionPolicy, retentionInDays).
@@ -74,6 +105,25 @@ LOG_RETENTION_DAYS: tuple[int, ...] = (
 LABEL_VALUE_RE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 LABEL_KEY_RE = re.compile(r"^[a-z0-9]([-a-z0-9_.]*[a-z0-9])?$")
 IAM_PRINCIPAL_RE = re.compile(r"^arn:aws(-[a-z]+)*:iam::\d{12}:(role|user)/[\w+=,.@/-]+$")
+# What `aws sts get-caller-identity` prints for an assumed role: a session of the role, not the role.
+STS_SESSION_RE = re.compile(r"^arn:(?P<partition>aws(-[a-z]+)*):sts::(?P<account>\d{12}):assumed-role/(?P<role>[\w+=,.@-]+)/")
+
+
+def iam_principal(arn: str) -> str:
+    """An IAM role or user ARN, as access entries and trust policies take it; an STS session is answered with its role."""
+    if IAM_PRINCIPAL_RE.match(arn):
+        return arn
+    session = STS_SESSION_RE.match(arn)
+    if session:
+        raise ValueError(
+            f"{arn!r} is an STS session (what `aws sts get-caller-identity` prints for an assumed role), not the role; "
+            f"write the role's ARN, arn:{session['partition']}:iam::{session['account']}:role/{session['role']} (with "
+            "its path, if it has one: `aws iam get-role --role-name <name>` prints it)"
+        )
+    raise ValueError(f"{arn!r} is not an IAM role or user ARN; write arn:aws:iam::<account>:role/<name> or :user/<name>")
+
+
+IamPrincipal = Annotated[str, AfterValidator(iam_principal)]
 ECR_REPO_RE = re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*$")
 
 ControlPlaneLogType = Literal["api", "audit", "authenticator", "controllerManager", "scheduler"]
@@ -149,6 +199,34 @@ def image_source_problem(image: str, repositories: Sequence[str], allow_list: Se
         f"{image!r} is not under platform.imageAllowList ({listed}); add its registry prefix there, or push the image "
         "to one of the stack's ECR repositories and name it bare (repo:tag)"
     )
+
+
+S3_PREFIX_RE = re.compile(r"^s3://(?P<bucket>[a-z0-9][a-z0-9.-]{1,61}[a-z0-9])/(?P<prefix>.+)$")
+
+
+def s3_prefix(uri: str) -> str:
+    """`s3://bucket/prefix` as IAM may grant it read-only: a real prefix, no wildcards, always ending in `/`.
+
+    The trailing slash keeps `models/radstream` from also granting `models/radstream-old/`.
+    """
+    match = S3_PREFIX_RE.match(uri)
+    if not match:
+        raise ValueError(f"{uri!r} must be s3://<bucket>/<prefix>/")
+    if any(c in match["prefix"] for c in "*?$"):
+        raise ValueError(f"{uri!r}: a prefix with *, ? or $ would grant more than the prefix in IAM")
+    return uri if uri.endswith("/") else uri + "/"
+
+
+def absolute_dir(path: str) -> str:
+    """A directory a container mounts something at: absolute and normalised (`/data`, never `/data/../x` or `/`)."""
+    if not path.startswith("/") or posixpath.normpath(path) != path or path == "/":
+        raise ValueError(f"{path!r} must be an absolute, normalised directory path like /data")
+    return path
+
+
+def overlaps(a: str, b: str) -> bool:
+    """Two directories are one, or one holds the other."""
+    return a == b or a.startswith(b.rstrip("/") + "/") or b.startswith(a.rstrip("/") + "/")
 
 
 QUANTITY_RE = re.compile(r"^\d+(\.\d+)?(m|Ki|Mi|Gi|Ti|k|M|G|T)?$")

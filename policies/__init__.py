@@ -1,1 +1,1 @@
-"""simfleet's CrossGuard policy pack: pure rules (rules.py), their pulumi_policy adapters (pack.py)."""
+"""simfleet's CrossGuard policy pack: pure rules (rules/, one module per concern), their pulumi_policy adapters (pack.py)."""

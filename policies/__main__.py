@@ -3,7 +3,7 @@
 import sys
 from pathlib import Path
 
-# The rules share versions.py, catalog.py, config/ and naming.py with the program, one directory up.
+# The rules share versions.py, catalog.py, naming.py, config/ and workloads/ with the program, one directory up.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from pulumi_policy import EnforcementLevel, PolicyPack

@@ -1,4 +1,4 @@
-"""Adapters from pulumi_policy's validation callbacks to the pure rules in policies/rules.py.
+"""Adapters from pulumi_policy's validation callbacks to the pure rules in the policies/rules package.
 
 Importable without starting anything: `policies/__main__.py` hands `policies()` to PolicyPack, whose
 constructor starts the analyzer's gRPC server and never returns.

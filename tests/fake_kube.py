@@ -1,21 +1,24 @@
 """A fake Kubernetes API server on 127.0.0.1 that the real `kubernetes` client talks to over HTTP.
 
-It serves the part of the API the run provider uses: core/v1 ConfigMaps, Services and Pods, batch/v1 Jobs and
-networking.k8s.io/v1 NetworkPolicies,
-with the status codes and `kind: Status` bodies of the real API server:
+It serves the part of the API the run provider uses: core/v1 ConfigMaps, Services, Pods, ServiceAccounts and Secrets,
+batch/v1 Jobs, networking.k8s.io/v1 NetworkPolicies and rbac.authorization.k8s.io/v1 Roles and RoleBindings (a
+changed `roleRef` is 422), with the status codes and `kind: Status` bodies of the real API server
+(tests/test_fake_kube.py checks them against the API conventions):
 
-- POST creates (201); an existing name is 409 AlreadyExists; a namespace that does not exist is 404.
+- POST creates (201); an existing name is 409 AlreadyExists; a namespace that does not exist is 404. A Job without
+  labels takes its template's (batch/v1 SetDefaults_Job). A 422 names the kind with its group (`Job.batch`).
 - GET reads (200) or lists (label selectors `a=b`, `a!=b`, `a`, `!a`, `a in (x,y)`, `a notin (x,y)`); a
   missing object is 404 NotFound.
 - PUT replaces: a stale `metadata.resourceVersion` is 409 Conflict; a Service without one is 422 Invalid
   (Services do not allow unconditional updates), as is a changed `spec.clusterIP`; a changed Job
   `spec.template`, `spec.selector`, `spec.completions`, `spec.completionMode` or `spec.podFailurePolicy` is
   422 Invalid "field is immutable".
-- PATCH applies a JSON merge patch (also for strategic-merge-patch+json), then the same immutability rules.
+- PATCH applies a JSON merge patch (also for strategic-merge-patch+json) or an RFC 6902 JSON patch (add, remove,
+  replace, test; a failed `test` is 422), then the same immutability rules; any other Content-Type is 415.
 - An immutable ConfigMap (`immutable: true`) refuses a PUT or PATCH that changes `data`, `binaryData` or
   `immutable` with 422 Invalid "field is immutable when `immutable` is set".
 - DELETE checks `preconditions.uid` / `preconditions.resourceVersion` from the DeleteOptions body and answers 409
-  Conflict "Precondition failed" when they do not match. An object with `metadata.finalizers` is not removed:
+  Conflict (`... StorageError: invalid object ... Precondition failed: ...`) when they do not match. An object with `metadata.finalizers` is not removed:
   it gets a `deletionTimestamp` and stays (GET returns it, POST of its name is 409 AlreadyExists) until
   `remove_finalizers` clears them, as a controller would. Services of `loadBalancerClass` service.k8s.aws/nlb
   get the AWS Load Balancer Controller's finalizer on create when `lbc_finalizers` is set.
@@ -25,8 +28,9 @@ with the status codes and `kind: Status` bodies of the real API server:
   `foregroundDeletion` finalizer) until `collect_garbage()` has removed its pods. A Job deleted through the
   API without a policy is orphaned (the batch/v1 default); kubectl sends Background explicitly.
 
-There is no controller: tests drive Job status with `finish_job`/`set_job_status`, pods with `add_pod`,
-and the TTL controller with `expire_job`. Faults: `fail_next` answers the next N requests with 429/5xx
+There is no controller: tests drive Job status with `finish_job`/`set_job_status`, pods with `add_pod` (the Job
+controller's: the template's labels and annotations, an Indexed Job's completion index) and `set_pod_phase`, and
+the TTL controller with `expire_job`; no token controller fills service-account token Secrets. Faults: `fail_next` answers the next N requests with 429/5xx
 (with Retry-After on 429), `delay_next` stalls them, `drop_next` closes the connection without an answer.
 Every request is logged in `requests` (method, path, query, parsed body, headers).
 
@@ -61,9 +65,16 @@ RESOURCES: dict[tuple[str, str, str], str] = {
     ("", "v1", "configmaps"): "ConfigMap",
     ("", "v1", "services"): "Service",
     ("", "v1", "pods"): "Pod",
+    ("", "v1", "serviceaccounts"): "ServiceAccount",
+    ("", "v1", "secrets"): "Secret",
     ("batch", "v1", "jobs"): "Job",
     ("networking.k8s.io", "v1", "networkpolicies"): "NetworkPolicy",
+    ("rbac.authorization.k8s.io", "v1", "roles"): "Role",
+    ("rbac.authorization.k8s.io", "v1", "rolebindings"): "RoleBinding",
 }
+# What PATCH accepts (apiserver handlers/patch.go); any other Content-Type is 415 UnsupportedMediaType.
+JSON_PATCH = "application/json-patch+json"
+MERGE_PATCHES = ("application/merge-patch+json", "application/strategic-merge-patch+json")
 JOB_IMMUTABLE = ("template", "selector", "completions", "completionMode", "podFailurePolicy")
 _PATH = re.compile(
     r"^/(?:api/(?P<core>v1)|apis/(?P<group>[^/]+)/(?P<version>[^/]+))/namespaces/(?P<ns>[^/]+)/(?P<plural>[^/]+)(?:/(?P<name>[^/]+))?/?$"
@@ -244,17 +255,26 @@ class FakeKube:
         ]
 
     def add_pod(self, namespace: str, job_name: str, phase: str = "Pending", index: int = 0) -> dict[str, Any]:
-        """A pod as the Job controller creates it: template labels plus controller-uid, owned by the Job."""
+        """A pod as the Job controller creates it from the Job's template: the template's labels and annotations
+        (kubernetes pkg/controller controller_utils.go GetPodFromTemplate copies both), the completion index of an
+        Indexed Job as annotation and label, owned by the Job."""
         with self._lock:
             job = self.objects[("jobs", namespace, job_name)]
             template = job["spec"]["template"]
+            template_meta = template.get("metadata") or {}
+            labels = dict(template_meta.get("labels") or {})
+            annotations = dict(template_meta.get("annotations") or {})
+            if job["spec"].get("completionMode") == "Indexed":
+                annotations["batch.kubernetes.io/job-completion-index"] = str(index)
+                labels["batch.kubernetes.io/job-completion-index"] = str(index)
             pod = {
                 "apiVersion": "v1",
                 "kind": "Pod",
                 "metadata": {
                     "name": f"{job_name}-{index}-{uuid.uuid4().hex[:5]}",
                     "namespace": namespace,
-                    "labels": dict(template.get("metadata", {}).get("labels", {})),
+                    "labels": labels,
+                    "annotations": annotations,
                     "ownerReferences": [
                         {
                             "apiVersion": "batch/v1",
@@ -272,6 +292,13 @@ class FakeKube:
             self._stamp("pods", pod, namespace)
             self.objects[("pods", namespace, pod["metadata"]["name"])] = pod
             return copy.deepcopy(pod)
+
+    def set_pod_phase(self, namespace: str, name: str, phase: str) -> None:
+        """What the kubelet reports once a pod's containers have ended (Succeeded or Failed)."""
+        with self._lock:
+            pod = self.objects[("pods", namespace, name)]
+            pod["status"]["phase"] = phase
+            pod["metadata"]["resourceVersion"] = str(next(self._versions))
 
     def set_service_ingress(self, namespace: str, name: str, hostname: str) -> None:
         """What the AWS Load Balancer Controller writes once the NLB exists."""
@@ -378,8 +405,11 @@ class FakeKube:
             return 404, status_body(404, "NotFound", "the server could not find the requested resource"), {}
         resource = f"{plural}.{group}" if group else plural
         details = {"name": name, "group": group, "kind": plural} if name else {"group": group, "kind": plural}
+        content_type = next((v for k, v in headers.items() if k.lower() == "content-type"), "").split(";")[0].strip()
         with self._lock:
-            return self._dispatch(method, kind, plural, resource, group, version, namespace, name, query, body, details)
+            return self._dispatch(
+                method, kind, plural, resource, group, version, namespace, name, query, body, details, content_type
+            )
 
     def _dispatch(
         self,
@@ -394,9 +424,11 @@ class FakeKube:
         query: dict[str, str],
         body: Any,
         details: dict[str, Any],
+        content_type: str = "",
     ) -> tuple[int, dict[str, Any], dict[str, str]]:
         key = (plural, namespace, name or "")
         api_version = f"{group}/{version}" if group else version
+        qualified = f"{kind}.{group}" if group else kind  # how apimachinery's NewInvalid names the kind: Job.batch
         if method == "GET" and name is None:
             selector = query.get("labelSelector", "")
             items = [
@@ -443,7 +475,7 @@ class FakeKube:
                     {},
                 )
             if not obj_name:
-                return 422, invalid(kind, "", [("metadata.name", "Required value: name or generateName is required")]), {}
+                return 422, invalid(qualified, "", [("metadata.name", "Required value: name or generateName is required")]), {}
             if namespace not in self.namespaces:
                 return (
                     404,
@@ -492,15 +524,31 @@ class FakeKube:
                 if not given and kind == "Service":
                     return (
                         422,
-                        invalid(kind, name, [("metadata.resourceVersion", 'Invalid value: "": must be specified for an update')]),
+                        invalid(
+                            qualified, name, [("metadata.resourceVersion", 'Invalid value: "": must be specified for an update')]
+                        ),
                         {},
                     )
                 new.setdefault("status", current.get("status", {}))
-            else:
-                if not isinstance(body, dict):
-                    return 415, status_body(415, "UnsupportedMediaType", "only merge patches are supported by this fake"), {}
+            elif content_type == JSON_PATCH:
+                if not isinstance(body, list):
+                    return (
+                        400,
+                        status_body(400, "BadRequest", "json: cannot unmarshal object into Go value of type jsonpatch.Patch"),
+                        {},
+                    )
+                try:
+                    new = _json_patch(copy.deepcopy(current), body)
+                except _JsonPatchError as err:
+                    # apiserver handlers/patch.go: a patch that does not apply (a failed `test`, a missing path) is 422.
+                    return 422, status_body(422, "Invalid", str(err)), {}
+                given = None
+            elif content_type in MERGE_PATCHES and isinstance(body, dict):
                 new = _merge_patch(copy.deepcopy(current), body)
                 given = (body.get("metadata") or {}).get("resourceVersion")
+            else:
+                message = f"the body of the request was in an unknown format - accepted media types include: {JSON_PATCH}, {', '.join(MERGE_PATCHES)}, application/apply-patch+yaml"
+                return 415, status_body(415, "UnsupportedMediaType", message), {}
             if given and given != current["metadata"]["resourceVersion"]:
                 return (
                     409,
@@ -514,7 +562,7 @@ class FakeKube:
                 )
             problems = _immutable_changes(kind, current, new)
             if problems:
-                return 422, invalid(kind, name, problems), {}
+                return 422, invalid(qualified, name, problems), {}
             meta = new.setdefault("metadata", {})
             for keep in ("uid", "creationTimestamp", "namespace", "generation", "deletionTimestamp", "finalizers"):
                 if keep in current["metadata"]:
@@ -537,8 +585,14 @@ class FakeKube:
             for field_name, found in (("uid", uid), ("resourceVersion", current["metadata"]["resourceVersion"])):
                 wanted = preconditions.get(field_name)
                 if wanted is not None and wanted != found:
+                    # The generic registry's storage error, wrapped as a Conflict (apiserver registry/generic/registry
+                    # store.go and storage/etcd3 checkPreconditions).
                     label = "UID" if field_name == "uid" else "ResourceVersion"
-                    message = f"Precondition failed: {label} in precondition: {wanted}, {label} in object meta: {found}"
+                    message = (
+                        f'Operation cannot be fulfilled on {resource} "{name}": StorageError: invalid object, Code: 4, '
+                        f"Key: /registry/{plural}/{namespace}/{name}, ResourceVersion: 0, AdditionalErrorMsg: "
+                        f"Precondition failed: {label} in precondition: {wanted}, {label} in object meta: {found}"
+                    )
                     return 409, status_body(409, "Conflict", message, details), {}
             if current["metadata"].get("finalizers"):
                 # Finalizers hold the object until their controllers remove them; deleting again changes nothing.
@@ -574,6 +628,7 @@ def status_body(
 
 
 def invalid(kind: str, name: str, problems: list[tuple[str, str]]) -> dict[str, Any]:
+    """422 Invalid as apimachinery errors.NewInvalid writes it; `kind` qualified by its group (Job.batch)."""
     causes = [{"reason": "FieldValueInvalid", "message": msg, "field": path} for path, msg in problems]
     text = ", ".join(f"{path}: {msg}" for path, msg in problems)
     message = f'{kind} "{name}" is invalid: {text if len(problems) == 1 else "[" + text + "]"}'
@@ -597,9 +652,54 @@ def _immutable_changes(kind: str, old: dict[str, Any], new: dict[str, Any]) -> l
         for field_name in ("data", "binaryData", "immutable"):
             if new.get(field_name) != old.get(field_name):
                 problems.append((field_name, "Forbidden: field is immutable when `immutable` is set"))
+    if kind == "RoleBinding" and new.get("roleRef") != old.get("roleRef"):
+        problems.append(("roleRef", "Invalid value: ...: cannot change roleRef"))
     if kind == "Service" and new_spec.get("clusterIP") not in (None, old_spec.get("clusterIP")):
         problems.append(("spec.clusterIP", f'Invalid value: "{new_spec.get("clusterIP")}": field is immutable'))
     return problems
+
+
+class _JsonPatchError(Exception):
+    pass
+
+
+def _pointer(path: str) -> list[str]:
+    # RFC 6901: "/a/b~1c" -> ["a", "b/c"]
+    if not path.startswith("/"):
+        raise _JsonPatchError(f"invalid JSON pointer {path!r}")
+    return [part.replace("~1", "/").replace("~0", "~") for part in path[1:].split("/")]
+
+
+def _json_patch(target: dict[str, Any], operations: list[dict[str, Any]]) -> dict[str, Any]:
+    """RFC 6902 add / remove / replace / test on objects (no list indexes: simfleet's patches never need them)."""
+    for op in operations:
+        *parents, last = _pointer(str(op.get("path", "")))
+        node: Any = target
+        for part in parents:
+            if not isinstance(node, dict) or part not in node:
+                raise _JsonPatchError(
+                    f"the server rejected our request due to an error in our request: missing path {op.get('path')}"
+                )
+            node = node[part]
+        kind = op.get("op")
+        if kind == "test":
+            if not isinstance(node, dict) or node.get(last) != op.get("value"):
+                raise _JsonPatchError("the server rejected our request due to an error in our request: testing value failed")
+        elif kind in ("add", "replace"):
+            if kind == "replace" and last not in node:
+                raise _JsonPatchError(
+                    f"the server rejected our request due to an error in our request: replace operation does not apply: doc is missing key: {op.get('path')}"
+                )
+            node[last] = copy.deepcopy(op.get("value"))
+        elif kind == "remove":
+            if last not in node:
+                raise _JsonPatchError(
+                    f"the server rejected our request due to an error in our request: remove operation does not apply: doc is missing key: {op.get('path')}"
+                )
+            del node[last]
+        else:
+            raise _JsonPatchError(f"Unexpected kind: {kind}")
+    return target
 
 
 def _merge_patch(target: Any, patch: Any) -> Any:
@@ -621,6 +721,11 @@ def _default_job(job: dict[str, Any]) -> None:
     spec = job.setdefault("spec", {})
     uid = job["metadata"]["uid"]
     name = job["metadata"]["name"]
+    if not job["metadata"].get("labels"):
+        # batch/v1 SetDefaults_Job: a Job without labels takes its template's (before the generated selector labels).
+        template_labels = ((spec.get("template") or {}).get("metadata") or {}).get("labels") or {}
+        if template_labels:
+            job["metadata"]["labels"] = dict(template_labels)
     spec.setdefault("parallelism", 1)
     spec.setdefault("completions", 1)
     spec.setdefault("backoffLimit", 6)
@@ -795,6 +900,23 @@ def run_spec(
     return spec
 
 
+def run_context(namespace: str = "simfleet-runs") -> Any:
+    """The platform context of the test runs (a RunContext), as the program builds it."""
+    from workloads.identity import RunContext
+
+    return RunContext(
+        cluster_name="simfleet-test",
+        namespace=namespace,
+        service_account="simfleet-run",
+        checkpoints_bucket=CHECKPOINTS_BUCKET,
+        artifacts_bucket=ARTIFACTS_BUCKET,
+        registry_url="123456789012.dkr.ecr.us-east-1.amazonaws.com",
+        region="us-east-1",
+        kubernetes_version="1.35",
+        vpc_cidr="10.40.0.0/16",
+    )
+
+
 def run_props(
     endpoint: str,
     run: str = "trot-baseline",
@@ -809,20 +931,9 @@ def run_props(
 
     `planned_with` holds other stack entries planned in the same call, such as the source a run continues from."""
     from config import RunSpec
-    from workloads.identity import RunContext
     from workloads.runs import plan_runs
 
-    ctx = RunContext(
-        cluster_name="simfleet-test",
-        namespace=namespace,
-        service_account="simfleet-run",
-        checkpoints_bucket=CHECKPOINTS_BUCKET,
-        artifacts_bucket=ARTIFACTS_BUCKET,
-        registry_url="123456789012.dkr.ecr.us-east-1.amazonaws.com",
-        region="us-east-1",
-        kubernetes_version="1.35",
-        vpc_cidr="10.40.0.0/16",
-    )
+    ctx = run_context(namespace)
     spec = RunSpec.model_validate(run_spec(run, viewport, seeds, **fields))
     specs = [spec, *(RunSpec.model_validate(other) for other in planned_with)]
     planned = next(p for p in plan_runs(specs, ctx, {s.glue: TEST_GLUE for s in specs}) if p.spec.name == run)

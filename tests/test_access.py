@@ -5,12 +5,14 @@ from __future__ import annotations
 import fnmatch
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pulumi
 import pytest
 
 import naming
+import versions
 from components.access import (
     ADDON_SERVICE_ACCOUNTS,
     Access,
@@ -18,7 +20,7 @@ from components.access import (
     cluster_autoscaler_policy,
     gate_policy,
     job_policy,
-    log_shipper_policy,
+    prefix_read_policy,
     run_policy,
     s3_object_arn,
 )
@@ -59,8 +61,13 @@ def allowed(policy: dict[str, Any], action: str, resource: str, context: dict[st
         if not any(fnmatch.fnmatchcase(resource, r) for r in _as_list(statement["Resource"])):
             continue
         condition = statement.get("Condition", {})
+        keys = context or {}
         like = condition.get("StringLike", {})
-        if any(not any(fnmatch.fnmatchcase((context or {}).get(k, ""), p) for p in _as_list(v)) for k, v in like.items()):
+        # A condition on a key the request does not carry is false (no ...IfExists operator is used here).
+        if any(k not in keys or not any(fnmatch.fnmatchcase(keys[k], p) for p in _as_list(v)) for k, v in like.items()):
+            continue
+        # Null: "true" holds when the request carries no such key, "false" when it does.
+        if any((k not in keys) != (v == "true") for k, v in condition.get("Null", {}).items()):
             continue
         return True
     return False
@@ -137,6 +144,26 @@ def test_load_balancer_controller_policy_matches_upstream_structure():
         assert statement["Condition"]["Null"] == {"aws:ResourceTag/elbv2.k8s.aws/cluster": "false"}, action
 
 
+UPSTREAM_LBC_POLICY = Path(
+    f"/work/shared/reference/iam/aws-load-balancer-controller/v{versions.HELM_CHARTS['aws-load-balancer-controller'].version}"
+    "/iam_policy.json"
+)
+
+
+def test_load_balancer_controller_policy_is_upstreams_for_the_pinned_chart():
+    if not UPSTREAM_LBC_POLICY.exists():
+        pytest.skip(f"no vendored upstream IAM policy at {UPSTREAM_LBC_POLICY}")
+    upstream = json.loads(UPSTREAM_LBC_POLICY.read_text())
+    ours = load_balancer_controller_policy("aws", vpc=VPC_ARN)
+    assert ours["Version"] == upstream["Version"] and len(ours["Statement"]) == len(upstream["Statement"])
+    differences = [(i, s, u) for i, (s, u) in enumerate(zip(ours["Statement"], upstream["Statement"], strict=True)) if s != u]
+    # The one deliberate difference: the open security-group ingress statement is scoped to the cluster's VPC.
+    [(index, scoped, open_statement)] = differences
+    assert index == 3 and "Condition" not in open_statement
+    assert {k: v for k, v in scoped.items() if k != "Condition"} == open_statement
+    assert scoped["Condition"] == {"ArnEquals": {"ec2:Vpc": VPC_ARN}}
+
+
 def test_load_balancer_controller_changes_security_groups_only_in_the_clusters_vpc():
     statements = load_balancer_controller_policy("aws", vpc=VPC_ARN)["Statement"]
     mutating = [s for s in statements if "ec2:AuthorizeSecurityGroupIngress" in s["Action"]]
@@ -155,7 +182,6 @@ def test_policies_use_the_partition_they_are_given(partition):
     policies = [
         load_balancer_controller_policy(partition, vpc=vpc_arn(partition, "r", ACCOUNT_ID, VPC)),
         cluster_autoscaler_policy(partition, "r", ACCOUNT_ID, "c"),
-        log_shipper_policy(partition, "r", ACCOUNT_ID, "c"),
         run_policy(partition, f"arn:{partition}:s3:::a", f"arn:{partition}:s3:::b", [EXTERNAL]),
     ]
     for policy in policies:
@@ -181,18 +207,6 @@ def test_cluster_autoscaler_scales_only_this_clusters_groups():
     theirs = f"arn:aws:eks:us-east-1:{ACCOUNT_ID}:nodegroup/simfleet-prod/simfleet-prod-gpu-1/9f2a"
     assert allowed(policy, "eks:DescribeNodegroup", mine)
     assert not allowed(policy, "eks:DescribeNodegroup", theirs)
-
-
-def test_log_shipper_writes_only_the_container_log_group():
-    policy = log_shipper_policy("aws", "us-east-1", ACCOUNT_ID, "simfleet-dev")
-    assert_least_privilege(policy)
-    group = f"arn:aws:logs:us-east-1:{ACCOUNT_ID}:log-group:{naming.container_log_group('simfleet-dev')}"
-    [statement] = policy["Statement"]
-    assert sorted(statement["Action"]) == ["logs:CreateLogStream", "logs:DescribeLogStreams", "logs:PutLogEvents"]
-    assert statement["Resource"] == [group, f"{group}:*"]
-    assert allowed(policy, "logs:PutLogEvents", f"{group}:log-stream:fluentbit-kube.var.log")
-    assert not allowed(policy, "logs:PutLogEvents", f"arn:aws:logs:us-east-1:{ACCOUNT_ID}:log-group:/aws/eks/other/containers:*")
-    assert not allowed(policy, "logs:CreateLogGroup", group)
 
 
 # ---- run pods -----------------------------------------------------------------------------------
@@ -337,7 +351,7 @@ def test_access_creates_one_trusted_role_per_service_account(pulumi_mocks):
     for role_name, (namespace, service_account) in expected.items():
         trust = json.loads(roles[role_name].inputs["assumeRolePolicy"])
         assert trust == trust_policy(PROVIDER_ARN, ISSUER, namespace, service_account), role_name
-    assert set(outputs["roles"]) == {"aws-load-balancer-controller", "cluster-autoscaler", "aws-for-fluent-bit"}
+    assert set(outputs["roles"]) == {"aws-load-balancer-controller", "cluster-autoscaler"}
     assert all(arn.startswith(f"arn:aws:iam::{ACCOUNT_ID}:role/access-") for arn in [outputs["run"], *outputs["roles"].values()])
 
 
@@ -347,7 +361,6 @@ def test_access_role_policies(pulumi_mocks):
     assert policies == {
         "access-aws-load-balancer-controller-policy": load_balancer_controller_policy("aws", vpc=VPC_ARN),
         "access-cluster-autoscaler-policy": cluster_autoscaler_policy("aws", "us-east-1", ACCOUNT_ID, "simfleet-dev"),
-        "access-aws-for-fluent-bit-policy": log_shipper_policy("aws", "us-east-1", ACCOUNT_ID, "simfleet-dev"),
         "access-run-policy": run_policy("aws", CKPT, ART, [EXTERNAL]),
         "access-gate-policy": gate_policy(ART),
         "access-job-policy": job_policy(ART),
@@ -369,3 +382,49 @@ def test_access_takes_the_partition_from_the_provider(pulumi_mocks, monkeypatch)
 def test_a_bad_external_checkpoint_fails_before_registering(pulumi_mocks):
     with pytest.raises(ValueError, match="single object"):
         _access(pulumi_mocks, external=("s3://bucket/*",))
+
+
+# ---- a service's model repository, as Triton's S3 filesystem reads it -------------------------------
+
+MODELS = "s3://radstream-models/models/radstream/"
+MODELS_BUCKET = "arn:aws:s3:::radstream-models"
+
+
+def triton_s3_calls(prefix: str) -> list[tuple[str, str, str, dict[str, str]]]:
+    """(call, IAM action, resource, request context) for every S3 call Triton's S3 filesystem makes on a model repository.
+
+    triton-inference-server/core src/filesystem/implementations/s3.h at r26.02 (the release of the pinned 26.02 image):
+    CheckClient and IsDirectory call HeadBucket (no prefix in the request), IsDirectory and GetDirectoryContents call
+    ListObjectsV2 with Prefix=<path>/, FileExists and FileModificationTime call HeadObject, LocalizePath GetObject.
+    HeadBucket and ListObjectsV2 are authorised as s3:ListBucket, HeadObject as s3:GetObject (S3 API reference).
+    """
+    key = f"{MODELS_BUCKET}/{prefix}densenet/config.pbtxt"
+    return [
+        ("HeadBucket", "s3:ListBucket", MODELS_BUCKET, {}),
+        ("ListObjectsV2 of the repository", "s3:ListBucket", MODELS_BUCKET, {"s3:prefix": prefix}),
+        ("ListObjectsV2 of a model", "s3:ListBucket", MODELS_BUCKET, {"s3:prefix": f"{prefix}densenet/1/"}),
+        ("HeadObject", "s3:GetObject", key, {}),
+        ("GetObject", "s3:GetObject", key, {}),
+    ]
+
+
+def test_a_services_role_allows_every_call_tritons_s3_filesystem_makes():
+    policy = prefix_read_policy("aws", MODELS, "Models", head_bucket=True)
+    refused = [
+        call
+        for call, action, resource, context in triton_s3_calls("models/radstream/")
+        if not allowed(policy, action, resource, context)
+    ]
+    assert not refused, f"Triton's S3 filesystem would be refused {refused} and the server would exit"
+    assert_least_privilege(policy)
+
+
+def test_a_services_role_reads_nothing_outside_its_prefix():
+    policy = prefix_read_policy("aws", MODELS, "Models", head_bucket=True)
+    assert not allowed(policy, "s3:GetObject", f"{MODELS_BUCKET}/models/other/config.pbtxt")
+    assert not allowed(policy, "s3:GetObject", f"{MODELS_BUCKET}/models/radstream-old/config.pbtxt")
+    assert not allowed(policy, "s3:ListBucket", MODELS_BUCKET, {"s3:prefix": "models/other/"})
+    # A listing that sends an empty prefix (as the AWS CLI does for the bucket root) stays refused.
+    assert not allowed(policy, "s3:ListBucket", MODELS_BUCKET, {"s3:prefix": ""})
+    assert not allowed(policy, "s3:ListBucket", "arn:aws:s3:::another-bucket", {})
+    assert not allowed(policy, "s3:PutObject", f"{MODELS_BUCKET}/models/radstream/x")

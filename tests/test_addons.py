@@ -1,8 +1,7 @@
-"""Addons: managed add-on pins and vpc-cni network policy, the log group, and every Helm release's pin and values."""
+"""Addons: managed add-on pins, the log group, and every Helm release's pin and values."""
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 from typing import Any
@@ -18,13 +17,13 @@ import versions
 from components.addons import CHARTS, IRSA_ANNOTATION, MANAGED_ADDON_CONFIG, Addons, AddonsArgs
 from components.metrics import CHART as METRICS_CHART
 from components.metrics import pushgateway_values
+from components.pod_network import VPC_CNI
 
 RELEASE = "kubernetes:helm.sh/v3:Release"
 ADDON = "aws:eks/addon:Addon"
 ROLES = {
     "aws-load-balancer-controller": "arn:aws:iam::123456789012:role/lbc",
     "cluster-autoscaler": "arn:aws:iam::123456789012:role/ca",
-    "aws-for-fluent-bit": "arn:aws:iam::123456789012:role/fluent-bit",
 }
 EXACT_VERSION = re.compile(r"^\d+\.\d+\.\d+$")
 # Each chart's values.yaml as published, one folder per checked version (shared with the team, not vendored here).
@@ -67,14 +66,15 @@ def _values(rec, key: str) -> dict[str, Any]:
 
 def test_managed_addons_are_pinned_for_the_clusters_minor_and_adopt_bootstrap_copies(rec):
     addons = {r.inputs["addonName"]: r.inputs for r in rec.of_type(ADDON)}
-    assert set(addons) == set(versions.MANAGED_ADDONS) == {"vpc-cni", "coredns", "kube-proxy"}
+    # The VPC CNI is the other managed add-on, installed before the nodes by components/pod_network.py.
+    assert set(addons) == set(versions.MANAGED_ADDONS) - {"vpc-cni"} == {"coredns", "kube-proxy"}
     for addon, inputs in addons.items():
         assert inputs["addonVersion"] == versions.addon_version("1.35", addon), addon
         assert re.match(r"^v\d+\.\d+\.\d+-eksbuild\.\d+$", inputs["addonVersion"]), addon
         assert inputs["resolveConflictsOnCreate"] == "OVERWRITE", addon
         assert inputs["resolveConflictsOnUpdate"] == "OVERWRITE", addon
         assert inputs["clusterName"] == "simfleet-dev"
-        # The CNI, DNS and proxy software stays if the Addon resource is ever removed.
+        # The DNS and proxy software stays if the Addon resource is ever removed.
         assert inputs["preserve"] is True, addon
     assert addons["kube-proxy"]["addonVersion"].startswith("v1.35.")
     # CoreDNS from the 1.35 row of the EKS user guide's table, not the 1.33/1.34 v1.12 line.
@@ -86,22 +86,26 @@ def test_no_pod_identity_agent_because_every_role_is_irsa(rec):
     # Nothing in simfleet uses EKS Pod Identity (every workload role is an IRSA role), so the agent's DaemonSet would
     # only take a pod slot on every node.
     assert "eks-pod-identity-agent" not in {r.inputs["addonName"] for r in rec.of_type(ADDON)}
-    assert set(MANAGED_ADDON_CONFIG) == set(versions.MANAGED_ADDONS)
+    assert {*MANAGED_ADDON_CONFIG, VPC_CNI} == set(versions.MANAGED_ADDONS)
     assert not [r for r in rec.of_type("aws:eks/podIdentityAssociation:PodIdentityAssociation")]
 
 
-def test_vpc_cni_enforces_network_policy(rec):
-    vpc_cni = rec.one(ADDON, "addons-vpc-cni").inputs
-    # EKS wants the string "true", not a JSON boolean.
-    assert json.loads(vpc_cni["configurationValues"]) == {"enableNetworkPolicy": "true"}
+def test_coredns_and_kube_proxy_take_the_add_ons_defaults(rec):
     assert "configurationValues" not in rec.one(ADDON, "addons-coredns").inputs
 
 
-def test_container_log_group(rec):
-    group = rec.one("aws:cloudwatch/logGroup:LogGroup", "addons-containers").inputs
-    assert group["name"] == naming.container_log_group("simfleet-dev") == "/aws/eks/simfleet-dev/containers"
-    assert group["retentionInDays"] == 30
-    assert group["tags"]["simfleet:stack"] == "dev"
+def test_retired_container_log_group_is_kept_not_deleted(rec):
+    # The aws-for-fluent-bit chart's group: container logs now go to Container Insights' groups
+    # (components/observability.py), and the upgrade must not delete the logs this one still holds.
+    group = rec.one("aws:cloudwatch/logGroup:LogGroup", "addons-containers")
+    assert group.inputs["name"] == naming.legacy_container_log_group("simfleet-dev") == "/aws/eks/simfleet-dev/containers"
+    assert group.inputs["name"] != naming.container_log_group("simfleet-dev")
+    assert group.inputs["retentionInDays"] == 30
+    assert group.inputs["tags"]["simfleet:stack"] == "dev"
+    assert group.options.get("retainOnDelete") is True
+    # One log pipeline: no Fluent Bit chart beside the add-on's.
+    assert "aws-for-fluent-bit" not in {r.inputs["name"] for r in rec.of_type(RELEASE)}
+    assert "aws-for-fluent-bit" not in versions.HELM_CHARTS
 
 
 def test_every_chart_is_pinned_in_versions():
@@ -218,19 +222,6 @@ def test_load_balancer_controller_values(rec):
     assert values["serviceAccount"]["annotations"] == {IRSA_ANNOTATION: ROLES["aws-load-balancer-controller"]}
 
 
-def test_log_shipper_values(rec):
-    values = _values(rec, "aws-for-fluent-bit")
-    cw = values["cloudWatchLogs"]
-    assert cw["enabled"] is True
-    assert cw["logGroupName"] == naming.container_log_group("simfleet-dev")
-    assert cw["region"] == "eu-west-1"
-    assert cw["autoCreateGroup"] is False
-    assert cw["logGroupTemplate"] == ""  # otherwise one auto-created group per namespace
-    assert values["serviceAccount"]["name"] == naming.LOG_SHIPPER_SA[1]
-    assert values["serviceAccount"]["annotations"] == {IRSA_ANNOTATION: ROLES["aws-for-fluent-bit"]}
-    assert {"key": naming.GPU_TAINT_KEY, "operator": "Exists", "effect": "NoSchedule"} in values["tolerations"]
-
-
 def test_controllers_pinned_to_system_nodes(rec):
     for key in ("cluster-autoscaler", "aws-load-balancer-controller", "metrics-server"):
         assert _values(rec, key)["nodeSelector"] == {naming.NODE_POOL_LABEL: "system"}, key
@@ -260,7 +251,7 @@ def test_args_reject_mismatched_versions_and_missing_roles():
     with pytest.raises(ValueError) as err:
         _args(cluster, kubernetes_version="1.30", roles={"cluster-autoscaler": "arn"}, log_retention_days=10)  # type: ignore[arg-type]
     message = str(err.value)
-    assert "aws-load-balancer-controller, aws-for-fluent-bit" in message
+    assert "missing IRSA role ARNs for aws-load-balancer-controller" in message
     assert "no complete pins for Kubernetes 1.30" in message
     assert "Cluster Autoscaler 1.30.x image" in message and "kube-proxy add-on build for 1.30" in message
     assert "log_retention_days 10" in message

@@ -13,7 +13,16 @@ import pytest
 import yaml
 
 import naming
-from components.cluster import Cluster, ClusterArgs, access_entries, control_plane_logs_key_policy
+from components.cluster import (
+    CREATOR_TAG,
+    Cluster,
+    ClusterArgs,
+    access_entries,
+    cluster_creator,
+    control_plane_logs_key_policy,
+    iam_principal,
+    same_principal,
+)
 from components.network import Network, NetworkArgs
 from components.nodegroups import NodeGroups, NodeGroupsArgs
 from config import PlatformConfig, load_stack_config
@@ -190,10 +199,15 @@ def test_access_policy_arn_follows_the_principals_partition() -> None:
     entries = access_entries([gov], [])
     ((key, entry),) = entries.items()
     assert key == "role-ops-admin"
+    assert admin_policy(entry) == "arn:aws-us-gov:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy"
+
+
+def admin_policy(entry: pulumi_eks.AccessEntryArgs) -> str:
+    """The ARN of the cluster-admin access policy an entry associates."""
     assert entry.access_policies is not None
     policy = entry.access_policies["admin"]
     assert isinstance(policy, pulumi_eks.AccessPolicyAssociationArgs)
-    assert policy.policy_arn == "arn:aws-us-gov:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy"
+    return str(policy.policy_arn)
 
 
 def test_entry_keys_do_not_depend_on_list_order() -> None:
@@ -355,3 +369,63 @@ def test_deployer_access_cidrs_and_security_groups_each_get_a_rule(pulumi_mocks)
     assert rules["cluster-api-from-10-60-0-0-24"]["cidrBlocks"] == ["10.60.0.0/24"]
     assert rules["cluster-api-from-sg-0123456789abcdef0"]["sourceSecurityGroupId"] == "sg-0123456789abcdef0"
     assert all((r["fromPort"], r["toPort"]) == (443, 443) for r in rules.values())
+
+
+# ---- deploy roles and the cluster's creator -------------------------------------------------------------------------
+
+DEPLOY = "arn:aws:iam::123456789012:role/simfleet-dev-deploy"
+PERSON = "arn:aws:iam::123456789012:role/aws-reserved/sso.amazonaws.com/AWSReservedSSO_Admin_0abc"
+
+
+def test_deploy_roles_get_cluster_admin_so_ci_can_update_a_cluster_a_person_created() -> None:
+    # A person created the cluster (EKS's creator entry is theirs); the deploy workflow's role needs its own entry.
+    entries = access_entries([], [], [DEPLOY], creator=PERSON)
+    [entry] = entries.values()
+    assert entry.principal_arn == DEPLOY
+    assert admin_policy(entry) == "arn:aws:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy"
+
+
+def test_the_creator_gets_no_second_entry_whichever_list_names_it() -> None:
+    # EKS refuses a second entry for the creator (ResourceInUseException); the creator is matched through its session.
+    session = "arn:aws:sts::123456789012:assumed-role/AWSReservedSSO_Admin_0abc/alice@example.org"
+    creator = iam_principal(session)
+    assert creator == "arn:aws:iam::123456789012:role/AWSReservedSSO_Admin_0abc"
+    entries = access_entries([PERSON], [PERSON], [DEPLOY, PERSON], creator=creator)
+    assert {e.principal_arn for e in entries.values()} == {DEPLOY}
+    assert same_principal(PERSON, session) and not same_principal(DEPLOY, session)
+    assert not same_principal(PERSON, PERSON.replace("123456789012", "210987654321"))
+
+
+def test_the_creator_is_the_caller_of_a_new_cluster_and_the_recorded_tag_of_an_existing_one() -> None:
+    caller = "arn:aws:sts::123456789012:assumed-role/simfleet-dev-deploy/GitHubActions"
+    assert cluster_creator(None, caller) == DEPLOY
+    assert cluster_creator({CREATOR_TAG: PERSON, "other": "x"}, caller) == PERSON
+    # A cluster created before simfleet recorded its creator: unknown, so no principal is left out.
+    assert cluster_creator({"other": "x"}, caller) is None
+
+
+def test_the_creator_is_recorded_on_the_cluster(pulumi_mocks) -> None:
+    def program() -> None:
+        Cluster(
+            "cluster",
+            ClusterArgs(
+                CLUSTER,
+                platform(DEV, deployRoles=[DEPLOY]),
+                "vpc-123",
+                ["subnet-pub-a", "subnet-pub-b"],
+                ["subnet-priv-a", "subnet-priv-b"],
+                TAGS,
+                region="us-east-1",
+                log_retention_days=30,
+                creator=DEPLOY,
+            ),
+        )
+
+    inputs = eks_inputs(pulumi_mocks(program))
+    assert inputs["clusterTags"][CREATOR_TAG] == DEPLOY
+    assert DEPLOY not in {e["principalArn"] for e in inputs["accessEntries"].values()}
+
+
+def test_deploy_roles_must_be_iam_arns() -> None:
+    with pytest.raises(ValueError, match=r"deployRoles\.0\n  Value error, 'simfleet-dev-deploy' is not an IAM role or user ARN"):
+        platform(DEV, deployRoles=["simfleet-dev-deploy"])

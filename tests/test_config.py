@@ -87,7 +87,7 @@ MALFORMED: list[tuple[str, Mutation, str, str]] = [
         "one-az",
         lambda c: _platform(c)["network"].update(availabilityZones=1),
         "platform.network.availabilityZones",
-        "greater than or equal to 2",
+        "1 is too small; use at least 2",
     ),
     ("cidr-not-parsing", lambda c: _platform(c)["network"].update(cidr="10.40.0.0/33"), "platform.network.cidr", "IPv4"),
     ("cidr-public", lambda c: _platform(c)["network"].update(cidr="8.8.0.0/16"), "platform.network.cidr", "not a private"),
@@ -196,7 +196,7 @@ MALFORMED: list[tuple[str, Mutation, str, str]] = [
         "runs[0].images.glue",
         "not one of the stack's ECR repositories",
     ),
-    ("bad-run-name", lambda c: _run(c).update(name="Trot_Baseline"), "runs[0]", "DNS-1123"),
+    ("bad-run-name", lambda c: _run(c).update(name="Trot_Baseline"), "runs[0].name", "DNS-1123"),
     ("duplicate-run-name", lambda c: _run(c, 1).update(name="trot-baseline"), "runs[1].name", "already used by runs[0]"),
     ("bad-duration", lambda c: _run(c).update(maxRuntime="2 hours"), "runs[0].maxRuntime", "not a duration"),
     ("bad-mode", lambda c: _run(c).update(mode="headless"), "runs[0].mode", "'interactive' or 'batch'"),
@@ -218,11 +218,11 @@ MALFORMED: list[tuple[str, Mutation, str, str]] = [
         "runs[2].checkpoint.from",
         "one checkpoint per seed",
     ),
-    ("interactive-many-seeds", lambda c: _run(c).update(seeds=[1, 2]), "runs[0]", "exactly one seed"),
+    ("interactive-many-seeds", lambda c: _run(c).update(seeds=[1, 2]), "runs[0].seeds", "exactly one seed"),
     (
         "viewport-on-batch",
         lambda c: _run(c, 1).update(viewport={"allowedCidrs": ["203.0.113.0/24"]}),
-        "runs[1]",
+        "runs[1].viewport",
         "only for interactive runs",
     ),
     (
@@ -231,18 +231,45 @@ MALFORMED: list[tuple[str, Mutation, str, str]] = [
         "runs[0].viewport.allowedCidrs[0]",
         "whole internet",
     ),
-    ("too-many-gpus", lambda c: _run(c).update(gpus=2), "runs[0].gpus", "GPU nodes have 1"),
+    (
+        "too-many-gpus",
+        lambda c: _run(c).update(gpus=2),
+        "runs[0].gpus",
+        "GPU nodes (g5.2xlarge, g6.2xlarge) have 1 each; lower gpus to 1, or set platform.nodeGroups.gpu.instanceTypes "
+        "to types with 2 or more GPUs, such as g5.12xlarge (4 x A10G)",
+    ),
     ("cpu-too-big", lambda c: _run(c).update(cpu="8"), "runs[0].cpu", "does not fit the smallest GPU node"),
     ("glue-missing", lambda c: _run(c).update(glue="glue/missing.py"), "runs[0].glue", "glue/missing.py"),
-    ("glue-escapes", lambda c: _run(c).update(glue="../etc/passwd"), "runs[0]", "inside the project"),
+    ("glue-escapes", lambda c: _run(c).update(glue="../etc/passwd"), "runs[0].glue", "inside the project"),
     (
         "interactive-without-on-demand",
         lambda c: _platform(c)["nodeGroups"]["gpu"].update(capacity="spot"),
         "runs[0].mode",
         "need onDemand GPU capacity",
     ),
-    ("label-value", lambda c: _run(c)["labels"].update(user="alice smith"), "runs[0]", "not a valid label value"),
+    ("label-value", lambda c: _run(c)["labels"].update(user="alice smith"), "runs[0].labels.user", "not a valid label value"),
     ("runs-not-a-list", lambda c: c.update({"simfleet:runs": {"name": "x"}}), "runs", "must be a list"),
+    (
+        "seeds-negative-number",
+        lambda c: _run(c, 1).update(seeds=-20),
+        "runs[1].seeds",
+        "-20 is not a seed (seeds are 0 or more); write a list like [0, 1, 2] or a range like 0..19",
+    ),
+    ("seeds-backwards", lambda c: _run(c, 1).update(seeds="19..0"), "runs[1].seeds", "'19..0' counts down; write 0..19"),
+    (
+        "seeds-too-many",
+        lambda c: _run(c, 1).update(seeds="0..1000"),
+        "runs[1].seeds",
+        "'0..1000' is 1001 seeds; a run sweeps at most 1000: split it into runs of 0..999, 1000..1999",
+    ),
+    ("seeds-too-many-in-a-list", lambda c: _run(c, 1).update(seeds=["0..600", "601..1200"]), "runs[1].seeds", "at most 1000"),
+    (
+        "seeds-twice-across-ranges",
+        lambda c: _run(c, 1).update(seeds=["0..5", "3..4"]),
+        "runs[1].seeds",
+        "lists 3, 4 more than once",
+    ),
+    ("seeds-not-a-range", lambda c: _run(c, 1).update(seeds="0-19"), "runs[1].seeds", "'0-19' is not a seed or a seed range"),
     ("platform-missing", lambda c: c.pop("simfleet:platform"), "platform", "is required"),
 ]
 
@@ -385,19 +412,108 @@ def test_documentation_range_placeholders_are_errors_for_preview_and_up() -> Non
     with pytest.raises(ConfigError) as caught:
         load(stack_config("dev"), offline=False)
     by_path = {i.path: i.message for i in caught.value.issues}
-    assert set(by_path) == {"platform.endpoint.publicAccessCidrs[0]", "runs[0].viewport.allowedCidrs[0]"}
+    # The sample's CIDRs, its deploy role's account, the bucket its dataset import copies from and the one its sweep
+    # starts from; the disabled service's model bucket is a placeholder too, but nothing is deployed to trust it.
+    assert set(by_path) == {
+        "platform.endpoint.publicAccessCidrs[0]",
+        "runs[0].viewport.allowedCidrs[0]",
+        "platform.deployRoles[0]",
+        "platform.sharedStorage.imports[0].from",
+        "runs[1].checkpoint.from",
+    }
     endpoint = by_path["platform.endpoint.publicAccessCidrs[0]"]
     assert "203.0.113.0/24 is a placeholder" in endpoint and "RFC 5737" in endpoint
     assert "public egress ranges of the networks that administer the cluster" in endpoint
     assert "viewport" in by_path["runs[0].viewport.allowedCidrs[0]"]
-    assert str(caught.value).startswith("Pulumi.dev.yaml: 2 errors in the stack config")
+    assert "111122223333, an account id from the AWS documentation" in by_path["platform.deployRoles[0]"]
+    assert "anyone can register a bucket under a sample name" in by_path["runs[1].checkpoint.from"]
+    assert "robocache-data-example" in by_path["platform.sharedStorage.imports[0].from"]
+    assert str(caught.value).startswith("Pulumi.dev.yaml: 5 errors in the stack config")
 
 
 def test_documentation_range_placeholders_only_warn_in_the_offline_plan() -> None:
     cfg = load(stack_config("dev"), offline=True)
     placeholders = [w for w in cfg.warnings if "is a placeholder" in w]
-    assert len(placeholders) == 2
+    assert len(placeholders) == 5
     assert all("pulumi preview and up refuse it" in w for w in placeholders)
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "placeholder"),
+    [
+        ("platform.clusterAdmins", "arn:aws:iam::123456789012:role/admin", True),
+        ("platform.runOperators", "arn:aws:iam::444455556666:user/alice", True),
+        ("platform.deployRoles", "arn:aws:iam::111122223333:role/ci", True),
+        ("platform.deployRoles", "arn:aws:iam::210987654321:role/ci", False),
+        ("platform.imageAllowList", "public.ecr.aws/example/", True),
+        ("platform.imageAllowList", "777788889999.dkr.ecr.us-east-1.amazonaws.com/", True),
+        ("platform.imageAllowList", "nvcr.io/nvidia/", False),
+        ("platform.endpoint.deployerAccess.securityGroupIds", "sg-0123456789abcdef0", True),
+        ("platform.endpoint.deployerAccess.securityGroupIds", "sg-0f4e2a1b9c8d7e6f5", False),
+        ("runs[0].checkpoint.from", "s3://radstream-models-example/b.mstate", True),
+        ("runs[0].checkpoint.from", "s3://amzn-s3-demo-bucket/b.mstate", True),
+        ("runs[0].checkpoint.from", "s3://acme-brains/exampled/b.mstate", False),  # a word, not "example"
+        ("services[0].modelRepository", "s3://example-models/m/", True),
+        ("services[0].modelRepository", "s3://acme-models/m/", False),
+        ("platform.sharedStorage.imports", "s3://example-trajectories/raw/", True),
+        ("platform.sharedStorage.imports", "s3://acme-trajectories/raw/", False),
+    ],
+)
+def test_every_name_a_deploy_creates_or_trusts_is_checked_for_placeholders(path: str, value: str, placeholder: bool) -> None:
+    config = copy.deepcopy(stack_config("prod"))
+    platform = _platform(config)
+    platform.pop("deployRoles")  # the sample's own placeholder; each case sets the one it is about
+    if path == "platform.sharedStorage.imports":
+        platform["sharedStorage"] = {"enabled": True, "imports": [{"name": "raw", "from": value}]}
+    elif path.startswith("platform."):
+        keys = path.split(".")[1:]
+        target = platform
+        for key in keys[:-1]:
+            target = target.setdefault(key, {})
+        target[keys[-1]] = [value]
+    elif path.startswith("runs"):
+        run = copy.deepcopy(_run(stack_config("dev")))
+        run.pop("viewport", None)
+        run["checkpoint"] = {"from": value, "save": True}
+        config["simfleet:runs"] = [run]
+    else:
+        config["simfleet:services"] = [
+            {"name": "triton", "image": "monty:1", "gpus": 1, "modelRepository": value, "clients": [{"namespace": "x"}]}
+        ]
+        platform["nodeGroups"]["gpu"]["maxSize"] = 16
+    found = [i for i in placeholder_issues_of(config) if i.path.startswith(path)]
+    assert bool(found) is placeholder, found
+    if placeholder:
+        assert "is a placeholder" in found[0].message
+
+
+def placeholder_issues_of(config: dict[str, Any]) -> list[Any]:
+    try:
+        load_stack_config(
+            config.get("simfleet:platform"),
+            config.get("simfleet:runs"),
+            services=config.get("simfleet:services"),
+            stack="prod",
+            source="Pulumi.prod.yaml",
+            today=TODAY,
+        )
+    except ConfigError as err:
+        return list(err.issues)
+    return []
+
+
+def real_names(config: dict[str, Any]) -> dict[str, Any]:
+    """A sample stack file with its stand-in names (the deploy role, the import's and the sweep's buckets) replaced: CIDRs
+    are the test."""
+    config = copy.deepcopy(config)
+    _platform(config).pop("deployRoles", None)
+    for entry in _platform(config).get("sharedStorage", {}).get("imports", []):
+        entry["from"] = entry["from"].replace("-example/", "-acme/")
+    for run in config.get("simfleet:runs") or []:
+        source = run.get("checkpoint", {}).get("from") or ""
+        if source.startswith("s3://example-"):
+            run["checkpoint"]["from"] = source.replace("s3://example-", "s3://acme-")
+    return config
 
 
 @pytest.mark.parametrize(
@@ -414,14 +530,15 @@ def test_documentation_range_placeholders_only_warn_in_the_offline_plan() -> Non
     ],
 )
 def test_every_user_cidr_list_is_checked_for_placeholders(cidr: str, placeholder: bool) -> None:
-    config = copy.deepcopy(stack_config("prod"))
+    config = real_names(stack_config("prod"))
     _platform(config)["endpoint"]["deployerAccess"] = {"cidrs": ["10.60.0.0/24"]}
     config["simfleet:runs"] = [copy.deepcopy(_run(stack_config("dev")))]
     config["simfleet:runs"][0]["viewport"] = {"allowedCidrs": ["198.18.7.0/24", cidr]}
-    dev = copy.deepcopy(stack_config("dev"))
+    config = real_names(config)
+    dev = real_names(stack_config("dev"))
     _platform(dev)["endpoint"]["publicAccessCidrs"] = [cidr]
     _run(dev)["viewport"] = {"allowedCidrs": ["198.18.7.0/24"]}
-    private = copy.deepcopy(stack_config("prod"))
+    private = real_names(stack_config("prod"))
     _platform(private)["endpoint"]["deployerAccess"] = {"cidrs": [cidr]} if ipaddress.ip_network(cidr).is_private else {}
     cases = [(config, "prod", "runs[0].viewport.allowedCidrs[1]"), (dev, "dev", "platform.endpoint.publicAccessCidrs[0]")]
     if ipaddress.ip_network(cidr).is_private:
@@ -446,3 +563,19 @@ def test_control_plane_log_retention_defaults_by_stack_and_can_be_set() -> None:
     _platform(config)["controlPlaneLogRetentionDays"] = 365
     cfg = load(config)
     assert cfg.platform.control_plane_log_retention_days == cfg.control_plane_log_retention_days == 365
+
+
+def test_a_principal_that_is_not_an_iam_role_or_user_is_reported_where_it_is_with_what_to_write() -> None:
+    """Each bad entry of clusterAdmins, deployRoles and runOperators gets its own path (and so its own line), and the
+    ARN `aws sts get-caller-identity` prints for an assumed role, an STS session, is answered with the role's ARN."""
+    config = copy.deepcopy(stack_config("dev"))
+    _platform(config)["deployRoles"] = ["arn:aws:sts::210987654321:assumed-role/simfleet-ci/GitHubActions", "ci"]
+    _platform(config)["runOperators"] = ["arn:aws:iam::210987654321:role/ops/oncall", "arn:aws:iam::21098765432:user/x"]
+    with pytest.raises(ConfigError) as caught:
+        load(config)
+    by_path = {i.path: i.message for i in caught.value.issues}
+    assert set(by_path) == {"platform.deployRoles[0]", "platform.deployRoles[1]", "platform.runOperators[1]"}
+    assert "is an STS session" in by_path["platform.deployRoles[0]"]
+    assert "arn:aws:iam::210987654321:role/simfleet-ci" in by_path["platform.deployRoles[0]"]
+    assert "is not an IAM role or user ARN" in by_path["platform.deployRoles[1]"]
+    assert "arn:aws:iam::<account>:role/<name>" in by_path["platform.runOperators[1]"]

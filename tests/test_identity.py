@@ -12,6 +12,7 @@ from pydantic import Field
 
 import naming
 from config import RunSpec, load_stack_config
+from workloads import identity, identity_rules, job_identity
 from workloads.identity import (
     IDENTITY_VERSION,
     RunContext,
@@ -19,6 +20,7 @@ from workloads.identity import (
     glue_sha256,
     identify,
     registry_url,
+    render_spec,
     resolve_image,
     spec_hash,
     spec_projection,
@@ -39,11 +41,14 @@ CTX = RunContext(
     kubernetes_version="1.35",
 )
 # The dev stack's runs, planned with the glue below. A change here means every deployed run with that spec would
-# run again: only ever update these together with a README note (and IDENTITY_VERSION when the scheme changes).
+# run again: only ever update these together with a note in docs/operators.md ("Upgrades") (and IDENTITY_VERSION when the scheme changes).
 PINNED_GLUE = "def step(observation):\n    return {'cmd_type': 'stop'}\n"
 GOLDEN = {
     "trot-baseline": "4d6c2958c7c3",
-    "trot-sweep": "9f285d0b3b62",
+    # 2026-12-07: the sample's sweep starts from a placeholder bucket (s3://example-shared-brains/...) instead of
+    # s3://simfleet-shared-brains/..., a spec change, so a new hash; the scheme is unchanged (the old source still
+    # hashes to 9f285d0b3b62, test below). A stack that deployed the old sample keeps its run under the old prefix.
+    "trot-sweep": "700b7ff0e43e",
     "trot-continue": "84c5dbde9e18",
 }
 
@@ -71,6 +76,54 @@ def dev_hashes(runs: dict[str, dict[str, Any]], ctx: RunContext = CTX) -> dict[s
 def test_golden_hashes_of_the_dev_runs() -> None:
     assert IDENTITY_VERSION == 1
     assert dev_hashes(dev_runs()) == GOLDEN
+    # The sweep as the sample had it before its bucket became a placeholder: the hash it had then.
+    runs = dev_runs()
+    runs["trot-sweep"]["checkpoint"]["from"] = "s3://simfleet-shared-brains/monty/quadruped/v12.mstate"
+    assert dev_hashes(runs)["trot-sweep"] == "9f285d0b3b62"
+
+
+def test_the_identity_rules_are_the_ones_pinned_for_their_version() -> None:
+    assert identity_rules.problem(identity.IDENTITY_VERSION) is None
+
+
+def _unsorted_seeds(spec: RunSpec) -> dict[str, Any]:
+    projection = spec.model_dump(
+        mode="json", by_alias=True, exclude_defaults=True, exclude={"labels", "ttl_after_finished", "queue", "images", "glue"}
+    )
+    return projection
+
+
+@pytest.mark.parametrize(
+    "module, name, value",
+    [
+        (identity, "NOT_IDENTITY", identity.NOT_IDENTITY - {"labels"}),  # labels would rerun runs
+        (identity, "QUANTITY_UNITS", {"cpu": "m"}),  # 12Gi and 12288Mi would differ
+        (identity, "HASH_LENGTH", 16),  # every prefix would move
+        (identity, "spec_projection", _unsorted_seeds),  # seeds order, defaults, viewport CIDRs would count
+        (job_identity, "NOT_IDENTITY", job_identity.NOT_IDENTITY | {"env"}),  # a job's env would stop counting
+        (job_identity, "QUANTITY_UNITS", {"cpu": "m", "memory": "bytes"}),  # shmSize spellings would differ
+    ],
+)
+def test_an_identity_rule_changed_without_a_version_bump_fails(
+    monkeypatch: pytest.MonkeyPatch, module: Any, name: str, value: Any
+) -> None:
+    monkeypatch.setattr(module, name, value)
+    message = identity_rules.problem(identity.IDENTITY_VERSION)
+    assert message is not None and "IDENTITY_VERSION is still 1" in message and "never edit a pinned entry" in message
+
+
+def test_a_version_bump_needs_its_rules_pinned(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(identity, "IDENTITY_VERSION", 2)
+    message = identity_rules.problem(identity.IDENTITY_VERSION)
+    assert message is not None and "identity version 2 has no pinned rules fingerprint" in message
+
+
+def test_code_that_computes_the_same_hashes_keeps_the_fingerprint(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A refactor that gives the same verdicts is not a rule change (a field added later with a default neither:
+    see test_a_new_optional_field_moves_no_hash)."""
+    original = identity.exact_quantity
+    monkeypatch.setattr(identity, "exact_quantity", lambda text, unit: int(original(str(text).strip(), unit)))
+    assert identity_rules.problem(identity.IDENTITY_VERSION) is None
 
 
 def test_labels_ttl_and_written_out_defaults_leave_every_hash_alone() -> None:
@@ -118,6 +171,7 @@ def test_an_image_change_moves_the_run_and_its_continuation() -> None:
         ("sim image", {"images": {"sim": "unitree-sim:4.2.1", "monty": "monty:1f3c2a9", "glue": "glue-base:0.3.1"}}, {}, GLUE),
         ("glue content", {}, {}, GLUE + "\n# tuned\n"),
         ("rerun", {"rerun": 1}, {}, GLUE),
+        ("datasets mounted", {"datasets": {"path": "/datasets"}}, {}, GLUE),  # the run reads other inputs now
         ("seeds", {"seeds": [8]}, {}, GLUE),
         ("profile", {"profile": "quadruped-rough"}, {}, GLUE),
         ("maxRuntime", {"maxRuntime": "3h"}, {}, GLUE),
@@ -165,6 +219,19 @@ def test_sweeps_hash_their_seeds_as_a_set_and_parallelism_only_when_it_limits() 
     unlimited = hash_of(spec("trot-sweep", parallelism=None))
     assert hash_of(spec("trot-sweep", parallelism=8)) == hash_of(spec("trot-sweep", parallelism=20)) == unlimited
     assert unlimited != base  # 3 at a time is a different schedule than 8
+
+
+@pytest.mark.parametrize("written", ["1..8", ["1..8"], ["1..4", "5..8"], [1, "2..7", 8], " 1 .. 8 "])
+def test_a_seed_range_is_the_same_run_as_the_list_it_stands_for(written: Any) -> None:
+    """trot-sweep's golden hash (seeds [1..8] written out) holds whichever way the same seeds are written."""
+    ranged = spec("trot-sweep", seeds=written)
+    assert ranged.seeds == [1, 2, 3, 4, 5, 6, 7, 8]
+    assert hash_of(ranged) == hash_of(spec("trot-sweep"))
+    assert render_spec(ranged) == render_spec(spec("trot-sweep"))  # the provider's inputs do not move either
+    runs = dev_runs()
+    runs["trot-sweep"]["seeds"] = written
+    assert dev_hashes(runs) == GOLDEN
+    assert hash_of(spec("trot-sweep", seeds="1..9")) != hash_of(spec("trot-sweep"))  # one seed more is another sweep
 
 
 def test_quantities_are_compared_exactly() -> None:

@@ -61,7 +61,7 @@ def env(c: dict[str, Any]) -> dict[str, str]:
 
 
 def test_the_dev_job_hash_is_pinned() -> None:
-    # Golden: a change here reruns every deployed job; bump only on purpose (README "Upgrading").
+    # Golden: a change here reruns every deployed job; bump only on purpose (docs/operators.md, "Upgrades").
     assert identify_job(dev_job(), CTX).spec_hash == "07c776f6b9ae"
 
 

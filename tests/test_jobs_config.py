@@ -85,7 +85,7 @@ def test_every_problem_of_an_entry_is_reported_with_its_path() -> None:
     assert any(e.startswith("jobs[0].env.AWS_REGION: ") for e in found)
     assert any(e.startswith("jobs[0].env.9lives: '9lives' is not an environment variable name") for e in found)
     assert not any(e.startswith("jobs[0].env.OK") for e in found)
-    assert any(e.startswith("jobs[0].labels: labels: key 'job' is simfleet's own") for e in found)
+    assert any(e.startswith("jobs[0].labels: key 'job' is simfleet's own") for e in found)
     assert "jobs[0].outputs.path: /tmp/out overlaps /tmp, which simfleet mounts itself" in found
     assert "jobs[0].datasets.path: /outputs/data overlaps outputs.path (/tmp/out)" not in found  # paths differ here
     assert "jobs[0].maxRuntime: longer than 7d; split the job into more shards" in found
@@ -106,18 +106,20 @@ def test_field_errors_keep_their_paths_and_other_entries_still_report() -> None:
 
 
 def test_shm_is_counted_with_memory_against_the_node() -> None:
-    # g5.2xlarge and g6.2xlarge: 32 GiB, of which 29.5 GiB allocatable after the node's headroom.
+    # g5.2xlarge and g6.2xlarge: 32 GiB, of which 29.25 GiB allocatable after the node's headroom (observability on).
     found = errors(with_jobs(robocache(memory="12Gi", shmSize="20Gi")))
     assert found == [
         "jobs[0].shmSize: memory (12Gi), shmSize (20Gi) and the uploader's 256Mi together: 33024Mi does not fit the "
-        "smallest GPU node (29.5Gi allocatable)"
+        "smallest GPU node (29.25Gi allocatable); lower it, or use larger types in platform.nodeGroups.gpu.instanceTypes "
+        "(g5.4xlarge (16 vCPU, 64 GiB), g6e.2xlarge (8 vCPU, 64 GiB))"
     ]
 
 
 def test_the_uploader_beside_the_work_container_counts_against_the_node() -> None:
     found = errors(with_jobs(robocache(cpu="7.5", shmSize=None)))
     assert found == [
-        "jobs[0].cpu: with the uploader's 100m CPU and 256Mi: 7600m CPU does not fit the smallest GPU node (7.5 CPU allocatable)"
+        "jobs[0].cpu: with the uploader's 100m CPU and 256Mi: 7600m CPU does not fit the smallest GPU node (7 CPU "
+        "allocatable); lower it, or use larger types in platform.nodeGroups.gpu.instanceTypes (g5.4xlarge (16 vCPU, 64 GiB))"
     ]
 
 
@@ -133,7 +135,7 @@ def test_platform_rules_name_the_key_to_change() -> None:
     config["simfleet:services"] = []
     found = errors(config)
     assert any(e.startswith("jobs[0].image: ") for e in found)
-    assert "jobs[0].gpus: asks for 2 GPUs but GPU nodes have 1" in found
+    assert any(e.startswith("jobs[0].gpus: asks for 2 GPUs, but a pod runs on one node and the stack's GPU nodes") for e in found)
     assert "jobs[0].datasets: the datasets claim needs shared storage: set platform.sharedStorage.enabled: true" in found
     assert any(e.startswith("jobs[1].capacity: the stack has no onDemand GPU node group") for e in found)
 
@@ -170,18 +172,20 @@ def test_names_are_unique_across_runs_jobs_and_services_and_their_objects() -> N
     ]
     found = errors(config)
     assert (
-        "jobs[0].name: 'trot-baseline' is already used by runs[0].name; names must be unique across runs, jobs and services"
-        in found
+        "jobs[0].name: 'trot-baseline' is already used by runs[0] (trot-baseline); names must be unique across runs, jobs "
+        "and services" in found
     )
-    assert any(e.startswith("jobs[1].name: 'trot-continue-gate' is the name of an object runs[2].name") for e in found)
-    assert any(e.startswith("services[0].name: 'radstream-triton' is already used by jobs[2]") for e in found)
-    assert [e for e in found if e.startswith("jobs[4].name")] == ["jobs[4].name: 'robocache-resample' is already used by jobs[3]"]
+    assert any(e.startswith("jobs[1].name: 'trot-continue-gate' is the name of an object runs[2] (trot-continue)") for e in found)
+    assert any(e.startswith("services[0].name: 'radstream-triton' is already used by jobs[2] (radstream-triton)") for e in found)
+    assert [e for e in found if e.startswith("jobs[4].name")] == [
+        "jobs[4].name: 'robocache-resample' is already used by jobs[3] (robocache-resample); names are unique, rename one"
+    ]
 
 
 def test_jobs_must_be_a_list() -> None:
     config = dev()
     config["simfleet:jobs"] = {"name": "x"}
-    assert errors(config) == ["jobs: simfleet:jobs must be a list of jobs"]
+    assert errors(config) == ["jobs: simfleet:jobs must be a list of jobs, each entry starting with `- name:`"]
 
 
 def test_a_run_or_job_names_one_of_the_stacks_queues() -> None:

@@ -16,15 +16,16 @@ import yaml
 import naming
 import versions
 from components.addons import SYSTEM_NODES, Addons, AddonsArgs
-from components.kueue import CHART, FRAMEWORKS, kueue_values, manager_config, namespace_object
-from policies.rules import restricted_pod_problems
+from components.kueue import CHART, FRAMEWORKS, PODS_READY_TIMEOUT_SECONDS, kueue_values, manager_config, namespace_object
+from policies.rules.pods import restricted_pod_problems
+from workloads import budget
 
 RELEASE = "kubernetes:helm.sh/v3:Release"
 NAMESPACE = "kubernetes:core/v1:Namespace"
 PIN = versions.HELM_CHARTS[CHART]
 REFERENCE = Path("/work/shared/reference/helm-charts") / PIN.chart / PIN.version
 # The keys simfleet changes in the chart's default controller configuration, and nothing else.
-CHANGED = ("manageJobsWithoutQueueName", "integrations", "fairSharing")
+CHANGED = ("manageJobsWithoutQueueName", "integrations", "fairSharing", "waitForPodsReady")
 
 
 def _reference_values() -> dict[str, Any]:
@@ -49,7 +50,6 @@ def rec(pulumi_mocks):
         roles = {
             "aws-load-balancer-controller": "arn:aws:iam::123456789012:role/lbc",
             "cluster-autoscaler": "arn:aws:iam::123456789012:role/ca",
-            "aws-for-fluent-bit": "arn:aws:iam::123456789012:role/fluent-bit",
         }
         args = AddonsArgs("simfleet-dev", "us-east-1", "1.35", "vpc-0abc", roles, {}, cluster=cluster)
         Addons("addons", args, opts=pulumi.ResourceOptions(providers=[provider], depends_on=[nodes]))
@@ -85,11 +85,32 @@ def test_the_configuration_is_the_charts_default_but_for_the_queue_label_integra
     assert ours["fairSharing"] == {"preemptionStrategies": ["LessThanInitialShare"]}
 
 
+def test_a_workload_whose_pods_cannot_start_releases_its_quota_and_is_requeued():
+    wait = manager_config()["waitForPodsReady"]
+    # Longer than a normal start (node from zero, image pull, startup probes), so only a stuck one is evicted.
+    assert wait["timeout"] == "45m" and PODS_READY_TIMEOUT_SECONDS > budget.STARTUP_SECONDS
+    # Never deactivated (no backoffLimitCount), its place in line kept, growing gaps between attempts.
+    assert wait["requeuingStrategy"] == {"timestamp": "Creation", "backoffBaseSeconds": 60, "backoffMaxSeconds": 1800}
+    # A sweep between waves is not evicted; admissions of other work go on.
+    assert wait["recoveryTimeout"] == "0s" and wait["blockAdmission"] is False
+
+
 def test_keys_the_default_leaves_out_are_the_ones_it_documents_in_comments():
     text = _default_config_text()
     # The chart's default lists these keys commented out, with their v1beta2 spelling; the strategy is one of its values.
-    for key in ("manageJobsWithoutQueueName", "fairSharing"):
+    for key in ("manageJobsWithoutQueueName", "fairSharing", "waitForPodsReady"):
         assert re.search(rf"^#{key}:", text, re.MULTILINE), key
+    # Every waitForPodsReady key simfleet sets is one the default documents.
+    for key in (
+        "timeout",
+        "recoveryTimeout",
+        "blockAdmission",
+        "requeuingStrategy",
+        "timestamp",
+        "backoffBaseSeconds",
+        "backoffMaxSeconds",
+    ):
+        assert re.search(rf"^#\s+{key}:", text, re.MULTILINE), key
     assert re.search(r"^#\s+preemptionStrategies: \[LessThanOrEqualToFinalShare, LessThanInitialShare\]", text, re.MULTILINE)
 
 
@@ -116,7 +137,9 @@ def test_release_runs_in_its_namespace_after_the_node_groups(rec):
     release = rec.one(RELEASE, "addons-kueue")
     namespace = rec.one(NAMESPACE, "addons-kueue-namespace")
     assert release.inputs["name"] == naming.KUEUE_RELEASE and release.inputs["namespace"] == naming.KUEUE_NAMESPACE
-    assert release.options["propertyDependencies"]["namespace"] == [namespace.urn]
+    # The namespace resolves once the namespace and its ingress policy exist: Kueue never runs unguarded.
+    policy = rec.one("kubernetes:networking.k8s.io/v1:NetworkPolicy", "addons-kueue-ingress")
+    assert set(release.options["propertyDependencies"]["namespace"]) == {namespace.urn, policy.urn}
     assert namespace.inputs["metadata"]["name"] == naming.KUEUE_NAMESPACE
     nodes = rec.one("aws:iam/role:Role", "nodes-role").urn
     cluster = rec.one("simfleet:cluster:Cluster").urn
@@ -124,3 +147,24 @@ def test_release_runs_in_its_namespace_after_the_node_groups(rec):
         assert nodes in r.options["dependsOn"] and r.options["deletedWith"] == cluster, r.urn
     # Kueue creates Services (webhook, metrics, visibility): it installs before the LBC's Service webhook exists.
     assert release.urn in rec.one(RELEASE, "addons-aws-load-balancer-controller").options["dependsOn"]
+
+
+def test_kueue_ingress_policy_validates_and_keeps_the_api_servers_ports_open() -> None:
+    import kubernetes_validate
+
+    from components.kueue import network_policies
+
+    [policy] = network_policies()
+    kubernetes_validate.validate(policy, "1.35", strict=True)
+    assert policy["spec"]["podSelector"] == {"matchLabels": naming.KUEUE_POD_LABELS}
+    api_server, metrics = policy["spec"]["ingress"]
+    assert "from" not in api_server and [p["port"] for p in api_server["ports"]] == [9443, 8082]
+    assert metrics == {"from": [naming.collector_peer()], "ports": [{"port": 8443, "protocol": "TCP"}]}
+
+
+def test_the_design_notes_say_what_the_controller_configuration_does() -> None:
+    """docs/design.md's decisions list waitForPodsReady as the configuration sets it."""
+    design = (Path(__file__).resolve().parent.parent / "docs" / "design.md").read_text()
+    assert "waitForPodsReady" in manager_config()
+    assert "`waitForPodsReady` stays off" not in design
+    assert f"**Kueue's `waitForPodsReady` is on** ({PODS_READY_TIMEOUT_SECONDS // 60} minutes" in design

@@ -138,8 +138,9 @@ def test_a_cluster_queue_per_team_in_one_cohort_covering_gpus_cpu_and_memory() -
     spot, on_demand = ({r["name"]: r for r in f["resources"]} for f in group["flavors"])
     assert spot["nvidia.com/gpu"] == {"name": "nvidia.com/gpu", "nominalQuota": 2, "borrowingLimit": 2}
     assert on_demand["nvidia.com/gpu"] == {"name": "nvidia.com/gpu", "nominalQuota": 1, "borrowingLimit": 0}
-    assert spot["cpu"] == {"name": "cpu", "nominalQuota": "15", "borrowingLimit": "15"}
-    assert on_demand["memory"] == {"name": "memory", "nominalQuota": "30208Mi", "borrowingLimit": "0"}
+    # Per GPU: a g5.2xlarge's 8 CPU and 32 GiB less the node's headroom with observability on (config/fit.py).
+    assert spot["cpu"] == {"name": "cpu", "nominalQuota": "14", "borrowingLimit": "14"}
+    assert on_demand["memory"] == {"name": "memory", "nominalQuota": "29952Mi", "borrowingLimit": "0"}
     assert locomotion["fairSharing"] == {"weight": 1}
 
 
@@ -183,12 +184,13 @@ def test_interactive_work_is_admitted_before_batch() -> None:
 
 
 def test_the_generated_queue_holds_every_free_gpu() -> None:
+    # dev's service ships off, so every GPU of both groups is free for the one generated queue.
     objs = objects("dev", {"simfleet:queues": None})
     [group] = by_kind(objs, "ClusterQueue")[naming.GENERATED_QUEUE]["spec"]["resourceGroups"]
     gpus = {f["name"]: next(r for r in f["resources"] if r["name"] == "nvidia.com/gpu") for f in group["flavors"]}
     assert gpus == {
         "spot": {"name": "nvidia.com/gpu", "nominalQuota": 4},
-        "on-demand": {"name": "nvidia.com/gpu", "nominalQuota": 1},
+        "on-demand": {"name": "nvidia.com/gpu", "nominalQuota": 4},
     }
 
 

@@ -21,7 +21,7 @@ from components.metrics import (
     pushgateway_url,
     pushgateway_values,
 )
-from policies.rules import restricted_pod_problems
+from policies.rules.pods import restricted_pod_problems
 
 RELEASE = "kubernetes:helm.sh/v3:Release"
 POLICY = "kubernetes:networking.k8s.io/v1:NetworkPolicy"
@@ -93,6 +93,16 @@ def test_only_the_runs_namespace_reaches_the_pushgateway_on_9091(rec):
     assert rule["from"] == [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": naming.RUNS_NAMESPACE}}}]
     assert rule["ports"] == [{"port": 9091, "protocol": "TCP"}]
     assert set(policies) == {"default-deny", "allow-pushgateway-from-runs"}
+
+
+def test_the_collector_is_admitted_to_9091_when_it_exists() -> None:
+    by_name = {p["metadata"]["name"]: p["spec"] for p in network_policies(naming.METRICS_NAMESPACE, scraped=True)}
+    assert set(by_name) == {"default-deny", "allow-pushgateway-from-runs", "allow-pushgateway-from-collector"}
+    collector = by_name["allow-pushgateway-from-collector"]
+    assert collector["podSelector"] == {"matchLabels": PUSHGATEWAY_POD_LABELS}
+    # Namespace and pod labels in one peer: the collector's pods, not its namespace's other pods.
+    assert collector["ingress"] == [{"from": [naming.collector_peer()], "ports": [{"port": 9091, "protocol": "TCP"}]}]
+    assert set(naming.collector_peer()) == {"namespaceSelector", "podSelector"}
 
 
 def test_url_output_for_jobs(built):

@@ -63,7 +63,7 @@ def groups(rec) -> dict[str, Any]:
     return {r.name.removeprefix("nodes-"): r for r in rec.of_type(NODE_GROUP)}
 
 
-def test_node_role_trusts_ec2_and_has_the_three_node_policies(pulumi_mocks) -> None:
+def test_node_role_trusts_ec2_and_has_the_node_policies_but_not_the_cnis(pulumi_mocks) -> None:
     rec = build(pulumi_mocks, platform())
     role = rec.one("aws:iam/role:Role")
     trust = json.loads(role.inputs["assumeRolePolicy"])
@@ -71,10 +71,11 @@ def test_node_role_trusts_ec2_and_has_the_three_node_policies(pulumi_mocks) -> N
     role_name = rec.monitor.resources[role.urn].state["name"]
     attachments = rec.of_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment")
     assert {a.inputs["role"] for a in attachments} == {role_name}
+    # The VPC CNI has its own IRSA role (components/pod_network.py); every pod on the node could otherwise use the
+    # CNI's EC2 network permissions through the node role.
     assert sorted(a.inputs["policyArn"] for a in attachments) == [
         "arn:aws:iam::aws:policy/AmazonEC2ContainerRegistryReadOnly",
         "arn:aws:iam::aws:policy/AmazonEKSWorkerNodePolicy",
-        "arn:aws:iam::aws:policy/AmazonEKS_CNI_Policy",
     ]
     # Every group waits for the attachments: EKS checks the node role's policies when it creates the group.
     for group in rec.of_type(NODE_GROUP):
@@ -133,7 +134,13 @@ def test_gpu_groups_are_tainted_labelled_and_scale_from_zero(pulumi_mocks, key: 
     assert gpu["amiType"] == "AL2023_x86_64_NVIDIA"
     assert gpu["capacityType"] == capacity_type
     assert gpu["taints"] == [{"key": "nvidia.com/gpu", "value": "true", "effect": "NO_SCHEDULE"}]
-    assert gpu["labels"] == {naming.NODE_POOL_LABEL: "gpu", naming.GPU_PRESENT_LABEL: "true"}
+    # The Cluster Autoscaler's GPU label, on the node from the moment it joins: the autoscaler waits for the device
+    # plugin instead of adding nodes. The group mixes A10G (g5) and L4 (g6) nodes, so the value names both.
+    assert gpu["labels"] == {
+        naming.NODE_POOL_LABEL: "gpu",
+        naming.GPU_PRESENT_LABEL: "true",
+        "k8s.amazonaws.com/accelerator": "nvidia-a10g-or-nvidia-l4",
+    }
     assert gpu["instanceTypes"] == ["g5.2xlarge", "g6.2xlarge"]
     assert gpu["scalingConfig"] == {"minSize": 0, "maxSize": 4, "desiredSize": 0}
 
@@ -166,6 +173,8 @@ def test_scale_from_zero_tags_on_each_gpu_asg(pulumi_mocks, instance: str, gpus:
             f"{CA}/taint/nvidia.com/gpu": "true:NoSchedule",
             f"{CA}/label/{naming.NODE_POOL_LABEL}": "gpu",
             f"{CA}/label/{naming.GPU_PRESENT_LABEL}": "true",
+            # A template node must look like a real one, accelerator label included.
+            f"{CA}/label/k8s.amazonaws.com/accelerator": "nvidia-a10g",
             f"{CA}/label/eks.amazonaws.com/capacityType": capacity_type,
         }, key
     # The system group never scales from zero (minSize >= 1), so it needs no template tags.
@@ -204,3 +213,15 @@ def test_outputs(pulumi_mocks) -> None:
 )
 def test_taint_effects_use_the_eks_spelling(k8s: str, eks: str) -> None:
     assert eks_taint_effect(k8s) == eks
+
+
+def test_the_accelerator_label_uses_the_autoscalers_gpu_type_names() -> None:
+    from components.nodegroups import accelerator
+
+    assert accelerator(["g5.2xlarge"]) == "nvidia-a10g"
+    assert accelerator(["g6e.xlarge"]) == "nvidia-l40s"
+    assert accelerator(["g4dn.xlarge"]) == "nvidia-tesla-t4"
+    assert accelerator(["g6.2xlarge", "g5.2xlarge"]) == "nvidia-a10g-or-nvidia-l4"
+    # A label value: at most 63 characters of [A-Za-z0-9_.-].
+    value = accelerator(["g5.2xlarge", "g6.2xlarge", "g6e.2xlarge"])
+    assert len(value) <= 63 and all(c.isalnum() or c in "-_." for c in value)

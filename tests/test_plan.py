@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
+import versions
 from tools.plan import PlanConfigError, PlanResult, run_program
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -32,6 +33,24 @@ def run_plan_cli(*args: str, out: Path) -> subprocess.CompletedProcess[str]:
 @cache
 def planned(stack: str) -> PlanResult:
     return run_program(ROOT / f"Pulumi.{stack}.yaml", stack)
+
+
+@cache
+def planned_dev_with_service() -> PlanResult:
+    """The dev sample with its radstream-triton service turned on (it ships off), planned like the sample."""
+    import tempfile
+
+    raw = yaml.safe_load((ROOT / "Pulumi.dev.yaml").read_text())
+    raw["config"]["simfleet:services"][0]["enabled"] = True
+    path = Path(tempfile.mkdtemp(prefix="simfleet-plan-")) / "Pulumi.dev.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return run_program(path, "dev")
+
+
+def dev_line(fragment: str) -> int:
+    """The line of Pulumi.dev.yaml that holds `fragment`."""
+    lines = (ROOT / "Pulumi.dev.yaml").read_text().splitlines()
+    return next(n for n, line in enumerate(lines, 1) if fragment in line)
 
 
 def types(result: PlanResult) -> Counter[str]:
@@ -61,7 +80,8 @@ def test_dev_plan_renders_each_run_objects(tmp_path: Path) -> None:
     assert by_run == {
         "trot-baseline": ["ConfigMap", "Job", "NetworkPolicy", "Service"],
         "trot-sweep": ["ConfigMap", "Job"],
-        "trot-continue": ["ConfigMap", "Job", "Job"],  # its own Job and the gate that releases it
+        # Its own Job, the gate that releases it, and the account the release acts as (ServiceAccount, Role, binding, token).
+        "trot-continue": ["ConfigMap", "Job", "Job", "Role", "RoleBinding", "Secret", "ServiceAccount"],
         "robocache-resample": ["ConfigMap", "Job"],  # a batch job: its runtime ConfigMap and its Indexed Job
     }
 
@@ -75,13 +95,16 @@ PLATFORM_PARTS = {
     "aws:ec2/vpcEndpoint:VpcEndpoint": (1, 1),
     "eks:index:Cluster": (1, 1),
     "aws:kms/key:Key": (1, 2),  # prod: the control-plane log group has its own key
-    "aws:cloudwatch/logGroup:LogGroup": (2, 2),  # control plane (with a retention) and containers
+    # Control plane; the retired aws-for-fluent-bit group (kept); Container Insights' application, dataplane, host,
+    # performance and prometheus groups; the spot interruption record.
+    "aws:cloudwatch/logGroup:LogGroup": (8, 8),
     "aws:ec2/securityGroup:SecurityGroup": (2, 2),  # the deployer group, the EFS mount targets' group
     "aws:ec2/securityGroupRule:SecurityGroupRule": (1, 1),  # the deployer group to the API endpoint on 443
     "aws:ec2/launchTemplate:LaunchTemplate": (3, 3),
     "aws:eks/nodeGroup:NodeGroup": (3, 3),
-    "aws:eks/addon:Addon": (4, 4),  # vpc-cni, coredns, kube-proxy, and the EFS CSI driver (shared storage is on in both)
-    "kubernetes:helm.sh/v3:Release": (7, 7),  # the six add-on charts (Kueue included) and the Pushgateway (metrics on in both)
+    # vpc-cni, coredns, kube-proxy, the EFS CSI driver (shared storage is on in both), amazon-cloudwatch-observability
+    "aws:eks/addon:Addon": (5, 5),
+    "kubernetes:helm.sh/v3:Release": (6, 6),  # the five add-on charts (Kueue included) and the Pushgateway (metrics on in both)
     "aws:s3/bucket:Bucket": (2, 2),
     "aws:ecr/repository:Repository": (5, 3),  # dev adds triton for its service and robocache for its job
     "aws:ecr/lifecyclePolicy:LifecyclePolicy": (5, 3),
@@ -90,13 +113,15 @@ PLATFORM_PARTS = {
     "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule": (1, 1),  # NFS from the nodes
     "kubernetes:storage.k8s.io/v1:StorageClass": (1, 1),
     "kubernetes:core/v1:PersistentVolumeClaim": (1, 1),  # datasets
-    "kubernetes:core/v1:Namespace": (4, 3),  # runs, metrics, kueue-system, and services in dev (prod declares none)
-    # runs: 4 + the Pushgateway egress (+ dev's service egress); metrics: 2; services (dev): 3 + one per service
-    "kubernetes:networking.k8s.io/v1:NetworkPolicy": (12, 7),
-    "kubernetes:apps/v1:Deployment": (1, 0),
-    "kubernetes:core/v1:Service": (1, 0),
-    "kubernetes:autoscaling/v2:HorizontalPodAutoscaler": (1, 0),
-    "kubernetes:policy/v1:PodDisruptionBudget": (1, 0),
+    # runs, metrics, kueue-system and observability (dev's service ships off, prod declares none)
+    "kubernetes:core/v1:Namespace": (4, 4),
+    # runs: 4 + the Pushgateway egress; metrics: 3 (the collector scrapes the Pushgateway); kueue-system: 1; the
+    # collector: 4 (services, when one is on: 3 + one per service, tests/test_plan.py planned_dev_with_service)
+    "kubernetes:networking.k8s.io/v1:NetworkPolicy": (13, 13),
+    "kubernetes:apps/v1:Deployment": (1, 1),  # the collector
+    "kubernetes:core/v1:Service": (0, 0),
+    "kubernetes:autoscaling/v2:HorizontalPodAutoscaler": (0, 0),
+    "kubernetes:policy/v1:PodDisruptionBudget": (0, 0),
     "kubernetes:core/v1:ResourceQuota": (1, 1),
     "pulumi-python:dynamic:Resource": (4, 0),  # dev: three runs and one batch job
     # Kueue: spot and on-demand flavors, two priority classes, a ClusterQueue and a LocalQueue per team (dev 2, prod 3).
@@ -104,6 +129,13 @@ PLATFORM_PARTS = {
     "kubernetes:kueue.x-k8s.io/v1beta2:WorkloadPriorityClass": (2, 2),
     "kubernetes:kueue.x-k8s.io/v1beta2:ClusterQueue": (2, 3),
     "kubernetes:kueue.x-k8s.io/v1beta2:LocalQueue": (2, 3),
+    # Observability: idle GPUs, one stuck-queue alarm per team (dev 2, prod 3), run failures, Pushgateway and collector
+    # down (one more per deployed service: none, dev's ships off); one dashboard, one topic, one spot-interruption rule.
+    "aws:cloudwatch/metricAlarm:MetricAlarm": (6, 7),
+    "aws:cloudwatch/dashboard:Dashboard": (1, 1),
+    "aws:sns/topic:Topic": (1, 1),
+    "aws:sns/topicSubscription:TopicSubscription": (0, 0),
+    "aws:cloudwatch/eventRule:EventRule": (1, 1),
 }
 
 
@@ -114,25 +146,50 @@ def test_every_platform_part_is_planned(stack: str, column: int) -> None:
     assert not missing, f"{stack}: expected vs planned counts differ: {missing}"
 
 
+def test_a_service_turned_on_adds_its_namespace_objects_and_policies() -> None:
+    on, off = types(planned_dev_with_service()), types(planned("dev"))
+    added = {t: on[t] - off[t] for t in on if t.startswith("kubernetes:") and on[t] != off[t]}
+    # The services namespace; its 3 policies + one per service, and the runs' egress to the service; the service's
+    # objects; the collector's Role and RoleBinding to discover its metrics port there; and its below-minimum alarm.
+    assert added == {
+        "kubernetes:rbac.authorization.k8s.io/v1:Role": 1,
+        "kubernetes:rbac.authorization.k8s.io/v1:RoleBinding": 1,
+        "kubernetes:core/v1:Namespace": 1,
+        "kubernetes:networking.k8s.io/v1:NetworkPolicy": 5,
+        "kubernetes:apps/v1:Deployment": 1,
+        "kubernetes:core/v1:Service": 1,
+        "kubernetes:core/v1:ServiceAccount": 1,
+        "kubernetes:autoscaling/v2:HorizontalPodAutoscaler": 1,
+        "kubernetes:policy/v1:PodDisruptionBudget": 1,
+    }
+    assert on["aws:cloudwatch/metricAlarm:MetricAlarm"] == off["aws:cloudwatch/metricAlarm:MetricAlarm"] + 1
+
+
 def test_irsa_roles_exist_for_every_service_account() -> None:
     roles = [r for r in planned("dev").registrations if r.type == "aws:iam/role:Role"]
-    subjects = set()
+    subjects: set[str] = set()
     for role in roles:
         trust = json.loads(role.inputs["assumeRolePolicy"])
         for statement in trust["Statement"]:
             for key, value in statement.get("Condition", {}).get("StringEquals", {}).items():
                 if key.endswith(":sub"):
-                    subjects.add(value)
+                    subjects.update([value] if isinstance(value, str) else value)
     assert subjects == {
+        "system:serviceaccount:kube-system:aws-node",
+        "system:serviceaccount:kube-system:efs-csi-node-sa",
         "system:serviceaccount:kube-system:aws-load-balancer-controller",
         "system:serviceaccount:kube-system:cluster-autoscaler",
-        "system:serviceaccount:kube-system:aws-for-fluent-bit",
+        "system:serviceaccount:amazon-cloudwatch:cloudwatch-agent",
+        "system:serviceaccount:simfleet-observability:simfleet-collector",
         "system:serviceaccount:simfleet-runs:simfleet-run",
         "system:serviceaccount:simfleet-runs:simfleet-gate",
         "system:serviceaccount:simfleet-runs:simfleet-job",
         "system:serviceaccount:kube-system:efs-csi-controller-sa",
-        "system:serviceaccount:simfleet-services:radstream-triton",
+        "system:serviceaccount:simfleet-runs:datasets-import-trajectories",
     }
+    # A service with a model repository gets its own role when it is on.
+    service_roles = [r for r in planned_dev_with_service().registrations if r.type == "aws:iam/role:Role"]
+    assert any("simfleet-services:radstream-triton" in r.inputs["assumeRolePolicy"] for r in service_roles)
 
 
 def test_stack_exports() -> None:
@@ -180,7 +237,7 @@ def test_invalid_stack_file_exits_2_with_every_error_and_no_traceback(tmp_path: 
     assert done.returncode == 2
     assert "Traceback" not in done.stderr + done.stdout
     assert "Pulumi.broken.yaml: 2 errors in the stack config" in done.stderr
-    assert "platform.network.cidr" in done.stderr and "runs[1].images.sim" in done.stderr
+    assert "platform.network.cidr" in done.stderr and "runs[1] (trot-sweep).images.sim" in done.stderr
     assert not (tmp_path / "out" / "broken" / "resources.json").exists()
 
 
@@ -210,7 +267,7 @@ def test_nothing_is_registered_before_validation(tmp_path: Path) -> None:
 
     RecordingMonitor.RegisterResource = spy  # type: ignore[method-assign]
     try:
-        with pytest.raises(PlanConfigError, match=r"runs\[0\]\.mode"):
+        with pytest.raises(PlanConfigError, match=r"runs\[0\] \(trot-baseline\)\.mode"):
             run_program(bad, "dev")
     finally:
         RecordingMonitor.RegisterResource = original  # type: ignore[method-assign]
@@ -283,8 +340,13 @@ def test_an_unknown_bootstrap_phase_is_a_config_error(monkeypatch: pytest.Monkey
 def test_placeholders_warn_in_the_plan_cli_and_fail_outside_it(tmp_path: Path) -> None:
     done = run_plan_cli("--stack", "dev", out=tmp_path)
     assert done.returncode == 0, done.stderr
-    assert "warning: platform.endpoint.publicAccessCidrs[0]: 203.0.113.0/24 is a placeholder" in done.stdout
-    assert "warning: runs[0].viewport.allowedCidrs[0]: 203.0.113.0/24 is a placeholder" in done.stdout
+    # Each warning with the line of the stack file it is about, and a run by its name.
+    endpoint, viewport = (dev_line(f"{key}: [203.0.113.0/24]") for key in ("publicAccessCidrs", "viewport: {allowedCidrs"))
+    assert (
+        f"warning: Pulumi.dev.yaml:{endpoint}: platform.endpoint.publicAccessCidrs[0]: 203.0.113.0/24 is a placeholder"
+        in done.stdout
+    )
+    assert f"warning: Pulumi.dev.yaml:{viewport}: runs[0] (trot-baseline).viewport.allowedCidrs[0]: 203.0.113.0/24" in done.stdout
     # What `pulumi preview` would run: the same program without the offline plan's flag.
     from config import OFFLINE_PLAN_ENV
     from tools import plan
@@ -299,8 +361,15 @@ def test_placeholders_warn_in_the_plan_cli_and_fail_outside_it(tmp_path: Path) -
         with pytest.raises(PlanConfigError) as caught:
             run_program(ROOT / "Pulumi.dev.yaml", "dev")
     message = str(caught.value)
-    assert message.startswith("Pulumi.dev.yaml: 2 errors in the stack config")
-    assert "platform.endpoint.publicAccessCidrs[0]: 203.0.113.0/24 is a placeholder" in message
+    # Every placeholder at once, CIDRs and names a deploy would trust, each with its line.
+    assert message.startswith("Pulumi.dev.yaml: 5 errors in the stack config")
+    assert f"  - Pulumi.dev.yaml:{endpoint}: platform.endpoint.publicAccessCidrs[0]: 203.0.113.0/24 is a placeholder" in message
+    for fragment, path in (
+        ("deployRoles:", "platform.deployRoles[0]: arn:aws:iam::111122223333:role/simfleet-dev-deploy is a placeholder"),
+        ("robocache-data-example", "platform.sharedStorage.imports[0].from: s3://robocache-data-example/"),
+        ("example-shared-brains", "runs[1] (trot-sweep).checkpoint.from: s3://example-shared-brains/"),
+    ):
+        assert f"  - Pulumi.dev.yaml:{dev_line(fragment)}: {path}" in message
     assert "Traceback" not in message
 
 
@@ -308,7 +377,7 @@ def test_placeholders_warn_in_the_plan_cli_and_fail_outside_it(tmp_path: Path) -
 
 
 def test_dev_plan_has_the_service_shared_storage_and_metrics() -> None:
-    regs = planned("dev").registrations
+    regs = planned_dev_with_service().registrations
 
     def one(typ: str, name: str) -> Any:
         matches = [r for r in regs if r.type == typ and r.inputs.get("metadata", {}).get("name") == name]
@@ -323,7 +392,7 @@ def test_dev_plan_has_the_service_shared_storage_and_metrics() -> None:
     service = one("kubernetes:core/v1:Service", "radstream-triton")
     assert sorted(p["port"] for p in service["spec"]["ports"]) == [8000, 8001, 8002]
     hpa = one("kubernetes:autoscaling/v2:HorizontalPodAutoscaler", "radstream-triton")["spec"]
-    assert (hpa["minReplicas"], hpa["maxReplicas"]) == (1, 3)
+    assert (hpa["minReplicas"], hpa["maxReplicas"]) == (1, 2)
     assert hpa["metrics"][0]["resource"]["target"]["averageUtilization"] == 70
     assert one("kubernetes:policy/v1:PodDisruptionBudget", "radstream-triton")["spec"]["maxUnavailable"] == 1
     # EFS: one mount target per AZ (dev has two), the add-on pinned, the class and the claim.
@@ -335,14 +404,17 @@ def test_dev_plan_has_the_service_shared_storage_and_metrics() -> None:
 
     assert sorted(t.inputs["subnetId"] for t in targets) == sorted(f"subnet-{_short_hash('subnet', s.name)}" for s in subnets)
     [efs_addon] = [r for r in regs if r.type == "aws:eks/addon:Addon" and r.inputs["addonName"] == "aws-efs-csi-driver"]
-    assert efs_addon.inputs["addonVersion"] == "v3.4.0-eksbuild.1" and efs_addon.inputs["serviceAccountRoleArn"]
+    assert (
+        efs_addon.inputs["addonVersion"] == versions.addon_version("1.35", "aws-efs-csi-driver")
+        and efs_addon.inputs["serviceAccountRoleArn"]
+    )
     assert one("kubernetes:storage.k8s.io/v1:StorageClass", "efs-sc")["provisioner"] == "efs.csi.aws.com"
     assert one("kubernetes:core/v1:PersistentVolumeClaim", "datasets")["spec"]["accessModes"] == ["ReadWriteMany"]
     [pushgateway] = [
         r for r in regs if r.type == "kubernetes:helm.sh/v3:Release" and r.inputs["chart"] == "prometheus-pushgateway"
     ]
     assert pushgateway.inputs["version"] == "3.8.0" and pushgateway.inputs["namespace"] == "simfleet-metrics"
-    outputs = planned("dev").outputs
+    outputs = planned_dev_with_service().outputs
     assert outputs["metrics"] == {"pushgatewayUrl": "http://prometheus-pushgateway.simfleet-metrics.svc:9091"}
     assert outputs["sharedStorage"]["datasetsClaim"] == "datasets" and outputs["sharedStorage"]["namespace"] == "simfleet-runs"
     assert outputs["services"]["radstream-triton"]["url"] == "http://radstream-triton.simfleet-services.svc:8000"
@@ -414,16 +486,17 @@ def test_dev_plan_queues_every_team_with_spot_and_on_demand_flavors() -> None:
         ("simfleet-runs", "locomotion"),
         ("simfleet-runs", "perception"),
     }
-    # The runs namespace's GPU quota: 8 GPUs at maxSize, less the 3 the Triton service may take; the queues hold 5.
+    # The runs namespace's GPU quota: the queues' 5, plus the 5 borrowed GPUs Kueue may preempt at once (their pods
+    # count until they are gone), at most the 8 of the node groups at maxSize.
     [quota] = [r for r in regs if r.type == "kubernetes:core/v1:ResourceQuota"]
-    assert quota.inputs["spec"]["hard"] == {"requests.nvidia.com/gpu": "5"}
+    assert quota.inputs["spec"]["hard"] == {"requests.nvidia.com/gpu": "8"}
     outputs = planned("dev").outputs["queues"]
     assert outputs["default"] == "locomotion" and set(outputs["teams"]) == {"locomotion", "perception"}
     assert outputs["teams"]["perception"]["on-demand"] == {"gpus": 0, "borrowingLimit": 1}
 
 
 def test_runs_may_reach_the_pushgateway_and_the_services_that_list_them() -> None:
-    regs = planned("dev").registrations
+    regs = planned_dev_with_service().registrations
     policies = {
         r.inputs["metadata"]["name"]: r.inputs["spec"]
         for r in regs
@@ -442,3 +515,36 @@ def test_runs_may_reach_the_pushgateway_and_the_services_that_list_them() -> Non
         if r.type == "kubernetes:networking.k8s.io/v1:NetworkPolicy"
     }
     assert "allow-pushgateway-egress" in prod and not any(n.startswith("allow-service-") for n in prod)
+
+
+def _with_deploy_roles(tmp_path: Path, roles: list[str]) -> Path:
+    raw = yaml.safe_load((ROOT / "Pulumi.dev.yaml").read_text())
+    raw["config"]["simfleet:platform"]["deployRoles"] = roles
+    path = tmp_path / "Pulumi.dev.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path
+
+
+def _access(result: PlanResult) -> tuple[dict[str, str], set[str]]:
+    [cluster] = [r for r in result.registrations if r.type == "eks:index:Cluster"]
+    return cluster.inputs["clusterTags"], {e["principalArn"] for e in cluster.inputs["accessEntries"].values()}
+
+
+def test_deploy_roles_reach_the_cluster_and_its_creator_is_recorded_not_entered(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from components.cluster import CREATOR_TAG
+    from tools import mocks
+
+    ci = f"arn:aws:iam::{mocks.ACCOUNT_ID}:role/simfleet-dev-deploy"
+    caller = f"arn:aws:iam::{mocks.ACCOUNT_ID}:user/ci"  # the mocks' GetCallerIdentity
+    person = f"arn:aws:iam::{mocks.ACCOUNT_ID}:role/platform-admin"
+    path = _with_deploy_roles(tmp_path, [ci, caller, person])
+    # A fresh account: this `up` creates the cluster, so its caller holds EKS's creator entry.
+    tags, entries = _access(run_program(path, "dev"))
+    assert tags[CREATOR_TAG] == caller and entries == {ci, person}
+    # Later runs by anyone keep the recorded creator: the CI role still gets its entry when a person created the cluster.
+    monkeypatch.setattr(mocks, "EXISTING_CLUSTERS", ["simfleet-dev"])
+    monkeypatch.setattr(mocks, "EXISTING_CLUSTER_TAGS", {"simfleet-dev": {CREATOR_TAG: person}})
+    tags, entries = _access(run_program(path, "dev"))
+    assert tags[CREATOR_TAG] == person and entries == {ci, caller}

@@ -1,5 +1,4 @@
-"""The run pod scripts (fetch.sh, upload.sh, gate.sh) with the real AWS CLI, v1 and v2, against moto's S3 server on
-127.0.0.1.
+"""The run pod scripts (fetch.sh, upload.sh) with the real AWS CLI, v1 and v2, against moto's S3 server on 127.0.0.1.
 
 tests/pod_harness.py has the server, the pod's env, the CLI versions and how the scripts are run. Here glue is a
 stand-in that writes what glue writes (heartbeat, partial checkpoints, done marker); tests/test_faults_run.py runs the
@@ -581,56 +580,3 @@ def test_upload_fails_the_run_when_the_checkpoint_upload_fails(pod: Pod) -> None
     assert "AccessDenied" in index["reason"] or "403" in index["reason"]
     assert "(glue:" not in index["reason"]  # glue itself succeeded, so only the upload is to blame
     assert pod.tags(ARTIFACTS, f"{PREFIX}logs/sim/run 1.log") == {"simfleet-kind": "logs"}
-
-
-# ---------------------------------------------------------------------------------------------
-# gate.sh
-# ---------------------------------------------------------------------------------------------
-
-SOURCE_INDEX_KEY = "runs/trot-baseline/aaa/index.json"
-SOURCE_INDEX = f"s3://{ARTIFACTS}/{SOURCE_INDEX_KEY}"
-
-
-def _gate_env(**extra: str) -> dict[str, str]:
-    return {"SIMFLEET_SOURCE_INDEX": SOURCE_INDEX, "SIMFLEET_GATE_POLL_SECONDS": "1", **extra}
-
-
-def test_gate_opens_on_a_succeeded_index(pod: Pod) -> None:
-    pod.put(ARTIFACTS, SOURCE_INDEX_KEY, json.dumps({"status": "Succeeded", "seed": 7}))
-    result = pod.run("gate.sh", **_gate_env(SIMFLEET_GATE_DEADLINE_SECONDS="100"))
-    assert result.returncode == 0, explain(result)
-    assert "the source run succeeded" in result.stdout
-
-
-def test_gate_keeps_waiting_through_a_failed_source_until_it_succeeds(pod: Pod) -> None:
-    pod.put(ARTIFACTS, SOURCE_INDEX_KEY, json.dumps({"status": "Failed", "reason": "spot reclaimed twice"}))
-    gate = pod.start("gate.sh", **_gate_env(SIMFLEET_GATE_DEADLINE_SECONDS="100"))
-    read_until(gate, "the source run is Failed; waiting")
-    pod.put(ARTIFACTS, SOURCE_INDEX_KEY, json.dumps({"status": "Succeeded"}))
-    _, stderr = gate.communicate(timeout=GUARD)
-    assert gate.returncode == 0, stderr
-
-
-def test_gate_times_out_quoting_the_last_index_it_saw(pod: Pod) -> None:
-    pod.put(ARTIFACTS, SOURCE_INDEX_KEY, json.dumps({"status": "Interrupted", "recoveries": 2}))
-    result = pod.run("gate.sh", **_gate_env(SIMFLEET_GATE_DEADLINE_SECONDS="0"))
-    assert result.returncode == 1
-    assert result.stderr.strip() == (
-        f"gate: gave up after 0 s waiting for {SOURCE_INDEX} to say Succeeded; "
-        'last seen: {"status":"Interrupted","recoveries":2}'
-    )
-
-
-def test_gate_times_out_with_no_index(pod: Pod) -> None:
-    result = pod.run("gate.sh", **_gate_env(SIMFLEET_GATE_DEADLINE_SECONDS="0"))
-    assert result.returncode == 1 and result.stderr.strip().endswith("last seen: no index")
-    assert "has not finished" in result.stdout
-
-
-def test_gate_reports_a_403_as_an_access_problem_at_once(pod: Pod) -> None:
-    pod.put(ARTIFACTS, SOURCE_INDEX_KEY, json.dumps({"status": "Succeeded"}))
-    deny = {"Effect": "Deny", "Action": "s3:GetObject", "Resource": f"arn:aws:s3:::{ARTIFACTS}/runs/trot-baseline/*"}
-    with pod.denied(deny):
-        result = pod.run("gate.sh", **_gate_env(SIMFLEET_GATE_DEADLINE_SECONDS="100"))
-    assert result.returncode == 2
-    assert result.stderr.startswith(f"gate: access denied (403) reading {SOURCE_INDEX}")

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from tools import plan
-from tools.run_changes import EarlierStateError, compare, load_earlier
+from tools.run_changes import EarlierStateError, compare, load_earlier, summary
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -74,7 +74,9 @@ def test_new_and_removed_runs(tmp_path: Path, before: Path) -> None:
 
     changes = changes_after(tmp_path, before, edit)
     assert changes["trot-sweep-2"]["action"] == "create"
-    assert changes["trot-sweep"]["action"] == "delete" and "S3 data stays" in changes["trot-sweep"]["reasons"][0]
+    reason = changes["trot-sweep"]["reasons"][0]
+    assert changes["trot-sweep"]["action"] == "delete" and "its record and data stay in S3 (s3://" in reason
+    assert "may be running (status unknown)" in reason  # a previous plan records no status
 
 
 def test_a_stack_export_is_read_from_its_outputs(tmp_path: Path, before: Path) -> None:
@@ -145,3 +147,7 @@ def test_a_state_from_before_identity_v1_is_shown_as_adopted(before: Path) -> No
         "recorded by simfleet before identity version 1: adopted in place (its Job and S3 data stay under hash "
         "a1b2c3d4e5f6); nothing reruns",
     )
+
+
+def test_a_stack_without_runs_or_jobs_says_so_instead_of_ending_on_a_colon() -> None:
+    assert summary([], "nothing") == ["runs compared with nothing: no runs or jobs, before or now"]

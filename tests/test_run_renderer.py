@@ -1,4 +1,4 @@
-"""The run renderer: every object passes strict schema validation, and the pod has the designed shape (README "Runs")."""
+"""The run renderer: every object passes strict schema validation, and the pod has the designed shape (docs/researchers/runs.md)."""
 
 from __future__ import annotations
 
@@ -178,9 +178,13 @@ def test_objects_come_in_apply_order() -> None:
         ("Job", "trot-baseline"),
     ]
     assert [o["kind"] for o in PLANS["trot-sweep"].objects] == ["ConfigMap", "Job"]
-    # A continuation comes with the gate that releases it.
-    assert [(o["kind"], o["metadata"]["name"]) for o in PLANS["trot-continue"].objects][-2:] == [
+    # A continuation comes with the gate that releases it, and the account its release acts as (tests/test_gate.py).
+    assert [(o["kind"], o["metadata"]["name"]) for o in PLANS["trot-continue"].objects][-6:] == [
         ("Job", "trot-continue"),
+        ("ServiceAccount", "trot-continue-gate"),
+        ("Role", "trot-continue-gate"),
+        ("RoleBinding", "trot-continue-gate"),
+        ("Secret", "trot-continue-gate-token"),
         ("Job", "trot-continue-gate"),
     ]
     assert all(o["metadata"]["namespace"] == naming.RUNS_NAMESPACE for o in PLANS["trot-baseline"].objects)
@@ -263,13 +267,14 @@ def test_restricted_security_and_read_only_roots_on_simfleets_containers(run: st
             assert security["runAsNonRoot"] is True, name
             assert "privileged" not in security
             # simfleet's own containers have read-only roots and a /tmp (and HOME) of their own; the third-party
-            # simulator and brain images keep writable roots (README "Runs").
+            # simulator and brain images keep writable roots (docs/researchers/runs.md).
             ours = name not in ("unitree-sim", "monty")
             assert security.get("readOnlyRootFilesystem", False) is ours, name
             if ours:
                 assert {"name": f"tmp-{name}", "mountPath": "/tmp"} in container["volumeMounts"], name
                 assert _env(container)["HOME"] == "/tmp", name
-        assert all(set(v) - {"name"} <= {"emptyDir", "configMap"} for v in pod["volumes"])  # nothing from the host
+        # Nothing from the host (the gate's release mounts its own ServiceAccount token Secret).
+        assert all(set(v) - {"name"} <= {"emptyDir", "configMap", "secret"} for v in pod["volumes"])
         assert not {"hostNetwork", "hostPID", "hostIPC"} & set(pod)
 
 
@@ -384,8 +389,8 @@ def test_labels_and_spec_hash_annotation() -> None:
 
 
 def test_user_labels_cannot_override_run_labels() -> None:
-    with pytest.raises(ValueError, match="simfleet's own"):
-        _spec("trot-sweep", labels={"run": "someone-else", "team": "legs"})
+    problems = _spec("trot-sweep", labels={"run": "someone-else", "team": "legs"}).problems()
+    assert [(p.path, "simfleet's own" in p.message) for p in problems] == [("labels", True)]
     # Even a spec that slipped past validation cannot override them.
     spec = _spec("trot-sweep").model_copy(update={"labels": {"run": "someone-else", "team": "legs"}})
     labels = _by_kind(plan_run(spec, CTX, GLUE), "Job")["metadata"]["labels"]
@@ -504,7 +509,7 @@ def test_checkpoint_sources_and_resume() -> None:
     assert "SIMFLEET_CHECKPOINT_FROM" not in fresh and "SIMFLEET_SOURCE_INDEX" not in fresh
     assert fresh["SIMFLEET_RESUME"] == "false"
     s3 = _env(_containers(PLANS["trot-sweep"])["checkpoint-fetch"])
-    assert s3["SIMFLEET_CHECKPOINT_FROM"] == "s3://simfleet-shared-brains/monty/quadruped/v12.mstate"
+    assert s3["SIMFLEET_CHECKPOINT_FROM"] == "s3://example-shared-brains/monty/quadruped/v12.mstate"
     assert "SIMFLEET_SOURCE_INDEX" not in s3
     source = PLANS["trot-baseline"]
     cont = _env(_containers(PLANS["trot-continue"])["checkpoint-fetch"])
@@ -525,10 +530,10 @@ def test_periodic_checkpoints_reach_glue_uploader_and_fetch() -> None:
 def test_a_continuation_is_suspended_behind_a_cpu_only_gate() -> None:
     plan = PLANS["trot-continue"]
     job = next(o for o in plan.objects if o["metadata"]["name"] == "trot-continue")
-    gate = next(o for o in plan.objects if o["metadata"]["name"] == "trot-continue-gate")
+    gate = next(o for o in plan.objects if o["kind"] == "Job" and o["metadata"]["name"] == "trot-continue-gate")
     assert job["spec"]["suspend"] is True
     pod = gate["spec"]["template"]["spec"]
-    assert pod["serviceAccountName"] == naming.GATE_SERVICE_ACCOUNT and pod["automountServiceAccountToken"] is True
+    assert pod["serviceAccountName"] == naming.GATE_SERVICE_ACCOUNT and pod["automountServiceAccountToken"] is False
     assert pod["nodeSelector"] == {naming.NODE_POOL_LABEL: "system"} and "tolerations" not in pod
     assert not any(naming.GPU_RESOURCE in json.dumps(c.get("resources")) for c in [*pod["initContainers"], *pod["containers"]])
     [wait] = pod["initContainers"]
@@ -536,22 +541,27 @@ def test_a_continuation_is_suspended_behind_a_cpu_only_gate() -> None:
     assert _env(wait)["SIMFLEET_SOURCE_INDEX"] == PLANS["trot-baseline"].index_uri
     [release] = pod["containers"]
     assert release["image"] == kubectl_image("1.35")
-    # It hands the run to Kueue: the queue label, which Kueue lets a suspended Job gain (jobframework validation).
-    assert release["command"] == [
+    # It hands the run to Kueue: the queue label, which Kueue lets a suspended Job gain (jobframework validation),
+    # on this spec's Job only (its JSON patch tests the hash first; tests/test_gate.py applies it).
+    patch = [
+        {"op": "test", "path": "/metadata/annotations/simfleet.io~1spec-hash", "value": PLANS["trot-continue"].spec_hash},
+        {"op": "add", "path": "/metadata/labels/kueue.x-k8s.io~1queue-name", "value": "shared"},
+    ]
+    assert release["command"][:7] == [
         "/bin/kubectl",
-        "label",
+        "patch",
         "job",
         "trot-continue",
         "--namespace",
         naming.RUNS_NAMESPACE,
-        "--overwrite",
-        "kueue.x-k8s.io/queue-name=shared",
+        "--type=json",
     ]
+    assert release["command"][7] == "-p" and json.loads(release["command"][8]) == patch
     assert "kueue.x-k8s.io/queue-name" not in job["metadata"]["labels"]
-    # A drain or a Kueue webhook briefly down fails the gate pod: it is retried (the label is idempotent).
+    # A drain or a Kueue webhook briefly down fails the gate pod: it is retried (the patch is idempotent).
     assert gate["spec"]["backoffLimit"] == 3
     assert gate["spec"]["podFailurePolicy"]["rules"][0]["action"] == "Ignore"
-    # Not the source's deadline: that clock restarts at every admission of the source, so queueing is unbounded.
+    # The absolute cap; gate.sh gives up sooner, 15 minutes past the source's own deadline from its latest pod.
     assert gate["spec"]["activeDeadlineSeconds"] == 14 * 24 * 3600
     assert gate["spec"]["template"]["metadata"]["annotations"]["eks.amazonaws.com/skip-containers"] == "release"
     # Once the source already succeeded, the provider renders it without the gate.
@@ -609,3 +619,35 @@ def test_objects_from_inputs_are_the_rendered_objects() -> None:
     identity = identify(spec, CTX, glue_sha256(GLUE), ref)
     inputs = json.loads(json.dumps(run_inputs(spec, CTX, identity, glue_sha256(GLUE), ref)))
     assert objects_from_inputs(inputs) == PLANS["trot-continue"].objects
+
+
+def test_a_run_with_datasets_mounts_the_claim_read_only_where_user_code_runs() -> None:
+    spec = _spec("trot-sweep", datasets={"path": "/data/shared"})
+    job = _by_kind(plan_run(spec, CTX, GLUE), "Job")
+    kubernetes_validate.validate(job, K8S_SCHEMA_VERSION, strict=True)
+    pod = job["spec"]["template"]["spec"]
+    assert {"name": "datasets", "persistentVolumeClaim": {"claimName": naming.DATASETS_CLAIM, "readOnly": True}} in pod["volumes"]
+    containers = {c["name"]: c for c in [*pod["initContainers"], *pod["containers"]]}
+    for name, body in containers.items():
+        mounts = [m for m in body["volumeMounts"] if m["name"] == "datasets"]
+        values = {e["name"]: e.get("value") for e in body["env"]}
+        if name in ("unitree-sim", "monty", "glue"):
+            assert mounts == [{"name": "datasets", "mountPath": "/data/shared", "readOnly": True}], name
+            assert values["SIMFLEET_DATASETS_DIR"] == "/data/shared"
+        else:  # the S3 containers hold credentials and need no datasets
+            assert mounts == [] and "SIMFLEET_DATASETS_DIR" not in values, name
+    # Off by default: the dev runs mount nothing and keep their golden hashes (tests/test_identity.py).
+    plain = _by_kind(PLANS["trot-sweep"], "Job")["spec"]["template"]["spec"]
+    assert not any(v["name"] == "datasets" for v in plain["volumes"])
+
+
+def test_the_paths_config_keeps_clear_for_a_runs_datasets_are_the_ones_the_pod_mounts() -> None:
+    from config.runs import RUN_RESERVED_PATHS
+
+    pod = _by_kind(PLANS["trot-baseline"], "Job")["spec"]["template"]["spec"]
+    mounted = {m["mountPath"] for c in [*pod["initContainers"], *pod["containers"]] for m in c["volumeMounts"]}
+    assert mounted == set(RUN_RESERVED_PATHS)
+    problems = _spec("trot-sweep", datasets={"path": "/artifacts/data"}).problems()
+    assert [(p.path, p.message) for p in problems] == [
+        ("datasets.path", "/artifacts/data overlaps /artifacts, which simfleet mounts itself")
+    ]

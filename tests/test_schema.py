@@ -76,23 +76,31 @@ def test_schema_rejects_what_the_models_reject(validator: jsonschema.Draft202012
     assert broken(lambda c: c["simfleet:queues"][0].update(gpus=-1))
     assert broken(lambda c: c["simfleet:queues"][0].pop("gpus"))
     assert broken(lambda c: c.pop("aws:region"))
+    assert broken(lambda c: c["simfleet:runs"][1].update(seeds=20))  # one number, not a list or a range
+    assert broken(lambda c: c["simfleet:runs"][1].update(seeds="0-19"))
+    assert broken(lambda c: c.update({"simfleet:runFiles": "runs/*.yaml"}))  # a list of patterns
 
 
 def test_schema_accepts_the_other_forms_the_models_accept(validator: jsonschema.Draft202012Validator) -> None:
-    """Integer seconds, numeric quantities and a single capacity string are valid for both."""
+    """Integer seconds, numeric quantities, a single capacity string and seed ranges are valid for both."""
     dev = load(ROOT / "Pulumi.dev.yaml")
     config = dev["config"]
     config["simfleet:platform"]["nodeGroups"]["gpu"]["capacity"] = "spot"
     run = config["simfleet:runs"][1]
-    run.update(maxRuntime=3600, ttlAfterFinished=0, cpu=4, memory="16Gi")
+    run.update(maxRuntime=3600, ttlAfterFinished=0, cpu=4, memory="16Gi", seeds="0..19")
+    config["simfleet:runFiles"] = ["runs/*.yaml"]
     config["simfleet:runs"] = [run]
     # One number for each capacity type, numeric quantities, and no borrowing limit.
     queue = {"name": "solo", "gpus": 2, "cpu": 16, "memory": "64Gi", "borrowingLimit": None, "weight": 0.5}
     config["simfleet:queues"] = [queue]
     assert errors(validator, dev) == []
     PlatformConfig.model_validate(config["simfleet:platform"])
-    RunSpec.model_validate(run)
+    assert RunSpec.model_validate(run).seeds == list(range(20))
     QueueSpec.model_validate(queue)
+    mixed = {**run, "seeds": ["0..9", 100]}
+    config["simfleet:runs"] = [mixed]
+    assert errors(validator, dev) == []
+    assert RunSpec.model_validate(mixed).seeds == [*range(10), 100]
 
 
 def test_aliases_are_the_yaml_keys() -> None:

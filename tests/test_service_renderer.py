@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import math
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -13,15 +14,17 @@ import yaml
 from kubernetes_validate.utils import all_versions, major_minor
 
 import naming
-from components.access import model_repository_policy
+from components.access import prefix_read_policy
 from components.runs_namespace import pod_security_labels
 from config import ServiceSpec
-from policies.rules import restricted_pod_problems
+from policies.rules.pods import restricted_pod_problems
 from workloads.renderers.service import (
     INTERNAL_NLB_ANNOTATIONS,
     IRSA_ANNOTATION,
     NLB_CLASS,
     ServiceContext,
+    ingress_policy,
+    metrics_port,
     namespace_objects,
     render_service,
     resolve_image,
@@ -161,7 +164,7 @@ def test_read_only_root_where_the_image_allows_with_a_writable_home() -> None:
 
 def test_environment_and_image() -> None:
     env = {e["name"]: e["value"] for e in container("dev-triton")["env"]}
-    assert env["MODEL_REPOSITORY"] == "s3://radstream-models-example/models/radstream/"
+    assert env["MODEL_REPOSITORY"] == "s3://example-radstream-models/models/radstream/"
     assert env["AWS_REGION"] == env["AWS_DEFAULT_REGION"] == "us-east-1"
     assert container("dev-triton")["args"] == ["tritonserver", "--model-repository=$(MODEL_REPOSITORY)"]
     assert container("dev-triton")["image"] == f"{REGISTRY}/triton:26.02-py3"
@@ -192,7 +195,7 @@ def test_rolling_update_never_drops_below_the_current_count_and_leaves_replicas_
 
 def test_hpa_cpu_and_pods_metrics_with_a_slow_scale_down() -> None:
     hpa = by_kind("dev-triton")["HorizontalPodAutoscaler"]["spec"]
-    assert (hpa["minReplicas"], hpa["maxReplicas"]) == (1, 3)
+    assert (hpa["minReplicas"], hpa["maxReplicas"]) == (1, 2)
     assert hpa["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": "radstream-triton"}
     assert hpa["metrics"] == [
         {"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 70}}}
@@ -241,6 +244,24 @@ def test_ingress_only_from_declared_clients_on_the_service_ports() -> None:
     assert picky["podSelector"] == {"matchLabels": {"simfleet.io/run": "a"}}
 
 
+def test_the_collector_may_reach_the_metrics_port_and_only_that() -> None:
+    scraped = replace(CTX, scraped=True)
+    policy = ingress_policy(spec(), scraped)
+    assert policy is not None
+    clients, collector = policy["spec"]["ingress"]
+    assert [p["port"] for p in clients["ports"]] == [8000, 8001, 8002]  # the declared clients, unchanged
+    assert collector == {"from": [naming.collector_peer()], "ports": [{"port": 8002, "protocol": "TCP"}]}
+    assert metrics_port(spec()) == 8002
+    # A service nobody calls still admits the collector on its metrics port; one without such a port, nobody.
+    alone = ingress_policy(spec(clients=[]), scraped)
+    assert alone is not None and alone["spec"]["ingress"] == [collector]
+    unscraped = spec(clients=[], ports=[{"name": "http", "port": 8000}])
+    assert metrics_port(unscraped) is None and ingress_policy(unscraped, scraped) is None
+    # Without the collector (observability off), no rule for it.
+    assert len(ingress_policy(spec(), CTX)["spec"]["ingress"]) == 1  # type: ignore[index]
+    kubernetes_validate.validate(policy, SCHEMA_VERSION, strict=True)
+
+
 def test_service_account_carries_its_own_role() -> None:
     account = by_kind("dev-triton")["ServiceAccount"]
     assert account["metadata"]["annotations"] == {IRSA_ANNOTATION: ROLE}
@@ -260,17 +281,21 @@ def test_namespace_denies_by_default_and_allows_only_dns_and_https_out() -> None
 
 
 def test_model_repository_policy_reads_only_under_the_prefix() -> None:
-    policy = model_repository_policy("aws", "s3://radstream-models-example/models/radstream/")
-    read, listing = policy["Statement"]
+    policy = prefix_read_policy("aws", "s3://example-radstream-models/models/radstream/", "Models", head_bucket=True)
+    read, listing, head_bucket = policy["Statement"]
     assert read["Action"] == ["s3:GetObject"]
-    assert read["Resource"] == ["arn:aws:s3:::radstream-models-example/models/radstream/*"]
-    assert listing["Action"] == ["s3:ListBucket"] and listing["Resource"] == ["arn:aws:s3:::radstream-models-example"]
+    assert read["Resource"] == ["arn:aws:s3:::example-radstream-models/models/radstream/*"]
+    assert listing["Action"] == ["s3:ListBucket"] and listing["Resource"] == ["arn:aws:s3:::example-radstream-models"]
     assert listing["Condition"] == {"StringLike": {"s3:prefix": ["models/radstream/*"]}}
+    # HeadBucket (Triton's first call) carries no prefix: only requests without the key pass this one.
+    assert head_bucket["Resource"] == listing["Resource"] and head_bucket["Condition"] == {"Null": {"s3:prefix": "true"}}
     assert {a for s in policy["Statement"] for a in s["Action"]} == {"s3:GetObject", "s3:ListBucket"}
+    # A reader that never calls HeadBucket (a dataset import's `aws s3 sync`) gets the two prefixed statements only.
+    assert prefix_read_policy("aws", "s3://example-radstream-models/models/radstream/", "Models")["Statement"] == [read, listing]
     for bad in ("s3://bucket-1/models", "s3://bucket-1/*/", "https://bucket-1/models/"):
         with pytest.raises(ValueError):
-            model_repository_policy("aws", bad)
-    assert model_repository_policy("aws-cn", "s3://b-1/m/")["Statement"][0]["Resource"] == ["arn:aws-cn:s3:::b-1/m/*"]
+            prefix_read_policy("aws", bad, "Models")
+    assert prefix_read_policy("aws-cn", "s3://b-1/m/", "Models")["Statement"][0]["Resource"] == ["arn:aws-cn:s3:::b-1/m/*"]
 
 
 def test_startup_budget_follows_the_config() -> None:

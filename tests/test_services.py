@@ -90,6 +90,8 @@ def test_each_service_with_a_model_repository_gets_its_own_scoped_role(rec):
     }
     policy = json.loads(rec.one("aws:iam/rolePolicy:RolePolicy").inputs["policy"])
     assert {a for s in policy["Statement"] for a in s["Action"]} == {"s3:GetObject", "s3:ListBucket"}
+    # Triton calls HeadBucket before anything else: the registered role carries the statement that admits it.
+    assert [s["Sid"] for s in policy["Statement"]] == ["ReadModels", "ListModels", "FindBucket"]
     account = rec.one("kubernetes:core/v1:ServiceAccount", "services-radstream-triton-serviceaccount")
     assert account.inputs["metadata"]["annotations"][IRSA_ANNOTATION].startswith("arn:aws:iam::123456789012:role/")
     bare = rec.one("kubernetes:core/v1:ServiceAccount", "services-tokenizer-serviceaccount")
@@ -127,7 +129,7 @@ def test_summary_output(built):
         "grpc": "radstream-triton.simfleet-services.svc:8001",
         "metrics": "radstream-triton.simfleet-services.svc:8002",
     }
-    assert triton["replicas"] == {"min": 1, "max": 3} and triton["roleArn"].startswith("arn:aws:iam::")
+    assert triton["replicas"] == {"min": 1, "max": 2} and triton["roleArn"].startswith("arn:aws:iam::")
     assert triton["loadBalancer"] is None
     assert summary["tokenizer"]["roleArn"] is None
 

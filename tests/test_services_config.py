@@ -41,8 +41,9 @@ def errors(config: dict[str, Any]) -> list[str]:
 
 
 def triton(**changes: Any) -> dict[str, Any]:
+    """The dev sample's service, turned on (the sample ships it off)."""
     entry = copy.deepcopy(dev()["simfleet:services"][0])
-    entry.update(changes)
+    entry.update({"enabled": True, **changes})
     return entry
 
 
@@ -53,15 +54,19 @@ def with_services(*entries: dict[str, Any], **platform: Any) -> dict[str, Any]:
     return config
 
 
-def test_dev_service_validates_with_its_defaults() -> None:
-    cfg = load(dev())
+def test_dev_service_ships_off_and_validates_with_its_defaults_when_on() -> None:
+    # Off: validated, not deployed (no pods, no GPUs in the queue arithmetic, nothing in the idle cost).
+    off = load(dev())
+    assert off.services == ()
+    assert "services[0] (radstream-triton).enabled: is false, so the service is not deployed" in off.warnings
+    cfg = load(with_services(triton()))
     [service] = cfg.services
-    assert service.name == "radstream-triton"
+    assert service.name == "radstream-triton" and service.enabled
     assert [(p.name, p.port) for p in service.ports] == [("http", 8000), ("grpc", 8001), ("metrics", 8002)]
-    assert (service.replicas.min, service.replicas.max, service.autoscale.cpu) == (1, 3, 70)
+    assert (service.replicas.min, service.replicas.max, service.autoscale.cpu) == (1, 2, 70)
     assert service.expose.kind == "cluster" and service.capacity == "onDemand"
     assert (service.probes.readiness_path, service.probes.liveness_path) == (TRITON_READY_PATH, TRITON_LIVE_PATH)
-    assert service.model_repository == "s3://radstream-models-example/models/radstream/"
+    assert service.model_repository == "s3://example-radstream-models/models/radstream/"
     assert cfg.platform.shared_storage.enabled and cfg.platform.shared_storage.transition_to_ia_days == 30
     assert cfg.platform.metrics.enabled and cfg.platform.metrics.persistence
     assert "triton" in cfg.platform.repositories
@@ -98,7 +103,7 @@ MALFORMED: list[tuple[str, dict[str, Any], list[str]]] = [
     (
         "port-name-and-number",
         with_services(triton(ports=[{"name": "admin", "port": 0}])),
-        ["services[0].ports[0].name: Input should be 'http', 'grpc' or 'metrics'", "services[0].ports[0].port:"],
+        ["services[0].ports[0].name: 'admin' is not allowed; use 'http', 'grpc' or 'metrics'", "services[0].ports[0].port:"],
     ),
     ("no-http", with_services(triton(ports=[{"name": "grpc", "port": 8001}])), ["services[0].ports: an http port is required"]),
     ("name", with_services(triton(name="Radstream_Triton")), ["services[0].name: 'Radstream_Triton' must be a DNS-1123 label"]),
@@ -123,14 +128,20 @@ MALFORMED: list[tuple[str, dict[str, Any], list[str]]] = [
     (
         "replicas-zero",
         with_services(triton(replicas={"min": 0, "max": 2})),
-        ["services[0].replicas.min: Input should be greater"],
+        ["services[0].replicas.min: 0 is too small; use at least 1"],
     ),
     (
         "too-many-for-the-group",
         with_services(triton(replicas={"min": 1, "max": 4})),
         ["services[0].replicas.max: 4 replicas plus one during a rolling update need 5 GPU nodes"],
     ),
-    ("gpus-per-node", with_services(triton(gpus=2)), ["services[0].gpus: asks for 2 GPUs but GPU nodes have 1"]),
+    (
+        "gpus-per-node",
+        with_services(triton(gpus=2)),
+        [
+            "services[0].gpus: asks for 2 GPUs, but a pod runs on one node and the stack's GPU nodes (g5.2xlarge, g6.2xlarge) have 1"
+        ],
+    ),
     (
         "node-shape",
         with_services(triton(cpu="16", memory="64Gi")),
@@ -139,7 +150,7 @@ MALFORMED: list[tuple[str, dict[str, Any], list[str]]] = [
     (
         "cpu-service-on-system-nodes",
         with_services(triton(gpus=0, cpu="1", memory="2Gi", shmSize="256Mi")),
-        ["services[0].memory: 2Gi does not fit the smallest system node (1.5Gi allocatable)"],
+        ["services[0].memory: 2Gi does not fit the smallest system node (1.375Gi allocatable)"],
     ),
     (
         "spot-without-gpus",
@@ -244,7 +255,10 @@ def test_several_bad_services_are_reported_at_once_in_file_order() -> None:
 def test_internal_load_balancer_placeholders_warn_offline_and_fail_for_preview() -> None:
     config = with_services(triton(expose={"internalLoadBalancer": {"allowedCidrs": ["10.40.0.0/16", "198.51.100.0/24"]}}))
     warnings = load(config).warnings
-    assert any("services[0].expose.internalLoadBalancer.allowedCidrs[1]: 198.51.100.0/24 is a placeholder" in w for w in warnings)
+    assert any(
+        "services[0] (radstream-triton).expose.internalLoadBalancer.allowedCidrs[1]: 198.51.100.0/24 is a placeholder" in w
+        for w in warnings
+    )
     with pytest.raises(ConfigError) as caught:
         load(config, offline=False)
     assert any(i.path == "services[0].expose.internalLoadBalancer.allowedCidrs[1]" for i in caught.value.issues)
@@ -271,7 +285,7 @@ def test_allow_listed_full_uri_is_accepted() -> None:
 
 
 def test_workload_names_lists_every_kind_with_its_path() -> None:
-    cfg = load(dev())
+    cfg = load(with_services(triton()))
     runs = list(enumerate(cfg.runs))
     services = list(enumerate(cfg.services))
     names = workload_names(runs, services)
@@ -281,5 +295,5 @@ def test_workload_names_lists_every_kind_with_its_path() -> None:
 
 def test_a_service_nobody_may_reach_is_a_warning() -> None:
     warnings = load(with_services(triton(clients=[]))).warnings
-    assert any(w.startswith("services[0].clients: empty and expose is cluster") for w in warnings)
+    assert any(w.startswith("services[0] (radstream-triton).clients: empty and expose is cluster") for w in warnings)
     assert not any("services[0].clients" in w for w in load(dev()).warnings)

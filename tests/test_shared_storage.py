@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import fnmatch
 import json
+from pathlib import Path
 from typing import Any
 
 import kubernetes_validate
@@ -18,6 +20,7 @@ from components.shared_storage import (
     SharedStorage,
     SharedStorageArgs,
     datasets_claim,
+    file_system_policy,
     lifecycle_policies,
     storage_class,
 )
@@ -105,7 +108,12 @@ def test_efs_csi_addon_is_pinned_with_its_own_irsa_role(rec):
     assert addon["serviceAccountRoleArn"].startswith("arn:aws:iam::123456789012:role/")
     role = rec.one("aws:iam/role:Role")
     [statement] = json.loads(role.inputs["assumeRolePolicy"])["Statement"]
-    assert statement["Condition"]["StringEquals"][f"{OIDC_URL}:sub"] == "system:serviceaccount:kube-system:efs-csi-controller-sa"
+    # The two service accounts the add-on creates, which AWS's EFS CSI page trusts as efs-csi-*: named exactly here.
+    assert statement["Condition"]["StringEquals"][f"{OIDC_URL}:sub"] == [
+        "system:serviceaccount:kube-system:efs-csi-controller-sa",
+        "system:serviceaccount:kube-system:efs-csi-node-sa",
+    ]
+    assert "StringLike" not in statement["Condition"]
     [attachment] = rec.of_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment")
     assert attachment.inputs["policyArn"] == "arn:aws:iam::aws:policy/service-role/AmazonEFSCSIDriverPolicy"
 
@@ -119,6 +127,8 @@ def test_storage_class_and_claim(rec):
     assert sc["parameters"]["fileSystemId"].startswith("fs-")
     assert rec.one("kubernetes:storage.k8s.io/v1:StorageClass").options["propertyDependencies"]["parameters"] == [fs_id.urn]
     assert sc["reclaimPolicy"] == "Retain" and sc["volumeBindingMode"] == "Immediate"
+    # Every volume mounts with IAM authorisation, which the file system policy requires.
+    assert sc["mountOptions"] == ["iam"]
     claim = rec.one("kubernetes:core/v1:PersistentVolumeClaim")
     assert claim.inputs["metadata"] == {
         "name": "datasets",
@@ -164,3 +174,102 @@ def test_args_refuse_a_disabled_config_and_an_unpinned_version() -> None:
     with pytest.raises(ValueError, match=r"config\.enabled is false") as err:
         _args(object(), config=SharedStorageConfig(enabled=False), kubernetes_version="1.30")  # type: ignore[arg-type]
     assert "no aws-efs-csi-driver build for Kubernetes 1.30" in str(err.value)
+
+
+# ---- the file system policy -------------------------------------------------------------------------------------------
+
+FS_ARN = "arn:aws:elasticfilesystem:us-east-1:123456789012:file-system/fs-0abc"
+CSI_ROLE = "arn:aws:iam::123456789012:role/efs-csi"
+ACCESS_POINT = "arn:aws:elasticfilesystem:us-east-1:123456789012:access-point/fsap-0123"
+
+
+def mount_decision(policy: dict[str, Any], principal: str | None, action: str, context: dict[str, str]) -> str:
+    """allow / deny / implicit deny for a client request, as EFS evaluates a file system policy: an explicit Deny wins,
+    then any matching Allow; `principal` None is an anonymous client (a mount without the `iam` option)."""
+
+    def matches(statement: dict[str, Any]) -> bool:
+        granted = statement["Principal"]["AWS"]
+        if granted != "*" and granted != principal:
+            return False
+        actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+        if "*" not in actions and action not in actions:
+            return False
+        for operator, conditions in statement.get("Condition", {}).items():
+            for key, wanted in conditions.items():
+                value = context.get(key)
+                if value is None:
+                    return False
+                if operator == "ArnLike" and not fnmatch.fnmatchcase(value, wanted):
+                    return False
+                if operator == "Bool" and value != wanted:
+                    return False
+        return True
+
+    statements = policy["Statement"]
+    if any(s["Effect"] == "Deny" and matches(s) for s in statements):
+        return "deny"
+    return "allow" if any(s["Effect"] == "Allow" and matches(s) for s in statements) else "implicit deny"
+
+
+TLS = {"aws:SecureTransport": "true", "elasticfilesystem:AccessedViaMountTarget": "true"}
+
+
+def test_the_driver_mounts_and_writes_through_an_access_point_over_tls():
+    policy = file_system_policy("aws", "us-east-1", "123456789012", FS_ARN, CSI_ROLE)
+    through_ap = {**TLS, "elasticfilesystem:AccessPointArn": ACCESS_POINT}
+    for action in ("elasticfilesystem:ClientMount", "elasticfilesystem:ClientWrite"):
+        assert mount_decision(policy, CSI_ROLE, action, through_ap) == "allow", action
+
+
+def test_root_of_the_file_system_anonymous_and_root_access_are_refused():
+    policy = file_system_policy("aws", "us-east-1", "123456789012", FS_ARN, CSI_ROLE)
+    through_ap = {**TLS, "elasticfilesystem:AccessPointArn": ACCESS_POINT}
+    # A pod that reaches a mount target over NFS without IAM: the default policy would let it mount the root as root.
+    assert mount_decision(policy, None, "elasticfilesystem:ClientMount", TLS) == "implicit deny"
+    assert mount_decision(policy, None, "elasticfilesystem:ClientMount", through_ap) == "implicit deny"
+    # The driver's own role, without an access point: the file system's root is not reachable.
+    assert mount_decision(policy, CSI_ROLE, "elasticfilesystem:ClientMount", TLS) == "implicit deny"
+    # Root on the file system: granted to nobody.
+    assert mount_decision(policy, CSI_ROLE, "elasticfilesystem:ClientRootAccess", through_ap) == "implicit deny"
+    # Another role in the account, through an access point.
+    other = "arn:aws:iam::123456789012:role/someone"
+    assert mount_decision(policy, other, "elasticfilesystem:ClientMount", through_ap) == "implicit deny"
+
+
+def test_plain_nfs_is_refused_even_to_the_driver():
+    policy = file_system_policy("aws", "us-east-1", "123456789012", FS_ARN, CSI_ROLE)
+    plain = {"aws:SecureTransport": "false", "elasticfilesystem:AccessedViaMountTarget": "true"}
+    plain["elasticfilesystem:AccessPointArn"] = ACCESS_POINT
+    assert mount_decision(policy, CSI_ROLE, "elasticfilesystem:ClientMount", plain) == "deny"
+
+
+def test_the_file_system_gets_the_policy(rec):
+    [registered] = rec.of_type("aws:efs/fileSystemPolicy:FileSystemPolicy")
+    fs = rec.one("aws:efs/fileSystem:FileSystem")
+    role = rec.one("aws:iam/role:Role")
+    role_arn = rec.monitor.resources[role.urn].state["arn"]
+    fs_arn = rec.monitor.resources[fs.urn].state["arn"]
+    assert registered.inputs["fileSystemId"] == rec.monitor.resources[fs.urn].state["id"]
+    assert json.loads(registered.inputs["policy"]) == file_system_policy("aws", "us-east-1", "123456789012", fs_arn, role_arn)
+
+
+def test_the_upgrade_note_gives_every_volume_of_the_storage_class_the_iam_option() -> None:
+    """A stack deployed before the file system policy has volumes provisioned without the `iam` mount option: the
+    datasets claim, and the Pushgateway's (metrics.persistence, on efs-sc too). Once the policy is on, EFS refuses their
+    next mount, so the upgrade note patches every volume of the class, not one claim."""
+    from tools import plan
+
+    root = Path(__file__).resolve().parent.parent
+    releases = [
+        r for r in plan.run_program(root / "Pulumi.dev.yaml", "dev").registrations if r.type == "kubernetes:helm.sh/v3:Release"
+    ]
+    on_efs = [
+        r.name
+        for r in releases
+        if (r.inputs.get("values") or {}).get("persistentVolume", {}).get("storageClass") == naming.EFS_STORAGE_CLASS
+    ]
+    assert on_efs, "the Pushgateway keeps its file on efs-sc"
+    text = (root / "docs" / "operators.md").read_text()
+    note = text[text.index("**Stacks deployed before 2026-12-07**") : text.index("**Kubernetes.**")]
+    assert f'?(@.spec.storageClassName=="{naming.EFS_STORAGE_CLASS}")' in note
+    assert '"mountOptions":["iam"]' in note

@@ -11,11 +11,9 @@ import pytest
 
 import naming
 from components.storage import (
-    BUCKET_NAME_MAX,
     Storage,
     StorageArgs,
     artifact_lifecycle_rules,
-    bucket_name,
     checkpoint_lifecycle_rules,
     tls_only_policy,
 )
@@ -54,21 +52,21 @@ def _build(pulumi_mocks, config: BucketsConfig = CUSTOM, stack: str = "dev"):
 
 
 def test_bucket_name_is_unique_per_stack_and_account():
-    assert bucket_name("dev", "checkpoints", ACCOUNT_ID) == f"simfleet-dev-checkpoints-{ACCOUNT_ID}"
-    assert bucket_name("prod", "artifacts", "210987654321") == "simfleet-prod-artifacts-210987654321"
+    assert naming.bucket_name("dev", "checkpoints", ACCOUNT_ID) == f"simfleet-dev-checkpoints-{ACCOUNT_ID}"
+    assert naming.bucket_name("prod", "artifacts", "210987654321") == "simfleet-prod-artifacts-210987654321"
 
 
 def test_longest_stack_name_that_fits_and_one_more():
-    fits = "s" * (BUCKET_NAME_MAX - len("simfleet--checkpoints-") - 12)
-    assert len(bucket_name(fits, "checkpoints", ACCOUNT_ID)) == BUCKET_NAME_MAX
+    fits = "s" * (naming.BUCKET_NAME_MAX - len("simfleet--checkpoints-") - 12)
+    assert len(naming.bucket_name(fits, "checkpoints", ACCOUNT_ID)) == naming.BUCKET_NAME_MAX
     with pytest.raises(ValueError, match=rf"S3 allows 63: use a stack name of at most {len(fits)} characters"):
-        bucket_name(fits + "s", "checkpoints", ACCOUNT_ID)
+        naming.bucket_name(fits + "s", "checkpoints", ACCOUNT_ID)
 
 
 @pytest.mark.parametrize("stack", ["Dev", "dev_1", "dev.eu", "-dev", ""])
 def test_stack_names_s3_cannot_hold_are_rejected(stack):
     with pytest.raises(ValueError, match="lowercase letters, digits and hyphens"):
-        bucket_name(stack, "artifacts", ACCOUNT_ID)
+        naming.bucket_name(stack, "artifacts", ACCOUNT_ID)
 
 
 def test_tls_policy_denies_plain_http_on_bucket_and_objects():

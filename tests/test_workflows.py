@@ -74,10 +74,23 @@ def test_pull_request_runs_tests_then_plan_then_preview() -> None:
     assert preview["permissions"]["id-token"] == "write"
 
 
-def test_preview_is_skipped_with_a_notice_without_secrets() -> None:
+def test_preview_is_skipped_with_a_notice_without_its_environment_or_from_a_fork() -> None:
     gate = next(s for s in steps(load("pull-request.yml")["jobs"]["preview"]) if s.get("id") == "gate")
     assert "configured=false" in gate["run"] and "::notice" in gate["run"] and "GITHUB_STEP_SUMMARY" in gate["run"]
-    assert set(gate["env"]) >= {"AWS_ROLE_ARN", "PULUMI_ACCESS_TOKEN"}
+    assert set(gate["env"]) >= {"AWS_ROLE_ARN", "PULUMI_BACKEND_URL", "PULUMI_ACCESS_TOKEN", "HEAD_REPOSITORY", "REPOSITORY"}
+    assert '[ "$HEAD_REPOSITORY" = "$REPOSITORY" ]' in gate["run"]
+
+
+def test_previews_use_a_read_only_environment_and_no_repository_level_secret() -> None:
+    preview = load("pull-request.yml")["jobs"]["preview"]
+    # Each stack's preview reads its own environment: a read-only preview role, never a deploy environment's.
+    assert preview["environment"] == "preview-${{ matrix.stack }}"
+    for job_name, job in load("pull-request.yml")["jobs"].items():
+        text = str(job)
+        if "secrets." in text or "vars.AWS_ROLE_ARN" in text:
+            assert str(job.get("environment", "")).startswith("preview-"), f"{job_name} reads repository-level settings"
+    credentials = next(s for s in steps(preview) if "configure-aws-credentials" in str(s.get("uses", "")))
+    assert credentials["with"]["role-to-assume"] == "${{ vars.AWS_ROLE_ARN }}"
 
 
 def test_main_deploys_dev_then_prod_behind_a_protected_environment() -> None:
@@ -162,7 +175,7 @@ def test_zizmor_offline_finds_nothing() -> None:
     assert "No findings to report" in done.stdout + done.stderr
 
 
-def test_deploys_run_inside_the_vpc_and_a_first_deploy_bootstraps_the_network() -> None:
+def test_deploys_run_on_the_stacks_runner_group_and_a_first_deploy_bootstraps_the_network() -> None:
     workflow = load("deploy.yml")
     jobs = workflow["jobs"]
     inputs = triggers(workflow)["workflow_dispatch"]["inputs"]["bootstrap"]
@@ -171,13 +184,49 @@ def test_deploys_run_inside_the_vpc_and_a_first_deploy_bootstraps_the_network() 
     assert "inputs.bootstrap != 'none'" in bootstrap["if"] and bootstrap["environment"] == "${{ inputs.bootstrap }}"
     up = next(s for s in steps(bootstrap) if str(s.get("uses", "")).startswith("pulumi/actions@"))
     assert up["env"]["SIMFLEET_BOOTSTRAP"] == "network" and up["with"]["stack-name"] == "${{ inputs.bootstrap }}"
-    for job, variable in (("up-dev", "DEV_RUNNER"), ("up-prod", "PROD_RUNNER")):
-        assert jobs[job]["runs-on"] == f"${{{{ vars.{variable} || 'ubuntu-24.04' }}}}"
-        gate = next(s for s in steps(jobs[job]) if s.get("id") == "gate")
-        # Without a runner in the VPC the job is skipped with a notice instead of timing out on the endpoint.
-        assert gate["env"]["RUNNER"] == f"${{{{ vars.{variable} }}}}" and '[ -n "$RUNNER" ]' in gate["run"]
+    for job, variable in (("up-dev", "DEV_RUNNER_GROUP"), ("up-prod", "PROD_RUNNER_GROUP")):
+        # A runner group that only deploy.yml on main may use, never a label any workflow could name.
+        assert jobs[job]["runs-on"] == {"group": f"${{{{ vars.{variable} }}}}"}
+        # Without the group the job does not run (a job waiting for a runner that never comes would hang for a day).
+        assert f"vars.{variable} != ''" in jobs[job]["if"]
         pulumi = next(s for s in steps(jobs[job]) if str(s.get("uses", "")).startswith("pulumi/actions@"))
         assert "SIMFLEET_BOOTSTRAP" not in (pulumi.get("env") or {})
+    notice = next(s for s in steps(jobs["test"]) if "RUNNER_GROUP" in str(s.get("env", "")))
+    assert set(notice["env"]) == {"DEV_RUNNER_GROUP", "PROD_RUNNER_GROUP"} and "::notice" in notice["run"]
+
+
+def test_self_hosted_jobs_use_the_runners_python_not_setup_python() -> None:
+    # actions/setup-python supports no Amazon Linux; the runner installs python3.11, which the Makefile picks by name.
+    self_hosted = []
+    for workflow in WORKFLOWS:
+        for job_name, job in load(workflow.name)["jobs"].items():
+            if isinstance(job["runs-on"], dict):
+                self_hosted.append(job_name)
+                assert not any("actions/setup-python" in str(s.get("uses", "")) for s in steps(job)), job_name
+                assert any(s.get("run") == "make venv" for s in steps(job)), job_name
+    assert sorted(self_hosted) == ["up-dev", "up-prod"]
+
+
+def test_no_workflow_creates_a_stack_and_every_one_names_the_backend() -> None:
+    # One path: each stack is made once by `pulumi stack init` (docs/operators.md); a workflow meeting a missing stack
+    # fails instead of creating one half-way (without the secrets provider an S3 backend needs).
+    for workflow, job, step in all_steps():
+        if str(step.get("uses", "")).startswith("pulumi/actions@"):
+            inputs = step["with"]
+            assert "upsert" not in inputs, (workflow, job)
+            assert inputs["cloud-url"] == "${{ vars.PULUMI_BACKEND_URL }}", (workflow, job)
+            assert step["env"]["PULUMI_ACCESS_TOKEN"] == "${{ secrets.PULUMI_ACCESS_TOKEN }}", (workflow, job)
+
+
+@pytest.mark.parametrize("job", ["bootstrap", "up-dev", "up-prod"])
+def test_deploy_gates_accept_either_state_backend(job: str) -> None:
+    gate = next(s for s in steps(load("deploy.yml")["jobs"][job]) if s.get("id") == "gate")
+    assert gate["env"] == {
+        "AWS_ROLE_ARN": "${{ vars.AWS_ROLE_ARN }}",
+        "PULUMI_BACKEND_URL": "${{ vars.PULUMI_BACKEND_URL }}",
+        "PULUMI_ACCESS_TOKEN": "${{ secrets.PULUMI_ACCESS_TOKEN }}",
+    }
+    assert '{ [ -n "$PULUMI_BACKEND_URL" ] || [ -n "$PULUMI_ACCESS_TOKEN" ]; }' in gate["run"]
 
 
 def test_secrets_only_in_gated_steps() -> None:

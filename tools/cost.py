@@ -1,4 +1,5 @@
-"""The offline cost estimate: monthly idle and GPU-ceiling cost, a per-run upper bound, and each service at min and max replicas.
+"""The offline cost estimate: monthly idle and GPU-ceiling cost, each service at min and max replicas, and (through
+tools/run_cost.py) each run's and job's cost per admission.
 
 Pure: it reads only the registrations (node groups, NAT gateways, Elastic IPs, KMS keys, log groups, the EKS cluster,
 launch templates, EFS, Helm releases, SimRun Jobs, service Deployments, HPAs and Services, Kueue's ClusterQueues and
@@ -20,20 +21,12 @@ import naming
 import versions
 from catalog import Catalog, is_gpu_family, load_catalog
 from config import QUANTITY_RE, quantity_value
-from policies.rules import (
-    EKS_CLUSTER,
-    EKS_COMPONENT,
-    LAUNCH_TEMPLATE,
-    NODE_GROUP,
-    Resource,
-    eks_cluster_view,
-    is_run,
-    is_service,
-    pod_gpus,
-    run_job,
-    run_objects,
-    whole_number,
-)
+from policies.rules.eks import EKS_CLUSTER, EKS_COMPONENT, LAUNCH_TEMPLATE, NODE_GROUP, eks_cluster_view
+from policies.rules.model import Resource
+from policies.rules.pods import pod_gpus
+from policies.rules.props import whole_number
+from policies.rules.services import is_service
+from tools import cost_observability
 
 NAT_GATEWAY = "aws:ec2/natGateway:NatGateway"
 EFS_FILE_SYSTEM = "aws:efs/fileSystem:FileSystem"
@@ -106,7 +99,7 @@ def node_groups(resources: Sequence[Resource], catalog: Catalog) -> list[NodeGro
     return shapes
 
 
-def _node_hourly(group: NodeGroupShape, catalog: Catalog) -> float:
+def node_hourly(group: NodeGroupShape, catalog: Catalog) -> float:
     price = catalog.instances[group.instance_type].on_demand_hourly
     return price * (1 - catalog.spot_discount) if group.capacity == naming.EKS_CAPACITY["spot"] else price
 
@@ -152,6 +145,8 @@ def estimate(
     today: datetime.date | None = None,
 ) -> dict[str, Any]:
     """The cost.json document for one planned stack."""
+    from tools.run_cost import run_estimates  # it prices runs on this module's node groups: imported here, not in a cycle
+
     catalog = catalog or load_catalog()
     today = today or datetime.date.today()
     hours = catalog.hours_per_month
@@ -188,7 +183,7 @@ def estimate(
     gpu_max: list[dict[str, Any]] = []
     gpu_idle_total = 0.0  # what the GPU groups cost at minSize; gpuMax replaces it by their cost at the ceiling
     for group in groups:
-        hourly = _node_hourly(group, catalog)
+        hourly = node_hourly(group, catalog)
         capacity = "spot" if group.capacity == naming.EKS_CAPACITY["spot"] else "on-demand"
         sizes = [("idle", group.min_size)] + ([("gpuMax", ceiling["nodes"][group.name])] if group.gpu else [])
         for scope, nodes in sizes:
@@ -217,9 +212,32 @@ def estimate(
             if scope == "idle" and group.gpu:
                 gpu_idle_total += sum(i["monthlyUsd"] for i in items)
 
-    idle_total = sum(i["monthlyUsd"] for i in idle)
-    gpu_max_total = idle_total - gpu_idle_total + sum(i["monthlyUsd"] for i in gpu_max)
+    system = next((g for g in groups if not g.gpu), None)
+    observability = (
+        cost_observability.estimate(
+            resources,
+            catalog,
+            system.min_size,
+            system.instance_type,
+            sum(1 for r in resources if r.resource_type == CLUSTER_QUEUE),
+            len(service_costs),
+        )
+        if system is not None
+        else None
+    )
+    # What the stack keeps running with no run or job: the platform, the observability stack (Container Insights, the
+    # collector's metrics, the dashboard and the alarms bill while nothing runs) and every service at its minimum
+    # replicas, each a line of the breakdown, so the idle figure is their sum and nothing beside it.
     services_min = sum(entry["minMonthlyUsd"] for entry in service_costs)
+    if observability is not None:
+        idle += observability_items(observability, "idle")
+    idle += [service_idle_item(entry) for entry in service_costs if entry["minMonthlyUsd"]]
+    if observability is not None:
+        # At the ceiling every GPU node it prices runs a pod that Container Insights observes.
+        gpu_nodes = sum(ceiling["nodes"][g.name] for g in groups if g.gpu)
+        gpu_max += observability_gpu_items(observability, gpu_nodes, hours)
+    idle_total = sum(i["monthlyUsd"] for i in idle)
+    gpu_max_total = idle_total - gpu_idle_total - services_min + sum(i["monthlyUsd"] for i in gpu_max)
 
     return {
         "stack": stack,
@@ -233,17 +251,23 @@ def estimate(
         "gpuMaxMonthlyUsd": _round(gpu_max_total),
         # How many nodes of each GPU group gpuMaxMonthlyUsd prices, and why.
         "gpuCeiling": ceiling["byCapacity"] | {"source": ceiling["source"]},
+        # Per admission, not per month (tools/run_cost.py).
         "runs": run_estimates(resources, groups, catalog),
         "services": service_costs,
-        # What the stack costs with nothing running but its services at their minimum replicas.
+        # The part of idleMonthlyUsd that is the services at their minimum replicas.
         "servicesMinMonthlyUsd": _round(services_min),
-        "idleWithServicesMonthlyUsd": _round(idle_total + services_min),
+        # Container Insights, the collector, the dashboard and the alarms (tools/cost_observability.py); null when off.
+        # Its items are idle lines of the breakdown too: it all runs while the stack is idle.
+        "observability": observability,
         "breakdown": idle + gpu_max,
         "assumptions": [
             "Node groups are priced at their most expensive instance type (an upper bound).",
             f"Spot nodes cost {1 - catalog.spot_discount:.0%} of On-Demand: {catalog.spot_note}",
-            "idleMonthlyUsd: control plane, NAT gateways, public IPv4, KMS keys and every node group at minSize (GPU groups scale to 0); "
-            "log groups are listed at 0 because they are billed by ingestion and storage only.",
+            "idleMonthlyUsd: what the stack keeps running with no run or job, the sum of the breakdown's idle lines: "
+            "control plane, NAT gateways, public IPv4, KMS keys, every node group at minSize (GPU groups scale to 0), the "
+            "observability stack (Container Insights' observations of the idle nodes, the collector's custom metrics and "
+            "samples, the dashboard, the alarms: `observability`) and every deployed service at its minimum replicas; log "
+            "groups are listed at 0 because they are billed by ingestion and storage only.",
             (
                 "gpuMaxMonthlyUsd: the same with each GPU node group at the most nodes the stack can make it use: its "
                 "capacity type's queue quotas (the sum of the ClusterQueues' nominal GPU quotas, the most Kueue admits at "
@@ -253,15 +277,17 @@ def estimate(
                 if ceiling["source"] == "queues"
                 else "gpuMaxMonthlyUsd: the same with every GPU node group at maxSize, by capacity type."
             ),
-            "Runs and jobs (both in `runs`, told apart by `kind`), per admission (a Job Kueue preempts and admits again "
-            "gets its deadline again): one node per pod, (parallelism or 1) pods for the whole "
-            "activeDeadlineSeconds (which bounds the Job and already covers every wave, startup, uploads and one retry), "
-            "so a large overestimate of what finishes normally. Work that pins no capacity type (batch runs, spot jobs) "
-            "is bounded at on-demand prices, since Kueue may fall back to on-demand; spotFirstUsd is the same on spot, "
-            "which Kueue tries first.",
+            "Runs and jobs (both in `runs`, told apart by `kind`) are priced per admission, in USD, not per month (a Job "
+            "Kueue preempts and admits again gets its deadline again). upToUsd: (parallelism or 1) pods, one node each "
+            "with its root volume (hourlyUsd), for the whole activeDeadlineSeconds (deadlineHours), which covers every "
+            "wave, start-up, uploads and retry slots, then for afterDeadlineHours (the pods' termination grace and the "
+            "Cluster Autoscaler's scale-down-unneeded-time): a large overestimate of what finishes normally. Work that pins no capacity type (batch runs, spot "
+            "jobs) is bounded at on-demand prices, since Kueue may fall back to on-demand; spotUpToUsd is the same on "
+            "spot. typicalUsd: each seed or shard run once by one pod for its maxRuntime plus the pod's allowances, "
+            "and each node's scale-down wait (typicalNodeHours), no retry, on the capacity Kueue tries first (typicalCapacity); typicalHours is the "
+            "wall time.",
             "A run's viewport NLB (plus a public IPv4 per public subnet) lives as long as its Job: from creation until the "
             "TTL controller deletes the finished Job, which owns the Service. Priced for maxRuntime + ttlAfterFinished.",
-            "idleMonthlyUsd leaves services out; idleWithServicesMonthlyUsd adds every service at its minimum replicas.",
             "Services run all month. A GPU service holds one GPU node of its capacity type per (GPUs per node / GPUs per "
             "replica) replicas, rounded up: one node per replica when a replica asks for a node's GPUs. A CPU service is "
             "priced as the share of a system node its requests reserve (the larger of CPU and memory). An internal NLB "
@@ -415,10 +441,10 @@ def service_estimates(resources: Sequence[Resource], groups: Sequence[NodeGroupS
             if not candidates:
                 out.append({**entry, "minMonthlyUsd": 0.0, "maxMonthlyUsd": 0.0, "note": "no GPU node group to run on"})
                 continue
-            group = max(candidates, key=lambda g: _node_hourly(g, catalog))
+            group = max(candidates, key=lambda g: node_hourly(g, catalog))
             node_gpus = min(catalog.instances[t].gpus for t in group.instance_types if t in catalog.instances)
             per_node = max(1, node_gpus // gpus)
-            node_month = _node_hourly(group, catalog) * hours + group.disk_gib * catalog.services["gp3PerGibMonth"]
+            node_month = node_hourly(group, catalog) * hours + group.disk_gib * catalog.services["gp3PerGibMonth"]
             nodes = (math.ceil(low / per_node), math.ceil(high / per_node))
             cost = (nodes[0] * node_month, nodes[1] * node_month)
             entry.update(nodesAtMin=nodes[0], nodesAtMax=nodes[1])
@@ -431,7 +457,7 @@ def service_estimates(resources: Sequence[Resource], groups: Sequence[NodeGroupS
             shape = catalog.instances[group.instance_type]
             requests = ((pod.get("containers") or [{}])[0].get("resources") or {}).get("requests") or {}
             share = max(_cores(requests.get("cpu")) / shape.vcpu, _gib(requests.get("memory") or "0") / shape.memory_gib)
-            replica_month = share * _node_hourly(group, catalog) * hours
+            replica_month = share * node_hourly(group, catalog) * hours
             cost = (low * replica_month, high * replica_month)
             entry.update(shareOfNode=round(share, 3))
         service = _labelled(resources, K8S_SERVICE, name)
@@ -450,68 +476,44 @@ def service_estimates(resources: Sequence[Resource], groups: Sequence[NodeGroupS
     return out
 
 
+def observability_items(block: Mapping[str, Any], scope: str) -> list[dict[str, Any]]:
+    """The observability block's billed items as breakdown lines (each named `observability: <item>`)."""
+    return [
+        _item(f"observability: {i['item']}", scope, i["quantity"], i["unit"], i["unitUsd"], i["monthlyUsd"])
+        for i in block["items"]
+    ]
+
+
+def observability_gpu_items(block: Mapping[str, Any], gpu_nodes: int, hours: float) -> list[dict[str, Any]]:
+    """Container Insights' observations of `gpu_nodes` GPU nodes, each running a pod, for the month."""
+    if not gpu_nodes:
+        return []
+    rate = block["perGpuNodeHourUsd"]
+    label = f"observability: Container Insights for {gpu_nodes} GPU node(s), each with a pod"
+    return [_item(label, "gpuMax", gpu_nodes * hours, "node-hour", rate, gpu_nodes * hours * rate)]
+
+
+def service_idle_item(entry: Mapping[str, Any]) -> dict[str, Any]:
+    """A service at its minimum replicas, as a line of the idle breakdown."""
+    where = (
+        f"{entry['nodesAtMin']} x {entry['instanceType']}"
+        if entry.get("gpusPerReplica")
+        else f"{entry['shareOfNode']:.0%} of a {entry['instanceType']}"
+    )
+    label = f"service {entry['name']} at {entry['minReplicas']} replica(s) ({where})"
+    return _item(
+        label,
+        "idle",
+        entry["minReplicas"],
+        "replica-month",
+        entry["minMonthlyUsd"] / entry["minReplicas"],
+        entry["minMonthlyUsd"],
+    )
+
+
 def _cores(value: Any) -> float:
     text = str(value) if value is not None else "0"
     return quantity_value(text) if QUANTITY_RE.match(text) else 0.0
-
-
-def viewport_hourly(run: Resource, resources: Sequence[Resource], catalog: Catalog) -> float:
-    """A run's LoadBalancer Service is an internet-facing NLB: NLB hours plus one public IPv4 per public subnet (AZ)."""
-    objects = run_objects(run)
-    if not any(o.get("kind") == "Service" and (o.get("spec") or {}).get("type") == "LoadBalancer" for o in objects):
-        return 0.0
-    public_subnets = sum(
-        1
-        for r in resources
-        if r.resource_type == "aws:ec2/subnet:Subnet" and "kubernetes.io/role/elb" in (r.props.get("tags") or {})
-    )
-    return catalog.services["nlbHourly"] + public_subnets * catalog.services["publicIpv4Hourly"]
-
-
-def run_estimates(resources: Sequence[Resource], groups: Sequence[NodeGroupShape], catalog: Catalog) -> list[dict[str, Any]]:
-    """Upper bound per run: node price x maxRuntime x pods at once, on the GPU group of the run's capacity type."""
-    gpu_groups = [g for g in groups if g.gpu]
-    out: list[dict[str, Any]] = []
-    for run in filter(is_run, resources):
-        job = run_job(run)
-        spec = (job or {}).get("spec") or {}
-        pod = ((spec.get("template") or {}).get("spec")) or {}
-        capacity = (pod.get("nodeSelector") or {}).get(naming.CAPACITY_TYPE_LABEL)
-        candidates = [g for g in gpu_groups if capacity is None or g.capacity == capacity] or gpu_groups
-        name = str(run.props.get("runName"))
-        kind = str(run.props.get("kind") or "run")
-        if not candidates:
-            out.append({"name": name, "kind": kind, "estimatedUsd": None, "note": "no GPU node group to run on"})
-            continue
-        group = max(candidates, key=lambda g: _node_hourly(g, catalog))
-        # No capacity type pinned: Kueue's spot flavor first, on-demand when spot has no room. The bound is on-demand;
-        # what it costs when it gets spot, as it first tries to, is given beside it.
-        spot_group = (
-            next((g for g in candidates if g.capacity == naming.EKS_CAPACITY["spot"]), None) if capacity is None else None
-        )
-        pods = _int(spec.get("parallelism"), 1)
-        if _int(spec.get("completions")):
-            pods = min(pods, _int(spec.get("completions")))
-        runtime_hours = _int(spec.get("activeDeadlineSeconds")) / 3600
-        hourly = _node_hourly(group, catalog)
-        lifetime_hours = runtime_hours + _int(spec.get("ttlSecondsAfterFinished")) / 3600
-        viewport_usd = viewport_hourly(run, resources, catalog) * lifetime_hours
-        spot_usd = _round(_node_hourly(spot_group, catalog) * runtime_hours * pods + viewport_usd) if spot_group else None
-        out.append(
-            {
-                "name": name,
-                "kind": kind,
-                "spotFirstUsd": spot_usd,
-                "estimatedUsd": _round(hourly * runtime_hours * pods + viewport_usd),
-                "viewportUsd": _round(viewport_usd),
-                "instanceType": group.instance_type,
-                "capacity": group.capacity,
-                "pods": pods,
-                "maxRuntimeHours": round(runtime_hours, 2),
-                "hourlyUsd": round(hourly, 4),
-            }
-        )
-    return out
 
 
 def summary(cost: Mapping[str, Any]) -> list[str]:
@@ -540,18 +542,5 @@ def summary(cost: Mapping[str, Any]) -> list[str]:
             f"  service {service['name']}: {service['minMonthlyUsd']:.2f} at {service['minReplicas']} replica(s), "
             f"{service['maxMonthlyUsd']:.2f} at {service['maxReplicas']} ({where}{lb})"
         )
-    if cost.get("services"):
-        lines.append(f"  idle with every service at its minimum: {cost['idleWithServicesMonthlyUsd']:.2f}")
-    for run in cost["runs"]:
-        kind = run.get("kind", "run")
-        if run.get("estimatedUsd") is None:
-            lines.append(f"  {kind} {run['name']}: {run.get('note')}")
-        else:
-            lines.append(
-                f"  {kind} {run['name']}: up to {run['estimatedUsd']:.2f} ({run['pods']} x {run['instanceType']} "
-                f"{run['capacity']} for {run['maxRuntimeHours']:g}h"
-                + (f", viewport NLB {run['viewportUsd']:.2f}" if run.get("viewportUsd") else "")
-                + ")"
-                + (f"; {run['spotFirstUsd']:.2f} on spot, Kueue's first choice" if run.get("spotFirstUsd") is not None else "")
-            )
+    lines += [f"  {line}" for line in cost_observability.summary(cost.get("observability"))]
     return lines

@@ -48,8 +48,10 @@ def _short_hash(*parts: str) -> str:
 class SimfleetMocks(pulumi.runtime.Mocks):
     """Outputs that look like AWS's, so the program's own wiring (ARNs, ids, endpoints) is exercised."""
 
-    def __init__(self, region: str = "us-east-1") -> None:
+    def __init__(self, region: str = "us-east-1", deployed_outputs: dict[str, Any] | None = None) -> None:
         self.region = region
+        # The stack's outputs as of its last deployment, as pulumi:pulumi:readStackOutputs answers (none: a new stack).
+        self.deployed_outputs = deployed_outputs or {}
 
     def arn(self, service: str, resource: str, region: bool = True) -> str:
         return f"arn:aws:{service}:{self.region if region else ''}:{ACCOUNT_ID}:{resource}"
@@ -232,6 +234,10 @@ _TYPE_OUTPUTS: dict[str, Any] = {
     "aws:efs/mountTarget:MountTarget": _simple("fsmt"),
     "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule": _simple("sgr"),
     "kubernetes:helm.sh/v3:Release": _helm_release,
+    # Observability: the ARNs the alarms notify and the dashboard lists, as AWS forms them from the names.
+    "aws:sns/topic:Topic": _simple("", "sns", ""),
+    "aws:cloudwatch/metricAlarm:MetricAlarm": _simple("", "cloudwatch", "alarm:"),
+    "aws:cloudwatch/eventRule:EventRule": _simple("", "events", "rule/"),
 }
 
 
@@ -275,6 +281,7 @@ def _eks_cluster_info(m: SimfleetMocks, args: dict[str, Any]) -> dict[str, Any]:
         "name": cluster,
         "id": cluster,
         "arn": m.arn("eks", f"cluster/{cluster}"),
+        "tags": dict(EXISTING_CLUSTER_TAGS.get(cluster, {})),
         "vpcConfig": {
             "clusterSecurityGroupId": f"sg-{_short_hash('eks-cluster-sg', cluster)}",
             "controlPlaneEgressMode": "AWS_MANAGED",
@@ -288,10 +295,18 @@ def _eks_cluster_info(m: SimfleetMocks, args: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-# The EKS clusters aws.eks.get_clusters reports.
+# The EKS clusters aws.eks.get_clusters reports, and the tags aws.eks.get_cluster reports for each.
 EXISTING_CLUSTERS: list[str] = []
+EXISTING_CLUSTER_TAGS: dict[str, dict[str, str]] = {}
+
+
+def _stack_outputs(m: SimfleetMocks, args: dict[str, Any]) -> dict[str, Any]:
+    # The engine's builtin provider answers with the named stack's outputs (pkg/resource/deploy/builtins.go).
+    return {"name": args.get("name"), "outputs": m.deployed_outputs, "secretOutputNames": []}
+
 
 _CALLS: dict[str, Any] = {
+    "pulumi:pulumi:readStackOutputs": _stack_outputs,
     "aws:eks/getCluster:getCluster": _eks_cluster_info,
     "aws:eks/getClusters:getClusters": _eks_clusters,
     "aws:index/getAvailabilityZones:getAvailabilityZones": _azs,
@@ -379,7 +394,7 @@ def _alias(alias: Any) -> dict[str, Any]:
 def _options(request: Any) -> dict[str, Any]:
     options: dict[str, Any] = {}
     if request.dependencies:
-        options["dependsOn"] = list(request.dependencies)
+        options["dependsOn"] = sorted(request.dependencies)  # sets: the SDK sends them in no fixed order
     if request.ignoreChanges:
         options["ignoreChanges"] = list(request.ignoreChanges)
     if request.deleteBeforeReplace:
@@ -399,7 +414,7 @@ def _options(request: Any) -> dict[str, Any]:
         options["aliases"] = aliases
     # Which resources each input came from: the policy rules link a bucket's settings or a node group's
     # subnets through these, as the policy engine does with PolicyResource.property_dependencies.
-    deps = {key: list(value.urns) for key, value in (request.propertyDependencies or {}).items() if value.urns}
+    deps = {key: sorted(value.urns) for key, value in sorted((request.propertyDependencies or {}).items()) if value.urns}
     if deps:
         options["propertyDependencies"] = deps
     return options

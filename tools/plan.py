@@ -5,9 +5,11 @@
     python -m tools.plan --stack prod --bootstrap   # phase 1 of a first deploy: the network only
 
 No cloud, no Pulumi CLI, no credentials. Writes build/plan/<stack>/{resources.json, manifests/, policy.json,
-cost.json, changes.json} and prints a summary, including what `pulumi up` would do to each run compared with
-an earlier state (`--against`, by default the previous plan). Exit code 2 means the stack file is invalid, 3
-that it breaks a mandatory policy (policies/rules.py).
+cost.json, runs.json, changes.json} and prints a summary: per run and job its queue, where its data will land and
+its cost per admission, and what `pulumi up` would do to each compared with an earlier state (`--against`, by
+default the previous plan), every delete first with what it loses. Against a `pulumi stack export`, the program
+also checks the deletions as `pulumi preview` does (workloads/deletions.py). Exit code 2 means the stack file is
+invalid or the change deletes runs it does not acknowledge, 3 that it breaks a mandatory policy (policies/rules/).
 """
 
 from __future__ import annotations
@@ -28,10 +30,12 @@ from typing import Any
 
 import yaml
 
-from config import BOOTSTRAP_ENV, OFFLINE_PLAN_ENV
+from config import BOOTSTRAP_ENV, OFFLINE_PLAN_ENV, STACK_FILE_ENV, ConfigError
+from config.sources import read_stack_file as read_stack_mapping
+from naming import SERVICES_NAMESPACE
 from policies.rules import Context, Resource, Violation, evaluate, helper_images, platform_settings
 from tools import cost as cost_model
-from tools import run_changes
+from tools import run_changes, run_summary
 from workloads.inputs import objects_from_inputs
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -62,18 +66,13 @@ def stack_name_for(path: Path) -> str:
 
 
 def read_stack_file(path: Path) -> dict[str, Any]:
+    """The stack file's `config:` mapping; PlanConfigError naming the file (and the line of a YAML error) otherwise."""
+    if not path.is_file():
+        raise PlanConfigError(f"{_display_path(path)}: no such stack file")
     try:
-        # libyaml's loader when PyYAML has it: a 10,000-run stack file parses in seconds instead of minutes.
-        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-        document = yaml.load(path.read_text(), Loader=loader) or {}
-    except FileNotFoundError:
-        raise PlanConfigError(f"{path}: no such stack file") from None
-    except yaml.YAMLError as err:
-        raise PlanConfigError(f"{path}: not valid YAML: {err}") from None
-    config = document.get("config") if isinstance(document, dict) else None
-    if not isinstance(config, dict):
-        raise PlanConfigError(f"{path}: has no 'config:' mapping")
-    return config
+        return read_stack_mapping(path, str(_display_path(path)))
+    except ConfigError as err:
+        raise PlanConfigError(str(err)) from None
 
 
 class _WarningCollector(logging.Handler):
@@ -85,10 +84,18 @@ class _WarningCollector(logging.Handler):
         self.messages.append(record.getMessage())
 
 
-def run_program(config_path: Path, stack: str | None = None, program: Path = PROGRAM, bootstrap: bool = False) -> PlanResult:
+def run_program(
+    config_path: Path,
+    stack: str | None = None,
+    program: Path = PROGRAM,
+    bootstrap: bool = False,
+    deployed_outputs: dict[str, Any] | None = None,
+) -> PlanResult:
     """Run `program` under mocks with the stack file's config; return every registration.
 
     `bootstrap` plans phase 1 of a first deploy (SIMFLEET_BOOTSTRAP=network), as the deploy workflow runs it.
+    `deployed_outputs` are the stack's outputs as deployed (from a stack export), which the program reads to check
+    the runs it would delete (workloads/deletions.py); none: a stack with nothing deployed.
     """
     import pulumi
     from pulumi.runtime import settings
@@ -104,7 +111,7 @@ def run_program(config_path: Path, stack: str | None = None, program: Path = PRO
     # Each plan gets a fresh runtime: config, mocks, monitor and root stack.
     settings.reset_options()
     pulumi.runtime.set_all_config({k: v if isinstance(v, str) else json.dumps(v) for k, v in config.items()})
-    mocks = SimfleetMocks(region)
+    mocks = SimfleetMocks(region, deployed_outputs)
     monitor = RecordingMonitor(mocks)
     logger = logging.getLogger(f"simfleet.plan.{stack}")
     logger.propagate = False
@@ -117,7 +124,7 @@ def run_program(config_path: Path, stack: str | None = None, program: Path = PRO
 
     # The config loader reads these: which file errors point at, that placeholders only warn offline, and the phase.
     environment = {
-        "SIMFLEET_STACK_FILE": str(_display_path(config_path)),
+        STACK_FILE_ENV: str(_display_path(config_path)),
         OFFLINE_PLAN_ENV: "1",
         BOOTSTRAP_ENV: "network" if bootstrap else None,
     }
@@ -135,7 +142,10 @@ def run_program(config_path: Path, stack: str | None = None, program: Path = PRO
         loop.close()
         sys.path.remove(str(PROJECT_ROOT))
         _set_environment(previous)
-    return PlanResult(stack, config_path, monitor.registrations, outputs, collector.messages, seconds, secret_outputs)
+    # The SDK registers resources from concurrent tasks, so their order varies between runs: sorted by URN, every
+    # file and summary line of two plans of the same stack is the same, and a plain diff shows what changed.
+    registrations = sorted(monitor.registrations, key=lambda reg: reg.urn)
+    return PlanResult(stack, config_path, registrations, outputs, collector.messages, seconds, secret_outputs)
 
 
 def _set_environment(values: dict[str, str | None]) -> None:
@@ -267,6 +277,9 @@ def summarize(result: PlanResult) -> str:
     lines.append("  resources per component:")
     lines += [f"    {name:<16} {count}" for name, count in sorted(counts.items())]
     lines += ["  settings:"] + [f"    {line}" for line in _settings(result)]
+    observability = result.outputs.get("observability") or {}
+    if observability.get("dashboardUrl"):
+        lines.append(f"  dashboard: {observability['dashboardUrl']}")
     for warning in result.warnings:
         lines.append(f"  warning: {warning}")
     return "\n".join(lines)
@@ -311,7 +324,11 @@ def _settings(result: PlanResult) -> list[str]:
     if efs:
         targets = sum(1 for r in regs if r.type == "aws:efs/mountTarget:MountTarget")
         lines.append(f"shared storage: {len(efs)} EFS file system(s), {targets} mount target(s)")
-    deployments = [r for r in regs if r.type == "kubernetes:apps/v1:Deployment"]
+    deployments = [
+        r
+        for r in regs
+        if r.type == "kubernetes:apps/v1:Deployment" and (r.inputs.get("metadata") or {}).get("namespace") == SERVICES_NAMESPACE
+    ]
     if deployments:
         names = [str((r.inputs.get("metadata") or {}).get("name")) for r in deployments]
         lines.append(f"services: {len(deployments)} ({', '.join(names)})")
@@ -363,38 +380,45 @@ def main(argv: list[str] | None = None) -> int:
     stack = stack_name_for(config_path) if args.config else args.stack
     phase = " (bootstrap phase: network only)" if args.bootstrap else ""
     print(f"planning stack {stack}{phase} from {_display_path(config_path.resolve())} under Pulumi mocks ...", flush=True)
-    try:
-        result = run_program(config_path, stack, bootstrap=args.bootstrap)
-    except PlanConfigError as err:
-        print(str(err), file=sys.stderr)
-        return 2
     # A bootstrap plan goes beside, not over, the full plan of the same stack.
     out_root = args.out / "bootstrap" if args.bootstrap else args.out
     previous = out_root / stack / "resources.json"
     against = args.against or (previous if previous.exists() else None)
     try:
         earlier = run_changes.load_earlier(against) if against else {}
+        # A stack export says what is deployed: the program checks the runs it would delete against it, as under
+        # `pulumi preview` (a previous plan only says what was planned).
+        deployed = run_changes.load_deployed_outputs(against) if against else None
     except run_changes.EarlierStateError as err:
+        print(str(err), file=sys.stderr)
+        return 2
+    try:
+        result = run_program(config_path, stack, bootstrap=args.bootstrap, deployed_outputs=deployed)
+    except PlanConfigError as err:
         print(str(err), file=sys.stderr)
         return 2
     out = write_plan(result, out_root)
     changes = run_changes.compare(result.registrations, earlier)
     (out / "changes.json").write_text(json.dumps([c.as_json() for c in changes], indent=2))
-    # The same rules `pulumi preview --policy-pack policies` runs (policies/rules.py), and the cost estimate.
+    # The same rules `pulumi preview --policy-pack policies` runs (policies/rules/), and the cost estimate.
     violations = policy_violations(result)
     (out / "policy.json").write_text(json.dumps([v.as_json() for v in violations], indent=2))
     cost = estimate_cost(result)
     (out / "cost.json").write_text(json.dumps(cost, indent=2))
+    workloads = run_summary.workloads(result.registrations, cost["runs"])
+    (out / "runs.json").write_text(json.dumps(workloads, indent=2))
     print(summarize(result))
     print("\n".join(policy_summary(violations)))
     print("\n".join(cost_summary(cost)))
+    for line in run_summary.lines(workloads, cost):
+        print(f"  {line}")
     label = (
         f"{_display_path(against)}" + (" (the previous plan, not the deployed state)" if against == previous else "")
         if against
         else "nothing (no earlier state: pass AGAINST=<pulumi stack export file> to compare with what is deployed)"
     )
     print("\n".join(f"  {line}" for line in run_changes.summary(changes, label)))
-    print(f"  wrote {_display_path(out)}/resources.json, manifests/, policy.json, cost.json and changes.json")
+    print(f"  wrote {_display_path(out)}/resources.json, manifests/, policy.json, cost.json, runs.json and changes.json")
     # 3: the stack is valid but breaks a mandatory policy, which would block `pulumi preview --policy-pack`.
     return 3 if any(v.level == "mandatory" for v in violations) else 0
 

@@ -34,8 +34,10 @@ class EarlierStateError(Exception):
     """The file to compare with is not a stack export or a plan's resources.json."""
 
 
-def load_earlier(path: Path) -> dict[str, dict[str, Any]]:
-    """URN -> the run's earlier record (its outputs when the file has them, else its inputs)."""
+STACK_TYPE = "pulumi:pulumi:Stack"
+
+
+def _resources(path: Path) -> list[Any]:
     try:
         document = json.loads(path.read_text())
     except FileNotFoundError:
@@ -46,6 +48,22 @@ def load_earlier(path: Path) -> dict[str, dict[str, Any]]:
     resources = (document.get("deployment") or {}).get("resources") if isinstance(document, dict) else document
     if not isinstance(resources, list):
         raise EarlierStateError(f"{path}: neither a `pulumi stack export` file nor a plan's resources.json")
+    return resources
+
+
+def load_deployed_outputs(path: Path) -> dict[str, Any] | None:
+    """The stack's outputs from a `pulumi stack export` (its root Stack resource); None for a plan's resources.json,
+    which records what was planned, not what is deployed."""
+    for resource in _resources(path):
+        if isinstance(resource, dict) and resource.get("type") == STACK_TYPE:
+            outputs = resource.get("outputs")
+            return outputs if isinstance(outputs, dict) else {}
+    return None
+
+
+def load_earlier(path: Path) -> dict[str, dict[str, Any]]:
+    """URN -> the run's earlier record (its outputs when the file has them, else its inputs)."""
+    resources = _resources(path)
     earlier = {}
     for resource in resources:
         if isinstance(resource, dict) and resource.get("type") == DYNAMIC_TYPE:
@@ -111,8 +129,22 @@ def compare(planned: list[Any], earlier: dict[str, dict[str, Any]]) -> list[RunC
         if index is not None and olds.get("specHash") == new_hash:
             changes[index] = RunChange(run, "move", (MOVE_REASON,))
             continue
-        changes.append(RunChange(run, "delete", ("no longer declared: its Job goes, its S3 data stays",)))
+        changes.append(RunChange(run, "delete", (f"no longer declared: {deleted(olds).what_is_lost()}",)))
     return changes
+
+
+def deleted(olds: dict[str, Any]) -> Any:
+    """The earlier record of a run or job that goes, as workloads/deletions.py describes what it loses. A plan's
+    resources.json has no status (inputs only), so the run counts as possibly running."""
+    from workloads.deletions import Deletion
+
+    kind = str(olds.get("kind") or "run")
+    context = _json(olds.get("context"))
+    uri = olds.get("artifactsUri")
+    if not uri and context.get("artifactsBucket") and olds.get("specHash"):
+        top = "jobs" if kind == "job" else "runs"
+        uri = f"s3://{context['artifactsBucket']}/{top}/{olds.get('runName')}/{olds.get('specHash')}/"
+    return Deletion(str(olds.get("runName")), kind, olds.get("status"), uri)
 
 
 def _json(text: Any) -> dict[str, Any]:
@@ -198,9 +230,17 @@ def legacy_reasons(olds: dict[str, Any]) -> list[str]:
 
 
 def summary(changes: list[RunChange], against: str, limit: int = 20) -> list[str]:
+    """One line per change that is not a keep; every delete is listed first, whatever their number, with what it
+    loses (deleting is the change that cannot be taken back)."""
     counts = {action: sum(1 for c in changes if c.action == action) for action in ACTIONS}
-    lines = [f"runs compared with {against}: " + ", ".join(f"{counts[a]} {a}" for a in ACTIONS if counts[a])]
-    shown = [c for c in changes if c.action != "keep"]
+    tally = ", ".join(f"{counts[a]} {a}" for a in ACTIONS if counts[a]) or "no runs or jobs, before or now"
+    lines = [f"runs compared with {against}: {tally}"]
+    deletes = [c for c in changes if c.action == "delete"]
+    if deletes:
+        lines.append(f"  DELETES {len(deletes)} run(s) and job(s): each one's Job goes (simfleet:deletions)")
+    for change in deletes:
+        lines.append(f"  {change.action:<8} {change.run}: {'; '.join(change.reasons)}")
+    shown = [c for c in changes if c.action not in ("keep", "delete")]
     for change in shown[:limit]:
         why = f": {'; '.join(change.reasons)}" if change.reasons else ""
         lines.append(f"  {change.action:<8} {change.run}{why}")

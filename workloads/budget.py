@@ -28,6 +28,8 @@ import math
 from dataclasses import dataclass
 from typing import Self
 
+import naming
+
 # Before glue's clock starts: a GPU node from zero (Cluster Autoscaler + EC2 boot + node join, ~5-10 min), the
 # 20 GB simulator image pull (~5-10 min on a fresh node), the checkpoint fetch and the sidecars' startup probes.
 STARTUP_SECONDS = 30 * 60
@@ -124,9 +126,10 @@ class Budget(Waves):
 
 # Batch jobs (workloads/renderers/job.py): the user's program has no save protocol, so its allowances are simpler.
 JOB_TERM_SECONDS = 60  # the program after SIGTERM (maxRuntime reached, drain, spot reclaim) before the kubelet kills it
-# The uploader keeps a finished shard's Pushgateway group this long before deleting it, so Prometheus scrapes the
-# final values: two scrapes at a 15 s interval. The GPU stays allocated meanwhile (the pod has not ended).
-METRICS_LINGER_SECONDS = 30
+# The uploader keeps a finished shard's Pushgateway group this long before deleting it, so the collector scrapes the
+# final values once: its scrape interval plus one scrape's timeout (naming.pushgateway_linger_seconds). The GPU stays
+# allocated meanwhile (the pod has not ended); a job is given the Pushgateway only where the collector scrapes it.
+METRICS_LINGER_SECONDS = naming.pushgateway_linger_seconds()
 
 
 @dataclass(frozen=True)

@@ -25,8 +25,10 @@ from pydantic import BaseModel
 
 import naming
 from config import QUANTITY_RE, RunSpec, parse_image
+from config.runs import IMAGE_SLOTS
 
-# Bump only with a migration note in the README: a new version moves every hash, so every run would run again.
+# Bump only with a migration note in docs/operators.md ("Upgrades"): a new version moves every hash, so every run would
+# run again. Any change of what goes into the hash needs a bump, and workloads/identity_rules.py pins each version's rules.
 IDENTITY_VERSION = 1
 HASH_LENGTH = 12
 # RunSpec fields outside the identity (Python names).
@@ -34,8 +36,6 @@ NOT_IDENTITY = frozenset({"labels", "ttl_after_finished", "queue"})
 # Hashed by what they resolve to instead (`monty:1` and `<registry>/monty:1` are the same image; the glue by its
 # content, not its path).
 RESOLVED_FIELDS = frozenset({"images", "glue"})
-# The context fields the hash covers (RunContext.as_props names); the rest only say how to reach or render the run.
-HASHED_CONTEXT = ("clusterName", "namespace", "checkpointsBucket", "artifactsBucket", "registryUrl")
 # Quantity fields and the unit each is hashed in, so equal amounts written differently hash alike.
 QUANTITY_UNITS = {"cpu": "m", "memory": "bytes"}
 _EXACT_FACTORS = {
@@ -50,7 +50,6 @@ _EXACT_FACTORS = {
     "Gi": Decimal(2) ** 30,
     "Ti": Decimal(2) ** 40,
 }
-IMAGE_SLOTS = ("sim", "monty", "glue")
 
 
 class CamelProps:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import secrets
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -292,18 +293,19 @@ class KubeApi:
                 raise self.fail(f"replacing {what}", status, body)
         raise SimRunError(f"run {self.run}: {what} kept changing while it was replaced; run `pulumi up` again")
 
-    def create_job(self, job: dict[str, Any]) -> dict[str, Any]:
-        """POST the Job; on a race with another creator, adopt it when it carries our spec hash."""
+    def create_job(self, job: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+        """POST the Job: (the Job as stored, True), or, when another creator won the race with the same spec hash,
+        (that Job, False) for the caller to adopt; a namesake with another hash is a conflict."""
         name = job["metadata"]["name"]
         path = object_path(job, self.namespace)
         status, body = self.request("POST", path.rsplit("/", 1)[0], f"creating Job {name}", body=job)
         if status in (200, 201):
-            return body
+            return body, True
         if status != 409 or body.get("reason") != "AlreadyExists":
             raise self.fail(f"creating Job {name}", status, body)
         existing = self.get(path, f"Job {name}")
         if existing is not None and spec_hash_of(existing) == spec_hash_of(job):
-            return existing
+            return existing, False
         raise conflict(self.run, self.namespace, name, spec_hash_of(existing or {}), str(spec_hash_of(job)))
 
     def set_owner(self, obj: dict[str, Any], job: dict[str, Any]) -> None:
@@ -341,6 +343,19 @@ class KubeApi:
                 raise self.fail(what, status, body)
         raise SimRunError(f"run {self.run}: {what} kept conflicting with other writers; run `pulumi up` again")
 
+    def claim(self, job: dict[str, Any]) -> str | None:
+        """Write a new claim on the Job (while it is still the one read, by uid): from now on the caller holds it.
+        None when it has gone since it was read (its TTL, by hand): there is nothing to hold."""
+        token = new_claim()
+        name = job["metadata"]["name"]
+        held = self.patch_if(
+            job,
+            job["metadata"]["uid"],
+            lambda live: {"metadata": {"annotations": {CLAIM_ANNOTATION: token}}},
+            f"claiming Job {name}",
+        )
+        return token if held is not None else None
+
     def patch(self, obj: dict[str, Any], patch: dict[str, Any], what: str) -> dict[str, Any] | None:
         """JSON merge patch; None when the object is gone."""
         status, body = self.request(
@@ -373,6 +388,10 @@ class KubeApi:
         if status == 409 and preconditions:  # not the object we read (another one, or changed since): leave it alone
             return False
         raise self.fail(f"deleting {kind} {name}", status, body)
+
+
+def new_claim() -> str:
+    return secrets.token_hex(8)
 
 
 def owner_reference(job: dict[str, Any]) -> dict[str, Any]:

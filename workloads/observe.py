@@ -11,7 +11,7 @@ from workloads import status
 from workloads.identity import index_keys, run_prefix
 from workloads.inputs import context_of, spec_of
 from workloads.job_identity import KIND_JOB, job_index_keys, job_prefix
-from workloads.kube import KubeApi, SimRunError, spec_hash_of
+from workloads.kube import KubeApi, SimRunError, claim_of, spec_hash_of
 
 DEFAULT_SEEDS: list[int] = RunSpec.model_fields["seeds"].get_default(call_default_factory=True)
 
@@ -67,7 +67,10 @@ def observe(api: KubeApi, props: dict[str, Any], at: Where) -> dict[str, Any]:
     if status.terminal_condition(job):
         state = status.with_index(state, read_indexes(at))
     if uid is None:
-        state["jobUid"] = job["metadata"].get("uid")  # found on refresh: from now on, this is the run's Job
+        # Found on refresh or import (a create that was interrupted before the engine recorded it): from now on
+        # this is the run's Job, held by the claim that create wrote on it, so this resource's delete removes it.
+        state["jobUid"] = job["metadata"].get("uid")
+        state["claim"] = claim_of(job)
     return state
 
 
@@ -78,11 +81,30 @@ def source_failed(api: KubeApi, props: dict[str, Any], at: Where) -> bool:
     run, spec_hash = source.get("run"), source.get("specHash")
     if not run or not spec_hash:
         return False
+    spec_hash, prefix = recorded_location(at.run, at.region, at.artifacts_bucket, str(run), str(spec_hash))
     job = api.get(f"/apis/batch/v1/namespaces/{api.namespace}/jobs/{run}", f"Job {run}")
     if job is not None and spec_hash_of(job) == spec_hash:
         return status.terminal_condition(job) == "Failed"
-    record = read_index(at.run, at.region, at.artifacts_bucket, f"{run_prefix(str(run), str(spec_hash))}index.json")
+    record = read_index(at.run, at.region, at.artifacts_bucket, f"{prefix}index.json")
     return record is not None and record.get("status") != "Succeeded"
+
+
+# A run adopted from before identity v1 (workloads/legacy.py) keeps its Job and records under its old hash; this
+# file at its new prefix says so, so a lost state, or a continuation of it, still finds them.
+ADOPTION_RECORD = "adopted-from.json"
+
+
+def adoption_record(run: str, region: str, bucket: str, source_run: str, spec_hash: str) -> dict[str, Any] | None:
+    """The legacy adoption recorded at runs/<source_run>/<spec_hash>/ (None when the run was never adopted)."""
+    return read_index(run, region, bucket, f"{run_prefix(source_run, spec_hash)}{ADOPTION_RECORD}")
+
+
+def recorded_location(run: str, region: str, bucket: str, source_run: str, spec_hash: str) -> tuple[str, str]:
+    """(hash, prefix) where a run's Job and records are: its own, or the old ones an adoption recorded."""
+    record = adoption_record(run, region, bucket, source_run, spec_hash)
+    if record and record.get("specHash") and record.get("prefix"):
+        return str(record["specHash"]), str(record["prefix"])
+    return spec_hash, run_prefix(source_run, spec_hash)
 
 
 def viewport_address(api: KubeApi, props: dict[str, Any]) -> str | None:
@@ -97,8 +119,42 @@ def viewport_address(api: KubeApi, props: dict[str, Any]) -> str | None:
 
 
 def read_indexes(at: Where) -> list[dict[str, Any] | None]:
-    """Each seed's index.json (None where a seed wrote none), read from the artifacts bucket."""
-    return [read_index(at.run, at.region, at.artifacts_bucket, key) for key in at.index_keys]
+    """Each seed's record: its index.json; where it wrote none but a pod of it started (its attempt markers), a Failed
+    record saying so; else None (the seed never started)."""
+    return [read_index(at.run, at.region, at.artifacts_bucket, key) or attempts_record(at, key) for key in at.index_keys]
+
+
+def attempts_record(at: Where, index_key: str) -> dict[str, Any] | None:
+    """A seed with attempt markers under attempts/ but no index.json started and ended without its record: SIGKILL,
+    a lost node, or a failed final upload. It ran, so it is never started again (its artifacts stay unmixed)."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from workloads import eks_auth
+
+    prefix = f"{index_key.removesuffix('index.json')}attempts/"
+    try:
+        listing = eks_auth.s3_client(at.region).list_objects_v2(Bucket=at.artifacts_bucket, Prefix=prefix)
+    except (ClientError, BotoCoreError) as err:
+        raise SimRunError(
+            f"run {at.run}: listing s3://{at.artifacts_bucket}/{prefix} failed ({err}). The attempt markers say whether "
+            "a seed already started, so nothing is started without them: check that your AWS identity may list the "
+            "artifacts bucket (s3:ListBucket), then run `pulumi up` again."
+        ) from None
+    markers = sorted(listing.get("Contents") or [], key=lambda item: item["LastModified"])
+    if not markers:
+        return None
+    first = markers[0]["LastModified"].strftime("%Y-%m-%dT%H:%M:%SZ")
+    last = markers[-1]["LastModified"].strftime("%Y-%m-%dT%H:%M:%SZ")
+    return {
+        "status": "Failed",
+        "reason": (
+            f"no index.json: {len(markers)} pod(s) of this seed started (the last at {last}, markers under "
+            f"s3://{at.artifacts_bucket}/{prefix}) and none recorded how it ended (killed, its node lost, or its final "
+            "upload failed); bump `rerun` to run it again"
+        ),
+        "startTime": first,
+        "recoveries": len(markers) - 1,
+    }
 
 
 def read_index(run: str, region: str, bucket: str, key: str) -> dict[str, Any] | None:

@@ -2,24 +2,30 @@
 
 create  1. a Job with the run's name already there? Ours (same spec hash): adopt it (claim it, make sure its
            companions exist and are owned). Terminating: wait it out. Someone else's: stop, write nothing.
-        2. no Job: read runs/<run>/<hash>/index.json (per seed) in S3. Every seed ran: record the outcome and start
-           nothing (a lost state, a rename or a rolled-back state never reruns a run). Some seeds ran: the new Job
-           gets only the others. Pods of an earlier Job at this hash still running: wait them out.
-        3. the Job (suspended with a gate Job when it continues from a source that has not succeeded yet), then its
-           companions (runtime ConfigMap, viewport Service and NetworkPolicy, gate) owned by it, so the TTL
-           cleanup of the Job removes them too (and with the Service its NLB).
+           A run adopted from before identity v1 (its adoption recorded in S3) is held under its old hash.
+        2. pods of an earlier Job at this hash still running: wait them out, so their records are written first.
+        3. then read each seed's record in S3: index.json, or attempt markers without one (a seed that died before
+           recording). Every seed ran, or a person cancelled the run: record the outcome and start nothing (a lost
+           state, a rename or a rolled-back state never reruns a run). Some seeds ran: the new Job gets the others.
+        4. the Job (suspended with a gate Job when it continues from a source that has not succeeded yet), then its
+           companions (runtime ConfigMap, viewport Service and NetworkPolicy, gate and its RBAC) owned by it, so the
+           TTL cleanup of the Job removes them too (and with the Service its NLB). Another creator won the race
+           for the name with the same hash: adopt its Job (claim written), create nothing.
 diff    replace (delete first: the Job keeps its name) only when the spec hash, name, namespace or kind changed,
-        never on a value it cannot see and never for a state-format change; update for labels, TTL, viewport CIDRs,
-        the connection and the stored provider reference.
+        never on a value it cannot see (the engine's unknowns arrive as pulumi.output.Unknown objects) and never
+        for a state-format change; update for labels, TTL, viewport CIDRs, the connection and the stored provider
+        reference.
 update  applies labels, TTL and viewport CIDRs to the live objects; nothing reruns. Adopts pre-v1 states.
-read    the status from the Job while it is the one this resource holds, else from index.json.
-delete  only the Job this resource holds (its claim token, uid and resourceVersion preconditions), then its
+read    the status from the Job while it is the one this resource holds, else from the seeds' records. A Job found
+        without a recorded one (a refresh after an interrupted create) becomes this resource's, with its claim.
+delete  only the Job this resource holds (its claim token, uid and resourceVersion preconditions), retried while
+        the Job controller writes in between; if it cannot, it fails, so the engine keeps the resource. Then its
         companions, waiting for the viewport Service's NLB to go; S3 is never touched.
 """
 
 from __future__ import annotations
 
-import secrets
+import time
 from typing import Any
 
 import pulumi
@@ -40,11 +46,19 @@ from workloads.kube import (
     claim_of,
     conflict,
     is_owned_by,
+    new_claim,
     object_path,
     owner_reference,
     spec_hash_of,
 )
-from workloads.observe import Where, observe, read_indexes, read_uri, viewport_address, where
+from workloads.observe import (
+    Where,
+    observe,
+    read_indexes,
+    read_uri,
+    viewport_address,
+    where,
+)
 from workloads.sdk_fix import install_sdk_fix
 
 __all__ = ["RETRY", "TERMINATING", "RetryPolicy", "SimRun", "SimRunError", "SimRunProvider", "WaitPolicy"]
@@ -86,14 +100,16 @@ class SimRunProvider(ResourceProvider):
         return CheckResult(news, [CheckFailure(key, reason) for key, reason in check_inputs(news)])
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
-        from pulumi.runtime.rpc import UNKNOWN
-
         if legacy.is_legacy(olds):
             # A run recorded before identity v1: its hash was computed by other rules. Adopt it (update), never
             # replace it for that alone (workloads/legacy.py).
             return DiffResult(changes=True, replaces=[], delete_before_replace=False)
         # Never replace on a value not known yet: the engine would delete the Job (and rerun the run) for nothing.
-        replaces = [key for key in REPLACE_KEYS if news.get(key) != UNKNOWN and olds.get(key) != news.get(key)]
+        replaces = [
+            key
+            for key in REPLACE_KEYS
+            if not is_unknown(news.get(key)) and not is_unknown(olds.get(key)) and olds.get(key) != news.get(key)
+        ]
         compared = (set(olds) | set(news)) - {*STATE_KEYS, "jobName"}
         # The provider reference is compared too: after a module rename the state must learn the new one, or
         # refresh and delete would load a reference that no longer imports.
@@ -102,7 +118,7 @@ class SimRunProvider(ResourceProvider):
 
     def create(self, props: dict[str, Any]) -> CreateResult:
         props = whole_numbers_as_ints(props)
-        run = run_inputs.decode(props)
+        run = legacy.with_recorded_source(run_inputs.decode(props))
         api = api_for(props)
         name = run.spec.name
         job_path = f"/apis/batch/v1/namespaces/{api.namespace}/jobs/{name}"
@@ -113,17 +129,25 @@ class SimRunProvider(ResourceProvider):
             existing = None
         if existing is not None and spec_hash_of(existing) == run.identity.spec_hash:
             # A retry after a crash, a moved URN, or a lost state while the Job lives: adopt it, start nothing.
-            return CreateResult(run_id(props), outputs(props, adopt(api, run, existing, where(props))))
+            adopted = adopt(api, run, existing, where(props))
+            if adopted is not None:
+                return CreateResult(run_id(props), outputs(props, adopted))
+            existing = None  # it went (its TTL, by hand) before it could be claimed: as if it had not been there
+        recorded = legacy.recorded_adoption(props)
+        if recorded is not None:
+            # Adopted from before identity v1, then the state was lost: its Job and records are under the old hash.
+            return CreateResult(run_id(props), outputs(props, legacy.hold(api, props, recorded, existing)))
 
+        # Pods of an earlier Job at this hash first: one that ends while we wait writes its record before we look.
+        api.wait_pods_gone(run.identity.spec_hash)
         at = where(props)
         documents = read_indexes(at)
         pending = tuple(seed for seed, doc in zip(run.identity.seeds, documents, strict=True) if not status.seed_finished(doc))
-        if not pending:
-            # Every seed already ran at this hash: record how it ended, create nothing.
+        if not pending or status.cancelled(documents):
+            # Every seed already ran at this hash, or the run was cancelled: record how it ended, create nothing.
             return CreateResult(run_id(props), outputs(props, {**status.index_state(documents), "jobUid": None}))
         if existing is not None:
             raise conflict(name, api.namespace, name, spec_hash_of(existing), run.identity.spec_hash)
-        api.wait_pods_gone(run.identity.spec_hash)
 
         claim = new_claim()
         objects = run.objects(pending, gated=source_pending(run))
@@ -131,7 +155,17 @@ class SimRunProvider(ResourceProvider):
         main["metadata"]["annotations"][CLAIM_ANNOTATION] = claim
         # The Job first: nothing else is written for a run whose Job cannot exist. Its pod waits (ContainerCreating)
         # the moment it takes for its ConfigMap to follow.
-        job = api.create_job(main)
+        job, created = api.create_job(main)
+        if not created:
+            # Another creator (a second backend, a state restored from backup) won the race with the same hash: its
+            # Job runs this run. Adopt it like any live Job, so the claim this resource records is the one on the Job.
+            adopted = adopt(api, run, job, at)
+            if adopted is None:
+                raise SimRunError(
+                    f"run {name}: another creator's Job {name} was deleted while this one adopted it; nothing was "
+                    "written. Run `pulumi up` again."
+                )
+            return CreateResult(run_id(props), outputs(props, adopted))
         companions = [api.apply_companion(owned_by(obj, job)) for obj in objects if obj is not main]
         return CreateResult(
             run_id(props), outputs(props, {**status.created_state(job), **_uids(job, companions), "claim": claim})
@@ -140,7 +174,7 @@ class SimRunProvider(ResourceProvider):
     def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
         news = whole_numbers_as_ints(news)
         if legacy.is_legacy(olds):
-            return UpdateResult(outputs(news, adopt_legacy(olds, news)))
+            return UpdateResult(outputs(news, legacy.adopt(api_for(news), olds, news)))
         kept = {key: olds.get(key) for key in STATE_KEYS}
         if olds.get("specHash") != news.get("specHash"):
             raise SimRunError(
@@ -176,15 +210,24 @@ class SimRunProvider(ResourceProvider):
         if not props.get("jobUid"):
             return  # recorded from S3 only: this resource created nothing in the cluster
         api = api_for(props)
-        for _ in range(RETRY.attempts):
-            job = api.get(f"/apis/batch/v1/namespaces/{api.namespace}/jobs/{props['runName']}", f"Job {props['runName']}")
-            if job is not None and job["metadata"].get("uid") == props["jobUid"]:
-                if claim_of(job) != props.get("claim"):
-                    return  # another resource adopted this run (a moved URN): it is theirs to delete now
-                deleted = api.delete("batch/v1", "Job", props["runName"], props["jobUid"], job["metadata"]["resourceVersion"])
-                if not deleted and api.get(object_path(job, api.namespace), f"Job {props['runName']}") is not None:
-                    continue  # it changed between our read and our delete (status, or an adoption): look again
-            break
+        name = str(props["runName"])
+        path = f"/apis/batch/v1/namespaces/{api.namespace}/jobs/{name}"
+        for attempt in range(RETRY.attempts):
+            job = api.get(path, f"Job {name}")
+            if job is None or job["metadata"].get("uid") != props["jobUid"]:
+                break  # gone (TTL controller, by hand), or a namesake someone else created: not ours to delete
+            if claim_of(job) != props.get("claim"):
+                return  # another resource adopted this run (a moved URN): it is theirs to delete now
+            # The resourceVersion precondition: the claim just read is still the Job's when it is deleted.
+            if api.delete("batch/v1", "Job", name, props["jobUid"], job["metadata"]["resourceVersion"]):
+                break
+            time.sleep(RETRY.delay(attempt))  # it changed in between (the Job controller writes status): look again
+        else:
+            raise SimRunError(
+                f"run {name}: Job {name} changed between every read and delete ({RETRY.attempts} times); it still runs, "
+                "so this resource stays in the state and nothing else was removed. Run the same `pulumi up` (or "
+                "`pulumi destroy`) again."
+            )
         remove_companions(api, props.get("companions") or [])
 
 
@@ -195,10 +238,6 @@ class SimRunProvider(ResourceProvider):
 
 def run_id(props: dict[str, Any]) -> str:
     return f"{props['namespace']}/{props['runName']}"
-
-
-def new_claim() -> str:
-    return secrets.token_hex(8)
 
 
 def outputs(props: dict[str, Any], state: dict[str, Any]) -> dict[str, Any]:
@@ -231,11 +270,13 @@ def source_pending(run: Decoded) -> bool:
     return not (document and document.get("status") == "Succeeded")
 
 
-def adopt(api: KubeApi, run: Decoded, job: dict[str, Any], at: Where) -> dict[str, Any]:
-    """Take over a live Job of this run: claim it, and make sure its companions exist and are owned by it."""
-    claim = new_claim()
+def adopt(api: KubeApi, run: Decoded, job: dict[str, Any], at: Where) -> dict[str, Any] | None:
+    """Take over a live Job of this run: claim it, and make sure its companions exist and are owned by it. None (and
+    nothing written) when the Job went before it could be claimed."""
+    claim = api.claim(job)
+    if claim is None:
+        return None
     uid = job["metadata"]["uid"]
-    api.patch_if(job, uid, lambda live: {"metadata": {"annotations": {CLAIM_ANNOTATION: claim}}}, f"claiming Job {run.spec.name}")
     # Still behind its gate: suspended, and not handed to Kueue yet (no queue label).
     gated = bool((job.get("spec") or {}).get("suspend")) and not status.is_queued(job)
     companions = []
@@ -252,23 +293,6 @@ def adopt(api: KubeApi, run: Decoded, job: dict[str, Any], at: Where) -> dict[st
         companions.append(found)
     state = observe(api, {"jobUid": uid}, at)
     return {**state, **_uids(job, companions), "claim": claim}
-
-
-def adopt_legacy(olds: dict[str, Any], news: dict[str, Any]) -> dict[str, Any]:
-    """A pre-v1 run: keep its Job and its records where its old hash put them (workloads/legacy.py)."""
-    api = api_for(news)
-    at = legacy.where(olds)
-    job = legacy.live_job(api, olds)
-    state: dict[str, Any] = {"adoptedFrom": legacy.adopted_from(olds), "jobUid": None, "companions": []}
-    if job is not None:
-        claim = new_claim()
-        api.patch_if(
-            job, job["metadata"]["uid"], lambda live: {"metadata": {"annotations": {CLAIM_ANNOTATION: claim}}}, "claiming Job"
-        )
-        state.update(jobUid=job["metadata"]["uid"], companions=legacy.companions(api, olds), claim=claim)
-    state.update(observe(api, {"jobUid": state["jobUid"]}, at))
-    state["viewportAddress"] = olds.get("viewportAddress")
-    return state
 
 
 def apply_mutable(api: KubeApi, olds: dict[str, Any], run: Decoded) -> None:
@@ -321,10 +345,8 @@ def remove_companions(api: KubeApi, companions: list[dict[str, Any]]) -> None:
 
 def check_inputs(props: dict[str, Any]) -> list[tuple[str, str]]:
     """The contract between the Runs component and this provider; values still unknown at preview are skipped."""
-    from pulumi.runtime.rpc import UNKNOWN
-
     failures = [(key, f"{key} is required") for key in REQUIRED_KEYS if key not in props]
-    if failures or _contains(props, UNKNOWN):
+    if failures or _contains_unknown(props):
         return failures
     try:
         run_inputs.decode(props)
@@ -333,12 +355,25 @@ def check_inputs(props: dict[str, Any]) -> list[tuple[str, str]]:
     return failures
 
 
-def _contains(value: Any, sentinel: str) -> bool:
+def is_unknown(value: Any) -> bool:
+    """A value the engine does not know yet (a preview, or a dependency being replaced).
+
+    The dynamic provider host deserializes unknowns with keep_unknowns=True into `pulumi.output.Unknown` objects
+    (pulumi/dynamic/__main__.py Check and Diff, runtime/rpc.py deserialize_property); the wire sentinel string
+    rpc.UNKNOWN is matched too, for callers that pass raw values.
+    """
+    from pulumi.output import Unknown
+    from pulumi.runtime.rpc import UNKNOWN
+
+    return isinstance(value, Unknown) or (isinstance(value, str) and value == UNKNOWN)
+
+
+def _contains_unknown(value: Any) -> bool:
     if isinstance(value, dict):
-        return any(_contains(item, sentinel) for item in value.values())
+        return any(_contains_unknown(item) for item in value.values())
     if isinstance(value, list):
-        return any(_contains(item, sentinel) for item in value)
-    return value == sentinel
+        return any(_contains_unknown(item) for item in value)
+    return is_unknown(value)
 
 
 def api_for(props: dict[str, Any]) -> KubeApi:
@@ -403,7 +438,8 @@ class SimRun(pulumi.dynamic.Resource):
 
     @property
     def status(self) -> pulumi.Output[str]:
-        """One of workloads/status.py STATUSES: Waiting, Blocked, Pending, Running, Succeeded, Failed, Missing."""
+        """One of workloads/status.py STATUSES: Queued, Waiting, Blocked, Pending, Running, Succeeded, Failed, Cancelled,
+        Missing."""
         return self._output("status")
 
     @property

@@ -7,8 +7,7 @@ anything, and the HPA keeps owning the replica count.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,7 +15,7 @@ import pulumi
 import pulumi_aws as aws
 
 from components import kube
-from components.access import model_repository_policy
+from components.access import prefix_read_policy_json
 from components.irsa import IrsaRole, IrsaRoleArgs
 from components.runs_namespace import pod_security_labels
 from config import ServiceSpec
@@ -74,7 +73,7 @@ class Services(pulumi.ComponentResource):
                         oidc_provider_url=args.oidc_provider_url,
                         namespace=ctx.namespace,
                         service_account=spec.name,
-                        policy_json=partition.apply(_repository_policy(spec.model_repository)),
+                        policy_json=partition.apply(prefix_read_policy_json(spec.model_repository, "Models", head_bucket=True)),
                         tags=args.tags,
                     ),
                     opts=pulumi.ResourceOptions(parent=self),
@@ -107,14 +106,6 @@ class Services(pulumi.ComponentResource):
         self.namespace = guarded
         self.summary = pulumi.Output.all(**entries).apply(lambda resolved: dict(resolved))
         self.register_outputs({"namespace": self.namespace, "summary": self.summary})
-
-
-def _repository_policy(uri: str) -> Callable[[str], str]:
-    def render(partition: str) -> str:
-        # Compact, like the other inline role policies (IAM's size limits ignore whitespace either way).
-        return json.dumps(model_repository_policy(partition, uri), separators=(",", ":"))
-
-    return render
 
 
 def _summary(

@@ -12,12 +12,17 @@ import naming
 #   Blocked   a continuation whose source ended without succeeding: it will not start; rerun the source
 #   Pending   the Job exists, no pod runs yet (a GPU node is starting, or the image is pulling)
 #   Running, Succeeded, Failed
+#   Cancelled a person stopped it (`simfleet cancel` records it in index.json): final like Succeeded
 #   Missing   the Job is gone and no index.json was written, so nothing is known
-STATUSES = ("Queued", "Waiting", "Blocked", "Pending", "Running", "Succeeded", "Failed", "Missing")
-# An index.json records how a seed's last attempt ended; each means the seed ran (it is never started again).
-# Incomplete: the run ended but not everything it produced is whole (a sidecar did not acknowledge finish, or an
-# artifact was still being written while it was shipped); like Failed, it makes the run Failed (docs/failures.md).
-INDEX_STATUSES = ("Succeeded", "Failed", "Interrupted", "Incomplete")
+STATUSES = ("Queued", "Waiting", "Blocked", "Pending", "Running", "Succeeded", "Failed", "Cancelled", "Missing")
+# An index.json records how a seed's last attempt ended; each means the seed ran (it is never started again, until
+# `rerun` is bumped). Incomplete: the run ended but not everything it produced is whole (a sidecar did not acknowledge
+# finish, or an artifact was still being written while it was shipped); like Failed, it makes the run Failed
+# (docs/failures.md).
+INDEX_STATUSES = ("Succeeded", "Failed", "Interrupted", "Incomplete", "Cancelled")
+# Statuses after which a run does no more work (Blocked never starts; the others have ended). Any other one may have a
+# pod doing work now or any moment: deleting such a run kills it.
+DONE_STATUSES = ("Succeeded", "Failed", "Cancelled", "Missing", "Blocked")
 
 
 def terminal_condition(job: dict[str, Any]) -> str | None:
@@ -79,6 +84,8 @@ def with_index(state: dict[str, Any], documents: list[dict[str, Any] | None]) ->
     out = {**state, "recoveries": recorded["recoveries"]}
     if state.get("status") == "Succeeded" and recorded["status"] == "Failed":
         out["status"] = "Failed"
+    if recorded["status"] == "Cancelled":
+        out["status"] = "Cancelled"  # a person stopped it; the Job's own ending is how the stop looked
     return out
 
 
@@ -87,11 +94,20 @@ def seed_finished(document: dict[str, Any] | None) -> bool:
     return document is not None
 
 
+def cancelled(documents: list[dict[str, Any] | None]) -> bool:
+    """Whether a person cancelled the run: a seed's record says so. Final for the whole run, so its seeds that had
+    not started yet (a sweep wider than its parallelism) never start either."""
+    return any(doc is not None and doc.get("status") == "Cancelled" for doc in documents)
+
+
 def index_state(documents: list[dict[str, Any] | None]) -> dict[str, Any]:
-    """Succeeded when every seed succeeded, Failed when any ended otherwise, Missing when a seed left no index."""
+    """Succeeded when every seed succeeded; Failed when any failed or was interrupted; else Cancelled when a person
+    cancelled any; Missing when a seed left no index."""
     statuses = [doc.get("status") if doc else None for doc in documents]
-    if any(status is not None and status != "Succeeded" for status in statuses):
+    if any(status is not None and status not in ("Succeeded", "Cancelled") for status in statuses):
         phase = "Failed"
+    elif "Cancelled" in statuses:
+        phase = "Cancelled"
     elif documents and all(status == "Succeeded" for status in statuses):
         phase = "Succeeded"
     else:

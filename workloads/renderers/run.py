@@ -5,7 +5,7 @@ provider (which renders at create time from the SimRun's small inputs) all see e
 The identity (hash, S3 locations) lives in workloads/identity.py and the time budget in workloads/budget.py;
 nothing rendered here moves a hash.
 
-The pod (README "Runs"):
+The pod (docs/researchers/runs.md, "What `pulumi up` makes of a run"):
 - init `checkpoint-fetch` (fetch.sh): the attempt marker, then the brain the run starts from: the latest partial
   checkpoint of this seed when resuming, else `checkpoint.from`, else none;
 - native sidecars `unitree-sim` and `monty` (initContainers with restartPolicy Always and a startup probe on
@@ -70,10 +70,13 @@ FETCH_RETRY_SECONDS = 120  # an s3:// checkpoint.from gets this long to appear (
 FETCH_POLL_SECONDS = 30
 PARTIAL_POLL_SECONDS = 30  # how often the uploader looks for a newer partial checkpoint
 GATE_POLL_SECONDS = 30
-# How long a gate waits for its source. Not the source's deadline: that clock starts only when Kueue admits the source
-# and restarts at every re-admission (a preemption), so queue time and preemptions are unbounded here. The longest a
-# source may run (config MAX_RUNTIME_LIMIT) with its platform overhead, then twice that for queueing; the provider
-# reports Blocked sooner when the source's own Job has failed (workloads/observe.py).
+# How long a gate waits for its source: 15 minutes (its uploads) past the source's own Job deadline, counted from
+# the start of the source's latest pod (its attempt marker). The Job's clock starts only when Kueue admits it and
+# restarts at every re-admission (a preemption), whose new pod restarts this one too. Before the source's first pod
+# there is no such clock (queue time is unbounded), so the absolute cap: the longest a source may run (config
+# MAX_RUNTIME_LIMIT) with its platform overhead, then twice that for queueing. The provider reports Blocked sooner
+# when the source's own Job has failed (workloads/observe.py).
+GATE_GRACE_SECONDS = 15 * 60
 GATE_MAX_WAIT_SECONDS = 14 * 24 * 3600
 GATE_BACKOFF_LIMIT = 3  # a drain of its node, a Kueue webhook briefly down for the label: try again
 BACKOFF_LIMIT = 1  # one retry for a transient failure (an S3 hiccup); a buggy glue fails fast
@@ -154,7 +157,7 @@ def render_run(
     objects.append(_job(spec, ctx, identity.spec_hash, pod, budget, seeds, gated=gated))
     if gated:
         assert source is not None
-        objects.append(gate_job(spec, ctx, identity.spec_hash, source))
+        objects += [*gate_access(spec, ctx, identity.spec_hash), gate_job(spec, ctx, identity.spec_hash, source)]
     return objects
 
 
@@ -341,6 +344,7 @@ def _pod_template(
         _monty(images["monty"], base, resources["monty"]),
     ]
     main = [_glue(spec, images["glue"], base, resources["glue"]), _uploader(spec, base, resources["artifact-uploader"], budget)]
+    datasets = [_mount_datasets(spec.datasets.path, [init[1], init[2], main[0]])] if spec.datasets is not None else []
     return {
         "metadata": metadata,
         "spec": {
@@ -363,10 +367,20 @@ def _pod_template(
                 {"name": "checkpoints", "emptyDir": {}},
                 {"name": "artifacts", "emptyDir": {}},
                 {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": _shm_size(spec)}},
+                *datasets,
                 *scratch_volumes([*init, *main]),
             ],
         },
     }
+
+
+def _mount_datasets(path: str, containers: list[dict[str, Any]]) -> dict[str, Any]:
+    """The shared datasets claim, read-only, in the containers that run user code (simulator, brain, glue); config
+    allows `datasets` only with shared storage on, so the claim exists."""
+    for body in containers:
+        body["volumeMounts"].append({"name": "datasets", "mountPath": path, "readOnly": True})
+        body["env"].append(env("SIMFLEET_DATASETS_DIR", path))
+    return {"name": "datasets", "persistentVolumeClaim": {"claimName": naming.DATASETS_CLAIM, "readOnly": True}}
 
 
 def _node_selector(spec: RunSpec) -> dict[str, str]:
@@ -567,24 +581,29 @@ def _uploader(spec: RunSpec, base: list[dict[str, Any]], resources: dict[str, An
 def gate_job(spec: RunSpec, ctx: RunContext, spec_hash: str, source: SourceRef) -> dict[str, Any]:
     """A CPU-only Job that releases the suspended continuation once its source run succeeded.
 
-    Its init container (gate.sh, AWS CLI image, the gate role) waits for the source's index.json to say
-    Succeeded; its main container (kubectl) then labels the run's Job with its queue, which hands it to Kueue
-    (admitted, so unsuspended, when the queue has room). A failed attempt of the source may still be retried, so
-    the gate keeps waiting, up to GATE_MAX_WAIT_SECONDS; the provider reports the run Blocked as soon as the
-    source's Job has failed for good (workloads/observe.py), and the run stays suspended without a queue. The gate
-    itself is not queued: a CPU-only pod on the system nodes, it must run while the queue holds the run. The run's
-    Job owns it (the provider sets the owner), so deleting the run deletes the gate.
+    Its init container (gate.sh, AWS CLI image, the shared gate role through IRSA) waits for the source's index.json
+    to say Succeeded; a failed attempt of the source may still be retried, so it keeps waiting until GATE_GRACE_SECONDS
+    past the source's own deadline (from the source's latest pod), or GATE_MAX_WAIT_SECONDS in all. Its main container
+    (kubectl) then labels the run's Job with its queue, which hands it to Kueue (admitted, so unsuspended, when the
+    queue has room). The release acts as this run's own gate ServiceAccount (gate_access: get and patch of this one
+    Job), and its JSON patch first tests the Job's spec-hash annotation, so a gate left over from an earlier spec can
+    never release a successor with another hash. The gate itself is not queued: a CPU-only pod on the system nodes, it
+    must run while the queue holds the run. The run's Job owns it (the provider sets the owner), so deleting the run
+    deletes the gate; the provider reports the run Blocked as soon as the source's Job has failed for good.
     """
     if not ctx.kubernetes_version:
         raise ValueError(f"run {spec.name}: the gate's kubectl is pinned per Kubernetes minor; the context has none")
     deadline = GATE_MAX_WAIT_SECONDS
-    metadata = _metadata(gate_job_name(spec.name), spec, ctx, "gate", spec_hash)
+    name = gate_job_name(spec.name)
+    metadata = _metadata(name, spec, ctx, "gate", spec_hash)
     wait = container(
         "wait-for-source",
         versions.AWS_CLI_IMAGE,
         [
             env("SIMFLEET_RUN", spec.name),
             env("SIMFLEET_SOURCE_INDEX", source.index_uri),
+            env("SIMFLEET_SOURCE_DEADLINE_SECONDS", str(source.deadline_seconds)),
+            env("SIMFLEET_GATE_GRACE_SECONDS", str(GATE_GRACE_SECONDS)),
             env("SIMFLEET_GATE_DEADLINE_SECONDS", str(deadline)),
             env("SIMFLEET_GATE_POLL_SECONDS", str(GATE_POLL_SECONDS)),
             env("AWS_REGION", ctx.region),
@@ -596,17 +615,17 @@ def gate_job(spec: RunSpec, ctx: RunContext, spec_hash: str, source: SourceRef) 
         read_only_root=True,
         command=["/bin/bash", f"{RUNTIME_DIR}/gate.sh"],
     )
-    label = f"{naming.KUEUE_QUEUE_LABEL}={run_queue(spec, ctx)}"
     release = container(
         "release",
         versions.kubectl_image(ctx.kubernetes_version),
         [],
-        {},
+        {"gate-token": SERVICE_ACCOUNT_DIR},
         small_resources(),
+        read_only=("gate-token",),
         read_only_root=True,
-        # The image is shell-free; its binary is /bin/kubectl. In-cluster config from the service account token.
-        # Hands the Job to Kueue, which admits it when the queue has room. --overwrite: a retried gate still succeeds.
-        command=["/bin/kubectl", "label", "job", spec.name, "--namespace", ctx.namespace, "--overwrite", label],
+        # The image is shell-free; its binary is /bin/kubectl. In-cluster config from the token mounted where kubectl
+        # looks for one. `add` of an existing label replaces it, so a retried gate still succeeds.
+        command=release_command(spec, ctx, spec_hash),
     )
     # Only the wait reads S3; kubectl gets no AWS credentials.
     pod_metadata = {
@@ -619,7 +638,7 @@ def gate_job(spec: RunSpec, ctx: RunContext, spec_hash: str, source: SourceRef) 
         "metadata": metadata,
         "spec": {
             "activeDeadlineSeconds": deadline,
-            # gate.sh retries S3 itself; a retried gate waits again and labels again (--overwrite), so retries are safe.
+            # gate.sh retries S3 itself; a retried gate waits again and patches again (idempotent), so retries are safe.
             "backoffLimit": GATE_BACKOFF_LIMIT,
             "podFailurePolicy": {
                 "rules": [{"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]}]
@@ -628,8 +647,10 @@ def gate_job(spec: RunSpec, ctx: RunContext, spec_hash: str, source: SourceRef) 
                 "metadata": pod_metadata,
                 "spec": {
                     "restartPolicy": "Never",
+                    # The shared gate ServiceAccount carries the IRSA role that reads run records; its own API token
+                    # is not mounted: the release uses this run's gate token instead.
                     "serviceAccountName": naming.GATE_SERVICE_ACCOUNT,
-                    "automountServiceAccountToken": True,  # kubectl's in-cluster credentials
+                    "automountServiceAccountToken": False,
                     "enableServiceLinks": False,
                     "securityContext": pod_security(),
                     "nodeSelector": {naming.NODE_POOL_LABEL: "system"},
@@ -637,12 +658,66 @@ def gate_job(spec: RunSpec, ctx: RunContext, spec_hash: str, source: SourceRef) 
                     "containers": [release],
                     "volumes": [
                         runtime_volume(spec.name),
+                        {"name": "gate-token", "secret": {"secretName": gate_token_name(spec.name)}},
                         *scratch_volumes([wait, release]),
                     ],
                 },
             },
         },
     }
+
+
+# Where kubectl's in-cluster config reads its token, CA and namespace (client-go rest.InClusterConfig).
+SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
+
+
+def gate_token_name(run: str) -> str:
+    return f"{gate_job_name(run)}-token"
+
+
+def release_command(spec: RunSpec, ctx: RunContext, spec_hash: str) -> list[str]:
+    """kubectl patch of the run's Job: test that it is this spec's (hash annotation), then add its queue label."""
+
+    def pointer(key: str) -> str:  # RFC 6901
+        return key.replace("~", "~0").replace("/", "~1")
+
+    patch = [
+        {"op": "test", "path": f"/metadata/annotations/{pointer(naming.SPEC_HASH_ANNOTATION)}", "value": spec_hash},
+        {"op": "add", "path": f"/metadata/labels/{pointer(naming.KUEUE_QUEUE_LABEL)}", "value": run_queue(spec, ctx)},
+    ]
+    text = json.dumps(patch, separators=(",", ":"))
+    return ["/bin/kubectl", "patch", "job", spec.name, "--namespace", ctx.namespace, "--type=json", "-p", text]
+
+
+def gate_access(spec: RunSpec, ctx: RunContext, spec_hash: str) -> list[dict[str, Any]]:
+    """Who the gate's release acts as: this run's own ServiceAccount `<run>-gate`, allowed to get and patch this run's
+    Job and nothing else (RBAC resourceNames), and the token Secret the release container mounts. Owned by the run's
+    Job like every companion, so they go with it."""
+    name = gate_job_name(spec.name)
+    account = {
+        "apiVersion": "v1",
+        "kind": "ServiceAccount",
+        "metadata": _metadata(name, spec, ctx, "gate", spec_hash),
+        "automountServiceAccountToken": False,
+    }
+    role = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "Role",
+        "metadata": _metadata(name, spec, ctx, "gate", spec_hash),
+        "rules": [{"apiGroups": ["batch"], "resources": ["jobs"], "resourceNames": [spec.name], "verbs": ["get", "patch"]}],
+    }
+    binding = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": _metadata(name, spec, ctx, "gate", spec_hash),
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+        "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": ctx.namespace}],
+    }
+    token = _metadata(gate_token_name(spec.name), spec, ctx, "gate", spec_hash)
+    # The token controller fills a Secret of this type with the named ServiceAccount's token, CA and namespace.
+    token["annotations"]["kubernetes.io/service-account.name"] = name
+    secret = {"apiVersion": "v1", "kind": "Secret", "metadata": token, "type": "kubernetes.io/service-account-token"}
+    return [account, role, binding, secret]
 
 
 def _base_env(spec: RunSpec, ctx: RunContext, spec_hash: str, seeds: tuple[int, ...]) -> list[dict[str, Any]]:

@@ -13,6 +13,7 @@ from typing import Any
 
 import naming
 from config import ServiceSpec, parse_image
+from config.services import ROLLOUT_SURGE
 
 SERVICE_UID = 1000  # every service container runs as this uid/gid (Triton's image has its triton-server user at 1000)
 CONTAINER = "server"
@@ -44,6 +45,8 @@ class ServiceContext:
     region: str
     kubernetes_version: str
     vpc_cidr: str  # an internal NLB's nodes send from VPC addresses (ip targets do not keep the client's)
+    # platform.observability.enabled: the collector scrapes every port named naming.SERVICE_METRICS_PORT_NAME.
+    scraped: bool = False
 
 
 def resolve_image(image: str, registry_url: str) -> str:
@@ -211,7 +214,7 @@ def deployment(spec: ServiceSpec, ctx: ServiceContext) -> dict[str, Any]:
             "selector": {"matchLabels": selector(spec)},
             # Surge one new pod before taking an old one away: serving capacity never drops below the current count
             # during an update (for a GPU service that briefly needs one more GPU node; config checks the group has it).
-            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
+            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": ROLLOUT_SURGE}},
             # A new GPU node, a multi-GB image pull and model loading all happen before a new pod is ready.
             "progressDeadlineSeconds": 900 + spec.probes.startup_timeout,
             "revisionHistoryLimit": 5,
@@ -297,8 +300,18 @@ def disruption_budget(spec: ServiceSpec, ctx: ServiceContext) -> dict[str, Any]:
     }
 
 
+def metrics_port(spec: ServiceSpec) -> int | None:
+    """The port the collector scrapes (the one named naming.SERVICE_METRICS_PORT_NAME), if the service has one."""
+    return next((p.port for p in spec.ports if p.name == naming.SERVICE_METRICS_PORT_NAME), None)
+
+
 def ingress_policy(spec: ServiceSpec, ctx: ServiceContext) -> dict[str, Any] | None:
-    """The service's ports, from its declared clients (and the VPC for an internal NLB); None when nobody may connect."""
+    """The service's ports, from its declared clients (and the VPC for an internal NLB), and its metrics port from the
+    collector alone; None when nobody may connect."""
+    rules: list[dict[str, Any]] = []
+    scrape = metrics_port(spec) if ctx.scraped else None
+    if scrape is not None:
+        rules.append({"from": [naming.collector_peer()], "ports": [{"port": scrape, "protocol": "TCP"}]})
     peers: list[dict[str, Any]] = []
     for client in spec.clients:
         # Namespace and pod selector in ONE peer: those pods of that namespace, nothing else.
@@ -310,7 +323,9 @@ def ingress_policy(spec: ServiceSpec, ctx: ServiceContext) -> dict[str, Any] | N
         # With ip targets the NLB connects from its own VPC addresses; who may reach the NLB is decided by its security
         # group (loadBalancerSourceRanges).
         peers.append({"ipBlock": {"cidr": ctx.vpc_cidr}})
-    if not peers:
+    if peers:
+        rules.insert(0, {"from": peers, "ports": [{"port": p.port, "protocol": "TCP"} for p in spec.ports]})
+    if not rules:
         return None
     return {
         "apiVersion": "networking.k8s.io/v1",
@@ -319,7 +334,7 @@ def ingress_policy(spec: ServiceSpec, ctx: ServiceContext) -> dict[str, Any] | N
         "spec": {
             "podSelector": {"matchLabels": selector(spec)},
             "policyTypes": ["Ingress"],
-            "ingress": [{"from": peers, "ports": [{"port": p.port, "protocol": "TCP"} for p in spec.ports]}],
+            "ingress": rules,
         },
     }
 
@@ -333,18 +348,41 @@ def render_service(spec: ServiceSpec, ctx: ServiceContext, role_arn: Any = None)
     return [*objects, deployment(spec, ctx), service(spec, ctx), autoscaler(spec, ctx), disruption_budget(spec, ctx)]
 
 
-def _network_policy(ctx: ServiceContext, name: str, spec: dict[str, Any]) -> dict[str, Any]:
+def network_policy(namespace: Any, name: str, spec: dict[str, Any], labels: dict[str, str]) -> dict[str, Any]:
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
-        "metadata": {"name": name, "namespace": ctx.namespace, "labels": {"app.kubernetes.io/part-of": "simfleet"}},
+        "metadata": {"name": name, "namespace": namespace, "labels": labels},
         "spec": spec,
     }
 
 
+def guard_policies(namespace: Any, labels: dict[str, str]) -> list[dict[str, Any]]:
+    """A namespace's baseline: default deny both ways, then DNS (CoreDNS only) and HTTPS anywhere but the instance
+    metadata service out (S3, STS for IRSA, CloudWatch), so no pod can fall back to the node role's credentials.
+    Shared by the services namespace and the collector's (components/collector.py)."""
+    every_pod: dict[str, Any] = {}
+    dns = {
+        "to": [
+            {
+                "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
+                "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}},
+            }
+        ],
+        "ports": [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}],
+    }
+    https = {"to": [{"ipBlock": ANYWHERE_BUT_METADATA}], "ports": [{"port": 443, "protocol": "TCP"}]}
+    return [
+        network_policy(namespace, "default-deny", {"podSelector": every_pod, "policyTypes": ["Ingress", "Egress"]}, labels),
+        network_policy(namespace, "allow-dns", {"podSelector": every_pod, "policyTypes": ["Egress"], "egress": [dns]}, labels),
+        network_policy(
+            namespace, "allow-https-egress", {"podSelector": every_pod, "policyTypes": ["Egress"], "egress": [https]}, labels
+        ),
+    ]
+
+
 def namespace_objects(ctx: ServiceContext, pod_security: dict[str, str]) -> list[dict[str, Any]]:
     """The services namespace (Pod Security `restricted`), default deny both ways, DNS and HTTPS (S3, STS) out."""
-    every_pod: dict[str, Any] = {}
     return [
         {
             "apiVersion": "v1",
@@ -354,35 +392,5 @@ def namespace_objects(ctx: ServiceContext, pod_security: dict[str, str]) -> list
                 "labels": {"app.kubernetes.io/part-of": "simfleet", "app.kubernetes.io/managed-by": "pulumi", **pod_security},
             },
         },
-        _network_policy(ctx, "default-deny", {"podSelector": every_pod, "policyTypes": ["Ingress", "Egress"]}),
-        _network_policy(
-            ctx,
-            "allow-dns",
-            {
-                "podSelector": every_pod,
-                "policyTypes": ["Egress"],
-                "egress": [
-                    {
-                        "to": [
-                            {
-                                "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
-                                "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}},
-                            }
-                        ],
-                        "ports": [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}],
-                    }
-                ],
-            },
-        ),
-        # Model repositories in S3 and STS for IRSA. The instance metadata service is carved out so a server can never
-        # fall back to the node role's credentials.
-        _network_policy(
-            ctx,
-            "allow-https-egress",
-            {
-                "podSelector": every_pod,
-                "policyTypes": ["Egress"],
-                "egress": [{"to": [{"ipBlock": ANYWHERE_BUT_METADATA}], "ports": [{"port": 443, "protocol": "TCP"}]}],
-            },
-        ),
+        *guard_policies(ctx.namespace, {"app.kubernetes.io/part-of": "simfleet"}),
     ]
