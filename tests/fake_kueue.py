@@ -21,7 +21,10 @@ Read in kubernetes-sigs/kueue at tag v0.19.2:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import threading
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from fake_kube import now, status_body
@@ -184,6 +187,24 @@ def reconcile(kube: FakeKube) -> None:
                     ref.get("uid") == job["metadata"]["uid"] for ref in pod["metadata"].get("ownerReferences") or []
                 ):
                     del kube.objects[key]
+
+
+@contextlib.contextmanager
+def controller(kube: FakeKube, every: float = 0.05) -> Iterator[None]:
+    """Kueue's controller running beside a test: it reacts to a deactivation within `every` seconds."""
+    stop = threading.Event()
+
+    def loop() -> None:
+        while not stop.wait(every):
+            reconcile(kube)
+
+    thread = threading.Thread(target=loop, name="fake-kueue", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=5)
 
 
 def _pending(workload: dict[str, Any]) -> bool:

@@ -192,6 +192,11 @@ def _condition(obj: dict[str, Any] | None, kind: str) -> dict[str, Any] | None:
     return next((c for c in ((obj or {}).get("status") or {}).get("conditions") or [] if c.get("type") == kind), None)
 
 
+def deactivated(workload: dict[str, Any] | None) -> bool:
+    """A Workload `simfleet cancel` deactivated (spec.active: false): Kueue never admits it again."""
+    return workload is not None and (workload.get("spec") or {}).get("active") is False
+
+
 def flavor_of(workload: dict[str, Any] | None) -> str | None:
     assignments = (((workload or {}).get("status") or {}).get("admission") or {}).get("podSetAssignments") or []
     flavors = (assignments[0].get("flavors") or {}) if assignments else {}
@@ -258,8 +263,10 @@ def _plan(declared: Declared, shot: Snapshot) -> tuple[dict[str, Any] | None, bo
     if job is None:
         return None, True
     workload = shot.workloads.get(job["metadata"].get("uid") or "")
+    if deactivated(workload):
+        return job, True  # cancelled: how each seed ended is in its records
     if (job.get("spec") or {}).get("suspend") and not status.terminal_condition(job):
-        return job, workload is not None and workload["spec"].get("active") is False  # cancelled: why, from its records
+        return job, False
     covers_all = int((job.get("spec") or {}).get("completions") or 1) >= len(declared.units)
     return job, status.terminal_condition(job) == "Failed" or not covers_all
 
@@ -299,10 +306,12 @@ def _live(
     """(state, shown status, detail, queue position) of a run whose Job is in the cluster."""
     workload = shot.workloads.get(job["metadata"].get("uid") or "")
     terminal = status.terminal_condition(job)
+    if deactivated(workload) and not terminal:
+        # Cancelled: the stopped seeds read Cancelled from the cancel record; Kueue may still be evicting it.
+        state = {**status.index_state(documents), "startTime": (job.get("status") or {}).get("startTime")}
+        stopping = "" if (job.get("spec") or {}).get("suspend") else "Kueue is evicting it; "
+        return state, display_status(documents, state["status"]), stopping + first_reason(declared, documents), None
     if (job.get("spec") or {}).get("suspend") and not terminal:
-        if have_records:  # its Workload was deactivated: cancelled
-            state = {**status.index_state(documents), "startTime": (job.get("status") or {}).get("startTime")}
-            return state, display_status(documents, state["status"]), first_reason(declared, documents), None
         if status.is_queued(job):
             item = shot.pending.get(declared.queue, {}).get(declared.name)
             detail = queue_message(workload)
