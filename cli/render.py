@@ -31,7 +31,8 @@ def out() -> Console:
 
 
 def err() -> Console:
-    return Console(stderr=True, highlight=False)
+    # A note stays one line when stderr is not a terminal (a log file, a CI step), so it can be grepped.
+    return Console(stderr=True, highlight=False, soft_wrap=not sys.stderr.isatty())
 
 
 def note(message: str) -> None:

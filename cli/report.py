@@ -17,7 +17,7 @@ from cli.session import Lazy, UsageProblem, units_of
 from workloads.observe import records
 from workloads.observe.detail import snapshot_of
 from workloads.observe.fleet import KIND_RUN, Declared
-from workloads.observe.listing import CLI_ADVICE, RecordCache, Row, Snapshot, read_records, rows
+from workloads.observe.listing import CLI_ADVICE, RecordCache, Row, at_live_hash, nothing_runs, read_records, rows
 
 STEPS = "metrics/steps.csv"
 GLUE_SUMMARY = "metrics/glue-summary.json"
@@ -70,13 +70,12 @@ def report_command(lazy: Lazy, run: str, directory: Path | None, seed: int | Non
     out = directory or Path("simfleet-report") / run
     cache = RecordCache(session.cache_dir)
 
-    def snap() -> Snapshot:
-        reader = session.reader()
-        assert reader is not None
-        return snapshot_of(reader, declared)
-
-    [row] = with_fallback(session, lambda shot: rows(fleet, shot, cache, [run]), snap)
-    documents = dict(zip(declared.units, read_records(declared), strict=True))
+    [row], shot = with_fallback(
+        session, lambda shot: (rows(fleet, shot, cache, [run]), shot), lambda reader: snapshot_of(reader, declared)
+    )
+    declared = at_live_hash(declared, shot)
+    found = read_records(declared, attempts=nothing_runs(shot, shot.jobs.get(run)))
+    documents = dict(zip(declared.units, found, strict=True))
     series, summaries, notes = seed_data(declared, units)
     if not series:
         raise UsageProblem(f"{run} has no metrics yet: {notes[0] if notes else 'no seed shipped steps.csv'}")

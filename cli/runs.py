@@ -10,23 +10,26 @@ from rich.table import Table
 
 from cli import render
 from cli.session import Lazy, Session
-from workloads.observe.cluster import ClusterError
+from workloads.observe.cluster import ClusterError, ClusterReader
 from workloads.observe.detail import RunDetail, detail, snapshot_of
 from workloads.observe.listing import DISPLAY_STATUSES, RecordCache, Row, Snapshot, rows, take_snapshot
 
 T = TypeVar("T")
 
 
-def with_fallback(session: Session, read: Callable[[Snapshot], T], snap: Callable[[], Snapshot]) -> T:
+def with_fallback(session: Session, read: Callable[[Snapshot], T], snap: Callable[[ClusterReader], Snapshot]) -> T:
     """Read with the cluster when it answers; when it cannot be reached (a private endpoint from a laptop), read the
     records alone and say so."""
-    if session.reader() is not None:
+    reader = session.reader()
+    if reader is not None:
         try:
-            return read(snap())
+            shot = snap(reader)
         except ClusterError as err:
             if err.reachable:
                 raise
             session.unreachable(err)
+        else:
+            return read(shot)
     render.note(f"the cluster's API cannot be reached ({session.problem}); showing what S3 records say")
     return read(Snapshot(False, session.problem))
 
@@ -53,7 +56,7 @@ def runs_command(
     fleet = session.load()
     cache = RecordCache(session.cache_dir)
     queues = {d.queue for d in fleet.declared.values()}
-    found = with_fallback(session, lambda shot: rows(fleet, shot, cache), lambda: take_snapshot(session.reader(), queues))
+    found = with_fallback(session, lambda shot: rows(fleet, shot, cache), lambda reader: take_snapshot(reader, queues))
     wanted = {s.lower() for s in statuses}
     chosen = [
         r
@@ -120,12 +123,9 @@ def status_command(lazy: Lazy, run: str, as_json: bool) -> None:
     declared = session.declared(run)
     cache = RecordCache(session.cache_dir)
 
-    def snap() -> Snapshot:
-        reader = session.reader()
-        assert reader is not None
-        return snapshot_of(reader, declared)
-
-    found = with_fallback(session, lambda shot: detail(fleet, declared, shot, session.reader(), cache), snap)
+    found = with_fallback(
+        session, lambda shot: detail(fleet, declared, shot, session.reader(), cache), lambda reader: snapshot_of(reader, declared)
+    )
     if as_json:
         render.emit_json(found.as_json())
         return

@@ -87,6 +87,71 @@ class World:
     def put_text(self, key: str, body: str | bytes, bucket: str = ARTIFACTS) -> None:
         self.s3().put_object(Bucket=bucket, Key=key, Body=body.encode() if isinstance(body, str) else body)
 
+    def index(self, run: str, seed: int, status: str = "Succeeded", **fields: Any) -> dict[str, Any]:
+        """A seed's index.json with every field upload.sh writes (docs/records.md), at the run's spec hash."""
+        declared = self.fleet().declared[run]
+        prefix = declared.unit_prefix(seed)
+        document: dict[str, Any] = {
+            "run": run,
+            "specHash": declared.spec_hash,
+            "seed": seed,
+            "status": status,
+            "reason": None if status == "Succeeded" else "glue exited 8: the brain restarted at step 400",
+            "exitCode": 0 if status == "Succeeded" else 8,
+            "startTime": "2026-12-07T10:00:00Z",
+            "completionTime": "2026-12-07T10:30:00Z",
+            "checkpoint": f"s3://{CHECKPOINTS}/{prefix}out.mstate" if status in ("Succeeded", "Incomplete") else None,
+            "partialCheckpoint": None,
+            "partialSequence": None,
+            "recoveries": 0,
+            "resumedFrom": None,
+            "steps": 1500,
+            "artifacts": 3,
+            "untaggedArtifacts": 0,
+            **fields,
+        }
+        self.put_json(f"{prefix}index.json", document)
+        return document
+
+    def attempt(self, run: str, seed: int, pod: str, stamp: str = "20261207T100000Z") -> str:
+        """The attempt marker fetch.sh writes for each pod of a seed (`<P>attempts/<utc>-<pod>.json`)."""
+        key = f"{self.fleet().declared[run].unit_prefix(seed)}attempts/{stamp}-{pod}.json"
+        self.put_json(key, {"run": run, "pod": pod, "startTime": "2026-12-07T10:00:00Z"})
+        return key
+
+    def ship_log(self, pod: str, container: str, *lines: str, at_ms: int | None = None) -> None:
+        """Lines as Fluent Bit ships them to the stack's application log group: one JSON record per line, in a
+        stream named after the node, pod, namespace and container (the Container Insights add-on's layout)."""
+        import time
+
+        logs = self.logs()
+        with contextlib.suppress(logs.exceptions.ResourceAlreadyExistsException):
+            logs.create_log_group(logGroupName=LOG_GROUP)
+        stream = f"ip-10-0-1-5.ec2.internal-application.var.log.containers.{pod}_{NS}_{container}-0123abcd.log"
+        with contextlib.suppress(logs.exceptions.ResourceAlreadyExistsException):
+            logs.create_log_stream(logGroupName=LOG_GROUP, logStreamName=stream)
+        start = at_ms or int(time.time() * 1000) - 60_000
+        events = [
+            {
+                "timestamp": start + i,
+                "message": json.dumps(
+                    {
+                        "log": f"{line}\n",
+                        "stream": "stdout",
+                        "time": "2026-12-07T10:00:00.000000000Z",
+                        "kubernetes": {
+                            "pod_name": pod,
+                            "namespace_name": NS,
+                            "container_name": container,
+                            "host": "ip-10-0-1-5.ec2.internal",
+                        },
+                    }
+                ),
+            }
+            for i, line in enumerate(lines)
+        ]
+        logs.put_log_events(logGroupName=LOG_GROUP, logStreamName=stream, logEvents=events)
+
     def fleet(self) -> Any:
         """The stack as the command plans it (the same code), for the tests to find hashes and prefixes."""
         from cli.session import open_session
@@ -155,14 +220,19 @@ def make_project(directory: Path, runs: list[dict[str, Any]], jobs: list[dict[st
 
 
 @contextlib.contextmanager
-def world(tmp: Path, runs: list[dict[str, Any]], jobs: list[dict[str, Any]] | None = None) -> Iterator[World]:
+def world(
+    tmp: Path, runs: list[dict[str, Any]], jobs: list[dict[str, Any]] | None = None, moto_url: str | None = None
+) -> Iterator[World]:
+    """The world for one test; `moto_url`: a moto server the test already runs (the pods' scripts write into it)."""
     from moto.server import ThreadedMotoServer
 
     project = make_project(tmp / "project", runs, jobs)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    url = f"http://{host}:{port}"
+    server = None
+    if moto_url is None:
+        server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        server.start()
+        host, port = server.get_host_and_port()
+    url = moto_url or f"http://{host}:{port}"
     try:
         with FakeKube() as kube:
             kubeconfig = tmp / "kubeconfig.yaml"
@@ -194,7 +264,9 @@ def world(tmp: Path, runs: list[dict[str, Any]], jobs: list[dict[str, Any]] | No
             found = World(project, kube, url, env)
             s3 = found.s3()
             for bucket in (ARTIFACTS, CHECKPOINTS):
-                s3.create_bucket(Bucket=bucket)
+                with contextlib.suppress(s3.exceptions.BucketAlreadyOwnedByYou):
+                    s3.create_bucket(Bucket=bucket)
             yield found
     finally:
-        server.stop()
+        if server is not None:
+            server.stop()

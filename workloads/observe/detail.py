@@ -20,6 +20,7 @@ from workloads.observe.listing import (
     Snapshot,
     at_live_hash,
     flavor_of,
+    nothing_runs,
     queue_message,
     read_records,
     rows,
@@ -98,14 +99,16 @@ def detail(fleet: Fleet, declared: Declared, shot: Snapshot, reader: ClusterRead
     declared = at_live_hash(declared, shot)
     [row] = rows(fleet, shot, cache, [declared.name]) if declared.name in fleet.declared else []
     at = declared.where
-    documents = read_records(declared)
     job = shot.jobs.get(declared.name)
+    documents = read_records(declared, attempts=nothing_runs(shot, job))
     pods = [p for p in shot.pods.get(declared.name, []) if job is None or spec_hash_of(p) == spec_hash_of(job)]
     by_unit: dict[int, list[dict[str, Any]]] = {}
     for pod in pods:
         unit = seed_of_pod(pod, job, declared.units)
         if unit is not None:
             by_unit.setdefault(unit, []).append(pod)
+    for found in by_unit.values():
+        found.sort(key=_current_last)
     events: dict[str, list[dict[str, Any]]] = {}
     if reader is not None and shot.reachable:
         try:
@@ -159,6 +162,14 @@ def detail(fleet: Fleet, declared: Declared, shot: Snapshot, reader: ClusterRead
         job_events=[_event_line(e) for e in events.get(declared.name, [])[-EVENTS_SHOWN:]],
         source="cluster" if shot.reachable else "records",
     )
+
+
+def _current_last(pod: dict[str, Any]) -> tuple[bool, str]:
+    """A seed's pods oldest first, the one that may still work last (a reclaimed pod lingers Failed beside its
+    replacement): what the seed does now is its last pod's."""
+    status = pod.get("status") or {}
+    created = str((pod.get("metadata") or {}).get("creationTimestamp") or "")
+    return status.get("phase") not in ("Succeeded", "Failed"), str(status.get("startTime") or created)
 
 
 def _pod_view(pod: dict[str, Any], shot: Snapshot, events: dict[str, list[dict[str, Any]]]) -> PodView:

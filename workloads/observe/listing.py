@@ -85,24 +85,17 @@ class Snapshot:
     pending: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)  # queue -> Job name -> item
 
 
-def take_snapshot(reader: ClusterReader | None, queues: set[str], problem: str = "") -> Snapshot:
-    """The few list calls; a cluster that cannot be reached gives an empty snapshot that says so."""
-    if reader is None:
-        return Snapshot(False, problem)
-    try:
-        shot = Snapshot(True, jobs=reader.jobs(), workloads=reader.workloads())
-        for pod in reader.pods():
-            name = ((pod.get("metadata") or {}).get("labels") or {}).get("app.kubernetes.io/instance")
-            if name:
-                shot.pods.setdefault(name, []).append(pod)
-        shot.nodes = _nodes(reader)
-        for queue in sorted(queues):
-            shot.pending[queue] = reader.pending(queue)
-        return shot
-    except ClusterError as err:
-        if err.reachable:
-            raise
-        return Snapshot(False, str(err))
+def take_snapshot(reader: ClusterReader, queues: set[str]) -> Snapshot:
+    """The few list calls (a ClusterError when the cluster cannot be reached: the caller falls back to the records)."""
+    shot = Snapshot(True, jobs=reader.jobs(), workloads=reader.workloads())
+    for pod in reader.pods():
+        name = ((pod.get("metadata") or {}).get("labels") or {}).get("app.kubernetes.io/instance")
+        if name:
+            shot.pods.setdefault(name, []).append(pod)
+    shot.nodes = _nodes(reader)
+    for queue in sorted(queues):
+        shot.pending[queue] = reader.pending(queue)
+    return shot
 
 
 def _nodes(reader: ClusterReader) -> dict[str, dict[str, Any]]:
@@ -243,7 +236,9 @@ def rows(fleet: Fleet, shot: Snapshot, cache: RecordCache, names: list[str] | No
     plans = {d.name: _plan(d, shot) for d in chosen}
     needed = [d for d in chosen if plans[d.name][1]]
     with ThreadPoolExecutor(S3_THREADS) as pool:
-        found = dict(zip((d.name for d in needed), pool.map(lambda d: _records(d, cache, plans[d.name][0]), needed), strict=True))
+        found = dict(
+            zip((d.name for d in needed), pool.map(lambda d: _records(d, cache, shot, plans[d.name][0]), needed), strict=True)
+        )
     return [_row(fleet, d, shot, plans[d.name][0], found.get(d.name)) for d in chosen]
 
 
@@ -271,11 +266,17 @@ def _plan(declared: Declared, shot: Snapshot) -> tuple[dict[str, Any] | None, bo
     return job, status.terminal_condition(job) == "Failed" or not covers_all
 
 
-def _records(declared: Declared, cache: RecordCache, job: dict[str, Any] | None) -> list[dict[str, Any] | None]:
+def nothing_runs(shot: Snapshot, job: dict[str, Any] | None) -> bool:
+    """Whether the cluster says no pod of the run can still work (its Job is gone or ended), so that a seed with attempt
+    markers but no index.json ended without its record. Without the cluster nobody can tell: such a seed may be running."""
+    return shot.reachable and (job is None or bool(status.terminal_condition(job)))
+
+
+def _records(declared: Declared, cache: RecordCache, shot: Snapshot, job: dict[str, Any] | None) -> list[dict[str, Any] | None]:
     cached = cache.get(declared) if job is None else None
     if cached is not None:
         return cached
-    documents = read_records(declared, attempts=job is None or bool(status.terminal_condition(job)))
+    documents = read_records(declared, attempts=nothing_runs(shot, job))
     if job is None:
         cache.put(declared, documents)
     return documents
@@ -366,8 +367,15 @@ def _row(
     if job is None:
         state = status.index_state(docs)
         shown = display_status(docs, state["status"])
-        fresh = "no Job and no record at this spec hash yet: the next `pulumi up` creates it"
-        detail = first_reason(declared, docs) or (fresh if shown == "Waiting" else "")
+        detail = first_reason(declared, docs)
+        left = sum(1 for d in docs if d is None)
+        if not shot.reachable and left:
+            detail = (
+                detail
+                or f"{left} {declared.unit}(s) without a record yet: queued, running or not created (the cluster cannot say now)"
+            )
+        elif shown == "Waiting":
+            detail = detail or "no Job and no record at this spec hash yet: the next `pulumi up` creates it"
     else:
         state, shown, detail, position = _live(declared, job, shot, docs, documents is not None)
     done = sum(1 for d in docs if d is not None)
