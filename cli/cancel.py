@@ -75,7 +75,8 @@ def cancel_command(lazy: Lazy, run: str, seed: int | None, yes: bool, wait: bool
     try:
         job = reader.job(run)
     except ClusterError as err:
-        raise NoAccess(f"cancelling stops pods through the cluster's API: {err}") from None
+        reach = f": {err}" if err.reachable else f", which cannot be reached ({err})"
+        raise NoAccess(f"cancelling stops pods through the cluster's API{reach}") from None
     declared = at_live_hash(declared, Snapshot(True, jobs={run: job} if job else {}))
     documents = read_records(declared, attempts=False)
     stoppable = still_running(declared, job, documents)

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from cli import errors
-from cli.session import Lazy
+from cli.session import Lazy, UsageProblem
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
@@ -53,8 +53,11 @@ def main(argv: list[str] | None = None) -> int:
     except (click.exceptions.Abort, KeyboardInterrupt):
         click.echo("simfleet: interrupted", err=True)
         return errors.INTERRUPTED
+    except (UsageProblem, errors.NoAccess, errors.Partial) as err:
+        click.echo(f"simfleet: {err.format_message()}", err=True)  # the command's own word: one line
+        return int(err.exit_code)
     except click.ClickException as err:
-        err.show()
+        err.show()  # click's own (an unknown option, a bad value): with the usage line
         return int(err.exit_code)
     except Exception as err:
         code, message = errors.message_for(err)

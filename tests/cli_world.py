@@ -13,6 +13,7 @@ import io
 import json
 import os
 import shutil
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -233,6 +234,8 @@ def world(
         server.start()
         host, port = server.get_host_and_port()
     url = moto_url or f"http://{host}:{port}"
+    # moto's state is the process's, whichever server serves it: each test starts from an empty account.
+    urllib.request.urlopen(urllib.request.Request(f"{url}/moto-api/reset", method="POST")).read()
     try:
         with FakeKube() as kube:
             kubeconfig = tmp / "kubeconfig.yaml"

@@ -134,7 +134,11 @@ def _client(service: str, region: str, cache: dict[str, Any]) -> Any:
             from botocore.config import Config
 
             # Room for the command's concurrent reads (listing.S3_THREADS) on one client's connection pool.
-            client = boto3.session.Session().client(service, region_name=region, config=Config(max_pool_connections=64))
+            # S3 signs with SigV4 throughout: botocore would presign `simfleet artifacts --url` with SigV2 in us-east-1,
+            # which S3 is retiring and regions opened since 2014 refuse.
+            signing = {"signature_version": "s3v4"} if service == "s3" else {}
+            config = Config(max_pool_connections=64, **signing)
+            client = boto3.session.Session().client(service, region_name=region, config=config)
             cache[region] = client
         return client
 
