@@ -21,6 +21,7 @@ from components.pod_network import PodNetwork, PodNetworkArgs
 from components.queues import Queues, QueuesArgs
 from components.queues import summary as queues_summary
 from components.registry import Registry, RegistryArgs
+from components.researchers import Researchers, ResearchersArgs
 from components.runs_namespace import InClusterEgress, RunsNamespace, RunsNamespaceArgs
 from components.shared_storage import SharedStorage, SharedStorageArgs
 from components.shared_storage import summary as shared_storage_summary
@@ -125,6 +126,19 @@ else:
             region,
             external_checkpoint_uris=cfg.external_checkpoint_uris,
             vpc_id=network.vpc_id,
+        ),
+    )
+    # What `simfleet` needs and no more: researchers assume this role (docs/researchers/access.md).
+    researchers = Researchers(
+        "researchers",
+        ResearchersArgs(
+            cluster_name,
+            cluster.eks_cluster_name,
+            storage.artifacts_bucket,
+            storage.checkpoints_bucket,
+            region,
+            tags,
+            naming.container_log_group(cluster_name) if platform.observability.enabled else None,
         ),
     )
 
@@ -352,6 +366,8 @@ else:
     pulumi.export("artifactsBucket", storage.artifacts_bucket)
     pulumi.export("repositoryUrls", registry.repository_urls)
     pulumi.export("runsNamespace", runs_namespace.namespace)
+    # The role `simfleet` runs under for researchers, and its policy for a role of your own (docs/researchers/access.md).
+    pulumi.export("researcher", {"roleArn": researchers.role_arn, "policyArn": researchers.policy_arn})
     pulumi.export("runs", runs.summary)
     pulumi.export("jobs", jobs.summary if jobs is not None else {})
     # Researchers' view of the queues: which exist, the default, each team's nominal GPUs per flavor.

@@ -19,13 +19,16 @@ LABELS = {"app.kubernetes.io/part-of": "simfleet", "app.kubernetes.io/managed-by
 
 
 def queue_viewer_rules() -> list[k8s.rbac.v1.PolicyRuleArgs]:
-    """Read the cluster-scoped Kueue objects: the teams' quotas and usage, the flavors, the priority classes."""
+    """Read the cluster-scoped Kueue objects (the teams' quotas and usage, the flavors, the priority classes) and the
+    nodes (their capacity and instance types)."""
     return [
         k8s.rbac.v1.PolicyRuleArgs(
             api_groups=["kueue.x-k8s.io"],
             resources=["clusterqueues", "cohorts", "resourceflavors", "workloadpriorityclasses"],
             verbs=["get", "list", "watch"],
-        )
+        ),
+        # A pod's node: its capacity type and instance type (`simfleet status`, the cost so far). Read-only.
+        k8s.rbac.v1.PolicyRuleArgs(api_groups=[""], resources=["nodes"], verbs=["get", "list"]),
     ]
 
 

@@ -121,6 +121,13 @@ def run_operator_rules() -> list[k8s.rbac.v1.PolicyRuleArgs]:
         # Why a run is queued: its Workload's conditions, and the teams' LocalQueues (docs/researchers/queues.md, "Why is my run Queued?"). The
         # cluster-scoped ClusterQueues are readable through components/queues.py's ClusterRole.
         k8s.rbac.v1.PolicyRuleArgs(api_groups=["kueue.x-k8s.io"], resources=["workloads", "localqueues"], verbs=READ),
+        # `simfleet cancel` deactivates a run's Workload (spec.active: false, a JSON patch): Kueue evicts it for good.
+        k8s.rbac.v1.PolicyRuleArgs(api_groups=["kueue.x-k8s.io"], resources=["workloads"], verbs=["patch"]),
+        # A queued run's position: Kueue's visibility API (its VisibilityOnDemand feature), GET .../localqueues/<queue>/
+        # pendingworkloads; where the feature is off the API answers 404 and `simfleet` shows no position.
+        k8s.rbac.v1.PolicyRuleArgs(
+            api_groups=["visibility.kueue.x-k8s.io"], resources=["localqueues/pendingworkloads"], verbs=["get"]
+        ),
     ]
 
 

@@ -124,7 +124,9 @@ def test_run_operators_may_read_the_queues_and_nothing_else(rec):
             "apiGroups": ["kueue.x-k8s.io"],
             "resources": ["clusterqueues", "cohorts", "resourceflavors", "workloadpriorityclasses"],
             "verbs": ["get", "list", "watch"],
-        }
+        },
+        # The nodes' capacity and instance types, for `simfleet status` and the cost so far.
+        {"apiGroups": [""], "resources": ["nodes"], "verbs": ["get", "list"]},
     ]
     binding = rec.one("kubernetes:rbac.authorization.k8s.io/v1:ClusterRoleBinding", "queues-viewer").inputs
     assert binding["roleRef"]["name"] == "simfleet-queue-viewer"
