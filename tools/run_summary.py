@@ -105,6 +105,11 @@ def lines(entries: Sequence[Mapping[str, Any]], cost: Mapping[str, Any]) -> list
         out += [f"    {'cost' if n == 0 else '':<11} {line}" for n, line in enumerate(cost_lines)]
     if len(entries) > PRINTED:
         out.append(f"  ... and {len(entries) - PRINTED} more: every one is in runs.json")
+    # The same names, queues and hashes the command shows once they run (docs/researchers/access.md).
+    out.append(
+        "  after `pulumi up`: `simfleet runs` shows where each stands; `simfleet status|logs|artifacts|report <name>` "
+        "one in full; `simfleet cancel <name>` stops one"
+    )
     if any(entry["placeholderAccount"] for entry in entries):
         out.append(
             f"  {PLACEHOLDER_MARK} offline placeholder: {ACCOUNT_ID} is the mocks' account id; `pulumi up` writes to "
