@@ -18,25 +18,11 @@ import matplotlib.pyplot as plt
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from workloads.glue_runtime.series import COLUMNS as STEP_COLUMNS
+
 Series = dict[str, list[float]]  # column -> values (NaN where the cell is empty)
-NUMERIC = (
-    "step",
-    "time",
-    "base_vel.vx",
-    "base_vel.vy",
-    "base_vel.wz",
-    "base_pose.roll",
-    "base_pose.pitch",
-    "base_pose.yaw",
-    "base_pose.height",
-    "energy_rate",
-    "nociceptor",
-    "action.base_cmd.vx",
-    "action.base_cmd.vy",
-    "action.base_cmd.yaw_rate",
-    "action.base_cmd.body_pitch",
-    "brain_latency_ms",
-)
+# The columns glue writes (the glue runtime's own list: one source), less the two that are names, not numbers.
+NUMERIC = tuple(c for c in STEP_COLUMNS if c not in ("action.cmd_type", "action.base_cmd.gait"))
 DPI = 110
 
 

@@ -10,26 +10,7 @@ import math
 import random
 from typing import Any
 
-COLUMNS = (
-    "step",
-    "time",
-    "base_vel.vx",
-    "base_vel.vy",
-    "base_vel.wz",
-    "base_pose.roll",
-    "base_pose.pitch",
-    "base_pose.yaw",
-    "base_pose.height",
-    "energy_rate",
-    "nociceptor",
-    "action.cmd_type",
-    "action.base_cmd.vx",
-    "action.base_cmd.vy",
-    "action.base_cmd.yaw_rate",
-    "action.base_cmd.body_pitch",
-    "action.base_cmd.gait",
-    "brain_latency_ms",
-)
+from workloads.glue_runtime.series import COLUMNS  # the header glue writes
 
 
 def steps_csv(seed: int, steps: int = 600, dt: float = 0.02, fall_at: int | None = None) -> str:

@@ -5,7 +5,6 @@ and index.json, through the real AWS CLI) write into moto's server; `simfleet st
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,7 +12,7 @@ from typing import Any
 import fake_kueue
 import pytest
 from cli_world import ARTIFACTS, CHECKPOINTS, NS, World, run_entry, world
-from pod_harness import GUARD, GluePod, Moto, ScriptPod, aws_v2_version, explain, moto_server_for, run_env
+from pod_harness import GUARD, GluePod, Moto, ScriptPod, aws_v2_version, explain, moto_server_for, run_env, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 TROT = ROOT / "glue" / "trot.py"
@@ -58,16 +57,6 @@ def w(tmp_path: Path, moto: Moto) -> Iterator[World]:
     with world(tmp_path, [run_entry("walk")], moto_url=moto.endpoint) as found:
         fake_kueue.add_local_queue(found.kube, NS, "locomotion", "locomotion")
         yield found
-
-
-def wait_for(check: Any, what: str) -> Any:
-    deadline = time.monotonic() + GUARD
-    while time.monotonic() < deadline:
-        found = check()
-        if found:
-            return found
-        time.sleep(0.3)
-    raise AssertionError(f"no {what} within {GUARD} s")
 
 
 def test_status_runs_artifacts_and_report_read_what_the_pod_wrote(w: World, tmp_path: Path, moto: Moto) -> None:

@@ -255,6 +255,7 @@ def test_the_release_labels_its_own_job_and_refuses_a_successor(cluster: FakeKub
     headers = {"Content-Type": "application/json-patch+json"}
     patch = release_patch(release_command(spec, CTX, spec_hash))
     status, body, _ = cluster.handle("PATCH", path, patch, headers)
+    assert isinstance(body, dict)  # a JSON answer, not a log stream
     assert status == 200 and body["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "shared"
     assert cluster.handle("PATCH", path, patch, headers)[0] == 200  # a retried gate patches again: fine
     # A successor with another hash under the same name: the leftover gate cannot release it.
@@ -263,5 +264,6 @@ def test_the_release_labels_its_own_job_and_refuses_a_successor(cluster: FakeKub
     successor["metadata"]["annotations"][naming.SPEC_HASH_ANNOTATION] = "ffffffffffff"
     cluster.put_object("jobs", successor)
     status, body, _ = cluster.handle("PATCH", path, patch, headers)
+    assert isinstance(body, dict)
     assert status == 422 and body["reason"] == "Invalid"
     assert "kueue.x-k8s.io/queue-name" not in (cluster.get("jobs", NS, spec.name) or {})["metadata"]["labels"]

@@ -330,6 +330,18 @@ def main(argv: list[str] | None = None) -> int:
     print(table("offline plan (tools.plan.run_program)", ["stack", "resources", "runs and jobs", "seconds"], plans(stacks)))
     print()
     print(table("provider per-call overhead against the fake API server (ms)", ["step", "cold", "cached/warm"], overhead()))
+    print()
+    from tools import bench_cli
+
+    count = 200 if args.quick else 2000
+    print(
+        table(
+            f"`simfleet runs` over {count:,} runs, half with a Job, half ended (index.json in S3); target <= "
+            f"{bench_cli.TARGET_SECONDS:g} s at 2,000",
+            ["listing", "runs", "seconds", ""],
+            bench_cli.measure(count),
+        )
+    )
     return 0
 
 
