@@ -330,8 +330,9 @@ def test_an_invalid_action_is_reported_with_the_example_and_field(tmp_path: Path
     ("source", "expected"),
     [
         (
-            "import numpy\n\ndef step(observation):\n    return {}\n",
-            ["line 1: importing the file raised ModuleNotFoundError: No module named 'numpy'"],
+            # A module no environment has (numpy is in .venv now: matplotlib, for `simfleet report`, brings it).
+            "import unitree_private_sdk\n\ndef step(observation):\n    return {}\n",
+            ["line 1: importing the file raised ModuleNotFoundError: No module named 'unitree_private_sdk'"],
         ),
         (
             "def step(observation):\n    return {'cmd_type': 'stop', 'ids': {1, 2}}\n",
