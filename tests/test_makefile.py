@@ -40,7 +40,13 @@ def project(tmp_path: Path, interpreters: dict[str, int]) -> tuple[Path, dict[st
     work = tmp_path / "project"
     (work / "policies").mkdir(parents=True)
     shutil.copy(ROOT / "Makefile", work / "Makefile")
-    for name in ("requirements.txt", "requirements-dev.txt", "policies/requirements.txt"):
+    for name in (
+        "requirements.txt",
+        "requirements-dev.txt",
+        "requirements-cli.txt",
+        "policies/requirements.txt",
+        "pyproject.toml",
+    ):
         (work / name).write_text("")
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
