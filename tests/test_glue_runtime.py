@@ -460,6 +460,24 @@ def test_sigterm_during_a_step_that_never_returns_still_saves_and_ends_interrupt
     assert pod.marker()["partialCheckpoint"] is True and pod.marker()["steps"] == 3
 
 
+def test_sigterm_during_the_final_save_is_interrupted_not_a_failed_save(pod: Pod) -> None:
+    # The episode ended and Monty is saving (3 s); SIGTERM comes meanwhile and cuts the save short at the 1 s glue has
+    # after it. Before, glue read the SIGTERM flag before the save, not after, and said "Failed, exit 3: monty did not
+    # confirm the save within 600 s" one second in: a false reason, and a status that is not retried as a reclaim is.
+    pod.sim("--done-after", "20").monty("--save-delay", "3")
+    glue = pod.start_glue(SIMFLEET_TERM_SAVE_SECONDS="1", SIMFLEET_SAVE_TIMEOUT_SECONDS="600")
+    _wait_for(lambda: pod.events("monty", "save"), "the final save")
+    glue.send_signal(signal.SIGTERM)
+    stdout, stderr = glue.communicate(timeout=GUARD)
+    assert glue.returncode == 143, f"{stdout}\n{stderr}"
+    marker = pod.marker()
+    assert marker["status"] == "Interrupted" and marker["checkpointSaved"] is False
+    assert marker["reason"] == (
+        "terminated (SIGTERM) during the final save: monty did not confirm the save before the 1 s glue has after SIGTERM ran out"
+    )
+    assert not (pod.checkpoints / "out.mstate").exists()
+
+
 def test_sigterm_before_the_first_observation_ends_interrupted_without_a_save(pod: Pod) -> None:
     pod.sim("--silent").monty()
     glue = pod.start_glue()
