@@ -435,6 +435,29 @@ def test_the_sigterm_trap_fires_while_an_upload_is_in_flight_and_the_last_partia
     record_figure("SIGTERM trap with an upload in flight", trapSeconds=round(trap_seconds, 1))
 
 
+def test_a_sigterm_while_a_finished_run_ships_its_artifacts_still_ships_the_finished_checkpoint(pod: RunPod) -> None:
+    # glue Succeeded and saved out.mstate; S3 answers the video slowly, and SIGTERM comes while the uploader ships.
+    # The finished checkpoint goes up before the artifacts, so slow artifacts cannot use up the time it needs (before,
+    # it came after them, was never tried, and the run lost its brain with a reason that ended in nothing).
+    videos = pod.glue.artifacts / "videos"
+    videos.mkdir()
+    (videos / "episode.mp4").write_bytes(b"v" * 1000)
+    pod.s3.moto.slow("PUT", r"/videos/", delay=8)
+    pod.glue.sim("--done-after", "20").monty()
+    upload = pod.uploader(SIMFLEET_TERM_SHIP_SECONDS="3", SIMFLEET_TERM_INDEX_SECONDS="8")
+    code, output = finish(pod.glue.start_glue(TROT))
+    assert code == 0, output
+    read_until(upload, "glue ended: Succeeded")
+    upload.send_signal(signal.SIGTERM)
+    index, _ = pod.index()
+    code, output = finish(upload)
+    assert index["checkpoint"] == f"s3://{CHECKPOINTS}/{PREFIX}out.mstate", (index, output)
+    assert pod.s3.get(CHECKPOINTS, f"{PREFIX}out.mstate").startswith("brain after")
+    # The video did not go up in time: the run is not Succeeded, and the reason says what is missing.
+    assert index["status"] == "Failed" and code == 1
+    assert "videos/episode.mp4: not uploaded: stopped at the SIGTERM deadline" in index["reason"]
+
+
 @pytest.mark.parametrize("aws_cli", AWS_CLIS)
 def test_throttles_on_index_json_and_the_partial_promotion_are_retried_past_the_cli(
     tmp_path: Path, moto_server: Moto, aws_cli: str
