@@ -73,6 +73,26 @@ def test_errors_are_status_objects_with_reason_and_details(api: client.ApiClient
     }
 
 
+def test_a_list_pages_with_limit_and_continue(api: client.ApiClient) -> None:
+    """As the API server serves large lists: `limit` items a page, an opaque `continue` token until the last page;
+    a token it never gave is 400. Each page is a copy: changing it changes nothing stored."""
+    for name in ("a", "b", "c", "d", "e"):
+        assert call(api, "POST", JOBS, job(name))[0] == 201
+    pages, token = [], ""
+    while True:
+        status, body = call(api, "GET", f"{JOBS}?labelSelector=app%3Dsim&limit=2" + (f"&continue={token}" if token else ""))
+        assert status == 200
+        pages.append([item["metadata"]["name"] for item in body["items"]])
+        token = body["metadata"].get("continue", "")
+        if not token:
+            break
+        body["items"][0]["metadata"]["name"] = "changed"
+    assert pages == [["a", "b"], ["c", "d"], ["e"]]
+    assert [i["metadata"]["name"] for i in call(api, "GET", JOBS)[1]["items"]] == ["a", "b", "c", "d", "e"]
+    status, body = call(api, "GET", f"{JOBS}?limit=2&continue=bm90LWEtdG9rZW4")
+    assert (status, body["reason"]) == (400, "BadRequest")
+
+
 def test_create_twice_is_409_already_exists(api: client.ApiClient) -> None:
     status, created = call(api, "POST", JOBS, job())
     assert status == 201 and created["metadata"]["labels"] == {"app": "sim"}  # defaulted from the template
