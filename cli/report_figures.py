@@ -9,16 +9,13 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import matplotlib
-
-matplotlib.use("Agg")  # before pyplot: files only, never a window
-
-import matplotlib.pyplot as plt
-from matplotlib.axes import Axes
-from matplotlib.figure import Figure
+from typing import TYPE_CHECKING, Any
 
 from workloads.glue_runtime.series import COLUMNS as STEP_COLUMNS
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
 Series = dict[str, list[float]]  # column -> values (NaN where the cell is empty)
 # The columns glue writes (the glue runtime's own list: one source), less the two that are names, not numbers.
@@ -78,15 +75,26 @@ def _lines(axes: Axes, seeds: dict[str, Series], column: str, plot: Plot, label:
             plot.points[f"{name}{label}"] = plot.points.get(f"{name}{label}", 0) + len(xs)
 
 
+def _pyplot() -> Any:
+    """matplotlib's pyplot on the Agg backend, imported when a plot is drawn: it takes a second to import, which every
+    other command (they all share this entry point) would pay for nothing."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # before pyplot: files only, never a window
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
 def _save(figure: Figure, out: Path, plot: Plot) -> Plot:
     figure.tight_layout()
     figure.savefig(out / plot.file, dpi=DPI)
-    plt.close(figure)
+    _pyplot().close(figure)
     return plot
 
 
 def _figure(rows: int = 1) -> tuple[Figure, list[Axes]]:
-    figure, axes = plt.subplots(rows, 1, figsize=(9, 3.2 * rows), sharex=True, squeeze=False)
+    figure, axes = _pyplot().subplots(rows, 1, figsize=(9, 3.2 * rows), sharex=True, squeeze=False)
     return figure, [a for row in axes for a in row]
 
 
@@ -177,7 +185,7 @@ def comparison(seeds: dict[str, Series], statuses: dict[str, str], out: Path) ->
         "max nociceptor": lambda s: max((v for v in s["nociceptor"] if not math.isnan(v)), default=0.0),
         "steps": lambda s: max((v for v in s["step"] if not math.isnan(v)), default=0.0),
     }
-    figure, grid = plt.subplots(1, len(metrics), figsize=(11, 3.2), squeeze=False)
+    figure, grid = _pyplot().subplots(1, len(metrics), figsize=(11, 3.2), squeeze=False)
     colours = ["tab:green" if statuses.get(n) == "Succeeded" else "tab:red" for n in names]
     for axes, (label, measure) in zip(grid[0], metrics.items(), strict=True):
         values = [measure(seeds[n]) for n in names]
