@@ -124,6 +124,13 @@ class Stream:
     chunked: bool = False
 
 
+@dataclass(frozen=True)
+class Encoded:
+    """A JSON answer already encoded (a list page), sent as it is."""
+
+    data: bytes
+
+
 @dataclass
 class Request:
     method: str
@@ -460,7 +467,7 @@ class FakeKube:
 
     def handle(
         self, method: str, raw_path: str, body_bytes: bytes, headers: dict[str, str]
-    ) -> tuple[int, dict[str, Any] | Stream, dict[str, str]]:
+    ) -> tuple[int, dict[str, Any] | Stream | Encoded, dict[str, str]]:
         parts = urlsplit(raw_path)
         query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
         try:
@@ -583,7 +590,7 @@ class FakeKube:
         body: Any,
         details: dict[str, Any],
         content_type: str = "",
-    ) -> tuple[int, dict[str, Any], dict[str, str]]:
+    ) -> tuple[int, dict[str, Any] | Encoded, dict[str, str]]:
         key = (plural, namespace, name or "")
         api_version = f"{group}/{version}" if group else version
         qualified = f"{kind}.{group}" if group else kind  # how apimachinery's NewInvalid names the kind: Job.batch
@@ -612,12 +619,11 @@ class FakeKube:
                 token = json.dumps({"v": "meta.k8s.io/v1", "start": chosen[limit - 1][0]}).encode()
                 metadata["continue"] = base64.b64encode(token).decode()
                 chosen = chosen[:limit]
-            # A JSON round trip copies faster than deepcopy: a list of 1,000 Jobs is 16 MB.
-            items = [json.loads(json.dumps(o)) for _, o in chosen]
-            for item in items:
-                item.pop("apiVersion", None)
-                item.pop("kind", None)
-            return 200, {"kind": f"{kind}List", "apiVersion": api_version, "metadata": metadata, "items": items}, {}
+            # Encoded here, under the lock (a copy no later write can change), in one pass: a page of 500 Jobs is 8 MB,
+            # and copying then encoding it made the fake, not the client, what a large listing measured.
+            head = json.dumps({"kind": f"{kind}List", "apiVersion": api_version, "metadata": metadata})
+            items = ",".join(json.dumps({k: v for k, v in o.items() if k not in ("apiVersion", "kind")}) for _, o in chosen)
+            return 200, Encoded(f'{head[:-1]}, "items": [{items}]}}'.encode()), {}
         if method == "POST" and name is None:
             if not isinstance(body, dict):
                 return 400, status_body(400, "BadRequest", "the body of the request was in an unknown format"), {}
@@ -1022,7 +1028,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.connection.close()
             return
         extra: dict[str, str] = {}
-        payload: dict[str, Any] | Stream
+        payload: dict[str, Any] | Stream | Encoded
         if fault is not None and fault.status:
             code = fault.status
             reason = {429: "TooManyRequests", 500: "InternalError", 503: "ServiceUnavailable", 504: "Timeout"}.get(
@@ -1040,7 +1046,7 @@ class _Handler(BaseHTTPRequestHandler):
         if isinstance(payload, Stream):
             self._send_stream(code, payload)
             return
-        data = json.dumps(payload).encode()
+        data = payload.data if isinstance(payload, Encoded) else json.dumps(payload).encode()
         self.send_response(code)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
