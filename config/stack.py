@@ -363,11 +363,13 @@ def load_stack_file(
     today: datetime.date | None = None,
     offline: bool = False,
     lint_glue: Callable[[Path], list[str]] | None = None,
+    raw: dict[str, Any] | None = None,
 ) -> StackConfig:
     """A stack file on disk validated whole (its run files too), as `pulumi up` would: for tools that read the file
-    themselves (preflight) and for tests."""
+    themselves (preflight) and for tests. `raw`: its `config:` mapping when the caller has read it already (a large
+    stack file takes a second to parse)."""
     source = shown(path)
-    raw = read_stack_file(path, source)
+    raw = read_stack_file(path, source) if raw is None else raw
     return load_stack_config(
         raw.get("simfleet:platform"),
         raw.get("simfleet:runs"),
