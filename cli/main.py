@@ -23,7 +23,7 @@ from cli.session import Lazy, UsageProblem
     type=click.Path(path_type=Path, dir_okay=False, exists=True),
     help="Reach the cluster through this kubeconfig instead of EKS's endpoint (a tunnel, a bastion); also SIMFLEET_KUBECONFIG.",
 )
-@click.option("--no-cache", is_flag=True, help="Read every record from S3, not the local cache of finished runs.")
+@click.option("--no-cache", is_flag=True, help="Plan the stack afresh and read every record from S3, not from the local caches.")
 @click.pass_context
 def cli(ctx: click.Context, stack: str | None, project_dir: Path | None, kubeconfig: Path | None, no_cache: bool) -> None:
     """Operate the runs and batch jobs a simfleet stack declares: see them, follow their logs, fetch their artifacts,

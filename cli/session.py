@@ -19,8 +19,9 @@ from typing import Any
 
 import click
 
+from cli import plan_cache
 from config import PROJECT_ROOT, load_stack_file
-from config.sources import read_stack_file
+from config.sources import RUN_FILES_KEY, read_stack_file
 from workloads import eks_auth
 from workloads.observe.cluster import ClusterError, ClusterReader
 from workloads.observe.fleet import Declared, Fleet, fleet_from
@@ -102,15 +103,25 @@ class Session:
         path = self.project / f"Pulumi.{self.stack}.yaml"
         if not path.is_file():
             raise UsageProblem(f"{path}: no such stack file (stack {self.stack!r} in project {self.project})")
+        cached = plan_cache.lookup(self.cache_dir, path, self.stack)
+        if cached is not None:
+            fleet, account = cached
+            identity = eks_auth.caller_identity(fleet.region)
+            if identity["Account"] == account:
+                self.caller, self.fleet = identity["Arn"], fleet
+                return fleet
         raw = read_stack_file(path)
         region = raw.get("aws:region")
         if not region:
             raise UsageProblem(f"{path}: aws:region is not set")
         # Placeholders are warnings here, as in the offline plan: the command deploys nothing.
-        cfg = load_stack_file(path, self.stack, offline=True)
+        cfg = load_stack_file(path, self.stack, offline=True, raw=raw)
         identity = eks_auth.caller_identity(str(region))
         self.caller = identity["Arn"]
         self.fleet = fleet_from(cfg, self.stack, str(region), identity["Account"], self.project)
+        run_files = raw.get(f"simfleet:{RUN_FILES_KEY}") or []
+        glue = sorted({run.glue for run in cfg.runs})
+        plan_cache.store(self.cache_dir, path, self.stack, identity["Account"], run_files, glue, self.fleet)
         return self.fleet
 
     def declared(self, name: str) -> Declared:
