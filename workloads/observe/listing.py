@@ -86,15 +86,21 @@ class Snapshot:
 
 
 def take_snapshot(reader: ClusterReader, queues: set[str]) -> Snapshot:
-    """The few list calls (a ClusterError when the cluster cannot be reached: the caller falls back to the records)."""
-    shot = Snapshot(True, jobs=reader.jobs(), workloads=reader.workloads())
-    for pod in reader.pods():
-        name = ((pod.get("metadata") or {}).get("labels") or {}).get("app.kubernetes.io/instance")
-        if name:
-            shot.pods.setdefault(name, []).append(pod)
-    shot.nodes = _nodes(reader)
-    for queue in sorted(queues):
-        shot.pending[queue] = reader.pending(queue)
+    """The few list calls, made at once: each waits on the API server while the others' answers are parsed (a
+    ClusterError when the cluster cannot be reached: the caller falls back to the records)."""
+    ordered = sorted(queues)
+    with ThreadPoolExecutor(4 + len(ordered)) as pool:
+        jobs, workloads, pods, nodes = (
+            pool.submit(read) for read in (reader.jobs, reader.workloads, reader.pods, lambda: _nodes(reader))
+        )
+        pending = [pool.submit(reader.pending, queue) for queue in ordered]
+        shot = Snapshot(True, jobs=jobs.result(), workloads=workloads.result())
+        for pod in pods.result():
+            name = ((pod.get("metadata") or {}).get("labels") or {}).get("app.kubernetes.io/instance")
+            if name:
+                shot.pods.setdefault(name, []).append(pod)
+        shot.nodes = nodes.result()
+        shot.pending = {queue: found.result() for queue, found in zip(ordered, pending, strict=True)}
     return shot
 
 
@@ -235,10 +241,12 @@ def rows(fleet: Fleet, shot: Snapshot, cache: RecordCache, names: list[str] | No
     chosen = [at_live_hash(fleet.declared[name], shot) for name in (names or sorted(fleet.declared))]
     plans = {d.name: _plan(d, shot) for d in chosen}
     needed = [d for d in chosen if plans[d.name][1]]
+    # Final records from the cache here; only the rest cost an S3 read, so only they go to the threads.
+    found = {d.name: cached for d in needed if plans[d.name][0] is None and (cached := cache.get(d)) is not None}
+    reading = [d for d in needed if d.name not in found]
     with ThreadPoolExecutor(S3_THREADS) as pool:
-        found = dict(
-            zip((d.name for d in needed), pool.map(lambda d: _records(d, cache, shot, plans[d.name][0]), needed), strict=True)
-        )
+        read = pool.map(lambda d: _records(d, cache, shot, plans[d.name][0]), reading)
+        found |= dict(zip((d.name for d in reading), read, strict=True))
     return [_row(fleet, d, shot, plans[d.name][0], found.get(d.name)) for d in chosen]
 
 
@@ -273,9 +281,7 @@ def nothing_runs(shot: Snapshot, job: dict[str, Any] | None) -> bool:
 
 
 def _records(declared: Declared, cache: RecordCache, shot: Snapshot, job: dict[str, Any] | None) -> list[dict[str, Any] | None]:
-    cached = cache.get(declared) if job is None else None
-    if cached is not None:
-        return cached
+    """A run's records from S3, kept in the cache when final (no Job left: they never change again)."""
     documents = read_records(declared, attempts=nothing_runs(shot, job))
     if job is None:
         cache.put(declared, documents)
