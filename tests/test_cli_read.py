@@ -213,3 +213,27 @@ def test_an_incomplete_seed_makes_the_run_show_incomplete(w: World) -> None:
     )
     row = by_name(w)["walk"]
     assert row["status"] == "Incomplete" and "still being written" in row["detail"]
+
+
+def test_runs_lists_page_by_page_in_a_few_calls(w: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`simfleet runs` asks the API for lists, never for one run's objects: with pages of one item (as the API server
+    pages a large list), every Job and pod is still found, and the calls are the pages of each list and nothing per
+    run. What a page size of 500 makes of 2,000 runs is in `make bench`."""
+    from workloads.observe import cluster
+
+    sweep_mid_way(w)
+    w.create("walk")
+    # What the cluster says (elapsed time and cost move with the clock between the two listings).
+    fields = ("status", "detail", "done", "total", "recoveries", "started", "position", "source")
+    whole = {name: [row[f] for f in fields] for name, row in by_name(w).items()}
+    monkeypatch.setattr(cluster, "PAGE", 1)
+    w.kube.requests.clear()
+    assert {name: [row[f] for f in fields] for name, row in by_name(w).items()} == whole
+    assert whole["sweep"][0] == "Running" and whole["walk"][-1] == "cluster"  # both read from their Jobs
+    jobs = [j for j in w.kube.objects if j[0] == "jobs" and j[1] == NS]
+    pods = [p for p in w.kube.objects if p[0] == "pods" and p[1] == NS]
+    calls = [(r.method, r.path.rsplit("/", 1)[-1], r.query.get("limit")) for r in w.kube.requests]
+    assert all(method == "GET" for method, _, _ in calls)
+    listed = [what for _, what, _ in calls]
+    assert listed.count("jobs") == len(jobs) > 1 and listed.count("pods") == len(pods) > 1  # a page each
+    assert sorted(set(listed)) == ["jobs", "nodes", "pendingworkloads", "pods", "workloads"], calls
