@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime
 import hashlib
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -106,7 +107,7 @@ def store(
     entry = {"key": _key(stack_file, stack), "account": account, "globs": globs, "files": files, "fleet": _plain(fleet)}
     try:
         directory.mkdir(parents=True, exist_ok=True)
-        temporary = directory / f"{FILE}.tmp"
+        temporary = directory / f"{FILE}.{os.getpid()}.tmp"  # two commands at once each write their own
         temporary.write_text(json.dumps(entry))
         temporary.replace(directory / FILE)
     except OSError:

@@ -333,13 +333,13 @@ def main(argv: list[str] | None = None) -> int:
     print()
     from tools import bench_cli
 
-    counts = (200,) if args.quick else (200, 2000)
+    listed = (200,) if args.quick else (200, 2000)
     print(
         table(
             "`simfleet runs` in a fresh process, half the runs with a Job, half ended (index.json in S3); wall seconds "
             f"(the command's CPU seconds); target <= {bench_cli.TARGET_SECONDS:g} s at 2,000 once cached",
             ["runs", "first (plan, S3 reads)", "again (plan, records cached)", "stack file edited (records cached)", ""],
-            bench_cli.measure(counts),
+            bench_cli.measure(listed),
         )
     )
     return 0

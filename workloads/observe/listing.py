@@ -90,9 +90,8 @@ def take_snapshot(reader: ClusterReader, queues: set[str]) -> Snapshot:
     ClusterError when the cluster cannot be reached: the caller falls back to the records)."""
     ordered = sorted(queues)
     with ThreadPoolExecutor(4 + len(ordered)) as pool:
-        jobs, workloads, pods, nodes = (
-            pool.submit(read) for read in (reader.jobs, reader.workloads, reader.pods, lambda: _nodes(reader))
-        )
+        jobs, workloads = pool.submit(reader.jobs), pool.submit(reader.workloads)
+        pods, nodes = pool.submit(reader.pods), pool.submit(_nodes, reader)
         pending = [pool.submit(reader.pending, queue) for queue in ordered]
         shot = Snapshot(True, jobs=jobs.result(), workloads=workloads.result())
         for pod in pods.result():
