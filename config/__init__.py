@@ -26,7 +26,7 @@ from config.platform import (
     is_prod_stack,
 )
 from config.queues import FlavorQuota, GpuSplit, QuantitySplit, QueuesConfig, QueueSpec, TeamQueue
-from config.runs import Checkpoint, Images, RunDatasets, RunSpec, Viewport, checkpoint_order
+from config.runs import Checkpoint, Images, RunDatasets, RunSpec, Timeouts, Viewport, checkpoint_order
 from config.services import Autoscale, Expose, Probes, Replicas, ServiceClient, ServicePort, ServiceSpec
 from config.stack import (
     BOOTSTRAP_ENV,
@@ -106,6 +106,7 @@ __all__ = [
     "StackConfig",
     "SystemNodeGroupConfig",
     "TeamQueue",
+    "Timeouts",
     "Viewport",
     "checkpoint_order",
     "default_control_plane_log_retention",

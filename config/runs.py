@@ -92,6 +92,16 @@ class RunDatasets(Model):
     path: Annotated[str, AfterValidator(absolute_dir)] = Field("/datasets", description="Where the claim is mounted.")
 
 
+class Timeouts(Model):
+    """How long the glue runtime lets each party go quiet before it ends the attempt (docs/failures.md)."""
+
+    observation: Duration = Field(
+        60, gt=0, description="After the first observation: the longest the simulator may publish none (exit 7)."
+    )
+    step: Duration = Field(30, gt=0, description="The longest one call of the glue's step() may take (exit 9).")
+    brain: Duration = Field(60, gt=0, description="The longest Monty may go without answering an observation in time (exit 8).")
+
+
 class Viewport(Model):
     allowed_cidrs: list[RestrictedCidr] = Field(min_length=1, description="Networks that may open the viewport.")
 
@@ -190,6 +200,7 @@ class RunSpec(Model):
     profile: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,62}$", description="Monty brain profile.")
     glue: str = Field(description="Path of the glue program, relative to the project root.")
     checkpoint: Checkpoint = Field(default_factory=Checkpoint)
+    timeouts: Timeouts = Field(default_factory=Timeouts)
     seeds: Seeds = Field(
         default_factory=lambda: [0],
         min_length=1,

@@ -1,29 +1,42 @@
-"""What the pod script tests share: moto's S3 server on 127.0.0.1 and a pod's env to run the scripts in.
+"""What the pod tests share: moto's S3 server on 127.0.0.1 (with injected faults), a pod's env to run the scripts in,
+the AWS CLI versions, and the run pod's processes (the glue runtime between fake sidecars).
 
-The scripts run as subprocesses with the real AWS CLI: v1 from PyPI (the pods run v2; the `aws s3 cp` /
-`aws s3api` commands and flags the scripts use are the same in both). moto runs in-process as a
-ThreadedMotoServer; each test module starts one and resets it before each test. A 403 comes from moto's IAM
-enforcement: a user whose policy denies the action, with request authentication turned on for the length of the
-script run only (`ScriptPod.denied`). The order in which moto saw requests comes from its werkzeug request log.
-Nothing here measures how long anything took: GUARD only stops a hung script from hanging the suite.
+The scripts run as subprocesses with the real AWS CLI, in both major versions (`aws_cli` fixture): v1 from PyPI in
+.venv, and v2 from Debian's `awscli` package, which the pods' image also is (.ci/run installs it; the v2 tests skip,
+saying so, where it is missing). Debian's v2 (2.9) predates AWS_ENDPOINT_URL, so a two-line `aws` shim in front of it
+passes --endpoint-url: nothing ever leaves 127.0.0.1. moto runs in-process as a ThreadedMotoServer; each test module
+starts one and resets it before each test. A 403 comes from moto's IAM enforcement: a user whose policy denies the
+action, with request authentication turned on for the length of the script run only (`ScriptPod.denied`). Throttles
+(503 SlowDown) and slow answers come from a WSGI layer in front of moto (`Moto.fail`, `Moto.slow`), so the CLI sees
+them over HTTP and its own retries run. The order in which moto saw requests comes from its werkzeug request log.
+Nothing here asserts on speed: GUARD only stops a hung process from hanging the suite; the figures the fault tests
+record (time to react, the SIGTERM path) are asserted against the product's own bounds, not the machine's speed.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import logging
+import os
 import re
+import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import boto3
+import pytest
 from moto import settings as moto_settings
 from moto.server import ThreadedMotoServer
 
@@ -32,6 +45,90 @@ SCRIPTS = ROOT / "workloads" / "scripts"
 VENV_BIN = Path(sys.executable).parent  # `aws` (awscli from requirements-dev.txt) is installed beside the test's Python
 GUARD = 120  # seconds before a hung script fails the test instead of hanging the suite; never an assertion on speed
 REGION = "us-east-1"
+AWS_V2 = Path("/usr/bin/aws")  # Debian's awscli package (v2)
+
+
+@functools.cache
+def aws_v2_version() -> str | None:
+    """The installed AWS CLI v2's version line, or None when there is none."""
+    if not AWS_V2.exists():
+        return None
+    out = subprocess.run([str(AWS_V2), "--version"], capture_output=True, text=True, timeout=60).stdout.strip()
+    return out if out.startswith("aws-cli/2.") else None
+
+
+AWS_CLIS = [
+    pytest.param("v1", id="cli-v1"),
+    pytest.param(
+        "v2",
+        id="cli-v2",
+        marks=pytest.mark.skipif(
+            aws_v2_version() is None, reason="AWS CLI v2 is not installed here (apt-get install awscli; .ci/run does)"
+        ),
+    ),
+]
+V2_SHIM = """#!/bin/sh
+# Debian's AWS CLI v2 predates AWS_ENDPOINT_URL: pass it as a flag, so nothing leaves 127.0.0.1.
+exec {aws} --endpoint-url "$AWS_ENDPOINT_URL" "$@"
+"""
+
+
+def aws_bin(version: str, tmp_path: Path) -> Path:
+    """The directory whose `aws` is the CLI of that major version, pointed at moto."""
+    if version == "v1":
+        return VENV_BIN
+    shim = tmp_path / "aws-v2"
+    shim.mkdir(exist_ok=True)
+    (shim / "aws").write_text(V2_SHIM.format(aws=AWS_V2))
+    (shim / "aws").chmod(0o755)
+    return shim
+
+
+@dataclass
+class Fault:
+    """Answer requests that match `method` and `path` (a regex on the unquoted path) with `status` and the S3 error
+    `code`, `times` times (-1: always), or delay them by `delay` seconds first."""
+
+    method: str
+    path: str
+    status: int = 503
+    code: str = "SlowDown"
+    times: int = 1
+    delay: float = 0.0
+    hits: int = 0
+
+
+class FaultyS3:
+    """A WSGI layer in front of moto's app that injects the faults in `faults`."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.faults: list[Fault] = []
+        self.lock = threading.Lock()
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        path = urllib.parse.unquote(environ.get("PATH_INFO", ""))
+        with self.lock:
+            fault = next(
+                (
+                    f
+                    for f in self.faults
+                    if f.method == environ["REQUEST_METHOD"] and re.search(f.path, path) and (f.times < 0 or f.hits < f.times)
+                ),
+                None,
+            )
+            if fault is not None:
+                fault.hits += 1
+        if fault is None:
+            return self.app(environ, start_response)
+        if fault.delay:
+            time.sleep(fault.delay)
+            return self.app(environ, start_response)
+        body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))  # drained, as S3 would
+        del body
+        error = f"<?xml version='1.0' encoding='UTF-8'?><Error><Code>{fault.code}</Code><Message>injected</Message></Error>"
+        start_response(f"{fault.status} Injected", [("Content-Type", "application/xml"), ("Content-Length", str(len(error)))])
+        return [error.encode()]
 
 
 class Moto:
@@ -48,8 +145,22 @@ class Moto:
         self.handler = handler
         self.server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
         self.server.start()
+        wsgi = self.server._server
+        assert wsgi is not None
+        self.faulty = FaultyS3(wsgi.app)
+        wsgi.app = self.faulty  # werkzeug's handler calls server.app for every request
         self.endpoint = f"http://127.0.0.1:{self.server.get_host_and_port()[1]}"
         self.s3 = self.client("s3")
+
+    def fail(self, method: str, path: str, times: int = 1, status: int = 503, code: str = "SlowDown") -> Fault:
+        fault = Fault(method, path, status, code, times)
+        self.faulty.faults.append(fault)
+        return fault
+
+    def slow(self, method: str, path: str, delay: float, times: int = -1) -> Fault:
+        fault = Fault(method, path, times=times, delay=delay)
+        self.faulty.faults.append(fault)
+        return fault
 
     def _record(self, record: logging.LogRecord) -> None:
         match = re.search(r'"([A-Z]+) (\S+) HTTP/', record.getMessage())
@@ -64,6 +175,7 @@ class Moto:
     def reset(self) -> None:
         """Empty moto, then the buckets again, and forget the requests so far."""
         urllib.request.urlopen(urllib.request.Request(f"{self.endpoint}/moto-api/reset", method="POST")).read()
+        self.faulty.faults.clear()
         for bucket in self.buckets:
             self.s3.create_bucket(Bucket=bucket)
         self.requests.clear()
@@ -71,6 +183,32 @@ class Moto:
     def stop(self) -> None:
         self.server.stop()
         self.logger.removeHandler(self.handler)
+
+
+def serving(pod: Any) -> Iterator[Any]:
+    """The body of a pod fixture: the pod for the test, then its processes stopped whatever happened."""
+    try:
+        yield pod
+    finally:
+        pod.stop()
+
+
+def run_env(
+    run: str, spec_hash: str, prefix: str, buckets: tuple[str, str], checkpoints: Path, artifacts: Path
+) -> dict[str, str]:
+    """What the run renderer gives fetch.sh and upload.sh for a single-seed run (seed 7); buckets: artifacts, checkpoints."""
+    return {
+        "SIMFLEET_RUN": run,
+        "SIMFLEET_SPEC_HASH": spec_hash,
+        "SIMFLEET_SEEDS": "[7]",
+        "SIMFLEET_PER_SEED": "false",
+        "SIMFLEET_PREFIX": prefix,
+        "SIMFLEET_ARTIFACTS_BUCKET": buckets[0],
+        "SIMFLEET_CHECKPOINTS_BUCKET": buckets[1],
+        "SIMFLEET_CHECKPOINTS_DIR": str(checkpoints),
+        "SIMFLEET_ARTIFACTS_DIR": str(artifacts),
+        "SIMFLEET_KIND_TAG": "simfleet-kind",
+    }
 
 
 def moto_server_for(buckets: Sequence[str]) -> Iterator[Moto]:
@@ -86,14 +224,17 @@ class ScriptPod:
     """A pod's env for the scripts (the AWS CLI pointed at moto, HOME and TMPDIR in tmp_path), the processes the
     test started, and the S3 the scripts talk to (through boto3 with moto's default credentials)."""
 
-    def __init__(self, tmp_path: Path, moto: Moto, hostname: str, env: dict[str, str]) -> None:
+    def __init__(self, tmp_path: Path, moto: Moto, hostname: str, env: dict[str, str], aws_cli: str = "v1") -> None:
         self.moto = moto
         self.s3 = moto.s3
+        self.aws_cli = aws_cli
+        self.aws_bin = aws_bin(aws_cli, tmp_path)
+        self.scripts = SCRIPTS
         home = tmp_path / "home"
         home.mkdir()
         self.processes: list[subprocess.Popen[str]] = []
         self.env = {
-            "PATH": f"{VENV_BIN}:/usr/local/bin:/usr/bin:/bin",
+            "PATH": f"{self.aws_bin}:/usr/local/bin:/usr/bin:/bin",
             "HOME": str(home),
             "TMPDIR": str(tmp_path),
             "HOSTNAME": hostname,
@@ -105,30 +246,46 @@ class ScriptPod:
             "AWS_EC2_METADATA_DISABLED": "true",
             "AWS_CONFIG_FILE": str(home / "config"),
             "AWS_SHARED_CREDENTIALS_FILE": str(home / "credentials"),
+            "SIMFLEET_POLL_SECONDS": "0.2",  # the uploaders look at glue and the work container this often
             **env,
         }
 
     def _command(
         self, script: str, args: Sequence[str], shell: Sequence[str], env: dict[str, str]
     ) -> tuple[list[str], dict[str, str]]:
-        return [*shell, str(SCRIPTS / script), *args], {**self.env, **env}
+        return [*shell, str(self.scripts / script), *args], {**self.env, **env}
 
     def run(self, script: str, *args: str, shell: Sequence[str] = ("bash",), **env: str) -> subprocess.CompletedProcess[str]:
         """Run `<shell> <script> <args>` to its end (at most GUARD seconds), with this pod's env plus `env`."""
         command, full_env = self._command(script, args, shell, env)
         return subprocess.run(command, env=full_env, capture_output=True, text=True, timeout=GUARD)
 
+    def run_inline(self, source: str, **env: str) -> subprocess.CompletedProcess[str]:
+        """`bash -c source` with this pod's env: for a check on one helper of common.sh."""
+        return subprocess.run(["bash", "-c", source], env={**self.env, **env}, capture_output=True, text=True, timeout=GUARD)
+
     def start(self, script: str, *args: str, shell: Sequence[str] = ("bash",), **env: str) -> subprocess.Popen[str]:
-        """Start it in the background; stop() kills what is still running when the test ends."""
+        """Start it in the background, in a session of its own, so that kill_session ends all of it (its aws children
+        too), as a container's end does; stop() does that to what is still running when the test ends."""
         command, full_env = self._command(script, args, shell, env)
-        process = subprocess.Popen(command, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        process = subprocess.Popen(
+            command, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+        )
         self.processes.append(process)
         return process
 
+    @staticmethod
+    def kill_session(process: subprocess.Popen[str]) -> float:
+        """SIGKILL to every process of the session `process` leads (what the kubelet does at the end of the grace
+        period); returns when it is gone (monotonic time)."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+        return time.monotonic()
+
     def stop(self) -> None:
         for process in self.processes:
-            if process.poll() is None:
-                process.kill()
+            self.kill_session(process)  # the script and whatever it started
             process.communicate()
 
     # S3, through boto3 with moto's default credentials
@@ -193,3 +350,170 @@ def wait_for(predicate: Callable[[], Any], what: str) -> Any:
             return value
         time.sleep(0.1)
     raise AssertionError(f"gave up waiting for {what}")
+
+
+# ---------------------------------------------------------------------------------------------
+# The run pod's processes: the glue runtime between fake sidecars
+# ---------------------------------------------------------------------------------------------
+
+FAKES = Path(__file__).resolve().parent / "fake_sidecars.py"
+
+
+def free_ports(count: int) -> list[int]:
+    sockets = []
+    for _ in range(count):
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        sockets.append(s)
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def materialize_runtime(dest: Path) -> Path:
+    """The run's runtime ConfigMap as the pod mounts it at /opt/simfleet: each key at the path its `items` entry names
+    (the glue runtime package, the pod scripts, the contract), read from the rendered ConfigMap and volume."""
+    from workloads.renderers.run import runtime_files
+
+    for path, text in runtime_files().items():
+        target = dest / path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text)
+    return dest
+
+
+class GluePod:
+    """A run pod's /checkpoints and /artifacts in tmp_path, the fake sidecars (restartable on the same ports), and the
+    glue runtime run as the pod runs it: `python -P -m glue_runtime /glue/glue.py` from the materialized ConfigMap."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.tmp = tmp_path
+        self.checkpoints = tmp_path / "checkpoints"
+        self.artifacts = tmp_path / "artifacts"
+        self.checkpoints.mkdir()
+        self.artifacts.mkdir()
+        self.runtime = materialize_runtime(tmp_path / "opt-simfleet")
+        self.events_file = tmp_path / "events.jsonl"
+        self.events_file.touch()
+        obs, action, monty, control = free_ports(4)
+        self.endpoints = {
+            "SIMFLEET_OBS_ENDPOINT": f"tcp://127.0.0.1:{obs}",
+            "SIMFLEET_ACTION_ENDPOINT": f"tcp://127.0.0.1:{action}",
+            "SIMFLEET_MONTY_ENDPOINT": f"tcp://127.0.0.1:{monty}",
+            "SIMFLEET_SIM_CONTROL_ENDPOINT": f"tcp://127.0.0.1:{control}",
+        }
+        self.processes: list[subprocess.Popen[str]] = []
+        self.sidecars: dict[str, tuple[subprocess.Popen[str], list[str]]] = {}
+
+    @property
+    def marker_path(self) -> Path:
+        return self.checkpoints / ".done"
+
+    def _start_fake(self, role: str, args: list[str]) -> subprocess.Popen[str]:
+        process = subprocess.Popen(
+            [sys.executable, str(FAKES), role, *args, "--events", str(self.events_file), "--marker", str(self.marker_path)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        self.processes.append(process)
+        self.sidecars[role] = (process, args)
+        assert process.stdout is not None
+        assert process.stdout.readline().strip() == "ready", f"fake {role} did not start"
+        return process
+
+    def sim(self, *args: str) -> GluePod:
+        e = self.endpoints
+        endpoints = ["--obs", e["SIMFLEET_OBS_ENDPOINT"], "--actions", e["SIMFLEET_ACTION_ENDPOINT"]]
+        self._start_fake("sim", [*endpoints, "--control", e["SIMFLEET_SIM_CONTROL_ENDPOINT"], *args])
+        return self
+
+    def monty(self, *args: str) -> GluePod:
+        files = [
+            "--summary",
+            str(self.artifacts / "metrics" / "glue-summary.json"),
+            "--partial",
+            str(self.checkpoints / "partial.json"),
+            "--checkpoint-in",
+            str(self.checkpoints / "in.mstate"),
+        ]
+        self._start_fake("monty", ["--endpoint", self.endpoints["SIMFLEET_MONTY_ENDPOINT"], *files, *args])
+        return self
+
+    def kill(self, role: str) -> float:
+        """SIGKILL a sidecar (as the OOM killer or a crash would); returns when it is gone (monotonic time)."""
+        process, _ = self.sidecars[role]
+        process.kill()
+        process.wait()
+        return time.monotonic()
+
+    def restart(self, role: str, *extra: str) -> None:
+        """What the kubelet does for a native sidecar that died: the same image again, on the same ports."""
+        _, args = self.sidecars[role]
+        self._start_fake(role, [*args, *extra])
+
+    def env(self, **overrides: str) -> dict[str, str]:
+        return {
+            "PATH": "/usr/bin:/bin",
+            "PYTHONPATH": str(self.runtime),
+            "PYTHONDONTWRITEBYTECODE": "1",
+            "SIMFLEET_RUN": "trot-test",
+            "SIMFLEET_SEEDS": "[7]",
+            "SIMFLEET_CONTRACT_DIR": str(self.runtime),
+            "SIMFLEET_CHECKPOINTS_DIR": str(self.checkpoints),
+            "SIMFLEET_ARTIFACTS_DIR": str(self.artifacts),
+            "SIMFLEET_STARTUP_TIMEOUT_SECONDS": "20",
+            "SIMFLEET_OBSERVATION_TIMEOUT_SECONDS": "20",
+            "SIMFLEET_BRAIN_SILENCE_SECONDS": "20",
+            "SIMFLEET_STEP_TIMEOUT_SECONDS": "20",
+            "SIMFLEET_FINISH_TIMEOUT_SECONDS": "10",
+            "SIMFLEET_SAVE_TIMEOUT_SECONDS": "10",
+            "SIMFLEET_TERM_SAVE_SECONDS": "10",
+            "SIMFLEET_HEARTBEAT_SECONDS": "0.2",
+            "SIMFLEET_SAVE_CHECKPOINT": "true",
+            **self.endpoints,
+            **overrides,
+        }
+
+    def start_glue(self, glue: Path, **env: str) -> subprocess.Popen[str]:
+        process = subprocess.Popen(
+            [sys.executable, "-P", "-m", "glue_runtime", str(glue)],
+            env=self.env(**env),
+            cwd=self.tmp,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.processes.append(process)
+        return process
+
+    def run_glue(self, glue: Path, **env: str) -> subprocess.CompletedProcess[str]:
+        process = self.start_glue(glue, **env)
+        stdout, stderr = process.communicate(timeout=GUARD)
+        return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+
+    def glue_file(self, source: str) -> Path:
+        path = self.tmp / "glue.py"
+        path.write_text(source)
+        return path
+
+    def marker(self) -> dict[str, Any]:
+        loaded: dict[str, Any] = json.loads(self.marker_path.read_text())
+        return loaded
+
+    def summary(self) -> dict[str, Any]:
+        loaded: dict[str, Any] = json.loads((self.artifacts / "metrics" / "glue-summary.json").read_text())
+        return loaded
+
+    def events(self, who: str | None = None, event: str | None = None) -> list[dict[str, Any]]:
+        lines = [json.loads(line) for line in self.events_file.read_text().splitlines() if line.strip()]
+        return [e for e in lines if (who is None or e["who"] == who) and (event is None or e["event"] == event)]
+
+    def stop(self) -> None:
+        for process in self.processes:
+            if process.poll() is None:
+                process.kill()
+            process.wait()
+            for stream in (process.stdout, process.stderr):
+                if stream is not None:
+                    stream.close()

@@ -365,10 +365,12 @@ def test_the_contract_refuses_an_action_schema_the_runtime_cannot_validate() -> 
     schema["properties"]["base_cmd"]["properties"]["gait"] = {"type": "string", "pattern": "^[a-z]+$"}
     assert contract.runtime_schema_problems(schema) == [
         "contract: action.schema.json uses 'pattern' at /properties/base_cmd/properties/gait, which simfleet's glue "
-        "runtime does not implement (workloads/glue_runtime/simfleet_glue.py SUPPORTED_KEYWORDS)"
+        "runtime does not implement (workloads/glue_runtime/validator.py SUPPORTED_KEYWORDS)"
     ]
 
 
-def test_runtime_files_carry_the_glue_runtime() -> None:
-    [(name, text)] = contract.runtime_files().items()
-    assert name == "simfleet_glue.py" and text.startswith('"""simfleet\'s glue runtime')
+def test_runtime_files_carry_the_glue_runtime_package() -> None:
+    files = contract.runtime_files()
+    assert {"glue_runtime/__init__.py", "glue_runtime/__main__.py", "glue_runtime/runtime.py"} <= set(files)
+    assert all(path.startswith("glue_runtime/") and path.endswith(".py") for path in files)
+    assert files["glue_runtime/__init__.py"].startswith('"""simfleet\'s glue runtime')

@@ -1,18 +1,19 @@
-"""The glue runtime as the pod runs it: a real subprocess between fake unitree-sim and Monty processes.
+"""The glue runtime as the pod runs it: `python -P -m glue_runtime` from the run's materialized runtime ConfigMap,
+a real subprocess between fake unitree-sim and Monty processes.
 
-Everything speaks real pyzmq on 127.0.0.1 with ports picked free per test (tests/fake_sidecars.py). Timeouts
-are made small through the runtime's environment; nothing asserts on how long anything took. The second half
-checks the runtime's built-in action validator against the jsonschema library.
+Everything speaks real pyzmq on 127.0.0.1 with ports picked free per test (tests/fake_sidecars.py, driven by
+tests/pod_harness.py GluePod). Timeouts are made small through the runtime's environment. The second half checks the
+runtime's built-in action validator against the jsonschema library. Faults across the whole pod (glue and the
+uploader together, what ends up in S3) are in tests/test_faults_*.py.
 """
 
 from __future__ import annotations
 
 import copy
 import json
+import re
 import signal
-import socket
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -20,27 +21,23 @@ from typing import Any
 
 import pytest
 from jsonschema import Draft202012Validator
+from pod_harness import GUARD, GluePod
 
 from workloads import contract
-from workloads.glue_runtime import simfleet_glue as GLUE_RUNTIME
+from workloads.glue_runtime import validator as VALIDATOR
 
 ROOT = Path(__file__).resolve().parent.parent
-RUNTIME = ROOT / "workloads" / "glue_runtime" / "simfleet_glue.py"
-FAKES = Path(__file__).resolve().parent / "fake_sidecars.py"
 TROT = ROOT / "glue" / "trot.py"
-GUARD = 60  # seconds before a hung process fails the test instead of hanging the suite; never an assertion on speed
 
 
-def _free_ports(count: int) -> list[int]:
-    sockets = []
-    for _ in range(count):
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        sockets.append(s)
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
+class Pod(GluePod):
+    """The run pod's glue side (tests/pod_harness.py), with glue/trot.py as the default glue file."""
+
+    def start_glue(self, glue: Path = TROT, **env: str) -> subprocess.Popen[str]:
+        return super().start_glue(glue, **env)
+
+    def run_glue(self, glue: Path = TROT, **env: str) -> subprocess.CompletedProcess[str]:
+        return super().run_glue(glue, **env)
 
 
 def _wait_for(predicate: Callable[[], Any], what: str) -> Any:
@@ -51,116 +48,6 @@ def _wait_for(predicate: Callable[[], Any], what: str) -> Any:
             return value
         time.sleep(0.02)
     raise AssertionError(f"gave up waiting for {what}")
-
-
-class Pod:
-    """A pod's checkpoints and artifacts directories in tmp_path, the two fake sidecars, and the glue runtime."""
-
-    def __init__(self, tmp_path: Path) -> None:
-        self.tmp = tmp_path
-        self.checkpoints = tmp_path / "checkpoints"
-        self.artifacts = tmp_path / "artifacts"
-        self.checkpoints.mkdir()
-        self.artifacts.mkdir()
-        self.events_file = tmp_path / "events.jsonl"
-        self.events_file.touch()
-        obs, action, monty, control = _free_ports(4)
-        self.endpoints = {
-            "SIMFLEET_OBS_ENDPOINT": f"tcp://127.0.0.1:{obs}",
-            "SIMFLEET_ACTION_ENDPOINT": f"tcp://127.0.0.1:{action}",
-            "SIMFLEET_MONTY_ENDPOINT": f"tcp://127.0.0.1:{monty}",
-            "SIMFLEET_SIM_CONTROL_ENDPOINT": f"tcp://127.0.0.1:{control}",
-        }
-        self.processes: list[subprocess.Popen[str]] = []
-
-    @property
-    def marker_path(self) -> Path:
-        return self.checkpoints / ".done"
-
-    def _start_fake(self, role: str, args: list[str]) -> None:
-        process = subprocess.Popen(
-            [sys.executable, str(FAKES), role, *args, "--events", str(self.events_file), "--marker", str(self.marker_path)],
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        self.processes.append(process)
-        assert process.stdout is not None
-        assert process.stdout.readline().strip() == "ready", f"fake {role} did not start"
-
-    def sim(self, *args: str) -> Pod:
-        e = self.endpoints
-        endpoints = ["--obs", e["SIMFLEET_OBS_ENDPOINT"], "--actions", e["SIMFLEET_ACTION_ENDPOINT"]]
-        self._start_fake("sim", [*endpoints, "--control", e["SIMFLEET_SIM_CONTROL_ENDPOINT"], *args])
-        return self
-
-    def monty(self, *args: str) -> Pod:
-        files = [
-            "--summary",
-            str(self.artifacts / "metrics" / "glue-summary.json"),
-            "--partial",
-            str(self.checkpoints / "partial.json"),
-        ]
-        self._start_fake("monty", ["--endpoint", self.endpoints["SIMFLEET_MONTY_ENDPOINT"], *files, *args])
-        return self
-
-    def env(self, **overrides: str) -> dict[str, str]:
-        return {
-            "PATH": "/usr/bin:/bin",
-            "SIMFLEET_RUN": "trot-test",
-            "SIMFLEET_SEEDS": "[7]",
-            "SIMFLEET_CONTRACT_DIR": str(contract.SCHEMA_DIR),
-            "SIMFLEET_CHECKPOINTS_DIR": str(self.checkpoints),
-            "SIMFLEET_ARTIFACTS_DIR": str(self.artifacts),
-            "SIMFLEET_STARTUP_TIMEOUT_SECONDS": "20",
-            "SIMFLEET_FINISH_TIMEOUT_SECONDS": "10",
-            "SIMFLEET_SAVE_TIMEOUT_SECONDS": "10",
-            "SIMFLEET_TERM_SAVE_SECONDS": "10",
-            "SIMFLEET_SAVE_CHECKPOINT": "true",
-            **self.endpoints,
-            **overrides,
-        }
-
-    def start_glue(self, glue: Path = TROT, **env: str) -> subprocess.Popen[str]:
-        process = subprocess.Popen(
-            [sys.executable, str(RUNTIME), str(glue)],
-            env=self.env(**env),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        self.processes.append(process)
-        return process
-
-    def run_glue(self, glue: Path = TROT, **env: str) -> subprocess.CompletedProcess[str]:
-        process = self.start_glue(glue, **env)
-        stdout, stderr = process.communicate(timeout=GUARD)
-        return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
-
-    def glue_file(self, source: str) -> Path:
-        path = self.tmp / "glue.py"
-        path.write_text(source)
-        return path
-
-    def marker(self) -> dict[str, Any]:
-        loaded: dict[str, Any] = json.loads(self.marker_path.read_text())
-        return loaded
-
-    def summary(self) -> dict[str, Any]:
-        loaded: dict[str, Any] = json.loads((self.artifacts / "metrics" / "glue-summary.json").read_text())
-        return loaded
-
-    def events(self, who: str | None = None, event: str | None = None) -> list[dict[str, Any]]:
-        lines = [json.loads(line) for line in self.events_file.read_text().splitlines() if line.strip()]
-        return [e for e in lines if (who is None or e["who"] == who) and (event is None or e["event"] == event)]
-
-    def stop(self) -> None:
-        for process in self.processes:
-            if process.poll() is None:
-                process.kill()
-            process.wait()
-            for stream in (process.stdout, process.stderr):
-                if stream is not None:
-                    stream.close()
 
 
 @pytest.fixture
@@ -241,14 +128,16 @@ def test_finish_reaches_both_sidecars_before_the_save_and_the_marker_comes_last(
     assert pod.marker()["status"] == "Succeeded"
 
 
-def test_missing_or_late_finish_acks_are_recorded_and_a_late_answer_is_not_taken_for_the_save(pod: Pod) -> None:
+def test_missing_or_late_finish_acks_make_the_run_incomplete_and_a_late_answer_is_not_taken_for_the_save(pod: Pod) -> None:
     # The sim never answers; Monty answers finish after glue stopped waiting. The save that follows must get the
-    # save's answer (REQ_CORRELATE drops the late finish reply), not the stale {"finished": true}.
+    # save's answer (REQ_CORRELATE drops the late finish reply), not the stale {"finished": true}. Without both
+    # acknowledgements the sidecars' files may be cut short: Incomplete (exit 11), never Succeeded.
     pod.sim("--done-after", "10", "--no-finish-ack").monty("--finish-delay", "1.5")
     result = pod.run_glue(SIMFLEET_FINISH_TIMEOUT_SECONDS="0.5")
-    assert result.returncode == 0, _explain(result)
+    assert result.returncode == 11, _explain(result)
     marker = pod.marker()
-    assert marker["finishAcks"] == {"sim": False, "monty": False}
+    assert marker["status"] == "Incomplete" and marker["finishAcks"] == {"sim": False, "monty": False}
+    assert marker["reason"].startswith("the simulator and the brain did not acknowledge finish within 0.5 s")
     assert marker["checkpointSaved"] is True and (pod.checkpoints / "out.mstate").is_file()
     assert "no finish acknowledgement from sim" in result.stdout
 
@@ -297,7 +186,13 @@ def test_periodic_checkpoints_replace_the_partial_atomically_with_a_rising_seque
     assert set(partial) == {"elapsedSeconds", "steps", "savedAt", "sequence"}
     assert [p["elapsedSeconds"] for p in seen[1:]] == sorted(p["elapsedSeconds"] for p in seen[1:])
     assert (pod.checkpoints / "partial.mstate").read_text().endswith(f"(save {len(saves)})\n")
-    assert sorted(p.name for p in pod.checkpoints.iterdir()) == [".done", "out.mstate", "partial.json", "partial.mstate"]
+    assert sorted(p.name for p in pod.checkpoints.iterdir()) == [
+        ".done",
+        ".heartbeat",
+        "out.mstate",
+        "partial.json",
+        "partial.mstate",
+    ]
     assert pod.marker()["partialCheckpoint"] is True
 
 
@@ -432,6 +327,80 @@ def test_an_action_schema_with_an_unsupported_keyword_stops_the_run_before_it_st
     result = pod.run_glue(SIMFLEET_CONTRACT_DIR=str(contract_dir))
     assert result.returncode == 2, _explain(result)
     assert "'pattern' at /properties/cmd_type" in pod.marker()["reason"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Liveness (the whole-pod faults, with the uploader and S3, are in tests/test_faults_run.py)
+# ---------------------------------------------------------------------------------------------
+
+
+def test_a_step_that_ignores_the_alarm_is_ended_by_the_watchdog(pod: Pod) -> None:
+    # SIGALRM blocked, as a C extension that never returns to Python would in effect: the watchdog thread writes the
+    # outcome and ends the process STUCK_GRACE_SECONDS after the step timeout.
+    # (Blocked in this thread, the signal goes to another one, and a read that never returns is not interrupted.)
+    glue = pod.glue_file(
+        "import os, signal\ncalls = 0\ndef step(observation):\n    global calls\n    calls += 1\n"
+        "    if calls == 3:\n        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})\n"
+        "        os.read(os.pipe()[0], 1)\n    return {'cmd_type': 'stop'}\n"
+    )
+    pod.sim().monty()
+    result = pod.run_glue(glue, SIMFLEET_STEP_TIMEOUT_SECONDS="0.5", SIMFLEET_STOP_AFTER_SECONDS="1000")
+    assert result.returncode == 9, _explain(result)
+    marker = pod.marker()
+    assert marker["status"] == "Failed" and marker["steps"] == 2
+    assert marker["reason"] == "step 3 did not return within 0.5 s and could not be interrupted (a call that ignores signals)"
+
+
+def test_an_import_past_the_startup_timeout_is_ended_and_named(pod: Pod) -> None:
+    glue = pod.glue_file("import time\ntime.sleep(30)\ndef step(observation):\n    return {'cmd_type': 'stop'}\n")
+    result = pod.run_glue(glue, SIMFLEET_STARTUP_TIMEOUT_SECONDS="1")
+    assert result.returncode == 9, _explain(result)
+    assert pod.marker()["reason"] == f"importing {glue} did not finish within 1 s"
+
+
+def test_simulation_time_going_back_is_a_restart_even_without_incarnations_or_a_dropped_connection(pod: Pod) -> None:
+    pod.sim("--reset-after", "20", "--no-incarnation").monty("--no-incarnation")
+    result = pod.run_glue(SIMFLEET_STOP_AFTER_SECONDS="1000")
+    assert result.returncode == 7, _explain(result)
+    reason = pod.marker()["reason"]
+    assert re.fullmatch(r"simulator restarted at step \d+ \(simulation time went back from [\d.]+ s to 0 s\)", reason), reason
+
+
+def test_a_brain_without_incarnation_ids_is_still_caught_restarting_by_its_dropped_connection(pod: Pod) -> None:
+    pod.sim().monty("--no-incarnation")
+    glue = pod.start_glue(SIMFLEET_STOP_AFTER_SECONDS="1000")
+    _wait_for(lambda: len(pod.events("sim", "action")) >= 3, "three actions at the simulator")
+    pod.kill("monty")
+    pod.restart("monty")
+    stdout, stderr = glue.communicate(timeout=GUARD)
+    assert glue.returncode == 8, stdout + stderr
+    assert pod.marker()["reason"].startswith("brain restarted or died at step ")
+
+
+def test_the_heartbeat_and_the_marker_carry_the_same_incarnation_and_the_progress(pod: Pod) -> None:
+    pod.sim("--done-after", "30").monty()
+    result = pod.run_glue()
+    assert result.returncode == 0, _explain(result)
+    heartbeat = json.loads((pod.checkpoints / ".heartbeat").read_text())
+    marker = pod.marker()
+    assert heartbeat["incarnation"] == marker["incarnation"] == pod.summary()["incarnation"]
+    assert len(heartbeat["incarnation"]) == 16 and heartbeat["phase"] == "done"
+    assert heartbeat["steps"] == marker["steps"] and heartbeat["simulationSeconds"] > 0 and heartbeat["at"] > 0
+
+
+def test_steps_csv_keeps_evenly_spaced_steps_within_its_row_bound(pod: Pod) -> None:
+    pod.sim("--done-after", "60", "--interval", "0.01").monty()
+    result = pod.run_glue(SIMFLEET_SERIES_MAX_ROWS="8")
+    assert result.returncode == 0, _explain(result)
+    lines = (pod.artifacts / "metrics" / "steps.csv").read_text().splitlines()
+    header, rows = lines[0].split(","), [line.split(",") for line in lines[1:]]
+    assert header[:3] == ["step", "time", "base_vel.vx"] and header[-1] == "brain_latency_ms" and len(header) == 18
+    assert 2 <= len(rows) < 8
+    steps = [int(row[0]) for row in rows]
+    stride = steps[1] - steps[0]
+    assert steps[0] == 1 and stride in (2, 4, 8, 16) and steps == list(range(1, steps[-1] + 1, stride))
+    assert {row[11] for row in rows} <= {"base", "stop"}  # action.cmd_type
+    assert all(float(row[9]) == 100.0 for row in rows)  # energy_rate from the fake simulator
 
 
 # ---------------------------------------------------------------------------------------------
@@ -573,7 +542,7 @@ def _json_roundtrip(value: Any) -> Any:
     ids=["action-schema", "every-keyword"],
 )
 def test_the_builtin_validator_agrees_with_jsonschema(schema: dict[str, Any], corpus: list[Any]) -> None:
-    ours = GLUE_RUNTIME.Validator(schema)
+    ours = VALIDATOR.Validator(schema)
     reference = Draft202012Validator(schema)
     disagreements = []
     for instance in map(_json_roundtrip, corpus):
@@ -591,12 +560,12 @@ def test_boolean_subschemas_agree_with_jsonschema_on_validity() -> None:
     # runtime at the property's own pointer, which is the more useful of the two.
     schema = {"properties": {"never": False, "always": True}, "items": False}
     for instance in [{}, {"never": 1}, {"always": [1]}, [], [1], "x"]:
-        assert (GLUE_RUNTIME.Validator(schema).errors(instance) == []) is Draft202012Validator(schema).is_valid(instance)
-    assert GLUE_RUNTIME.Validator(schema).errors({"never": 1}) == [("/never", "1 is not allowed here")]
+        assert (VALIDATOR.Validator(schema).errors(instance) == []) is Draft202012Validator(schema).is_valid(instance)
+    assert VALIDATOR.Validator(schema).errors({"never": 1}) == [("/never", "1 is not allowed here")]
 
 
 def test_the_builtin_validator_messages_name_the_field() -> None:
-    ours = GLUE_RUNTIME.Validator(ACTION_SCHEMA)
+    ours = VALIDATOR.Validator(ACTION_SCHEMA)
     assert ours.errors({"cmd_type": "base"}) == [("/", "'base_cmd' is a required property")]
     assert ours.errors({"cmd_type": "base", "base_cmd": {**GOOD_BASE, "gait": "gallop"}}) == [
         ("/base_cmd/gait", '\'gallop\' is not one of ["stand", "walk", "trot", "pace", "bound"]')
@@ -614,10 +583,10 @@ def test_the_builtin_validator_messages_name_the_field() -> None:
     ],
 )
 def test_the_builtin_validator_refuses_keywords_it_does_not_implement(schema: dict[str, Any], found: str) -> None:
-    with pytest.raises(GLUE_RUNTIME.UnsupportedSchema, match="does not implement") as raised:
-        GLUE_RUNTIME.Validator(schema)
+    with pytest.raises(VALIDATOR.UnsupportedSchema, match="does not implement") as raised:
+        VALIDATOR.Validator(schema)
     assert found in str(raised.value)
 
 
 def test_the_contract_schema_uses_only_what_the_runtime_implements() -> None:
-    assert GLUE_RUNTIME.unsupported_keywords(ACTION_SCHEMA) == []
+    assert VALIDATOR.unsupported_keywords(ACTION_SCHEMA) == []

@@ -211,7 +211,13 @@ def test_the_uploader_writes_under_the_jobs_prefix_with_the_job_role() -> None:
     assert values["SIMFLEET_PREFIX"] == identity.prefix and values["SIMFLEET_ARTIFACTS_BUCKET"] == CTX.artifacts_bucket
     assert values["SIMFLEET_DONE_WAIT_SECONDS"] == str(JobBudget.of(3600, 4, 2).done_wait_seconds)
     assert uploader["securityContext"]["readOnlyRootFilesystem"] is True
-    assert all(m.get("readOnly") for m in uploader["volumeMounts"] if m["name"] in ("runtime", "marker", "outputs"))
+    assert all(m.get("readOnly") for m in uploader["volumeMounts"] if m["name"] in ("runtime", "outputs"))
+    # The result channel: the uploader makes the FIFO in the marker directory, which the work container (the user's
+    # program) can only read, so no result file can be forged there (workloads/scripts/job-entry.sh).
+    [marker] = [m for m in uploader["volumeMounts"] if m["name"] == "marker"]
+    assert not marker.get("readOnly") and values["SIMFLEET_RESULT_FIFO"] == "/simfleet/result"
+    [work_marker] = [m for m in container(objects, "work")["volumeMounts"] if m["name"] == "marker"]
+    assert work_marker["readOnly"] is True and env(container(objects, "work"))["SIMFLEET_RESULT_FIFO"] == "/simfleet/result"
     assert pod(objects)["serviceAccountName"] == naming.JOB_SERVICE_ACCOUNT
     assert pod(objects)["automountServiceAccountToken"] is False
     assert objects["ConfigMap"]["data"] == job_runtime_files() and objects["ConfigMap"]["immutable"] is True

@@ -9,18 +9,20 @@ took: the order of events comes from what moto and the stand-in Pushgateway saw,
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import signal
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
-from pod_harness import GUARD, Moto, ScriptPod, explain, moto_server_for, read_until
+from pod_harness import AWS_CLIS, GUARD, Moto, ScriptPod, explain, moto_server_for, read_until, serving
 
 ARTIFACTS = "simfleet-dev-artifacts"
 JOB, HASH, SHARD = "robocache-shards", "89abcdef0123", 3
@@ -49,8 +51,12 @@ INDEX_FIELDS = {
     "exitCode",
     "startTime",
     "completionTime",
+    "attempt",
+    "outputsPrefix",
+    "outputFiles",
     "outputs",
     "recoveries",
+    "untaggedOutputs",
 }
 
 
@@ -59,15 +65,107 @@ def moto_server() -> Iterator[Moto]:
     yield from moto_server_for((ARTIFACTS,))
 
 
-class JobPod(ScriptPod):
-    """A job pod's /outputs and /simfleet (the done marker's directory) in tmp_path, and the job's env."""
+class Listener(threading.Thread):
+    """The uploader's side of the result channel, for job-entry.sh on its own: makes the FIFO, reads it, unlinks it
+    once the wrapper said "started" (as job-upload.sh does), and keeps the wrapper's result line."""
 
-    def __init__(self, tmp_path: Path, moto: Moto) -> None:
+    def __init__(self, fifo: Path) -> None:
+        super().__init__(daemon=True)
+        fifo.unlink(missing_ok=True)
+        os.mkfifo(fifo)
+        self.fifo = fifo
+        # Non-blocking: the open succeeds before any writer; read() then says b"" until one connects.
+        self.fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+        self.data = b""
+        self.stopped = threading.Event()
+        self.start()
+
+    def run(self) -> None:
+        connected = False
+        while not self.stopped.is_set():
+            try:
+                chunk = os.read(self.fd, 4096)
+            except BlockingIOError:
+                chunk = None
+            if chunk:
+                self.data += chunk
+                if not connected and b"\n" in self.data:
+                    connected = True
+                    self.fifo.unlink()
+                continue
+            if chunk == b"" and connected:
+                break  # every writer closed: the channel ended
+            time.sleep(0.02)
+        os.close(self.fd)
+
+    def lines(self) -> list[str]:
+        return self.data.decode().splitlines()
+
+    def result(self) -> dict[str, Any] | None:
+        self.join(timeout=GUARD)
+        results = [line for line in self.lines() if not line.startswith("started ")]
+        if not results:
+            return None
+        loaded: dict[str, Any] = json.loads(results[-1])
+        return loaded
+
+    def stop(self) -> None:
+        self.stopped.set()
+
+
+class Wrapper(threading.Thread):
+    """The wrapper's side, for job-upload.sh on its own: waits for the uploader's FIFO, opens it read-write as
+    job-entry.sh does, says "started", waits for it to be taken, sends `lines` and closes; with `hold`, it keeps the
+    channel open (a program still running) until finish() gives it its result, or the test ends."""
+
+    def __init__(self, fifo: Path, lines: list[str], hold: bool = False) -> None:
+        super().__init__(daemon=True)
+        self.fifo = fifo
+        self.lines = lines
+        self.hold = hold
+        self.stopped = threading.Event()
+        self.released = threading.Event()
+        self.start()
+
+    def finish(self, *lines: str) -> None:
+        self.lines = list(lines)
+        self.released.set()
+
+    def _until(self, predicate: Any) -> bool:
+        deadline = time.monotonic() + GUARD
+        while not predicate():
+            if self.stopped.is_set() or time.monotonic() > deadline:
+                return False
+            time.sleep(0.02)
+        return True
+
+    def run(self) -> None:
+        if not self._until(self.fifo.exists):
+            return
+        fd = os.open(self.fifo, os.O_RDWR)
+        os.write(fd, f"started {os.getpid()}\n".encode())
+        if self._until(lambda: not self.fifo.exists()):
+            if self.hold:
+                self._until(lambda: self.released.is_set())
+            for line in self.lines:
+                os.write(fd, (line + "\n").encode())
+        os.close(fd)
+
+    def stop(self) -> None:
+        self.stopped.set()
+        self.released.set()
+
+
+class JobPod(ScriptPod):
+    """A job pod's /outputs and /simfleet (the marker directory, where the uploader's result FIFO lives) in tmp_path,
+    and the job's env; the other end of the result channel when only one of the two scripts runs."""
+
+    def __init__(self, tmp_path: Path, moto: Moto, aws_cli: str = "v1") -> None:
         self.outputs = tmp_path / "outputs"
         self.simfleet = tmp_path / "simfleet"
         for directory in (self.outputs, self.simfleet):
             directory.mkdir()
-        self.marker = self.simfleet / ".done"
+        self.fifo = self.simfleet / "result"
         env = {
             "SIMFLEET_JOB": JOB,
             "SIMFLEET_SPEC_HASH": HASH,
@@ -75,33 +173,73 @@ class JobPod(ScriptPod):
             "JOB_COMPLETION_INDEX": str(SHARD),
             "SIMFLEET_ARTIFACTS_BUCKET": ARTIFACTS,
             "SIMFLEET_OUTPUTS_DIR": str(self.outputs),
-            "SIMFLEET_DONE_MARKER": str(self.marker),
+            "SIMFLEET_RESULT_FIFO": str(self.fifo),
             "SIMFLEET_KIND_TAG": "simfleet-kind",
         }
-        super().__init__(tmp_path, moto, HOSTNAME, env)
+        super().__init__(tmp_path, moto, HOSTNAME, env, aws_cli)
+        self.uploader = False
+        self.listener: Listener | None = None
+        self.wrappers: list[Wrapper] = []
+
+    def _other_end(self, script: str) -> None:
+        if script == "job-upload.sh":
+            self.uploader = True
+        elif script == "job-entry.sh" and not self.uploader:
+            if self.listener is not None:
+                self.listener.stop()
+            self.listener = Listener(self.fifo)
+
+    def run(self, script: str, *args: str, shell: Any = ("bash",), **env: str) -> Any:
+        self._other_end(script)
+        result = super().run(script, *args, shell=shell, **env)
+        if script == "job-upload.sh":
+            self.uploader = False
+        return result
+
+    def start(self, script: str, *args: str, shell: Any = ("bash",), **env: str) -> Any:
+        self._other_end(script)
+        return super().start(script, *args, shell=shell, **env)
 
     def entry(self, *command: str, shell: tuple[str, ...] = ENTRY_SHELL, **env: str) -> Any:
         return self.run("job-entry.sh", *command, shell=shell, **env)
 
     def read_marker(self) -> dict[str, Any]:
-        loaded: dict[str, Any] = json.loads(self.marker.read_text())
-        return loaded
+        assert self.listener is not None
+        result = self.listener.result()
+        assert result is not None, f"no result on the channel: {self.listener.lines()}"
+        return result
 
     def write_marker(self, status: str = "Succeeded", exit_code: int = 0, reason: str | None = None) -> None:
-        self.marker.write_text(json.dumps({"status": status, "exitCode": exit_code, "reason": reason}))
+        """A wrapper that connects to the next uploader's channel and sends this result."""
+        self.send(json.dumps({"status": status, "exitCode": exit_code, "reason": reason}))
+
+    def send(self, *lines: str, hold: bool = False) -> Wrapper:
+        wrapper = Wrapper(self.fifo, list(lines), hold)
+        self.wrappers.append(wrapper)
+        return wrapper
 
     def index(self) -> dict[str, Any]:
         return self.get_json(ARTIFACTS, f"{P}index.json")
+
+    def stop(self) -> None:
+        for wrapper in self.wrappers:
+            wrapper.stop()
+        if self.listener is not None:
+            self.listener.stop()
+        super().stop()
 
 
 @pytest.fixture
 def pod(tmp_path: Path, moto_server: Moto) -> Iterator[JobPod]:
     moto_server.reset()
-    pod = JobPod(tmp_path, moto_server)
-    try:
-        yield pod
-    finally:
-        pod.stop()
+    yield from serving(JobPod(tmp_path, moto_server))
+
+
+@pytest.fixture(params=AWS_CLIS)
+def cli_pod(request: pytest.FixtureRequest, tmp_path: Path, moto_server: Moto) -> Iterator[JobPod]:
+    """The job pod for the tests that exercise the AWS CLI, under each major version."""
+    moto_server.reset()
+    yield from serving(JobPod(tmp_path, moto_server, request.param))
 
 
 class Pushgateway:
@@ -176,7 +314,12 @@ echo "processed shard $JOB_COMPLETION_INDEX"
 echo "a warning from the job" >&2
 exit "$1"
 """
-OUTPUT_KEYS = [f"{P}outputs/.meta/.version", f"{P}outputs/frames/cam 0/000001.npz", f"{P}outputs/summary.json"]
+OUTPUT_FILES = [".meta/.version", "frames/cam 0/000001.npz", "summary.json"]
+
+
+def _attempt(pod: JobPod, which: int = -1) -> str:
+    """The name of an attempt (<utc>-<hostname>), from its record under attempts/."""
+    return pod.keys(ARTIFACTS, f"{P}attempts/")[which].rsplit("/", 1)[1].removesuffix(".json")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -192,7 +335,7 @@ def test_entry_runs_the_command_passes_its_output_through_and_writes_a_succeeded
     assert result.returncode == 0, explain(result)
     assert result.stdout == "out: first arg\n" and result.stderr == "err: second\n"
     assert pod.read_marker() == {"status": "Succeeded", "exitCode": 0, "reason": None}
-    assert [p.name for p in pod.simfleet.iterdir()] == [".done"]  # the temporary file was moved, not left
+    assert list(pod.simfleet.iterdir()) == []  # the channel was taken (unlinked) and nothing else was written
 
 
 @pytest.mark.parametrize("shell", SHELLS)
@@ -222,7 +365,7 @@ def test_entry_forwards_a_signal_to_the_child_and_writes_interrupted(
     stopped = tmp_path / "stopped"
     entry = pod.start("job-entry.sh", "sh", "-c", GRACEFUL, "sh", str(stopped), shell=shell)
     read_until(entry, "ready")  # the child's trap is set
-    assert not pod.marker.exists()
+    assert pod.listener is not None and not any(line.startswith("{") for line in pod.listener.lines())
     entry.send_signal(sig)
     _, stderr = entry.communicate(timeout=GUARD)
     # SIGINT reaches the child as SIGTERM: sh starts it with SIGINT ignored (see job-entry.sh).
@@ -290,12 +433,38 @@ def test_entry_without_a_command_fails_with_a_marker(pod: JobPod, shell: tuple[s
 
 
 @pytest.mark.parametrize("shell", SHELLS)
-def test_entry_without_a_marker_path_fails_before_running_anything(pod: JobPod, tmp_path: Path, shell: tuple[str, ...]) -> None:
+def test_entry_without_a_channel_fails_before_running_anything(pod: JobPod, tmp_path: Path, shell: tuple[str, ...]) -> None:
     ran = tmp_path / "ran"
-    result = pod.entry("touch", str(ran), shell=shell, SIMFLEET_DONE_MARKER="")
+    result = pod.entry("touch", str(ran), shell=shell, SIMFLEET_RESULT_FIFO="")
     assert result.returncode == 2
-    assert result.stderr.count("\n") == 1 and "SIMFLEET_DONE_MARKER is not set" in result.stderr
-    assert not ran.exists() and list(pod.simfleet.iterdir()) == []
+    assert result.stderr.count("\n") == 1 and "SIMFLEET_RESULT_FIFO is not set" in result.stderr
+    assert not ran.exists()
+    # No uploader, so no FIFO: the wrapper waits SIMFLEET_CHANNEL_WAIT_SECONDS, then gives up without running anything.
+    result = pod.run(
+        "job-entry.sh",
+        "touch",
+        str(ran),
+        shell=shell,
+        SIMFLEET_RESULT_FIFO=str(tmp_path / "none"),
+        SIMFLEET_CHANNEL_WAIT_SECONDS="0",
+    )
+    assert result.returncode == 2 and "no result channel at" in result.stderr and not ran.exists()
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_the_program_cannot_reach_the_channel_or_forge_a_result(pod: JobPod, shell: tuple[str, ...]) -> None:
+    # The program gets neither the channel's path nor its descriptor, and by the time it runs the FIFO's name is gone:
+    # whatever it tries, the one result is the wrapper's.
+    forge = (
+        'echo "${SIMFLEET_RESULT_FIFO:-unset}"; '
+        '{ echo \'{"status": "Succeeded", "exitCode": 0, "reason": null}\' >&3; } 2>/dev/null || echo "no fd 3"; '
+        f'ls "{pod.simfleet}" | wc -l; exit 4'
+    )
+    result = pod.entry("sh", "-c", forge, shell=shell)
+    assert result.returncode == 4, explain(result)
+    assert result.stdout.split() == ["unset", "no", "fd", "3", "0"]
+    assert pod.read_marker() == {"status": "Failed", "exitCode": 4, "reason": "exited with code 4"}
+    assert pod.listener is not None and len(pod.listener.lines()) == 2  # "started <pid>" and the result, nothing else
 
 
 # ---------------------------------------------------------------------------------------------
@@ -303,9 +472,10 @@ def test_entry_without_a_marker_path_fails_before_running_anything(pod: JobPod, 
 # ---------------------------------------------------------------------------------------------
 
 
-def test_a_succeeded_shard_uploads_nested_outputs_tagged_and_writes_the_index_last(pod: JobPod) -> None:
+def test_a_succeeded_shard_uploads_nested_outputs_tagged_and_writes_the_index_last(cli_pod: JobPod) -> None:
+    pod = cli_pod
     upload = pod.start("job-upload.sh")
-    read_until(upload, "waiting for the done marker")
+    read_until(upload, "waiting for the work container's result")
     entry = pod.entry("sh", "-c", WORK, "sh", "0")
     assert entry.returncode == 0, explain(entry)
     assert entry.stdout == f"processed shard {SHARD}\n" and entry.stderr == "a warning from the job\n"
@@ -313,13 +483,16 @@ def test_a_succeeded_shard_uploads_nested_outputs_tagged_and_writes_the_index_la
     requests = list(pod.moto.requests)  # before the checks below add their own
     assert upload.returncode == 0, stdout + stderr
 
-    [attempt] = pod.keys(ARTIFACTS, f"{P}attempts/")
-    assert re.fullmatch(rf"{P}attempts/\d{{8}}T\d{{6}}Z-{HOSTNAME}\.json", attempt)
-    assert {k: v for k, v in pod.get_json(ARTIFACTS, attempt).items() if k != "startTime"} == {"job": JOB, "pod": HOSTNAME}
-    assert pod.keys(ARTIFACTS, f"{P}outputs/") == OUTPUT_KEYS
-    for key in OUTPUT_KEYS:
+    [attempt_key] = pod.keys(ARTIFACTS, f"{P}attempts/")
+    assert re.fullmatch(rf"{P}attempts/\d{{8}}T\d{{6}}Z-{HOSTNAME}\.json", attempt_key)
+    assert {k: v for k, v in pod.get_json(ARTIFACTS, attempt_key).items() if k != "startTime"} == {"job": JOB, "pod": HOSTNAME}
+    attempt = _attempt(pod)
+    outputs = f"{P}outputs/{attempt}/"
+    keys = [outputs + name for name in OUTPUT_FILES]
+    assert pod.keys(ARTIFACTS, f"{P}outputs/") == keys
+    for key in keys:
         assert pod.tags(ARTIFACTS, key) == {"simfleet-kind": "outputs"}, key
-    assert pod.get(ARTIFACTS, f"{P}outputs/summary.json") == '{"shard": 3}'
+    assert pod.get(ARTIFACTS, f"{outputs}summary.json") == '{"shard": 3}'
 
     index = pod.index()
     assert set(index) == INDEX_FIELDS
@@ -330,36 +503,41 @@ def test_a_succeeded_shard_uploads_nested_outputs_tagged_and_writes_the_index_la
         "status": "Succeeded",
         "reason": None,
         "exitCode": 0,
+        "attempt": attempt,
+        "outputsPrefix": f"s3://{ARTIFACTS}/{outputs}",
+        "outputFiles": OUTPUT_FILES,
         "outputs": 3,
         "recoveries": 0,
+        "untaggedOutputs": 0,
     }
     for field in ("startTime", "completionTime"):
         assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", index[field]), field
     assert index["startTime"] <= index["completionTime"]
     assert pod.s3.head_object(Bucket=ARTIFACTS, Key=f"{P}index.json")["ContentType"] == "application/json"
-    # The order moto saw: the attempt first, every output, and index.json as the very last request.
+    # The order moto saw: the attempt first, every output and its tag, and index.json as the very last request.
     writes = [path for method, path in requests if method == "PUT"]
-    assert writes[0] == f"/{ARTIFACTS}/{attempt}"
-    assert sorted(writes[1:-1]) == [f"/{ARTIFACTS}/{k}" for k in OUTPUT_KEYS]
+    assert writes[0] == f"/{ARTIFACTS}/{attempt_key}"
+    assert sorted(writes[1:-1]) == sorted([f"/{ARTIFACTS}/{k}" for k in keys] + [f"/{ARTIFACTS}/{k}?tagging" for k in keys])
     assert requests[-1] == ("PUT", f"/{ARTIFACTS}/{P}index.json")
 
 
 def test_a_failing_command_fails_the_shard_and_uploads_none_of_its_partial_outputs(pod: JobPod) -> None:
-    # Only a Succeeded attempt's outputs go up: the role deletes nothing, so a failed attempt's partial files would
-    # stay beside the retry's.
+    upload = pod.start("job-upload.sh")
+    read_until(upload, "waiting for the work container's result")
     entry = pod.entry("sh", "-c", WORK, "sh", "3")
     assert entry.returncode == 3, explain(entry)
-    result = pod.run("job-upload.sh")
-    assert result.returncode == 1, explain(result)
+    stdout, stderr = upload.communicate(timeout=GUARD)
+    assert upload.returncode == 1, stdout + stderr
     index = pod.index()
     assert (index["status"], index["exitCode"], index["reason"]) == ("Failed", 3, "exited with code 3")
-    assert index["outputs"] == 0 and pod.keys(ARTIFACTS, f"{P}outputs/") == []
-    assert "not uploading outputs of a Failed shard" in result.stdout
+    assert index["outputs"] == 0 and index["outputsPrefix"] is None and pod.keys(ARTIFACTS, f"{P}outputs/") == []
+    assert "not uploading outputs of a Failed shard" in stdout
 
 
-def test_a_symlink_to_a_file_outside_the_outputs_is_never_uploaded(pod: JobPod, tmp_path: Path) -> None:
+def test_outputs_are_regular_files_only_and_never_a_link(cli_pod: JobPod, tmp_path: Path) -> None:
     # The uploader is the only container with AWS credentials: a link (or a file swapped for one) must not make it
-    # upload its own files, such as its IRSA token.
+    # upload its own files, such as its IRSA token. Each is refused by name and fails the shard.
+    pod = cli_pod
     secret = tmp_path / "token"
     secret.write_text("eyJhbGciOi...")
     (pod.outputs / "ok.txt").write_text("fine")
@@ -367,15 +545,18 @@ def test_a_symlink_to_a_file_outside_the_outputs_is_never_uploaded(pod: JobPod, 
     (pod.outputs / "secrets").symlink_to(tmp_path, target_is_directory=True)
     pod.write_marker()
     result = pod.run("job-upload.sh")
-    assert result.returncode == 0, explain(result)  # find -type f lists neither link
-    assert pod.keys(ARTIFACTS, f"{P}outputs/") == [f"{P}outputs/ok.txt"]
+    assert result.returncode == 1, explain(result)
+    index = pod.index()
+    assert index["status"] == "Failed" and "outputs/token.txt: a symbolic link" in index["reason"]
+    assert "outputs/secrets: a symbolic link" in index["reason"]
+    assert pod.keys(ARTIFACTS, f"{P}outputs/") == [f"{P}outputs/{_attempt(pod)}/ok.txt"] and index["outputFiles"] == ["ok.txt"]
     assert "eyJhbGciOi" not in json.dumps([pod.get(ARTIFACTS, k) for k in pod.keys(ARTIFACTS)])
 
 
 def test_a_shard_interrupted_through_both_containers(pod: JobPod, tmp_path: Path) -> None:
     """What the kubelet does: SIGTERM to both main containers at once."""
     upload = pod.start("job-upload.sh", SIMFLEET_TERM_WAIT_SECONDS="100")
-    read_until(upload, "waiting for the done marker")
+    read_until(upload, "waiting for the work container's result")
     entry = pod.start("job-entry.sh", "sh", "-c", GRACEFUL, "sh", str(tmp_path / "stopped"), shell=ENTRY_SHELL)
     read_until(entry, "ready")
     upload.send_signal(signal.SIGTERM)
@@ -394,45 +575,47 @@ def test_a_shard_interrupted_through_both_containers(pod: JobPod, tmp_path: Path
 # ---------------------------------------------------------------------------------------------
 
 
-def test_upload_on_sigterm_without_a_marker_writes_interrupted(pod: JobPod) -> None:
+def test_upload_on_sigterm_before_the_result_writes_interrupted(pod: JobPod) -> None:
     (pod.outputs / "partial.csv").write_text("a,b\n")
+    pod.send(hold=True)  # a wrapper that connects, and runs on past the SIGTERM
     upload = pod.start("job-upload.sh", SIMFLEET_TERM_WAIT_SECONDS="0")
-    read_until(upload, "waiting for the done marker")
+    read_until(upload, "wrapper is connected")
     upload.send_signal(signal.SIGTERM)
     _, stderr = upload.communicate(timeout=GUARD)
     assert upload.returncode == 1, stderr
     index = pod.index()
     assert (index["status"], index["exitCode"], index["outputs"]) == ("Interrupted", None, 0)
-    assert index["reason"] == "terminated before the work container wrote its done marker (waited 0 s after SIGTERM)"
+    assert index["reason"] == "terminated before the work container ended (waited 0 s after SIGTERM)"
     assert pod.keys(ARTIFACTS, f"{P}outputs/") == []  # an interrupted attempt's partial outputs stay out
 
 
-def test_upload_gives_up_waiting_for_the_marker_and_writes_interrupted(pod: JobPod) -> None:
-    result = pod.run("job-upload.sh", SIMFLEET_DONE_WAIT_SECONDS="0")
+def test_upload_says_so_when_the_wrapper_never_connects(pod: JobPod) -> None:
+    result = pod.run("job-upload.sh", SIMFLEET_START_WAIT_SECONDS="0")
     assert result.returncode == 1, explain(result)
     index = pod.index()
-    assert (index["status"], index["reason"]) == ("Interrupted", "the work container wrote no done marker within 0 s")
-    assert index["outputs"] == 0
+    assert index["status"] == "Failed" and index["outputs"] == 0
+    assert index["reason"] == f"the work container's wrapper never connected to {pod.fifo} within 0 s"
 
 
 @pytest.mark.parametrize(
     ("marker", "reason"),
     [
-        ("not json {", "the done marker is not a JSON object: not json {"),
-        ('["Succeeded"]', 'the done marker is not a JSON object: ["Succeeded"]'),
-        ('{"status": "Done", "exitCode": 0}', "the done marker has status 'Done'"),
+        ("not json {", "the work container's result is not a JSON object: not json {"),
+        ('["Succeeded"]', 'the work container\'s result is not a JSON object: ["Succeeded"]'),
+        ('{"status": "Done", "exitCode": 0}', "the work container's result has status 'Done'"),
     ],
     ids=["not-json", "not-an-object", "unknown-status"],
 )
-def test_upload_fails_a_shard_whose_marker_it_cannot_read(pod: JobPod, marker: str, reason: str) -> None:
-    pod.marker.write_text(marker)
+def test_upload_fails_a_shard_whose_result_it_cannot_read(pod: JobPod, marker: str, reason: str) -> None:
+    pod.send(marker)
     result = pod.run("job-upload.sh")
     assert result.returncode == 1, explain(result)
     index = pod.index()
     assert (index["status"], index["reason"]) == ("Failed", reason)
 
 
-def test_upload_denied_fails_the_shard_with_a_reason_and_still_writes_the_index(pod: JobPod) -> None:
+def test_upload_denied_fails_the_shard_with_a_reason_and_still_writes_the_index(cli_pod: JobPod) -> None:
+    pod = cli_pod
     (pod.outputs / "a.txt").write_text("a")
     (pod.outputs / "b.txt").write_text("b")
     pod.write_marker()
@@ -452,9 +635,9 @@ def test_upload_denied_fails_the_shard_with_a_reason_and_still_writes_the_index(
 
 def test_attempts_are_counted_into_recoveries_on_the_second_pod(pod: JobPod) -> None:
     pod.put(ARTIFACTS, f"{PREFIX}shard-2/attempts/20261130T080000Z-{JOB}-2-aaaaa.json", "{}")  # another shard's
-    first = pod.run("job-upload.sh", SIMFLEET_DONE_WAIT_SECONDS="0", HOSTNAME=f"{JOB}-3-first")  # e.g. spot reclaimed
+    first = pod.run("job-upload.sh", SIMFLEET_START_WAIT_SECONDS="0", HOSTNAME=f"{JOB}-3-first")  # e.g. never started
     assert first.returncode == 1, explain(first)
-    assert (pod.index()["status"], pod.index()["recoveries"]) == ("Interrupted", 0)
+    assert (pod.index()["status"], pod.index()["recoveries"]) == ("Failed", 0)
     pod.write_marker()
     second = pod.run("job-upload.sh", HOSTNAME=f"{JOB}-3-second")
     assert second.returncode == 0, explain(second)
@@ -469,7 +652,7 @@ def test_a_failed_attempt_record_is_noted_in_the_reason_and_the_shard_carries_on
     pod.write_marker()
     deny = {"Effect": "Deny", "Action": "s3:PutObject", "Resource": f"arn:aws:s3:::{ARTIFACTS}/{P}attempts/*"}
     with pod.denied(deny):
-        result = pod.run("job-upload.sh")
+        result = pod.run("job-upload.sh", SIMFLEET_RETRY_SECONDS="0")
     assert result.returncode == 0, explain(result)  # the outputs and index.json went up: the shard Succeeded
     index = pod.index()
     assert (index["status"], index["outputs"], index["recoveries"]) == ("Succeeded", 1, None)
@@ -537,11 +720,12 @@ def test_sigterm_cuts_the_linger_short_and_still_deletes_the_group(pod: JobPod, 
 
 
 def test_no_linger_after_a_sigterm_before_the_marker(pod: JobPod, pushgateway: Pushgateway) -> None:
+    wrapper = pod.send(hold=True)
     upload = pod.start("job-upload.sh", SIMFLEET_TERM_WAIT_SECONDS="100", **_pushgateway_env(pushgateway.url, linger="100"))
-    read_until(upload, "waiting for the done marker")
+    read_until(upload, "wrapper is connected")
     upload.send_signal(signal.SIGTERM)
     read_until(upload, "SIGTERM: giving the work container")
-    pod.write_marker("Interrupted", 143, "received SIGTERM; the command was ended by signal 15 (exit code 143)")
+    wrapper.finish(json.dumps({"status": "Interrupted", "exitCode": 143, "reason": "received SIGTERM"}))
     stdout, stderr = upload.communicate(timeout=GUARD)
     assert upload.returncode == 1, stderr
     assert "keeping the Pushgateway group" not in stdout

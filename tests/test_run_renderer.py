@@ -224,10 +224,11 @@ def test_every_script_container_execs_a_script_that_handles_term(run: str) -> No
     containers = _containers(PLANS[run])
     assert containers["checkpoint-fetch"]["command"] == ["/bin/bash", "/opt/simfleet/fetch.sh"]
     assert containers["artifact-uploader"]["command"] == ["/bin/bash", "/opt/simfleet/upload.sh"]
-    assert containers["glue"]["command"] == ["python", "/opt/simfleet/simfleet_glue.py", "/glue/glue.py"]
+    assert containers["glue"]["command"] == ["python", "-P", "-m", "glue_runtime", "/glue/glue.py"]
+    assert _env(containers["glue"])["PYTHONPATH"] == "/opt/simfleet"  # where the runtime volume puts glue_runtime/
     for script in ("fetch.sh", "upload.sh", "gate.sh"):
         assert re.search(r"^trap .* TERM$", runtime_files()[script], re.M), script  # PID 1: no trap, no TERM
-    assert "signal.SIGTERM" in runtime_files()["simfleet_glue.py"]
+    assert "signal.SIGTERM" in runtime_files()["glue_runtime/runtime.py"]
 
 
 @pytest.mark.parametrize(("run", "gpus"), [("trot-baseline", "1"), ("trot-sweep", "1"), ("big-fresh", "4")])
@@ -338,19 +339,39 @@ def test_time_budget_reaches_every_container() -> None:
     budget = Budget.of(sweep_spec.max_runtime, len(sweep_spec.seeds), sweep_spec.parallel_pods)
     job = _by_kind(PLANS["trot-sweep"], "Job")["spec"]
     assert job["activeDeadlineSeconds"] == budget.deadline_seconds and job["ttlSecondsAfterFinished"] == 1800
-    assert job["template"]["spec"]["terminationGracePeriodSeconds"] == budget.grace_seconds
+    assert job["template"]["spec"]["terminationGracePeriodSeconds"] == budget.grace_seconds == 120  # the spot notice
     glue = _env(_containers(PLANS["trot-sweep"])["glue"])
     uploader = _env(_containers(PLANS["trot-sweep"])["artifact-uploader"])
     assert int(glue["SIMFLEET_STOP_AFTER_SECONDS"]) == 3 * 3600  # the simulation time of one seed
-    assert int(uploader["SIMFLEET_DONE_WAIT_SECONDS"]) == budget.done_wait_seconds
-    # The uploader outwaits glue's slowest end: first observation, run, both finish handshakes and the save.
-    glue_life = sum(
-        int(glue[k]) for k in ("SIMFLEET_STARTUP_TIMEOUT_SECONDS", "SIMFLEET_STOP_AFTER_SECONDS", "SIMFLEET_SAVE_TIMEOUT_SECONDS")
-    )
-    glue_life += 2 * int(glue["SIMFLEET_FINISH_TIMEOUT_SECONDS"])
-    assert int(uploader["SIMFLEET_DONE_WAIT_SECONDS"]) > glue_life
-    # After SIGTERM glue saves, then the uploader ships, inside the grace period.
-    assert int(glue["SIMFLEET_TERM_SAVE_SECONDS"]) < int(uploader["SIMFLEET_TERM_WAIT_SECONDS"]) < budget.grace_seconds
+    # No wait on a clock: the uploader follows glue's heartbeat, which glue rewrites every second.
+    assert "SIMFLEET_DONE_WAIT_SECONDS" not in uploader
+    assert glue["SIMFLEET_HEARTBEAT_FILE"] == uploader["SIMFLEET_HEARTBEAT_FILE"] == "/checkpoints/.heartbeat"
+    assert int(glue["SIMFLEET_HEARTBEAT_SECONDS"]) < int(uploader["SIMFLEET_HEARTBEAT_TIMEOUT_SECONDS"])
+    # The run's liveness bounds, defaults here (config/runs.py Timeouts).
+    assert [glue[f"SIMFLEET_{k}_SECONDS"] for k in ("OBSERVATION_TIMEOUT", "STEP_TIMEOUT", "BRAIN_SILENCE")] == ["60", "30", "60"]
+    # After SIGTERM glue saves, then the uploader ships and writes index.json, inside the grace period.
+    term = [int(glue["SIMFLEET_TERM_SAVE_SECONDS"])] + [
+        int(uploader[f"SIMFLEET_TERM_{k}_SECONDS"]) for k in ("WAIT", "SHIP", "INDEX")
+    ]
+    assert term == sorted(term) and term[-1] < budget.grace_seconds
+
+
+def test_liveness_probes_restart_a_stuck_sidecar_and_end_a_wedged_glue() -> None:
+    containers = _containers(PLANS["trot-baseline"])
+    for name, port in (("unitree-sim", naming.SIM_HEALTH_PORT), ("monty", naming.MONTY_HEALTH_PORT)):
+        probe = containers[name]["livenessProbe"]
+        assert probe["httpGet"] == {"path": naming.HEALTH_PATH, "port": port}
+        assert probe["periodSeconds"] * probe["failureThreshold"] == 60
+    command = containers["glue"]["livenessProbe"]["exec"]["command"]
+    assert command[:3] == ["python", "-I", "-c"] and "/checkpoints/.heartbeat" in command[3]
+    assert "livenessProbe" not in containers["artifact-uploader"]  # it bounds its own waits
+
+
+def test_a_run_s_timeouts_reach_glue() -> None:
+    spec = _spec("trot-baseline", timeouts={"observation": "2m", "step": "5s", "brain": 90})
+    values = _env(_containers(plan_run(spec, CTX, GLUE))["glue"])
+    assert (values["SIMFLEET_OBSERVATION_TIMEOUT_SECONDS"], values["SIMFLEET_STEP_TIMEOUT_SECONDS"]) == ("120", "5")
+    assert values["SIMFLEET_BRAIN_SILENCE_SECONDS"] == "90"
 
 
 def test_labels_and_spec_hash_annotation() -> None:
@@ -455,16 +476,24 @@ def test_no_viewport_means_no_service_policy_or_ports() -> None:
 
 def test_configmaps_carry_the_runtime_and_the_shared_glue() -> None:
     configmap = _by_kind(PLANS["trot-baseline"], "ConfigMap")
+    runtime = {f"glue_runtime.{path.name}" for path in (ROOT / "workloads" / "glue_runtime").glob("*.py")}
     assert set(configmap["data"]) == {
         "common.sh",
         "fetch.sh",
         "upload.sh",
         "gate.sh",
-        "simfleet_glue.py",
         "contract.json",
         "observation.schema.json",
         "action.schema.json",
+        *runtime,
     }
+    # ConfigMap keys cannot hold a "/": the volume's items put each key back at its path, the package in a directory.
+    [volume] = [
+        v for v in _by_kind(PLANS["trot-baseline"], "Job")["spec"]["template"]["spec"]["volumes"] if v["name"] == "runtime"
+    ]
+    items = {item["key"]: item["path"] for item in volume["configMap"]["items"]}
+    assert set(items) == set(configmap["data"])
+    assert items["glue_runtime.runtime.py"] == "glue_runtime/runtime.py" and items["upload.sh"] == "upload.sh"
     assert json.loads(configmap["data"]["action.schema.json"]) == contract.load_schema("action.schema.json")
     assert configmap["immutable"] is True
     size = sum(len(k) + len(v.encode()) for k, v in configmap["data"].items())

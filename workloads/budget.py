@@ -1,19 +1,25 @@
-"""How a run's time is spent, pure: per-pod allowances, the Job's deadline, and the grace period that lets a pod save.
+"""How a run's time is spent, pure: per-pod allowances, the Job's deadline, the waits and liveness bounds of the pod, and
+the grace period that fits a spot notice.
 
 `maxRuntime` is the simulation time of ONE seed. Everything else a pod needs is added on top, so the last wave of
 a sweep is never killed for time the platform spent (scale-up, image pulls, saves, retries):
 
-    pod      = STARTUP + glue + UPLOAD
-    glue     = FIRST_OBSERVATION + maxRuntime + 2 x FINISH + SAVE        (glue's longest life)
+    pod      = STARTUP + glue + MARGIN + UPLOAD
+    glue     = FIRST_OBSERVATION + maxRuntime + 2 x FINISH + SAVE        (glue's longest life at real time)
     deadline = (waves + retry slots) x pod + grace                        (activeDeadlineSeconds)
-    grace    = TERM_SAVE + MARGIN + TERM_UPLOAD                           (terminationGracePeriodSeconds)
+    grace    = SPOT_NOTICE                                                (terminationGracePeriodSeconds)
 
 waves is ceil(seeds to run / parallelism); retry slots = max(1, ceil(waves / 10)). They leave room for seeds to run
 again after a spot reclaim, a node drain or their one `backoffLimitPerIndex` retry; with `checkpoint.every` a
-replacement pod resumes from the latest partial checkpoint, so it usually needs far less. A suspended Job's deadline clock starts when it is
-released (Kubernetes resets status.startTime on resume): time in Kueue's queue is not in it, and a Job Kueue
-preempts and admits again gets its whole deadline again.
-The uploader waits for glue's done marker for glue's whole life (glue + MARGIN), so a slow save is never cut off.
+replacement pod resumes from the latest partial checkpoint, so it usually needs far less. A suspended Job's deadline
+clock starts when it is released (Kubernetes resets status.startTime on resume): time in Kueue's queue is not in it,
+and a Job Kueue preempts and admits again gets its whole deadline again.
+
+No wait inside the pod assumes that simulation seconds are wall seconds: the uploader follows glue's heartbeat (fresh
+while glue's runtime is in control, however slow the simulator) and acts HEARTBEAT_TIMEOUT after it stops; only the
+Job's deadline bounds a slow simulation. After SIGTERM everything fits the SPOT_NOTICE that EC2 gives a spot
+instance: glue saves and finishes within TERM_SAVE, the uploader waits TERM_WAIT for glue's marker, stops uploading at
+TERM_SHIP and has index.json written by TERM_INDEX.
 """
 
 from __future__ import annotations
@@ -30,14 +36,27 @@ STARTUP_SECONDS = 30 * 60
 # The sidecars' startup probes allow this long (periodSeconds x failureThreshold), inside STARTUP_SECONDS.
 SIDECAR_STARTUP_SECONDS = 15 * 60
 SIDECAR_PROBE_PERIOD_SECONDS = 10
+# Once started, a sidecar whose /healthz fails this long is restarted by the kubelet (liveness probe); glue then sees
+# the restart and ends the attempt, naming it.
+SIDECAR_LIVENESS_SECONDS = 60
 # Glue starts once both sidecars passed their startup probes; the first observation must come soon after.
 FIRST_OBSERVATION_SECONDS = 5 * 60
 FINISH_SECONDS = 120  # each sidecar's `finish` acknowledgement (flush and close its files)
 SAVE_SECONDS = 10 * 60  # the final brain save (and each periodic one); a large brain takes minutes
 UPLOAD_SECONDS = 15 * 60  # the uploader after the done marker: artifacts, videos, checkpoint, index.json last
-TERM_SAVE_SECONDS = 90  # after SIGTERM: glue's partial save and finish requests
-TERM_UPLOAD_SECONDS = 5 * 60  # after SIGTERM: the uploader ships what exists and writes index.json (Interrupted)
 MARGIN_SECONDS = 60
+# Liveness bounds inside the pod (each party's silence and step() come from the run's `timeouts`, config/runs.py).
+HEARTBEAT_SECONDS = 1  # glue rewrites its heartbeat file this often
+HEARTBEAT_TIMEOUT_SECONDS = 30  # the uploader calls glue gone after this long without a beat
+GLUE_LIVENESS_SECONDS = 90  # the kubelet ends a glue whose heartbeat is this old (wedged beyond its own bounds)
+PROGRESS_SECONDS = 60  # the uploader publishes progress.json this often while glue runs
+# The SIGTERM path: EC2 gives a spot instance two minutes between its interruption notice and the reclaim
+# (EC2 user guide, "Spot Instance interruption notices"); the kubelet's grace period is that, and nothing is longer.
+SPOT_NOTICE_SECONDS = 120
+TERM_SAVE_SECONDS = 40  # after SIGTERM: glue's partial save and finish requests
+TERM_WAIT_SECONDS = TERM_SAVE_SECONDS + 5  # the uploader's wait for glue's marker after SIGTERM
+TERM_SHIP_SECONDS = 95  # after SIGTERM, uploads stop here (the last partial checkpoint in S3 is the fallback)
+TERM_INDEX_SECONDS = 115  # ... and index.json is written by here, retries included
 # Room for pods to run again (a spot reclaim, a drain, a retry): one wave, plus one per RETRY_WAVES_PER_SLOT waves,
 # so a long sweep, with more pods to lose, gets more room.
 RETRY_SLOTS = 1
@@ -84,28 +103,25 @@ class Budget(Waves):
 
     @property
     def glue_seconds(self) -> int:
-        """Glue's longest life: the first observation, the simulation, both finish handshakes and the save."""
+        """Glue's longest life at real time: the first observation, the simulation, both finish handshakes and the save.
+        Only the Job's deadline holds glue to it; inside the pod the uploader follows glue's heartbeat instead."""
         return FIRST_OBSERVATION_SECONDS + self.run_seconds + 2 * FINISH_SECONDS + SAVE_SECONDS
-
-    @property
-    def done_wait_seconds(self) -> int:
-        """How long the uploader (started beside glue) waits for glue's done marker."""
-        return self.glue_seconds + MARGIN_SECONDS
 
     @property
     def pod_seconds(self) -> int:
         """One seed, from the pod's creation to its index.json."""
-        return STARTUP_SECONDS + self.done_wait_seconds + UPLOAD_SECONDS
+        return STARTUP_SECONDS + self.glue_seconds + MARGIN_SECONDS + UPLOAD_SECONDS
 
     @property
     def term_wait_seconds(self) -> int:
         """After SIGTERM the uploader waits this long for glue's marker (glue is saving a partial checkpoint)."""
-        return TERM_SAVE_SECONDS + MARGIN_SECONDS
+        return TERM_WAIT_SECONDS
 
     @property
     def grace_seconds(self) -> int:
-        """terminationGracePeriodSeconds: glue saves, then the uploader ships, before the kubelet kills anything."""
-        return self.term_wait_seconds + TERM_UPLOAD_SECONDS
+        """terminationGracePeriodSeconds: the spot notice. Glue saves, the uploader ships and writes index.json by
+        TERM_INDEX_SECONDS; the kubelet's SIGKILL comes after, when EC2 reclaims a spot node in any case."""
+        return SPOT_NOTICE_SECONDS
 
 
 # Batch jobs (workloads/renderers/job.py): the user's program has no save protocol, so its allowances are simpler.
@@ -122,7 +138,10 @@ class JobBudget(Waves):
 
     pod      = STARTUP + maxRuntime + JOB_TERM + MARGIN + UPLOAD + METRICS_LINGER
     deadline = (waves + retry slots) x pod + grace                      (activeDeadlineSeconds)
-    grace    = JOB_TERM + MARGIN + TERM_UPLOAD                           (terminationGracePeriodSeconds)
+    grace    = SPOT_NOTICE                                               (terminationGracePeriodSeconds)
+
+    After SIGTERM the program gets JOB_TERM, the uploader waits for it a little longer and then writes index.json
+    (no outputs: only a Succeeded attempt's go up), all within the spot notice.
     """
 
     @property
@@ -132,7 +151,7 @@ class JobBudget(Waves):
 
     @property
     def term_wait_seconds(self) -> int:
-        return JOB_TERM_SECONDS + MARGIN_SECONDS
+        return JOB_TERM_SECONDS + 10
 
     @property
     def pod_seconds(self) -> int:
@@ -140,4 +159,4 @@ class JobBudget(Waves):
 
     @property
     def grace_seconds(self) -> int:
-        return self.term_wait_seconds + TERM_UPLOAD_SECONDS
+        return SPOT_NOTICE_SECONDS

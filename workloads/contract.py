@@ -1,8 +1,8 @@
 """The glue contract: observation/action JSON Schemas, the entry point, and the lint of a user's glue file.
 
 A glue file is plain Python that defines `step(observation) -> action` at top level (glue/trot.py is the
-reference). In the pod, simfleet's glue runtime (workloads/glue_runtime/simfleet_glue.py) imports it as the
-module `user_glue` and owns everything else: the ZeroMQ bridge, validation, checkpoints and the end of the run.
+reference). In the pod, simfleet's glue runtime (the package workloads/glue_runtime/) imports it as the module
+`user_glue` and owns everything else: the ZeroMQ bridge, validation, liveness, checkpoints and the end of the run.
 
 The lint first parses the file (size, encoding, syntax, the shape of `step`), then runs `step` on the
 contract's example observations in a separate Python process with a timeout (workloads/contract_probe.py) and
@@ -24,11 +24,11 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from workloads.glue_runtime import simfleet_glue
+from workloads.glue_runtime import validator
 
 SCHEMA_DIR = Path(__file__).resolve().parent / "schemas"
 PROBE = Path(__file__).resolve().parent / "contract_probe.py"
-RUNTIME = Path(simfleet_glue.__file__).resolve()
+RUNTIME_PACKAGE = Path(validator.__file__).resolve().parent
 CONTRACT_VERSION = 1
 ENTRY_POINT = "step"
 
@@ -39,7 +39,7 @@ OBSERVATION_SCHEMA = "observation.schema.json"
 ACTION_SCHEMA = "action.schema.json"
 OBSERVATION_EXAMPLE = "observation.example.json"  # the nominal example, named "nominal" in lint messages
 OBSERVATION_EXAMPLES = "observation.examples.json"  # more examples, by name: a fallen robot, a done episode, ...
-RUNTIME_FILE = "simfleet_glue.py"  # the runtime's key in the run's ConfigMap
+RUNTIME_MODULE = "glue_runtime"  # the runtime's package in the pod: /opt/simfleet/glue_runtime/*.py
 
 # How long step() may take on all the examples together before the lint calls it stuck. Python starts in well
 # under a second; a controller answers each example in milliseconds.
@@ -79,9 +79,11 @@ def contract_files() -> dict[str, str]:
     }
 
 
+@functools.cache
 def runtime_files() -> dict[str, str]:
-    """The glue runtime, for the run's ConfigMap (file name -> text); the pod runs it as the glue entry point."""
-    return {RUNTIME_FILE: RUNTIME.read_text()}
+    """The glue runtime package, for the run's ConfigMap (path under the mount -> text); the pod runs it with
+    `python -m glue_runtime`."""
+    return {f"{RUNTIME_MODULE}/{path.name}": path.read_text() for path in sorted(RUNTIME_PACKAGE.glob("*.py"))}
 
 
 @functools.cache
@@ -119,8 +121,8 @@ def runtime_schema_problems(schema: Any, name: str = ACTION_SCHEMA) -> list[str]
     so the action schema may use only the keywords it implements."""
     return [
         f"contract: {name} uses {found}, which simfleet's glue runtime does not implement "
-        "(workloads/glue_runtime/simfleet_glue.py SUPPORTED_KEYWORDS)"
-        for found in simfleet_glue.unsupported_keywords(schema)
+        "(workloads/glue_runtime/validator.py SUPPORTED_KEYWORDS)"
+        for found in validator.unsupported_keywords(schema)
     ]
 
 

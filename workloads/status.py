@@ -16,8 +16,10 @@ import naming
 #   Missing   the Job is gone and no index.json was written, so nothing is known
 STATUSES = ("Queued", "Waiting", "Blocked", "Pending", "Running", "Succeeded", "Failed", "Cancelled", "Missing")
 # An index.json records how a seed's last attempt ended; each means the seed ran (it is never started again, until
-# `rerun` is bumped).
-INDEX_STATUSES = ("Succeeded", "Failed", "Interrupted", "Cancelled")
+# `rerun` is bumped). Incomplete: the run ended but not everything it produced is whole (a sidecar did not acknowledge
+# finish, or an artifact was still being written while it was shipped); like Failed, it makes the run Failed
+# (docs/failures.md).
+INDEX_STATUSES = ("Succeeded", "Failed", "Interrupted", "Incomplete", "Cancelled")
 # Statuses after which a run does no more work (Blocked never starts; the others have ended). Any other one may have a
 # pod doing work now or any moment: deleting such a run kills it.
 DONE_STATUSES = ("Succeeded", "Failed", "Cancelled", "Missing", "Blocked")

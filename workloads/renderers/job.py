@@ -2,10 +2,12 @@
 
 The pod of shard i:
 - main `work`: the user's image and command, started by simfleet's wrapper (job-entry.sh, POSIX sh) which stops the
-  program at maxRuntime, forwards SIGTERM, and writes a done marker when the program ends;
-- main `output-uploader` (job-upload.sh, AWS CLI image, the job role): records the attempt, waits for the marker,
-  uploads the outputs directory and then index.json, last, to s3://<artifacts>/jobs/<job>/<hash>/shard-<i>/, and
-  deletes the shard's Pushgateway group once Prometheus had time to scrape it.
+  program at maxRuntime, forwards SIGTERM, and sends its result over the uploader's result channel (a FIFO in the
+  marker directory, which this container mounts read-only: the program cannot forge a result there);
+- main `output-uploader` (job-upload.sh, AWS CLI image, the job role): records the attempt, reads the result channel,
+  uploads the outputs directory under the attempt's own prefix and then index.json, last, to
+  s3://<artifacts>/jobs/<job>/<hash>/shard-<i>/, and deletes the shard's Pushgateway group once Prometheus had time to
+  scrape it.
 Only the uploader gets AWS credentials; the work container reads the shared datasets claim and writes its outputs
 directory, nothing else. Nothing rendered here moves the job's hash (workloads/job_identity.py).
 """
@@ -37,7 +39,7 @@ from workloads.renderers.common import (
 )
 
 MARKER_DIR = "/simfleet"
-DONE_MARKER = f"{MARKER_DIR}/.done"
+RESULT_FIFO = f"{MARKER_DIR}/result"  # created by the uploader; the wrapper writes its one-line result into it
 JOB_SCRIPTS = ("job-entry.sh", "job-upload.sh", "common.sh")
 TIMEOUT_EXIT_CODE = 124  # job-entry.sh's exit code when maxRuntime ran out (as `timeout` reports it)
 BACKOFF_LIMIT_PER_INDEX = 1  # one retry per shard for a transient failure; reclaims and drains do not count
@@ -198,7 +200,7 @@ def _base_env(spec: JobSpec, ctx: JobContext, identity: JobIdentity, shards: tup
         env("SIMFLEET_JOB", spec.name),
         env("SIMFLEET_SPEC_HASH", identity.spec_hash),
         env("SIMFLEET_SHARDS", str(spec.shards)),
-        env("SIMFLEET_DONE_MARKER", DONE_MARKER),
+        env("SIMFLEET_RESULT_FIFO", RESULT_FIFO),
     ]
     if shards != identity.shards:
         # A Job for some shards only: its completion index is a position in this list (see render_job).
@@ -215,7 +217,9 @@ def _work(spec: JobSpec, ctx: JobContext, base: list[dict[str, Any]]) -> tuple[d
         "limits": {"memory": memory, naming.GPU_RESOURCE: str(spec.gpus)},
     }
     mounts = {"runtime": RUNTIME_DIR, "marker": MARKER_DIR, "outputs": spec.outputs.path}
-    read_only: tuple[str, ...] = ("runtime",)
+    # The marker directory read-only: the wrapper writes into the uploader's FIFO there (a FIFO is writable on a
+    # read-only mount), and the program can create nothing in it.
+    read_only: tuple[str, ...] = ("runtime", "marker")
     volumes: list[dict[str, Any]] = []
     extra = [
         env("SIMFLEET_OUTPUTS_DIR", spec.outputs.path),
@@ -261,6 +265,8 @@ def _uploader(
         env("SIMFLEET_PREFIX", prefix),
         env("SIMFLEET_ARTIFACTS_BUCKET", ctx.artifacts_bucket),
         env("SIMFLEET_OUTPUTS_DIR", "/outputs"),
+        # The user's image may take long to pull; the wrapper's channel then tells when the program ends.
+        env("SIMFLEET_START_WAIT_SECONDS", str(timing.STARTUP_SECONDS)),
         env("SIMFLEET_DONE_WAIT_SECONDS", str(budget.done_wait_seconds)),
         env("SIMFLEET_TERM_WAIT_SECONDS", str(budget.term_wait_seconds)),
         env("SIMFLEET_KIND_TAG", naming.ARTIFACT_KIND_TAG),
@@ -274,7 +280,7 @@ def _uploader(
         [*base, *extra],
         {"runtime": RUNTIME_DIR, "marker": MARKER_DIR, "outputs": "/outputs"},
         UPLOADER_RESOURCES,
-        read_only=("runtime", "marker", "outputs"),
+        read_only=("runtime", "outputs"),
         read_only_root=True,
         command=["/bin/bash", f"{RUNTIME_DIR}/job-upload.sh"],
     )

@@ -10,8 +10,8 @@ The pod (docs/researchers/runs.md, "What `pulumi up` makes of a run"):
   checkpoint of this seed when resuming, else `checkpoint.from`, else none;
 - native sidecars `unitree-sim` and `monty` (initContainers with restartPolicy Always and a startup probe on
   their /healthz port): glue starts only once both are up, and the kubelet stops them after the main containers;
-- main `glue` runs simfleet's runtime (simfleet_glue.py) around the user's step(): bridge, checks, periodic and
-  final checkpoints, the finish handshake, the done marker;
+- main `glue` runs simfleet's runtime (`python -m glue_runtime`) around the user's step(): bridge, liveness, checks,
+  periodic and final checkpoints, the finish handshake, the heartbeat and the done marker;
 - main `artifact-uploader` (upload.sh) ships partial checkpoints while glue runs, then, after the done marker,
   the artifacts, the checkpoint and index.json last.
 Every Job is created suspended and labelled with its Kueue queue, which admits it. A `run:<name>` continuation
@@ -57,6 +57,7 @@ ARTIFACTS_DIR = "/artifacts"
 CHECKPOINT_IN = f"{CHECKPOINTS_DIR}/in.mstate"
 CHECKPOINT_OUT = f"{CHECKPOINTS_DIR}/out.mstate"
 DONE_MARKER = f"{CHECKPOINTS_DIR}/.done"
+HEARTBEAT_FILE = f"{CHECKPOINTS_DIR}/.heartbeat"
 
 # The bridge's ZeroMQ endpoints inside the pod (localhost only; nothing is exposed).
 OBS_ENDPOINT = "tcp://127.0.0.1:5555"  # unitree-sim PUB -> glue SUB
@@ -113,9 +114,21 @@ def job_deadline(spec: RunSpec) -> int:
 
 @functools.cache
 def runtime_files() -> dict[str, str]:
-    """What the run's ConfigMap carries (file name -> text): the glue runtime, the pod scripts, the contract."""
+    """What the run's ConfigMap carries (path under /opt/simfleet -> text): the glue runtime package, the pod scripts,
+    the contract."""
     scripts = {name: (SCRIPTS_DIR / name).read_text() for name in SCRIPTS}
     return {**contract.contract_files(), **contract.runtime_files(), **scripts}
+
+
+def configmap_key(path: str) -> str:
+    """ConfigMap keys cannot hold a `/`: glue_runtime/bridge.py is stored under glue_runtime.bridge.py."""
+    return path.replace("/", ".")
+
+
+def runtime_volume(run: str) -> dict[str, Any]:
+    """The run's runtime ConfigMap as a volume; `items` puts each key back at its path (the runtime is a package)."""
+    items = [{"key": configmap_key(path), "path": path} for path in runtime_files()]
+    return {"name": "runtime", "configMap": {"name": runtime_configmap_name(run), "items": items}}
 
 
 def render_run(
@@ -197,7 +210,7 @@ def runtime_configmap(spec: RunSpec, ctx: RunContext, spec_hash: str) -> dict[st
         "metadata": _metadata(runtime_configmap_name(spec.name), spec, ctx, "runtime", spec_hash),
         # Runs are replaced, never edited; immutable ConfigMaps also spare the kubelets thousands of watches.
         "immutable": True,
-        "data": dict(runtime_files()),
+        "data": {configmap_key(path): text for path, text in runtime_files().items()},
     }
 
 
@@ -340,7 +353,8 @@ def _pod_template(
             # No container talks to the Kubernetes API; IRSA mounts its own projected token.
             "automountServiceAccountToken": False,
             "enableServiceLinks": False,
-            # Long enough for glue to save a partial checkpoint and the uploader to ship it (workloads/budget.py).
+            # The spot notice: glue saves a partial checkpoint, the uploader ships and writes index.json within it
+            # (workloads/budget.py; measured in tests/test_faults_run.py).
             "terminationGracePeriodSeconds": budget.grace_seconds,
             "securityContext": pod_security(),
             "nodeSelector": _node_selector(spec),
@@ -348,7 +362,7 @@ def _pod_template(
             "initContainers": init,
             "containers": main,
             "volumes": [
-                {"name": "runtime", "configMap": {"name": runtime_configmap_name(spec.name)}},
+                runtime_volume(spec.name),
                 {"name": "glue", "configMap": {"name": glue_config_map}},
                 {"name": "checkpoints", "emptyDir": {}},
                 {"name": "artifacts", "emptyDir": {}},
@@ -377,6 +391,32 @@ def _node_selector(spec: RunSpec) -> dict[str, str]:
     if spec.mode == "interactive":
         selector[naming.CAPACITY_TYPE_LABEL] = naming.EKS_CAPACITY["onDemand"]
     return selector
+
+
+def _liveness_probe(port: int) -> dict[str, Any]:
+    # A sidecar that stops answering /healthz is restarted (native sidecars restart whatever the pod's policy); glue
+    # sees the restart (a new incarnation, a dropped connection) and ends the attempt naming it, rather than waiting.
+    return {
+        "httpGet": {"path": naming.HEALTH_PATH, "port": port},
+        "periodSeconds": timing.SIDECAR_PROBE_PERIOD_SECONDS,
+        "timeoutSeconds": 5,
+        "failureThreshold": timing.SIDECAR_LIVENESS_SECONDS // timing.SIDECAR_PROBE_PERIOD_SECONDS,
+    }
+
+
+def _glue_liveness_probe() -> dict[str, Any]:
+    # Glue's runtime rewrites its heartbeat every second from its own waits (and its step guard while a step() is
+    # within its time). A heartbeat this old means glue is wedged beyond its own bounds (a C call that ignores
+    # signals): the kubelet ends it, the uploader has already reported it, and the pod ends instead of holding the GPU
+    # until the Job's deadline. A main container is not restarted (restartPolicy Never).
+    age = f"time.time() - os.stat({HEARTBEAT_FILE!r}).st_mtime"
+    return {
+        "exec": {"command": ["python", "-I", "-c", f"import os, sys, time; sys.exit({age} > {timing.GLUE_LIVENESS_SECONDS})"]},
+        "initialDelaySeconds": 30,
+        "periodSeconds": 30,
+        "timeoutSeconds": 10,
+        "failureThreshold": 2,
+    }
 
 
 def _startup_probe(port: int) -> dict[str, Any]:
@@ -436,6 +476,7 @@ def _sim(spec: RunSpec, image: str, base: list[dict[str, Any]], resources: dict[
         resources,
         restartPolicy="Always",
         startupProbe=_startup_probe(naming.SIM_HEALTH_PORT),
+        livenessProbe=_liveness_probe(naming.SIM_HEALTH_PORT),
         ports=ports,
     )
 
@@ -457,6 +498,7 @@ def _monty(image: str, base: list[dict[str, Any]], resources: dict[str, Any]) ->
         resources,
         restartPolicy="Always",
         startupProbe=_startup_probe(naming.MONTY_HEALTH_PORT),
+        livenessProbe=_liveness_probe(naming.MONTY_HEALTH_PORT),
         ports=[{"name": "health", "containerPort": naming.MONTY_HEALTH_PORT, "protocol": "TCP"}],
     )
 
@@ -473,16 +515,22 @@ def _glue(spec: RunSpec, image: str, base: list[dict[str, Any]], resources: dict
         env("SIMFLEET_ARTIFACTS_DIR", ARTIFACTS_DIR),
         env("SIMFLEET_CHECKPOINT_OUT", CHECKPOINT_OUT),
         env("SIMFLEET_DONE_MARKER", DONE_MARKER),
+        env("SIMFLEET_HEARTBEAT_FILE", HEARTBEAT_FILE),
+        env("SIMFLEET_HEARTBEAT_SECONDS", str(timing.HEARTBEAT_SECONDS)),
         env("SIMFLEET_SAVE_CHECKPOINT", str(spec.checkpoint.save).lower()),
         env("SIMFLEET_CHECKPOINT_EVERY_SECONDS", str(every)),
         # Simulation time of this seed; a resumed pod runs only what is left (resume.json).
         env("SIMFLEET_STOP_AFTER_SECONDS", str(spec.max_runtime)),
         env("SIMFLEET_STARTUP_TIMEOUT_SECONDS", str(timing.FIRST_OBSERVATION_SECONDS)),
+        env("SIMFLEET_OBSERVATION_TIMEOUT_SECONDS", str(spec.timeouts.observation)),
+        env("SIMFLEET_STEP_TIMEOUT_SECONDS", str(spec.timeouts.step)),
+        env("SIMFLEET_BRAIN_SILENCE_SECONDS", str(spec.timeouts.brain)),
         env("SIMFLEET_FINISH_TIMEOUT_SECONDS", str(timing.FINISH_SECONDS)),
         env("SIMFLEET_SAVE_TIMEOUT_SECONDS", str(timing.SAVE_SECONDS)),
         env("SIMFLEET_TERM_SAVE_SECONDS", str(timing.TERM_SAVE_SECONDS)),
         env("PYTHONUNBUFFERED", "1"),
         env("PYTHONDONTWRITEBYTECODE", "1"),
+        env("PYTHONPATH", RUNTIME_DIR),
     ]
     return container(
         "glue",
@@ -492,8 +540,10 @@ def _glue(spec: RunSpec, image: str, base: list[dict[str, Any]], resources: dict
         resources,
         read_only=("runtime", "glue"),
         read_only_root=True,
+        livenessProbe=_glue_liveness_probe(),
         # python is PID 1 of the container; the runtime installs its own SIGTERM handler (it saves, then exits 143).
-        command=["python", f"{RUNTIME_DIR}/{contract.RUNTIME_FILE}", f"{GLUE_DIR}/{contract.GLUE_FILE}"],
+        # -P: the image's working directory is not put on sys.path, so only PYTHONPATH finds the runtime package.
+        command=["python", "-P", "-m", contract.RUNTIME_MODULE, f"{GLUE_DIR}/{contract.GLUE_FILE}"],
     )
 
 
@@ -505,9 +555,15 @@ def _uploader(spec: RunSpec, base: list[dict[str, Any]], resources: dict[str, An
         env("SIMFLEET_SAVE_CHECKPOINT", str(spec.checkpoint.save).lower()),
         env("SIMFLEET_CHECKPOINT_EVERY_SECONDS", str(spec.checkpoint.every or 0)),
         env("SIMFLEET_PARTIAL_POLL_SECONDS", str(PARTIAL_POLL_SECONDS)),
-        # Glue's whole life, so a slow save is never cut off (workloads/budget.py).
-        env("SIMFLEET_DONE_WAIT_SECONDS", str(budget.done_wait_seconds)),
+        # No wait on a clock: glue's heartbeat says it is alive, however slow the simulation (workloads/budget.py).
+        env("SIMFLEET_HEARTBEAT_FILE", HEARTBEAT_FILE),
+        env("SIMFLEET_HEARTBEAT_TIMEOUT_SECONDS", str(timing.HEARTBEAT_TIMEOUT_SECONDS)),
+        env("SIMFLEET_START_WAIT_SECONDS", str(timing.STARTUP_SECONDS)),
+        env("SIMFLEET_PROGRESS_SECONDS", str(timing.PROGRESS_SECONDS)),
+        # After SIGTERM, within the spot notice.
         env("SIMFLEET_TERM_WAIT_SECONDS", str(budget.term_wait_seconds)),
+        env("SIMFLEET_TERM_SHIP_SECONDS", str(timing.TERM_SHIP_SECONDS)),
+        env("SIMFLEET_TERM_INDEX_SECONDS", str(timing.TERM_INDEX_SECONDS)),
         env("SIMFLEET_KIND_TAG", naming.ARTIFACT_KIND_TAG),
     ]
     return container(
@@ -601,7 +657,7 @@ def gate_job(spec: RunSpec, ctx: RunContext, spec_hash: str, source: SourceRef) 
                     "initContainers": [wait],
                     "containers": [release],
                     "volumes": [
-                        {"name": "runtime", "configMap": {"name": runtime_configmap_name(spec.name)}},
+                        runtime_volume(spec.name),
                         {"name": "gate-token", "secret": {"secretName": gate_token_name(spec.name)}},
                         *scratch_volumes([wait, release]),
                     ],

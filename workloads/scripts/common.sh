@@ -1,13 +1,21 @@
 # shellcheck shell=bash
 # Helpers shared by the pod scripts that run in the AWS CLI v2 image (fetch.sh, upload.sh, gate.sh,
-# job-upload.sh). Sourced, never run: it defines functions and one constant, and sets no options or traps
-# (every sourcing script runs with `set -o pipefail`).
+# job-upload.sh). Sourced, never run: it defines functions and constants and exports the AWS CLI's retry settings; it
+# sets no options or traps (every sourcing script runs with `set -o pipefail`).
 # job-entry.sh does not use it: that one is POSIX sh and runs in the user's image.
 #
 # The sourcing script sets, before calling any of these:
 #   NAME  its container's name, the prefix of every message;
 #   ERR   the file each aws call's stderr goes to (last_error reads it);
-#   WORK  a private scratch directory (record_attempt writes there).
+#   WORK  a private scratch directory (record_attempt and ship_tree write there).
+# and may set HARD_DEADLINE (epoch seconds; empty: none): after SIGTERM, when work run through run_bounded must stop.
+
+# The CLI's own retries, set explicitly: v1 defaults to its legacy mode with 5 attempts, v2 to standard mode with 3,
+# and the pods run v2. Standard mode retries throttling (SlowDown, 503) and transient errors with jittered backoff;
+# the writes that must not be lost (index.json, checkpoints, their promotion) retry again beyond this (retry_until).
+export AWS_RETRY_MODE=${AWS_RETRY_MODE:-standard}
+export AWS_MAX_ATTEMPTS=${AWS_MAX_ATTEMPTS:-5}
+HARD_DEADLINE=${HARD_DEADLINE:-}
 
 log() { echo "$NAME: $*"; }
 warn() { echo "$NAME: $*" >&2; }
@@ -16,7 +24,8 @@ warn() { echo "$NAME: $*" >&2; }
 # (safe under `set -e` in `x=$(last_error)`).
 last_error() { grep -v '^[[:space:]]*$' "$ERR" 2>/dev/null | tail -n 1 || true; }
 
-now() { date +%s; }
+# Epoch seconds without a fork (bash 5's EPOCHSECONDS): the wait loops call these every second.
+now() { printf '%s\n' "$EPOCHSECONDS"; }
 utc_now() { date -u +%Y-%m-%dT%H:%M:%SZ; }
 
 # Sleeps $1 seconds in the background: `wait` returns as soon as a trapped signal arrives, where a foreground
@@ -28,8 +37,72 @@ pause() {
   wait "$pid" 2>/dev/null || kill "$pid" 2>/dev/null || true
 }
 
+# run_bounded CMD...: runs CMD in the background and waits for it (await), so a trapped signal (SIGTERM) is handled
+# at once rather than when CMD ends; CMD keeps running meanwhile. Returns CMD's status.
+run_bounded() {
+  "$@" &
+  await $!
+}
+
+# await PID: waits for a background job of this shell; once HARD_DEADLINE is set, the job is stopped there (SIGTERM,
+# and status 124, as `timeout` reports). Returns the job's status. (wait -n: bash 5.1 or newer, as in the image.)
+await() {
+  local pid=$1 status sleeper="" left
+  while :; do
+    # The deadline may be there from the start, or set by the trap that just cut the wait short.
+    if [ -n "$HARD_DEADLINE" ] && [ -z "$sleeper" ]; then
+      left=$((HARD_DEADLINE - EPOCHSECONDS))
+      ((left > 0)) || left=0
+      sleep "$left" >/dev/null 2>&1 &
+      sleeper=$!
+    fi
+    if [ -n "$sleeper" ]; then
+      wait -n "$pid" "$sleeper" 2>/dev/null || true # (`|| true`: never ends a `set -e` caller)
+    else
+      wait "$pid" 2>/dev/null || true
+    fi
+    if ! kill -0 "$pid" 2>/dev/null; then
+      status=0
+      wait "$pid" 2>/dev/null || status=$? # bash keeps the status of a job it has reaped
+      break
+    fi
+    if [ -n "$sleeper" ] && ! kill -0 "$sleeper" 2>/dev/null; then
+      kill -TERM "$pid" 2>/dev/null
+      wait "$pid" 2>/dev/null
+      status=124
+      break
+    fi
+  done
+  [ -z "$sleeper" ] || kill "$sleeper" 2>/dev/null
+  return "$status"
+}
+
+# retry_until DEADLINE CMD...: CMD (whose AWS calls retry on their own), and again after 1, 2, 4, 8, 8... seconds while
+# it fails and the next try would still start before DEADLINE (epoch seconds); returns CMD's last status.
+retry_until() {
+  local deadline=$1 delay=1 status
+  shift
+  while :; do
+    run_bounded "$@" && return 0
+    status=$?
+    if [ $((EPOCHSECONDS + delay)) -gt "$deadline" ] || [ "$status" = 124 ]; then
+      return "$status"
+    fi
+    warn "failed ($(last_error)); trying again in ${delay} s"
+    pause "$delay"
+    delay=$((delay < 8 ? delay * 2 : 8))
+  done
+}
+
 # require_whole_seconds NAME VALUE [NAME VALUE]...: returns 1, naming the first setting that is not a whole
 # number of seconds, so the caller can `|| exit 2`.
+# require_seconds NAME VALUE: the same for a poll interval, which may have a fraction (0.2).
+require_seconds() {
+  if ! [[ $2 =~ ^[0-9]+(\.[0-9]+)?$ ]] || [[ $2 =~ ^0*\.?0*$ ]]; then
+    warn "$1 must be a number of seconds above 0, not '$2'"
+    return 1
+  fi
+}
 require_whole_seconds() {
   while [ $# -ge 2 ]; do
     if ! [[ $2 =~ ^[0-9]+$ ]]; then
@@ -45,108 +118,255 @@ put_json() {
   aws s3api put-object --bucket "$1" --key "$2" --body "$3" --content-type application/json >/dev/null 2>"$ERR"
 }
 
+# list_count BUCKET PREFIX: prints how many objects are under PREFIX; stderr to $ERR.
+list_count() {
+  aws s3api list-objects-v2 --bucket "$1" --prefix "$2" --output json 2>"$ERR" | jq '[.Contents[]?] | length'
+}
+
 # record_attempt BUCKET ATTEMPTS_PREFIX FIELD VALUE: the attempt marker
 #   <ATTEMPTS_PREFIX><utc %Y%m%dT%H%M%SZ>-<hostname>.json = {<FIELD>: VALUE, pod, startTime}
 # in BUCKET; every pod of a seed or shard writes one, so the number of markers minus one is the number of
-# recoveries (spot reclaims, drains, retries). Sets `started` (UTC, ISO 8601) first, whatever happens, then
-# `recoveries`; returns 1 with `attempt_error` saying what failed.
-# shellcheck disable=SC2034 # started, recoveries and attempt_error are the sourcing script's to read
+# recoveries (spot reclaims, drains, retries). Sets `started` (UTC, ISO 8601) and `attempt` (the marker's name without
+# .json) first, whatever happens, then `recoveries`. The write and the listing each retry for SIMFLEET_RETRY_SECONDS (60);
+# when either still fails it returns 1 with `attempt_error` saying what failed and `recoveries` null: the callers
+# (fetch.sh and job-upload.sh alike) carry on, since the count only feeds index.json.
+# shellcheck disable=SC2034 # started, attempt, recoveries and attempt_error are the sourcing script's to read
 record_attempt() {
   local bucket=$1 attempts=$2 field=$3 value=$4 pod=${HOSTNAME:-$(uname -n)} key count
   started=$(utc_now)
-  key="${attempts}$(date -u +%Y%m%dT%H%M%SZ)-${pod}.json"
+  attempt="$(date -u +%Y%m%dT%H%M%SZ)-${pod}"
+  key="${attempts}${attempt}.json"
+  recoveries=null
   jq -n --arg field "$field" --arg value "$value" --arg start "$started" --arg pod "$pod" \
     '{($field): $value, pod: $pod, startTime: $start}' >"$WORK/attempt.json"
-  if ! put_json "$bucket" "$key" "$WORK/attempt.json"; then
+  if ! retry_until $((EPOCHSECONDS + ${SIMFLEET_RETRY_SECONDS:-60})) put_json "$bucket" "$key" "$WORK/attempt.json"; then
     attempt_error="cannot record this attempt at s3://$bucket/$key: $(last_error)"
     return 1
   fi
-  if ! count=$(aws s3api list-objects-v2 --bucket "$bucket" --prefix "$attempts" --output json 2>"$ERR" |
-    jq '[.Contents[]?] | length'); then
-    attempt_error="cannot list s3://$bucket/$attempts: $(last_error)"
+  if ! count=$(retry_until $((EPOCHSECONDS + ${SIMFLEET_RETRY_SECONDS:-60})) list_count "$bucket" "$attempts"); then
+    attempt_error="cannot list s3://$bucket/$attempts to count this seed's recoveries: $(last_error)"
     return 1
   fi
   recoveries=$((count > 0 ? count - 1 : 0))
 }
 
-# grace_after_term MARKER TERMINATED TERM_WAIT WHO TASK: after a SIGTERM that came before MARKER, give WHO (the main
-# container writing it) up to TERM_WAIT more seconds to do TASK; returns at once otherwise.
-grace_after_term() {
-  local marker=$1 terminated=$2 term_wait=$3 who=$4 task=$5 term_deadline
-  if [ "$terminated" = 1 ] && [ ! -f "$marker" ]; then
-    log "SIGTERM: giving $who up to ${term_wait} s to $task"
-    term_deadline=$(($(now) + term_wait))
-    while [ ! -f "$marker" ] && [ "$(now)" -lt "$term_deadline" ]; do
-      pause 1
-    done
-  fi
-}
-
-# read_done_marker MARKER WRITER OWNED TERMINATED TERM_WAIT DONE_WAIT: what the main container said happened, from
-# its done marker, as `status` (Succeeded | Failed | Interrupted), `reason` and `exit_code` (a JSON number or null).
-# WRITER names that container ("glue"), OWNED its marker in messages ("glue's done marker"); with no marker, the run
-# was Interrupted: after a SIGTERM (TERMINATED=1) or after the whole wait.
+# read_done_marker FILE OWNED: what a done marker says, as `status` (Succeeded | Failed | Interrupted | Incomplete),
+# `reason` and `exit_code` (a JSON number or null). OWNED names the marker in messages ("glue's done marker"); a marker
+# that is not a JSON object, or has another status, makes the status Failed.
 # shellcheck disable=SC2034 # status, reason and exit_code are the sourcing script's to read
 read_done_marker() {
-  local marker=$1 writer=$2 owned=$3 terminated=$4 term_wait=$5 done_wait=$6
+  local marker=$1 owned=$2
   exit_code=null
   reason=""
-  if [ -f "$marker" ] && jq -e 'type == "object"' "$marker" >/dev/null 2>&1; then
+  if jq -e 'type == "object"' "$marker" >/dev/null 2>&1; then
     status=$(jq -r '.status' "$marker")
     reason=$(jq -r '.reason // ""' "$marker")
     exit_code=$(jq 'if (.exitCode | type) == "number" then .exitCode else null end' "$marker")
     case $status in
-      Succeeded | Failed | Interrupted) ;;
+      Succeeded | Failed | Interrupted | Incomplete) ;;
       *)
         reason="$owned has status '$status'"
         status=Failed
         ;;
     esac
-  elif [ -f "$marker" ]; then
+  else
     status=Failed
     reason="$owned is not a JSON object: $(head -c 200 "$marker")"
-  elif [ "$terminated" = 1 ]; then
-    status=Interrupted
-    reason="terminated before $writer wrote its done marker (waited ${term_wait} s after SIGTERM)"
-  else
-    status=Interrupted
-    reason="$writer wrote no done marker within ${done_wait} s"
   fi
 }
 
-# SINGLE_PUT_LIMIT: S3's single PUT takes up to 5 GB; bigger files go up in parts (aws s3 cp).
-SINGLE_PUT_LIMIT=5000000000
-# upload_tagged FILE ROOT BUCKET KEY TAG_KEY TAG_VALUE: uploads FILE tagged TAG_KEY=TAG_VALUE (the buckets'
-# lifecycle rules expire objects by that tag); stderr to $ERR.
-# FILE is opened once, and only what that open reached is uploaded, and only if it lies under ROOT: the
-# directories are written by other containers of the pod (the user's code), and a symlink there, or one swapped
-# in after the listing, must not make this container, the only one with AWS credentials, upload a file of its
-# own (its IRSA token, say).
-upload_tagged() {
-  local file=$1 root body resolved fd status=0
+# open_regular FILE ROOT: opens FILE for reading as `opened_fd` if it is a regular file at its own path under ROOT;
+# else returns 1 with `refusal` saying why. The directories are written by other containers of the pod (the user's
+# code), and a symlink there, or one swapped in after a listing (of the file or of a directory on its way), must not
+# make this container, the only one with AWS credentials, upload a file of its own (its IRSA token, say): so the
+# check is made on the file the open reached (/proc/self/fd), and the upload reads that open file, never the path.
+# shellcheck disable=SC2034 # opened_fd and refusal are the caller's to read
+open_regular() {
+  local file=$1 root expected resolved fd pid=$BASHPID
   root=$(readlink -f "$2") || return 1
-  if ! exec {fd}<"$file"; then
-    echo "cannot open $file" >"$ERR"
+  expected="$root/${file#"$2"/}"
+  if [ -L "$file" ]; then
+    refusal="a symbolic link (only regular files are uploaded)"
     return 1
   fi
-  body="/dev/fd/$fd"
-  resolved=$(readlink -f "/proc/self/fd/$fd")
-  case $resolved in
-    "$root"/*) ;;
-    *)
-      echo "refusing $file: it resolves to $resolved, outside $root" >"$ERR"
-      exec {fd}<&-
-      return 1
-      ;;
-  esac
-  if [ "$(stat -L -c %s "$body")" -lt "$SINGLE_PUT_LIMIT" ]; then
-    # `aws s3 cp` cannot tag (aws/aws-cli#2458); put-object tags in the same request.
-    aws s3api put-object --bucket "$3" --key "$4" --body "$body" --tagging "$5=$6" >/dev/null 2>"$ERR" || status=$?
-  else
-    { aws s3 cp --only-show-errors "$body" "s3://$3/$4" 2>"$ERR" &&
-      aws s3api put-object-tagging --bucket "$3" --key "$4" --tagging "TagSet=[{Key=$5,Value=$6}]" 2>"$ERR"; } ||
-      status=$?
+  if [ ! -f "$file" ]; then
+    refusal="not a regular file"
+    return 1
   fi
-  exec {fd}<&-
-  return "$status"
+  if ! exec {fd}<"$file"; then
+    refusal="cannot be opened"
+    return 1
+  fi
+  resolved=$(readlink "/proc/$pid/fd/$fd")
+  if [ "$resolved" != "$expected" ] || [ ! -f "/proc/$pid/fd/$fd" ]; then
+    refusal="it resolves to $resolved, not to a regular file at $expected"
+    exec {fd}<&-
+    return 1
+  fi
+  opened_fd=$fd
+}
+
+# stat_opened FD...: "<fd> inode size mtime" per open file: what writing to it moves. (Not the ctime: that also
+# moves when the file is renamed over or unlinked, which leaves the open file's content as it was.)
+stat_opened() {
+  local fd paths=() pid=$BASHPID
+  for fd in "$@"; do paths+=("/proc/$pid/fd/$fd"); done
+  find -L "${paths[@]}" -maxdepth 0 -printf '%p %i %s %T@\n' 2>/dev/null | sed "s|^/proc/$pid/fd/||"
+}
+
+SHIP_ROUNDS=3  # a file that changed while it went up is sent again, at most this many times in all
+SHIP_CHUNK=500 # files open at once (each upload round of a chunk is one aws process)
+
+# ship_tree ROOT BUCKET PREFIX [DIR...]: every regular file under ROOT/DIR (each DIR relative to ROOT; all of ROOT
+# when none) to s3://BUCKET/PREFIX<its path relative to ROOT>, untagged (tag_keys tags them), many files per `aws`
+# process (`aws s3 cp --recursive` over a staging tree of links to the open files). Each file is opened with
+# open_regular, uploaded from that open file, and looked at again afterwards: one that changed while it went up is
+# sent again, SHIP_ROUNDS times at most, and so is a file that appeared meanwhile; a last look after the last round
+# finds what still changed. Results (the caller's to read):
+#   shipped        array: relative paths that went up and held still meanwhile
+#   ship_failed    array: "path: error" for uploads that failed (after the CLI's own retries)
+#   ship_refused   array: "path: why" for what is not a regular file
+#   ship_unstable  array: relative paths that kept changing (or appeared) after their last upload
+# shellcheck disable=SC2034 # the arrays are the caller's to read
+ship_tree() {
+  local root=$1 bucket=$2 prefix=$3 round line type rest fields relative dir chunk_start
+  shift 3
+  local dirs=("$@")
+  [ ${#dirs[@]} -gt 0 ] || dirs=(.)
+  shipped=()
+  ship_failed=()
+  ship_refused=()
+  ship_unstable=()
+  local -A done_stat=() failed_why=() refused_why=()
+  local todo=() present=()
+  for dir in "${dirs[@]}"; do
+    # find does not descend into a symlinked directory: say so rather than skip it silently.
+    [ ! -L "$root/$dir" ] || refused_why[$dir]="a symbolic link (only regular files are uploaded)"
+  done
+  for ((round = 1; round <= SHIP_ROUNDS + 1; round++)); do
+    todo=()
+    present=()
+    # Not following symlinks, every entry that is not a directory, with what a change moves (as stat_opened prints).
+    while IFS= read -r -d '' line; do
+      type=${line%% *}
+      rest=${line#* }
+      fields=""
+      for _ in 1 2 3; do
+        fields+="${fields:+ }${rest%% *}"
+        rest=${rest#* }
+      done
+      relative=${rest#./}
+      if [ "$type" != f ]; then
+        refused_why[$relative]=$(describe_type "$type")
+        continue
+      fi
+      present+=("$relative")
+      [ "${done_stat[$relative]:-}" = "$fields" ] || todo+=("$relative")
+    done < <(cd "$root" 2>/dev/null && find "${dirs[@]}" -mindepth 1 ! -type d -printf '%y %i %s %T@ %p\0' 2>/dev/null | sort -z)
+    [ ${#todo[@]} -gt 0 ] && [ "$round" -le "$SHIP_ROUNDS" ] || break
+    [ "$round" = 1 ] || pause 1 # give a writer that was caught mid-file a moment to finish
+    for ((chunk_start = 0; chunk_start < ${#todo[@]}; chunk_start += SHIP_CHUNK)); do
+      ship_chunk "$root" "$bucket" "$prefix" "${todo[@]:chunk_start:SHIP_CHUNK}"
+    done
+    [ -z "$HARD_DEADLINE" ] || [ "$EPOCHSECONDS" -lt "$HARD_DEADLINE" ] || break
+  done
+  for relative in "${todo[@]}"; do
+    [ -n "${failed_why[$relative]:-}" ] || [ -n "${refused_why[$relative]:-}" ] || ship_unstable+=("$relative")
+  done
+  for relative in "${present[@]}"; do
+    [ -z "${done_stat[$relative]:-}" ] || shipped+=("$relative")
+  done
+  for relative in "${!failed_why[@]}"; do ship_failed+=("$relative: ${failed_why[$relative]}"); done
+  for relative in "${!refused_why[@]}"; do ship_refused+=("$relative: ${refused_why[$relative]}"); done
+}
+
+describe_type() {
+  case $1 in
+    l) echo "a symbolic link (only regular files are uploaded)" ;;
+    p) echo "a FIFO (only regular files are uploaded)" ;;
+    s) echo "a socket (only regular files are uploaded)" ;;
+    *) echo "not a regular file (find type $1)" ;;
+  esac
+}
+
+# ship_chunk ROOT BUCKET PREFIX RELATIVE...: one upload round of up to SHIP_CHUNK files, for ship_tree (whose
+# done_stat, failed_why and refused_why it fills in).
+ship_chunk() {
+  local root=$1 bucket=$2 prefix=$3 relative fd status key rest
+  shift 3
+  local stage="$WORK/stage" fds=() opened=() errors canonical pid=$BASHPID dir made="" resolved i
+  local -A name_of=() before=() after=()
+  rm -rf "$stage"
+  canonical=$(readlink -f "$root") || return 0
+  # open_regular's checks, for many files with a few processes: open each (regular and not a link when listed), then
+  # one readlink for all the open files: each must be the regular file at its own path under ROOT.
+  for relative in "$@"; do
+    if [ -L "$root/$relative" ] || [ ! -f "$root/$relative" ] || ! exec {fd}<"$root/$relative"; then
+      refused_why[$relative]="not a regular file when opened"
+      continue
+    fi
+    name_of[$fd]=$relative
+    opened+=("$fd")
+  done
+  [ ${#opened[@]} -gt 0 ] || return 0
+  i=0
+  while IFS= read -r -d '' resolved; do
+    fd=${opened[$i]}
+    i=$((i + 1))
+    relative=${name_of[$fd]}
+    if [ "$resolved" != "$canonical/$relative" ] || [ ! -f "/proc/$pid/fd/$fd" ]; then
+      refused_why[$relative]="it resolves to $resolved, not to a regular file at $canonical/$relative"
+      exec {fd}<&-
+      continue
+    fi
+    dir=$stage
+    [[ $relative != */* ]] || dir="$stage/${relative%/*}"
+    [ "$dir" = "$made" ] || mkdir -p "$dir"
+    made=$dir
+    ln -s "/proc/$pid/fd/$fd" "$stage/$relative"
+    fds+=("$fd")
+  done < <(cd "/proc/$pid/fd" && readlink -z -- "${opened[@]}")
+  for fd in "${opened[@]:i}"; do # none, unless readlink could not read one
+    refused_why[${name_of[$fd]}]="its open file could not be checked"
+    exec {fd}<&-
+  done
+  [ ${#fds[@]} -gt 0 ] || return 0
+  while read -r fd rest; do before[$fd]=$rest; done < <(stat_opened "${fds[@]}")
+  run_bounded aws s3 cp --recursive --follow-symlinks --only-show-errors --no-progress "$stage/" "s3://$bucket/$prefix" \
+    >"$WORK/cp.out" 2>"$ERR"
+  status=$?
+  while read -r fd rest; do after[$fd]=$rest; done < <(stat_opened "${fds[@]}")
+  # Per-file failures: "upload failed: <staged path> to s3://... <error>", or "warning: Skipping file <staged path>. ..."
+  errors=$(cat "$WORK/cp.out" "$ERR" 2>/dev/null | grep -E '^(upload failed|warning): ' || true)
+  for fd in "${fds[@]}"; do
+    relative=${name_of[$fd]}
+    exec {fd}<&-
+    unset "failed_why[$relative]"
+    key="$stage/$relative"
+    if [[ $errors == *"$key "* || $errors == *"$key. "* ]]; then
+      failed_why[$relative]=$(grep -F -- "$key" <<<"$errors" | head -n 1 | sed -e 's/.* s3:[^ ]* //' -e 's/^warning: //')
+    elif [ "$status" = 124 ]; then
+      failed_why[$relative]="not uploaded: stopped at the SIGTERM deadline"
+    elif [ "$status" != 0 ] && [ -z "$errors" ]; then
+      failed_why[$relative]=$(last_error)
+    elif [ -n "${before[$fd]:-}" ] && [ "${before[$fd]}" = "${after[$fd]:-}" ]; then
+      done_stat[$relative]=${after[$fd]}
+    fi
+  done
+  rm -rf "$stage"
+}
+
+# tag_keys BUCKET TAG_KEY LIST: tags each object named in LIST (NUL-separated pairs: value, key) TAG_KEY=value,
+# TAG_PARALLEL (4) at a time; S3 has no bulk tagging, so each is one `aws` process. The lifecycle rules expire objects
+# by that tag; an untagged one only never expires. Sets `untagged` to how many could not be tagged.
+# shellcheck disable=SC2034 # untagged is the caller's to read
+tag_keys() {
+  local bucket=$1 tag=$2 list=$3
+  : >"$WORK/untagged"
+  # shellcheck disable=SC2016 # expanded by the inner bash, from its arguments
+  xargs -0 -r -n 2 -P "${TAG_PARALLEL:-4}" bash -c '
+    aws s3api put-object-tagging --bucket "$1" --key "$5" --tagging "TagSet=[{Key=$2,Value=$4}]" 2>/dev/null ||
+      printf "%s\n" "$5" >>"$3"
+  ' _ "$bucket" "$tag" "$WORK/untagged" <"$list" || true
+  untagged=$(wc -l <"$WORK/untagged")
 }

@@ -2,14 +2,16 @@
 # checkpoint-fetch, the run pod's init container (AWS CLI v2 image: bash, coreutils, jq, findutils, aws).
 #
 # 1. Records this attempt: s3://<artifacts>/<P>attempts/<utc>-<hostname>.json. Every pod of the seed writes
-#    one, so the number of markers minus one is the number of recoveries (spot reclaims, drains, retries).
+#    one, so the number of markers minus one is the number of recoveries (spot reclaims, drains, retries). The write
+#    and the count retry beyond the CLI's own retries; if they still fail it carries on, as job-upload.sh does, with
+#    recoveries null and the failure noted (index.json's reason ends with it): the count is not worth a lost run.
 # 2. Puts the brain the run starts from at <checkpoints>/in.mstate:
 #    - SIMFLEET_RESUME=true and a partial checkpoint of this seed exists: resume from it (partial.json becomes
 #      <checkpoints>/resume.json, which tells glue how much simulation time is already done);
 #    - else SIMFLEET_CHECKPOINT_FROM (s3://...): after SIMFLEET_SOURCE_INDEX, when set, says the source run
 #      Succeeded; transient failures are retried for SIMFLEET_FETCH_WAIT_SECONDS;
 #    - else nothing: Monty starts a fresh brain.
-# 3. Writes <checkpoints>/.started: {"startTime", "recoveries", "resumedFrom"} (atomically).
+# 3. Writes <checkpoints>/.started: {"startTime", "recoveries", "resumedFrom", "notes"} (atomically).
 #
 # Env: SIMFLEET_RUN, SIMFLEET_SEEDS (JSON list), SIMFLEET_PER_SEED (true: the seed is
 # SIMFLEET_SEEDS[JOB_COMPLETION_INDEX] and keys get seed-<n>/), SIMFLEET_PREFIX (runs/<run>/<hash>/),
@@ -70,8 +72,13 @@ denied_message() {
 }
 
 # 1. The attempt marker, and how many pods of this seed came before.
-record_attempt "$SIMFLEET_ARTIFACTS_BUCKET" "${P}attempts/" run "$SIMFLEET_RUN" || fail "$attempt_error"
-log "attempt $((recoveries + 1)) of ${SIMFLEET_RUN} (${P})"
+notes=()
+if record_attempt "$SIMFLEET_ARTIFACTS_BUCKET" "${P}attempts/" run "$SIMFLEET_RUN"; then
+  log "attempt $((recoveries + 1)) of ${SIMFLEET_RUN} (${P})"
+else
+  notes+=("$attempt_error")
+  warn "$attempt_error; carrying on without the count of recoveries"
+fi
 
 # 2. The brain to start from.
 resumed_from=""
@@ -130,7 +137,7 @@ elif [ -z "$resumed_from" ]; then
 fi
 
 # 3. What the uploader puts in index.json.
-jq -n --arg start "$started" --argjson recoveries "$recoveries" --arg resumed "$resumed_from" \
-  '{startTime: $start, recoveries: $recoveries, resumedFrom: (if $resumed == "" then null else $resumed end)}' \
-  >"$CHECKPOINTS_DIR/.started.tmp"
+printf '%s\0' "${notes[@]}" | jq -Rs --arg start "$started" --argjson recoveries "$recoveries" --arg resumed "$resumed_from" \
+  '{startTime: $start, recoveries: $recoveries, resumedFrom: (if $resumed == "" then null else $resumed end),
+    notes: (split("\u0000") | map(select(. != "")))}' >"$CHECKPOINTS_DIR/.started.tmp"
 mv -f "$CHECKPOINTS_DIR/.started.tmp" "$CHECKPOINTS_DIR/.started"

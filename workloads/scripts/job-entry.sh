@@ -1,17 +1,24 @@
 #!/bin/sh
 # job-entry: the command of a batch job pod's work container, which runs the user's image. POSIX sh only: that
-# image is guaranteed nothing but /bin/sh (dash, busybox ash or bash), so no bash, no jq, and of coreutils only mv
-# (and rm after a failed write), and sleep for maxRuntime (without it, only the Job's deadline bounds the program).
+# image is guaranteed nothing but /bin/sh (dash, busybox ash or bash), so no bash, no jq, and of the usual tools only
+# sleep (for the waits below and maxRuntime; without it, only the Job's deadline bounds the program).
 #
 #   /bin/sh /opt/simfleet/job-entry.sh <command> [args...]
 #
-# 1. Runs the command as a child (not exec: the marker comes after it); its stdout and stderr pass through.
+# 0. The result channel. output-uploader (job-upload.sh) creates the FIFO $SIMFLEET_RESULT_FIFO (required) in the
+#    marker directory, which this container mounts read-only: the program cannot write a result file there. This
+#    opens the FIFO read-write (which never blocks, and a read-only mount allows for a FIFO), says "started <pid>",
+#    and waits for the uploader to unlink it, so nothing started later can open it by its name; only this script
+#    holds it (the program's copy of the descriptor is closed). When this script dies without a word (its container
+#    killed, out of memory), the uploader reads the end of the channel at once: no wait for a marker that never comes.
+#    It waits SIMFLEET_CHANNEL_WAIT_SECONDS (300) for the FIFO to appear and 60 s for it to be taken.
+# 1. Runs the command as a child (not exec: the result comes after it); its stdout and stderr pass through.
 # 2. SIGTERM goes on to the child as SIGTERM, and this keeps waiting for it (the pod's
 #    terminationGracePeriodSeconds bounds that). SIGINT goes on as SIGTERM too: sh starts a background command
 #    with SIGINT ignored (POSIX, when job control is off, as it is without a terminal), and dash cannot undo
 #    that, so a forwarded SIGINT would be lost.
-# 3. When the child has ended, writes the done marker $SIMFLEET_DONE_MARKER (required) atomically (a temporary
-#    file beside it, then mv) as one JSON object, which output-uploader (job-upload.sh) waits for:
+# 3. When the child has ended, writes the result to the channel as one line of JSON (one write, under PIPE_BUF, so
+#    it arrives whole) and closes it:
 #      {"status": "Succeeded" | "Failed" | "Interrupted", "exitCode": <int>, "reason": <string> | null}
 #    Succeeded: exit 0 and no signal; Interrupted: a SIGTERM or SIGINT arrived, whatever the exit code;
 #    Failed otherwise, with reasons such as "exited with code 3", "killed by signal 9 (exit code 137)",
@@ -23,31 +30,48 @@
 # Also: exports the shard (JOB_COMPLETION_INDEX, SIMFLEET_SHARD: SIMFLEET_SHARD_LIST maps a position to a shard)
 # and SIMFLEET_PUSHGATEWAY_GROUP_URL to the program, and stops it after SIMFLEET_MAX_RUNTIME_SECONDS.
 #
-# No command, or no SIMFLEET_DONE_MARKER: one line on stderr and exit 2 (with a Failed marker when the marker's
-# path is known). A marker that cannot be written: one line on stderr; the exit code is still the child's.
+# No command, or no SIMFLEET_RESULT_FIFO: one line on stderr and exit 2 (with a Failed result when the channel is
+# open). A channel that never appears or is never taken: one line on stderr, exit 2, the program not run.
 set -u
 
 me=job-entry
-marker=${SIMFLEET_DONE_MARKER:-}
+fifo=${SIMFLEET_RESULT_FIFO:-}
+channel_open=0
 
-# write_marker STATUS EXIT_CODE REASON (REASON "" is null; it is always plain ASCII from this script).
-write_marker() {
+# write_result STATUS EXIT_CODE REASON: the result, to the channel (REASON "" is null; it is always plain ASCII from
+# this script, so it needs no JSON escaping).
+write_result() {
   if [ -n "$3" ]; then
     json_reason="\"$3\""
   else
     json_reason=null
   fi
-  tmp="$marker.tmp.$$"
-  if ! printf '{"status": "%s", "exitCode": %s, "reason": %s}\n' "$1" "$2" "$json_reason" >"$tmp"; then
-    echo "$me: cannot write the done marker at $marker" >&2
-    rm -f "$tmp" 2>/dev/null
+  [ "$channel_open" = 1 ] || return 1
+  if ! printf '{"status": "%s", "exitCode": %s, "reason": %s}\n' "$1" "$2" "$json_reason" >&3; then
+    echo "$me: cannot write the result to $fifo" >&2
     return 1
   fi
-  if ! mv -f "$tmp" "$marker"; then
-    echo "$me: cannot move $tmp to the done marker $marker" >&2
-    return 1
-  fi
+  exec 3>&-
+  channel_open=0
 }
+
+# wait_until SECONDS TEST...: runs TEST every tenth of a second (every second where sleep takes whole seconds only)
+# until it succeeds (0) or SECONDS passed (1).
+wait_until() {
+  left=$(($1 * 10))
+  shift
+  until "$@"; do
+    [ "$left" -gt 0 ] || return 1
+    if sleep 0.1 2>/dev/null; then
+      left=$((left - 1))
+    else
+      sleep 1
+      left=$((left - 10))
+    fi
+  done
+}
+# shellcheck disable=SC2329 # called through wait_until
+fifo_gone() { [ ! -e "$fifo" ]; }
 
 # A name safe to quote in the marker's JSON as it is, or "" when it is not.
 plain() {
@@ -57,13 +81,36 @@ plain() {
   esac
 }
 
-if [ -z "$marker" ]; then
-  echo "$me: SIMFLEET_DONE_MARKER is not set (the path of the done marker, e.g. /simfleet/.done)" >&2
+if [ -z "$fifo" ]; then
+  echo "$me: SIMFLEET_RESULT_FIFO is not set (the uploader's result channel, e.g. /simfleet/result)" >&2
+  exit 2
+fi
+channel_wait=${SIMFLEET_CHANNEL_WAIT_SECONDS:-300}
+case $channel_wait in
+  '' | *[!0-9]*)
+    echo "$me: SIMFLEET_CHANNEL_WAIT_SECONDS must be whole seconds" >&2
+    exit 2
+    ;;
+esac
+if ! wait_until "$channel_wait" test -p "$fifo"; then
+  echo "$me: no result channel at $fifo after ${channel_wait} s (is output-uploader running?); not running the program" >&2
+  exit 2
+fi
+# Read-write: opening a FIFO so never blocks (Linux), whether or not the uploader reads yet.
+if ! exec 3<>"$fifo"; then
+  echo "$me: cannot open the result channel $fifo" >&2
+  exit 2
+fi
+channel_open=1
+printf 'started %s\n' "$$" >&3
+if ! wait_until 60 fifo_gone; then
+  echo "$me: output-uploader did not take the result channel $fifo within 60 s; not running the program" >&2
+  write_result Failed 2 "output-uploader did not take the result channel"
   exit 2
 fi
 if [ $# -eq 0 ]; then
   echo "$me: no command to run (usage: job-entry.sh <command> [args...])" >&2
-  write_marker Failed 2 "job-entry.sh was given no command"
+  write_result Failed 2 "job-entry.sh was given no command"
   exit 2
 fi
 
@@ -82,7 +129,7 @@ if [ -n "${SIMFLEET_SHARD_LIST:-}" ]; then
   done
   if [ -z "$found" ]; then
     echo "$me: no shard at position '$shard' of SIMFLEET_SHARD_LIST '$SIMFLEET_SHARD_LIST'" >&2
-    write_marker Failed 2 "no shard at this position of SIMFLEET_SHARD_LIST"
+    write_result Failed 2 "no shard at this position of SIMFLEET_SHARD_LIST"
     exit 2
   fi
   shard=$found
@@ -106,7 +153,7 @@ term_seconds=${SIMFLEET_TERM_SECONDS:-60}
 case "$max_runtime$term_seconds" in
   *[!0-9]*)
     echo "$me: SIMFLEET_MAX_RUNTIME_SECONDS and SIMFLEET_TERM_SECONDS must be whole seconds" >&2
-    write_marker Failed 2 "SIMFLEET_MAX_RUNTIME_SECONDS and SIMFLEET_TERM_SECONDS must be whole seconds"
+    write_result Failed 2 "SIMFLEET_MAX_RUNTIME_SECONDS and SIMFLEET_TERM_SECONDS must be whole seconds"
     exit 2
     ;;
 esac
@@ -117,7 +164,8 @@ timer=""
 killer=""
 
 # after SECONDS COMMAND...: run COMMAND in the background once SECONDS have passed, unless that background
-# process is sent SIGTERM first (which also ends its sleep, so nothing outlives it).
+# process is sent SIGTERM first (which also ends its sleep, so nothing outlives it). Without the result channel: a
+# timer still holding it would keep the uploader from seeing this script die.
 after() {
   seconds=$1
   shift
@@ -126,7 +174,7 @@ after() {
     sleep "$seconds" &
     nap=$!
     wait "$nap" && "$@" 2>/dev/null
-  ) &
+  ) 3>&- &
 }
 
 # Signals: counted, remembered, and passed on once the child exists. Both traps are set before the child starts
@@ -157,11 +205,11 @@ on_timeout() {
 }
 trap on_timeout USR1
 
-# The program has no use for the marker's path; only this script writes the marker.
-unset SIMFLEET_DONE_MARKER
+# The program has no use for the channel; only this script writes to it (3>&-: the program does not get it).
+unset SIMFLEET_RESULT_FIFO SIMFLEET_CHANNEL_WAIT_SECONDS
 # `<&0` asks for the container's stdin; dash and busybox ash give a background command /dev/null before
 # redirections, so there it stays /dev/null, which a Job's container has anyway.
-"$@" <&0 &
+"$@" 3>&- <&0 &
 child=$!
 if [ -n "$signal" ]; then
   kill -TERM "$child" 2>/dev/null # the signal came while the child was being started
@@ -230,5 +278,5 @@ else
   reason="exited with code $code"
 fi
 [ "$status" = Succeeded ] || echo "$me: $status: $reason" >&2
-write_marker "$status" "$code" "$reason"
+write_result "$status" "$code" "$reason"
 exit "$code"

@@ -1,23 +1,33 @@
 #!/bin/bash
 # output-uploader, a main container of a batch job pod beside the work container, which runs the user's command
 # under job-entry.sh (AWS CLI v2 image: bash, coreutils, jq, findutils, aws; no curl, no python). It starts with
-# the pod and exits by itself. With P = <SIMFLEET_PREFIX>shard-<JOB_COMPLETION_INDEX>/ in the artifacts bucket:
+# the pod and exits by itself. With P = <SIMFLEET_PREFIX>shard-<shard>/ in the artifacts bucket:
 #
-# 1. Records this attempt at <P>attempts/<utc>-<hostname>.json; the number of markers minus one is the number of
-#    recoveries. If that fails, it carries on, with recoveries null and the failure at the end of index.json's
-#    reason (the status stays the work container's). Stopping here would be worse: the marker only feeds a count,
-#    while without index.json simfleet never learns that the shard ended, and its outputs would be lost too. (If
-#    the bucket cannot be written at all, index.json fails as well, and this exits 1.)
-# 2. Waits for job-entry.sh's done marker (at most SIMFLEET_DONE_WAIT_SECONDS). On SIGTERM it stops waiting and
-#    gives the work container SIMFLEET_TERM_WAIT_SECONDS to write its marker.
-# 3. When the work container Succeeded: uploads every regular file under SIMFLEET_OUTPUTS_DIR (recursively,
-#    dotfiles too; not symlinks, nor anything that resolves outside it) to <P>outputs/<relative path>, tagged
-#    $SIMFLEET_KIND_TAG=outputs. A failed upload is collected, not fatal. Other outcomes upload no outputs.
-# 4. Writes <P>index.json LAST; its presence tells simfleet that this shard has ended:
-#      {job, specHash, shard, status, reason, exitCode, startTime, completionTime, outputs, recoveries}
-#    status is the marker's (Succeeded | Failed | Interrupted); Interrupted without a marker (after SIGTERM, or
-#    after the wait); Failed when the marker is not a JSON object or has another status; Failed with reason
-#    "upload failed: ..." when any upload failed. outputs is the number of files uploaded.
+# 1. Records this attempt at <P>attempts/<attempt>.json (<attempt> = <utc>-<hostname>); the number of markers minus one
+#    is the number of recoveries. If that fails (after retries), it carries on, with recoveries null and the failure
+#    at the end of index.json's reason (the status stays the work container's), as fetch.sh does: without index.json
+#    simfleet never learns that the shard ended, and its outputs would be lost too.
+# 2. Opens the result channel: the FIFO SIMFLEET_RESULT_FIFO in the marker directory, which only this container may
+#    write (the work container mounts it read-only). job-entry.sh opens it, says "started", and this unlinks it at
+#    once, so the program cannot reach it by name; then the wrapper's one-line result comes, and the end of the
+#    channel when the wrapper's descriptor closes. A wrapper that dies without a result (its container killed, out
+#    of memory) ends the channel just the same: this knows at once. It waits SIMFLEET_START_WAIT_SECONDS for the
+#    wrapper to connect and at most SIMFLEET_DONE_WAIT_SECONDS in all; on SIGTERM it stops waiting and gives the work
+#    container SIMFLEET_TERM_WAIT_SECONDS to end.
+# 3. When the work container Succeeded: uploads every regular file under SIMFLEET_OUTPUTS_DIR (recursively, dotfiles
+#    too; symlinks, FIFOs and anything that resolves elsewhere refused) to <P>outputs/<attempt>/<relative path>, many
+#    files per aws process, each sent again when it changed meanwhile, then tags them $SIMFLEET_KIND_TAG=outputs.
+#    Each attempt writes under its own prefix, so a failed attempt's files never mix with the one that succeeded; a
+#    failed upload is collected, not fatal. Other outcomes upload no outputs.
+# 4. Writes <P>index.json LAST (retried beyond the CLI's own retries); its presence tells simfleet that this shard has
+#    ended, and it names the attempt whose outputs count (docs/records.md describes every field):
+#      {job, specHash, shard, status, reason, exitCode, startTime, completionTime, attempt, outputsPrefix,
+#       outputFiles, outputs, recoveries, untaggedOutputs}
+#    status is the wrapper's (Succeeded | Failed | Interrupted); Interrupted after a SIGTERM before the result;
+#    Failed when the wrapper ended without a result, never connected, or sent something else; Failed with reason
+#    "upload failed: ..." when any upload failed or something in the outputs is not a regular file; Incomplete when
+#    an output kept changing after its last upload. outputs is the number of files uploaded, outputFiles their paths
+#    relative to outputsPrefix (s3://<artifacts>/<P>outputs/<attempt>/).
 # 5. With SIMFLEET_PUSHGATEWAY_URL and SIMFLEET_METRICS_GROUP, after index.json: waits
 #    SIMFLEET_METRICS_LINGER_SECONDS (not after SIGTERM) so Prometheus scrapes the final values, then deletes the
 #    shard's group: DELETE <url>/metrics/<group> over bash's /dev/tcp (plain http:// only), the whole exchange
@@ -26,9 +36,11 @@
 #
 # Env: SIMFLEET_JOB, SIMFLEET_SPEC_HASH, SIMFLEET_PREFIX (jobs/<job>/<hash>/), JOB_COMPLETION_INDEX (a whole
 # number), SIMFLEET_ARTIFACTS_BUCKET (these five required), SIMFLEET_SHARD_LIST (set on a Job for some shards only:
-# the shard is the word at position JOB_COMPLETION_INDEX), SIMFLEET_OUTPUTS_DIR (/outputs), SIMFLEET_DONE_MARKER
-# (/simfleet/.done), SIMFLEET_DONE_WAIT_SECONDS (604800), SIMFLEET_TERM_WAIT_SECONDS (60), SIMFLEET_KIND_TAG
-# (simfleet-kind), SIMFLEET_PUSHGATEWAY_URL, SIMFLEET_METRICS_GROUP (default job/<job>/shard/<shard>),
+# the shard is the word at position JOB_COMPLETION_INDEX), SIMFLEET_OUTPUTS_DIR (/outputs), SIMFLEET_RESULT_FIFO
+# (/simfleet/result), SIMFLEET_START_WAIT_SECONDS (1800), SIMFLEET_DONE_WAIT_SECONDS (604800), SIMFLEET_POLL_SECONDS
+# (1, may be fractional: how often the channel is looked at),
+# SIMFLEET_TERM_WAIT_SECONDS (60), SIMFLEET_INDEX_RETRY_SECONDS (120), SIMFLEET_KIND_TAG (simfleet-kind),
+# SIMFLEET_TAG_PARALLEL (4), SIMFLEET_PUSHGATEWAY_URL, SIMFLEET_METRICS_GROUP (default job/<job>/shard/<shard>),
 # SIMFLEET_METRICS_LINGER_SECONDS (30), AWS_REGION.
 # Exit: 0 only when index.json says Succeeded; 1 otherwise, or when index.json could not be written; 2 at once,
 # before anything else, when the settings above are malformed (no shard to write an index.json for).
@@ -42,19 +54,26 @@ source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 # From the first moment: a SIGTERM while the attempt is recorded still ends the wait below at once.
 terminated=0
-trap 'terminated=1' TERM
+term_at=""
+trap 'terminated=1; term_at=${term_at:-$EPOCHSECONDS}' TERM
 
 OUTPUTS_DIR=${SIMFLEET_OUTPUTS_DIR:-/outputs}
-MARKER=${SIMFLEET_DONE_MARKER:-/simfleet/.done}
+FIFO=${SIMFLEET_RESULT_FIFO:-/simfleet/result}
+START_WAIT=${SIMFLEET_START_WAIT_SECONDS:-1800}
+POLL=${SIMFLEET_POLL_SECONDS:-1}
 DONE_WAIT=${SIMFLEET_DONE_WAIT_SECONDS:-604800}
 TERM_WAIT=${SIMFLEET_TERM_WAIT_SECONDS:-60}
+INDEX_RETRY=${SIMFLEET_INDEX_RETRY_SECONDS:-120}
+TAG_PARALLEL=${SIMFLEET_TAG_PARALLEL:-4}
 KIND_TAG=${SIMFLEET_KIND_TAG:-simfleet-kind}
 PUSHGATEWAY_URL=${SIMFLEET_PUSHGATEWAY_URL:-}
 METRICS_GROUP=${SIMFLEET_METRICS_GROUP:-}
 LINGER=${SIMFLEET_METRICS_LINGER_SECONDS:-30}
 PUSH_TIMEOUT=10 # seconds for the whole DELETE exchange, connect included
-require_whole_seconds SIMFLEET_DONE_WAIT_SECONDS "$DONE_WAIT" SIMFLEET_TERM_WAIT_SECONDS "$TERM_WAIT" \
-  SIMFLEET_METRICS_LINGER_SECONDS "$LINGER" || exit 2
+require_whole_seconds SIMFLEET_START_WAIT_SECONDS "$START_WAIT" SIMFLEET_DONE_WAIT_SECONDS "$DONE_WAIT" \
+  SIMFLEET_TERM_WAIT_SECONDS "$TERM_WAIT" SIMFLEET_INDEX_RETRY_SECONDS "$INDEX_RETRY" \
+  SIMFLEET_TAG_PARALLEL "$TAG_PARALLEL" SIMFLEET_METRICS_LINGER_SECONDS "$LINGER" &&
+  require_seconds SIMFLEET_POLL_SECONDS "$POLL" || exit 2
 OUTPUTS_DIR=${OUTPUTS_DIR%/}
 for variable in SIMFLEET_JOB SIMFLEET_SPEC_HASH SIMFLEET_PREFIX SIMFLEET_ARTIFACTS_BUCKET; do
   if [ -z "${!variable:-}" ]; then
@@ -82,12 +101,27 @@ if [ -n "$PUSHGATEWAY_URL" ] && [ -z "$METRICS_GROUP" ]; then
 fi
 P="${SIMFLEET_PREFIX}shard-${SHARD}/"
 WORK=$(mktemp -d)
-trap 'rm -rf "$WORK"' EXIT
+reader=""
+cleanup() {
+  [ -z "$reader" ] || kill "$reader" 2>/dev/null
+  [ ! -p "$FIFO" ] || rm -f "$FIFO" # a wrapper that never connected must not find it later
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
 ERR="$WORK/err"
+
+# 2a. The result channel first: the wrapper waits for it before it runs anything.
+rm -f "$FIFO"
+if ! mkfifo -m 600 "$FIFO" 2>"$ERR"; then
+  warn "cannot create the result channel $FIFO: $(last_error)"
+  exit 2
+fi
+# cat opens the FIFO (blocking until the wrapper opens it too) and copies it here until its end.
+cat "$FIFO" >"$WORK/channel" 2>/dev/null &
+reader=$!
 
 # 1. The attempt marker, and how many pods of this shard came before.
 notes=()
-recoveries=null
 if record_attempt "$SIMFLEET_ARTIFACTS_BUCKET" "${P}attempts/" job "$SIMFLEET_JOB"; then
   log "attempt $((recoveries + 1)) of shard $SHARD of ${SIMFLEET_JOB} ($P)"
 else
@@ -95,38 +129,87 @@ else
   warn "$attempt_error; carrying on without the count of recoveries"
 fi
 
-# 2. Wait for the work container; SIGTERM ends the wait.
-log "waiting for the done marker $MARKER (up to ${DONE_WAIT} s)"
-deadline=$(($(now) + DONE_WAIT))
-while [ ! -f "$MARKER" ] && [ "$terminated" = 0 ] && [ "$(now)" -lt "$deadline" ]; do
-  pause 1
+# 2b. Follow the work container through the channel; SIGTERM ends the wait.
+log "waiting for the work container's result on $FIFO"
+connected=0
+waited_from=$EPOCHSECONDS
+ended=0
+connect() {
+  if [ "$connected" = 0 ] && grep -q '^started ' "$WORK/channel" 2>/dev/null; then
+    rm -f "$FIFO" # from now on only the wrapper's open descriptor reaches the channel
+    connected=1
+    log "the work container's wrapper is connected"
+  fi
+}
+while [ "$terminated" = 0 ]; do
+  connect
+  if ! kill -0 "$reader" 2>/dev/null; then
+    ended=1
+    break
+  fi
+  [ "$connected" = 1 ] || [ $((EPOCHSECONDS - waited_from)) -lt "$START_WAIT" ] || break
+  [ $((EPOCHSECONDS - waited_from)) -lt "$DONE_WAIT" ] || break
+  pause "$POLL"
 done
-grace_after_term "$MARKER" "$terminated" "$TERM_WAIT" "the work container" "write its done marker"
+if [ "$terminated" = 1 ] && [ "$ended" = 0 ]; then
+  log "SIGTERM: giving the work container up to ${TERM_WAIT} s to end"
+  until [ "$ended" = 1 ] || [ "$EPOCHSECONDS" -ge $((term_at + TERM_WAIT)) ]; do
+    connect
+    if ! kill -0 "$reader" 2>/dev/null; then
+      ended=1
+      break
+    fi
+    pause "$POLL"
+  done
+fi
+connect
+[ "$ended" = 1 ] && wait "$reader" 2>/dev/null
+[ "$ended" = 1 ] || kill "$reader" 2>/dev/null
+reader=""
 
-# What the work container says happened.
-read_done_marker "$MARKER" "the work container" "the done marker" "$terminated" "$TERM_WAIT" "$DONE_WAIT"
+# What the work container says happened: the line after "started", and nothing else.
+grep -v '^started ' "$WORK/channel" >"$WORK/result" 2>/dev/null
+result_lines=$(grep -c . "$WORK/result")
+if [ "$result_lines" -gt 1 ]; then
+  status=Failed exit_code=null
+  reason="marker forged or left over: the result channel carried $result_lines lines, not the wrapper's one result"
+elif [ "$result_lines" = 1 ]; then
+  read_done_marker "$WORK/result" "the work container's result"
+elif [ "$connected" = 0 ] && [ "$terminated" = 1 ]; then
+  status=Interrupted exit_code=null
+  reason="terminated before the work container's wrapper connected to $FIFO"
+elif [ "$connected" = 0 ]; then
+  status=Failed exit_code=null
+  reason="the work container's wrapper never connected to $FIFO within ${START_WAIT} s"
+elif [ "$ended" = 1 ]; then
+  status=Failed exit_code=null
+  reason="the work container stopped without a result (killed, out of memory?)"
+elif [ "$terminated" = 1 ]; then
+  status=Interrupted exit_code=null
+  reason="terminated before the work container ended (waited ${TERM_WAIT} s after SIGTERM)"
+else
+  status=Interrupted exit_code=null
+  reason="the work container gave no result within ${DONE_WAIT} s"
+fi
 log "the work container ended: $status${reason:+ ($reason)}"
 
-# 3. Outputs, tagged `outputs`, from a Succeeded shard only: the role may delete nothing, so partial files an
-# interrupted or failed attempt uploaded would stay beside the final attempt's, and a SIGTERM's grace goes to
-# index.json instead. find -type f: regular files only, dotfiles included, symlinks neither followed nor
-# uploaded (and upload_tagged uploads only what lies under the outputs directory once opened).
+# 3. Outputs, from a Succeeded shard only, under this attempt's own prefix.
+OUTPUTS_PREFIX="${P}outputs/${attempt}/"
 failures=()
-uploaded=0
+shipped=() ship_failed=() ship_refused=() ship_unstable=()
+untagged=null
 if [ "$status" != Succeeded ]; then
   log "not uploading outputs of a $status shard (only a Succeeded attempt's outputs go up)"
 elif [ -d "$OUTPUTS_DIR" ]; then
-  while IFS= read -r -d '' file; do
-    relative=${file#"$OUTPUTS_DIR/"}
-    if upload_tagged "$file" "$OUTPUTS_DIR" "$SIMFLEET_ARTIFACTS_BUCKET" "${P}outputs/${relative}" "$KIND_TAG" outputs; then
-      uploaded=$((uploaded + 1))
-    else
-      failures+=("outputs/$relative: $(last_error)")
-    fi
-  done < <(find "$OUTPUTS_DIR" -type f -print0 2>"$WORK/find.err" | sort -z)
-  # A directory find could not read holds outputs that did not go up.
-  [ ! -s "$WORK/find.err" ] || failures+=("$(grep -v '^[[:space:]]*$' "$WORK/find.err" | tail -n 1)")
-  log "uploaded $uploaded outputs to s3://$SIMFLEET_ARTIFACTS_BUCKET/${P}outputs/"
+  ship_tree "$OUTPUTS_DIR" "$SIMFLEET_ARTIFACTS_BUCKET" "$OUTPUTS_PREFIX"
+  failures+=("${ship_failed[@]/#/outputs/}" "${ship_refused[@]/#/outputs/}")
+  log "uploaded ${#shipped[@]} outputs to s3://$SIMFLEET_ARTIFACTS_BUCKET/$OUTPUTS_PREFIX"
+  : >"$WORK/tags"
+  for relative in "${shipped[@]}"; do
+    printf 'outputs\0%s\0' "${OUTPUTS_PREFIX}${relative}" >>"$WORK/tags"
+  done
+  tag_keys "$SIMFLEET_ARTIFACTS_BUCKET" "$KIND_TAG" "$WORK/tags"
+  [ "$untagged" = 0 ] || warn "$untagged outputs could not be tagged"
 else
   log "no $OUTPUTS_DIR: nothing to upload"
 fi
@@ -139,6 +222,10 @@ if [ ${#failures[@]} -gt 0 ]; then
   reason="upload failed: ${summary}${reason:+ (job: $status, $reason)}"
   status=Failed
   warn "$reason"
+elif [ ${#ship_unstable[@]} -gt 0 ]; then
+  status=Incomplete
+  reason="outputs were still being written while they were shipped: ${ship_unstable[*]:0:3}"
+  warn "$reason"
 fi
 if [ ${#notes[@]} -gt 0 ]; then
   note=$(printf '%s; ' "${notes[@]}")
@@ -147,17 +234,21 @@ fi
 
 # 4. index.json, last.
 index_written=1
-if ! jq -n \
+if ! printf '%s\0' "${shipped[@]}" | jq -Rs \
   --arg job "$SIMFLEET_JOB" --arg hash "$SIMFLEET_SPEC_HASH" --argjson shard "$SHARD" --arg status "$status" \
   --arg reason "$reason" --argjson exitCode "$exit_code" --arg started "${started:-}" \
-  --arg completed "$(utc_now)" --argjson outputs "$uploaded" --argjson recoveries "$recoveries" \
+  --arg completed "$(utc_now)" --arg attempt "$attempt" \
+  --arg prefix "s3://$SIMFLEET_ARTIFACTS_BUCKET/$OUTPUTS_PREFIX" --argjson recoveries "$recoveries" \
+  --argjson untagged "$untagged" \
   'def null_if_empty: if . == "" then null else . end;
-   {job: $job, specHash: $hash, shard: $shard, status: $status, reason: ($reason | null_if_empty),
-    exitCode: $exitCode, startTime: ($started | null_if_empty), completionTime: $completed, outputs: $outputs,
-    recoveries: $recoveries}' >"$WORK/index.json"; then
+   (split("\u0000") | map(select(. != "")) | sort) as $files
+   | {job: $job, specHash: $hash, shard: $shard, status: $status, reason: ($reason | null_if_empty),
+      exitCode: $exitCode, startTime: ($started | null_if_empty), completionTime: $completed, attempt: $attempt,
+      outputsPrefix: (if ($files | length) > 0 or $status == "Succeeded" then $prefix else null end), outputFiles: $files,
+      outputs: ($files | length), recoveries: $recoveries, untaggedOutputs: $untagged}' >"$WORK/index.json"; then
   warn "could not build index.json"
   index_written=0
-elif ! put_json "$SIMFLEET_ARTIFACTS_BUCKET" "${P}index.json" "$WORK/index.json"; then
+elif ! retry_until $((EPOCHSECONDS + INDEX_RETRY)) put_json "$SIMFLEET_ARTIFACTS_BUCKET" "${P}index.json" "$WORK/index.json"; then
   warn "could not write s3://$SIMFLEET_ARTIFACTS_BUCKET/${P}index.json: $(last_error)"
   index_written=0
 else

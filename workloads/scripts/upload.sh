@@ -1,43 +1,78 @@
 #!/bin/bash
 # artifact-uploader, a main container of the run pod beside glue (AWS CLI v2 image: bash, coreutils, jq,
-# findutils, aws). It runs from pod start to the end:
+# findutils, aws). It runs from pod start to the end and follows glue by its heartbeat, not by a clock:
 #
-# 1. Until glue's done marker appears (at most SIMFLEET_DONE_WAIT_SECONDS), ships each new partial
-#    checkpoint (partial.mstate + partial.json, when partial.json's sequence changed; polled every
-#    SIMFLEET_PARTIAL_POLL_SECONDS, only when SIMFLEET_CHECKPOINT_EVERY_SECONDS > 0).
-# 2. On SIGTERM it stops waiting, gives glue SIMFLEET_TERM_WAIT_SECONDS to write its marker (glue saves a
-#    partial checkpoint on SIGTERM), and ships what exists.
-# 3. Uploads /artifacts/{logs,videos,metrics}/** tagged $SIMFLEET_KIND_TAG=<kind> (the lifecycle rules expire
-#    them by that tag), the out-checkpoint when glue Succeeded and SIMFLEET_SAVE_CHECKPOINT=true, and LAST
-#    <P>index.json, whose presence tells everyone that this seed has ended:
-#      {run, specHash, seed, status, reason, exitCode, startTime, completionTime, checkpoint,
-#       partialCheckpoint, recoveries, resumedFrom, steps}
-#    status is the marker's (Succeeded | Failed | Interrupted); Interrupted without a marker; Failed with
-#    reason "upload failed: ..." when any upload failed.
+# 1. While glue's heartbeat file (rewritten every second by glue's own loop) stays fresh it waits, however slow the
+#    simulation, shipping each new partial checkpoint (with SIMFLEET_CHECKPOINT_EVERY_SECONDS > 0, looked for every
+#    SIMFLEET_PARTIAL_POLL_SECONDS) and publishing <P>progress.json every SIMFLEET_PROGRESS_SECONDS, both in the
+#    background. The wait ends when glue's done marker appears (one carrying the heartbeat's incarnation: any other
+#    is forged or left over and changes nothing), when the heartbeat is older than SIMFLEET_HEARTBEAT_TIMEOUT_SECONDS
+#    (glue died without a result: killed, out of memory), when glue never beat within SIMFLEET_START_WAIT_SECONDS, or
+#    on SIGTERM.
+# 2. SIGTERM (every aws call runs in the background, so the trap runs at once): glue gets SIMFLEET_TERM_WAIT_SECONDS
+#    to write its marker (it saves a partial checkpoint first); uploads stop SIMFLEET_TERM_SHIP_SECONDS after the
+#    SIGTERM, index.json is written by SIMFLEET_TERM_INDEX_SECONDS (a spot notice is 120 s), and the artifacts' tags
+#    come after it, with what time is left. The last partial checkpoint in S3 is the fallback when the one glue saved
+#    on SIGTERM cannot go up in time.
+# 3. It ships the latest partial checkpoint when the run did not succeed; /artifacts/{logs,videos,metrics}/** (many
+#    files per aws process, regular files only, each sent again when it changed meanwhile) tagged
+#    $SIMFLEET_KIND_TAG=<kind>; the out-checkpoint when glue saved one; and LAST <P>index.json, retried for
+#    SIMFLEET_INDEX_RETRY_SECONDS beyond the CLI's own retries (docs/records.md describes every field):
+#      {run, specHash, seed, status, reason, exitCode, startTime, completionTime, checkpoint, partialCheckpoint,
+#       partialSequence, recoveries, resumedFrom, steps, artifacts, untaggedArtifacts}
+#    status is glue's (Succeeded | Failed | Interrupted | Incomplete), except: Failed when glue stopped without a
+#    result, when an upload failed, or when something that is not a regular file was in the way; Incomplete when an
+#    artifact was still changing after its last upload; Interrupted when SIGTERM came before glue's marker.
 #
 # Env: as fetch.sh, plus SIMFLEET_SPEC_HASH, SIMFLEET_SAVE_CHECKPOINT, SIMFLEET_KIND_TAG (simfleet-kind),
-# SIMFLEET_DONE_WAIT_SECONDS (604800), SIMFLEET_PARTIAL_POLL_SECONDS (30), SIMFLEET_CHECKPOINT_EVERY_SECONDS (0),
-# SIMFLEET_TERM_WAIT_SECONDS (60), SIMFLEET_ARTIFACTS_DIR (/artifacts), SIMFLEET_DONE_MARKER (<checkpoints>/.done).
-# Exit: 0 only when index.json says Succeeded.
+# SIMFLEET_ARTIFACTS_DIR (/artifacts), SIMFLEET_DONE_MARKER (<checkpoints>/.done), SIMFLEET_HEARTBEAT_FILE
+# (<checkpoints>/.heartbeat), and whole seconds: SIMFLEET_HEARTBEAT_TIMEOUT_SECONDS (30), SIMFLEET_START_WAIT_SECONDS
+# (1800), SIMFLEET_POLL_SECONDS (1, may be fractional), SIMFLEET_PARTIAL_POLL_SECONDS (30), SIMFLEET_CHECKPOINT_EVERY_SECONDS (0),
+# SIMFLEET_PROGRESS_SECONDS (60), SIMFLEET_TERM_WAIT_SECONDS (45), SIMFLEET_TERM_SHIP_SECONDS (95),
+# SIMFLEET_TERM_INDEX_SECONDS (115), SIMFLEET_INDEX_RETRY_SECONDS (120); SIMFLEET_TAG_PARALLEL (4).
+# Exit: 0 only when index.json says Succeeded; 2 at once on a malformed setting.
 #
 # Not `set -e`: one failed upload must not stop the others, and index.json must be written whatever else
 # happened. Every command whose failure matters is checked where it runs.
 set -uo pipefail
-shopt -s globstar nullglob dotglob
+shopt -s nullglob dotglob
 NAME=artifact-uploader
 # shellcheck source=common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
+# From the first moment: a SIGTERM at any point ends the waits and starts the clock of the spot notice.
+terminated=0
+term_at=""
+on_term() {
+  [ "$terminated" = 0 ] || return 0
+  terminated=1
+  term_at=$EPOCHSECONDS
+  HARD_DEADLINE=$((term_at + ${TERM_SHIP:-95}))
+}
+trap on_term TERM
+
 CHECKPOINTS_DIR=${SIMFLEET_CHECKPOINTS_DIR:-/checkpoints}
 ARTIFACTS_DIR=${SIMFLEET_ARTIFACTS_DIR:-/artifacts}
 MARKER=${SIMFLEET_DONE_MARKER:-$CHECKPOINTS_DIR/.done}
-DONE_WAIT=${SIMFLEET_DONE_WAIT_SECONDS:-604800}
+HEARTBEAT=${SIMFLEET_HEARTBEAT_FILE:-$CHECKPOINTS_DIR/.heartbeat}
+HEARTBEAT_TIMEOUT=${SIMFLEET_HEARTBEAT_TIMEOUT_SECONDS:-30}
+START_WAIT=${SIMFLEET_START_WAIT_SECONDS:-1800}
+POLL=${SIMFLEET_POLL_SECONDS:-1}
 PARTIAL_POLL=${SIMFLEET_PARTIAL_POLL_SECONDS:-30}
-TERM_WAIT=${SIMFLEET_TERM_WAIT_SECONDS:-60}
+PROGRESS_EVERY=${SIMFLEET_PROGRESS_SECONDS:-60}
+TERM_WAIT=${SIMFLEET_TERM_WAIT_SECONDS:-45}
+TERM_SHIP=${SIMFLEET_TERM_SHIP_SECONDS:-95}
+TERM_INDEX=${SIMFLEET_TERM_INDEX_SECONDS:-115}
+INDEX_RETRY=${SIMFLEET_INDEX_RETRY_SECONDS:-120}
+TAG_PARALLEL=${SIMFLEET_TAG_PARALLEL:-4}
 KIND_TAG=${SIMFLEET_KIND_TAG:-simfleet-kind}
 KINDS=(logs videos metrics)
-require_whole_seconds SIMFLEET_DONE_WAIT_SECONDS "$DONE_WAIT" SIMFLEET_PARTIAL_POLL_SECONDS "$PARTIAL_POLL" \
-  SIMFLEET_TERM_WAIT_SECONDS "$TERM_WAIT" || exit 2
+require_whole_seconds SIMFLEET_HEARTBEAT_TIMEOUT_SECONDS "$HEARTBEAT_TIMEOUT" SIMFLEET_START_WAIT_SECONDS "$START_WAIT" \
+  SIMFLEET_PARTIAL_POLL_SECONDS "$PARTIAL_POLL" SIMFLEET_PROGRESS_SECONDS "$PROGRESS_EVERY" \
+  SIMFLEET_TERM_WAIT_SECONDS "$TERM_WAIT" SIMFLEET_TERM_SHIP_SECONDS "$TERM_SHIP" \
+  SIMFLEET_TERM_INDEX_SECONDS "$TERM_INDEX" SIMFLEET_INDEX_RETRY_SECONDS "$INDEX_RETRY" SIMFLEET_TAG_PARALLEL "$TAG_PARALLEL" &&
+  require_seconds SIMFLEET_POLL_SECONDS "$POLL" || exit 2
+[ "$terminated" = 0 ] || HARD_DEADLINE=$((term_at + TERM_SHIP)) # a SIGTERM before TERM_SHIP was read
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 ERR="$WORK/err"
@@ -55,161 +90,323 @@ else
   }
   P=$SIMFLEET_PREFIX
 fi
-PARTIAL_URI="s3://$SIMFLEET_CHECKPOINTS_BUCKET/${P}partial.mstate"
+CHECKPOINTS_BUCKET=$SIMFLEET_CHECKPOINTS_BUCKET
+ARTIFACTS_BUCKET=$SIMFLEET_ARTIFACTS_BUCKET
+PARTIAL_URI="s3://$CHECKPOINTS_BUCKET/${P}partial.mstate"
 
 checkpoint_every_on() { [[ ! ${SIMFLEET_CHECKPOINT_EVERY_SECONDS:-0} =~ ^0*\.?0*$ ]]; }
 
-# Partial checkpoints. `aws s3 cp` reads a large file part by part, opening it by name each time, so a
-# checkpoint replaced by glue mid-upload could go up as a mix of two. Each one therefore goes to a staging key
-# first and is copied (server side) onto partial.mstate only if the file did not change while it uploaded
-# (same inode, size, mtime and ctime, to the nanosecond); then partial.json, read before the checkpoint,
-# describes it or an older state, never a newer one.
-shipped_sequence=""
-shipped_any=0
-partial_error=""
-# Returns 0 when there was nothing new or it went up, 1 when it failed (partial_error says why), 2 when the
-# checkpoint changed during the upload (worth trying again at once).
+# --- Partial checkpoints ------------------------------------------------------------------------------------------
+# The checkpoint goes to a staging key first, read from the file as it was opened (glue renames each new one into
+# place, so the open file never changes), and is copied (server side) onto partial.mstate only when it held still; then
+# partial.json, read before the checkpoint was opened, describes it or an older state, never a newer one. The promotion
+# and the record retry beyond the CLI's own retries. Runs in the background: it writes the sequence now in S3 to
+# $WORK/partial.shipped, or why it failed to $WORK/partial.error.
+echo "" >"$WORK/partial.shipped"
 ship_partial() {
-  local json="$CHECKPOINTS_DIR/partial.json" mstate="$CHECKPOINTS_DIR/partial.mstate" sequence before after
-  [ -f "$json" ] && [ -f "$mstate" ] || return 0
+  local json="$CHECKPOINTS_DIR/partial.json" mstate="$CHECKPOINTS_DIR/partial.mstate" sequence before after fd
+  local deadline=$((EPOCHSECONDS + INDEX_RETRY))
+  [ -n "$HARD_DEADLINE" ] && ((deadline > HARD_DEADLINE)) && deadline=$HARD_DEADLINE
+  [ -f "$json" ] && { [ -e "$mstate" ] || [ -L "$mstate" ]; } || return 0
   cp "$json" "$WORK/partial.json" || return 0
   sequence=$(jq -er '.sequence' "$WORK/partial.json" 2>"$ERR") || {
-    partial_error="partial.json has no sequence: $(last_error)"
-    return 0
+    echo "partial.json has no sequence: $(last_error)" >"$WORK/partial.error"
+    return 1
   }
-  [ "$sequence" != "$shipped_sequence" ] || return 0
-  before=$(stat -c '%i %s %y %z' "$mstate") || return 0
-  if ! aws s3 cp --only-show-errors "$mstate" "$PARTIAL_URI.uploading" 2>"$ERR"; then
-    partial_error="partial checkpoint $sequence: $(last_error)"
-    warn "could not ship $partial_error; trying again later"
+  [ "$sequence" != "$(<"$WORK/partial.shipped")" ] || return 0
+  if ! open_regular "$mstate" "$CHECKPOINTS_DIR"; then
+    echo "partial checkpoint $sequence not shipped: $mstate is $refusal" >"$WORK/partial.error"
     return 1
   fi
-  after=$(stat -c '%i %s %y %z' "$mstate" 2>/dev/null)
+  fd=$opened_fd
+  before=$(stat_opened "$fd")
+  run_bounded aws s3 cp --only-show-errors --no-progress "/proc/$BASHPID/fd/$fd" "$PARTIAL_URI.uploading" 2>"$ERR"
+  case $? in
+    0) ;;
+    124)
+      echo "partial checkpoint $sequence did not go up before the SIGTERM deadline" >"$WORK/partial.error"
+      return 1
+      ;;
+    *)
+      echo "partial checkpoint $sequence: $(last_error)" >"$WORK/partial.error"
+      return 1
+      ;;
+  esac
+  after=$(stat_opened "$fd")
+  exec {fd}<&-
   if [ "$before" != "$after" ]; then
-    log "partial checkpoint $sequence was replaced while it uploaded; shipping the newer one next"
+    echo "partial checkpoint $sequence was written to while it uploaded" >"$WORK/partial.error"
     return 2
   fi
   # S3-to-S3: AWS CLI v2 copies the source's tags by default (it reads them: the run role has GetObjectTagging on
   # runs/). The staging copy has none yet: it is tagged only below, after this copy.
-  if ! aws s3 cp --only-show-errors "$PARTIAL_URI.uploading" "$PARTIAL_URI" 2>"$ERR" ||
-    ! put_json "$SIMFLEET_CHECKPOINTS_BUCKET" "${P}partial.json" "$WORK/partial.json"; then
-    partial_error="partial checkpoint $sequence: $(last_error)"
-    warn "could not ship $partial_error; trying again later"
+  if ! retry_until "$deadline" aws s3 cp --only-show-errors "$PARTIAL_URI.uploading" "$PARTIAL_URI" 2>"$ERR" ||
+    ! retry_until "$deadline" put_json "$CHECKPOINTS_BUCKET" "${P}partial.json" "$WORK/partial.json"; then
+    echo "partial checkpoint $sequence: $(last_error)" >"$WORK/partial.error"
     return 1
   fi
+  echo "$sequence" >"$WORK/partial.shipped"
+  rm -f "$WORK/partial.error"
+  log "shipped partial checkpoint $sequence to $PARTIAL_URI"
   # The staging copy is not deleted (the run role may delete nothing); tagged `staging`, it expires by the
   # checkpoints bucket's lifecycle rule a day later. Tagged only now, after the copy above: a copy takes the
   # source's tags, and partial.mstate itself must never carry this one.
-  aws s3api put-object-tagging --bucket "$SIMFLEET_CHECKPOINTS_BUCKET" --key "${P}partial.mstate.uploading" \
+  run_bounded aws s3api put-object-tagging --bucket "$CHECKPOINTS_BUCKET" --key "${P}partial.mstate.uploading" \
     --tagging "TagSet=[{Key=$KIND_TAG,Value=staging}]" 2>"$ERR" || warn "could not tag $PARTIAL_URI.uploading: $(last_error)"
-  shipped_sequence=$sequence
-  shipped_any=1
-  partial_error=""
-  log "shipped partial checkpoint $sequence to $PARTIAL_URI"
 }
-
-# 1-2. Wait for glue, shipping partial checkpoints; SIGTERM ends the wait.
-terminated=0
-trap 'terminated=1' TERM
-log "waiting for glue's done marker $MARKER (up to ${DONE_WAIT} s) for ${SIMFLEET_RUN} ($P)"
-deadline=$(($(now) + DONE_WAIT))
-next_partial=$(($(now) + PARTIAL_POLL))
-while [ ! -f "$MARKER" ] && [ "$terminated" = 0 ]; do
-  [ "$(now)" -lt "$deadline" ] || break
-  if checkpoint_every_on && [ "$(now)" -ge "$next_partial" ]; then
-    ship_partial || true # a failure or a change is retried at the next poll
-    next_partial=$(($(now) + PARTIAL_POLL))
-  fi
-  pause 1
-done
-grace_after_term "$MARKER" "$terminated" "$TERM_WAIT" "glue" "save a partial checkpoint and write its done marker"
-
-# What glue says happened.
-read_done_marker "$MARKER" glue "glue's done marker" "$terminated" "$TERM_WAIT" "$DONE_WAIT"
-steps=null
-if [ -f "$MARKER" ] && jq -e 'type == "object"' "$MARKER" >/dev/null 2>&1; then
-  steps=$(jq '.steps // null' "$MARKER")
-fi
-log "glue ended: $status${reason:+ ($reason)}"
-
-failures=()
-if [ "$status" != Succeeded ]; then
-  # The one glue saved on SIGTERM, or the latest periodic one. Glue has exited, so it should not change again;
-  # if it still does, a few more tries.
+ship_partials() {
+  # Run as a background job: stopped at the SIGTERM deadline (await), it stops its own aws call too. Its own error
+  # file, so the main shell's last_error is never this job's.
+  trap 'kill $(jobs -p) 2>/dev/null; exit 124' TERM
+  ERR="$WORK/partial.err"
+  # A checkpoint written to while it uploaded is tried again at once, a few times.
   for _ in 1 2 3; do
     ship_partial
-    [ $? -eq 2 ] || break
+    [ $? = 2 ] || break
   done
-  [ -z "$partial_error" ] || failures+=("$partial_error")
+}
+partial_job=""
+start_partial_job() {
+  [ -z "$partial_job" ] || ! kill -0 "$partial_job" 2>/dev/null || return 0
+  ship_partials &
+  partial_job=$!
+}
+
+# --- Progress -----------------------------------------------------------------------------------------------------
+# <P>progress.json, from glue's heartbeat: where the seed stands, for `simfleet` to show without the Kubernetes API.
+progress_job=""
+published_beats=""
+publish_progress() {
+  local beats
+  [ -f "$HEARTBEAT" ] || return 0
+  { [ -z "$progress_job" ] || ! kill -0 "$progress_job" 2>/dev/null; } || return 0
+  beats=$(jq -r '.beats // ""' "$HEARTBEAT" 2>/dev/null) || return 0
+  [ "$beats" != "$published_beats" ] || return 0
+  published_beats=$beats
+  jq --arg run "$SIMFLEET_RUN" --arg hash "$SIMFLEET_SPEC_HASH" --argjson seed "$seed" --arg pod "${HOSTNAME:-}" \
+    --arg updated "$(utc_now)" --argjson shipped "$(jq -R 'tonumber? // null' <"$WORK/partial.shipped")" \
+    '{run: $run, specHash: $hash, seed: $seed, pod: $pod, phase: .phase, steps: .steps,
+      simulationSeconds: .simulationSeconds, stopAfterSeconds: .stopAfterSeconds,
+      partialSequence: $shipped, lastHeartbeat: (.at | floor | todate), updatedAt: $updated}' \
+    "$HEARTBEAT" >"$WORK/progress.json" 2>/dev/null || return 0
+  ERR="$WORK/progress.err" put_json "$ARTIFACTS_BUCKET" "${P}progress.json" "$WORK/progress.json" &
+  progress_job=$!
+}
+
+# --- 1. Follow glue -----------------------------------------------------------------------------------------------
+incarnation="" # glue's, from its heartbeat
+heartbeat_at=""
+forged=""     # a marker that is not glue's was seen
+glue_gone=""  # why glue is known to have ended without a result
+glue_marker() {
+  [ -f "$MARKER" ] || return 1
+  read_heartbeat
+  if [ -n "$incarnation" ] && jq -e --arg i "$incarnation" '.incarnation == $i' "$MARKER" >/dev/null 2>&1; then
+    return 0
+  fi
+  [ -n "$forged" ] || warn "a done marker glue did not write is at $MARKER: forged or left over; waiting for glue's own"
+  forged=1
+  return 1
+}
+read_heartbeat() {
+  local mtime
+  mtime=$(stat -c %Y "$HEARTBEAT" 2>/dev/null) || return 0
+  if [ "$mtime" != "$heartbeat_at" ]; then
+    heartbeat_at=$mtime
+    incarnation=$(jq -r '.incarnation // ""' "$HEARTBEAT" 2>/dev/null) || incarnation=""
+  fi
+}
+heartbeat_age() { echo $((EPOCHSECONDS - heartbeat_at)); }
+glue_steps() { jq -r '.steps // "?"' "$HEARTBEAT" 2>/dev/null || echo "?"; }
+
+log "following glue's heartbeat $HEARTBEAT (stale after ${HEARTBEAT_TIMEOUT} s) for ${SIMFLEET_RUN} ($P)"
+started_at=$EPOCHSECONDS
+next_partial=$((EPOCHSECONDS + PARTIAL_POLL))
+next_progress=$EPOCHSECONDS
+while [ "$terminated" = 0 ]; do
+  read_heartbeat
+  glue_marker && break
+  if [ -z "$heartbeat_at" ]; then
+    if [ $((EPOCHSECONDS - started_at)) -ge "$START_WAIT" ]; then
+      glue_gone="glue never started: no heartbeat within ${START_WAIT} s"
+      break
+    fi
+  elif [ "$(heartbeat_age)" -gt "$HEARTBEAT_TIMEOUT" ]; then
+    glue_marker && break # it may have written its marker just now
+    glue_gone="glue stopped without a result (killed, out of memory?): its last heartbeat was $(heartbeat_age) s ago, at step $(glue_steps)"
+    break
+  fi
+  if checkpoint_every_on && [ "$EPOCHSECONDS" -ge "$next_partial" ]; then
+    start_partial_job
+    next_partial=$((EPOCHSECONDS + PARTIAL_POLL))
+  fi
+  if [ "$EPOCHSECONDS" -ge "$next_progress" ]; then
+    publish_progress
+    next_progress=$((EPOCHSECONDS + PROGRESS_EVERY))
+  fi
+  pause "$POLL"
+done
+
+# --- 2. After SIGTERM, glue's last words --------------------------------------------------------------------------
+if [ "$terminated" = 1 ] && ! glue_marker && [ -z "$glue_gone" ]; then
+  log "SIGTERM: giving glue up to ${TERM_WAIT} s to save a partial checkpoint and write its done marker"
+  term_wait_until=$((term_at + TERM_WAIT))
+  while ! glue_marker && [ "$EPOCHSECONDS" -lt "$term_wait_until" ]; do
+    read_heartbeat
+    if [ -n "$heartbeat_at" ] && [ "$(heartbeat_age)" -gt "$HEARTBEAT_TIMEOUT" ]; then
+      break
+    fi
+    pause "$POLL"
+  done
 fi
 
-# 3. Artifacts, tagged by kind.
+# What glue says happened.
+steps=null
+if [ -n "$glue_gone" ]; then
+  status=Failed exit_code=null reason=$glue_gone
+elif glue_marker; then
+  read_done_marker "$MARKER" "glue's done marker"
+  steps=$(jq '.steps // null' "$MARKER")
+elif [ "$terminated" = 1 ]; then
+  status=Interrupted exit_code=null
+  reason="terminated before glue wrote its done marker (waited $((EPOCHSECONDS - term_at)) s after SIGTERM)"
+else
+  status=Failed exit_code=null reason="glue ended without a done marker"
+fi
+[ -z "$forged" ] || [[ $reason == *"forged or left over"* ]] || reason="${reason:+$reason; }a done marker glue did not write was found (forged or left over)"
+log "glue ended: $status${reason:+ ($reason)}"
+
+# --- 3. Ship ------------------------------------------------------------------------------------------------------
+failures=()
+# The partial checkpoint (the one glue saved on SIGTERM, or the latest periodic one) goes up beside the artifacts.
+if [ "$status" != Succeeded ]; then
+  [ -z "$partial_job" ] || await "$partial_job"
+  partial_job=""
+  [ -n "$HARD_DEADLINE" ] && [ "$EPOCHSECONDS" -ge "$HARD_DEADLINE" ] || start_partial_job
+fi
+
 for entry in "$ARTIFACTS_DIR"/*; do
   case ${entry##*/} in
     logs | videos | metrics) ;;
     *) warn "skipping $entry (only logs/, videos/ and metrics/ are uploaded)" ;;
   esac
 done
-uploaded=0
+present_kinds=()
 for kind in "${KINDS[@]}"; do
-  for file in "$ARTIFACTS_DIR/$kind"/**; do
-    [ -f "$file" ] || continue
-    relative=${file#"$ARTIFACTS_DIR/$kind/"}
-    if upload_tagged "$file" "$ARTIFACTS_DIR" "$SIMFLEET_ARTIFACTS_BUCKET" "${P}${kind}/${relative}" "$KIND_TAG" "$kind"; then
-      uploaded=$((uploaded + 1))
-    else
-      failures+=("$kind/$relative: $(last_error)")
-    fi
-  done
+  [ ! -e "$ARTIFACTS_DIR/$kind" ] && [ ! -L "$ARTIFACTS_DIR/$kind" ] || present_kinds+=("$kind")
 done
-log "uploaded $uploaded artifacts to s3://$SIMFLEET_ARTIFACTS_BUCKET/$P"
+shipped=() ship_failed=() ship_refused=() ship_unstable=()
+[ ${#present_kinds[@]} -eq 0 ] || ship_tree "$ARTIFACTS_DIR" "$ARTIFACTS_BUCKET" "$P" "${present_kinds[@]}"
+log "uploaded ${#shipped[@]} artifacts to s3://$ARTIFACTS_BUCKET/$P"
+failures+=("${ship_failed[@]}" "${ship_refused[@]}")
 
-# The out-checkpoint, only from a run that succeeded.
+# The out-checkpoint, when glue saved it (Succeeded, or Incomplete: the brain itself is whole).
 checkpoint=""
-if [ "${SIMFLEET_SAVE_CHECKPOINT:-false}" = true ] && [ "$status" = Succeeded ]; then
+if [ "${SIMFLEET_SAVE_CHECKPOINT:-false}" = true ] && { [ "$status" = Succeeded ] || [ "$status" = Incomplete ]; }; then
   out="$CHECKPOINTS_DIR/out.mstate"
-  uri="s3://$SIMFLEET_CHECKPOINTS_BUCKET/${P}out.mstate"
-  if [ ! -f "$out" ]; then
-    failures+=("checkpoint.save is set but $out was not written")
-  elif aws s3 cp --only-show-errors "$out" "$uri" 2>"$ERR"; then
-    checkpoint=$uri
+  uri="s3://$CHECKPOINTS_BUCKET/${P}out.mstate"
+  if [ "$(jq -r '.checkpointSaved' "$MARKER" 2>/dev/null)" != true ]; then
+    failures+=("checkpoint.save is set but glue saved no checkpoint")
+  elif ! open_regular "$out" "$CHECKPOINTS_DIR"; then
+    failures+=("checkpoint $out is $refusal")
   else
-    failures+=("checkpoint $uri: $(last_error)")
+    fd=$opened_fd
+    deadline=$((EPOCHSECONDS + INDEX_RETRY))
+    if retry_until "$deadline" aws s3 cp --only-show-errors --no-progress "/proc/$BASHPID/fd/$fd" "$uri" 2>"$ERR"; then
+      checkpoint=$uri
+    else
+      failures+=("checkpoint $uri: $(last_error)")
+    fi
+    exec {fd}<&-
   fi
 fi
 
+# The partial checkpoint's upload, bounded like everything after SIGTERM. After SIGTERM one that could not go up in
+# time is a note, not a failure: the one before it is still in S3 (partialSequence says which), whole.
+partial_note=""
+[ -z "$partial_job" ] || await "$partial_job"
+partial_sequence=$(<"$WORK/partial.shipped")
+if [ "$status" != Succeeded ]; then
+  newest=$(jq -r '.sequence // ""' "$CHECKPOINTS_DIR/partial.json" 2>/dev/null)
+  if [ -n "$newest" ] && [ "$newest" != "$partial_sequence" ] && [ "$terminated" = 1 ] && [ ! -s "$WORK/partial.error" ]; then
+    echo "partial checkpoint $newest did not go up before the SIGTERM deadline" >"$WORK/partial.error"
+  fi
+  if [ -s "$WORK/partial.error" ] && [ "$terminated" = 1 ]; then
+    partial_note="$(<"$WORK/partial.error")"
+  elif [ -s "$WORK/partial.error" ]; then
+    failures+=("$(<"$WORK/partial.error")")
+  fi
+fi
+
+# Tags: before index.json normally; after it when a SIGTERM is counting down (the index matters more).
+: >"$WORK/tags"
+for relative in "${shipped[@]}"; do
+  printf '%s\0%s\0' "${relative%%/*}" "${P}${relative}" >>"$WORK/tags"
+done
+untagged=${#shipped[@]} # after a SIGTERM every one of them, at the time index.json is written
+if [ "$terminated" = 0 ]; then
+  tag_keys "$ARTIFACTS_BUCKET" "$KIND_TAG" "$WORK/tags"
+  [ "$untagged" = 0 ] || warn "$untagged artifacts could not be tagged (they never expire): $(head -n 3 "$WORK/untagged" | tr '\n' ' ')"
+fi
+
 if [ ${#failures[@]} -gt 0 ]; then
-  summary=$(printf '%s; ' "${failures[@]}")
-  reason="upload failed: ${summary%; }${reason:+ (glue: $status, $reason)}"
+  # The first few, so that thousands of failed files still give a readable reason.
+  summary=$(printf '%s; ' "${failures[@]:0:5}")
+  summary=${summary%; }
+  [ ${#failures[@]} -le 5 ] || summary+="; and $((${#failures[@]} - 5)) more"
+  reason="upload failed: ${summary}${reason:+ (glue: $status, $reason)}"
   status=Failed
+  warn "$reason"
+elif [ ${#ship_unstable[@]} -gt 0 ] && [ "$status" = Succeeded ]; then
+  status=Incomplete
+  reason="artifacts were still being written while they were shipped: ${ship_unstable[*]:0:3}"
+  [ ${#ship_unstable[@]} -le 3 ] || reason+=" and $((${#ship_unstable[@]} - 3)) more"
   warn "$reason"
 fi
 
-# index.json, last.
+# --- 4. index.json, last ------------------------------------------------------------------------------------------
 started="{}"
 if [ -f "$CHECKPOINTS_DIR/.started" ] && jq -e 'type == "object"' "$CHECKPOINTS_DIR/.started" >/dev/null 2>&1; then
   started=$(jq -c . "$CHECKPOINTS_DIR/.started")
 fi
+notes=$(jq -r '(.notes // []) | join("; ")' <<<"$started")
+[ -z "$notes" ] || reason="${reason:+$reason; }$notes"
+[ -z "$partial_note" ] || reason="${reason:+$reason; }$partial_note"
 partial_checkpoint=""
-if [ "$shipped_any" = 1 ] || [ "$(jq -r '.resumedFrom // ""' <<<"$started")" = "$PARTIAL_URI" ]; then
+if [ -n "$partial_sequence" ] || [ "$(jq -r '.resumedFrom // ""' <<<"$started")" = "$PARTIAL_URI" ]; then
   partial_checkpoint=$PARTIAL_URI
 fi
 jq -n \
   --arg run "$SIMFLEET_RUN" --arg hash "$SIMFLEET_SPEC_HASH" --argjson seed "$seed" --arg status "$status" \
   --arg reason "$reason" --argjson exitCode "$exit_code" --argjson started "$started" \
-  --arg completed "$(utc_now)" --arg checkpoint "$checkpoint" \
-  --arg partial "$partial_checkpoint" --argjson steps "$steps" \
+  --arg completed "$(utc_now)" --arg checkpoint "$checkpoint" --arg partial "$partial_checkpoint" \
+  --arg sequence "$partial_sequence" --argjson steps "$steps" --argjson artifacts "${#shipped[@]}" \
+  --argjson untagged "$untagged" \
   'def null_if_empty: if . == "" then null else . end;
    {run: $run, specHash: $hash, seed: $seed, status: $status, reason: ($reason | null_if_empty),
     exitCode: $exitCode, startTime: $started.startTime, completionTime: $completed,
     checkpoint: ($checkpoint | null_if_empty), partialCheckpoint: ($partial | null_if_empty),
-    recoveries: ($started.recoveries // 0), resumedFrom: $started.resumedFrom, steps: $steps}' >"$WORK/index.json" || {
+    partialSequence: ($sequence | tonumber? // null),
+    recoveries: (if $started | has("recoveries") then $started.recoveries else 0 end),
+    resumedFrom: $started.resumedFrom, steps: $steps, artifacts: $artifacts, untaggedArtifacts: $untagged}' \
+  >"$WORK/index.json" || {
   warn "could not build index.json"
   exit 1
 }
-if ! put_json "$SIMFLEET_ARTIFACTS_BUCKET" "${P}index.json" "$WORK/index.json"; then
-  warn "could not write s3://$SIMFLEET_ARTIFACTS_BUCKET/${P}index.json: $(last_error)"
+if [ "$terminated" = 1 ]; then
+  index_deadline=$((term_at + TERM_INDEX))
+  HARD_DEADLINE=$index_deadline
+else
+  index_deadline=$((EPOCHSECONDS + INDEX_RETRY))
+fi
+if ! retry_until "$index_deadline" put_json "$ARTIFACTS_BUCKET" "${P}index.json" "$WORK/index.json"; then
+  warn "could not write s3://$ARTIFACTS_BUCKET/${P}index.json: $(last_error)"
   exit 1
 fi
-log "$status: s3://$SIMFLEET_ARTIFACTS_BUCKET/${P}index.json"
+log "$status: s3://$ARTIFACTS_BUCKET/${P}index.json"
+if [ "$terminated" = 1 ] && [ ${#shipped[@]} -gt 0 ]; then
+  HARD_DEADLINE=""
+  log "tagging ${#shipped[@]} artifacts until the pod is stopped"
+  tag_keys "$ARTIFACTS_BUCKET" "$KIND_TAG" "$WORK/tags"
+fi
 [ "$status" = Succeeded ]
