@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from fake_kube import run_props
 
-from tools.bench import scale_stack
+from tools.bench_plan import scale_stack
 from tools.mocks import DYNAMIC_TYPE
 from workloads.provider import SimRun
 
