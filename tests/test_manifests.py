@@ -77,7 +77,7 @@ def test_layouts_the_writer_does_not_cover_go_to_the_emitter_whole() -> None:
 
 
 def test_scripts_are_literal_blocks_that_read_as_the_files_they_are() -> None:
-    _, configmap = next((rel, body) for rel, body in plan_objects() if rel.startswith("runs/") and body["kind"] == "ConfigMap")
+    _, configmap = next((rel, body) for rel, body in plan_objects() if rel.startswith("shared/") and body["kind"] == "ConfigMap")
     text = dump(configmap)
     for name, content in configmap["data"].items():
         if "\n" in content:

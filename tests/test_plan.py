@@ -15,6 +15,8 @@ import yaml
 
 import versions
 from tools.plan import PlanConfigError, PlanResult, run_program
+from workloads.renderers.job import job_runtime
+from workloads.renderers.run import runtime as run_runtime
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -78,12 +80,26 @@ def test_dev_plan_renders_each_run_objects(tmp_path: Path) -> None:
     runs = tmp_path / "dev" / "manifests" / "runs"
     by_run = {d.name: sorted(yaml.safe_load(f.read_text())["kind"] for f in d.glob("*.yaml")) for d in runs.iterdir()}
     assert by_run == {
-        "trot-baseline": ["ConfigMap", "Job", "NetworkPolicy", "Service"],
-        "trot-sweep": ["ConfigMap", "Job"],
+        "trot-baseline": ["Job", "NetworkPolicy", "Service"],
+        "trot-sweep": ["Job"],
         # Its own Job, the gate that releases it, and the account the release acts as (ServiceAccount, Role, binding, token).
-        "trot-continue": ["ConfigMap", "Job", "Job", "Role", "RoleBinding", "Secret", "ServiceAccount"],
-        "robocache-resample": ["ConfigMap", "Job"],  # a batch job: its runtime ConfigMap and its Indexed Job
+        "trot-continue": ["Job", "Job", "Role", "RoleBinding", "Secret", "ServiceAccount"],
+        "robocache-resample": ["Job"],  # a batch job: its Indexed Job
     }
+    # simfleet's runtime once for the runs and once for the jobs, whatever their number: one ConfigMap per content,
+    # named by it, which every Job rendered from this simfleet mounts.
+    shared = sorted(f.name for f in (tmp_path / "dev" / "manifests" / "shared").iterdir())
+    assert shared == sorted(
+        {f"simfleet-runs_configmap_{run_runtime().name}.yaml", f"simfleet-runs_configmap_{job_runtime().name}.yaml"}
+    )
+    mounted = {
+        volume["configMap"]["name"]
+        for d in runs.iterdir()
+        for f in d.glob("*_job_*.yaml")
+        for volume in yaml.safe_load(f.read_text())["spec"]["template"]["spec"]["volumes"]
+        if volume["name"] == "runtime"
+    }
+    assert mounted == {run_runtime().name, job_runtime().name}
 
 
 # Every part of the platform, by the type the engine receives, with how many dev and prod register.

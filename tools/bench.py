@@ -57,8 +57,15 @@ def state_record(reg: Any) -> dict[str, Any]:
         "completionTime": "2026-11-30T12:00:00Z",
         "viewportAddress": None,
         "jobUid": "8b1f6c0e-2f54-4f1a-9a58-3f1f1b8d8e21",
+        # At most a viewport's Service and NetworkPolicy (the runtime ConfigMap is shared, recorded by no run).
         "companions": [
-            {"apiVersion": "v1", "kind": "ConfigMap", "name": f"{inputs['runName']}-runtime", "uid": "0" * 36},
+            {"apiVersion": "v1", "kind": "Service", "name": f"{inputs['runName']}-viewport", "uid": "0" * 36},
+            {
+                "apiVersion": "networking.k8s.io/v1",
+                "kind": "NetworkPolicy",
+                "name": f"{inputs['runName']}-viewport",
+                "uid": "0" * 36,
+            },
         ],
     }
     return {

@@ -215,11 +215,11 @@ PLANNING_HEADER = [
 
 
 def manifest_sizes(plan_dir: Path) -> dict[str, Any]:
-    """What the plan's manifests hold per run (`runs/<run>/`), and its shared runtime ConfigMaps (`platform/`)."""
+    """What the plan's manifests hold per run (`runs/<run>/`), and its shared runtime ConfigMaps (`shared/`)."""
     runs = plan_dir / "manifests" / "runs"
     per_run = {d.name: sum(f.stat().st_size for f in d.iterdir()) for d in runs.iterdir()} if runs.is_dir() else {}
     largest_file = max((f for d in runs.iterdir() for f in d.iterdir()), key=lambda f: f.stat().st_size, default=None)
-    shared = sorted((plan_dir / "manifests" / "platform").glob("*_configmap_simfleet-runtime-*.yaml"))
+    shared = sorted((plan_dir / "manifests" / "shared").glob("*_configmap_simfleet-runtime-*.yaml"))
     return {
         "runs": len(per_run),
         "mean_kb": sum(per_run.values()) / len(per_run) / 1024 if per_run else 0.0,

@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from workloads.inputs import objects_from_inputs
+from workloads.renderers.common import is_shared
 
 DYNAMIC_TYPE = "pulumi-python:dynamic:Resource"
 NON_OBJECT_K8S = ("kubernetes:helm.sh/", "pulumi:providers:")
@@ -184,9 +185,11 @@ def kubernetes_objects(
     registrations: list[Any], rendered: dict[str, list[dict[str, Any]]] | None = None
 ) -> list[tuple[str, dict[str, Any]]]:
     """(relative file name, object) for every Kubernetes object the stack would create. `rendered`: the runs'
-    objects already rendered (rendered_runs); a run missing from it is rendered here."""
+    objects already rendered (rendered_runs); a run missing from it is rendered here. An object runs share (the
+    runtime ConfigMap of this simfleet) is listed once, under shared/, where the cluster holds it once too."""
     rendered = rendered or {}
     objects: list[tuple[str, dict[str, Any]]] = []
+    shared: set[str] = set()
     for reg in registrations:
         if reg.type.startswith("kubernetes:") and not reg.type.startswith(NON_OBJECT_K8S):
             body = {k: v for k, v in reg.inputs.items() if k in OBJECT_FIELDS}
@@ -196,7 +199,11 @@ def kubernetes_objects(
             run = reg.inputs.get("runName", reg.name)
             bodies = rendered.get(reg.urn)
             for body in objects_from_inputs(reg.inputs) if bodies is None else bodies:
-                objects.append((f"runs/{run}/{_object_file(body, reg.name)}", body))
+                if not is_shared(body):
+                    objects.append((f"runs/{run}/{_object_file(body, reg.name)}", body))
+                elif (rel := f"shared/{_object_file(body, reg.name)}") not in shared:
+                    shared.add(rel)
+                    objects.append((rel, body))
     return objects
 
 
