@@ -8,6 +8,7 @@ took: the order of events comes from what moto and the stand-in Pushgateway saw,
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -827,6 +828,37 @@ def test_entry_kills_a_program_that_ignores_the_sigterm_at_max_runtime(pod: JobP
     result = pod.entry("sh", "-c", program, shell=shell, SIMFLEET_MAX_RUNTIME_SECONDS="1", SIMFLEET_TERM_SECONDS="1")
     assert result.returncode == 124, explain(result)
     assert pod.read_marker()["reason"] == "exceeded maxRuntime (1 s); the command exited with code 137"
+
+
+def after_function() -> str:
+    """job-entry.sh's `after` (the maxRuntime timer), as the script defines it."""
+    text = (Path(__file__).resolve().parent.parent / "workloads" / "scripts" / "job-entry.sh").read_text()
+    match = re.search(r"^after\(\) \{\n.*?^\}\n", text, re.S | re.M)
+    assert match, "job-entry.sh defines after()"
+    return match[0]
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_a_cancelled_timer_leaves_no_sleep_behind(shell: tuple[str, ...]) -> None:
+    """A timer cancelled the instant it starts (a program that ends at once) ends its sleep too: SIGTERM used to land
+    before the subshell knew its sleep's pid, or on the forked sleep before it exec'd, about one time in twenty, and
+    the sleep then held the script's stdout for the whole maxRuntime. 200 timers, each cancelled at once: stdout
+    closes when the shell exits, not a minute later."""
+    import subprocess
+
+    loop = after_function() + 'i=0\nwhile [ "$i" -lt 200 ]; do after 60 true; kill "$!"; i=$((i + 1)); done\n'
+    shell_process = subprocess.Popen(
+        [*shell, "-c", loop], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    try:
+        assert shell_process.wait(timeout=60) == 0
+        closed = threading.Event()
+        threading.Thread(target=lambda: (shell_process.stdout.read(), closed.set()), daemon=True).start()  # type: ignore[union-attr]
+        # Every sleep is ended within moments of the shell's exit; one left behind holds the pipe for 60 s.
+        assert closed.wait(timeout=20), "a cancelled timer's sleep outlived it (still holding stdout)"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(shell_process.pid, signal.SIGKILL)  # its own group: a sleep left behind goes too
 
 
 @pytest.mark.parametrize("shell", SHELLS)
