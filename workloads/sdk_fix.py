@@ -60,7 +60,7 @@ def _position(filename: str, line: int | None) -> Any:
 
         try:
             _uris[filename] = pathlib.Path(filename).as_uri()
-        except BaseException:  # noqa: BLE001 as the SDK: a name that is no absolute path has no position
+        except ValueError:  # as the SDK: a name that is no absolute path (<frozen runpy>) has no position
             _uris[filename] = None
     uri = _uris[filename]
     return None if uri is None else source_pb2.SourcePosition(uri=uri, line=line)
