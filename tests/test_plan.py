@@ -564,3 +564,18 @@ def test_deploy_roles_reach_the_cluster_and_its_creator_is_recorded_not_entered(
     monkeypatch.setattr(mocks, "EXISTING_CLUSTER_TAGS", {"simfleet-dev": {CREATOR_TAG: person}})
     tags, entries = _access(run_program(path, "dev"))
     assert tags[CREATOR_TAG] == person and entries == {ci, caller}
+
+
+def test_within_a_plan_the_same_inputs_are_decoded_once() -> None:
+    from fake_kube import run_props
+
+    from workloads import inputs
+
+    props = run_props("https://unused.invalid")
+    assert inputs.decode(props) is not inputs.decode(props)  # outside a plan: a fresh decoding each time
+    with inputs.decoding_once():
+        first = inputs.decode(props)
+        assert inputs.decode(dict(props)) is first
+        with pytest.raises(ValueError, match="is not the hash"):  # other inputs are decoded (and checked) anew
+            inputs.decode({**props, "specHash": "0" * 12})
+    assert inputs.decode(props) is not first

@@ -36,6 +36,7 @@ from policies.rules import Context, Resource, Violation, evaluate, helper_images
 from tools import cost as cost_model
 from tools import run_changes, run_summary
 from tools.manifests import DYNAMIC_TYPE, kubernetes_objects, rendered_runs, write_manifests
+from workloads.inputs import decoding_once
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 PROGRAM = PROJECT_ROOT / "__main__.py"
@@ -342,15 +343,16 @@ def main(argv: list[str] | None = None) -> int:
     except PlanConfigError as err:
         print(str(err), file=sys.stderr)
         return 2
-    out = write_plan(result, out_root)
-    changes = run_changes.compare(result.registrations, earlier)
-    (out / "changes.json").write_text(json.dumps([c.as_json() for c in changes], indent=2))
-    # The same rules `pulumi preview --policy-pack policies` runs (policies/rules/), and the cost estimate.
-    violations = policy_violations(result)
-    (out / "policy.json").write_text(json.dumps([v.as_json() for v in violations], indent=2))
-    cost = estimate_cost(result)
-    (out / "cost.json").write_text(json.dumps(cost, indent=2))
-    workloads = run_summary.workloads(result.registrations, cost["runs"])
+    with decoding_once():  # each run's inputs decoded once for its manifests, policies, cost and summary
+        out = write_plan(result, out_root)
+        changes = run_changes.compare(result.registrations, earlier)
+        (out / "changes.json").write_text(json.dumps([c.as_json() for c in changes], indent=2))
+        # The same rules `pulumi preview --policy-pack policies` runs (policies/rules/), and the cost estimate.
+        violations = policy_violations(result)
+        (out / "policy.json").write_text(json.dumps([v.as_json() for v in violations], indent=2))
+        cost = estimate_cost(result)
+        (out / "cost.json").write_text(json.dumps(cost, indent=2))
+        workloads = run_summary.workloads(result.registrations, cost["runs"])
     (out / "runs.json").write_text(json.dumps(workloads, indent=2))
     print(summarize(result))
     print("\n".join(policy_summary(violations)))
