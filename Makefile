@@ -44,8 +44,10 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt policies/requirements.
 
 venv: $(VENV)/.installed
 
+# One pytest-xdist worker per core (TEST_WORKERS=0: in this process); each worker starts its own servers on free ports.
+TEST_WORKERS ?= auto
 test: venv
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_WORKERS)
 
 plan: venv
 	$(PY) -m tools.plan $(PLAN_ARGS)
