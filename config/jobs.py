@@ -56,7 +56,7 @@ class Datasets(Model):
 
 
 class Outputs(Model):
-    """A directory each shard writes; uploaded to s3://<artifacts>/jobs/<name>/<hash>/shard-<i>/outputs/ at its end."""
+    """A directory each shard writes; uploaded to s3://<artifacts>/jobs/<name>/<hash>/shard-<i>/outputs/<attempt>/ when the shard succeeds."""
 
     path: str = Field("/outputs", description="Directory in the work container whose files are uploaded.")
 

@@ -51,7 +51,7 @@ def workloads(registrations: Iterable[Any], costs: Sequence[Mapping[str, Any]]) 
                 "specHash": identity.spec_hash,
                 "shards": spec.shards,
                 "parallelism": spec.parallel_pods,
-                "outputsUri": f"{identity.outputs_uri}shard-<i>/outputs/",
+                "outputsUri": f"{identity.outputs_uri}shard-<i>/outputs/<attempt>/",
             }
         else:
             run_spec, run = decoded.spec, decoded.identity
