@@ -108,7 +108,9 @@ class PlanRun:
     out: Path  # where it wrote the plan (<out>/<stack>/)
 
 
-# `python -m tools.plan ARGS` that also reports its own peak resident memory (Linux: KiB) as its last stderr line.
+# `python -m tools.plan ARGS` that also reports its CPU time and its own peak resident memory (KiB) on stderr. The peak
+# is VmHWM, this process's own: Linux keeps ru_maxrss across exec, so a child spawned by a large parent (this
+# benchmark after a 10,000-run floor) would report the parent's peak.
 _PLAN_WITH_PEAK = (
     "import resource, runpy, sys\n"
     "try:\n"
@@ -116,7 +118,11 @@ _PLAN_WITH_PEAK = (
     "finally:\n"
     "    usage = resource.getrusage(resource.RUSAGE_SELF)\n"
     "    print(f'cpu-s {usage.ru_utime + usage.ru_stime}', file=sys.stderr)\n"
-    "    print(f'peak-kib {usage.ru_maxrss}', file=sys.stderr)\n"
+    "    try:\n"
+    "        peak = next(line.split()[1] for line in open('/proc/self/status') if line.startswith('VmHWM:'))\n"
+    "    except (OSError, StopIteration):\n"
+    "        peak = usage.ru_maxrss\n"
+    "    print(f'peak-kib {peak}', file=sys.stderr)\n"
 )
 
 
