@@ -853,7 +853,14 @@ def test_a_cancelled_timer_leaves_no_sleep_behind(shell: tuple[str, ...]) -> Non
     try:
         assert shell_process.wait(timeout=60) == 0
         closed = threading.Event()
-        threading.Thread(target=lambda: (shell_process.stdout.read(), closed.set()), daemon=True).start()  # type: ignore[union-attr]
+        output = shell_process.stdout
+        assert output is not None
+
+        def drain() -> None:
+            output.read()  # returns at end of file: when the last holder of the pipe is gone
+            closed.set()
+
+        threading.Thread(target=drain, daemon=True).start()
         # Every sleep is ended within moments of the shell's exit; one left behind holds the pipe for 60 s.
         assert closed.wait(timeout=20), "a cancelled timer's sleep outlived it (still holding stdout)"
     finally:
