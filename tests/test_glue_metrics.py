@@ -2,8 +2,8 @@
 (tests/fake_sidecars.py) and a stand-in Pushgateway on 127.0.0.1 that can answer, fail, refuse or hang
 (tests/fake_pushgateway.py).
 
-The Pushgateway's URL rules are its README's at the pinned version (prometheus/pushgateway v1.11.3, the chart's
-appVersion: "API", "URL"); the text format is 0.0.4, checked strictly here (prometheus_client is not a dependency).
+The Pushgateway's URL rules are those of prometheus/pushgateway's README.md at the pinned version (tag v1.11.3,
+the chart's appVersion; sections API, URL); the text format is 0.0.4, checked strictly here (prometheus_client is not a dependency).
 Nothing asserts on how long anything took: that the control loop never waits on a push is shown by the run reaching
 its end while the Pushgateway still holds glue's first push unanswered.
 """
@@ -241,7 +241,7 @@ def test_sigterm_still_pushes_the_final_values_before_the_interrupted_marker(pod
 
 
 # ---------------------------------------------------------------------------------------------
-# The grouping key (Pushgateway README v1.11.3, "URL") and the gauges, as pure functions
+# The grouping key (prometheus/pushgateway README.md at v1.11.3, section URL) and the gauges, as pure functions
 # ---------------------------------------------------------------------------------------------
 
 
@@ -249,7 +249,7 @@ def test_the_grouping_path_follows_the_pushgateway_readme() -> None:
     assert (
         metrics.grouping_path({"job": metrics.JOB, "run": "trot-sweep", "seed": "3"}) == "job/simfleet-run/run/trot-sweep/seed/3"
     )
-    # The README's own examples: a `/` in a value, an empty value, and non-ASCII (its exact base64 text).
+    # The examples of the Pushgateway's README.md: a `/` in a value, an empty value, and non-ASCII (its exact base64 text).
     assert (
         metrics.grouping_path({"job": "directory_cleaner", "path": "/var/tmp"})
         == "job/directory_cleaner/path@base64/L3Zhci90bXA="

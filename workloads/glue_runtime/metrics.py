@@ -57,7 +57,7 @@ PLAIN_VALUE = re.compile(r"[A-Za-z0-9._~-]+")  # RFC 3986 unreserved: safe as on
 
 
 def grouping_path(labels: Mapping[str, str]) -> str:
-    """The grouping key as a URL path after /metrics/ (Pushgateway README, "URL"): `name/value` per label, and
+    """The grouping key as a URL path after /metrics/ (prometheus/pushgateway README.md v1.11.3, section URL): `name/value` per label, and
     `name@base64/<RFC 4648 URL-safe base64>` for a value that a path segment cannot carry as it is (a `/`, an empty
     value, a dot segment the router would collapse, anything outside the unreserved characters)."""
     parts = []
