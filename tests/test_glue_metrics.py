@@ -15,14 +15,13 @@ import json
 import math
 import re
 import signal
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from fake_pushgateway import Pushgateway, absent_url
-from pod_harness import GUARD, GluePod
+from pod_harness import GUARD, GluePod, explain, serving, wait_for
 
 import naming
 from components.collector import RUN_METRICS
@@ -36,30 +35,12 @@ NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
 
 @pytest.fixture
 def pod(tmp_path: Path) -> Iterator[GluePod]:
-    pod = GluePod(tmp_path)
-    try:
-        yield pod
-    finally:
-        pod.stop()
+    yield from serving(GluePod(tmp_path))
 
 
 @pytest.fixture
 def gateway() -> Iterator[Pushgateway]:
-    gateway = Pushgateway()
-    try:
-        yield gateway
-    finally:
-        gateway.stop()
-
-
-def _wait_for(predicate: Callable[[], Any], what: str) -> Any:
-    deadline = time.monotonic() + GUARD
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"gave up waiting for {what}")
+    yield from serving(Pushgateway())
 
 
 def parse_gauges(body: str) -> dict[str, float]:
@@ -99,10 +80,6 @@ def _record(pod: GluePod) -> dict[str, Any]:
     return loaded
 
 
-def _explain(result: Any) -> str:
-    return f"exit {result.returncode}\n--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}"
-
-
 # ---------------------------------------------------------------------------------------------
 # What is pushed, and where
 # ---------------------------------------------------------------------------------------------
@@ -114,7 +91,7 @@ def test_each_seed_pushes_typed_gauges_to_its_own_group_and_a_final_push_before_
     _started(pod, 2)
     pod.sim("--interval", "0.01").monty()
     result = pod.run_glue(TROT, SIMFLEET_PUSHGATEWAY_URL=gateway.url + "/", SIMFLEET_STOP_AFTER_SECONDS="1", **FAST)
-    assert result.returncode == 0, _explain(result)
+    assert result.returncode == 0, explain(result)
     pushes = gateway.calls()
     assert len(pushes) >= 3 and {(r["method"], r["path"]) for r in pushes} == {("PUT", GROUP)}
     assert all(r["headers"]["content-type"] == "text/plain; version=0.0.4; charset=utf-8" for r in pushes)
@@ -144,7 +121,7 @@ def test_a_seed_without_a_stop_time_pushes_no_progress_and_unknown_recoveries_ar
     _started(pod, None)  # checkpoint-fetch could not count the attempts
     pod.sim("--done-after", "30").monty()
     result = pod.run_glue(TROT, SIMFLEET_PUSHGATEWAY_URL=gateway.url, **FAST)
-    assert result.returncode == 0, _explain(result)
+    assert result.returncode == 0, explain(result)
     final = parse_gauges(gateway.calls()[-1]["body"])
     assert set(final) <= {"simfleet_run_steps", "simfleet_run_brain_latency_seconds"}
     assert final["simfleet_run_steps"] == pod.marker()["steps"]
@@ -153,7 +130,7 @@ def test_a_seed_without_a_stop_time_pushes_no_progress_and_unknown_recoveries_ar
 def test_no_url_no_push_and_no_record(pod: GluePod, gateway: Pushgateway) -> None:
     pod.sim("--done-after", "20").monty()
     result = pod.run_glue(TROT, **FAST)
-    assert result.returncode == 0, _explain(result)
+    assert result.returncode == 0, explain(result)
     assert gateway.calls() == [] and not (pod.checkpoints / ".metrics").exists()
     assert "metrics_pushes" not in pod.summary() and "push" not in result.stdout
 
@@ -162,7 +139,7 @@ def test_a_url_that_is_not_http_is_logged_and_nothing_is_pushed(pod: GluePod, ga
     pod.sim("--done-after", "20").monty()
     url = gateway.url.replace("http://", "https://")
     result = pod.run_glue(TROT, SIMFLEET_PUSHGATEWAY_URL=url, **FAST)
-    assert result.returncode == 0, _explain(result)
+    assert result.returncode == 0, explain(result)
     assert f"not pushing metrics: SIMFLEET_PUSHGATEWAY_URL is not an http:// URL: {url!r}" in result.stdout
     assert gateway.calls() == [] and pod.marker()["status"] == "Succeeded"
 
@@ -180,7 +157,7 @@ def test_the_run_reaches_its_end_while_the_pushgateway_holds_glues_first_push(po
     )
     gateway.held.wait(GUARD)
     # Every step of the seed runs, and both sidecars are told to finish, while the first push is still unanswered.
-    _wait_for(lambda: pod.events(event="finish"), "glue to finish the sidecars")
+    wait_for(lambda: pod.events(event="finish"), "glue to finish the sidecars")
     assert len(gateway.calls()) == 1 and not pod.marker_path.exists()
     gateway.release()
     stdout, stderr = glue.communicate(timeout=GUARD)
@@ -202,7 +179,7 @@ def test_a_pushgateway_that_never_answers_costs_the_marker_one_timeout_and_count
         SIMFLEET_METRICS_TIMEOUT_SECONDS="0.3",
         **FAST,
     )
-    assert result.returncode == 0, _explain(result)
+    assert result.returncode == 0, explain(result)
     assert pod.marker()["status"] == "Succeeded"
     assert result.stdout.count("metrics push to") == 1 and "timed out" in result.stdout
     summary, record = pod.summary(), _record(pod)
@@ -219,7 +196,7 @@ def test_a_refusing_or_failing_pushgateway_is_logged_once_counted_and_never_chan
     gateway.status = 500
     pod.sim("--interval", "0.01").monty()
     result = pod.run_glue(TROT, SIMFLEET_PUSHGATEWAY_URL=url, SIMFLEET_STOP_AFTER_SECONDS="0.5", **FAST)
-    assert result.returncode == 0, _explain(result)
+    assert result.returncode == 0, explain(result)
     assert pod.marker()["status"] == "Succeeded" and pod.marker()["reason"] is None
     warning = [line for line in result.stdout.splitlines() if "metrics push to" in line]
     assert len(warning) == 1, result.stdout
@@ -232,7 +209,7 @@ def test_a_refusing_or_failing_pushgateway_is_logged_once_counted_and_never_chan
 def test_sigterm_still_pushes_the_final_values_before_the_interrupted_marker(pod: GluePod, gateway: Pushgateway) -> None:
     pod.sim().monty()
     glue = pod.start_glue(TROT, SIMFLEET_PUSHGATEWAY_URL=gateway.url, SIMFLEET_STOP_AFTER_SECONDS="1000", **FAST)
-    _wait_for(lambda: len(pod.events("sim", "action")) >= 3, "three actions at the simulator")
+    wait_for(lambda: len(pod.events("sim", "action")) >= 3, "three actions at the simulator")
     glue.send_signal(signal.SIGTERM)
     glue.communicate(timeout=GUARD)
     assert glue.returncode == 143 and pod.marker()["status"] == "Interrupted"

@@ -593,11 +593,7 @@ SEED_GROUP = f"job/simfleet-run/run/{RUN}/seed/7"
 
 @pytest.fixture
 def gateway(moto_server: Moto) -> Iterator[Pushgateway]:
-    gateway = Pushgateway(moto_server)
-    try:
-        yield gateway
-    finally:
-        gateway.stop()
+    yield from serving(Pushgateway(moto_server))
 
 
 def _pushed(pod: Pod, last_push_at: float | None) -> None:
@@ -634,16 +630,22 @@ def test_upload_keeps_the_group_only_what_is_left_of_the_linger_since_glues_last
     assert [(r["method"], r["path"]) for r in gateway.calls()] == [("DELETE", f"/metrics/{SEED_GROUP}")]
 
 
-def test_upload_on_sigterm_deletes_the_group_after_the_index_without_a_linger(pod: Pod, gateway: Pushgateway) -> None:
+def _interrupted_with_a_fresh_push(pod: Pod, gateway: Pushgateway, **env: str) -> tuple[str, str]:
+    """A seed whose glue just pushed is reclaimed: SIGTERM, then glue's Interrupted marker; the uploader's output."""
     _pushed(pod, time.time())
     pod.glue.start()
-    upload = pod.start("upload.sh", SIMFLEET_PUSHGATEWAY_URL=gateway.url, SIMFLEET_TERM_WAIT_SECONDS="100")
+    upload = pod.start("upload.sh", SIMFLEET_PUSHGATEWAY_URL=gateway.url, SIMFLEET_TERM_WAIT_SECONDS="100", **env)
     read_until(upload, "following glue's heartbeat")
     upload.send_signal(signal.SIGTERM)
     read_until(upload, "SIGTERM: giving glue")
     pod.glue.end("Interrupted", 143, "terminated (SIGTERM) after 42 steps")
     stdout, stderr = upload.communicate(timeout=GUARD)
     assert upload.returncode == 1, stderr
+    return stdout, stderr
+
+
+def test_upload_on_sigterm_deletes_the_group_after_the_index_without_a_linger(pod: Pod, gateway: Pushgateway) -> None:
+    stdout, _ = _interrupted_with_a_fresh_push(pod, gateway)
     [delete] = gateway.calls()
     assert delete["method"] == "DELETE" and ("PUT", f"/{ARTIFACTS}/{PREFIX}index.json") in delete["moto_before"]
     assert "keeping the Pushgateway group" not in stdout
@@ -651,14 +653,7 @@ def test_upload_on_sigterm_deletes_the_group_after_the_index_without_a_linger(po
 
 
 def test_upload_on_sigterm_skips_a_delete_that_would_outlast_the_spot_notice(pod: Pod, gateway: Pushgateway) -> None:
-    _pushed(pod, time.time())
-    pod.glue.start()
-    upload = pod.start("upload.sh", SIMFLEET_PUSHGATEWAY_URL=gateway.url, SIMFLEET_TERM_METRICS_SECONDS="0")
-    read_until(upload, "following glue's heartbeat")
-    upload.send_signal(signal.SIGTERM)
-    pod.glue.end("Interrupted", 143, "terminated (SIGTERM) after 42 steps")
-    _, stderr = upload.communicate(timeout=GUARD)
-    assert upload.returncode == 1
+    _, stderr = _interrupted_with_a_fresh_push(pod, gateway, SIMFLEET_TERM_METRICS_SECONDS="0")
     assert f"not deleting the Pushgateway group {SEED_GROUP}: no time left before the end of the spot notice" in stderr
     assert gateway.calls() == [] and pod.get_json(ARTIFACTS, f"{PREFIX}index.json")["status"] == "Interrupted"
 

@@ -136,8 +136,8 @@ class Pusher:
         gauges: Callable[[], dict[str, float]],
         alive: Callable[[], bool],
     ) -> None:
-        self.url = f"{url.rstrip('/')}/metrics/{grouping_path(labels)}"
         self.group = grouping_path(labels)
+        self.url = f"{url.rstrip('/')}/metrics/{self.group}"
         self.base_url = url
         self.every = every
         self.timeout = timeout
