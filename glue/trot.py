@@ -4,7 +4,7 @@ The contract (workloads/contract.py, schemas in workloads/schemas/): `step(obser
 once per control step with an observation that matches observation.schema.json (plus Monty's latest answer as
 observation["brain"] when it came in time) and must return an action that matches action.schema.json.
 
-That is all a glue file holds. simfleet's glue runtime (the package workloads/glue_runtime/) imports it
+That is all a glue file holds. simfleet's glue runtime (workloads/glue_runtime/simfleet_glue.py) imports it
 and does the rest: the ZeroMQ bridge to unitree-sim and Monty, validation of every action, the time budget,
 checkpoints, the finish handshake and the metrics in /artifacts/metrics/glue-summary.json.
 """

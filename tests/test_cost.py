@@ -440,7 +440,7 @@ def test_the_dev_sample_idle_figure_is_the_sum_of_what_it_keeps_running_and_the_
 
 
 def test_runs_are_priced_per_admission_with_a_bound_and_a_typical_figure() -> None:
-    """The teams stack's 20-seed sweep: 1h maxRuntime, 4 pods at once, so 5 waves; its Job's deadline is 12.62h."""
+    """The teams stack's 20-seed sweep: 1h maxRuntime, 4 pods at once, so 5 waves; its Job's deadline is 12.53h."""
     from tools import plan
     from workloads.budget import Budget
 
@@ -448,7 +448,7 @@ def test_runs_are_priced_per_admission_with_a_bound_and_a_typical_figure() -> No
     by_name = {r["name"]: r for r in plan.estimate_cost(result)["runs"]}
     sweep = by_name["walk-sweep"]
     budget = Budget.of(3600, 20, 4)
-    assert (sweep["maxRuntimeHours"], sweep["deadlineHours"]) == (1, round(budget.deadline_seconds / 3600, 2)) == (1, 12.62)
+    assert (sweep["maxRuntimeHours"], sweep["deadlineHours"]) == (1, round(budget.deadline_seconds / 3600, 2)) == (1, 12.53)
     assert sweep["typicalHours"] == round(budget.typical_seconds / 3600, 2)
     assert sweep["typicalCapacity"] == "SPOT"  # the figures: test_the_bound_is_every_cost_one_admission_can_run_up
     # An interactive run pins on-demand, typically and at worst; a job's typical figure follows its own budget.
