@@ -101,6 +101,17 @@ class Timeouts(Model):
     step: Duration = Field(30, gt=0, description="The longest one call of the glue's step() may take (exit 9).")
     brain: Duration = Field(60, gt=0, description="The longest Monty may go without answering an observation in time (exit 8).")
 
+    @model_validator(mode="after")
+    def _step_within_brain(self) -> Timeouts:
+        # The brain's silence runs on while a step() runs (glue asks it nothing then): a step allowed to take longer
+        # than the brain's silence would end the run as "brain silent" though the brain only waited for glue.
+        if self.step >= self.brain:
+            raise ValueError(
+                f"step: {self.step}s must be shorter than brain: {self.brain}s (the brain's silence counts while a step runs); "
+                "raise brain too"
+            )
+        return self
+
 
 class Viewport(Model):
     allowed_cidrs: list[RestrictedCidr] = Field(min_length=1, description="Networks that may open the viewport.")

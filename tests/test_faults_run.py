@@ -129,8 +129,9 @@ def finish(process: subprocess.Popen[str], timeout: float = GUARD) -> tuple[int,
     return process.returncode, f"--- stdout\n{stdout}\n--- stderr\n{stderr}"
 
 
-# A long episode: the simulator publishes every 5 ms, 0.01 s of simulation each, until glue stops at 30 s of it.
-LONG = {"SIMFLEET_STOP_AFTER_SECONDS": "30"}
+# A long episode: the simulator publishes every 5 ms, 0.01 s of simulation each, until glue stops at 300 s of it (150 s of wall time:
+# far longer than any test here waits, however loaded the machine, so only the injected fault ends glue).
+LONG = {"SIMFLEET_STOP_AFTER_SECONDS": "300"}
 # Quick liveness bounds for the tests; the pods use 60 s (silences) and 30 s (step).
 QUICK = {"SIMFLEET_OBSERVATION_TIMEOUT_SECONDS": "2", "SIMFLEET_BRAIN_SILENCE_SECONDS": "2", "SIMFLEET_STEP_TIMEOUT_SECONDS": "2"}
 
@@ -434,6 +435,29 @@ def test_the_sigterm_trap_fires_while_an_upload_is_in_flight_and_the_last_partia
     record_figure("SIGTERM trap with an upload in flight", trapSeconds=round(trap_seconds, 1))
 
 
+def test_a_sigterm_while_a_finished_run_ships_its_artifacts_still_ships_the_finished_checkpoint(pod: RunPod) -> None:
+    # glue Succeeded and saved out.mstate; S3 answers the video slowly, and SIGTERM comes while the uploader ships.
+    # The finished checkpoint goes up before the artifacts, so slow artifacts cannot use up the time it needs (before,
+    # it came after them, was never tried, and the run lost its brain with a reason that ended in nothing).
+    videos = pod.glue.artifacts / "videos"
+    videos.mkdir()
+    (videos / "episode.mp4").write_bytes(b"v" * 1000)
+    pod.s3.moto.slow("PUT", r"/videos/", delay=8)
+    pod.glue.sim("--done-after", "20").monty()
+    upload = pod.uploader(SIMFLEET_TERM_SHIP_SECONDS="3", SIMFLEET_TERM_INDEX_SECONDS="8")
+    code, output = finish(pod.glue.start_glue(TROT))
+    assert code == 0, output
+    read_until(upload, "glue ended: Succeeded")
+    upload.send_signal(signal.SIGTERM)
+    index, _ = pod.index()
+    code, output = finish(upload)
+    assert index["checkpoint"] == f"s3://{CHECKPOINTS}/{PREFIX}out.mstate", (index, output)
+    assert pod.s3.get(CHECKPOINTS, f"{PREFIX}out.mstate").startswith("brain after")
+    # The video did not go up in time: the run is not Succeeded, and the reason says what is missing.
+    assert index["status"] == "Failed" and code == 1
+    assert "videos/episode.mp4: not uploaded: stopped at the SIGTERM deadline" in index["reason"]
+
+
 @pytest.mark.parametrize("aws_cli", AWS_CLIS)
 def test_throttles_on_index_json_and_the_partial_promotion_are_retried_past_the_cli(
     tmp_path: Path, moto_server: Moto, aws_cli: str
@@ -490,7 +514,7 @@ def test_progress_is_published_while_the_run_goes(pod: RunPod) -> None:
         if f"{PREFIX}progress.json" in pod.s3.keys(ARTIFACTS, PREFIX):
             progress = pod.s3.get_json(ARTIFACTS, f"{PREFIX}progress.json")
         time.sleep(0.2)
-    assert progress["phase"] == "running" and progress["stopAfterSeconds"] == 30 and progress["seed"] == 7
+    assert progress["phase"] == "running" and progress["stopAfterSeconds"] == 300 and progress["seed"] == 7
     assert 0 < progress["simulationSeconds"] < 30 and progress["run"] == RUN
     glue.send_signal(signal.SIGTERM)
     upload.send_signal(signal.SIGTERM)

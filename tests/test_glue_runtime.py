@@ -358,6 +358,26 @@ def test_an_import_past_the_startup_timeout_is_ended_and_named(pod: Pod) -> None
     assert pod.marker()["reason"] == f"importing {glue} did not finish within 1 s"
 
 
+def test_a_save_or_a_step_longer_than_the_observation_timeout_is_not_a_silent_simulator(pod: Pod) -> None:
+    # While glue saves a partial checkpoint or runs a step() (each within its own bound), it does not listen for
+    # observations: that time is not the simulator's silence. Before, a periodic save of 1.5 s with a 1 s observation
+    # timeout ended the run as "simulator silent" (in a pod: any save over 60 s, whose bound is 600 s).
+    glue = pod.glue_file(FAULTY.format(at=30, body="time.sleep(1.5) if calls == 30 else None"))
+    pod.sim("--interval", "0.01").monty("--save-delay", "1.5")
+    result = pod.run_glue(
+        glue,
+        SIMFLEET_STOP_AFTER_SECONDS="4",
+        SIMFLEET_CHECKPOINT_EVERY_SECONDS="0.2",
+        SIMFLEET_OBSERVATION_TIMEOUT_SECONDS="1",
+        SIMFLEET_STEP_TIMEOUT_SECONDS="5",
+        SIMFLEET_BRAIN_SILENCE_SECONDS="5",
+        SIMFLEET_SAVE_CHECKPOINT="false",
+    )
+    assert result.returncode == 0, _explain(result)
+    assert pod.marker()["status"] == "Succeeded" and pod.summary()["partial_checkpoints"] >= 1, result.stdout
+    assert pod.summary()["steps"] > 30
+
+
 def test_simulation_time_going_back_is_a_restart_even_without_incarnations_or_a_dropped_connection(pod: Pod) -> None:
     pod.sim("--reset-after", "20", "--no-incarnation").monty("--no-incarnation")
     result = pod.run_glue(SIMFLEET_STOP_AFTER_SECONDS="1000")
@@ -438,6 +458,24 @@ def test_sigterm_during_a_step_that_never_returns_still_saves_and_ends_interrupt
     stdout, stderr = glue.communicate(timeout=GUARD)
     assert glue.returncode == 143, f"{stdout}\n{stderr}"
     assert pod.marker()["partialCheckpoint"] is True and pod.marker()["steps"] == 3
+
+
+def test_sigterm_during_the_final_save_is_interrupted_not_a_failed_save(pod: Pod) -> None:
+    # The episode ended and Monty is saving (3 s); SIGTERM comes meanwhile and cuts the save short at the 1 s glue has
+    # after it. Before, glue read the SIGTERM flag before the save, not after, and said "Failed, exit 3: monty did not
+    # confirm the save within 600 s" one second in: a false reason, and a status that is not retried as a reclaim is.
+    pod.sim("--done-after", "20").monty("--save-delay", "3")
+    glue = pod.start_glue(SIMFLEET_TERM_SAVE_SECONDS="1", SIMFLEET_SAVE_TIMEOUT_SECONDS="600")
+    _wait_for(lambda: pod.events("monty", "save"), "the final save")
+    glue.send_signal(signal.SIGTERM)
+    stdout, stderr = glue.communicate(timeout=GUARD)
+    assert glue.returncode == 143, f"{stdout}\n{stderr}"
+    marker = pod.marker()
+    assert marker["status"] == "Interrupted" and marker["checkpointSaved"] is False
+    assert marker["reason"] == (
+        "terminated (SIGTERM) during the final save: monty did not confirm the save before the 1 s glue has after SIGTERM ran out"
+    )
+    assert not (pod.checkpoints / "out.mstate").exists()
 
 
 def test_sigterm_before_the_first_observation_ends_interrupted_without_a_save(pod: Pod) -> None:

@@ -269,6 +269,40 @@ def test_fetch_resumes_a_seed_from_its_partial_checkpoint_and_counts_recoveries(
     assert len(pod.keys(ARTIFACTS, f"{seed_prefix}attempts/")) == 3
 
 
+def test_fetch_never_resumes_a_brain_without_its_record_because_s3_failed_to_hand_it_over(pod: Pod) -> None:
+    # Before, one failed GET of partial.json (a 500, a throttle past the CLI's retries) made fetch.sh resume the
+    # partial brain without resume.json: glue ran the whole simulation time again on a brain that had done 420 s of it,
+    # and nothing said so. Now a transient error is retried, one that lasts fails the pod (the Job retries it), and
+    # only a record that is not there lets the whole time run again, noted in index.json.
+    pod.put(CHECKPOINTS, f"{PREFIX}partial.mstate", "partial brain 7")
+    pod.put(CHECKPOINTS, f"{PREFIX}partial.json", json.dumps({"elapsedSeconds": 420.0, "steps": 7000, "sequence": 7}))
+    once = pod.moto.fail("GET", r"partial\.(json|mstate)$", times=2, status=500, code="InternalError")
+    result = pod.run("fetch.sh", SIMFLEET_RESUME="true", AWS_MAX_ATTEMPTS="1")
+    assert result.returncode == 0 and once.hits == 2, explain(result)
+    assert json.loads((pod.checkpoints / "resume.json").read_text())["elapsedSeconds"] == 420.0
+    assert (pod.checkpoints / "in.mstate").read_text() == "partial brain 7" and _started(pod)["notes"] == []
+
+    (pod.checkpoints / "resume.json").unlink()
+    (pod.checkpoints / "in.mstate").unlink()
+    pod.moto.fail("GET", r"partial\.json$", times=-1, status=500, code="InternalError")
+    result = pod.run("fetch.sh", SIMFLEET_RESUME="true", AWS_MAX_ATTEMPTS="1", SIMFLEET_RETRY_SECONDS="2")
+    assert result.returncode == 1, explain(result)
+    assert f"cannot read s3://{CHECKPOINTS}/{PREFIX}partial.json: " in result.stderr
+    assert not (pod.checkpoints / "in.mstate").exists() and not (pod.checkpoints / "resume.json").exists()
+
+    pod.moto.faulty.faults.clear()
+    pod.s3.delete_object(Bucket=CHECKPOINTS, Key=f"{PREFIX}partial.json")
+    result = pod.run("fetch.sh", SIMFLEET_RESUME="true")
+    assert result.returncode == 0, explain(result)
+    assert (pod.checkpoints / "in.mstate").read_text() == "partial brain 7"
+    assert not (pod.checkpoints / "resume.json").exists()
+    [note] = _started(pod)["notes"]
+    assert note == (
+        f"resumed from s3://{CHECKPOINTS}/{PREFIX}partial.mstate without its record s3://{CHECKPOINTS}/{PREFIX}partial.json: "
+        "the whole simulation time ran again on top of it"
+    )
+
+
 def test_fetch_carries_on_when_the_attempts_cannot_be_listed_and_the_index_says_so(pod: Pod) -> None:
     # The listing fails after the CLI's retries and the script's own (S3 answers 500 every time). Before, fetch.sh
     # failed the pod there, where job-upload.sh carried on; now both carry on, and the count is noted as unknown.

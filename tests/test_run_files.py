@@ -223,7 +223,7 @@ def test_make_plan_of_the_teams_stack_prints_each_runs_data_and_cost(tmp_path: P
     assert f"    checkpoint  s3://simfleet-teams-checkpoints-123456789012/runs/walk-sweep/{hash_}/seed-<n>/out.mstate *" in block
     assert "* offline placeholder: 123456789012 is the mocks' account id" in block
     assert re.search(
-        r"cost {8}up to \$63\.75 per admission \(4 x g5\.2xlarge on-demand for the Job's 12\.62h deadline and 0\.29h to stop",
+        r"cost {8}up to \$62\.85 per admission \(4 x g5\.2xlarge on-demand for the Job's 12\.53h deadline and 0\.2h to stop",
         block,
     )
     assert re.search(

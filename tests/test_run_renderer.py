@@ -13,6 +13,7 @@ import kubernetes_validate
 import pytest
 import yaml
 from kubernetes_validate.utils import all_versions, major_minor
+from pydantic import ValidationError
 
 import naming
 from config import RunSpec
@@ -372,6 +373,14 @@ def test_a_run_s_timeouts_reach_glue() -> None:
     values = _env(_containers(plan_run(spec, CTX, GLUE))["glue"])
     assert (values["SIMFLEET_OBSERVATION_TIMEOUT_SECONDS"], values["SIMFLEET_STEP_TIMEOUT_SECONDS"]) == ("120", "5")
     assert values["SIMFLEET_BRAIN_SILENCE_SECONDS"] == "90"
+
+
+def test_a_step_timeout_not_below_the_brain_silence_is_refused() -> None:
+    # While step() runs glue asks the brain nothing, and the brain's silence counts on: a step allowed 2m beside the
+    # default 60 s brain silence would end a slow first call as "brain silent".
+    with pytest.raises(ValidationError, match=r"step: 120s must be shorter than brain: 60s"):
+        _spec("trot-baseline", timeouts={"step": "2m"})
+    assert _spec("trot-baseline", timeouts={"step": "2m", "brain": "3m"}).timeouts.step == 120
 
 
 def test_labels_and_spec_hash_annotation() -> None:

@@ -61,16 +61,19 @@ def complete_file_problem(path: Path) -> str | None:
     return None
 
 
-def save(ask: Ask, target: Path, timeout: float, accept: Callable[[dict[str, Any]], str | None]) -> str | None:
+def save(
+    ask: Ask, target: Path, timeout: float, accept: Callable[[dict[str, Any]], str | None], waited: Callable[[float], str]
+) -> str | None:
     """Ask Monty to save to target.tmp, check it, rename it to target; the problem, or None once it is there.
 
-    `accept` vets the reply itself (the brain must not have restarted before it answered)."""
+    `accept` vets the reply itself (the brain must not have restarted before it answered); `waited(timeout)` says how
+    long glue waited for a reply that did not come (a SIGTERM may have cut the wait short)."""
     tmp = target.with_name(target.name + ".tmp")
     with contextlib.suppress(FileNotFoundError):
         tmp.unlink()
     reply = ask({"command": "save", "path": str(tmp)}, timeout)
     if reply is None:
-        return f"monty did not confirm the save within {timeout:g} s"
+        return f"monty did not confirm the save {waited(timeout)}"
     if reply.get("saved") != str(tmp):
         return f"monty answered the save with {show(reply)}"
     problem = accept(reply) or complete_file_problem(tmp)

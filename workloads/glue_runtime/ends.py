@@ -71,7 +71,15 @@ class Ends:
 
     def _save(self, target: Path, timeout: float) -> str | None:
         self.heartbeat.beat("saving")
-        return checkpoints.save(self._ask, target, timeout, self._brain_problem)
+        return checkpoints.save(self._ask, target, timeout, self._brain_problem, self._waited)
+
+    def _waited(self, timeout: float) -> str:
+        """How long a request that got no answer was waited for: its timeout, or less when a SIGTERM cut it short."""
+        assert self.settings is not None
+        budget = self.settings.term_save_timeout
+        if self.terminated_at is not None and time.monotonic() >= self.terminated_at + budget:
+            return f"before the {budget:g} s glue has after SIGTERM ran out"
+        return f"within {timeout:g} s"
 
     def _save_partial(self, timeout: float | None = None) -> bool:
         assert self.settings is not None
@@ -106,7 +114,7 @@ class Ends:
             self.outcome.finish_acks[name] = reply.get("finished") is True and lost is None
         for name in names:
             if name not in answers:
-                log(f"no finish acknowledgement from {name} within {self.settings.finish_timeout:g} s; going on")
+                log(f"no finish acknowledgement from {name} {self._waited(self.settings.finish_timeout)}; going on")
         acks = self.outcome.finish_acks
         log(f"finish acknowledged: sim {_yes(acks['sim'])}, monty {_yes(acks['monty'])}")
 
@@ -132,11 +140,10 @@ class Ends:
             self._finish_sidecars(skip=BRAIN)
             return
         self._finish_sidecars()
-        interrupted = self.terminated_at is not None
         if settings.save_checkpoint:
             problem = self._save(settings.checkpoint_out, settings.save_timeout)
             if problem is not None:
-                if interrupted:
+                if self.terminated_at is not None:  # it may have come during the save, and cut it short
                     self.outcome.set(EXIT_INTERRUPTED, f"terminated (SIGTERM) during the final save: {problem}")
                 else:
                     self.outcome.set(EXIT_SAVE_FAILED, f"the final checkpoint save failed: {problem}")
@@ -147,7 +154,7 @@ class Ends:
             self.outcome.set(EXIT_NO_SIMULATION, "the run ended after zero steps")
             return
         missing = [SIDECAR_OF[name] for name, acked in self.outcome.finish_acks.items() if not acked]
-        if missing and interrupted:
+        if missing and self.terminated_at is not None:
             self.outcome.set(EXIT_INTERRUPTED, "terminated (SIGTERM) while waiting for the finish acknowledgements")
         elif missing:
             self.outcome.set(

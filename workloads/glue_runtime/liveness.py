@@ -106,6 +106,14 @@ class Watch:
         self.last_time = sim_time
         return lost
 
+    def away(self, since: float, now: float) -> None:
+        """Glue did not listen for observations from `since` to `now` (it asked the brain, ran step(), saved a partial
+        checkpoint): that time is not the simulator's silence. A save longer than the observation timeout, or a step()
+        with a longer timeout, must not be taken for a stalled simulator, which may publish only after the next action."""
+        sim = self.sidecars[SIMULATOR]
+        if sim.last_heard is not None and now > since:
+            sim.last_heard = min(now, sim.last_heard + (now - since))
+
     def started_asking(self, now: float) -> None:
         """The brain's silence is counted from the first request, not from glue's start."""
         brain = self.sidecars[BRAIN]

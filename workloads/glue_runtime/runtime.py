@@ -210,9 +210,13 @@ class Runtime(Ends):
         last_time: float | None = None
         next_partial = math.inf
         next_flush = started + settings.series_every
+        busy_from: float | None = None  # when glue stopped listening to the simulator to act on an observation
         self.heartbeat.beat("waiting")
         while True:
             self.heartbeat.beat()
+            if busy_from is not None:
+                self.watch.away(busy_from, time.monotonic())
+                busy_from = None
             if self.terminated_at is not None:
                 self._interrupt()
                 return False
@@ -238,6 +242,7 @@ class Runtime(Ends):
             lost = self.watch.observed(observation, sim_time, n, now)
             if lost is not None:
                 return self._lose(*lost)
+            busy_from = now
             if first_at is None:
                 first_at = now
                 if settings.checkpoint_every > 0:

@@ -7,7 +7,9 @@
 #    recoveries null and the failure noted (index.json's reason ends with it): the count is not worth a lost run.
 # 2. Puts the brain the run starts from at <checkpoints>/in.mstate:
 #    - SIMFLEET_RESUME=true and a partial checkpoint of this seed exists: resume from it (partial.json becomes
-#      <checkpoints>/resume.json, which tells glue how much simulation time is already done);
+#      <checkpoints>/resume.json, which tells glue how much simulation time is already done; S3 errors other than
+#      missing or denied are retried for SIMFLEET_RETRY_SECONDS, and a partial.json that still cannot be read fails
+#      the pod rather than run the resumed brain for the whole time);
 #    - else SIMFLEET_CHECKPOINT_FROM (s3://...): after SIMFLEET_SOURCE_INDEX, when set, says the source run
 #      Succeeded; transient failures are retried for SIMFLEET_FETCH_WAIT_SECONDS;
 #    - else nothing: Monty starts a fresh brain.
@@ -16,7 +18,7 @@
 # Env: SIMFLEET_RUN, SIMFLEET_SEEDS (JSON list), SIMFLEET_PER_SEED (true: the seed is
 # SIMFLEET_SEEDS[JOB_COMPLETION_INDEX] and keys get seed-<n>/), SIMFLEET_PREFIX (runs/<run>/<hash>/),
 # SIMFLEET_ARTIFACTS_BUCKET, SIMFLEET_CHECKPOINTS_BUCKET, SIMFLEET_RESUME, SIMFLEET_CHECKPOINT_FROM,
-# SIMFLEET_SOURCE_INDEX, SIMFLEET_FETCH_WAIT_SECONDS (120), SIMFLEET_FETCH_POLL_SECONDS (30),
+# SIMFLEET_SOURCE_INDEX, SIMFLEET_FETCH_WAIT_SECONDS (120), SIMFLEET_FETCH_POLL_SECONDS (30), SIMFLEET_RETRY_SECONDS (60),
 # SIMFLEET_CHECKPOINTS_DIR (/checkpoints), AWS_REGION.
 # Exit: 0, or 1 with a one-line reason on stderr.
 set -euo pipefail
@@ -58,6 +60,8 @@ s3_error() {
     echo other
   fi
 }
+head_object() { aws s3api head-object --bucket "$1" --key "$2" >/dev/null 2>"$ERR"; }
+download() { aws s3 cp --only-show-errors "$1" "$2" 2>"$ERR"; }
 bucket_of() {
   local rest=${1#s3://}
   echo "${rest%%/*}"
@@ -65,6 +69,19 @@ bucket_of() {
 key_of() {
   local rest=${1#s3://}
   echo "${rest#*/}"
+}
+# s3_retrying CMD...: CMD (an aws call, stderr to $ERR) again after 1, 2, 4, 8, 8... seconds while S3 answers anything
+# but missing or denied (throttling, a 500, a dropped connection), for SIMFLEET_RETRY_SECONDS (60) beyond the CLI's own
+# retries; returns CMD's last status, $ERR holding its error. A missing or denied object is an answer: no retry.
+s3_retrying() {
+  local deadline=$((EPOCHSECONDS + ${SIMFLEET_RETRY_SECONDS:-60})) delay=1
+  until "$@"; do
+    case $(s3_error) in missing | denied) return 1 ;; esac
+    [ $((EPOCHSECONDS + delay)) -le "$deadline" ] || return 1
+    log "$(last_error); trying again in ${delay} s"
+    pause "$delay"
+    delay=$((delay < 8 ? delay * 2 : 8))
+  done
 }
 denied_message() {
   echo "access denied (403) reading $1: the run's IAM role cannot read it (it needs s3:GetObject on the object," \
@@ -84,15 +101,21 @@ fi
 resumed_from=""
 if [ "${SIMFLEET_RESUME:-false}" = true ]; then
   partial="s3://$SIMFLEET_CHECKPOINTS_BUCKET/${P}partial.mstate"
-  if aws s3api head-object --bucket "$SIMFLEET_CHECKPOINTS_BUCKET" --key "${P}partial.mstate" >/dev/null 2>"$ERR"; then
+  if s3_retrying head_object "$SIMFLEET_CHECKPOINTS_BUCKET" "${P}partial.mstate"; then
     # partial.json first: the upload ships it after the checkpoint, so this order never pairs a record with an
-    # older checkpoint than the one it describes (at worst an older record, and a little time run twice).
-    if aws s3 cp --only-show-errors "s3://$SIMFLEET_CHECKPOINTS_BUCKET/${P}partial.json" "$WORK/resume.json" 2>"$ERR"; then
+    # older checkpoint than the one it describes (at worst an older record, and a little time run twice). Only a
+    # partial.json that is not there lets glue run the whole time again (noted in index.json): one S3 could not hand
+    # over (throttled, a 500) fails the pod, which the Job retries, rather than run the resumed brain for all of it.
+    record="s3://$SIMFLEET_CHECKPOINTS_BUCKET/${P}partial.json"
+    if s3_retrying download "$record" "$WORK/resume.json"; then
       mv -f "$WORK/resume.json" "$CHECKPOINTS_DIR/resume.json"
+    elif [ "$(s3_error)" = missing ]; then
+      notes+=("resumed from $partial without its record $record: the whole simulation time ran again on top of it")
+      log "no partial.json beside $partial; glue runs the whole simulation time again"
     else
-      log "no partial.json beside $partial ($(last_error)); glue runs the whole simulation time again"
+      fail "cannot read $record: $(last_error)"
     fi
-    aws s3 cp --only-show-errors "$partial" "$CHECKPOINTS_DIR/in.mstate" 2>"$ERR" || fail "cannot download $partial: $(last_error)"
+    s3_retrying download "$partial" "$CHECKPOINTS_DIR/in.mstate" || fail "cannot download $partial: $(last_error)"
     resumed_from=$partial
     log "resuming from $partial ($(jq -c . "$CHECKPOINTS_DIR/resume.json" 2>/dev/null || echo 'no resume record'))"
   else

@@ -14,10 +14,11 @@
 #    SIGTERM, index.json is written by SIMFLEET_TERM_INDEX_SECONDS (a spot notice is 120 s), and the artifacts' tags
 #    come after it, with what time is left. The last partial checkpoint in S3 is the fallback when the one glue saved
 #    on SIGTERM cannot go up in time.
-# 3. It ships the latest partial checkpoint when the run did not succeed; /artifacts/{logs,videos,metrics}/** (many
-#    files per aws process, regular files only, each sent again when it changed meanwhile) tagged
-#    $SIMFLEET_KIND_TAG=<kind>; the out-checkpoint when glue saved one; and LAST <P>index.json, retried for
-#    SIMFLEET_INDEX_RETRY_SECONDS beyond the CLI's own retries (docs/records.md describes every field):
+# 3. It ships the latest partial checkpoint when the run did not succeed; the out-checkpoint when glue saved one (before
+#    the artifacts: it is what the run was for); /artifacts/{logs,videos,metrics}/** (many files per aws process,
+#    regular files only, each sent again when it changed meanwhile) tagged $SIMFLEET_KIND_TAG=<kind>; and LAST
+#    <P>index.json, retried for SIMFLEET_INDEX_RETRY_SECONDS beyond the CLI's own retries (docs/records.md describes
+#    every field):
 #      {run, specHash, seed, status, reason, exitCode, startTime, completionTime, checkpoint, partialCheckpoint,
 #       partialSequence, recoveries, resumedFrom, steps, artifacts, untaggedArtifacts}
 #    status is glue's (Succeeded | Failed | Interrupted | Incomplete), except: Failed when glue stopped without a
@@ -298,6 +299,29 @@ if [ "$status" != Succeeded ]; then
   [ -n "$HARD_DEADLINE" ] && [ "$EPOCHSECONDS" -ge "$HARD_DEADLINE" ] || start_partial_job
 fi
 
+# The out-checkpoint first, when glue saved it (Succeeded, or Incomplete: the brain itself is whole): it is what the run
+# was for, and after a SIGTERM the artifacts must not use up the time it needs.
+checkpoint=""
+if [ "${SIMFLEET_SAVE_CHECKPOINT:-false}" = true ] && { [ "$status" = Succeeded ] || [ "$status" = Incomplete ]; }; then
+  out="$CHECKPOINTS_DIR/out.mstate"
+  uri="s3://$CHECKPOINTS_BUCKET/${P}out.mstate"
+  if [ "$(jq -r '.checkpointSaved' "$MARKER" 2>/dev/null)" != true ]; then
+    failures+=("checkpoint.save is set but glue saved no checkpoint")
+  elif ! open_regular "$out" "$CHECKPOINTS_DIR"; then
+    failures+=("checkpoint $out is $refusal")
+  else
+    fd=$opened_fd
+    deadline=$((EPOCHSECONDS + INDEX_RETRY))
+    retry_until "$deadline" aws s3 cp --only-show-errors --no-progress "/proc/$BASHPID/fd/$fd" "$uri" 2>"$ERR"
+    case $? in
+      0) checkpoint=$uri ;;
+      124) failures+=("checkpoint $uri: not uploaded: stopped at the SIGTERM deadline") ;;
+      *) failures+=("checkpoint $uri: $(last_error)") ;;
+    esac
+    exec {fd}<&-
+  fi
+fi
+
 for entry in "$ARTIFACTS_DIR"/*; do
   case ${entry##*/} in
     logs | videos | metrics) ;;
@@ -312,27 +336,6 @@ shipped=() ship_failed=() ship_refused=() ship_unstable=()
 [ ${#present_kinds[@]} -eq 0 ] || ship_tree "$ARTIFACTS_DIR" "$ARTIFACTS_BUCKET" "$P" "${present_kinds[@]}"
 log "uploaded ${#shipped[@]} artifacts to s3://$ARTIFACTS_BUCKET/$P"
 failures+=("${ship_failed[@]}" "${ship_refused[@]}")
-
-# The out-checkpoint, when glue saved it (Succeeded, or Incomplete: the brain itself is whole).
-checkpoint=""
-if [ "${SIMFLEET_SAVE_CHECKPOINT:-false}" = true ] && { [ "$status" = Succeeded ] || [ "$status" = Incomplete ]; }; then
-  out="$CHECKPOINTS_DIR/out.mstate"
-  uri="s3://$CHECKPOINTS_BUCKET/${P}out.mstate"
-  if [ "$(jq -r '.checkpointSaved' "$MARKER" 2>/dev/null)" != true ]; then
-    failures+=("checkpoint.save is set but glue saved no checkpoint")
-  elif ! open_regular "$out" "$CHECKPOINTS_DIR"; then
-    failures+=("checkpoint $out is $refusal")
-  else
-    fd=$opened_fd
-    deadline=$((EPOCHSECONDS + INDEX_RETRY))
-    if retry_until "$deadline" aws s3 cp --only-show-errors --no-progress "/proc/$BASHPID/fd/$fd" "$uri" 2>"$ERR"; then
-      checkpoint=$uri
-    else
-      failures+=("checkpoint $uri: $(last_error)")
-    fi
-    exec {fd}<&-
-  fi
-fi
 
 # The partial checkpoint's upload, bounded like everything after SIGTERM. After SIGTERM one that could not go up in
 # time is a note, not a failure: the one before it is still in S3 (partialSequence says which), whole.
