@@ -5,6 +5,7 @@ server (tests/fake_kube.py); tests/test_run_changes.py shows the same on the who
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -58,7 +59,7 @@ def test_without_a_scraped_pushgateway_no_container_gets_an_address(cluster: Fak
 def test_the_pushgateway_is_not_in_the_spec_hash() -> None:
     props = run_props("https://a")
     assert run_props("https://a", pushgateway_url=URL)["specHash"] == props["specHash"]
-    assert "pushgatewayUrl" not in props["context"]  # off: the stored context is as before
+    assert "pushgatewayUrl" not in json.loads(props["context"])  # off: the stored context is as before
 
 
 @pytest.mark.parametrize("turned", ["on", "off"])
@@ -82,4 +83,6 @@ def test_a_finished_run_stays_finished_when_observability_is_turned_on() -> None
     # The stored state of a Succeeded run, and the same run planned with the Pushgateway: no replace, so no rerun.
     olds = stored(run_props("https://a"))
     news = {**run_props("https://a", pushgateway_url=URL), "__provider": "pickled"}
-    assert news["context"]["pushgatewayUrl"] == URL and SimRunProvider().diff(f"{NS}/{RUN}", olds, news).replaces == []
+    assert (
+        json.loads(news["context"])["pushgatewayUrl"] == URL and SimRunProvider().diff(f"{NS}/{RUN}", olds, news).replaces == []
+    )
