@@ -664,6 +664,18 @@ def test_upload_keeps_the_group_only_what_is_left_of_the_linger_since_glues_last
     assert [(r["method"], r["path"]) for r in gateway.calls()] == [("DELETE", f"/metrics/{SEED_GROUP}")]
 
 
+def test_upload_deletes_only_the_seeds_own_group_whatever_the_metrics_record_names(pod: Pod, gateway: Pushgateway) -> None:
+    # /checkpoints/.metrics sits where user code can write: a record that names another run's group must not make the
+    # uploader delete that group.
+    other = "job/simfleet-run/run/someone-else/seed/1"
+    (pod.checkpoints / ".metrics").write_text(json.dumps({"group": other, "lastPushAt": time.time() - 41}))
+    pod.glue.end()
+    result = pod.run("upload.sh", SIMFLEET_PUSHGATEWAY_URL=gateway.url, SIMFLEET_METRICS_LINGER_SECONDS="40")
+    assert result.returncode == 0, explain(result)
+    assert [(r["method"], r["path"]) for r in gateway.calls()] == [("DELETE", f"/metrics/{SEED_GROUP}")]
+    assert f"names the group '{other}'; deleting the seed's own, {SEED_GROUP}" in result.stderr
+
+
 def _interrupted_with_a_fresh_push(pod: Pod, gateway: Pushgateway, **env: str) -> tuple[str, str]:
     """A seed whose glue just pushed is reclaimed: SIGTERM, then glue's Interrupted marker; the uploader's output."""
     _pushed(pod, time.time())

@@ -424,16 +424,19 @@ else
 fi
 
 # --- 5. The seed's Pushgateway group ------------------------------------------------------------------------------
-# Glue's .metrics names the group it pushed to and when its last push ended; the group is kept until the collector
+# The group is the seed's own, job/simfleet-run/run/<run>/seed/<seed> (run names and seeds need no @base64); glue's
+# .metrics says that it pushed and when its last push ended. The group named there is only checked, never used: the
+# file is in a directory user code can write, and the uploader deletes nothing but its own seed's group. The group is
+# kept until the collector
 # had one scrape interval and timeout after that push (only what is left of it: the GPU is held meanwhile), then
 # deleted. After SIGTERM there is no linger, and the DELETE must end by SIMFLEET_TERM_METRICS_SECONDS. Also when
 # index.json could not be written: stale metrics help nobody. A failure is a warning; it changes nothing reported.
 if [ -n "$PUSHGATEWAY_URL" ] && [ -f "$METRICS_RECORD" ]; then
-  metrics_group=$(jq -r '.group // empty' "$METRICS_RECORD" 2>/dev/null)
+  metrics_group="job/simfleet-run/run/$SIMFLEET_RUN/seed/$seed"
   pushed_at=$(jq -r '.lastPushAt // empty | ceil' "$METRICS_RECORD" 2>/dev/null)
-  if [ -z "$metrics_group" ]; then
-    warn "not deleting the seed's Pushgateway group: $METRICS_RECORD names none"
-  elif [ "$terminated" = 1 ]; then
+  named=$(jq -r '.group // empty' "$METRICS_RECORD" 2>/dev/null)
+  [ "$named" = "$metrics_group" ] || warn "$METRICS_RECORD names the group '$named'; deleting the seed's own, $metrics_group"
+  if [ "$terminated" = 1 ]; then
     left=$((term_at + TERM_METRICS - EPOCHSECONDS))
     if [ "$left" -ge 1 ]; then
       pushgateway_retire "$PUSHGATEWAY_URL" "$metrics_group" 0 "$((left < 10 ? left : 10))" || true
