@@ -232,6 +232,10 @@ else:
     # The runs' identity comes from values known now, never from resource outputs (workloads/identity.py): the
     # account id names the buckets and the registry exactly as Storage and Registry do.
     account_id = aws.get_caller_identity().account_id
+    # Known names, not resource outputs, like every other context value (the hash never waits on them, and holds none of
+    # this). Only where the collector scrapes it: a push nothing collects would only keep the GPU for the uploader's
+    # linger (config/stack.py warns about the Pushgateway with observability off).
+    scraped_pushgateway = pushgateway_url() if platform.metrics.enabled and platform.observability.enabled else None
     run_context = RunContext(
         cluster_name=cluster_name,
         namespace=naming.RUNS_NAMESPACE,
@@ -243,6 +247,7 @@ else:
         kubernetes_version=platform.kubernetes_version,
         vpc_cidr=str(platform.network.cidr),
         default_queue=cfg.queues.default_name,
+        pushgateway_url=scraped_pushgateway,
     )
     runs = Runs(
         "runs",
@@ -260,10 +265,7 @@ else:
             registry_url=run_context.registry_url,
             region=region,
             kubernetes_version=platform.kubernetes_version,
-            # Known names, not resource outputs, like every other context value (the hash never waits on them).
-            # Only where the collector scrapes it: a push nothing collects would only keep the shard's GPU for the
-            # uploader's linger (config/stack.py warns about the Pushgateway with observability off).
-            pushgateway_url=pushgateway_url() if platform.metrics.enabled and platform.observability.enabled else None,
+            pushgateway_url=scraped_pushgateway,
             datasets_claim=naming.DATASETS_CLAIM if platform.shared_storage.enabled else None,
             default_queue=cfg.queues.default_name,
         )

@@ -945,15 +945,19 @@ def run_props(
     namespace: str = "simfleet-runs",
     ca: str = MOCK_CA,
     planned_with: tuple[dict[str, Any], ...] = (),
+    pushgateway_url: str | None = None,
     **fields: Any,
 ) -> dict[str, Any]:
     """SimRun inputs for one run, built by the Runs component's own code (workloads.runs.plan_runs).
 
-    `planned_with` holds other stack entries planned in the same call, such as the source a run continues from."""
+    `planned_with` holds other stack entries planned in the same call, such as the source a run continues from;
+    `pushgateway_url` is the context's when the stack's collector scrapes the Pushgateway."""
+    from dataclasses import replace
+
     from config import RunSpec
     from workloads.runs import plan_runs
 
-    ctx = run_context(namespace)
+    ctx = replace(run_context(namespace), pushgateway_url=pushgateway_url)
     spec = RunSpec.model_validate(run_spec(run, viewport, seeds, **fields))
     specs = [spec, *(RunSpec.model_validate(other) for other in planned_with)]
     planned = next(p for p in plan_runs(specs, ctx, {s.glue: TEST_GLUE for s in specs}) if p.spec.name == run)

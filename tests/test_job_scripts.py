@@ -18,11 +18,11 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
+from fake_pushgateway import Pushgateway
 from pod_harness import AWS_CLIS, GUARD, Moto, ScriptPod, explain, moto_server_for, read_until, serving
 
 ARTIFACTS = "simfleet-dev-artifacts"
@@ -241,45 +241,6 @@ def cli_pod(request: pytest.FixtureRequest, tmp_path: Path, moto_server: Moto) -
     """The job pod for the tests that exercise the AWS CLI, under each major version."""
     moto_server.reset()
     yield from serving(JobPod(tmp_path, moto_server, request.param))
-
-
-class Pushgateway:
-    """A stand-in Pushgateway on 127.0.0.1: records each request (method, path, headers) with the requests moto
-    had answered by then, and answers `status` (202 Accepted, as Pushgateway does for a DELETE)."""
-
-    def __init__(self, moto: Moto) -> None:
-        self.status = 202
-        self.requests: list[dict[str, Any]] = []
-        gateway = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def _record(self) -> None:
-                gateway.requests.append(
-                    {
-                        "method": self.command,
-                        "path": self.path,
-                        "version": self.request_version,
-                        "headers": {k.lower(): v for k, v in self.headers.items()},
-                        "moto_before": list(moto.requests),
-                    }
-                )
-                self.send_response(gateway.status)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            do_DELETE = do_GET = do_PUT = do_POST = _record
-
-            def log_message(self, format: str, *args: Any) -> None:  # quiet
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture

@@ -348,6 +348,8 @@ def _pod_template(
     ]
     main = [_glue(spec, images["glue"], base, resources["glue"]), _uploader(spec, base, resources["artifact-uploader"], budget)]
     datasets = [_mount_datasets(spec.datasets.path, [init[1], init[2], main[0]])] if spec.datasets is not None else []
+    if ctx.pushgateway_url:
+        _push_metrics(ctx.pushgateway_url, *main)
     return {
         "metadata": metadata,
         "spec": {
@@ -384,6 +386,22 @@ def _mount_datasets(path: str, containers: list[dict[str, Any]]) -> dict[str, An
         body["volumeMounts"].append({"name": "datasets", "mountPath": path, "readOnly": True})
         body["env"].append(env("SIMFLEET_DATASETS_DIR", path))
     return {"name": "datasets", "persistentVolumeClaim": {"claimName": naming.DATASETS_CLAIM, "readOnly": True}}
+
+
+def _push_metrics(url: str, glue: dict[str, Any], uploader: dict[str, Any]) -> None:
+    """The Pushgateway's address for the two containers that use it: glue pushes the seed's gauges
+    (glue_runtime/metrics.py), the uploader deletes their group when the seed ends (upload.sh). No other container gets
+    it, and nothing hashed does: metrics on or off never reruns a run."""
+    glue["env"] += [
+        env("SIMFLEET_PUSHGATEWAY_URL", url),
+        env("SIMFLEET_METRICS_PUSH_SECONDS", str(timing.METRICS_PUSH_SECONDS)),
+        env("SIMFLEET_METRICS_TIMEOUT_SECONDS", str(timing.METRICS_PUSH_TIMEOUT_SECONDS)),
+    ]
+    uploader["env"] += [
+        env("SIMFLEET_PUSHGATEWAY_URL", url),
+        env("SIMFLEET_METRICS_LINGER_SECONDS", str(timing.METRICS_LINGER_SECONDS)),
+        env("SIMFLEET_TERM_METRICS_SECONDS", str(timing.TERM_METRICS_SECONDS)),
+    ]
 
 
 def _node_selector(spec: RunSpec) -> dict[str, str]:
