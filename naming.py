@@ -31,6 +31,8 @@ SPEC_HASH_ANNOTATION = "simfleet.io/spec-hash"
 # Label keys simfleet sets itself under simfleet.io/ on run objects; a run's own `labels` may not use them.
 RESERVED_RUN_LABEL_KEYS = ("run", "job", "profile", "mode", "seed", "viewport")
 GLUE_SHA_ANNOTATION = "simfleet.io/glue-sha256"  # on the shared glue ConfigMaps, which are named by content
+# On the shared runtime ConfigMaps (simfleet-runtime-<sha>): the sha256 of the files they hold, their name's source.
+RUNTIME_SHA_ANNOTATION = "simfleet.io/runtime-sha256"
 
 # Isaac Sim WebRTC livestream: signalling over TCP, media over UDP. TURN relays on 3478.
 VIEWPORT_PORTS: tuple[tuple[str, int, str], ...] = (("signal", 49100, "TCP"), ("media", 47998, "UDP"))

@@ -21,6 +21,7 @@ import naming
 import versions
 from components.metrics import PUSHGATEWAY_POD_LABELS
 from components.runs_namespace import pod_security_labels
+from workloads.glue_runtime.metrics import GAUGES as RUN_GAUGES
 from workloads.renderers.service import guard_policies, network_policy
 
 PROMETHEUS_NAMESPACE = "ContainerInsights/Prometheus"  # the agent's documented default for EKS Prometheus metrics
@@ -57,13 +58,9 @@ TRITON_METRICS = (
 )
 # Gauges, never counters: the agent turns a counter into the difference between two scrapes and drops a series' first
 # sample (plugins/inputs/prometheus/delta_calculator.go), so a seed that pushes a counter once and ends is never seen.
-# Untyped samples are dropped too (metrics_filter.go): a push must say `# TYPE <name> gauge`.
-RUN_METRICS = {
-    "simfleet_run_progress_ratio": "fraction of the seed's steps done, 0 to 1",
-    "simfleet_run_steps": "steps the seed has completed",
-    "simfleet_run_brain_latency_seconds": "mean time the brain took per step since the last push",
-    "simfleet_run_recoveries": "times this seed resumed from a partial checkpoint (index.json's recoveries)",
-}
+# Untyped samples are dropped too (metrics_filter.go): a push must say `# TYPE <name> gauge`. The names are the ones
+# the glue runtime pushes (workloads/glue_runtime/metrics.py), by name and meaning.
+RUN_METRICS = dict(RUN_GAUGES)
 
 
 @dataclass(frozen=True)

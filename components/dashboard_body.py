@@ -214,7 +214,7 @@ def run_widgets(spec: DashboardSpec) -> list[dict[str, Any]]:
         run = ("ClusterName", "run")
         widgets += [
             _graph(
-                "Recoveries per run (resumes from a partial checkpoint)",
+                "Recoveries per run (pods that replaced a lost one)",
                 [
                     _expression(
                         sig.search(sig.PROMETHEUS_NAMESPACE, run, "simfleet_run_recoveries", {"ClusterName": c}, "Maximum", 300),

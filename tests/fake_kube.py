@@ -24,7 +24,8 @@ changed `roleRef` is 422), with the status codes and `kind: Status` bodies of th
   `remove_finalizers` clears them, as a controller would. Services of `loadBalancerClass` service.k8s.aws/nlb
   get the AWS Load Balancer Controller's finalizer on create when `lbc_finalizers` is set.
 - DELETE honours `propagationPolicy` from the DeleteOptions body or the query: Background removes the Job
-  at once and leaves its pods to the garbage collector (`collect_garbage()`), Orphan removes it and
+  at once and leaves its pods to the garbage collector (`collect_garbage()`: a dependent goes only when none of
+  its owners is left, and one that keeps an owner loses its references to the gone ones), Orphan removes it and
   strips the pods' owner references, Foreground marks it deleting (deletionTimestamp plus the
   `foregroundDeletion` finalizer) until `collect_garbage()` has removed its pods. A Job deleted through the
   API without a policy is orphaned (the batch/v1 default); kubectl sends Background explicitly.
@@ -412,13 +413,12 @@ class FakeKube:
             self.collect_garbage()
 
     def collect_garbage(self) -> None:
-        """The garbage collector: removes pods whose owner is gone and completes foreground deletions."""
+        """The garbage collector: removes dependents none of whose owners is left, drops gone owners from those that
+        keep one, and completes foreground deletions."""
         with self._lock:
-            live_uids = {o["metadata"]["uid"] for o in self.objects.values()}
             for key, obj in list(self.objects.items()):
-                owners = obj["metadata"].get("ownerReferences") or []
-                if owners and not any(ref["uid"] in live_uids for ref in owners):
-                    del self.objects[key]
+                if key in self.objects and obj["metadata"].get("ownerReferences"):
+                    self._collect(key, obj)
             for key, obj in list(self.objects.items()):
                 if "foregroundDeletion" in (obj["metadata"].get("finalizers") or []):
                     self._collect_dependents(obj["metadata"]["uid"])
@@ -439,14 +439,34 @@ class FakeKube:
 
     # -- internals -------------------------------------------------------------------------------------
     def _collect_dependents(self, uid: str) -> None:
-        # The garbage collector deletes dependents; one held by a finalizer (the Load Balancer Controller's on a
-        # Service) is only marked deleting, and stays until its controller removes the finalizer.
         for key, obj in list(self.objects.items()):
             if any(ref.get("uid") == uid for ref in obj["metadata"].get("ownerReferences") or []):
-                if obj["metadata"].get("finalizers"):
-                    obj["metadata"].setdefault("deletionTimestamp", now())
-                else:
-                    del self.objects[key]
+                self._collect(key, obj, gone=uid)
+
+    def _collect(self, key: tuple[str, str, str], obj: dict[str, Any], gone: str | None = None) -> None:
+        """attemptToDeleteItem of kubernetes pkg/controller/garbagecollector: an owner is solid while it exists and is
+        not waiting for its dependents (foreground deletion). A dependent with a solid owner stays, and loses its
+        references to the others; one without is deleted, or only marked deleting while a finalizer holds it (the
+        Load Balancer Controller's on a Service)."""
+        live = {o["metadata"]["uid"]: o for o in self.objects.values()}
+        refs = obj["metadata"].get("ownerReferences") or []
+
+        def solid(ref: dict[str, Any]) -> bool:
+            owner = live.get(ref.get("uid", ""))
+            if owner is None or ref.get("uid") == gone:
+                return False
+            meta = owner["metadata"]
+            return not (meta.get("deletionTimestamp") and "foregroundDeletion" in (meta.get("finalizers") or []))
+
+        kept = [ref for ref in refs if solid(ref)]
+        if kept:
+            if len(kept) != len(refs):
+                obj["metadata"]["ownerReferences"] = kept
+                obj["metadata"]["resourceVersion"] = str(next(self._versions))
+        elif obj["metadata"].get("finalizers"):
+            obj["metadata"].setdefault("deletionTimestamp", now())
+        else:
+            del self.objects[key]
 
     def _stamp(self, plural: str, obj: dict[str, Any], namespace: str) -> None:
         meta = obj.setdefault("metadata", {})
@@ -1161,15 +1181,19 @@ def run_props(
     namespace: str = "simfleet-runs",
     ca: str = MOCK_CA,
     planned_with: tuple[dict[str, Any], ...] = (),
+    pushgateway_url: str | None = None,
     **fields: Any,
 ) -> dict[str, Any]:
     """SimRun inputs for one run, built by the Runs component's own code (workloads.runs.plan_runs).
 
-    `planned_with` holds other stack entries planned in the same call, such as the source a run continues from."""
+    `planned_with` holds other stack entries planned in the same call, such as the source a run continues from;
+    `pushgateway_url` is the context's when the stack's collector scrapes the Pushgateway."""
+    from dataclasses import replace
+
     from config import RunSpec
     from workloads.runs import plan_runs
 
-    ctx = run_context(namespace)
+    ctx = replace(run_context(namespace), pushgateway_url=pushgateway_url)
     spec = RunSpec.model_validate(run_spec(run, viewport, seeds, **fields))
     specs = [spec, *(RunSpec.model_validate(other) for other in planned_with)]
     planned = next(p for p in plan_runs(specs, ctx, {s.glue: TEST_GLUE for s in specs}) if p.spec.name == run)

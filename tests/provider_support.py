@@ -10,10 +10,11 @@ from fake_kube import ARTIFACTS_BUCKET, FakeKube
 
 import naming
 from workloads import provider
+from workloads.renderers.run import runtime
 
 NS = "simfleet-runs"
 RUN = "trot-baseline"
-RUNTIME_CM = f"{RUN}-runtime"
+RUNTIME_CM = runtime().name  # shared by every run this simfleet renders (simfleet-runtime-<sha>)
 SERVICE = f"{RUN}-viewport"
 WRITES = ("POST", "PUT", "PATCH", "DELETE")
 

@@ -219,3 +219,23 @@ def test_propagation_policies(
     assert len(pods) == pods_after_gc and cluster.get("jobs", NS, "trot") is None
     if policy in ("Orphan", None):
         assert pods[0]["metadata"]["ownerReferences"] == []
+
+
+@pytest.mark.parametrize("policy", ["Background", "Foreground"])
+def test_a_dependent_of_several_owners_goes_with_the_last(api: client.ApiClient, cluster: FakeKube, policy: str) -> None:
+    """The garbage collector (kubernetes pkg/controller/garbagecollector attemptToDeleteItem): a dependent with an
+    owner still there (and not itself waiting for its dependents) stays and loses its references to the gone or
+    foreground-deleting ones; one with no owner left is deleted."""
+    uids = [call(api, "POST", JOBS, job(name))[1]["metadata"]["uid"] for name in ("a", "b")]
+    owners = [{"apiVersion": "batch/v1", "kind": "Job", "name": name, "uid": uid} for name, uid in zip("ab", uids, strict=True)]
+    shared = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "shared", "ownerReferences": owners}}
+    assert call(api, "POST", f"/api/v1/namespaces/{NS}/configmaps", shared)[0] == 201
+    options = {"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": policy}
+    assert call(api, "DELETE", f"{JOBS}/a", options)[0] == 200
+    cluster.collect_garbage()
+    kept = cluster.get("configmaps", NS, "shared")
+    assert kept is not None and kept["metadata"]["ownerReferences"] == owners[1:]
+    assert cluster.get("jobs", NS, "a") is None
+    assert call(api, "DELETE", f"{JOBS}/b", options)[0] == 200
+    cluster.collect_garbage()
+    assert cluster.get("configmaps", NS, "shared") is None

@@ -49,11 +49,18 @@ SPOT_NOTICE = 120  # seconds EC2 gives a spot instance between the interruption 
 
 
 def record_figure(name: str, **figures: Any) -> None:
-    """Measured figures for docs/failures.md, merged into build/faults/figures.json."""
+    """Measured figures for docs/failures.md, merged into build/faults/figures.json. Under a lock, and replaced whole:
+    `make test` runs tests in parallel workers (pytest-xdist), which would otherwise lose or half-read each other's."""
+    import fcntl
+
     FIGURES.parent.mkdir(parents=True, exist_ok=True)
-    known = json.loads(FIGURES.read_text()) if FIGURES.exists() else {}
-    known[name] = {**figures, "cli": CLI}
-    FIGURES.write_text(json.dumps(known, indent=2, sort_keys=True) + "\n")
+    with open(FIGURES.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        known = json.loads(FIGURES.read_text()) if FIGURES.exists() else {}
+        known[name] = {**figures, "cli": CLI}
+        partial = FIGURES.with_suffix(f".{os.getpid()}.tmp")
+        partial.write_text(json.dumps(known, indent=2, sort_keys=True) + "\n")
+        partial.replace(FIGURES)
 
 
 @pytest.fixture(scope="module")

@@ -8,6 +8,7 @@ took: the order of events comes from what moto and the stand-in Pushgateway saw,
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -17,11 +18,11 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
+from fake_pushgateway import Pushgateway
 from pod_harness import AWS_CLIS, GUARD, Moto, ScriptPod, explain, moto_server_for, read_until, serving
 
 ARTIFACTS = "simfleet-dev-artifacts"
@@ -240,45 +241,6 @@ def cli_pod(request: pytest.FixtureRequest, tmp_path: Path, moto_server: Moto) -
     """The job pod for the tests that exercise the AWS CLI, under each major version."""
     moto_server.reset()
     yield from serving(JobPod(tmp_path, moto_server, request.param))
-
-
-class Pushgateway:
-    """A stand-in Pushgateway on 127.0.0.1: records each request (method, path, headers) with the requests moto
-    had answered by then, and answers `status` (202 Accepted, as Pushgateway does for a DELETE)."""
-
-    def __init__(self, moto: Moto) -> None:
-        self.status = 202
-        self.requests: list[dict[str, Any]] = []
-        gateway = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def _record(self) -> None:
-                gateway.requests.append(
-                    {
-                        "method": self.command,
-                        "path": self.path,
-                        "version": self.request_version,
-                        "headers": {k.lower(): v for k, v in self.headers.items()},
-                        "moto_before": list(moto.requests),
-                    }
-                )
-                self.send_response(gateway.status)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            do_DELETE = do_GET = do_PUT = do_POST = _record
-
-            def log_message(self, format: str, *args: Any) -> None:  # quiet
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture
@@ -827,6 +789,44 @@ def test_entry_kills_a_program_that_ignores_the_sigterm_at_max_runtime(pod: JobP
     result = pod.entry("sh", "-c", program, shell=shell, SIMFLEET_MAX_RUNTIME_SECONDS="1", SIMFLEET_TERM_SECONDS="1")
     assert result.returncode == 124, explain(result)
     assert pod.read_marker()["reason"] == "exceeded maxRuntime (1 s); the command exited with code 137"
+
+
+def after_function() -> str:
+    """job-entry.sh's `after` (the maxRuntime timer), as the script defines it."""
+    text = (Path(__file__).resolve().parent.parent / "workloads" / "scripts" / "job-entry.sh").read_text()
+    match = re.search(r"^after\(\) \{\n.*?^\}\n", text, re.S | re.M)
+    assert match, "job-entry.sh defines after()"
+    return match[0]
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_a_cancelled_timer_leaves_no_sleep_behind(shell: tuple[str, ...]) -> None:
+    """A timer cancelled the instant it starts (a program that ends at once) ends its sleep too: SIGTERM used to land
+    before the subshell knew its sleep's pid, or on the forked sleep before it exec'd, about one time in twenty, and
+    the sleep then held the script's stdout for the whole maxRuntime. 200 timers, each cancelled at once: stdout
+    closes when the shell exits, not a minute later."""
+    import subprocess
+
+    loop = after_function() + 'i=0\nwhile [ "$i" -lt 200 ]; do after 60 true; kill "$!"; i=$((i + 1)); done\n'
+    shell_process = subprocess.Popen(
+        [*shell, "-c", loop], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    try:
+        assert shell_process.wait(timeout=60) == 0
+        closed = threading.Event()
+        output = shell_process.stdout
+        assert output is not None
+
+        def drain() -> None:
+            output.read()  # returns at end of file: when the last holder of the pipe is gone
+            closed.set()
+
+        threading.Thread(target=drain, daemon=True).start()
+        # Every sleep is ended within moments of the shell's exit; one left behind holds the pipe for 60 s.
+        assert closed.wait(timeout=20), "a cancelled timer's sleep outlived it (still holding stdout)"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(shell_process.pid, signal.SIGKILL)  # its own group: a sleep left behind goes too
 
 
 @pytest.mark.parametrize("shell", SHELLS)

@@ -148,3 +148,30 @@ def test_the_real_environment_picks_a_new_enough_python() -> None:
     assert picked, "the Makefile found no Python >= 3.11 here"
     check = subprocess.run([picked, "-c", "import sys; sys.exit(sys.version_info < (3, 11))"], check=False)
     assert check.returncode == 0
+
+
+FAKE_UV = """#!/bin/bash
+echo "uv $*" >> "$CALLS"
+exit 0
+"""
+
+
+def test_a_uv_on_path_installs_the_requirements(tmp_path: Path) -> None:
+    work, env = project(tmp_path, {"python3.11": 11})
+    uv = tmp_path / "bin" / "uv"
+    uv.write_text(FAKE_UV)
+    uv.chmod(0o755)
+    assert make_venv(work, env).returncode == 0
+    installs = [c for c in calls(env) if " install " in c]
+    assert installs == ["uv pip install --quiet --python .venv/bin/python -r requirements-dev.txt -e ."]
+
+
+def test_without_uv_pip_installs_uv_first_and_falls_back_to_pip_when_that_gives_none(tmp_path: Path) -> None:
+    work, env = project(tmp_path, {"python3.11": 11})
+    assert make_venv(work, env).returncode == 0
+    pips = [c.split(" -m pip ", 1)[1] for c in calls(env) if " -m pip " in c]
+    # The fake pip installs nothing, so there is no .venv/bin/uv: the requirements go through pip.
+    assert pips == ["install --quiet uv==0.13.10", "install --quiet --upgrade pip", "install --quiet -r requirements-dev.txt -e ."]
+    work, env = project(tmp_path / "pip-only", {"python3.11": 11})
+    assert make_venv(work, env, "NO_UV=1").returncode == 0
+    assert not any("uv==" in c or c.startswith("uv ") for c in calls(env))

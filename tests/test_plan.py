@@ -15,6 +15,8 @@ import yaml
 
 import versions
 from tools.plan import PlanConfigError, PlanResult, run_program
+from workloads.renderers.job import job_runtime
+from workloads.renderers.run import runtime as run_runtime
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -78,12 +80,26 @@ def test_dev_plan_renders_each_run_objects(tmp_path: Path) -> None:
     runs = tmp_path / "dev" / "manifests" / "runs"
     by_run = {d.name: sorted(yaml.safe_load(f.read_text())["kind"] for f in d.glob("*.yaml")) for d in runs.iterdir()}
     assert by_run == {
-        "trot-baseline": ["ConfigMap", "Job", "NetworkPolicy", "Service"],
-        "trot-sweep": ["ConfigMap", "Job"],
+        "trot-baseline": ["Job", "NetworkPolicy", "Service"],
+        "trot-sweep": ["Job"],
         # Its own Job, the gate that releases it, and the account the release acts as (ServiceAccount, Role, binding, token).
-        "trot-continue": ["ConfigMap", "Job", "Job", "Role", "RoleBinding", "Secret", "ServiceAccount"],
-        "robocache-resample": ["ConfigMap", "Job"],  # a batch job: its runtime ConfigMap and its Indexed Job
+        "trot-continue": ["Job", "Job", "Role", "RoleBinding", "Secret", "ServiceAccount"],
+        "robocache-resample": ["Job"],  # a batch job: its Indexed Job
     }
+    # simfleet's runtime once for the runs and once for the jobs, whatever their number: one ConfigMap per content,
+    # named by it, which every Job rendered from this simfleet mounts.
+    shared = sorted(f.name for f in (tmp_path / "dev" / "manifests" / "shared").iterdir())
+    assert shared == sorted(
+        {f"simfleet-runs_configmap_{run_runtime().name}.yaml", f"simfleet-runs_configmap_{job_runtime().name}.yaml"}
+    )
+    mounted = {
+        volume["configMap"]["name"]
+        for d in runs.iterdir()
+        for f in d.glob("*_job_*.yaml")
+        for volume in yaml.safe_load(f.read_text())["spec"]["template"]["spec"]["volumes"]
+        if volume["name"] == "runtime"
+    }
+    assert mounted == {run_runtime().name, job_runtime().name}
 
 
 # Every part of the platform, by the type the engine receives, with how many dev and prod register.
@@ -548,3 +564,18 @@ def test_deploy_roles_reach_the_cluster_and_its_creator_is_recorded_not_entered(
     monkeypatch.setattr(mocks, "EXISTING_CLUSTER_TAGS", {"simfleet-dev": {CREATOR_TAG: person}})
     tags, entries = _access(run_program(path, "dev"))
     assert tags[CREATOR_TAG] == person and entries == {ci, caller}
+
+
+def test_within_a_plan_the_same_inputs_are_decoded_once() -> None:
+    from fake_kube import run_props
+
+    from workloads import inputs
+
+    props = run_props("https://unused.invalid")
+    assert inputs.decode(props) is not inputs.decode(props)  # outside a plan: a fresh decoding each time
+    with inputs.decoding_once():
+        first = inputs.decode(props)
+        assert inputs.decode(dict(props)) is first
+        with pytest.raises(ValueError, match="is not the hash"):  # other inputs are decoded (and checked) anew
+            inputs.decode({**props, "specHash": "0" * 12})
+    assert inputs.decode(props) is not first

@@ -13,11 +13,13 @@ import re
 import shutil
 import signal
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from fake_pushgateway import Pushgateway, absent_url
 from pod_harness import AWS_CLIS, GUARD, Moto, ScriptPod, explain, moto_server_for, read_until, run_env, serving, wait_for
 
 ARTIFACTS = "simfleet-dev-artifacts"
@@ -614,3 +616,113 @@ def test_upload_fails_the_run_when_the_checkpoint_upload_fails(pod: Pod) -> None
     assert "AccessDenied" in index["reason"] or "403" in index["reason"]
     assert "(glue:" not in index["reason"]  # glue itself succeeded, so only the upload is to blame
     assert pod.tags(ARTIFACTS, f"{PREFIX}logs/sim/run 1.log") == {"simfleet-kind": "logs"}
+
+
+# ---------------------------------------------------------------------------------------------
+# upload.sh: the seed's Pushgateway group (glue's .metrics names it; tests/test_glue_metrics.py writes it for real)
+# ---------------------------------------------------------------------------------------------
+
+SEED_GROUP = f"job/simfleet-run/run/{RUN}/seed/7"
+
+
+@pytest.fixture
+def gateway(moto_server: Moto) -> Iterator[Pushgateway]:
+    yield from serving(Pushgateway(moto_server))
+
+
+def _pushed(pod: Pod, last_push_at: float | None) -> None:
+    """What glue's pusher leaves in /checkpoints/.metrics."""
+    record = {"url": "ignored", "group": SEED_GROUP, "lastPushAt": last_push_at, "pushes": 3, "failures": 0}
+    (pod.checkpoints / ".metrics").write_text(json.dumps(record))
+
+
+def test_upload_deletes_the_seed_group_after_the_index_at_once_when_its_last_push_is_a_linger_ago(
+    pod: Pod, gateway: Pushgateway
+) -> None:
+    _pushed(pod, time.time() - 41)  # scraped by now: one interval and timeout (40 s) have passed since the last push
+    pod.glue.end()
+    result = pod.run("upload.sh", SIMFLEET_PUSHGATEWAY_URL=gateway.url, SIMFLEET_METRICS_LINGER_SECONDS="40")
+    assert result.returncode == 0, explain(result)
+    [delete] = gateway.calls()
+    assert (delete["method"], delete["path"]) == ("DELETE", f"/metrics/{SEED_GROUP}")
+    assert ("PUT", f"/{ARTIFACTS}/{PREFIX}index.json") in delete["moto_before"]
+    assert "keeping the Pushgateway group" not in result.stdout and result.stderr == ""
+    assert f"artifact-uploader: deleted the Pushgateway group {SEED_GROUP} (HTTP/1.0 202 Accepted)" in result.stdout
+
+
+def test_upload_keeps_the_group_only_what_is_left_of_the_linger_since_glues_last_push(pod: Pod, gateway: Pushgateway) -> None:
+    _pushed(pod, time.time() - 50)
+    pod.glue.end()
+    upload = pod.start("upload.sh", SIMFLEET_PUSHGATEWAY_URL=gateway.url, SIMFLEET_METRICS_LINGER_SECONDS="100")
+    line = read_until(upload, "keeping the Pushgateway group")
+    kept = int(re.search(rf"keeping the Pushgateway group {SEED_GROUP} for (\d+) s, for a last scrape", line)[1])  # type: ignore[index]
+    assert 0 < kept <= 50  # measured from the push 50 s ago, not from index.json
+    assert gateway.calls() == [] and pod.get_json(ARTIFACTS, f"{PREFIX}index.json")["status"] == "Succeeded"
+    upload.send_signal(signal.SIGTERM)  # the spot notice cuts the linger short; the group still goes
+    _, stderr = upload.communicate(timeout=GUARD)
+    assert upload.returncode == 0, stderr
+    assert [(r["method"], r["path"]) for r in gateway.calls()] == [("DELETE", f"/metrics/{SEED_GROUP}")]
+
+
+def test_upload_deletes_only_the_seeds_own_group_whatever_the_metrics_record_names(pod: Pod, gateway: Pushgateway) -> None:
+    # /checkpoints/.metrics sits where user code can write: a record that names another run's group must not make the
+    # uploader delete that group.
+    other = "job/simfleet-run/run/someone-else/seed/1"
+    (pod.checkpoints / ".metrics").write_text(json.dumps({"group": other, "lastPushAt": time.time() - 41}))
+    pod.glue.end()
+    result = pod.run("upload.sh", SIMFLEET_PUSHGATEWAY_URL=gateway.url, SIMFLEET_METRICS_LINGER_SECONDS="40")
+    assert result.returncode == 0, explain(result)
+    assert [(r["method"], r["path"]) for r in gateway.calls()] == [("DELETE", f"/metrics/{SEED_GROUP}")]
+    assert f"names the group '{other}'; deleting the seed's own, {SEED_GROUP}" in result.stderr
+
+
+def _interrupted_with_a_fresh_push(pod: Pod, gateway: Pushgateway, **env: str) -> tuple[str, str]:
+    """A seed whose glue just pushed is reclaimed: SIGTERM, then glue's Interrupted marker; the uploader's output."""
+    _pushed(pod, time.time())
+    pod.glue.start()
+    upload = pod.start("upload.sh", SIMFLEET_PUSHGATEWAY_URL=gateway.url, SIMFLEET_TERM_WAIT_SECONDS="100", **env)
+    read_until(upload, "following glue's heartbeat")
+    upload.send_signal(signal.SIGTERM)
+    read_until(upload, "SIGTERM: giving glue")
+    pod.glue.end("Interrupted", 143, "terminated (SIGTERM) after 42 steps")
+    stdout, stderr = upload.communicate(timeout=GUARD)
+    assert upload.returncode == 1, stderr
+    return stdout, stderr
+
+
+def test_upload_on_sigterm_deletes_the_group_after_the_index_without_a_linger(pod: Pod, gateway: Pushgateway) -> None:
+    stdout, _ = _interrupted_with_a_fresh_push(pod, gateway)
+    [delete] = gateway.calls()
+    assert delete["method"] == "DELETE" and ("PUT", f"/{ARTIFACTS}/{PREFIX}index.json") in delete["moto_before"]
+    assert "keeping the Pushgateway group" not in stdout
+    assert pod.get_json(ARTIFACTS, f"{PREFIX}index.json")["status"] == "Interrupted"
+
+
+def test_upload_on_sigterm_skips_a_delete_that_would_outlast_the_spot_notice(pod: Pod, gateway: Pushgateway) -> None:
+    _, stderr = _interrupted_with_a_fresh_push(pod, gateway, SIMFLEET_TERM_METRICS_SECONDS="0")
+    assert f"not deleting the Pushgateway group {SEED_GROUP}: no time left before the end of the spot notice" in stderr
+    assert gateway.calls() == [] and pod.get_json(ARTIFACTS, f"{PREFIX}index.json")["status"] == "Interrupted"
+
+
+@pytest.mark.parametrize("fault", ["refused", "error-500"])
+def test_a_failed_delete_of_the_seed_group_is_a_warning_and_changes_nothing(pod: Pod, gateway: Pushgateway, fault: str) -> None:
+    gateway.status = 500
+    _pushed(pod, None)
+    pod.glue.end()
+    url = absent_url() if fault == "refused" else gateway.url
+    result = pod.run("upload.sh", SIMFLEET_PUSHGATEWAY_URL=url)
+    assert result.returncode == 0, explain(result)
+    assert "could not delete the Pushgateway group at" in result.stderr
+    index = pod.get_json(ARTIFACTS, f"{PREFIX}index.json")
+    assert (index["status"], index["reason"]) == ("Succeeded", None)
+
+
+def test_no_url_or_no_record_means_no_delete(pod: Pod, gateway: Pushgateway) -> None:
+    pod.glue.end()
+    without_record = pod.run("upload.sh", SIMFLEET_PUSHGATEWAY_URL=gateway.url)  # glue pushed nothing
+    _pushed(pod, time.time())
+    without_url = pod.run("upload.sh")  # metrics off
+    for result in (without_record, without_url):
+        assert result.returncode == 0, explain(result)
+        assert "Pushgateway" not in result.stdout + result.stderr
+    assert gateway.calls() == []

@@ -28,7 +28,7 @@ from pulumi.runtime.rpc import UNKNOWN
 import naming
 from workloads import eks_auth, kube, provider
 from workloads.budget import Budget
-from workloads.provider import SimRunError, SimRunProvider
+from workloads.provider import SimRunError, SimRunProvider, api_for
 
 # Fake credentials, moto and no retry sleeps; `cluster` is the fake API server (both in conftest.py).
 pytestmark = pytest.mark.usefixtures("provider_world")
@@ -45,6 +45,7 @@ def test_create_checks_the_job_then_writes_the_job_then_its_owned_companions(clu
         ("GET", f"/apis/batch/v1/namespaces/{NS}/jobs/{RUN}"),  # identity first: nothing is written before it
         ("GET", f"/api/v1/namespaces/{NS}/pods"),  # no pod of an earlier Job at this hash still writing
         ("POST", f"/apis/batch/v1/namespaces/{NS}/jobs"),
+        ("GET", f"/api/v1/namespaces/{NS}/configmaps/{RUNTIME_CM}"),  # the shared runtime: not there yet
         ("POST", f"/api/v1/namespaces/{NS}/configmaps"),
         ("POST", f"/api/v1/namespaces/{NS}/services"),
         ("POST", f"/apis/networking.k8s.io/v1/namespaces/{NS}/networkpolicies"),
@@ -62,14 +63,15 @@ def test_create_checks_the_job_then_writes_the_job_then_its_owned_companions(clu
     # Every input is in the outputs (read and delete only get those), plus the uids of what was created.
     assert {k: outs[k] for k in props} == props
     assert outs["jobUid"] == job["metadata"]["uid"]
+    # The run's own companions; the shared runtime ConfigMap is not one (the garbage collector removes it with its
+    # last owner, never a run's delete).
     live = {(c["kind"], c["name"]): c["uid"] for c in outs["companions"]}
     assert live == {
-        ("ConfigMap", RUNTIME_CM): cluster.get("configmaps", NS, RUNTIME_CM)["metadata"]["uid"],  # type: ignore[index]
         ("Service", SERVICE): cluster.get("services", NS, SERVICE)["metadata"]["uid"],  # type: ignore[index]
         ("NetworkPolicy", SERVICE): cluster.get("networkpolicies", NS, SERVICE)["metadata"]["uid"],  # type: ignore[index]
     }
     # Written owned: there is no moment the companions exist without the Job as their owner.
-    for request in cluster.requests[3:]:
+    for request in [r for r in cluster.requests if r.method == "POST"][1:]:
         assert request.body["metadata"]["ownerReferences"] == [
             {"apiVersion": "batch/v1", "kind": "Job", "name": RUN, "uid": job["metadata"]["uid"]}
         ]
@@ -97,7 +99,7 @@ def test_the_ttl_controller_takes_the_companions_with_the_job(cluster: FakeKube)
         assert owners == [{"apiVersion": "batch/v1", "kind": "Job", "name": RUN, "uid": uid}]
     cluster.expire_job(NS, RUN)
     cluster.collect_garbage()
-    assert cluster.get("configmaps", NS, RUNTIME_CM) is None
+    assert cluster.get("configmaps", NS, RUNTIME_CM) is None  # its only owner went
     assert cluster.get("services", NS, SERVICE) is None  # the NLB goes with it
 
 
@@ -130,7 +132,7 @@ def test_adopting_completes_a_create_that_crashed_after_the_job(cluster: FakeKub
         SimRunProvider().create(props)
     assert cluster.get("jobs", NS, RUN) is not None and cluster.get("configmaps", NS, RUNTIME_CM) is None
     outs = SimRunProvider().create(props).outs
-    assert outs is not None and {c["kind"] for c in outs["companions"]} == {"ConfigMap", "Service", "NetworkPolicy"}
+    assert outs is not None and {c["kind"] for c in outs["companions"]} == {"Service", "NetworkPolicy"}
     uid = cluster.get("jobs", NS, RUN)["metadata"]["uid"]  # type: ignore[index]
     assert cluster.get("configmaps", NS, RUNTIME_CM)["metadata"]["ownerReferences"][0]["uid"] == uid  # type: ignore[index]
 
@@ -253,18 +255,18 @@ def test_create_waits_out_a_terminating_companion_instead_of_writing_over_it(clu
     assert not any(m == "PUT" and SERVICE in p for m, p in writes(cluster))
 
 
-def test_an_immutable_leftover_configmap_is_deleted_and_created_again(cluster: FakeKube) -> None:
+def test_an_immutable_leftover_companion_is_deleted_and_created_again(cluster: FakeKube) -> None:
     props = run_props(cluster.url, viewport=False)
-    uid = cluster.put_object("configmaps", leftover("ConfigMap", RUNTIME_CM, immutable=True, data={"contract.json": "{}"}))[
-        "metadata"
-    ]["uid"]
-    SimRunProvider().create(props)
+    name = f"{RUN}-settings"
+    uid = cluster.put_object("configmaps", leftover("ConfigMap", name, immutable=True, data={"a": "old"}))["metadata"]["uid"]
+    ours = leftover("ConfigMap", name, immutable=True, data={"a": "new"})
+    api_for(props).apply_companion(ours)
     replaced = [r for r in cluster.requests if r.method == "PUT"]
-    assert replaced and replaced[0].body["metadata"]["name"] == RUNTIME_CM  # tried in place first: 422
+    assert replaced and replaced[0].body["metadata"]["name"] == name  # tried in place first: 422
     delete = next(r for r in cluster.requests if r.method == "DELETE")
     assert delete.body["preconditions"] == {"uid": uid}  # exactly the object read, nothing newer
-    live = cluster.get("configmaps", NS, RUNTIME_CM)
-    assert live is not None and live["metadata"]["uid"] != uid and live["data"]["contract.json"] != "{}"
+    live = cluster.get("configmaps", NS, name)
+    assert live is not None and live["metadata"]["uid"] != uid and live["data"] == {"a": "new"}
 
 
 def test_create_replaces_a_leftover_service_in_place(cluster: FakeKube) -> None:
@@ -280,11 +282,20 @@ def test_create_replaces_a_leftover_service_in_place(cluster: FakeKube) -> None:
 
 
 def test_an_object_simfleet_did_not_write_is_never_overwritten(cluster: FakeKube) -> None:
+    mine = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": SERVICE, "namespace": NS}, "spec": {"ports": []}}
+    cluster.put_object("services", mine)
+    with pytest.raises(SimRunError, match=rf"Service {SERVICE} that simfleet did not create is in the way"):
+        SimRunProvider().create(run_props(cluster.url))
+    assert cluster.get("services", NS, SERVICE)["spec"]["ports"] == []  # type: ignore[index]
+
+
+def test_a_configmap_in_the_way_of_the_shared_runtime_is_never_overwritten(cluster: FakeKube) -> None:
     mine = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": RUNTIME_CM, "namespace": NS}, "data": {"a": "b"}}
     cluster.put_object("configmaps", mine)
-    with pytest.raises(SimRunError, match=r"ConfigMap trot-baseline-runtime that simfleet did not create is in the way"):
+    with pytest.raises(SimRunError, match=rf"ConfigMap {RUNTIME_CM} that simfleet did not create is in the way"):
         SimRunProvider().create(run_props(cluster.url, viewport=False))
-    assert cluster.get("configmaps", NS, RUNTIME_CM)["data"] == {"a": "b"}  # type: ignore[index]
+    live = cluster.get("configmaps", NS, RUNTIME_CM)
+    assert live is not None and live["data"] == {"a": "b"} and "ownerReferences" not in live["metadata"]
 
 
 def test_create_into_a_missing_namespace_says_what_to_do(cluster: FakeKube) -> None:
@@ -450,8 +461,7 @@ def test_delete_removes_its_job_in_the_background_then_its_companions(cluster: F
     assert job_read is cluster.requests[0], "the Job is read first: its claim says whether it is still ours"
     assert deletes[0][:3] == ("jobs", "Background", "Background")
     assert deletes[0][3]["uid"] == outs["jobUid"] and deletes[0][3]["resourceVersion"]
-    assert deletes[1:] == [
-        ("configmaps", "Background", "Background", {"uid": uids["ConfigMap"]}),
+    assert deletes[1:] == [  # the shared runtime ConfigMap is the garbage collector's (its other owners keep it)
         ("services", "Background", "Background", {"uid": uids["Service"]}),
         ("networkpolicies", "Background", "Background", {"uid": uids["NetworkPolicy"]}),
     ]
@@ -459,6 +469,7 @@ def test_delete_removes_its_job_in_the_background_then_its_companions(cluster: F
     assert len(cluster.pods_of(NS, RUN)) == 1, "Background: the pod is left to the garbage collector"
     cluster.collect_garbage()
     assert cluster.pods_of(NS, RUN) == []
+    assert cluster.get("configmaps", NS, RUNTIME_CM) is None, "its last owner went"
     assert s3_keys() == [f"runs/{RUN}/{props['specHash']}/index.json"], "S3 is never touched"
 
 

@@ -11,9 +11,11 @@ import pytest
 from fake_kube import ARTIFACTS_BUCKET, FakeKube, job_props
 
 from workloads.provider import SimRunProvider
+from workloads.renderers.job import job_runtime
 
 NS = "simfleet-runs"
 JOB = "resample"
+JOB_RUNTIME_CM = job_runtime().name  # the jobs' shared runtime (simfleet-runtime-<sha>)
 WRITES = ("POST", "PUT", "PATCH", "DELETE")
 
 
@@ -54,7 +56,7 @@ def test_create_writes_the_job_then_its_owned_runtime_configmap(cluster: FakeKub
         f"/api/v1/namespaces/{NS}/configmaps",
     ]
     job = cluster.get("jobs", NS, JOB)
-    cm = cluster.get("configmaps", NS, f"{JOB}-runtime")
+    cm = cluster.get("configmaps", NS, JOB_RUNTIME_CM)
     assert job is not None and cm is not None
     assert (job["spec"]["completionMode"], job["spec"]["completions"], job["spec"]["parallelism"]) == ("Indexed", 4, 2)
     assert cm["metadata"]["ownerReferences"][0]["uid"] == job["metadata"]["uid"] == outs["jobUid"]
@@ -108,7 +110,7 @@ def test_status_comes_from_the_shards_records_after_the_ttl_controller(cluster: 
     cluster.expire_job(NS, JOB)
     read = SimRunProvider().read("x", outs).outs
     assert read is not None and read["status"] == "Succeeded" and read["recoveries"] == 6
-    assert cluster.get("configmaps", NS, f"{JOB}-runtime") is None  # it went with the Job
+    assert cluster.get("configmaps", NS, JOB_RUNTIME_CM) is None  # it went with the Job, its only owner
 
 
 def test_labels_update_in_place_and_nothing_reruns(cluster: FakeKube) -> None:

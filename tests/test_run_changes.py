@@ -151,3 +151,16 @@ def test_a_state_from_before_identity_v1_is_shown_as_adopted(before: Path) -> No
 
 def test_a_stack_without_runs_or_jobs_says_so_instead_of_ending_on_a_colon() -> None:
     assert summary([], "nothing") == ["runs compared with nothing: no runs or jobs, before or now"]
+
+
+@pytest.mark.parametrize("observability", [True, False])
+def test_observability_and_metrics_on_or_off_rerun_nothing(tmp_path: Path, before: Path, observability: bool) -> None:
+    """Runs get the Pushgateway's address only where the collector scrapes it (both on); that address is not hashed."""
+
+    def edit(_: dict[str, Any], config: dict[str, Any]) -> None:
+        platform = config["simfleet:platform"]
+        platform.setdefault("observability", {})["enabled"] = observability
+        platform.setdefault("metrics", {})["enabled"] = not observability
+
+    changes = changes_after(tmp_path, before, edit)
+    assert changes and {c["action"] for c in changes.values()} <= {"keep", "update"}, changes

@@ -22,7 +22,7 @@ from workloads import contract
 from workloads.budget import Budget
 from workloads.identity import RunContext, SourceRef, glue_config_map_name, glue_sha256, identify
 from workloads.inputs import objects_from_inputs, run_inputs
-from workloads.renderers.run import glue_configmap, job_deadline, render_run, runtime_files
+from workloads.renderers.run import glue_configmap, job_deadline, render_run, runtime, runtime_files
 
 ROOT = Path(__file__).resolve().parent.parent
 GLUE = (ROOT / "glue" / "trot.py").read_text()
@@ -173,7 +173,7 @@ def test_strict_validation_rejects_unknown_fields() -> None:
 def test_objects_come_in_apply_order() -> None:
     kinds = [(o["kind"], o["metadata"]["name"]) for o in PLANS["trot-baseline"].objects]
     assert kinds == [
-        ("ConfigMap", "trot-baseline-runtime"),
+        ("ConfigMap", runtime().name),
         ("Service", "trot-baseline-viewport"),
         ("NetworkPolicy", "trot-baseline-viewport"),
         ("Job", "trot-baseline"),
@@ -282,7 +282,8 @@ def test_restricted_security_and_read_only_roots_on_simfleets_containers(run: st
 def test_volumes() -> None:
     volumes = {v["name"]: v for v in _pod(PLANS["trot-baseline"])["volumes"]}
     assert volumes["dshm"]["emptyDir"]["medium"] == "Memory" and volumes["dshm"]["emptyDir"]["sizeLimit"] == "3072Mi"
-    assert volumes["runtime"]["configMap"]["name"] == "trot-baseline-runtime"
+    # simfleet's runtime from the ConfigMap every run of this simfleet shares, named by its content.
+    assert volumes["runtime"]["configMap"]["name"] == runtime().name == f"simfleet-runtime-{runtime().sha256[:12]}"
     # The glue comes from the shared ConfigMap named by its content, mounted read-only where glue runs.
     assert volumes["glue"]["configMap"]["name"] == glue_config_map_name(glue_sha256(GLUE))
     mounts = {

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from fake_kube import run_props
 
-from tools.bench import scale_stack
+from tools.bench_plan import scale_stack
 from tools.mocks import DYNAMIC_TYPE
 from workloads.provider import SimRun
 
@@ -111,3 +111,35 @@ def test_a_two_thousand_run_stack_plans(tmp_path: Path) -> None:
     # run-0002 continues from run-0000's checkpoint: its SimRun waits for that one.
     by_name = {r.inputs["runName"]: r for r in runs}
     assert by_name["run-00000"].urn in by_name["run-00002"].options["dependsOn"]
+
+
+def test_the_stack_trace_of_a_registration_is_the_sdks_own() -> None:
+    """workloads/sdk_fix.py builds the StackTrace a registration sends from the frames themselves (no source lines
+    read, one URI per file): the same message as the SDK's _get_stack_trace, for a resource made three constructors
+    deep (the concrete resource's frames and everything older) and for a call with fewer."""
+    from workloads import sdk_fix
+
+    sdk_fix.install_sdk_fix()
+    sdk = sdk_fix.sdk_stack_trace
+    assert sdk is not None and sdk is not sdk_fix.stack_trace
+
+    class Resource:
+        def __init__(self) -> None:
+            self.traces = (sdk(), sdk_fix.stack_trace())
+
+    class Custom(Resource):
+        def __init__(self) -> None:
+            super().__init__()
+
+    class Concrete(Custom):
+        def __init__(self) -> None:
+            super().__init__()
+
+    def user_code() -> tuple[Any, Any]:
+        return Concrete().traces
+
+    ours_sdk, ours = user_code()
+    assert len(ours.frames) > 3 and ours == ours_sdk
+    assert ours.frames[0].pc.uri.endswith("/tests/test_scale.py") and ours.frames[0].pc.line > 0
+    shallow_sdk, shallow = Resource().traces  # one constructor: no frames, as the SDK answers
+    assert shallow == shallow_sdk and not shallow.frames

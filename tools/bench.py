@@ -1,7 +1,7 @@
 """The benchmark (`make bench`): what a run costs to plan and to keep in the state, and the provider's per-call overhead.
 
-    python -m tools.bench            # N = 10, 1,000 and 10,000: several minutes
-    python -m tools.bench --quick    # N = 10 and 200
+    python -m tools.bench            # N = 300, 2,000 and 10,000: a few minutes
+    python -m tools.bench --quick    # N = 10 and 300
 
 Offline: Pulumi mocks, the fake Kubernetes API server of tests/fake_kube.py and fake AWS credentials (presigning
 an EKS token is local). Prints tables of figures and ratios measured side by side in this one run; nothing here
@@ -11,8 +11,6 @@ asserts on time, because the machine is shared and noisy.
 from __future__ import annotations
 
 import argparse
-import asyncio
-import copy
 import json
 import os
 import statistics
@@ -22,135 +20,30 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
-import yaml
-from pulumi.dynamic import CreateResult, Resource, ResourceProvider
+from tools.bench_plan import (
+    LARGE,
+    PLANNING_HEADER,
+    PROJECT_ROOT,
+    TARGET_LARGE_SECONDS,
+    TARGET_RATIO,
+    manifest_sizes,
+    plan_command,
+    plan_sizes,
+    planning_rows,
+)
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-TARGET_RATIO = 3.0  # a run may cost at most this many bare dynamic resources to plan (issue #7)
 TARGET_STATE_BYTES = 5 * 1024
 # The size of a real EKS cluster CA (an RSA-2048 "kubernetes" CA certificate, base64 PEM), for state-size figures.
 REAL_CA_BYTES = 1476
 
 
-class NullProvider(ResourceProvider):
-    """The floor: a dynamic provider that does nothing."""
-
-    def create(self, props: dict[str, Any]) -> CreateResult:
-        return CreateResult("null", props)
-
-
-class NullResource(Resource):
-    def __init__(self, name: str, props: dict[str, Any]) -> None:
-        super().__init__(NullProvider(), name, props)
-
-
-def scale_stack(count: int, base: Path = PROJECT_ROOT / "Pulumi.dev.yaml") -> dict[str, Any]:
-    """A stack document with `count` runs cycled from the base stack's runs (renamed; `run:` sources remapped)."""
-    document = yaml.safe_load(base.read_text())
-    template = document["config"]["simfleet:runs"]
-    runs: list[dict[str, Any]] = []
-    for i in range(count):
-        run = copy.deepcopy(template[i % len(template)])
-        run["name"] = f"run-{i:05d}"
-        source = (run.get("checkpoint") or {}).get("from")
-        if isinstance(source, str) and source.startswith("run:"):
-            # Point at the copy of the source made in the same cycle (it precedes this run).
-            offset = (i % len(template)) - next(j for j, r in enumerate(template) if r["name"] == source[4:])
-            run["checkpoint"]["from"] = f"run:run-{i - offset:05d}"
-        runs.append(run)
-    document["config"]["simfleet:runs"] = runs
-    return document
-
-
-def _under_mocks(build: Callable[[], Any]) -> tuple[float, list[Any]]:
-    """Seconds to register what `build` creates under the plan's mocks, and the registrations."""
-    import pulumi
-    from pulumi.runtime import settings
-    from pulumi.runtime.stack import run_pulumi_func
-
-    from tools.mocks import RecordingMonitor, SimfleetMocks
-
-    settings.reset_options()
-    pulumi.runtime.set_all_config({"aws:region": "us-east-1"})
-    loop = asyncio.new_event_loop()  # before set_mocks: the root Stack's futures bind to the current loop
-    asyncio.set_event_loop(loop)
-    mocks = SimfleetMocks("us-east-1")
-    monitor = RecordingMonitor(mocks)
-    pulumi.runtime.set_mocks(mocks, project="simfleet", stack="bench", preview=False, monitor=monitor)
-    started = time.perf_counter()
-    try:
-        loop.run_until_complete(run_pulumi_func(build))
-    finally:
-        loop.close()
-    return time.perf_counter() - started, monitor.registrations
-
-
-def floor_seconds(count: int) -> float:
-    from tools.bench import NullResource as Floor  # the importable class, pickled by reference like SimRunProvider
-
-    def build() -> None:
-        for i in range(count):
-            Floor(f"bare-{i:05d}", {"x": 1})
-
-    return _under_mocks(build)[0]
-
-
-def stack_seconds(path: Path) -> tuple[float, list[Any]]:
-    from tools.plan import run_program
-
-    result = run_program(path)
-    return result.seconds, result.registrations
-
-
-def planning(counts: list[int], scratch: Path) -> tuple[list[list[str]], list[Any]]:
-    """Marginal seconds per run between a 1-run stack and an N-run stack (the whole program through tools.plan),
-    beside the same for N bare dynamic resources with trivial props; and the largest stack's registrations."""
-    from workloads.sdk_fix import install_sdk_fix
-
-    install_sdk_fix()  # the floor needs it too beyond ~350 resources
-    paths = {}
-    for n in [1, *counts]:
-        paths[n] = scratch / f"Pulumi.bench{n}.yaml"
-        paths[n].write_text(json.dumps(scale_stack(n)))
-    stack_seconds(paths[1])  # warm-up: imports, schema caches
-    floor_seconds(1)
-    # Best of several for the baselines and small N (a 10-run stack differs from a 1-run one by less than the
-    # noise of one plan), alternating, so a busy neighbour biases neither side.
-    base_stack = min(stack_seconds(paths[1])[0] for _ in range(5))
-    base_floor = min(floor_seconds(1) for _ in range(5))
-    rows = []
-    largest: list[Any] = []
-    for n in counts:
-        repeats = 5 if n <= 100 else 2 if n <= 1000 else 1
-        runs = floor = float("inf")
-        for _ in range(repeats):
-            seconds, registrations = stack_seconds(paths[n])
-            runs = min(runs, seconds)
-            floor = min(floor, floor_seconds(n))
-        largest = registrations
-        per_run = (runs - base_stack) / (n - 1 if n > 1 else 1)
-        per_floor = (floor - base_floor) / (n - 1 if n > 1 else 1)
-        if per_run <= 0 or per_floor <= 0:
-            # A few runs more than the 1-run stack cost less than one plan's noise: no ratio to report.
-            ratio_cell, verdict = "-", "below noise"
-        else:
-            ratio = per_run / per_floor
-            ratio_cell, verdict = f"{ratio:.2f}x", "ok" if ratio <= TARGET_RATIO else f"over {TARGET_RATIO:g}x"
-        rows.append(
-            [
-                f"{n:,}",
-                f"{runs:.2f}",
-                f"{floor:.2f}",
-                f"{1000 * per_run:.2f}",
-                f"{1000 * per_floor:.2f}",
-                ratio_cell,
-                verdict,
-            ]
-        )
-        print(f"  ... N = {n:,} done", flush=True)
-    return rows, largest
+def planned_registrations(plan_dir: Path) -> list[Any]:
+    """The registrations a plan wrote to resources.json, with the attributes tools.mocks.Registration has."""
+    records = json.loads((plan_dir / "resources.json").read_text())
+    return [SimpleNamespace(**record) for record in records]
 
 
 def state_record(reg: Any) -> dict[str, Any]:
@@ -164,8 +57,15 @@ def state_record(reg: Any) -> dict[str, Any]:
         "completionTime": "2026-11-30T12:00:00Z",
         "viewportAddress": None,
         "jobUid": "8b1f6c0e-2f54-4f1a-9a58-3f1f1b8d8e21",
+        # At most a viewport's Service and NetworkPolicy (the runtime ConfigMap is shared, recorded by no run).
         "companions": [
-            {"apiVersion": "v1", "kind": "ConfigMap", "name": f"{inputs['runName']}-runtime", "uid": "0" * 36},
+            {"apiVersion": "v1", "kind": "Service", "name": f"{inputs['runName']}-viewport", "uid": "0" * 36},
+            {
+                "apiVersion": "networking.k8s.io/v1",
+                "kind": "NetworkPolicy",
+                "name": f"{inputs['runName']}-viewport",
+                "uid": "0" * 36,
+            },
         ],
     }
     return {
@@ -268,17 +168,6 @@ def _median(call: Callable[[], Any], repeat: int = 20) -> float:
     return statistics.median(samples)
 
 
-def plans(stacks: list[Path]) -> list[list[str]]:
-    from tools.plan import run_program
-
-    rows = []
-    for path in stacks:
-        result = run_program(path)
-        runs = sum(1 for r in result.registrations if r.type == "pulumi-python:dynamic:Resource")
-        rows.append([path.name, f"{len(result.registrations):,}", f"{runs:,}", f"{result.seconds:.2f}"])
-    return rows
-
-
 def table(title: str, header: list[str], rows: list[list[str]]) -> str:
     widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows, strict=True)]
     line = "  ".join
@@ -289,7 +178,7 @@ def table(title: str, header: list[str], rows: list[list[str]]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="make bench", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="N = 10 and 200 only")
+    parser.add_argument("--quick", action="store_true", help="N = 10 and 300 only")
     args = parser.parse_args(argv)
     for path in (PROJECT_ROOT, PROJECT_ROOT / "tests"):  # tests/ for the fake API server
         if str(path) not in sys.path:
@@ -299,35 +188,54 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.pop("AWS_SESSION_TOKEN", None)
     os.environ.pop("AWS_PROFILE", None)
 
-    counts = [10, 200] if args.quick else [10, 1000, 10000]
-    print(
-        f"planning stacks of {', '.join(f'{n:,}' for n in counts)} runs (the whole program under the plan's mocks) ...",
-        flush=True,
-    )
+    counts = [10, 300] if args.quick else [300, 2000, LARGE]
+    print(f"planning stacks of 1, {', '.join(f'{n:,}' for n in counts)} runs (the whole `python -m tools.plan`) ...", flush=True)
     with tempfile.TemporaryDirectory() as scratch:
-        rows, largest = planning(counts, Path(scratch))
+        sizes = plan_sizes(counts, Path(scratch))
+        largest = sizes[-1]
+        registrations = planned_registrations(largest.plan.out / f"bench{largest.runs}")
+        big_manifests = manifest_sizes(largest.plan.out / f"bench{largest.runs}")
+        stacks = {stack: plan_command(["--stack", stack], Path(scratch) / "stacks") for stack in ("dev", "prod")}
+        dev_manifests = manifest_sizes(Path(scratch) / "stacks" / "dev")
+        stack_rows = [
+            [stack, f"{run.cpu_seconds:.2f}", f"{run.seconds:.2f}", f"{run.program_seconds:.2f}", f"{run.peak_mb:,.0f}"]
+            for stack, run in stacks.items()
+        ]
     print(
         table(
-            "planning: marginal time per run between a 1-run and an N-run stack, beside N bare dynamic resources with "
-            f"trivial props (target <= {TARGET_RATIO:g}x)",
-            ["N", "stack s", "floor s", "ms/run", "floor ms/res", "ratio", ""],
-            rows,
+            "planning: the whole `python -m tools.plan` of a stack of N runs (built from the dev runs), and its program "
+            "alone (registration under mocks), beside N bare dynamic resources under the same mocks (the floor); per run "
+            "is the marginal time between the 1-run and the N-run stack; the ratio is of CPU time, which a busy neighbour "
+            f"stretches far less than wall time (targets: ratio <= {TARGET_RATIO:g}x, {LARGE:,} runs in <= "
+            f"{TARGET_LARGE_SECONDS:g} s)",
+            PLANNING_HEADER,
+            planning_rows(sizes),
         )
     )
     print()
     print(
         table(
-            f"state per run at {counts[-1]:,} runs (target <= {TARGET_STATE_BYTES:,} bytes)",
+            "manifests (build/plan/<stack>/manifests/)",
+            ["plan", *MANIFEST_HEADER],
+            [
+                ["dev", *manifest_row(dev_manifests)],
+                [f"{largest.runs:,} runs", *manifest_row(big_manifests)],
+            ],
+        )
+    )
+    print()
+    print(
+        table(
+            f"state per run at {largest.runs:,} runs (target <= {TARGET_STATE_BYTES:,} bytes)",
             ["what", "mean", "max", ""],
-            state_sizes(largest),
+            state_sizes(registrations),
         )
     )
     print(
         "  (no cluster endpoint or CA is stored per run: the provider asks EKS for them by cluster name, which keeps a "
         f"{REAL_CA_BYTES:,}-byte CA out of each run's inputs and outputs)\n"
     )
-    stacks = [PROJECT_ROOT / "Pulumi.dev.yaml", PROJECT_ROOT / "Pulumi.prod.yaml"]
-    print(table("offline plan (tools.plan.run_program)", ["stack", "resources", "runs and jobs", "seconds"], plans(stacks)))
+    print(table("offline plan (`make plan`)", ["stack", "plan CPU s", "plan wall s", "program wall s", "peak MB"], stack_rows))
     print()
     print(table("provider per-call overhead against the fake API server (ms)", ["step", "cold", "cached/warm"], overhead()))
     print()
@@ -343,6 +251,19 @@ def main(argv: list[str] | None = None) -> int:
         )
     )
     return 0
+
+
+MANIFEST_HEADER = ["runs", "KB per run (mean)", "KB per run (max)", "largest manifest of a run", "runtime ConfigMaps"]
+
+
+def manifest_row(sizes: dict[str, Any]) -> list[str]:
+    return [
+        f"{sizes['runs']:,}",
+        f"{sizes['mean_kb']:.1f}",
+        f"{sizes['max_kb']:.1f} ({sizes['max_run']})",
+        f"{sizes['largest_file_kb']:.1f} KB ({sizes['largest_file']})",
+        f"{sizes['runtime_configmaps']} shared, {sizes['runtime_kb']:.1f} KB",
+    ]
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime
+import functools
 import json
 import logging
 import os
@@ -28,15 +29,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from config import BOOTSTRAP_ENV, OFFLINE_PLAN_ENV, STACK_FILE_ENV, ConfigError
 from config.sources import read_stack_file as read_stack_mapping
 from naming import SERVICES_NAMESPACE
 from policies.rules import Context, Resource, Violation, evaluate, helper_images, platform_settings
 from tools import cost as cost_model
 from tools import run_changes, run_summary
-from workloads.inputs import objects_from_inputs
+from tools.manifests import DYNAMIC_TYPE, kubernetes_objects, rendered_runs, write_manifests
+from workloads.inputs import decoding_once
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 PROGRAM = PROJECT_ROOT / "__main__.py"
@@ -52,6 +52,12 @@ class PlanResult:
     warnings: list[str]
     seconds: float
     secret_outputs: set[str] = field(default_factory=set)
+    config: dict[str, Any] = field(default_factory=dict)  # the stack file's `config:` mapping, read once
+
+    @functools.cached_property
+    def rendered(self) -> dict[str, list[dict[str, Any]]]:
+        """Each run's and job's Kubernetes objects by URN, rendered once for the manifests, policies and cost."""
+        return rendered_runs(self.registrations)
 
 
 class PlanConfigError(Exception):
@@ -145,7 +151,7 @@ def run_program(
     # The SDK registers resources from concurrent tasks, so their order varies between runs: sorted by URN, every
     # file and summary line of two plans of the same stack is the same, and a plain diff shows what changed.
     registrations = sorted(monitor.registrations, key=lambda reg: reg.urn)
-    return PlanResult(stack, config_path, registrations, outputs, collector.messages, seconds, secret_outputs)
+    return PlanResult(stack, config_path, registrations, outputs, collector.messages, seconds, secret_outputs, config)
 
 
 def _set_environment(values: dict[str, str | None]) -> None:
@@ -186,74 +192,14 @@ def _display_path(path: Path) -> Path:
 # Writing the plan
 # ---------------------------------------------------------------------------------------------
 
-DYNAMIC_TYPE = "pulumi-python:dynamic:Resource"
-NON_OBJECT_K8S = ("kubernetes:helm.sh/", "pulumi:providers:")
-
-
-def kubernetes_objects(registrations: list[Any]) -> list[tuple[str, dict[str, Any]]]:
-    """(relative file name, object) for every Kubernetes object the stack would create."""
-    objects: list[tuple[str, dict[str, Any]]] = []
-    for reg in registrations:
-        if reg.type.startswith("kubernetes:") and not reg.type.startswith(NON_OBJECT_K8S):
-            body = {
-                k: v
-                for k, v in reg.inputs.items()
-                if k
-                in (
-                    "apiVersion",
-                    "kind",
-                    "metadata",
-                    "spec",
-                    "data",
-                    "immutable",
-                    "rules",
-                    "roleRef",
-                    "subjects",
-                    "stringData",
-                    "type",
-                    "automountServiceAccountToken",
-                    "provisioner",
-                    "parameters",
-                    "reclaimPolicy",
-                    "volumeBindingMode",
-                    "mountOptions",
-                    "allowVolumeExpansion",
-                    # Custom resources with top-level fields (Kueue's WorkloadPriorityClass).
-                    "value",
-                    "description",
-                )
-            }
-            objects.append((f"platform/{_object_file(body, reg.name)}", body))
-        elif reg.type == DYNAMIC_TYPE and "spec" in reg.inputs:
-            # The objects the provider will apply at create time, from the same inputs and the same renderer.
-            run = reg.inputs.get("runName", reg.name)
-            for body in objects_from_inputs(reg.inputs):
-                objects.append((f"runs/{run}/{_object_file(body, reg.name)}", body))
-    return objects
-
-
-def _object_file(body: dict[str, Any], fallback: str) -> str:
-    meta = body.get("metadata") or {}
-    namespace = meta.get("namespace")
-    name = meta.get("name", fallback)
-    kind = str(body.get("kind", "Object")).lower()
-    return f"{namespace + '_' if namespace else ''}{kind}_{name}.yaml"
-
 
 def write_plan(result: PlanResult, out_root: Path) -> Path:
     out = out_root / result.stack
-    manifests = out / "manifests"
-    if manifests.exists():
-        for old in sorted(manifests.rglob("*"), reverse=True):
-            old.unlink() if old.is_file() else old.rmdir()
-    manifests.mkdir(parents=True, exist_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
     (out / "resources.json").write_text(
         json.dumps([r.as_json() for r in result.registrations], indent=2, sort_keys=True, default=str)
     )
-    for rel, body in kubernetes_objects(result.registrations):
-        path = manifests / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(yaml.safe_dump(body, sort_keys=False))
+    write_manifests(out / "manifests", kubernetes_objects(result.registrations, result.rendered))
     return out
 
 
@@ -397,15 +343,16 @@ def main(argv: list[str] | None = None) -> int:
     except PlanConfigError as err:
         print(str(err), file=sys.stderr)
         return 2
-    out = write_plan(result, out_root)
-    changes = run_changes.compare(result.registrations, earlier)
-    (out / "changes.json").write_text(json.dumps([c.as_json() for c in changes], indent=2))
-    # The same rules `pulumi preview --policy-pack policies` runs (policies/rules/), and the cost estimate.
-    violations = policy_violations(result)
-    (out / "policy.json").write_text(json.dumps([v.as_json() for v in violations], indent=2))
-    cost = estimate_cost(result)
-    (out / "cost.json").write_text(json.dumps(cost, indent=2))
-    workloads = run_summary.workloads(result.registrations, cost["runs"])
+    with decoding_once():  # each run's inputs decoded once for its manifests, policies, cost and summary
+        out = write_plan(result, out_root)
+        changes = run_changes.compare(result.registrations, earlier)
+        (out / "changes.json").write_text(json.dumps([c.as_json() for c in changes], indent=2))
+        # The same rules `pulumi preview --policy-pack policies` runs (policies/rules/), and the cost estimate.
+        violations = policy_violations(result)
+        (out / "policy.json").write_text(json.dumps([v.as_json() for v in violations], indent=2))
+        cost = estimate_cost(result)
+        (out / "cost.json").write_text(json.dumps(cost, indent=2))
+        workloads = run_summary.workloads(result.registrations, cost["runs"])
     (out / "runs.json").write_text(json.dumps(workloads, indent=2))
     print(summarize(result))
     print("\n".join(policy_summary(violations)))
@@ -431,20 +378,28 @@ def main(argv: list[str] | None = None) -> int:
 def plan_resources(result: PlanResult) -> list[Resource]:
     """The registrations in the shape the policy engine gives a policy pack."""
     return [
-        Resource(r.type, r.urn, r.name, r.inputs, r.parent or None, r.options.get("propertyDependencies", {}))
+        Resource(
+            r.type,
+            r.urn,
+            r.name,
+            r.inputs,
+            r.parent or None,
+            r.options.get("propertyDependencies", {}),
+            result.rendered.get(r.urn),
+        )
         for r in result.registrations
     ]
 
 
 def policy_violations(result: PlanResult, today: datetime.date | None = None) -> list[Violation]:
-    platform = read_stack_file(result.source).get("simfleet:platform")
+    platform = result.config.get("simfleet:platform")
     repositories, allow_list = platform_settings(platform)
     context = Context(result.stack, repositories, allow_list, helper_images(), today or datetime.date.today())
     return evaluate(plan_resources(result), context)
 
 
 def estimate_cost(result: PlanResult) -> dict[str, Any]:
-    region = str(read_stack_file(result.source).get("aws:region", "us-east-1"))
+    region = str(result.config.get("aws:region", "us-east-1"))
     return cost_model.estimate(plan_resources(result), result.stack, region)
 
 

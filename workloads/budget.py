@@ -57,6 +57,10 @@ TERM_SAVE_SECONDS = 40  # after SIGTERM: glue's partial save and finish requests
 TERM_WAIT_SECONDS = TERM_SAVE_SECONDS + 5  # the uploader's wait for glue's marker after SIGTERM
 TERM_SHIP_SECONDS = 95  # after SIGTERM, uploads stop here (the last partial checkpoint in S3 is the fallback)
 TERM_INDEX_SECONDS = 115  # ... and index.json is written by here, retries included
+# ... and the seed's Pushgateway group is deleted by here (no linger after SIGTERM), 2 s before the kubelet's SIGKILL;
+# when index.json took until later the DELETE is skipped: the group stays until the seed's next pod pushes to it and
+# deletes it.
+TERM_METRICS_SECONDS = SPOT_NOTICE_SECONDS - 2
 # Room for pods to run again (a spot reclaim, a drain, a retry): one wave, plus one per RETRY_WAVES_PER_SLOT waves,
 # so a long sweep, with more pods to lose, gets more room.
 RETRY_SLOTS = 1
@@ -123,6 +127,14 @@ class Budget(Waves):
         TERM_INDEX_SECONDS; the kubelet's SIGKILL comes after, when EC2 reclaims a spot node in any case."""
         return SPOT_NOTICE_SECONDS
 
+
+# A run's seed pushes its gauges to the Pushgateway (glue_runtime/metrics.py) this often: three pushes per scrape
+# interval, so every scrape finds values at most a third of an interval old. Each push, and glue's wait for its final
+# one before the done marker, is bounded by METRICS_PUSH_TIMEOUT_SECONDS: after SIGTERM that wait fits in the 5 s
+# between TERM_SAVE and TERM_WAIT. The uploader then keeps the group METRICS_LINGER_SECONDS after glue's last push
+# (what is left of it once index.json is written: the linger overlaps the uploads, within UPLOAD_SECONDS).
+METRICS_PUSH_SECONDS = naming.PUSHGATEWAY_SCRAPE_INTERVAL_SECONDS // 3
+METRICS_PUSH_TIMEOUT_SECONDS = 2
 
 # Batch jobs (workloads/renderers/job.py): the user's program has no save protocol, so its allowances are simpler.
 JOB_TERM_SECONDS = 60  # the program after SIGTERM (maxRuntime reached, drain, spot reclaim) before the kubelet kills it

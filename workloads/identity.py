@@ -80,6 +80,9 @@ class RunContext(CamelProps):
     vpc_cidr: str | None = None  # the viewport's NetworkPolicy admits the NLB's TCP from the VPC
     # The Kueue queue of a run whose spec names none: the stack's default (config QueuesConfig.default_name).
     default_queue: str = naming.GENERATED_QUEUE
+    # Set where the collector scrapes the Pushgateway (platform.metrics and platform.observability on): glue pushes the
+    # seed's gauges there and the uploader deletes their group. Not hashed: metrics on or off never reruns a run.
+    pushgateway_url: str | None = None
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,9 @@ resolves to, its glue content hash and its source run; `specHash` is what `diff`
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -123,11 +125,39 @@ class DecodedJob:
 Decoded = DecodedRun | DecodedJob
 
 
+_WIRE_KEYS = ("kind", "runName", "namespace", "specHash", "spec", "context")
+_decoded: dict[tuple[Any, ...], Decoded] | None = None  # within decoding_once(): inputs -> their decoding
+
+
+@contextlib.contextmanager
+def decoding_once() -> Iterator[None]:
+    """Within it, the same inputs are decoded once: the offline plan decodes each run for its manifests, policies, cost
+    and summary, which took three decodings (and three hashings) of every run. The decodings are frozen values."""
+    global _decoded
+    _decoded = {}
+    try:
+        yield
+    finally:
+        _decoded = None
+
+
 def decode(inputs: dict[str, Any]) -> Decoded:
     """Validate a run's or job's inputs back into a spec and its context; the hash is recomputed, so it cannot drift.
 
     Raises ValueError naming what is wrong.
     """
+    if _decoded is None:
+        return _decode(inputs)
+    key = tuple(inputs.get(k) for k in _WIRE_KEYS)
+    if not all(isinstance(part, str) for part in key):
+        return _decode(inputs)
+    found = _decoded.get(key)
+    if found is None:
+        found = _decoded[key] = _decode(inputs)
+    return found
+
+
+def _decode(inputs: dict[str, Any]) -> Decoded:
     kind = inputs.get("kind")
     if kind not in KINDS:
         raise ValueError(f"kind {kind!r} is not one of {list(KINDS)}")

@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from naming import SPEC_HASH_ANNOTATION
+from naming import RUNTIME_SHA_ANNOTATION, SPEC_HASH_ANNOTATION
 
 # Which SimRun resource holds a Job: a token it writes at create and rewrites when it adopts the Job. A resource
 # deletes a Job only while the Job carries its token, so when another resource (a moved URN, a recovered state)
@@ -301,6 +301,58 @@ class KubeApi:
                 raise self.fail(f"replacing {what}", status, body)
         raise SimRunError(f"run {self.run}: {what} kept changing while it was replaced; run `pulumi up` again")
 
+    def share(self, obj: dict[str, Any], job: dict[str, Any]) -> dict[str, Any]:
+        """Make `job` an owner of a shared object (a runtime ConfigMap): create it owned by the Job, or add the Job to
+        the ownerReferences of the one that exists; returns it as stored.
+
+        The garbage collector deletes an object only when none of its owners is left, and deletes with the
+        resourceVersion it read as a precondition (retrying without it only when the owners did not change), so an
+        owner added here in between keeps the object (kubernetes pkg/controller/garbagecollector, attemptToDeleteItem
+        and deleteObject). The ownerReferences list is written whole with the resourceVersion read: a concurrent
+        writer (another run's create, the collector removing a gone owner) makes it 409, and it is read again.
+        """
+        kind, name = obj["kind"], obj["metadata"]["name"]
+        what = f"{kind} {name}"
+        path = object_path(obj, self.namespace)
+        owner = owner_reference(job)
+        for _ in range(RETRY.attempts):
+            current = self.get(path, what)
+            if current is None:
+                status, body = self.request("POST", path.rsplit("/", 1)[0], f"creating {what}", body=with_owners(obj, [owner]))
+                if status in (200, 201):
+                    return body
+                if status != 409 or body.get("reason") != "AlreadyExists":
+                    raise self.fail(f"creating {what}", status, body)
+                continue  # another run's create made it in between: become one of its owners
+            if (current.get("metadata") or {}).get("deletionTimestamp"):
+                self.wait_gone(path, what, current)
+                continue
+            found = ((current.get("metadata") or {}).get("annotations") or {}).get(RUNTIME_SHA_ANNOTATION)
+            if found != obj["metadata"]["annotations"][RUNTIME_SHA_ANNOTATION]:
+                raise SimRunError(
+                    f"run {self.run}: a {what} that simfleet did not create is in the way (its "
+                    f"{RUNTIME_SHA_ANNOTATION} annotation is {found or 'missing'}, not the hash of its name). Delete it "
+                    f"(kubectl -n {self.namespace} delete {kind.lower()} {name}), then run `pulumi up` again."
+                )
+            if is_owned_by(current, job):
+                return current
+
+            def add_owner(live: dict[str, Any]) -> dict[str, Any] | None:
+                owners = (live.get("metadata") or {}).get("ownerReferences") or []
+                if any(ref.get("uid") == owner["uid"] for ref in owners):
+                    return None
+                return {"metadata": {"ownerReferences": [*owners, owner]}}
+
+            held = self.patch_if(
+                obj, current["metadata"]["uid"], add_owner, f"making Job {job['metadata']['name']} an owner of {what}"
+            )
+            if held is not None:
+                return held
+            # It went between the read and the patch: create it again.
+        raise SimRunError(
+            f"run {self.run}: {what} kept changing while Job {job['metadata']['name']} was added to its owners; run `pulumi up` again"
+        )
+
     def create_job(self, job: dict[str, Any]) -> tuple[dict[str, Any], bool]:
         """POST the Job: (the Job as stored, True), or, when another creator won the race with the same spec hash,
         (that Job, False) for the caller to adopt; a namesake with another hash is a conflict."""
@@ -405,6 +457,16 @@ def new_claim() -> str:
 def owner_reference(job: dict[str, Any]) -> dict[str, Any]:
     """The Job as the owner of a companion: the garbage collector removes the companion when the Job goes."""
     return {"apiVersion": "batch/v1", "kind": "Job", "name": job["metadata"]["name"], "uid": job["metadata"]["uid"]}
+
+
+def with_owners(obj: dict[str, Any], owners: list[dict[str, Any]]) -> dict[str, Any]:
+    return {**obj, "metadata": {**obj["metadata"], "ownerReferences": owners}}
+
+
+def mounted_configmaps(job: dict[str, Any]) -> set[str]:
+    """The ConfigMaps a Job's pods mount (its template's configMap volumes)."""
+    volumes = ((((job.get("spec") or {}).get("template") or {}).get("spec") or {}).get("volumes")) or []
+    return {str(v["configMap"]["name"]) for v in volumes if isinstance(v.get("configMap"), dict) and "name" in v["configMap"]}
 
 
 def is_owned_by(obj: dict[str, Any], job: dict[str, Any]) -> bool:

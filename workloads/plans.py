@@ -34,6 +34,9 @@ def stack_contexts(
     """The contexts from values known when the program starts (never resource outputs, workloads/identity.py): the
     account id names the buckets and the registry exactly as Storage and Registry do."""
     platform = cfg.platform
+    # Only where the collector scrapes it: a push nothing collects would only keep the GPU for the uploader's linger
+    # (config/stack.py warns about the Pushgateway with observability off). Never part of a spec hash.
+    scraped_pushgateway = naming.pushgateway_url() if platform.metrics.enabled and platform.observability.enabled else None
     runs = RunContext(
         cluster_name=cluster_name(stack),
         namespace=naming.RUNS_NAMESPACE,
@@ -45,6 +48,7 @@ def stack_contexts(
         kubernetes_version=platform.kubernetes_version,
         vpc_cidr=str(platform.network.cidr),
         default_queue=cfg.queues.default_name,
+        pushgateway_url=scraped_pushgateway,
     )
     jobs = JobContext(
         cluster_name=runs.cluster_name,
@@ -54,9 +58,7 @@ def stack_contexts(
         registry_url=runs.registry_url,
         region=region,
         kubernetes_version=platform.kubernetes_version,
-        # Only where the collector scrapes it: a push nothing collects would only keep the shard's GPU for the
-        # uploader's linger (config/stack.py warns about the Pushgateway with observability off).
-        pushgateway_url=naming.pushgateway_url() if platform.metrics.enabled and platform.observability.enabled else None,
+        pushgateway_url=scraped_pushgateway,
         datasets_claim=naming.DATASETS_CLAIM if platform.shared_storage.enabled else None,
         default_queue=cfg.queues.default_name,
     )

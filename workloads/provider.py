@@ -9,9 +9,11 @@ create  1. a Job with the run's name already there? Ours (same spec hash): adopt
            outcome and start nothing (a lost state, a rename or a rolled-back state never reruns a run). Some seeds
            ended: the new Job gets the others.
         4. the Job (suspended with a gate Job when it continues from a source that has not succeeded yet), then its
-           companions (runtime ConfigMap, viewport Service and NetworkPolicy, gate and its RBAC) owned by it, so the
-           TTL cleanup of the Job removes them too (and with the Service its NLB). Another creator won the race
-           for the name with the same hash: adopt its Job (claim written), create nothing.
+           companions (viewport Service and NetworkPolicy, gate and its RBAC) owned by it, so the TTL cleanup of the
+           Job removes them too (and with the Service its NLB); the shared runtime ConfigMap of this simfleet
+           (simfleet-runtime-<sha>) is created, or the Job added to its owners, and goes when its last owner goes.
+           Another creator won the race for the name with the same hash: adopt its Job (claim written), create
+           nothing.
 diff    replace (delete first: the Job keeps its name) only when the spec hash, name, namespace or kind changed,
         never on a value it cannot see (the engine's unknowns arrive as pulumi.output.Unknown objects) and never
         for a state-format change; update for labels, TTL, viewport CIDRs, the connection and the stored provider
@@ -47,10 +49,12 @@ from workloads.kube import (
     claim_of,
     conflict,
     is_owned_by,
+    mounted_configmaps,
     new_claim,
     object_path,
     owner_reference,
     spec_hash_of,
+    with_owners,
 )
 from workloads.observe import (
     Where,
@@ -60,6 +64,7 @@ from workloads.observe import (
     viewport_address,
     where,
 )
+from workloads.renderers.common import is_shared
 from workloads.sdk_fix import install_sdk_fix
 
 __all__ = ["RETRY", "TERMINATING", "RetryPolicy", "SimRun", "SimRunError", "SimRunProvider", "WaitPolicy"]
@@ -168,7 +173,12 @@ class SimRunProvider(ResourceProvider):
                     "written. Run `pulumi up` again."
                 )
             return CreateResult(run_id(props), outputs(props, adopted))
-        companions = [api.apply_companion(owned_by(obj, job)) for obj in objects if obj is not main]
+        companions = []
+        for obj in objects:
+            if is_shared(obj):
+                api.share(obj, job)  # the collector's, with its other owners: not this run's to delete
+            elif obj is not main:
+                companions.append(api.apply_companion(owned_by(obj, job)))
         return CreateResult(
             run_id(props), outputs(props, {**status.created_state(job), **_uids(job, companions), "claim": claim})
         )
@@ -261,7 +271,7 @@ def _uids(job: dict[str, Any], companions: list[dict[str, Any]]) -> dict[str, An
 
 
 def owned_by(obj: dict[str, Any], job: dict[str, Any]) -> dict[str, Any]:
-    return {**obj, "metadata": {**obj["metadata"], "ownerReferences": [owner_reference(job)]}}
+    return with_owners(obj, [owner_reference(job)])
 
 
 def source_pending(run: Decoded) -> bool:
@@ -282,8 +292,15 @@ def adopt(api: KubeApi, run: Decoded, job: dict[str, Any], at: Where) -> dict[st
     # Still behind its gate: suspended, and not handed to Kueue yet (no queue label).
     gated = bool((job.get("spec") or {}).get("suspend")) and not status.is_queued(job)
     companions = []
+    mounted = mounted_configmaps(job)
     for obj in run.objects(gated=gated):
         if obj["kind"] == "Job" and obj["metadata"]["name"] == run.spec.name:
+            continue
+        if is_shared(obj):
+            # A Job made by an older simfleet mounts the runtime it was rendered with (owned by it since then), not
+            # this one: only the runtime it mounts is its to hold.
+            if obj["metadata"]["name"] in mounted:
+                api.share(obj, job)
             continue
         found = api.get(object_path(obj, api.namespace), f"{obj['kind']} {obj['metadata']['name']}")
         if found is None:

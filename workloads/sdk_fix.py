@@ -10,15 +10,60 @@ each serialization then sorts exactly once, which yields the same bytes as the S
 On top of that, a provider with no state is pickled by reference, so its serialization is the same string
 for every resource; it is computed once per class and process (tests/test_pickle.py checks the bytes are
 identical to the SDK's own).
+
+And every registration records where in the program the resource was made: the SDK's `_get_stack_trace`
+(pulumi/runtime/resource.py) runs `traceback.extract_stack()`, which reads the source line of every frame through
+linecache, then turns each frame's file name into a URI with pathlib. Only the file names and line numbers reach
+the engine, so the same StackTrace is built here from the frames themselves, with one URI per file name: about a
+bare resource's whole registration time less for each run made deep inside the program (tests/test_scale.py checks
+the result equals the SDK's own).
 """
 
 from __future__ import annotations
 
+import sys
 import threading
 from typing import Any
 
 _fix_lock = threading.Lock()
 _serialized: dict[type, str] = {}
+_uris: dict[str, Any] = {}  # file name -> its SourcePosition URI (None where the SDK gives no position)
+sdk_stack_trace: Any = None  # the SDK's own _get_stack_trace, kept when this one replaces it (for the tests)
+
+
+def stack_trace() -> Any:
+    """pulumi.runtime.resource._get_stack_trace's StackTrace: the frames older than the third `__init__` from the top
+    (the concrete resource's constructor), newest first; empty when there is none older."""
+    from pulumi.runtime.proto import source_pb2
+
+    frames: list[Any] = []
+    frame: Any = sys._getframe()  # the SDK's list ends with _get_stack_trace's own frame: this one stands for it
+    inits = 0
+    while frame is not None:
+        if inits == 3:
+            frames.append(frame)
+        elif frame.f_code.co_name == "__init__":
+            inits += 1
+        frame = frame.f_back
+    if inits < 3 or not frames:
+        return source_pb2.StackTrace()
+    return source_pb2.StackTrace(frames=[source_pb2.StackFrame(pc=_position(f.f_code.co_filename, f.f_lineno)) for f in frames])
+
+
+def _position(filename: str, line: int | None) -> Any:
+    from pulumi.runtime.proto import source_pb2
+
+    if filename == "" or line is None:
+        return None
+    if filename not in _uris:
+        import pathlib
+
+        try:
+            _uris[filename] = pathlib.Path(filename).as_uri()
+        except ValueError:  # as the SDK: a name that is no absolute path (<frozen runpy>) has no position
+            _uris[filename] = None
+    uri = _uris[filename]
+    return None if uri is None else source_pb2.SourcePosition(uri=uri, line=line)
 
 
 def install_sdk_fix() -> None:
@@ -26,8 +71,13 @@ def install_sdk_fix() -> None:
     import pickle
 
     from pulumi.dynamic import dynamic as sdk
+    from pulumi.runtime import resource as sdk_resource
 
+    global sdk_stack_trace
     with _fix_lock:
+        if sdk_resource._get_stack_trace is not stack_trace:
+            sdk_stack_trace = sdk_resource._get_stack_trace
+            sdk_resource._get_stack_trace = stack_trace
         if getattr(sdk.serialize_provider, "simfleet_restores_pickler", False):
             return
         leaky = sdk.serialize_provider

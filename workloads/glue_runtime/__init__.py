@@ -14,6 +14,7 @@ A user's glue file defines only `step`; this runtime owns everything else, one c
     host         the user's code: importing the glue file, calling step() under that bound
     checkpoints  saves by Monty (to a temporary file, checked, renamed), partial checkpoints, the resume record
     series       the decimated per-step time series /artifacts/metrics/steps.csv
+    metrics      the seed's gauges, pushed to the Pushgateway from a background thread
     result       exit codes, the outcome, the summary and the done marker
     runtime      the entry, the signals and the control loop
     ends         how an attempt ends: the finish handshake, the saves, the outcome of each ending

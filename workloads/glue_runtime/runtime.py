@@ -33,6 +33,7 @@ from .bridge import BRAIN, POLL_SLICE_MS, Bridge
 from .ends import Ends
 from .host import StepGuard, StepTimeout, Terminated, UserCodeError, load_step
 from .liveness import Heartbeat, Watch
+from .metrics import JOB, Latency, Pusher, read_recoveries, seed_gauges
 from .result import (
     EXIT_CONFIG,
     EXIT_INTERNAL,
@@ -71,6 +72,8 @@ class Runtime(Ends):
         self.series: Series | None = None
         self.watch = Watch(math.inf, math.inf)
         self.bridge: Bridge | None = None
+        self.latency = Latency()
+        self.pusher: Pusher | None = None
 
     # -- signals and waits ---------------------------------------------------------------------
 
@@ -142,6 +145,7 @@ class Runtime(Ends):
             stopAfterSeconds=None if math.isinf(settings.stop_after) else settings.stop_after, partialSequence=self.sequence
         )
         self._progress()
+        self.pusher = self._start_pusher(settings)
         self.series = Series(settings.series_file, settings.series_rows)
         self.watch = Watch(settings.observation_timeout, settings.brain_silence)
         self.bridge = Bridge(settings)
@@ -165,6 +169,30 @@ class Runtime(Ends):
             return str(seeds[int(self.env.get("JOB_COMPLETION_INDEX", "0"))])
         except (ValueError, IndexError, TypeError):
             return "?"
+
+    def _start_pusher(self, settings: Settings) -> Pusher | None:
+        """The seed's gauges to the Pushgateway (metrics.py), when simfleet gave its address."""
+        url = settings.pushgateway_url
+        if not url:
+            return None
+        if not url.startswith("http://"):
+            log(f"not pushing metrics: SIMFLEET_PUSHGATEWAY_URL is not an http:// URL: {url!r}")
+            return None
+        recoveries = read_recoveries(settings.checkpoints_dir / ".started")
+        heartbeat, latency = self.heartbeat, self.latency
+
+        def gauges() -> dict[str, float]:
+            with heartbeat.lock:
+                state = dict(heartbeat.state)
+            return seed_gauges(state, latency.mean_since_last(), recoveries)
+
+        def alive() -> bool:
+            # A glue wedged beyond its own bounds stops beating, and stops pushing with it.
+            return time.monotonic() - heartbeat.last <= settings.metrics_every + settings.heartbeat_every
+
+        labels = {"job": JOB, "run": self.env.get("SIMFLEET_RUN", "?"), "seed": self._seed()}
+        record = settings.checkpoints_dir / ".metrics"
+        return Pusher(url, labels, settings.metrics_every, settings.metrics_timeout, record, gauges, alive).start()
 
     def _progress(self) -> None:
         self.heartbeat.update(
@@ -289,6 +317,7 @@ class Runtime(Ends):
         lost = self.watch.heard(BRAIN, reply, n, answered)
         if lost is not None:
             return None, lost
+        self.latency.add(answered - asked)
         brain = reply.get("brain")
         observation["brain"] = brain if isinstance(brain, dict) else {}
         self.stats.brain_answers += 1
@@ -301,7 +330,7 @@ class Runtime(Ends):
         self.stats.max_nociceptor = max(self.stats.max_nociceptor, _float(observation.get("nociceptor"), 0.0))
 
     def _finish_files(self) -> None:
-        """steps.csv, the summary, then the done marker (always last), then a last heartbeat."""
+        """steps.csv, the final metrics push, the summary, then the done marker (always last), then a last heartbeat."""
         settings = self.settings
         artifacts = settings.artifacts_dir if settings else Path(self.env.get("SIMFLEET_ARTIFACTS_DIR") or "/artifacts")
         if self.series is not None:
@@ -309,11 +338,15 @@ class Runtime(Ends):
                 self.series.flush()
             except OSError as err:
                 log(f"could not write {self.series.path}: {err}")
-        extra = {
+        extra: dict[str, Any] = {
             "resumed_seconds": self.resume.seconds,
             "elapsed_seconds": round(self.resume.seconds + self.stats.sim_seconds, 6),
             "incarnation": self.result.incarnation,
         }
+        if self.pusher is not None:
+            # The final values before the marker: the uploader measures its linger from this push (.metrics).
+            self.pusher.close()
+            extra.update(metrics_pushes=self.pusher.pushes, metrics_push_failures=self.pusher.failures)
         self.result.write(self.outcome, self.stats, artifacts / "metrics" / "glue-summary.json", extra)
         self.heartbeat.beat("done", force=True)
 

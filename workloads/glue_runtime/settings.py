@@ -25,6 +25,9 @@ Environment (default in brackets):
     SIMFLEET_HEARTBEAT_SECONDS           [1]     how often the heartbeat file is rewritten
     SIMFLEET_SERIES_MAX_ROWS             [20000] steps.csv keeps at most this many rows (decimated)
     SIMFLEET_SERIES_FLUSH_SECONDS        [30]    how often steps.csv is rewritten while the run goes
+    SIMFLEET_PUSHGATEWAY_URL             [unset: no pushes]  where the seed's gauges go (metrics.py)
+    SIMFLEET_METRICS_PUSH_SECONDS        [10]    how often they are pushed (a third of the collector's scrape interval)
+    SIMFLEET_METRICS_TIMEOUT_SECONDS     [2]     bound on each push, and on the wait for the final one
 """
 
 from __future__ import annotations
@@ -74,6 +77,9 @@ class Settings:
     heartbeat_every: float
     series_rows: int
     series_every: float
+    pushgateway_url: str  # "" = no pushes
+    metrics_every: float
+    metrics_timeout: float
 
     @property
     def summary_file(self) -> Path:
@@ -133,6 +139,9 @@ class Settings:
             heartbeat_every=number("SIMFLEET_HEARTBEAT_SECONDS", 1, positive=True),
             series_rows=int(number("SIMFLEET_SERIES_MAX_ROWS", 20000, positive=True)),
             series_every=number("SIMFLEET_SERIES_FLUSH_SECONDS", 30, positive=True),
+            pushgateway_url=env.get("SIMFLEET_PUSHGATEWAY_URL", "").strip(),
+            metrics_every=number("SIMFLEET_METRICS_PUSH_SECONDS", 10, positive=True),
+            metrics_timeout=number("SIMFLEET_METRICS_TIMEOUT_SECONDS", 2, positive=True),
         )
         if settings.series_rows < 2:
             problems.append(f"SIMFLEET_SERIES_MAX_ROWS={settings.series_rows} must be at least 2")

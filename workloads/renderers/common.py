@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -106,8 +109,54 @@ def queue_labels(queue: str | None, priority_class: str) -> dict[str, str]:
     return labels
 
 
-def runtime_configmap_name(workload: str) -> str:
-    return f"{workload}-runtime"
+RUNTIME_PREFIX = "simfleet-runtime-"
+RUNTIME_HASH_LENGTH = 12  # as the glue ConfigMaps' names (workloads/identity.py HASH_LENGTH)
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """The files of a runtime ConfigMap (key -> text) and their content hash, which names it."""
+
+    data: dict[str, str]
+    sha256: str
+
+    @classmethod
+    def of(cls, data: dict[str, str]) -> Runtime:
+        canonical = json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
+        return cls(data, hashlib.sha256(canonical).hexdigest())
+
+    @property
+    def name(self) -> str:
+        return RUNTIME_PREFIX + self.sha256[:RUNTIME_HASH_LENGTH]
+
+
+def shared_runtime_configmap(namespace: str, runtime: Runtime, component: str) -> dict[str, Any]:
+    """simfleet's runtime (scripts, glue runtime package, contract) as one ConfigMap per content, shared by every run
+    or job rendered from the same simfleet: `simfleet-runtime-<sha256[:12]>` of its data.
+
+    Immutable like the glue ConfigMaps. The provider creates it with the first Job that mounts it and adds each
+    further Job to its ownerReferences, so the garbage collector keeps it while any of them exists and removes it
+    when the last one goes (workloads/kube.py KubeApi.share). A new simfleet renders new content under a new name;
+    Jobs made before keep theirs. It carries no run's labels or spec hash: it is no run's own.
+    """
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": runtime.name,
+            "namespace": namespace,
+            "labels": {"app.kubernetes.io/part-of": "simfleet", "app.kubernetes.io/component": component},
+            "annotations": {naming.RUNTIME_SHA_ANNOTATION: runtime.sha256},
+        },
+        # Content-addressed, so it never changes; immutable also spares the kubelets a watch per mount.
+        "immutable": True,
+        "data": runtime.data,  # shared, never mutated: the same texts for every run
+    }
+
+
+def is_shared(obj: dict[str, Any]) -> bool:
+    """Whether a rendered object is shared between workloads (a runtime ConfigMap) rather than one workload's own."""
+    return naming.RUNTIME_SHA_ANNOTATION in ((obj.get("metadata") or {}).get("annotations") or {})
 
 
 def user_labels(labels: dict[str, str]) -> dict[str, str]:

@@ -27,13 +27,14 @@ from workloads.renderers.common import (
     IRSA_SKIP_ANNOTATION,
     RUNTIME_DIR,
     SCRIPTS_DIR,
+    Runtime,
     container,
     env,
     gpu_toleration,
     pod_security,
     queue_labels,
-    runtime_configmap_name,
     scratch_volumes,
+    shared_runtime_configmap,
     workload_labels,
     workload_metadata,
 )
@@ -50,6 +51,12 @@ UPLOADER_RESOURCES = {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": 
 @functools.cache
 def job_runtime_files() -> dict[str, str]:
     return {name: (SCRIPTS_DIR / name).read_text() for name in JOB_SCRIPTS}
+
+
+@functools.cache
+def job_runtime() -> Runtime:
+    """The jobs' shared runtime ConfigMap's data and content hash: computed once per process."""
+    return Runtime.of(job_runtime_files())
 
 
 def job_budget(spec: JobSpec, shards: int | None = None) -> timing.JobBudget:
@@ -76,7 +83,8 @@ def render_job(
     """
     shards = identity.shards if shards is None else shards
     budget = job_budget(spec, len(shards))
-    return [_runtime_configmap(spec, ctx, identity.spec_hash), _job(spec, ctx, identity, shards, budget)]
+    runtime = shared_runtime_configmap(ctx.namespace, job_runtime(), "job-runtime")
+    return [runtime, _job(spec, ctx, identity, shards, budget)]
 
 
 def job_labels(spec: JobSpec, component: str) -> dict[str, str]:
@@ -85,16 +93,6 @@ def job_labels(spec: JobSpec, component: str) -> dict[str, str]:
 
 def _metadata(name: str, spec: JobSpec, ctx: JobContext, component: str, spec_hash: str) -> dict[str, Any]:
     return workload_metadata(name, ctx.namespace, job_labels(spec, component), spec_hash)
-
-
-def _runtime_configmap(spec: JobSpec, ctx: JobContext, spec_hash: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "ConfigMap",
-        "metadata": _metadata(runtime_configmap_name(spec.name), spec, ctx, "runtime", spec_hash),
-        "immutable": True,
-        "data": dict(job_runtime_files()),
-    }
 
 
 def _job(
@@ -154,7 +152,7 @@ def _pod_template(
         "tolerations": [gpu_toleration()],
         "containers": [work, uploader],
         "volumes": [
-            {"name": "runtime", "configMap": {"name": runtime_configmap_name(spec.name)}},
+            {"name": "runtime", "configMap": {"name": job_runtime().name}},
             {"name": "marker", "emptyDir": {"sizeLimit": "1Mi"}},
             {"name": "outputs", "emptyDir": {}},
             *work_volumes,

@@ -35,13 +35,14 @@ from workloads.renderers.common import (
     IRSA_SKIP_ANNOTATION,
     RUNTIME_DIR,
     SCRIPTS_DIR,
+    Runtime,
     container,
     env,
     gpu_toleration,
     pod_security,
     queue_labels,
-    runtime_configmap_name,
     scratch_volumes,
+    shared_runtime_configmap,
     small_resources,
     workload_labels,
     workload_metadata,
@@ -114,10 +115,16 @@ def job_deadline(spec: RunSpec) -> int:
 
 @functools.cache
 def runtime_files() -> dict[str, str]:
-    """What the run's ConfigMap carries (path under /opt/simfleet -> text): the glue runtime package, the pod scripts,
-    the contract."""
+    """What the runs' runtime ConfigMap carries (path under /opt/simfleet -> text): the glue runtime package, the pod
+    scripts, the contract."""
     scripts = {name: (SCRIPTS_DIR / name).read_text() for name in SCRIPTS}
     return {**contract.contract_files(), **contract.runtime_files(), **scripts}
+
+
+@functools.cache
+def runtime() -> Runtime:
+    """The runs' shared runtime ConfigMap's data (keys without `/`) and content hash: computed once per process."""
+    return Runtime.of({configmap_key(path): text for path, text in runtime_files().items()})
 
 
 def configmap_key(path: str) -> str:
@@ -125,10 +132,15 @@ def configmap_key(path: str) -> str:
     return path.replace("/", ".")
 
 
-def runtime_volume(run: str) -> dict[str, Any]:
-    """The run's runtime ConfigMap as a volume; `items` puts each key back at its path (the runtime is a package)."""
-    items = [{"key": configmap_key(path), "path": path} for path in runtime_files()]
-    return {"name": "runtime", "configMap": {"name": runtime_configmap_name(run), "items": items}}
+@functools.cache
+def _runtime_items() -> tuple[tuple[str, str], ...]:
+    return tuple((configmap_key(path), path) for path in runtime_files())
+
+
+def runtime_volume() -> dict[str, Any]:
+    """The shared runtime ConfigMap as a volume; `items` puts each key back at its path (the runtime is a package)."""
+    items = [{"key": key, "path": path} for key, path in _runtime_items()]
+    return {"name": "runtime", "configMap": {"name": runtime().name, "items": items}}
 
 
 def render_run(
@@ -150,7 +162,7 @@ def render_run(
     seeds = tuple(spec.seeds) if seeds is None else seeds
     gated = source is not None if gated is None else gated and source is not None
     budget = budget_of(spec, len(seeds))
-    objects = [runtime_configmap(spec, ctx, identity.spec_hash)]
+    objects = [runtime_configmap(ctx.namespace)]
     if spec.viewport is not None:
         objects += [viewport_service(spec, ctx, identity.spec_hash), viewport_policy(spec, ctx, identity.spec_hash)]
     pod = _pod_template(spec, ctx, identity.spec_hash, glue_config_map, source, seeds, budget)
@@ -198,20 +210,11 @@ def gate_job_name(run: str) -> str:
     return f"{run}-gate"
 
 
-def runtime_configmap(spec: RunSpec, ctx: RunContext, spec_hash: str) -> dict[str, Any]:
-    """The run's own ConfigMap: simfleet's runtime, scripts and contract, rendered from this code at create time.
-
-    Owned by the Job, so it lives exactly as long as the Job: a Job created (or released) long after a simfleet
-    upgrade still finds the files it was rendered with.
-    """
-    return {
-        "apiVersion": "v1",
-        "kind": "ConfigMap",
-        "metadata": _metadata(runtime_configmap_name(spec.name), spec, ctx, "runtime", spec_hash),
-        # Runs are replaced, never edited; immutable ConfigMaps also spare the kubelets thousands of watches.
-        "immutable": True,
-        "data": {configmap_key(path): text for path, text in runtime_files().items()},
-    }
+def runtime_configmap(namespace: str) -> dict[str, Any]:
+    """The runs' shared runtime ConfigMap: simfleet's runtime, scripts and contract, rendered from this code at create
+    time. Every Job that mounts it owns it, so a Job created (or released) long after a simfleet upgrade still finds
+    the files it was rendered with, and the last one to go takes it along."""
+    return shared_runtime_configmap(namespace, runtime(), "run-runtime")
 
 
 def viewport_service(spec: RunSpec, ctx: RunContext, spec_hash: str) -> dict[str, Any]:
@@ -345,6 +348,8 @@ def _pod_template(
     ]
     main = [_glue(spec, images["glue"], base, resources["glue"]), _uploader(spec, base, resources["artifact-uploader"], budget)]
     datasets = [_mount_datasets(spec.datasets.path, [init[1], init[2], main[0]])] if spec.datasets is not None else []
+    if ctx.pushgateway_url:
+        _push_metrics(ctx.pushgateway_url, *main)
     return {
         "metadata": metadata,
         "spec": {
@@ -362,7 +367,7 @@ def _pod_template(
             "initContainers": init,
             "containers": main,
             "volumes": [
-                runtime_volume(spec.name),
+                runtime_volume(),
                 {"name": "glue", "configMap": {"name": glue_config_map}},
                 {"name": "checkpoints", "emptyDir": {}},
                 {"name": "artifacts", "emptyDir": {}},
@@ -381,6 +386,22 @@ def _mount_datasets(path: str, containers: list[dict[str, Any]]) -> dict[str, An
         body["volumeMounts"].append({"name": "datasets", "mountPath": path, "readOnly": True})
         body["env"].append(env("SIMFLEET_DATASETS_DIR", path))
     return {"name": "datasets", "persistentVolumeClaim": {"claimName": naming.DATASETS_CLAIM, "readOnly": True}}
+
+
+def _push_metrics(url: str, glue: dict[str, Any], uploader: dict[str, Any]) -> None:
+    """The Pushgateway's address for the two containers that use it: glue pushes the seed's gauges
+    (glue_runtime/metrics.py), the uploader deletes their group when the seed ends (upload.sh). No other container gets
+    it, and nothing hashed does: metrics on or off never reruns a run."""
+    glue["env"] += [
+        env("SIMFLEET_PUSHGATEWAY_URL", url),
+        env("SIMFLEET_METRICS_PUSH_SECONDS", str(timing.METRICS_PUSH_SECONDS)),
+        env("SIMFLEET_METRICS_TIMEOUT_SECONDS", str(timing.METRICS_PUSH_TIMEOUT_SECONDS)),
+    ]
+    uploader["env"] += [
+        env("SIMFLEET_PUSHGATEWAY_URL", url),
+        env("SIMFLEET_METRICS_LINGER_SECONDS", str(timing.METRICS_LINGER_SECONDS)),
+        env("SIMFLEET_TERM_METRICS_SECONDS", str(timing.TERM_METRICS_SECONDS)),
+    ]
 
 
 def _node_selector(spec: RunSpec) -> dict[str, str]:
@@ -657,7 +678,7 @@ def gate_job(spec: RunSpec, ctx: RunContext, spec_hash: str, source: SourceRef) 
                     "initContainers": [wait],
                     "containers": [release],
                     "volumes": [
-                        runtime_volume(spec.name),
+                        runtime_volume(),
                         {"name": "gate-token", "secret": {"secretName": gate_token_name(spec.name)}},
                         *scratch_volumes([wait, release]),
                     ],

@@ -370,3 +370,79 @@ tag_keys() {
   ' _ "$bucket" "$tag" "$WORK/untagged" <"$list" || true
   untagged=$(wc -l <"$WORK/untagged")
 }
+
+# --- The Pushgateway ---------------------------------------------------------------------------------------------
+# It keeps a group until the group is deleted (it has no TTL): a finished seed's or shard's last values would be
+# scraped for ever. The uploaders (upload.sh, job-upload.sh) delete their pod's group after index.json, once the
+# collector had time to scrape its last push (naming.pushgateway_linger_seconds()).
+
+# pushgateway_retire URL GROUP SECONDS [TIMEOUT]: keeps GROUP SECONDS more for a last scrape (cut short as soon as the
+# sourcing script's `terminated` is 1: after SIGTERM the spot notice comes first), then deletes it
+# (pushgateway_delete). A failure is a warning and returns 1; it never changes what the pod reports.
+pushgateway_retire() {
+  local url=$1 group=$2 seconds=$3 timeout=${4:-10} linger_until
+  if [ "${terminated:-0}" = 0 ] && [ "$seconds" -gt 0 ]; then
+    log "keeping the Pushgateway group $group for ${seconds} s, for a last scrape"
+    linger_until=$((EPOCHSECONDS + seconds))
+    while [ "${terminated:-0}" = 0 ] && [ "$EPOCHSECONDS" -lt "$linger_until" ]; do
+      pause 1
+    done
+  fi
+  pushgateway_delete "$url" "$group" "$timeout"
+}
+
+# pushgateway_delete URL GROUP [TIMEOUT]: DELETE <url>/metrics/<group> over bash's /dev/tcp (the AWS CLI image has no
+# curl; plain http:// only), the whole exchange, connect included, bounded by TIMEOUT seconds (10). Returns 1 with a
+# warning when the group may still be there.
+pushgateway_delete() {
+  local url=$1 group=$2 timeout=${3:-10} rest authority host port path answer
+  case $url in
+    http://*) ;;
+    https://*)
+      warn "not deleting the Pushgateway group: $url is https, and the in-cluster Pushgateway speaks plain HTTP"
+      return 1
+      ;;
+    *)
+      warn "not deleting the Pushgateway group: SIMFLEET_PUSHGATEWAY_URL is not an http:// URL: '$url'"
+      return 1
+      ;;
+  esac
+  rest=${url#http://}
+  authority=${rest%%/*}
+  path=${rest#"$authority"}
+  path="${path%/}/metrics/$group"
+  host=${authority%%:*}
+  port=80
+  [[ $authority != *:* ]] || port=${authority#*:}
+  # One label value per path segment, as Pushgateway's grouping key has them (@base64 values included); this also
+  # keeps the request line free of spaces and line breaks.
+  if ! [[ $host =~ ^[A-Za-z0-9.-]+$ && $port =~ ^[0-9]+$ && $group =~ ^job(@base64)?/[A-Za-z0-9._~@=%+-]+(/[A-Za-z0-9._~@=%+-]+)*$ ]]; then
+    warn "not deleting the Pushgateway group: cannot use URL '$url' with group '$group'"
+    return 1
+  fi
+  # timeout bounds the connect as well as the answer; the status line is all that is read.
+  # shellcheck disable=SC2016 # expanded by the inner bash, from its arguments
+  answer=$(timeout "$timeout" bash -c '
+    exec 3<>"/dev/tcp/$1/$2" || exit 1
+    printf "DELETE %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n" "$3" "$4" >&3 || exit 1
+    IFS= read -r line <&3 || exit 1
+    printf "%s" "$line"
+  ' _ "$host" "$port" "$path" "$authority" 2>"$ERR")
+  case $? in
+    0) answer=${answer%$'\r'} ;;
+    124)
+      warn "could not delete the Pushgateway group at $url$path: no answer within ${timeout} s"
+      return 1
+      ;;
+    *)
+      answer=$(last_error)
+      warn "could not delete the Pushgateway group at $url$path: ${answer:-no connection, or no answer}"
+      return 1
+      ;;
+  esac
+  if ! [[ $answer =~ ^HTTP/1\.[01]\ 2[0-9][0-9] ]]; then
+    warn "could not delete the Pushgateway group at $url$path: it answered '$answer'"
+    return 1
+  fi
+  log "deleted the Pushgateway group $group ($answer)"
+}

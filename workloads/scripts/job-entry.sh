@@ -166,14 +166,25 @@ killer=""
 # after SECONDS COMMAND...: run COMMAND in the background once SECONDS have passed, unless that background
 # process is sent SIGTERM first (which also ends its sleep, so nothing outlives it). Without the result channel: a
 # timer still holding it would keep the uploader from seeing this script die.
+# A SIGTERM can land after `sleep &` started and before `nap=$!` names it (the shell runs a trap between commands,
+# so the trap then finds no pid): `stopped` remembers it, and the sleep is ended once its pid is known. The sleep
+# gets SIGKILL: a SIGTERM that reaches the forked child before it has reset the shell's handlers and exec'd sleep
+# is caught and lost (dash). Either gap left the sleep running for SECONDS, holding the container's stdout and
+# stderr (a 60 s maxRuntime kept a test waiting 60 s, about one run in twenty).
 after() {
   seconds=$1
   shift
   (
-    trap 'kill "$nap" 2>/dev/null; exit 0' TERM
+    stopped=0
+    nap=""
+    trap 'stopped=1; [ -z "$nap" ] || kill -KILL "$nap" 2>/dev/null' TERM
     sleep "$seconds" &
     nap=$!
-    wait "$nap" && "$@" 2>/dev/null
+    if [ "$stopped" = 1 ]; then
+      kill -KILL "$nap" 2>/dev/null
+      exit 0
+    fi
+    wait "$nap" && [ "$stopped" = 0 ] && "$@" 2>/dev/null
   ) 3>&- &
 }
 

@@ -30,9 +30,9 @@
 #    relative to outputsPrefix (s3://<artifacts>/<P>outputs/<attempt>/).
 # 5. With SIMFLEET_PUSHGATEWAY_URL and SIMFLEET_METRICS_GROUP, after index.json: waits
 #    SIMFLEET_METRICS_LINGER_SECONDS (not after SIGTERM) so Prometheus scrapes the final values, then deletes the
-#    shard's group: DELETE <url>/metrics/<group> over bash's /dev/tcp (plain http:// only), the whole exchange
-#    bounded by 10 s. A failure there is a warning; it changes neither index.json nor the exit code. This runs
-#    after the attempt to write index.json even when that failed: stale metrics help nobody.
+#    shard's group (common.sh pushgateway_delete: DELETE <url>/metrics/<group> over bash's /dev/tcp, plain http://
+#    only, the whole exchange bounded by 10 s). A failure there is a warning; it changes neither index.json nor the
+#    exit code. This runs after the attempt to write index.json even when that failed: stale metrics help nobody.
 #
 # Env: SIMFLEET_JOB, SIMFLEET_SPEC_HASH, SIMFLEET_PREFIX (jobs/<job>/<hash>/), JOB_COMPLETION_INDEX (a whole
 # number), SIMFLEET_ARTIFACTS_BUCKET (these five required), SIMFLEET_SHARD_LIST (set on a Job for some shards only:
@@ -69,7 +69,6 @@ KIND_TAG=${SIMFLEET_KIND_TAG:-simfleet-kind}
 PUSHGATEWAY_URL=${SIMFLEET_PUSHGATEWAY_URL:-}
 METRICS_GROUP=${SIMFLEET_METRICS_GROUP:-}
 LINGER=${SIMFLEET_METRICS_LINGER_SECONDS:-30}
-PUSH_TIMEOUT=10 # seconds for the whole DELETE exchange, connect included
 require_whole_seconds SIMFLEET_START_WAIT_SECONDS "$START_WAIT" SIMFLEET_DONE_WAIT_SECONDS "$DONE_WAIT" \
   SIMFLEET_TERM_WAIT_SECONDS "$TERM_WAIT" SIMFLEET_INDEX_RETRY_SECONDS "$INDEX_RETRY" \
   SIMFLEET_TAG_PARALLEL "$TAG_PARALLEL" SIMFLEET_METRICS_LINGER_SECONDS "$LINGER" &&
@@ -255,70 +254,10 @@ else
   log "$status: s3://$SIMFLEET_ARTIFACTS_BUCKET/${P}index.json"
 fi
 
-# 5. The shard's Pushgateway group. The Pushgateway keeps a group until it is deleted (it has no TTL), so a
-# finished shard's last values would be scraped for ever; first they get a scrape interval or two.
-# pushgateway_delete URL GROUP: returns 1 with a warning when the group may still be there.
-pushgateway_delete() {
-  local url=$1 group=$2 rest authority host port path answer
-  case $url in
-    http://*) ;;
-    https://*)
-      warn "not deleting the Pushgateway group: $url is https, and the in-cluster Pushgateway speaks plain HTTP"
-      return 1
-      ;;
-    *)
-      warn "not deleting the Pushgateway group: SIMFLEET_PUSHGATEWAY_URL is not an http:// URL: '$url'"
-      return 1
-      ;;
-  esac
-  rest=${url#http://}
-  authority=${rest%%/*}
-  path=${rest#"$authority"}
-  path="${path%/}/metrics/$group"
-  host=${authority%%:*}
-  port=80
-  [[ $authority != *:* ]] || port=${authority#*:}
-  # One label value per path segment, as Pushgateway's grouping key has them (@base64 values included); this also
-  # keeps the request line free of spaces and line breaks.
-  if ! [[ $host =~ ^[A-Za-z0-9.-]+$ && $port =~ ^[0-9]+$ && $group =~ ^job(@base64)?/[A-Za-z0-9._~@=%+-]+(/[A-Za-z0-9._~@=%+-]+)*$ ]]; then
-    warn "not deleting the Pushgateway group: cannot use URL '$url' with group '$group'"
-    return 1
-  fi
-  # timeout bounds the connect as well as the answer; the status line is all that is read.
-  # shellcheck disable=SC2016 # expanded by the inner bash, from its arguments
-  answer=$(timeout "$PUSH_TIMEOUT" bash -c '
-    exec 3<>"/dev/tcp/$1/$2" || exit 1
-    printf "DELETE %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n" "$3" "$4" >&3 || exit 1
-    IFS= read -r line <&3 || exit 1
-    printf "%s" "$line"
-  ' _ "$host" "$port" "$path" "$authority" 2>"$ERR")
-  case $? in
-    0) answer=${answer%$'\r'} ;;
-    124)
-      warn "could not delete the Pushgateway group at $url$path: no answer within ${PUSH_TIMEOUT} s"
-      return 1
-      ;;
-    *)
-      answer=$(last_error)
-      warn "could not delete the Pushgateway group at $url$path: ${answer:-no connection, or no answer}"
-      return 1
-      ;;
-  esac
-  if ! [[ $answer =~ ^HTTP/1\.[01]\ 2[0-9][0-9] ]]; then
-    warn "could not delete the Pushgateway group at $url$path: it answered '$answer'"
-    return 1
-  fi
-  log "deleted the Pushgateway group $group ($answer)"
-}
+# 5. The shard's Pushgateway group (common.sh pushgateway_retire): the program may have pushed until it ended, so its
+# group is kept the whole linger after index.json (not after SIGTERM), then deleted.
 if [ -n "$PUSHGATEWAY_URL" ] && [ -n "$METRICS_GROUP" ]; then
-  if [ "$terminated" = 0 ] && [ "$LINGER" -gt 0 ]; then
-    log "keeping the Pushgateway group $METRICS_GROUP for ${LINGER} s, for a last scrape"
-    linger_deadline=$(($(now) + LINGER))
-    while [ "$terminated" = 0 ] && [ "$(now)" -lt "$linger_deadline" ]; do
-      pause 1
-    done
-  fi
-  pushgateway_delete "$PUSHGATEWAY_URL" "$METRICS_GROUP" || true
+  pushgateway_retire "$PUSHGATEWAY_URL" "$METRICS_GROUP" "$LINGER" || true
 fi
 
 # 6. The pod's result matches index.json (and is a failure when there is no index.json).

@@ -24,13 +24,21 @@
 #    status is glue's (Succeeded | Failed | Interrupted | Incomplete), except: Failed when glue stopped without a
 #    result, when an upload failed, or when something that is not a regular file was in the way; Incomplete when an
 #    artifact was still changing after its last upload; Interrupted when SIGTERM came before glue's marker.
+# 5. With SIMFLEET_PUSHGATEWAY_URL, after index.json (written or not): the seed's Pushgateway group, named by glue's
+#    <checkpoints>/.metrics (glue_runtime/metrics.py), is kept until SIMFLEET_METRICS_LINGER_SECONDS after glue's last
+#    push that may have reached it (lastPushAt; none: no linger), so the collector scrapes the final values once, then
+#    deleted (common.sh pushgateway_retire, bounded by 10 s). After SIGTERM: no linger, and the DELETE ends by
+#    SIMFLEET_TERM_METRICS_SECONDS after the SIGTERM (or is skipped, with a warning, when that time has passed). A
+#    failure there is a warning; it changes neither index.json nor the exit code. Then, after a SIGTERM, the tags.
 #
 # Env: as fetch.sh, plus SIMFLEET_SPEC_HASH, SIMFLEET_SAVE_CHECKPOINT, SIMFLEET_KIND_TAG (simfleet-kind),
 # SIMFLEET_ARTIFACTS_DIR (/artifacts), SIMFLEET_DONE_MARKER (<checkpoints>/.done), SIMFLEET_HEARTBEAT_FILE
 # (<checkpoints>/.heartbeat), and whole seconds: SIMFLEET_HEARTBEAT_TIMEOUT_SECONDS (30), SIMFLEET_START_WAIT_SECONDS
 # (1800), SIMFLEET_POLL_SECONDS (1, may be fractional), SIMFLEET_PARTIAL_POLL_SECONDS (30), SIMFLEET_CHECKPOINT_EVERY_SECONDS (0),
 # SIMFLEET_PROGRESS_SECONDS (60), SIMFLEET_TERM_WAIT_SECONDS (45), SIMFLEET_TERM_SHIP_SECONDS (95),
-# SIMFLEET_TERM_INDEX_SECONDS (115), SIMFLEET_INDEX_RETRY_SECONDS (120); SIMFLEET_TAG_PARALLEL (4).
+# SIMFLEET_TERM_INDEX_SECONDS (115), SIMFLEET_INDEX_RETRY_SECONDS (120), SIMFLEET_METRICS_LINGER_SECONDS (40),
+# SIMFLEET_TERM_METRICS_SECONDS (118); SIMFLEET_TAG_PARALLEL (4); SIMFLEET_PUSHGATEWAY_URL (unset: no deletion),
+# SIMFLEET_METRICS_RECORD (<checkpoints>/.metrics).
 # Exit: 0 only when index.json says Succeeded; 2 at once on a malformed setting.
 #
 # Not `set -e`: one failed upload must not stop the others, and index.json must be written whatever else
@@ -67,11 +75,16 @@ TERM_INDEX=${SIMFLEET_TERM_INDEX_SECONDS:-115}
 INDEX_RETRY=${SIMFLEET_INDEX_RETRY_SECONDS:-120}
 TAG_PARALLEL=${SIMFLEET_TAG_PARALLEL:-4}
 KIND_TAG=${SIMFLEET_KIND_TAG:-simfleet-kind}
+PUSHGATEWAY_URL=${SIMFLEET_PUSHGATEWAY_URL:-}
+METRICS_RECORD=${SIMFLEET_METRICS_RECORD:-$CHECKPOINTS_DIR/.metrics}
+LINGER=${SIMFLEET_METRICS_LINGER_SECONDS:-40}
+TERM_METRICS=${SIMFLEET_TERM_METRICS_SECONDS:-118}
 KINDS=(logs videos metrics)
 require_whole_seconds SIMFLEET_HEARTBEAT_TIMEOUT_SECONDS "$HEARTBEAT_TIMEOUT" SIMFLEET_START_WAIT_SECONDS "$START_WAIT" \
   SIMFLEET_PARTIAL_POLL_SECONDS "$PARTIAL_POLL" SIMFLEET_PROGRESS_SECONDS "$PROGRESS_EVERY" \
   SIMFLEET_TERM_WAIT_SECONDS "$TERM_WAIT" SIMFLEET_TERM_SHIP_SECONDS "$TERM_SHIP" \
-  SIMFLEET_TERM_INDEX_SECONDS "$TERM_INDEX" SIMFLEET_INDEX_RETRY_SECONDS "$INDEX_RETRY" SIMFLEET_TAG_PARALLEL "$TAG_PARALLEL" &&
+  SIMFLEET_TERM_INDEX_SECONDS "$TERM_INDEX" SIMFLEET_INDEX_RETRY_SECONDS "$INDEX_RETRY" SIMFLEET_TAG_PARALLEL "$TAG_PARALLEL" \
+  SIMFLEET_METRICS_LINGER_SECONDS "$LINGER" SIMFLEET_TERM_METRICS_SECONDS "$TERM_METRICS" &&
   require_seconds SIMFLEET_POLL_SECONDS "$POLL" || exit 2
 [ "$terminated" = 0 ] || HARD_DEADLINE=$((term_at + TERM_SHIP)) # a SIGTERM before TERM_SHIP was read
 WORK=$(mktemp -d)
@@ -402,11 +415,43 @@ if [ "$terminated" = 1 ]; then
 else
   index_deadline=$((EPOCHSECONDS + INDEX_RETRY))
 fi
+index_written=1
 if ! retry_until "$index_deadline" put_json "$ARTIFACTS_BUCKET" "${P}index.json" "$WORK/index.json"; then
   warn "could not write s3://$ARTIFACTS_BUCKET/${P}index.json: $(last_error)"
-  exit 1
+  index_written=0
+else
+  log "$status: s3://$ARTIFACTS_BUCKET/${P}index.json"
 fi
-log "$status: s3://$ARTIFACTS_BUCKET/${P}index.json"
+
+# --- 5. The seed's Pushgateway group ------------------------------------------------------------------------------
+# The group is the seed's own, job/simfleet-run/run/<run>/seed/<seed> (run names and seeds need no @base64); glue's
+# .metrics says that it pushed and when its last push ended. The group named there is only checked, never used: the
+# file is in a directory user code can write, and the uploader deletes nothing but its own seed's group. The group is
+# kept until the collector
+# had one scrape interval and timeout after that push (only what is left of it: the GPU is held meanwhile), then
+# deleted. After SIGTERM there is no linger, and the DELETE must end by SIMFLEET_TERM_METRICS_SECONDS. Also when
+# index.json could not be written: stale metrics help nobody. A failure is a warning; it changes nothing reported.
+if [ -n "$PUSHGATEWAY_URL" ] && [ -f "$METRICS_RECORD" ]; then
+  metrics_group="job/simfleet-run/run/$SIMFLEET_RUN/seed/$seed"
+  pushed_at=$(jq -r '.lastPushAt // empty | ceil' "$METRICS_RECORD" 2>/dev/null)
+  named=$(jq -r '.group // empty' "$METRICS_RECORD" 2>/dev/null)
+  [ "$named" = "$metrics_group" ] || warn "$METRICS_RECORD names the group '$named'; deleting the seed's own, $metrics_group"
+  if [ "$terminated" = 1 ]; then
+    left=$((term_at + TERM_METRICS - EPOCHSECONDS))
+    if [ "$left" -ge 1 ]; then
+      pushgateway_retire "$PUSHGATEWAY_URL" "$metrics_group" 0 "$((left < 10 ? left : 10))" || true
+    else
+      warn "not deleting the Pushgateway group $metrics_group: no time left before the end of the spot notice"
+    fi
+  else
+    linger=0
+    [[ ! $pushed_at =~ ^[0-9]+$ ]] || linger=$((pushed_at + LINGER - EPOCHSECONDS))
+    ((linger <= LINGER)) || linger=$LINGER
+    pushgateway_retire "$PUSHGATEWAY_URL" "$metrics_group" "$linger" || true
+  fi
+fi
+
+[ "$index_written" = 1 ] || exit 1
 if [ "$terminated" = 1 ] && [ ${#shipped[@]} -gt 0 ]; then
   HARD_DEADLINE=""
   log "tagging ${#shipped[@]} artifacts until the pod is stopped"

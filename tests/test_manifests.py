@@ -1,0 +1,102 @@
+"""The plan's manifest writer (tools/manifests.py): the emitter's exact bytes, literal blocks, and every plan object."""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tools import manifests
+from tools.manifests import dump, emitter_dump, kubernetes_objects, manifest_dumper
+from tools.plan import PlanResult, run_program
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# Shapes the plan's objects have and some they may grow: nesting of every kind, empty collections, scalars the
+# emitter must quote, multi-line text in mappings and sequences at several depths, unicode.
+TRICKY: list[dict[str, Any]] = [
+    {"a": 1, "b": True, "c": None, "d": False, "e": -7, "f": "plain"},
+    {"empty": {}, "none": [], "nested": {"deeper": {"deepest": []}}},
+    {"list": [[1, 2], [], [[3]], {}, {"k": [{"x": "y"}, []]}]},
+    {"quoted": ["yes", "no", "on", "123", "1.5", "null", "~", "", " lead", "trail ", "a: b", "a #b", "#x", "- a", "*x"]},
+    {"unicode": "héllo wörld ✓", "tab": "a\tb", "control": "bell\x07"},
+    {"script": "#!/bin/bash\nset -eu\n\n  indented\necho done\n"},
+    {"no-final-newline": "one\ntwo", "two-final": "one\n\n", "leading-space": "  lead\nnext\n"},
+    {"in-list": ["first\nsecond\n", {"k": "deep\ntext\n", "l": ["x\ny"]}], "trailing-spaces": "a  \nb"},
+    {"deep": [{"k": ["  lead\nnext\n", {"m": "  two\n  lines"}]}], "keep-last": "x\n\n"},
+    {"long": "word " * 60, "url": "https://example.com/a?b=c&d=e#f"},
+]
+
+
+@cache
+def planned(stack: str) -> PlanResult:
+    return run_program(ROOT / f"Pulumi.{stack}.yaml", stack)
+
+
+def plan_objects() -> list[tuple[str, dict[str, Any]]]:
+    return [item for stack in ("dev", "prod") for item in kubernetes_objects(planned(stack).registrations)]
+
+
+@pytest.mark.parametrize("body", TRICKY, ids=range(len(TRICKY)))
+def test_dump_writes_the_emitters_bytes_and_reads_back(body: dict[str, Any]) -> None:
+    text = dump(body)
+    assert text == emitter_dump(body)
+    assert yaml.safe_load(text) == body
+
+
+def test_every_planned_object_is_written_as_the_emitter_writes_it() -> None:
+    objects = plan_objects()
+    assert len(objects) > 100
+    for rel, body in objects:
+        text = dump(body)
+        assert text == emitter_dump(body), rel
+        assert yaml.safe_load(text) == body, rel
+
+
+def test_the_pure_python_emitter_writes_the_same_bytes_as_libyaml() -> None:
+    # Without libyaml the plan falls back to PyYAML's own emitter: the manifests must not change with it.
+    if not hasattr(yaml, "CSafeDumper"):
+        pytest.skip("this PyYAML was built without libyaml: there is only the pure-Python emitter to compare")
+    pure = manifest_dumper(yaml.SafeDumper)
+    for rel, body in [*plan_objects(), *((f"tricky-{i}", b) for i, b in enumerate(TRICKY))]:
+        assert emitter_dump(body, pure) == emitter_dump(body), rel
+
+
+def test_layouts_the_writer_does_not_cover_go_to_the_emitter_whole() -> None:
+    long_key = {"k" * 130: "v", "short": [1.5, {"x": 2}]}  # a `? key` entry, and a float
+    assert dump(long_key) == emitter_dump(long_key)
+    assert "? " in dump(long_key)
+    numeric_keys = {1: "one", "two": {3: [0.25]}}
+    assert dump(numeric_keys) == emitter_dump(numeric_keys)
+    multi_line_key = {"a\nb": 1}
+    assert dump(multi_line_key) == emitter_dump(multi_line_key)
+    assert yaml.safe_load(dump(multi_line_key)) == multi_line_key
+
+
+def test_scripts_are_literal_blocks_that_read_as_the_files_they_are() -> None:
+    _, configmap = next((rel, body) for rel, body in plan_objects() if rel.startswith("shared/") and body["kind"] == "ConfigMap")
+    text = dump(configmap)
+    for name, content in configmap["data"].items():
+        if "\n" in content:
+            assert f"  {name}: |" in text, name
+            body_lines = [line for line in content.splitlines() if line.strip()]
+            assert f"\n    {body_lines[-1]}\n" in text, name
+
+
+def test_the_scalar_cache_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(manifests, "_SCALARS_KEPT", 10)
+    manifests._scalars.clear()
+    body = {f"key-{i}": f"value-{i}" for i in range(50)}
+    assert dump(body) == emitter_dump(body)
+    assert len(manifests._scalars) <= 10
+
+
+def test_write_manifests_replaces_an_earlier_plans_files(tmp_path: Path) -> None:
+    out = tmp_path / "manifests"
+    manifests.write_manifests(out, [("runs/old/x.yaml", {"kind": "ConfigMap"}), ("platform/y.yaml", {"kind": "Job"})])
+    manifests.write_manifests(out, [("platform/y.yaml", {"kind": "Namespace", "metadata": {"name": "n"}})])
+    assert sorted(str(p.relative_to(out)) for p in out.rglob("*")) == ["platform", "platform/y.yaml"]
+    assert (out / "platform" / "y.yaml").read_text() == "kind: Namespace\nmetadata:\n  name: n\n"
