@@ -171,7 +171,11 @@ def test_without_uv_pip_installs_uv_first_and_falls_back_to_pip_when_that_gives_
     assert make_venv(work, env).returncode == 0
     pips = [c.split(" -m pip ", 1)[1] for c in calls(env) if " -m pip " in c]
     # The fake pip installs nothing, so there is no .venv/bin/uv: the requirements go through pip.
-    assert pips == ["install --quiet uv==0.13.10", "install --quiet --upgrade pip", "install --quiet -r requirements-dev.txt -e ."]
+    assert pips == [
+        "install --quiet uv==0.13.10",
+        "install --quiet --upgrade pip",
+        "install --quiet -r requirements-dev.txt -e .",
+    ]
     work, env = project(tmp_path / "pip-only", {"python3.11": 11})
     assert make_venv(work, env, "NO_UV=1").returncode == 0
     assert not any("uv==" in c or c.startswith("uv ") for c in calls(env))
