@@ -255,10 +255,13 @@ class ScriptPod:
     ) -> tuple[list[str], dict[str, str]]:
         return [*shell, str(self.scripts / script), *args], {**self.env, **env}
 
-    def run(self, script: str, *args: str, shell: Sequence[str] = ("bash",), **env: str) -> subprocess.CompletedProcess[str]:
-        """Run `<shell> <script> <args>` to its end (at most GUARD seconds), with this pod's env plus `env`."""
+    def run(
+        self, script: str, *args: str, shell: Sequence[str] = ("bash",), cwd: str | None = None, **env: str
+    ) -> subprocess.CompletedProcess[str]:
+        """Run `<shell> <script> <args>` to its end (at most GUARD seconds), with this pod's env plus `env`, in `cwd`
+        (the test's own working directory when None)."""
         command, full_env = self._command(script, args, shell, env)
-        return subprocess.run(command, env=full_env, capture_output=True, text=True, timeout=GUARD)
+        return subprocess.run(command, env=full_env, capture_output=True, text=True, timeout=GUARD, cwd=cwd)
 
     def run_inline(self, source: str, **env: str) -> subprocess.CompletedProcess[str]:
         """`bash -c source` with this pod's env: for a check on one helper of common.sh."""

@@ -576,14 +576,17 @@ def test_upload_fails_a_shard_whose_result_it_cannot_read(pod: JobPod, marker: s
     assert (index["status"], index["reason"]) == ("Failed", reason)
 
 
-def test_upload_denied_fails_the_shard_with_a_reason_and_still_writes_the_index(cli_pod: JobPod) -> None:
+# The AWS CLI prints a failed file's local path relative to the working directory: from /tmp (beside the script's own
+# mktemp directory) that path holds no absolute part, and a failure must still be found (it was missed: "Succeeded").
+@pytest.mark.parametrize("cwd", [None, "/tmp"], ids=["cwd-repo", "cwd-tmp"])
+def test_upload_denied_fails_the_shard_with_a_reason_and_still_writes_the_index(cli_pod: JobPod, cwd: str | None) -> None:
     pod = cli_pod
     (pod.outputs / "a.txt").write_text("a")
     (pod.outputs / "b.txt").write_text("b")
     pod.write_marker()
     deny = {"Effect": "Deny", "Action": "s3:PutObject", "Resource": f"arn:aws:s3:::{ARTIFACTS}/{P}outputs/*"}
     with pod.denied(deny):
-        result = pod.run("job-upload.sh")
+        result = pod.run("job-upload.sh", cwd=cwd)
     assert result.returncode == 1, explain(result)
     index = pod.index()
     assert (index["status"], index["exitCode"], index["outputs"]) == ("Failed", 0, 0)

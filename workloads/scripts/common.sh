@@ -294,7 +294,7 @@ describe_type() {
 ship_chunk() {
   local root=$1 bucket=$2 prefix=$3 relative fd status key rest
   shift 3
-  local stage="$WORK/stage" fds=() opened=() errors canonical pid=$BASHPID dir made="" resolved i
+  local stage="$WORK/stage" fds=() opened=() errors canonical pid=$BASHPID dir made="" resolved i line
   local -A name_of=() before=() after=()
   rm -rf "$stage"
   canonical=$(readlink -f "$root") || return 0
@@ -336,15 +336,21 @@ ship_chunk() {
     >"$WORK/cp.out" 2>"$ERR"
   status=$?
   while read -r fd rest; do after[$fd]=$rest; done < <(stat_opened "${fds[@]}")
-  # Per-file failures: "upload failed: <staged path> to s3://... <error>", or "warning: Skipping file <staged path>. ..."
+  # Per-file failures: "upload failed: <staged path> to s3://<bucket>/<key> <error>", or "warning: Skipping file
+  # <staged path>. ...". The CLI prints the staged path relative to the working directory (awscli's relative_path), so
+  # a failure is found by its destination, which it prints whole, and a skipped file by the end of its staged path.
   errors=$(cat "$WORK/cp.out" "$ERR" 2>/dev/null | grep -E '^(upload failed|warning): ' || true)
   for fd in "${fds[@]}"; do
     relative=${name_of[$fd]}
     exec {fd}<&-
     unset "failed_why[$relative]"
-    key="$stage/$relative"
-    if [[ $errors == *"$key "* || $errors == *"$key. "* ]]; then
-      failed_why[$relative]=$(grep -F -- "$key" <<<"$errors" | head -n 1 | sed -e 's/.* s3:[^ ]* //' -e 's/^warning: //')
+    key=" to s3://$bucket/$prefix$relative "
+    if [[ $errors == *"$key"* ]]; then
+      line=$(grep -F -- "$key" <<<"$errors" | head -n 1)
+      failed_why[$relative]=${line#*"$key"}
+    elif [[ $errors == *"stage/$relative. "* ]]; then
+      line=$(grep -F -- "stage/$relative. " <<<"$errors" | head -n 1)
+      failed_why[$relative]=${line#warning: }
     elif [ "$status" = 124 ]; then
       failed_why[$relative]="not uploaded: stopped at the SIGTERM deadline"
     elif [ "$status" != 0 ] && [ -z "$errors" ]; then
