@@ -22,8 +22,11 @@ import pulumi_aws as aws
 
 import naming
 
-# Where records and artifacts live in both buckets (docs/records.md): runs/<run>/<hash>/..., jobs/<job>/<hash>/...
-RECORD_PREFIXES = ("runs/", "jobs/")
+# Where records and artifacts live (docs/records.md): runs/<run>/<hash>/... and jobs/<job>/<hash>/... in the artifacts
+# bucket; only runs save checkpoints, so the checkpoints bucket holds runs/ alone (a job's role writes only jobs/ of the
+# artifacts bucket, components/access.py).
+RECORD_PREFIXES = (naming.RUNS_PREFIX, naming.JOBS_PREFIX)
+CHECKPOINT_PREFIXES = (naming.RUNS_PREFIX,)
 
 
 def researcher_policy(
@@ -38,24 +41,27 @@ def researcher_policy(
     """Read the runs' records, artifacts and checkpoints; write only a cancel record; read the container logs; find the
     cluster's endpoint. Nothing else: no delete, no other prefix, no other log group."""
 
-    def objects(bucket: str, pattern: str) -> list[str]:
-        return [f"arn:{partition}:s3:::{bucket}/{prefix}{pattern}" for prefix in RECORD_PREFIXES]
+    def objects(bucket: str, pattern: str, prefixes: tuple[str, ...] = RECORD_PREFIXES) -> list[str]:
+        return [f"arn:{partition}:s3:::{bucket}/{prefix}{pattern}" for prefix in prefixes]
 
-    buckets = [f"arn:{partition}:s3:::{artifacts_bucket}", f"arn:{partition}:s3:::{checkpoints_bucket}"]
-    statements: list[dict[str, Any]] = [
-        {
-            "Sid": "ListRunPrefixes",
+    def listing(sid: str, bucket: str, prefixes: tuple[str, ...]) -> dict[str, Any]:
+        return {
+            "Sid": sid,
             "Effect": "Allow",
             "Action": ["s3:ListBucket"],
-            "Resource": buckets,
+            "Resource": [f"arn:{partition}:s3:::{bucket}"],
             # Also what makes a missing record a 404 rather than a 403 (S3 answers 403 without ListBucket).
-            "Condition": {"StringLike": {"s3:prefix": [f"{p}*" for p in RECORD_PREFIXES]}},
-        },
+            "Condition": {"StringLike": {"s3:prefix": [f"{p}*" for p in prefixes]}},
+        }
+
+    statements: list[dict[str, Any]] = [
+        listing("ListRunAndJobPrefixes", artifacts_bucket, RECORD_PREFIXES),
+        listing("ListRunCheckpointPrefixes", checkpoints_bucket, CHECKPOINT_PREFIXES),
         {
             "Sid": "ReadRunRecordsAndArtifacts",
             "Effect": "Allow",
             "Action": ["s3:GetObject"],
-            "Resource": [*objects(artifacts_bucket, "*"), *objects(checkpoints_bucket, "*")],
+            "Resource": [*objects(artifacts_bucket, "*"), *objects(checkpoints_bucket, "*", CHECKPOINT_PREFIXES)],
         },
         {
             # `simfleet cancel`: its own record beside the run's (workloads/observe/records.py), nothing else.

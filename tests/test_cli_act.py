@@ -231,3 +231,25 @@ def test_no_credentials_unknown_runs_and_seeds(w: World) -> None:
     assert seed.code == errors.USAGE and "has no seed 9" in seed.err
     bad = w.run("runs", "--status", "Sleeping")
     assert bad.code == errors.USAGE
+
+
+def test_records_md_documents_every_field_of_the_cancel_record() -> None:
+    # The cancel record is the one record the command writes (workloads/observe/records.py); docs/records.md is where a
+    # reader of the bucket learns what each file's fields mean.
+    from workloads.observe import records
+
+    request = records.CancelRequest((1, 2), True, "arn:aws:iam::123456789012:user/researcher", "2026-12-07T00:00:00Z")
+    record = records.merged_cancel(None, request, "sweep", "0123456789ab")
+    text = (Path(__file__).resolve().parent.parent / "docs" / "records.md").read_text()
+    heading = "## `s3://<artifacts>/<prefix>cancel.json`"
+    assert heading in text, "docs/records.md has no section for the cancel record"
+    section = text.split(heading, 1)[1].split("\n## ", 1)[0]
+    documented = {
+        name
+        for line in section.splitlines()
+        if line.startswith("| `")
+        for name in line.split("|")[1].strip().strip("`").split("`, `")
+    }
+    assert documented == set(record), (documented, set(record))
+    [requests_row] = [line for line in section.splitlines() if line.startswith("| `requests`")]
+    assert all(f"`{key}`" in requests_row for key in record["requests"][0])

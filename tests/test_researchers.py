@@ -146,3 +146,17 @@ def test_the_researcher_policy_lets_cancel_write_its_record(w: World) -> None:
     assert result.code == 0, result.err
     record: dict[str, Any] = json.loads(w.s3().get_object(Bucket=ARTIFACTS, Key=f"{w.prefix('walk')}cancel.json")["Body"].read())
     assert record["requests"][-1]["by"].endswith(":user/researcher")
+
+
+def test_the_checkpoints_bucket_is_readable_under_runs_only() -> None:
+    # Only runs save checkpoints (a job's uploader may write only jobs/ in the artifacts bucket, components/access.py),
+    # and `simfleet` reads a checkpoint only for a run: nothing under jobs/ of the checkpoints bucket is its to read.
+    policy = researcher_policy("aws", REGION, ACCOUNT, "simfleet-test", ARTIFACTS, CHECKPOINTS, LOG_GROUP)
+    checkpoints = f"arn:aws:s3:::{CHECKPOINTS}"
+    [get] = [s for s in policy["Statement"] if s["Action"] == ["s3:GetObject"]]
+    assert sorted(r for r in get["Resource"] if r.startswith(f"{checkpoints}/")) == [f"{checkpoints}/runs/*"]
+    lists = [s for s in policy["Statement"] if s["Action"] == ["s3:ListBucket"]]
+    assert {tuple(s["Condition"]["StringLike"]["s3:prefix"]) for s in lists if checkpoints in s["Resource"]} == {("runs/*",)}
+    assert {tuple(s["Condition"]["StringLike"]["s3:prefix"]) for s in lists if f"arn:aws:s3:::{ARTIFACTS}" in s["Resource"]} == {
+        ("runs/*", "jobs/*")
+    }
