@@ -190,9 +190,9 @@ class JobPod(ScriptPod):
                 self.listener.stop()
             self.listener = Listener(self.fifo)
 
-    def run(self, script: str, *args: str, shell: Any = ("bash",), **env: str) -> Any:
+    def run(self, script: str, *args: str, shell: Any = ("bash",), cwd: str | None = None, **env: str) -> Any:
         self._other_end(script)
-        result = super().run(script, *args, shell=shell, **env)
+        result = super().run(script, *args, shell=shell, cwd=cwd, **env)
         if script == "job-upload.sh":
             self.uploader = False
         return result
