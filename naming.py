@@ -128,7 +128,7 @@ KUEUE_METRICS_SERVICE = f"{KUEUE_RELEASE}-controller-manager-metrics-service"
 
 
 def pushgateway_url(namespace: str = METRICS_NAMESPACE) -> str:
-    """The Pushgateway's in-cluster address (components/metrics.py installs it) that jobs push to."""
+    """The Pushgateway's in-cluster address (components/metrics.py installs it) that runs and jobs push to."""
     return f"http://{PUSHGATEWAY_RELEASE}.{namespace}.svc:{PUSHGATEWAY_PORT}"
 
 
