@@ -71,7 +71,7 @@ def moto_server() -> Iterator[Moto]:
 class RunPod:
     """The run pod's glue side (GluePod: runtime, sidecars, /checkpoints, /artifacts) and its artifact-uploader."""
 
-    def __init__(self, tmp_path: Path, moto: Moto, aws_cli: str = CLI) -> None:
+    def __init__(self, tmp_path: Path, moto: Moto, aws_cli: str = CLI, real_aws: bool = False) -> None:
         self.glue = GluePod(tmp_path)
         env = {
             **run_env(RUN, HASH, PREFIX, (ARTIFACTS, CHECKPOINTS), self.glue.checkpoints, self.glue.artifacts),
@@ -85,7 +85,7 @@ class RunPod:
             # old code honoured it (and had no other way to tell that glue was gone); the new one ignores it.
             "SIMFLEET_DONE_WAIT_SECONDS": "600",
         }
-        self.s3 = ScriptPod(tmp_path, moto, f"{RUN}-x7k2p", env, aws_cli)
+        self.s3 = ScriptPod(tmp_path, moto, f"{RUN}-x7k2p", env, aws_cli, real_aws)
         self.s3.scripts = self.glue.runtime  # the scripts as the pod mounts them, beside the runtime
         self.extra: list[subprocess.Popen[str]] = []
 
@@ -129,6 +129,13 @@ class RunPod:
 def pod(tmp_path: Path, moto_server: Moto) -> Iterator[RunPod]:
     moto_server.reset()
     yield from serving(RunPod(tmp_path, moto_server))
+
+
+@pytest.fixture
+def pod_with_real_aws(tmp_path: Path, moto_server: Moto) -> Iterator[RunPod]:
+    """A pod whose every `aws` is a new CLI process, as in the pod: for a test of how long the scripts take."""
+    moto_server.reset()
+    yield from serving(RunPod(tmp_path, moto_server, real_aws=True))
 
 
 def finish(process: subprocess.Popen[str], timeout: float = GUARD) -> tuple[int, str]:
@@ -369,7 +376,10 @@ def test_a_simulator_slower_than_real_time_still_ships_its_finished_checkpoint(p
     assert finish(upload)[0] == 0
 
 
-def test_the_sigterm_path_ships_a_thousand_artifacts_and_a_large_checkpoint_within_the_spot_notice(pod: RunPod) -> None:
+def test_the_sigterm_path_ships_a_thousand_artifacts_and_a_large_checkpoint_within_the_spot_notice(
+    pod_with_real_aws: RunPod,
+) -> None:
+    pod = pod_with_real_aws  # every aws call pays its own start-up, as in the pod: this test is about the time it takes
     # EC2 gives a spot instance 120 s. Before: the uploader waited up to 150 s for glue, its aws call in flight held
     # the trap back, and one aws process per file (0.42 s each) could not ship ~700 artifacts in time: index.json,
     # written last, was lost. Now: SIGTERM to both main containers at once, as the kubelet sends it.

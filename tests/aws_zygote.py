@@ -1,0 +1,397 @@
+"""The real AWS CLI without paying its start-up on every call: a fork server that imported the CLI once, and an `aws`
+that asks it to run one command.
+
+The pod scripts call `aws` dozens of times per test, and each call spent ~0.45 s of CPU before it sent a byte (the
+Python interpreter importing awscli and botocore), ~70% of the script tests' time. Here one server per CLI version
+and test worker imports the CLI (v1 under the test's Python, v2 under Debian's /usr/bin/python3, the interpreter of
+Debian's `awscli`), and for each call forks a child that runs `awscli.clidriver.main()` with the caller's arguments,
+environment, working directory and standard input/output/error (the descriptors themselves, passed over the Unix
+socket), exactly as the `aws` entry point does. What stays true of a process: the exit status is the child's; a
+signal sent to `aws` (SIGTERM, SIGINT, ...) is forwarded to the child, and `aws` then dies of the same signal; an
+`aws` killed outright (SIGKILL, the end of a test's session) takes its child with it.
+
+What differs: the call starts in milliseconds, so a test that measures how long the scripts take with real start-up
+(the SIGTERM path against the spot notice) asks for real processes instead (`real_aws`). When the server cannot be
+reached, `aws` runs the real CLI itself.
+
+Standard library only: the server runs under the CLI's own interpreter, the client under `python -I -S`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import selectors
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+HEADER = struct.Struct("!Q")  # the length of the request's JSON body, sent with the three descriptors
+FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
+# Modules a call imports after the driver starts (the commands the scripts use: s3, s3api); a name a version lacks
+# is skipped.
+WARM = (
+    "awscli.clidriver",
+    "awscli.handlers",
+    "awscli.customizations.s3.subcommands",
+    "awscli.customizations.s3.s3handler",
+    "botocore.session",
+    "botocore.client",
+    "botocore.endpoint",
+    "botocore.httpsession",
+    "botocore.parsers",
+    "botocore.serialize",
+    "botocore.auth",
+    "botocore.retries.standard",
+    "s3transfer.manager",
+    "urllib3",
+)
+
+
+# ---------------------------------------------------------------------------------------------
+# The server: python aws_zygote.py serve SOCKET
+# ---------------------------------------------------------------------------------------------
+
+
+def serve(path: str) -> None:
+    import importlib
+
+    before = dict(os.environ)
+    for name in WARM:
+        with contextlib.suppress(ImportError):
+            importlib.import_module(name)
+    changed = sorted(k for k in {*before, *os.environ} if before.get(k) != os.environ.get(k))
+    if changed != ["AWS_DATA_PATH"]:  # what each call must redo on its own environment (_data_path)
+        raise SystemExit(f"importing the CLI changed {changed} of the environment, not just AWS_DATA_PATH")
+    _warm_data_files()
+    threads = os.listdir("/proc/self/task")
+    if len(threads) != 1:  # a thread (a native one too: v2's CRT) holding a lock at fork would hang the child
+        raise SystemExit(f"the CLI started {len(threads) - 1} thread(s) on import: forking it is not safe")
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path)
+    listener.listen(128)
+    wake_read, wake_write = os.pipe()
+    os.set_blocking(wake_read, False)
+    os.set_blocking(wake_write, False)
+    signal.set_wakeup_fd(wake_write)
+    signal.signal(signal.SIGCHLD, lambda *_: None)  # a handler, so that SIGCHLD writes to the wake-up pipe
+    selector = selectors.DefaultSelector()
+    selector.register(listener, selectors.EVENT_READ)
+    selector.register(wake_read, selectors.EVENT_READ)
+    calls: dict[int, socket.socket] = {}  # child pid -> the connection of the `aws` that asked for it
+    log = open(f"{path}.log", "a", buffering=1)  # noqa: SIM115 - the server's whole life
+    print("ready", flush=True)
+    while True:
+        for key, _ in selector.select():
+            if key.fileobj is listener:
+                conn, _ = listener.accept()
+                pid = _start(conn, log, listener, selector, wake_read, wake_write)
+                if pid:
+                    calls[pid] = conn
+                    selector.register(conn, selectors.EVENT_READ, pid)
+            elif key.fileobj == wake_read:
+                while True:
+                    try:
+                        if not os.read(wake_read, 512):
+                            break
+                    except BlockingIOError:
+                        break
+                _reap(calls, selector, log)
+            else:
+                _from_client(key.fileobj, key.data, calls, selector)  # type: ignore[arg-type]
+
+
+def _warm_data_files() -> None:
+    """Read the CLI's data files (service models, endpoints, the service lists) once, here.
+
+    Every CLI session makes its own botocore Loader, which reads and parses the JSON data files it needs: ~60% of a
+    call's CPU once the imports are done. Here the Loader a session makes is kept per data path (botocore.session's
+    create_loader, made to return the same Loader for the same path) and filled with what the scripts' s3 and s3api
+    commands read: each forked call starts with the files parsed, as a second call in one process would. A call whose
+    AWS_DATA_PATH differs gets a Loader of its own. No command runs here: v2's CRT starts native threads, which a
+    fork does not survive.
+    """
+    import functools
+
+    import botocore.session
+
+    create_loader = functools.lru_cache(maxsize=None)(botocore.session.create_loader)  # type: ignore[attr-defined]
+    botocore.session.create_loader = create_loader  # type: ignore[attr-defined]
+    loader = create_loader(os.environ["AWS_DATA_PATH"])
+    kinds = ("service-2", "endpoint-rule-set-1", "paginators-1", "waiters-2")
+    calls: list[tuple[str, tuple[str, ...], dict[str, str]]] = []
+    for kind in kinds:  # botocore caches per argument pattern: both the positional and the keyword one
+        calls += [("list_available_services", (kind,), {}), ("list_available_services", (), {"type_name": kind})]
+        for service in ("s3", "sdb"):  # v1's s3 commands read sdb's model too
+            calls += [("load_service_model", (service, kind), {}), ("load_service_model", (service,), {"type_name": kind})]
+    calls += [("load_data", (name,), {}) for name in ("cli", "endpoints", "partitions", "_retry", "sdk-default-configuration")]
+    for method, args, kwargs in calls:
+        with contextlib.suppress(Exception):
+            getattr(loader, method)(*args, **kwargs)
+
+
+def _start(conn: socket.socket, log: Any, *inherited: object) -> int:
+    """Read one request and fork its child; the child's pid, or 0 when the request was cut short."""
+    conn.settimeout(10)  # a client killed half-way through its request must not hold the server up
+    try:
+        head, fds, _, _ = socket.recv_fds(conn, HEADER.size, 3)
+        if len(head) < HEADER.size or len(fds) != 3:
+            raise OSError("short request")
+        (length,) = HEADER.unpack(head)
+        body = b""
+        while len(body) < length:
+            chunk = conn.recv(length - len(body))
+            if not chunk:
+                raise OSError("short request")
+            body += chunk
+    except OSError:
+        conn.close()
+        return 0
+    conn.settimeout(None)
+    request = json.loads(body)
+    pid = os.fork()
+    if pid == 0:
+        _child(request, fds, conn, (log, *inherited))
+    log.write(f"{time.strftime('%H:%M:%S')} {pid} started: aws {' '.join(request['argv'])}\n")
+    for fd in fds:
+        os.close(fd)
+    return pid
+
+
+def _child(request: dict[str, Any], fds: list[int], conn: socket.socket, inherited: tuple[object, ...]) -> None:
+    """The forked child: become the `aws` process that asked, run the CLI, exit with its status."""
+    code: object = 1
+    try:
+        signal.set_wakeup_fd(-1)
+        for number in (signal.SIGCHLD, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2):
+            signal.signal(number, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        conn.close()
+        for thing in inherited:
+            close = getattr(thing, "close", None)
+            if close is not None:
+                close()
+            elif isinstance(thing, int):
+                os.close(thing)
+        for target, fd in enumerate(fds):
+            os.dup2(fd, target)
+            os.close(fd)
+        os.chdir(str(request["cwd"]))
+        os.environ.clear()
+        os.environ.update(request["env"])
+        os.environ["AWS_DATA_PATH"] = _data_path()
+        if os.environ.get("LC_CTYPE", "") == "UTF-8":  # as the `aws` entry point does
+            os.environ["LC_CTYPE"] = "en_US.UTF-8"
+        sys.argv = ["aws", *request["argv"]]
+        import awscli.clidriver
+
+        code = awscli.clidriver.main()
+    except SystemExit as end:
+        code = end.code
+    except BaseException:  # what an uncaught exception does to the real `aws`: a traceback and status 1
+        import traceback
+
+        traceback.print_exc()
+        code = 1
+    finally:
+        os._exit(_finish(code))
+
+
+def _data_path() -> str:
+    """AWS_DATA_PATH as importing awscli sets it (awscli/__init__.py, v1 and v2 alike): the caller's own entries, each
+    with variables and ~ expanded, then the CLI's data directory. The server imported awscli under its own
+    environment, so each call redoes it under the caller's."""
+    import awscli
+
+    entries = (
+        [os.path.expanduser(os.path.expandvars(entry)) for entry in os.environ.get("AWS_DATA_PATH", "").split(os.pathsep)]
+        if "AWS_DATA_PATH" in os.environ
+        else []
+    )
+    entries.append(os.path.join(os.path.dirname(os.path.abspath(awscli.__file__)), "data"))
+    return os.pathsep.join(entries)
+
+
+def _finish(code: object) -> int:
+    """What the interpreter does after the entry point's sys.exit(code): wait for the non-daemon threads, run the
+    atexit functions, flush, and turn the code into a status."""
+    try:
+        threading._shutdown()  # type: ignore[attr-defined]
+        import atexit
+
+        atexit._run_exitfuncs()
+    finally:
+        if code is not None and not isinstance(code, int):
+            print(code, file=sys.stderr)
+            code = 1
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(OSError, ValueError):
+                stream.flush()
+    return 0 if code is None else int(code) & 0xFF
+
+
+def _from_client(conn: socket.socket, pid: int, calls: dict[int, socket.socket], selector: selectors.BaseSelector) -> None:
+    """A signal to forward to the child, or the client gone (killed): then the child goes too."""
+    try:
+        data = conn.recv(64)
+    except OSError:
+        data = b""
+    if not data:
+        selector.unregister(conn)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        return
+    for line in data.decode().split("\n"):
+        if line.startswith("sig "):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, int(line[4:]))
+
+
+def _reap(calls: dict[int, socket.socket], selector: selectors.BaseSelector, log: Any) -> None:
+    while calls:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        conn = calls.pop(pid, None)
+        if conn is None:
+            continue
+        code = os.waitstatus_to_exitcode(status)
+        reply = f"signal {-code}\n" if code < 0 else f"exit {code}\n"
+        log.write(f"{time.strftime('%H:%M:%S')} {pid} ended: {reply}")
+        with contextlib.suppress(KeyError, ValueError):
+            selector.unregister(conn)
+        with contextlib.suppress(OSError):
+            conn.sendall(reply.encode())
+        conn.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# The client: the `aws` on the scripts' PATH
+# ---------------------------------------------------------------------------------------------
+
+
+def client(path: str, real: str, endpoint_flag: bool) -> int:
+    """Run `aws ARGS` through the server at `path` (or exec the real CLI `real` when it cannot be reached);
+    `endpoint_flag`: pass $AWS_ENDPOINT_URL as --endpoint-url first (Debian's v2 predates the variable)."""
+    argv = sys.argv[1:]
+    if endpoint_flag:
+        argv = ["--endpoint-url", os.environ.get("AWS_ENDPOINT_URL", ""), *argv]
+    conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        conn.connect(path)
+    except OSError:
+        os.execv(real, [real, *argv])
+    fds = []
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+            fds.append(fd)
+        except OSError:
+            fds.append(os.open(os.devnull, os.O_RDWR))
+    body = json.dumps({"argv": argv, "env": dict(os.environ), "cwd": os.getcwd()}).encode()
+    # A signal that comes before the whole request is out waits for it: sent at once, its bytes would land inside it.
+    held: list[int] = []
+    sent = [False]
+
+    def forward(number: int, _frame: object) -> None:
+        if not sent[0]:
+            held.append(number)
+            return
+        with contextlib.suppress(OSError):
+            conn.sendall(f"sig {number}\n".encode())
+
+    for number in FORWARDED:
+        signal.signal(number, forward)
+    socket.send_fds(conn, [HEADER.pack(len(body))], fds)
+    conn.sendall(body)
+    sent[0] = True
+    while held:
+        forward(held.pop(0), None)
+    reply = b""
+    while not reply.endswith(b"\n"):
+        chunk = conn.recv(64)
+        if not chunk:
+            return 255  # the server went away mid-call
+        reply += chunk
+    kind, _, value = reply.decode().strip().partition(" ")
+    if kind == "signal":
+        ended_by = int(value)
+        signal.signal(ended_by, signal.SIG_DFL)
+        os.kill(os.getpid(), ended_by)
+        return 128 + ended_by
+    return int(value)
+
+
+SHIM = """#!{python} -IS
+import sys
+sys.path.insert(0, {here!r})
+from aws_zygote import client
+sys.exit(client({socket!r}, {real!r}, {endpoint_flag!r}))
+"""
+
+
+class Zygote:
+    """One server for one CLI: `real` is its `aws` entry point, `python` the interpreter that runs it."""
+
+    def __init__(self, real: Path, python: str, endpoint_flag: bool) -> None:
+        self.real, self.endpoint_flag = real, endpoint_flag
+        self.dir = Path(tempfile.mkdtemp(prefix="awsz-"))  # short: a Unix socket's path is at most 107 bytes
+        self.socket = self.dir / "aws.sock"
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "PYTHON"))}
+        self.process = subprocess.Popen(
+            [python, "-I", __file__, "serve", str(self.socket)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
+            cwd="/",
+        )
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline()
+        if line.strip() != "ready":
+            self.process.kill()
+            raise RuntimeError(f"the aws fork server for {real} did not start: {line!r}")
+
+    def shim(self, directory: Path) -> Path:
+        """Write an `aws` into `directory` that runs through this server; returns the directory."""
+        directory.mkdir(parents=True, exist_ok=True)
+        aws = directory / "aws"
+        aws.write_text(
+            SHIM.format(
+                python=sys.executable,
+                here=str(Path(__file__).resolve().parent),
+                socket=str(self.socket),
+                real=str(self.real),
+                endpoint_flag=self.endpoint_flag,
+            )
+        )
+        aws.chmod(0o755)
+        return directory
+
+    def log_tail(self, lines: int = 20) -> str:
+        try:
+            return "".join(Path(f"{self.socket}.log").read_text().splitlines(keepends=True)[-lines:])
+        except OSError as err:
+            return f"(no log: {err})"
+
+    def stop(self) -> None:
+        self.process.kill()
+        self.process.wait()
+        for leftover in self.dir.iterdir():
+            leftover.unlink()
+        self.dir.rmdir()
+
+
+if __name__ == "__main__" and sys.argv[1:2] == ["serve"]:
+    serve(sys.argv[2])
