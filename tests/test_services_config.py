@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import datetime
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +18,15 @@ ROOT = Path(__file__).resolve().parent.parent
 TODAY = datetime.date(2026, 11, 23)
 
 
-def dev() -> dict[str, Any]:
+@functools.cache
+def _dev() -> dict[str, Any]:
     config: dict[str, Any] = yaml.safe_load((ROOT / "Pulumi.dev.yaml").read_text())["config"]
     return config
+
+
+def dev() -> dict[str, Any]:
+    """The dev stack's config, a copy of its own: parsed once (collection calls this for every parameter)."""
+    return copy.deepcopy(_dev())
 
 
 def load(config: dict[str, Any], stack: str = "dev", offline: bool = True):
