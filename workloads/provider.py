@@ -36,7 +36,7 @@ from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, DiffResult, 
 
 import naming
 from workloads import inputs as run_inputs
-from workloads import legacy, status
+from workloads import kube, legacy, status
 from workloads.inputs import Decoded, context_of, spec_of, whole_numbers_as_ints
 from workloads.kube import (
     CLAIM_ANNOTATION,
@@ -213,18 +213,19 @@ class SimRunProvider(ResourceProvider):
     def delete(self, _id: str, props: dict[str, Any]) -> None:
         props = whole_numbers_as_ints(props)
         if legacy.is_legacy(props):
-            kube = legacy.api(props)
-            job = legacy.live_job(kube, props)
+            legacy_api = legacy.api(props)
+            job = legacy.live_job(legacy_api, props)
             if job is not None:
-                kube.delete("batch/v1", "Job", props["runName"], uid=job["metadata"]["uid"])
-            remove_companions(kube, legacy.companions(kube, props))
+                legacy_api.delete("batch/v1", "Job", props["runName"], uid=job["metadata"]["uid"])
+            remove_companions(legacy_api, legacy.companions(legacy_api, props))
             return
         if not props.get("jobUid"):
             return  # recorded from S3 only: this resource created nothing in the cluster
         api = api_for(props)
         name = str(props["runName"])
         path = f"/apis/batch/v1/namespaces/{api.namespace}/jobs/{name}"
-        for attempt in range(RETRY.attempts):
+        retry = kube.RETRY  # read when called: tests swap the module's policy
+        for attempt in range(retry.attempts):
             job = api.get(path, f"Job {name}")
             if job is None or job["metadata"].get("uid") != props["jobUid"]:
                 break  # gone (TTL controller, by hand), or a namesake someone else created: not ours to delete
@@ -233,10 +234,10 @@ class SimRunProvider(ResourceProvider):
             # The resourceVersion precondition: the claim just read is still the Job's when it is deleted.
             if api.delete("batch/v1", "Job", name, props["jobUid"], job["metadata"]["resourceVersion"]):
                 break
-            time.sleep(RETRY.delay(attempt))  # it changed in between (the Job controller writes status): look again
+            time.sleep(retry.delay(attempt))  # it changed in between (the Job controller writes status): look again
         else:
             raise SimRunError(
-                f"run {name}: Job {name} changed between every read and delete ({RETRY.attempts} times); it still runs, "
+                f"run {name}: Job {name} changed between every read and delete ({retry.attempts} times); it still runs, "
                 "so this resource stays in the state and nothing else was removed. Run the same `pulumi up` (or "
                 "`pulumi destroy`) again."
             )
