@@ -20,6 +20,10 @@ PREFLIGHT_ARGS := $(if $(CONFIG),--config $(CONFIG),--stack $(STACK))
 # for this platform). `make UV= ...` with an empty value still looks on PATH; `make NO_UV=1 ...` uses pip only.
 UV_VERSION := 0.13.10
 UV ?= $(shell command -v uv 2>/dev/null)
+# uv installs no bytecode, and a shell with PYTHONDONTWRITEBYTECODE set (some CI images and containers) then never
+# writes any: every Python process, each test worker and each plan the tests start, compiled pulumi_aws and the rest
+# from source again. Here Python writes each module's bytecode into .venv the first time it imports it.
+unexport PYTHONDONTWRITEBYTECODE
 
 .PHONY: venv test plan plan-all preflight bench lint typecheck schema clean
 
