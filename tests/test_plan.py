@@ -586,7 +586,12 @@ def test_within_a_plan_the_same_inputs_are_decoded_once() -> None:
 def test_a_plan_runs_without_the_cycle_collector_and_puts_it_back(monkeypatch: pytest.MonkeyPatch) -> None:
     # Collections walking every live object of a large plan were a third of its time (tools/plan.py).
     seen: list[bool] = []
-    monkeypatch.setattr(plan, "_main", lambda argv: seen.append(gc.isenabled()) or 0)
+
+    def planned(argv: list[str] | None) -> int:
+        seen.append(gc.isenabled())
+        return 0
+
+    monkeypatch.setattr(plan, "_main", planned)
     assert gc.isenabled()
     assert plan.main([]) == 0
     assert seen == [False]
