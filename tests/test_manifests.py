@@ -201,6 +201,23 @@ def test_the_key_cache_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     assert all(len(heads) <= 10 for heads in manifests._heads.values())
 
 
+def test_a_scalar_mapping_written_once_is_reused_only_for_the_same_entries_and_types(monkeypatch: pytest.MonkeyPatch) -> None:
+    # True == 1 == 1.0 and they hash alike, but each is written its own way; the same mapping at another depth is
+    # indented otherwise; a mapping holding a mapping is not a scalar mapping.
+    manifests._entries.clear()
+    body = {
+        "a": [{"x": 1}, {"x": True}, {"x": 1.0}, {"x": "1"}, {"x": 1}, {"x": None}, {"x": 0}, {"x": False}],
+        "b": {"c": [{"x": 1}, {"x": True}, [{"x": 1}]], "d": [{"x": {"y": 1}}, {"x": {"y": 1}}]},
+        "env": [{"name": "A", "value": "b"}, {"name": "A", "value": "b\nc"}, {"name": "A", "value": "b"}],
+    }
+    assert dump(body) == emitter_dump(body)
+    assert manifests._entries  # reused, not just bypassed
+    monkeypatch.setattr(manifests, "_ENTRIES_KEPT", 3)
+    manifests._entries.clear()
+    assert dump(body) == emitter_dump(body)
+    assert len(manifests._entries) <= 3
+
+
 def test_write_manifests_replaces_an_earlier_plans_files(tmp_path: Path) -> None:
     out = tmp_path / "manifests"
     manifests.write_manifests(out, [("runs/old/x.yaml", {"kind": "ConfigMap"}), ("platform/y.yaml", {"kind": "Job"})])

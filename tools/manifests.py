@@ -161,6 +161,8 @@ def _scalar(value: Any, column: int, key: bool = False) -> str:
 
 _heads: dict[int, dict[str, str]] = {}  # column -> string key -> its line's start (`<pad><key>:`)
 _HEADS_KEPT = 10_000
+_entries: dict[tuple[Any, ...], list[str]] = {}  # (column, a scalar mapping's items and types) -> its lines as an entry
+_ENTRIES_KEPT = 50_000
 
 
 def _block(value: dict[Any, Any] | list[Any], column: int, lines: list[str]) -> None:
@@ -204,10 +206,27 @@ def _block(value: dict[Any, Any] | list[Any], column: int, lines: list[str]) -> 
             kind = type(item)
             if kind is dict or kind is list:
                 if item:
+                    entry = None
+                    if kind is dict:
+                        # A mapping of scalars (an env variable, a volume mount, a port) is written once per plan: its
+                        # entries and their types are the key (True and 1 are equal, and hash alike, but not written
+                        # alike); a nested mapping or sequence makes it unhashable, and not cached.
+                        try:
+                            entry = (column, *item.items(), *map(type, item.values()))
+                            cached = _entries.get(entry)
+                        except TypeError:
+                            entry = cached = None
+                        if cached is not None:
+                            lines += cached
+                            continue
                     # A sequence entry's mapping or sequence starts on the dash's line.
                     first = len(lines)
                     _block(item, column + 2, lines)
                     lines[first] = f"{dash} {lines[first][column + 2 :]}"
+                    if entry is not None:
+                        if len(_entries) >= _ENTRIES_KEPT:
+                            _entries.clear()
+                        _entries[entry] = lines[first:]
                 else:
                     append(f"{dash} {{}}" if kind is dict else f"{dash} []")
             else:
