@@ -314,7 +314,7 @@ def _settings(result: PlanResult) -> list[str]:
 def without_cycle_collection() -> Iterator[None]:
     """Python's cycle collector off for a plan: a plan is one short process that builds a large graph of live objects
     (every registration, Output and rendered object is kept until the plan is written), and each collection walks
-    all of them again (about a third of a 2,000-run plan's time). The little cyclic garbage (asyncio tasks, about
+    all of them again (over a quarter of a 2,000-run plan's CPU). The little cyclic garbage (asyncio tasks, about
     20 KB per run) is freed when the process ends. Reference counting frees everything else as usual."""
     enabled = gc.isenabled()
     gc.disable()
