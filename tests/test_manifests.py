@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -92,6 +93,129 @@ def test_the_scalar_cache_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     body = {f"key-{i}": f"value-{i}" for i in range(50)}
     assert dump(body) == emitter_dump(body)
     assert len(manifests._scalars) <= 10
+
+
+# Text the writer formats itself as plain, and look-alikes the emitter must quote: every implicit type of YAML 1.1
+# (bool, int in all bases, sexagesimal, float, null, timestamp, merge, value), and indicators a plain scalar cannot hold.
+PLAIN_BAIT = [
+    "run-00001",
+    "5c9eca0d13f6",
+    "s3://bucket/runs/a/",
+    "tcp://127.0.0.1:5555",
+    "us-east-1",
+    "1f3c2a9",
+    "a.b_c/d-e",
+    "true",
+    "False",
+    "yes",
+    "Y",
+    "n",
+    "on",
+    "OFF",
+    "null",
+    "Null",
+    "0",
+    "12",
+    "-3",
+    "0x1F",
+    "0o17",
+    "017",
+    "0b101",
+    "1_000",
+    "1:20",
+    "190:20:30",
+    "1.5",
+    "1e5",
+    "6.8523015e+5",
+    "685.230_15e+03",
+    "2001-12-14",
+    "2001-12-14t21:59:43.10-05:00",
+    "2002-12-14",
+    "a:",
+    "a: b",
+    "a:b",
+    "a#b",
+    "a #b",
+    "a,b",
+    "a[b]",
+    "a{b}",
+    "a?b",
+    "a'b",
+    'a"b',
+    "a!b",
+    "a%b",
+    "a@b",
+    "a&b",
+    "a*b",
+    "a|b",
+    "a>b",
+    "a=b",
+    "a+b",
+    "a b",
+    "a\tb",
+    "\u00e9t\u00e9",
+    "-a",
+    ".a",
+    "...",
+    "---",
+    "_a",
+    "/a",
+    ":a",
+]
+
+
+def _plain_candidates() -> list[str]:
+    rng = random.Random(17)
+    alphabet = "aZ09._/:-eE+xXob"
+    made = {"".join(rng.choice(alphabet) for _ in range(rng.randint(1, 12))) for _ in range(3000)}
+    return [*PLAIN_BAIT, *sorted(made)]
+
+
+def test_text_written_plain_without_the_emitter_is_what_both_emitters_write(monkeypatch: pytest.MonkeyPatch) -> None:
+    asked: list[Any] = []
+    real = manifests.emitter_dump
+
+    def counting(body: Any, *args: Any) -> str:
+        asked.append(body)
+        return real(body, *args)
+
+    monkeypatch.setattr(manifests, "emitter_dump", counting)
+    manifests._scalars.clear()
+    candidates = _plain_candidates()
+    bodies = [{"k": text, "list": [text, {"in": text}]} for text in candidates]
+    written = [dump(body) for body in bodies]
+    # The fast path is taken (most candidates never reach the emitter) and gives the emitters' bytes, C and pure.
+    assert len(candidates) - len(asked) > 500
+    assert {"k": "run-00001"} not in asked and {"k": "true"} in asked
+    pure = manifest_dumper(yaml.SafeDumper)
+    for body, text in zip(bodies, written, strict=True):
+        assert text == real(body) == real(body, pure), body["k"]
+        assert yaml.safe_load(text) == body
+
+
+def test_the_key_cache_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(manifests, "_HEADS_KEPT", 10)
+    manifests._heads.clear()
+    body = {f"key-{i}": {f"inner-{i}": i} for i in range(50)}
+    assert dump(body) == emitter_dump(body)
+    assert all(len(heads) <= 10 for heads in manifests._heads.values())
+
+
+def test_a_scalar_mapping_written_once_is_reused_only_for_the_same_entries_and_types(monkeypatch: pytest.MonkeyPatch) -> None:
+    # True == 1 == 1.0 and they hash alike, but each is written its own way; the same mapping at another depth is
+    # indented otherwise; a mapping holding a mapping is not a scalar mapping.
+    manifests._entries.clear()
+    body = {
+        "a": [{"x": 1}, {"x": True}, {"x": 1.0}, {"x": "1"}, {"x": 1}, {"x": None}, {"x": 0}, {"x": False}],
+        "b": {"c": [{"x": 1}, {"x": True}, [{"x": 1}]], "d": [{"x": {"y": 1}}, {"x": {"y": 1}}]},
+        "env": [{"name": "A", "value": "b"}, {"name": "A", "value": "b\nc"}, {"name": "A", "value": "b"}],
+    }
+    assert dump(body) == emitter_dump(body)
+    assert manifests._entries  # reused, not just bypassed
+    monkeypatch.setattr(manifests, "_ENTRIES_KEPT", 3)
+    manifests._entries.clear()
+    assert dump(body) == emitter_dump(body)
+    assert len(manifests._entries) <= 3
 
 
 def test_write_manifests_replaces_an_earlier_plans_files(tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 from typing import Any
@@ -12,9 +13,10 @@ import yaml
 
 from config import RunSpec
 from tools.mocks import DYNAMIC_TYPE
+from workloads import runs as runs_module
 from workloads.identity import RunContext, glue_config_map_name, glue_sha256
 from workloads.inputs import objects_from_inputs
-from workloads.runs import Runs, RunsArgs, plan_runs
+from workloads.runs import Runs, RunsArgs, gathered, plan_runs
 
 ROOT = Path(__file__).resolve().parent.parent
 GLUE = (ROOT / "glue" / "trot.py").read_text()
@@ -163,3 +165,42 @@ def test_old_kubernetes_is_refused(pulumi_mocks: Any) -> None:
     old = RunContext(**{**CTX.__dict__, "kubernetes_version": "1.32"})
     with pytest.raises(Exception, match=r"Kubernetes 1\.33 or newer"):
         pulumi_mocks(lambda: build(dev_runs(), context=old))
+
+
+@pytest.mark.parametrize("count", [0, 1, 4, 5, 4 * 4 + 1, 4 * 4 * 4 + 3])  # groups of 4: one, two and three levels
+@pytest.mark.parametrize("kind", ["known", "secret", "unknown"])
+def test_outputs_gathered_in_groups_are_what_output_all_gives(count: int, kind: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """workloads/runs.py gathered: the same value, resources, known-ness and secrecy as one pulumi.Output.all."""
+    from pulumi.output import _OutputData
+
+    monkeypatch.setattr(runs_module, "SUMMARY_GROUP", 4)
+
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    resources: list[Any] = [object() for _ in range(7)]  # stand-ins: the SDK only unions them
+
+    def output(i: int) -> pulumi.Output[Any]:
+        unknown = kind == "unknown" and i == count // 2
+        data = _OutputData(
+            resources={resources[i % 7]}, value=i, is_known=not unknown, is_secret=kind == "secret" and i == count - 1
+        )
+        return pulumi.Output._from_data(_done(data))
+
+    async def facts(out: pulumi.Output[Any]) -> tuple[Any, ...]:
+        data = await out._data
+        return (data.value if data.is_known else "unknown", data.resources, data.is_known, data.is_secret)
+
+    try:
+        outputs = [output(i) for i in range(count)]
+        mine = loop.run_until_complete(facts(gathered(outputs)))
+        sdk = loop.run_until_complete(facts(pulumi.Output.all(*outputs)))
+    finally:
+        loop.close()
+    assert mine == sdk
+    assert mine[0] == ("unknown" if kind == "unknown" and count else list(range(count)))
+
+
+def _done(value: Any) -> asyncio.Future[Any]:
+    future: asyncio.Future[Any] = asyncio.get_event_loop().create_future()
+    future.set_result(value)
+    return future

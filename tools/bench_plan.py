@@ -66,6 +66,7 @@ def _under_mocks(build: Callable[[], Any]) -> tuple[float, list[Any], float]:
     from pulumi.runtime.stack import run_pulumi_func
 
     from tools.mocks import RecordingMonitor, SimfleetMocks
+    from tools.plan import without_cycle_collection
 
     settings.reset_options()
     pulumi.runtime.set_all_config({"aws:region": "us-east-1"})
@@ -75,8 +76,11 @@ def _under_mocks(build: Callable[[], Any]) -> tuple[float, list[Any], float]:
     monitor = RecordingMonitor(mocks)
     pulumi.runtime.set_mocks(mocks, project="simfleet", stack="bench", preview=False, monitor=monitor)
     started, cpu = time.perf_counter(), time.process_time()
+    # The plan's own runtime: the cycle collector off as tools/plan.py turns it off, so the floor is measured like the
+    # plan (with it on, collections walking the growing heap cost a bare resource about as much as its registration).
     try:
-        loop.run_until_complete(run_pulumi_func(build))
+        with without_cycle_collection():
+            loop.run_until_complete(run_pulumi_func(build))
     finally:
         loop.close()
     return time.perf_counter() - started, monitor.registrations, time.process_time() - cpu
@@ -106,6 +110,9 @@ class PlanRun:
     peak_mb: float  # the process's peak resident memory
     cpu_seconds: float  # the process's user + system CPU time: what the plan costs a machine nobody else uses
     out: Path  # where it wrote the plan (<out>/<stack>/)
+    # Of cpu_seconds, the kernel's: mostly creating the manifest files, which on ext4 costs several times more
+    # while many inodes were deleted in the last ~30 s on the same disk (by anyone: fs/ext4/ialloc.c).
+    sys_seconds: float = float("nan")
 
 
 # `python -m tools.plan ARGS` that also reports its CPU time and its own peak resident memory (KiB) on stderr. The peak
@@ -118,6 +125,7 @@ _PLAN_WITH_PEAK = (
     "finally:\n"
     "    usage = resource.getrusage(resource.RUSAGE_SELF)\n"
     "    print(f'cpu-s {usage.ru_utime + usage.ru_stime}', file=sys.stderr)\n"
+    "    print(f'sys-s {usage.ru_stime}', file=sys.stderr)\n"
     "    try:\n"
     "        peak = next(line.split()[1] for line in open('/proc/self/status') if line.startswith('VmHWM:'))\n"
     "    except (OSError, StopIteration):\n"
@@ -142,12 +150,14 @@ def plan_command(args: list[str], out: Path) -> PlanRun:
     program = re.search(r"resources in ([0-9.]+)s", done.stdout)
     peak = re.search(r"peak-kib (\d+)\s*$", done.stderr)
     cpu = re.search(r"cpu-s ([0-9.]+)", done.stderr)
+    kernel = re.search(r"sys-s ([0-9.]+)", done.stderr)
     return PlanRun(
         seconds,
         float(program[1]) if program else float("nan"),
         int(peak[1]) / 1024 if peak else float("nan"),
         float(cpu[1]) if cpu else float("nan"),
         out,
+        float(kernel[1]) if kernel else float("nan"),
     )
 
 
@@ -165,6 +175,10 @@ def plan_sizes(counts: list[int], scratch: Path, progress: Callable[[str], None]
     """The whole plan and the floor for a 1-run stack and each N in `counts`, alternating so that a busy neighbour
     biases neither; best of several for the small stacks, whose differences are within one plan's noise."""
     sizes: list[Planned] = []
+    # Plans read no more are deleted at the end, not between plans: ext4 skips an inode deleted in the last ~30 s
+    # when it allocates one (fs/ext4/ialloc.c recently_deleted), so thousands deleted just before a plan made the
+    # plan's own file creation several times slower, in system time charged to it.
+    spent: list[Path] = []
     for n in [1, *counts]:
         config = scratch / f"Pulumi.bench{n}.yaml"
         config.write_text(json.dumps(scale_stack(n)))
@@ -177,14 +191,16 @@ def plan_sizes(counts: list[int], scratch: Path, progress: Callable[[str], None]
             if best is None or run.cpu_seconds < best.cpu_seconds:
                 worse, best = best, run
             if worse is not None:
-                shutil.rmtree(worse.out)  # a 10,000-run plan's manifests are hundreds of MB: keep only what is read
+                spent.append(worse.out)
             wall, cpu = floor_seconds(n)
             floor, floor_cpu = min(floor, wall), min(floor_cpu, cpu)
         assert best is not None
         if n != max(counts):
-            shutil.rmtree(best.out)
+            spent.append(best.out)
         sizes.append(Planned(n, best, floor, floor_cpu))
         progress(f"  ... N = {n:,} done")
+    for out in spent:
+        shutil.rmtree(out)  # a 10,000-run plan's manifests are hundreds of MB: keep only what is read
     return sizes
 
 
@@ -208,6 +224,7 @@ def planning_rows(sizes: list[Planned]) -> list[list[str]]:
             [
                 f"{size.runs:,}",
                 f"{size.plan.cpu_seconds:.2f}",
+                f"{size.plan.sys_seconds:.2f}",
                 f"{size.plan.seconds:.2f}",
                 f"{size.plan.program_seconds:.2f}",
                 f"{size.floor_cpu_seconds:.2f}",
@@ -225,6 +242,7 @@ def planning_rows(sizes: list[Planned]) -> list[list[str]]:
 PLANNING_HEADER = [
     "N",
     "plan CPU s",
+    "of it sys s",
     "plan wall s",
     "program wall s",
     "floor CPU s",

@@ -8,6 +8,8 @@ the blocks itself and asks the emitter only how to write each distinct scalar. T
 
 from __future__ import annotations
 
+import os
+import re
 import shutil
 from collections.abc import Iterable
 from pathlib import Path
@@ -88,8 +90,9 @@ def dump(body: Any) -> str:
 
     A Job is ~1,000 nodes, and the emitter's per-node cost (PyYAML's Python representer, then events into the
     emitter) made writing manifests most of a large plan's time. Here the layout is written directly, as both
-    emitters lay out block style, and the emitter formats each distinct scalar once (its quoting and literal
-    blocks); tests/test_manifests.py compares the bytes with emitter_dump. Anything outside that layout (a type
+    emitters lay out block style, and each distinct scalar is formatted once: text the emitters write plain is
+    recognised here (_PLAIN), the emitter formats the rest (its quoting and literal blocks); tests/test_manifests.py
+    compares the bytes with emitter_dump, both emitters' on the plain text. Anything outside that layout (a type
     other than JSON's, a key the emitter would write as `? key`) goes to emitter_dump whole.
     """
     if type(body) is not dict or not body:
@@ -110,6 +113,19 @@ class _NotBlockLayout(Exception):
 _scalars: dict[str, tuple[str, tuple[str, ...]]] = {}  # text -> its first line and the rest, as the emitter wrote it
 _SCALARS_KEPT = 50_000
 _WORDS = {True: "true", False: "false", None: "null"}
+# Text both emitters write plain (unquoted) in block context without asking them, when it does not also read as another
+# type: no indicator can start it (it starts alphanumeric), no space, line break, `#` or other flow or block
+# indicator, and a `:` never at its end (`: ` and a final `:` are indicators; `://` is not). Most of a large plan's
+# distinct strings (names, hashes, URIs, images) are these; anything else is formatted by the emitter itself.
+_PLAIN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_./:-]*(?<!:)")
+# What the emitters consult to tell whether a plain scalar would read back as another type (bool, int, float, null,
+# timestamp...): the dumper's own implicit resolvers for the first character, and those for any (as Resolver.resolve).
+_IMPLICIT = {
+    first: [regexp for _tag, regexp in [*found, *_BASE_DUMPER.yaml_implicit_resolvers.get(None, [])]]
+    for first, found in _BASE_DUMPER.yaml_implicit_resolvers.items()
+    if first is not None
+}
+_IMPLICIT_ANY = [regexp for _tag, regexp in _BASE_DUMPER.yaml_implicit_resolvers.get(None, [])]
 
 
 def _scalar(value: Any, column: int, key: bool = False) -> str:
@@ -119,9 +135,13 @@ def _scalar(value: Any, column: int, key: bool = False) -> str:
         if formatted is None:
             if len(_scalars) >= _SCALARS_KEPT:
                 _scalars.clear()  # most of a large plan's distinct strings belong to one run each
-            # As a mapping value at column 0: a literal block's lines are then indented by 2, its header on the key's line.
-            head, *tail = emitter_dump({"k": value})[3:-1].split("\n")
-            formatted = _scalars[value] = (head, tuple(tail))
+            if _PLAIN.fullmatch(value) and not any(regexp.match(value) for regexp in _IMPLICIT.get(value[0], _IMPLICIT_ANY)):
+                formatted = _scalars[value] = (value, ())
+            else:
+                # As a mapping value at column 0: a literal block's lines are then indented by 2, its header on the
+                # key's line.
+                head, *tail = emitter_dump({"k": value})[3:-1].split("\n")
+                formatted = _scalars[value] = (head, tuple(tail))
         first, rest = formatted
         if key and (rest or len(first) >= _SIMPLE_KEY_LIMIT):
             raise _NotBlockLayout
@@ -139,32 +159,79 @@ def _scalar(value: Any, column: int, key: bool = False) -> str:
     raise _NotBlockLayout
 
 
+_heads: dict[int, dict[str, str]] = {}  # column -> string key -> its line's start (`<pad><key>:`)
+_HEADS_KEPT = 10_000
+_entries: dict[tuple[Any, ...], list[str]] = {}  # (column, a scalar mapping's items and types) -> its lines as an entry
+_ENTRIES_KEPT = 50_000
+
+
 def _block(value: dict[Any, Any] | list[Any], column: int, lines: list[str]) -> None:
-    """The lines of a non-empty mapping or sequence whose entries start at `column`."""
+    """The lines of a non-empty mapping or sequence whose entries start at `column`.
+
+    One call per mapping or sequence, not per entry: a scalar entry (most of a manifest) is a cache lookup and one
+    line, its key's `<pad><key>:` and its value's text both formatted once per plan."""
+    append = lines.append
     pad = " " * column
     if type(value) is dict:
+        heads = _heads.get(column)
+        if heads is None:
+            heads = _heads[column] = {}
         for key, item in value.items():
-            _entry(f"{pad}{_scalar(key, column, key=True)}:", item, column, lines, in_mapping=True)
+            head = heads.get(key) if type(key) is str else None
+            if head is None:
+                head = f"{pad}{_scalar(key, column, key=True)}:"
+                if type(key) is str:  # not 1 or True: equal keys of other types would share an entry
+                    if len(heads) >= _HEADS_KEPT:
+                        heads.clear()
+                    heads[key] = head
+            kind = type(item)
+            if kind is dict:
+                if item:
+                    append(head)
+                    _block(item, column + 2, lines)  # a mapping nests 2 columns in
+                else:
+                    append(f"{head} {{}}")
+            elif kind is list:
+                if item:
+                    append(head)
+                    _block(item, column, lines)  # a sequence under a key starts at the key's column (indentless)
+                else:
+                    append(f"{head} []")
+            else:
+                formatted = _scalars.get(item) if kind is str else None
+                append(f"{head} {formatted[0] if formatted and not formatted[1] else _scalar(item, column)}")
     else:
+        dash = f"{pad}-"
         for item in value:
-            _entry(f"{pad}-", item, column, lines, in_mapping=False)
-
-
-def _entry(head: str, item: Any, column: int, lines: list[str], in_mapping: bool) -> None:
-    kind = type(item)
-    if kind is not dict and kind is not list:
-        lines.append(f"{head} {_scalar(item, column)}")
-    elif not item:
-        lines.append(f"{head} {{}}" if kind is dict else f"{head} []")
-    elif in_mapping:
-        # A mapping nests 2 columns in; a sequence under a key starts at the key's column (an indentless sequence).
-        lines.append(head)
-        _block(item, column + 2 if kind is dict else column, lines)
-    else:
-        # A sequence entry's mapping or sequence starts on the dash's line.
-        first = len(lines)
-        _block(item, column + 2, lines)
-        lines[first] = f"{head} {lines[first][column + 2 :]}"
+            kind = type(item)
+            if kind is dict or kind is list:
+                if item:
+                    entry = None
+                    if kind is dict:
+                        # A mapping of scalars (an env variable, a volume mount, a port) is written once per plan: its
+                        # entries and their types are the key (True and 1 are equal, and hash alike, but not written
+                        # alike); a nested mapping or sequence makes it unhashable, and not cached.
+                        try:
+                            entry = (column, *item.items(), *map(type, item.values()))
+                            cached = _entries.get(entry)
+                        except TypeError:
+                            entry = cached = None
+                        if cached is not None:
+                            lines += cached
+                            continue
+                    # A sequence entry's mapping or sequence starts on the dash's line.
+                    first = len(lines)
+                    _block(item, column + 2, lines)
+                    lines[first] = f"{dash} {lines[first][column + 2 :]}"
+                    if entry is not None:
+                        if len(_entries) >= _ENTRIES_KEPT:
+                            _entries.clear()
+                        _entries[entry] = lines[first:]
+                else:
+                    append(f"{dash} {{}}" if kind is dict else f"{dash} []")
+            else:
+                formatted = _scalars.get(item) if kind is str else None
+                append(f"{dash} {formatted[0] if formatted and not formatted[1] else _scalar(item, column)}")
 
 
 def rendered_runs(registrations: Iterable[Any]) -> dict[str, list[dict[str, Any]]]:
@@ -219,10 +286,24 @@ def write_manifests(directory: Path, objects: Iterable[tuple[str, dict[str, Any]
     """Write each object to `directory`/<relative name>, replacing whatever an earlier plan left there."""
     shutil.rmtree(directory, ignore_errors=True)
     directory.mkdir(parents=True)
-    made: set[Path] = set()
+    made: set[str] = set()
+    root = str(directory)
     for rel, body in objects:
-        path = directory / rel
-        if path.parent not in made:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            made.add(path.parent)
-        path.write_text(dump(body), encoding="utf-8")
+        path = os.path.join(root, rel)
+        parent = os.path.dirname(path)
+        if parent not in made:
+            os.makedirs(parent, exist_ok=True)
+            made.add(parent)
+        _write(path, dump(body).encode())
+
+
+def _write(path: str, data: bytes) -> None:
+    # Three system calls (open, write, close) where Path.write_text makes seven: a large plan writes tens of
+    # thousands of files.
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+    finally:
+        os.close(fd)

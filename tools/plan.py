@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import datetime
 import functools
+import gc
 import json
 import logging
 import os
@@ -25,6 +27,7 @@ import runpy
 import sys
 import time
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -307,7 +310,27 @@ def _settings(result: PlanResult) -> list[str]:
     return lines
 
 
+@contextlib.contextmanager
+def without_cycle_collection() -> Iterator[None]:
+    """Python's cycle collector off for a plan: a plan is one short process that builds a large graph of live objects
+    (every registration, Output and rendered object is kept until the plan is written), and each collection walks
+    all of them again (over a quarter of a 2,000-run plan's CPU). The little cyclic garbage (asyncio tasks, about
+    20 KB per run) is freed when the process ends. Reference counting frees everything else as usual."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def main(argv: list[str] | None = None) -> int:
+    with without_cycle_collection():
+        return _main(argv)
+
+
+def _main(argv: list[str] | None) -> int:
     parser = argparse.ArgumentParser(prog="make plan", description=__doc__.split("\n\n")[0])
     parser.add_argument("--stack", default="dev", help="stack name; reads Pulumi.<stack>.yaml")
     parser.add_argument("--config", type=Path, help="plan this stack file instead")
@@ -417,4 +440,7 @@ def cost_summary(cost: dict[str, Any]) -> list[str]:
 
 
 if __name__ == "__main__":
+    # Off for good: the process ends with the plan. Turned back on, the collector's first pass would walk every object
+    # allocated while it was off (about a second at 2,000 runs) just before the process exits.
+    gc.disable()
     sys.exit(main())

@@ -35,17 +35,21 @@ from workloads.renderers.run import budget_of
 UNIT = "USD per admission"
 
 
-def viewport_hourly(run: Resource, resources: Sequence[Resource], catalog: Catalog) -> float:
+def viewport_hourly(run: Resource, public_subnets: int, catalog: Catalog) -> float:
     """A run's LoadBalancer Service is an internet-facing NLB: NLB hours plus one public IPv4 per public subnet (AZ)."""
     objects = run_objects(run)
     if not any(o.get("kind") == "Service" and (o.get("spec") or {}).get("type") == "LoadBalancer" for o in objects):
         return 0.0
-    public_subnets = sum(
+    return catalog.services["nlbHourly"] + public_subnets * catalog.services["publicIpv4Hourly"]
+
+
+def public_subnet_count(resources: Sequence[Resource]) -> int:
+    """The stack's public subnets (an internet-facing NLB takes one public IPv4 in each)."""
+    return sum(
         1
         for r in resources
         if r.resource_type == "aws:ec2/subnet:Subnet" and "kubernetes.io/role/elb" in (r.props.get("tags") or {})
     )
-    return catalog.services["nlbHourly"] + public_subnets * catalog.services["publicIpv4Hourly"]
 
 
 def _int(value: Any) -> int:
@@ -71,6 +75,7 @@ def _typical(run: Resource) -> tuple[float, float, float] | None:
 def run_estimates(resources: Sequence[Resource], groups: Sequence[NodeGroupShape], catalog: Catalog) -> list[dict[str, Any]]:
     """Each run's and job's cost per admission, on the GPU group of its capacity type (the priciest type of the group)."""
     gpu_groups = [g for g in groups if g.gpu]
+    public_subnets = public_subnet_count(resources)  # once, not once per run with a viewport
     out: list[dict[str, Any]] = []
     for run in filter(is_run, resources):
         job = run_job(run)
@@ -97,7 +102,7 @@ def run_estimates(resources: Sequence[Resource], groups: Sequence[NodeGroupShape
         grace = pod.get("terminationGracePeriodSeconds")
         scale_down_hours = SCALE_DOWN_UNNEEDED_SECONDS / 3600
         after_hours = (30 if grace is None else _int(grace)) / 3600 + scale_down_hours
-        viewport = viewport_hourly(run, resources, catalog)
+        viewport = viewport_hourly(run, public_subnets, catalog)
         bound = (deadline_hours + after_hours) * pods
         entry |= {
             "upToUsd": round(_hourly(group, catalog) * bound + viewport * (deadline_hours + ttl_hours), 2),
