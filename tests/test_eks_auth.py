@@ -142,3 +142,17 @@ def test_kubeconfig_connection_uses_the_kubeconfig_credentials() -> None:
         assert _get(client, "/apis/batch/v1/namespaces/default/jobs/x") == 404
     assert kube.requests[0].headers["authorization"] == "Bearer static-token"
     assert eks_auth._tokens == {}, "no EKS token is minted for a kubeconfig connection"
+
+
+def test_sessions_share_one_data_loader_per_data_path(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+    """Each client gets its own session (sessions are not thread-safe), but the parsed endpoint and model files are
+    read once per process and data path: the same Loader object, and a client made from it works as before."""
+    monkeypatch.delenv("AWS_DATA_PATH", raising=False)
+    first, second = eks_auth._session(), eks_auth._session()
+    assert first is not second and first._session is not second._session
+    loader = first._session.get_component("data_loader")
+    assert second._session.get_component("data_loader") is loader
+    assert second.client("sts", region_name="us-east-1").meta.service_model.service_name == "sts"
+    monkeypatch.setenv("AWS_DATA_PATH", str(tmp_path))  # another data path: a Loader of its own that searches it
+    other = eks_auth._session()._session.get_component("data_loader")
+    assert other is not loader and str(tmp_path) in other.search_paths

@@ -46,6 +46,32 @@ _api_clients: dict[tuple[str, ...], Any] = {}
 _clusters: dict[tuple[str, str], tuple[str, str]] = {}
 
 
+_data_loaders: dict[str | None, Any] = {}  # AWS_DATA_PATH -> the botocore Loader every session here shares
+
+
+def _session() -> Any:
+    """A new boto3 session (sessions are not thread-safe; each client gets its own) that shares one botocore data
+    Loader per data path with the others: each session would otherwise read and parse the endpoint and service-model
+    JSON files again (~0.1 s of CPU per client; a test or a provider host makes many)."""
+    import os
+
+    import boto3
+    import botocore.loaders
+    import botocore.session
+
+    core = botocore.session.get_session()
+    path = os.environ.get("AWS_DATA_PATH")
+    with _loader_lock:
+        loader = _data_loaders.get(path)
+        if loader is None:
+            loader = _data_loaders[path] = botocore.loaders.create_loader(core.get_config_variable("data_path"))
+    core.register_component("data_loader", loader)
+    return boto3.session.Session(botocore_session=core)
+
+
+_loader_lock = threading.Lock()  # not _lock: _session is called while _lock is held
+
+
 def reset_caches() -> None:
     """Forget clients and tokens (tests switch credentials and servers between cases)."""
     with _lock:
@@ -73,10 +99,9 @@ def _sts_client(region: str) -> Any:
     with _lock:
         client = _sts_clients.get(region)
         if client is None:
-            import boto3
 
             # boto3 clients are thread-safe (sessions are not): one per region, built under the lock.
-            client = boto3.session.Session().client("sts", region_name=region)
+            client = _session().client("sts", region_name=region)
             client.meta.events.register("provide-client-params.sts.GetCallerIdentity", _move_cluster_id_to_context)
             client.meta.events.register("before-sign.sts.GetCallerIdentity", _sign_cluster_id_header)
             _sts_clients[region] = client
@@ -100,11 +125,10 @@ def describe_cluster(cluster_name: str, region: str) -> tuple[str, str]:
         cached = _clusters.get(key)
     if cached is not None:
         return cached
-    import boto3
     from botocore.exceptions import BotoCoreError, ClientError
 
     try:
-        cluster = boto3.session.Session().client("eks", region_name=region).describe_cluster(name=cluster_name)["cluster"]
+        cluster = _session().client("eks", region_name=region).describe_cluster(name=cluster_name)["cluster"]
     except (ClientError, BotoCoreError) as err:
         raise ConnectionError(
             f"cannot look up EKS cluster {cluster_name} in {region} ({err}): check that your AWS identity may "
@@ -130,7 +154,6 @@ def _client(service: str, region: str, cache: dict[str, Any]) -> Any:
     with _lock:
         client = cache.get(region)
         if client is None:
-            import boto3
             from botocore.config import Config
 
             # Room for the command's concurrent reads (listing.S3_THREADS) on one client's connection pool.
@@ -138,7 +161,7 @@ def _client(service: str, region: str, cache: dict[str, Any]) -> Any:
             # which S3 is retiring and regions opened since 2014 refuse.
             signing = {"signature_version": "s3v4"} if service == "s3" else {}
             config = Config(max_pool_connections=64, **signing)
-            client = boto3.session.Session().client(service, region_name=region, config=config)
+            client = _session().client(service, region_name=region, config=config)
             cache[region] = client
         return client
 
