@@ -224,3 +224,39 @@ def test_write_manifests_replaces_an_earlier_plans_files(tmp_path: Path) -> None
     manifests.write_manifests(out, [("platform/y.yaml", {"kind": "Namespace", "metadata": {"name": "n"}})])
     assert sorted(str(p.relative_to(out)) for p in out.rglob("*")) == ["platform", "platform/y.yaml"]
     assert (out / "platform" / "y.yaml").read_text() == "kind: Namespace\nmetadata:\n  name: n\n"
+
+
+# Text whose emitter formatting depends on where it sits: a `|+` block (the emitter then ends the document with `...`),
+# Unicode line breaks the emitter writes raw and indents after, and keys libyaml writes as `? key` (any line break; more
+# than 128 bytes of UTF-8, fewer than 128 characters).
+WHERE_IT_SITS = ["\n", " \n", "a\n\n", "\n\n", "a\u2028b", "a\u2029", "\u2028", "a\x85b", "x\ry", "é" * 70, "日" * 43]
+
+
+def test_text_whose_layout_depends_on_its_place_is_written_as_the_emitter_writes_it() -> None:
+    manifests._scalars.clear()
+    for text in WHERE_IT_SITS:
+        for body in (
+            {"data": {"f": text, "g": 1}},
+            {"a": [{"b": text}, text, [text]], "z": "end"},
+            {"k": {text: 1, "after": "x"}},
+            {text: [text]},
+        ):
+            written = dump(body)
+            assert written == emitter_dump(body), body
+            assert yaml.safe_load(written) == body, body
+
+
+def test_without_libyaml_the_writer_gives_the_pure_emitters_bytes(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A copy of the module loaded as on a PyYAML without libyaml: its writer must match the pure emitter, whose layout
+    # differs from libyaml's in places (an empty key is `? ''` to it, `'': ...` to libyaml).
+    import importlib.util
+
+    monkeypatch.delattr(yaml, "CSafeDumper", raising=False)
+    spec = importlib.util.spec_from_file_location("manifests_without_libyaml", manifests.__file__)
+    assert spec is not None and spec.loader is not None
+    pure = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(pure)
+    assert pure._BASE_DUMPER is yaml.SafeDumper
+    for text in ["", *WHERE_IT_SITS, "plain", "yes", "a: b"]:
+        for body in ({"k": {text: 1, "after": [text]}}, {"a": [{text: text}]}):
+            assert pure.dump(body) == pure.emitter_dump(body), body

@@ -54,6 +54,17 @@ _BASE_DUMPER: type[yaml.SafeDumper] = getattr(yaml, "CSafeDumper", yaml.SafeDump
 # Keys libyaml and PyYAML write as simple keys (`key: value`): shorter than this (PyYAML emitter.check_simple_key,
 # libyaml yaml_emitter_check_simple_key); longer ones become explicit `? key` entries, which `dump` leaves to them.
 _SIMPLE_KEY_LIMIT = 128
+# Line breaks to both emitters (libyaml IS_BREAK, PyYAML's analyze_scalar): a key holding one is written `? key`.
+_BREAK = re.compile("[\r\n\x85\u2028\u2029]")
+# The line breaks the emitters may write raw in a quoted scalar; "\n" is the only one `dump` lays out itself.
+_RAW_BREAK = re.compile("[\x85\u2028\u2029]")
+
+
+def _simple_key_too_long(key: str) -> bool:
+    # libyaml counts a key's UTF-8 bytes (at most 128 for a simple key), PyYAML its characters (fewer than 128).
+    return len(key.encode("utf-8", "surrogatepass")) >= _SIMPLE_KEY_LIMIT
+
+
 # A line width no line reaches: neither emitter folds (width -1 means unlimited to libyaml, but 80 to PyYAML's own).
 _NO_FOLDING = 1 << 30
 
@@ -140,13 +151,16 @@ def _scalar(value: Any, column: int, key: bool = False) -> str:
             else:
                 # As a mapping value at column 0: a literal block's lines are then indented by 2, its header on the
                 # key's line.
-                head, *tail = emitter_dump({"k": value})[3:-1].split("\n")
+                text = emitter_dump({"k": value})
+                if text.endswith("\n...\n") or _RAW_BREAK.search(text):
+                    # A `|+` block (the emitter then ends the whole document with `...`), or a Unicode line break
+                    # written raw (the emitter indents the text after it by the column it sits at): not cached.
+                    raise _NotBlockLayout
+                head, *tail = text[3:-1].split("\n")
                 formatted = _scalars[value] = (head, tuple(tail))
         first, rest = formatted
-        if key and (rest or len(first) >= _SIMPLE_KEY_LIMIT):
-            raise _NotBlockLayout
-        if value.endswith("\n\n"):
-            raise _NotBlockLayout  # a `|+` block: the emitter ends the document after it when it comes last
+        if key and (not value or rest or len(first) >= _SIMPLE_KEY_LIMIT or _simple_key_too_long(value) or _BREAK.search(value)):
+            raise _NotBlockLayout  # the emitters write a multi-line or long key as `? key`, PyYAML's an empty one too
         if not rest:
             return first
         # A literal block's lines sit 2 columns right of the key or dash that holds it; empty lines stay empty.
