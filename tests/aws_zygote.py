@@ -7,8 +7,11 @@ and test worker imports the CLI (v1 under the test's Python, v2 under Debian's /
 Debian's `awscli`), and for each call forks a child that runs `awscli.clidriver.main()` with the caller's arguments,
 environment, working directory and standard input/output/error (the descriptors themselves, passed over the Unix
 socket), exactly as the `aws` entry point does. What stays true of a process: the exit status is the child's; a
-signal sent to `aws` (SIGTERM, SIGINT, ...) is forwarded to the child, and `aws` then dies of the same signal; an
-`aws` killed outright (SIGKILL, the end of a test's session) takes its child with it.
+signal sent to `aws` (SIGTERM, SIGINT, ...) is forwarded to the child, and `aws` then dies of the same signal; one
+ignored where `aws` started (bash starts background commands with SIGINT and SIGQUIT ignored) stays ignored; a standard
+descriptor closed there is closed for the CLI too; an `aws` killed outright (SIGKILL, the end of a test's session)
+takes its child with it, a moment later (the child is the server's, not in the script's process group). The server
+ends, with the calls still running, when the test worker that started it does, however it ends.
 
 What differs: the call starts in milliseconds, so a test that measures how long the scripts take with real start-up
 (the SIGTERM path against the spot notice) asks for real processes instead (`real_aws`). When the server cannot be
@@ -23,6 +26,7 @@ import contextlib
 import json
 import os
 import selectors
+import shutil
 import signal
 import socket
 import struct
@@ -86,6 +90,7 @@ def serve(path: str) -> None:
     selector = selectors.DefaultSelector()
     selector.register(listener, selectors.EVENT_READ)
     selector.register(wake_read, selectors.EVENT_READ)
+    selector.register(sys.stdin, selectors.EVENT_READ)  # a pipe from the worker: its end, the worker's (however it died)
     calls: dict[int, socket.socket] = {}  # child pid -> the connection of the `aws` that asked for it
     log = open(f"{path}.log", "a", buffering=1)  # noqa: SIM115 - the server's whole life
     print("ready", flush=True)
@@ -105,8 +110,24 @@ def serve(path: str) -> None:
                     except BlockingIOError:
                         break
                 _reap(calls, selector, log)
-            else:
+            elif key.fileobj is sys.stdin:
+                if not os.read(0, 512):  # (sys.stdin)
+                    _end(path, calls)
+            elif key.data in calls:  # not a call answered (and its connection closed) earlier in this round
                 _from_client(key.fileobj, key.data, calls, selector)  # type: ignore[arg-type]
+
+
+def _end(path: str, calls: dict[int, socket.socket]) -> None:
+    """The worker that started this server is gone: so are the calls still running, the socket and the server."""
+    for pid in calls:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    for leftover in (path, f"{path}.log"):
+        with contextlib.suppress(OSError):
+            os.unlink(leftover)
+    with contextlib.suppress(OSError):
+        os.rmdir(os.path.dirname(path))
+    os._exit(0)
 
 
 def _warm_data_files() -> None:
@@ -184,6 +205,13 @@ def _child(request: dict[str, Any], fds: list[int], conn: socket.socket, inherit
         for target, fd in enumerate(fds):
             os.dup2(fd, target)
             os.close(fd)
+        for number in request["ignored"]:  # ignored where `aws` started (bash's background jobs: SIGINT, SIGQUIT)
+            signal.signal(number, signal.SIG_IGN)
+        for target in request["closed"]:  # closed where `aws` started: as Python starts then, no sys.std* for it
+            os.close(target)
+            name = ("stdin", "stdout", "stderr")[target]
+            setattr(sys, name, None)
+            setattr(sys, f"__{name}__", None)
         os.chdir(str(request["cwd"]))
         os.environ.clear()
         os.environ.update(request["env"])
@@ -233,7 +261,7 @@ def _finish(code: object) -> int:
             print(code, file=sys.stderr)
             code = 1
         for stream in (sys.stdout, sys.stderr):
-            with contextlib.suppress(OSError, ValueError):
+            with contextlib.suppress(OSError, ValueError, AttributeError):  # (None: closed where `aws` started)
                 stream.flush()
     return 0 if code is None else int(code) & 0xFF
 
@@ -287,19 +315,29 @@ def client(path: str, real: str, endpoint_flag: bool) -> int:
     argv = sys.argv[1:]
     if endpoint_flag:
         argv = ["--endpoint-url", os.environ.get("AWS_ENDPOINT_URL", ""), *argv]
+    # A standard descriptor closed where `aws` started is held by /dev/null here, and closed again in the CLI's
+    # process: otherwise the socket below would take its number, and be passed on as the CLI's stdin, stdout or stderr.
+    closed = []
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            closed.append(fd)
+            stand_in = os.open(os.devnull, os.O_RDWR)  # the lowest free number: this one
+            if stand_in != fd:
+                os.dup2(stand_in, fd)
+                os.close(stand_in)
+    ignored = [number for number in FORWARDED if signal.getsignal(number) == signal.SIG_IGN]
     conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         conn.connect(path)
     except OSError:
+        conn.close()
+        for fd in closed:
+            os.close(fd)
         os.execv(real, [real, *argv])
-    fds = []
-    for fd in (0, 1, 2):
-        try:
-            os.fstat(fd)
-            fds.append(fd)
-        except OSError:
-            fds.append(os.open(os.devnull, os.O_RDWR))
-    body = json.dumps({"argv": argv, "env": dict(os.environ), "cwd": os.getcwd()}).encode()
+    request = {"argv": argv, "env": dict(os.environ), "cwd": os.getcwd(), "closed": closed, "ignored": ignored}
+    body = json.dumps(request).encode()
     # A signal that comes before the whole request is out waits for it: sent at once, its bytes would land inside it.
     held: list[int] = []
     sent = [False]
@@ -312,8 +350,9 @@ def client(path: str, real: str, endpoint_flag: bool) -> int:
             conn.sendall(f"sig {number}\n".encode())
 
     for number in FORWARDED:
-        signal.signal(number, forward)
-    socket.send_fds(conn, [HEADER.pack(len(body))], fds)
+        if number not in ignored:  # an ignored signal stays ignored, as the real CLI inherits it
+            signal.signal(number, forward)
+    socket.send_fds(conn, [HEADER.pack(len(body))], [0, 1, 2])
     conn.sendall(body)
     sent[0] = True
     while held:
@@ -322,7 +361,8 @@ def client(path: str, real: str, endpoint_flag: bool) -> int:
     while not reply.endswith(b"\n"):
         chunk = conn.recv(64)
         if not chunk:
-            return 255  # the server went away mid-call
+            print(f"aws (tests/aws_zygote.py): the fork server at {path} went away during this call", file=sys.stderr)
+            return 255
         reply += chunk
     kind, _, value = reply.decode().strip().partition(" ")
     if kind == "signal":
@@ -351,7 +391,7 @@ class Zygote:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "PYTHON"))}
         self.process = subprocess.Popen(
             [python, "-I", __file__, "serve", str(self.socket)],
-            stdin=subprocess.DEVNULL,
+            stdin=subprocess.PIPE,  # the server ends (its calls too) when this end closes: when this process ends
             stdout=subprocess.PIPE,
             text=True,
             env=env,
@@ -386,11 +426,15 @@ class Zygote:
             return f"(no log: {err})"
 
     def stop(self) -> None:
-        self.process.kill()
-        self.process.wait()
-        for leftover in self.dir.iterdir():
-            leftover.unlink()
-        self.dir.rmdir()
+        """End the server and the calls still running (it removes its socket and log)."""
+        assert self.process.stdin is not None
+        self.process.stdin.close()
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 if __name__ == "__main__" and sys.argv[1:2] == ["serve"]:

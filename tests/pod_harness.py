@@ -75,7 +75,7 @@ exec {aws} --endpoint-url "$AWS_ENDPOINT_URL" "$@"
 """
 
 
-AWS_SERVERS: list[aws_zygote.Zygote] = []  # this worker's, as started
+AWS_SERVERS: list[aws_zygote.Zygote] = []  # this worker's, as started (a hung script's report shows their calls)
 
 
 @functools.cache
@@ -377,7 +377,8 @@ def read_until(process: subprocess.Popen[str], fragment: str) -> str:
     if reader.is_alive():
         ScriptPod.kill_session(process)
         reader.join(5)
-        raise AssertionError(f"the script printed no {fragment!r} within {GUARD} s:\n{''.join(seen)}")
+        calls = "".join(f"--- aws calls through {server.real}:\n{server.log_tail()}" for server in AWS_SERVERS)
+        raise AssertionError(f"the script printed no {fragment!r} within {GUARD} s:\n{''.join(seen)}{calls}")
     if not found.is_set():
         raise AssertionError(f"the script ended without printing {fragment!r}:\n{''.join(seen)}")
     return "".join(seen)

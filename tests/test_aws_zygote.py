@@ -1,0 +1,130 @@
+"""The AWS CLI fork server the script tests run `aws` through (tests/aws_zygote.py): what a script sees of an `aws` call
+is what it sees of the real CLI's own process, and the server neither dies nor outlives its test worker."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import aws_zygote
+import pytest
+from pod_harness import AWS_CLIS, AWS_V2, GUARD, VENV_BIN, Moto, ScriptPod, moto_server_for
+
+BUCKET = "zygote-bucket"
+
+
+@pytest.fixture(scope="module")
+def moto_server() -> Iterator[Moto]:
+    yield from moto_server_for((BUCKET,))
+
+
+@pytest.fixture(params=AWS_CLIS)
+def pods(request: pytest.FixtureRequest, tmp_path: Path, moto_server: Moto) -> tuple[ScriptPod, ScriptPod]:
+    """The same pod twice: `aws` through this worker's fork server, and `aws` as the CLI's own process."""
+    moto_server.reset()
+    served, real = tmp_path / "served", tmp_path / "real"
+    served.mkdir()
+    real.mkdir()
+    return ScriptPod(served, moto_server, "h", {}, request.param), ScriptPod(real, moto_server, "h", {}, request.param, True)
+
+
+def bash(pod: ScriptPod, source: str) -> tuple[int, str, str]:
+    done = subprocess.run(["bash", "-c", source], env=pod.env, capture_output=True, text=True, timeout=30)
+    return done.returncode, done.stdout, done.stderr
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        f"aws s3 cp - s3://{BUCKET}/k <&-; echo status $?",  # no stdin: the CLI refuses at once
+        f"aws s3 ls s3://{BUCKET} >&-; echo status $? >&2",  # no stdout: writing the listing fails
+        f"aws s3 cp s3://{BUCKET}/missing - 2>&-; echo status $?",  # no stderr
+    ],
+    ids=["stdin", "stdout", "stderr"],
+)
+def test_a_closed_standard_stream_is_closed_for_the_cli_too(pods: tuple[ScriptPod, ScriptPod], source: str) -> None:
+    # Before: the `aws` client's socket to the server took the closed descriptor's number, and was passed on as the
+    # CLI's stdin (the call then waited for itself forever), stdout or stderr (the output went to the server).
+    served, real = pods
+    if "ls" in source:
+        real.moto.s3.put_object(Bucket=BUCKET, Key="listed", Body=b"x")
+    assert bash(served, source) == bash(real, source)
+
+
+def test_a_signal_the_caller_ignores_stays_ignored(pods: tuple[ScriptPod, ScriptPod]) -> None:
+    # bash starts a background command with SIGINT and SIGQUIT ignored (no job control), and a `trap '' TERM` is
+    # inherited the same way: the real CLI never sees them, so the call goes on. Before: the client forwarded them.
+    served, real = pods
+    served.moto.s3.put_object(Bucket=BUCKET, Key="slow", Body=b"finished")
+    served.moto.slow("GET", f"/{BUCKET}/slow", delay=1.5)
+    source = (
+        f'aws s3 cp s3://{BUCKET}/slow - & pid=$!; sleep 0.7; kill -INT $pid; kill -QUIT $pid; wait $pid; echo " $?";'
+        f"(trap '' TERM; exec aws s3 cp s3://{BUCKET}/slow -) & pid=$!; sleep 0.7; kill -TERM $pid; wait $pid; echo \" $?\""
+    )
+    assert bash(served, source) == bash(real, source) == (0, "finished 0\nfinished 0\n", "")
+
+
+@pytest.fixture(params=AWS_CLIS)
+def own_server(request: pytest.FixtureRequest) -> Iterator[aws_zygote.Zygote]:
+    """A fork server of this test's own (this worker's shared one stays out of a test that may break it)."""
+    server = (
+        aws_zygote.Zygote(VENV_BIN / "aws", sys.executable, endpoint_flag=False)
+        if request.param == "v1"
+        else aws_zygote.Zygote(AWS_V2, "/usr/bin/python3", endpoint_flag=True)
+    )
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def test_the_server_outlives_a_call_that_ends_while_its_client_is_killed(
+    own_server: aws_zygote.Zygote, tmp_path: Path, moto_server: Moto
+) -> None:
+    # The call's end (SIGCHLD) and its client's death (the end of its connection) reach the server in one round, the
+    # end first: it answered and closed the connection, then read from the closed one and died (every later call then
+    # paid the CLI's start-up, and those in flight ended with 255).
+    moto_server.reset()
+    moto_server.s3.put_object(Bucket=BUCKET, Key="slow", Body=b"x")
+    moto_server.slow("GET", f"/{BUCKET}/slow", delay=1)
+    pod = ScriptPod(tmp_path, moto_server, "h", {})
+    bin_dir = own_server.shim(tmp_path / "aws-own")
+    env = {**pod.env, "PATH": f"{bin_dir}:/usr/bin:/bin"}
+    call = subprocess.Popen(["bash", "-c", f"exec aws s3 cp s3://{BUCKET}/slow -"], env=env, stdout=subprocess.DEVNULL)
+    time.sleep(0.5)  # its CLI is waiting on S3
+    stalled = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    stalled.connect(str(own_server.socket))  # a client that sends nothing yet: the server waits for its request
+    time.sleep(2)  # meanwhile the call ends
+    call.kill()
+    call.wait()
+    stalled.close()
+    time.sleep(0.5)
+    assert own_server.process.poll() is None, own_server.process.stderr
+    done = subprocess.run(["bash", "-c", "aws --version"], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert own_server.log_tail().splitlines()[-2].endswith(" --version")  # it ran through the server
+
+
+def test_the_server_ends_with_the_worker_that_started_it(tmp_path: Path) -> None:
+    # A test worker killed outright (a crash, a `timeout`, the CI's cancel) runs no atexit: before, its servers (and
+    # their calls) lived on, ~100 MB each.
+    starter = (
+        "import sys; sys.path.insert(0, sys.argv[1]); import aws_zygote, pathlib, time\n"
+        "server = aws_zygote.Zygote(pathlib.Path(sys.argv[2]), sys.executable, endpoint_flag=False)\n"
+        "print(server.process.pid, server.dir, flush=True); time.sleep(600)\n"
+    )
+    here = str(Path(aws_zygote.__file__).parent)
+    worker = subprocess.Popen([sys.executable, "-c", starter, here, str(VENV_BIN / "aws")], stdout=subprocess.PIPE, text=True)
+    assert worker.stdout is not None
+    pid, directory = worker.stdout.readline().split()
+    worker.kill()
+    worker.wait()
+    deadline = time.monotonic() + GUARD
+    while Path(f"/proc/{pid}").exists() and Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z":
+        assert time.monotonic() < deadline, f"the fork server {pid} outlived its worker"
+        time.sleep(0.1)
+    assert not Path(directory).exists()  # its socket and log went with it
