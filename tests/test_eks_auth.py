@@ -156,3 +156,26 @@ def test_sessions_share_one_data_loader_per_data_path(monkeypatch: pytest.Monkey
     monkeypatch.setenv("AWS_DATA_PATH", str(tmp_path))  # another data path: a Loader of its own that searches it
     other = eks_auth._session()._session.get_component("data_loader")
     assert other is not loader and str(tmp_path) in other.search_paths
+
+
+def test_sessions_leave_the_shared_loaders_search_paths_as_one_session_does(monkeypatch: pytest.MonkeyPatch) -> None:
+    # boto3 appends its own data directory to its session's Loader (boto3/session.py _setup_loader): once per
+    # session, so a shared Loader searched one more directory, the same one, for every client made (without end).
+    monkeypatch.delenv("AWS_DATA_PATH", raising=False)
+    paths = list(eks_auth._session()._session.get_component("data_loader").search_paths)
+    for _ in range(5):
+        loader = eks_auth._session()._session.get_component("data_loader")
+    assert loader.search_paths == paths and len(set(paths)) == len(paths)
+
+
+def test_a_data_path_set_in_the_config_file_gets_its_own_loader(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+    # botocore reads data_path from AWS_DATA_PATH or the profile in the config file: the Loader is the one of the data
+    # path in effect, not of the environment variable alone.
+    monkeypatch.delenv("AWS_DATA_PATH", raising=False)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    plain = eks_auth._session()._session.get_component("data_loader")
+    config = tmp_path / "config"
+    config.write_text(f"[default]\ndata_path = {tmp_path}\n")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(config))
+    configured = eks_auth._session()._session.get_component("data_loader")
+    assert configured is not plain and str(tmp_path) in configured.search_paths

@@ -46,27 +46,31 @@ _api_clients: dict[tuple[str, ...], Any] = {}
 _clusters: dict[tuple[str, str], tuple[str, str]] = {}
 
 
-_data_loaders: dict[str | None, Any] = {}  # AWS_DATA_PATH -> the botocore Loader every session here shares
+_data_loaders: dict[str | None, Any] = {}  # data path -> the botocore Loader every session here shares
 
 
 def _session() -> Any:
     """A new boto3 session (sessions are not thread-safe; each client gets its own) that shares one botocore data
     Loader per data path with the others: each session would otherwise read and parse the endpoint and service-model
     JSON files again (~0.1 s of CPU per client; a test or a provider host makes many)."""
-    import os
-
     import boto3
     import botocore.loaders
     import botocore.session
 
     core = botocore.session.get_session()
-    path = os.environ.get("AWS_DATA_PATH")
+    path = core.get_config_variable("data_path")  # AWS_DATA_PATH, or the profile's data_path in the config file
     with _loader_lock:
         loader = _data_loaders.get(path)
         if loader is None:
-            loader = _data_loaders[path] = botocore.loaders.create_loader(core.get_config_variable("data_path"))
-    core.register_component("data_loader", loader)
-    return boto3.session.Session(botocore_session=core)
+            loader = _data_loaders[path] = botocore.loaders.create_loader(path)
+        core.register_component("data_loader", loader)
+        session = boto3.session.Session(botocore_session=core)
+        # boto3 appends its own data directory to the session's Loader (boto3/session.py _setup_loader): shared, the
+        # Loader needs it once, not once more for every session.
+        paths = loader.search_paths
+        if paths.count(paths[-1]) > 1:
+            paths.pop()
+    return session
 
 
 _loader_lock = threading.Lock()  # not _lock: _session is called while _lock is held
@@ -99,7 +103,6 @@ def _sts_client(region: str) -> Any:
     with _lock:
         client = _sts_clients.get(region)
         if client is None:
-
             # boto3 clients are thread-safe (sessions are not): one per region, built under the lock.
             client = _session().client("sts", region_name=region)
             client.meta.events.register("provide-client-params.sts.GetCallerIdentity", _move_cluster_id_to_context)
