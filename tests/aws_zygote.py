@@ -9,7 +9,7 @@ environment, working directory and standard input/output/error (the descriptors 
 socket), exactly as the `aws` entry point does. What stays true of a process: the exit status is the child's; a
 signal sent to `aws` (SIGTERM, SIGINT, ...) is forwarded to the child, and `aws` then dies of the same signal; one
 ignored where `aws` started (bash starts background commands with SIGINT and SIGQUIT ignored) stays ignored; a standard
-descriptor closed there is closed for the CLI too; an `aws` killed outright (SIGKILL, the end of a test's session)
+descriptor closed there is closed for the CLI too; its umask is the caller's; an `aws` killed outright (SIGKILL, the end of a test's session)
 takes its child with it, a moment later (the child is the server's, not in the script's process group). The server
 ends, with the calls still running, when the test worker that started it does, however it ends.
 
@@ -213,6 +213,7 @@ def _child(request: dict[str, Any], fds: list[int], conn: socket.socket, inherit
             setattr(sys, name, None)
             setattr(sys, f"__{name}__", None)
         os.chdir(str(request["cwd"]))
+        os.umask(request["umask"])  # the files the CLI writes (a download) get the caller's permissions
         os.environ.clear()
         os.environ.update(request["env"])
         os.environ["AWS_DATA_PATH"] = _data_path()
@@ -336,7 +337,9 @@ def client(path: str, real: str, endpoint_flag: bool) -> int:
         for fd in closed:
             os.close(fd)
         os.execv(real, [real, *argv])
-    request = {"argv": argv, "env": dict(os.environ), "cwd": os.getcwd(), "closed": closed, "ignored": ignored}
+    umask = os.umask(0o022)
+    os.umask(umask)
+    request = {"argv": argv, "env": dict(os.environ), "cwd": os.getcwd(), "umask": umask, "closed": closed, "ignored": ignored}
     body = json.dumps(request).encode()
     # A signal that comes before the whole request is out waits for it: sent at once, its bytes would land inside it.
     held: list[int] = []

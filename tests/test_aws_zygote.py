@@ -33,7 +33,7 @@ def pods(request: pytest.FixtureRequest, tmp_path: Path, moto_server: Moto) -> t
 
 
 def bash(pod: ScriptPod, source: str) -> tuple[int, str, str]:
-    done = subprocess.run(["bash", "-c", source], env=pod.env, capture_output=True, text=True, timeout=30)
+    done = subprocess.run(["bash", "-c", source], env=pod.env, cwd=pod.env["HOME"], capture_output=True, text=True, timeout=30)
     return done.returncode, done.stdout, done.stderr
 
 
@@ -53,6 +53,14 @@ def test_a_closed_standard_stream_is_closed_for_the_cli_too(pods: tuple[ScriptPo
     if "ls" in source:
         real.moto.s3.put_object(Bucket=BUCKET, Key="listed", Body=b"x")
     assert bash(served, source) == bash(real, source)
+
+
+def test_a_download_gets_the_callers_umask(pods: tuple[ScriptPod, ScriptPod]) -> None:
+    # The CLI's process is the server's child: before, it wrote files with the server's umask, not the script's.
+    served, real = pods
+    served.moto.s3.put_object(Bucket=BUCKET, Key="private", Body=b"x")
+    source = f"umask 077; aws s3 cp s3://{BUCKET}/private ./got >/dev/null && stat -c %a got"
+    assert bash(served, source) == bash(real, source) == (0, "600\n", "")
 
 
 def test_a_signal_the_caller_ignores_stays_ignored(pods: tuple[ScriptPod, ScriptPod]) -> None:
