@@ -78,14 +78,17 @@ exec {aws} --endpoint-url "$AWS_ENDPOINT_URL" "$@"
 AWS_SERVERS: list[aws_zygote.Zygote] = []  # this worker's, as started (a hung script's report shows their calls)
 
 
+def start_aws_server(version: str) -> aws_zygote.Zygote:
+    """A new fork server of that CLI version (tests/aws_zygote.py); the caller stops it."""
+    if version == "v1":
+        return aws_zygote.Zygote(VENV_BIN / "aws", sys.executable, endpoint_flag=False)
+    return aws_zygote.Zygote(AWS_V2, "/usr/bin/python3", endpoint_flag=True)
+
+
 @functools.cache
 def aws_server(version: str) -> aws_zygote.Zygote:
-    """This test worker's fork server of that CLI version (tests/aws_zygote.py), stopped when the worker exits."""
-    server = (
-        aws_zygote.Zygote(VENV_BIN / "aws", sys.executable, endpoint_flag=False)
-        if version == "v1"
-        else aws_zygote.Zygote(AWS_V2, "/usr/bin/python3", endpoint_flag=True)
-    )
+    """This test worker's fork server of that CLI version, stopped when the worker exits."""
+    server = start_aws_server(version)
     atexit.register(server.stop)
     AWS_SERVERS.append(server)
     return server

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import aws_zygote
 import pytest
-from pod_harness import AWS_CLIS, AWS_V2, GUARD, VENV_BIN, Moto, ScriptPod, moto_server_for
+from pod_harness import AWS_CLIS, GUARD, VENV_BIN, Moto, ScriptPod, moto_server_for, start_aws_server
 
 BUCKET = "zygote-bucket"
 
@@ -79,11 +79,7 @@ def test_a_signal_the_caller_ignores_stays_ignored(pods: tuple[ScriptPod, Script
 @pytest.fixture(params=AWS_CLIS)
 def own_server(request: pytest.FixtureRequest) -> Iterator[aws_zygote.Zygote]:
     """A fork server of this test's own (this worker's shared one stays out of a test that may break it)."""
-    server = (
-        aws_zygote.Zygote(VENV_BIN / "aws", sys.executable, endpoint_flag=False)
-        if request.param == "v1"
-        else aws_zygote.Zygote(AWS_V2, "/usr/bin/python3", endpoint_flag=True)
-    )
+    server = start_aws_server(request.param)
     try:
         yield server
     finally:
