@@ -51,10 +51,10 @@ venv: $(VENV)/.installed
 # Two pytest-xdist workers per core (TEST_WORKERS=0: in this process); each worker starts its own servers on free ports.
 # Two, not one: the pod-script and fault tests spend much of their time waiting on real clocks (heartbeats, retries,
 # the AWS CLI's backoff), which a second worker per core fills. On 2 cores, 2026-12-07: 218 s with 4 workers, 282 s
-# with 2, side by side on an otherwise idle machine.
+# with 2, side by side on an otherwise idle machine. It prints the ten slowest tests at the end.
 TEST_WORKERS ?= $(shell $(PYTHON) -c 'import os; print(2 * (os.cpu_count() or 1))' 2>/dev/null || echo 2)
 test: venv
-	$(PY) -m pytest -q -n $(TEST_WORKERS)
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --durations=10
 
 plan: venv
 	$(PY) -m tools.plan $(PLAN_ARGS)
