@@ -47,6 +47,7 @@ _clusters: dict[tuple[str, str], tuple[str, str]] = {}
 
 
 _data_loaders: dict[str | None, Any] = {}  # data path -> the botocore Loader every session here shares
+_loader_lock = threading.Lock()  # not _lock: _session is called while _lock is held
 
 
 def _session() -> Any:
@@ -71,9 +72,6 @@ def _session() -> Any:
         if paths.count(paths[-1]) > 1:
             paths.pop()
     return session
-
-
-_loader_lock = threading.Lock()  # not _lock: _session is called while _lock is held
 
 
 def reset_caches() -> None:
