@@ -8,7 +8,8 @@ passes --endpoint-url: nothing ever leaves 127.0.0.1. moto runs in-process as a 
 starts one and resets it before each test. A 403 comes from moto's IAM enforcement: a user whose policy denies the
 action, with request authentication turned on for the length of the script run only (`ScriptPod.denied`). Throttles
 (503 SlowDown) and slow answers come from a WSGI layer in front of moto (`Moto.fail`, `Moto.slow`), so the CLI sees
-them over HTTP and its own retries run. The order in which moto saw requests comes from its werkzeug request log.
+them over HTTP and its own retries run. The order in which moto answered requests is recorded by another WSGI layer
+(`RequestLog`), outermost: every request, whatever its answer.
 Nothing here asserts on speed: GUARD only stops a hung process from hanging the suite; the figures the fault tests
 record (time to react, the SIGTERM path) are asserted against the product's own bounds, not the machine's speed.
 """
@@ -19,7 +20,6 @@ import atexit
 import contextlib
 import functools
 import json
-import logging
 import os
 import re
 import signal
@@ -40,6 +40,7 @@ import aws_zygote
 import boto3
 import pytest
 from moto import settings as moto_settings
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler
 from moto.server import ThreadedMotoServer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -156,24 +157,66 @@ class FaultyS3:
         return [error.encode()]
 
 
+class RequestLog:
+    """The outermost WSGI layer in front of moto: `requests` gets (method, unquoted path with its query) of every
+    request as its answer starts, whatever the status (an injected fault's too), in that order; moto's own API
+    (/moto-api, the resets) is left out.
+
+    It replaces werkzeug's request log, which the tests read before: formatting and emitting a log record per request
+    cost more than the answer of a small request, and that log only ever gave the 200s (werkzeug colours every other
+    status's line, which hid it from the pattern that read it)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.requests: list[tuple[str, str]] = []
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        target = urllib.parse.unquote(environ.get("RAW_URI", ""))  # the request line's target, as the client sent it
+        if target.startswith("/moto-api"):
+            return self.app(environ, start_response)
+        request = (environ["REQUEST_METHOD"], target)
+        answered = False
+
+        def starting(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            nonlocal answered
+            if not answered:
+                answered = True
+                self.requests.append(request)
+            return start_response(status, headers, exc_info)
+
+        try:
+            return self.app(environ, starting)
+        finally:
+            if not answered:  # the app raised: werkzeug answers 500 on its own
+                self.requests.append(request)
+
+
+class QuietRequestHandler(MotoRequestHandler):
+    """moto's request handler without werkzeug's request log line (RequestLog records the requests)."""
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        pass
+
+
 class Moto:
-    """moto's server on 127.0.0.1, with the request line of every request it answered, in order."""
+    """moto's server on 127.0.0.1, with the request line of every request it answered, in order (`requests`)."""
 
     def __init__(self, buckets: Sequence[str]) -> None:
         self.buckets = tuple(buckets)
-        self.requests: list[tuple[str, str]] = []
-        handler = logging.Handler()
-        handler.emit = self._record  # type: ignore[method-assign]
-        self.logger = logging.getLogger("werkzeug")
-        self.logger.setLevel(logging.INFO)
-        self.logger.addHandler(handler)
-        self.handler = handler
         self.server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
         self.server.start()
         wsgi = self.server._server
         assert wsgi is not None
-        self.faulty = FaultyS3(wsgi.app)
-        wsgi.app = self.faulty  # werkzeug's handler calls server.app for every request
+        wsgi.RequestHandlerClass = QuietRequestHandler  # read for each new connection
+        dispatcher = wsgi.app
+        assert isinstance(dispatcher, DomainDispatcherApplication)
+        # Which backend answers a host: moto matches the host against every service's URL patterns, and lists its own
+        # package directory, on every request. Both are fixed while the tests run, so the answer per host is too.
+        dispatcher.get_backend_for_host = functools.cache(dispatcher.get_backend_for_host)  # type: ignore[method-assign]
+        self.faulty = FaultyS3(dispatcher)
+        self.log = RequestLog(self.faulty)
+        wsgi.app = self.log  # werkzeug's handler calls server.app for every request
+        self.requests = self.log.requests
         self.endpoint = f"http://127.0.0.1:{self.server.get_host_and_port()[1]}"
         self.s3 = self.client("s3")
 
@@ -186,11 +229,6 @@ class Moto:
         fault = Fault(method, path, times=times, delay=delay)
         self.faulty.faults.append(fault)
         return fault
-
-    def _record(self, record: logging.LogRecord) -> None:
-        match = re.search(r'"([A-Z]+) (\S+) HTTP/', record.getMessage())
-        if match and not match.group(2).startswith("/moto-api"):
-            self.requests.append((match.group(1), urllib.parse.unquote(match.group(2))))
 
     def client(self, service: str, key: str = "testing", secret: str = "testing") -> Any:
         return boto3.client(
@@ -207,7 +245,6 @@ class Moto:
 
     def stop(self) -> None:
         self.server.stop()
-        self.logger.removeHandler(self.handler)
 
 
 def serving(pod: Any) -> Iterator[Any]:
