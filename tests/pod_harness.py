@@ -367,6 +367,14 @@ class ScriptPod:
         loaded: dict[str, Any] = json.loads(self.get(bucket, key))
         return loaded
 
+    def get_json_if_there(self, bucket: str, key: str) -> dict[str, Any] | None:
+        """The JSON object at `key`, or None while there is none: one GET, for a test that waits for it (listing its
+        prefix instead had moto serialize every key under it, a thousand in a test, on every look)."""
+        try:
+            return self.get_json(bucket, key)
+        except self.s3.exceptions.NoSuchKey:
+            return None
+
     def keys(self, bucket: str, prefix: str = "") -> list[str]:
         listing = self.s3.list_objects_v2(Bucket=bucket, Prefix=prefix)
         return sorted(item["Key"] for item in listing.get("Contents", []))

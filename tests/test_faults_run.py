@@ -96,8 +96,9 @@ class RunPod:
         """index.json once it exists, and when it appeared (monotonic)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if f"{PREFIX}index.json" in self.s3.keys(ARTIFACTS, PREFIX):
-                return self.s3.get_json(ARTIFACTS, f"{PREFIX}index.json"), time.monotonic()
+            index = self.s3.get_json_if_there(ARTIFACTS, f"{PREFIX}index.json")
+            if index is not None:
+                return index, time.monotonic()
             time.sleep(0.1)
         raise AssertionError(f"no index.json within {timeout} s")
 
@@ -528,8 +529,7 @@ def test_progress_is_published_while_the_run_goes(pod: RunPod) -> None:
     progress: dict[str, Any] = {}
     while progress.get("steps", 0) < 50:
         assert time.monotonic() < deadline, progress
-        if f"{PREFIX}progress.json" in pod.s3.keys(ARTIFACTS, PREFIX):
-            progress = pod.s3.get_json(ARTIFACTS, f"{PREFIX}progress.json")
+        progress = pod.s3.get_json_if_there(ARTIFACTS, f"{PREFIX}progress.json") or progress
         time.sleep(0.2)
     assert progress["phase"] == "running" and progress["stopAfterSeconds"] == 300 and progress["seed"] == 7
     assert 0 < progress["simulationSeconds"] < 30 and progress["run"] == RUN

@@ -476,9 +476,10 @@ def test_upload_ships_partial_checkpoints_while_glue_runs(pod: Pod) -> None:
     read_until(upload, "following glue's heartbeat")
 
     def shipped() -> int | None:
-        if f"{PREFIX}partial.json" not in pod.keys(CHECKPOINTS, PREFIX):
+        record = pod.get_json_if_there(CHECKPOINTS, f"{PREFIX}partial.json")
+        if record is None:
             return None
-        sequence: int = pod.get_json(CHECKPOINTS, f"{PREFIX}partial.json")["sequence"]
+        sequence: int = record["sequence"]
         return sequence
 
     _partial(pod, 1)
