@@ -1,5 +1,5 @@
 """The real AWS CLI without paying its start-up on every call: a fork server that imported the CLI once, and an `aws`
-that asks it to run one command.
+that asks it to run one command (tests/aws_zygote_client.py, apart so that each call imports next to nothing).
 
 The pod scripts call `aws` dozens of times per test, and each call spent ~0.45 s of CPU before it sent a byte (the
 Python interpreter importing awscli and botocore), ~70% of the script tests' time. Here one server per CLI version
@@ -17,13 +17,13 @@ What differs: the call starts in milliseconds, so a test that measures how long 
 (the SIGTERM path against the spot notice) asks for real processes instead (`real_aws`). When the server cannot be
 reached, `aws` runs the real CLI itself.
 
-Standard library only: the server runs under the CLI's own interpreter, the client under `python -I -S`.
+Standard library only: the server runs under the CLI's own interpreter.
 """
 
 from __future__ import annotations
 
+import ast
 import contextlib
-import json
 import os
 import selectors
 import shutil
@@ -38,8 +38,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-HEADER = struct.Struct("!Q")  # the length of the request's JSON body, sent with the three descriptors
-FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
+HEADER = struct.Struct("!Q")  # the length of the request's body, sent with the three descriptors
 # Modules a call imports after the driver starts (the commands the scripts use: s3, s3api); a name a version lacks
 # is skipped.
 WARM = (
@@ -131,7 +130,7 @@ def _end(path: str, calls: dict[int, socket.socket]) -> None:
 
 
 def _warm_data_files() -> None:
-    """Read the CLI's data files (service models, endpoints, the service lists) once, here.
+    """Read the CLI's data files (service models, endpoints, the service lists) and the MIME tables once, here.
 
     Every CLI session makes its own botocore Loader, which reads and parses the JSON data files it needs: ~60% of a
     call's CPU once the imports are done. Here the Loader a session makes is kept per data path (botocore.session's
@@ -157,6 +156,9 @@ def _warm_data_files() -> None:
     for method, args, kwargs in calls:
         with contextlib.suppress(Exception):
             getattr(loader, method)(*args, **kwargs)
+    import mimetypes
+
+    mimetypes.init()  # the system's MIME tables, which `s3 cp` reads on its first guess of a file's Content-Type
 
 
 def _start(conn: socket.socket, log: Any, *inherited: object) -> int:
@@ -177,7 +179,7 @@ def _start(conn: socket.socket, log: Any, *inherited: object) -> int:
         conn.close()
         return 0
     conn.settimeout(None)
-    request = json.loads(body)
+    request = ast.literal_eval(body.decode())  # the client's repr() of the request (aws_zygote_client.py)
     pid = os.fork()
     if pid == 0:
         _child(request, fds, conn, (log, *inherited))
@@ -305,81 +307,10 @@ def _reap(calls: dict[int, socket.socket], selector: selectors.BaseSelector, log
         conn.close()
 
 
-# ---------------------------------------------------------------------------------------------
-# The client: the `aws` on the scripts' PATH
-# ---------------------------------------------------------------------------------------------
-
-
-def client(path: str, real: str, endpoint_flag: bool) -> int:
-    """Run `aws ARGS` through the server at `path` (or exec the real CLI `real` when it cannot be reached);
-    `endpoint_flag`: pass $AWS_ENDPOINT_URL as --endpoint-url first (Debian's v2 predates the variable)."""
-    argv = sys.argv[1:]
-    if endpoint_flag:
-        argv = ["--endpoint-url", os.environ.get("AWS_ENDPOINT_URL", ""), *argv]
-    # A standard descriptor closed where `aws` started is held by /dev/null here, and closed again in the CLI's
-    # process: otherwise the socket below would take its number, and be passed on as the CLI's stdin, stdout or stderr.
-    closed = []
-    for fd in (0, 1, 2):
-        try:
-            os.fstat(fd)
-        except OSError:
-            closed.append(fd)
-            stand_in = os.open(os.devnull, os.O_RDWR)  # the lowest free number: this one
-            if stand_in != fd:
-                os.dup2(stand_in, fd)
-                os.close(stand_in)
-    ignored = [number for number in FORWARDED if signal.getsignal(number) == signal.SIG_IGN]
-    conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        conn.connect(path)
-    except OSError:
-        conn.close()
-        for fd in closed:
-            os.close(fd)
-        os.execv(real, [real, *argv])
-    umask = os.umask(0o022)
-    os.umask(umask)
-    request = {"argv": argv, "env": dict(os.environ), "cwd": os.getcwd(), "umask": umask, "closed": closed, "ignored": ignored}
-    body = json.dumps(request).encode()
-    # A signal that comes before the whole request is out waits for it: sent at once, its bytes would land inside it.
-    held: list[int] = []
-    sent = [False]
-
-    def forward(number: int, _frame: object) -> None:
-        if not sent[0]:
-            held.append(number)
-            return
-        with contextlib.suppress(OSError):
-            conn.sendall(f"sig {number}\n".encode())
-
-    for number in FORWARDED:
-        if number not in ignored:  # an ignored signal stays ignored, as the real CLI inherits it
-            signal.signal(number, forward)
-    socket.send_fds(conn, [HEADER.pack(len(body))], [0, 1, 2])
-    conn.sendall(body)
-    sent[0] = True
-    while held:
-        forward(held.pop(0), None)
-    reply = b""
-    while not reply.endswith(b"\n"):
-        chunk = conn.recv(64)
-        if not chunk:
-            print(f"aws (tests/aws_zygote.py): the fork server at {path} went away during this call", file=sys.stderr)
-            return 255
-        reply += chunk
-    kind, _, value = reply.decode().strip().partition(" ")
-    if kind == "signal":
-        ended_by = int(value)
-        signal.signal(ended_by, signal.SIG_DFL)
-        os.kill(os.getpid(), ended_by)
-        return 128 + ended_by
-    return int(value)
-
-
 SHIM = """#!{python} -IS
 import sys
 sys.path.insert(0, {here!r})
-from aws_zygote import client
+from aws_zygote_client import client
 sys.exit(client({socket!r}, {real!r}, {endpoint_flag!r}))
 """
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import aws_zygote
 import pytest
-from pod_harness import AWS_CLIS, GUARD, VENV_BIN, Moto, ScriptPod, moto_server_for, start_aws_server
+from pod_harness import AWS_CLIS, AWS_V2, GUARD, VENV_BIN, Moto, ScriptPod, aws_v2_version, moto_server_for, start_aws_server
 
 BUCKET = "zygote-bucket"
 
@@ -132,3 +132,31 @@ def test_the_server_ends_with_the_worker_that_started_it(tmp_path: Path) -> None
         assert time.monotonic() < deadline, f"the fork server {pid} outlived its worker"
         time.sleep(0.1)
     assert not Path(directory).exists()  # its socket and log went with it
+
+
+def test_an_aws_call_imports_next_to_nothing() -> None:
+    # Each `aws` a script runs is a new interpreter running aws_zygote_client: before, it imported the server's module
+    # (json, subprocess, tempfile, shutil, pathlib, selectors, socket, signal: ~40 ms of CPU a call, ~10 of them the
+    # interpreter's own start).
+    here = str(Path(aws_zygote.__file__).parent)
+    source = f"import sys; sys.path.insert(0, {here!r}); before = set(sys.modules); import aws_zygote_client; "
+    source += "print(' '.join(sorted(set(sys.modules) - before)))"
+    done = subprocess.run([sys.executable, "-I", "-S", "-c", source], capture_output=True, text=True, timeout=GUARD)
+    assert done.returncode == 0, done.stderr
+    os_itself = {
+        "os",
+        "os.path",
+        "posixpath",
+        "genericpath",
+        "stat",
+        "_stat",
+        "_collections_abc",
+    }  # (`site` imports them; not with -S)
+    assert set(done.stdout.split()) <= {"aws_zygote_client", "_signal", "_socket", *os_itself}, done.stdout
+
+
+@pytest.mark.skipif(aws_v2_version() is None, reason="AWS CLI v2 is not installed here")
+def test_the_cli_v2_version_is_the_one_the_cli_reports() -> None:
+    # pod_harness reads it from the package instead of running `aws --version`, which imports the whole CLI first.
+    reported = subprocess.run([str(AWS_V2), "--version"], capture_output=True, text=True, timeout=GUARD).stdout
+    assert reported.split()[0] == aws_v2_version()
