@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import secrets
 import time
@@ -67,7 +68,9 @@ def run_sim(args: argparse.Namespace) -> None:
     next_publish = time.monotonic()
     while True:
         wait = max(0.0, next_publish - time.monotonic()) if publishing and subscribed else 0.1
-        ready = dict(poller.poll(int(wait * 1000)))
+        # Whole milliseconds, rounded up: rounded down, the last part of each wait (up to 1 ms of every 5) was a poll
+        # with no timeout, again and again, a busy loop. The schedule stays next_publish's, so the rate is unchanged.
+        ready = dict(poller.poll(math.ceil(wait * 1000)))
         if publisher in ready and publisher.recv()[:1] == b"\x01" and not subscribed:
             subscribed = True
             next_publish = time.monotonic()  # the episode starts when glue listens
@@ -92,7 +95,7 @@ def run_sim(args: argparse.Namespace) -> None:
             sim_time, reset = 0.0, True  # the same process starts its episode over: time goes back
         if publishing and subscribed and time.monotonic() >= next_publish:
             published += 1
-            observation = json.loads(json.dumps(EXAMPLE))
+            observation = dict(EXAMPLE)  # a new top level (all that changes below); the nested values are only read
             observation["time"] = round(sim_time, 6)
             observation["nociceptor"] = args.nociceptor
             observation["energy_rate"] = args.energy_rate
