@@ -382,7 +382,10 @@ def test_a_save_or_a_step_longer_than_the_observation_timeout_is_not_a_silent_si
 
 
 def test_simulation_time_going_back_is_a_restart_even_without_incarnations_or_a_dropped_connection(pod: Pod) -> None:
-    pod.sim("--reset-after", "20", "--no-incarnation").monty("--no-incarnation")
+    # 20 observations a second, not 200: glue keeps only the newest observation (CONFLATE), and the one at 0 s must
+    # not be replaced by the next before glue reads it, however loaded the machine (at 5 ms apart, it sometimes was:
+    # "went back ... to 0.01 s", or past the time it went back from, and the run went on to the end).
+    pod.sim("--reset-after", "20", "--no-incarnation", "--interval", "0.05").monty("--no-incarnation")
     result = pod.run_glue(SIMFLEET_STOP_AFTER_SECONDS="1000")
     assert result.returncode == 7, _explain(result)
     reason = pod.marker()["reason"]
