@@ -10,6 +10,7 @@ options that tool has.
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 from collections.abc import Iterator
@@ -25,10 +26,18 @@ from tools import reference
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _tracked(path: Path) -> bool:
+def _tracked_name(name: str) -> bool:
     """Part of the project, not of an environment, an output or a cache (.venv, build/, tool caches)."""
-    parts = path.relative_to(ROOT).parts
-    return not any(part.startswith(".") or part in ("build", "node_modules", "__pycache__") for part in parts)
+    return not (name.startswith(".") or name in ("build", "node_modules", "__pycache__"))
+
+
+def _markdown_files() -> list[Path]:
+    """Every markdown file of the project, below folders of the project only (not into .venv's thousands of files)."""
+    found = []
+    for folder, subfolders, files in os.walk(ROOT):
+        subfolders[:] = [name for name in subfolders if _tracked_name(name)]
+        found += [Path(folder) / name for name in files if name.endswith(".md") and _tracked_name(name)]
+    return found
 
 
 DOCS_PAGES = sorted((ROOT / "docs").rglob("*.md"))
@@ -37,7 +46,7 @@ DOCS_PAGES = sorted((ROOT / "docs").rglob("*.md"))
 DOCS = [
     ROOT / "README.md",
     *DOCS_PAGES,
-    *sorted(p for p in ROOT.rglob("*.md") if p.parent != ROOT and not p.is_relative_to(ROOT / "docs") and _tracked(p)),
+    *sorted(p for p in _markdown_files() if p.parent != ROOT and not p.is_relative_to(ROOT / "docs")),
 ]
 SHELL_LANGUAGES = {"bash", "sh", "shell"}
 NEEDS = {"AWS", "Pulumi", "cluster", "Docker", "internet", "runner"}
