@@ -44,6 +44,34 @@ def _share_botocore_data_between_sessions() -> None:
 _share_botocore_data_between_sessions()
 
 
+def _inspect_each_event_handler_once() -> None:
+    """A new botocore session registers some 200 built-in event handlers and checks, through inspect, that each takes
+    **kwargs: ~10 ms of CPU per session, and the tests make sessions by the hundred (moto, each test's own credentials).
+    A function's signature does not change, so the answer is kept per function (a bound method by its function, whose
+    **kwargs are the same); a handler without **kwargs is still refused (tests/test_test_support.py)."""
+    import inspect
+    import weakref
+
+    import botocore.hooks
+
+    check = botocore.hooks.accepts_kwargs
+    known: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+
+    @functools.wraps(check)
+    def accepts_kwargs(func: Any) -> Any:
+        function = getattr(func, "__func__", func)
+        if not inspect.isfunction(function):  # a partial, a callable object: asked each time
+            return check(func)
+        if function not in known:
+            known[function] = check(func)
+        return known[function]
+
+    botocore.hooks.accepts_kwargs = accepts_kwargs  # type: ignore[attr-defined]
+
+
+_inspect_each_event_handler_once()
+
+
 def _parse_each_kubernetes_schema_once() -> None:
     """kubernetes_validate.validate reads and parses two JSON files for every object it checks: the kind's schema and
     the version's 1.5 MB _definitions.json (~40 ms), and lists its schema directory twice. The packaged files do not

@@ -125,3 +125,25 @@ def test_a_changed_shared_plan_is_caught(monkeypatch: pytest.MonkeyPatch) -> Non
     assert sample_plans.changed() == ["dev"]
     monkeypatch.undo()
     assert sample_plans.changed() == []
+
+
+def test_event_handlers_are_checked_as_botocore_checks_them() -> None:
+    import botocore.hooks
+    import botocore.session
+    from botocore.handlers import BUILTIN_HANDLERS
+
+    cached, original = botocore.hooks.accepts_kwargs, botocore.hooks.accepts_kwargs.__wrapped__  # type: ignore[attr-defined]
+    botocore.session.Session()  # every built-in handler checked (and kept)
+    handlers = [entry[1] for entry in BUILTIN_HANDLERS]
+
+    class Handlers:
+        def with_kwargs(self, **kwargs: Any) -> None: ...
+
+        def without(self, request: Any) -> None: ...
+
+    for handler in [*handlers, Handlers().with_kwargs, Handlers().without, Handlers().with_kwargs]:
+        assert bool(cached(handler)) == bool(original(handler)), handler
+    with pytest.raises(ValueError, match="must accept keyword arguments"):
+        botocore.session.Session().register("before-call", Handlers().without)
+    with pytest.raises(ValueError, match="must accept keyword arguments"):
+        botocore.session.Session().register("before-call", Handlers().without)  # the kept answer refuses it too
