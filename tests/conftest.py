@@ -186,8 +186,12 @@ def project_commands(tmp_path_factory: pytest.TempPathFactory) -> Any:
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _shared_plans_stay_as_planned() -> Iterator[None]:
-    """The sample plans tests/sample_plans.py shares between test files: none may have been changed by a test."""
+def _shared_plans_stay_as_planned(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Where this session's workers share what they make once (tests/project_commands.py, tests/sample_plans.py); at
+    the end, no shared sample plan may have been changed by a test."""
+    import project_commands
+
+    project_commands.session_root = project_commands.session_dir(tmp_path_factory)
     yield
     shared = sys.modules.get("sample_plans")
     if shared is not None:

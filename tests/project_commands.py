@@ -20,6 +20,8 @@ ROOT = Path(__file__).resolve().parent.parent
 COMMAND_TIMEOUT_SECONDS = 300
 # Not copied into the scratch project: environments, outputs and caches.
 SCRATCH_IGNORE = shutil.ignore_patterns(".venv", "build", ".git", "__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache")
+# This test session's directory that every worker sees (session_dir), once conftest.py has set it.
+session_root: Path | None = None
 
 
 @dataclass(frozen=True)
