@@ -79,7 +79,8 @@ def locked(path: Path) -> Iterator[None]:
 class ProjectCommands:
     """Runs each distinct command (whitespace aside) once in `cwd` and gives every later asker, in this process or in
     another worker, the result it stored in `results`. A command that another process is running is waited for: a
-    command that reads what an earlier one wrote (`make plan`, then its build/plan/dev) finds it written."""
+    command that reads what an earlier one wrote (`make plan`, then its build/plan/dev) finds it written. Tests read
+    what these commands wrote (test_plan reads build/plan/dev): a command run here must not undo another's output."""
 
     def __init__(self, cwd: Path, results: Path) -> None:
         self.cwd = cwd
