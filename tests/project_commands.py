@@ -9,7 +9,7 @@ import json
 import os
 import shutil
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -104,13 +104,19 @@ def session_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
 
 
+def made_once(directory: Path, make: Callable[[Path], object]) -> Path:
+    """`directory`, filled by `make(directory)` in the first process of the session to ask; the others wait for it. A
+    directory left half made (its maker interrupted) is made again."""
+    done = directory.with_name(directory.name + ".done")
+    with locked(directory.with_name(directory.name + ".lock")):
+        if not done.exists():
+            shutil.rmtree(directory, ignore_errors=True)
+            make(directory)
+            done.touch()
+    return directory
+
+
 def session_project(tmp_path_factory: pytest.TempPathFactory) -> ProjectCommands:
     """The session's scratch copy of the project, made by the first process to ask."""
     shared = session_dir(tmp_path_factory) / "project-commands"
-    copy = shared / "simfleet"
-    with locked(shared / "copy.lock"):
-        if not (shared / "copied").exists():  # a copy interrupted half way is made again
-            shutil.rmtree(copy, ignore_errors=True)
-            scratch_project(copy)
-            (shared / "copied").touch()
-    return ProjectCommands(copy, shared / "results")
+    return ProjectCommands(made_once(shared / "simfleet", scratch_project), shared / "results")
