@@ -44,6 +44,54 @@ def _share_botocore_data_between_sessions() -> None:
 _share_botocore_data_between_sessions()
 
 
+def _inspect_each_event_handler_once() -> None:
+    """A new botocore session registers some 200 built-in event handlers and checks, through inspect, that each takes
+    **kwargs: ~10 ms of CPU per session, and the tests make sessions by the hundred (moto, each test's own credentials).
+    A function's signature does not change, so the answer is kept per function (a bound method by its function, whose
+    **kwargs are the same); a handler without **kwargs is still refused (tests/test_test_support.py)."""
+    import inspect
+    import weakref
+
+    import botocore.hooks
+
+    check = botocore.hooks.accepts_kwargs
+    known: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+
+    @functools.wraps(check)
+    def accepts_kwargs(func: Any) -> Any:
+        function = getattr(func, "__func__", func)
+        if not inspect.isfunction(function):  # a partial, a callable object: asked each time
+            return check(func)
+        if function not in known:
+            known[function] = check(func)
+        return known[function]
+
+    botocore.hooks.accepts_kwargs = accepts_kwargs  # type: ignore[attr-defined]
+
+
+_inspect_each_event_handler_once()
+
+
+def _parse_each_kubernetes_schema_once() -> None:
+    """kubernetes_validate.validate reads and parses two JSON files for every object it checks: the kind's schema and
+    the version's 1.5 MB _definitions.json (~40 ms), and lists its schema directory twice. The packaged files do not
+    change while the tests run, so each is parsed once per process; the validation itself is the package's own, with
+    the same schemas (tests/test_test_caches.py compares them with a fresh parse)."""
+    from kubernetes_validate import utils
+
+    listed = functools.lru_cache(maxsize=None)(utils.all_versions)
+
+    @functools.wraps(utils.all_versions)
+    def all_versions() -> list[str]:
+        return list(listed())  # a new list each call, as the package returns
+
+    utils.schema_contents = functools.lru_cache(maxsize=None)(utils.schema_contents)
+    utils.all_versions = all_versions
+
+
+_parse_each_kubernetes_schema_once()
+
+
 class Recorded:
     """Registrations made while a test body ran, with lookups by type and name."""
 
@@ -126,3 +174,26 @@ def cluster() -> Iterator[Any]:
 
     with FakeKube() as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def project_commands(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """A scratch copy of the project where each distinct shell command runs once per test session, offline, its result
+    shared by every worker (tests/project_commands.py): `make plan` there is the command the README shows."""
+    from project_commands import session_project
+
+    return session_project(tmp_path_factory)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _shared_plans_stay_as_planned(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Where this session's workers share what they make once (tests/project_commands.py, tests/sample_plans.py); at
+    the end, no shared sample plan may have been changed by a test."""
+    import project_commands
+
+    project_commands.session_root = project_commands.session_dir(tmp_path_factory)
+    yield
+    shared = sys.modules.get("sample_plans")
+    if shared is not None:
+        changed = shared.changed()
+        assert not changed, f"a test changed the shared plan of {changed}: change a copy (tests/sample_plans.py)"

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import datetime
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
+from sample_plans import planned, planned_dev_with_service
 
 from catalog import load_catalog
 from policies.rules import Resource
@@ -154,7 +153,7 @@ def test_example_stacks_cost() -> None:
 
     costs = {}
     for stack in ("dev", "prod"):
-        result = plan.run_program(plan.PROJECT_ROOT / f"Pulumi.{stack}.yaml", stack)
+        result = planned(stack)
         costs[stack] = plan.estimate_cost(result)
     # dev: its platform and the observability stack that runs while idle (the figure docs/researchers/cost.md states).
     assert 150 < costs["dev"]["idleMonthlyUsd"] < 200
@@ -409,7 +408,7 @@ def test_observability_runs_while_idle_so_its_lines_are_in_the_idle_figure() -> 
 def test_the_dev_sample_idle_figure_is_the_sum_of_what_it_keeps_running_and_the_docs_say_it() -> None:
     from tools import plan
 
-    cost = plan.estimate_cost(plan.run_program(plan.PROJECT_ROOT / "Pulumi.dev.yaml", "dev"))
+    cost = plan.estimate_cost(planned("dev"))
     idle = [i for i in cost["breakdown"] if i["scope"] == "idle"]
     # One figure: every idle line (the platform, the observability stack that runs while idle), no more.
     assert cost["idleMonthlyUsd"] == pytest.approx(sum(i["monthlyUsd"] for i in idle), abs=0.01)
@@ -424,13 +423,7 @@ def test_the_dev_sample_idle_figure_is_the_sum_of_what_it_keeps_running_and_the_
     assert f"${cost['idleMonthlyUsd']:,.2f}" in (plan.PROJECT_ROOT / "README.md").read_text()
     # Turning the sample's service on adds its replica to that same figure (a g5.2xlarge and its 200 GiB root) and its
     # alarm and custom metrics to the observability lines.
-    import tempfile
-
-    raw = yaml.safe_load((plan.PROJECT_ROOT / "Pulumi.dev.yaml").read_text())
-    raw["config"]["simfleet:services"][0]["enabled"] = True
-    path = Path(tempfile.mkdtemp(prefix="simfleet-cost-")) / "Pulumi.dev.yaml"
-    path.write_text(yaml.safe_dump(raw, sort_keys=False))
-    on = plan.estimate_cost(plan.run_program(path, "dev"))
+    on = plan.estimate_cost(planned_dev_with_service())
     added_observability = on["observability"]["monthlyUsd"] - cost["observability"]["monthlyUsd"]
     assert added_observability > 0
     assert on["idleMonthlyUsd"] == pytest.approx(
@@ -444,7 +437,7 @@ def test_runs_are_priced_per_admission_with_a_bound_and_a_typical_figure() -> No
     from tools import plan
     from workloads.budget import Budget
 
-    result = plan.run_program(plan.PROJECT_ROOT / "tests" / "fixtures" / "teams" / "Pulumi.teams.yaml", "teams")
+    result = planned("teams")
     by_name = {r["name"]: r for r in plan.estimate_cost(result)["runs"]}
     sweep = by_name["walk-sweep"]
     budget = Budget.of(3600, 20, 4)
@@ -466,7 +459,7 @@ def test_the_bound_is_every_cost_one_admission_can_run_up() -> None:
     from tools import plan
     from workloads.budget import Budget
 
-    result = plan.run_program(plan.PROJECT_ROOT / "tests" / "fixtures" / "teams" / "Pulumi.teams.yaml", "teams")
+    result = planned("teams")
     by_name = {r["name"]: r for r in plan.estimate_cost(result)["runs"]}
     sweep = by_name["walk-sweep"]
     budget = Budget.of(3600, 20, 4)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,16 +19,25 @@ from functools import cache
 from pathlib import Path
 
 import pytest
+from project_commands import ProjectCommands
 
 from tools import reference
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _tracked(path: Path) -> bool:
+def _tracked_name(name: str) -> bool:
     """Part of the project, not of an environment, an output or a cache (.venv, build/, tool caches)."""
-    parts = path.relative_to(ROOT).parts
-    return not any(part.startswith(".") or part in ("build", "node_modules", "__pycache__") for part in parts)
+    return not (name.startswith(".") or name in ("build", "node_modules", "__pycache__"))
+
+
+def _markdown_files() -> list[Path]:
+    """Every markdown file of the project, below folders of the project only (not into .venv's thousands of files)."""
+    found = []
+    for folder, subfolders, files in os.walk(ROOT):
+        subfolders[:] = [name for name in subfolders if _tracked_name(name)]
+        found += [Path(folder) / name for name in files if name.endswith(".md") and _tracked_name(name)]
+    return found
 
 
 DOCS_PAGES = sorted((ROOT / "docs").rglob("*.md"))
@@ -38,7 +46,7 @@ DOCS_PAGES = sorted((ROOT / "docs").rglob("*.md"))
 DOCS = [
     ROOT / "README.md",
     *DOCS_PAGES,
-    *sorted(p for p in ROOT.rglob("*.md") if p.parent != ROOT and not p.is_relative_to(ROOT / "docs") and _tracked(p)),
+    *sorted(p for p in _markdown_files() if p.parent != ROOT and not p.is_relative_to(ROOT / "docs")),
 ]
 SHELL_LANGUAGES = {"bash", "sh", "shell"}
 NEEDS = {"AWS", "Pulumi", "cluster", "Docker", "internet", "runner"}
@@ -46,9 +54,6 @@ MARKER_RE = re.compile(r"^(?P<word>needs|slow)\b(?P<rest>[^:]*)")
 FENCE_RE = re.compile(r"^(?P<fence>```+|~~~+)\s*(?P<lang>[^\s`]*)")
 HEADING_RE = re.compile(r"^#{1,6}\s+(?P<text>.+?)\s*#*\s*$")
 LINK_RE = re.compile(r"!?\[(?P<text>[^\]]*)\]\((?P<target>[^)\s]+)(?:\s+\"[^\"]*\")?\)")
-COMMAND_TIMEOUT_SECONDS = 300
-# Not copied into the scratch project: environments, outputs and caches.
-SCRATCH_IGNORE = shutil.ignore_patterns(".venv", "build", ".git", "__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -198,74 +203,40 @@ def shell_commands(paths: list[Path]) -> list[Command]:
 # ---------------------------------------------------------------------------------------------
 
 
-def scratch_project(destination: Path) -> Path:
-    """A copy of the project whose .venv is the real one's contents, marked installed so make never reinstalls."""
-    if not (ROOT / ".venv" / "bin" / "python").exists():
-        pytest.skip("the docs' commands run with the project's .venv: run `make venv` first")
-    shutil.copytree(ROOT, destination, ignore=SCRATCH_IGNORE)
-    venv = destination / ".venv"
-    venv.mkdir()
-    for entry in (ROOT / ".venv").iterdir():
-        if entry.name != ".installed":
-            (venv / entry.name).symlink_to(entry)
-    (venv / ".installed").touch()
-    for requirements in destination.glob("requirements*.txt"):
-        os.utime(requirements, (0, 0))  # older than .installed: `make` has nothing to install
-    return destination
-
-
-def offline_env() -> dict[str, str]:
-    # Nothing from the caller's cloud or program settings leaks into a command that claims to be offline.
-    return {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "PULUMI_", "SIMFLEET_", "KUBECONFIG"))}
-
-
-def run(code: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["bash", "-euo", "pipefail", "-c", code],
-        cwd=cwd,
-        env=offline_env(),
-        capture_output=True,
-        text=True,
-        timeout=COMMAND_TIMEOUT_SECONDS,
-        check=False,
-    )
-
-
 def where(command: Command, root: Path) -> str:
     return f"{command.path.relative_to(root) if command.path.is_relative_to(root) else command.path}:{command.line}"
 
 
-def marked_command_problems(command: Command, cwd: Path) -> list[str]:
+def marked_command_problems(command: Command, project: ProjectCommands) -> list[str]:
     """A marked command is not run, but its `make` targets must exist and its tools options must be real."""
     problems = []
     for part in re.split(r"&&|;|\|\|", command.code):
         words = part.split()
         if words[:1] == ["make"]:
-            done = run("make -n " + " ".join(words[1:]), cwd)
+            done = project.run("make -n " + " ".join(words[1:]))
             if done.returncode != 0:
                 problems.append(f"`{part.strip()}`: make -n says {done.stderr.strip()[-300:]}")
         module = re.search(r"-m (tools\.\w+)", part)
         if module:
-            done = run(f".venv/bin/python -m {module[1]} --help", cwd)
+            done = project.run(f".venv/bin/python -m {module[1]} --help")
             missing = [flag for flag in re.findall(r"(?<!\S)(--[\w-]+)", part) if flag not in done.stdout]
             if done.returncode != 0 or missing:
                 problems.append(f"`{part.strip()}`: {module[1]} has no option {missing or done.stderr[-300:]}")
     return problems
 
 
-def command_problems(found: list[Command], cwd: Path, root: Path) -> list[str]:
-    """Run each unmarked command once, in document order; check the marked ones without running them."""
+def command_problems(found: list[Command], project: ProjectCommands, root: Path) -> list[str]:
+    """Run each unmarked command in document order (once: `project` runs a command it already ran no more); check the
+    marked ones without running them."""
     problems = []
-    ran: set[str] = set()
     for command in found:
         bad_marker = marker_problem(command)
         if bad_marker:
             problems.append(f"{where(command, root)}: `{command.text}`: {bad_marker}")
         elif command.marker is not None:
-            problems += [f"{where(command, root)}: {p}" for p in marked_command_problems(command, cwd)]
-        elif " ".join(command.code.split()) not in ran:
-            ran.add(" ".join(command.code.split()))
-            done = run(command.code, cwd)
+            problems += [f"{where(command, root)}: {p}" for p in marked_command_problems(command, project)]
+        else:
+            done = project.run(command.code)
             if done.returncode != 0:
                 output = (done.stdout + done.stderr).strip()[-600:]
                 problems.append(
@@ -303,11 +274,31 @@ def test_every_fenced_block_names_its_language() -> None:
     assert not console, f"use ```bash for commands and ```text for output: {console}"
 
 
-@pytest.mark.slow
-def test_every_shell_command_runs_offline_or_says_what_it_needs(tmp_path: Path) -> None:
+def test_the_docs_have_commands_of_both_kinds() -> None:
     found = shell_commands(DOCS)
     assert any(c.marker is None for c in found) and any(c.marker for c in found)  # both kinds are being checked
-    problems = command_problems(found, scratch_project(tmp_path / "simfleet"), ROOT)
+
+
+def page_id(page: Path) -> str:
+    return str(page.relative_to(ROOT))
+
+
+# Tests per page, so that pytest-xdist's workers share the pages out. A page's commands run in its order, as its reader
+# runs them: each page shows what it needs first (`make plan` before reading build/plan/). A command two pages show runs
+# once in the session's scratch project, whichever page asks first, the other waiting for its result. The marked
+# commands are checked apart (nothing of theirs runs, so their order does not matter).
+@pytest.mark.slow
+@pytest.mark.parametrize("page", [p for p in DOCS if any(c.marker is None for c in shell_commands([p]))], ids=page_id)
+def test_every_shell_command_runs_offline_or_says_what_it_needs(page: Path, project_commands: ProjectCommands) -> None:
+    problems = command_problems([c for c in shell_commands([page]) if c.marker is None], project_commands, ROOT)
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.parametrize("page", [p for p in DOCS if any(c.marker for c in shell_commands([p]))], ids=page_id)
+def test_every_marked_command_has_a_known_marker_a_real_make_target_and_real_options(
+    page: Path, project_commands: ProjectCommands
+) -> None:
+    problems = command_problems([c for c in shell_commands([page]) if c.marker is not None], project_commands, ROOT)
     assert not problems, "\n".join(problems)
 
 
@@ -393,7 +384,7 @@ def test_an_unmarked_command_that_fails_and_an_unknown_marker_are_caught(tmp_pat
     found = shell_commands([page])
     assert [c.marker for c in found] == [None, None, "needs AWS: marked, so never run", "needs coffee", "slow"]
     assert found[3].text == "ls /nonexistent-dir   # needs coffee" and found[3].line == 6
-    problems = command_problems(found, tmp_path, tmp_path)
+    problems = command_problems(found, ProjectCommands(tmp_path, tmp_path / ".results"), tmp_path)
     assert len(problems) == 3, problems
     assert "page.md:4: `pulumi stack output runs --json` exited" in problems[0]
     assert "unknown need ['coffee']" in problems[1]

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import random
-from functools import cache
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from sample_plans import planned
 
 from tools import manifests
 from tools.manifests import dump, emitter_dump, kubernetes_objects, manifest_dumper
-from tools.plan import PlanResult, run_program
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -30,11 +29,6 @@ TRICKY: list[dict[str, Any]] = [
     {"deep": [{"k": ["  lead\nnext\n", {"m": "  two\n  lines"}]}], "keep-last": "x\n\n"},
     {"long": "word " * 60, "url": "https://example.com/a?b=c&d=e#f"},
 ]
-
-
-@cache
-def planned(stack: str) -> PlanResult:
-    return run_program(ROOT / f"Pulumi.{stack}.yaml", stack)
 
 
 def plan_objects() -> list[tuple[str, dict[str, Any]]]:

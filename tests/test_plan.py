@@ -7,12 +7,13 @@ import json
 import subprocess
 import sys
 from collections import Counter
-from functools import cache
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from project_commands import Done, ProjectCommands
+from sample_plans import planned, planned_dev_with_service
 
 import versions
 from tools import plan
@@ -21,6 +22,13 @@ from workloads.renderers.job import job_runtime
 from workloads.renderers.run import runtime as run_runtime
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def make_plan(project: ProjectCommands, stack: str) -> tuple[Done, Path]:
+    """`make plan` of a sample stack as the README shows it (`make plan`, `make plan STACK=prod`), in the session's
+    scratch copy of the project, where it runs once whichever test asks first: what it printed, and where it wrote."""
+    done = project.run("make plan" if stack == "dev" else f"make plan STACK={stack}")
+    return done, project.cwd / "build" / "plan" / stack
 
 
 def run_plan_cli(*args: str, out: Path) -> subprocess.CompletedProcess[str]:
@@ -34,23 +42,6 @@ def run_plan_cli(*args: str, out: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
-@cache
-def planned(stack: str) -> PlanResult:
-    return run_program(ROOT / f"Pulumi.{stack}.yaml", stack)
-
-
-@cache
-def planned_dev_with_service() -> PlanResult:
-    """The dev sample with its radstream-triton service turned on (it ships off), planned like the sample."""
-    import tempfile
-
-    raw = yaml.safe_load((ROOT / "Pulumi.dev.yaml").read_text())
-    raw["config"]["simfleet:services"][0]["enabled"] = True
-    path = Path(tempfile.mkdtemp(prefix="simfleet-plan-")) / "Pulumi.dev.yaml"
-    path.write_text(yaml.safe_dump(raw, sort_keys=False))
-    return run_program(path, "dev")
-
-
 def dev_line(fragment: str) -> int:
     """The line of Pulumi.dev.yaml that holds `fragment`."""
     lines = (ROOT / "Pulumi.dev.yaml").read_text().splitlines()
@@ -62,24 +53,24 @@ def types(result: PlanResult) -> Counter[str]:
 
 
 @pytest.mark.parametrize("stack", ["dev", "prod"])
-def test_plan_cli_writes_resources_and_manifests(stack: str, tmp_path: Path) -> None:
-    done = run_plan_cli("--stack", stack, out=tmp_path)
+def test_plan_cli_writes_resources_and_manifests(stack: str, project_commands: ProjectCommands) -> None:
+    done, out = make_plan(project_commands, stack)
     assert done.returncode == 0, done.stderr
     assert f"simfleet plan: stack {stack}" in done.stdout
     assert "resources per component" in done.stdout
-    resources = json.loads((tmp_path / stack / "resources.json").read_text())
+    resources = json.loads((out / "resources.json").read_text())
     assert resources and all(set(r) >= {"urn", "type", "name", "parent", "inputs"} for r in resources)
-    manifests = list((tmp_path / stack / "manifests").rglob("*.yaml"))
+    manifests = list((out / "manifests").rglob("*.yaml"))
     kinds = {yaml.safe_load(m.read_text())["kind"] for m in manifests}
     assert {"Namespace", "ServiceAccount", "NetworkPolicy", "ResourceQuota", "Role", "RoleBinding"} <= kinds
     for name in ("policy.json", "cost.json"):
-        assert (tmp_path / stack / name).exists()
+        assert (out / name).exists()
 
 
-def test_dev_plan_renders_each_run_objects(tmp_path: Path) -> None:
-    done = run_plan_cli("--stack", "dev", out=tmp_path)
+def test_dev_plan_renders_each_run_objects(project_commands: ProjectCommands) -> None:
+    done, out = make_plan(project_commands, "dev")
     assert done.returncode == 0, done.stderr
-    runs = tmp_path / "dev" / "manifests" / "runs"
+    runs = out / "manifests" / "runs"
     by_run = {d.name: sorted(yaml.safe_load(f.read_text())["kind"] for f in d.glob("*.yaml")) for d in runs.iterdir()}
     assert by_run == {
         "trot-baseline": ["Job", "NetworkPolicy", "Service"],
@@ -90,7 +81,7 @@ def test_dev_plan_renders_each_run_objects(tmp_path: Path) -> None:
     }
     # simfleet's runtime once for the runs and once for the jobs, whatever their number: one ConfigMap per content,
     # named by it, which every Job rendered from this simfleet mounts.
-    shared = sorted(f.name for f in (tmp_path / "dev" / "manifests" / "shared").iterdir())
+    shared = sorted(f.name for f in (out / "manifests" / "shared").iterdir())
     assert shared == sorted(
         {f"simfleet-runs_configmap_{run_runtime().name}.yaml", f"simfleet-runs_configmap_{job_runtime().name}.yaml"}
     )
@@ -355,8 +346,8 @@ def test_an_unknown_bootstrap_phase_is_a_config_error(monkeypatch: pytest.Monkey
         run_program(ROOT / "Pulumi.prod.yaml", "prod", bootstrap=True)
 
 
-def test_placeholders_warn_in_the_plan_cli_and_fail_outside_it(tmp_path: Path) -> None:
-    done = run_plan_cli("--stack", "dev", out=tmp_path)
+def test_placeholders_warn_in_the_plan_cli_and_fail_outside_it(project_commands: ProjectCommands) -> None:
+    done, _ = make_plan(project_commands, "dev")
     assert done.returncode == 0, done.stderr
     # Each warning with the line of the stack file it is about, and a run by its name.
     endpoint, viewport = (dev_line(f"{key}: [203.0.113.0/24]") for key in ("publicAccessCidrs", "viewport: {allowedCidrs"))

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pulumi
 import pytest
+from sample_plans import planned
 
 import naming
 import versions
 from components.pod_network import CNI_POLICY, VPC_CNI, PodNetwork, PodNetworkArgs
 from tools.mocks import ACCOUNT_ID
-from tools.plan import run_program
 
 ROOT = Path(__file__).resolve().parent.parent
 ADDON = "aws:eks/addon:Addon"
@@ -63,7 +63,7 @@ def test_the_add_on_keeps_the_identity_it_had_under_addons(rec):
 
 
 def test_every_node_group_waits_for_the_cni_add_on_and_the_node_role_has_no_cni_policy() -> None:
-    result = run_program(ROOT / "Pulumi.dev.yaml", "dev")
+    result = planned("dev")
     [addon] = [r for r in result.registrations if r.type == ADDON and r.inputs["addonName"] == VPC_CNI]
     groups = [r for r in result.registrations if r.type == "aws:eks/nodeGroup:NodeGroup"]
     assert groups and all(addon.urn in g.options["dependsOn"] for g in groups), [g.name for g in groups]

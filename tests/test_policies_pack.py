@@ -165,16 +165,9 @@ def test_stack_settings_read_the_stack_file(tmp_path: Any, monkeypatch: pytest.M
 
 @pytest.fixture(scope="module")
 def planned() -> Iterator[Callable[[str], Any]]:
-    from tools import plan
+    from sample_plans import planned
 
-    cache: dict[str, Any] = {}
-
-    def get(stack: str) -> Any:
-        if stack not in cache:
-            cache[stack] = plan.run_program(plan.PROJECT_ROOT / f"Pulumi.{stack}.yaml", stack)
-        return cache[stack]
-
-    yield get
+    yield planned  # each sample planned once per process
 
 
 @pytest.mark.slow

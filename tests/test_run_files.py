@@ -7,16 +7,15 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import subprocess
-import sys
 from collections.abc import Callable
-from functools import cache
 from pathlib import Path
 from typing import Any
 
 import jsonschema
 import pytest
 import yaml
+from project_commands import ProjectCommands
+from sample_plans import planned
 
 from config import ConfigError, StackConfig, load_from_pulumi, load_stack_config, load_stack_file
 from tools import run_changes, schema
@@ -46,9 +45,8 @@ def errors_of(stack_file: Path) -> ConfigError:
     return caught.value
 
 
-@cache
 def planned_fixture() -> PlanResult:
-    return run_program(STACK, "teams")
+    return planned("teams")  # tests/sample_plans.py: STACK, planned once per process
 
 
 def simruns(result: PlanResult) -> dict[str, tuple[str, str]]:
@@ -201,20 +199,14 @@ def test_the_run_file_schema_accepts_the_fixture_and_refuses_what_the_models_ref
     assert list(stack.iter_errors(yaml.safe_load(STACK.read_text()))) == []
 
 
-def test_make_plan_of_the_teams_stack_prints_each_runs_data_and_cost(tmp_path: Path) -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "tools.plan", "--config", str(STACK.relative_to(ROOT)), "--out", str(tmp_path)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+def test_make_plan_of_the_teams_stack_prints_each_runs_data_and_cost(project_commands: ProjectCommands) -> None:
+    # As docs/researchers/runs.md shows it, in the session's scratch copy of the project (run once, whoever asks first).
+    done = project_commands.run(f"make plan CONFIG={STACK.relative_to(ROOT)}")
     assert done.returncode == 0, done.stderr
     out = done.stdout
     assert "runs: 3 (grasp-from-walk, walk-baseline, walk-sweep)" in out and "jobs: 1 (perception-eval)" in out
     block = out[out.index("  runs and jobs: where each writes") : out.index("  runs compared with")]
-    runs = {r["name"]: r for r in json.loads((tmp_path / "teams" / "runs.json").read_text())}
+    runs = {r["name"]: r for r in json.loads((project_commands.cwd / "build" / "plan" / "teams" / "runs.json").read_text())}
     sweep = runs["walk-sweep"]
     hash_ = sweep["specHash"]
     assert "  run walk-sweep: batch, 20 seeds 0..19, 4 at a time, queue locomotion, spec hash " + hash_ in block
