@@ -163,7 +163,9 @@ def test_the_run_reaches_its_end_while_the_pushgateway_holds_glues_first_push(po
     stdout, stderr = glue.communicate(timeout=GUARD)
     assert glue.returncode == 0, f"{stdout}\n{stderr}"
     final = parse_gauges(gateway.calls()[-1]["body"])
-    assert final["simfleet_run_steps"] == pod.marker()["steps"] >= 90 and final["simfleet_run_progress_ratio"] == 1.0
+    # Steps went on while the push hung: a second of 10 ms steps is ~100; a glue blocked on the push would have stopped
+    # at its first. 20, not 90: a machine under load (8 busy processes on 2 cores) reached 82-84.
+    assert final["simfleet_run_steps"] == pod.marker()["steps"] >= 20 and final["simfleet_run_progress_ratio"] == 1.0
     assert len(gateway.calls()) == 2  # the held one, then the final one: no pushes queued up behind it
 
 
