@@ -11,8 +11,10 @@ import pytest
 import yaml
 
 from tools import manifests
-from tools.manifests import ManifestDumper, documents, dump, emitter_dump, kubernetes_objects, manifest_dumper
+from tools.manifests import DYNAMIC_TYPE, ManifestDumper, documents, dump, emitter_dump, kubernetes_objects, manifest_dumper
 from tools.plan import PlanResult, run_program
+from workloads.inputs import objects_from_inputs
+from workloads.renderers.common import is_shared
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -241,18 +243,14 @@ def test_a_runs_objects_are_one_file_in_the_order_they_are_applied() -> None:
     by_file: dict[str, list[dict[str, Any]]] = {}
     for rel, body in objects:
         by_file.setdefault(rel, []).append(body)
-    dev_runs = {"trot-baseline", "trot-sweep", "trot-continue", "robocache-resample"}
-    assert set(by_file) == {f"runs/{run}/{run}.yaml" for run in dev_runs}
-    # The order the provider applies them in: a continuation's Job, then the gate's account before the gate Job.
-    continuation = [(body["kind"], body["metadata"]["name"]) for body in by_file["runs/trot-continue/trot-continue.yaml"]]
-    assert continuation == [
-        ("Job", "trot-continue"),
-        ("ServiceAccount", "trot-continue-gate"),
-        ("Role", "trot-continue-gate"),
-        ("RoleBinding", "trot-continue-gate"),
-        ("Secret", "trot-continue-gate-token"),
-        ("Job", "trot-continue-gate"),
-    ]
+    workloads = [r for r in planned("dev").registrations if r.type == DYNAMIC_TYPE and "spec" in r.inputs]
+    assert set(by_file) == {f"runs/{r.inputs['runName']}/{r.inputs['runName']}.yaml" for r in workloads}
+    # In the order the provider applies them (a continuation's Job, then the gate's account, then the gate Job), the
+    # shared runtime ConfigMap left to shared/.
+    for reg in workloads:
+        run = reg.inputs["runName"]
+        assert by_file[f"runs/{run}/{run}.yaml"] == [o for o in objects_from_inputs(reg.inputs) if not is_shared(o)], run
+    assert len(by_file["runs/trot-continue/trot-continue.yaml"]) == 6
     for bodies in by_file.values():
         assert documents(bodies) == emitter_dump_all(bodies)
 

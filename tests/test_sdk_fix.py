@@ -22,11 +22,14 @@ def registered(pulumi_mocks: Any, props: dict[str, Any]) -> tuple[list[dict[str,
     made: dict[str, SimRun] = {}
     values: dict[str, Any] = {}
 
+    def keep(name: str) -> Any:
+        return lambda resolved: values.__setitem__(name, resolved)
+
     def build() -> None:
         sim = made["sim"] = SimRun("runs-trot", props)
         for name, value in vars(sim).items():
             if isinstance(value, pulumi.Output) and name not in ("urn", "id"):
-                value.apply(lambda resolved, name=name: values.__setitem__(name, resolved))
+                value.apply(keep(name))
 
     rec = pulumi_mocks(build)
     outputs = {name for name, value in vars(made["sim"]).items() if isinstance(value, pulumi.Output)}
@@ -76,7 +79,8 @@ def test_the_cycle_check_answers_and_records_as_the_sdks_own() -> None:
     rng = random.Random(17)
     for _ in range(200):
         size = rng.randint(1, 12)
-        theirs, ours = [Node(i) for i in range(size)], [Node(i) for i in range(size)]
+        theirs: list[Any] = [Node(i) for i in range(size)]
+        ours: list[Any] = [Node(i) for i in range(size)]
         for _ in range(rng.randint(1, 40)):
             a, b = rng.randrange(size), rng.randrange(size)  # self-dependencies and cycles included
             assert sdk_fix.declare_dependency(ours[a], ours[b]) == resource_cycle_breaker.declare_dependency(theirs[a], theirs[b])

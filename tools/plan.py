@@ -337,9 +337,10 @@ def main(argv: list[str] | None = None) -> int:
 def exit_now(code: int) -> NoReturn:
     """End the process once the plan is written: output flushed, then without the interpreter's teardown.
 
-    Freeing a large plan's objects one by one (its registrations and rendered objects as `_main` returns, the SDK's
-    resources and Outputs as the interpreter finalizes) cost about a tenth of the plan's CPU, for memory the kernel
-    takes back at once when the process ends. Nothing else is left to do then: every file is written and closed, and
+    Freeing a large plan's objects one by one (its registrations and rendered objects as `_main` returns, then the
+    SDK's resources and Outputs as the interpreter finalizes, with a last pass of the cycle collector over all of them)
+    cost a fifth of a 2,000-run plan's CPU (1.9 of 8.4 s, measured side by side), for memory the kernel takes back at
+    once when the process ends. Nothing else is left to do then: every file is written and closed, and
     the only exit handler is logging's, which has nothing to flush (the plan's warnings are collected in memory)."""
     sys.stdout.flush()
     sys.stderr.flush()
