@@ -109,10 +109,11 @@ class PlanRun:
     seconds: float  # wall time of the whole command: start-up, program, manifests, policies, cost, changes
     program_seconds: float  # the program's own registration time, as the plan's summary prints it
     peak_mb: float  # the process's peak resident memory
-    cpu_seconds: float  # the process's user + system CPU time: what the plan costs a machine nobody else uses
+    cpu_seconds: float  # the process's user + system CPU time, start-up to exit: what the plan costs a machine
     out: Path  # where it wrote the plan (<out>/<stack>/)
-    # Of cpu_seconds, the kernel's: mostly creating the manifest files, which on ext4 costs several times more
-    # while many inodes were deleted in the last ~30 s on the same disk (by anyone: fs/ext4/ialloc.c).
+    # Of cpu_seconds, the kernel's: first touching the plan's memory, and creating the run files, which on ext4 costs
+    # several times more while many inodes were deleted in the last ~30 s on the same disk (by anyone:
+    # fs/ext4/ialloc.c).
     sys_seconds: float = float("nan")
 
 
