@@ -11,7 +11,9 @@ import yaml
 from sample_plans import planned
 
 from tools import manifests
-from tools.manifests import dump, emitter_dump, kubernetes_objects, manifest_dumper
+from tools.manifests import DYNAMIC_TYPE, ManifestDumper, documents, dump, emitter_dump, kubernetes_objects, manifest_dumper
+from workloads.inputs import objects_from_inputs
+from workloads.renderers.common import is_shared
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -210,6 +212,57 @@ def test_a_scalar_mapping_written_once_is_reused_only_for_the_same_entries_and_t
     manifests._entries.clear()
     assert dump(body) == emitter_dump(body)
     assert len(manifests._entries) <= 3
+
+
+def emitter_dump_all(bodies: list[Any]) -> str:
+    text: str = yaml.dump_all(bodies, Dumper=ManifestDumper, sort_keys=False, width=manifests._NO_FOLDING, allow_unicode=True)
+    return text
+
+
+def test_several_objects_are_one_stream_of_the_emitters_bytes() -> None:
+    # A `|+` block ends its document open (`...` when alone): dump_all closes it with the next document's `---`.
+    for count in (1, 2, 3):
+        for first in range(len(TRICKY)):
+            bodies = [TRICKY[(first + i) % len(TRICKY)] for i in range(count)]
+            text = documents(bodies)
+            assert text == emitter_dump_all(bodies), bodies
+            assert list(yaml.safe_load_all(text)) == bodies
+    assert documents([{"k": "x\n\n"}, {"a": 1}]) == "k: |+\n  x\n\n---\na: 1\n"
+    odd = [{"a": 1}, {}, [1, "two"], "text"]  # not the block mappings dump lays out: the emitter writes them all
+    assert documents(odd) == emitter_dump_all(odd)
+
+
+def test_a_runs_objects_are_one_file_in_the_order_they_are_applied() -> None:
+    objects = [(rel, body) for rel, body in kubernetes_objects(planned("dev").registrations) if rel.startswith("runs/")]
+    by_file: dict[str, list[dict[str, Any]]] = {}
+    for rel, body in objects:
+        by_file.setdefault(rel, []).append(body)
+    workloads = [r for r in planned("dev").registrations if r.type == DYNAMIC_TYPE and "spec" in r.inputs]
+    assert set(by_file) == {f"runs/{r.inputs['runName']}/{r.inputs['runName']}.yaml" for r in workloads}
+    # In the order the provider applies them (a continuation's Job, then the gate's account, then the gate Job), the
+    # shared runtime ConfigMap left to shared/.
+    for reg in workloads:
+        run = reg.inputs["runName"]
+        assert by_file[f"runs/{run}/{run}.yaml"] == [o for o in objects_from_inputs(reg.inputs) if not is_shared(o)], run
+    assert len(by_file["runs/trot-continue/trot-continue.yaml"]) == 6
+    for bodies in by_file.values():
+        assert documents(bodies) == emitter_dump_all(bodies)
+
+
+def test_objects_under_one_name_are_written_as_one_file_of_documents(tmp_path: Path) -> None:
+    out = tmp_path / "manifests"
+    job, account = {"kind": "Job", "metadata": {"name": "r"}}, {"kind": "ServiceAccount", "metadata": {"name": "r-gate"}}
+    namespace = {"kind": "Namespace", "metadata": {"name": "n"}}
+    manifests.write_manifests(out, [("runs/r/r.yaml", job), ("platform/n.yaml", namespace), ("runs/r/r.yaml", account)])
+    assert sorted(str(p.relative_to(out)) for p in out.rglob("*")) == [
+        "platform",
+        "platform/n.yaml",
+        "runs",
+        "runs/r",
+        "runs/r/r.yaml",
+    ]
+    assert list(yaml.safe_load_all((out / "runs" / "r" / "r.yaml").read_text())) == [job, account]
+    assert (out / "platform" / "n.yaml").read_text() == dump(namespace)
 
 
 def test_write_manifests_replaces_an_earlier_plans_files(tmp_path: Path) -> None:

@@ -61,7 +61,7 @@ def test_plan_cli_writes_resources_and_manifests(stack: str, project_commands: P
     resources = json.loads((out / "resources.json").read_text())
     assert resources and all(set(r) >= {"urn", "type", "name", "parent", "inputs"} for r in resources)
     manifests = list((out / "manifests").rglob("*.yaml"))
-    kinds = {yaml.safe_load(m.read_text())["kind"] for m in manifests}
+    kinds = {body["kind"] for m in manifests for body in yaml.safe_load_all(m.read_text())}
     assert {"Namespace", "ServiceAccount", "NetworkPolicy", "ResourceQuota", "Role", "RoleBinding"} <= kinds
     for name in ("policy.json", "cost.json"):
         assert (out / name).exists()
@@ -71,7 +71,8 @@ def test_dev_plan_renders_each_run_objects(project_commands: ProjectCommands) ->
     done, out = make_plan(project_commands, "dev")
     assert done.returncode == 0, done.stderr
     runs = out / "manifests" / "runs"
-    by_run = {d.name: sorted(yaml.safe_load(f.read_text())["kind"] for f in d.glob("*.yaml")) for d in runs.iterdir()}
+    # One file per run, `runs/<run>/<run>.yaml`, a document per object.
+    by_run = {d.name: sorted(o["kind"] for o in yaml.safe_load_all((d / f"{d.name}.yaml").read_text())) for d in runs.iterdir()}
     assert by_run == {
         "trot-baseline": ["Job", "NetworkPolicy", "Service"],
         "trot-sweep": ["Job"],
@@ -88,8 +89,9 @@ def test_dev_plan_renders_each_run_objects(project_commands: ProjectCommands) ->
     mounted = {
         volume["configMap"]["name"]
         for d in runs.iterdir()
-        for f in d.glob("*_job_*.yaml")
-        for volume in yaml.safe_load(f.read_text())["spec"]["template"]["spec"]["volumes"]
+        for job in yaml.safe_load_all((d / f"{d.name}.yaml").read_text())
+        if job["kind"] == "Job"
+        for volume in job["spec"]["template"]["spec"]["volumes"]
         if volume["name"] == "runtime"
     }
     assert mounted == {run_runtime().name, job_runtime().name}

@@ -11,6 +11,7 @@ import asyncio
 import copy
 import json
 import re
+import resource
 import shutil
 import subprocess
 import sys
@@ -108,34 +109,40 @@ class PlanRun:
     seconds: float  # wall time of the whole command: start-up, program, manifests, policies, cost, changes
     program_seconds: float  # the program's own registration time, as the plan's summary prints it
     peak_mb: float  # the process's peak resident memory
-    cpu_seconds: float  # the process's user + system CPU time: what the plan costs a machine nobody else uses
+    cpu_seconds: float  # the process's user + system CPU time, start-up to exit: what the plan costs a machine
     out: Path  # where it wrote the plan (<out>/<stack>/)
-    # Of cpu_seconds, the kernel's: mostly creating the manifest files, which on ext4 costs several times more
-    # while many inodes were deleted in the last ~30 s on the same disk (by anyone: fs/ext4/ialloc.c).
+    # Of cpu_seconds, the kernel's: first touching the plan's memory, and creating the run files, which on ext4 costs
+    # several times more while many inodes were deleted in the last ~30 s on the same disk (by anyone:
+    # fs/ext4/ialloc.c).
     sys_seconds: float = float("nan")
 
 
-# `python -m tools.plan ARGS` that also reports its CPU time and its own peak resident memory (KiB) on stderr. The peak
-# is VmHWM, this process's own: Linux keeps ru_maxrss across exec, so a child spawned by a large parent (this
-# benchmark after a 10,000-run floor) would report the parent's peak.
+# `python -m tools.plan ARGS` that also reports its own peak resident memory (KiB) on stderr as it ends. The plan ends
+# through os._exit (tools/plan.py exit_now), so the report goes just before it. The peak is VmHWM, this process's own:
+# Linux keeps ru_maxrss across exec, so a child spawned by a large parent (this benchmark after a 10,000-run floor)
+# would report the parent's peak.
 _PLAN_WITH_PEAK = (
-    "import resource, runpy, sys\n"
-    "try:\n"
-    "    runpy.run_module('tools.plan', run_name='__main__', alter_sys=True)\n"
-    "finally:\n"
-    "    usage = resource.getrusage(resource.RUSAGE_SELF)\n"
-    "    print(f'cpu-s {usage.ru_utime + usage.ru_stime}', file=sys.stderr)\n"
-    "    print(f'sys-s {usage.ru_stime}', file=sys.stderr)\n"
+    "import os, runpy, sys\n"
+    "def report():\n"
     "    try:\n"
     "        peak = next(line.split()[1] for line in open('/proc/self/status') if line.startswith('VmHWM:'))\n"
     "    except (OSError, StopIteration):\n"
-    "        peak = usage.ru_maxrss\n"
-    "    print(f'peak-kib {peak}', file=sys.stderr)\n"
+    "        import resource\n"
+    "        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+    "    print(f'peak-kib {peak}', file=sys.stderr, flush=True)\n"
+    "end = os._exit\n"
+    "def reported_exit(code):\n"
+    "    report()\n"
+    "    end(code)\n"
+    "os._exit = reported_exit\n"
+    "runpy.run_module('tools.plan', run_name='__main__', alter_sys=True)\n"
 )
 
 
 def plan_command(args: list[str], out: Path) -> PlanRun:
-    """Time one whole offline plan (`python -m tools.plan ARGS --out OUT`) in a fresh interpreter."""
+    """Time one whole offline plan (`python -m tools.plan ARGS --out OUT`) in a fresh interpreter: its CPU time is the
+    whole process's, from start-up to exit, as the kernel accounts it to this process's waited-for children."""
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     done = subprocess.run(
         [sys.executable, "-c", _PLAN_WITH_PEAK, *args, "--out", str(out)],
@@ -145,19 +152,19 @@ def plan_command(args: list[str], out: Path) -> PlanRun:
         check=False,
     )
     seconds = time.perf_counter() - started
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode not in (0, 3):  # 3: a mandatory policy violation, still a whole plan
         raise RuntimeError(f"tools.plan {' '.join(args)} exited {done.returncode}: {done.stderr[-2000:]}")
     program = re.search(r"resources in ([0-9.]+)s", done.stdout)
     peak = re.search(r"peak-kib (\d+)\s*$", done.stderr)
-    cpu = re.search(r"cpu-s ([0-9.]+)", done.stderr)
-    kernel = re.search(r"sys-s ([0-9.]+)", done.stderr)
+    kernel = usage.ru_stime - children.ru_stime
     return PlanRun(
         seconds,
         float(program[1]) if program else float("nan"),
         int(peak[1]) / 1024 if peak else float("nan"),
-        float(cpu[1]) if cpu else float("nan"),
+        usage.ru_utime - children.ru_utime + kernel,
         out,
-        float(kernel[1]) if kernel else float("nan"),
+        kernel,
     )
 
 

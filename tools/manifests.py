@@ -1,5 +1,9 @@
 """The plan's Kubernetes manifests: which objects a stack would create, each run's rendered once, written as YAML.
 
+Each platform object and shared runtime ConfigMap is a file of its own (`platform/`, `shared/`); each run's or job's
+objects are one file, `runs/<run>/<run>.yaml`, a YAML document per object in the order the provider applies them
+(`kubectl apply -f runs/<run>/` applies them in that order too; as files of their own it went by file name).
+
 Writing them was most of a large plan's time. They are written as libyaml's C emitter writes them when PyYAML
 was built with it (the wheels are), PyYAML's pure-Python emitter otherwise, with multi-line text (scripts,
 configuration files) as literal blocks that read as the files they are, and lines never folded; `dump` lays out
@@ -248,6 +252,21 @@ def _block(value: dict[Any, Any] | list[Any], column: int, lines: list[str]) -> 
                 append(f"{dash} {formatted[0] if formatted and not formatted[1] else _scalar(item, column)}")
 
 
+def documents(bodies: list[Any]) -> str:
+    """Several objects as one YAML stream: the bytes the emitter's dump_all writes, each document as `dump` writes it.
+
+    dump_all puts `---` before every document but the first; a document that ends open (`...`, after a `|+` block) is
+    closed by the next one's `---` instead."""
+    if not all(type(body) is dict and body for body in bodies):
+        text: str = yaml.dump_all(bodies, Dumper=ManifestDumper, sort_keys=False, width=_NO_FOLDING, allow_unicode=True)
+        return text
+    texts = [dump(body) for body in bodies]
+    for index in range(len(texts) - 1):
+        if texts[index].endswith("\n...\n"):
+            texts[index] = texts[index][:-4]
+    return "---\n".join(texts)
+
+
 def rendered_runs(registrations: Iterable[Any]) -> dict[str, list[dict[str, Any]]]:
     """Each run's and job's objects by URN, rendered once from its SimRun inputs (the provider's own renderer) for
     the manifests, the policies and the cost estimate alike; one that does not render is left out, so the policies
@@ -265,9 +284,10 @@ def rendered_runs(registrations: Iterable[Any]) -> dict[str, list[dict[str, Any]
 def kubernetes_objects(
     registrations: list[Any], rendered: dict[str, list[dict[str, Any]]] | None = None
 ) -> list[tuple[str, dict[str, Any]]]:
-    """(relative file name, object) for every Kubernetes object the stack would create. `rendered`: the runs'
-    objects already rendered (rendered_runs); a run missing from it is rendered here. An object runs share (the
-    runtime ConfigMap of this simfleet) is listed once, under shared/, where the cluster holds it once too."""
+    """(relative file name, object) for every Kubernetes object the stack would create, a run's objects in apply order
+    under its one file name. `rendered`: the runs' objects already rendered (rendered_runs); a run missing from it is
+    rendered here. An object runs share (the runtime ConfigMap of this simfleet) is listed once, under shared/, where
+    the cluster holds it once too."""
     rendered = rendered or {}
     objects: list[tuple[str, dict[str, Any]]] = []
     shared: set[str] = set()
@@ -281,7 +301,7 @@ def kubernetes_objects(
             bodies = rendered.get(reg.urn)
             for body in objects_from_inputs(reg.inputs) if bodies is None else bodies:
                 if not is_shared(body):
-                    objects.append((f"runs/{run}/{_object_file(body, reg.name)}", body))
+                    objects.append((f"runs/{run}/{run}.yaml", body))
                 elif (rel := f"shared/{_object_file(body, reg.name)}") not in shared:
                     shared.add(rel)
                     objects.append((rel, body))
@@ -297,18 +317,26 @@ def _object_file(body: dict[str, Any], fallback: str) -> str:
 
 
 def write_manifests(directory: Path, objects: Iterable[tuple[str, dict[str, Any]]]) -> None:
-    """Write each object to `directory`/<relative name>, replacing whatever an earlier plan left there."""
+    """Write each object to `directory`/<relative name>, objects under the same name as one file of documents in their
+    order, replacing whatever an earlier plan left there.
+
+    One file per run, not per object: creating a file is most of what writing a small one costs the kernel, several
+    times more while many files were deleted on the same disk in the last ~30 s (ext4 skips such inodes when it
+    allocates one, fs/ext4/ialloc.c recently_deleted), and a run has 1-6 objects."""
     shutil.rmtree(directory, ignore_errors=True)
     directory.mkdir(parents=True)
+    files: dict[str, list[dict[str, Any]]] = {}
+    for rel, body in objects:
+        files.setdefault(rel, []).append(body)
     made: set[str] = set()
     root = str(directory)
-    for rel, body in objects:
+    for rel, bodies in files.items():
         path = os.path.join(root, rel)
         parent = os.path.dirname(path)
         if parent not in made:
             os.makedirs(parent, exist_ok=True)
             made.add(parent)
-        _write(path, dump(body).encode())
+        _write(path, documents(bodies).encode())
 
 
 def _write(path: str, data: bytes) -> None:

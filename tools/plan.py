@@ -30,7 +30,7 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from config import BOOTSTRAP_ENV, OFFLINE_PLAN_ENV, STACK_FILE_ENV, ConfigError
 from config.sources import read_stack_file as read_stack_mapping
@@ -325,9 +325,26 @@ def without_cycle_collection() -> Iterator[None]:
             gc.enable()
 
 
+# `python -m tools.plan` sets this: what its plan made is kept here, not freed, until the process ends (exit_now).
+_kept: list[Any] | None = None
+
+
 def main(argv: list[str] | None = None) -> int:
     with without_cycle_collection():
         return _main(argv)
+
+
+def exit_now(code: int) -> NoReturn:
+    """End the process once the plan is written: output flushed, then without the interpreter's teardown.
+
+    Freeing a large plan's objects one by one (its registrations and rendered objects as `_main` returns, then the
+    SDK's resources and Outputs as the interpreter finalizes, with a last pass of the cycle collector over all of them)
+    cost a fifth of a 2,000-run plan's CPU (1.9 of 8.4 s, measured side by side), for memory the kernel takes back at
+    once when the process ends. Nothing else is left to do then: every file is written and closed, and
+    the only exit handler is logging's, which has nothing to flush (the plan's warnings are collected in memory)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def _main(argv: list[str] | None) -> int:
@@ -389,6 +406,8 @@ def _main(argv: list[str] | None) -> int:
     )
     print("\n".join(f"  {line}" for line in run_changes.summary(changes, label)))
     print(f"  wrote {_display_path(out)}/resources.json, manifests/, policy.json, cost.json, runs.json and changes.json")
+    if _kept is not None:
+        _kept.append((result, earlier, deployed, changes, violations, cost, workloads))
     # 3: the stack is valid but breaks a mandatory policy, which would block `pulumi preview --policy-pack`.
     return 3 if any(v.level == "mandatory" for v in violations) else 0
 
@@ -443,4 +462,5 @@ if __name__ == "__main__":
     # Off for good: the process ends with the plan. Turned back on, the collector's first pass would walk every object
     # allocated while it was off (about a second at 2,000 runs) just before the process exits.
     gc.disable()
-    sys.exit(main())
+    _kept = []
+    exit_now(main())

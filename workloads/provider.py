@@ -431,6 +431,10 @@ class SimRun(pulumi.dynamic.Resource):
     program reads (PROGRAM_OUTPUTS) are attributes under their wire names and, typed, under Python names below.
     """
 
+    # The properties the program reads back, each an Output attribute; the SDK would make one per input property, which
+    # was about a fifth of a run's registration (workloads/sdk_fix.py). The state keeps every property.
+    simfleet_outputs = frozenset({*PROGRAM_OUTPUTS, "specHash"})
+
     def __init__(self, resource_name: str, props: dict[str, Any], opts: pulumi.ResourceOptions | None = None) -> None:
         missing = [key for key in REQUIRED_KEYS if key not in props]
         if missing:
