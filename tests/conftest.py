@@ -197,3 +197,10 @@ def _shared_plans_stay_as_planned(tmp_path_factory: pytest.TempPathFactory) -> I
     if shared is not None:
         changed = shared.changed()
         assert not changed, f"a test changed the shared plan of {changed}: change a copy (tests/sample_plans.py)"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests marked `slow` go first, otherwise in collection order: pytest-xdist hands tests out in this order, and a
+    20-30 s test handed out last would leave the other workers idle while it runs (longest first is the classic way to
+    keep parallel workers evenly loaded to the end)."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)

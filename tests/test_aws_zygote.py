@@ -63,6 +63,7 @@ def test_a_download_gets_the_callers_umask(pods: tuple[ScriptPod, ScriptPod]) ->
     assert bash(served, source) == bash(real, source) == (0, "600\n", "")
 
 
+@pytest.mark.slow
 def test_a_signal_the_caller_ignores_stays_ignored(pods: tuple[ScriptPod, ScriptPod]) -> None:
     # bash starts a background command with SIGINT and SIGQUIT ignored (no job control), and a `trap '' TERM` is
     # inherited the same way: the real CLI never sees them, so the call goes on. Before: the client forwarded them.

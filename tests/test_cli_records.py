@@ -59,6 +59,7 @@ def w(tmp_path: Path, moto: Moto) -> Iterator[World]:
         yield found
 
 
+@pytest.mark.slow
 def test_status_runs_artifacts_and_report_read_what_the_pod_wrote(w: World, tmp_path: Path, moto: Moto) -> None:
     w.create("walk")
     fake_kueue.submit(w.kube, NS, "walk")

@@ -71,6 +71,7 @@ def test_the_report_of_a_sweep_has_a_plot_per_quantity_each_with_every_seed_s_da
 
 
 @pytest.mark.skipif(binary() is None, reason="no chromium on PATH (.ci/run installs Debian's chromium package)")
+@pytest.mark.slow
 def test_the_report_page_opens_in_headless_chromium_with_every_plot(w: World, tmp_path: Path) -> None:
     ship_sweep(w)
     out = tmp_path / "report"

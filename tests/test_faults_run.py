@@ -360,6 +360,7 @@ def test_a_slow_import_of_the_glue_file_is_not_taken_for_a_dead_glue(pod: RunPod
 # ---------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_simulator_slower_than_real_time_still_ships_its_finished_checkpoint(pod: RunPod) -> None:
     # 0.5x real time: 3 s of simulation take 6 s. The uploader used to wait for what the budget assumed (simulation
     # seconds = wall seconds: 3 s plus a margin, here SIMFLEET_DONE_WAIT_SECONDS=4), then gave up: Interrupted, and
@@ -377,6 +378,7 @@ def test_a_simulator_slower_than_real_time_still_ships_its_finished_checkpoint(p
     assert finish(upload)[0] == 0
 
 
+@pytest.mark.slow
 def test_the_sigterm_path_ships_a_thousand_artifacts_and_a_large_checkpoint_within_the_spot_notice(
     pod_with_real_aws: RunPod,
 ) -> None:
@@ -479,6 +481,7 @@ def test_a_sigterm_while_a_finished_run_ships_its_artifacts_still_ships_the_fini
 
 
 @pytest.mark.parametrize("aws_cli", AWS_CLIS)
+@pytest.mark.slow
 def test_throttles_on_index_json_and_the_partial_promotion_are_retried_past_the_cli(
     tmp_path: Path, moto_server: Moto, aws_cli: str
 ) -> None:

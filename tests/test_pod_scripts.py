@@ -269,6 +269,7 @@ def test_fetch_resumes_a_seed_from_its_partial_checkpoint_and_counts_recoveries(
     assert len(pod.keys(ARTIFACTS, f"{seed_prefix}attempts/")) == 3
 
 
+@pytest.mark.slow
 def test_fetch_never_resumes_a_brain_without_its_record_because_s3_failed_to_hand_it_over(pod: Pod) -> None:
     # Before, one failed GET of partial.json (a 500, a throttle past the CLI's retries) made fetch.sh resume the
     # partial brain without resume.json: glue ran the whole simulation time again on a brain that had done 420 s of it,

@@ -73,6 +73,7 @@ def test_the_fix_keeps_pickle_unpatched_across_400_dynamic_resources() -> None:
     assert run_bare("fixed") == "ok True"
 
 
+@pytest.mark.slow
 def test_two_thousand_simruns_register_under_mocks(pulumi_mocks: Any) -> None:
     count = 2000
     original = pickle._Pickler._batch_setitems  # type: ignore[attr-defined]

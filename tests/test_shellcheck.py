@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 SCRIPTS_DIR = Path(__file__).resolve().parent.parent / "workloads" / "scripts"
 SCRIPTS = sorted(SCRIPTS_DIR.glob("*.sh"))
 # Run by /bin/sh in the user's image (dash, busybox ash, bash...): POSIX sh only. The Makefile's lint names the same.
@@ -32,6 +34,7 @@ def test_there_are_scripts_to_check() -> None:
     assert {p.name for p in SCRIPTS} >= POSIX | SOURCED
 
 
+@pytest.mark.slow
 def test_shellcheck_finds_nothing_in_the_bash_scripts() -> None:
     result = _shellcheck("bash", [p for p in SCRIPTS if p.name not in POSIX])
     assert result.returncode == 0 and result.stdout == "", result.stdout + result.stderr
