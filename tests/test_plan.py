@@ -611,7 +611,11 @@ def _exit_now(**streams: Any) -> subprocess.CompletedProcess[bytes]:
 
 def test_plan_exit_with_stdout_and_stderr_closed_keeps_its_code() -> None:
     # Both closed before the interpreter starts (`make plan >&- 2>&-`): sys.stdout and sys.stderr are None.
-    done = _exit_now(preexec_fn=lambda: (os.close(1), os.close(2)))
+    def close_stdout_and_stderr() -> None:
+        os.close(1)
+        os.close(2)
+
+    done = _exit_now(preexec_fn=close_stdout_and_stderr)
     assert done.returncode == 3
 
 
