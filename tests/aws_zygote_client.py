@@ -85,7 +85,8 @@ def client(path: str, real: str, endpoint_flag: bool) -> int:
     kind, _, value = reply.decode().strip().partition(" ")
     if kind == "signal":
         ended_by = int(value)
-        _signal.signal(ended_by, _signal.SIG_DFL)
+        if ended_by != _signal.SIGKILL:  # (its disposition cannot be set, nor needs to be)
+            _signal.signal(ended_by, _signal.SIG_DFL)
         os.kill(os.getpid(), ended_by)
         return 128 + ended_by
     return int(value)

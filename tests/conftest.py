@@ -76,7 +76,7 @@ def _parse_each_kubernetes_schema_once() -> None:
     """kubernetes_validate.validate reads and parses two JSON files for every object it checks: the kind's schema and
     the version's 1.5 MB _definitions.json (~40 ms), and lists its schema directory twice. The packaged files do not
     change while the tests run, so each is parsed once per process; the validation itself is the package's own, with
-    the same schemas (tests/test_test_caches.py compares them with a fresh parse)."""
+    the same schemas (tests/test_test_support.py compares them with a fresh parse)."""
     from kubernetes_validate import utils
 
     listed = functools.lru_cache(maxsize=None)(utils.all_versions)

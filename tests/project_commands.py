@@ -93,8 +93,16 @@ class ProjectCommands:
             if stored.exists():
                 return Done(**json.loads(stored.read_text()))
             done = run_shell(code, self.cwd)
-            stored.write_text(json.dumps(asdict(done)))
+            write_whole(stored, json.dumps(asdict(done)).encode())
             return done
+
+
+def write_whole(path: Path, data: bytes) -> None:
+    """Write `path` so that it exists only whole: a worker that dies part way (xdist starts another) leaves no half of
+    it for the next to read, and the next makes it again."""
+    part = path.with_name(f"{path.name}.{os.getpid()}.part")
+    part.write_bytes(data)
+    os.replace(part, path)
 
 
 def session_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:

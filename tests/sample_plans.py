@@ -53,7 +53,7 @@ def _shared(key: str, plan: Callable[[], PlanResult]) -> PlanResult:
             else:
                 result = plan()
                 result.rendered  # noqa: B018 -- rendered now, so that every process loads it rendered
-                stored.write_bytes(pickle.dumps(result))
+                project_commands.write_whole(stored, pickle.dumps(result))
     _planned[key] = (result, fingerprint(result))
     return result
 

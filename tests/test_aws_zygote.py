@@ -3,6 +3,7 @@ is what it sees of the real CLI's own process, and the server neither dies nor o
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -161,3 +162,29 @@ def test_the_cli_v2_version_is_the_one_the_cli_reports() -> None:
     # pod_harness reads it from the package instead of running `aws --version`, which imports the whole CLI first.
     reported = subprocess.run([str(AWS_V2), "--version"], capture_output=True, text=True, timeout=GUARD).stdout
     assert reported.split()[0] == aws_v2_version()
+
+
+@pytest.mark.parametrize("reply", ["signal 9", "signal 15", "exit 3"])
+def test_the_client_ends_as_the_cli_ended_even_when_sigkill_ended_it(tmp_path: Path, reply: str) -> None:
+    # The server's reply for a CLI killed outright (the OOM killer, a kill -9) is "signal 9": SIGKILL's disposition
+    # cannot be set (EINVAL), and the client died of that traceback with status 1 instead of SIGKILL, as the CLI did.
+    path = str(tmp_path / "server")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as server:
+        server.bind(path)
+        server.listen(1)
+        source = f"import sys; sys.path.insert(0, {str(Path(aws_zygote.__file__).parent)!r}); from aws_zygote_client import "
+        source += f"client; sys.exit(client({path!r}, '/bin/false', False))"
+        call = subprocess.Popen([sys.executable, "-I", "-S", "-c", source, "s3", "ls"], stderr=subprocess.PIPE)
+        conn, _ = server.accept()
+        with conn:
+            header, fds, _, _ = socket.recv_fds(conn, 8, 3)
+            for fd in fds:
+                os.close(fd)  # the caller's stdin, stdout and stderr: held here, stderr would never reach its end
+            size = int.from_bytes(header, "big")
+            while size > 0:
+                size -= len(conn.recv(size))
+            conn.sendall(f"{reply}\n".encode())
+            _, stderr = call.communicate(timeout=10)
+    kind, _, value = reply.partition(" ")
+    assert call.returncode == (-int(value) if kind == "signal" else int(value)), stderr
+    assert stderr == b""

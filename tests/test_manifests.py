@@ -12,7 +12,7 @@ from sample_plans import planned
 
 from tools import manifests
 from tools.manifests import DYNAMIC_TYPE, ManifestDumper, documents, dump, emitter_dump, kubernetes_objects, manifest_dumper
-from workloads.inputs import objects_from_inputs
+from workloads.inputs import in_apply_order, objects_from_inputs
 from workloads.renderers.common import is_shared
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -243,8 +243,12 @@ def test_a_runs_objects_are_one_file_in_the_order_they_are_applied() -> None:
     # shared runtime ConfigMap left to shared/.
     for reg in workloads:
         run = reg.inputs["runName"]
-        assert by_file[f"runs/{run}/{run}.yaml"] == [o for o in objects_from_inputs(reg.inputs) if not is_shared(o)], run
+        applied = in_apply_order(objects_from_inputs(reg.inputs), run)
+        assert by_file[f"runs/{run}/{run}.yaml"] == [o for o in applied if not is_shared(o)], run
     assert len(by_file["runs/trot-continue/trot-continue.yaml"]) == 6
+    # SimRunProvider.create writes the run's Job before anything else (tests/test_provider.py pins its requests),
+    # then its companions in the renderer's order: a viewport run's Job is rendered after its Service.
+    assert [o["kind"] for o in by_file["runs/trot-baseline/trot-baseline.yaml"]] == ["Job", "Service", "NetworkPolicy"]
     for bodies in by_file.values():
         assert documents(bodies) == emitter_dump_all(bodies)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import json
+import os
 import subprocess
 import sys
 from collections import Counter
@@ -595,3 +596,42 @@ def test_a_plan_runs_without_the_cycle_collector_and_puts_it_back(monkeypatch: p
         assert not gc.isenabled()
     finally:
         gc.enable()
+
+
+# `python -m tools.plan` ends through exit_now; a process whose output cannot be written ends as the interpreter's own
+# exit would end it: nothing closed is an error, and a reader gone is reported (exit 120), never a traceback.
+_EXIT_NOW = "import sys\nfrom tools.plan import exit_now\nprint('planned')\nprint('warned', file=sys.stderr)\nexit_now(3)\n"
+
+
+def _exit_now(**streams: Any) -> subprocess.CompletedProcess[bytes]:
+    root = Path(__file__).resolve().parents[1]
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONUNBUFFERED"}  # buffered, as users run it
+    return subprocess.run([sys.executable, "-c", _EXIT_NOW], cwd=root, env=env, timeout=60, check=False, **streams)
+
+
+def test_plan_exit_with_stdout_and_stderr_closed_keeps_its_code() -> None:
+    # Both closed before the interpreter starts (`make plan >&- 2>&-`): sys.stdout and sys.stderr are None.
+    def close_stdout_and_stderr() -> None:
+        os.close(1)
+        os.close(2)
+
+    done = _exit_now(preexec_fn=close_stdout_and_stderr)
+    assert done.returncode == 3
+
+
+def test_plan_exit_to_a_reader_gone_is_reported_as_the_interpreter_reports_it() -> None:
+    read, write = os.pipe()
+    os.close(read)  # the reader is gone before the plan prints (`make plan | head -0`)
+    try:
+        done = _exit_now(stdout=write, stderr=subprocess.PIPE)
+    finally:
+        os.close(write)
+    assert done.returncode == 120, done.stderr  # as sys.exit's final flush: "Exception ignored ... BrokenPipeError"
+    assert b"BrokenPipeError" in done.stderr
+    assert b"Traceback" not in done.stderr
+    assert b"warned" in done.stderr
+
+
+def test_plan_exit_delivers_everything_to_a_pipe() -> None:
+    done = _exit_now(capture_output=True)
+    assert (done.returncode, done.stdout, done.stderr) == (3, b"planned\n", b"warned\n")

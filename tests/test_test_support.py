@@ -90,6 +90,27 @@ def test_a_command_runs_once_whoever_asks_and_its_result_is_kept(tmp_path: Path)
     assert first.run("wc -l < count").stdout == "1\n", "another command runs"
 
 
+def test_a_result_half_written_by_a_worker_that_died_is_never_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A worker killed while it wrote a command's result (or a sample plan's pickle) released the lock with half a file
+    # written: every later asker read it (a JSONDecodeError, an UnpicklingError) instead of running the command again.
+    commands = ProjectCommands(tmp_path, tmp_path / "results")
+    real_text, real_bytes = Path.write_text, Path.write_bytes
+
+    def half_then_dies(real: Any) -> Any:
+        def write(path: Path, data: Any, *args: Any, **kwargs: Any) -> int:
+            real(path, data[: len(data) // 2], *args, **kwargs)
+            raise SystemExit("the worker died here")
+
+        return write
+
+    monkeypatch.setattr(Path, "write_text", half_then_dies(real_text))
+    monkeypatch.setattr(Path, "write_bytes", half_then_dies(real_bytes))
+    with pytest.raises(SystemExit):
+        commands.run("echo x >> count; cat count")
+    monkeypatch.undo()
+    assert commands.run("echo x >> count; cat count") == Done(0, "x\nx\n", "")  # run again: nothing was recorded
+
+
 def test_workers_asking_at_once_wait_for_the_one_that_runs_it(tmp_path: Path) -> None:
     """Four processes ask for the same slow command at the same moment: it runs once, and each gets its output."""
     script = (

@@ -21,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from workloads.inputs import objects_from_inputs
+from workloads.inputs import in_apply_order, objects_from_inputs
 from workloads.renderers.common import is_shared
 
 DYNAMIC_TYPE = "pulumi-python:dynamic:Resource"
@@ -299,7 +299,7 @@ def kubernetes_objects(
             # The objects the provider will apply at create time, from the same inputs and the same renderer.
             run = reg.inputs.get("runName", reg.name)
             bodies = rendered.get(reg.urn)
-            for body in objects_from_inputs(reg.inputs) if bodies is None else bodies:
+            for body in in_apply_order(objects_from_inputs(reg.inputs) if bodies is None else bodies, run):
                 if not is_shared(body):
                     objects.append((f"runs/{run}/{run}.yaml", body))
                 elif (rel := f"shared/{_object_file(body, reg.name)}") not in shared:

@@ -205,5 +205,13 @@ def whole_numbers_as_ints(value: Any) -> Any:
 
 
 def objects_from_inputs(inputs: dict[str, Any], seeds: tuple[int, ...] | None = None) -> list[dict[str, Any]]:
-    """The run's Kubernetes objects in apply order, rendered from its SimRun inputs."""
+    """The run's Kubernetes objects in the renderer's order, rendered from its SimRun inputs (in_apply_order: the
+    order SimRunProvider.create writes them)."""
     return decode(inputs).objects(seeds)
+
+
+def in_apply_order(objects: list[dict[str, Any]], name: str) -> list[dict[str, Any]]:
+    """A run's or job's objects in the order SimRunProvider.create writes them: its Job (named after it) first, since
+    nothing else is written for a run whose Job cannot exist, then the rest in the renderer's order."""
+    main = [o for o in objects if o.get("kind") == "Job" and (o.get("metadata") or {}).get("name") == name][:1]
+    return main + [o for o in objects if not (main and o is main[0])]
