@@ -210,8 +210,13 @@ def objects_from_inputs(inputs: dict[str, Any], seeds: tuple[int, ...] | None = 
     return decode(inputs).objects(seeds)
 
 
+def main_job(objects: list[dict[str, Any]], name: str) -> dict[str, Any] | None:
+    """A run's or job's own Job among its objects: the Job named after it."""
+    return next((o for o in objects if o.get("kind") == "Job" and (o.get("metadata") or {}).get("name") == name), None)
+
+
 def in_apply_order(objects: list[dict[str, Any]], name: str) -> list[dict[str, Any]]:
-    """A run's or job's objects in the order SimRunProvider.create writes them: its Job (named after it) first, since
+    """A run's or job's objects in the order SimRunProvider.create writes them: its Job (main_job) first, since
     nothing else is written for a run whose Job cannot exist, then the rest in the renderer's order."""
-    main = [o for o in objects if o.get("kind") == "Job" and (o.get("metadata") or {}).get("name") == name][:1]
-    return main + [o for o in objects if not (main and o is main[0])]
+    main = main_job(objects, name)
+    return ([] if main is None else [main]) + [o for o in objects if o is not main]

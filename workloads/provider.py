@@ -158,7 +158,9 @@ class SimRunProvider(ResourceProvider):
 
         claim = new_claim()
         objects = run.objects(pending, gated=source_pending(run))
-        main = next(obj for obj in objects if obj["kind"] == "Job" and obj["metadata"]["name"] == name)
+        main = run_inputs.main_job(objects, name)
+        if main is None:  # the renderer always makes it (tests/test_run_renderer.py); a bug if not
+            raise SimRunError(f"run {name}: its objects hold no Job {name}; this is a simfleet bug. Nothing was written.")
         main["metadata"]["annotations"][CLAIM_ANNOTATION] = claim
         # The Job first: nothing else is written for a run whose Job cannot exist. Its pod waits (ContainerCreating)
         # the moment it takes for its ConfigMap to follow.
