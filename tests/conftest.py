@@ -29,14 +29,14 @@ def _share_botocore_data_between_sessions() -> None:
     import boto3.session
     import botocore.session
 
+    from workloads.eks_auth import keep_one_boto3_data_path
+
     botocore.session.create_loader = functools.lru_cache(maxsize=None)(botocore.session.create_loader)  # type: ignore[attr-defined]
     append_boto3_data = boto3.session.Session._setup_loader
 
     def setup_loader(self: boto3.session.Session) -> None:
-        append_boto3_data(self)  # boto3 appends its data directory to the Loader's search paths: once is enough
-        paths = self._loader.search_paths
-        if paths.count(paths[-1]) > 1:
-            paths.pop()
+        append_boto3_data(self)
+        keep_one_boto3_data_path(self._loader)
 
     boto3.session.Session._setup_loader = setup_loader  # type: ignore[method-assign]
 

@@ -66,12 +66,16 @@ def _session() -> Any:
             loader = _data_loaders[path] = botocore.loaders.create_loader(path)
         core.register_component("data_loader", loader)
         session = boto3.session.Session(botocore_session=core)
-        # boto3 appends its own data directory to the session's Loader (boto3/session.py _setup_loader): shared, the
-        # Loader needs it once, not once more for every session.
-        paths = loader.search_paths
-        if paths.count(paths[-1]) > 1:
-            paths.pop()
+        keep_one_boto3_data_path(loader)
     return session
+
+
+def keep_one_boto3_data_path(loader: Any) -> None:
+    """boto3 appends its own data directory to each new session's Loader (boto3/session.py _setup_loader): a Loader
+    shared by sessions needs it once, not once more for every session."""
+    paths = loader.search_paths
+    if paths.count(paths[-1]) > 1:
+        paths.pop()
 
 
 def reset_caches() -> None:
