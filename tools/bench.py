@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import statistics
 import subprocess
@@ -134,6 +135,9 @@ def overhead() -> list[list[str]]:
     rows.append(["EKS token presign only (client exists)", f"{1000 * remint:.2f}", "-"])
     from moto.server import ThreadedMotoServer
 
+    # werkzeug logs every request moto answers to stderr at INFO unless its logger says otherwise: the figures, not
+    # the provider's GETs, are what the benchmark prints.
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
     s3 = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)  # run records live in S3: a local one
     s3.start()
     os.environ["AWS_ENDPOINT_URL_S3"] = f"http://127.0.0.1:{s3.get_host_and_port()[1]}"
