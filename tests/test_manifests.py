@@ -238,17 +238,17 @@ def test_a_runs_objects_are_one_file_in_the_order_they_are_applied() -> None:
     for rel, body in objects:
         by_file.setdefault(rel, []).append(body)
     workloads = [r for r in planned("dev").registrations if r.type == DYNAMIC_TYPE and "spec" in r.inputs]
-    assert set(by_file) == {f"runs/{r.inputs['runName']}/{r.inputs['runName']}.yaml" for r in workloads}
+    assert set(by_file) == {f"runs/{r.inputs['runName']}.yaml" for r in workloads}
     # In the order the provider applies them (a continuation's Job, then the gate's account, then the gate Job), the
     # shared runtime ConfigMap left to shared/.
     for reg in workloads:
         run = reg.inputs["runName"]
         applied = in_apply_order(objects_from_inputs(reg.inputs), run)
-        assert by_file[f"runs/{run}/{run}.yaml"] == [o for o in applied if not is_shared(o)], run
-    assert len(by_file["runs/trot-continue/trot-continue.yaml"]) == 6
+        assert by_file[f"runs/{run}.yaml"] == [o for o in applied if not is_shared(o)], run
+    assert len(by_file["runs/trot-continue.yaml"]) == 6
     # SimRunProvider.create writes the run's Job before anything else (tests/test_provider.py pins its requests),
     # then its companions in the renderer's order: a viewport run's Job is rendered after its Service.
-    assert [o["kind"] for o in by_file["runs/trot-baseline/trot-baseline.yaml"]] == ["Job", "Service", "NetworkPolicy"]
+    assert [o["kind"] for o in by_file["runs/trot-baseline.yaml"]] == ["Job", "Service", "NetworkPolicy"]
     for bodies in by_file.values():
         assert documents(bodies) == emitter_dump_all(bodies)
 
@@ -257,15 +257,9 @@ def test_objects_under_one_name_are_written_as_one_file_of_documents(tmp_path: P
     out = tmp_path / "manifests"
     job, account = {"kind": "Job", "metadata": {"name": "r"}}, {"kind": "ServiceAccount", "metadata": {"name": "r-gate"}}
     namespace = {"kind": "Namespace", "metadata": {"name": "n"}}
-    manifests.write_manifests(out, [("runs/r/r.yaml", job), ("platform/n.yaml", namespace), ("runs/r/r.yaml", account)])
-    assert sorted(str(p.relative_to(out)) for p in out.rglob("*")) == [
-        "platform",
-        "platform/n.yaml",
-        "runs",
-        "runs/r",
-        "runs/r/r.yaml",
-    ]
-    assert list(yaml.safe_load_all((out / "runs" / "r" / "r.yaml").read_text())) == [job, account]
+    manifests.write_manifests(out, [("runs/r.yaml", job), ("platform/n.yaml", namespace), ("runs/r.yaml", account)])
+    assert sorted(str(p.relative_to(out)) for p in out.rglob("*")) == ["platform", "platform/n.yaml", "runs", "runs/r.yaml"]
+    assert list(yaml.safe_load_all((out / "runs" / "r.yaml").read_text())) == [job, account]
     assert (out / "platform" / "n.yaml").read_text() == dump(namespace)
 
 
@@ -275,6 +269,55 @@ def test_write_manifests_replaces_an_earlier_plans_files(tmp_path: Path) -> None
     manifests.write_manifests(out, [("platform/y.yaml", {"kind": "Namespace", "metadata": {"name": "n"}})])
     assert sorted(str(p.relative_to(out)) for p in out.rglob("*")) == ["platform", "platform/y.yaml"]
     assert (out / "platform" / "y.yaml").read_text() == "kind: Namespace\nmetadata:\n  name: n\n"
+
+
+def test_a_plan_writes_over_the_files_it_keeps_and_removes_the_rest(tmp_path: Path) -> None:
+    """A second plan rewrites a run's file in place (same inode: no file created, the reason for the layout), drops
+    the runs it no longer has, an earlier layout's per-run directories, and whatever else lies there; a symlink is
+    removed, never written through."""
+    out = tmp_path / "manifests"
+    elsewhere = tmp_path / "elsewhere.yaml"
+    elsewhere.write_text("not the plan's\n")
+    manifests.write_manifests(out, [("runs/kept.yaml", {"kind": "Job"}), ("runs/gone.yaml", {"kind": "Job"})])
+    inode = (out / "runs" / "kept.yaml").stat().st_ino
+    (out / "runs" / "old-layout").mkdir()
+    (out / "runs" / "old-layout" / "old-layout.yaml").write_text("kind: Job\n")
+    (out / "runs" / "linked.yaml").symlink_to(elsewhere)
+    (out / "runs" / "dir-where-a-file-goes.yaml").mkdir()
+    (out / "runs" / "dir-where-a-file-goes.yaml" / "x").write_text("x")
+    manifests.write_manifests(
+        out,
+        [
+            ("runs/kept.yaml", {"kind": "Job", "metadata": {"name": "kept"}}),
+            ("runs/linked.yaml", {"kind": "Job"}),
+            ("runs/dir-where-a-file-goes.yaml", {"kind": "Job"}),
+        ],
+    )
+    assert sorted(str(p.relative_to(out)) for p in out.rglob("*")) == [
+        "runs",
+        "runs/dir-where-a-file-goes.yaml",
+        "runs/kept.yaml",
+        "runs/linked.yaml",
+    ]
+    assert (out / "runs" / "kept.yaml").stat().st_ino == inode
+    assert (out / "runs" / "kept.yaml").read_text() == "kind: Job\nmetadata:\n  name: kept\n"
+    assert not (out / "runs" / "linked.yaml").is_symlink() and elsewhere.read_text() == "not the plan's\n"
+    assert (out / "runs" / "dir-where-a-file-goes.yaml").read_text() == "kind: Job\n"
+
+
+def test_a_manifests_path_that_is_a_file_or_a_symlink_is_replaced_by_the_directory(tmp_path: Path) -> None:
+    target = tmp_path / "target"
+    target.mkdir()
+    (target / "keep.txt").write_text("theirs")
+    for leftover in ("file", "link"):
+        out = tmp_path / leftover
+        if leftover == "file":
+            out.write_text("x")
+        else:
+            out.symlink_to(target, target_is_directory=True)
+        manifests.write_manifests(out, [("platform/y.yaml", {"kind": "Job"})])
+        assert out.is_dir() and not out.is_symlink() and (out / "platform" / "y.yaml").is_file()
+    assert [p.name for p in target.iterdir()] == ["keep.txt"]
 
 
 # Text whose emitter formatting depends on where it sits: a `|+` block (the emitter then ends the document with `...`),

@@ -72,8 +72,8 @@ def test_dev_plan_renders_each_run_objects(project_commands: ProjectCommands) ->
     done, out = make_plan(project_commands, "dev")
     assert done.returncode == 0, done.stderr
     runs = out / "manifests" / "runs"
-    # One file per run, `runs/<run>/<run>.yaml`, a document per object.
-    by_run = {d.name: sorted(o["kind"] for o in yaml.safe_load_all((d / f"{d.name}.yaml").read_text())) for d in runs.iterdir()}
+    # One file per run, `runs/<run>.yaml`, a document per object.
+    by_run = {f.stem: sorted(o["kind"] for o in yaml.safe_load_all(f.read_text())) for f in runs.iterdir()}
     assert by_run == {
         "trot-baseline": ["Job", "NetworkPolicy", "Service"],
         "trot-sweep": ["Job"],
@@ -89,8 +89,8 @@ def test_dev_plan_renders_each_run_objects(project_commands: ProjectCommands) ->
     )
     mounted = {
         volume["configMap"]["name"]
-        for d in runs.iterdir()
-        for job in yaml.safe_load_all((d / f"{d.name}.yaml").read_text())
+        for f in runs.iterdir()
+        for job in yaml.safe_load_all(f.read_text())
         if job["kind"] == "Job"
         for volume in job["spec"]["template"]["spec"]["volumes"]
         if volume["name"] == "runtime"

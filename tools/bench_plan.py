@@ -263,18 +263,15 @@ PLANNING_HEADER = [
 
 
 def manifest_sizes(plan_dir: Path) -> dict[str, Any]:
-    """What the plan's manifests hold per run (`runs/<run>/`), and its shared runtime ConfigMaps (`shared/`)."""
+    """What the plan's manifests hold per run (`runs/<run>.yaml`), and its shared runtime ConfigMaps (`shared/`)."""
     runs = plan_dir / "manifests" / "runs"
-    per_run = {d.name: sum(f.stat().st_size for f in d.iterdir()) for d in runs.iterdir()} if runs.is_dir() else {}
-    largest_file = max((f for d in runs.iterdir() for f in d.iterdir()), key=lambda f: f.stat().st_size, default=None)
+    per_run = {f.stem: f.stat().st_size for f in runs.iterdir()} if runs.is_dir() else {}
     shared = sorted((plan_dir / "manifests" / "shared").glob("*_configmap_simfleet-runtime-*.yaml"))
     return {
         "runs": len(per_run),
         "mean_kb": sum(per_run.values()) / len(per_run) / 1024 if per_run else 0.0,
         "max_kb": max(per_run.values(), default=0) / 1024,
         "max_run": max(per_run, key=per_run.__getitem__, default="-"),
-        "largest_file": f"{largest_file.parent.name}/{largest_file.name}" if largest_file else "-",
-        "largest_file_kb": largest_file.stat().st_size / 1024 if largest_file else 0.0,
         "runtime_configmaps": len(shared),
         "runtime_kb": sum(f.stat().st_size for f in shared) / 1024,
     }

@@ -1,8 +1,8 @@
 """The plan's Kubernetes manifests: which objects a stack would create, each run's rendered once, written as YAML.
 
 Each platform object and shared runtime ConfigMap is a file of its own (`platform/`, `shared/`); each run's or job's
-objects are one file, `runs/<run>/<run>.yaml`, a YAML document per object in the order the provider applies them
-(`kubectl apply -f runs/<run>/` applies them in that order too; as files of their own it went by file name).
+objects are one file, `runs/<run>.yaml`, a YAML document per object in the order the provider applies them
+(`kubectl apply -f runs/<run>.yaml` applies them in that order too; as files of their own it went by file name).
 
 Writing them was most of a large plan's time. They are written as libyaml's C emitter writes them when PyYAML
 was built with it (the wheels are), PyYAML's pure-Python emitter otherwise, with multi-line text (scripts,
@@ -12,6 +12,7 @@ the blocks itself and asks the emitter only how to write each distinct scalar. T
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -301,7 +302,7 @@ def kubernetes_objects(
             bodies = rendered.get(reg.urn)
             for body in in_apply_order(objects_from_inputs(reg.inputs) if bodies is None else bodies, run):
                 if not is_shared(body):
-                    objects.append((f"runs/{run}/{run}.yaml", body))
+                    objects.append((f"runs/{run}.yaml", body))
                 elif (rel := f"shared/{_object_file(body, reg.name)}") not in shared:
                     shared.add(rel)
                     objects.append((rel, body))
@@ -318,18 +319,19 @@ def _object_file(body: dict[str, Any], fallback: str) -> str:
 
 def write_manifests(directory: Path, objects: Iterable[tuple[str, dict[str, Any]]]) -> None:
     """Write each object to `directory`/<relative name>, objects under the same name as one file of documents in their
-    order, replacing whatever an earlier plan left there.
+    order; what an earlier plan wrote there and this one does not is removed, and so are the directories left empty.
 
-    One file per run, not per object: creating a file is most of what writing a small one costs the kernel, several
+    One file per run in one directory, written over the earlier plan's file of the same name rather than deleted and
+    created again: creating a file (and a directory) is most of what writing a small one costs the kernel, several
     times more while many files were deleted on the same disk in the last ~30 s (ext4 skips such inodes when it
     allocates one, fs/ext4/ialloc.c recently_deleted), and a run has 1-6 objects."""
-    shutil.rmtree(directory, ignore_errors=True)
-    directory.mkdir(parents=True)
     files: dict[str, list[dict[str, Any]]] = {}
     for rel, body in objects:
         files.setdefault(rel, []).append(body)
-    made: set[str] = set()
     root = str(directory)
+    wanted = {os.path.join(root, rel) for rel in files}
+    _remove_all_but(root, wanted)
+    made: set[str] = set()
     for rel, bodies in files.items():
         path = os.path.join(root, rel)
         parent = os.path.dirname(path)
@@ -337,6 +339,30 @@ def write_manifests(directory: Path, objects: Iterable[tuple[str, dict[str, Any]
             os.makedirs(parent, exist_ok=True)
             made.add(parent)
         _write(path, documents(bodies).encode())
+
+
+def _remove_all_but(root: str, wanted: set[str]) -> None:
+    """Remove every file under `root` whose path is not in `wanted`, then the directories left empty (deepest first).
+    A directory where a wanted file goes (an earlier layout's) goes too; anything that is not a regular file or a
+    directory (a symlink) is removed, never followed."""
+    if not os.path.isdir(root) or os.path.islink(root):
+        if os.path.lexists(root):
+            os.unlink(root)
+        return
+    for parent, dirs, names in os.walk(root, topdown=False):
+        for name in names:
+            path = os.path.join(parent, name)
+            if path not in wanted or os.path.islink(path):
+                os.unlink(path)
+        for name in dirs:
+            path = os.path.join(parent, name)
+            if os.path.islink(path):
+                os.unlink(path)
+            elif path in wanted:
+                shutil.rmtree(path)
+            else:
+                with contextlib.suppress(OSError):  # not empty: it holds a file this plan writes again
+                    os.rmdir(path)
 
 
 def _write(path: str, data: bytes) -> None:
