@@ -54,10 +54,12 @@ utc_now() { date -u +%Y-%m-%dT%H:%M:%SZ; }
 #           so that wait ends at once; term_poll then sets terminated=1 and term_at, and calls the script's own
 #           on_term when it has one (upload.sh, job-upload.sh). Subshells of the worker have no watcher: each one's
 #           parent stops it at its deadline (await).
-# Without a TERM trap, bash's own handler for terminating signals is what a child of the worker has between its fork
-# and the start of its program (it is set once an EXIT trap is: trap.c set_signal -> initialize_terminating_signals),
-# and it runs the EXIT trap it inherited (sig.c termsig_handler -> run_exit_trap) when the SIGTERM that pause or await
-# sends that child lands first. So each script's EXIT trap does its work only where $BASHPID is $$.
+# What the worker starts and then ends itself (a pause's sleep, await's sleeper, a job stopped at its deadline, the
+# watcher) gets SIGKILL, not SIGTERM: without a TERM trap, a child of the worker that a catchable signal reaches between
+# its fork and the start of its program has bash's own handler for terminating signals (set once an EXIT trap is:
+# trap.c set_signal -> initialize_terminating_signals), which runs the EXIT trap it inherited (sig.c termsig_handler ->
+# run_exit_trap): the worker's scratch directory and result channel removed under it. (The old TERM trap kept such a
+# child on trap.c trap_handler, which resends the signal at its default.)
 guard_term() {
   local mode=$1 attempt seen dir
   shift
@@ -119,7 +121,7 @@ guard_on_term() {
   term_at=${term_at:-$EPOCHSECONDS}
   if [ "$guard_mode" = stop ]; then
     [ "$guard_signals" != 1 ] || warn "terminated"
-    [ -z "$guard_child" ] || kill_tree "$guard_child"
+    [ -z "$guard_child" ] || kill_tree TERM "$guard_child" # (its EXIT trap cleans up; it is ending anyway)
   elif [ -n "$TERM_DIR" ]; then
     # The second first, then the wake-up: a worker that wakes finds it, and one that is not watching yet reads it
     # after it has made its watcher (term_watch).
@@ -132,7 +134,7 @@ guard_end_watchers() {
   local file pid
   for file in "$TERM_DIR"/watcher.*; do
     if [ -f "$file" ] && read -r pid <"$file" && [[ $pid =~ ^[0-9]+$ ]]; then
-      kill "$pid" 2>/dev/null || true
+      kill -KILL "$pid" 2>/dev/null || true
     fi
   done
 }
@@ -159,7 +161,7 @@ term_poll() {
     terminated=1
     term_at=$at
     if [ "$term_watcher_of" = "$BASHPID" ] && [ -n "$term_watcher" ]; then
-      kill "$term_watcher" 2>/dev/null || true # ended already, unless this saw the file first
+      kill -KILL "$term_watcher" 2>/dev/null || true # ended already, unless this saw the file first
       term_watcher=""
     fi
     if declare -F on_term >/dev/null; then
@@ -177,12 +179,12 @@ term_waits() {
   [ -z "$term_watcher" ] || [ "$term_watcher_of" != "$BASHPID" ] || waits=("$term_watcher")
 }
 
-# kill_tree PID: SIGTERM to PID and every process under it, found through /proc (the image has no pkill): a job's
-# own children (its aws call) must not outlive it. Best effort: a process forked meanwhile can be missed.
+# kill_tree SIGNAL PID: SIGNAL to PID and every process under it, found through /proc (the image has no pkill): a
+# job's own children (its aws call) must not outlive it. Best effort: a process forked meanwhile can be missed.
 kill_tree() {
-  local stat line pid i
+  local signal=$1 stat line pid i
   local -A parent_of=()
-  local tree=("$1")
+  local tree=("$2")
   for stat in /proc/[0-9]*/stat; do
     { read -r line <"$stat"; } 2>/dev/null || continue
     pid=${line%% *}
@@ -195,7 +197,7 @@ kill_tree() {
       [ "${parent_of[$pid]}" != "${tree[i]}" ] || tree+=("$pid")
     done
   done
-  kill -TERM "${tree[@]}" 2>/dev/null || true
+  kill "-$signal" "${tree[@]}" 2>/dev/null || true
 }
 
 # Sleeps $1 seconds in the background, so that a SIGTERM ends the wait at once (the watcher's end) where a
@@ -213,7 +215,7 @@ pause() {
     wait -n -p ended "$pid" "${waits[@]}" 2>/dev/null || true
   fi
   # (`wait -n -p` leaves the name unset when a trapped signal ends it, in a shell of the caller's that traps one.)
-  [ "${ended:-}" = "$pid" ] || kill "$pid" 2>/dev/null || true
+  [ "${ended:-}" = "$pid" ] || kill -KILL "$pid" 2>/dev/null || true
   term_poll
   return 0
 }
@@ -226,8 +228,8 @@ run_bounded() {
 }
 
 # await PID: waits for a background job of this shell; once HARD_DEADLINE is set, the job and what it started are
-# stopped there (SIGTERM, and status 124, as `timeout` reports). Returns the job's status. (wait -n -p: bash 5.1 or
-# newer, as in the image.)
+# stopped there (SIGKILL, see guard_term; status 124, as `timeout` reports). Returns the job's status. (wait -n -p:
+# bash 5.1 or newer, as in the image.)
 await() {
   local pid=$1 status sleeper="" left ended waits=()
   while :; do
@@ -238,7 +240,7 @@ await() {
       break
     fi
     if [ -n "$sleeper" ] && ! kill -0 "$sleeper" 2>/dev/null; then
-      kill_tree "$pid"
+      kill_tree KILL "$pid"
       wait "$pid" 2>/dev/null
       status=124
       break
@@ -258,7 +260,7 @@ await() {
     wait -n -p ended "$pid" ${sleeper:+"$sleeper"} "${waits[@]}" 2>/dev/null || status=$?
     [ "${ended:-}" != "$pid" ] || break
   done
-  [ -z "$sleeper" ] || kill "$sleeper" 2>/dev/null
+  [ -z "$sleeper" ] || kill -KILL "$sleeper" 2>/dev/null
   return "$status"
 }
 

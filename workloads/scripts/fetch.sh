@@ -39,8 +39,7 @@ WAIT_SECONDS=${SIMFLEET_FETCH_WAIT_SECONDS:-120}
 POLL_SECONDS=${SIMFLEET_FETCH_POLL_SECONDS:-30}
 require_whole_seconds SIMFLEET_FETCH_WAIT_SECONDS "$WAIT_SECONDS" SIMFLEET_FETCH_POLL_SECONDS "$POLL_SECONDS" || exit 1
 WORK=$(mktemp -d)
-# Only in this shell: not in a child that a SIGTERM reached before it started its program (common.sh, SIGTERM).
-trap '[ "$BASHPID" != "$$" ] || rm -rf "$WORK"' EXIT
+trap 'rm -rf "$WORK"' EXIT
 ERR="$WORK/err"
 
 # The seed and the key prefix P of this pod.

@@ -43,8 +43,7 @@ BUCKET=${rest%%/*}
 KEY=${rest#*/}
 ATTEMPTS="${KEY%index.json}attempts/"
 WORK=$(mktemp -d)
-# Only in this shell: not in a child that a SIGTERM reached before it started its program (common.sh, SIGTERM).
-trap '[ "$BASHPID" != "$$" ] || rm -rf "$WORK"' EXIT
+trap 'rm -rf "$WORK"' EXIT
 ERR="$WORK/err"
 
 # The epoch second the source's latest pod started (its newest attempt marker), or nothing when none started yet or

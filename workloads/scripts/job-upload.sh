@@ -105,8 +105,7 @@ cleanup() {
   [ ! -p "$FIFO" ] || rm -f "$FIFO" # a wrapper that never connected must not find it later
   rm -rf "$WORK"
 }
-# Only in this shell: not in a child that a SIGTERM reached before it started its program (common.sh, SIGTERM).
-trap '[ "$BASHPID" != "$$" ] || cleanup' EXIT
+trap cleanup EXIT
 ERR="$WORK/err"
 
 # 2a. The result channel first: the wrapper waits for it before it runs anything.

@@ -86,8 +86,7 @@ require_whole_seconds SIMFLEET_HEARTBEAT_TIMEOUT_SECONDS "$HEARTBEAT_TIMEOUT" SI
   require_seconds SIMFLEET_POLL_SECONDS "$POLL" || exit 2
 [ "$terminated" = 0 ] || HARD_DEADLINE=$((term_at + TERM_SHIP)) # a SIGTERM before TERM_SHIP was read
 WORK=$(mktemp -d)
-# Only in this shell: not in a child that a SIGTERM reached before it started its program (common.sh, SIGTERM).
-trap '[ "$BASHPID" != "$$" ] || rm -rf "$WORK"' EXIT
+trap 'rm -rf "$WORK"' EXIT
 ERR="$WORK/err"
 
 if [ "${SIMFLEET_PER_SEED:-false}" = true ]; then
