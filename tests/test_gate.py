@@ -9,16 +9,19 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from fake_kube import TEST_GLUE, FakeKube, run_context, run_props, run_spec
-from pod_harness import GUARD, Moto, ScriptPod, explain, moto_server_for, read_until
+from pod_harness import GUARD, Moto, ScriptPod, explain, moto_server_for, read_until, wait_for
 
 import naming
 from config import RunSpec
+from tools.term_stress import session_processes
 from workloads.provider import SimRunProvider
 from workloads.renderers.run import SERVICE_ACCOUNT_DIR, release_command, render_run
 from workloads.runs import plan_runs
@@ -158,6 +161,22 @@ def test_a_running_source_within_its_deadline_keeps_the_gate_waiting(pod: Script
     put_attempt(pod)
     result = pod.run("gate.sh", **_gate_env(SIMFLEET_GATE_DEADLINE_SECONDS="0"))
     assert result.returncode == 1 and "gave up after 0 s" in result.stderr  # the cap, not the source's clock
+
+
+@needs_bash
+def test_gate_on_sigterm_stops_at_once_with_its_aws_call(pod: ScriptPod) -> None:
+    # SIGTERM while the gate's own aws call waits on S3, which holds it 30 s: the guardian ends the gate and that call
+    # with it (before, the trap waited for the call to return), and nothing of the gate is left running.
+    slow = pod.moto.slow("GET", rf"/{ARTIFACTS}/{SOURCE_INDEX_KEY}", delay=30)
+    gate = pod.start("gate.sh", **_gate_env(SIMFLEET_GATE_DEADLINE_SECONDS="100"))
+    wait_for(lambda: slow.hits > 0, "the gate's GET of the index, held by S3")
+    terminated_at = time.monotonic()
+    gate.send_signal(signal.SIGTERM)
+    _, stderr = gate.communicate(timeout=GUARD)
+    assert gate.returncode == 143 and stderr.strip() == "gate: terminated", stderr
+    # The aws call got its SIGTERM with the gate's shell and may still be on its way out when the gate has ended.
+    wait_for(lambda: not session_processes(gate.pid), "the gate's processes to end")
+    assert time.monotonic() - terminated_at < 20  # ended, not waited for: S3 would have answered at 30 s
 
 
 # -- the release and the RBAC it acts as ------------------------------------------------------------------------

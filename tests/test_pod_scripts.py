@@ -577,6 +577,47 @@ def test_upload_on_sigterm_without_a_marker_writes_interrupted(pod: Pod) -> None
     assert index["startTime"] is None and index["recoveries"] == 0
 
 
+# date, whose first call sends SIGTERM to the process the test started (the leader of its session: PID 1 of the
+# container) before it answers. upload.sh is then expanding its progress record, whose `$(utc_now)` is followed by a
+# second `$(...)` in the same command: the signal lands while bash 5.2 expands a command substitution, where a trap in
+# that shell would be parsed as the rest of the next substitution and lost (common.sh, "SIGTERM").
+SIGNALLING_DATE = """#!/bin/bash
+if mkdir "$SIGNALLED_FLAG" 2>/dev/null; then
+  read -r stat </proc/self/stat
+  read -r _ _ _ session _ <<<"${stat##*) }"
+  kill -TERM "$session"
+fi
+exec "$REAL_DATE" "$@"
+"""
+
+
+def test_upload_on_a_sigterm_inside_a_command_substitution_still_writes_interrupted(pod: Pod, tmp_path: Path) -> None:
+    wrapper = tmp_path / "wrapper"
+    wrapper.mkdir()
+    (wrapper / "date").write_text(SIGNALLING_DATE)
+    (wrapper / "date").chmod(0o755)
+    real_date = shutil.which("date")
+    assert real_date is not None
+    pod.glue.start()
+    upload = pod.start(
+        "upload.sh",
+        SIMFLEET_TERM_WAIT_SECONDS="0",
+        PATH=f"{wrapper}:{pod.env['PATH']}",
+        REAL_DATE=real_date,
+        SIGNALLED_FLAG=str(tmp_path / "signalled"),
+    )
+    read_until(upload, "following glue's heartbeat")
+    wait_for(lambda: (tmp_path / "signalled").exists(), "the SIGTERM from inside the progress record's $(...)")
+    time.sleep(1)  # the glue stand-in beats on meanwhile: a lost SIGTERM would leave the uploader following it
+    pod.glue.stop()  # ... and glue gone without a marker makes a lost SIGTERM end as Failed, not Interrupted
+    _, stderr = upload.communicate(timeout=GUARD)
+    index = pod.get_json(ARTIFACTS, f"{PREFIX}index.json")
+    assert index["status"] == "Interrupted", (index, stderr)
+    assert "unexpected EOF" not in stderr, stderr
+    assert re.fullmatch(r"terminated before glue wrote its done marker \(waited \d s after SIGTERM\)", index["reason"])
+    assert upload.returncode == 1, stderr
+
+
 def test_upload_says_so_when_glue_never_started(pod: Pod) -> None:
     result = pod.run("upload.sh", SIMFLEET_START_WAIT_SECONDS="0")
     assert result.returncode == 1

@@ -20,7 +20,7 @@
 # SIMFLEET_ARTIFACTS_BUCKET, SIMFLEET_CHECKPOINTS_BUCKET, SIMFLEET_RESUME, SIMFLEET_CHECKPOINT_FROM,
 # SIMFLEET_SOURCE_INDEX, SIMFLEET_FETCH_WAIT_SECONDS (120), SIMFLEET_FETCH_POLL_SECONDS (30), SIMFLEET_RETRY_SECONDS (60),
 # SIMFLEET_CHECKPOINTS_DIR (/checkpoints), AWS_REGION.
-# Exit: 0, or 1 with a one-line reason on stderr.
+# Exit: 0, or 1 with a one-line reason on stderr; 143 after a SIGTERM ("checkpoint-fetch: terminated").
 set -euo pipefail
 NAME=checkpoint-fetch
 # shellcheck source=common.sh
@@ -30,8 +30,9 @@ fail() {
   warn "$*"
   exit 1
 }
-# PID 1 of its container: without a trap bash ignores TERM and the pod waits out its grace period.
-trap 'echo "checkpoint-fetch: terminated" >&2; exit 143' TERM
+# PID 1 of its container, where bash ignores an untrapped TERM and the pod would wait out its grace period: the
+# guardian (common.sh guard_term) holds the trap and ends this script, and what it started, with SIGTERM (exit 143).
+guard_term stop "$@"
 
 CHECKPOINTS_DIR=${SIMFLEET_CHECKPOINTS_DIR:-/checkpoints}
 WAIT_SECONDS=${SIMFLEET_FETCH_WAIT_SECONDS:-120}

@@ -12,6 +12,7 @@
 #   access denied (403)        -> exit 2 at once: waiting does not fix permissions
 #   no such bucket             -> exit 2 at once: the source's bucket is not coming back by waiting
 #   deadline reached           -> exit 1, quoting the last index seen (or "no index")
+#   SIGTERM                    -> exit 143 at once, "gate: terminated", its aws call ended too
 # The deadline is SIMFLEET_GATE_GRACE_SECONDS (900) past the source's own Job deadline
 # (SIMFLEET_SOURCE_DEADLINE_SECONDS), counted from the start of the source's latest pod: its newest attempt marker
 # beside the index (<prefix>attempts/). A preempted source that Kueue admits again starts a new pod, which restarts
@@ -22,8 +23,9 @@ NAME=gate
 # shellcheck source=common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
-# PID 1 of its container: without a trap bash ignores TERM and the pod waits out its grace period.
-trap 'echo "gate: terminated" >&2; exit 143' TERM
+# PID 1 of its container, where bash ignores an untrapped TERM and the pod would wait out its grace period: the
+# guardian (common.sh guard_term) holds the trap and ends this script, and what it started, with SIGTERM (exit 143).
+guard_term stop "$@"
 
 INDEX=${SIMFLEET_SOURCE_INDEX:?must be the s3:// URI of the source run index.json}
 DEADLINE_SECONDS=${SIMFLEET_GATE_DEADLINE_SECONDS:?must be set (whole seconds)}

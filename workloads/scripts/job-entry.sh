@@ -73,11 +73,13 @@ wait_until() {
 # shellcheck disable=SC2329 # called through wait_until
 fifo_gone() { [ ! -e "$fifo" ]; }
 
-# A name safe to quote in the marker's JSON as it is, or "" when it is not.
-plain() {
+# name: $1 when it is safe to quote in the marker's JSON as it is, else "". Set, not printed: this runs after the
+# traps are set, where no $(...) is expanded (bash as /bin/sh is 5.2 in many images: a signal that lands while it
+# expands a command substitution can have its trap parsed as that substitution's rest and lost; dash is not affected).
+plain_name() {
   case $1 in
-    '' | *[!A-Za-z0-9._/+-]*) echo "" ;;
-    *) echo "$1" ;;
+    '' | *[!A-Za-z0-9._/+-]*) name="" ;;
+    *) name=$1 ;;
   esac
 }
 
@@ -260,7 +262,7 @@ runnable() {
     *) command -v "$1" >/dev/null 2>&1 ;;
   esac
 }
-name=$(plain "$1")
+plain_name "$1"
 if [ "$timed_out" = 1 ] && [ -z "$signal" ]; then
   status=Failed
   reason="exceeded maxRuntime (${max_runtime} s); the command exited with code $code"

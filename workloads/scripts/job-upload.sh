@@ -12,8 +12,8 @@
 #    once, so the program cannot reach it by name; then the wrapper's one-line result comes, and the end of the
 #    channel when the wrapper's descriptor closes. A wrapper that dies without a result (its container killed, out
 #    of memory) ends the channel just the same: this knows at once. It waits SIMFLEET_START_WAIT_SECONDS for the
-#    wrapper to connect and at most SIMFLEET_DONE_WAIT_SECONDS in all; on SIGTERM it stops waiting and gives the work
-#    container SIMFLEET_TERM_WAIT_SECONDS to end.
+#    wrapper to connect and at most SIMFLEET_DONE_WAIT_SECONDS in all; on SIGTERM (to its guardian, PID 1: common.sh
+#    guard_term) it stops waiting and gives the work container SIMFLEET_TERM_WAIT_SECONDS to end.
 # 3. When the work container Succeeded: uploads every regular file under SIMFLEET_OUTPUTS_DIR (recursively, dotfiles
 #    too; symlinks, FIFOs and anything that resolves elsewhere refused) to <P>outputs/<attempt>/<relative path>, many
 #    files per aws process, each sent again when it changed meanwhile, then tags them $SIMFLEET_KIND_TAG=outputs.
@@ -52,10 +52,9 @@ NAME=output-uploader
 # shellcheck source=common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
-# From the first moment: a SIGTERM while the attempt is recorded still ends the wait below at once.
-terminated=0
-term_at=""
-trap 'terminated=1; term_at=${term_at:-$EPOCHSECONDS}' TERM
+# From the first moment: a SIGTERM while the attempt is recorded still ends the wait below at once. The guardian
+# (common.sh guard_term) holds the trap; this runs as its worker, where term_poll sets terminated=1 and term_at.
+guard_term notify "$@"
 
 OUTPUTS_DIR=${SIMFLEET_OUTPUTS_DIR:-/outputs}
 FIFO=${SIMFLEET_RESULT_FIFO:-/simfleet/result}

@@ -9,7 +9,8 @@
 #    is forged or left over and changes nothing), when the heartbeat is older than SIMFLEET_HEARTBEAT_TIMEOUT_SECONDS
 #    (glue died without a result: killed, out of memory), when glue never beat within SIMFLEET_START_WAIT_SECONDS, or
 #    on SIGTERM.
-# 2. SIGTERM (every aws call runs in the background, so the trap runs at once): glue gets SIMFLEET_TERM_WAIT_SECONDS
+# 2. SIGTERM, to this script's guardian (PID 1, common.sh guard_term: no trap in the shell that works, which bash 5.2
+#    could lose), is seen at once (every aws call runs in the background): glue gets SIMFLEET_TERM_WAIT_SECONDS
 #    to write its marker (it saves a partial checkpoint first); uploads stop SIMFLEET_TERM_SHIP_SECONDS after the
 #    SIGTERM, index.json is written by SIMFLEET_TERM_INDEX_SECONDS (a spot notice is 120 s), and the artifacts' tags
 #    come after it, with what time is left. The last partial checkpoint in S3 is the fallback when the one glue saved
@@ -49,16 +50,13 @@ NAME=artifact-uploader
 # shellcheck source=common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
-# From the first moment: a SIGTERM at any point ends the waits and starts the clock of the spot notice.
-terminated=0
-term_at=""
+# From the first moment: a SIGTERM at any point ends the waits and starts the clock of the spot notice. The guardian
+# (common.sh guard_term) holds the trap; this runs as its worker, where term_poll sets terminated=1 and term_at (the
+# second of the SIGTERM) and then calls on_term.
 on_term() {
-  [ "$terminated" = 0 ] || return 0
-  terminated=1
-  term_at=$EPOCHSECONDS
   HARD_DEADLINE=$((term_at + ${TERM_SHIP:-95}))
 }
-trap on_term TERM
+guard_term notify "$@"
 
 CHECKPOINTS_DIR=${SIMFLEET_CHECKPOINTS_DIR:-/checkpoints}
 ARTIFACTS_DIR=${SIMFLEET_ARTIFACTS_DIR:-/artifacts}
@@ -169,9 +167,8 @@ ship_partial() {
     --tagging "TagSet=[{Key=$KIND_TAG,Value=staging}]" 2>"$ERR" || warn "could not tag $PARTIAL_URI.uploading: $(last_error)"
 }
 ship_partials() {
-  # Run as a background job: stopped at the SIGTERM deadline (await), it stops its own aws call too. Its own error
-  # file, so the main shell's last_error is never this job's.
-  trap 'kill $(jobs -p) 2>/dev/null; exit 124' TERM
+  # Run as a background job: stopped at the SIGTERM deadline (await), its own aws call with it. Its own error file,
+  # so the main shell's last_error is never this job's.
   ERR="$WORK/partial.err"
   # A checkpoint written to while it uploaded is tried again at once, a few times.
   for _ in 1 2 3; do

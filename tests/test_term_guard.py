@@ -1,0 +1,109 @@
+"""SIGTERM in the bash pod scripts: common.sh's guardian (guard_term), and what it relies on.
+
+Under bash 5.2 a trap that becomes pending while its shell expands a $(...) can be parsed as the rest of the next
+substitution and lost (common.sh, "SIGTERM"). These inject that fault (SIGTERM at random moments into a loop of
+substitutions, tools/term_stress.py) and check the rules the scripts keep so that it cannot reach them.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tools import term_stress
+
+SCRIPTS = Path(__file__).resolve().parent.parent / "workloads" / "scripts"
+BASH_SCRIPTS = ("upload.sh", "job-upload.sh", "fetch.sh", "gate.sh")
+
+pytestmark = pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash (the AWS CLI image has it)")
+
+
+def _bash_version() -> tuple[int, int]:
+    found = subprocess.run(["bash", "-c", "echo ${BASH_VERSINFO[0]} ${BASH_VERSINFO[1]}"], capture_output=True, text=True)
+    major, minor = found.stdout.split()
+    return int(major), int(minor)
+
+
+@pytest.mark.slow
+def test_a_sigterm_among_command_substitutions_reaches_the_guarded_script_every_time() -> None:
+    # The control first: the same loop with the trap in its own shell loses a SIGTERM on this bash (about one run in
+    # three here), which shows the fault is injected. bash 5.3 runs no trap while it parses a substitution.
+    control = term_stress.stress("trap", runs=40, patience=1.0, stop_at_loss=True)
+    if _bash_version() < (5, 3):
+        assert control.lost >= 1 and control.parse_errors >= 1, control
+    guarded = term_stress.stress("guard", runs=25)
+    assert guarded.runs == 25 and guarded.lost == 0, guarded.messages
+    assert guarded.leftovers == 0  # neither the watcher nor a pause's sleep outlives the script
+
+
+def test_no_bash_script_traps_term_outside_the_guardian() -> None:
+    for name in BASH_SCRIPTS:
+        text = (SCRIPTS / name).read_text()
+        assert re.search(r'^guard_term (stop|notify) "\$@"$', text, re.M), name
+        assert not re.search(r"^\s*trap .*\b(TERM|INT)\s*$", text, re.M), name
+
+
+def test_the_guardian_expands_no_substitution_once_its_trap_is_set() -> None:
+    # From `trap guard_on_term TERM` to the end of guard_term, and in the functions its trap and its wait run.
+    common = (SCRIPTS / "common.sh").read_text()
+    guardian = common[common.index("  trap guard_on_term TERM") : common.index("\n}\n", common.index("guard_term() {"))]
+    bodies = [guardian]
+    for function in ("guard_on_term", "guard_end_watchers", "kill_tree"):
+        start = common.index(f"{function}() {{")
+        bodies.append(common[start : common.index("\n}\n", start)])
+    for body in bodies:
+        assert not re.search(r"[$<>]\((?!\()", body), body.splitlines()[0]
+
+
+def test_the_worker_ends_what_it_started_with_sigkill() -> None:
+    # Without a TERM trap in the worker, a child of it that a SIGTERM reaches between its fork and its program runs
+    # the worker's EXIT trap (bash's own terminating-signal handler): output-uploader's cleanup then removed the result
+    # channel and the scratch directory under the running script (test_job_scripts.py's
+    # test_no_linger_after_a_sigterm_before_the_marker failed 4 runs in 12 that way). SIGKILL cannot be caught.
+    common = (SCRIPTS / "common.sh").read_text()
+    for function in ("pause", "await", "term_poll", "guard_end_watchers"):
+        start = common.index(f"\n{function}() {{")
+        body = common[start : common.index("\n}\n", start)]
+        kills = re.findall(r"\bkill(?:_tree)? +(\S+)", body)
+        assert kills and all(signal in ("-0", "-KILL", "KILL") for signal in kills), (function, kills)
+
+
+def test_job_entry_expands_no_command_substitution_once_its_traps_are_set() -> None:
+    # POSIX sh, so dash in many images, but bash (5.2) where /bin/sh is bash: the same fault, so the same rule.
+    text = (SCRIPTS / "job-entry.sh").read_text()
+    after_traps = text[text.index("trap 'on_signal TERM' TERM") :]
+    code = "\n".join(line for line in after_traps.splitlines() if not line.lstrip().startswith("#"))
+    assert not re.search(r"\$\((?!\()", code)
+
+
+def test_a_job_stopped_at_its_deadline_takes_what_it_started_with_it(tmp_path: Path) -> None:
+    # A background job that is a shell function (upload.sh's partial-checkpoint job): its own child must not outlive
+    # it when await stops it at HARD_DEADLINE (before, only the job's shell got SIGTERM, and its sleep ran on).
+    pid_file = tmp_path / "grandchild"
+    script = f"""
+source {SCRIPTS}/common.sh
+NAME=test
+job() {{ sleep 30 & echo $! >{pid_file}; wait; }}
+HARD_DEADLINE=$((EPOCHSECONDS + 1))
+run_bounded job
+echo "status $?"
+"""
+    result = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=30)
+    assert result.stdout.strip() == "status 124", result.stderr
+    grandchild = int(pid_file.read_text())
+    deadline = time.monotonic() + 5
+    while Path(f"/proc/{grandchild}").exists() and _state(grandchild) != "Z":
+        assert time.monotonic() < deadline, f"the job's sleep {grandchild} outlived it"
+        time.sleep(0.05)
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return "gone"
