@@ -180,7 +180,8 @@ class Planned:
 
 def plan_sizes(counts: list[int], scratch: Path, progress: Callable[[str], None] = print) -> list[Planned]:
     """The whole plan and the floor for a 1-run stack and each N in `counts`, alternating so that a busy neighbour
-    biases neither; best of three up to 2,000 runs, whose system time alone varies by a third between plans."""
+    biases neither; the best of five up to 300 runs (300 runs add under a second of CPU to a 2 s plan, so one plan's
+    noise moves their per-run figure by a third) and of three up to 2,000."""
     sizes: list[Planned] = []
     # Plans read no more are deleted at the end, not between plans: ext4 skips an inode deleted in the last ~30 s
     # when it allocates one (fs/ext4/ialloc.c recently_deleted), so thousands deleted just before a plan made the
@@ -189,7 +190,7 @@ def plan_sizes(counts: list[int], scratch: Path, progress: Callable[[str], None]
     for n in [1, *counts]:
         config = scratch / f"Pulumi.bench{n}.yaml"
         config.write_text(json.dumps(scale_stack(n)))
-        repeats = 3 if n <= 2000 else 1  # 10,000 runs once: 30 s, and its ratio's noise is a few percent
+        repeats = 5 if n <= 300 else 3 if n <= 2000 else 1  # 10,000 runs once: 30 s, its noise a few percent
         best: PlanRun | None = None
         floor = floor_cpu = float("inf")
         for attempt in range(repeats):
