@@ -24,7 +24,7 @@
 set -euo pipefail
 NAME=checkpoint-fetch
 # shellcheck source=common.sh
-source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+source "${BASH_SOURCE[0]%/*}/common.sh" # (no $(...): see common.sh, SIGTERM)
 
 fail() {
   warn "$*"

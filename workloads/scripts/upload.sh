@@ -48,7 +48,7 @@ set -uo pipefail
 shopt -s nullglob dotglob
 NAME=artifact-uploader
 # shellcheck source=common.sh
-source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+source "${BASH_SOURCE[0]%/*}/common.sh" # (no $(...): see common.sh, SIGTERM)
 
 # From the first moment: a SIGTERM at any point ends the waits and starts the clock of the spot notice. The guardian
 # (common.sh guard_term) holds the trap; this runs as its worker, where term_poll sets terminated=1 and term_at (the
