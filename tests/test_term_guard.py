@@ -243,3 +243,39 @@ def test_a_sigterm_to_pid_1_later_still_stops_the_gate(slow_runtime: Path) -> No
     _, stderr = process.communicate(timeout=15)
     assert process.returncode == 143 and "gate: terminated" in stderr, stderr
 
+
+def test_a_second_sigterm_kills_no_process_by_a_stale_watcher_pid(tmp_path: Path) -> None:
+    # The guardian ends the watchers named in its directory on the first SIGTERM. Their pids stay in the files; by a
+    # second SIGTERM (a kubelet that shortens the grace period sends one) those processes are gone and the pids may
+    # name others: here a file that names an unrelated process stands for that reuse.
+    script = tmp_path / "probe.sh"
+    script.write_text(
+        f"""#!/bin/bash
+NAME=probe
+source {SCRIPTS}/common.sh
+guard_term notify "$@"
+while [ "$terminated" = 0 ]; do pause 0.2; done
+echo "worker: terminated"
+pause 3
+"""
+    )
+    victim = subprocess.Popen(["sleep", "60"])
+    probe = subprocess.Popen(
+        ["bash", str(script)], env={"PATH": "/usr/bin:/bin", "TMPDIR": str(tmp_path)}, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while not list(tmp_path.glob("simfleet-term.*/watcher.*")):
+            assert time.monotonic() < deadline, "no watcher"
+            time.sleep(0.02)
+        probe.send_signal(signal.SIGTERM)
+        assert probe.stdout is not None and probe.stdout.readline() == "worker: terminated\n"
+        for watcher in tmp_path.glob("simfleet-term.*/watcher.*"):
+            watcher.write_text(f"{victim.pid}\n")
+        probe.send_signal(signal.SIGTERM)
+        probe.wait(timeout=20)
+        assert victim.poll() is None, "the second SIGTERM killed an unrelated process by a stale watcher pid"
+    finally:
+        probe.kill()
+        victim.kill()
+        victim.wait()

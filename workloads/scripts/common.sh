@@ -132,9 +132,10 @@ guard_on_term() {
   if [ "$guard_mode" = stop ]; then
     [ "$guard_signals" != 1 ] || warn "terminated"
     [ -z "$guard_child" ] || kill_tree TERM "$guard_child" # (its EXIT trap cleans up; it is ending anyway)
-  elif [ -n "$TERM_DIR" ]; then
+  elif [ -n "$TERM_DIR" ] && [ ! -f "$TERM_DIR/term_at" ]; then
     # The second first, then the wake-up: a worker that wakes finds it, and one that is not watching yet reads it
-    # after it has made its watcher (term_watch).
+    # after it has made its watcher (term_watch), and ends that one itself. Once only: a later SIGTERM would find the
+    # pids of watchers ended already, which may name other processes by then.
     printf '%s\n' "$term_at" >"$TERM_DIR/term_at"
     guard_end_watchers
   fi
