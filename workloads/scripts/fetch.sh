@@ -30,7 +30,7 @@ fail() {
   warn "$*"
   exit 1
 }
-# PID 1 of its container, where bash ignores an untrapped TERM and the pod would wait out its grace period: the
+# PID 1 of its container, to which the kernel drops an untrapped TERM and the pod would wait out its grace period: the
 # guardian (common.sh guard_term) holds the trap and ends this script, and what it started, with SIGTERM (exit 143).
 guard_term stop "$@"
 
