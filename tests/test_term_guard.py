@@ -193,54 +193,49 @@ def slow_runtime(tmp_path: Path) -> Path:
     return runtime
 
 
-@needs_pid_namespace
-def test_a_sigterm_while_pid_1_reads_common_sh_still_stops_the_gate(slow_runtime: Path) -> None:
-    env = {
-        "SIMFLEET_SOURCE_INDEX": "s3://bucket/runs/a/index.json",
-        "SIMFLEET_GATE_DEADLINE_SECONDS": "600",
-        "SIMFLEET_SOURCE_DEADLINE_SECONDS": "600",
-        "SIMFLEET_GATE_POLL_SECONDS": "60",
-    }
-    process, pid = _start_as_pid_1(slow_runtime, "gate.sh", env)
+# gate.sh polling an index that is never there (no aws on PATH), every 60 s: only a SIGTERM ends it soon.
+GATE_ENV = {
+    "SIMFLEET_SOURCE_INDEX": "s3://bucket/runs/a/index.json",
+    "SIMFLEET_GATE_DEADLINE_SECONDS": "600",
+    "SIMFLEET_SOURCE_DEADLINE_SECONDS": "600",
+    "SIMFLEET_GATE_POLL_SECONDS": "60",
+}
+
+
+def _terminate(process: subprocess.Popen[str], pid: int) -> tuple[str, str]:
+    """SIGTERM to `pid`, then the output of `process` once it ends; fails the test when it runs on (SIGTERM lost)."""
     os.kill(pid, signal.SIGTERM)
     try:
-        _, stderr = process.communicate(timeout=15)
+        return process.communicate(timeout=15)
     except subprocess.TimeoutExpired:
         os.killpg(process.pid, signal.SIGKILL)
-        _, stderr = process.communicate()
-        pytest.fail(f"the SIGTERM was lost: the gate ran on ({stderr})")
+        stdout, stderr = process.communicate()
+        pytest.fail(f"the SIGTERM was lost: the script ran on ({stdout!r} {stderr!r})")
+
+
+@needs_pid_namespace
+def test_a_sigterm_while_pid_1_reads_common_sh_still_stops_the_gate(slow_runtime: Path) -> None:
+    process, pid = _start_as_pid_1(slow_runtime, "gate.sh", GATE_ENV)
+    _, stderr = _terminate(process, pid)
     assert process.returncode == 143 and stderr.strip() == "gate: terminated", stderr
 
 
 @needs_pid_namespace
 def test_a_sigterm_while_pid_1_reads_common_sh_still_reaches_the_worker(slow_runtime: Path) -> None:
     process, pid = _start_as_pid_1(slow_runtime, "probe.sh", {})
-    os.kill(pid, signal.SIGTERM)
-    try:
-        stdout, stderr = process.communicate(timeout=15)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        stdout, stderr = process.communicate()
-        pytest.fail(f"the SIGTERM was lost: the worker never learnt of it ({stdout} {stderr})")
+    stdout, stderr = _terminate(process, pid)
     assert process.returncode == 0 and stdout == "worker: terminated\n", (stdout, stderr)
 
 
 @needs_pid_namespace
 def test_a_sigterm_to_pid_1_later_still_stops_the_gate(slow_runtime: Path) -> None:
     # The control for the two above: the same namespace, the SIGTERM once the guardian runs.
-    env = {
-        "SIMFLEET_SOURCE_INDEX": "s3://bucket/runs/a/index.json",
-        "SIMFLEET_GATE_DEADLINE_SECONDS": "600",
-        "SIMFLEET_SOURCE_DEADLINE_SECONDS": "600",
-        "SIMFLEET_GATE_POLL_SECONDS": "60",
-    }
-    process, pid = _start_as_pid_1(slow_runtime, "gate.sh", env)
+    process, pid = _start_as_pid_1(slow_runtime, "gate.sh", GATE_ENV)
     deadline = time.monotonic() + 20
     while not [child for child in _children(pid) if _comm(child) == "bash"]:  # the worker: the guardian's trap is set
         assert time.monotonic() < deadline
         time.sleep(0.02)
-    os.kill(pid, signal.SIGTERM)
-    _, stderr = process.communicate(timeout=15)
+    _, stderr = _terminate(process, pid)
     assert process.returncode == 143 and "gate: terminated" in stderr, stderr
 
 
