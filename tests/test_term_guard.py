@@ -7,8 +7,10 @@ substitutions, tools/term_stress.py) and check the rules the scripts keep so tha
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -46,6 +48,16 @@ def test_no_bash_script_traps_term_outside_the_guardian() -> None:
         text = (SCRIPTS / name).read_text()
         assert re.search(r'^guard_term (stop|notify) "\$@"$', text, re.M), name
         assert not re.search(r"^\s*trap .*\b(TERM|INT)\s*$", text, re.M), name
+
+
+def test_no_script_expands_a_substitution_before_its_guardian_runs() -> None:
+    # common.sh notes a SIGTERM from the moment it is sourced (PID 1 would never get it otherwise): from there to
+    # guard_term a substitution could lose that trap just the same, so the scripts find common.sh without dirname.
+    for name in BASH_SCRIPTS:
+        text = (SCRIPTS / name).read_text()
+        head = text[: text.index("\nguard_term ")]
+        code = "\n".join(line.split(" #")[0] for line in head.splitlines() if not line.lstrip().startswith("#"))
+        assert not re.search(r"[$<>]\((?!\()", code), name
 
 
 def test_the_guardian_expands_no_substitution_once_its_trap_is_set() -> None:
@@ -107,3 +119,158 @@ def _state(pid: int) -> str:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
     except (OSError, IndexError):
         return "gone"
+
+
+# -- PID 1 of a PID namespace, as in a container ----------------------------------------------------------------------
+# The kernel does not deliver a signal at its default action to a PID namespace's init (kernel/signal.c
+# sig_task_ignored, SIGNAL_UNKILLABLE), from outside the namespace too: a SIGTERM that reaches the scripts' PID 1 before
+# any trap is set is gone, and the kubelet sends it once. `unshare` makes such a namespace without privileges where
+# user namespaces are allowed.
+
+
+def _pid_namespaces() -> bool:
+    if shutil.which("unshare") is None:
+        return False
+    probe = subprocess.run(["unshare", "-Urpf", "--mount-proc", "true"], capture_output=True, timeout=30)
+    return probe.returncode == 0
+
+
+needs_pid_namespace = pytest.mark.skipif(not _pid_namespaces(), reason="needs unshare and unprivileged PID namespaces")
+
+# notify mode without S3: the worker says when it learnt of the SIGTERM.
+NOTIFY_PROBE = """#!/bin/bash
+set -uo pipefail
+NAME=probe
+source "${BASH_SOURCE[0]%/*}/common.sh"
+guard_term notify "$@"
+while [ "$terminated" = 0 ]; do pause 0.2; done
+echo "worker: terminated"
+"""
+
+
+def _start_as_pid_1(runtime: Path, script: str, env: dict[str, str]) -> tuple[subprocess.Popen[str], int]:
+    """`bash <runtime>/<script>` as PID 1 of a new PID namespace, once it is in common.sh's appended sleep; returns
+    the unshare process and the script's pid (outside the namespace)."""
+    process = subprocess.Popen(
+        ["unshare", "-Urpf", "--mount-proc", "bash", str(runtime / script)],
+        env={"PATH": "/usr/bin:/bin", "TMPDIR": str(runtime.parent), **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 20
+    while True:
+        assert time.monotonic() < deadline, "the script never reached common.sh's sleep"
+        children = _children(process.pid)
+        if children and any(_comm(child) == "sleep" for child in _children(children[0])):
+            return process, children[0]
+        time.sleep(0.02)
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def _comm(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""
+
+
+@pytest.fixture
+def slow_runtime(tmp_path: Path) -> Path:
+    # The scripts with a 2 s pause at the end of common.sh: PID 1 still reading it, as on a busy node.
+    runtime = tmp_path / "runtime"
+    shutil.copytree(SCRIPTS, runtime)
+    with (runtime / "common.sh").open("a") as common:
+        common.write("\nsleep 2\n")
+    (runtime / "probe.sh").write_text(NOTIFY_PROBE)
+    return runtime
+
+
+# gate.sh polling an index that is never there (no aws on PATH), every 60 s: only a SIGTERM ends it soon.
+GATE_ENV = {
+    "SIMFLEET_SOURCE_INDEX": "s3://bucket/runs/a/index.json",
+    "SIMFLEET_GATE_DEADLINE_SECONDS": "600",
+    "SIMFLEET_SOURCE_DEADLINE_SECONDS": "600",
+    "SIMFLEET_GATE_POLL_SECONDS": "60",
+}
+
+
+def _terminate(process: subprocess.Popen[str], pid: int) -> tuple[str, str]:
+    """SIGTERM to `pid`, then the output of `process` once it ends; fails the test when it runs on (SIGTERM lost)."""
+    os.kill(pid, signal.SIGTERM)
+    try:
+        return process.communicate(timeout=15)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        stdout, stderr = process.communicate()
+        pytest.fail(f"the SIGTERM was lost: the script ran on ({stdout!r} {stderr!r})")
+
+
+@needs_pid_namespace
+def test_a_sigterm_while_pid_1_reads_common_sh_still_stops_the_gate(slow_runtime: Path) -> None:
+    process, pid = _start_as_pid_1(slow_runtime, "gate.sh", GATE_ENV)
+    _, stderr = _terminate(process, pid)
+    assert process.returncode == 143 and stderr.strip() == "gate: terminated", stderr
+
+
+@needs_pid_namespace
+def test_a_sigterm_while_pid_1_reads_common_sh_still_reaches_the_worker(slow_runtime: Path) -> None:
+    process, pid = _start_as_pid_1(slow_runtime, "probe.sh", {})
+    stdout, stderr = _terminate(process, pid)
+    assert process.returncode == 0 and stdout == "worker: terminated\n", (stdout, stderr)
+
+
+@needs_pid_namespace
+def test_a_sigterm_to_pid_1_later_still_stops_the_gate(slow_runtime: Path) -> None:
+    # The control for the two above: the same namespace, the SIGTERM once the guardian runs.
+    process, pid = _start_as_pid_1(slow_runtime, "gate.sh", GATE_ENV)
+    deadline = time.monotonic() + 20
+    while not [child for child in _children(pid) if _comm(child) == "bash"]:  # the worker: the guardian's trap is set
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    _, stderr = _terminate(process, pid)
+    assert process.returncode == 143 and "gate: terminated" in stderr, stderr
+
+
+def test_a_second_sigterm_kills_no_process_by_a_stale_watcher_pid(tmp_path: Path) -> None:
+    # The guardian ends the watchers named in its directory on the first SIGTERM. Their pids stay in the files; by a
+    # second SIGTERM (a kubelet that shortens the grace period sends one) those processes are gone and the pids may
+    # name others: here a file that names an unrelated process stands for that reuse.
+    script = tmp_path / "probe.sh"
+    script.write_text(
+        f"""#!/bin/bash
+NAME=probe
+source {SCRIPTS}/common.sh
+guard_term notify "$@"
+while [ "$terminated" = 0 ]; do pause 0.2; done
+echo "worker: terminated"
+pause 3
+"""
+    )
+    victim = subprocess.Popen(["sleep", "60"])
+    probe = subprocess.Popen(
+        ["bash", str(script)], env={"PATH": "/usr/bin:/bin", "TMPDIR": str(tmp_path)}, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while not list(tmp_path.glob("simfleet-term.*/watcher.*")):
+            assert time.monotonic() < deadline, "no watcher"
+            time.sleep(0.02)
+        probe.send_signal(signal.SIGTERM)
+        assert probe.stdout is not None and probe.stdout.readline() == "worker: terminated\n"
+        for watcher in tmp_path.glob("simfleet-term.*/watcher.*"):
+            watcher.write_text(f"{victim.pid}\n")
+        probe.send_signal(signal.SIGTERM)
+        probe.wait(timeout=20)
+        assert victim.poll() is None, "the second SIGTERM killed an unrelated process by a stale watcher pid"
+    finally:
+        probe.kill()
+        victim.kill()
+        victim.wait()

@@ -470,7 +470,7 @@ def _checkpoint_fetch(spec: RunSpec, base: list[dict[str, Any]], source: SourceR
         FETCH_RESOURCES,
         read_only=("runtime",),
         read_only_root=True,
-        # bash is PID 1 of the container: the script traps TERM itself.
+        # bash is PID 1 of the container: the script's guardian (common.sh guard_term) traps TERM.
         command=["/bin/bash", f"{RUNTIME_DIR}/fetch.sh"],
     )
 

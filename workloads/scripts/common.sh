@@ -10,6 +10,14 @@
 #   WORK  a private scratch directory (record_attempt and ship_tree write there).
 # and may set HARD_DEADLINE (epoch seconds; empty: none): after SIGTERM, when work run through run_bounded must stop.
 
+# A SIGTERM before guard_term sets its trap (while bash starts and reads this file) must not be lost: to PID 1 of a
+# container, whose SIGTERM is untrapped then, the kernel does not deliver it at all (a signal at its default action is
+# dropped for a PID namespace's init), and the kubelet sends it once. So its second is noted from here on, for the
+# guardian to act on (guard_term); the worker (SIMFLEET_TERM_GUARD names its guardian) keeps SIGTERM's default, which
+# stop mode relies on. The sourcing scripts find this file without a $(...) for the same reason.
+term_at=""
+[ -n "${SIMFLEET_TERM_GUARD:-}" ] || trap 'term_at=${term_at:-$EPOCHSECONDS}' TERM
+
 # The CLI's own retries, set explicitly: v1 defaults to its legacy mode with 5 attempts, v2 to standard mode with 3,
 # and the pods run v2. Standard mode retries throttling (SlowDown, 503) and transient errors with jittered backoff;
 # the writes that must not be lost (index.json, checkpoints, their promotion) retry again beyond this (retry_until).
@@ -64,11 +72,11 @@ guard_term() {
   local mode=$1 attempt seen dir
   shift
   terminated=0
-  term_at=""
   term_watcher=""
   term_watcher_of=""
   if [ -n "${SIMFLEET_TERM_GUARD:-}" ] && [ "${SIMFLEET_TERM_GUARD%%:*}" = "$PPID" ]; then
     # The worker.
+    term_at=""
     TERM_DIR=${SIMFLEET_TERM_GUARD#*:}
     unset SIMFLEET_TERM_GUARD
     [ "$mode" = stop ] || term_watch
@@ -79,6 +87,7 @@ guard_term() {
   guard_child=""
   guard_signals=0
   TERM_DIR=""
+  # (term_at is set already when a SIGTERM came since this file was sourced: acted on below.)
   trap guard_on_term TERM
   if [ "$mode" = notify ]; then
     for attempt in 1 2 3 4 5 6 7 8; do
@@ -93,7 +102,8 @@ guard_term() {
     [ -z "$term_at" ] || guard_on_term # a SIGTERM came before the directory was there to write it to
   fi
   if [ -n "$term_at" ] && [ "$mode" = stop ]; then
-    exit 143 # before the worker was started: nothing to stop
+    guard_on_term # ("terminated")
+    exit 143      # before the worker was started: nothing to stop
   fi
   SIMFLEET_TERM_GUARD="$$:$TERM_DIR" "$BASH" "$0" "$@" &
   guard_child=$!
@@ -122,9 +132,10 @@ guard_on_term() {
   if [ "$guard_mode" = stop ]; then
     [ "$guard_signals" != 1 ] || warn "terminated"
     [ -z "$guard_child" ] || kill_tree TERM "$guard_child" # (its EXIT trap cleans up; it is ending anyway)
-  elif [ -n "$TERM_DIR" ]; then
+  elif [ -n "$TERM_DIR" ] && [ ! -f "$TERM_DIR/term_at" ]; then
     # The second first, then the wake-up: a worker that wakes finds it, and one that is not watching yet reads it
-    # after it has made its watcher (term_watch).
+    # after it has made its watcher (term_watch), and ends that one itself. Once only: a later SIGTERM would find the
+    # pids of watchers ended already, which may name other processes by then.
     printf '%s\n' "$term_at" >"$TERM_DIR/term_at"
     guard_end_watchers
   fi

@@ -24,13 +24,13 @@
 set -euo pipefail
 NAME=checkpoint-fetch
 # shellcheck source=common.sh
-source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+source "${BASH_SOURCE[0]%/*}/common.sh" # (no $(...): see common.sh, SIGTERM)
 
 fail() {
   warn "$*"
   exit 1
 }
-# PID 1 of its container, where bash ignores an untrapped TERM and the pod would wait out its grace period: the
+# PID 1 of its container, to which the kernel drops an untrapped TERM and the pod would wait out its grace period: the
 # guardian (common.sh guard_term) holds the trap and ends this script, and what it started, with SIGTERM (exit 143).
 guard_term stop "$@"
 

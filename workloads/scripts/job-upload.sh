@@ -50,7 +50,7 @@
 set -uo pipefail
 NAME=output-uploader
 # shellcheck source=common.sh
-source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+source "${BASH_SOURCE[0]%/*}/common.sh" # (no $(...): see common.sh, SIGTERM)
 
 # From the first moment: a SIGTERM while the attempt is recorded still ends the wait below at once. The guardian
 # (common.sh guard_term) holds the trap; this runs as its worker, where term_poll sets terminated=1 and term_at.

@@ -10,8 +10,9 @@
 #    (glue died without a result: killed, out of memory), when glue never beat within SIMFLEET_START_WAIT_SECONDS, or
 #    on SIGTERM.
 # 2. SIGTERM, to this script's guardian (PID 1, common.sh guard_term: no trap in the shell that works, which bash 5.2
-#    could lose), is seen at once (every aws call runs in the background): glue gets SIMFLEET_TERM_WAIT_SECONDS
-#    to write its marker (it saves a partial checkpoint first); uploads stop SIMFLEET_TERM_SHIP_SECONDS after the
+#    could lose), is seen at once, except during the tagging before index.json (a foreground xargs of aws calls;
+#    seen when it ends) and the Pushgateway DELETE (10 s at most); every other aws call runs in the background.
+#    glue gets SIMFLEET_TERM_WAIT_SECONDS to write its marker (it saves a partial checkpoint first); uploads stop SIMFLEET_TERM_SHIP_SECONDS after the
 #    SIGTERM, index.json is written by SIMFLEET_TERM_INDEX_SECONDS (a spot notice is 120 s), and the artifacts' tags
 #    come after it, with what time is left. The last partial checkpoint in S3 is the fallback when the one glue saved
 #    on SIGTERM cannot go up in time.
@@ -48,7 +49,7 @@ set -uo pipefail
 shopt -s nullglob dotglob
 NAME=artifact-uploader
 # shellcheck source=common.sh
-source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+source "${BASH_SOURCE[0]%/*}/common.sh" # (no $(...): see common.sh, SIGTERM)
 
 # From the first moment: a SIGTERM at any point ends the waits and starts the clock of the spot notice. The guardian
 # (common.sh guard_term) holds the trap; this runs as its worker, where term_poll sets terminated=1 and term_at (the
