@@ -117,8 +117,9 @@ def aws_bin(version: str, tmp_path: Path, real_aws: bool = False) -> Path:
 
 @dataclass
 class Fault:
-    """Answer requests that match `method` and `path` (a regex on the unquoted path) with `status` and the S3 error
-    `code`, `times` times (-1: always), or delay them by `delay` seconds first."""
+    """Answer requests that match `method`, `path` (a regex on the unquoted path) and `query` (a regex on the query
+    string) with `status` and the S3 error `code`, `times` times (-1: always), or delay them by `delay` seconds first.
+    `hits` counts the requests it matched, as they arrive."""
 
     method: str
     path: str
@@ -127,6 +128,7 @@ class Fault:
     times: int = 1
     delay: float = 0.0
     hits: int = 0
+    query: str = ""
 
 
 class FaultyS3:
@@ -144,7 +146,10 @@ class FaultyS3:
                 (
                     f
                     for f in self.faults
-                    if f.method == environ["REQUEST_METHOD"] and re.search(f.path, path) and (f.times < 0 or f.hits < f.times)
+                    if f.method == environ["REQUEST_METHOD"]
+                    and re.search(f.path, path)
+                    and re.search(f.query, environ.get("QUERY_STRING", ""))
+                    and (f.times < 0 or f.hits < f.times)
                 ),
                 None,
             )
@@ -230,8 +235,8 @@ class Moto:
         self.faulty.faults.append(fault)
         return fault
 
-    def slow(self, method: str, path: str, delay: float, times: int = -1) -> Fault:
-        fault = Fault(method, path, times=times, delay=delay)
+    def slow(self, method: str, path: str, delay: float, times: int = -1, query: str = "") -> Fault:
+        fault = Fault(method, path, times=times, delay=delay, query=query)
         self.faulty.faults.append(fault)
         return fault
 

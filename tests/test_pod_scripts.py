@@ -564,6 +564,28 @@ def test_upload_on_sigterm_waits_for_glue_ships_its_partial_and_says_interrupted
     assert f"{PREFIX}out.mstate" not in pod.keys(CHECKPOINTS, PREFIX)
 
 
+def test_a_sigterm_while_the_artifacts_are_tagged_writes_the_index_first(pod: Pod) -> None:
+    # The tags go on before index.json when there is time; a SIGTERM then (a spot notice) stops the tagging at once,
+    # index.json says how many are untagged, and the tagging starts again after it. S3 holds every tagging call 20 s:
+    # the index must not wait for them (before, it waited for every tag, a thousand calls on a large run).
+    _artifacts(pod)
+    (pod.checkpoints / "out.mstate").write_text("final brain")
+    pod.glue.end()
+    held = pod.moto.slow("PUT", rf"^/{ARTIFACTS}/", delay=20, query=r"(^|&)tagging")
+    upload = pod.start("upload.sh", SIMFLEET_SAVE_CHECKPOINT="true")
+    try:
+        wait_for(lambda: held.hits >= 1, "a tagging call held by S3")
+        upload.send_signal(signal.SIGTERM)
+        signalled = time.monotonic()
+        index = wait_for(lambda: pod.get_json_if_there(ARTIFACTS, f"{PREFIX}index.json"), "index.json")
+        assert time.monotonic() - signalled < 10, "index.json waited for the held tagging calls"
+        assert index["status"] == "Succeeded" and index["untaggedArtifacts"] == 3
+        assert index["checkpoint"] == f"s3://{CHECKPOINTS}/{PREFIX}out.mstate"
+        read_until(upload, "tagging 3 artifacts until the pod is stopped")
+    finally:
+        pod.kill_session(upload)  # the pod's end: the kubelet's SIGKILL after the grace period
+
+
 def test_upload_on_sigterm_without_a_marker_writes_interrupted(pod: Pod) -> None:
     pod.glue.start()
     upload = pod.start("upload.sh", SIMFLEET_TERM_WAIT_SECONDS="0")

@@ -10,8 +10,9 @@
 #    (glue died without a result: killed, out of memory), when glue never beat within SIMFLEET_START_WAIT_SECONDS, or
 #    on SIGTERM.
 # 2. SIGTERM, to this script's guardian (PID 1, common.sh guard_term: no trap in the shell that works, which bash 5.2
-#    could lose), is seen at once, except during the tagging before index.json (a foreground xargs of aws calls;
-#    seen when it ends) and the Pushgateway DELETE (10 s at most); every other aws call runs in the background.
+#    could lose), is seen at once, except during the Pushgateway DELETE (10 s at most): every aws call runs in the
+#    background. One seen while the artifacts are tagged before index.json stops the tagging: the index first, the tags
+#    after it.
 #    glue gets SIMFLEET_TERM_WAIT_SECONDS to write its marker (it saves a partial checkpoint first); uploads stop SIMFLEET_TERM_SHIP_SECONDS after the
 #    SIGTERM, index.json is written by SIMFLEET_TERM_INDEX_SECONDS (a spot notice is 120 s), and the artifacts' tags
 #    come after it, with what time is left. The last partial checkpoint in S3 is the fallback when the one glue saved
@@ -56,6 +57,8 @@ source "${BASH_SOURCE[0]%/*}/common.sh" # (no $(...): see common.sh, SIGTERM)
 # second of the SIGTERM) and then calls on_term.
 on_term() {
   HARD_DEADLINE=$((term_at + ${TERM_SHIP:-95}))
+  # While the artifacts are tagged before index.json: stop there (await's deadline, now), the index comes first.
+  [ "${tagging:-0}" = 0 ] || HARD_DEADLINE=$term_at
 }
 guard_term notify "$@"
 
@@ -359,8 +362,17 @@ for relative in "${shipped[@]}"; do
 done
 untagged=${#shipped[@]} # after a SIGTERM every one of them, at the time index.json is written
 if [ "$terminated" = 0 ]; then
-  tag_keys "$ARTIFACTS_BUCKET" "$KIND_TAG" "$WORK/tags"
-  [ "$untagged" = 0 ] || warn "$untagged artifacts could not be tagged (they never expire): $(head -n 3 "$WORK/untagged" | tr '\n' ' ')"
+  # In the background, so that a SIGTERM stops it at once (on_term while tagging=1); then all count as untagged.
+  tagging=1
+  tag_keys "$ARTIFACTS_BUCKET" "$KIND_TAG" "$WORK/tags" &
+  await $! || true
+  tagging=0
+  if [ "$terminated" = 0 ]; then
+    untagged=$(wc -l <"$WORK/untagged")
+    [ "$untagged" = 0 ] || warn "$untagged artifacts could not be tagged (they never expire): $(head -n 3 "$WORK/untagged" | tr '\n' ' ')"
+  else
+    log "SIGTERM while tagging: index.json first, the tags after it"
+  fi
 fi
 
 if [ ${#failures[@]} -gt 0 ]; then
