@@ -230,8 +230,8 @@ class Moto:
         self.endpoint = f"http://127.0.0.1:{self.server.get_host_and_port()[1]}"
         self.s3 = self.client("s3")
 
-    def fail(self, method: str, path: str, times: int = 1, status: int = 503, code: str = "SlowDown") -> Fault:
-        fault = Fault(method, path, status, code, times)
+    def fail(self, method: str, path: str, times: int = 1, status: int = 503, code: str = "SlowDown", query: str = "") -> Fault:
+        fault = Fault(method, path, status, code, times, query=query)
         self.faulty.faults.append(fault)
         return fault
 

@@ -586,6 +586,37 @@ def test_a_sigterm_while_the_artifacts_are_tagged_writes_the_index_first(pod: Po
         pod.kill_session(upload)  # the pod's end: the kubelet's SIGKILL after the grace period
 
 
+def test_a_sigterm_mid_tagging_counts_only_what_has_no_tag_yet_and_tags_only_that_after_the_index(pod: Pod) -> None:
+    # Two tags are on when the SIGTERM comes, the third is held by S3: index.json says one artifact is untagged (not
+    # three), and the tagging after it takes up that one only (re-tagging all would spend the spot notice's last
+    # seconds on tags already there, and leave the rest of a large run untagged for ever).
+    _artifacts(pod)
+    pod.glue.end()
+    held = pod.moto.slow("PUT", rf"^/{ARTIFACTS}/.*episode\.mp4$", delay=20, query=r"(^|&)tagging")
+    upload = pod.start("upload.sh")
+    others = [f"{PREFIX}logs/sim/run 1.log", f"{PREFIX}metrics/glue-summary.json"]
+    try:
+        wait_for(lambda: held.hits >= 1 and all(pod.tags(ARTIFACTS, key) for key in others), "two tags on, one held")
+        upload.send_signal(signal.SIGTERM)
+        index = wait_for(lambda: pod.get_json_if_there(ARTIFACTS, f"{PREFIX}index.json"), "index.json")
+        assert index["artifacts"] == 3 and index["untaggedArtifacts"] == 1
+        read_until(upload, "tagging 1 artifacts until the pod is stopped")
+    finally:
+        pod.kill_session(upload)
+
+
+def test_a_tag_s3_refuses_is_counted_and_named_and_the_rest_go_on(pod: Pod) -> None:
+    _artifacts(pod)
+    pod.glue.end()
+    pod.moto.fail("PUT", rf"^/{ARTIFACTS}/.*episode\.mp4$", times=-1, status=403, code="AccessDenied", query="tagging")
+    result = pod.run("upload.sh")
+    assert result.returncode == 0, explain(result)
+    assert pod.get_json(ARTIFACTS, f"{PREFIX}index.json")["untaggedArtifacts"] == 1
+    assert f"1 artifacts could not be tagged (they never expire): {PREFIX}videos/episode.mp4" in result.stderr
+    assert pod.tags(ARTIFACTS, f"{PREFIX}logs/sim/run 1.log") == {"simfleet-kind": "logs"}
+    assert pod.tags(ARTIFACTS, f"{PREFIX}videos/episode.mp4") == {}
+
+
 def test_upload_on_sigterm_without_a_marker_writes_interrupted(pod: Pod) -> None:
     pod.glue.start()
     upload = pod.start("upload.sh", SIMFLEET_TERM_WAIT_SECONDS="0")

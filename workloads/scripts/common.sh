@@ -562,16 +562,22 @@ ship_chunk() {
 
 # tag_keys BUCKET TAG_KEY LIST: tags each object named in LIST (NUL-separated pairs: value, key) TAG_KEY=value,
 # TAG_PARALLEL (4) at a time; S3 has no bulk tagging, so each is one `aws` process. The lifecycle rules expire objects
-# by that tag; an untagged one only never expires. Sets `untagged` to how many could not be tagged.
+# by that tag; an untagged one only never expires. Sets `untagged` to how many could not be tagged. Each key tagged is
+# added to $WORK/tagged as it is (NUL-terminated, one write), each one that failed to $WORK/untagged (a line): a
+# caller that stops the tagging midway (upload.sh) reads from $WORK/tagged what is on so far.
 # shellcheck disable=SC2034 # untagged is the caller's to read
 tag_keys() {
   local bucket=$1 tag=$2 list=$3
   : >"$WORK/untagged"
+  : >"$WORK/tagged"
   # shellcheck disable=SC2016 # expanded by the inner bash, from its arguments
   xargs -0 -r -n 2 -P "${TAG_PARALLEL:-4}" bash -c '
-    aws s3api put-object-tagging --bucket "$1" --key "$5" --tagging "TagSet=[{Key=$2,Value=$4}]" 2>/dev/null ||
-      printf "%s\n" "$5" >>"$3"
-  ' _ "$bucket" "$tag" "$WORK/untagged" <"$list" || true
+    if aws s3api put-object-tagging --bucket "$1" --key "$5" --tagging "TagSet=[{Key=$2,Value=$4}]" 2>/dev/null; then
+      printf "%s\0" "$5" >>"$3/tagged"
+    else
+      printf "%s\n" "$5" >>"$3/untagged"
+    fi
+  ' _ "$bucket" "$tag" "$WORK" <"$list" || true
   untagged=$(wc -l <"$WORK/untagged")
 }
 

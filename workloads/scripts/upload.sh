@@ -356,23 +356,41 @@ if [ "$status" != Succeeded ]; then
 fi
 
 # Tags: before index.json normally; after it when a SIGTERM is counting down (the index matters more).
-: >"$WORK/tags"
-for relative in "${shipped[@]}"; do
-  printf '%s\0%s\0' "${relative%%/*}" "${P}${relative}" >>"$WORK/tags"
-done
-untagged=${#shipped[@]} # after a SIGTERM every one of them, at the time index.json is written
+tag_list() {
+  local relative
+  : >"$WORK/tags"
+  for relative in "$@"; do
+    printf '%s\0%s\0' "${relative%%/*}" "${P}${relative}" >>"$WORK/tags"
+  done
+}
+tag_list "${shipped[@]}"
+: >"$WORK/tagged"
+tagging_stopped=0
 if [ "$terminated" = 0 ]; then
-  # In the background, so that a SIGTERM stops it at once (on_term while tagging=1); then all count as untagged.
+  # In the background, so that a SIGTERM stops it at once (on_term while tagging=1).
   tagging=1
   tag_keys "$ARTIFACTS_BUCKET" "$KIND_TAG" "$WORK/tags" &
   await $! || true
   tagging=0
-  if [ "$terminated" = 0 ]; then
-    untagged=$(wc -l <"$WORK/untagged")
-    [ "$untagged" = 0 ] || warn "$untagged artifacts could not be tagged (they never expire): $(head -n 3 "$WORK/untagged" | tr '\n' ' ')"
-  else
-    log "SIGTERM while tagging: index.json first, the tags after it"
-  fi
+  tagging_stopped=$terminated
+fi
+# What has no tag yet: all of them after a SIGTERM before the tagging, the rest of them after one during it (a call
+# stopped in flight counts as untagged: S3 may or may not have it), the ones that failed otherwise. A record the
+# stopped tagging was writing has no NUL yet and is not read. The tagging after index.json takes up only these.
+declare -A tag_on=()
+while IFS= read -r -d '' key; do
+  tag_on[$key]=1
+done <"$WORK/tagged"
+untagged_relatives=()
+for relative in "${shipped[@]}"; do
+  [ -n "${tag_on[${P}${relative}]:-}" ] || untagged_relatives+=("$relative")
+done
+untagged=${#untagged_relatives[@]}
+if [ "$tagging_stopped" = 1 ]; then
+  log "SIGTERM while tagging: index.json first, the $untagged artifacts with no tag yet after it"
+elif [ "$terminated" = 0 ] && [ "$untagged" -gt 0 ]; then
+  names=("${untagged_relatives[@]:0:3}")
+  warn "$untagged artifacts could not be tagged (they never expire): ${names[*]/#/"$P"}"
 fi
 
 if [ ${#failures[@]} -gt 0 ]; then
@@ -462,9 +480,10 @@ if [ -n "$PUSHGATEWAY_URL" ] && [ -f "$METRICS_RECORD" ]; then
 fi
 
 [ "$index_written" = 1 ] || exit 1
-if [ "$terminated" = 1 ] && [ ${#shipped[@]} -gt 0 ]; then
+if [ "$terminated" = 1 ] && [ "$untagged" -gt 0 ]; then
   HARD_DEADLINE=""
-  log "tagging ${#shipped[@]} artifacts until the pod is stopped"
+  log "tagging $untagged artifacts until the pod is stopped"
+  tag_list "${untagged_relatives[@]}"
   tag_keys "$ARTIFACTS_BUCKET" "$KIND_TAG" "$WORK/tags"
 fi
 [ "$status" = Succeeded ]
