@@ -15,6 +15,7 @@ import re
 import shutil
 import signal
 import socket
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -830,6 +831,21 @@ def test_a_cancelled_timer_leaves_no_sleep_behind(shell: tuple[str, ...]) -> Non
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(shell_process.pid, signal.SIGKILL)  # its own group: a sleep left behind goes too
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_a_program_that_ends_at_once_leaves_nothing_holding_the_output(pod: JobPod, shell: tuple[str, ...]) -> None:
+    # The maxRuntime timer is a subshell that the entry ends with SIGTERM when the program is done; a SIGTERM that
+    # lands while that subshell is still starting is lost (dash: 65 of 200 in a loop of the same shape), and the timer
+    # then sleeps out maxRuntime. It must not hold the container's stdout and stderr meanwhile: the entry's output ends
+    # with the entry (before, a reader waited out the 60 s, about one run in twenty under load).
+    for attempt in range(12):
+        entry = pod.start("job-entry.sh", "sh", "-c", "exit 0", shell=shell, SIMFLEET_MAX_RUNTIME_SECONDS="60")
+        try:
+            entry.communicate(timeout=15)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"attempt {attempt}: the entry's output stayed open after it ended (a timer still holding it)")
+        assert entry.returncode == 0
 
 
 @pytest.mark.parametrize("shell", SHELLS)

@@ -171,8 +171,10 @@ killer=""
 # A SIGTERM can land after `sleep &` started and before `nap=$!` names it (the shell runs a trap between commands,
 # so the trap then finds no pid): `stopped` remembers it, and the sleep is ended once its pid is known. The sleep
 # gets SIGKILL: a SIGTERM that reaches the forked child before it has reset the shell's handlers and exec'd sleep
-# is caught and lost (dash). Either gap left the sleep running for SECONDS, holding the container's stdout and
-# stderr (a 60 s maxRuntime kept a test waiting 60 s, about one run in twenty).
+# is caught and lost (dash). A SIGTERM that reaches the subshell itself while it is still starting can be lost the
+# same way (dash, 65 of 200 in a loop of this shape): the timer then sleeps out SECONDS. So it holds neither the
+# container's stdout nor its stderr (it writes nothing): the entry's output ends with the entry, and a timer left
+# over ends with the container, whose PID 1 the entry is. (Before, a 60 s maxRuntime kept a reader waiting 60 s.)
 after() {
   seconds=$1
   shift
@@ -186,8 +188,8 @@ after() {
       kill -KILL "$nap" 2>/dev/null
       exit 0
     fi
-    wait "$nap" && [ "$stopped" = 0 ] && "$@" 2>/dev/null
-  ) 3>&- &
+    wait "$nap" && [ "$stopped" = 0 ] && "$@"
+  ) >/dev/null 2>&1 3>&- &
 }
 
 # Signals: counted, remembered, and passed on once the child exists. Both traps are set before the child starts
