@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 from fake_pushgateway import Pushgateway
-from pod_harness import AWS_CLIS, GUARD, Moto, ScriptPod, explain, moto_server_for, read_until, serving
+from pod_harness import AWS_CLIS, GUARD, Moto, ScriptPod, explain, moto_server_for, read_until, serving, wait_for
 
 ARTIFACTS = "simfleet-dev-artifacts"
 JOB, HASH, SHARD = "robocache-shards", "89abcdef0123", 3
@@ -550,6 +550,67 @@ def test_upload_on_sigterm_before_the_result_writes_interrupted(pod: JobPod) -> 
     assert (index["status"], index["exitCode"], index["outputs"]) == ("Interrupted", None, 0)
     assert index["reason"] == "terminated before the work container ended (waited 0 s after SIGTERM)"
     assert pod.keys(ARTIFACTS, f"{P}outputs/") == []  # an interrupted attempt's partial outputs stay out
+
+
+def _three_outputs(pod: JobPod) -> list[str]:
+    names = ["a.csv", "b.csv", "c.csv"]
+    for name in names:
+        (pod.outputs / name).write_text(name)
+    pod.write_marker()
+    return names
+
+
+def test_a_sigterm_while_the_outputs_are_tagged_writes_the_index_first(pod: JobPod) -> None:
+    # A Succeeded shard's outputs are tagged before index.json; a SIGTERM then (a spot notice, a drain) stops the
+    # tagging at once: index.json first, saying how many have no tag yet, and the tagging after it. S3 holds every
+    # tagging call 20 s: before, the tagging was a foreground xargs, and index.json waited for every tag (a shard with
+    # thousands of outputs: minutes, past the spot notice, and no index.json at all).
+    _three_outputs(pod)
+    held = pod.moto.slow("PUT", rf"^/{ARTIFACTS}/{P}outputs/", delay=20, query=r"(^|&)tagging")
+    upload = pod.start("job-upload.sh")
+    try:
+        wait_for(lambda: held.hits >= 1, "a tagging call held by S3")
+        upload.send_signal(signal.SIGTERM)
+        signalled = time.monotonic()
+        index = wait_for(lambda: pod.get_json_if_there(ARTIFACTS, f"{P}index.json"), "index.json")
+        assert time.monotonic() - signalled < 10, "index.json waited for the held tagging calls"
+        assert (index["status"], index["outputs"], index["untaggedOutputs"]) == ("Succeeded", 3, 3)
+        read_until(upload, "tagging 3 outputs until the pod is stopped")
+    finally:
+        pod.kill_session(upload)  # the pod's end: the kubelet's SIGKILL after the grace period
+
+
+def test_a_sigterm_mid_tagging_counts_only_the_outputs_with_no_tag_yet(pod: JobPod) -> None:
+    # Two tags are on when the SIGTERM comes and S3 holds the third: one output is untagged, not three, and only that
+    # one is tagged after index.json.
+    _three_outputs(pod)
+    held = pod.moto.slow("PUT", rf"^/{ARTIFACTS}/{P}outputs/.*/c\.csv$", delay=20, query=r"(^|&)tagging")
+    upload = pod.start("job-upload.sh")
+    try:
+
+        def two_on_one_held() -> bool:
+            keys = pod.keys(ARTIFACTS, f"{P}outputs/")
+            tagged = [key for key in keys if pod.tags(ARTIFACTS, key)]
+            return held.hits >= 1 and len(tagged) == 2
+
+        wait_for(two_on_one_held, "two tags on, one held")
+        upload.send_signal(signal.SIGTERM)
+        index = wait_for(lambda: pod.get_json_if_there(ARTIFACTS, f"{P}index.json"), "index.json")
+        assert (index["outputs"], index["untaggedOutputs"]) == (3, 1)
+        read_until(upload, "tagging 1 outputs until the pod is stopped")
+    finally:
+        pod.kill_session(upload)
+
+
+def test_an_output_s3_refuses_to_tag_is_counted_and_named(pod: JobPod) -> None:
+    _three_outputs(pod)
+    pod.moto.fail("PUT", rf"^/{ARTIFACTS}/{P}outputs/.*/b\.csv$", times=-1, status=403, code="AccessDenied", query="tagging")
+    result = pod.run("job-upload.sh")
+    assert result.returncode == 0, explain(result)
+    index = pod.index()
+    assert (index["status"], index["untaggedOutputs"]) == ("Succeeded", 1)
+    assert f"1 outputs could not be tagged (they never expire): {P}outputs/{index['attempt']}/b.csv" in result.stderr
+    assert pod.tags(ARTIFACTS, f"{P}outputs/{index['attempt']}/a.csv") == {"simfleet-kind": "outputs"}
 
 
 def test_upload_says_so_when_the_wrapper_never_connects(pod: JobPod) -> None:

@@ -562,23 +562,51 @@ ship_chunk() {
 
 # tag_keys BUCKET TAG_KEY LIST: tags each object named in LIST (NUL-separated pairs: value, key) TAG_KEY=value,
 # TAG_PARALLEL (4) at a time; S3 has no bulk tagging, so each is one `aws` process. The lifecycle rules expire objects
-# by that tag; an untagged one only never expires. Sets `untagged` to how many could not be tagged. Each key tagged is
-# added to $WORK/tagged as it is (NUL-terminated, one write), each one that failed to $WORK/untagged (a line): a
-# caller that stops the tagging midway (upload.sh) reads from $WORK/tagged what is on so far.
-# shellcheck disable=SC2034 # untagged is the caller's to read
+# by that tag; an untagged one only never expires. Each key tagged is added to $WORK/tagged as it is (NUL-terminated,
+# one write): what is on so far when a caller stops the tagging midway (tag_before_index), read by untagged_of.
 tag_keys() {
   local bucket=$1 tag=$2 list=$3
-  : >"$WORK/untagged"
   : >"$WORK/tagged"
   # shellcheck disable=SC2016 # expanded by the inner bash, from its arguments
   xargs -0 -r -n 2 -P "${TAG_PARALLEL:-4}" bash -c '
     if aws s3api put-object-tagging --bucket "$1" --key "$5" --tagging "TagSet=[{Key=$2,Value=$4}]" 2>/dev/null; then
       printf "%s\0" "$5" >>"$3/tagged"
-    else
-      printf "%s\n" "$5" >>"$3/untagged"
     fi
   ' _ "$bucket" "$tag" "$WORK" <"$list" || true
-  untagged=$(wc -l <"$WORK/untagged")
+}
+
+# tag_before_index BUCKET TAG_KEY LIST: tag_keys before index.json, in the background, so that a SIGTERM stops it at
+# once: the uploaders' on_term sets HARD_DEADLINE to the SIGTERM's second while tagging=1, and await ends the tagging
+# and its `aws` calls there; index.json comes first, the tags after it (a thousand tagging calls take minutes, past
+# the spot notice). Nothing is tagged when the SIGTERM came before. Sets tagging_stopped=1 when one stopped it.
+# shellcheck disable=SC2034 # tagging is on_term's to read, tagging_stopped the caller's
+tag_before_index() {
+  : >"$WORK/tagged"
+  tagging_stopped=0
+  [ "${terminated:-0}" = 0 ] || return 0
+  tagging=1
+  tag_keys "$@" &
+  await $! || true
+  tagging=0
+  tagging_stopped=$terminated
+}
+
+# untagged_of PREFIX RELATIVE...: sets untagged_relatives to those of RELATIVE... whose key PREFIX<relative> has no
+# tag yet (not in $WORK/tagged: failed, stopped in flight, or never tried), and untagged to their number. A record the
+# stopped tagging was writing has no NUL yet and is not read: that call counts as untagged (S3 may or may not have it).
+# shellcheck disable=SC2034 # untagged is the caller's to read
+untagged_of() {
+  local prefix=$1 key relative
+  local -A tag_on=()
+  shift
+  while IFS= read -r -d '' key; do
+    tag_on[$key]=1
+  done <"$WORK/tagged"
+  untagged_relatives=()
+  for relative in "$@"; do
+    [ -n "${tag_on[${prefix}${relative}]:-}" ] || untagged_relatives+=("$relative")
+  done
+  untagged=${#untagged_relatives[@]}
 }
 
 # --- The Pushgateway ---------------------------------------------------------------------------------------------

@@ -16,7 +16,8 @@
 #    guard_term) it stops waiting and gives the work container SIMFLEET_TERM_WAIT_SECONDS to end.
 # 3. When the work container Succeeded: uploads every regular file under SIMFLEET_OUTPUTS_DIR (recursively, dotfiles
 #    too; symlinks, FIFOs and anything that resolves elsewhere refused) to <P>outputs/<attempt>/<relative path>, many
-#    files per aws process, each sent again when it changed meanwhile, then tags them $SIMFLEET_KIND_TAG=outputs.
+#    files per aws process, each sent again when it changed meanwhile, then tags them $SIMFLEET_KIND_TAG=outputs
+#    (a SIGTERM stops the tagging at once: index.json first, then the outputs with no tag yet, until the pod ends).
 #    Each attempt writes under its own prefix, so a failed attempt's files never mix with the one that succeeded; a
 #    failed upload is collected, not fatal. Other outcomes upload no outputs.
 # 4. Writes <P>index.json LAST (retried beyond the CLI's own retries); its presence tells simfleet that this shard has
@@ -53,7 +54,12 @@ NAME=output-uploader
 source "${BASH_SOURCE[0]%/*}/common.sh" # (no $(...): see common.sh, SIGTERM)
 
 # From the first moment: a SIGTERM while the attempt is recorded still ends the wait below at once. The guardian
-# (common.sh guard_term) holds the trap; this runs as its worker, where term_poll sets terminated=1 and term_at.
+# (common.sh guard_term) holds the trap; this runs as its worker, where term_poll sets terminated=1 and term_at, and
+# then calls on_term.
+on_term() {
+  # While the outputs are tagged before index.json: stop there (await's deadline, now), the index comes first.
+  [ "${tagging:-0}" = 0 ] || HARD_DEADLINE=$term_at
+}
 guard_term notify "$@"
 
 OUTPUTS_DIR=${SIMFLEET_OUTPUTS_DIR:-/outputs}
@@ -195,19 +201,32 @@ log "the work container ended: $status${reason:+ ($reason)}"
 OUTPUTS_PREFIX="${P}outputs/${attempt}/"
 failures=()
 shipped=() ship_failed=() ship_refused=() ship_unstable=()
-untagged=null
+untagged=null untagged_relatives=()
+# Each output's tag, by its key (common.sh tag_keys).
+outputs_tag_list() {
+  local relative
+  : >"$WORK/tags"
+  for relative in "$@"; do
+    printf 'outputs\0%s\0' "${OUTPUTS_PREFIX}${relative}" >>"$WORK/tags"
+  done
+}
 if [ "$status" != Succeeded ]; then
   log "not uploading outputs of a $status shard (only a Succeeded attempt's outputs go up)"
 elif [ -d "$OUTPUTS_DIR" ]; then
   ship_tree "$OUTPUTS_DIR" "$SIMFLEET_ARTIFACTS_BUCKET" "$OUTPUTS_PREFIX"
   failures+=("${ship_failed[@]/#/outputs/}" "${ship_refused[@]/#/outputs/}")
   log "uploaded ${#shipped[@]} outputs to s3://$SIMFLEET_ARTIFACTS_BUCKET/$OUTPUTS_PREFIX"
-  : >"$WORK/tags"
-  for relative in "${shipped[@]}"; do
-    printf 'outputs\0%s\0' "${OUTPUTS_PREFIX}${relative}" >>"$WORK/tags"
-  done
-  tag_keys "$SIMFLEET_ARTIFACTS_BUCKET" "$KIND_TAG" "$WORK/tags"
-  [ "$untagged" = 0 ] || warn "$untagged outputs could not be tagged"
+  # Before index.json, unless a SIGTERM stops it (on_term): then the index first, and what has no tag yet after it.
+  outputs_tag_list "${shipped[@]}"
+  tag_before_index "$SIMFLEET_ARTIFACTS_BUCKET" "$KIND_TAG" "$WORK/tags"
+  HARD_DEADLINE="" # on_term's deadline stopped the tagging; index.json's write has its own (INDEX_RETRY)
+  untagged_of "$OUTPUTS_PREFIX" "${shipped[@]}"
+  if [ "$tagging_stopped" = 1 ]; then
+    log "SIGTERM while tagging: index.json first, the $untagged outputs with no tag yet after it"
+  elif [ "$terminated" = 0 ] && [ "$untagged" -gt 0 ]; then
+    names=("${untagged_relatives[@]:0:3}")
+    warn "$untagged outputs could not be tagged (they never expire): ${names[*]/#/"$OUTPUTS_PREFIX"}"
+  fi
 else
   log "no $OUTPUTS_DIR: nothing to upload"
 fi
@@ -259,5 +278,13 @@ if [ -n "$PUSHGATEWAY_URL" ] && [ -n "$METRICS_GROUP" ]; then
   pushgateway_retire "$PUSHGATEWAY_URL" "$METRICS_GROUP" "$LINGER" || true
 fi
 
-# 6. The pod's result matches index.json (and is a failure when there is no index.json).
+# 6. After a SIGTERM, the outputs' tags that did not go on before index.json, until the kubelet stops the pod.
+if [ "$index_written" = 1 ] && [ "$terminated" = 1 ] && [ "${#untagged_relatives[@]}" -gt 0 ]; then
+  HARD_DEADLINE=""
+  log "tagging ${#untagged_relatives[@]} outputs until the pod is stopped"
+  outputs_tag_list "${untagged_relatives[@]}"
+  tag_keys "$SIMFLEET_ARTIFACTS_BUCKET" "$KIND_TAG" "$WORK/tags"
+fi
+
+# 7. The pod's result matches index.json (and is a failure when there is no index.json).
 [ "$index_written" = 1 ] && [ "$status" = Succeeded ]

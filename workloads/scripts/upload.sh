@@ -364,28 +364,10 @@ tag_list() {
   done
 }
 tag_list "${shipped[@]}"
-: >"$WORK/tagged"
-tagging_stopped=0
-if [ "$terminated" = 0 ]; then
-  # In the background, so that a SIGTERM stops it at once (on_term while tagging=1).
-  tagging=1
-  tag_keys "$ARTIFACTS_BUCKET" "$KIND_TAG" "$WORK/tags" &
-  await $! || true
-  tagging=0
-  tagging_stopped=$terminated
-fi
-# What has no tag yet: all of them after a SIGTERM before the tagging, the rest of them after one during it (a call
-# stopped in flight counts as untagged: S3 may or may not have it), the ones that failed otherwise. A record the
-# stopped tagging was writing has no NUL yet and is not read. The tagging after index.json takes up only these.
-declare -A tag_on=()
-while IFS= read -r -d '' key; do
-  tag_on[$key]=1
-done <"$WORK/tagged"
-untagged_relatives=()
-for relative in "${shipped[@]}"; do
-  [ -n "${tag_on[${P}${relative}]:-}" ] || untagged_relatives+=("$relative")
-done
-untagged=${#untagged_relatives[@]}
+# What has no tag yet after it: all of them after a SIGTERM before the tagging, the rest of them after one during it,
+# the ones that failed otherwise. The tagging after index.json takes up only these.
+tag_before_index "$ARTIFACTS_BUCKET" "$KIND_TAG" "$WORK/tags"
+untagged_of "$P" "${shipped[@]}"
 if [ "$tagging_stopped" = 1 ]; then
   log "SIGTERM while tagging: index.json first, the $untagged artifacts with no tag yet after it"
 elif [ "$terminated" = 0 ] && [ "$untagged" -gt 0 ]; then
