@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import aws_zygote
@@ -68,14 +69,19 @@ def test_a_download_gets_the_callers_umask(pods: tuple[ScriptPod, ScriptPod]) ->
 def test_a_signal_the_caller_ignores_stays_ignored(pods: tuple[ScriptPod, ScriptPod]) -> None:
     # bash starts a background command with SIGINT and SIGQUIT ignored (no job control), and a `trap '' TERM` is
     # inherited the same way: the real CLI never sees them, so the call goes on. Before: the client forwarded them.
+    # The two calls, and the two pods, run side by side (each call still gets its signals 0.7 s into its 1.5 s GET):
+    # one after the other, the test waited out four slow GETs.
     served, real = pods
     served.moto.s3.put_object(Bucket=BUCKET, Key="slow", Body=b"finished")
     served.moto.slow("GET", f"/{BUCKET}/slow", delay=1.5)
     source = (
-        f'aws s3 cp s3://{BUCKET}/slow - & pid=$!; sleep 0.7; kill -INT $pid; kill -QUIT $pid; wait $pid; echo " $?";'
-        f"(trap '' TERM; exec aws s3 cp s3://{BUCKET}/slow -) & pid=$!; sleep 0.7; kill -TERM $pid; wait $pid; echo \" $?\""
+        f"aws s3 cp s3://{BUCKET}/slow - >int.out & a=$!; (trap '' TERM; exec aws s3 cp s3://{BUCKET}/slow - >term.out) & b=$!;"
+        " sleep 0.7; kill -INT $a; kill -QUIT $a; kill -TERM $b; wait $a; sa=$?; wait $b; sb=$?;"
+        ' echo "$(<int.out) $sa"; echo "$(<term.out) $sb"'
     )
-    assert bash(served, source) == bash(real, source) == (0, "finished 0\nfinished 0\n", "")
+    with ThreadPoolExecutor(2) as both:
+        served_result, real_result = both.map(lambda pod: bash(pod, source), (served, real))
+    assert served_result == real_result == (0, "finished 0\nfinished 0\n", "")
 
 
 @pytest.fixture(params=AWS_CLIS)
