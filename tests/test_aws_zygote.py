@@ -3,17 +3,30 @@ is what it sees of the real CLI's own process, and the server neither dies nor o
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import aws_zygote
 import pytest
-from pod_harness import AWS_CLIS, AWS_V2, GUARD, VENV_BIN, Moto, ScriptPod, aws_v2_version, moto_server_for, start_aws_server
+from pod_harness import (
+    AWS_CLIS,
+    AWS_V2,
+    GUARD,
+    VENV_BIN,
+    Moto,
+    ScriptPod,
+    aws_v2_version,
+    moto_server_for,
+    start_aws_server,
+    wait_for,
+)
 
 BUCKET = "zygote-bucket"
 
@@ -68,14 +81,19 @@ def test_a_download_gets_the_callers_umask(pods: tuple[ScriptPod, ScriptPod]) ->
 def test_a_signal_the_caller_ignores_stays_ignored(pods: tuple[ScriptPod, ScriptPod]) -> None:
     # bash starts a background command with SIGINT and SIGQUIT ignored (no job control), and a `trap '' TERM` is
     # inherited the same way: the real CLI never sees them, so the call goes on. Before: the client forwarded them.
+    # The two calls, and the two pods, run side by side (each call still gets its signals 0.7 s into its 1.5 s GET):
+    # one after the other, the test waited out four slow GETs.
     served, real = pods
     served.moto.s3.put_object(Bucket=BUCKET, Key="slow", Body=b"finished")
     served.moto.slow("GET", f"/{BUCKET}/slow", delay=1.5)
     source = (
-        f'aws s3 cp s3://{BUCKET}/slow - & pid=$!; sleep 0.7; kill -INT $pid; kill -QUIT $pid; wait $pid; echo " $?";'
-        f"(trap '' TERM; exec aws s3 cp s3://{BUCKET}/slow -) & pid=$!; sleep 0.7; kill -TERM $pid; wait $pid; echo \" $?\""
+        f"aws s3 cp s3://{BUCKET}/slow - >int.out & a=$!; (trap '' TERM; exec aws s3 cp s3://{BUCKET}/slow - >term.out) & b=$!;"
+        " sleep 0.7; kill -INT $a; kill -QUIT $a; kill -TERM $b; wait $a; sa=$?; wait $b; sb=$?;"
+        ' echo "$(<int.out) $sa"; echo "$(<term.out) $sb"'
     )
-    assert bash(served, source) == bash(real, source) == (0, "finished 0\nfinished 0\n", "")
+    with ThreadPoolExecutor(2) as both:
+        served_result, real_result = both.map(lambda pod: bash(pod, source), (served, real))
+    assert served_result == real_result == (0, "finished 0\nfinished 0\n", "")
 
 
 @pytest.fixture(params=AWS_CLIS)
@@ -94,17 +112,18 @@ def test_the_server_outlives_a_call_that_ends_while_its_client_is_killed(
     # The call's end (SIGCHLD) and its client's death (the end of its connection) reach the server in one round, the
     # end first: it answered and closed the connection, then read from the closed one and died (every later call then
     # paid the CLI's start-up, and those in flight ended with 255).
+    # The waits are for those events themselves (before: 0.5 s, then 2 s, of sleep).
     moto_server.reset()
     moto_server.s3.put_object(Bucket=BUCKET, Key="slow", Body=b"x")
-    moto_server.slow("GET", f"/{BUCKET}/slow", delay=1)
+    slow = moto_server.slow("GET", f"/{BUCKET}/slow", delay=1)
     pod = ScriptPod(tmp_path, moto_server, "h", {})
     bin_dir = own_server.shim(tmp_path / "aws-own")
     env = {**pod.env, "PATH": f"{bin_dir}:/usr/bin:/bin"}
     call = subprocess.Popen(["bash", "-c", f"exec aws s3 cp s3://{BUCKET}/slow -"], env=env, stdout=subprocess.DEVNULL)
-    time.sleep(0.5)  # its CLI is waiting on S3
+    wait_for(lambda: slow.hits, "the call's GET")  # its CLI is waiting on S3, for 1 s
     stalled = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     stalled.connect(str(own_server.socket))  # a client that sends nothing yet: the server waits for its request
-    time.sleep(2)  # meanwhile the call ends
+    wait_for(lambda: not _running_children(own_server.process.pid), "the call's CLI to end")  # meanwhile the call ends
     call.kill()
     call.wait()
     stalled.close()
@@ -113,6 +132,16 @@ def test_the_server_outlives_a_call_that_ends_while_its_client_is_killed(
     done = subprocess.run(["bash", "-c", "aws --version"], env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert own_server.log_tail().splitlines()[-2].endswith(" --version")  # it ran through the server
+
+
+def _running_children(pid: int) -> list[int]:
+    """The children of `pid` that have not ended (a zombie, ended but not reaped yet, is left out)."""
+    running = []
+    for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
+        with contextlib.suppress(OSError):
+            if Path(f"/proc/{child}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+                running.append(int(child))
+    return running
 
 
 def test_the_server_ends_with_the_worker_that_started_it(tmp_path: Path) -> None:

@@ -3,12 +3,15 @@ they answer as Kueue v0.19.2 and the API server do (tests/fake_kueue.py says whe
 
 from __future__ import annotations
 
+import itertools
 import json
 import threading
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
+import fake_kube
 import fake_kueue
 import pytest
 from fake_kube import FakeKube
@@ -67,13 +70,18 @@ def test_a_queued_job_gets_a_workload_owned_by_it_and_labelled_with_its_uid(kube
     assert (condition["type"], condition["status"]) == ("QuotaReserved", "False") and "insufficient quota" in condition["message"]
 
 
-def test_visibility_lists_a_local_queue_s_pending_workloads_in_the_cluster_queue_s_order(kube: FakeKube) -> None:
+def test_visibility_lists_a_local_queue_s_pending_workloads_in_the_cluster_queue_s_order(
+    kube: FakeKube, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Creation timestamps have whole seconds: the fake's clock moves on a second each time it stamps an object, as if
+    # a second passed between the submissions (before, the test slept 1 s after each).
+    ticks = itertools.count(int(time.time()))
+    monkeypatch.setattr(fake_kube, "now", lambda: datetime.fromtimestamp(next(ticks), UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
     fake_kueue.add_local_queue(kube, NS, "team-a", "cq-a")
     fake_kueue.add_local_queue(kube, NS, "team-b", "cq-a")  # shares the ClusterQueue
     for name, queue, priority in (("a1", "team-a", 0), ("b1", "team-b", 0), ("a2", "team-a", 100), ("a3", "team-a", 0)):
         queued_job(kube, name, queue)
         fake_kueue.submit(kube, NS, name, priority=priority)
-        time.sleep(1.01)  # creation timestamps have whole seconds
     fake_kueue.admit(kube, NS, "a3", "cq-a", "spot")  # admitted: no longer pending
     status, summary = pending(kube, "team-a")
     assert status == 200 and summary["kind"] == "PendingWorkloadsSummary"
@@ -83,6 +91,8 @@ def test_visibility_lists_a_local_queue_s_pending_workloads_in_the_cluster_queue
     ]
     # a2 first (higher priority), then a1; b1 sits between them in the ClusterQueue.
     assert rows == [("a2", 0, 0), ("a1", 1, 1)]
+    newer, older = (i["metadata"]["creationTimestamp"] for i in summary["items"])
+    assert older < newer  # a2 first though submitted later: priority before age
     assert pending(kube, "team-a", offset=1)[1]["items"][0]["positionInLocalQueue"] == 1
     assert len(pending(kube, "team-a", limit=1)[1]["items"]) == 1
     status, body = pending(kube, "nobody")

@@ -55,7 +55,7 @@ def pod(tmp_path: Path, moto_server: Moto) -> Iterator[ScriptPod]:
 def _gate_env(**extra: str) -> dict[str, str]:
     return {
         "SIMFLEET_SOURCE_INDEX": SOURCE_INDEX,
-        "SIMFLEET_GATE_POLL_SECONDS": "1",
+        "SIMFLEET_GATE_POLL_SECONDS": "0.2",  # (30 in the pod) the tests that wait for a poll wait this long
         "SIMFLEET_SOURCE_DEADLINE_SECONDS": "100000",
         "SIMFLEET_GATE_GRACE_SECONDS": "900",
         **extra,
@@ -86,6 +86,15 @@ def test_gate_keeps_waiting_through_a_failed_source_until_it_succeeds(pod: Scrip
     pod.put(ARTIFACTS, SOURCE_INDEX_KEY, json.dumps({"status": "Succeeded"}))
     _, stderr = gate.communicate(timeout=GUARD)
     assert gate.returncode == 0, stderr
+
+
+@needs_bash
+@pytest.mark.parametrize("poll", ["0", "30s"])
+def test_gate_names_a_poll_interval_that_is_not_a_number_of_seconds(pod: ScriptPod, poll: str) -> None:
+    result = pod.run("gate.sh", **_gate_env(SIMFLEET_GATE_DEADLINE_SECONDS="100", SIMFLEET_GATE_POLL_SECONDS=poll))
+    assert result.returncode == 2, explain(result)
+    assert result.stderr == f"gate: SIMFLEET_GATE_POLL_SECONDS must be a number of seconds above 0, not '{poll}'\n"
+    assert pod.moto.requests == []
 
 
 @needs_bash

@@ -149,8 +149,8 @@ echo "worker: terminated"
 
 
 def _start_as_pid_1(runtime: Path, script: str, env: dict[str, str]) -> tuple[subprocess.Popen[str], int]:
-    """`bash <runtime>/<script>` as PID 1 of a new PID namespace, once it is in common.sh's appended sleep; returns
-    the unshare process and the script's pid (outside the namespace)."""
+    """`bash <runtime>/<script>` as PID 1 of a new PID namespace, once it is in common.sh's appended wait (a `sleep`
+    child); returns the unshare process and the script's pid (outside the namespace)."""
     process = subprocess.Popen(
         ["unshare", "-Urpf", "--mount-proc", "bash", str(runtime / script)],
         env={"PATH": "/usr/bin:/bin", "TMPDIR": str(runtime.parent), **env},
@@ -184,11 +184,13 @@ def _comm(pid: int) -> str:
 
 @pytest.fixture
 def slow_runtime(tmp_path: Path) -> Path:
-    # The scripts with a 2 s pause at the end of common.sh: PID 1 still reading it, as on a busy node.
+    # The scripts with a wait at the end of common.sh: PID 1 still reading it, as on a busy node, until the test has
+    # sent its SIGTERM and lets it go on (_release). Before, a 2 s sleep there (read twice by a notify script's PID 1
+    # and its worker): a SIGTERM sent later than that would have found the guardian's trap set, and proven nothing.
     runtime = tmp_path / "runtime"
     shutil.copytree(SCRIPTS, runtime)
     with (runtime / "common.sh").open("a") as common:
-        common.write("\nsleep 2\n")
+        common.write('\nuntil [ -e "${BASH_SOURCE[0]%/*}/go" ]; do sleep 0.05; done\n')
     (runtime / "probe.sh").write_text(NOTIFY_PROBE)
     return runtime
 
@@ -202,9 +204,16 @@ GATE_ENV = {
 }
 
 
-def _terminate(process: subprocess.Popen[str], pid: int) -> tuple[str, str]:
-    """SIGTERM to `pid`, then the output of `process` once it ends; fails the test when it runs on (SIGTERM lost)."""
+def _release(runtime: Path) -> None:
+    """Let the scripts of `slow_runtime` go on past the end of common.sh."""
+    (runtime / "go").touch()
+
+
+def _terminate(process: subprocess.Popen[str], pid: int, runtime: Path) -> tuple[str, str]:
+    """SIGTERM to `pid`, then common.sh released, then the output of `process` once it ends; fails the test when it
+    runs on (SIGTERM lost)."""
     os.kill(pid, signal.SIGTERM)
+    _release(runtime)
     try:
         return process.communicate(timeout=15)
     except subprocess.TimeoutExpired:
@@ -216,14 +225,14 @@ def _terminate(process: subprocess.Popen[str], pid: int) -> tuple[str, str]:
 @needs_pid_namespace
 def test_a_sigterm_while_pid_1_reads_common_sh_still_stops_the_gate(slow_runtime: Path) -> None:
     process, pid = _start_as_pid_1(slow_runtime, "gate.sh", GATE_ENV)
-    _, stderr = _terminate(process, pid)
+    _, stderr = _terminate(process, pid, slow_runtime)
     assert process.returncode == 143 and stderr.strip() == "gate: terminated", stderr
 
 
 @needs_pid_namespace
 def test_a_sigterm_while_pid_1_reads_common_sh_still_reaches_the_worker(slow_runtime: Path) -> None:
     process, pid = _start_as_pid_1(slow_runtime, "probe.sh", {})
-    stdout, stderr = _terminate(process, pid)
+    stdout, stderr = _terminate(process, pid, slow_runtime)
     assert process.returncode == 0 and stdout == "worker: terminated\n", (stdout, stderr)
 
 
@@ -231,11 +240,12 @@ def test_a_sigterm_while_pid_1_reads_common_sh_still_reaches_the_worker(slow_run
 def test_a_sigterm_to_pid_1_later_still_stops_the_gate(slow_runtime: Path) -> None:
     # The control for the two above: the same namespace, the SIGTERM once the guardian runs.
     process, pid = _start_as_pid_1(slow_runtime, "gate.sh", GATE_ENV)
+    _release(slow_runtime)
     deadline = time.monotonic() + 20
     while not [child for child in _children(pid) if _comm(child) == "bash"]:  # the worker: the guardian's trap is set
         assert time.monotonic() < deadline
         time.sleep(0.02)
-    _, stderr = _terminate(process, pid)
+    _, stderr = _terminate(process, pid, slow_runtime)
     assert process.returncode == 143 and "gate: terminated" in stderr, stderr
 
 
@@ -251,7 +261,7 @@ source {SCRIPTS}/common.sh
 guard_term notify "$@"
 while [ "$terminated" = 0 ]; do pause 0.2; done
 echo "worker: terminated"
-pause 3
+until [ -e {tmp_path}/go ]; do pause 0.05; done
 """
     )
     victim = subprocess.Popen(["sleep", "60"])
@@ -268,6 +278,7 @@ pause 3
         for watcher in tmp_path.glob("simfleet-term.*/watcher.*"):
             watcher.write_text(f"{victim.pid}\n")
         probe.send_signal(signal.SIGTERM)
+        (tmp_path / "go").touch()  # the worker ends once the second SIGTERM is sent (before: it paused 3 s for it)
         probe.wait(timeout=20)
         assert victim.poll() is None, "the second SIGTERM killed an unrelated process by a stale watcher pid"
     finally:

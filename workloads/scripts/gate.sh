@@ -4,7 +4,7 @@
 # pod's main container releases the continuation's Job (workloads/renderers/run.py gate_job).
 #
 # Polls SIMFLEET_SOURCE_INDEX (the s3:// URI of the single-seed source run's index.json) every
-# SIMFLEET_GATE_POLL_SECONDS (30):
+# SIMFLEET_GATE_POLL_SECONDS (30, may be fractional):
 #   status Succeeded           -> exit 0
 #   Failed or Interrupted      -> keep waiting: the source Job may retry, or a replacement pod resume
 #   no index yet, S3 hiccups   -> keep waiting
@@ -33,7 +33,7 @@ SOURCE_DEADLINE=${SIMFLEET_SOURCE_DEADLINE_SECONDS:?must be the source Job activ
 GRACE_SECONDS=${SIMFLEET_GATE_GRACE_SECONDS:-900}
 POLL_SECONDS=${SIMFLEET_GATE_POLL_SECONDS:-30}
 require_whole_seconds SIMFLEET_GATE_DEADLINE_SECONDS "$DEADLINE_SECONDS" SIMFLEET_SOURCE_DEADLINE_SECONDS "$SOURCE_DEADLINE" \
-  SIMFLEET_GATE_GRACE_SECONDS "$GRACE_SECONDS" SIMFLEET_GATE_POLL_SECONDS "$POLL_SECONDS" || exit 2
+  SIMFLEET_GATE_GRACE_SECONDS "$GRACE_SECONDS" && require_seconds SIMFLEET_GATE_POLL_SECONDS "$POLL_SECONDS" || exit 2
 [[ $INDEX == s3://*/*index.json ]] || {
   warn "SIMFLEET_SOURCE_INDEX must be an s3:// URI of an index.json, not '$INDEX'"
   exit 2
