@@ -633,7 +633,7 @@ def test_upload_on_sigterm_without_a_marker_writes_interrupted(pod: Pod) -> None
 # date, whose first call sends SIGTERM to the process the test started (the leader of its session: PID 1 of the
 # container) before it answers. upload.sh is then expanding its progress record, whose `$(utc_now)` is followed by a
 # second `$(...)` in the same command: the signal lands while bash 5.2 expands a command substitution, where a trap in
-# that shell would be parsed as the rest of the next substitution and lost (common.sh, "SIGTERM").
+# that shell would be parsed as the rest of the next substitution and lost (term.sh, "Why a guardian").
 SIGNALLING_DATE = """#!/bin/bash
 if mkdir "$SIGNALLED_FLAG" 2>/dev/null; then
   read -r stat </proc/self/stat

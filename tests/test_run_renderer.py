@@ -227,10 +227,10 @@ def test_every_script_container_execs_a_script_that_handles_term(run: str) -> No
     assert containers["artifact-uploader"]["command"] == ["/bin/bash", "/opt/simfleet/upload.sh"]
     assert containers["glue"]["command"] == ["python", "-P", "-m", "glue_runtime", "/glue/glue.py"]
     assert _env(containers["glue"])["PYTHONPATH"] == "/opt/simfleet"  # where the runtime volume puts glue_runtime/
-    # PID 1: without a trap, no TERM. Each script hands it to common.sh's guardian, which traps it (guard_term).
+    # PID 1: without a trap, no TERM. Each script hands it to the guardian (term.sh guard_term), which traps it.
     for script in ("fetch.sh", "upload.sh", "gate.sh"):
         assert re.search(r'^guard_term (stop|notify) "\$@"$', runtime_files()[script], re.M), script
-    assert re.search(r"^  trap guard_on_term TERM$", runtime_files()["common.sh"], re.M)
+    assert re.search(r"^  trap guard_on_term TERM$", runtime_files()["term.sh"], re.M)
     assert "signal.SIGTERM" in runtime_files()["glue_runtime/runtime.py"]
 
 
@@ -491,6 +491,7 @@ def test_configmaps_carry_the_runtime_and_the_shared_glue() -> None:
     runtime = {f"glue_runtime.{path.name}" for path in (ROOT / "workloads" / "glue_runtime").glob("*.py")}
     assert set(configmap["data"]) == {
         "common.sh",
+        "term.sh",
         "fetch.sh",
         "upload.sh",
         "gate.sh",

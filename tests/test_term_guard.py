@@ -1,7 +1,7 @@
-"""SIGTERM in the bash pod scripts: common.sh's guardian (guard_term), and what it relies on.
+"""SIGTERM in the bash pod scripts: the guardian (term.sh guard_term), and what it relies on.
 
 Under bash 5.2 a trap that becomes pending while its shell expands a $(...) can be parsed as the rest of the next
-substitution and lost (common.sh, "SIGTERM"). These inject that fault (SIGTERM at random moments into a loop of
+substitution and lost (term.sh, "Why a guardian"). These inject that fault (SIGTERM at random moments into a loop of
 substitutions, tools/term_stress.py) and check the rules the scripts keep so that it cannot reach them.
 """
 
@@ -58,11 +58,19 @@ def test_no_script_expands_a_substitution_before_its_guardian_runs() -> None:
         head = text[: text.index("\nguard_term ")]
         code = "\n".join(line.split(" #")[0] for line in head.splitlines() if not line.lstrip().startswith("#"))
         assert not re.search(r"[$<>]\((?!\()", code), name
+    # ... and common.sh, up to where it sources term.sh (guard_term) the same way; term.sh's own top level defines only.
+    common = (SCRIPTS / "common.sh").read_text()
+    head = common[: common.index('\nsource "${BASH_SOURCE[0]%/*}/term.sh"')]
+    code = "\n".join(line for line in head.splitlines() if not line.lstrip().startswith("#"))
+    top = [line for line in code.splitlines() if line and not line.startswith((" ", "}")) and "() {" not in line]
+    assert not re.search(r"[$<>]\((?!\()", "\n".join(top)), top
+    term = (SCRIPTS / "term.sh").read_text()
+    assert not [line for line in term.splitlines() if re.match(r"[^\s#}]", line) and not re.match(r"\w+=|\w+\(\) \{", line)]
 
 
 def test_the_guardian_expands_no_substitution_once_its_trap_is_set() -> None:
     # From `trap guard_on_term TERM` to the end of guard_term, and in the functions its trap and its wait run.
-    common = (SCRIPTS / "common.sh").read_text()
+    common = (SCRIPTS / "term.sh").read_text()
     guardian = common[common.index("  trap guard_on_term TERM") : common.index("\n}\n", common.index("guard_term() {"))]
     bodies = [guardian]
     for function in ("guard_on_term", "guard_end_watchers", "kill_tree"):
@@ -77,7 +85,7 @@ def test_the_worker_ends_what_it_started_with_sigkill() -> None:
     # the worker's EXIT trap (bash's own terminating-signal handler): output-uploader's cleanup then removed the result
     # channel and the scratch directory under the running script (test_job_scripts.py's
     # test_no_linger_after_a_sigterm_before_the_marker failed 4 runs in 12 that way). SIGKILL cannot be caught.
-    common = (SCRIPTS / "common.sh").read_text()
+    common = (SCRIPTS / "term.sh").read_text()
     for function in ("pause", "await", "term_poll", "guard_end_watchers"):
         start = common.index(f"\n{function}() {{")
         body = common[start : common.index("\n}\n", start)]

@@ -1,5 +1,5 @@
 """SIGTERM at random moments into a bash script that expands command substitutions: the fault that lost the pod
-scripts' trap (common.sh, "SIGTERM").
+scripts' trap (term.sh, "Why a guardian").
 
     python -m tools.term_stress               # 200 runs of each shape
     python -m tools.term_stress --runs 50
@@ -8,7 +8,7 @@ Each run starts a small bash script that sources workloads/scripts/common.sh and
 `$(...)` in it (upload.sh's progress record has two) and a pause, gives it SIGTERM after a random delay, and waits
 up to --patience seconds for it to say "terminated" and end. Two shapes of the same loop:
   trap   the TERM trap in the shell that expands the substitutions, as the pod scripts had it;
-  guard  common.sh guard_term: the trap in a guardian that only waits, the loop in its worker.
+  guard  term.sh guard_term: the trap in a guardian that only waits, the loop in its worker.
 It prints, per shape, the runs, the SIGTERMs lost (no "terminated", or bash's "unexpected EOF" on stderr), of those
 how many left the script running after --patience seconds and how many had the parse error, the processes a run
 that ended left behind in its session, and how long a SIGTERM took to end the script (median and slowest, over the

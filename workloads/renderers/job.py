@@ -41,7 +41,7 @@ from workloads.renderers.common import (
 
 MARKER_DIR = "/simfleet"
 RESULT_FIFO = f"{MARKER_DIR}/result"  # created by the uploader; the wrapper writes its one-line result into it
-JOB_SCRIPTS = ("job-entry.sh", "job-upload.sh", "common.sh")
+JOB_SCRIPTS = ("job-entry.sh", "job-upload.sh", "common.sh", "term.sh")
 TIMEOUT_EXIT_CODE = 124  # job-entry.sh's exit code when maxRuntime ran out (as `timeout` reports it)
 BACKOFF_LIMIT_PER_INDEX = 1  # one retry per shard for a transient failure; reclaims and drains do not count
 # config/jobs.py counts these with the work container's requests against the node (UPLOADER_MILLICPU, _MEMORY_BYTES).

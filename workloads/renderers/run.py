@@ -66,7 +66,7 @@ ACTION_ENDPOINT = "tcp://127.0.0.1:5556"  # glue PUSH -> unitree-sim PULL
 MONTY_ENDPOINT = "tcp://127.0.0.1:5557"  # glue REQ <-> monty REP
 SIM_CONTROL_ENDPOINT = "tcp://127.0.0.1:5558"  # glue REQ <-> unitree-sim REP (finish)
 
-SCRIPTS = ("common.sh", "fetch.sh", "upload.sh", "gate.sh")  # common.sh: sourced by the other three
+SCRIPTS = ("common.sh", "term.sh", "fetch.sh", "upload.sh", "gate.sh")  # common.sh (and its term.sh): sourced by the others
 FETCH_RETRY_SECONDS = 120  # an s3:// checkpoint.from gets this long to appear (transient errors, eventual IAM)
 FETCH_POLL_SECONDS = 30
 PARTIAL_POLL_SECONDS = 30  # how often the uploader looks for a newer partial checkpoint
@@ -470,7 +470,7 @@ def _checkpoint_fetch(spec: RunSpec, base: list[dict[str, Any]], source: SourceR
         FETCH_RESOURCES,
         read_only=("runtime",),
         read_only_root=True,
-        # bash is PID 1 of the container: the script's guardian (common.sh guard_term) traps TERM.
+        # bash is PID 1 of the container: the script's guardian (term.sh guard_term) traps TERM.
         command=["/bin/bash", f"{RUNTIME_DIR}/fetch.sh"],
     )
 

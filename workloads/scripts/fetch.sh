@@ -24,14 +24,14 @@
 set -euo pipefail
 NAME=checkpoint-fetch
 # shellcheck source=common.sh
-source "${BASH_SOURCE[0]%/*}/common.sh" # (no $(...): see common.sh, SIGTERM)
+source "${BASH_SOURCE[0]%/*}/common.sh" # (no $(...) before guard_term: see common.sh's first lines)
 
 fail() {
   warn "$*"
   exit 1
 }
 # PID 1 of its container, to which the kernel drops an untrapped TERM and the pod would wait out its grace period: the
-# guardian (common.sh guard_term) holds the trap and ends this script, and what it started, with SIGTERM (exit 143).
+# guardian (term.sh guard_term) holds the trap and ends this script, and what it started, with SIGTERM (exit 143).
 guard_term stop "$@"
 
 CHECKPOINTS_DIR=${SIMFLEET_CHECKPOINTS_DIR:-/checkpoints}

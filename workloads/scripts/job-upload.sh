@@ -12,7 +12,7 @@
 #    once, so the program cannot reach it by name; then the wrapper's one-line result comes, and the end of the
 #    channel when the wrapper's descriptor closes. A wrapper that dies without a result (its container killed, out
 #    of memory) ends the channel just the same: this knows at once. It waits SIMFLEET_START_WAIT_SECONDS for the
-#    wrapper to connect and at most SIMFLEET_DONE_WAIT_SECONDS in all; on SIGTERM (to its guardian, PID 1: common.sh
+#    wrapper to connect and at most SIMFLEET_DONE_WAIT_SECONDS in all; on SIGTERM (to its guardian, PID 1: term.sh
 #    guard_term) it stops waiting and gives the work container SIMFLEET_TERM_WAIT_SECONDS to end.
 # 3. When the work container Succeeded: uploads every regular file under SIMFLEET_OUTPUTS_DIR (recursively, dotfiles
 #    too; symlinks, FIFOs and anything that resolves elsewhere refused) to <P>outputs/<attempt>/<relative path>, many
@@ -51,10 +51,10 @@
 set -uo pipefail
 NAME=output-uploader
 # shellcheck source=common.sh
-source "${BASH_SOURCE[0]%/*}/common.sh" # (no $(...): see common.sh, SIGTERM)
+source "${BASH_SOURCE[0]%/*}/common.sh" # (no $(...) before guard_term: see common.sh's first lines)
 
 # From the first moment: a SIGTERM while the attempt is recorded still ends the wait below at once. The guardian
-# (common.sh guard_term) holds the trap; this runs as its worker, where term_poll sets terminated=1 and term_at, and
+# (term.sh guard_term) holds the trap; this runs as its worker, where term_poll sets terminated=1 and term_at, and
 # then calls on_term.
 on_term() {
   # While the outputs are tagged before index.json: stop there (await's deadline, now), the index comes first.

@@ -9,7 +9,7 @@
 #    is forged or left over and changes nothing), when the heartbeat is older than SIMFLEET_HEARTBEAT_TIMEOUT_SECONDS
 #    (glue died without a result: killed, out of memory), when glue never beat within SIMFLEET_START_WAIT_SECONDS, or
 #    on SIGTERM.
-# 2. SIGTERM, to this script's guardian (PID 1, common.sh guard_term: no trap in the shell that works, which bash 5.2
+# 2. SIGTERM, to this script's guardian (PID 1, term.sh guard_term: no trap in the shell that works, which bash 5.2
 #    could lose), is seen at once, except during the Pushgateway DELETE (10 s at most): every aws call runs in the
 #    background. One seen while the artifacts are tagged before index.json stops the tagging: the index first, the tags
 #    after it.
@@ -50,10 +50,10 @@ set -uo pipefail
 shopt -s nullglob dotglob
 NAME=artifact-uploader
 # shellcheck source=common.sh
-source "${BASH_SOURCE[0]%/*}/common.sh" # (no $(...): see common.sh, SIGTERM)
+source "${BASH_SOURCE[0]%/*}/common.sh" # (no $(...) before guard_term: see common.sh's first lines)
 
 # From the first moment: a SIGTERM at any point ends the waits and starts the clock of the spot notice. The guardian
-# (common.sh guard_term) holds the trap; this runs as its worker, where term_poll sets terminated=1 and term_at (the
+# (term.sh guard_term) holds the trap; this runs as its worker, where term_poll sets terminated=1 and term_at (the
 # second of the SIGTERM) and then calls on_term.
 on_term() {
   HARD_DEADLINE=$((term_at + ${TERM_SHIP:-95}))

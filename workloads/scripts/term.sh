@@ -1,0 +1,266 @@
+# shellcheck shell=bash
+# SIGTERM and bounded waits for the bash pod scripts: the guardian that holds the TERM trap (guard_term), how it tells
+# the worker (term_poll, its watcher, the script's on_term), and the waits a SIGTERM ends at once or a deadline bounds
+# (pause, await, run_bounded, retry_until). Sourced by common.sh, right after its first lines (which note a SIGTERM
+# that comes before guard_term's trap) and its log/warn/last_error; never run, never sourced on its own.
+#
+# The sourcing script may set HARD_DEADLINE (epoch seconds; empty: none): after SIGTERM, when work run through
+# run_bounded must stop; and define on_term, which term_poll calls once after a SIGTERM.
+
+HARD_DEADLINE=${HARD_DEADLINE:-}
+# guard_term's state (set there; empty in a shell that never called it, where pause and await just wait).
+TERM_DIR=""
+term_watcher=""
+term_watcher_of=""
+
+# --- Why a guardian ----------------------------------------------------------------------------------------------
+# Why no script traps TERM in the shell that does its work: bash 5.2 (the image's is 5.2.15) runs a trap that is
+# pending when it starts to parse a $(...) or <(...) it expands (parse.y xparse_dolparen -> builtins/evalstring.c
+# parse_string -> eval.c parse_command -> trap.c run_pending_traps) while the parser is still set up for that
+# substitution (PST_CMDSUBST, shell_eof_token ')', token_to_read DOLPAREN, none of them saved). The trap's text is then
+# read as the substitution's body and fails ("trap: line 2: unexpected EOF while looking for matching `)'"): the trap
+# never runs, so the SIGTERM is lost, and the command being expanded is thrown away too. A SIGTERM that arrives while
+# a command's first $(...) runs and finds a second one in the same command always hits it. bash 5.3 no longer runs
+# traps there (eval.c parse_command, devel commit aab2c1fb, 2023-09); no bash 5.2 patch (1 to 37) has that change.
+#
+# guard_term MODE ARGS...: the first thing each script does, with its own arguments. Where it is first called, this
+# process becomes the guardian (PID 1 of the container): it traps TERM, starts the script again as its only child (the
+# worker, where guard_term returns), waits for it and exits with its status. The guardian runs no command
+# substitution after its trap is set, so its trap is always parsed whole; the worker has no TERM trap at all. On
+# SIGTERM:
+#   stop    the worker and everything under it get SIGTERM (nothing traps it: they end at once); the guardian says
+#           "terminated" (fetch.sh, gate.sh).
+#   notify  the worker carries on and is told: the guardian writes the second of the SIGTERM to a file, then ends the
+#           worker's watcher, a `sleep` child that every pause and await of the worker waits for beside its own job,
+#           so that wait ends at once; term_poll then sets terminated=1 and term_at, and calls the script's own
+#           on_term when it has one (upload.sh, job-upload.sh). Subshells of the worker have no watcher: each one's
+#           parent stops it at its deadline (await).
+# What the worker starts and then ends itself (a pause's sleep, await's sleeper, a job stopped at its deadline, the
+# watcher) gets SIGKILL, not SIGTERM: without a TERM trap, a child of the worker that a catchable signal reaches between
+# its fork and the start of its program has bash's own handler for terminating signals (set once an EXIT trap is:
+# trap.c set_signal -> initialize_terminating_signals), which runs the EXIT trap it inherited (sig.c termsig_handler ->
+# run_exit_trap): the worker's scratch directory and result channel removed under it. (The old TERM trap kept such a
+# child on trap.c trap_handler, which resends the signal at its default.)
+guard_term() {
+  local mode=$1 attempt seen dir
+  shift
+  terminated=0
+  term_watcher=""
+  term_watcher_of=""
+  if [ -n "${SIMFLEET_TERM_GUARD:-}" ] && [ "${SIMFLEET_TERM_GUARD%%:*}" = "$PPID" ]; then
+    # The worker.
+    term_at=""
+    TERM_DIR=${SIMFLEET_TERM_GUARD#*:}
+    unset SIMFLEET_TERM_GUARD
+    [ "$mode" = stop ] || term_watch
+    return 0
+  fi
+  # The guardian. From here on: no $(...), <(...) or >(...), in this function or in what it calls.
+  guard_mode=$mode
+  guard_child=""
+  guard_signals=0
+  TERM_DIR=""
+  # (term_at is set already when a SIGTERM came since this file was sourced: acted on below.)
+  trap guard_on_term TERM
+  if [ "$mode" = notify ]; then
+    for attempt in 1 2 3 4 5 6 7 8; do
+      TERM_DIR="${TMPDIR:-/tmp}/simfleet-term.$$.$SRANDOM"
+      ! mkdir -m 700 "$TERM_DIR" 2>/dev/null || break
+      TERM_DIR=""
+    done
+    if [ -z "$TERM_DIR" ]; then
+      warn "cannot make a private directory in ${TMPDIR:-/tmp} (tried $attempt names)"
+      exit 1
+    fi
+    [ -z "$term_at" ] || guard_on_term # a SIGTERM came before the directory was there to write it to
+  fi
+  if [ -n "$term_at" ] && [ "$mode" = stop ]; then
+    guard_on_term # ("terminated")
+    exit 143      # before the worker was started: nothing to stop
+  fi
+  SIMFLEET_TERM_GUARD="$$:$TERM_DIR" "$BASH" "$0" "$@" &
+  guard_child=$!
+  [ -z "$term_at" ] || guard_on_term # a SIGTERM while it was being started: it is stopped, or told, now
+  # A wait cut short by the trap answers 128+15: wait again until a wait ends without a SIGTERM meanwhile. (Not in
+  # posix mode, bash keeps the status of a child it has reaped, so a second wait still gets it.)
+  while :; do
+    seen=$guard_signals
+    guard_status=0
+    wait "$guard_child" || guard_status=$?
+    [ "$guard_signals" != "$seen" ] || break
+  done
+  if [ -n "$TERM_DIR" ]; then
+    [ -n "$term_at" ] || guard_end_watchers # after a SIGTERM they are ended already
+    dir=$TERM_DIR
+    TERM_DIR="" # a SIGTERM from now on has no worker to tell
+    rm -rf "$dir"
+  fi
+  exit "$guard_status"
+}
+
+# The guardian's trap (see guard_term). No command substitution here either.
+guard_on_term() {
+  guard_signals=$((guard_signals + 1))
+  term_at=${term_at:-$EPOCHSECONDS}
+  if [ "$guard_mode" = stop ]; then
+    [ "$guard_signals" != 1 ] || warn "terminated"
+    [ -z "$guard_child" ] || kill_tree TERM "$guard_child" # (its EXIT trap cleans up; it is ending anyway)
+  elif [ -n "$TERM_DIR" ] && [ ! -f "$TERM_DIR/term_at" ]; then
+    # The second first, then the wake-up: a worker that wakes finds it, and one that is not watching yet reads it
+    # after it has made its watcher (term_watch), and ends that one itself. Once only: a later SIGTERM would find the
+    # pids of watchers ended already, which may name other processes by then.
+    printf '%s\n' "$term_at" >"$TERM_DIR/term_at"
+    guard_end_watchers
+  fi
+}
+
+guard_end_watchers() {
+  local file pid
+  for file in "$TERM_DIR"/watcher.*; do
+    if [ -f "$file" ] && read -r pid <"$file" && [[ $pid =~ ^[0-9]+$ ]]; then
+      kill -KILL "$pid" 2>/dev/null || true
+    fi
+  done
+}
+
+# The worker's watcher: a child that does nothing until the guardian ends it on SIGTERM (its stdout and stderr are
+# not the container's: a watcher left behind must not hold them open).
+term_watch() {
+  sleep 2147483647 >/dev/null 2>&1 &
+  term_watcher=$!
+  term_watcher_of=$BASHPID
+  printf '%s\n' "$term_watcher" >"$TERM_DIR/watcher.$BASHPID"
+  term_poll # a SIGTERM before the watcher was named in $TERM_DIR
+}
+
+# term_poll: after a SIGTERM to the guardian, sets terminated=1 and term_at (its epoch second) and calls on_term, once.
+# Cheap (a test of a file): pause and await call it before every wait and after it. Before, because bash forgets an
+# ended background job once a later foreground command has been waited for: a watcher ended meanwhile no longer ends
+# a `wait -n`. Nothing runs in the foreground between that call and the wait, so a watcher ended after it does.
+term_poll() {
+  local at
+  [ -n "${TERM_DIR:-}" ] && [ "${terminated:-0}" = 0 ] || return 0
+  # `read` fails on a line the guardian has not finished writing: it is looked at again at the next call.
+  if [ -f "$TERM_DIR/term_at" ] && read -r at <"$TERM_DIR/term_at" && [[ $at =~ ^[0-9]+$ ]]; then
+    terminated=1
+    term_at=$at
+    if [ "$term_watcher_of" = "$BASHPID" ] && [ -n "$term_watcher" ]; then
+      kill -KILL "$term_watcher" 2>/dev/null || true # ended already, unless this saw the file first
+      term_watcher=""
+    fi
+    if declare -F on_term >/dev/null; then
+      on_term
+    fi
+  elif [ "$term_watcher_of" = "$BASHPID" ] && [ -n "$term_watcher" ] && ! kill -0 "$term_watcher" 2>/dev/null; then
+    term_watch # ended by something else than the guardian: a new one
+  fi
+  return 0
+}
+
+# The pids this shell's waits also end on: the watcher, when this shell is the worker that made it.
+term_waits() {
+  waits=()
+  [ -z "$term_watcher" ] || [ "$term_watcher_of" != "$BASHPID" ] || waits=("$term_watcher")
+}
+
+# kill_tree SIGNAL PID: SIGNAL to PID and every process under it, found through /proc (the image has no pkill): a
+# job's own children (its aws call) must not outlive it. Best effort: a process forked meanwhile can be missed.
+kill_tree() {
+  local signal=$1 stat line pid i
+  local -A parent_of=()
+  local tree=("$2")
+  for stat in /proc/[0-9]*/stat; do
+    { read -r line <"$stat"; } 2>/dev/null || continue
+    pid=${line%% *}
+    line=${line##*) } # after the command name, which may hold spaces and parentheses: "S <ppid> ..."
+    line=${line#* }
+    parent_of[$pid]=${line%% *}
+  done
+  for ((i = 0; i < ${#tree[@]}; i++)); do
+    for pid in "${!parent_of[@]}"; do
+      [ "${parent_of[$pid]}" != "${tree[i]}" ] || tree+=("$pid")
+    done
+  done
+  kill "-$signal" "${tree[@]}" 2>/dev/null || true
+}
+
+# Sleeps $1 seconds in the background, so that a SIGTERM ends the wait at once (the watcher's end) where a
+# foreground sleep would hold it back. The sleep is then ended too, so that no stray process keeps the container's
+# stdout open. Always returns 0.
+pause() {
+  local pid ended="" waits=() was=${terminated:-0}
+  term_poll
+  [ "${terminated:-0}" = "$was" ] || return 0 # a SIGTERM came meanwhile: this wait is over
+  sleep "$1" &
+  pid=$!
+  term_poll
+  if [ "${terminated:-0}" = "$was" ]; then
+    term_waits
+    wait -n -p ended "$pid" "${waits[@]}" 2>/dev/null || true
+  fi
+  # (`wait -n -p` leaves the name unset when a trapped signal ends it, in a shell of the caller's that traps one.)
+  [ "${ended:-}" = "$pid" ] || kill -KILL "$pid" 2>/dev/null || true
+  term_poll
+  return 0
+}
+
+# run_bounded CMD...: runs CMD in the background and waits for it (await), so a SIGTERM is seen at once rather than
+# when CMD ends; CMD keeps running meanwhile. Returns CMD's status.
+run_bounded() {
+  "$@" &
+  await $!
+}
+
+# await PID: waits for a background job of this shell; once HARD_DEADLINE is set, the job and what it started are
+# stopped there (SIGKILL, see guard_term; status 124, as `timeout` reports). Returns the job's status. (wait -n -p:
+# bash 5.1 or newer, as in the image.)
+await() {
+  local pid=$1 status sleeper="" left ended waits=()
+  while :; do
+    # A job that ended before this wait may be forgotten by `wait -n` (see term_poll); `wait PID` still has its status.
+    if ! kill -0 "$pid" 2>/dev/null; then
+      status=0
+      wait "$pid" 2>/dev/null || status=$?
+      break
+    fi
+    if [ -n "$sleeper" ] && ! kill -0 "$sleeper" 2>/dev/null; then
+      kill_tree KILL "$pid"
+      wait "$pid" 2>/dev/null
+      status=124
+      break
+    fi
+    term_poll
+    # The deadline may be there from the start, or set by on_term after a SIGTERM just seen.
+    if [ -n "$HARD_DEADLINE" ] && [ -z "$sleeper" ]; then
+      left=$((HARD_DEADLINE - EPOCHSECONDS))
+      ((left > 0)) || left=0
+      sleep "$left" >/dev/null 2>&1 &
+      sleeper=$!
+      continue
+    fi
+    term_waits
+    ended=""
+    status=0
+    wait -n -p ended "$pid" ${sleeper:+"$sleeper"} "${waits[@]}" 2>/dev/null || status=$?
+    [ "${ended:-}" != "$pid" ] || break
+  done
+  [ -z "$sleeper" ] || kill -KILL "$sleeper" 2>/dev/null
+  return "$status"
+}
+
+# retry_until DEADLINE CMD...: CMD (whose AWS calls retry on their own), and again after 1, 2, 4, 8, 8... seconds while
+# it fails and the next try would still start before DEADLINE (epoch seconds); returns CMD's last status.
+retry_until() {
+  local deadline=$1 delay=1 status
+  shift
+  while :; do
+    run_bounded "$@" && return 0
+    status=$?
+    if [ $((EPOCHSECONDS + delay)) -gt "$deadline" ] || [ "$status" = 124 ]; then
+      return "$status"
+    fi
+    warn "failed ($(last_error)); trying again in ${delay} s"
+    pause "$delay"
+    delay=$((delay < 8 ? delay * 2 : 8))
+  done
+}
