@@ -132,12 +132,28 @@ class Fault:
 
 
 class FaultyS3:
-    """A WSGI layer in front of moto's app that injects the faults in `faults`."""
+    """A WSGI layer in front of moto's app that injects the faults in `faults`.
+
+    A request a fault delays belongs to the test that made the fault: when that test ends (`end_test`, from Moto.reset)
+    the requests still held answer 503 at once and never reach moto, whose buckets and keys the next test has again
+    under the same names (before, a tagging call held 20 s by one test tagged the next test's object)."""
 
     def __init__(self, app: Any) -> None:
         self.app = app
         self.faults: list[Fault] = []
         self.lock = threading.Lock()
+        self.test_ended = threading.Event()  # the current test's: set, and replaced, by end_test
+        self.passing = 0  # held requests whose delay is over and that moto is answering now
+        self.passed = threading.Condition(self.lock)
+
+    def end_test(self) -> None:
+        """Forget the faults, answer the requests they still hold, and wait (10 s at most) for the ones moto is
+        answering after their delay, so that none of them reaches the next test's moto."""
+        with self.lock:
+            self.faults.clear()
+            self.test_ended.set()
+            self.test_ended = threading.Event()
+            self.passed.wait_for(lambda: self.passing == 0, timeout=10)
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
         path = urllib.parse.unquote(environ.get("PATH_INFO", ""))
@@ -155,15 +171,30 @@ class FaultyS3:
             )
             if fault is not None:
                 fault.hits += 1
+            test_ended = self.test_ended
         if fault is None:
             return self.app(environ, start_response)
         if fault.delay:
-            time.sleep(fault.delay)
-            return self.app(environ, start_response)
+            if test_ended.wait(fault.delay):
+                return self._error(environ, start_response, 503, "ServiceUnavailable", "the test that held it ended")
+            with self.lock:
+                if test_ended.is_set():
+                    return self._error(environ, start_response, 503, "ServiceUnavailable", "the test that held it ended")
+                self.passing += 1
+            try:
+                return self.app(environ, start_response)
+            finally:
+                with self.lock:
+                    self.passing -= 1
+                    self.passed.notify_all()
+        return self._error(environ, start_response, fault.status, fault.code, "injected")
+
+    @staticmethod
+    def _error(environ: dict[str, Any], start_response: Callable[..., Any], status: int, code: str, message: str) -> Any:
         body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))  # drained, as S3 would
         del body
-        error = f"<?xml version='1.0' encoding='UTF-8'?><Error><Code>{fault.code}</Code><Message>injected</Message></Error>"
-        start_response(f"{fault.status} Injected", [("Content-Type", "application/xml"), ("Content-Length", str(len(error)))])
+        error = f"<?xml version='1.0' encoding='UTF-8'?><Error><Code>{code}</Code><Message>{message}</Message></Error>"
+        start_response(f"{status} Injected", [("Content-Type", "application/xml"), ("Content-Length", str(len(error)))])
         return [error.encode()]
 
 
@@ -247,8 +278,8 @@ class Moto:
 
     def reset(self) -> None:
         """Empty moto, then the buckets again, and forget the requests so far."""
+        self.faulty.end_test()  # first: no request the last test held may reach what follows
         urllib.request.urlopen(urllib.request.Request(f"{self.endpoint}/moto-api/reset", method="POST")).read()
-        self.faulty.faults.clear()
         for bucket in self.buckets:
             self.s3.create_bucket(Bucket=bucket)
         self.requests.clear()

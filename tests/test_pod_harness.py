@@ -3,6 +3,8 @@ from, and the backend lookup it caches, each against what moto itself does."""
 
 from __future__ import annotations
 
+import threading
+import time
 import urllib.request
 from collections.abc import Iterator
 from typing import Any
@@ -79,3 +81,41 @@ def test_the_backend_moto_picks_for_a_host_is_the_same_once_cached(moto_server: 
     assert isinstance(cached, DomainDispatcherApplication)
     assert cached.get_backend_for_host(host) == fresh.get_backend_for_host(host)
     assert cached.get_backend_for_host(host) == fresh.get_backend_for_host(host)  # the cached answer, this time
+
+
+def test_a_request_a_test_held_never_reaches_the_next_test(moto_server: Moto) -> None:
+    # A test that holds a call (slow) and ends before it is answered: the next test has the same bucket and key again,
+    # and the held call must not land there (a held tagging call tagged the next test's object, which that test then
+    # found tagged against its own index). It is answered 503 as the test ends, and moto never sees it.
+    moto_server.reset()
+    once = boto3.client(
+        "s3",
+        endpoint_url=moto_server.endpoint,
+        region_name=REGION,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        config=Config(retries={"total_max_attempts": 1}),
+    )
+    once.put_object(Bucket=BUCKET, Key="held", Body=b"x")
+    held = moto_server.slow("PUT", r"/held$", delay=30, query="tagging")
+    answers: list[str] = []
+
+    def tag() -> None:
+        try:
+            once.put_object_tagging(Bucket=BUCKET, Key="held", Tagging={"TagSet": [{"Key": "k", "Value": "v"}]})
+            answers.append("tagged")
+        except once.exceptions.ClientError as err:
+            answers.append(str(err.response["ResponseMetadata"]["HTTPStatusCode"]))
+
+    caller = threading.Thread(target=tag)
+    caller.start()
+    arrived = time.monotonic() + 10
+    while held.hits == 0 and time.monotonic() < arrived:
+        time.sleep(0.02)
+    assert held.hits == 1
+    moto_server.reset()  # the end of the test that held it, the start of the next
+    caller.join(timeout=10)
+    assert answers == ["503"]  # at once, not after its 30 s (when it would have gone on to moto)
+    once.put_object(Bucket=BUCKET, Key="held", Body=b"the next test's")
+    assert once.get_object_tagging(Bucket=BUCKET, Key="held")["TagSet"] == []
+    assert ("PUT", f"/{BUCKET}/held?tagging") not in moto_server.requests
