@@ -348,18 +348,58 @@ record_attempt() {
   recoveries=$((count > 0 ? count - 1 : 0))
 }
 
-# read_done_marker FILE OWNED: what a done marker says, as `status` (Succeeded | Failed | Interrupted | Incomplete),
-# `reason` and `exit_code` (a JSON number or null). OWNED names the marker in messages ("glue's done marker"); a marker
-# that is not a JSON object, or has another status, makes the status Failed.
-# shellcheck disable=SC2034 # status, reason and exit_code are the sourcing script's to read
+# --- Reading JSON files with one jq --------------------------------------------------------------------------------
+# Each jq start costs ~20 ms of CPU (jq 1.6 compiles its builtins), and the uploaders read several fields of a file
+# every second or at the end: one `jq -rs "$JQ_READ"'PROGRAM' FILE` reads them all, and PROGRAM prints shell
+# assignments (assign) that the caller evals. -s reads the whole file at once: a file that does not parse, or is
+# empty, prints nothing (no value is read from it; whatever the file holds, nothing but assignments is printed).
+# What a field reads is exactly what its own `$(jq -r F FILE 2>/dev/null)` read, for a file of any number of values:
+#   text           what `jq -r` prints for a value: a string as it is, anything else as JSON, pretty-printed as jq prints it
+#                  (pretty, checked against jq's own printer in tests/test_pod_scripts.py);
+#   chomp          without the trailing newlines a $(...) drops;
+#   raw_lines(F)   F's text for every value of the file (of the array -s made), one a line, a value on which F fails
+#                  skipped, as jq skips it and goes on; json_lines(F) the same, as `jq F` prints it;
+#   assign($name)  the string as `name='...'`, quoted by jq's @sh (any byte but NUL, newlines and quotes included).
+# shellcheck disable=SC2016 # jq's $variables, not the shell's
+JQ_READ='
+def pretty($in):
+  if type == "array" and length > 0 then
+    "[\n" + (map($in + "  " + pretty($in + "  ")) | join(",\n")) + "\n" + $in + "]"
+  elif type == "object" and length > 0 then
+    "{\n" + ([keys_unsorted[] as $k | $in + "  " + ($k | tojson) + ": " + (.[$k] | pretty($in + "  "))] | join(",\n"))
+      + "\n" + $in + "}"
+  else tojson end;
+def text: if type == "string" then . else pretty("") end;
+def chomp: until(endswith("\n") | not; .[:-1]);
+def raw_lines(f): [.[] | try (f | text)] | join("\n") | chomp;
+def json_lines(f): [.[] | try (f | pretty(""))] | join("\n") | chomp;
+def assign($name): "\($name)=\(@sh)";
+'
+
+# read_done_marker FILE OWNED [INCARNATION]: what a done marker says, as `status` (Succeeded | Failed | Interrupted |
+# Incomplete), `reason`, `exit_code` (a JSON number or null), and for upload.sh `marker_steps` (its steps, as JSON) and
+# `checkpoint_saved` (its checkpointSaved, as text), from one read of the file. OWNED names the marker in messages
+# ("glue's done marker"); a marker that is not a JSON object (its last value, as `jq -e 'type == "object"'` judged it),
+# or has another status, makes the status Failed. With INCARNATION, a marker whose (last) .incarnation is not that
+# string is not the writer's: it returns 1 and sets nothing.
+# shellcheck disable=SC2034 # status, reason, exit_code, marker_steps and checkpoint_saved are the sourcing script's to read
 read_done_marker() {
-  local marker=$1 owned=$2
-  exit_code=null
-  reason=""
-  if jq -e 'type == "object"' "$marker" >/dev/null 2>&1; then
-    status=$(jq -r '.status' "$marker")
-    reason=$(jq -r '.reason // ""' "$marker")
-    exit_code=$(jq 'if (.exitCode | type) == "number" then .exitCode else null end' "$marker")
+  local marker=$1 owned=$2 incarnation=${3:-} fields marker_is=""
+  fields=$(jq -rs --arg i "$incarnation" "$JQ_READ"'
+    if $i != "" and (length == 0 or (last | try (.incarnation != $i) catch true)) then "marker_is=foreign"
+    elif length > 0 and (last | type) == "object" then
+      "marker_is=object",
+      (raw_lines(.status) | assign("status")),
+      (raw_lines(.reason // "") | assign("reason")),
+      (json_lines(if (.exitCode | type) == "number" then .exitCode else null end) | assign("exit_code")),
+      (json_lines(.steps // null) | assign("marker_steps")),
+      (raw_lines(.checkpointSaved) | assign("checkpoint_saved"))
+    else empty end' "$marker" 2>/dev/null)
+  case $fields in
+    marker_is=foreign | "") [ -z "$incarnation" ] || return 1 ;;
+    *) eval "$fields" ;;
+  esac
+  if [ "$marker_is" = object ]; then
     case $status in
       Succeeded | Failed | Interrupted | Incomplete) ;;
       *)
@@ -368,7 +408,7 @@ read_done_marker() {
         ;;
     esac
   else
-    status=Failed
+    status=Failed exit_code=null marker_steps=null checkpoint_saved=""
     reason="$owned is not a JSON object: $(head -c 200 "$marker")"
   fi
 }
