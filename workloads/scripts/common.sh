@@ -352,14 +352,18 @@ record_attempt() {
 # Each jq start costs ~20 ms of CPU (jq 1.6 compiles its builtins), and the uploaders read several fields of a file
 # every second or at the end: one `jq -rs "$JQ_READ"'PROGRAM' FILE` reads them all, and PROGRAM prints shell
 # assignments (assign) that the caller evals. -s reads the whole file at once: a file that does not parse, or is
-# empty, prints nothing (no value is read from it; whatever the file holds, nothing but assignments is printed).
-# What a field reads is exactly what its own `$(jq -r F FILE 2>/dev/null)` read, for a file of any number of values:
+# empty, gives no value (and whatever it holds, nothing but assignments is printed). What a field reads is exactly
+# what its own `$(jq -r F FILE 2>/dev/null)` read, for a file of any number of values, with two differences: a file
+# of complete values followed by a cut-off one gives none (the separate reads took the complete ones; where their exit
+# status was checked, the marker's and the heartbeat's, the file was unreadable already), and an empty file (or only
+# spaces) is not an object: as the image's jq 1.7.1 judged it with -e, where Debian's 1.6 said it was (tests).
 #   text           what `jq -r` prints for a value: a string as it is, anything else as JSON, pretty-printed as jq prints it
 #                  (pretty, checked against jq's own printer in tests/test_pod_scripts.py);
-#   chomp          without the trailing newlines a $(...) drops;
+#   substituted    as a $(...) gives it: without NULs (jq 1.6's @sh would also write each as the two characters \0), and
+#                  without trailing newlines;
 #   raw_lines(F)   F's text for every value of the file (of the array -s made), one a line, a value on which F fails
 #                  skipped, as jq skips it and goes on; json_lines(F) the same, as `jq F` prints it;
-#   assign($name)  the string as `name='...'`, quoted by jq's @sh (any byte but NUL, newlines and quotes included).
+#   assign($name)  the string as `name='...'`, quoted by jq's @sh (newlines and quotes included).
 # shellcheck disable=SC2016 # jq's $variables, not the shell's
 JQ_READ='
 def pretty($in):
@@ -370,9 +374,9 @@ def pretty($in):
       + "\n" + $in + "}"
   else tojson end;
 def text: if type == "string" then . else pretty("") end;
-def chomp: until(endswith("\n") | not; .[:-1]);
-def raw_lines(f): [.[] | try (f | text)] | join("\n") | chomp;
-def json_lines(f): [.[] | try (f | pretty(""))] | join("\n") | chomp;
+def substituted: split("\u0000") | join("") | until(endswith("\n") | not; .[:-1]);
+def raw_lines(f): [.[] | try (f | text)] | join("\n") | substituted;
+def json_lines(f): [.[] | try (f | pretty(""))] | join("\n") | substituted;
 def assign($name): "\($name)=\(@sh)";
 '
 
@@ -411,6 +415,7 @@ read_done_marker() {
     status=Failed exit_code=null marker_steps=null checkpoint_saved=""
     reason="$owned is not a JSON object: $(head -c 200 "$marker")"
   fi
+  return 0 # (not head's status, for a marker that is missing)
 }
 
 # open_regular FILE ROOT: opens FILE for reading as `opened_fd` if it is a regular file at its own path under ROOT;
