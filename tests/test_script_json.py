@@ -91,7 +91,7 @@ def test_a_marker_field_of_any_type_reads_as_jq_printed_it(
         ('["Succeeded"]', None),
         ('"Succeeded"', None),
         ("null", None),
-        ("", None),  # empty: not an object, as the image's jq 1.7.1 judged it (Debian's 1.6 said it was)
+        ("", None),  # empty: not an object, as jq -e from 1.7 on judges it (1.6 said it was)
         ("  \n", "  "),  # (the $(...) of head drops the newline)
         ("not json {", None),
         (_marker(status="Succeeded") + " [1]", None),  # several values: the last one decides, as with jq -e

@@ -356,9 +356,10 @@ record_attempt() {
 # what its own `$(jq -r F FILE 2>/dev/null)` read, for a file of any number of values, with two differences: a file
 # of complete values followed by a cut-off one gives none (the separate reads took the complete ones; where their exit
 # status was checked, the marker's and the heartbeat's, the file was unreadable already), and an empty file (or only
-# spaces) is not an object: as the image's jq 1.7.1 judged it with -e, where Debian's 1.6 said it was (tests).
+# spaces) is not an object: as `jq -e` judges it from jq 1.7 on (src/main.c: no output, exit 4), where 1.6, Debian 12's
+# that the tests run, exited 0 and the scripts read the file's fields as empty.
 #   text           what `jq -r` prints for a value: a string as it is, anything else as JSON, pretty-printed as jq prints it
-#                  (pretty, checked against jq's own printer in tests/test_pod_scripts.py);
+#                  (pretty, checked against jq's own printer in tests/test_script_json.py);
 #   substituted    as a $(...) gives it: without NULs (jq 1.6's @sh would also write each as the two characters \0), and
 #                  without trailing newlines;
 #   raw_lines(F)   F's text for every value of the file (of the array -s made), one a line, a value on which F fails
