@@ -196,7 +196,7 @@ start_partial_job() {
 progress_job=""
 published_beats=""
 publish_progress() {
-  local fields beats="" record="" recorded=0
+  local fields beats="" beats_read=0 record="" recorded=0
   [ -f "$HEARTBEAT" ] || return 0
   { [ -z "$progress_job" ] || ! kill -0 "$progress_job" 2>/dev/null; } || return 0
   fields=$(jq -rs --arg run "$SIMFLEET_RUN" --arg hash "$SIMFLEET_SPEC_HASH" --argjson seed "$seed" \
@@ -205,13 +205,15 @@ publish_progress() {
       simulationSeconds: .simulationSeconds, stopAfterSeconds: .stopAfterSeconds,
       partialSequence: $sequence, lastHeartbeat: (.at | floor | todate), updatedAt: $updated};
     ($shipped | if endswith("\n") then .[:-1] else . end) as $line
-    | (raw_lines(.beats // "") | assign("beats")),
+    | (select(length == 0 or (last | try ((.beats // "") | true) catch false))
+       | (raw_lines(.beats // "") | assign("beats")), "beats_read=1"),
       (if $shipped == "" or ($line | split("\n") | length) > 1 then empty
        else ($line | tonumber? // null) as $sequence
          | ([.[] | try (record($sequence) | pretty("") + "\n")] | join("") | assign("record")),
            (select(length == 0 or (last | try (record($sequence) | true) catch false)) | "recorded=1")
        end)' "$HEARTBEAT" 2>/dev/null) || return 0
   eval "$fields"
+  [ "$beats_read" = 1 ] || return 0 # a heartbeat whose (last) value .beats fails on: nothing read, as jq 1.6 failed
   [ "$beats" != "$published_beats" ] || return 0
   published_beats=$beats
   [ "$recorded" = 1 ] || return 0
