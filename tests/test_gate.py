@@ -98,6 +98,34 @@ def test_gate_names_a_poll_interval_that_is_not_a_number_of_seconds(pod: ScriptP
 
 
 @needs_bash
+@pytest.mark.parametrize(
+    ("index", "status", "seen"),
+    [
+        (
+            '{"status": "Fail\\ted", "reason": "it\'s \\"x\\"\\n"}',
+            "Fail\ted",
+            '{"status":"Fail\\ted","reason":"it\'s \\"x\\"\\n"}',
+        ),
+        ('{"reason": "r"}', "none", '{"reason":"r"}'),
+        ('["Succeeded"]', "unreadable", 'not JSON: ["Succeeded"]'),  # (not an object: jq 1.6 failed on it)
+        ('{"status": "Succe', "unreadable", 'not JSON: {"status": "Succe'),
+        (
+            '{"status": "Failed"}\n{"status": "Interrupted"}',
+            "Failed\nInterrupted",
+            '{"status":"Failed"}\n{"status":"Interrupted"}',
+        ),
+    ],
+)
+def test_gate_reads_an_index_of_any_shape_as_one_jq_per_field_did(pod: ScriptPod, index: str, status: str, seen: str) -> None:
+    # The status and the index are read with one jq (common.sh JQ_READ): tabs, quotes and newlines as they were.
+    pod.put(ARTIFACTS, SOURCE_INDEX_KEY, index)
+    result = pod.run("gate.sh", **_gate_env(SIMFLEET_GATE_DEADLINE_SECONDS="0"))
+    assert result.returncode == 1
+    assert f"gate: the source run is {status}; waiting" in result.stdout, result.stdout
+    assert result.stderr.strip().endswith(f"last seen: {seen}"), result.stderr
+
+
+@needs_bash
 def test_gate_times_out_quoting_the_last_index_it_saw(pod: ScriptPod) -> None:
     pod.put(ARTIFACTS, SOURCE_INDEX_KEY, json.dumps({"status": "Interrupted", "recoveries": 2}))
     result = pod.run("gate.sh", **_gate_env(SIMFLEET_GATE_DEADLINE_SECONDS="0"))

@@ -698,6 +698,31 @@ def test_upload_of_a_failed_glue_keeps_its_status_and_skips_the_checkpoint(pod: 
     assert f"{seed_prefix}logs/sim/run 1.log" in pod.keys(ARTIFACTS, seed_prefix)
 
 
+def test_upload_passes_on_what_glue_and_fetch_wrote_whatever_the_text_holds(pod: Pod, tmp_path: Path) -> None:
+    # Each file is read with one jq printing shell assignments (common.sh JQ_READ): tabs, newlines, quotes and shell
+    # syntax reach progress.json and index.json as they were; trailing newlines go, as the $(...) of a jq per field
+    # dropped them.
+    odd = f"a\tb\n'c' \"d\" $(touch {tmp_path}/pwned) `touch {tmp_path}/pwned` \\ e"
+    heartbeat = {"incarnation": INCARNATION, "phase": odd, "steps": 5, "beats": "3\t4", "at": 1796000000.0}
+    (pod.checkpoints / ".heartbeat").write_text(json.dumps(heartbeat))
+    partial = f"s3://{CHECKPOINTS}/{PREFIX}partial.mstate"
+    started = {"startTime": "2026-11-30T09:00:00Z", "recoveries": 2, "resumedFrom": partial, "notes": [odd, "last\n\n"]}
+    (pod.checkpoints / ".started").write_text(json.dumps(started))
+    upload = pod.start("upload.sh", SIMFLEET_HEARTBEAT_TIMEOUT_SECONDS="600")
+    wait_for(lambda: pod.get_json_if_there(ARTIFACTS, f"{PREFIX}progress.json") is not None, "progress.json")
+    marker = {"status": "Failed\n", "exitCode": 3, "reason": odd + "\n\n", "steps": {"done": [1, 2]}, "incarnation": INCARNATION}
+    (pod.checkpoints / ".done").write_text(json.dumps(marker))
+    _, stderr = upload.communicate(timeout=GUARD)
+    assert upload.returncode == 1, stderr
+    progress = pod.get_json(ARTIFACTS, f"{PREFIX}progress.json")
+    assert (progress["phase"], progress["steps"], progress["partialSequence"]) == (odd, 5, None)
+    index = pod.get_json(ARTIFACTS, f"{PREFIX}index.json")
+    assert (index["status"], index["exitCode"], index["steps"]) == ("Failed", 3, {"done": [1, 2]})
+    assert index["reason"] == f"{odd}; {odd}; last"
+    assert (index["partialCheckpoint"], index["resumedFrom"], index["recoveries"]) == (partial, partial, 2)
+    assert not (tmp_path / "pwned").exists()
+
+
 def test_upload_fails_the_run_when_the_checkpoint_upload_fails(pod: Pod) -> None:
     _artifacts(pod)
     (pod.checkpoints / "out.mstate").write_text("final brain")

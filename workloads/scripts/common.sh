@@ -96,18 +96,63 @@ record_attempt() {
   recoveries=$((count > 0 ? count - 1 : 0))
 }
 
-# read_done_marker FILE OWNED: what a done marker says, as `status` (Succeeded | Failed | Interrupted | Incomplete),
-# `reason` and `exit_code` (a JSON number or null). OWNED names the marker in messages ("glue's done marker"); a marker
-# that is not a JSON object, or has another status, makes the status Failed.
-# shellcheck disable=SC2034 # status, reason and exit_code are the sourcing script's to read
+# --- Reading JSON files with one jq --------------------------------------------------------------------------------
+# Each jq start costs ~20 ms of CPU (jq 1.6 compiles its builtins), and the uploaders read several fields of a file
+# every second or at the end: one `jq -rs "$JQ_READ"'PROGRAM' FILE` reads them all, and PROGRAM prints shell
+# assignments (assign) that the caller evals. -s reads the whole file at once: a file that does not parse, or is
+# empty, gives no value (and whatever it holds, nothing but assignments is printed). What a field reads is exactly
+# what its own `$(jq -r F FILE 2>/dev/null)` read, for a file of any number of values, with two differences: a file
+# of complete values followed by a cut-off one gives none (the separate reads took the complete ones; where their exit
+# status was checked, the marker's and the heartbeat's, the file was unreadable already), and an empty file (or only
+# spaces) is not an object: as `jq -e` judges it from jq 1.7 on (src/main.c: no output, exit 4), where 1.6, Debian 12's
+# that the tests run, exited 0 and the scripts read the file's fields as empty.
+#   text           what `jq -r` prints for a value: a string as it is, anything else as JSON, pretty-printed as jq prints it
+#                  (pretty, checked against jq's own printer in tests/test_script_json.py);
+#   substituted    as a $(...) gives it: without NULs (jq 1.6's @sh would also write each as the two characters \0), and
+#                  without trailing newlines;
+#   raw_lines(F)   F's text for every value of the file (of the array -s made), one a line, a value on which F fails
+#                  skipped, as jq skips it and goes on; json_lines(F) the same, as `jq F` prints it;
+#   assign($name)  the string as `name='...'`, quoted by jq's @sh (newlines and quotes included).
+# shellcheck disable=SC2016 # jq's $variables, not the shell's
+JQ_READ='
+def pretty($in):
+  if type == "array" and length > 0 then
+    "[\n" + (map($in + "  " + pretty($in + "  ")) | join(",\n")) + "\n" + $in + "]"
+  elif type == "object" and length > 0 then
+    "{\n" + ([keys_unsorted[] as $k | $in + "  " + ($k | tojson) + ": " + (.[$k] | pretty($in + "  "))] | join(",\n"))
+      + "\n" + $in + "}"
+  else tojson end;
+def text: if type == "string" then . else pretty("") end;
+def substituted: split("\u0000") | join("") | until(endswith("\n") | not; .[:-1]);
+def raw_lines(f): [.[] | try (f | text)] | join("\n") | substituted;
+def json_lines(f): [.[] | try (f | pretty(""))] | join("\n") | substituted;
+def assign($name): "\($name)=\(@sh)";
+'
+
+# read_done_marker FILE OWNED [INCARNATION]: what a done marker says, as `status` (Succeeded | Failed | Interrupted |
+# Incomplete), `reason`, `exit_code` (a JSON number or null), and for upload.sh `marker_steps` (its steps, as JSON) and
+# `checkpoint_saved` (its checkpointSaved, as text), from one read of the file. OWNED names the marker in messages
+# ("glue's done marker"); a marker that is not a JSON object (its last value, as `jq -e 'type == "object"'` judged it),
+# or has another status, makes the status Failed. With INCARNATION, a marker whose (last) .incarnation is not that
+# string is not the writer's: it returns 1 and sets nothing.
+# shellcheck disable=SC2034 # status, reason, exit_code, marker_steps and checkpoint_saved are the sourcing script's to read
 read_done_marker() {
-  local marker=$1 owned=$2
-  exit_code=null
-  reason=""
-  if jq -e 'type == "object"' "$marker" >/dev/null 2>&1; then
-    status=$(jq -r '.status' "$marker")
-    reason=$(jq -r '.reason // ""' "$marker")
-    exit_code=$(jq 'if (.exitCode | type) == "number" then .exitCode else null end' "$marker")
+  local marker=$1 owned=$2 incarnation=${3:-} fields marker_is=""
+  fields=$(jq -rs --arg i "$incarnation" "$JQ_READ"'
+    if $i != "" and (length == 0 or (last | try (.incarnation != $i) catch true)) then "marker_is=foreign"
+    elif length > 0 and (last | type) == "object" then
+      "marker_is=object",
+      (raw_lines(.status) | assign("status")),
+      (raw_lines(.reason // "") | assign("reason")),
+      (json_lines(if (.exitCode | type) == "number" then .exitCode else null end) | assign("exit_code")),
+      (json_lines(.steps // null) | assign("marker_steps")),
+      (raw_lines(.checkpointSaved) | assign("checkpoint_saved"))
+    else empty end' "$marker" 2>/dev/null)
+  case $fields in
+    marker_is=foreign | "") [ -z "$incarnation" ] || return 1 ;;
+    *) eval "$fields" ;;
+  esac
+  if [ "$marker_is" = object ]; then
     case $status in
       Succeeded | Failed | Interrupted | Incomplete) ;;
       *)
@@ -116,9 +161,10 @@ read_done_marker() {
         ;;
     esac
   else
-    status=Failed
+    status=Failed exit_code=null marker_steps=null checkpoint_saved=""
     reason="$owned is not a JSON object: $(head -c 200 "$marker")"
   fi
+  return 0 # (not head's status, for a marker that is missing)
 }
 
 # open_regular FILE ROOT: opens FILE for reading as `opened_fd` if it is a regular file at its own path under ROOT;

@@ -64,8 +64,13 @@ last_seen="no index"
 while true; do
   : >"$ERR"
   if aws s3api get-object --bucket "$BUCKET" --key "$KEY" "$WORK/index.json" >/dev/null 2>"$ERR"; then
-    if status=$(jq -r '.status // "none"' "$WORK/index.json" 2>"$ERR"); then
-      last_seen=$(jq -c . "$WORK/index.json")
+    # One jq (common.sh JQ_READ): the status, and the index as it is (each value compact, as `jq -c .` prints it); an
+    # index whose (last) value .status fails on (not an object) is unreadable, as jq 1.6 failed there.
+    if fields=$(jq -rs "$JQ_READ"'select(length == 0 or (last | try ((.status // "none") | true) catch false))
+      | (raw_lines(.status // "none") | assign("status")),
+        ([.[] | tojson] | join("\n") | substituted | assign("last_seen"))' "$WORK/index.json" 2>"$ERR") &&
+      [ -n "$fields" ]; then
+      eval "$fields"
     else
       status="unreadable"
       last_seen="not JSON: $(head -c 200 "$WORK/index.json")"

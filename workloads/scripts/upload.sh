@@ -189,34 +189,53 @@ start_partial_job() {
 
 # --- Progress -----------------------------------------------------------------------------------------------------
 # <P>progress.json, from glue's heartbeat: where the seed stands, for `simfleet` to show without the Kubernetes API.
+# One jq per look, reading the heartbeat once (common.sh JQ_READ): its beats, which say whether glue moved since the
+# last record, and the record itself, written only when they did. The record's partialSequence is the partial job's
+# last shipped sequence ($WORK/partial.shipped, one line: a number, or empty for none); a file caught mid-write (not
+# one line) makes no record this time, and neither does a heartbeat whose (last) value has no `at`.
 progress_job=""
 published_beats=""
 publish_progress() {
-  local beats
+  local fields beats="" beats_read=0 record="" recorded=0
   [ -f "$HEARTBEAT" ] || return 0
   { [ -z "$progress_job" ] || ! kill -0 "$progress_job" 2>/dev/null; } || return 0
-  beats=$(jq -r '.beats // ""' "$HEARTBEAT" 2>/dev/null) || return 0
+  fields=$(jq -rs --arg run "$SIMFLEET_RUN" --arg hash "$SIMFLEET_SPEC_HASH" --argjson seed "$seed" \
+    --arg pod "${HOSTNAME:-}" --arg updated "$(utc_now)" --rawfile shipped "$WORK/partial.shipped" "$JQ_READ"'
+    def record($sequence): {run: $run, specHash: $hash, seed: $seed, pod: $pod, phase: .phase, steps: .steps,
+      simulationSeconds: .simulationSeconds, stopAfterSeconds: .stopAfterSeconds,
+      partialSequence: $sequence, lastHeartbeat: (.at | floor | todate), updatedAt: $updated};
+    ($shipped | if endswith("\n") then .[:-1] else . end) as $line
+    | (select(length == 0 or (last | try ((.beats // "") | true) catch false))
+       | (raw_lines(.beats // "") | assign("beats")), "beats_read=1"),
+      (if $shipped == "" or ($line | split("\n") | length) > 1 then empty
+       else ($line | tonumber? // null) as $sequence
+         | ([.[] | try (record($sequence) | pretty("") + "\n")] | join("") | assign("record")),
+           (select(length == 0 or (last | try (record($sequence) | true) catch false)) | "recorded=1")
+       end)' "$HEARTBEAT" 2>/dev/null) || return 0
+  eval "$fields"
+  [ "$beats_read" = 1 ] || return 0 # a heartbeat whose (last) value .beats fails on: nothing read, as jq 1.6 failed
   [ "$beats" != "$published_beats" ] || return 0
   published_beats=$beats
-  jq --arg run "$SIMFLEET_RUN" --arg hash "$SIMFLEET_SPEC_HASH" --argjson seed "$seed" --arg pod "${HOSTNAME:-}" \
-    --arg updated "$(utc_now)" --argjson shipped "$(jq -R 'tonumber? // null' <"$WORK/partial.shipped")" \
-    '{run: $run, specHash: $hash, seed: $seed, pod: $pod, phase: .phase, steps: .steps,
-      simulationSeconds: .simulationSeconds, stopAfterSeconds: .stopAfterSeconds,
-      partialSequence: $shipped, lastHeartbeat: (.at | floor | todate), updatedAt: $updated}' \
-    "$HEARTBEAT" >"$WORK/progress.json" 2>/dev/null || return 0
+  [ "$recorded" = 1 ] || return 0
+  printf '%s' "$record" >"$WORK/progress.json"
   ERR="$WORK/progress.err" put_json "$ARTIFACTS_BUCKET" "${P}progress.json" "$WORK/progress.json" &
   progress_job=$!
 }
 
 # --- 1. Follow glue -----------------------------------------------------------------------------------------------
-incarnation="" # glue's, from its heartbeat
+incarnation=""       # glue's, from its heartbeat
+incarnation_stale="" # the heartbeat changed since incarnation was read
 heartbeat_at=""
-forged=""     # a marker that is not glue's was seen
-glue_gone=""  # why glue is known to have ended without a result
+forged=""    # a marker that is not glue's was seen
+glue_gone="" # why glue is known to have ended without a result
+marker_steps=null checkpoint_saved=""
+# glue_marker: whether glue's own done marker is there; when it is, what it says (common.sh read_done_marker: status,
+# reason, exit_code, marker_steps, checkpoint_saved), from the same read.
 glue_marker() {
   [ -f "$MARKER" ] || return 1
   read_heartbeat
-  if [ -n "$incarnation" ] && jq -e --arg i "$incarnation" '.incarnation == $i' "$MARKER" >/dev/null 2>&1; then
+  read_incarnation
+  if [ -n "$incarnation" ] && read_done_marker "$MARKER" "glue's done marker" "$incarnation"; then
     return 0
   fi
   [ -n "$forged" ] || warn "a done marker glue did not write is at $MARKER: forged or left over; waiting for glue's own"
@@ -228,8 +247,15 @@ read_heartbeat() {
   mtime=$(stat -c %Y "$HEARTBEAT" 2>/dev/null) || return 0
   if [ "$mtime" != "$heartbeat_at" ]; then
     heartbeat_at=$mtime
-    incarnation=$(jq -r '.incarnation // ""' "$HEARTBEAT" 2>/dev/null) || incarnation=""
+    incarnation_stale=1
   fi
+}
+# The incarnation of the heartbeat as of its last change, read only when a marker is there to be checked against it
+# (glue rewrites the heartbeat every second: one jq a second otherwise).
+read_incarnation() {
+  [ -n "$incarnation_stale" ] || return 0
+  incarnation_stale=""
+  incarnation=$(jq -r '.incarnation // ""' "$HEARTBEAT" 2>/dev/null) || incarnation=""
 }
 heartbeat_age() { echo $((EPOCHSECONDS - heartbeat_at)); }
 glue_steps() { jq -r '.steps // "?"' "$HEARTBEAT" 2>/dev/null || echo "?"; }
@@ -280,8 +306,7 @@ steps=null
 if [ -n "$glue_gone" ]; then
   status=Failed exit_code=null reason=$glue_gone
 elif glue_marker; then
-  read_done_marker "$MARKER" "glue's done marker"
-  steps=$(jq '.steps // null' "$MARKER")
+  steps=$marker_steps # (status, reason and exit_code too: read_done_marker)
 elif [ "$terminated" = 1 ]; then
   status=Interrupted exit_code=null
   reason="terminated before glue wrote its done marker (waited $((EPOCHSECONDS - term_at)) s after SIGTERM)"
@@ -306,7 +331,7 @@ checkpoint=""
 if [ "${SIMFLEET_SAVE_CHECKPOINT:-false}" = true ] && { [ "$status" = Succeeded ] || [ "$status" = Incomplete ]; }; then
   out="$CHECKPOINTS_DIR/out.mstate"
   uri="s3://$CHECKPOINTS_BUCKET/${P}out.mstate"
-  if [ "$(jq -r '.checkpointSaved' "$MARKER" 2>/dev/null)" != true ]; then
+  if [ "$checkpoint_saved" != true ]; then # (glue's marker: read_done_marker)
     failures+=("checkpoint.save is set but glue saved no checkpoint")
   elif ! open_regular "$out" "$CHECKPOINTS_DIR"; then
     failures+=("checkpoint $out is $refusal")
@@ -391,25 +416,28 @@ elif [ ${#ship_unstable[@]} -gt 0 ] && [ "$status" = Succeeded ]; then
 fi
 
 # --- 4. index.json, last ------------------------------------------------------------------------------------------
+# fetch.sh's .started: when its (last) value is an object, the file as it is (each value compact, on a line of its own:
+# more than one value cannot be passed on below, and index.json is not built); otherwise {}.
 started="{}"
-if [ -f "$CHECKPOINTS_DIR/.started" ] && jq -e 'type == "object"' "$CHECKPOINTS_DIR/.started" >/dev/null 2>&1; then
-  started=$(jq -c . "$CHECKPOINTS_DIR/.started")
+if [ -f "$CHECKPOINTS_DIR/.started" ]; then
+  started=$(jq -cs 'if length > 0 and (last | type) == "object" then .[] else empty end' "$CHECKPOINTS_DIR/.started" 2>/dev/null)
+  [ -n "$started" ] || started="{}"
 fi
-notes=$(jq -r '(.notes // []) | join("; ")' <<<"$started")
-[ -z "$notes" ] || reason="${reason:+$reason; }$notes"
-[ -z "$partial_note" ] || reason="${reason:+$reason; }$partial_note"
-partial_checkpoint=""
-if [ -n "$partial_sequence" ] || [ "$(jq -r '.resumedFrom // ""' <<<"$started")" = "$PARTIAL_URI" ]; then
-  partial_checkpoint=$PARTIAL_URI
-fi
+# The reason gets the notes of .started (joined by "; ") and then the partial checkpoint's note; partialCheckpoint is
+# named when a partial checkpoint of this seed went up, or when this pod resumed from it.
 jq -n \
   --arg run "$SIMFLEET_RUN" --arg hash "$SIMFLEET_SPEC_HASH" --argjson seed "$seed" --arg status "$status" \
   --arg reason "$reason" --argjson exitCode "$exit_code" --argjson started "$started" \
-  --arg completed "$(utc_now)" --arg checkpoint "$checkpoint" --arg partial "$partial_checkpoint" \
-  --arg sequence "$partial_sequence" --argjson steps "$steps" --argjson artifacts "${#shipped[@]}" \
-  --argjson untagged "$untagged" \
-  'def null_if_empty: if . == "" then null else . end;
-   {run: $run, specHash: $hash, seed: $seed, status: $status, reason: ($reason | null_if_empty),
+  --arg completed "$(utc_now)" --arg checkpoint "$checkpoint" --arg partial_uri "$PARTIAL_URI" \
+  --arg partial_note "$partial_note" --arg sequence "$partial_sequence" --argjson steps "$steps" \
+  --argjson artifacts "${#shipped[@]}" --argjson untagged "$untagged" "$JQ_READ"'
+   def null_if_empty: if . == "" then null else . end;
+   def and_then($note): if $note == "" then . elif . == "" then $note else . + "; " + $note end;
+   ([$started] | raw_lines((.notes // []) | join("; "))) as $notes
+   | (if $sequence != "" or ([$started] | raw_lines(.resumedFrom // "")) == $partial_uri then $partial_uri else "" end)
+     as $partial
+   | {run: $run, specHash: $hash, seed: $seed, status: $status,
+    reason: ($reason | and_then($notes) | and_then($partial_note) | null_if_empty),
     exitCode: $exitCode, startTime: $started.startTime, completionTime: $completed,
     checkpoint: ($checkpoint | null_if_empty), partialCheckpoint: ($partial | null_if_empty),
     partialSequence: ($sequence | tonumber? // null),
@@ -443,8 +471,9 @@ fi
 # index.json could not be written: stale metrics help nobody. A failure is a warning; it changes nothing reported.
 if [ -n "$PUSHGATEWAY_URL" ] && [ -f "$METRICS_RECORD" ]; then
   metrics_group="job/simfleet-run/run/$SIMFLEET_RUN/seed/$seed"
-  pushed_at=$(jq -r '.lastPushAt // empty | ceil' "$METRICS_RECORD" 2>/dev/null)
-  named=$(jq -r '.group // empty' "$METRICS_RECORD" 2>/dev/null)
+  pushed_at="" named=""
+  eval "$(jq -rs "$JQ_READ"'(raw_lines(.lastPushAt // empty | ceil) | assign("pushed_at")),
+    (raw_lines(.group // empty) | assign("named"))' "$METRICS_RECORD" 2>/dev/null)"
   [ "$named" = "$metrics_group" ] || warn "$METRICS_RECORD names the group '$named'; deleting the seed's own, $metrics_group"
   if [ "$terminated" = 1 ]; then
     left=$((term_at + TERM_METRICS - EPOCHSECONDS))
