@@ -485,26 +485,36 @@ def test_a_sigterm_while_a_finished_run_ships_its_artifacts_still_ships_the_fini
 def test_throttles_on_index_json_and_the_partial_promotion_are_retried_past_the_cli(
     tmp_path: Path, moto_server: Moto, aws_cli: str
 ) -> None:
-    # Six 503 SlowDown answers in a row, twice what the CLI tries here: each write outlasts the CLI's own retries twice,
-    # and only the script's retry (retry_until) gets it through. Before, three throttles on the last write discarded a
-    # completed run (the pods run v2). The CLI gets 3 attempts (v2's own default), not the 5 the scripts set: the CLI's
-    # backoff before its 5th attempt alone averages 7.5 s (up to 15 s) per write, with the same path at the end of it.
+    # Four 503 SlowDown answers in a row, twice what the CLI tries here: each write outlasts the CLI's own retries twice,
+    # and only the script's retry (retry_until) gets it through. Before, three throttles (v2's default attempts) on the
+    # last write discarded a completed run (the pods run v2). The CLI gets 2 attempts (AWS_MAX_ATTEMPTS, which the
+    # scripts leave alone when it is set), not the 5 the scripts set nor v2's default 3: the path is the same (the CLI
+    # retries, gives up, the script retries it), and the CLI's throttling backoff, rand(0, 1) * 2^i s before attempt
+    # i + 2 and not configurable, averages 0.5 s per CLI call instead of 1.5 s (7.5 s with 5 attempts).
+    attempts = 2
     moto_server.reset()
     pod = RunPod(tmp_path, moto_server, aws_cli)
     try:
-        index_fault = moto_server.fail("PUT", rf"^/{ARTIFACTS}/{PREFIX}index\.json$", times=6)
+        throttles = 2 * attempts
+        index_fault = moto_server.fail("PUT", rf"^/{ARTIFACTS}/{PREFIX}index\.json$", times=throttles)
         # The promotion (a server-side copy) too, under the CLI the pods run (the retry layer is the same script).
-        promote_fault = moto_server.fail("PUT", rf"^/{CHECKPOINTS}/{PREFIX}partial\.mstate$", times=6 if aws_cli == "v2" else 0)
+        promote_fault = moto_server.fail(
+            "PUT", rf"^/{CHECKPOINTS}/{PREFIX}partial\.mstate$", times=throttles if aws_cli == "v2" else 0
+        )
         (pod.glue.checkpoints / "partial.mstate").write_text("partial brain 4")
         (pod.glue.checkpoints / "partial.json").write_text(json.dumps({"sequence": 4, "elapsedSeconds": 9, "steps": 90}))
         pod.glue.sim().monty()
-        upload = pod.uploader(AWS_MAX_ATTEMPTS="3")
+        upload = pod.uploader(AWS_MAX_ATTEMPTS=str(attempts))
         failing = pod.glue.glue_file("def step(observation):\n    raise RuntimeError('boom')\n")  # not Succeeded
         finish(pod.glue.start_glue(failing, **LONG))
         code, output = finish(upload)
         index, _ = pod.index(timeout=5)
         assert index["status"] == "Failed" and index["reason"] == "step 1 raised RuntimeError: boom", output
-        assert (index_fault.hits, promote_fault.hits) == (6, 6 if aws_cli == "v2" else 0), output
+        assert (index_fault.hits, promote_fault.hits) == (throttles, throttles if aws_cli == "v2" else 0), output
+        # The index write: the CLI gave up after its own attempts twice, and the script tried again each time (retry_until's
+        # 1 s, then 2 s). (The promotion's retry_until writes its warnings to its error file, not to the output.)
+        assert output.count("trying again in 1 s") == output.count("trying again in 2 s") == 1, output
+        assert output.count(f"(reached max retries: {attempts - 1})") == 2, output
         assert pod.s3.get(CHECKPOINTS, f"{PREFIX}partial.mstate") == "partial brain 4"
         assert index["partialSequence"] == 4 and code == 1
     finally:
