@@ -362,18 +362,19 @@ def test_a_slow_import_of_the_glue_file_is_not_taken_for_a_dead_glue(pod: RunPod
 
 @pytest.mark.slow
 def test_a_simulator_slower_than_real_time_still_ships_its_finished_checkpoint(pod: RunPod) -> None:
-    # 0.5x real time: 3 s of simulation take 6 s. The uploader used to wait for what the budget assumed (simulation
-    # seconds = wall seconds: 3 s plus a margin, here SIMFLEET_DONE_WAIT_SECONDS=4), then gave up: Interrupted, and
-    # the finished out.mstate never shipped. Following glue's heartbeat, it waits as long as glue progresses.
+    # 0.5x real time: 1.5 s of simulation take 3 s. The uploader used to wait for what the budget assumed (simulation
+    # seconds = wall seconds: 1.5 s plus a margin, here SIMFLEET_DONE_WAIT_SECONDS=2), then gave up: Interrupted, and
+    # the finished out.mstate never shipped. Following glue's heartbeat, it waits as long as glue progresses (3 s is
+    # also longer than the heartbeat timeout, 2 s: the uploader saw glue's heartbeat go on, not only its first one).
     pod.glue.sim("--dt", "0.01", "--interval", "0.02").monty()
-    upload = pod.uploader(SIMFLEET_DONE_WAIT_SECONDS="4")
+    upload = pod.uploader(SIMFLEET_DONE_WAIT_SECONDS="2")
     started = time.monotonic()
-    code, output = finish(pod.glue.start_glue(TROT, SIMFLEET_STOP_AFTER_SECONDS="3"))
+    code, output = finish(pod.glue.start_glue(TROT, SIMFLEET_STOP_AFTER_SECONDS="1.5"))
     wall = time.monotonic() - started
     assert code == 0, output
     index, _ = pod.index()
     assert index["status"] == "Succeeded", index
-    assert wall > 5  # it really ran at half speed, past the old wait
+    assert wall > 2.5  # it really ran at half speed, past the old wait
     assert pod.s3.get(CHECKPOINTS, f"{PREFIX}out.mstate") == (pod.glue.checkpoints / "out.mstate").read_text()
     assert finish(upload)[0] == 0
 
