@@ -429,12 +429,14 @@ def test_the_sigterm_trap_fires_while_an_upload_is_in_flight_and_the_last_partia
     # The uploader ships partial checkpoint 1; then S3 answers the staging upload of checkpoint 2 slowly (10 s), and
     # SIGTERM comes meanwhile. The trap runs at once (no aws call holds it back), and when the SIGTERM deadline comes
     # before that upload ends, index.json names checkpoint 1, whole in S3, and says why the newer one is not there.
+    # The deadline (SIMFLEET_TERM_SHIP_SECONDS, whole seconds from the second of the SIGTERM) is 1 to 2 s after the
+    # signal: after the trap, long before the 10 s upload ends, and all the test waits for (nothing else is shipped).
     checkpoints = pod.glue.checkpoints
     (checkpoints / "partial.mstate").write_text("partial brain 1")
     (checkpoints / "partial.json").write_text(json.dumps({"sequence": 1, "elapsedSeconds": 60, "steps": 100}))
     pod.glue.sim().monty()
     glue = pod.glue.start_glue(TROT, **LONG)
-    upload = pod.uploader(SIMFLEET_CHECKPOINT_EVERY_SECONDS="1", SIMFLEET_TERM_WAIT_SECONDS="0", SIMFLEET_TERM_SHIP_SECONDS="4")
+    upload = pod.uploader(SIMFLEET_CHECKPOINT_EVERY_SECONDS="1", SIMFLEET_TERM_WAIT_SECONDS="0", SIMFLEET_TERM_SHIP_SECONDS="2")
     read_until(upload, "shipped partial checkpoint 1")
     slow = pod.s3.moto.slow("PUT", r"partial\.mstate\.uploading$", delay=10)
     (checkpoints / "partial.mstate.new").write_text("partial brain 2")
@@ -455,6 +457,7 @@ def test_the_sigterm_trap_fires_while_an_upload_is_in_flight_and_the_last_partia
     assert index["status"] == "Interrupted" and index["partialSequence"] == 1, (index, output)
     assert "partial checkpoint 2 did not go up before the SIGTERM deadline" in index["reason"]
     assert pod.s3.get(CHECKPOINTS, f"{PREFIX}partial.mstate") == "partial brain 1" and code == 1
+    assert index["artifacts"] == 0, index  # nothing else was due before the deadline (artifacts would miss it: Failed)
     record_figure("SIGTERM trap with an upload in flight", trapSeconds=round(trap_seconds, 1))
 
 
