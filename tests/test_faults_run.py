@@ -201,15 +201,17 @@ def test_a_brain_that_dies_for_good_fails_the_run_instead_of_stepping_on_without
 
 
 def test_a_brain_that_goes_silent_fails_the_run_after_the_brain_silence(pod: RunPod) -> None:
-    # Alive and connected, but no answer any more (stuck in its own loop): the silence bound ends it, naming it.
+    # Alive and connected, but no answer any more (stuck in its own loop): the silence bound ends it, naming it. The
+    # bound is 1 s here, the one waited for: a brain silent earlier (late answers on a loaded machine) ends the same way.
     pod.glue.sim().monty("--silent-after", "30")
     upload = pod.uploader(SIMFLEET_SAVE_CHECKPOINT="false")
-    glue = pod.glue.start_glue(TROT, SIMFLEET_SAVE_CHECKPOINT="false", **LONG, **QUICK)
+    quick = {**QUICK, "SIMFLEET_BRAIN_SILENCE_SECONDS": "1"}
+    glue = pod.glue.start_glue(TROT, SIMFLEET_SAVE_CHECKPOINT="false", **LONG, **quick)
     code, output = finish(glue)
     index, _ = pod.index()
     assert code == 8, output
     assert index["status"] == "Failed" and re.match(
-        r"brain silent for 2 s \(no answer in time since step \d+; now at step \d+\)$", index["reason"]
+        r"brain silent for 1 s \(no answer in time since step \d+; now at step \d+\)$", index["reason"]
     )
     assert finish(upload)[0] == 1
 
@@ -283,16 +285,19 @@ def test_a_done_marker_left_over_before_glue_started_fails_the_run(pod: RunPod) 
 
 @pytest.mark.parametrize("fault", ["stalls", "dies"])
 def test_a_simulator_that_stalls_or_dies_after_its_first_observation_ends_the_attempt(pod: RunPod, fault: str) -> None:
-    # Before, glue waited for the next observation for ever, holding the GPU until the Job's deadline.
+    # Before, glue waited for the next observation for ever, holding the GPU until the Job's deadline. The stall waits
+    # out an observation timeout of 1 s (a simulator silent earlier on a loaded machine ends the same way); the death
+    # keeps QUICK's 2 s, so that no silence is taken for it before the kill.
     pod.glue.sim(*(["--silent-after", "30"] if fault == "stalls" else [])).monty()
     upload = pod.uploader()
-    glue = pod.glue.start_glue(TROT, **LONG, **QUICK)
+    quick = {**QUICK, "SIMFLEET_OBSERVATION_TIMEOUT_SECONDS": "1"} if fault == "stalls" else QUICK
+    glue = pod.glue.start_glue(TROT, **LONG, **quick)
     pod.wait_steps(30 if fault == "dies" else 1)
     fault_at = pod.glue.kill("sim") if fault == "dies" else time.monotonic()
     code, output = finish(glue)
     index, written_at = pod.index()
     assert code == 7, output
-    expected = "simulator silent for 2 s after step " if fault == "stalls" else "simulator restarted or died at step "
+    expected = "simulator silent for 1 s after step " if fault == "stalls" else "simulator restarted or died at step "
     assert index["status"] == "Failed" and index["reason"].startswith(expected), index
     assert finish(upload)[0] == 1
     record_figure(f"simulator {fault}", reactSeconds=round(written_at - fault_at, 1))
