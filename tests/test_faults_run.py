@@ -201,15 +201,17 @@ def test_a_brain_that_dies_for_good_fails_the_run_instead_of_stepping_on_without
 
 
 def test_a_brain_that_goes_silent_fails_the_run_after_the_brain_silence(pod: RunPod) -> None:
-    # Alive and connected, but no answer any more (stuck in its own loop): the silence bound ends it, naming it.
+    # Alive and connected, but no answer any more (stuck in its own loop): the silence bound ends it, naming it. The
+    # bound is 1 s here, the one waited for: a brain silent earlier (late answers on a loaded machine) ends the same way.
     pod.glue.sim().monty("--silent-after", "30")
     upload = pod.uploader(SIMFLEET_SAVE_CHECKPOINT="false")
-    glue = pod.glue.start_glue(TROT, SIMFLEET_SAVE_CHECKPOINT="false", **LONG, **QUICK)
+    quick = {**QUICK, "SIMFLEET_BRAIN_SILENCE_SECONDS": "1"}
+    glue = pod.glue.start_glue(TROT, SIMFLEET_SAVE_CHECKPOINT="false", **LONG, **quick)
     code, output = finish(glue)
     index, _ = pod.index()
     assert code == 8, output
     assert index["status"] == "Failed" and re.match(
-        r"brain silent for 2 s \(no answer in time since step \d+; now at step \d+\)$", index["reason"]
+        r"brain silent for 1 s \(no answer in time since step \d+; now at step \d+\)$", index["reason"]
     )
     assert finish(upload)[0] == 1
 
@@ -283,16 +285,19 @@ def test_a_done_marker_left_over_before_glue_started_fails_the_run(pod: RunPod) 
 
 @pytest.mark.parametrize("fault", ["stalls", "dies"])
 def test_a_simulator_that_stalls_or_dies_after_its_first_observation_ends_the_attempt(pod: RunPod, fault: str) -> None:
-    # Before, glue waited for the next observation for ever, holding the GPU until the Job's deadline.
+    # Before, glue waited for the next observation for ever, holding the GPU until the Job's deadline. The stall waits
+    # out an observation timeout of 1 s (a simulator silent earlier on a loaded machine ends the same way); the death
+    # keeps QUICK's 2 s, so that no silence is taken for it before the kill.
     pod.glue.sim(*(["--silent-after", "30"] if fault == "stalls" else [])).monty()
     upload = pod.uploader()
-    glue = pod.glue.start_glue(TROT, **LONG, **QUICK)
+    quick = {**QUICK, "SIMFLEET_OBSERVATION_TIMEOUT_SECONDS": "1"} if fault == "stalls" else QUICK
+    glue = pod.glue.start_glue(TROT, **LONG, **quick)
     pod.wait_steps(30 if fault == "dies" else 1)
     fault_at = pod.glue.kill("sim") if fault == "dies" else time.monotonic()
     code, output = finish(glue)
     index, written_at = pod.index()
     assert code == 7, output
-    expected = "simulator silent for 2 s after step " if fault == "stalls" else "simulator restarted or died at step "
+    expected = "simulator silent for 1 s after step " if fault == "stalls" else "simulator restarted or died at step "
     assert index["status"] == "Failed" and index["reason"].startswith(expected), index
     assert finish(upload)[0] == 1
     record_figure(f"simulator {fault}", reactSeconds=round(written_at - fault_at, 1))
@@ -362,18 +367,19 @@ def test_a_slow_import_of_the_glue_file_is_not_taken_for_a_dead_glue(pod: RunPod
 
 @pytest.mark.slow
 def test_a_simulator_slower_than_real_time_still_ships_its_finished_checkpoint(pod: RunPod) -> None:
-    # 0.5x real time: 3 s of simulation take 6 s. The uploader used to wait for what the budget assumed (simulation
-    # seconds = wall seconds: 3 s plus a margin, here SIMFLEET_DONE_WAIT_SECONDS=4), then gave up: Interrupted, and
-    # the finished out.mstate never shipped. Following glue's heartbeat, it waits as long as glue progresses.
+    # 0.5x real time: 1.5 s of simulation take 3 s. The uploader used to wait for what the budget assumed (simulation
+    # seconds = wall seconds: 1.5 s plus a margin, here SIMFLEET_DONE_WAIT_SECONDS=2), then gave up: Interrupted, and
+    # the finished out.mstate never shipped. Following glue's heartbeat, it waits as long as glue progresses (3 s is
+    # also longer than the heartbeat timeout, 2 s: the uploader saw glue's heartbeat go on, not only its first one).
     pod.glue.sim("--dt", "0.01", "--interval", "0.02").monty()
-    upload = pod.uploader(SIMFLEET_DONE_WAIT_SECONDS="4")
+    upload = pod.uploader(SIMFLEET_DONE_WAIT_SECONDS="2")
     started = time.monotonic()
-    code, output = finish(pod.glue.start_glue(TROT, SIMFLEET_STOP_AFTER_SECONDS="3"))
+    code, output = finish(pod.glue.start_glue(TROT, SIMFLEET_STOP_AFTER_SECONDS="1.5"))
     wall = time.monotonic() - started
     assert code == 0, output
     index, _ = pod.index()
     assert index["status"] == "Succeeded", index
-    assert wall > 5  # it really ran at half speed, past the old wait
+    assert wall > 2.5  # it really ran at half speed, past the old wait
     assert pod.s3.get(CHECKPOINTS, f"{PREFIX}out.mstate") == (pod.glue.checkpoints / "out.mstate").read_text()
     assert finish(upload)[0] == 0
 
@@ -428,12 +434,14 @@ def test_the_sigterm_trap_fires_while_an_upload_is_in_flight_and_the_last_partia
     # The uploader ships partial checkpoint 1; then S3 answers the staging upload of checkpoint 2 slowly (10 s), and
     # SIGTERM comes meanwhile. The trap runs at once (no aws call holds it back), and when the SIGTERM deadline comes
     # before that upload ends, index.json names checkpoint 1, whole in S3, and says why the newer one is not there.
+    # The deadline (SIMFLEET_TERM_SHIP_SECONDS, whole seconds from the second of the SIGTERM) is 1 to 2 s after the
+    # signal: after the trap, long before the 10 s upload ends, and all the test waits for (nothing else is shipped).
     checkpoints = pod.glue.checkpoints
     (checkpoints / "partial.mstate").write_text("partial brain 1")
     (checkpoints / "partial.json").write_text(json.dumps({"sequence": 1, "elapsedSeconds": 60, "steps": 100}))
     pod.glue.sim().monty()
     glue = pod.glue.start_glue(TROT, **LONG)
-    upload = pod.uploader(SIMFLEET_CHECKPOINT_EVERY_SECONDS="1", SIMFLEET_TERM_WAIT_SECONDS="0", SIMFLEET_TERM_SHIP_SECONDS="4")
+    upload = pod.uploader(SIMFLEET_CHECKPOINT_EVERY_SECONDS="1", SIMFLEET_TERM_WAIT_SECONDS="0", SIMFLEET_TERM_SHIP_SECONDS="2")
     read_until(upload, "shipped partial checkpoint 1")
     slow = pod.s3.moto.slow("PUT", r"partial\.mstate\.uploading$", delay=10)
     (checkpoints / "partial.mstate.new").write_text("partial brain 2")
@@ -454,6 +462,7 @@ def test_the_sigterm_trap_fires_while_an_upload_is_in_flight_and_the_last_partia
     assert index["status"] == "Interrupted" and index["partialSequence"] == 1, (index, output)
     assert "partial checkpoint 2 did not go up before the SIGTERM deadline" in index["reason"]
     assert pod.s3.get(CHECKPOINTS, f"{PREFIX}partial.mstate") == "partial brain 1" and code == 1
+    assert index["artifacts"] == 0, index  # nothing else was due before the deadline (artifacts would miss it: Failed)
     record_figure("SIGTERM trap with an upload in flight", trapSeconds=round(trap_seconds, 1))
 
 
@@ -485,26 +494,36 @@ def test_a_sigterm_while_a_finished_run_ships_its_artifacts_still_ships_the_fini
 def test_throttles_on_index_json_and_the_partial_promotion_are_retried_past_the_cli(
     tmp_path: Path, moto_server: Moto, aws_cli: str
 ) -> None:
-    # Six 503 SlowDown answers in a row, twice what the CLI tries here: each write outlasts the CLI's own retries twice,
-    # and only the script's retry (retry_until) gets it through. Before, three throttles on the last write discarded a
-    # completed run (the pods run v2). The CLI gets 3 attempts (v2's own default), not the 5 the scripts set: the CLI's
-    # backoff before its 5th attempt alone averages 7.5 s (up to 15 s) per write, with the same path at the end of it.
+    # Four 503 SlowDown answers in a row, twice what the CLI tries here: each write outlasts the CLI's own retries twice,
+    # and only the script's retry (retry_until) gets it through. Before, three throttles (v2's default attempts) on the
+    # last write discarded a completed run (the pods run v2). The CLI gets 2 attempts (AWS_MAX_ATTEMPTS, which the
+    # scripts leave alone when it is set), not the 5 the scripts set nor v2's default 3: the path is the same (the CLI
+    # retries, gives up, the script retries it), and the CLI's throttling backoff, rand(0, 1) * 2^i s before attempt
+    # i + 2 and not configurable, averages 0.5 s per CLI call instead of 1.5 s (7.5 s with 5 attempts).
+    attempts = 2
     moto_server.reset()
     pod = RunPod(tmp_path, moto_server, aws_cli)
     try:
-        index_fault = moto_server.fail("PUT", rf"^/{ARTIFACTS}/{PREFIX}index\.json$", times=6)
+        throttles = 2 * attempts
+        index_fault = moto_server.fail("PUT", rf"^/{ARTIFACTS}/{PREFIX}index\.json$", times=throttles)
         # The promotion (a server-side copy) too, under the CLI the pods run (the retry layer is the same script).
-        promote_fault = moto_server.fail("PUT", rf"^/{CHECKPOINTS}/{PREFIX}partial\.mstate$", times=6 if aws_cli == "v2" else 0)
+        promote_fault = moto_server.fail(
+            "PUT", rf"^/{CHECKPOINTS}/{PREFIX}partial\.mstate$", times=throttles if aws_cli == "v2" else 0
+        )
         (pod.glue.checkpoints / "partial.mstate").write_text("partial brain 4")
         (pod.glue.checkpoints / "partial.json").write_text(json.dumps({"sequence": 4, "elapsedSeconds": 9, "steps": 90}))
         pod.glue.sim().monty()
-        upload = pod.uploader(AWS_MAX_ATTEMPTS="3")
+        upload = pod.uploader(AWS_MAX_ATTEMPTS=str(attempts))
         failing = pod.glue.glue_file("def step(observation):\n    raise RuntimeError('boom')\n")  # not Succeeded
         finish(pod.glue.start_glue(failing, **LONG))
         code, output = finish(upload)
         index, _ = pod.index(timeout=5)
         assert index["status"] == "Failed" and index["reason"] == "step 1 raised RuntimeError: boom", output
-        assert (index_fault.hits, promote_fault.hits) == (6, 6 if aws_cli == "v2" else 0), output
+        assert (index_fault.hits, promote_fault.hits) == (throttles, throttles if aws_cli == "v2" else 0), output
+        # The index write: the CLI gave up after its own attempts twice, and the script tried again each time (retry_until's
+        # 1 s, then 2 s). (The promotion's retry_until writes its warnings to its error file, not to the output.)
+        assert output.count("trying again in 1 s") == output.count("trying again in 2 s") == 1, output
+        assert output.count(f"(reached max retries: {attempts - 1})") == 2, output
         assert pod.s3.get(CHECKPOINTS, f"{PREFIX}partial.mstate") == "partial brain 4"
         assert index["partialSequence"] == 4 and code == 1
     finally:

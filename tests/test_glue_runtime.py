@@ -339,7 +339,8 @@ def test_an_action_schema_with_an_unsupported_keyword_stops_the_run_before_it_st
 
 def test_a_step_that_ignores_the_alarm_is_ended_by_the_watchdog(pod: Pod) -> None:
     # SIGALRM blocked, as a C extension that never returns to Python would in effect: the watchdog thread writes the
-    # outcome and ends the process STUCK_GRACE_SECONDS after the step timeout.
+    # outcome and ends the process SIMFLEET_STUCK_GRACE_SECONDS after the step timeout (5 s in a pod, 1 s here: still
+    # twice the step timeout, and the silences are 20 s, so nothing but the watchdog can end this run).
     # (Blocked in this thread, the signal goes to another one, and a read that never returns is not interrupted.)
     glue = pod.glue_file(
         "import os, signal\ncalls = 0\ndef step(observation):\n    global calls\n    calls += 1\n"
@@ -347,8 +348,12 @@ def test_a_step_that_ignores_the_alarm_is_ended_by_the_watchdog(pod: Pod) -> Non
         "        os.read(os.pipe()[0], 1)\n    return {'cmd_type': 'stop'}\n"
     )
     pod.sim().monty()
-    result = pod.run_glue(glue, SIMFLEET_STEP_TIMEOUT_SECONDS="0.5", SIMFLEET_STOP_AFTER_SECONDS="1000")
+    started = time.monotonic()
+    result = pod.run_glue(
+        glue, SIMFLEET_STEP_TIMEOUT_SECONDS="0.5", SIMFLEET_STUCK_GRACE_SECONDS="1", SIMFLEET_STOP_AFTER_SECONDS="1000"
+    )
     assert result.returncode == 9, _explain(result)
+    assert time.monotonic() - started > 1.5  # the step timeout and the grace both ran out: not ended early
     marker = pod.marker()
     assert marker["status"] == "Failed" and marker["steps"] == 2
     assert marker["reason"] == "step 3 did not return within 0.5 s and could not be interrupted (a call that ignores signals)"

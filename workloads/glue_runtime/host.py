@@ -16,8 +16,6 @@ from typing import Any
 from .liveness import Heartbeat
 from .settings import ConfigError
 
-STUCK_GRACE_SECONDS = 5.0  # after the step timeout, how long SIGALRM gets before the watchdog ends the process
-
 
 class UserCodeError(Exception):
     """The user's code raised (exit 6)."""
@@ -55,14 +53,16 @@ class StepGuard:
     """Bounds each call of step().
 
     SIGALRM at the timeout raises StepTimeout inside it (a loop or a sleep in Python is interrupted). A call that does
-    not give control back to Python (a C extension that ignores signals) is ended by the watchdog thread
-    STUCK_GRACE_SECONDS later: `on_stuck(step)` writes the outcome and ends the process. While a step is within its
-    time the watchdog also beats the heartbeat, so a long but legitimate step() is not taken for a dead glue.
+    not give control back to Python (a C extension that ignores signals) is ended by the watchdog thread `grace`
+    seconds later (SIMFLEET_STUCK_GRACE_SECONDS): `on_stuck(step)` writes the outcome and ends the process. While a
+    step is within its time the watchdog also beats the heartbeat, so a long but legitimate step() is not taken for a
+    dead glue.
     """
 
-    def __init__(self, timeout: float, heartbeat: Heartbeat, on_stuck: Callable[[int, float], None]) -> None:
+    def __init__(self, timeout: float, grace: float, heartbeat: Heartbeat, on_stuck: Callable[[int, float], None]) -> None:
         self.default_timeout = timeout
         self.timeout = timeout
+        self.grace = grace
         self.heartbeat = heartbeat
         self.on_stuck = on_stuck
         self.in_step = False
@@ -100,7 +100,7 @@ class StepGuard:
             elapsed = time.monotonic() - started
             if elapsed <= self.timeout:
                 self.heartbeat.beat()
-            elif elapsed > self.timeout + STUCK_GRACE_SECONDS and self.started == started:
+            elif elapsed > self.timeout + self.grace and self.started == started:
                 self.on_stuck(self.number, self.timeout)
                 return
 

@@ -116,7 +116,7 @@ class Runtime(Ends):
             if forged is not None:
                 self.outcome.set(EXIT_MARKER_FORGED, forged)
                 return
-            self.guard = StepGuard(settings.step_timeout, self.heartbeat, self._stuck)
+            self.guard = StepGuard(settings.step_timeout, settings.stuck_grace, self.heartbeat, self._stuck)
             signal.signal(signal.SIGALRM, self.guard.on_alarm)
             # A slow import (a large module) is not taken for a dead glue: the guard beats meanwhile.
             step = self.guard.call(load_step, self.glue_path, 0, timeout=settings.startup_timeout)

@@ -12,6 +12,8 @@ Environment (default in brackets):
     SIMFLEET_STARTUP_TIMEOUT_SECONDS     [900]   wall seconds to wait for the first observation
     SIMFLEET_OBSERVATION_TIMEOUT_SECONDS [60]    after the first observation: longest gap between two observations
     SIMFLEET_STEP_TIMEOUT_SECONDS        [30]    longest one call of the user's step() may take
+    SIMFLEET_STUCK_GRACE_SECONDS         [5]     after the step timeout, how long SIGALRM gets to interrupt step()
+                                                 before the watchdog ends a call that ignores it (a C extension)
     SIMFLEET_BRAIN_TIMEOUT_MS            [50]    a later brain answer is skipped for that step
     SIMFLEET_BRAIN_SILENCE_SECONDS       [60]    longest the brain may go without one answer in time
     SIMFLEET_CHECKPOINT_EVERY_SECONDS    [0: off] wall seconds between partial checkpoints
@@ -64,6 +66,7 @@ class Settings:
     startup_timeout: float
     observation_timeout: float
     step_timeout: float
+    stuck_grace: float
     brain_timeout: float
     brain_silence: float
     checkpoint_every: float  # wall seconds; 0 = off
@@ -126,6 +129,7 @@ class Settings:
             startup_timeout=number("SIMFLEET_STARTUP_TIMEOUT_SECONDS", 900),
             observation_timeout=number("SIMFLEET_OBSERVATION_TIMEOUT_SECONDS", 60, positive=True),
             step_timeout=number("SIMFLEET_STEP_TIMEOUT_SECONDS", 30, positive=True),
+            stuck_grace=number("SIMFLEET_STUCK_GRACE_SECONDS", 5, positive=True),
             brain_timeout=number("SIMFLEET_BRAIN_TIMEOUT_MS", 50) / 1000,
             brain_silence=number("SIMFLEET_BRAIN_SILENCE_SECONDS", 60, positive=True),
             checkpoint_every=number("SIMFLEET_CHECKPOINT_EVERY_SECONDS", 0),
