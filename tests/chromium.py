@@ -4,10 +4,12 @@ uncaught exceptions, failed loads, and each image's decoded size. Driven over th
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import select
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -128,6 +130,7 @@ def open_page(path: Path, settle: float = 0.5, timeout: float = 60) -> Seen:
             stderr=subprocess.DEVNULL,
             preexec_fn=child,  # the only way to place the pipe ends at fds 3 and 4
             pass_fds=(3, 4),
+            start_new_session=True,  # its helpers (zygote, renderer, GPU) are ended with it, by session
         )
         os.close(to_chrome_read)
         os.close(from_chrome_write)
@@ -145,7 +148,22 @@ def open_page(path: Path, settle: float = 0.5, timeout: float = 60) -> Seen:
             page = json.loads(value["result"]["value"])
             return Seen(_errors(pipe.events), page)
         finally:
-            process.kill()
-            process.wait(timeout=30)
+            _end_session(process)
             os.close(to_chrome_write)
             os.close(from_chrome_read)
+
+
+def _end_session(process: subprocess.Popen[bytes]) -> None:
+    """SIGKILL to Chromium and every helper process it started, and wait until they are all gone: a helper still
+    writing into the profile directory made its removal fail ("Directory not empty: 'Default'") under load."""
+    from tools.term_stress import session_processes
+
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait(timeout=30)
+    deadline = time.monotonic() + 30
+    while (left := session_processes(process.pid)) and time.monotonic() < deadline:
+        for pid in left:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)  # (one that left the process group, if any)
+        time.sleep(0.02)
