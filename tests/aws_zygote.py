@@ -15,7 +15,11 @@ ends, with the calls still running, when the test worker that started it does, h
 
 What differs: the call starts in milliseconds, so a test that measures how long the scripts take with real start-up
 (the SIGTERM path against the spot notice) asks for real processes instead (`real_aws`). When the server cannot be
-reached, `aws` runs the real CLI itself.
+reached, `aws` runs the real CLI itself. What the CLI reads from its environment when it is imported is the server's,
+not each caller's: paths under HOME made into constants then (the CLI alias file ~/.aws/cli/alias, botocore's extra
+models ~/.aws/models, the assume-role and SSO caches, v2's autocomplete index), v1's AWS_NEW_RETRIES_2026, v2's
+distro lookup settings, and PYTHONPATH (the server runs with -I). No test sets any of them for a script; a test that
+needs one must ask for `real_aws`.
 
 Standard library only: the server runs under the CLI's own interpreter.
 """
