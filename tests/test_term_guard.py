@@ -8,6 +8,7 @@ substitutions, tools/term_stress.py) and check the rules the scripts keep so tha
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import os
 import re
 import shutil
@@ -331,3 +332,39 @@ until [ -e {tmp_path}/go ]; do pause 0.05; done
         probe.kill()
         victim.kill()
         victim.wait()
+
+
+@pytest.mark.parametrize("mode", ["stop", "notify"])
+def test_a_worker_killed_without_a_sigterm_is_said_to_be(tmp_path: Path, mode: str) -> None:
+    # An OOM kill reaches the worker, not the guardian (PID 1), without a SIGTERM. The guardian's wait is silenced (bash's
+    # "Killed" job notice for the worker stop mode ends itself): that notice was then the only trace of such a kill in
+    # the container's log, and it was gone; the container exited 137 with nothing said.
+    script = tmp_path / "killed.sh"
+    script.write_text(
+        f"""#!/bin/bash
+NAME=killed
+source {SCRIPTS}/common.sh
+guard_term {mode} "$@"
+echo "worker $BASHPID"
+exec 1>&-
+sleep 30 2>/dev/null  # (not holding the pipes the test reads to their end)
+"""
+    )
+    process = subprocess.Popen(
+        ["bash", str(script)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        env={**os.environ, "TMPDIR": str(tmp_path)},
+    )
+    try:
+        assert process.stdout is not None
+        worker = int(process.stdout.readline().split()[1])
+        os.kill(worker, signal.SIGKILL)
+        _, stderr = process.communicate(timeout=30)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)  # the worker's sleep, when it is still there
+    assert process.returncode == 137
+    assert stderr == "killed: the script's process ended by signal 9 (exit status 137), without a SIGTERM: out of memory?\n"

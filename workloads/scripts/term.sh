@@ -91,6 +91,13 @@ guard_term() {
   done
   # (stop mode: the worker this SIGKILLed ended as a SIGTERM ends a script)
   [ "$mode" != stop ] || [ -z "$term_at" ] || [ "$guard_status" != 137 ] || guard_status=143
+  # A worker that a signal ended otherwise (an OOM kill reaches it, not PID 1): said here, since the wait above is
+  # silenced, and bash's job notice ("Killed") was the only trace of it in the container's log.
+  if [ "$guard_status" -gt 128 ] && [ -z "$term_at" ]; then
+    warn "the script's process ended by signal $((guard_status - 128)) (exit status $guard_status), without a SIGTERM: out of memory?"
+  elif [ "$guard_status" -gt 128 ] && [ "$mode" != stop ]; then
+    warn "the script's process ended by signal $((guard_status - 128)) (exit status $guard_status) after the SIGTERM"
+  fi
   if [ -n "$TERM_DIR" ]; then
     [ -n "$term_at" ] || guard_end_watchers # after a SIGTERM they are ended already
     dir=$TERM_DIR
