@@ -125,10 +125,10 @@ def test_the_worker_ends_what_it_started_with_sigkill() -> None:
     # channel and the scratch directory under the running script (test_job_scripts.py's
     # test_no_linger_after_a_sigterm_before_the_marker failed 4 runs in 12 that way). SIGKILL cannot be caught.
     common = (SCRIPTS / "term.sh").read_text()
-    for function in ("pause", "await", "term_poll", "guard_end_watchers"):
+    for function in ("pause", "await", "term_poll", "guard_end_watchers", "reap"):
         start = common.index(f"\n{function}() {{")
         body = common[start : common.index("\n}\n", start)]
-        kills = re.findall(r"\bkill(?:_tree)? +(\S+)", body)
+        kills = re.findall(r"\bkill(?:_tree)? +(\S+)", body) + ["KILL" for _ in re.findall(r"\breap ", body)]  # (reap: SIGKILL)
         assert kills and all(signal in ("-0", "-KILL", "KILL") for signal in kills), (function, kills)
 
 
@@ -368,3 +368,37 @@ sleep 30 2>/dev/null  # (not holding the pipes the test reads to their end)
             os.killpg(process.pid, signal.SIGKILL)  # the worker's sleep, when it is still there
     assert process.returncode == 137
     assert stderr == "killed: the script's process ended by signal 9 (exit status 137), without a SIGTERM: out of memory?\n"
+
+
+def test_a_sigterm_leaves_no_job_notice_of_the_waits_it_ended(tmp_path: Path) -> None:
+    # A SIGTERM ends the worker's pause (its watcher's end), and the pause ends its sleep; once a deadline is set, each
+    # await ends its sleeper when the job ends first. Those were SIGKILLed and never waited for: bash then reported each
+    # as a job of its own on the container's stderr ("upload.sh: line 267: 8249 Killed  sleep "$1""), at every SIGTERM
+    # of an uploader, where a "Killed" reads as an OOM kill.
+    script = tmp_path / "probe.sh"
+    script.write_text(
+        f"""#!/bin/bash
+NAME=probe
+source {SCRIPTS}/common.sh
+on_term() {{ HARD_DEADLINE=$((term_at + 60)); }}
+guard_term notify "$@"
+echo ready
+while [ "$terminated" = 0 ]; do pause 5; done
+run_bounded true
+run_bounded sleep 0.1
+sleep 0.1
+echo "worker: terminated"
+"""
+    )
+    probe = subprocess.Popen(
+        ["bash", str(script)],
+        env={"PATH": "/usr/bin:/bin", "TMPDIR": str(tmp_path)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert probe.stdout is not None and probe.stdout.readline() == "ready\n"
+    time.sleep(0.2)  # in the pause
+    probe.send_signal(signal.SIGTERM)
+    stdout, stderr = probe.communicate(timeout=30)
+    assert (probe.returncode, stdout, stderr) == (0, "worker: terminated\n", "")

@@ -158,7 +158,7 @@ term_poll() {
     terminated=1
     term_at=$at
     if [ "$term_watcher_of" = "$BASHPID" ] && [ -n "$term_watcher" ]; then
-      kill -KILL "$term_watcher" 2>/dev/null || true # ended already, unless this saw the file first
+      reap "$term_watcher" # ended already, unless this saw the file first
       term_watcher=""
     fi
     if declare -F on_term >/dev/null; then
@@ -214,7 +214,7 @@ pause() {
     wait -n -p ended "$pid" "${waits[@]}" 2>/dev/null || true
   fi
   # (`wait -n -p` leaves the name unset when a trapped signal ends it, in a shell of the caller's that traps one.)
-  [ "${ended:-}" = "$pid" ] || kill -KILL "$pid" 2>/dev/null || true
+  [ "${ended:-}" = "$pid" ] || reap "$pid"
   term_poll
   return 0
 }
@@ -259,8 +259,17 @@ await() {
     wait -n -p ended "$pid" ${sleeper:+"$sleeper"} "${waits[@]}" 2>/dev/null || status=$?
     [ "${ended:-}" != "$pid" ] || break
   done
-  [ -z "$sleeper" ] || kill -KILL "$sleeper" 2>/dev/null
+  [ -z "$sleeper" ] || reap "$sleeper"
   return "$status"
+}
+
+# reap PID: SIGKILL to a background job of this shell, then waits for it, silently: a job ended by a signal and never
+# waited for is reported by bash on the container's stderr ("line 7: 8249 Killed  sleep "$1""), where it would read as
+# an OOM kill. Always returns 0.
+reap() {
+  kill -KILL "$1" 2>/dev/null
+  wait "$1" 2>/dev/null
+  return 0
 }
 
 # retry_until DEADLINE CMD...: CMD (whose AWS calls retry on their own), and again after 1, 2, 4, 8, 8... seconds while
