@@ -54,6 +54,18 @@ sh -c 'echo ready; exec sleep 30'  # a foreground command, as their aws calls ar
 """
 
 
+def _start_session(script: Path, tmp_path: Path) -> subprocess.Popen[str]:
+    """`bash <script>` in a session of its own, TMPDIR in tmp_path, its stdout and stderr piped as text."""
+    return subprocess.Popen(
+        ["bash", str(script)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        env={**os.environ, "TMPDIR": str(tmp_path)},
+    )
+
+
 def test_a_stopped_script_says_terminated_and_nothing_else(tmp_path: Path) -> None:
     # Stop mode (fetch.sh, gate.sh) ends the worker and what it started. When the foreground command died of its
     # SIGTERM before the worker did, the worker reported it ("Terminated", bash's job notice) on the container's
@@ -62,15 +74,8 @@ def test_a_stopped_script_says_terminated_and_nothing_else(tmp_path: Path) -> No
     script = tmp_path / "stopped.sh"
     script.write_text(STOPPED.format(scripts=SCRIPTS))
 
-    def stop(_: int) -> tuple[int, str]:
-        process = subprocess.Popen(
-            ["bash", str(script)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            start_new_session=True,
-            env={**os.environ, "TMPDIR": str(tmp_path)},
-        )
+    def stop(_run: int) -> tuple[int, str]:
+        process = _start_session(script, tmp_path)
         assert process.stdout is not None
         assert process.stdout.readline() == "ready\n"
         process.send_signal(signal.SIGTERM)
@@ -296,20 +301,24 @@ def test_a_sigterm_to_pid_1_later_still_stops_the_gate(slow_runtime: Path) -> No
     assert process.returncode == 143 and "gate: terminated" in stderr, stderr
 
 
+def _notify_probe(tmp_path: Path, body: str, on_term: str = "") -> Path:
+    """<tmp_path>/probe.sh: a notify-mode script (with `on_term` as its on_term's body, when given) that runs `body`."""
+    script = tmp_path / "probe.sh"
+    hook = f"on_term() {{ {on_term}; }}\n" if on_term else ""
+    script.write_text(f'#!/bin/bash\nNAME=probe\nsource {SCRIPTS}/common.sh\n{hook}guard_term notify "$@"\n{body}')
+    return script
+
+
 def test_a_second_sigterm_kills_no_process_by_a_stale_watcher_pid(tmp_path: Path) -> None:
     # The guardian ends the watchers named in its directory on the first SIGTERM. Their pids stay in the files; by a
     # second SIGTERM (a kubelet that shortens the grace period sends one) those processes are gone and the pids may
     # name others: here a file that names an unrelated process stands for that reuse.
-    script = tmp_path / "probe.sh"
-    script.write_text(
-        f"""#!/bin/bash
-NAME=probe
-source {SCRIPTS}/common.sh
-guard_term notify "$@"
-while [ "$terminated" = 0 ]; do pause 0.2; done
+    script = _notify_probe(
+        tmp_path,
+        f"""while [ "$terminated" = 0 ]; do pause 0.2; done
 echo "worker: terminated"
 until [ -e {tmp_path}/go ]; do pause 0.05; done
-"""
+""",
     )
     victim = subprocess.Popen(["sleep", "60"])
     probe = subprocess.Popen(
@@ -350,14 +359,7 @@ exec 1>&-
 sleep 30 2>/dev/null  # (not holding the pipes the test reads to their end)
 """
     )
-    process = subprocess.Popen(
-        ["bash", str(script)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-        env={**os.environ, "TMPDIR": str(tmp_path)},
-    )
+    process = _start_session(script, tmp_path)
     try:
         assert process.stdout is not None
         worker = int(process.stdout.readline().split()[1])
@@ -375,20 +377,16 @@ def test_a_sigterm_leaves_no_job_notice_of_the_waits_it_ended(tmp_path: Path) ->
     # await ends its sleeper when the job ends first. Those were SIGKILLed and never waited for: bash then reported each
     # as a job of its own on the container's stderr ("upload.sh: line 267: 8249 Killed  sleep "$1""), at every SIGTERM
     # of an uploader, where a "Killed" reads as an OOM kill.
-    script = tmp_path / "probe.sh"
-    script.write_text(
-        f"""#!/bin/bash
-NAME=probe
-source {SCRIPTS}/common.sh
-on_term() {{ HARD_DEADLINE=$((term_at + 60)); }}
-guard_term notify "$@"
-echo ready
+    script = _notify_probe(
+        tmp_path,
+        """echo ready
 while [ "$terminated" = 0 ]; do pause 5; done
 run_bounded true
 run_bounded sleep 0.1
 sleep 0.1
 echo "worker: terminated"
-"""
+""",
+        on_term="HARD_DEADLINE=$((term_at + 60))",
     )
     probe = subprocess.Popen(
         ["bash", str(script)],
