@@ -12,6 +12,7 @@ import os
 import re
 import shutil
 import signal
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -881,3 +882,21 @@ def test_a_marker_of_several_values_is_not_glues_and_the_index_is_still_written(
     assert index["status"] == "Failed"
     assert "a done marker glue did not write was found" in index["reason"], index["reason"]
     assert (index["exitCode"], index["startTime"], index["recoveries"]) == (None, None, 0)
+
+
+@pytest.mark.parametrize("name", [".started", "partial.json", ".heartbeat"])
+def test_a_fifo_user_code_leaves_in_checkpoints_never_holds_the_index_back(pod: Pod, name: str) -> None:
+    # /checkpoints is the user's code's to write: a FIFO where the uploader reads a JSON file blocked its jq in the
+    # open for ever (no writer comes), and the seed never got its index.json. Each is read only as a regular file.
+    pod.glue.end("Failed", 4, "step 3 raised ValueError: x", steps=3)
+    (pod.checkpoints / name).unlink(missing_ok=True)
+    os.mkfifo(pod.checkpoints / name)
+    upload = pod.start("upload.sh", SIMFLEET_HEARTBEAT_TIMEOUT_SECONDS="1")
+    try:
+        _, stderr = upload.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        pod.kill_session(upload)
+        pytest.fail(f"upload.sh hung on the FIFO {name}")
+    assert upload.returncode == 1, stderr
+    index = pod.get_json(ARTIFACTS, f"{PREFIX}index.json")
+    assert index["status"] == "Failed"

@@ -255,10 +255,12 @@ read_heartbeat() {
 read_incarnation() {
   [ -n "$incarnation_stale" ] || return 0
   incarnation_stale=""
-  incarnation=$(jq -r '.incarnation // ""' "$HEARTBEAT" 2>/dev/null) || incarnation=""
+  incarnation=""
+  # (Only a regular file: a FIFO the user's code left in /checkpoints would hold jq's open for ever.)
+  [ ! -f "$HEARTBEAT" ] || incarnation=$(jq -r '.incarnation // ""' "$HEARTBEAT" 2>/dev/null) || incarnation=""
 }
 heartbeat_age() { echo $((EPOCHSECONDS - heartbeat_at)); }
-glue_steps() { jq -r '.steps // "?"' "$HEARTBEAT" 2>/dev/null || echo "?"; }
+glue_steps() { { [ -f "$HEARTBEAT" ] && jq -r '.steps // "?"' "$HEARTBEAT" 2>/dev/null; } || echo "?"; }
 
 log "following glue's heartbeat $HEARTBEAT (stale after ${HEARTBEAT_TIMEOUT} s) for ${SIMFLEET_RUN} ($P)"
 started_at=$EPOCHSECONDS
@@ -369,7 +371,8 @@ partial_note=""
 [ -z "$partial_job" ] || await "$partial_job"
 partial_sequence=$(<"$WORK/partial.shipped")
 if [ "$status" != Succeeded ]; then
-  newest=$(jq -r '.sequence // ""' "$CHECKPOINTS_DIR/partial.json" 2>/dev/null)
+  newest=""
+  [ ! -f "$CHECKPOINTS_DIR/partial.json" ] || newest=$(jq -r '.sequence // ""' "$CHECKPOINTS_DIR/partial.json" 2>/dev/null)
   if [ -n "$newest" ] && [ "$newest" != "$partial_sequence" ] && [ "$terminated" = 1 ] && [ ! -s "$WORK/partial.error" ]; then
     echo "partial checkpoint $newest did not go up before the SIGTERM deadline" >"$WORK/partial.error"
   fi
@@ -419,8 +422,9 @@ fi
 # fetch.sh's .started when it is one JSON object, otherwise {}. It, glue's reason (the user's exception text, unbounded),
 # the steps and the exit code reach jq through files: as arguments, one longer than Linux lets an argument be (128 KiB)
 # kept jq from starting, and the seed from having an index.json at all.
-jq -cs 'if length == 1 and (.[0] | type) == "object" then .[0] else {} end' "$CHECKPOINTS_DIR/.started" \
-  >"$WORK/started.json" 2>/dev/null || echo '{}' >"$WORK/started.json"
+# (Only a regular file, as everywhere the user's code can write: jq would wait for ever on a FIFO's open.)
+{ [ -f "$CHECKPOINTS_DIR/.started" ] && jq -cs 'if length == 1 and (.[0] | type) == "object" then .[0] else {} end' \
+  "$CHECKPOINTS_DIR/.started" >"$WORK/started.json" 2>/dev/null; } || echo '{}' >"$WORK/started.json"
 printf '%s' "$reason" >"$WORK/reason"
 printf '%s\n' "$exit_code" >"$WORK/exit_code.json"
 printf '%s\n' "$steps" >"$WORK/steps.json"
