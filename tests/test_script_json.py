@@ -10,6 +10,7 @@ hold several values. tests/test_pod_scripts.py runs upload.sh end to end with su
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -153,6 +154,11 @@ def test_pretty_prints_as_jq_itself_does(value: object) -> None:
     native = subprocess.run(["jq", "."], input=text, capture_output=True, text=True, check=True).stdout
     program = 'source "$1/common.sh"; jq -j "$JQ_READ"\'pretty("") + "\\n"\''
     mine = subprocess.run(
-        ["bash", "-c", program, "_", str(SCRIPTS)], input=text, capture_output=True, text=True, check=True, env={"NAME": "t"}
+        ["bash", "-c", program, "_", str(SCRIPTS)],
+        input=text,
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"NAME": "t", "PATH": os.environ["PATH"]},
     ).stdout
     assert mine == native
