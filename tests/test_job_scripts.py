@@ -627,8 +627,14 @@ def test_upload_says_so_when_the_wrapper_never_connects(pod: JobPod) -> None:
         ("not json {", "the work container's result is not a JSON object: not json {"),
         ('["Succeeded"]', 'the work container\'s result is not a JSON object: ["Succeeded"]'),
         ('{"status": "Done", "exitCode": 0}', "the work container's result has status 'Done'"),
+        # Two values on the one line (read field by field they once gave the exit code "0\n0": no index.json at all).
+        (
+            '{"status": "Succeeded", "exitCode": 0} {"status": "Succeeded", "exitCode": 0}',
+            'the work container\'s result is not a JSON object: {"status": "Succeeded", "exitCode": 0} '
+            '{"status": "Succeeded", "exitCode": 0}',
+        ),
     ],
-    ids=["not-json", "not-an-object", "unknown-status"],
+    ids=["not-json", "not-an-object", "unknown-status", "two-values"],
 )
 def test_upload_fails_a_shard_whose_result_it_cannot_read(pod: JobPod, marker: str, reason: str) -> None:
     pod.send(marker)

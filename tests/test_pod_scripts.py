@@ -12,6 +12,7 @@ import os
 import re
 import shutil
 import signal
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -849,3 +850,53 @@ def test_no_url_or_no_record_means_no_delete(pod: Pod, gateway: Pushgateway) -> 
         assert result.returncode == 0, explain(result)
         assert "Pushgateway" not in result.stdout + result.stderr
     assert gateway.calls() == []
+
+
+def test_a_reason_longer_than_an_argument_may_be_still_reaches_the_index(pod: Pod) -> None:
+    # glue's reason carries the user's exception text (`step 3 raised ValueError: ...`), which has no bound; one past
+    # Linux's limit on a single argument (MAX_ARG_STRLEN, 128 KiB) once made jq unstartable ("Argument list too long"),
+    # and the seed ended without its index.json, so the run would be started again.
+    reason = "step 3 raised ValueError: " + "observation out of range; " * 8000
+    pod.glue.end("Failed", 4, reason, steps=3)
+    started = {"startTime": "2026-11-30T09:00:00Z", "recoveries": 0, "resumedFrom": None, "notes": ["n" * 140_000]}
+    (pod.checkpoints / ".started").write_text(json.dumps(started))
+    result = pod.run("upload.sh")
+    assert result.returncode == 1, explain(result)
+    index = pod.get_json(ARTIFACTS, f"{PREFIX}index.json")
+    assert (index["status"], index["exitCode"], index["steps"]) == ("Failed", 4, 3)
+    assert index["reason"] == reason.rstrip("\n") + "; " + "n" * 140_000
+
+
+def test_a_marker_of_several_values_is_not_glues_and_the_index_is_still_written(pod: Pod) -> None:
+    # glue writes its marker whole, once (a rename): a marker of two objects, each with the incarnation (the user's
+    # code appending to glue's, say), is not glue's own. Its fields once read over both values ("0\n0" as the exit
+    # code), which jq --argjson refused: no index.json at all.
+    pod.glue.end()
+    marker = pod.checkpoints / ".done"
+    marker.write_text(marker.read_text() + "\n" + marker.read_text())
+    started = {"startTime": "2026-11-30T09:00:00Z", "recoveries": 0, "resumedFrom": None, "notes": []}
+    (pod.checkpoints / ".started").write_text(json.dumps(started) + json.dumps(started))  # so is fetch's .started
+    result = pod.run("upload.sh", SIMFLEET_HEARTBEAT_TIMEOUT_SECONDS="1")
+    assert result.returncode == 1, explain(result)
+    index = pod.get_json(ARTIFACTS, f"{PREFIX}index.json")
+    assert index["status"] == "Failed"
+    assert "a done marker glue did not write was found" in index["reason"], index["reason"]
+    assert (index["exitCode"], index["startTime"], index["recoveries"]) == (None, None, 0)
+
+
+@pytest.mark.parametrize("name", [".started", "partial.json", ".heartbeat"])
+def test_a_fifo_user_code_leaves_in_checkpoints_never_holds_the_index_back(pod: Pod, name: str) -> None:
+    # /checkpoints is the user's code's to write: a FIFO where the uploader reads a JSON file blocked its jq in the
+    # open for ever (no writer comes), and the seed never got its index.json. Each is read only as a regular file.
+    pod.glue.end("Failed", 4, "step 3 raised ValueError: x", steps=3)
+    (pod.checkpoints / name).unlink(missing_ok=True)
+    os.mkfifo(pod.checkpoints / name)
+    upload = pod.start("upload.sh", SIMFLEET_HEARTBEAT_TIMEOUT_SECONDS="1")
+    try:
+        _, stderr = upload.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        pod.kill_session(upload)
+        pytest.fail(f"upload.sh hung on the FIFO {name}")
+    assert upload.returncode == 1, stderr
+    index = pod.get_json(ARTIFACTS, f"{PREFIX}index.json")
+    assert index["status"] == "Failed"

@@ -8,6 +8,7 @@ substitutions, tools/term_stress.py) and check the rules the scripts keep so tha
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import os
 import re
 import shutil
@@ -53,6 +54,18 @@ sh -c 'echo ready; exec sleep 30'  # a foreground command, as their aws calls ar
 """
 
 
+def _start_session(script: Path, tmp_path: Path) -> subprocess.Popen[str]:
+    """`bash <script>` in a session of its own, TMPDIR in tmp_path, its stdout and stderr piped as text."""
+    return subprocess.Popen(
+        ["bash", str(script)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        env={**os.environ, "TMPDIR": str(tmp_path)},
+    )
+
+
 def test_a_stopped_script_says_terminated_and_nothing_else(tmp_path: Path) -> None:
     # Stop mode (fetch.sh, gate.sh) ends the worker and what it started. When the foreground command died of its
     # SIGTERM before the worker did, the worker reported it ("Terminated", bash's job notice) on the container's
@@ -61,15 +74,8 @@ def test_a_stopped_script_says_terminated_and_nothing_else(tmp_path: Path) -> No
     script = tmp_path / "stopped.sh"
     script.write_text(STOPPED.format(scripts=SCRIPTS))
 
-    def stop(_: int) -> tuple[int, str]:
-        process = subprocess.Popen(
-            ["bash", str(script)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            start_new_session=True,
-            env={**os.environ, "TMPDIR": str(tmp_path)},
-        )
+    def stop(_run: int) -> tuple[int, str]:
+        process = _start_session(script, tmp_path)
         assert process.stdout is not None
         assert process.stdout.readline() == "ready\n"
         process.send_signal(signal.SIGTERM)
@@ -124,10 +130,10 @@ def test_the_worker_ends_what_it_started_with_sigkill() -> None:
     # channel and the scratch directory under the running script (test_job_scripts.py's
     # test_no_linger_after_a_sigterm_before_the_marker failed 4 runs in 12 that way). SIGKILL cannot be caught.
     common = (SCRIPTS / "term.sh").read_text()
-    for function in ("pause", "await", "term_poll", "guard_end_watchers"):
+    for function in ("pause", "await", "term_poll", "guard_end_watchers", "reap"):
         start = common.index(f"\n{function}() {{")
         body = common[start : common.index("\n}\n", start)]
-        kills = re.findall(r"\bkill(?:_tree)? +(\S+)", body)
+        kills = re.findall(r"\bkill(?:_tree)? +(\S+)", body) + ["KILL" for _ in re.findall(r"\breap ", body)]  # (reap: SIGKILL)
         assert kills and all(signal in ("-0", "-KILL", "KILL") for signal in kills), (function, kills)
 
 
@@ -295,20 +301,24 @@ def test_a_sigterm_to_pid_1_later_still_stops_the_gate(slow_runtime: Path) -> No
     assert process.returncode == 143 and "gate: terminated" in stderr, stderr
 
 
+def _notify_probe(tmp_path: Path, body: str, on_term: str = "") -> Path:
+    """<tmp_path>/probe.sh: a notify-mode script (with `on_term` as its on_term's body, when given) that runs `body`."""
+    script = tmp_path / "probe.sh"
+    hook = f"on_term() {{ {on_term}; }}\n" if on_term else ""
+    script.write_text(f'#!/bin/bash\nNAME=probe\nsource {SCRIPTS}/common.sh\n{hook}guard_term notify "$@"\n{body}')
+    return script
+
+
 def test_a_second_sigterm_kills_no_process_by_a_stale_watcher_pid(tmp_path: Path) -> None:
     # The guardian ends the watchers named in its directory on the first SIGTERM. Their pids stay in the files; by a
     # second SIGTERM (a kubelet that shortens the grace period sends one) those processes are gone and the pids may
     # name others: here a file that names an unrelated process stands for that reuse.
-    script = tmp_path / "probe.sh"
-    script.write_text(
-        f"""#!/bin/bash
-NAME=probe
-source {SCRIPTS}/common.sh
-guard_term notify "$@"
-while [ "$terminated" = 0 ]; do pause 0.2; done
+    script = _notify_probe(
+        tmp_path,
+        f"""while [ "$terminated" = 0 ]; do pause 0.2; done
 echo "worker: terminated"
 until [ -e {tmp_path}/go ]; do pause 0.05; done
-"""
+""",
     )
     victim = subprocess.Popen(["sleep", "60"])
     probe = subprocess.Popen(
@@ -331,3 +341,62 @@ until [ -e {tmp_path}/go ]; do pause 0.05; done
         probe.kill()
         victim.kill()
         victim.wait()
+
+
+@pytest.mark.parametrize("mode", ["stop", "notify"])
+def test_a_worker_killed_without_a_sigterm_is_said_to_be(tmp_path: Path, mode: str) -> None:
+    # An OOM kill reaches the worker, not the guardian (PID 1), without a SIGTERM. The guardian's wait is silenced (bash's
+    # "Killed" job notice for the worker stop mode ends itself): that notice was then the only trace of such a kill in
+    # the container's log, and it was gone; the container exited 137 with nothing said.
+    script = tmp_path / "killed.sh"
+    script.write_text(
+        f"""#!/bin/bash
+NAME=killed
+source {SCRIPTS}/common.sh
+guard_term {mode} "$@"
+echo "worker $BASHPID"
+exec 1>&-
+sleep 30 2>/dev/null  # (not holding the pipes the test reads to their end)
+"""
+    )
+    process = _start_session(script, tmp_path)
+    try:
+        assert process.stdout is not None
+        worker = int(process.stdout.readline().split()[1])
+        os.kill(worker, signal.SIGKILL)
+        _, stderr = process.communicate(timeout=30)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)  # the worker's sleep, when it is still there
+    assert process.returncode == 137
+    assert stderr == "killed: the script's process ended by signal 9 (exit status 137), without a SIGTERM: out of memory?\n"
+
+
+def test_a_sigterm_leaves_no_job_notice_of_the_waits_it_ended(tmp_path: Path) -> None:
+    # A SIGTERM ends the worker's pause (its watcher's end), and the pause ends its sleep; once a deadline is set, each
+    # await ends its sleeper when the job ends first. Those were SIGKILLed and never waited for: bash then reported each
+    # as a job of its own on the container's stderr ("upload.sh: line 267: 8249 Killed  sleep "$1""), at every SIGTERM
+    # of an uploader, where a "Killed" reads as an OOM kill.
+    script = _notify_probe(
+        tmp_path,
+        """echo ready
+while [ "$terminated" = 0 ]; do pause 5; done
+run_bounded true
+run_bounded sleep 0.1
+sleep 0.1
+echo "worker: terminated"
+""",
+        on_term="HARD_DEADLINE=$((term_at + 60))",
+    )
+    probe = subprocess.Popen(
+        ["bash", str(script)],
+        env={"PATH": "/usr/bin:/bin", "TMPDIR": str(tmp_path)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert probe.stdout is not None and probe.stdout.readline() == "ready\n"
+    time.sleep(0.2)  # in the pause
+    probe.send_signal(signal.SIGTERM)
+    stdout, stderr = probe.communicate(timeout=30)
+    assert (probe.returncode, stdout, stderr) == (0, "worker: terminated\n", "")

@@ -105,7 +105,9 @@ record_attempt() {
 # of complete values followed by a cut-off one gives none (the separate reads took the complete ones; where their exit
 # status was checked, the marker's and the heartbeat's, the file was unreadable already), and an empty file (or only
 # spaces) is not an object: as `jq -e` judges it from jq 1.7 on (src/main.c: no output, exit 4), where 1.6, Debian 12's
-# that the tests run, exited 0 and the scripts read the file's fields as empty.
+# that the tests run, exited 0 and the scripts read the file's fields as empty. (Done markers are read as one object or
+# none: read_done_marker.) Values read here that go into index.json reach its jq through files, not arguments: the
+# user's code can make them longer than Linux lets one argument be (128 KiB), and jq would not start.
 #   text           what `jq -r` prints for a value: a string as it is, anything else as JSON, pretty-printed as jq prints it
 #                  (pretty, checked against jq's own printer in tests/test_script_json.py);
 #   substituted    as a $(...) gives it: without NULs (jq 1.6's @sh would also write each as the two characters \0), and
@@ -132,15 +134,17 @@ def assign($name): "\($name)=\(@sh)";
 # read_done_marker FILE OWNED [INCARNATION]: what a done marker says, as `status` (Succeeded | Failed | Interrupted |
 # Incomplete), `reason`, `exit_code` (a JSON number or null), and for upload.sh `marker_steps` (its steps, as JSON) and
 # `checkpoint_saved` (its checkpointSaved, as text), from one read of the file. OWNED names the marker in messages
-# ("glue's done marker"); a marker that is not a JSON object (its last value, as `jq -e 'type == "object"'` judged it),
-# or has another status, makes the status Failed. With INCARNATION, a marker whose (last) .incarnation is not that
-# string is not the writer's: it returns 1 and sets nothing.
+# ("glue's done marker"); a marker that is not one JSON object, or has another status, makes the status Failed. One:
+# its writer writes it whole, once, and a file of several values (even if the last is an object, which `jq -e` took
+# for one) would read each field over all of them, an exit code "0<newline>0" that index.json's jq refuses. With
+# INCARNATION, a marker that is not one object whose .incarnation is that string is not the writer's: it returns 1
+# and sets nothing.
 # shellcheck disable=SC2034 # status, reason, exit_code, marker_steps and checkpoint_saved are the sourcing script's to read
 read_done_marker() {
   local marker=$1 owned=$2 incarnation=${3:-} fields marker_is=""
   fields=$(jq -rs --arg i "$incarnation" "$JQ_READ"'
-    if $i != "" and (length == 0 or (last | try (.incarnation != $i) catch true)) then "marker_is=foreign"
-    elif length > 0 and (last | type) == "object" then
+    if $i != "" and (length != 1 or (.[0] | try (.incarnation != $i) catch true)) then "marker_is=foreign"
+    elif length == 1 and (.[0] | type) == "object" then
       "marker_is=object",
       (raw_lines(.status) | assign("status")),
       (raw_lines(.reason // "") | assign("reason")),

@@ -91,6 +91,13 @@ guard_term() {
   done
   # (stop mode: the worker this SIGKILLed ended as a SIGTERM ends a script)
   [ "$mode" != stop ] || [ -z "$term_at" ] || [ "$guard_status" != 137 ] || guard_status=143
+  # A worker that a signal ended otherwise (an OOM kill reaches it, not PID 1): said here, since the wait above is
+  # silenced, and bash's job notice ("Killed") was the only trace of it in the container's log.
+  if [ "$guard_status" -gt 128 ] && [ -z "$term_at" ]; then
+    warn "the script's process ended by signal $((guard_status - 128)) (exit status $guard_status), without a SIGTERM: out of memory?"
+  elif [ "$guard_status" -gt 128 ] && [ "$mode" != stop ]; then
+    warn "the script's process ended by signal $((guard_status - 128)) (exit status $guard_status) after the SIGTERM"
+  fi
   if [ -n "$TERM_DIR" ]; then
     [ -n "$term_at" ] || guard_end_watchers # after a SIGTERM they are ended already
     dir=$TERM_DIR
@@ -151,7 +158,7 @@ term_poll() {
     terminated=1
     term_at=$at
     if [ "$term_watcher_of" = "$BASHPID" ] && [ -n "$term_watcher" ]; then
-      kill -KILL "$term_watcher" 2>/dev/null || true # ended already, unless this saw the file first
+      reap "$term_watcher" # ended already, unless this saw the file first
       term_watcher=""
     fi
     if declare -F on_term >/dev/null; then
@@ -207,7 +214,7 @@ pause() {
     wait -n -p ended "$pid" "${waits[@]}" 2>/dev/null || true
   fi
   # (`wait -n -p` leaves the name unset when a trapped signal ends it, in a shell of the caller's that traps one.)
-  [ "${ended:-}" = "$pid" ] || kill -KILL "$pid" 2>/dev/null || true
+  [ "${ended:-}" = "$pid" ] || reap "$pid"
   term_poll
   return 0
 }
@@ -252,8 +259,17 @@ await() {
     wait -n -p ended "$pid" ${sleeper:+"$sleeper"} "${waits[@]}" 2>/dev/null || status=$?
     [ "${ended:-}" != "$pid" ] || break
   done
-  [ -z "$sleeper" ] || kill -KILL "$sleeper" 2>/dev/null
+  [ -z "$sleeper" ] || reap "$sleeper"
   return "$status"
+}
+
+# reap PID: SIGKILL to a background job of this shell, then waits for it, silently: a job ended by a signal and never
+# waited for is reported by bash on the container's stderr ("line 7: 8249 Killed  sleep "$1""), where it would read as
+# an OOM kill. Always returns 0.
+reap() {
+  kill -KILL "$1" 2>/dev/null
+  wait "$1" 2>/dev/null
+  return 0
 }
 
 # retry_until DEADLINE CMD...: CMD (whose AWS calls retry on their own), and again after 1, 2, 4, 8, 8... seconds while

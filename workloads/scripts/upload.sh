@@ -255,10 +255,12 @@ read_heartbeat() {
 read_incarnation() {
   [ -n "$incarnation_stale" ] || return 0
   incarnation_stale=""
-  incarnation=$(jq -r '.incarnation // ""' "$HEARTBEAT" 2>/dev/null) || incarnation=""
+  incarnation=""
+  # (Only a regular file: a FIFO the user's code left in /checkpoints would hold jq's open for ever.)
+  [ ! -f "$HEARTBEAT" ] || incarnation=$(jq -r '.incarnation // ""' "$HEARTBEAT" 2>/dev/null) || incarnation=""
 }
 heartbeat_age() { echo $((EPOCHSECONDS - heartbeat_at)); }
-glue_steps() { jq -r '.steps // "?"' "$HEARTBEAT" 2>/dev/null || echo "?"; }
+glue_steps() { { [ -f "$HEARTBEAT" ] && jq -r '.steps // "?"' "$HEARTBEAT" 2>/dev/null; } || echo "?"; }
 
 log "following glue's heartbeat $HEARTBEAT (stale after ${HEARTBEAT_TIMEOUT} s) for ${SIMFLEET_RUN} ($P)"
 started_at=$EPOCHSECONDS
@@ -369,7 +371,8 @@ partial_note=""
 [ -z "$partial_job" ] || await "$partial_job"
 partial_sequence=$(<"$WORK/partial.shipped")
 if [ "$status" != Succeeded ]; then
-  newest=$(jq -r '.sequence // ""' "$CHECKPOINTS_DIR/partial.json" 2>/dev/null)
+  newest=""
+  [ ! -f "$CHECKPOINTS_DIR/partial.json" ] || newest=$(jq -r '.sequence // ""' "$CHECKPOINTS_DIR/partial.json" 2>/dev/null)
   if [ -n "$newest" ] && [ "$newest" != "$partial_sequence" ] && [ "$terminated" = 1 ] && [ ! -s "$WORK/partial.error" ]; then
     echo "partial checkpoint $newest did not go up before the SIGTERM deadline" >"$WORK/partial.error"
   fi
@@ -416,24 +419,27 @@ elif [ ${#ship_unstable[@]} -gt 0 ] && [ "$status" = Succeeded ]; then
 fi
 
 # --- 4. index.json, last ------------------------------------------------------------------------------------------
-# fetch.sh's .started: when its (last) value is an object, the file as it is (each value compact, on a line of its own:
-# more than one value cannot be passed on below, and index.json is not built); otherwise {}.
-started="{}"
-if [ -f "$CHECKPOINTS_DIR/.started" ]; then
-  started=$(jq -cs 'if length > 0 and (last | type) == "object" then .[] else empty end' "$CHECKPOINTS_DIR/.started" 2>/dev/null)
-  [ -n "$started" ] || started="{}"
-fi
+# fetch.sh's .started when it is one JSON object, otherwise {}. It, glue's reason (the user's exception text, unbounded),
+# the steps and the exit code reach jq through files: as arguments, one longer than Linux lets an argument be (128 KiB)
+# kept jq from starting, and the seed from having an index.json at all.
+# (Only a regular file, as everywhere the user's code can write: jq would wait for ever on a FIFO's open.)
+{ [ -f "$CHECKPOINTS_DIR/.started" ] && jq -cs 'if length == 1 and (.[0] | type) == "object" then .[0] else {} end' \
+  "$CHECKPOINTS_DIR/.started" >"$WORK/started.json" 2>/dev/null; } || echo '{}' >"$WORK/started.json"
+printf '%s' "$reason" >"$WORK/reason"
+printf '%s\n' "$exit_code" >"$WORK/exit_code.json"
+printf '%s\n' "$steps" >"$WORK/steps.json"
 # The reason gets the notes of .started (joined by "; ") and then the partial checkpoint's note; partialCheckpoint is
 # named when a partial checkpoint of this seed went up, or when this pod resumed from it.
 jq -n \
   --arg run "$SIMFLEET_RUN" --arg hash "$SIMFLEET_SPEC_HASH" --argjson seed "$seed" --arg status "$status" \
-  --arg reason "$reason" --argjson exitCode "$exit_code" --argjson started "$started" \
+  --rawfile reason "$WORK/reason" --slurpfile exitCode "$WORK/exit_code.json" --slurpfile started "$WORK/started.json" \
   --arg completed "$(utc_now)" --arg checkpoint "$checkpoint" --arg partial_uri "$PARTIAL_URI" \
-  --arg partial_note "$partial_note" --arg sequence "$partial_sequence" --argjson steps "$steps" \
+  --arg partial_note "$partial_note" --arg sequence "$partial_sequence" --slurpfile steps "$WORK/steps.json" \
   --argjson artifacts "${#shipped[@]}" --argjson untagged "$untagged" "$JQ_READ"'
    def null_if_empty: if . == "" then null else . end;
    def and_then($note): if $note == "" then . elif . == "" then $note else . + "; " + $note end;
-   ([$started] | raw_lines((.notes // []) | join("; "))) as $notes
+   $started[0] as $started | $exitCode[0] as $exitCode | $steps[0] as $steps
+   | ([$started] | raw_lines((.notes // []) | join("; "))) as $notes
    | (if $sequence != "" or ([$started] | raw_lines(.resumedFrom // "")) == $partial_uri then $partial_uri else "" end)
      as $partial
    | {run: $run, specHash: $hash, seed: $seed, status: $status,
