@@ -23,6 +23,18 @@ def moto_server() -> Iterator[Moto]:
     yield from moto_server_for((BUCKET,))
 
 
+def _without_retries(moto_server: Moto) -> Any:
+    """An S3 client that makes each call once: what the server answered, not boto3's retry of it."""
+    return boto3.client(
+        "s3",
+        endpoint_url=moto_server.endpoint,
+        region_name=REGION,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        config=Config(retries={"total_max_attempts": 1}),
+    )
+
+
 def test_the_request_log_has_every_request_moto_answered_in_order_whatever_the_status(moto_server: Moto) -> None:
     # werkzeug's log, which the tests read before, gave the 200s only: it colours every other status's line.
     moto_server.reset()
@@ -48,14 +60,7 @@ def test_the_request_log_has_every_request_moto_answered_in_order_whatever_the_s
 def test_a_request_moto_fails_on_is_logged_too(moto_server: Moto) -> None:
     # An exception out of moto's app: werkzeug answers 500 itself, without the app's start_response.
     moto_server.reset()
-    once = boto3.client(
-        "s3",
-        endpoint_url=moto_server.endpoint,
-        region_name=REGION,
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-        config=Config(retries={"total_max_attempts": 1}),
-    )
+    once = _without_retries(moto_server)
     moto = moto_server.faulty.app
 
     def broken(environ: dict[str, Any], start_response: Any) -> Any:
@@ -88,14 +93,7 @@ def test_a_request_a_test_held_never_reaches_the_next_test(moto_server: Moto) ->
     # and the held call must not land there (a held tagging call tagged the next test's object, which that test then
     # found tagged against its own index). It is answered 503 as the test ends, and moto never sees it.
     moto_server.reset()
-    once = boto3.client(
-        "s3",
-        endpoint_url=moto_server.endpoint,
-        region_name=REGION,
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-        config=Config(retries={"total_max_attempts": 1}),
-    )
+    once = _without_retries(moto_server)
     once.put_object(Bucket=BUCKET, Key="held", Body=b"x")
     held = moto_server.slow("PUT", r"/held$", delay=30, query="tagging")
     answers: list[str] = []

@@ -373,22 +373,32 @@ tag_keys() {
   ' _ "$bucket" "$tag" "$WORK" <"$list" || true
 }
 
-# tag_before_index BUCKET TAG_KEY LIST: tag_keys before index.json, in the background, so that a SIGTERM stops it at
-# once: the uploaders' on_term sets HARD_DEADLINE to the SIGTERM's second while tagging=1, and await ends the tagging
-# and its `aws` calls there; index.json comes first, the tags after it (a thousand tagging calls take minutes, past
-# the spot notice). Nothing is tagged when the SIGTERM came before. Sets tagging_stopped=1 when one stopped it.
-# shellcheck disable=SC2034 # tagging is on_term's to read, tagging_stopped the caller's
+# tag_before_index BUCKET TAG_KEY LIST PREFIX NOUN RELATIVE...: tag_keys before index.json, in the background, so
+# that a SIGTERM stops it at once: the uploaders' on_term sets HARD_DEADLINE to the SIGTERM's second while tagging=1,
+# and await ends the tagging and its `aws` calls there; index.json comes first, the tags after it (a thousand tagging
+# calls take minutes, past the spot notice). Nothing is tagged when the SIGTERM came before. Then untagged_of PREFIX
+# RELATIVE... says what has no tag yet, and a message says why (NOUN: what they are, "artifacts", "outputs"): a
+# SIGTERM stopped the tagging, or S3 refused some tags (those objects never expire by the lifecycle rules).
+# shellcheck disable=SC2034 # tagging is on_term's to read
 tag_before_index() {
+  local bucket=$1 tag=$2 list=$3 prefix=$4 noun=$5 stopped=0 names
+  shift 5
   : >"$WORK/tagged"
-  tagging_stopped=0
-  [ "${terminated:-0}" = 0 ] || return 0
-  tagging=1
-  tag_keys "$@" &
-  await $! || true
-  tagging=0
-  tagging_stopped=$terminated
+  if [ "${terminated:-0}" = 0 ]; then
+    tagging=1
+    tag_keys "$bucket" "$tag" "$list" &
+    await $! || true
+    tagging=0
+    stopped=$terminated
+  fi
+  untagged_of "$prefix" "$@"
+  if [ "$stopped" = 1 ]; then
+    log "SIGTERM while tagging: index.json first, the $untagged $noun with no tag yet after it"
+  elif [ "${terminated:-0}" = 0 ] && [ "$untagged" -gt 0 ]; then
+    names=("${untagged_relatives[@]:0:3}")
+    warn "$untagged $noun could not be tagged (they never expire): ${names[*]/#/"$prefix"}"
+  fi
 }
-
 # untagged_of PREFIX RELATIVE...: sets untagged_relatives to those of RELATIVE... whose key PREFIX<relative> has no
 # tag yet (not in $WORK/tagged: failed, stopped in flight, or never tried), and untagged to their number. A record the
 # stopped tagging was writing has no NUL yet and is not read: that call counts as untagged (S3 may or may not have it).

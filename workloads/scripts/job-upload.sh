@@ -218,15 +218,8 @@ elif [ -d "$OUTPUTS_DIR" ]; then
   log "uploaded ${#shipped[@]} outputs to s3://$SIMFLEET_ARTIFACTS_BUCKET/$OUTPUTS_PREFIX"
   # Before index.json, unless a SIGTERM stops it (on_term): then the index first, and what has no tag yet after it.
   outputs_tag_list "${shipped[@]}"
-  tag_before_index "$SIMFLEET_ARTIFACTS_BUCKET" "$KIND_TAG" "$WORK/tags"
+  tag_before_index "$SIMFLEET_ARTIFACTS_BUCKET" "$KIND_TAG" "$WORK/tags" "$OUTPUTS_PREFIX" outputs "${shipped[@]}"
   HARD_DEADLINE="" # on_term's deadline stopped the tagging; index.json's write has its own (INDEX_RETRY)
-  untagged_of "$OUTPUTS_PREFIX" "${shipped[@]}"
-  if [ "$tagging_stopped" = 1 ]; then
-    log "SIGTERM while tagging: index.json first, the $untagged outputs with no tag yet after it"
-  elif [ "$terminated" = 0 ] && [ "$untagged" -gt 0 ]; then
-    names=("${untagged_relatives[@]:0:3}")
-    warn "$untagged outputs could not be tagged (they never expire): ${names[*]/#/"$OUTPUTS_PREFIX"}"
-  fi
 else
   log "no $OUTPUTS_DIR: nothing to upload"
 fi

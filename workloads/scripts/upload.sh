@@ -394,14 +394,7 @@ tag_list() {
 tag_list "${shipped[@]}"
 # What has no tag yet after it: all of them after a SIGTERM before the tagging, the rest of them after one during it,
 # the ones that failed otherwise. The tagging after index.json takes up only these.
-tag_before_index "$ARTIFACTS_BUCKET" "$KIND_TAG" "$WORK/tags"
-untagged_of "$P" "${shipped[@]}"
-if [ "$tagging_stopped" = 1 ]; then
-  log "SIGTERM while tagging: index.json first, the $untagged artifacts with no tag yet after it"
-elif [ "$terminated" = 0 ] && [ "$untagged" -gt 0 ]; then
-  names=("${untagged_relatives[@]:0:3}")
-  warn "$untagged artifacts could not be tagged (they never expire): ${names[*]/#/"$P"}"
-fi
+tag_before_index "$ARTIFACTS_BUCKET" "$KIND_TAG" "$WORK/tags" "$P" artifacts "${shipped[@]}"
 
 if [ ${#failures[@]} -gt 0 ]; then
   # The first few, so that thousands of failed files still give a readable reason.
