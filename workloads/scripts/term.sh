@@ -56,6 +56,10 @@ guard_term() {
     return 0
   fi
   # The guardian. From here on: no $(...), <(...) or >(...), in this function or in what it calls.
+  # bash reports a job that a signal ended ("Killed": the worker stop mode SIGKILLs) on its own stderr, wherever it
+  # notices it, in the trap too: the guardian's stderr is /dev/null from here, and the container's, kept as guard_err,
+  # is the worker's and the guardian's own messages' (guard_say).
+  exec {guard_err}>&2 2>/dev/null
   guard_mode=$mode
   guard_child=""
   guard_signals=0
@@ -69,7 +73,7 @@ guard_term() {
       TERM_DIR=""
     done
     if [ -z "$TERM_DIR" ]; then
-      warn "cannot make a private directory in ${TMPDIR:-/tmp} (tried $attempt names)"
+      guard_say "cannot make a private directory in ${TMPDIR:-/tmp} (tried $attempt names)"
       exit 1
     fi
     [ -z "$term_at" ] || guard_on_term # a SIGTERM came before the directory was there to write it to
@@ -78,7 +82,7 @@ guard_term() {
     guard_on_term # ("terminated")
     exit 143      # before the worker was started: nothing to stop
   fi
-  SIMFLEET_TERM_GUARD="$$:$TERM_DIR" "$BASH" "$0" "$@" &
+  SIMFLEET_TERM_GUARD="$$:$TERM_DIR" "$BASH" "$0" "$@" 2>&"$guard_err" {guard_err}>&- &
   guard_child=$!
   [ -z "$term_at" ] || guard_on_term # a SIGTERM while it was being started: it is stopped, or told, now
   # A wait cut short by the trap answers 128+15: wait again until a wait ends without a SIGTERM meanwhile. (Not in
@@ -86,17 +90,17 @@ guard_term() {
   while :; do
     seen=$guard_signals
     guard_status=0
-    wait "$guard_child" 2>/dev/null || guard_status=$? # (not bash's "Killed" notice for a worker stop mode ended)
+    wait "$guard_child" || guard_status=$?
     [ "$guard_signals" != "$seen" ] || break
   done
   # (stop mode: the worker this SIGKILLed ended as a SIGTERM ends a script)
   [ "$mode" != stop ] || [ -z "$term_at" ] || [ "$guard_status" != 137 ] || guard_status=143
-  # A worker that a signal ended otherwise (an OOM kill reaches it, not PID 1): said here, since the wait above is
-  # silenced, and bash's job notice ("Killed") was the only trace of it in the container's log.
+  # A worker that a signal ended otherwise (an OOM kill reaches it, not PID 1): said here, since bash's job notice
+  # ("Killed"), the only trace of it in the container's log before, goes nowhere now.
   if [ "$guard_status" -gt 128 ] && [ -z "$term_at" ]; then
-    warn "the script's process ended by signal $((guard_status - 128)) (exit status $guard_status), without a SIGTERM: out of memory?"
+    guard_say "the script's process ended by signal $((guard_status - 128)) (exit status $guard_status), without a SIGTERM: out of memory?"
   elif [ "$guard_status" -gt 128 ] && [ "$mode" != stop ]; then
-    warn "the script's process ended by signal $((guard_status - 128)) (exit status $guard_status) after the SIGTERM"
+    guard_say "the script's process ended by signal $((guard_status - 128)) (exit status $guard_status) after the SIGTERM"
   fi
   if [ -n "$TERM_DIR" ]; then
     [ -n "$term_at" ] || guard_end_watchers # after a SIGTERM they are ended already
@@ -107,12 +111,15 @@ guard_term() {
   exit "$guard_status"
 }
 
+# The guardian's messages, on the container's stderr (guard_term).
+guard_say() { warn "$@" 2>&"$guard_err"; }
+
 # The guardian's trap (see guard_term). No command substitution here either.
 guard_on_term() {
   guard_signals=$((guard_signals + 1))
   term_at=${term_at:-$EPOCHSECONDS}
   if [ "$guard_mode" = stop ]; then
-    [ "$guard_signals" != 1 ] || warn "terminated"
+    [ "$guard_signals" != 1 ] || guard_say "terminated"
     # The worker with SIGKILL, what it started with SIGTERM (kill_tree: the worker first). A worker still running when
     # its foreground command died of the SIGTERM would report that death ("Terminated", bash's job notice) on the
     # container's stderr: 166 of 200 stops with 8 at a time did before. SIGKILL ends it where it is; its EXIT trap
