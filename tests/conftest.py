@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import os
+import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -18,7 +20,11 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 if str(PROJECT_ROOT) not in sys.path:
     sys.path.insert(0, str(PROJECT_ROOT))
 
+import container_signals  # noqa: E402
+
 from tools.mocks import RecordingMonitor, Registration, SimfleetMocks  # noqa: E402
+
+container_signals.restore()  # before any script starts (tests/container_signals.py)
 
 
 def _share_botocore_data_between_sessions() -> None:
@@ -204,3 +210,18 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     20-30 s test handed out last would leave the other workers idle while it runs (longest first is the classic way to
     keep parallel workers evenly loaded to the end)."""
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """A test that gave up waiting for a process (subprocess's TimeoutExpired) reports what every process under this
+    worker was doing then, and the last AWS CLI calls of this worker's fork servers: a hang that happens once in a
+    few hundred runs (on CI, say) must leave enough behind to be found."""
+    report: Any = yield
+    if call.when == "call" and call.excinfo is not None and call.excinfo.errisinstance(subprocess.TimeoutExpired):
+        import process_tree
+
+        harness = sys.modules.get("pod_harness")
+        calls = harness.aws_calls() if harness is not None else ""
+        report.sections.append(("processes when the wait gave up", f"{process_tree.descendants(os.getpid())}\n{calls}"))
+    return report  # type: ignore[no-any-return]

@@ -38,6 +38,7 @@ from typing import Any
 
 import aws_zygote
 import boto3
+import process_tree
 import pytest
 from moto import settings as moto_settings
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler
@@ -366,7 +367,20 @@ class ScriptPod:
         """Run `<shell> <script> <args>` to its end (at most GUARD seconds), with this pod's env plus `env`, in `cwd`
         (the test's own working directory when None)."""
         command, full_env = self._command(script, args, shell, env)
-        return subprocess.run(command, env=full_env, capture_output=True, text=True, timeout=GUARD, cwd=cwd)
+        process = subprocess.Popen(
+            command, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=cwd, start_new_session=True
+        )
+        try:
+            stdout, stderr = process.communicate(timeout=GUARD)
+        except subprocess.TimeoutExpired:
+            tree = process_tree.session(process.pid)
+            self.kill_session(process)
+            stdout, stderr = process.communicate()
+            raise AssertionError(
+                f"{script} did not end within {GUARD} s; its processes then:\n{tree}\n--- stdout\n{stdout[-4000:]}\n"
+                f"--- stderr\n{stderr[-4000:]}\n{aws_calls()}"
+            ) from None
+        return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
 
     def run_inline(self, source: str, **env: str) -> subprocess.CompletedProcess[str]:
         """`bash -c source` with this pod's env: for a check on one helper of common.sh."""
@@ -443,6 +457,11 @@ class ScriptPod:
             self.env = saved
 
 
+def aws_calls() -> str:
+    """The last calls of this worker's AWS CLI fork servers: what a hung script was waiting for."""
+    return "".join(f"--- aws calls through {server.real}:\n{server.log_tail()}" for server in AWS_SERVERS)
+
+
 def explain(result: subprocess.CompletedProcess[str]) -> str:
     return f"exit {result.returncode}\n--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}"
 
@@ -466,8 +485,7 @@ def read_until(process: subprocess.Popen[str], fragment: str) -> str:
     if reader.is_alive():
         ScriptPod.kill_session(process)
         reader.join(5)
-        calls = "".join(f"--- aws calls through {server.real}:\n{server.log_tail()}" for server in AWS_SERVERS)
-        raise AssertionError(f"the script printed no {fragment!r} within {GUARD} s:\n{''.join(seen)}{calls}")
+        raise AssertionError(f"the script printed no {fragment!r} within {GUARD} s:\n{''.join(seen)}{aws_calls()}")
     if not found.is_set():
         raise AssertionError(f"the script ended without printing {fragment!r}:\n{''.join(seen)}")
     return "".join(seen)
