@@ -54,15 +54,16 @@ sh -c 'echo ready; exec sleep 30'  # a foreground command, as their aws calls ar
 """
 
 
-def _start_session(script: Path, tmp_path: Path) -> subprocess.Popen[str]:
-    """`bash <script>` in a session of its own, TMPDIR in tmp_path, its stdout and stderr piped as text."""
+def _start_session(script: Path, tmp_path: Path, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    """`bash <script>` in a session of its own, TMPDIR in tmp_path (and `env` on top of this process's environment),
+    its stdout and stderr piped as text."""
     return subprocess.Popen(
         ["bash", str(script)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,
-        env={**os.environ, "TMPDIR": str(tmp_path)},
+        env={**os.environ, "TMPDIR": str(tmp_path), **(env or {})},
     )
 
 
@@ -117,7 +118,7 @@ def test_the_guardian_expands_no_substitution_once_its_trap_is_set() -> None:
     common = (SCRIPTS / "term.sh").read_text()
     guardian = common[common.index("  trap guard_on_term TERM") : common.index("\n}\n", common.index("guard_term() {"))]
     bodies = [guardian]
-    for function in ("guard_on_term", "guard_end_watchers", "kill_tree"):
+    for function in ("guard_on_term", "guard_end_watchers", "is_watcher", "kill_tree"):
         start = common.index(f"{function}() {{")
         bodies.append(common[start : common.index("\n}\n", start)])
     for body in bodies:
@@ -400,3 +401,77 @@ echo "worker: terminated"
     probe.send_signal(signal.SIGTERM)
     stdout, stderr = probe.communicate(timeout=30)
     assert (probe.returncode, stdout, stderr) == (0, "worker: terminated\n", "")
+
+
+# A job bash has lost, as bash 5.2's `wait -n` loses one that ends while that wait starts (term.sh WAIT_TICK): a
+# process this shell did not start, which another child (`keeper`, alive for a minute, as the uploader's other
+# background jobs can be) reaps when it ends 0.3 s later. `wait -n` has no job for it and waits for the others.
+LOST_JOB = """keeper() {{ sleep 0.3 >/dev/null 2>&1 & echo $! >"{tmp}/lost"; sleep 60 >/dev/null 2>&1; }}
+keeper &
+keeper_pid=$!
+until [ -s "{tmp}/lost" ]; do sleep 0.01; done
+read -r lost <"{tmp}/lost"
+started=$EPOCHREALTIME
+"""
+LOST_JOB_END = """echo "status $status after $(( (${EPOCHREALTIME/./} - ${started/./}) / 1000 )) ms"
+reap "$keeper_pid"
+"""
+
+
+def _run_probe(script: Path, tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    """`bash <script>` to its end, in a session of its own that is ended whatever happens; a probe still running after
+    30 s fails the test (the fault held the worker's await until the keeper ended: 60 s)."""
+    process = _start_session(script, tmp_path, env)
+    try:
+        stdout, stderr = process.communicate(timeout=30)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+
+
+def test_an_await_whose_job_bash_lost_ends_at_the_watcher_s_next_tick(tmp_path: Path) -> None:
+    # Before, the worker's watcher slept until the SIGTERM: an uploader waiting on a lost job (the partial checkpoint
+    # job, which ends at once when there is nothing to ship) waited until the spot notice or the Job's deadline, and
+    # its finished seed had no index.json meanwhile (120 s on CI, where the test's own guard ended it).
+    script = _notify_probe(tmp_path, LOST_JOB.format(tmp=tmp_path) + 'status=0; await "$lost" || status=$?\n' + LOST_JOB_END)
+    probe = _run_probe(script, tmp_path, SIMFLEET_WAIT_TICK_SECONDS="0.5")
+    status, milliseconds = re.fullmatch(r"status (\d+) after (\d+) ms\n", probe.stdout).groups()  # type: ignore[union-attr]
+    assert status == "127"  # `wait` knows no such job: the status of a job bash lost is lost too
+    assert 300 <= int(milliseconds) < 5000, probe.stdout
+
+
+def test_a_deadline_await_in_a_subshell_notices_a_lost_job_at_its_sleeper_s_next_tick(tmp_path: Path) -> None:
+    # A subshell has no watcher (ship_partials, the uploader's partial-checkpoint job): once a deadline is set, its only
+    # other child is await's sleeper. Before, that slept to the deadline, then stopped the job that had long ended and
+    # answered 124: a partial checkpoint that went up reported as stopped at the SIGTERM deadline, a minute late.
+    body = 'status=$( HARD_DEADLINE=$((EPOCHSECONDS + 60)); await "$lost"; echo $? )\n'
+    script = _notify_probe(tmp_path, LOST_JOB.format(tmp=tmp_path) + body + LOST_JOB_END)
+    probe = _run_probe(script, tmp_path, SIMFLEET_WAIT_TICK_SECONDS="0.5")
+    status, milliseconds = re.fullmatch(r"status (\d+) after (\d+) ms\n", probe.stdout).groups()  # type: ignore[union-attr]
+    assert status == "127"  # not 124: nothing was stopped
+    assert 300 <= int(milliseconds) < 5000, probe.stdout
+
+
+def test_a_pause_lasts_its_time_across_the_watcher_s_ticks_and_leaves_one_watcher(tmp_path: Path) -> None:
+    # The watcher ends every tick and a new one is made; a wait that its end cuts short carries on to the pause's end.
+    # Each ended watcher is waited for: a script that runs for days keeps no job of each in bash's table.
+    script = _notify_probe(
+        tmp_path,
+        """started=$EPOCHREALTIME
+pause 1.2
+echo "paused $(( (${EPOCHREALTIME/./} - ${started/./}) / 1000 )) ms"
+term_poll
+jobs -p | wc -l
+""",
+    )
+    probe = _run_probe(script, tmp_path, SIMFLEET_WAIT_TICK_SECONDS="0.1")
+    paused, jobs = probe.stdout.splitlines()
+    assert 1200 <= int(paused.split()[1]) < 4000, probe.stdout
+    assert jobs.strip() == "1", probe.stdout  # the watcher; its ended predecessors are gone
+
+
+def test_a_malformed_wait_tick_is_the_default(tmp_path: Path) -> None:
+    script = _notify_probe(tmp_path, 'echo "$WAIT_TICK"\n')
+    for value, expected in (("abc", "5"), ("0", "5"), ("0.0", "5"), ("-1", "5"), ("2", "2"), ("0.25", "0.25")):
+        assert _run_probe(script, tmp_path, SIMFLEET_WAIT_TICK_SECONDS=value).stdout == f"{expected}\n", value

@@ -8,6 +8,17 @@
 # run_bounded must stop; and define on_term, which term_poll calls once after a SIGTERM.
 
 HARD_DEADLINE=${HARD_DEADLINE:-}
+# A wait below that can block on another child also waits on one that ends within WAIT_TICK seconds: the watcher in
+# the worker, await's deadline sleeper in a subshell (one with no deadline has no other child to block on, and bash
+# then finds the job), so that a job whose end bash missed is noticed by then at the latest. bash 5.2's `wait -n` can
+# miss one: a job that ends as the wait starts (the SIGCHLD it held while it scanned its jobs is handled when it lets
+# it through: jobs.c wait_for_any_job, whose wait_for(ANY_PID) then blocks in waitpid(-1) for another child). Here 1
+# in 2,000 to 6,000 waits on a job that had just ended blocked until the watcher's end: the SIGTERM, when the watcher
+# never ended on its own. bash 5.3 looks for such a job before it blocks (jobs.c, "a dead job that was reaped when
+# SIGCHLD was unblocked"), but only in the job slots before the first running one: the tick stays.
+# A whole or fractional number of seconds above 0 (anything else is the default, 5: guard_term checks it);
+# SIMFLEET_WAIT_TICK_SECONDS is for the tests.
+WAIT_TICK=${SIMFLEET_WAIT_TICK_SECONDS:-5}
 # guard_term's state (set there; empty in a shell that never called it, where pause and await just wait).
 TERM_DIR=""
 term_watcher=""
@@ -44,6 +55,7 @@ term_watcher_of=""
 guard_term() {
   local mode=$1 attempt seen dir
   shift
+  [[ $WAIT_TICK =~ ^[0-9]+(\.[0-9]+)?$ ]] && ! [[ $WAIT_TICK =~ ^0*\.?0*$ ]] || WAIT_TICK=5
   terminated=0
   term_watcher=""
   term_watcher_of=""
@@ -137,16 +149,30 @@ guard_on_term() {
 guard_end_watchers() {
   local file pid
   for file in "$TERM_DIR"/watcher.*; do
-    if [ -f "$file" ] && read -r pid <"$file" && [[ $pid =~ ^[0-9]+$ ]]; then
+    if [ -f "$file" ] && read -r pid <"$file" && [[ $pid =~ ^[0-9]+$ ]] && is_watcher "$pid" "${file##*.}"; then
       kill -KILL "$pid" 2>/dev/null || true
     fi
   done
 }
 
-# The worker's watcher: a child that does nothing until the guardian ends it on SIGTERM (its stdout and stderr are
-# not the container's: a watcher left behind must not hold them open).
+# is_watcher PID SHELL: whether PID is a `sleep` whose parent is SHELL, as the watcher SHELL names in its file is:
+# a watcher ends every WAIT_TICK seconds, and its number may have been taken by another process (of this container)
+# before SHELL names the next one. (/proc/PID/stat reads "PID (sleep) S PPID ..."; no command substitution: the
+# guardian calls this.)
+is_watcher() {
+  local line
+  { read -r line <"/proc/$1/stat"; } 2>/dev/null || return 1
+  [[ $line == "$1 (sleep) "* ]] || return 1
+  line=${line#* (sleep) }
+  line=${line#* }
+  [ "${line%% *}" = "$2" ]
+}
+
+# The worker's watcher: a child that does nothing until the guardian ends it on SIGTERM, or until WAIT_TICK seconds
+# are over (see WAIT_TICK); term_poll then makes the next one. (Its stdout and stderr are not the container's: a
+# watcher left behind must not hold them open.)
 term_watch() {
-  sleep 2147483647 >/dev/null 2>&1 &
+  sleep "$WAIT_TICK" >/dev/null 2>&1 &
   term_watcher=$!
   term_watcher_of=$BASHPID
   printf '%s\n' "$term_watcher" >"$TERM_DIR/watcher.$BASHPID"
@@ -172,7 +198,8 @@ term_poll() {
       on_term
     fi
   elif [ "$term_watcher_of" = "$BASHPID" ] && [ -n "$term_watcher" ] && ! kill -0 "$term_watcher" 2>/dev/null; then
-    term_watch # ended by something else than the guardian: a new one
+    reap "$term_watcher" # its tick is over (or something else ended it): waited for, and a new one
+    term_watch
   fi
   return 0
 }
@@ -215,11 +242,13 @@ pause() {
   [ "${terminated:-0}" = "$was" ] || return 0 # a SIGTERM came meanwhile: this wait is over
   sleep "$1" &
   pid=$!
-  term_poll
-  if [ "${terminated:-0}" = "$was" ]; then
+  # Until the sleep ends, or a SIGTERM comes: the watcher's tick ends a wait too, and is no reason to stop.
+  while term_poll && [ "${terminated:-0}" = "$was" ] && kill -0 "$pid" 2>/dev/null; do
     term_waits
+    ended=""
     wait -n -p ended "$pid" "${waits[@]}" 2>/dev/null || true
-  fi
+    [ "${ended:-}" != "$pid" ] || break
+  done
   # (`wait -n -p` leaves the name unset when a trapped signal ends it, in a shell of the caller's that traps one.)
   [ "${ended:-}" = "$pid" ] || reap "$pid"
   term_poll
@@ -237,27 +266,39 @@ run_bounded() {
 # stopped there (SIGKILL, see guard_term; status 124, as `timeout` reports). Returns the job's status. (wait -n -p:
 # bash 5.1 or newer, as in the image.)
 await() {
-  local pid=$1 status sleeper="" left ended waits=()
+  local pid=$1 status sleeper="" sleeper_to="" left ended waits=()
   while :; do
-    # A job that ended before this wait may be forgotten by `wait -n` (see term_poll); `wait PID` still has its status.
+    # A job that ended before this wait may be forgotten by `wait -n` (see term_poll and WAIT_TICK); `wait PID` still
+    # has its status.
     if ! kill -0 "$pid" 2>/dev/null; then
       status=0
       wait "$pid" 2>/dev/null || status=$?
       break
     fi
-    if [ -n "$sleeper" ] && ! kill -0 "$sleeper" 2>/dev/null; then
-      kill_tree KILL "$pid"
-      wait "$pid" 2>/dev/null
-      status=124
-      break
+    # The sleeper's tick is over, or the deadline it sleeps to has moved (on_term): at the deadline the job is stopped.
+    if [ -n "$sleeper" ] && { ! kill -0 "$sleeper" 2>/dev/null || [ "$sleeper_to" != "$HARD_DEADLINE" ]; }; then
+      reap "$sleeper"
+      sleeper=""
+      if [ -n "$HARD_DEADLINE" ] && [ "$EPOCHSECONDS" -ge "$HARD_DEADLINE" ]; then
+        kill_tree KILL "$pid"
+        wait "$pid" 2>/dev/null
+        status=124
+        break
+      fi
     fi
     term_poll
-    # The deadline may be there from the start, or set by on_term after a SIGTERM just seen.
+    # The deadline may be there from the start, or set by on_term after a SIGTERM just seen. The sleeper sleeps to it
+    # in ticks (WAIT_TICK).
     if [ -n "$HARD_DEADLINE" ] && [ -z "$sleeper" ]; then
       left=$((HARD_DEADLINE - EPOCHSECONDS))
       ((left > 0)) || left=0
-      sleep "$left" >/dev/null 2>&1 &
+      if ((left > ${WAIT_TICK%.*})); then # (a tick then ends before the deadline)
+        sleep "$WAIT_TICK" >/dev/null 2>&1 &
+      else
+        sleep "$left" >/dev/null 2>&1 &
+      fi
       sleeper=$!
+      sleeper_to=$HARD_DEADLINE
       continue
     fi
     term_waits
