@@ -475,3 +475,21 @@ def test_a_malformed_wait_tick_is_the_default(tmp_path: Path) -> None:
     script = _notify_probe(tmp_path, 'echo "$WAIT_TICK"\n')
     for value, expected in (("abc", "5"), ("0", "5"), ("0.0", "5"), ("-1", "5"), ("2", "2"), ("0.25", "0.25")):
         assert _run_probe(script, tmp_path, SIMFLEET_WAIT_TICK_SECONDS=value).stdout == f"{expected}\n", value
+
+
+def test_a_script_that_ends_on_its_own_leaves_no_watcher_behind(tmp_path: Path) -> None:
+    # The guardian ends the worker's last watcher once the worker has ended: an orphan by then, whose parent is the
+    # guardian (PID 1 of the container) or the host's init, no longer the worker the watcher's file names.
+    script = _notify_probe(tmp_path, 'pause 0.05\necho "$term_watcher"\n')
+    probe = _start_session(script, tmp_path)
+    try:
+        stdout, stderr = probe.communicate(timeout=30)
+        assert probe.returncode == 0, stderr
+        watcher = Path(f"/proc/{int(stdout)}/stat")
+        deadline = time.monotonic() + 1  # (its own end, a tick after it was made, is 5 s)
+        while watcher.exists() and watcher.read_text().split(") ")[1][0] != "Z" and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not watcher.exists() or watcher.read_text().split(") ")[1][0] == "Z", "the watcher outlived its script"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(probe.pid, signal.SIGKILL)

@@ -115,7 +115,9 @@ guard_term() {
     guard_say "the script's process ended by signal $((guard_status - 128)) (exit status $guard_status) after the SIGTERM"
   fi
   if [ -n "$TERM_DIR" ]; then
-    [ -n "$term_at" ] || guard_end_watchers # after a SIGTERM they are ended already
+    # After a SIGTERM they are ended already. Otherwise the worker's last one outlives it by up to a tick: its parent is
+    # now this process (PID 1 of the container) or the host's init.
+    [ -n "$term_at" ] || guard_end_watchers "$$ 1"
     dir=$TERM_DIR
     TERM_DIR="" # a SIGTERM from now on has no worker to tell
     rm -rf "$dir"
@@ -146,26 +148,28 @@ guard_on_term() {
   fi
 }
 
+# guard_end_watchers [PARENTS]: SIGKILL to the watchers named in $TERM_DIR, each only while it is a `sleep` whose
+# parent is the shell that named it, or one of PARENTS (space-separated pids: where an orphan goes).
 guard_end_watchers() {
   local file pid
   for file in "$TERM_DIR"/watcher.*; do
-    if [ -f "$file" ] && read -r pid <"$file" && [[ $pid =~ ^[0-9]+$ ]] && is_watcher "$pid" "${file##*.}"; then
+    if [ -f "$file" ] && read -r pid <"$file" && [[ $pid =~ ^[0-9]+$ ]] && is_watcher "$pid" "${file##*.} ${1:-}"; then
       kill -KILL "$pid" 2>/dev/null || true
     fi
   done
 }
 
-# is_watcher PID SHELL: whether PID is a `sleep` whose parent is SHELL, as the watcher SHELL names in its file is:
-# a watcher ends every WAIT_TICK seconds, and its number may have been taken by another process (of this container)
-# before SHELL names the next one. (/proc/PID/stat reads "PID (sleep) S PPID ..."; no command substitution: the
-# guardian calls this.)
+# is_watcher PID PARENTS: whether PID is a `sleep` whose parent is one of PARENTS (space-separated pids). A watcher
+# ends every WAIT_TICK seconds, and its number may have been taken by another process (of this container) before its
+# shell names the next one. (/proc/PID/stat reads "PID (sleep) S PPID ..."; no command substitution: the guardian
+# calls this.)
 is_watcher() {
   local line
   { read -r line <"/proc/$1/stat"; } 2>/dev/null || return 1
   [[ $line == "$1 (sleep) "* ]] || return 1
   line=${line#* (sleep) }
   line=${line#* }
-  [ "${line%% *}" = "$2" ]
+  [[ " $2 " == *" ${line%% *} "* ]]
 }
 
 # The worker's watcher: a child that does nothing until the guardian ends it on SIGTERM, or until WAIT_TICK seconds
