@@ -118,7 +118,7 @@ def test_the_guardian_expands_no_substitution_once_its_trap_is_set() -> None:
     common = (SCRIPTS / "term.sh").read_text()
     guardian = common[common.index("  trap guard_on_term TERM") : common.index("\n}\n", common.index("guard_term() {"))]
     bodies = [guardian]
-    for function in ("guard_on_term", "guard_end_watchers", "is_watcher", "kill_tree"):
+    for function in ("guard_on_term", "guard_end_watchers", "is_watcher", "proc_stat", "kill_tree"):
         start = common.index(f"{function}() {{")
         bodies.append(common[start : common.index("\n}\n", start)])
     for body in bodies:
@@ -475,3 +475,37 @@ def test_a_malformed_wait_tick_is_the_default(tmp_path: Path) -> None:
     script = _notify_probe(tmp_path, 'echo "$WAIT_TICK"\n')
     for value, expected in (("abc", "5"), ("0", "5"), ("0.0", "5"), ("-1", "5"), ("2", "2"), ("0.25", "0.25")):
         assert _run_probe(script, tmp_path, SIMFLEET_WAIT_TICK_SECONDS=value).stdout == f"{expected}\n", value
+
+
+def _await_line(process: subprocess.Popen[str], started: float, limit: float) -> tuple[str, float]:
+    """The next line of `process`'s stdout and the seconds from `started` to it; fails after `limit` seconds."""
+    assert process.stdout is not None
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        line = pool.submit(process.stdout.readline).result(timeout=limit)
+    return line, time.monotonic() - started
+
+
+def test_a_sigterm_ends_a_watcher_caught_between_its_fork_and_its_exec(tmp_path: Path) -> None:
+    # A watcher is made every tick, and its fork runs bash until it has exec'd sleep (up to 140 ms here under load,
+    # while the worker already waits on it). A guardian that ended only a `sleep` left such a watcher to its tick: the
+    # worker saw the SIGTERM up to WAIT_TICK (5 s) late. A `sleep` function stands for that moment here: each watcher
+    # stays the worker's fork, running bash.
+    script = _notify_probe(
+        tmp_path,
+        """echo ready
+while [ "$terminated" = 0 ]; do pause 30; done
+echo terminated
+""",
+    )
+    script.write_text(script.read_text().replace("NAME=probe\n", 'NAME=probe\nsleep() { command sleep "$@"; }\n'))
+    process = _start_session(script, tmp_path, {"SIMFLEET_WAIT_TICK_SECONDS": "20"})
+    try:
+        assert _await_line(process, time.monotonic(), 20)[0] == "ready\n"
+        time.sleep(0.5)
+        process.send_signal(signal.SIGTERM)
+        line, seconds = _await_line(process, time.monotonic(), 30)
+        assert (line, seconds < 5) == ("terminated\n", True), seconds
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.communicate()

@@ -147,25 +147,34 @@ guard_on_term() {
 }
 
 guard_end_watchers() {
-  local file pid
+  local file pid started
   for file in "$TERM_DIR"/watcher.*; do
-    if [ -f "$file" ] && read -r pid <"$file" && [[ $pid =~ ^[0-9]+$ ]] && is_watcher "$pid" "${file##*.}"; then
+    if [ -f "$file" ] && read -r pid started <"$file" && [[ $pid =~ ^[0-9]+$ ]] &&
+      is_watcher "$pid" "${file##*.}" "$started"; then
       kill -KILL "$pid" 2>/dev/null || true
     fi
   done
 }
 
-# is_watcher PID SHELL: whether PID is a `sleep` whose parent is SHELL, as the watcher SHELL names in its file is:
-# a watcher ends every WAIT_TICK seconds, and its number may have been taken by another process (of this container)
-# before SHELL names the next one. (/proc/PID/stat reads "PID (sleep) S PPID ..."; no command substitution: the
-# guardian calls this.)
+# is_watcher PID SHELL STARTED: whether PID is still the watcher that SHELL named in its file, a child of SHELL that
+# started at STARTED (proc_stat): a watcher ends every WAIT_TICK seconds, and its number may have been taken by another
+# process (of this container) before SHELL names the next one. Not whether it runs `sleep` yet: from its fork until
+# its exec it runs bash, and SHELL may be waiting on it already (up to 140 ms here under load), so a SIGTERM then
+# would wait for its tick. (No command substitution: the guardian calls this.)
 is_watcher() {
-  local line
+  proc_stat "$1" && [ "$proc_parent" = "$2" ] && [ "$proc_started" = "$3" ]
+}
+
+# proc_stat PID: sets proc_parent to PID's parent and proc_started to its start time (clock ticks after boot, fixed
+# at its fork: with the pid, it names one process); returns 1 when PID is gone. /proc/PID/stat reads "PID (NAME) S
+# PPID ..." with the start time 20 fields after NAME, which may hold spaces and parentheses. No command substitution:
+# the guardian calls this.
+proc_stat() {
+  local line fields
   { read -r line <"/proc/$1/stat"; } 2>/dev/null || return 1
-  [[ $line == "$1 (sleep) "* ]] || return 1
-  line=${line#* (sleep) }
-  line=${line#* }
-  [ "${line%% *}" = "$2" ]
+  read -r -a fields <<<"${line##*) }"
+  proc_parent=${fields[1]}
+  proc_started=${fields[19]}
 }
 
 # The worker's watcher: a child that does nothing until the guardian ends it on SIGTERM, or until WAIT_TICK seconds
@@ -175,7 +184,9 @@ term_watch() {
   sleep "$WAIT_TICK" >/dev/null 2>&1 &
   term_watcher=$!
   term_watcher_of=$BASHPID
-  printf '%s\n' "$term_watcher" >"$TERM_DIR/watcher.$BASHPID"
+  proc_started=""
+  proc_stat "$term_watcher" || true # (gone already, reaped on its SIGCHLD: a tick that short names nothing)
+  printf '%s %s\n' "$term_watcher" "$proc_started" >"$TERM_DIR/watcher.$BASHPID"
   term_poll # a SIGTERM before the watcher was named in $TERM_DIR
 }
 
