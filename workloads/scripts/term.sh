@@ -151,7 +151,15 @@ guard_end_watchers() {
   for file in "$TERM_DIR"/watcher.*; do
     if [ -f "$file" ] && read -r pid started <"$file" && [[ $pid =~ ^[0-9]+$ ]] &&
       is_watcher "$pid" "${file##*.}" "$started"; then
-      kill -KILL "$pid" 2>/dev/null || true
+      # SIGTERM once it runs sleep: bash reports no job that SIGTERM ended (config-top.h DONT_REPORT_SIGTERM), where
+      # a SIGKILLed watcher was reported ("Killed") on the container's stderr whenever the worker noticed its end
+      # before it waited for it (after a foreground command, or in a `wait -n` that returned another job). Still its
+      # fork: SIGKILL (see guard_term, why not a catchable signal there).
+      if [ "$proc_name" = sleep ]; then
+        kill -TERM "$pid" 2>/dev/null || true
+      else
+        kill -KILL "$pid" 2>/dev/null || true
+      fi
     fi
   done
 }
@@ -165,13 +173,15 @@ is_watcher() {
   proc_stat "$1" && [ "$proc_parent" = "$2" ] && [ "$proc_started" = "$3" ]
 }
 
-# proc_stat PID: sets proc_parent to PID's parent and proc_started to its start time (clock ticks after boot, fixed
-# at its fork: with the pid, it names one process); returns 1 when PID is gone. /proc/PID/stat reads "PID (NAME) S
-# PPID ..." with the start time 20 fields after NAME, which may hold spaces and parentheses. No command substitution:
-# the guardian calls this.
+# proc_stat PID: sets proc_name to PID's command name, proc_parent to its parent and proc_started to its start time
+# (clock ticks after boot, fixed at its fork: with the pid, it names one process); returns 1 when PID is gone.
+# /proc/PID/stat reads "PID (NAME) S PPID ..." with the start time 20 fields after NAME, which may hold spaces and
+# parentheses. No command substitution: the guardian calls this.
 proc_stat() {
   local line fields
   { read -r line <"/proc/$1/stat"; } 2>/dev/null || return 1
+  proc_name=${line#* (}
+  proc_name=${proc_name%) *}
   read -r -a fields <<<"${line##*) }"
   proc_parent=${fields[1]}
   proc_started=${fields[19]}
