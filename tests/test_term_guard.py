@@ -539,3 +539,29 @@ echo "terminated=$terminated"
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
     assert (process.returncode, stdout, stderr) == (0, "terminated=1\n", "")
+
+
+def test_a_deadline_on_term_brings_forward_stops_the_await_at_once(tmp_path: Path) -> None:
+    # await's sleeper sleeps to the deadline in ticks. on_term (called by the term_poll in await) moved the deadline
+    # to the SIGTERM's second after the sleeper of the old one was checked: the job ran on to that sleeper's tick.
+    script = _notify_probe(
+        tmp_path,
+        """HARD_DEADLINE=$((EPOCHSECONDS + 60))
+echo ready
+sleep 30 >/dev/null 2>&1 &
+status=0; await $! || status=$?
+echo "status $status"
+""",
+        on_term="HARD_DEADLINE=$term_at",
+    )
+    process = _start_session(script, tmp_path, {"SIMFLEET_WAIT_TICK_SECONDS": "20"})
+    try:
+        assert _await_line(process, time.monotonic(), 20)[0] == "ready\n"
+        time.sleep(0.5)
+        process.send_signal(signal.SIGTERM)
+        line, seconds = _await_line(process, time.monotonic(), 30)
+        assert (line, seconds < 5) == ("status 124\n", True), seconds
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.communicate()

@@ -296,6 +296,7 @@ await() {
       wait "$pid" 2>/dev/null || status=$?
       break
     fi
+    term_poll # (before the sleeper is looked at: on_term may set or move the deadline)
     # The sleeper's tick is over, or the deadline it sleeps to has moved (on_term): at the deadline the job is stopped.
     if [ -n "$sleeper" ] && { ! kill -0 "$sleeper" 2>/dev/null || [ "$sleeper_to" != "$HARD_DEADLINE" ]; }; then
       reap "$sleeper"
@@ -306,8 +307,8 @@ await() {
         status=124
         break
       fi
+      continue # (term_poll again, right before the wait: see there)
     fi
-    term_poll
     # The deadline may be there from the start, or set by on_term after a SIGTERM just seen. The sleeper sleeps to it
     # in ticks (WAIT_TICK).
     if [ -n "$HARD_DEADLINE" ] && [ -z "$sleeper" ]; then
