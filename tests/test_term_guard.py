@@ -565,3 +565,11 @@ echo "status $status"
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
         process.communicate()
+
+
+def test_a_wait_tick_with_a_leading_zero_is_decimal(tmp_path: Path) -> None:
+    # await compares the seconds left with the tick's whole seconds: "08" was read as octal, and bash said so
+    # ("value too great for base") on the container's stderr at every sleeper.
+    script = _notify_probe(tmp_path, 'HARD_DEADLINE=$((EPOCHSECONDS + 30))\nrun_bounded sleep 0.2\necho "status $?"\n')
+    probe = _run_probe(script, tmp_path, SIMFLEET_WAIT_TICK_SECONDS="08")
+    assert (probe.stdout, probe.stderr) == ("status 0\n", "")

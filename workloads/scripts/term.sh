@@ -314,7 +314,7 @@ await() {
     if [ -n "$HARD_DEADLINE" ] && [ -z "$sleeper" ]; then
       left=$((HARD_DEADLINE - EPOCHSECONDS))
       ((left > 0)) || left=0
-      if ((left > ${WAIT_TICK%.*})); then # (a tick then ends before the deadline)
+      if ((left > 10#${WAIT_TICK%.*})); then # (a tick then ends before the deadline; "08" is decimal)
         sleep "$WAIT_TICK" >/dev/null 2>&1 &
       else
         sleep "$left" >/dev/null 2>&1 &
