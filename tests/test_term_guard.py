@@ -118,7 +118,7 @@ def test_the_guardian_expands_no_substitution_once_its_trap_is_set() -> None:
     common = (SCRIPTS / "term.sh").read_text()
     guardian = common[common.index("  trap guard_on_term TERM") : common.index("\n}\n", common.index("guard_term() {"))]
     bodies = [guardian]
-    for function in ("guard_on_term", "guard_end_watchers", "is_watcher", "kill_tree"):
+    for function in ("guard_on_term", "guard_end_watchers", "is_watcher", "proc_stat", "kill_tree"):
         start = common.index(f"{function}() {{")
         bodies.append(common[start : common.index("\n}\n", start)])
     for body in bodies:
@@ -135,7 +135,12 @@ def test_the_worker_ends_what_it_started_with_sigkill() -> None:
         start = common.index(f"\n{function}() {{")
         body = common[start : common.index("\n}\n", start)]
         kills = re.findall(r"\bkill(?:_tree)? +(\S+)", body) + ["KILL" for _ in re.findall(r"\breap ", body)]  # (reap: SIGKILL)
-        assert kills and all(signal in ("-0", "-KILL", "KILL") for signal in kills), (function, kills)
+        allowed = {"-0", "-KILL", "KILL"}
+        if function == "guard_end_watchers":
+            # The guardian's SIGTERM (no "Killed" notice) goes only to a watcher that runs sleep: past its fork.
+            assert '[ "$proc_name" = sleep ]' in body
+            allowed.add("-TERM")
+        assert kills and all(signal in allowed for signal in kills), (function, kills)
 
 
 def test_job_entry_expands_no_command_substitution_once_its_traps_are_set() -> None:
@@ -493,3 +498,96 @@ def test_a_script_that_ends_on_its_own_leaves_no_watcher_behind(tmp_path: Path) 
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(probe.pid, signal.SIGKILL)
+
+
+def _await_line(process: subprocess.Popen[str], started: float, limit: float) -> tuple[str, float]:
+    """The next line of `process`'s stdout and the seconds from `started` to it; fails after `limit` seconds."""
+    assert process.stdout is not None
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        line = pool.submit(process.stdout.readline).result(timeout=limit)
+    return line, time.monotonic() - started
+
+
+def test_a_sigterm_ends_a_watcher_caught_between_its_fork_and_its_exec(tmp_path: Path) -> None:
+    # A watcher is made every tick, and its fork runs bash until it has exec'd sleep (up to 140 ms here under load,
+    # while the worker already waits on it). A guardian that ended only a `sleep` left such a watcher to its tick: the
+    # worker saw the SIGTERM up to WAIT_TICK (5 s) late. A `sleep` function stands for that moment here: each watcher
+    # stays the worker's fork, running bash.
+    script = _notify_probe(
+        tmp_path,
+        """echo ready
+while [ "$terminated" = 0 ]; do pause 30; done
+echo terminated
+""",
+    )
+    script.write_text(script.read_text().replace("NAME=probe\n", 'NAME=probe\nsleep() { command sleep "$@"; }\n'))
+    process = _start_session(script, tmp_path, {"SIMFLEET_WAIT_TICK_SECONDS": "20"})
+    try:
+        assert _await_line(process, time.monotonic(), 20)[0] == "ready\n"
+        time.sleep(0.5)
+        process.send_signal(signal.SIGTERM)
+        line, seconds = _await_line(process, time.monotonic(), 30)
+        assert (line, seconds < 5) == ("terminated\n", True), seconds
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.communicate()
+
+
+def test_a_sigterm_during_a_foreground_command_leaves_no_job_notice_of_the_watcher(tmp_path: Path) -> None:
+    # The guardian ended the watcher with SIGKILL; a worker whose foreground command (jq, cp) ended before its next
+    # term_poll waited for the watcher reported it on the container's stderr ("probe.sh: line 5: 8249 Killed  sleep
+    # "$WAIT_TICK" > /dev/null 2>&1"), which reads as an OOM kill. So did a `wait -n` that returned the awaited job
+    # first when the watcher, made anew after that job was started, had ended too.
+    script = _notify_probe(
+        tmp_path,
+        """echo ready
+command sleep 1.5
+pause 0.1
+echo "terminated=$terminated"
+""",
+    )
+    process = _start_session(script, tmp_path)
+    try:
+        assert _await_line(process, time.monotonic(), 20)[0] == "ready\n"
+        time.sleep(0.5)
+        process.send_signal(signal.SIGTERM)
+        stdout, stderr = process.communicate(timeout=30)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+    assert (process.returncode, stdout, stderr) == (0, "terminated=1\n", "")
+
+
+def test_a_deadline_on_term_brings_forward_stops_the_await_at_once(tmp_path: Path) -> None:
+    # await's sleeper sleeps to the deadline in ticks. on_term (called by the term_poll in await) moved the deadline
+    # to the SIGTERM's second after the sleeper of the old one was checked: the job ran on to that sleeper's tick.
+    script = _notify_probe(
+        tmp_path,
+        """HARD_DEADLINE=$((EPOCHSECONDS + 60))
+echo ready
+sleep 30 >/dev/null 2>&1 &
+status=0; await $! || status=$?
+echo "status $status"
+""",
+        on_term="HARD_DEADLINE=$term_at",
+    )
+    process = _start_session(script, tmp_path, {"SIMFLEET_WAIT_TICK_SECONDS": "20"})
+    try:
+        assert _await_line(process, time.monotonic(), 20)[0] == "ready\n"
+        time.sleep(0.5)
+        process.send_signal(signal.SIGTERM)
+        line, seconds = _await_line(process, time.monotonic(), 30)
+        assert (line, seconds < 5) == ("status 124\n", True), seconds
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.communicate()
+
+
+def test_a_wait_tick_with_a_leading_zero_is_decimal(tmp_path: Path) -> None:
+    # await compares the seconds left with the tick's whole seconds: "08" was read as octal, and bash said so
+    # ("value too great for base") on the container's stderr at every sleeper.
+    script = _notify_probe(tmp_path, 'HARD_DEADLINE=$((EPOCHSECONDS + 30))\nrun_bounded sleep 0.2\necho "status $?"\n')
+    probe = _run_probe(script, tmp_path, SIMFLEET_WAIT_TICK_SECONDS="08")
+    assert (probe.stdout, probe.stderr) == ("status 0\n", "")

@@ -148,28 +148,48 @@ guard_on_term() {
   fi
 }
 
-# guard_end_watchers [PARENTS]: SIGKILL to the watchers named in $TERM_DIR, each only while it is a `sleep` whose
-# parent is the shell that named it, or one of PARENTS (space-separated pids: where an orphan goes).
+# guard_end_watchers [PARENTS]: ends the watchers named in $TERM_DIR, each only while it is the process its shell
+# named, a child of that shell or of one of PARENTS (space-separated pids: where an orphan goes).
 guard_end_watchers() {
-  local file pid
+  local file pid started
   for file in "$TERM_DIR"/watcher.*; do
-    if [ -f "$file" ] && read -r pid <"$file" && [[ $pid =~ ^[0-9]+$ ]] && is_watcher "$pid" "${file##*.} ${1:-}"; then
-      kill -KILL "$pid" 2>/dev/null || true
+    if [ -f "$file" ] && read -r pid started <"$file" && [[ $pid =~ ^[0-9]+$ ]] &&
+      is_watcher "$pid" "$started" "${file##*.} ${1:-}"; then
+      # SIGTERM once it runs sleep: bash reports no job that SIGTERM ended (config-top.h DONT_REPORT_SIGTERM), where
+      # a SIGKILLed watcher was reported ("Killed") on the container's stderr whenever the worker noticed its end
+      # before it waited for it (after a foreground command, or in a `wait -n` that returned another job). Still its
+      # fork: SIGKILL (see guard_term, why not a catchable signal there).
+      if [ "$proc_name" = sleep ]; then
+        kill -TERM "$pid" 2>/dev/null || true
+      else
+        kill -KILL "$pid" 2>/dev/null || true
+      fi
     fi
   done
 }
 
-# is_watcher PID PARENTS: whether PID is a `sleep` whose parent is one of PARENTS (space-separated pids). A watcher
-# ends every WAIT_TICK seconds, and its number may have been taken by another process (of this container) before its
-# shell names the next one. (/proc/PID/stat reads "PID (sleep) S PPID ..."; no command substitution: the guardian
-# calls this.)
+# is_watcher PID STARTED PARENTS: whether PID is still the watcher its shell named in its file, the process that
+# started at STARTED (proc_stat), whose parent is one of PARENTS (space-separated pids): a watcher ends every
+# WAIT_TICK seconds, and its number may have been taken by another process (of this container) before its shell
+# names the next one. Not whether it runs `sleep` yet: from its fork until its exec it runs bash, and its shell may
+# be waiting on it already (up to 140 ms here under load), so a SIGTERM then would wait for its tick. (No command
+# substitution: the guardian calls this.)
 is_watcher() {
-  local line
+  proc_stat "$1" && [ "$proc_started" = "$2" ] && [[ " $3 " == *" $proc_parent "* ]]
+}
+
+# proc_stat PID: sets proc_name to PID's command name, proc_parent to its parent and proc_started to its start time
+# (clock ticks after boot, fixed at its fork: with the pid, it names one process); returns 1 when PID is gone.
+# /proc/PID/stat reads "PID (NAME) S PPID ..." with the start time 20 fields after NAME, which may hold spaces and
+# parentheses. No command substitution: the guardian calls this.
+proc_stat() {
+  local line fields
   { read -r line <"/proc/$1/stat"; } 2>/dev/null || return 1
-  [[ $line == "$1 (sleep) "* ]] || return 1
-  line=${line#* (sleep) }
-  line=${line#* }
-  [[ " $2 " == *" ${line%% *} "* ]]
+  proc_name=${line#* (}
+  proc_name=${proc_name%) *}
+  read -r -a fields <<<"${line##*) }"
+  proc_parent=${fields[1]}
+  proc_started=${fields[19]}
 }
 
 # The worker's watcher: a child that does nothing until the guardian ends it on SIGTERM, or until WAIT_TICK seconds
@@ -179,7 +199,9 @@ term_watch() {
   sleep "$WAIT_TICK" >/dev/null 2>&1 &
   term_watcher=$!
   term_watcher_of=$BASHPID
-  printf '%s\n' "$term_watcher" >"$TERM_DIR/watcher.$BASHPID"
+  proc_started=""
+  proc_stat "$term_watcher" || true # (gone already, reaped on its SIGCHLD: a tick that short names nothing)
+  printf '%s %s\n' "$term_watcher" "$proc_started" >"$TERM_DIR/watcher.$BASHPID"
   term_poll # a SIGTERM before the watcher was named in $TERM_DIR
 }
 
@@ -279,6 +301,7 @@ await() {
       wait "$pid" 2>/dev/null || status=$?
       break
     fi
+    term_poll # (before the sleeper is looked at: on_term may set or move the deadline)
     # The sleeper's tick is over, or the deadline it sleeps to has moved (on_term): at the deadline the job is stopped.
     if [ -n "$sleeper" ] && { ! kill -0 "$sleeper" 2>/dev/null || [ "$sleeper_to" != "$HARD_DEADLINE" ]; }; then
       reap "$sleeper"
@@ -289,14 +312,14 @@ await() {
         status=124
         break
       fi
+      continue # (term_poll again, right before the wait: see there)
     fi
-    term_poll
     # The deadline may be there from the start, or set by on_term after a SIGTERM just seen. The sleeper sleeps to it
     # in ticks (WAIT_TICK).
     if [ -n "$HARD_DEADLINE" ] && [ -z "$sleeper" ]; then
       left=$((HARD_DEADLINE - EPOCHSECONDS))
       ((left > 0)) || left=0
-      if ((left > ${WAIT_TICK%.*})); then # (a tick then ends before the deadline)
+      if ((left > 10#${WAIT_TICK%.*})); then # (a tick then ends before the deadline; "08" is decimal)
         sleep "$WAIT_TICK" >/dev/null 2>&1 &
       else
         sleep "$left" >/dev/null 2>&1 &
