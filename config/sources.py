@@ -12,7 +12,9 @@ one file to another keeps its URN and its spec hash.
 
 from __future__ import annotations
 
+import contextlib
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -57,10 +59,15 @@ class _UniqueKeyLoader(_loader()):  # type: ignore[misc, valid-type]
     merge (`<<: *anchor`) brings in may still be overridden: that is what a merge is for.
     """
 
+    merged = False  # whether a merge was constructed: flattening it rewrote its mapping node (SafeConstructor)
+
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: dict[tuple[str, str], yaml.Node] = {}
         for key, _ in node.value:
-            if not isinstance(key, yaml.ScalarNode) or key.tag == "tag:yaml.org,2002:merge":
+            if not isinstance(key, yaml.ScalarNode):
+                continue
+            if key.tag == "tag:yaml.org,2002:merge":
+                self.merged = True
                 continue
             first = seen.setdefault((key.tag, key.value), key)
             if first is not key:
@@ -118,12 +125,37 @@ def _spans(node: yaml.Node, line: int, column: int) -> bool:
     return (start.line, start.column) <= (line, column) < (end.line, end.column) or (start.line, start.column) == (line, column)
 
 
+_parsed_nodes: dict[str, yaml.Node] | None = None  # within keeping_nodes(): each text read_yaml parsed -> its node tree
+
+
+@contextlib.contextmanager
+def keeping_nodes() -> Iterator[None]:
+    """Within it, the node tree of each text read_yaml parses is kept for YamlFile to find lines in, by the whole text:
+    the offline plan reads the stack file, then its program places the stack's warnings on lines of the same text,
+    which composing it again made a third of validating a large stack. Only trees that constructing left as composed
+    are kept (a merge is flattened into its mapping node), and only for this while: a tree is ~14 KB per run."""
+    global _parsed_nodes
+    _parsed_nodes = {}
+    try:
+        yield
+    finally:
+        _parsed_nodes = None
+
+
 def read_yaml(path: Path, file: str) -> tuple[Any, Issue | None]:
     """The document in `path`, or the Issue that says why it cannot be read (missing, not YAML)."""
     try:
         raw = path.read_bytes()
         text = raw.decode("utf-8")  # YAML files are UTF-8, whatever the machine's locale says
-        return yaml.load(text, Loader=_UniqueKeyLoader), None
+        loader = _UniqueKeyLoader(text)
+        try:  # yaml.load, keeping the node tree
+            node = loader.get_single_node()
+            document = loader.construct_document(node) if node is not None else None
+        finally:
+            loader.dispose()
+        if _parsed_nodes is not None and node is not None and not loader.merged:
+            _parsed_nodes[text] = node
+        return document, None
     except FileNotFoundError:
         return None, Issue("", "no such file", file)
     except UnicodeDecodeError as err:
@@ -166,7 +198,9 @@ class YamlFile:
         if not self._composed:
             self._composed = True
             try:
-                self._root = yaml.compose(self.path.read_text("utf-8"), Loader=_loader()) if self.path else None
+                text = self.path.read_text("utf-8") if self.path else None
+                parsed = _parsed_nodes.get(text) if _parsed_nodes is not None and text is not None else None
+                self._root = parsed if parsed is not None or text is None else yaml.compose(text, Loader=_loader())
             except (OSError, ValueError, yaml.YAMLError):  # ValueError: not UTF-8, reported by read_yaml
                 self._root = None
         return self._root

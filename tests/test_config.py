@@ -431,6 +431,32 @@ def test_documentation_range_placeholders_are_errors_for_preview_and_up() -> Non
     assert str(caught.value).startswith("Pulumi.dev.yaml: 5 errors in the stack config")
 
 
+@pytest.mark.parametrize("merge", [False, True], ids=["plain", "with-a-merge"])
+def test_warnings_get_the_same_lines_from_the_tree_the_plan_read(tmp_path: Path, merge: bool) -> None:
+    """The offline plan keeps the stack file's node tree for its warnings' lines (config.sources.keeping_nodes): the
+    lines are those of composing the file afresh. A merge rewrites its mapping node as it is constructed, so a file
+    with one is composed afresh."""
+    from config import load_stack_file, sources
+
+    text = (ROOT / "Pulumi.dev.yaml").read_text()
+    if merge:
+        # A run merged from the first: its placeholder viewport CIDR is at the run's own entry, not the first run's.
+        text = text.replace("    - name: trot-baseline\n", "    - &baseline\n      name: trot-baseline\n").replace(
+            "  simfleet:jobs:\n", "    - <<: *baseline\n      name: trot-again\n  simfleet:jobs:\n"
+        )
+    path = tmp_path / "Pulumi.dev.yaml"
+    path.write_text(text)
+    afresh = load_stack_file(path, "dev", today=TODAY, offline=True).warnings
+    with sources.keeping_nodes():
+        kept = load_stack_file(path, "dev", today=TODAY, offline=True).warnings
+        assert (text in (sources._parsed_nodes or {})) is not merge
+    assert kept == afresh
+    line = 74 if merge else 73  # the merge's anchor takes a line of its own
+    assert any(f":{line}: runs[0] (trot-baseline).viewport.allowedCidrs[0]: 203.0.113.0/24 is a placeholder" in w for w in kept)
+    if merge:
+        assert any(": runs[3] (trot-again).viewport.allowedCidrs[0]" in w and f":{line}:" not in w for w in kept), kept
+
+
 def test_documentation_range_placeholders_only_warn_in_the_offline_plan() -> None:
     cfg = load(stack_config("dev"), offline=True)
     placeholders = [w for w in cfg.warnings if "is a placeholder" in w]

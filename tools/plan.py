@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from config import BOOTSTRAP_ENV, OFFLINE_PLAN_ENV, STACK_FILE_ENV, ConfigError
+from config.sources import keeping_nodes
 from config.sources import read_stack_file as read_stack_mapping
 from naming import SERVICES_NAMESPACE
 from policies.rules import Context, Resource, Violation, evaluate, helper_images, platform_settings
@@ -114,43 +115,45 @@ def run_program(
 
     config_path = config_path.resolve()
     stack = stack or stack_name_for(config_path)
-    config = read_stack_file(config_path)
-    region = str(config.get("aws:region", "us-east-1"))
+    # The program finds its warnings' lines in the stack file's node tree as read here.
+    with keeping_nodes():
+        config = read_stack_file(config_path)
+        region = str(config.get("aws:region", "us-east-1"))
 
-    # Each plan gets a fresh runtime: config, mocks, monitor and root stack.
-    settings.reset_options()
-    pulumi.runtime.set_all_config({k: v if isinstance(v, str) else json.dumps(v) for k, v in config.items()})
-    mocks = SimfleetMocks(region, deployed_outputs)
-    monitor = RecordingMonitor(mocks)
-    logger = logging.getLogger(f"simfleet.plan.{stack}")
-    logger.propagate = False
-    collector = _WarningCollector()
-    logger.handlers = [collector]
-    # The loop must exist before set_mocks: it creates the root Stack, whose URN future binds to the current loop.
-    loop = asyncio.new_event_loop()
-    asyncio.set_event_loop(loop)
-    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False, logger=logger, monitor=monitor)
+        # Each plan gets a fresh runtime: config, mocks, monitor and root stack.
+        settings.reset_options()
+        pulumi.runtime.set_all_config({k: v if isinstance(v, str) else json.dumps(v) for k, v in config.items()})
+        mocks = SimfleetMocks(region, deployed_outputs)
+        monitor = RecordingMonitor(mocks)
+        logger = logging.getLogger(f"simfleet.plan.{stack}")
+        logger.propagate = False
+        collector = _WarningCollector()
+        logger.handlers = [collector]
+        # The loop must exist before set_mocks: it creates the root Stack, whose URN future binds to the current loop.
+        loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+        pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False, logger=logger, monitor=monitor)
 
-    # The config loader reads these: which file errors point at, that placeholders only warn offline, and the phase.
-    environment = {
-        STACK_FILE_ENV: str(_display_path(config_path)),
-        OFFLINE_PLAN_ENV: "1",
-        BOOTSTRAP_ENV: "network" if bootstrap else None,
-    }
-    previous = {key: os.environ.get(key) for key in environment}
-    _set_environment(environment)
-    sys.path.insert(0, str(PROJECT_ROOT))
-    started = time.perf_counter()
-    try:
-        loop.run_until_complete(run_pulumi_func(lambda: _run_program_file(program)))
-        seconds = time.perf_counter() - started
-        outputs, secret_outputs = loop.run_until_complete(_stack_outputs(settings.get_root_resource()))
-    except pulumi.RunError as err:
-        raise PlanConfigError(str(err)) from None
-    finally:
-        loop.close()
-        sys.path.remove(str(PROJECT_ROOT))
-        _set_environment(previous)
+        # The config loader reads these: which file errors point at, that placeholders only warn offline, and the phase.
+        environment = {
+            STACK_FILE_ENV: str(_display_path(config_path)),
+            OFFLINE_PLAN_ENV: "1",
+            BOOTSTRAP_ENV: "network" if bootstrap else None,
+        }
+        previous = {key: os.environ.get(key) for key in environment}
+        _set_environment(environment)
+        sys.path.insert(0, str(PROJECT_ROOT))
+        started = time.perf_counter()
+        try:
+            loop.run_until_complete(run_pulumi_func(lambda: _run_program_file(program)))
+            seconds = time.perf_counter() - started
+            outputs, secret_outputs = loop.run_until_complete(_stack_outputs(settings.get_root_resource()))
+        except pulumi.RunError as err:
+            raise PlanConfigError(str(err)) from None
+        finally:
+            loop.close()
+            sys.path.remove(str(PROJECT_ROOT))
+            _set_environment(previous)
     # The SDK registers resources from concurrent tasks, so their order varies between runs: sorted by URN, every
     # file and summary line of two plans of the same stack is the same, and a plain diff shows what changed.
     registrations = sorted(monitor.registrations, key=lambda reg: reg.urn)

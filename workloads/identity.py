@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from decimal import Decimal
 from typing import Any, Self
 
@@ -56,13 +56,24 @@ class CamelProps:
     """A frozen dataclass of plain values as wire props (camelCase keys, None left out) and back."""
 
     def as_props(self) -> dict[str, Any]:
-        return {camel(key): value for key, value in asdict(self).items() if value is not None}  # type: ignore[call-overload]
+        return {wire: value for name, wire in _wire_names(type(self)) if (value := getattr(self, name)) is not None}
 
     @classmethod
     def from_props(cls, props: dict[str, Any]) -> Self:
         # A key left out (None, or a field added since the props were written) takes the field's default.
-        fields = cls.__dataclass_fields__  # type: ignore[attr-defined]
-        return cls(**{key: props[camel(key)] for key in fields if props.get(camel(key)) is not None})
+        return cls(**{name: value for name, wire in _wire_names(cls) if (value := props.get(wire)) is not None})
+
+
+_wire: dict[type, tuple[tuple[str, str], ...]] = {}  # CamelProps class -> each field's name and wire name
+
+
+def _wire_names(cls: type) -> tuple[tuple[str, str], ...]:
+    """Each field of a CamelProps class and its wire name, worked out once per class: a plan turns every run's context
+    into props and back, and camel() of every field name (and asdict's deep copy) was most of that."""
+    names = _wire.get(cls)
+    if names is None:
+        names = _wire[cls] = tuple((field.name, camel(field.name)) for field in fields(cls))
+    return names
 
 
 @dataclass(frozen=True)
