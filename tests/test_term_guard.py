@@ -508,6 +508,24 @@ def _await_line(process: subprocess.Popen[str], started: float, limit: float) ->
     return line, time.monotonic() - started
 
 
+WAIT_TICK_20 = {"SIMFLEET_WAIT_TICK_SECONDS": "20"}  # a tick far longer than what the test allows itself
+
+
+def _line_after_a_sigterm(script: Path, tmp_path: Path, env: dict[str, str]) -> tuple[str, float]:
+    """Start `script` (which prints "ready" first), SIGTERM it half a second after that, and return the next line it
+    prints and the seconds from the SIGTERM to it; its session is ended whatever happens."""
+    process = _start_session(script, tmp_path, env)
+    try:
+        assert _await_line(process, time.monotonic(), 20)[0] == "ready\n"
+        time.sleep(0.5)
+        process.send_signal(signal.SIGTERM)
+        return _await_line(process, time.monotonic(), 30)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.communicate()
+
+
 def test_a_sigterm_ends_a_watcher_caught_between_its_fork_and_its_exec(tmp_path: Path) -> None:
     # A watcher is made every tick, and its fork runs bash until it has exec'd sleep (up to 140 ms here under load,
     # while the worker already waits on it). A guardian that ended only a `sleep` left such a watcher to its tick: the
@@ -521,17 +539,8 @@ echo terminated
 """,
     )
     script.write_text(script.read_text().replace("NAME=probe\n", 'NAME=probe\nsleep() { command sleep "$@"; }\n'))
-    process = _start_session(script, tmp_path, {"SIMFLEET_WAIT_TICK_SECONDS": "20"})
-    try:
-        assert _await_line(process, time.monotonic(), 20)[0] == "ready\n"
-        time.sleep(0.5)
-        process.send_signal(signal.SIGTERM)
-        line, seconds = _await_line(process, time.monotonic(), 30)
-        assert (line, seconds < 5) == ("terminated\n", True), seconds
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.communicate()
+    line, seconds = _line_after_a_sigterm(script, tmp_path, WAIT_TICK_20)
+    assert (line, seconds < 5) == ("terminated\n", True), seconds
 
 
 def test_a_sigterm_during_a_foreground_command_leaves_no_job_notice_of_the_watcher(tmp_path: Path) -> None:
@@ -572,17 +581,8 @@ echo "status $status"
 """,
         on_term="HARD_DEADLINE=$term_at",
     )
-    process = _start_session(script, tmp_path, {"SIMFLEET_WAIT_TICK_SECONDS": "20"})
-    try:
-        assert _await_line(process, time.monotonic(), 20)[0] == "ready\n"
-        time.sleep(0.5)
-        process.send_signal(signal.SIGTERM)
-        line, seconds = _await_line(process, time.monotonic(), 30)
-        assert (line, seconds < 5) == ("status 124\n", True), seconds
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.communicate()
+    line, seconds = _line_after_a_sigterm(script, tmp_path, WAIT_TICK_20)
+    assert (line, seconds < 5) == ("status 124\n", True), seconds
 
 
 def test_a_wait_tick_with_a_leading_zero_is_decimal(tmp_path: Path) -> None:
