@@ -356,20 +356,26 @@ class ScriptPod:
             **env,
         }
 
-    def _command(
-        self, script: str, args: Sequence[str], shell: Sequence[str], env: dict[str, str]
-    ) -> tuple[list[str], dict[str, str]]:
-        return [*shell, str(self.scripts / script), *args], {**self.env, **env}
+    def _spawn(
+        self, script: str, args: Sequence[str], shell: Sequence[str], env: dict[str, str], cwd: str | None = None
+    ) -> subprocess.Popen[str]:
+        """`<shell> <script> <args>` in a session of its own (kill_session ends it and what it started), piped."""
+        return subprocess.Popen(
+            [*shell, str(self.scripts / script), *args],
+            env={**self.env, **env},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=cwd,
+            start_new_session=True,
+        )
 
     def run(
         self, script: str, *args: str, shell: Sequence[str] = ("bash",), cwd: str | None = None, **env: str
     ) -> subprocess.CompletedProcess[str]:
         """Run `<shell> <script> <args>` to its end (at most GUARD seconds), with this pod's env plus `env`, in `cwd`
         (the test's own working directory when None)."""
-        command, full_env = self._command(script, args, shell, env)
-        process = subprocess.Popen(
-            command, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=cwd, start_new_session=True
-        )
+        process = self._spawn(script, args, shell, env, cwd)
         try:
             stdout, stderr = process.communicate(timeout=GUARD)
         except subprocess.TimeoutExpired:
@@ -380,7 +386,7 @@ class ScriptPod:
                 f"{script} did not end within {GUARD} s; its processes then:\n{tree}\n--- stdout\n{stdout[-4000:]}\n"
                 f"--- stderr\n{stderr[-4000:]}\n{aws_calls()}"
             ) from None
-        return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
+        return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
 
     def run_inline(self, source: str, **env: str) -> subprocess.CompletedProcess[str]:
         """`bash -c source` with this pod's env: for a check on one helper of common.sh."""
@@ -389,10 +395,7 @@ class ScriptPod:
     def start(self, script: str, *args: str, shell: Sequence[str] = ("bash",), **env: str) -> subprocess.Popen[str]:
         """Start it in the background, in a session of its own, so that kill_session ends all of it (its aws children
         too), as a container's end does; stop() does that to what is still running when the test ends."""
-        command, full_env = self._command(script, args, shell, env)
-        process = subprocess.Popen(
-            command, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
-        )
+        process = self._spawn(script, args, shell, env)
         self.processes.append(process)
         return process
 
