@@ -64,12 +64,19 @@ class _Pipe:
         wanted = self.next_id
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            for reply in self.read(deadline - time.monotonic()):
-                if reply.get("id") == wanted:
-                    if "error" in reply:
-                        raise RuntimeError(f"{method}: {reply['error']}")
-                    return dict(reply.get("result") or {})
-                self.events.append(reply)
+            answer = None
+            # Keep every other message of the read, those after the answer too: one read can carry the answer and
+            # the events that followed it (Page.navigate's answer and Page.loadEventFired, under load), and an
+            # event dropped here was waited for in vain until the timeout.
+            for message in self.read(deadline - time.monotonic()):
+                if message.get("id") == wanted:
+                    answer = message
+                else:
+                    self.events.append(message)
+            if answer is not None:
+                if "error" in answer:
+                    raise RuntimeError(f"{method}: {answer['error']}")
+                return dict(answer.get("result") or {})
         raise TimeoutError(f"no answer to {method} within {timeout} s")
 
     def read(self, timeout: float) -> list[dict[str, Any]]:

@@ -4,6 +4,7 @@ and a shell command run once per session in the shared scratch project (tests/pr
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -168,3 +169,27 @@ def test_event_handlers_are_checked_as_botocore_checks_them() -> None:
         botocore.session.Session().register("before-call", Handlers().without)
     with pytest.raises(ValueError, match="must accept keyword arguments"):
         botocore.session.Session().register("before-call", Handlers().without)  # the kept answer refuses it too
+
+
+def test_chromium_s_events_that_come_in_the_same_read_as_an_answer_are_kept() -> None:
+    """Page.navigate's answer and Page.loadEventFired can arrive in one read: the event must still be seen (it was
+    dropped once, and the report test then waited 60 s for a page that had loaded)."""
+    from chromium import _Pipe
+
+    to_browser_read, to_browser_write = os.pipe()
+    from_browser_read, from_browser_write = os.pipe()
+    try:
+        pipe = _Pipe(to_browser_write, from_browser_read)
+        before, answer, after = (
+            {"method": "Page.frameStartedLoading"},
+            {"id": 1, "result": {"frameId": "f"}},
+            {"method": "Page.loadEventFired"},
+        )
+        os.write(from_browser_write, b"\0".join(json.dumps(m).encode() for m in (before, answer, after)) + b"\0")
+        assert pipe.send("Page.navigate", {"url": "file:///x"}, timeout=5) == {"frameId": "f"}
+        assert json.loads(os.read(to_browser_read, 1 << 16).rstrip(b"\0"))["method"] == "Page.navigate"
+        assert pipe.events == [before, after]
+        pipe.wait_for("Page.loadEventFired", timeout=0.1)
+    finally:
+        for fd in (to_browser_read, to_browser_write, from_browser_read, from_browser_write):
+            os.close(fd)
