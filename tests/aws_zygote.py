@@ -19,7 +19,17 @@ reached, `aws` runs the real CLI itself. What the CLI reads from its environment
 not each caller's: paths under HOME made into constants then (the CLI alias file ~/.aws/cli/alias, botocore's extra
 models ~/.aws/models, the assume-role and SSO caches, v2's autocomplete index), v1's AWS_NEW_RETRIES_2026, v2's
 distro lookup settings, and PYTHONPATH (the server runs with -I). No test sets any of them for a script; a test that
-needs one must ask for `real_aws`.
+needs one must ask for `real_aws`. v2's distribution, which it names in the user agent, is read once by the server
+(distro's answers: /etc/os-release and the other release files, `lsb_release -a`, `uname -rs`): a call runs neither
+program, unless its PATH finds other programs for them (or for those lsb_release runs) than the server's, or its
+LSB_OS_RELEASE differs; then it reads it all again, as the real CLI does. The files are the machine's, which no test
+changes. Every call hashes strings with the server's seed: the order of a set of strings (v1's user agent lists the
+features a request used so) is the same in each call, where the real CLI's changes from call to call.
+
+What the server works out once for every call, each answer the one the call would work out itself (the calls do the
+same work on the same code and data, each in a process of its own): the imports; the data files parsed. Nothing there
+depends on the caller's environment but the data files' path (AWS_DATA_PATH: a call with another gets a Loader of its
+own).
 
 Standard library only: the server runs under the CLI's own interpreter.
 """
@@ -69,16 +79,7 @@ WARM = (
 
 
 def serve(path: str) -> None:
-    import importlib
-
-    before = dict(os.environ)
-    for name in WARM:
-        with contextlib.suppress(ImportError):
-            importlib.import_module(name)
-    changed = sorted(k for k in {*before, *os.environ} if before.get(k) != os.environ.get(k))
-    if changed != ["AWS_DATA_PATH"]:  # what each call must redo on its own environment (_data_path)
-        raise SystemExit(f"importing the CLI changed {changed} of the environment, not just AWS_DATA_PATH")
-    _warm_data_files()
+    _warm()
     threads = os.listdir("/proc/self/task")
     if len(threads) != 1:  # a thread (a native one too: v2's CRT) holding a lock at fork would hang the child
         raise SystemExit(f"the CLI started {len(threads) - 1} thread(s) on import: forking it is not safe")
@@ -133,6 +134,22 @@ def _end(path: str, calls: dict[int, socket.socket]) -> None:
     os._exit(0)
 
 
+def _warm() -> None:
+    """Everything the server does once for all its calls before it serves: the imports, the data files and (v2) the
+    machine's distribution."""
+    import importlib
+
+    before = dict(os.environ)
+    for name in WARM:
+        with contextlib.suppress(ImportError):
+            importlib.import_module(name)
+    changed = sorted(k for k in {*before, *os.environ} if before.get(k) != os.environ.get(k))
+    if changed != ["AWS_DATA_PATH"]:  # what each call must redo on its own environment (_data_path)
+        raise SystemExit(f"importing the CLI changed {changed} of the environment, not just AWS_DATA_PATH")
+    _warm_data_files()
+    _read_the_distribution_once()
+
+
 def _warm_data_files() -> None:
     """Read the CLI's data files (service models, endpoints, the service lists) and the MIME tables once, here.
 
@@ -163,6 +180,55 @@ def _warm_data_files() -> None:
     import mimetypes
 
     mimetypes.init()  # the system's MIME tables, which `s3 cp` reads on its first guess of a file's Content-Type
+
+
+# What distro runs to learn the distribution (lsb_release -a, uname -rs), and what Debian's lsb_release script runs.
+DISTRIBUTION_PROGRAMS = ("lsb_release", "uname", "getopt", "cut", "tr")
+# distro's state before the server read the distribution, and the environment it was read under (v2 only).
+_distribution: tuple[dict[str, Any], tuple[str | None, ...]] | None = None
+
+
+def _read_the_distribution_once() -> None:
+    """v2 names the machine's distribution in every request's user agent (awscli.clidriver._get_distribution: distro's
+    id and major version). distro reads /etc/os-release and the other release files and runs `lsb_release -a` and
+    `uname -rs`, then keeps the answers on its module-level LinuxDistribution (functools.cached_property); each call,
+    a process of its own, read and ran it all again: ~15% of a call's CPU, and two processes (lsb_release, a shell
+    script, runs a few more). They are read here, once, as a call reads them; a call keeps them when the programs are
+    the ones it would run (_distribution_for_this_call)."""
+    global _distribution
+    read = getattr(sys.modules.get("awscli.clidriver"), "_get_distribution", None)
+    module = sys.modules.get("distro.distro")
+    if read is None or module is None:
+        return
+    before = dict(module._distro.__dict__)
+    read()
+    _distribution = (before, _distribution_environment())
+
+
+def _distribution_environment() -> tuple[str | None, ...]:
+    """What distro's answers depend on besides the machine's files: the programs it runs as this process's PATH finds
+    them (as subprocess and the shell look: the first executable file), and the os-release file lsb_release is told to
+    read instead (LSB_OS_RELEASE)."""
+    found: list[str | None] = []
+    for program in DISTRIBUTION_PROGRAMS:
+        for directory in os.get_exec_path():
+            candidate = os.path.abspath(os.path.join(directory, program))
+            if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+                found.append(candidate)
+                break
+        else:
+            found.append(None)
+    return (*found, os.environ.get("LSB_OS_RELEASE"))
+
+
+def _distribution_for_this_call() -> None:
+    """In the call's process, with the caller's environment: a PATH that finds other programs than the server's, or
+    another LSB_OS_RELEASE, and distro is as it was before the server read anything, so that the call reads the
+    distribution again itself, as the real CLI does."""
+    if _distribution is not None and _distribution_environment() != _distribution[1]:
+        state = sys.modules["distro.distro"]._distro.__dict__
+        state.clear()
+        state.update(_distribution[0])
 
 
 def _start(conn: socket.socket, log: Any, *inherited: object) -> int:
@@ -223,6 +289,7 @@ def _child(request: dict[str, Any], fds: list[int], conn: socket.socket, inherit
         os.environ.clear()
         os.environ.update(request["env"])
         os.environ["AWS_DATA_PATH"] = _data_path()
+        _distribution_for_this_call()
         if os.environ.get("LC_CTYPE", "") == "UTF-8":  # as the `aws` entry point does
             os.environ["LC_CTYPE"] = "en_US.UTF-8"
         sys.argv = ["aws", *request["argv"]]

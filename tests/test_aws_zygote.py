@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -12,6 +14,7 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import aws_zygote
 import pytest
@@ -217,3 +220,95 @@ def test_the_client_ends_as_the_cli_ended_even_when_sigkill_ended_it(tmp_path: P
     kind, _, value = reply.partition(" ")
     assert call.returncode == (-int(value) if kind == "signal" else int(value)), stderr
     assert stderr == b""
+
+
+def test_a_call_sends_the_user_agent_of_the_real_cli(pods: tuple[ScriptPod, ScriptPod], monkeypatch: pytest.MonkeyPatch) -> None:
+    # The server works out once what every call did to make it (v2's distribution: distro, lsb_release, uname); the
+    # requests of a call through it name the same CLI, Python, system and distribution as the real CLI's.
+    served, real = pods
+    served.moto.s3.put_object(Bucket=BUCKET, Key="k", Body=b"x")
+    agents: list[str] = []
+    answer = served.moto.log.app
+
+    def recording(environ: dict[str, Any], start_response: Any) -> Any:
+        if not environ.get("RAW_URI", "").startswith("/moto-api"):
+            agents.append(environ.get("HTTP_USER_AGENT", ""))
+        return answer(environ, start_response)
+
+    monkeypatch.setattr(served.moto.log, "app", recording)
+    source = f"aws s3api head-object --bucket {BUCKET} --key k >/dev/null && aws s3 ls s3://{BUCKET} >/dev/null"
+    assert bash(served, source) == (0, "", "")
+    served_agents, agents[:] = list(agents), []
+    assert bash(real, source) == (0, "", "")
+    # v1 lists the features a request used (m/...) in the order of a set of strings, which each process's hash seed
+    # sets: the real CLI's differs from call to call, and the calls through the server share the server's.
+    same_order = [re.sub(r" m/([^ ]*)", lambda m: " m/" + ",".join(sorted(m[1].split(","))), a) for a in served_agents + agents]
+    assert same_order[:2] == same_order[2:] and len(agents) == 2, (served_agents, agents)
+
+
+def _recording(directory: Path, record: Path, programs: tuple[str, ...] = ("lsb_release", "uname")) -> Path:
+    """`directory` with a stand-in for each of `programs` that writes its command line to `record`, then runs the
+    program the PATH found before."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for program in programs:
+        real = shutil.which(program)
+        assert real is not None and not real.startswith(str(directory)), program
+        stand_in = directory / program
+        stand_in.write_text(f'#!/bin/sh\necho "{program} $*" >>{record}\nexec {real} "$@"\n')
+        stand_in.chmod(0o755)
+    return directory
+
+
+def _recorded(record: Path) -> list[str]:
+    lines = record.read_text().splitlines() if record.exists() else []
+    record.unlink(missing_ok=True)
+    return sorted(lines)
+
+
+@pytest.mark.skipif(aws_v2_version() is None, reason="AWS CLI v2 is not installed here")
+def test_a_v2_call_through_the_server_runs_no_distribution_program(
+    tmp_path: Path, moto_server: Moto, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # v2 names the distribution in its user agent: distro ran `lsb_release -a` (a shell script, which runs a few more)
+    # and `uname -rs` in every call, ~15% of its CPU. The server reads it once; a call whose PATH finds the same
+    # programs runs neither. Here the server's PATH and the calls' find stand-ins that record being run.
+    moto_server.reset()
+    (tmp_path / "served").mkdir()
+    (tmp_path / "real").mkdir()
+    # (Before the PATH below: this worker's own server, which the served pod's PATH names first, starts as always.)
+    served = ScriptPod(tmp_path / "served", moto_server, "h", {}, "v2")
+    real = ScriptPod(tmp_path / "real", moto_server, "h", {}, "v2", True)
+    record = tmp_path / "ran"
+    found = _recording(tmp_path / "found", record)
+    monkeypatch.setenv("PATH", f"{found}:{os.environ['PATH']}")
+    server = start_aws_server("v2")
+    try:
+        _recorded(record)  # what the server ran as it started
+        for pod, bin_dir in ((served, server.shim(tmp_path / "aws-own")), (real, real.aws_bin)):
+            pod.env["PATH"] = f"{bin_dir}:{os.environ['PATH']}"
+            assert bash(pod, f"aws s3 ls s3://{BUCKET}")[0] == 0
+            ran = _recorded(record)
+            if pod is served:
+                assert server.log_tail().splitlines()[-2].endswith(f"s3 ls s3://{BUCKET}")  # it ran through the server
+                assert ran == []
+            else:
+                assert ran == ["lsb_release -a", "uname -rs"]  # what the real CLI runs with that PATH: the stand-ins
+    finally:
+        server.stop()
+
+
+@pytest.mark.skipif(aws_v2_version() is None, reason="AWS CLI v2 is not installed here")
+def test_a_v2_call_whose_path_finds_other_distribution_programs_runs_them(tmp_path: Path, moto_server: Moto) -> None:
+    # What the server read is kept only for the programs the call would run itself: a PATH that finds others (a
+    # test's stand-in `uname`, say) has the call run them, as the real CLI does.
+    moto_server.reset()
+    records = []
+    for name, real_aws in (("served", False), ("real", True)):
+        (tmp_path / name).mkdir()
+        pod = ScriptPod(tmp_path / name, moto_server, "h", {}, "v2", real_aws)
+        record = tmp_path / name / "ran"
+        stand_ins = _recording(tmp_path / name / "stand-ins", record, ("lsb_release", "uname", "tr"))
+        pod.env["PATH"] = f"{pod.aws_bin}:{stand_ins}:/usr/local/bin:/usr/bin:/bin"
+        assert bash(pod, f"aws s3 ls s3://{BUCKET}")[0] == 0
+        records.append(_recorded(record))
+    assert records[0] == records[1] and "lsb_release -a" in records[1] and "uname -rs" in records[1], records
