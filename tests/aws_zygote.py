@@ -27,7 +27,8 @@ changes. Every call hashes strings with the server's seed: the order of a set of
 features a request used so) is the same in each call, where the real CLI's changes from call to call.
 
 What the server works out once for every call, each answer the one the call would work out itself (the calls do the
-same work on the same code and data, each in a process of its own): the imports; the data files parsed. Nothing there
+same work on the same code and data, each in a process of its own): the imports; the data files parsed; botocore's
+check that each event handler takes **kwargs, answered per function body (_check_each_handler_once). Nothing there
 depends on the caller's environment but the data files' path (AWS_DATA_PATH: a call with another gets a Loader of its
 own).
 
@@ -135,8 +136,8 @@ def _end(path: str, calls: dict[int, socket.socket]) -> None:
 
 
 def _warm() -> None:
-    """Everything the server does once for all its calls before it serves: the imports, the data files and (v2) the
-    machine's distribution."""
+    """Everything the server does once for all its calls before it serves: the imports, the data files, the handlers'
+    checks and (v2) the machine's distribution."""
     import importlib
 
     before = dict(os.environ)
@@ -147,6 +148,7 @@ def _warm() -> None:
     if changed != ["AWS_DATA_PATH"]:  # what each call must redo on its own environment (_data_path)
         raise SystemExit(f"importing the CLI changed {changed} of the environment, not just AWS_DATA_PATH")
     _warm_data_files()
+    _check_each_handler_once()
     _read_the_distribution_once()
 
 
@@ -180,6 +182,54 @@ def _warm_data_files() -> None:
     import mimetypes
 
     mimetypes.init()  # the system's MIME tables, which `s3 cp` reads on its first guess of a file's Content-Type
+
+
+def _check_each_handler_once() -> None:
+    """Answer botocore's check of an event handler (accepts_kwargs: does it take **kwargs?) once per function body.
+
+    A call registers some 350-400 handlers, and botocore checks each through inspect.getfullargspec: ~15% of a call's
+    CPU. For a plain function, or a method bound to one, inspect's answer (the name of its ** parameter, or None) is its
+    code's, unless the function carries what inspect reads before its code (__signature__, __text_signature__,
+    _partialmethod); such a function, and any other callable (a partial, an object with __call__), is asked each time.
+    The answers for the code of every function in the CLI's packages, the nested ones too (the closures a call makes
+    anew), are inspect's own, asked here once: a call asks inspect only about code it brings (a plugin's). A handler
+    without **kwargs is still refused."""
+    import functools
+    import gc
+    import types
+
+    import botocore.hooks
+
+    check = botocore.hooks.accepts_kwargs
+    known: dict[types.CodeType, Any] = {}
+    read_before_code = ("__signature__", "__text_signature__", "_partialmethod")
+
+    @functools.wraps(check)
+    def accepts_kwargs(func: Any) -> Any:
+        function = func.__func__ if type(func) is types.MethodType else func
+        if type(function) is types.FunctionType:
+            attributes = function.__dict__
+            if not attributes or not any(name in attributes for name in read_before_code):
+                code = function.__code__
+                answer = known.get(code, known)  # (known: not answered yet)
+                if answer is known:
+                    answer = known[code] = check(func)
+                return answer
+        return check(func)
+
+    root = os.path.dirname(os.path.abspath(sys.modules["awscli"].__file__ or "")) + os.sep  # botocore, s3transfer: inside
+    codes = [f.__code__ for f in gc.get_objects() if type(f) is types.FunctionType and f.__code__.co_filename.startswith(root)]
+    seen: set[types.CodeType] = set()
+    while codes:
+        code = codes.pop()
+        if code not in seen:
+            seen.add(code)
+            codes.extend(const for const in code.co_consts if type(const) is types.CodeType)
+    for code in seen:
+        cells = tuple(types.CellType() for _ in code.co_freevars)
+        with contextlib.suppress(Exception):  # (inspect fails on none; one it failed on would be asked in each call)
+            known[code] = check(types.FunctionType(code, {}, code.co_name, None, cells))
+    botocore.hooks.accepts_kwargs = accepts_kwargs  # type: ignore[attr-defined]
 
 
 # What distro runs to learn the distribution (lsb_release -a, uname -rs), and what Debian's lsb_release script runs.

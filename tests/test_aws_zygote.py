@@ -21,6 +21,7 @@ import pytest
 from pod_harness import (
     AWS_CLIS,
     AWS_V2,
+    AWS_V2_PYTHON,
     GUARD,
     VENV_BIN,
     Moto,
@@ -312,3 +313,104 @@ def test_a_v2_call_whose_path_finds_other_distribution_programs_runs_them(tmp_pa
         assert bash(pod, f"aws s3 ls s3://{BUCKET}")[0] == 0
         records.append(_recorded(record))
     assert records[0] == records[1] and "lsb_release -a" in records[1] and "uname -rs" in records[1], records
+
+
+REFUSED_PLUGIN = """
+import inspect
+import types
+
+import botocore.handlers
+
+
+def without_kwargs(parsed_args):
+    pass
+
+
+def awscli_initialize(cli):
+    if {kind!r} == "plain":
+        cli.register("building-command-table.main", without_kwargs)
+    elif {kind!r} == "signature":  # the code of a CLI handler that takes **kwargs, with a signature that does not
+        handler = types.FunctionType(botocore.handlers.disable_signing.__code__, {{}})
+        handler.__signature__ = inspect.Signature()
+        cli.register("building-command-table.main", handler)
+    else:
+        cli.register("building-command-table.main", botocore.handlers.disable_signing)
+"""
+
+
+@pytest.mark.skipif(aws_v2_version() is None, reason="AWS CLI v2 is not installed here")
+@pytest.mark.parametrize("kind", ["plain", "signature", "accepted"])
+def test_a_handler_without_kwargs_is_refused_through_the_server_too(tmp_path: Path, moto_server: Moto, kind: str) -> None:
+    # The server answers botocore's check of each handler (does it take **kwargs?) once per function body, for the
+    # CLI's code; a plugin's handler without **kwargs is still refused, as the real CLI refuses it, and so is one that
+    # reuses the code of a CLI handler under a signature without **kwargs (inspect reads __signature__ first).
+    # (v1 imports plugins from sys.path alone, which the server's -I leaves without PYTHONPATH: v2 only.)
+    moto_server.reset()
+    results = []
+    for name, real_aws in (("served", False), ("real", True)):
+        (tmp_path / name).mkdir()
+        pod = ScriptPod(tmp_path / name, moto_server, "h", {}, "v2", real_aws)
+        plugins = tmp_path / name / "plugins"
+        plugins.mkdir()
+        (plugins / "refused_plugin.py").write_text(REFUSED_PLUGIN.format(kind=kind))
+        config = f"[plugins]\ncli_legacy_plugin_path = {plugins}\nrefused = refused_plugin\n"
+        Path(pod.env["AWS_CONFIG_FILE"]).write_text(config)
+        status, stdout, stderr = bash(pod, f"aws s3 ls s3://{BUCKET}; echo status $?")
+        results.append((status, stdout, re.sub(r" at 0x[0-9a-f]+", " at 0x...", stderr)))  # (the handler's address)
+    assert results[0] == results[1], results
+    refused = "must accept keyword arguments (**kwargs)" in results[1][2]
+    assert refused == (kind != "accepted") and results[1][1].endswith("status 0\n") == (kind == "accepted"), results[1]
+
+
+EQUIVALENCE_CHECK = """
+import gc, inspect, sys, types
+sys.path.insert(0, sys.argv[1])
+import aws_zygote
+aws_zygote._warm()
+import botocore.compat, botocore.hooks
+
+kept = botocore.hooks.accepts_kwargs
+original = kept.__wrapped__
+assert original is botocore.compat.accepts_kwargs
+root = aws_zygote.os.path.dirname(sys.modules["awscli"].__file__)
+functions = [f for f in gc.get_objects() if type(f) is types.FunctionType and f.__code__.co_filename.startswith(root)]
+assert len(functions) > 1000, len(functions)
+for function in functions:
+    assert kept(function) == original(function), function
+
+
+def without_kwargs(a, b=1, *args):
+    pass
+
+
+def with_kwargs(a, **named):
+    pass
+
+
+signed = types.FunctionType(with_kwargs.__code__, {})
+signed.__signature__ = inspect.Signature()
+for handler, answer in ((without_kwargs, None), (with_kwargs, "named"), (signed, None)):
+    assert kept(handler) == original(handler) == answer, handler
+    assert kept(handler) == answer, handler  # the second time: kept
+emitter = botocore.hooks.HierarchicalEmitter()
+for refused in (without_kwargs, signed, types.MethodType(without_kwargs, 1)):
+    try:
+        emitter.register("an-event", refused)
+    except ValueError as error:
+        assert "must accept keyword arguments" in str(error)
+    else:
+        raise AssertionError(f"{refused} was not refused")
+
+print("ok", len(functions))
+"""
+
+
+@pytest.mark.parametrize("version", AWS_CLIS)
+def test_what_the_server_works_out_once_is_what_the_cli_works_out(version: str) -> None:
+    # Under the CLI's own interpreter, after the server's warm-up: botocore's handler check answers as inspect does, for
+    # every function of the CLI and for ones without **kwargs (refused).
+    python = sys.executable if version == "v1" else AWS_V2_PYTHON
+    here = str(Path(aws_zygote.__file__).parent)
+    done = subprocess.run([python, "-I", "-c", EQUIVALENCE_CHECK, here], capture_output=True, text=True, timeout=GUARD, cwd="/")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("ok"), done.stdout
