@@ -28,7 +28,8 @@ features a request used so) is the same in each call, where the real CLI's chang
 
 What the server works out once for every call, each answer the one the call would work out itself (the calls do the
 same work on the same code and data, each in a process of its own): the imports; the data files parsed; botocore's
-check that each event handler takes **kwargs, answered per function body (_check_each_handler_once). Nothing there
+check that each event handler takes **kwargs, answered per function body (_check_each_handler_once); and in v1, which
+event names have none of the renamed services' names in them (_look_up_only_aliased_event_names). Nothing there
 depends on the caller's environment but the data files' path (AWS_DATA_PATH: a call with another gets a Loader of its
 own).
 
@@ -137,7 +138,7 @@ def _end(path: str, calls: dict[int, socket.socket]) -> None:
 
 def _warm() -> None:
     """Everything the server does once for all its calls before it serves: the imports, the data files, the handlers'
-    checks and (v2) the machine's distribution."""
+    checks, the event-name aliases and (v2) the machine's distribution."""
     import importlib
 
     before = dict(os.environ)
@@ -149,6 +150,7 @@ def _warm() -> None:
         raise SystemExit(f"importing the CLI changed {changed} of the environment, not just AWS_DATA_PATH")
     _warm_data_files()
     _check_each_handler_once()
+    _look_up_only_aliased_event_names()
     _read_the_distribution_once()
 
 
@@ -230,6 +232,45 @@ def _check_each_handler_once() -> None:
         with contextlib.suppress(Exception):  # (inspect fails on none; one it failed on would be asked in each call)
             known[code] = check(types.FunctionType(code, {}, code.co_name, None, cells))
     botocore.hooks.accepts_kwargs = accepts_kwargs  # type: ignore[attr-defined]
+
+
+def _look_up_only_aliased_event_names() -> None:
+    """v1's event emitter renames some services' event names (botocore.hooks.EventAliaser, with botocore.utils'
+    EVENT_ALIASES: ~65 old names). For each name it has not seen, it splits the name and tries the aliases in turn: ~13%
+    of a call's CPU, since every copy of the emitter (one per client) starts with no name seen. Almost no name has an
+    alias in it, which the name's parts tell (an alias without a dot renames a whole part) and a substring test of each
+    dotted alias, the very conditions the loop tries: such a name stays as it is, as after the loop. A name with an alias
+    in it goes through the original, which renames (and logs) it. v2's emitter has no aliases."""
+    import functools
+
+    import botocore.hooks
+
+    aliaser = getattr(botocore.hooks, "EventAliaser", None)
+    if aliaser is None:
+        return
+    original = aliaser._alias_event_name
+    # The aliases (a copy) that the next two were made from; the old names without a dot; those with one.
+    derived: list[Any] = [None, frozenset(), ()]
+
+    @functools.wraps(original)
+    def _alias_event_name(self: Any, event_name: Any) -> Any:
+        cache = self._alias_name_cache
+        if event_name in cache:
+            return cache[event_name]
+        aliases = self._event_aliases
+        if type(aliases) is not dict or type(event_name) is not str:
+            return original(self, event_name)
+        if aliases != derived[0]:
+            if not all(type(old) is str for old in aliases):
+                return original(self, event_name)
+            whole = frozenset(old for old in aliases if "." not in old)
+            derived[:] = [dict(aliases), whole, tuple(old for old in aliases if old not in whole)]
+        if derived[1].isdisjoint(event_name.split(".")) and not any(old in event_name for old in derived[2]):
+            cache[event_name] = event_name
+            return event_name
+        return original(self, event_name)
+
+    aliaser._alias_event_name = _alias_event_name
 
 
 # What distro runs to learn the distribution (lsb_release -a, uname -rs), and what Debian's lsb_release script runs.
