@@ -28,10 +28,10 @@ features a request used so) is the same in each call, where the real CLI's chang
 
 What the server works out once for every call, each answer the one the call would work out itself (the calls do the
 same work on the same code and data, each in a process of its own): the imports; the data files parsed; botocore's
-check that each event handler takes **kwargs, answered per function body (_check_each_handler_once); and in v1, which
-event names have none of the renamed services' names in them (_look_up_only_aliased_event_names). Nothing there
-depends on the caller's environment but the data files' path (AWS_DATA_PATH: a call with another gets a Loader of its
-own).
+check that each event handler takes **kwargs, answered per function body (_check_each_handler_once); the CamelCase names
+of the S3 model turned into Python's and the CLI's (_transform_names_once); and in v1, which event names have none of
+the renamed services' names in them (_look_up_only_aliased_event_names). Nothing there depends on the caller's
+environment but the data files' path (AWS_DATA_PATH: a call with another gets a Loader of its own).
 
 Standard library only: the server runs under the CLI's own interpreter.
 """
@@ -149,6 +149,7 @@ def _warm() -> None:
     if changed != ["AWS_DATA_PATH"]:  # what each call must redo on its own environment (_data_path)
         raise SystemExit(f"importing the CLI changed {changed} of the environment, not just AWS_DATA_PATH")
     _warm_data_files()
+    _transform_names_once()
     _check_each_handler_once()
     _look_up_only_aliased_event_names()
     _read_the_distribution_once()
@@ -184,6 +185,40 @@ def _warm_data_files() -> None:
     import mimetypes
 
     mimetypes.init()  # the system's MIME tables, which `s3 cp` reads on its first guess of a file's Content-Type
+
+
+def _transform_names_once() -> None:
+    """botocore turns the models' CamelCase names into Python's and the CLI's (botocore.xform_name: ListObjectsV2 ->
+    list_objects_v2, list-objects-v2) through two regular expressions, and keeps each answer in a module-level cache:
+    a call, a process of its own, began with it empty and ran them again for every S3 operation (the client's methods),
+    its endpoint rules' parameters and functions and, in s3api, its command and parameter names. Each answer is the
+    name's own: they are answered here for the names in the S3 model and endpoint rules (and sdb's, which v1 reads)."""
+    import botocore
+    import botocore.session
+
+    loader = botocore.session.create_loader(os.environ["AWS_DATA_PATH"])  # type: ignore[attr-defined]  # (the kept one)
+    names: set[str] = set()
+    for service in ("s3", "sdb"):
+        with contextlib.suppress(Exception):
+            model = loader.load_service_model(service, "service-2")
+            names.update(model["operations"])
+            for shape in model["shapes"].values():
+                names.update(shape.get("members", {}))
+        with contextlib.suppress(Exception):
+            rules = loader.load_service_model(service, "endpoint-rule-set-1")
+            names.update(rules["parameters"])
+            pending: list[Any] = [rules["rules"]]
+            while pending:  # the functions the rules call ({"fn": "aws.partition", ...}), however deep
+                item = pending.pop()
+                if isinstance(item, dict):
+                    if isinstance(item.get("fn"), str):
+                        names.add(item["fn"])
+                    pending.extend(item.values())
+                elif isinstance(item, list):
+                    pending.extend(item)
+    for name in names:
+        for sep in ("_", "-"):
+            botocore.xform_name(name, sep)
 
 
 def _check_each_handler_once() -> None:

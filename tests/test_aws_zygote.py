@@ -430,6 +430,13 @@ if aliaser is not None:  # (v1)
     assert results[slow] == results[fast]
     assert sum(name != new for name, new, *_ in results[fast][0]) > 100  # (names with an alias in them were tried)
     print("aliases", len(names))
+import ast, subprocess, botocore, botocore.session
+s3 = botocore.session.create_loader(aws_zygote.os.environ["AWS_DATA_PATH"]).load_service_model("s3", "service-2")
+assert all((operation, sep) in botocore._xform_cache for operation in s3["operations"] for sep in "_-")
+source = "import awscli.clidriver, botocore; print(repr(botocore._xform_cache))"  # what botocore ships (special cases)
+shipped = ast.literal_eval(subprocess.run([sys.executable, "-I", "-c", source], capture_output=True, text=True).stdout)
+for (name, sep), transformed in botocore._xform_cache.items():
+    assert transformed == shipped.get((name, sep)) or botocore.xform_name(name, sep, {}) == transformed, (name, sep)
 print("ok", len(functions))
 """
 
@@ -438,7 +445,8 @@ print("ok", len(functions))
 def test_what_the_server_works_out_once_is_what_the_cli_works_out(version: str) -> None:
     # Under the CLI's own interpreter, after the server's warm-up: botocore's handler check answers as inspect does, for
     # every function of the CLI and for ones without **kwargs (refused); v1's event names are renamed, and logged, as
-    # the original renames and logs them, for every name the CLI registers and many made to hold each alias.
+    # the original renames and logs them, for every name the CLI registers and many made to hold each alias; the names
+    # turned from CamelCase (the S3 operations' among them) are what botocore turns them into afresh.
     python = sys.executable if version == "v1" else AWS_V2_PYTHON
     here = str(Path(aws_zygote.__file__).parent)
     done = subprocess.run([python, "-I", "-c", EQUIVALENCE_CHECK, here], capture_output=True, text=True, timeout=GUARD, cwd="/")
