@@ -19,7 +19,19 @@ reached, `aws` runs the real CLI itself. What the CLI reads from its environment
 not each caller's: paths under HOME made into constants then (the CLI alias file ~/.aws/cli/alias, botocore's extra
 models ~/.aws/models, the assume-role and SSO caches, v2's autocomplete index), v1's AWS_NEW_RETRIES_2026, v2's
 distro lookup settings, and PYTHONPATH (the server runs with -I). No test sets any of them for a script; a test that
-needs one must ask for `real_aws`.
+needs one must ask for `real_aws`. v2's distribution, which it names in the user agent, is read once by the server
+(distro's answers: /etc/os-release and the other release files, `lsb_release -a`, `uname -rs`): a call runs neither
+program, unless its PATH finds other programs for them (or for those lsb_release runs) than the server's, or its
+LSB_OS_RELEASE differs; then it reads it all again, as the real CLI does. The files are the machine's, which no test
+changes. Every call hashes strings with the server's seed: the order of a set of strings (v1's user agent lists the
+features a request used so) is the same in each call, where the real CLI's changes from call to call.
+
+What the server works out once for every call, each answer the one the call would work out itself (the calls do the
+same work on the same code and data, each in a process of its own): the imports; the data files parsed; botocore's
+check that each event handler takes **kwargs, answered per function body (_check_each_handler_once); the CamelCase names
+of the S3 model turned into Python's and the CLI's (_transform_names_once); and in v1, which event names have none of
+the renamed services' names in them (_look_up_only_aliased_event_names). Nothing there depends on the caller's
+environment but the data files' path (AWS_DATA_PATH: a call with another gets a Loader of its own).
 
 Standard library only: the server runs under the CLI's own interpreter.
 """
@@ -69,16 +81,7 @@ WARM = (
 
 
 def serve(path: str) -> None:
-    import importlib
-
-    before = dict(os.environ)
-    for name in WARM:
-        with contextlib.suppress(ImportError):
-            importlib.import_module(name)
-    changed = sorted(k for k in {*before, *os.environ} if before.get(k) != os.environ.get(k))
-    if changed != ["AWS_DATA_PATH"]:  # what each call must redo on its own environment (_data_path)
-        raise SystemExit(f"importing the CLI changed {changed} of the environment, not just AWS_DATA_PATH")
-    _warm_data_files()
+    _warm()
     threads = os.listdir("/proc/self/task")
     if len(threads) != 1:  # a thread (a native one too: v2's CRT) holding a lock at fork would hang the child
         raise SystemExit(f"the CLI started {len(threads) - 1} thread(s) on import: forking it is not safe")
@@ -133,6 +136,25 @@ def _end(path: str, calls: dict[int, socket.socket]) -> None:
     os._exit(0)
 
 
+def _warm() -> None:
+    """Everything the server does once for all its calls before it serves: the imports, the data files, the handlers'
+    checks, the event-name aliases and (v2) the machine's distribution."""
+    import importlib
+
+    before = dict(os.environ)
+    for name in WARM:
+        with contextlib.suppress(ImportError):
+            importlib.import_module(name)
+    changed = sorted(k for k in {*before, *os.environ} if before.get(k) != os.environ.get(k))
+    if changed != ["AWS_DATA_PATH"]:  # what each call must redo on its own environment (_data_path)
+        raise SystemExit(f"importing the CLI changed {changed} of the environment, not just AWS_DATA_PATH")
+    _warm_data_files()
+    _transform_names_once()
+    _check_each_handler_once()
+    _look_up_only_aliased_event_names()
+    _read_the_distribution_once()
+
+
 def _warm_data_files() -> None:
     """Read the CLI's data files (service models, endpoints, the service lists) and the MIME tables once, here.
 
@@ -163,6 +185,176 @@ def _warm_data_files() -> None:
     import mimetypes
 
     mimetypes.init()  # the system's MIME tables, which `s3 cp` reads on its first guess of a file's Content-Type
+
+
+def _transform_names_once() -> None:
+    """botocore turns the models' CamelCase names into Python's and the CLI's (botocore.xform_name: ListObjectsV2 ->
+    list_objects_v2, list-objects-v2) through two regular expressions, and keeps each answer in a module-level cache:
+    a call, a process of its own, began with it empty and ran them again for every S3 operation (the client's methods),
+    its endpoint rules' parameters and functions and, in s3api, its command and parameter names. Each answer is the
+    name's own: they are answered here for the names in the S3 model and endpoint rules (and sdb's, which v1 reads)."""
+    import botocore
+    import botocore.session
+
+    loader = botocore.session.create_loader(os.environ["AWS_DATA_PATH"])  # type: ignore[attr-defined]  # (the kept one)
+    names: set[str] = set()
+    for service in ("s3", "sdb"):
+        with contextlib.suppress(Exception):
+            model = loader.load_service_model(service, "service-2")
+            names.update(model["operations"])
+            for shape in model["shapes"].values():
+                names.update(shape.get("members", {}))
+        with contextlib.suppress(Exception):
+            rules = loader.load_service_model(service, "endpoint-rule-set-1")
+            names.update(rules["parameters"])
+            pending: list[Any] = [rules["rules"]]
+            while pending:  # the functions the rules call ({"fn": "aws.partition", ...}), however deep
+                item = pending.pop()
+                if isinstance(item, dict):
+                    if isinstance(item.get("fn"), str):
+                        names.add(item["fn"])
+                    pending.extend(item.values())
+                elif isinstance(item, list):
+                    pending.extend(item)
+    for name in names:
+        for sep in ("_", "-"):
+            botocore.xform_name(name, sep)
+
+
+def _check_each_handler_once() -> None:
+    """Answer botocore's check of an event handler (accepts_kwargs: does it take **kwargs?) once per function body.
+
+    A call registers some 350-400 handlers, and botocore checks each through inspect.getfullargspec: ~15% of a call's
+    CPU. For a plain function, or a method bound to one, inspect's answer (the name of its ** parameter, or None) is its
+    code's, unless the function carries what inspect reads before its code (__signature__, __text_signature__,
+    _partialmethod); such a function, and any other callable (a partial, an object with __call__), is asked each time.
+    The answers for the code of every function in the CLI's packages, the nested ones too (the closures a call makes
+    anew), are inspect's own, asked here once: a call asks inspect only about code it brings (a plugin's). A handler
+    without **kwargs is still refused."""
+    import functools
+    import gc
+    import types
+
+    import botocore.hooks
+
+    check = botocore.hooks.accepts_kwargs
+    known: dict[types.CodeType, Any] = {}
+    read_before_code = ("__signature__", "__text_signature__", "_partialmethod")
+
+    @functools.wraps(check)
+    def accepts_kwargs(func: Any) -> Any:
+        function = func.__func__ if type(func) is types.MethodType else func
+        if type(function) is types.FunctionType:
+            attributes = function.__dict__
+            if not attributes or not any(name in attributes for name in read_before_code):
+                code = function.__code__
+                answer = known.get(code, known)  # (known: not answered yet)
+                if answer is known:
+                    answer = known[code] = check(func)
+                return answer
+        return check(func)
+
+    root = os.path.dirname(os.path.abspath(sys.modules["awscli"].__file__ or "")) + os.sep  # botocore, s3transfer: inside
+    codes = [f.__code__ for f in gc.get_objects() if type(f) is types.FunctionType and f.__code__.co_filename.startswith(root)]
+    seen: set[types.CodeType] = set()
+    while codes:
+        code = codes.pop()
+        if code not in seen:
+            seen.add(code)
+            codes.extend(const for const in code.co_consts if type(const) is types.CodeType)
+    for code in seen:
+        cells = tuple(types.CellType() for _ in code.co_freevars)
+        with contextlib.suppress(Exception):  # (inspect fails on none; one it failed on would be asked in each call)
+            known[code] = check(types.FunctionType(code, {}, code.co_name, None, cells))
+    botocore.hooks.accepts_kwargs = accepts_kwargs  # type: ignore[attr-defined]
+
+
+def _look_up_only_aliased_event_names() -> None:
+    """v1's event emitter renames some services' event names (botocore.hooks.EventAliaser, with botocore.utils'
+    EVENT_ALIASES: ~65 old names). For each name it has not seen, it splits the name and tries the aliases in turn: ~13%
+    of a call's CPU, since every copy of the emitter (one per client) starts with no name seen. Almost no name has an
+    alias in it, which the name's parts tell (an alias without a dot renames a whole part) and a substring test of each
+    dotted alias, the very conditions the loop tries: such a name stays as it is, as after the loop. A name with an alias
+    in it goes through the original, which renames (and logs) it. v2's emitter has no aliases."""
+    import functools
+
+    import botocore.hooks
+
+    aliaser = getattr(botocore.hooks, "EventAliaser", None)
+    if aliaser is None:
+        return
+    original = aliaser._alias_event_name
+    # The aliases (a copy) that the next two were made from; the old names without a dot; those with one.
+    derived: list[Any] = [None, frozenset(), ()]
+
+    @functools.wraps(original)
+    def _alias_event_name(self: Any, event_name: Any) -> Any:
+        cache = self._alias_name_cache
+        if event_name in cache:
+            return cache[event_name]
+        aliases = self._event_aliases
+        if type(aliases) is not dict or type(event_name) is not str:
+            return original(self, event_name)
+        if aliases != derived[0]:
+            if not all(type(old) is str for old in aliases):
+                return original(self, event_name)
+            whole = frozenset(old for old in aliases if "." not in old)
+            derived[:] = [dict(aliases), whole, tuple(old for old in aliases if old not in whole)]
+        if derived[1].isdisjoint(event_name.split(".")) and not any(old in event_name for old in derived[2]):
+            cache[event_name] = event_name
+            return event_name
+        return original(self, event_name)
+
+    aliaser._alias_event_name = _alias_event_name
+
+
+# What distro runs to learn the distribution (lsb_release -a, uname -rs), and what Debian's lsb_release script runs.
+DISTRIBUTION_PROGRAMS = ("lsb_release", "uname", "getopt", "cut", "tr")
+# distro's state before the server read the distribution, and the environment it was read under (v2 only).
+_distribution: tuple[dict[str, Any], tuple[str | None, ...]] | None = None
+
+
+def _read_the_distribution_once() -> None:
+    """v2 names the machine's distribution in every request's user agent (awscli.clidriver._get_distribution: distro's
+    id and major version). distro reads /etc/os-release and the other release files and runs `lsb_release -a` and
+    `uname -rs`, then keeps the answers on its module-level LinuxDistribution (functools.cached_property); each call,
+    a process of its own, read and ran it all again: ~15% of a call's CPU, and two processes (lsb_release, a shell
+    script, runs a few more). They are read here, once, as a call reads them; a call keeps them when the programs are
+    the ones it would run (_distribution_for_this_call)."""
+    global _distribution
+    read = getattr(sys.modules.get("awscli.clidriver"), "_get_distribution", None)
+    module = sys.modules.get("distro.distro")
+    if read is None or module is None:
+        return
+    before = dict(module._distro.__dict__)
+    read()
+    _distribution = (before, _distribution_environment())
+
+
+def _distribution_environment() -> tuple[str | None, ...]:
+    """What distro's answers depend on besides the machine's files: the programs it runs as this process's PATH finds
+    them (as subprocess and the shell look: the first executable file), and the os-release file lsb_release is told to
+    read instead (LSB_OS_RELEASE)."""
+    found: list[str | None] = []
+    for program in DISTRIBUTION_PROGRAMS:
+        for directory in os.get_exec_path():
+            candidate = os.path.abspath(os.path.join(directory, program))
+            if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+                found.append(candidate)
+                break
+        else:
+            found.append(None)
+    return (*found, os.environ.get("LSB_OS_RELEASE"))
+
+
+def _distribution_for_this_call() -> None:
+    """In the call's process, with the caller's environment: a PATH that finds other programs than the server's, or
+    another LSB_OS_RELEASE, and distro is as it was before the server read anything, so that the call reads the
+    distribution again itself, as the real CLI does."""
+    if _distribution is not None and _distribution_environment() != _distribution[1]:
+        state = sys.modules["distro.distro"]._distro.__dict__
+        state.clear()
+        state.update(_distribution[0])
 
 
 def _start(conn: socket.socket, log: Any, *inherited: object) -> int:
@@ -223,6 +415,7 @@ def _child(request: dict[str, Any], fds: list[int], conn: socket.socket, inherit
         os.environ.clear()
         os.environ.update(request["env"])
         os.environ["AWS_DATA_PATH"] = _data_path()
+        _distribution_for_this_call()
         if os.environ.get("LC_CTYPE", "") == "UTF-8":  # as the `aws` entry point does
             os.environ["LC_CTYPE"] = "en_US.UTF-8"
         sys.argv = ["aws", *request["argv"]]

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -12,12 +14,14 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import aws_zygote
 import pytest
 from pod_harness import (
     AWS_CLIS,
     AWS_V2,
+    AWS_V2_PYTHON,
     GUARD,
     VENV_BIN,
     Moto,
@@ -217,3 +221,234 @@ def test_the_client_ends_as_the_cli_ended_even_when_sigkill_ended_it(tmp_path: P
     kind, _, value = reply.partition(" ")
     assert call.returncode == (-int(value) if kind == "signal" else int(value)), stderr
     assert stderr == b""
+
+
+def test_a_call_sends_the_user_agent_of_the_real_cli(pods: tuple[ScriptPod, ScriptPod], monkeypatch: pytest.MonkeyPatch) -> None:
+    # The server works out once what every call did to make it (v2's distribution: distro, lsb_release, uname); the
+    # requests of a call through it name the same CLI, Python, system and distribution as the real CLI's.
+    served, real = pods
+    served.moto.s3.put_object(Bucket=BUCKET, Key="k", Body=b"x")
+    agents: list[str] = []
+    answer = served.moto.log.app
+
+    def recording(environ: dict[str, Any], start_response: Any) -> Any:
+        if not environ.get("RAW_URI", "").startswith("/moto-api"):
+            agents.append(environ.get("HTTP_USER_AGENT", ""))
+        return answer(environ, start_response)
+
+    monkeypatch.setattr(served.moto.log, "app", recording)
+    source = f"aws s3api head-object --bucket {BUCKET} --key k >/dev/null && aws s3 ls s3://{BUCKET} >/dev/null"
+    assert bash(served, source) == (0, "", "")
+    served_agents, agents[:] = list(agents), []
+    assert bash(real, source) == (0, "", "")
+    # v1 lists the features a request used (m/...) in the order of a set of strings, which each process's hash seed
+    # sets: the real CLI's differs from call to call, and the calls through the server share the server's.
+    same_order = [re.sub(r" m/([^ ]*)", lambda m: " m/" + ",".join(sorted(m[1].split(","))), a) for a in served_agents + agents]
+    assert same_order[:2] == same_order[2:] and len(agents) == 2, (served_agents, agents)
+
+
+def _recording(directory: Path, record: Path, programs: tuple[str, ...] = ("lsb_release", "uname")) -> Path:
+    """`directory` with a stand-in for each of `programs` that writes its command line to `record`, then runs the
+    program the PATH found before."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for program in programs:
+        real = shutil.which(program)
+        assert real is not None and not real.startswith(str(directory)), program
+        stand_in = directory / program
+        stand_in.write_text(f'#!/bin/sh\necho "{program} $*" >>{record}\nexec {real} "$@"\n')
+        stand_in.chmod(0o755)
+    return directory
+
+
+def _recorded(record: Path) -> list[str]:
+    lines = record.read_text().splitlines() if record.exists() else []
+    record.unlink(missing_ok=True)
+    return sorted(lines)
+
+
+@pytest.mark.skipif(aws_v2_version() is None, reason="AWS CLI v2 is not installed here")
+def test_a_v2_call_through_the_server_runs_no_distribution_program(
+    tmp_path: Path, moto_server: Moto, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # v2 names the distribution in its user agent: distro ran `lsb_release -a` (a shell script, which runs a few more)
+    # and `uname -rs` in every call, ~15% of its CPU. The server reads it once; a call whose PATH finds the same
+    # programs runs neither. Here the server's PATH and the calls' find stand-ins that record being run.
+    moto_server.reset()
+    (tmp_path / "served").mkdir()
+    (tmp_path / "real").mkdir()
+    # (Before the PATH below: this worker's own server, which the served pod's PATH names first, starts as always.)
+    served = ScriptPod(tmp_path / "served", moto_server, "h", {}, "v2")
+    real = ScriptPod(tmp_path / "real", moto_server, "h", {}, "v2", True)
+    record = tmp_path / "ran"
+    found = _recording(tmp_path / "found", record)
+    monkeypatch.setenv("PATH", f"{found}:{os.environ['PATH']}")
+    server = start_aws_server("v2")
+    try:
+        _recorded(record)  # what the server ran as it started
+        for pod, bin_dir in ((served, server.shim(tmp_path / "aws-own")), (real, real.aws_bin)):
+            pod.env["PATH"] = f"{bin_dir}:{os.environ['PATH']}"
+            assert bash(pod, f"aws s3 ls s3://{BUCKET}")[0] == 0
+            ran = _recorded(record)
+            if pod is served:
+                assert server.log_tail().splitlines()[-2].endswith(f"s3 ls s3://{BUCKET}")  # it ran through the server
+                assert ran == []
+            else:
+                assert ran == ["lsb_release -a", "uname -rs"]  # what the real CLI runs with that PATH: the stand-ins
+    finally:
+        server.stop()
+
+
+@pytest.mark.skipif(aws_v2_version() is None, reason="AWS CLI v2 is not installed here")
+def test_a_v2_call_whose_path_finds_other_distribution_programs_runs_them(tmp_path: Path, moto_server: Moto) -> None:
+    # What the server read is kept only for the programs the call would run itself: a PATH that finds others (a
+    # test's stand-in `uname`, say) has the call run them, as the real CLI does.
+    moto_server.reset()
+    records = []
+    for name, real_aws in (("served", False), ("real", True)):
+        (tmp_path / name).mkdir()
+        pod = ScriptPod(tmp_path / name, moto_server, "h", {}, "v2", real_aws)
+        record = tmp_path / name / "ran"
+        stand_ins = _recording(tmp_path / name / "stand-ins", record, ("lsb_release", "uname", "tr"))
+        pod.env["PATH"] = f"{pod.aws_bin}:{stand_ins}:/usr/local/bin:/usr/bin:/bin"
+        assert bash(pod, f"aws s3 ls s3://{BUCKET}")[0] == 0
+        records.append(_recorded(record))
+    assert records[0] == records[1] and "lsb_release -a" in records[1] and "uname -rs" in records[1], records
+
+
+REFUSED_PLUGIN = """
+import inspect
+import types
+
+import botocore.handlers
+
+
+def without_kwargs(parsed_args):
+    pass
+
+
+def awscli_initialize(cli):
+    if {kind!r} == "plain":
+        cli.register("building-command-table.main", without_kwargs)
+    elif {kind!r} == "signature":  # the code of a CLI handler that takes **kwargs, with a signature that does not
+        handler = types.FunctionType(botocore.handlers.disable_signing.__code__, {{}})
+        handler.__signature__ = inspect.Signature()
+        cli.register("building-command-table.main", handler)
+    else:
+        cli.register("building-command-table.main", botocore.handlers.disable_signing)
+"""
+
+
+@pytest.mark.skipif(aws_v2_version() is None, reason="AWS CLI v2 is not installed here")
+@pytest.mark.parametrize("kind", ["plain", "signature", "accepted"])
+def test_a_handler_without_kwargs_is_refused_through_the_server_too(tmp_path: Path, moto_server: Moto, kind: str) -> None:
+    # The server answers botocore's check of each handler (does it take **kwargs?) once per function body, for the
+    # CLI's code; a plugin's handler without **kwargs is still refused, as the real CLI refuses it, and so is one that
+    # reuses the code of a CLI handler under a signature without **kwargs (inspect reads __signature__ first).
+    # (v1 imports plugins from sys.path alone, which the server's -I leaves without PYTHONPATH: v2 only.)
+    moto_server.reset()
+    results = []
+    for name, real_aws in (("served", False), ("real", True)):
+        (tmp_path / name).mkdir()
+        pod = ScriptPod(tmp_path / name, moto_server, "h", {}, "v2", real_aws)
+        plugins = tmp_path / name / "plugins"
+        plugins.mkdir()
+        (plugins / "refused_plugin.py").write_text(REFUSED_PLUGIN.format(kind=kind))
+        config = f"[plugins]\ncli_legacy_plugin_path = {plugins}\nrefused = refused_plugin\n"
+        Path(pod.env["AWS_CONFIG_FILE"]).write_text(config)
+        status, stdout, stderr = bash(pod, f"aws s3 ls s3://{BUCKET}; echo status $?")
+        results.append((status, stdout, re.sub(r" at 0x[0-9a-f]+", " at 0x...", stderr)))  # (the handler's address)
+    assert results[0] == results[1], results
+    refused = "must accept keyword arguments (**kwargs)" in results[1][2]
+    assert refused == (kind != "accepted") and results[1][1].endswith("status 0\n") == (kind == "accepted"), results[1]
+
+
+EQUIVALENCE_CHECK = """
+import copy, gc, inspect, io, logging, sys, types
+sys.path.insert(0, sys.argv[1])
+import aws_zygote
+aws_zygote._warm()
+import botocore.compat, botocore.hooks, botocore.utils
+
+kept = botocore.hooks.accepts_kwargs
+original = kept.__wrapped__
+assert original is botocore.compat.accepts_kwargs
+root = aws_zygote.os.path.dirname(sys.modules["awscli"].__file__)
+functions = [f for f in gc.get_objects() if type(f) is types.FunctionType and f.__code__.co_filename.startswith(root)]
+assert len(functions) > 1000, len(functions)
+for function in functions:
+    assert kept(function) == original(function), function
+
+
+def without_kwargs(a, b=1, *args):
+    pass
+
+
+def with_kwargs(a, **named):
+    pass
+
+
+signed = types.FunctionType(with_kwargs.__code__, {})
+signed.__signature__ = inspect.Signature()
+for handler, answer in ((without_kwargs, None), (with_kwargs, "named"), (signed, None)):
+    assert kept(handler) == original(handler) == answer, handler
+    assert kept(handler) == answer, handler  # the second time: kept
+emitter = botocore.hooks.HierarchicalEmitter()
+for refused in (without_kwargs, signed, types.MethodType(without_kwargs, 1)):
+    try:
+        emitter.register("an-event", refused)
+    except ValueError as error:
+        assert "must accept keyword arguments" in str(error)
+    else:
+        raise AssertionError(f"{refused} was not refused")
+
+aliaser = getattr(botocore.hooks, "EventAliaser", None)
+if aliaser is not None:  # (v1)
+    fast = aliaser._alias_event_name
+    slow = fast.__wrapped__
+    aliases = botocore.utils.EVENT_ALIASES
+    names = set()
+    recorder = botocore.hooks.HierarchicalEmitter()
+    recorder._verify_and_register = lambda event_name, *_args, **_kw: names.add(event_name)
+    import awscli.handlers, botocore.handlers
+    awscli.handlers.awscli_initialize(recorder)
+    names.update(event for event, *_ in botocore.handlers.BUILTIN_HANDLERS)
+    for old in aliases:
+        for template in ("{}", "x.{}", "{}.y", "x.{}.y", "x{}", "{}y", "x.{}y.z", "x.y{}.z", "a.{}.{}", "{}.b.{}"):
+            names.add(template.format(old, *[o for o in aliases if o != old][:1]))
+    names.update(["", ".", "a..b", "before-call.s3.ListObjectsV2", "before-call.api.sagemaker.Op"])
+    log = io.StringIO()
+    handler = logging.StreamHandler(log)
+    logging.getLogger("botocore.hooks").addHandler(handler)
+    logging.getLogger("botocore.hooks").setLevel(logging.DEBUG)
+    results = {}
+    for method in (slow, fast):
+        log.seek(0)
+        log.truncate()
+        first, second = botocore.hooks.EventAliaser(None), botocore.hooks.EventAliaser(None, copy.copy(aliases))
+        renamed = [(name, method(first, name), method(second, name), method(first, name)) for name in sorted(names)]
+        results[method] = (renamed, log.getvalue(), first._alias_name_cache, second._alias_name_cache)
+    assert results[slow] == results[fast]
+    assert sum(name != new for name, new, *_ in results[fast][0]) > 100  # (names with an alias in them were tried)
+    print("aliases", len(names))
+import ast, subprocess, botocore, botocore.session
+s3 = botocore.session.create_loader(aws_zygote.os.environ["AWS_DATA_PATH"]).load_service_model("s3", "service-2")
+assert all((operation, sep) in botocore._xform_cache for operation in s3["operations"] for sep in "_-")
+source = "import awscli.clidriver, botocore; print(repr(botocore._xform_cache))"  # what botocore ships (special cases)
+shipped = ast.literal_eval(subprocess.run([sys.executable, "-I", "-c", source], capture_output=True, text=True).stdout)
+for (name, sep), transformed in botocore._xform_cache.items():
+    assert transformed == shipped.get((name, sep)) or botocore.xform_name(name, sep, {}) == transformed, (name, sep)
+print("ok", len(functions))
+"""
+
+
+@pytest.mark.parametrize("version", AWS_CLIS)
+def test_what_the_server_works_out_once_is_what_the_cli_works_out(version: str) -> None:
+    # Under the CLI's own interpreter, after the server's warm-up: botocore's handler check answers as inspect does, for
+    # every function of the CLI and for ones without **kwargs (refused); v1's event names are renamed, and logged, as
+    # the original renames and logs them, for every name the CLI registers and many made to hold each alias; the names
+    # turned from CamelCase (the S3 operations' among them) are what botocore turns them into afresh.
+    python = sys.executable if version == "v1" else AWS_V2_PYTHON
+    here = str(Path(aws_zygote.__file__).parent)
+    done = subprocess.run([python, "-I", "-c", EQUIVALENCE_CHECK, here], capture_output=True, text=True, timeout=GUARD, cwd="/")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("aliases" if version == "v1" else "ok"), done.stdout
