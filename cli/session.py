@@ -21,7 +21,7 @@ import click
 
 from cli import plan_cache
 from config import PROJECT_ROOT, load_stack_file
-from config.sources import RUN_FILES_KEY, read_stack_file
+from config.sources import RUN_FILES_KEY, load_yaml, read_stack_file
 from workloads import eks_auth
 from workloads.observe.cluster import ClusterError, ClusterReader
 from workloads.observe.fleet import Declared, Fleet, fleet_from
@@ -50,9 +50,7 @@ def selected_stack(project: Path) -> str | None:
     pulumi_yaml = project / "Pulumi.yaml"
     if not pulumi_yaml.is_file():
         return None
-    import yaml
-
-    name = (yaml.safe_load(pulumi_yaml.read_text()) or {}).get("name")
+    name = (load_yaml(pulumi_yaml.read_text()) or {}).get("name")
     home = Path(os.environ.get("PULUMI_HOME") or Path.home() / ".pulumi")
     digest = hashlib.sha1(str(pulumi_yaml.resolve()).encode()).hexdigest()
     settings = home / "workspaces" / f"{name}-{digest}-workspace.json"

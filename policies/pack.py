@@ -13,7 +13,6 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pulumi_policy import (
     EnforcementLevel,
     Policy,
@@ -26,6 +25,7 @@ from pulumi_policy import (
     StackValidationPolicy,
 )
 
+from config.sources import load_yaml
 from policies.rules import RULES, Context, Resource, Rule, helper_images, platform_settings, stack_from_urn
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -49,7 +49,7 @@ def _file_platform(stack: str, root: Path) -> Any:
     path = root / f"Pulumi.{stack}.yaml"
     if not path.exists():
         return None
-    document = yaml.safe_load(path.read_text()) or {}
+    document = load_yaml(path.read_text()) or {}
     return (document.get("config") or {}).get("simfleet:platform")
 
 

@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pulumi.dynamic import CreateResult, Resource, ResourceProvider
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -44,7 +43,9 @@ class NullResource(Resource):
 
 def scale_stack(count: int, base: Path = PROJECT_ROOT / "Pulumi.dev.yaml") -> dict[str, Any]:
     """A stack document with `count` runs cycled from the base stack's runs (renamed; `run:` sources remapped)."""
-    document = yaml.safe_load(base.read_text())
+    from config.sources import load_yaml
+
+    document = load_yaml(base.read_text())
     template = document["config"]["simfleet:runs"]
     runs: list[dict[str, Any]] = []
     for i in range(count):

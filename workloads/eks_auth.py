@@ -238,9 +238,10 @@ def _eks_client(conn: Connection) -> Any:
 
 
 def _kubeconfig_client(kubeconfig: str) -> Any:
-    import yaml
     from kubernetes import config as kube_config
     from kubernetes.client import Configuration
 
-    document = yaml.safe_load(kubeconfig)  # JSON is YAML, so either form works
+    from config.sources import load_yaml
+
+    document = load_yaml(kubeconfig)  # JSON is YAML, so either form works
     return kube_config.new_client_from_config_dict(document, persist_config=False, client_configuration=Configuration(retries=0))
