@@ -23,6 +23,8 @@ import boto3
 import yaml
 from fake_kube import FakeKube
 
+from config.sources import load_yaml
+
 ROOT = Path(__file__).resolve().parent.parent
 ACCOUNT = "123456789012"  # moto's
 STACK = "test"
@@ -207,7 +209,7 @@ def make_project(directory: Path, runs: list[dict[str, Any]], jobs: list[dict[st
     """A project directory like the repository's: Pulumi.yaml, Pulumi.test.yaml (dev's platform, these runs), glue."""
     directory.mkdir(parents=True, exist_ok=True)
     shutil.copy(ROOT / "Pulumi.yaml", directory / "Pulumi.yaml")
-    document = yaml.safe_load((ROOT / "Pulumi.dev.yaml").read_text())
+    document = load_yaml((ROOT / "Pulumi.dev.yaml").read_text())
     config = document["config"]
     for key in [k for k in config if k.startswith("simfleet:") and k not in ("simfleet:platform", "simfleet:queues")]:
         del config[key]

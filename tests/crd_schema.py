@@ -19,8 +19,9 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
-import yaml
 from jsonschema import validators
+
+from config.sources import load_yaml_all
 
 OBJECT_META_KEYS = {"name", "namespace", "labels", "annotations"}
 
@@ -29,7 +30,7 @@ def load_crds(folder: Path) -> dict[tuple[str, str], dict[str, Any]]:
     """(group/version, kind) -> that version's CRD entry (served, storage, schema), for every CRD file in `folder`."""
     crds: dict[tuple[str, str], dict[str, Any]] = {}
     for path in sorted(folder.glob("*.yaml")):
-        for doc in yaml.safe_load_all(path.read_text()):
+        for doc in load_yaml_all(path.read_text()):
             if not doc or doc.get("kind") != "CustomResourceDefinition":
                 continue
             spec = doc["spec"]

@@ -13,10 +13,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 import naming
 from config import JobSpec, RunSpec, ServiceSpec
+from config.sources import load_yaml
 from policies.rules import Context, Resource
 from versions import AWS_CLI_IMAGE
 from workloads.identity import RunContext
@@ -30,9 +29,8 @@ ACCOUNT = "123456789012"
 REGISTRY = f"{ACCOUNT}.dkr.ecr.us-east-1.amazonaws.com"
 ISSUER = "oidc.eks.us-east-1.amazonaws.com/id/ABC123"
 HELPER = AWS_CLI_IMAGE  # simfleet's pinned helper image, admitted besides the stack's ECR
-DEV_SERVICE = yaml.safe_load((Path(__file__).resolve().parent.parent / "Pulumi.dev.yaml").read_text())["config"][
-    "simfleet:services"
-][0]
+DEV_STACK = Path(__file__).resolve().parent.parent / "Pulumi.dev.yaml"
+DEV_SERVICE = load_yaml(DEV_STACK.read_text())["config"]["simfleet:services"][0]
 
 
 def urn(stack: str, typ: str, name: str) -> str:

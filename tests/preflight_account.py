@@ -21,6 +21,7 @@ from botocore.awsrequest import AWSResponse
 from botocore.stub import Stubber
 
 import versions
+from config.sources import load_yaml
 from tools.preflight import aws, quotas
 from tools.preflight.aws import AwsApi
 
@@ -42,7 +43,7 @@ DEPLOY_ROLE = f"arn:aws:iam::{ACCOUNT}:user/moto"
 def dev_stack() -> dict[str, Any]:
     """Pulumi.dev.yaml's config with a real public CIDR, deploy role and import bucket instead of the placeholders, and no
     runs."""
-    config = copy.deepcopy(yaml.safe_load((ROOT / "Pulumi.dev.yaml").read_text())["config"])
+    config = copy.deepcopy(load_yaml((ROOT / "Pulumi.dev.yaml").read_text())["config"])
     config["simfleet:platform"]["endpoint"]["publicAccessCidrs"] = ["52.94.0.0/22"]
     config["simfleet:platform"]["deployRoles"] = [DEPLOY_ROLE]
     for entry in config["simfleet:platform"]["sharedStorage"]["imports"]:

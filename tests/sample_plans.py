@@ -17,6 +17,7 @@ from pathlib import Path
 import project_commands
 import yaml
 
+from config.sources import load_yaml
 from tools.plan import PlanResult, run_program
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -69,7 +70,7 @@ def planned_dev_with_service() -> PlanResult:
     """The dev sample with its radstream-triton service turned on (it ships off), planned like the sample."""
 
     def plan() -> PlanResult:
-        raw = yaml.safe_load(SAMPLES["dev"].read_text())
+        raw = load_yaml(SAMPLES["dev"].read_text())
         raw["config"]["simfleet:services"][0]["enabled"] = True
         path = Path(tempfile.mkdtemp(prefix="simfleet-plan-")) / "Pulumi.dev.yaml"
         path.write_text(yaml.safe_dump(raw, sort_keys=False))

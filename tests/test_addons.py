@@ -10,7 +10,6 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 import pytest
-import yaml
 
 import naming
 import versions
@@ -18,6 +17,7 @@ from components.addons import CHARTS, IRSA_ANNOTATION, MANAGED_ADDON_CONFIG, Add
 from components.metrics import CHART as METRICS_CHART
 from components.metrics import pushgateway_values
 from components.pod_network import VPC_CNI
+from config.sources import load_yaml
 
 RELEASE = "kubernetes:helm.sh/v3:Release"
 ADDON = "aws:eks/addon:Addon"
@@ -168,7 +168,7 @@ def test_every_value_simfleet_sets_is_a_key_of_the_pinned_charts_values(rec, key
     values_file = folder / "values.yaml"
     if not values_file.exists():
         pytest.skip(f"no reference values.yaml for {chart.chart} {chart.version} at {values_file}")
-    chart_values = yaml.safe_load(values_file.read_text())
+    chart_values = load_yaml(values_file.read_text())
     ours = _chart_values(rec, key)
     refs, free_form = _template_paths(folder, "ref"), _template_paths(folder, "freeform")
     unknown = _unknown_keys(ours, chart_values, refs=frozenset(refs), free_form=frozenset(free_form))

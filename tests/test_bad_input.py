@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 from config import ConfigError, load_stack_file
+from config.sources import load_yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURE = ROOT / "tests" / "fixtures" / "teams"
@@ -37,7 +38,7 @@ class Teams:
         return self.stack_file if name == "stack" else self.dir / "runs" / f"{name}.yaml"
 
     def edit(self, name: str, change: Callable[[Any], None]) -> None:
-        document = yaml.safe_load(self.path(name).read_text())
+        document = load_yaml(self.path(name).read_text())
         change(document["config"] if name == "stack" else document)
         self.path(name).write_text(yaml.safe_dump(document, sort_keys=False))
 

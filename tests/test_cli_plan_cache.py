@@ -14,6 +14,7 @@ import yaml
 from cli_world import STACK, World, run_entry, world
 
 from cli import plan_cache, session
+from config.sources import load_yaml
 
 
 @pytest.fixture
@@ -21,7 +22,7 @@ def w(tmp_path: Path) -> Iterator[World]:
     with world(tmp_path, [run_entry("walk"), run_entry("sweep", seeds=[1, 2])]) as found:
         # Half the runs in a run file, as a team would keep them.
         stack_file = found.project / f"Pulumi.{STACK}.yaml"
-        document = yaml.safe_load(stack_file.read_text())
+        document = load_yaml(stack_file.read_text())
         document["config"]["simfleet:runFiles"] = ["runs/*.yaml"]
         stack_file.write_text(yaml.safe_dump(document, sort_keys=False))
         (found.project / "runs").mkdir()

@@ -10,7 +10,6 @@ from typing import Any
 
 import pulumi_eks
 import pytest
-import yaml
 
 import naming
 from components.cluster import (
@@ -26,6 +25,7 @@ from components.cluster import (
 from components.network import Network, NetworkArgs
 from components.nodegroups import NodeGroups, NodeGroupsArgs
 from config import PlatformConfig, load_stack_config
+from config.sources import load_yaml
 from tools.mocks import ACCOUNT_ID, MOCK_CA_DATA
 
 CLUSTER = "simfleet-test"
@@ -248,7 +248,7 @@ def test_oidc_url_is_host_and_path_whatever_pulumi_eks_returns(pulumi_mocks, mon
 @pytest.mark.parametrize(("stack", "nats", "public_endpoint"), [("dev", 1, True), ("prod", 3, False)])
 def test_stack_files_wire_network_cluster_and_node_groups(pulumi_mocks, stack: str, nats: int, public_endpoint: bool) -> None:
     """The three components wired as __main__.py wires them, from the real Pulumi.<stack>.yaml."""
-    raw = yaml.safe_load((Path(__file__).resolve().parent.parent / f"Pulumi.{stack}.yaml").read_text())["config"]
+    raw = load_yaml((Path(__file__).resolve().parent.parent / f"Pulumi.{stack}.yaml").read_text())["config"]
     cfg = load_stack_config(
         raw["simfleet:platform"], [], stack=stack, source=stack, today=datetime.date(2026, 11, 23), offline=True
     )

@@ -10,10 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 import versions
 from config import ConfigError, checkpoint_order, load_stack_config, parse_duration, parse_image
+from config.sources import load_yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 TODAY = datetime.date(2026, 11, 23)
@@ -21,7 +21,7 @@ STACK_FILES = sorted(ROOT.glob("Pulumi.*.yaml"))
 
 
 def stack_config(name: str) -> dict[str, Any]:
-    return yaml.safe_load((ROOT / f"Pulumi.{name}.yaml").read_text())["config"]
+    return load_yaml((ROOT / f"Pulumi.{name}.yaml").read_text())["config"]
 
 
 def load(config: dict[str, Any], stack: str = "dev", today: datetime.date = TODAY, offline: bool = True):
@@ -45,7 +45,7 @@ EXPECTED_WARNINGS = ("pinned add-on builds not listed for 1.35", "is a placehold
 @pytest.mark.parametrize("path", STACK_FILES, ids=lambda p: p.name)
 def test_every_stack_file_validates(path: Path) -> None:
     stack = path.name.split(".")[1]
-    cfg = load(yaml.safe_load(path.read_text())["config"], stack=stack)
+    cfg = load(load_yaml(path.read_text())["config"], stack=stack)
     assert cfg.platform.kubernetes_version
     assert all(any(expected in w for expected in EXPECTED_WARNINGS) for w in cfg.warnings), cfg.warnings
 

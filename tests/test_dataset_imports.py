@@ -13,7 +13,6 @@ from typing import Any
 
 import kubernetes_validate
 import pytest
-import yaml
 from moto import settings as moto_settings
 from pod_harness import GUARD, REGION, VENV_BIN, Moto, moto_server_for
 
@@ -21,6 +20,7 @@ import naming
 from components.access import prefix_read_policy
 from components.dataset_imports import DatasetImports, DatasetImportsArgs, import_job, job_status, service_account_name
 from config import ConfigError, DatasetImport, load_stack_config
+from config.sources import load_yaml
 from policies.rules.pods import restricted_pod_problems
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -29,7 +29,7 @@ ENTRY = DatasetImport.model_validate({"name": "trajectories", "from": SOURCE, "p
 
 
 def dev_config() -> dict[str, Any]:
-    config: dict[str, Any] = yaml.safe_load((ROOT / "Pulumi.dev.yaml").read_text())["config"]
+    config: dict[str, Any] = load_yaml((ROOT / "Pulumi.dev.yaml").read_text())["config"]
     return config
 
 
@@ -49,7 +49,7 @@ def test_the_dev_stack_imports_the_robocache_jobs_trajectories() -> None:
     [entry] = cfg.platform.shared_storage.imports
     assert (entry.name, entry.from_, entry.directory, entry.max_runtime) == ("trajectories", SOURCE, "trajectories/raw", 6 * 3600)
     # The robocache job reads what the import writes: /datasets + the import's directory.
-    [job] = yaml.safe_load((ROOT / "Pulumi.dev.yaml").read_text())["config"]["simfleet:jobs"]
+    [job] = load_yaml((ROOT / "Pulumi.dev.yaml").read_text())["config"]["simfleet:jobs"]
     assert "--input=/datasets/trajectories/raw" in job["args"] and job["datasets"]["path"] == "/datasets"
 
 

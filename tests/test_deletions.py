@@ -17,6 +17,7 @@ import yaml
 
 from config import DeletionsConfig, load_stack_config
 from config.errors import ConfigError
+from config.sources import load_yaml
 from tools import plan
 from tools.mocks import SimfleetMocks
 from workloads import deletions
@@ -26,7 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def stack_file(tmp_path: Path, edit: Any = None, name: str = "Pulumi.dev.yaml") -> Path:
-    document = yaml.safe_load((ROOT / "Pulumi.dev.yaml").read_text())
+    document = load_yaml((ROOT / "Pulumi.dev.yaml").read_text())
     if edit is not None:
         edit(document["config"])
     path = tmp_path / name
@@ -85,14 +86,14 @@ def test_a_misspelt_runs_key_fails_the_plan_with_a_suggestion(tmp_path: Path) ->
 
 @pytest.mark.parametrize("key, suggestion", [("simfleet:job", "simfleet:jobs"), ("simfleet:Services", "simfleet:services")])
 def test_every_unknown_simfleet_key_is_named(key: str, suggestion: str) -> None:
-    platform = yaml.safe_load((ROOT / "Pulumi.dev.yaml").read_text())["config"]["simfleet:platform"]
+    platform = load_yaml((ROOT / "Pulumi.dev.yaml").read_text())["config"]["simfleet:platform"]
     with pytest.raises(ConfigError) as err:
         load_stack_config(platform, [], stack="dev", source="Pulumi.dev.yaml", config_keys=["aws:region", key], offline=True)
     assert f"{key}: unknown key; did you mean {suggestion}?" in str(err.value)
 
 
 def test_keys_of_other_namespaces_are_not_ours() -> None:
-    platform = yaml.safe_load((ROOT / "Pulumi.dev.yaml").read_text())["config"]["simfleet:platform"]
+    platform = load_yaml((ROOT / "Pulumi.dev.yaml").read_text())["config"]["simfleet:platform"]
     keys = ["aws:region", "aws:profile", "pulumi:disable-default-providers", "simfleet:runs", "simfleet:deletions"]
     cfg = load_stack_config(platform, [], stack="dev", source="x", config_keys=keys, offline=True)
     assert cfg.deletions == DeletionsConfig()

@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-import yaml
+from config.sources import load_yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 OPERATORS = ROOT / "docs" / "operators.md"
@@ -26,7 +26,7 @@ def first_deploy() -> str:
 
 
 def workflow(name: str) -> dict[str, Any]:
-    document: dict[str, Any] = yaml.safe_load((WORKFLOWS / name).read_text())
+    document: dict[str, Any] = load_yaml((WORKFLOWS / name).read_text())
     return document
 
 
@@ -131,5 +131,5 @@ def test_the_deploy_roles_reach_the_cluster_through_the_stack_file() -> None:
     page = first_deploy()
     assert "`platform.deployRoles`" in page
     for stack in ("dev", "prod"):
-        platform = yaml.safe_load((ROOT / f"Pulumi.{stack}.yaml").read_text())["config"]["simfleet:platform"]
+        platform = load_yaml((ROOT / f"Pulumi.{stack}.yaml").read_text())["config"]["simfleet:platform"]
         assert platform["deployRoles"] == [f"arn:aws:iam::111122223333:role/simfleet-{stack}-deploy"], stack

@@ -7,11 +7,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from pydantic import Field
 
 import naming
 from config import RunSpec, load_stack_config
+from config.sources import load_yaml
 from workloads import identity, identity_rules, job_identity
 from workloads.identity import (
     IDENTITY_VERSION,
@@ -54,7 +54,7 @@ GOLDEN = {
 
 
 def dev_runs() -> dict[str, dict[str, Any]]:
-    runs = yaml.safe_load((ROOT / "Pulumi.dev.yaml").read_text())["config"]["simfleet:runs"]
+    runs = load_yaml((ROOT / "Pulumi.dev.yaml").read_text())["config"]["simfleet:runs"]
     return {run["name"]: run for run in runs}
 
 
@@ -282,7 +282,7 @@ def test_registry_url_matches_ecr() -> None:
 
 
 def test_dev_stack_validates_and_plans_with_the_pinned_glue() -> None:
-    document = yaml.safe_load((ROOT / "Pulumi.dev.yaml").read_text())["config"]
+    document = load_yaml((ROOT / "Pulumi.dev.yaml").read_text())["config"]
     cfg = load_stack_config(
         document["simfleet:platform"], document["simfleet:runs"], stack="dev", source="Pulumi.dev.yaml", offline=True
     )

@@ -8,10 +8,10 @@ from typing import Any
 
 import kubernetes_validate
 import pytest
-import yaml
 
 import naming
 from config import JobSpec
+from config.sources import load_yaml
 from versions import AWS_CLI_IMAGE
 from workloads.budget import JobBudget
 from workloads.inputs import decode, job_inputs, objects_from_inputs
@@ -35,7 +35,7 @@ BARE = JobContext(**{**CTX.__dict__, "pushgateway_url": None, "datasets_claim": 
 
 
 def dev_job(**changes: Any) -> JobSpec:
-    raw = copy.deepcopy(yaml.safe_load((ROOT / "Pulumi.dev.yaml").read_text())["config"]["simfleet:jobs"][0])
+    raw = copy.deepcopy(load_yaml((ROOT / "Pulumi.dev.yaml").read_text())["config"]["simfleet:jobs"][0])
     raw.update(changes)
     return JobSpec.model_validate(raw)
 

@@ -8,16 +8,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from config import ConfigError, JobSpec, load_stack_config
+from config.sources import load_yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 TODAY = datetime.date(2026, 11, 23)
 
 
 def dev() -> dict[str, Any]:
-    config: dict[str, Any] = yaml.safe_load((ROOT / "Pulumi.dev.yaml").read_text())["config"]
+    config: dict[str, Any] = load_yaml((ROOT / "Pulumi.dev.yaml").read_text())["config"]
     return config
 
 

@@ -17,6 +17,7 @@ import naming
 import versions
 from components.addons import SYSTEM_NODES, Addons, AddonsArgs
 from components.kueue import CHART, FRAMEWORKS, PODS_READY_TIMEOUT_SECONDS, kueue_values, manager_config, namespace_object
+from config.sources import load_yaml
 from policies.rules.pods import restricted_pod_problems
 from workloads import budget
 
@@ -32,7 +33,7 @@ def _reference_values() -> dict[str, Any]:
     values_file = REFERENCE / "values.yaml"
     if not values_file.exists():
         pytest.skip(f"no reference values.yaml for kueue {PIN.version} at {values_file}")
-    values: dict[str, Any] = yaml.safe_load(values_file.read_text())
+    values: dict[str, Any] = load_yaml(values_file.read_text())
     return values
 
 

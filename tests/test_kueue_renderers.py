@@ -10,13 +10,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from crd_schema import load_crds, problems
 
 import naming
 import versions
 from config import load_stack_config
 from config.queues import FlavorQuota, QueuesConfig, TeamQueue
+from config.sources import load_yaml
 from workloads.renderers import kueue
 from workloads.renderers.common import gpu_toleration
 
@@ -33,7 +33,7 @@ def crds() -> dict[tuple[str, str], dict[str, Any]]:
 
 
 def stack(name: str = "dev", changes: dict[str, Any] | None = None):
-    config = copy.deepcopy(yaml.safe_load((ROOT / f"Pulumi.{name}.yaml").read_text())["config"])
+    config = copy.deepcopy(load_yaml((ROOT / f"Pulumi.{name}.yaml").read_text())["config"])
     config.update(changes or {})
     return load_stack_config(
         config["simfleet:platform"],
@@ -115,7 +115,7 @@ def test_flavors_select_the_gpu_nodes_of_their_capacity_type_and_tolerate_the_gp
 
 
 def test_only_the_capacity_types_the_stack_has_get_a_flavor() -> None:
-    config = yaml.safe_load((ROOT / "Pulumi.dev.yaml").read_text())["config"]
+    config = load_yaml((ROOT / "Pulumi.dev.yaml").read_text())["config"]
     platform = copy.deepcopy(config["simfleet:platform"])
     platform["nodeGroups"]["gpu"]["capacity"] = ["onDemand"]
     runs = [r for r in config["simfleet:runs"] if r["mode"] == "interactive"]

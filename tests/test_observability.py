@@ -30,6 +30,7 @@ from components.observability import (
     events_log_policy,
 )
 from config import ObservabilityConfig
+from config.sources import load_yaml
 from tools.plan import PROJECT_ROOT, PlanResult, kubernetes_objects, run_program
 
 OIDC_ARN = "arn:aws:iam::123456789012:oidc-provider/oidc.eks.us-east-1.amazonaws.com/id/ABC"
@@ -277,7 +278,7 @@ def test_a_job_keeps_its_pushed_group_one_scrape_interval_and_timeout() -> None:
 
 
 def test_without_the_collector_no_job_pushes_or_waits_for_a_scrape(tmp_path: Path) -> None:
-    document = yaml.safe_load((PROJECT_ROOT / "Pulumi.dev.yaml").read_text())
+    document = load_yaml((PROJECT_ROOT / "Pulumi.dev.yaml").read_text())
     document["config"]["simfleet:platform"]["observability"] = {"enabled": False}
     path = tmp_path / "Pulumi.dev.yaml"
     path.write_text(yaml.safe_dump(document))

@@ -17,6 +17,7 @@ from project_commands import Done, ProjectCommands
 from sample_plans import planned, planned_dev_with_service
 
 import versions
+from config.sources import load_yaml
 from tools import plan
 from tools.plan import PlanConfigError, PlanResult, run_program
 from workloads.renderers.job import job_runtime
@@ -240,7 +241,7 @@ def test_kubeconfig_is_the_only_secret_export() -> None:
 
 
 def test_invalid_stack_file_exits_2_with_every_error_and_no_traceback(tmp_path: Path) -> None:
-    config = yaml.safe_load((ROOT / "Pulumi.dev.yaml").read_text())
+    config = load_yaml((ROOT / "Pulumi.dev.yaml").read_text())
     config["config"]["simfleet:platform"]["network"]["cidr"] = "8.8.0.0/16"
     config["config"]["simfleet:runs"][1]["images"]["sim"] = "unitree-sim:latest"
     bad = tmp_path / "Pulumi.broken.yaml"
@@ -263,7 +264,7 @@ def test_unreadable_stack_file_is_a_clean_error(tmp_path: Path) -> None:
 
 
 def test_nothing_is_registered_before_validation(tmp_path: Path) -> None:
-    config = yaml.safe_load((ROOT / "Pulumi.dev.yaml").read_text())
+    config = load_yaml((ROOT / "Pulumi.dev.yaml").read_text())
     config["config"]["simfleet:runs"][0]["mode"] = "headless"
     bad = tmp_path / "Pulumi.dev.yaml"
     bad.write_text(yaml.safe_dump(config))
@@ -530,7 +531,7 @@ def test_runs_may_reach_the_pushgateway_and_the_services_that_list_them() -> Non
 
 
 def _with_deploy_roles(tmp_path: Path, roles: list[str]) -> Path:
-    raw = yaml.safe_load((ROOT / "Pulumi.dev.yaml").read_text())
+    raw = load_yaml((ROOT / "Pulumi.dev.yaml").read_text())
     raw["config"]["simfleet:platform"]["deployRoles"] = roles
     path = tmp_path / "Pulumi.dev.yaml"
     path.write_text(yaml.safe_dump(raw, sort_keys=False))

@@ -35,6 +35,7 @@ from pulumi_policy import (
 )
 from pulumi_policy.proxy import UNKNOWN_STRING_VALUE, UnknownValueError, unknown_checking_proxy
 
+from config.sources import load_yaml
 from policies import pack
 from policies.rules import RULES, Context, Resource, evaluate, helper_images, stack_from_urn
 
@@ -309,7 +310,7 @@ def test_plan_exits_3_on_a_mandatory_violation_config_cannot_see(
 
     monkeypatch.setattr(config.runs, "image_source_problem", lambda *args: None)
 
-    document = yaml.safe_load((pack.PROJECT_ROOT / "Pulumi.dev.yaml").read_text())
+    document = load_yaml((pack.PROJECT_ROOT / "Pulumi.dev.yaml").read_text())
     runs = document["config"]["simfleet:runs"]
     runs[0]["images"]["sim"] = "ghcr.io/someone/unitree-sim:4.2.0"
     document["config"]["simfleet:runs"] = runs[:1]

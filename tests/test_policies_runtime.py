@@ -9,10 +9,11 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
-import yaml
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from policy_stack import run_props
+
+from config.sources import load_yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 PACK = ROOT / "policies"
@@ -53,8 +54,8 @@ def installed_closure(names: set[str]) -> set[str]:
 
 def test_the_pack_runs_in_the_program_virtualenv() -> None:
     """Pulumi creates no virtualenv for a local pack, so it names the one `make venv` builds for the program."""
-    pack_runtime = yaml.safe_load((PACK / "PulumiPolicy.yaml").read_text())["runtime"]
-    program_runtime = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())["runtime"]
+    pack_runtime = load_yaml((PACK / "PulumiPolicy.yaml").read_text())["runtime"]
+    program_runtime = load_yaml((ROOT / "Pulumi.yaml").read_text())["runtime"]
     assert pack_runtime["name"] == program_runtime["name"] == "python"
     pack_venv = (PACK / pack_runtime["options"]["virtualenv"]).resolve()
     assert pack_venv == (ROOT / program_runtime["options"]["virtualenv"]).resolve()

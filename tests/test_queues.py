@@ -11,11 +11,11 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 import pytest
-import yaml
 
 import naming
 from components.queues import Queues, QueuesArgs, summary
 from config import QueuesConfig, load_stack_config
+from config.sources import load_yaml
 from workloads.renderers.kueue import kueue_objects
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -23,7 +23,7 @@ PREFIX = "kubernetes:kueue.x-k8s.io/v1beta2:"
 
 
 def dev_queues() -> QueuesConfig:
-    config = copy.deepcopy(yaml.safe_load((ROOT / "Pulumi.dev.yaml").read_text())["config"])
+    config = copy.deepcopy(load_yaml((ROOT / "Pulumi.dev.yaml").read_text())["config"])
     cfg = load_stack_config(
         config["simfleet:platform"],
         config["simfleet:runs"],

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 import naming
 from config import (
@@ -21,13 +20,14 @@ from config import (
     node_group_gpus,
     runs_gpu_quota,
 )
+from config.sources import load_yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 TODAY = datetime.date(2026, 11, 23)
 
 
 def stack_config(name: str = "dev") -> dict[str, Any]:
-    return copy.deepcopy(yaml.safe_load((ROOT / f"Pulumi.{name}.yaml").read_text())["config"])
+    return copy.deepcopy(load_yaml((ROOT / f"Pulumi.{name}.yaml").read_text())["config"])
 
 
 def load(config: dict[str, Any], stack: str = "dev"):

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
+from config.sources import load_yaml
 from tools import plan
 from tools.run_changes import EarlierStateError, compare, load_earlier, summary
 
@@ -16,7 +17,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def stack_file(tmp_path: Path, name: str, edit: Any = None) -> Path:
-    document = yaml.safe_load((ROOT / "Pulumi.dev.yaml").read_text())
+    document = load_yaml((ROOT / "Pulumi.dev.yaml").read_text())
     if edit is not None:
         edit({run["name"]: run for run in document["config"]["simfleet:runs"]}, document["config"])
     path = tmp_path / name / "Pulumi.dev.yaml"

@@ -18,6 +18,7 @@ from project_commands import ProjectCommands
 from sample_plans import planned
 
 from config import ConfigError, StackConfig, load_from_pulumi, load_stack_config, load_stack_file
+from config.sources import load_yaml
 from tools import run_changes, schema
 from tools.plan import PlanResult, run_program
 
@@ -34,7 +35,7 @@ def copy_fixture(tmp_path: Path) -> Path:
 
 
 def edit(path: Path, change: Callable[[Any], None]) -> None:
-    document = yaml.safe_load(path.read_text())
+    document = load_yaml(path.read_text())
     change(document)
     path.write_text(yaml.safe_dump(document, sort_keys=False))
 
@@ -65,10 +66,10 @@ def test_the_fixture_gathers_every_teams_file() -> None:
 
 def test_entries_in_files_are_validated_exactly_as_inline_ones() -> None:
     """The same entries written inline in the stack file give the same StackConfig."""
-    raw = yaml.safe_load(STACK.read_text())["config"]
+    raw = load_yaml(STACK.read_text())["config"]
     gathered: dict[str, list[Any]] = {"runs": [], "jobs": [], "services": []}
     for path in sorted((FIXTURE / "runs").glob("*.yaml")):
-        for section, entries in yaml.safe_load(path.read_text()).items():
+        for section, entries in load_yaml(path.read_text()).items():
             gathered[section] += entries
 
     def load(**sections: Any) -> StackConfig:
@@ -151,7 +152,7 @@ def test_moving_a_run_between_files_keeps_its_urn_and_never_reruns(tmp_path: Pat
     """walk-baseline moves from locomotion.yaml into the stack file itself, grasp-from-walk into locomotion.yaml."""
     stack_file = copy_fixture(tmp_path)
     runs = stack_file.parent / "runs"
-    loco, percep = (yaml.safe_load((runs / f"{team}.yaml").read_text()) for team in ("locomotion", "perception"))
+    loco, percep = (load_yaml((runs / f"{team}.yaml").read_text()) for team in ("locomotion", "perception"))
     baseline, grasp = loco["runs"].pop(1), percep["runs"].pop(0)
     loco["runs"].append(grasp)
     for team, document in (("locomotion", loco), ("perception", percep)):
@@ -174,7 +175,7 @@ def test_pulumi_reads_the_run_files_beside_the_stack_file_in_the_project(
     stack_file = copy_fixture(tmp_path)
     monkeypatch.delenv("SIMFLEET_STACK_FILE", raising=False)
     monkeypatch.chdir(tmp_path)
-    raw = yaml.safe_load(stack_file.read_text())["config"]
+    raw = load_yaml(stack_file.read_text())["config"]
     config = {key: value if isinstance(value, str) else json.dumps(value) for key, value in raw.items()}
     loaded: list[StackConfig] = []
     pulumi_mocks(lambda: loaded.append(load_from_pulumi(stack_file.parent)), stack="teams", config=config)
@@ -190,13 +191,13 @@ def test_pulumi_reads_the_run_files_beside_the_stack_file_in_the_project(
 def test_the_run_file_schema_accepts_the_fixture_and_refuses_what_the_models_refuse() -> None:
     validator = jsonschema.Draft202012Validator(schema.run_file_schema())
     for path in sorted((FIXTURE / "runs").glob("*.yaml")):
-        document = yaml.safe_load(path.read_text())
+        document = load_yaml(path.read_text())
         assert list(validator.iter_errors(document)) == [], path.name
         assert path.read_text().splitlines()[0] == "# yaml-language-server: $schema=../../../../schema/run-file.schema.json"
     assert list(validator.iter_errors({"run": []}))
     assert list(validator.iter_errors({"runs": [{"name": "x", "seeds": 20}]}))
     stack = jsonschema.Draft202012Validator(schema.stack_file_schema())
-    assert list(stack.iter_errors(yaml.safe_load(STACK.read_text()))) == []
+    assert list(stack.iter_errors(load_yaml(STACK.read_text()))) == []
 
 
 def test_make_plan_of_the_teams_stack_prints_each_runs_data_and_cost(project_commands: ProjectCommands) -> None:
@@ -268,7 +269,7 @@ def test_a_section_written_as_one_value_gets_its_own_message_under_pulumi(
     stack_file.write_text(text + "  simfleet:runs: walk-fresh\n")
     monkeypatch.delenv("SIMFLEET_STACK_FILE", raising=False)
     monkeypatch.chdir(stack_file.parent)
-    raw = yaml.safe_load(stack_file.read_text())["config"]
+    raw = load_yaml(stack_file.read_text())["config"]
     config = {key: value if isinstance(value, str) else json.dumps(value) for key, value in raw.items()}
     with pytest.raises(pulumi.RunError) as caught:
         pulumi_mocks(lambda: load_from_pulumi(stack_file.parent), stack="teams", config=config)

@@ -11,12 +11,12 @@ from typing import Any
 
 import kubernetes_validate
 import pytest
-import yaml
 from kubernetes_validate.utils import all_versions, major_minor
 from pydantic import ValidationError
 
 import naming
 from config import RunSpec
+from config.sources import load_yaml
 from versions import AWS_CLI_IMAGE, kubectl_image
 from workloads import contract
 from workloads.budget import Budget
@@ -41,7 +41,7 @@ CTX = RunContext(
 
 
 def _stack_runs() -> dict[str, dict[str, Any]]:
-    runs = yaml.safe_load((ROOT / "Pulumi.dev.yaml").read_text())["config"]["simfleet:runs"]
+    runs = load_yaml((ROOT / "Pulumi.dev.yaml").read_text())["config"]["simfleet:runs"]
     return {run["name"]: run for run in runs}
 
 
@@ -59,7 +59,7 @@ def _validation_version(stack_version: str) -> str:
     return max(candidates, key=lambda v: tuple(int(p) for p in v.split(".")))
 
 
-STACK_VERSION = yaml.safe_load((ROOT / "Pulumi.dev.yaml").read_text())["config"]["simfleet:platform"]["kubernetesVersion"]
+STACK_VERSION = load_yaml((ROOT / "Pulumi.dev.yaml").read_text())["config"]["simfleet:platform"]["kubernetesVersion"]
 K8S_SCHEMA_VERSION = _validation_version(STACK_VERSION)
 
 

@@ -9,9 +9,9 @@ from typing import Any
 
 import pulumi
 import pytest
-import yaml
 
 from config import RunSpec
+from config.sources import load_yaml
 from tools.mocks import DYNAMIC_TYPE
 from workloads import runs as runs_module
 from workloads.identity import RunContext, glue_config_map_name, glue_sha256
@@ -28,7 +28,7 @@ CONFIGMAP = "kubernetes:core/v1:ConfigMap"
 
 
 def dev_runs() -> tuple[RunSpec, ...]:
-    raw = yaml.safe_load((ROOT / "Pulumi.dev.yaml").read_text())["config"]["simfleet:runs"]
+    raw = load_yaml((ROOT / "Pulumi.dev.yaml").read_text())["config"]["simfleet:runs"]
     return tuple(RunSpec.model_validate(r) for r in raw)
 
 

@@ -9,9 +9,9 @@ from typing import Any
 
 import jsonschema
 import pytest
-import yaml
 
 from config import PlatformConfig, QueueSpec, RunSpec
+from config.sources import load_yaml
 from tools import schema as schema_tool
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -26,7 +26,7 @@ def validator() -> jsonschema.Draft202012Validator:
 
 
 def load(path: Path) -> dict[str, Any]:
-    document: dict[str, Any] = yaml.safe_load(path.read_text())
+    document: dict[str, Any] = load_yaml(path.read_text())
     return document
 
 

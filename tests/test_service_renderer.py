@@ -10,13 +10,13 @@ from typing import Any
 
 import kubernetes_validate
 import pytest
-import yaml
 from kubernetes_validate.utils import all_versions, major_minor
 
 import naming
 from components.access import prefix_read_policy
 from components.runs_namespace import pod_security_labels
 from config import ServiceSpec
+from config.sources import load_yaml
 from policies.rules.pods import restricted_pod_problems
 from workloads.renderers.service import (
     INTERNAL_NLB_ANNOTATIONS,
@@ -31,7 +31,7 @@ from workloads.renderers.service import (
 )
 
 ROOT = Path(__file__).resolve().parent.parent
-DEV = yaml.safe_load((ROOT / "Pulumi.dev.yaml").read_text())["config"]
+DEV = load_yaml((ROOT / "Pulumi.dev.yaml").read_text())["config"]
 STACK_VERSION = DEV["simfleet:platform"]["kubernetesVersion"]
 REGISTRY = "123456789012.dkr.ecr.us-east-1.amazonaws.com"
 CTX = ServiceContext(

@@ -10,16 +10,16 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 import pytest
-import yaml
 
 import naming
 from config import ServiceSpec
+from config.sources import load_yaml
 from policies.rules import Context, Resource, evaluate
 from workloads.renderers.service import IRSA_ANNOTATION, ServiceContext
 from workloads.services import Services, ServicesArgs
 
 ROOT = Path(__file__).resolve().parent.parent
-RAW = yaml.safe_load((ROOT / "Pulumi.dev.yaml").read_text())["config"]["simfleet:services"][0]
+RAW = load_yaml((ROOT / "Pulumi.dev.yaml").read_text())["config"]["simfleet:services"][0]
 OIDC_ARN = "arn:aws:iam::123456789012:oidc-provider/oidc.eks.us-east-1.amazonaws.com/id/ABC"
 OIDC_URL = "oidc.eks.us-east-1.amazonaws.com/id/ABC"
 CTX = ServiceContext(

@@ -9,10 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from config import ConfigError, ServiceSpec, load_stack_config, workload_names
 from config.services import TRITON_LIVE_PATH, TRITON_READY_PATH
+from config.sources import load_yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 TODAY = datetime.date(2026, 11, 23)
@@ -20,7 +20,7 @@ TODAY = datetime.date(2026, 11, 23)
 
 @functools.cache
 def _dev() -> dict[str, Any]:
-    config: dict[str, Any] = yaml.safe_load((ROOT / "Pulumi.dev.yaml").read_text())["config"]
+    config: dict[str, Any] = load_yaml((ROOT / "Pulumi.dev.yaml").read_text())["config"]
     return config
 
 
@@ -93,7 +93,7 @@ def test_model_repository_is_normalized_to_a_prefix() -> None:
 
 
 def test_prod_and_the_unchanged_schema_of_runs_still_validate() -> None:
-    prod = yaml.safe_load((ROOT / "Pulumi.prod.yaml").read_text())["config"]
+    prod = load_yaml((ROOT / "Pulumi.prod.yaml").read_text())["config"]
     cfg = load(prod, stack="prod")
     assert cfg.services == () and cfg.platform.shared_storage.enabled and cfg.platform.metrics.enabled
 

@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
+
+from config.sources import load_yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
@@ -21,7 +22,7 @@ GATE = "steps.gate.outputs.configured == 'true'"
 
 
 def load(name: str) -> dict[str, Any]:
-    document: dict[str, Any] = yaml.safe_load((ROOT / ".github" / "workflows" / name).read_text())
+    document: dict[str, Any] = load_yaml((ROOT / ".github" / "workflows" / name).read_text())
     return document
 
 
@@ -259,7 +260,7 @@ def test_steps_after_the_gate_are_all_gated() -> None:
 
 
 def test_workflow_region_matches_the_stack_files() -> None:
-    regions = {yaml.safe_load(p.read_text())["config"]["aws:region"] for p in ROOT.glob("Pulumi.*.yaml")}
+    regions = {load_yaml(p.read_text())["config"]["aws:region"] for p in ROOT.glob("Pulumi.*.yaml")}
     for path in WORKFLOWS:
         assert {load(path.name)["env"]["AWS_REGION"]} == regions, path.name
 
