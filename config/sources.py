@@ -58,7 +58,7 @@ def load_yaml(text: str) -> Any:
     refuses and YAML allows (a tab after `key:`); those give libyaml's value."""
     try:
         return yaml.load(text, Loader=safe_loader())
-    except yaml.YAMLError:
+    except (yaml.YAMLError, UnicodeEncodeError):  # (UnicodeEncodeError: a lone surrogate, which libyaml's UTF-8 can't hold)
         return yaml.safe_load(text)
 
 
@@ -66,7 +66,7 @@ def load_yaml_all(text: str) -> list[Any]:
     """The documents of yaml.safe_load_all(text), parsed as load_yaml parses (a YAML error is the pure-Python loader's)."""
     try:
         return list(yaml.load_all(text, Loader=safe_loader()))
-    except yaml.YAMLError:
+    except (yaml.YAMLError, UnicodeEncodeError):
         return list(yaml.safe_load_all(text))
 
 

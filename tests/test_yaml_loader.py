@@ -119,3 +119,14 @@ def test_libyaml_reads_a_tab_after_a_key_which_the_pure_python_scanner_refuses()
     with pytest.raises(yaml.YAMLError):
         yaml.safe_load("a:\tb")
     assert load_yaml("a:\tb") == {"a": "b"}
+
+
+@pytest.mark.parametrize("ours", [load_yaml, load_yaml_all], ids=["one", "all"])
+def test_a_lone_surrogate_is_the_pure_python_loader_s_reader_error(ours: Callable[[str], Any]) -> None:
+    # libyaml takes a str encoded to UTF-8, which a lone surrogate (os.environ's and argv's undecodable bytes under
+    # surrogateescape) cannot be: UnicodeEncodeError, not a YAML error, escaped callers that catch yaml.YAMLError.
+    with pytest.raises(yaml.reader.ReaderError) as expected:
+        yaml.safe_load("a: \udcff")
+    with pytest.raises(yaml.reader.ReaderError) as caught:
+        ours("a: \udcff")
+    assert str(caught.value) == str(expected.value)
