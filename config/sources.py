@@ -54,8 +54,12 @@ def safe_loader() -> type[yaml.SafeLoader]:
 def load_yaml(text: str) -> Any:
     """yaml.safe_load(text), parsed by safe_loader(). A text libyaml refuses is read again by the pure-Python loader, so a
     YAML error is the one yaml.safe_load raises (its wording, and the line with a caret under the spot; libyaml's names
-    the line and column only) wherever it is shown as it is. libyaml also reads a few texts the pure-Python scanner
-    refuses and YAML allows (a tab after `key:`); those give libyaml's value."""
+    the line and column only) wherever it is shown as it is. Where the two read differently, libyaml's value stands
+    (tests/test_yaml_loader.py shows each): it reads tabs YAML allows and the pure-Python scanner refuses (after
+    `key:`, before a colon or a comment, at a line's end, inside a plain value or a flow mapping) and `|#` without the
+    space; it takes a byte-order mark at the start of a later line or document for one, where the pure-Python loader
+    keeps it in the key; and a bare `!` tag on an empty value gives '' there, None here. go-yaml, which Pulumi reads
+    stack files with, reads the tabs as libyaml does. None of the repository's files is such a text."""
     try:
         return yaml.load(text, Loader=safe_loader())
     except (yaml.YAMLError, UnicodeEncodeError):  # (UnicodeEncodeError: a lone surrogate, which libyaml's UTF-8 can't hold)

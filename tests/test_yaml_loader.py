@@ -112,13 +112,41 @@ def test_documents_read_as_yaml_safe_load_reads_them() -> None:
     assert repr(load_yaml("a: 1\nb: {c: 0o7}\n")) == repr(yaml.safe_load("a: 1\nb: {c: 0o7}\n"))
 
 
-def test_libyaml_reads_a_tab_after_a_key_which_the_pure_python_scanner_refuses() -> None:
-    # The one difference known: YAML allows a tab as the space after `key:`; go-yaml (pulumi, kubectl) reads it too.
+# Where libyaml and the pure-Python loader read a text differently (config/sources.py load_yaml: libyaml's value
+# stands). Found by fuzzing both (helper review, 2026-12-08); none of the repository's files is such a text.
+REFUSED_BY_THE_PURE_PYTHON_SCANNER = {
+    "a:\tb": {"a": "b"},  # YAML allows a tab as the space after `key:`; go-yaml (pulumi, kubectl) reads it too
+    "a: b\t": {"a": "b"},
+    "a: b\tc": {"a": "b\tc"},
+    "a\t: b": {"a": "b"},
+    "{a:\t1}": {"a": 1},
+    "a: |#\n x": {"a": "x"},
+    "a: b\t# c": {"a": "b"},
+}
+READ_OTHERWISE = {  # text: (libyaml's value, the pure-Python loader's)
+    "a: !\n": ({"a": ""}, {"a": None}),
+    "- !\n- x": (["", "x"], [None, "x"]),
+    "# c\n\ufeffa: 1": ({"a": 1}, {"\ufeffa": 1}),
+    "---\n\ufeffa: 1": ({"a": 1}, {"\ufeffa": 1}),
+}
+
+
+@pytest.mark.parametrize("text", list(REFUSED_BY_THE_PURE_PYTHON_SCANNER))
+def test_libyaml_reads_tabs_and_indicators_the_pure_python_scanner_refuses(text: str) -> None:
     if not yaml.__with_libyaml__:
         pytest.skip("this PyYAML was built without libyaml")
     with pytest.raises(yaml.YAMLError):
-        yaml.safe_load("a:\tb")
-    assert load_yaml("a:\tb") == {"a": "b"}
+        yaml.safe_load(text)
+    assert repr(load_yaml(text)) == repr(REFUSED_BY_THE_PURE_PYTHON_SCANNER[text])
+
+
+@pytest.mark.parametrize("text", list(READ_OTHERWISE))
+def test_where_both_read_a_text_differently_load_yaml_gives_libyaml_s_value(text: str) -> None:
+    if not yaml.__with_libyaml__:
+        pytest.skip("this PyYAML was built without libyaml")
+    libyaml_value, pure_value = READ_OTHERWISE[text]
+    assert repr(yaml.safe_load(text)) == repr(pure_value)
+    assert repr(load_yaml(text)) == repr(libyaml_value)
 
 
 @pytest.mark.parametrize("ours", [load_yaml, load_yaml_all], ids=["one", "all"])
