@@ -247,6 +247,13 @@ def test_a_call_sends_the_user_agent_of_the_real_cli(pods: tuple[ScriptPod, Scri
     assert same_order[:2] == same_order[2:] and len(agents) == 2, (served_agents, agents)
 
 
+def _served_and_real(tmp_path: Path, moto_server: Moto) -> Iterator[tuple[Path, ScriptPod]]:
+    """The same v2 pod twice, in its own directory each: its `aws` through the fork server, then the real CLI."""
+    for name, real_aws in (("served", False), ("real", True)):
+        (tmp_path / name).mkdir()
+        yield tmp_path / name, ScriptPod(tmp_path / name, moto_server, "h", {}, "v2", real_aws)
+
+
 def _recording(directory: Path, record: Path, programs: tuple[str, ...] = ("lsb_release", "uname")) -> Path:
     """`directory` with a stand-in for each of `programs` that writes its command line to `record`, then runs the
     program the PATH found before."""
@@ -304,11 +311,9 @@ def test_a_v2_call_whose_path_finds_other_distribution_programs_runs_them(tmp_pa
     # test's stand-in `uname`, say) has the call run them, as the real CLI does.
     moto_server.reset()
     records = []
-    for name, real_aws in (("served", False), ("real", True)):
-        (tmp_path / name).mkdir()
-        pod = ScriptPod(tmp_path / name, moto_server, "h", {}, "v2", real_aws)
-        record = tmp_path / name / "ran"
-        stand_ins = _recording(tmp_path / name / "stand-ins", record, ("lsb_release", "uname", "tr"))
+    for folder, pod in _served_and_real(tmp_path, moto_server):
+        record = folder / "ran"
+        stand_ins = _recording(folder / "stand-ins", record, ("lsb_release", "uname", "tr"))
         pod.env["PATH"] = f"{pod.aws_bin}:{stand_ins}:/usr/local/bin:/usr/bin:/bin"
         assert bash(pod, f"aws s3 ls s3://{BUCKET}")[0] == 0
         records.append(_recorded(record))
@@ -347,10 +352,8 @@ def test_a_handler_without_kwargs_is_refused_through_the_server_too(tmp_path: Pa
     # (v1 imports plugins from sys.path alone, which the server's -I leaves without PYTHONPATH: v2 only.)
     moto_server.reset()
     results = []
-    for name, real_aws in (("served", False), ("real", True)):
-        (tmp_path / name).mkdir()
-        pod = ScriptPod(tmp_path / name, moto_server, "h", {}, "v2", real_aws)
-        plugins = tmp_path / name / "plugins"
+    for folder, pod in _served_and_real(tmp_path, moto_server):
+        plugins = folder / "plugins"
         plugins.mkdir()
         (plugins / "refused_plugin.py").write_text(REFUSED_PLUGIN.format(kind=kind))
         config = f"[plugins]\ncli_legacy_plugin_path = {plugins}\nrefused = refused_plugin\n"
